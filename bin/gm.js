@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// Launcher for the `gm` CLI. gm runs from its TypeScript sources with Node's type stripping (default from
+// Node 22.18 / 23.6; behind --experimental-strip-types on 22.12..22.17).
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 22) {
+  console.error(`gm needs Node >= 22.12 (this is ${process.version}); run \`source scripts/use-node.sh\` first`);
+  process.exit(2);
+}
+if (!process.features.typescript) {
+  const r = spawnSync(process.execPath, ['--experimental-strip-types', '--no-warnings', ...process.argv.slice(1)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+const { main } = await import(fileURLToPath(new URL('../client/cli/main.ts', import.meta.url)));
+process.exitCode = await main(process.argv.slice(2));
