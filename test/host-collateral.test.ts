@@ -1,0 +1,137 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ALG, crl, name, webCryptoSigner } from '../attestation/x509/der-write.ts';
+import { CollateralCache } from '../host/collateral/cache.ts';
+import { retryAfterMs } from '../host/collateral/fetch.ts';
+import { collateralRoutes } from '../host/collateral/routes.ts';
+import { type VendorBases, routeFor } from '../host/collateral/sources.ts';
+import { type FakeVendor, startFakeVendor } from '../host/testing/fake-vendor.ts';
+
+const NOW = new Date('2026-06-01T00:00:00Z');
+let crlDer: Uint8Array;
+let signer: ReturnType<typeof webCryptoSigner>;
+
+beforeAll(async () => {
+  const k = (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-384' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+  signer = webCryptoSigner(k.privateKey);
+  crlDer = await crl({ signatureAlgorithm: ALG.ecdsaSha384, issuer: name([['2.5.4.3', 'ARK-Genoa']]), thisUpdate: new Date('2026-05-31T00:00:00Z'), nextUpdate: new Date('2026-06-01T06:00:00Z'), revoked: [] }, signer);
+});
+
+const cleanup: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  while (cleanup.length) await cleanup.pop()!();
+});
+
+async function setup(routes: Parameters<typeof startFakeVendor>[0], now = () => NOW) {
+  const vendor = await startFakeVendor(routes);
+  const dir = await mkdtemp(join(tmpdir(), 'gm-collateral-'));
+  cleanup.push(() => vendor.close(), () => rm(dir, { recursive: true, force: true }));
+  const bases: VendorBases = { amd: vendor.url, intel: vendor.url, intelCerts: vendor.url, nvidiaRim: vendor.url, nvidiaOcsp: vendor.url };
+  const sleeps: number[] = [];
+  const make = () => new CollateralCache({ dir, now, retry: { sleep: async (ms) => void sleeps.push(ms), random: () => 1, now: () => now().getTime() } });
+  const cache = make();
+  return { vendor, dir, bases, sleeps, cache, app: collateralRoutes(cache, bases), make };
+}
+
+describe('collateral sources', () => {
+  it('serves only allowlisted vendor paths and parameters', () => {
+    const q = (s: string) => new URLSearchParams(s);
+    expect(routeFor('amd', '/vcek/v1/Genoa/crl', q(''), 'GET')?.upstream).toBe('https://kdsintf.amd.com/vcek/v1/Genoa/crl');
+    expect(routeFor('amd', `/vcek/v1/Milan/${'ab'.repeat(64)}`, q('ucodeSPL=209&blSPL=3'), 'GET')?.upstream).toBe(`https://kdsintf.amd.com/vcek/v1/Milan/${'ab'.repeat(64)}?blSPL=3&ucodeSPL=209`);
+    expect(routeFor('intel', '/tdx/certification/v4/tcb', q('fmspc=00806F050000'), 'GET')?.kind).toBe('intel-tcb-info');
+    expect(routeFor('amd', '/vcek/v1/Genoa/../../etc/passwd', q(''), 'GET')).toBeUndefined();
+    expect(routeFor('amd', '/vcek/v1/Genoa/crl', q('x=1'), 'GET')).toBeUndefined();
+    expect(routeFor('intel', '/tdx/certification/v4/tcb', q('fmspc=zz'), 'GET')).toBeUndefined();
+    expect(routeFor('evil', '/anything', q(''), 'GET')).toBeUndefined();
+    expect(routeFor('amd', '/vcek/v1/Genoa/crl', q(''), 'POST')).toBeUndefined();
+  });
+
+  it('reads Retry-After as seconds or an HTTP-date', () => {
+    expect(retryAfterMs('7', 0)).toBe(7000);
+    expect(retryAfterMs(new Date(NOW.getTime() + 3000).toUTCString(), NOW.getTime())).toBe(3000);
+    expect(retryAfterMs('soon', 0)).toBeUndefined();
+  });
+});
+
+describe('collateral cache', () => {
+  it('fetches an AMD CRL once, keeps it until its own nextUpdate, and serves it from disk after a restart with the vendor gone', async () => {
+    const s = await setup({ '/vcek/v1/Genoa/crl': { body: crlDer, headers: { 'content-type': 'application/pkix-crl' } } });
+    const r1 = await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r1.status).toBe(200);
+    expect(r1.headers.get('x-gm-cache')).toBe('miss');
+    expect(r1.headers.get('x-gm-cache-expires')).toBe('2026-06-01T06:00:00.000Z');
+    expect(new Uint8Array(await r1.arrayBuffer())).toEqual(crlDer);
+    const r2 = await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r2.headers.get('x-gm-cache')).toBe('hit');
+    expect(s.vendor.log).toEqual(['GET /vcek/v1/Genoa/crl']);
+    await s.vendor.close();
+    const restarted = collateralRoutes(s.make(), s.bases);
+    const r3 = await restarted.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r3.headers.get('x-gm-cache')).toBe('hit');
+    expect(new Uint8Array(await r3.arrayBuffer())).toEqual(crlDer);
+  });
+
+  it('re-fetches after the item expires, and serves the stale copy marked stale when the vendor is down', async () => {
+    let now = NOW;
+    const s = await setup({ '/vcek/v1/Genoa/crl': { body: crlDer } }, () => now);
+    expect((await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl')).headers.get('x-gm-cache')).toBe('miss');
+    now = new Date('2026-06-01T07:00:00Z');
+    s.vendor.routes.set('/vcek/v1/Genoa/crl', { status: 500, body: 'down' });
+    const r = await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r.headers.get('x-gm-cache')).toBe('stale');
+    expect(s.vendor.log.length).toBe(1 + 4);
+  });
+
+  it('keeps Intel issuer-chain headers with the TCB info and honours its nextUpdate', async () => {
+    const tcb = JSON.stringify({ tcbInfo: { id: 'TDX', nextUpdate: '2026-06-10T00:00:00Z' }, signature: '00' });
+    const s = await setup({ '/tdx/certification/v4/tcb?fmspc=00806F050000': { body: tcb, headers: { 'content-type': 'application/json', 'TCB-Info-Issuer-Chain': '-----BEGIN%20CERTIFICATE-----', 'set-cookie': 'x=y' } } });
+    const r = await s.app.request('/v1/collateral/intel/tdx/certification/v4/tcb?fmspc=00806F050000');
+    expect(r.status).toBe(200);
+    expect(r.headers.get('tcb-info-issuer-chain')).toBe('-----BEGIN%20CERTIFICATE-----');
+    expect(r.headers.get('set-cookie')).toBeNull();
+    // capped at maxTtl (24 h) below the item's own nextUpdate
+    expect(r.headers.get('x-gm-cache-expires')).toBe('2026-06-02T00:00:00.000Z');
+    const again = await s.app.request('/v1/collateral/intel/tdx/certification/v4/tcb?fmspc=00806F050000');
+    expect(again.headers.get('tcb-info-issuer-chain')).toBe('-----BEGIN%20CERTIFICATE-----');
+    expect(await again.text()).toBe(tcb);
+  });
+
+  it('waits the Retry-After of a 429 and backs off exponentially on 5xx', async () => {
+    const s = await setup({ '/vcek/v1/Genoa/crl': { body: crlDer } });
+    s.vendor.script.push({ status: 429, body: '', headers: { 'retry-after': '2' } }, { status: 502, body: '' });
+    const r = await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r.status).toBe(200);
+    expect(s.sleeps).toEqual([2000, 500]);
+    expect(s.vendor.log.length).toBe(3);
+  });
+
+  it('gives up with a clear 503 when Retry-After is beyond the limit and nothing is cached', async () => {
+    const s = await setup({});
+    s.vendor.script.push({ status: 429, body: '', headers: { 'retry-after': '3600' } });
+    const r = await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl');
+    expect(r.status).toBe(503);
+    expect(((await r.json()) as { error: { code: string } }).error.code).toBe('COLLATERAL_UPSTREAM_UNAVAILABLE');
+    expect(s.vendor.log.length).toBe(1);
+  });
+
+  it('does not cache what it cannot date, nor errors, and refuses paths it does not serve', async () => {
+    const s = await setup({ '/vcek/v1/Genoa/crl': { body: 'garbage' } });
+    expect((await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl')).headers.get('x-gm-cache')).toBe('uncached');
+    expect((await s.app.request('/v1/collateral/amd/vcek/v1/Genoa/crl')).headers.get('x-gm-cache')).toBe('uncached');
+    expect((await s.app.request('/v1/collateral/amd/vcek/v1/Milan/cert_chain')).status).toBe(404);
+    expect(s.vendor.log.length).toBe(3);
+    const bad = await s.app.request('/v1/collateral/amd/admin');
+    expect(bad.status).toBe(404);
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('COLLATERAL_NOT_SERVED');
+    expect(s.vendor.log.length).toBe(3);
+  });
+
+  it('coalesces concurrent requests for the same item into one vendor fetch', async () => {
+    const s = await setup({ '/vcek/v1/Turin/crl': { body: crlDer } });
+    const rs = await Promise.all(Array.from({ length: 5 }, () => s.app.request('/v1/collateral/amd/vcek/v1/Turin/crl')));
+    expect(rs.every((r) => r.status === 200)).toBe(true);
+    expect(s.vendor.log).toEqual(['GET /vcek/v1/Turin/crl']);
+  });
+});
