@@ -1,0 +1,233 @@
+/**
+ * Verifies an evidence bundle (DESIGN.md §3, §4): dispatches the CPU evidence to its platform verifier (SEV-SNP
+ * or TDX) and each GPU report to the NVIDIA verifier, and records the bundle-level checks (version, platform
+ * allowed, sim allowed, nonce, freshness) in the same verification report.
+ *
+ * The caller computes the values the evidence must be bound to (this module imports nothing from protocol/):
+ * `expectedReportData` = protocol/binding.ts `reportData(...)` over the bundle's keys and nonce, and, for
+ * workers, `expectedGpuNonce` = `gpuNonceFor(expectedReportData)`.
+ *
+ * Sim platforms (`sim-sev-snp`, `sim-tdx`) are refused unless `allowSim` is set; then the fake vendor root carried
+ * as the last certificate of the bundle is trusted explicitly (or only the ones in `simRoots`, when given), and
+ * every report row and the claims say `sim`.
+ */
+import { type BundlePlatform, type EvidenceBundle, type GpuEvidence, isSimPlatform } from './bundle.ts';
+import { hex } from './bytes.ts';
+import { configError, GmError, protocolError, rejected } from './errors.ts';
+import { Checks, type CheckRow, type VerificationReport } from './report.ts';
+import type { TrustStore } from './trust.ts';
+
+/** Per-platform policy values, as the platform modules define them (policy-as-data parsed by their readers). */
+export interface BundlePolicy {
+  readonly 'sev-snp'?: unknown;
+  readonly tdx?: unknown;
+  readonly gpu?: unknown;
+}
+
+export interface VerifyBundleOptions {
+  /** The 64-byte REPORT_DATA the CPU evidence must carry. */
+  readonly expectedReportData: Uint8Array;
+  /** The 32-byte value the bundle's `nonce` field must equal (the caller's fresh nonce, or zeros for boot). */
+  readonly expectedNonce?: Uint8Array;
+  /** The nonce every GPU report must carry: gpuNonceFor(expectedReportData). Required when GPU evidence is present. */
+  readonly expectedGpuNonce?: Uint8Array;
+  /** Workers: GPU evidence must be present (CC-mode GPU required). */
+  readonly requireGpu?: boolean;
+  readonly policy: BundlePolicy;
+  /** Accept `sim-*` platforms, trusting the bundle's own fake root. Never set in production. */
+  readonly allowSim?: boolean;
+  /** With allowSim: only these sim roots (DER) are trusted, instead of whichever root the bundle carries. */
+  readonly simRoots?: readonly Uint8Array[];
+  /** Pinned vendor anchors (required for non-sim platforms). */
+  readonly trust?: TrustStore;
+  readonly now: Date;
+  /** Maximum age of the evidence (now - issuedAt). Unset: no age limit beyond the verifiers' own collateral windows. */
+  readonly maxAgeMs?: number;
+  /** Tolerated clock skew for issuedAt in the future (default 60 s). */
+  readonly skewMs?: number;
+}
+
+export interface CpuClaims {
+  readonly reportData: Uint8Array;
+  /** SEV-SNP MEASUREMENT, or TDX MRTD (hex). */
+  readonly measurement: string;
+  /** The platform verifier's full claims object. */
+  readonly detail: unknown;
+}
+
+export interface GpuClaims {
+  readonly arch: string;
+  readonly nonce: Uint8Array;
+  readonly ccMode: boolean;
+  readonly devToolsMode: boolean;
+  readonly detail: unknown;
+}
+
+export interface BundleClaims {
+  readonly platform: BundlePlatform;
+  /** True for sim platforms: nothing here is backed by real hardware. */
+  readonly sim: boolean;
+  readonly cpu: CpuClaims;
+  readonly gpu: readonly GpuClaims[];
+  readonly keys: EvidenceBundle['keys'];
+  readonly nonce: Uint8Array;
+  readonly issuedAt: number;
+}
+
+export interface BundleVerification {
+  readonly claims: BundleClaims;
+  readonly report: VerificationReport;
+}
+
+/** What a CPU platform verifier must provide to the dispatcher (adapters below wrap each platform's API). */
+export interface CpuVerifierInput {
+  readonly evidence: Uint8Array;
+  readonly certs: readonly Uint8Array[];
+  readonly collateral: EvidenceBundle['collateral'];
+  readonly expectedReportData: Uint8Array;
+  readonly policy: unknown;
+  readonly trust: TrustStore | undefined;
+  /** Set for sim platforms: the root certificate to trust explicitly. */
+  readonly simRoot: Uint8Array | undefined;
+  readonly now: Date;
+}
+export interface GpuVerifierInput {
+  readonly gpu: GpuEvidence;
+  readonly expectedNonce: Uint8Array;
+  readonly policy: unknown;
+  readonly trust: TrustStore | undefined;
+  readonly simRoot: Uint8Array | undefined;
+  readonly now: Date;
+}
+export interface VerifierResult<C> {
+  readonly claims: C;
+  readonly report: VerificationReport;
+}
+export interface Verifiers {
+  readonly 'sev-snp'?: (i: CpuVerifierInput) => Promise<VerifierResult<CpuClaims>>;
+  readonly tdx?: (i: CpuVerifierInput) => Promise<VerifierResult<CpuClaims>>;
+  readonly gpu?: (i: GpuVerifierInput) => Promise<VerifierResult<GpuClaims>>;
+}
+
+let registered: Verifiers = {};
+/**
+ * Installs the platform adapters (attestation/bundle-verifiers.ts does this for the real modules). Kept as a
+ * table so each platform can be replaced in a test and so this file does not pull every verifier into a bundle.
+ */
+export function registerVerifiers(v: Verifiers): void {
+  registered = { ...registered, ...v };
+}
+
+export async function verifyBundle(bundle: EvidenceBundle, opts: VerifyBundleOptions, verifiers: Verifiers = registered): Promise<BundleVerification> {
+  const sim = isSimPlatform(bundle.platform);
+  try {
+    const r = await verifyInner(bundle, opts, verifiers);
+    return sim ? { claims: r.claims, report: markSim(r.report) } : r;
+  } catch (e) {
+    if (sim && e instanceof GmError && e.report) e.report = markSim(e.report);
+    throw e;
+  }
+}
+
+/** Every row of a sim verification says so, so no table or log can be mistaken for hardware evidence. */
+function markSim(r: VerificationReport): VerificationReport {
+  return { ...r, checks: r.checks.map((c) => (c.what.startsWith('[sim] ') ? c : { ...c, what: `[sim] ${c.what}` })) };
+}
+
+async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, verifiers: Verifiers): Promise<BundleVerification> {
+  const sim = isSimPlatform(bundle.platform);
+  const tag = sim ? ' [SIM: not backed by hardware]' : '';
+  const checks = new Checks(`evidence bundle (${bundle.platform})${tag}`);
+  const base = bundle.platform === 'sim-sev-snp' ? 'sev-snp' : bundle.platform === 'sim-tdx' ? 'tdx' : bundle.platform;
+
+  checks.runSync('bundle.platform', 'platform is real hardware, or sim explicitly allowed', sim ? 'allowSim' : 'pinned vendor roots', () => {
+    if (sim && !opts.allowSim) throw rejected('SIM_NOT_ALLOWED', `bundle platform ${bundle.platform} is simulated and sim evidence was not allowed`);
+    if (!sim && !opts.trust) throw configError('TRUST_STORE_REQUIRED', `verifying ${bundle.platform} evidence needs the pinned trust store`);
+  }, () => bundle.platform);
+
+  let simRoot: Uint8Array | undefined;
+  if (sim) {
+    simRoot = checks.runSync('bundle.sim-root', 'sim root certificate is the one trusted explicitly', opts.simRoots ? 'simRoots' : "bundle's own sim root (allowSim)", () => {
+      const root = base === 'sev-snp' ? bundle.certs[bundle.certs.length - 1] : (bundle.collateral.chain?.[bundle.collateral.chain.length - 1] ?? bundle.certs[bundle.certs.length - 1]);
+      if (!root) throw protocolError('BUNDLE_MALFORMED', 'sim bundle carries no root certificate');
+      if (opts.simRoots && !opts.simRoots.some((r) => r.length === root.length && r.every((x, i) => x === root[i])))
+        throw rejected('SIM_ROOT_UNTRUSTED', 'sim root in the bundle is not one of the trusted sim roots');
+      return root;
+    }, () => 'sim');
+  }
+
+  if (opts.expectedNonce) {
+    const want = opts.expectedNonce;
+    checks.runSync('bundle.nonce', 'bundle nonce equals the requested nonce', 'caller nonce', () => {
+      if (!eq(bundle.nonce, want)) throw rejected('NONCE_MISMATCH', 'bundle nonce differs from the nonce the caller sent');
+    }, () => hex(want));
+  }
+
+  const nowMs = opts.now.getTime();
+  checks.runSync('bundle.freshness', 'evidence issued within the allowed age', opts.maxAgeMs === undefined ? 'no age limit set' : `max age ${opts.maxAgeMs} ms`, () => {
+    if (bundle.issuedAt > nowMs + (opts.skewMs ?? 60_000)) throw rejected('EVIDENCE_FROM_FUTURE', 'bundle issuedAt is in the future');
+    if (opts.maxAgeMs !== undefined && nowMs - bundle.issuedAt > opts.maxAgeMs) throw rejected('EVIDENCE_STALE', `evidence is ${nowMs - bundle.issuedAt} ms old, more than ${opts.maxAgeMs} ms`);
+  }, () => new Date(bundle.issuedAt).toISOString());
+
+  const cpuVerify = base === 'sev-snp' ? verifiers['sev-snp'] : verifiers.tdx;
+  const cpu = await checks.run(`bundle.cpu`, `${base} evidence verified (signature, chain, policy, REPORT_DATA binding)`, sim ? 'sim root (allowSim)' : 'pinned vendor root', async () => {
+    if (!cpuVerify) throw configError('VERIFIER_UNAVAILABLE', `no ${base} verifier is registered in this build`);
+    const r = await nested(checks, () => cpuVerify({ evidence: bundle.evidence, certs: bundle.certs, collateral: bundle.collateral, expectedReportData: opts.expectedReportData, policy: opts.policy[base], trust: opts.trust, simRoot, now: opts.now }));
+    return r.claims;
+  }, (c) => `measurement ${c.measurement}`);
+  // The binding is what makes the keys in the bundle the enclave's keys: check it here too, whatever the adapter did.
+  checks.runSync('bundle.report-data', 'REPORT_DATA equals the binding of the bundle keys and nonce', 'protocol/binding reportData', () => {
+    if (!eq(cpu.reportData, opts.expectedReportData)) throw rejected('REPORT_DATA_MISMATCH', 'REPORT_DATA in the evidence does not bind the keys and nonce of this bundle');
+  });
+
+  const gpus: GpuClaims[] = [];
+  if (!bundle.gpu || bundle.gpu.length === 0) {
+    if (opts.requireGpu) checks.runSync('bundle.gpu', 'GPU evidence present', 'worker policy', () => { throw rejected('GPU_EVIDENCE_MISSING', 'worker bundle carries no GPU evidence'); });
+    else checks.skip('bundle.gpu', 'GPU evidence', 'bundle carries none (not required)');
+  } else {
+    const gv = verifiers.gpu;
+    const nonce = opts.expectedGpuNonce;
+    for (const [i, g] of bundle.gpu.entries()) {
+      const c = await checks.run(`bundle.gpu[${i}]`, 'GPU evidence verified (chain, signature, nonce bound to CPU REPORT_DATA, CC mode on, devtools off)', sim ? 'sim root (allowSim)' : 'NVIDIA device root', async () => {
+        if (!nonce) throw configError('GPU_NONCE_REQUIRED', 'GPU evidence present but the caller gave no expected GPU nonce');
+        if (!gv) throw configError('VERIFIER_UNAVAILABLE', 'no GPU verifier is registered in this build');
+        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now }));
+        if (!eq(r.claims.nonce, nonce)) throw rejected('GPU_NONCE_MISMATCH', 'GPU report nonce is not bound to the CPU evidence');
+        if (!r.claims.ccMode) throw rejected('GPU_CC_MODE_OFF', 'GPU confidential-computing mode is off');
+        if (r.claims.devToolsMode) throw rejected('GPU_DEVTOOLS_ON', 'GPU devtools mode is on');
+        return r.claims;
+      }, (c) => `${c.arch} cc=on devtools=off`);
+      gpus.push(c);
+    }
+  }
+
+  const report = checks.report();
+  return { claims: { platform: bundle.platform, sim, cpu, gpu: gpus, keys: bundle.keys, nonce: bundle.nonce, issuedAt: bundle.issuedAt }, report };
+}
+
+/** Runs a platform verifier and copies its rows (also those of a failure) into the bundle report. */
+async function nested<C>(checks: Checks, fn: () => Promise<VerifierResult<C>>): Promise<VerifierResult<C>> {
+  try {
+    const r = await fn();
+    merge(checks, r.report);
+    return r;
+  } catch (e) {
+    if (e instanceof GmError && e.report) merge(checks, e.report);
+    throw e;
+  }
+}
+
+function merge(checks: Checks, r: VerificationReport): void {
+  for (const row of r.checks) {
+    if (row.status === 'pass') checks.pass(row.id, row.what, row.against, row.detail);
+    else if (row.status === 'skip') checks.skip(row.id, row.what, row.detail ?? 'skipped', row.against);
+    else checks.fail(row.id, row.what, row.against, (row as CheckRow).code ?? 'FAILED', row.detail ?? '');
+  }
+}
+
+function eq(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
