@@ -12,14 +12,16 @@
  * every report row and the claims say `sim`.
  */
 import { type BundlePlatform, type EvidenceBundle, type GpuEvidence, isSimPlatform } from './bundle.ts';
-import { hex } from './bytes.ts';
+import { fromHex, hex } from './bytes.ts';
+import { DEFAULT_POLICY, type SnpPolicy, verifySevSnp } from './sevsnp/index.ts';
 import { configError, GmError, protocolError, rejected } from './errors.ts';
 import { Checks, type CheckRow, type VerificationReport } from './report.ts';
 import type { TrustStore } from './trust.ts';
 
 /** Per-platform policy values, as the platform modules define them (policy-as-data parsed by their readers). */
 export interface BundlePolicy {
-  readonly 'sev-snp'?: unknown;
+  /** Undefined: the SEV-SNP module's DEFAULT_POLICY (debug forbidden, any measurement). */
+  readonly 'sev-snp'?: SnpPolicy;
   readonly tdx?: unknown;
   readonly gpu?: unknown;
 }
@@ -109,7 +111,24 @@ export interface Verifiers {
   readonly gpu?: (i: GpuVerifierInput) => Promise<VerifierResult<GpuClaims>>;
 }
 
-let registered: Verifiers = {};
+/** SEV-SNP: certs are [VCEK or VLEK, ASK/ASVK, ARK]; collateral.crls[0] is AMD's CRL for the product. */
+export const snpAdapter: NonNullable<Verifiers['sev-snp']> = async (i) => {
+  const [vcek, ask, ark] = i.certs;
+  if (!vcek) throw protocolError('BUNDLE_MALFORMED', 'SEV-SNP bundle carries no VCEK/VLEK certificate');
+  if (i.simRoot && (!ask || !ark)) throw protocolError('BUNDLE_MALFORMED', 'sim SEV-SNP bundle must carry [VCEK, ASK, ARK]');
+  const r = await verifySevSnp(i.evidence, {
+    now: i.now,
+    trust: i.trust,
+    ...(i.simRoot ? { roots: { ark: i.simRoot, ask: ask! } } : {}),
+    vcek,
+    ...(i.collateral.crls?.[0] ? { crl: i.collateral.crls[0] } : {}),
+    policy: (i.policy as SnpPolicy | undefined) ?? DEFAULT_POLICY,
+    expectedReportData: i.expectedReportData,
+  });
+  return { claims: { reportData: fromHex(r.claims.reportData), measurement: r.claims.measurement, detail: r.claims }, report: r.report };
+};
+
+let registered: Verifiers = { 'sev-snp': snpAdapter };
 /**
  * Installs the platform adapters (attestation/bundle-verifiers.ts does this for the real modules). Kept as a
  * table so each platform can be replaced in a test and so this file does not pull every verifier into a bundle.
