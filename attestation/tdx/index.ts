@@ -1,0 +1,186 @@
+/**
+ * Intel TDX quote verification (DESIGN.md §3): parse (abi.ts) → verify (pck.ts, verify.ts, collateral.ts) →
+ * TCB level (tcb.ts) → policy (validate.ts), composed by `verifyTdx`. Every step is a row of the verification
+ * report; the first failing signature/chain step throws, policy violations are all reported together.
+ *
+ * Order follows Intel's QVL (QuoteVerifier 4.1.2.4.x): PCK chain and CRLs, TCB info for the PCK's FMSPC, TDX module
+ * identity, QE report signature and REPORTDATA binding, QE identity, quote signature, TCB level.
+ */
+import { hex } from '../bytes.ts';
+import { collateralError, configError } from '../errors.ts';
+import { Checks, type VerificationReport } from '../report.ts';
+import type { TrustStore } from '../trust.ts';
+import type { Certificate } from '../x509/cert.ts';
+import { assertNotRevoked } from '../x509/crl.ts';
+import { type TdxQuote, parseQuote } from './abi.ts';
+import { type CollateralGetter, type TdxCollateral, verifiedCrl, verifyQeIdentity, verifyTcbInfo } from './collateral.ts';
+import { type PckCaType, verifyPckChain } from './pck.ts';
+import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchTcbLevel, tdxModuleStatus } from './tcb.ts';
+import type { QeIdentity, TcbStatus } from './tcbinfo.ts';
+import { DEFAULT_TDX_POLICY, type TdxPolicy, validateTdx } from './validate.ts';
+import { verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
+
+export type { TdxCollateral, CollateralGetter, CollateralRequest, SignedCollateral } from './collateral.ts';
+export { collateralFromDcapQvl, signedFromPcs } from './collateral.ts';
+export type { TdxPolicy } from './validate.ts';
+export { DEFAULT_TDX_POLICY, tdxPolicyFromJson } from './validate.ts';
+export type { TcbStatus } from './tcbinfo.ts';
+export { parseQuote } from './abi.ts';
+
+export interface VerifyTdxOptions {
+  readonly now: Date;
+  /** Pinned anchors; the Intel SGX Root CA is `get('intel-sgx-root')`. */
+  readonly trustStore?: TrustStore;
+  /** Explicit roots instead of the trust store (a caller that allowed sim passes the sim root here). */
+  readonly roots?: readonly Certificate[];
+  /** The collateral, or a getter asked by FMSPC once the PCK certificate is verified. */
+  readonly collateral: TdxCollateral | CollateralGetter;
+  /** Defaults to DEFAULT_TDX_POLICY (UpToDate only, no advisories, DEBUG forbidden). */
+  readonly policy?: TdxPolicy;
+  /** Root CA CRL and PCK CRL are required unless this is explicitly false. */
+  readonly checkRevocation?: boolean;
+  /** QE identity is required unless this is explicitly false. */
+  readonly requireQeIdentity?: boolean;
+}
+
+export interface TdxClaims {
+  readonly platform: 'tdx';
+  readonly version: 4 | 5;
+  readonly bodyType: 2 | 3;
+  readonly teeTcbSvn: Uint8Array;
+  readonly teeTcbSvn2: Uint8Array | undefined;
+  readonly mrSeam: Uint8Array;
+  readonly mrSignerSeam: Uint8Array;
+  readonly seamAttributes: Uint8Array;
+  readonly tdAttributes: Uint8Array;
+  readonly xfam: Uint8Array;
+  readonly mrTd: Uint8Array;
+  readonly mrConfigId: Uint8Array;
+  readonly mrOwner: Uint8Array;
+  readonly mrOwnerConfig: Uint8Array;
+  readonly rtmr: readonly Uint8Array[];
+  readonly reportData: Uint8Array;
+  readonly mrServiceTd: Uint8Array | undefined;
+  /** Lower-case hex. */
+  readonly fmspc: string;
+  readonly pceId: string;
+  readonly pceSvn: number;
+  readonly cpuSvn: string;
+  readonly pckCa: PckCaType;
+  readonly tcbStatus: TcbStatus;
+  readonly advisoryIds: readonly string[];
+  readonly tcbDate: string;
+  readonly tdxModule: { readonly id: string; readonly status: TcbStatus } | undefined;
+  readonly qe: { readonly isvSvn: number; readonly status: TcbStatus | undefined };
+  readonly tcbEvaluationDataNumber: number;
+  readonly collateralIssueDate: Date;
+  readonly collateralNextUpdate: Date;
+  /** Subject of the root the chains ended in (the pinned Intel SGX Root CA, or a sim root). */
+  readonly root: string;
+}
+
+export interface TdxVerification {
+  readonly claims: TdxClaims;
+  readonly report: VerificationReport;
+}
+
+function rootOf(options: VerifyTdxOptions): Certificate {
+  if (options.roots) {
+    const r = options.roots[0];
+    if (!r) throw configError('TRUST_ANCHOR_MISSING', 'verifyTdx: `roots` is empty');
+    return r;
+  }
+  if (!options.trustStore) throw configError('TRUST_ANCHOR_MISSING', 'verifyTdx: pass a trust store or explicit roots');
+  return options.trustStore.get('intel-sgx-root');
+}
+
+/** Verifies a TDX quote (v4 or v5) end to end. Throws a GmError with the report so far on any failure. */
+export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOptions): Promise<TdxVerification> {
+  const { now } = options;
+  if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw configError('BAD_OPTIONS', 'verifyTdx: options.now must be a valid Date');
+  const checks = new Checks('Intel TDX quote');
+  const root = rootOf(options);
+  const rootName = root.subject.text;
+
+  const quote: TdxQuote = checks.runSync('tdx.quote.parse', 'quote parses (v4/v5, ECDSA P-256, TDX, exact lengths)', undefined, () => parseQuote(quoteBytes),
+    (q) => `v${q.header.version}, body type ${q.body.bodyType}${q.padding ? `, ${q.padding} zero padding bytes` : ''}`);
+  const pck = await checks.run('tdx.pck.chain', 'PCK certificate chain (ECDSA P-256) to the Intel SGX Root CA', rootName,
+    () => verifyPckChain(quote.certification.pckCertChain, root, now), (v) => `${v.caType} CA, FMSPC ${hex(v.extensions.fmspc)}`);
+  const ext = pck.extensions;
+
+  const getter = typeof options.collateral === 'function' ? options.collateral : undefined;
+  const collateral: TdxCollateral = await checks.run('tdx.collateral.get', 'collateral for this FMSPC', getter ? 'collateral getter' : 'collateral given',
+    async () => {
+      const c = getter ? await getter({ fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), ca: pck.caType }) : (options.collateral as TdxCollateral);
+      if (!c?.tcbInfo) throw collateralError('TDX_COLLATERAL_MISSING', `no TCB info for FMSPC ${hex(ext.fmspc)}`);
+      return c;
+    });
+
+  if (options.checkRevocation === false) {
+    checks.skip('tdx.revocation.root', 'Intel SGX Root CA CRL', 'checkRevocation is false');
+    checks.skip('tdx.revocation.pck', 'PCK CA CRL', 'checkRevocation is false');
+  } else {
+    await checks.run('tdx.revocation.root', 'root CA CRL signed by the root, fresh; PCK CA not revoked', rootName, async () => {
+      if (!collateral.rootCaCrl) throw collateralError('TDX_CRL_MISSING', 'the Intel SGX Root CA CRL is missing from the collateral');
+      const crl = await verifiedCrl(collateral.rootCaCrl, root, now);
+      assertNotRevoked(pck.intermediate, crl);
+    });
+    await checks.run('tdx.revocation.pck', 'PCK CRL signed by the PCK CA, fresh; PCK certificate not revoked', pck.intermediate.subject.text, async () => {
+      if (!collateral.pckCrl) throw collateralError('TDX_CRL_MISSING', 'the PCK CRL is missing from the collateral');
+      const crl = await verifiedCrl(collateral.pckCrl, pck.intermediate, now);
+      assertNotRevoked(pck.leaf, crl);
+    });
+  }
+
+  const tcbInfo = await checks.run('tdx.collateral.tcbInfo', 'TCB info signed by Intel SGX TCB Signing (chained to the root), within issueDate..nextUpdate', rootName,
+    async () => {
+      const v = await verifyTcbInfo(collateral.tcbInfo, root, now);
+      if (options.checkRevocation !== false && collateral.rootCaCrl) assertNotRevoked(v.signer, await verifiedCrl(collateral.rootCaCrl, root, now));
+      return v.tcbInfo;
+    }, (t) => `FMSPC ${hex(t.fmspc)}, tcbEvaluationDataNumber ${t.tcbEvaluationDataNumber}, next update ${t.nextUpdate.toISOString()}`);
+  checks.runSync('tdx.tcb.platform', 'TCB info is for this platform (FMSPC, PCE-ID)', 'PCK certificate SGX extensions', () => checkTcbInfoMatchesPck(tcbInfo, ext));
+  const module = checks.runSync('tdx.tcb.module', 'TDX module identity (MRSIGNERSEAM, SEAMATTRIBUTES, module TCB level)', 'TCB info tdxModule / tdxModuleIdentities',
+    () => tdxModuleStatus(tcbInfo, quote.body), (m) => (m ? `${m.id}: ${m.status}` : 'TDX 1.0 module identity matches'));
+
+  await checks.run('tdx.qe.signature', 'QE report signed by the PCK key', 'PCK leaf', () => verifyQeReportSignature(quote, pck.leaf));
+  await checks.run('tdx.qe.reportData', 'QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 0^32', undefined, () => verifyQeReportData(quote));
+
+  let qeIdentity: QeIdentity | undefined;
+  if (options.requireQeIdentity === false && !collateral.qeIdentity) {
+    checks.skip('tdx.collateral.qeIdentity', 'QE identity', 'requireQeIdentity is false and no QE identity was given');
+  } else {
+    qeIdentity = await checks.run('tdx.collateral.qeIdentity', 'QE identity signed by Intel SGX TCB Signing, within issueDate..nextUpdate', rootName, async () => {
+      if (!collateral.qeIdentity) throw collateralError('TDX_COLLATERAL_MISSING', 'the QE identity is missing from the collateral');
+      return (await verifyQeIdentity(collateral.qeIdentity, root, now)).qeIdentity;
+    });
+  }
+  const qeLevel = qeIdentity
+    ? checks.runSync('tdx.qe.identity', 'QE matches the QE identity (MRSIGNER, ISVPRODID, MISCSELECT, ATTRIBUTES) and its ISVSVN has a TCB level', 'QE identity',
+      () => checkQeIdentity(qeIdentity, quote.certification.qeReport), (l) => `ISVSVN ${quote.certification.qeReport.isvSvn}: ${l.tcbStatus}`)
+    : undefined;
+
+  await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => verifyQuoteSignature(quote));
+
+  const level = checks.runSync('tdx.tcb.level', 'platform TCB level (SGX components + PCESVN from the PCK, TDX components from TEE_TCB_SVN)', 'TCB info tcbLevels',
+    () => matchTcbLevel(tcbInfo, ext, quote.body), (l) => `${l.tcbStatus} (tcbDate ${l.tcbDate})`);
+  let status = level.tcbStatus;
+  if (module) status = converge(status, module.status);
+  if (qeLevel) status = converge(status, qeLevel.tcbStatus);
+  const advisoryIds = [...new Set([...level.advisoryIds, ...(module?.advisoryIds ?? []), ...(qeLevel?.advisoryIds ?? [])])];
+  checks.pass('tdx.tcb.status', 'TCB status (platform, TDX module and QE converged)', 'Intel TCB info', `${status}${advisoryIds.length ? `; advisories ${advisoryIds.join(', ')}` : '; no advisories'}`);
+
+  const b = quote.body;
+  validateTdx({ body: b, tcb: { status, advisoryIds, platformStatus: level.tcbStatus, tcbDate: level.tcbDate, tdxModule: module, qe: qeLevel ? { status: qeLevel.tcbStatus, isvSvn: quote.certification.qeReport.isvSvn, tcbDate: qeLevel.tcbDate } : undefined }, tcbInfoIssueDate: tcbInfo.issueDate, now },
+    options.policy ?? DEFAULT_TDX_POLICY, checks);
+
+  const claims: TdxClaims = {
+    platform: 'tdx', version: quote.header.version, bodyType: b.bodyType, teeTcbSvn: b.teeTcbSvn, teeTcbSvn2: b.teeTcbSvn2, mrSeam: b.mrSeam,
+    mrSignerSeam: b.mrSignerSeam, seamAttributes: b.seamAttributes, tdAttributes: b.tdAttributes, xfam: b.xfam, mrTd: b.mrTd, mrConfigId: b.mrConfigId,
+    mrOwner: b.mrOwner, mrOwnerConfig: b.mrOwnerConfig, rtmr: b.rtmr, reportData: b.reportData, mrServiceTd: b.mrServiceTd,
+    fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), pceSvn: ext.tcb.pceSvn, cpuSvn: hex(ext.tcb.cpuSvn), pckCa: pck.caType,
+    tcbStatus: status, advisoryIds, tcbDate: level.tcbDate, tdxModule: module ? { id: module.id, status: module.status } : undefined,
+    qe: { isvSvn: quote.certification.qeReport.isvSvn, status: qeLevel?.tcbStatus }, tcbEvaluationDataNumber: tcbInfo.tcbEvaluationDataNumber,
+    collateralIssueDate: tcbInfo.issueDate, collateralNextUpdate: tcbInfo.nextUpdate, root: rootName,
+  };
+  return { claims, report: checks.report() };
+}

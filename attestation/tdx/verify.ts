@@ -1,0 +1,53 @@
+/**
+ * Signatures inside a TDX quote (Intel "TDX DCAP Quoting Library API" A.3.8–A.3.11; Intel QVL QuoteVerifier
+ * steps 4.1.2.4.12, .13 and .16):
+ * 1. the QE REPORT is signed by the PCK leaf key (ECDSA P-256 / SHA-256, raw r‖s);
+ * 2. the QE REPORT's REPORTDATA binds the attestation key: SHA-256(attestation key ‖ QE authentication data)
+ *    followed by 32 zero bytes;
+ * 3. header ‖ body is signed by the attestation key (raw 64-byte P-256 point, imported as 0x04 ‖ x ‖ y).
+ * Signatures and chains only: no policy here.
+ */
+import { concat, equalBytes, isZero, own, sha256 } from '../bytes.ts';
+import { rejected } from '../errors.ts';
+import type { Certificate } from '../x509/cert.ts';
+import { verifySignature } from '../x509/signature.ts';
+import type { TdxQuote } from './abi.ts';
+import { INTEL_ALGORITHMS } from './pck.ts';
+
+export async function verifyQeReportSignature(quote: TdxQuote, pckLeaf: Certificate): Promise<void> {
+  await verifySignature(pckLeaf.spki, 'ecdsa-p256-sha256', quote.certification.qeReport.raw, quote.certification.qeReportSignature, {
+    allowed: INTEL_ALGORITHMS, failCode: 'TDX_QE_REPORT_SIGNATURE', what: 'QE report signed by the PCK key', ecdsaFormat: 'p1363',
+  });
+}
+
+export async function verifyQeReportData(quote: TdxQuote): Promise<void> {
+  const rd = quote.certification.qeReport.reportData;
+  const want = await sha256(concat(quote.attestationKey, quote.certification.qeAuthData));
+  if (!equalBytes(rd.subarray(0, 32), want) || !isZero(rd.subarray(32)))
+    throw rejected('TDX_QE_REPORT_DATA', 'QE report REPORTDATA is not SHA-256(attestation key ‖ QE authentication data) ‖ 32 zero bytes');
+}
+
+const attKeyCache = new Map<string, Promise<CryptoKey>>();
+
+function importAttestationKey(raw: Uint8Array): Promise<CryptoKey> {
+  const k = String.fromCharCode(...raw);
+  let p = attKeyCache.get(k);
+  if (!p) {
+    p = crypto.subtle.importKey('raw', own(concat(Uint8Array.of(0x04), raw)), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+    if (attKeyCache.size >= 1024) attKeyCache.clear();
+    attKeyCache.set(k, p);
+    p.catch(() => attKeyCache.delete(k));
+  }
+  return p;
+}
+
+export async function verifyQuoteSignature(quote: TdxQuote): Promise<void> {
+  let key: CryptoKey;
+  try {
+    key = await importAttestationKey(quote.attestationKey);
+  } catch (e) {
+    throw rejected('TDX_ATTESTATION_KEY_INVALID', 'attestation key is not a P-256 point', { cause: e });
+  }
+  const ok = await crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, key, own(quote.signature), own(quote.signedData));
+  if (!ok) throw rejected('TDX_QUOTE_SIGNATURE', 'quote signature over header ‖ body does not verify with the attestation key');
+}
