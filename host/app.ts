@@ -1,0 +1,55 @@
+/**
+ * The host shim's HTTP surface (DESIGN.md §2 host/): the gated relay to the enclave, the collateral cache, the
+ * status page and /metrics. Each part is a small hono app so tests can mount and drive it with app.request().
+ */
+import { Hono } from 'hono';
+import type { CollateralCache } from './collateral/cache.ts';
+import { collateralRoutes } from './collateral/routes.ts';
+import type { VendorBases } from './collateral/sources.ts';
+import { type EnclaveGate, gateMiddleware } from './gate.ts';
+import { type RelayOptions, RELAYED_PATHS, relayRoutes } from './relay.ts';
+import { type Listings, statusRoutes } from './status-page.ts';
+
+export interface HostAppOptions {
+  readonly relay: RelayOptions;
+  readonly gate: EnclaveGate;
+  readonly collateral?: { readonly cache: CollateralCache; readonly bases?: VendorBases };
+  readonly listings: () => Promise<Listings>;
+}
+
+export function hostApp(opts: HostAppOptions): Hono {
+  const app = new Hono();
+  const counters = { relayed: 0, refused: 0, bytesIn: 0, bytesOut: 0 };
+  const relay = relayRoutes({
+    ...opts.relay,
+    observe: (dir, path, chunk) => {
+      if (dir === 'request') counters.bytesIn += chunk.byteLength;
+      else counters.bytesOut += chunk.byteLength;
+      opts.relay.observe?.(dir, path, chunk);
+    },
+  });
+  for (const p of RELAYED_PATHS) {
+    app.use(p, async (c, next) => {
+      if (opts.gate.status.state !== 'open') counters.refused++;
+      else counters.relayed++;
+      await next();
+    });
+    app.use(p, gateMiddleware(opts.gate));
+  }
+  app.route('/', relay);
+  if (opts.collateral) app.route('/', collateralRoutes(opts.collateral.cache, opts.collateral.bases));
+  app.route('/', statusRoutes(opts.gate, opts.listings, opts.relay.enclave));
+  app.get('/healthz', (c) => c.json({ gate: opts.gate.status.state }, opts.gate.status.state === 'open' ? 200 : 503));
+  app.get('/metrics', (c) => {
+    const st = opts.collateral?.cache.stats;
+    const lines = [
+      '# TYPE gm_host_gate_open gauge', `gm_host_gate_open ${opts.gate.status.state === 'open' ? 1 : 0}`,
+      '# TYPE gm_host_relay_requests_total counter', `gm_host_relay_requests_total{result="relayed"} ${counters.relayed}`, `gm_host_relay_requests_total{result="refused"} ${counters.refused}`,
+      '# TYPE gm_host_relay_bytes_total counter', `gm_host_relay_bytes_total{direction="request"} ${counters.bytesIn}`, `gm_host_relay_bytes_total{direction="response"} ${counters.bytesOut}`,
+      ...(st ? ['# TYPE gm_host_collateral_total counter', ...Object.entries(st).map(([k, v]) => `gm_host_collateral_total{result="${k}"} ${v}`)] : []),
+    ];
+    return c.text(`${lines.join('\n')}\n`, 200, { 'content-type': 'text/plain; version=0.0.4' });
+  });
+  app.notFound((c) => c.json({ error: { code: 'HOST_NOT_FOUND', message: 'the host shim serves only the relay, collateral and status' } }, 404));
+  return app;
+}
