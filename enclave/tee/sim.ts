@@ -1,0 +1,44 @@
+/**
+ * The `sim` TEE provider (DESIGN.md §3 "Simulated TEE"): a fake AMD vendor chain generated at start (in memory,
+ * never persisted) signs SEV-SNP reports in the real ABI layout. Its evidence verifies only for callers that pass
+ * `allowSim`; the platform is `sim-sev-snp` in every bundle so nothing downstream can mistake it for hardware.
+ */
+import type { BundlePlatform } from '../../attestation/bundle.ts';
+import { configError } from '../../attestation/errors.ts';
+import { createSimAmd, type SimAmd, type SimReportFields } from '../../attestation/sevsnp/sim.ts';
+import type { CpuEvidence, TeeProvider } from './provider.ts';
+
+export type SimPlatform = Extract<BundlePlatform, 'sim-sev-snp' | 'sim-tdx'>;
+
+/** A fixed, recognisable sim MEASUREMENT (48 bytes of 0x5a): policies for sim stacks allow exactly this. */
+export const SIM_MEASUREMENT = new Uint8Array(48).fill(0x5a);
+
+export interface SimProviderOptions {
+  readonly platform?: SimPlatform;
+  /** Report fields to set (tests: a disallowed measurement, debug policy, ...). REPORT_DATA is always ours. */
+  readonly report?: Omit<SimReportFields, 'reportData'>;
+  /** Share one fake vendor between providers (tests; saves key generation). */
+  readonly amd?: SimAmd;
+}
+
+export interface SimTeeProvider extends TeeProvider {
+  readonly amd: Promise<SimAmd>;
+}
+
+export function simProvider(o: SimProviderOptions = {}): SimTeeProvider {
+  const platform = o.platform ?? 'sim-sev-snp';
+  if (platform === 'sim-tdx') throw configError('TEE_SIM_UNAVAILABLE', 'the sim TDX provider is not available in this build; use sim-sev-snp');
+  const amd = o.amd ? Promise.resolve(o.amd) : createSimAmd({ product: 'Genoa' });
+  amd.catch(() => undefined); // surfaced on first use
+  return {
+    kind: 'sim',
+    sim: true,
+    amd,
+    async cpuEvidence(reportData: Uint8Array): Promise<CpuEvidence> {
+      if (reportData.length !== 64) throw configError('TEE_REPORT_DATA_SIZE', `REPORT_DATA must be 64 bytes (got ${reportData.length})`);
+      const a = await amd;
+      const evidence = await a.vcek.signReport({ measurement: SIM_MEASUREMENT, ...o.report, reportData });
+      return { platform, evidence, certs: [a.vcek.der, a.askDer, a.arkDer], collateral: {} };
+    },
+  };
+}
