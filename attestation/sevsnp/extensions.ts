@@ -69,6 +69,16 @@ function strExt(cert: Certificate, oid: string, name: string): string | undefine
   }
 }
 
+/**
+ * hwID: 64 bytes, 8 on Turin (KDS spec Table 8). KDS has served it both as the raw octets and DER-wrapped in a
+ * further OCTET STRING (trustee's "legacy" and "new" VCEK formats); both are accepted, at the exact length only.
+ */
+function hwIdValue(v: Uint8Array, len: number, productName: string): Uint8Array {
+  if (v.length === len) return v;
+  if (v.length === len + 2 && v[0] === TAG.OCTET_STRING && v[1] === len) return v.subarray(2);
+  throw extErr(`hwID is ${v.length} bytes, expected ${len} for ${productName}`);
+}
+
 export function productFromName(productName: string): AmdProduct | undefined {
   const family = productName.split('-')[0];
   return family === 'Milan' || family === 'Genoa' || family === 'Turin' ? family : undefined;
@@ -89,8 +99,7 @@ export function readAmdExtensions(cert: Certificate): AmdExtensions {
   const hasFmc = cert.extensions.has(AMD_OID.fmcSpl);
   if (product === 'Turin' && !hasFmc) throw extErr('Turin certificate without fmcSPL');
   if (product !== 'Turin' && hasFmc) throw extErr(`${productName} certificate with fmcSPL`);
-  // hwID is the raw chip id (not DER-wrapped): 64 bytes, or 8 on Turin (KDS spec Table 8).
-  if (hw && hw.value.length !== (product === 'Turin' ? 8 : 64)) throw extErr(`hwID is ${hw.value.length} bytes, expected ${product === 'Turin' ? 8 : 64} for ${productName}`);
+  const hwId = hw ? hwIdValue(hw.value, product === 'Turin' ? 8 : 64, productName) : undefined;
   return {
     kind: hw ? 'vcek' : 'vlek',
     structVersion: intExt(cert, AMD_OID.structVersion, 'structVersion'),
@@ -101,7 +110,7 @@ export function readAmdExtensions(cert: Certificate): AmdExtensions {
     snpSpl: intExt(cert, AMD_OID.snpSpl, 'snpSPL'),
     ucodeSpl: intExt(cert, AMD_OID.ucodeSpl, 'ucodeSPL'),
     fmcSpl: hasFmc ? intExt(cert, AMD_OID.fmcSpl, 'fmcSPL') : undefined,
-    hwId: hw?.value,
+    hwId,
     cspId,
   };
 }

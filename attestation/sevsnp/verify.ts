@@ -7,7 +7,7 @@
  * Signatures and chains only: policy lives in validate.ts. Every check records a row through `Checks`.
  */
 import { equalBytes, hex, isZero } from '../bytes.ts';
-import { collateralError, configError, rejected } from '../errors.ts';
+import { GmError, collateralError, configError, rejected } from '../errors.ts';
 import type { Checks } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
 import { type Certificate, OID, commonName, parseCertificate } from '../x509/cert.ts';
@@ -186,10 +186,17 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
       throw rejected('SNP_SIGNING_KEY_MISMATCH', `report says it is signed by the ${signingKey.toUpperCase()}, the certificate is a ${ext.kind.toUpperCase()}`);
   }, () => ext.kind.toUpperCase());
 
-  await checks.run('snp.report.signature', 'ECDSA P-384 SHA-384 signature over report bytes [0, 0x2A0)', `${ext.kind.toUpperCase()} "${commonName(cert.subject) ?? cert.subject.text}"`, () =>
-    verifySignature(cert.spki, 'ecdsa-p384-sha384', report.signedBytes, signatureP1363(report), {
-      allowed: ['ecdsa-p384-sha384'], failCode: 'SNP_REPORT_SIGNATURE', what: 'SEV-SNP report', ecdsaFormat: 'p1363',
-    }));
+  await checks.run('snp.report.signature', 'ECDSA P-384 SHA-384 signature over report bytes [0, 0x2A0)', `${ext.kind.toUpperCase()} "${commonName(cert.subject) ?? cert.subject.text}"`, async () => {
+    try {
+      await verifySignature(cert.spki, 'ecdsa-p384-sha384', report.signedBytes, signatureP1363(report), {
+        allowed: ['ecdsa-p384-sha384'], failCode: 'SNP_REPORT_SIGNATURE', what: 'SEV-SNP report', ecdsaFormat: 'p1363',
+      });
+    } catch (e) {
+      // WebCrypto refuses a public key that is not a point on P-384 with a DOMException: still a bad certificate.
+      if (e instanceof GmError) throw e;
+      throw rejected('SNP_CERT_KEY', 'VCEK/VLEK public key is not a valid P-384 point', { cause: e });
+    }
+  });
 
   const product = checks.runSync('snp.product', 'processor product: CPUID fields (report v3+) agree with the certificate product name', undefined, () => {
     if (report.cpuid && !cpuidProduct)
