@@ -81,9 +81,20 @@ export function matchTcbLevel(tcbInfo: TcbInfo, pck: PckExtensions, body: TdQuot
     sgxMatched = true;
     if (level.tdxTcbComponents.every((svn, i) => i < skip || body.teeTcbSvn[i]! >= svn)) return level;
   }
-  throw rejected('TDX_TCB_NOT_SUPPORTED', sgxMatched
-    ? 'no TCB level of the TCB info covers the TD\'s TEE_TCB_SVN'
-    : 'no TCB level of the TCB info covers the PCK certificate\'s CPUSVN/PCESVN');
+  // Name what falls short of the lowest level, so the rejection says why.
+  const lowest = tcbInfo.tcbLevels[tcbInfo.tcbLevels.length - 1]!;
+  const short: string[] = [];
+  if (!sgxMatched) {
+    if (pck.tcb.pceSvn < lowest.pceSvn) short.push(`PCESVN ${pck.tcb.pceSvn} < ${lowest.pceSvn}`);
+    lowest.sgxTcbComponents.forEach((svn, i) => {
+      if (pck.tcb.sgxTcbComponents[i]! < svn) short.push(`SGX component ${i + 1} = ${pck.tcb.sgxTcbComponents[i]} < ${svn}`);
+    });
+  } else {
+    lowest.tdxTcbComponents.forEach((svn, i) => {
+      if (i >= skip && body.teeTcbSvn[i]! < svn) short.push(`TDX component ${i + 1} = ${body.teeTcbSvn[i]} < ${svn}`);
+    });
+  }
+  throw rejected('TDX_TCB_NOT_SUPPORTED', `no TCB level of the TCB info covers this platform (Intel: TCB not supported, i.e. older than every listed level)${short.length ? `: lowest level needs ${short.join(', ')}` : ''}`);
 }
 
 /** QE identity check; returns the QE's TCB level. */
