@@ -1,0 +1,143 @@
+/**
+ * The cryptographic primitives HPKE (RFC 9180) needs, behind one small interface so the hot path can use the
+ * platform's native code: X25519 (RFC 7748), HMAC-SHA256 (RFC 2104, the building block of HKDF, RFC 5869) and the
+ * AEADs of RFC 9180 §7.3.
+ *
+ * The default backend is runtime-agnostic: X25519 and AES-GCM through WebCrypto, HMAC-SHA256 through @noble/hashes
+ * (synchronous; WebCrypto would need an importKey per call) and ChaCha20-Poly1305 through @noble/ciphers (WebCrypto
+ * lacks it). Node processes may install the node:crypto backend from protocol/node/backend-node.ts, which avoids
+ * WebCrypto's per-call cost (see docs/protocol.md §10 and bench/protocol.bench.ts).
+ */
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
+import { x25519 } from '@noble/curves/ed25519.js';
+import { protocolError } from '../attestation/errors.ts';
+
+/** HPKE AEAD identifiers (RFC 9180 §7.3). */
+export const AEAD_AES_128_GCM = 0x0001;
+export const AEAD_AES_256_GCM = 0x0002;
+export const AEAD_CHACHA20_POLY1305 = 0x0003;
+export const AEAD_EXPORT_ONLY = 0xffff;
+export type AeadId = typeof AEAD_AES_128_GCM | typeof AEAD_AES_256_GCM | typeof AEAD_CHACHA20_POLY1305 | typeof AEAD_EXPORT_ONLY;
+
+/** Nk, Nn, Nt per RFC 9180 §7.3 (export-only has none). */
+export const AEAD_PARAMS: Readonly<Record<number, { Nk: number; Nn: number; Nt: number } | undefined>> = {
+  [AEAD_AES_128_GCM]: { Nk: 16, Nn: 12, Nt: 16 },
+  [AEAD_AES_256_GCM]: { Nk: 32, Nn: 12, Nt: 16 },
+  [AEAD_CHACHA20_POLY1305]: { Nk: 32, Nn: 12, Nt: 16 },
+};
+
+/** A keyed AEAD. `open` throws (any error) when authentication fails; callers map that to one opaque code. */
+export interface AeadCipher {
+  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> | Uint8Array;
+}
+
+/** An X25519 private key held by a backend; `publicKey` is the 32-byte u-coordinate. Never serialized. */
+export interface X25519PrivateKey {
+  readonly kind: 'x25519-private';
+  readonly publicKey: Uint8Array;
+  /** Backend-specific handle (a non-extractable CryptoKey, or a node KeyObject). */
+  readonly handle: unknown;
+  readonly backend: CryptoBackend;
+}
+
+export interface CryptoBackend {
+  readonly name: string;
+  x25519Generate(): Promise<X25519PrivateKey>;
+  /** Imports a raw 32-byte scalar (DeriveKeyPair and known-answer tests). */
+  x25519Import(sk: Uint8Array): Promise<X25519PrivateKey>;
+  /** Raw X25519 output (32 bytes); the caller rejects the all-zero value (RFC 9180 §7.1.1). */
+  x25519(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+  aead(aeadId: number, key: Uint8Array): Promise<AeadCipher> | AeadCipher;
+}
+
+/** A copy with its own ArrayBuffer, as WebCrypto's BufferSource typing wants. */
+function buf(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer && b.byteOffset === 0 && b.byteLength === b.buffer.byteLength
+    ? (b as Uint8Array<ArrayBuffer>)
+    : new Uint8Array(b);
+}
+
+/** PKCS#8 prefix of an X25519 private key (RFC 8410 §7): the raw scalar follows. */
+export const X25519_PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
+/** SubjectPublicKeyInfo prefix of an X25519 public key (RFC 8410 §4): the raw u-coordinate follows. */
+export const X25519_SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
+
+function unsupportedAead(id: number): never {
+  throw protocolError('HPKE_UNSUPPORTED_SUITE', `AEAD 0x${id.toString(16).padStart(4, '0')} is not supported`);
+}
+
+class WebCryptoAesGcm implements AeadCipher {
+  readonly #key: CryptoKey;
+  constructor(key: CryptoKey) {
+    this.#key = key;
+  }
+  async seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
+    return new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(pt)));
+  }
+  async open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
+    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(ct)));
+  }
+}
+
+class NobleChaCha implements AeadCipher {
+  readonly #key: Uint8Array;
+  constructor(key: Uint8Array) {
+    this.#key = Uint8Array.from(key);
+  }
+  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
+    return chacha20poly1305(this.#key, nonce, aad).encrypt(pt);
+  }
+  open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Uint8Array {
+    return chacha20poly1305(this.#key, nonce, aad).decrypt(ct);
+  }
+}
+
+/** The runtime-agnostic backend (browsers, Node, Deno, Bun, workers). */
+export const webCryptoBackend: CryptoBackend = {
+  name: 'webcrypto',
+  async x25519Generate() {
+    const kp = (await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits'])) as CryptoKeyPair;
+    const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', kp.publicKey));
+    return { kind: 'x25519-private', publicKey, handle: kp.privateKey, backend: webCryptoBackend };
+  },
+  async x25519Import(sk) {
+    if (sk.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 private key must be 32 bytes');
+    const pkcs8 = new Uint8Array(X25519_PKCS8_PREFIX.length + 32);
+    pkcs8.set(X25519_PKCS8_PREFIX);
+    pkcs8.set(sk, X25519_PKCS8_PREFIX.length);
+    const handle = await crypto.subtle.importKey('pkcs8', pkcs8, { name: 'X25519' }, false, ['deriveBits']);
+    pkcs8.fill(0);
+    // The public key of an imported scalar; only on this cold path (key import), never per message.
+    return { kind: 'x25519-private', publicKey: x25519.getPublicKey(sk), handle, backend: webCryptoBackend };
+  },
+  async x25519(sk, pk) {
+    const pub = await crypto.subtle.importKey('raw', buf(pk), { name: 'X25519' }, true, []);
+    return new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: pub }, sk.handle as CryptoKey, 256));
+  },
+  hmacSha256(key, data) {
+    return hmac(sha256, key, data);
+  },
+  async aead(aeadId, key) {
+    const p = AEAD_PARAMS[aeadId] ?? unsupportedAead(aeadId);
+    if (key.length !== p.Nk) throw protocolError('HPKE_BAD_KEY', 'AEAD key has the wrong length');
+    if (aeadId === AEAD_CHACHA20_POLY1305) return new NobleChaCha(key);
+    const k = await crypto.subtle.importKey('raw', buf(key), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+    return new WebCryptoAesGcm(k);
+  },
+};
+
+let current: CryptoBackend = webCryptoBackend;
+
+/** The backend used when a call does not pass one. */
+export function defaultBackend(): CryptoBackend {
+  return current;
+}
+
+/** Installs the process-wide default backend (e.g. the node:crypto one at enclave start). */
+export function setDefaultBackend(b: CryptoBackend): void {
+  current = b;
+}

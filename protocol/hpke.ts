@@ -1,0 +1,409 @@
+/**
+ * Hybrid Public Key Encryption, RFC 9180: DHKEM(X25519, HKDF-SHA256) (§4.1, §7.1), HKDF-SHA256 (§7.2), the AEADs
+ * AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 and export-only (§7.3); all four modes (§5.1): base, psk, auth, auth_psk;
+ * encryption contexts with the sequence-number limit (§5.2) and the secret export interface (§5.3).
+ *
+ * Names follow the RFC: SetupBaseS/R, KeySchedule, LabeledExtract, LabeledExpand, Encap/Decap, AuthEncap/AuthDecap.
+ * Primitives come from a CryptoBackend (protocol/backend.ts); every failure to open is the one code HPKE_OPEN_FAILED.
+ */
+import { protocolError } from '../attestation/errors.ts';
+import {
+  AEAD_AES_128_GCM,
+  AEAD_AES_256_GCM,
+  AEAD_CHACHA20_POLY1305,
+  AEAD_EXPORT_ONLY,
+  AEAD_PARAMS,
+  defaultBackend,
+  type AeadCipher,
+  type CryptoBackend,
+  type X25519PrivateKey,
+} from './backend.ts';
+
+export { AEAD_AES_128_GCM, AEAD_AES_256_GCM, AEAD_CHACHA20_POLY1305, AEAD_EXPORT_ONLY };
+export type { CryptoBackend, X25519PrivateKey };
+
+/** KEM and KDF identifiers (RFC 9180 §7.1, §7.2). Only these are implemented. */
+export const KEM_X25519_HKDF_SHA256 = 0x0020;
+export const KDF_HKDF_SHA256 = 0x0001;
+
+/** Modes (RFC 9180 §5, Table 1). */
+export const MODE_BASE = 0x00;
+export const MODE_PSK = 0x01;
+export const MODE_AUTH = 0x02;
+export const MODE_AUTH_PSK = 0x03;
+export type Mode = typeof MODE_BASE | typeof MODE_PSK | typeof MODE_AUTH | typeof MODE_AUTH_PSK;
+
+/** DHKEM(X25519, HKDF-SHA256) sizes (RFC 9180 §7.1): Nsecret, Nenc, Npk, Nsk; HKDF-SHA256 Nh (§7.2). */
+export const X25519_NSECRET = 32;
+export const X25519_NENC = 32;
+export const X25519_NPK = 32;
+export const X25519_NSK = 32;
+export const NH = 32;
+
+export interface SuiteIds {
+  readonly kemId: number;
+  readonly kdfId: number;
+  readonly aeadId: number;
+}
+
+/** True when this module implements the suite (so a caller can enumerate what it does not). */
+export function isSupportedSuite(s: SuiteIds): boolean {
+  return (
+    s.kemId === KEM_X25519_HKDF_SHA256 &&
+    s.kdfId === KDF_HKDF_SHA256 &&
+    (s.aeadId === AEAD_EXPORT_ONLY || AEAD_PARAMS[s.aeadId] !== undefined)
+  );
+}
+
+/** A recipient or sender key pair; the private part stays inside the backend. */
+export type KeyPair = X25519PrivateKey;
+
+export interface SetupOptions {
+  /** Defaults to `defaultBackend()`. */
+  readonly backend?: CryptoBackend;
+  /**
+   * TEST-ONLY: use this ephemeral key pair instead of a fresh one (RFC 9180 Appendix A and RFC 9458 Appendix A
+   * known-answer tests). Reusing an ephemeral key across messages destroys HPKE's security; production code never sets it.
+   */
+  readonly ephemeralKeyPair?: KeyPair;
+}
+
+/** Encryption context of the sender (RFC 9180 §5.2). */
+export interface SenderContext {
+  readonly suite: SuiteIds;
+  /** Seal(aad, pt): encrypts with the next sequence number. Throws HPKE_EXPORT_ONLY or HPKE_MESSAGE_LIMIT. */
+  seal(aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array>;
+  /** Export(exporter_context, L) (§5.3); L at most 255 * Nh. */
+  export(exporterContext: Uint8Array, L: number): Uint8Array;
+  /** Number of messages sealed so far (the next sequence number). */
+  readonly seq: number;
+}
+
+/** Encryption context of the recipient (RFC 9180 §5.2). */
+export interface ReceiverContext {
+  readonly suite: SuiteIds;
+  /** Open(aad, ct): decrypts with the next sequence number; any failure throws HPKE_OPEN_FAILED and leaves seq unchanged. */
+  open(aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array>;
+  export(exporterContext: Uint8Array, L: number): Uint8Array;
+  readonly seq: number;
+  /**
+   * Opens with an explicit sequence number without advancing the context. Only for classifying a failure that
+   * already happened (chunked OHTTP reports "duplicate" vs "dropped"); the decision to reject never depends on it.
+   */
+  openAt(seq: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined>;
+}
+
+const enc = new TextEncoder();
+const HPKE_V1 = enc.encode('HPKE-v1');
+const EMPTY = new Uint8Array(0);
+
+function i2osp(n: number, w: number): Uint8Array {
+  const out = new Uint8Array(w);
+  for (let i = w - 1, x = n; i >= 0 && x > 0; i--, x = Math.floor(x / 256)) out[i] = x & 0xff;
+  return out;
+}
+
+function cat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+function unsupported(s: SuiteIds): never {
+  const h = (x: number) => `0x${x.toString(16).padStart(4, '0')}`;
+  throw protocolError('HPKE_UNSUPPORTED_SUITE', `HPKE suite KEM ${h(s.kemId)} KDF ${h(s.kdfId)} AEAD ${h(s.aeadId)} is not supported`);
+}
+
+/** HKDF-Extract (RFC 5869 §2.2): HMAC-Hash(salt, IKM); an empty salt is HashLen zeros, which HMAC pads identically. */
+function extract(b: CryptoBackend, salt: Uint8Array, ikm: Uint8Array): Uint8Array {
+  return b.hmacSha256(salt, ikm);
+}
+
+/** HKDF-Expand (RFC 5869 §2.3). */
+function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number): Uint8Array {
+  if (L > 255 * NH) throw protocolError('HPKE_EXPORT_TOO_LONG', `HKDF-Expand length ${L} exceeds 255 * Nh`);
+  const out = new Uint8Array(L);
+  let t: Uint8Array = EMPTY;
+  for (let i = 1, o = 0; o < L; i++) {
+    t = b.hmacSha256(prk, cat(t, info, Uint8Array.of(i)));
+    out.set(t.subarray(0, Math.min(NH, L - o)), o);
+    o += NH;
+  }
+  return out;
+}
+
+/** LabeledExtract(salt, label, ikm) (§4). */
+function labeledExtract(b: CryptoBackend, suiteId: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
+  return extract(b, salt, cat(HPKE_V1, suiteId, enc.encode(label), ikm));
+}
+
+/** LabeledExpand(prk, label, info, L) (§4). */
+function labeledExpand(b: CryptoBackend, suiteId: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
+  return expand(b, prk, cat(i2osp(L, 2), HPKE_V1, suiteId, enc.encode(label), info), L);
+}
+
+const KEM_SUITE_ID = cat(enc.encode('KEM'), i2osp(KEM_X25519_HKDF_SHA256, 2));
+
+/** DeriveKeyPair(ikm) for X25519 (§7.1.3). */
+export async function deriveKeyPair(ikm: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  const dkpPrk = labeledExtract(backend, KEM_SUITE_ID, EMPTY, 'dkp_prk', ikm);
+  const sk = labeledExpand(backend, KEM_SUITE_ID, dkpPrk, 'sk', EMPTY, X25519_NSK);
+  try {
+    return await backend.x25519Import(sk);
+  } finally {
+    sk.fill(0);
+  }
+}
+
+/** GenerateKeyPair() (§4). */
+export function generateKeyPair(backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  return backend.x25519Generate();
+}
+
+/** DeserializePrivateKey (§7.1.2): imports a raw 32-byte X25519 scalar. */
+export function importPrivateKey(sk: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  return backend.x25519Import(sk);
+}
+
+/** DH(sk, pk) with the all-zero check of §7.1.1 (RFC 7748 §6.1). */
+async function dh(sk: KeyPair, pk: Uint8Array): Promise<Uint8Array> {
+  if (pk.length !== X25519_NPK) throw protocolError('HPKE_BAD_KEY', 'X25519 public key must be 32 bytes');
+  let out: Uint8Array;
+  try {
+    out = await sk.backend.x25519(sk, pk);
+  } catch (e) {
+    throw protocolError('HPKE_BAD_KEY', 'X25519 agreement failed', { cause: e });
+  }
+  let z = 0;
+  for (const x of out) z |= x;
+  if (z === 0) throw protocolError('HPKE_BAD_KEY', 'X25519 agreement produced the all-zero value');
+  return out;
+}
+
+/** ExtractAndExpand(dh, kem_context) (§4.1). */
+function extractAndExpand(b: CryptoBackend, dhv: Uint8Array, kemContext: Uint8Array): Uint8Array {
+  const eaePrk = labeledExtract(b, KEM_SUITE_ID, EMPTY, 'eae_prk', dhv);
+  return labeledExpand(b, KEM_SUITE_ID, eaePrk, 'shared_secret', kemContext, X25519_NSECRET);
+}
+
+/** Encap / AuthEncap (§4.1). */
+async function encap(b: CryptoBackend, pkR: Uint8Array, skS: KeyPair | undefined, eph: KeyPair | undefined) {
+  const skE = eph ?? (await b.x25519Generate());
+  const encv = skE.publicKey;
+  const dhv = skS ? cat(await dh(skE, pkR), await dh(skS, pkR)) : await dh(skE, pkR);
+  const kemContext = skS ? cat(encv, pkR, skS.publicKey) : cat(encv, pkR);
+  return { sharedSecret: extractAndExpand(b, dhv, kemContext), enc: encv };
+}
+
+/** Decap / AuthDecap (§4.1). */
+async function decap(b: CryptoBackend, encv: Uint8Array, skR: KeyPair, pkS: Uint8Array | undefined): Promise<Uint8Array> {
+  if (encv.length !== X25519_NENC) throw protocolError('HPKE_BAD_KEY', 'encapsulated key must be 32 bytes');
+  const dhv = pkS ? cat(await dh(skR, encv), await dh(skR, pkS)) : await dh(skR, encv);
+  const kemContext = pkS ? cat(encv, skR.publicKey, pkS) : cat(encv, skR.publicKey);
+  return extractAndExpand(b, dhv, kemContext);
+}
+
+/** Values the key schedule produced, exposed for the RFC 9180 known-answer tests. */
+export interface KeyScheduleValues {
+  readonly sharedSecret: Uint8Array;
+  readonly keyScheduleContext: Uint8Array;
+  readonly secret: Uint8Array;
+  readonly key: Uint8Array;
+  readonly baseNonce: Uint8Array;
+  readonly exporterSecret: Uint8Array;
+}
+
+/** VerifyPSKInputs (§5.1). */
+function verifyPskInputs(mode: Mode, psk: Uint8Array, pskId: Uint8Array): void {
+  const gotPsk = psk.length > 0;
+  const gotPskId = pskId.length > 0;
+  if (gotPsk !== gotPskId) throw protocolError('HPKE_BAD_PSK', 'psk and psk_id must be given together');
+  const needPsk = mode === MODE_PSK || mode === MODE_AUTH_PSK;
+  if (gotPsk && !needPsk) throw protocolError('HPKE_BAD_PSK', 'psk given in a mode without psk');
+  if (!gotPsk && needPsk) throw protocolError('HPKE_BAD_PSK', 'psk mode without psk');
+  // §9.5: the PSK must have at least 32 bytes of entropy.
+  if (gotPsk && psk.length < 32) throw protocolError('HPKE_BAD_PSK', 'psk shorter than 32 bytes');
+}
+
+/** Message limit: the RFC's (1 << 8*Nn) - 1 is 2^96 - 1; a JS number counter stops earlier, at 2^53 - 1. */
+export const MAX_SEQUENCE = Number.MAX_SAFE_INTEGER;
+
+class Context implements SenderContext, ReceiverContext {
+  readonly suite: SuiteIds;
+  readonly values: KeyScheduleValues;
+  readonly #b: CryptoBackend;
+  readonly #suiteId: Uint8Array;
+  readonly #cipher: AeadCipher | undefined;
+  readonly #nonce: Uint8Array;
+  #seq = 0;
+
+  constructor(b: CryptoBackend, suite: SuiteIds, suiteId: Uint8Array, values: KeyScheduleValues, cipher: AeadCipher | undefined) {
+    this.#b = b;
+    this.suite = suite;
+    this.#suiteId = suiteId;
+    this.values = values;
+    this.#cipher = cipher;
+    this.#nonce = new Uint8Array(values.baseNonce.length);
+  }
+
+  get seq(): number {
+    return this.#seq;
+  }
+
+  /** ComputeNonce(seq) (§5.2): base_nonce XOR I2OSP(seq, Nn). */
+  #computeNonce(seq: number): Uint8Array {
+    const n = this.#nonce;
+    const base = this.values.baseNonce;
+    n.set(base);
+    let x = seq;
+    for (let i = n.length - 1; x > 0; i--, x = Math.floor(x / 256)) n[i] = base[i]! ^ (x & 0xff);
+    return n.slice();
+  }
+
+  #aead(): AeadCipher {
+    if (!this.#cipher) throw protocolError('HPKE_EXPORT_ONLY', 'the export-only AEAD cannot seal or open');
+    if (this.#seq >= MAX_SEQUENCE) throw protocolError('HPKE_MESSAGE_LIMIT', 'HPKE message limit reached');
+    return this.#cipher;
+  }
+
+  async seal(aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
+    const c = this.#aead();
+    const ct = await c.seal(this.#computeNonce(this.#seq), aad, pt);
+    this.#seq++;
+    return ct;
+  }
+
+  async open(aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
+    const c = this.#aead();
+    let pt: Uint8Array;
+    try {
+      pt = await c.open(this.#computeNonce(this.#seq), aad, ct);
+    } catch (e) {
+      throw protocolError('HPKE_OPEN_FAILED', 'HPKE open failed', { cause: e });
+    }
+    this.#seq++;
+    return pt;
+  }
+
+  async openAt(seq: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> {
+    if (!this.#cipher || !Number.isSafeInteger(seq) || seq < 0) return undefined;
+    try {
+      return await this.#cipher.open(this.#computeNonce(seq), aad, ct);
+    } catch {
+      return undefined;
+    }
+  }
+
+  export(exporterContext: Uint8Array, L: number): Uint8Array {
+    if (!Number.isInteger(L) || L < 0 || L > 255 * NH) throw protocolError('HPKE_EXPORT_TOO_LONG', `export length ${L} out of range`);
+    return labeledExpand(this.#b, this.#suiteId, this.values.exporterSecret, 'sec', exporterContext, L);
+  }
+
+  /** TEST-ONLY: position the sequence number (to test the message limit without 2^53 operations). */
+  setSequenceForTesting(seq: number): void {
+    this.#seq = seq;
+  }
+}
+
+/** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
+async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
+  if (!isSupportedSuite(suite)) unsupported(suite);
+  verifyPskInputs(mode, psk, pskId);
+  const suiteId = cat(enc.encode('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
+  const pskIdHash = labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
+  const infoHash = labeledExtract(b, suiteId, EMPTY, 'info_hash', info);
+  const keyScheduleContext = cat(Uint8Array.of(mode), pskIdHash, infoHash);
+  const secret = labeledExtract(b, suiteId, sharedSecret, 'secret', psk);
+  const p = AEAD_PARAMS[suite.aeadId];
+  const key = p ? labeledExpand(b, suiteId, secret, 'key', keyScheduleContext, p.Nk) : EMPTY;
+  const baseNonce = p ? labeledExpand(b, suiteId, secret, 'base_nonce', keyScheduleContext, p.Nn) : EMPTY;
+  const exporterSecret = labeledExpand(b, suiteId, secret, 'exp', keyScheduleContext, NH);
+  const cipher = p ? await b.aead(suite.aeadId, key) : undefined;
+  return new Context(b, suite, suiteId, { sharedSecret, keyScheduleContext, secret, key, baseNonce, exporterSecret }, cipher);
+}
+
+function checkSuite(suite: SuiteIds): void {
+  if (!isSupportedSuite(suite)) unsupported(suite);
+}
+
+export interface SenderSetup {
+  /** The encapsulated key `enc` (Nenc bytes) to send with the ciphertexts. */
+  readonly enc: Uint8Array;
+  readonly context: SenderContext;
+}
+
+/** The general sender setup behind the four Setup<MODE>S functions. */
+async function setupS(mode: Mode, suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, skS: KeyPair | undefined, o: SetupOptions): Promise<SenderSetup> {
+  checkSuite(suite);
+  const b = o.backend ?? defaultBackend();
+  verifyPskInputs(mode, psk, pskId);
+  const { sharedSecret, enc: encv } = await encap(b, pkR, skS, o.ephemeralKeyPair);
+  return { enc: encv, context: await keySchedule(b, suite, mode, sharedSecret, info, psk, pskId) };
+}
+
+async function setupR(mode: Mode, suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, pkS: Uint8Array | undefined, o: SetupOptions): Promise<ReceiverContext> {
+  checkSuite(suite);
+  const b = o.backend ?? defaultBackend();
+  verifyPskInputs(mode, psk, pskId);
+  const sharedSecret = await decap(b, encv, skR, pkS);
+  return keySchedule(b, suite, mode, sharedSecret, info, psk, pskId);
+}
+
+/** SetupBaseS(pkR, info) (§5.1.1). */
+export function setupBaseS(suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, o: SetupOptions = {}): Promise<SenderSetup> {
+  return setupS(MODE_BASE, suite, pkR, info, EMPTY, EMPTY, undefined, o);
+}
+/** SetupBaseR(enc, skR, info) (§5.1.1). */
+export function setupBaseR(suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, o: SetupOptions = {}): Promise<ReceiverContext> {
+  return setupR(MODE_BASE, suite, encv, skR, info, EMPTY, EMPTY, undefined, o);
+}
+/** SetupPSKS(pkR, info, psk, psk_id) (§5.1.2). */
+export function setupPSKS(suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, o: SetupOptions = {}): Promise<SenderSetup> {
+  return setupS(MODE_PSK, suite, pkR, info, psk, pskId, undefined, o);
+}
+/** SetupPSKR(enc, skR, info, psk, psk_id) (§5.1.2). */
+export function setupPSKR(suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, o: SetupOptions = {}): Promise<ReceiverContext> {
+  return setupR(MODE_PSK, suite, encv, skR, info, psk, pskId, undefined, o);
+}
+/** SetupAuthS(pkR, info, skS) (§5.1.3). */
+export function setupAuthS(suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, skS: KeyPair, o: SetupOptions = {}): Promise<SenderSetup> {
+  return setupS(MODE_AUTH, suite, pkR, info, EMPTY, EMPTY, skS, o);
+}
+/** SetupAuthR(enc, skR, info, pkS) (§5.1.3). */
+export function setupAuthR(suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, pkS: Uint8Array, o: SetupOptions = {}): Promise<ReceiverContext> {
+  return setupR(MODE_AUTH, suite, encv, skR, info, EMPTY, EMPTY, pkS, o);
+}
+/** SetupAuthPSKS(pkR, info, psk, psk_id, skS) (§5.1.4). */
+export function setupAuthPSKS(suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, skS: KeyPair, o: SetupOptions = {}): Promise<SenderSetup> {
+  return setupS(MODE_AUTH_PSK, suite, pkR, info, psk, pskId, skS, o);
+}
+/** SetupAuthPSKR(enc, skR, info, psk, psk_id, pkS) (§5.1.4). */
+export function setupAuthPSKR(suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, pkS: Uint8Array, o: SetupOptions = {}): Promise<ReceiverContext> {
+  return setupR(MODE_AUTH_PSK, suite, encv, skR, info, psk, pskId, pkS, o);
+}
+
+/** TEST-ONLY: the key schedule outputs of a context (for the RFC 9180 Appendix A vectors). */
+export function keyScheduleValuesForTesting(ctx: SenderContext | ReceiverContext): KeyScheduleValues {
+  if (!(ctx instanceof Context)) throw protocolError('HPKE_BAD_CONTEXT', 'not an HPKE context of this module');
+  return ctx.values;
+}
+
+/** TEST-ONLY: position a context's sequence number (to exercise the message limit). */
+export function setSequenceForTesting(ctx: SenderContext | ReceiverContext, seq: number): void {
+  if (!(ctx instanceof Context)) throw protocolError('HPKE_BAD_CONTEXT', 'not an HPKE context of this module');
+  ctx.setSequenceForTesting(seq);
+}
+
+/** Labeled HKDF for protocols layered on HPKE contexts (OHTTP §4.4 uses plain HKDF-SHA256 Extract/Expand). */
+export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array, backend: CryptoBackend = defaultBackend()): Uint8Array {
+  return extract(backend, salt, ikm);
+}
+export function hkdfExpand(prk: Uint8Array, info: Uint8Array, L: number, backend: CryptoBackend = defaultBackend()): Uint8Array {
+  return expand(backend, prk, info, L);
+}

@@ -1,0 +1,101 @@
+/**
+ * NODE-ONLY (see docs/protocol.md §10): the CryptoBackend of protocol/backend.ts on node:crypto, for servers.
+ * Same primitives (X25519 per RFC 7748, HMAC-SHA256, AES-GCM, ChaCha20-Poly1305 per RFC 8439), synchronous OpenSSL
+ * calls instead of WebCrypto's promise-and-threadpool round trip per operation, which dominates small messages.
+ * protocol/*.ts never import this file; enclave/worker code installs it with `setDefaultBackend(nodeBackend)`.
+ */
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  generateKeyPairSync,
+  type KeyObject,
+} from 'node:crypto';
+import { protocolError } from '../../attestation/errors.ts';
+import {
+  AEAD_AES_128_GCM,
+  AEAD_AES_256_GCM,
+  AEAD_CHACHA20_POLY1305,
+  AEAD_PARAMS,
+  X25519_PKCS8_PREFIX,
+  X25519_SPKI_PREFIX,
+  type AeadCipher,
+  type CryptoBackend,
+  type X25519PrivateKey,
+} from '../backend.ts';
+
+const CIPHER: Record<number, string> = {
+  [AEAD_AES_128_GCM]: 'aes-128-gcm',
+  [AEAD_AES_256_GCM]: 'aes-256-gcm',
+  [AEAD_CHACHA20_POLY1305]: 'chacha20-poly1305',
+};
+
+function rawPublic(k: KeyObject): Uint8Array {
+  return new Uint8Array(k.export({ format: 'der', type: 'spki' }).subarray(X25519_SPKI_PREFIX.length));
+}
+
+class NodeAead implements AeadCipher {
+  readonly #alg: string;
+  readonly #key: Buffer;
+  constructor(alg: string, key: Uint8Array) {
+    this.#alg = alg;
+    this.#key = Buffer.from(key);
+  }
+  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
+    const c = createCipheriv(this.#alg as 'aes-128-gcm', this.#key, nonce, { authTagLength: 16 });
+    c.setAAD(aad, { plaintextLength: pt.length });
+    const a = c.update(pt);
+    const b = c.final();
+    const tag = c.getAuthTag();
+    const out = new Uint8Array(a.length + b.length + 16);
+    out.set(a);
+    out.set(b, a.length);
+    out.set(tag, a.length + b.length);
+    return out;
+  }
+  open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Uint8Array {
+    if (ct.length < 16) throw protocolError('AEAD_OPEN_FAILED', 'ciphertext shorter than the tag');
+    const d = createDecipheriv(this.#alg as 'aes-128-gcm', this.#key, nonce, { authTagLength: 16 });
+    d.setAuthTag(ct.subarray(ct.length - 16));
+    d.setAAD(aad, { plaintextLength: ct.length - 16 });
+    const a = d.update(ct.subarray(0, ct.length - 16));
+    const b = d.final(); // throws when the tag does not verify
+    if (b.length === 0) return new Uint8Array(a.buffer, a.byteOffset, a.length);
+    const out = new Uint8Array(a.length + b.length);
+    out.set(a);
+    out.set(b, a.length);
+    return out;
+  }
+}
+
+export const nodeBackend: CryptoBackend = {
+  name: 'node:crypto',
+  async x25519Generate(): Promise<X25519PrivateKey> {
+    const { privateKey, publicKey } = generateKeyPairSync('x25519');
+    return { kind: 'x25519-private', publicKey: rawPublic(publicKey), handle: privateKey, backend: nodeBackend };
+  },
+  async x25519Import(sk: Uint8Array): Promise<X25519PrivateKey> {
+    if (sk.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 private key must be 32 bytes');
+    const der = Buffer.concat([X25519_PKCS8_PREFIX, sk]);
+    const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+    der.fill(0);
+    return { kind: 'x25519-private', publicKey: rawPublic(createPublicKey(privateKey)), handle: privateKey, backend: nodeBackend };
+  },
+  x25519(sk: X25519PrivateKey, pk: Uint8Array): Uint8Array {
+    const publicKey = createPublicKey({ key: Buffer.concat([X25519_SPKI_PREFIX, pk]), format: 'der', type: 'spki' });
+    return new Uint8Array(diffieHellman({ privateKey: sk.handle as KeyObject, publicKey }));
+  },
+  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+    return new Uint8Array(createHmac('sha256', key).update(data).digest());
+  },
+  aead(aeadId: number, key: Uint8Array): AeadCipher {
+    const p = AEAD_PARAMS[aeadId];
+    const alg = CIPHER[aeadId];
+    if (!p || !alg) throw protocolError('HPKE_UNSUPPORTED_SUITE', `AEAD 0x${aeadId.toString(16).padStart(4, '0')} is not supported`);
+    if (key.length !== p.Nk) throw protocolError('HPKE_BAD_KEY', 'AEAD key has the wrong length');
+    return new NodeAead(alg, key);
+  },
+};
