@@ -140,7 +140,7 @@ export function parseEventLog(b: Uint8Array): EventLog {
 
 /** RTMR0..3 from the log (MR index i+1 extends RTMR i). */
 export async function replayRtmrs(log: EventLog): Promise<Uint8Array[]> {
-  const rtmr = [0, 1, 2, 3].map(() => new Uint8Array(48));
+  const rtmr: Uint8Array[] = [0, 1, 2, 3].map(() => new Uint8Array(48));
   for (const e of log.events) {
     if (e.eventType === EV_NO_ACTION) continue;
     if (e.mrIndex < 1 || e.mrIndex > 4) throw bad(`event ${e.seq} extends MR index ${e.mrIndex}, not an RTMR (1..4)`);
