@@ -1,0 +1,262 @@
+/**
+ * NVIDIA GPU confidential-computing evidence: `verifyGpuEvidence` composes abi (`spdm.ts`, `evidence.ts`), verify
+ * (`verify.ts`, `ocsp.ts`, `rim.ts`) and validate (`validate.ts`) per GPU, and aggregates (DESIGN.md §3).
+ * NRAS tokens are verified by `nras.ts` into the same claims shape.
+ *
+ * Everything that varies comes in through options: `now`, the trust store or explicit roots (sim), the expected
+ * nonce, RIMs, the OCSP collateral getter, the policy. Nothing here fetches or reads the clock.
+ */
+import { equalBytes, hex, sha256 } from '../bytes.ts';
+import { GmError, configError, rejected } from '../errors.ts';
+import { Checks, type VerificationReport } from '../report.ts';
+import type { TrustStore } from '../trust.ts';
+import { type Certificate, commonName } from '../x509/cert.ts';
+import type { VerifiedChain } from '../x509/chain.ts';
+import type { GpuClaims } from './claims.ts';
+import { type GpuEvidenceItem, parseGpuEvidenceJson } from './evidence.ts';
+import { parseOcspResponse, verifyOcspForCert } from './ocsp.ts';
+import { type Rim, compareWithRims, parseRim, verifyRimSignature } from './rim.ts';
+import type { GpuAttestationReport } from './spdm.ts';
+import { type GpuPolicy, validateGpuClaims } from './validate.ts';
+import { checkDeclared, checkFwid, checkNonce, verifyGpuChain, verifyReportSignature } from './verify.ts';
+
+export type { GpuClaims } from './claims.ts';
+export type { GpuPolicy } from './validate.ts';
+export { gpuPolicyFrom } from './validate.ts';
+export type { GpuEvidenceItem } from './evidence.ts';
+export { parseGpuEvidenceJson, gpuEvidenceFromRaw } from './evidence.ts';
+
+export interface GpuCollateral {
+  /** A DER OCSP response covering `cert` (issued by `issuer`), from a cache or the host; undefined when none. */
+  ocsp?(cert: Certificate, issuer: Certificate): Promise<Uint8Array | undefined>;
+}
+
+export interface GpuVerifyOptions {
+  readonly now: Date;
+  /** Pinned anchors: `nvidia-device-root` (and `nvidia-rim-root` when RIMs are given). */
+  readonly trustStore?: TrustStore;
+  /** Explicit roots instead of the trust store: how a caller that allowed sim trusts a sim root. */
+  readonly roots?: { readonly device: readonly Certificate[]; readonly rim?: readonly Certificate[] };
+  /** Mark claims as sim (the caller passed sim roots on purpose). */
+  readonly sim?: boolean;
+  /** The nonce the caller sent; `null` says explicitly that none was sent (freshness then recorded as skipped). */
+  readonly expectedNonce: Uint8Array | null;
+  /** Driver and VBIOS RIMs (SWID XML); each GPU uses the pair whose versions equal its report's. */
+  readonly rims?: readonly (string | Rim)[];
+  readonly collateral?: GpuCollateral;
+  /** `null`: verify only, no policy (recorded as a skipped row); the caller must then apply its own. */
+  readonly policy: GpuPolicy | null;
+  /** When the evidence was collected (e.g. the bundle's issuedAt): the local report has no timestamp. */
+  readonly collectedAt?: Date;
+}
+
+export interface GpuResult {
+  readonly gpu: number;
+  readonly claims: GpuClaims;
+  readonly report: VerificationReport;
+  readonly attestation: GpuAttestationReport;
+}
+
+export interface GpuOutcome {
+  readonly gpu: number;
+  readonly arch: string;
+  readonly result: GpuResult | undefined;
+  readonly error: GmError | undefined;
+  readonly report: VerificationReport;
+}
+
+export interface GpuEvidenceResult {
+  readonly gpus: readonly GpuResult[];
+  /** Every GPU's rows, ids prefixed `gpu<i>.`. */
+  readonly report: VerificationReport;
+  /** SHA-256 of the evidence bytes as given (what a worker binds into its REPORT_DATA), when given as bytes/text. */
+  readonly evidenceDigest: string | undefined;
+}
+
+/** Verified chains keyed by their DER (and root): a warm chain costs one lookup, re-checked for validity at `now`. */
+const chainCache = new Map<string, VerifiedChain>();
+const CHAIN_CACHE_MAX = 1024;
+
+async function cachedChain(chain: readonly Certificate[], roots: readonly Certificate[], now: Date): Promise<VerifiedChain> {
+  let key = '';
+  for (const c of chain) key += `${c.der.length}:${String.fromCharCode(...c.der.subarray(c.der.length - 64))}|`;
+  for (const r of roots) key += `R${String.fromCharCode(...r.der.subarray(r.der.length - 64))}`;
+  const hit = chainCache.get(key);
+  // The key is the tail of each DER (the signature value): a different certificate has a different signature.
+  if (hit && hit.path.length >= chain.length && chain.every((c, i) => equalBytes(c.der, hit.path[i]!.der))
+    && hit.path.every((c) => now >= c.notBefore && now <= c.notAfter)) return hit;
+  const v = await verifyGpuChain(chain, roots, now);
+  if (chainCache.size >= CHAIN_CACHE_MAX) chainCache.clear();
+  chainCache.set(key, v);
+  return v;
+}
+
+function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: readonly Certificate[]; name: string } {
+  const explicit = which === 'device' ? options.roots?.device : options.roots?.rim;
+  if (explicit) {
+    if (explicit.length === 0) throw configError('TRUST_ANCHOR_MISSING', `no ${which} roots given`);
+    return { certs: explicit, name: `${options.sim ? 'sim ' : ''}${commonName(explicit[0]!.subject) ?? explicit[0]!.subject.text}` };
+  }
+  if (!options.trustStore) throw configError('TRUST_ANCHOR_MISSING', 'neither a trust store nor explicit NVIDIA roots were given');
+  const c = options.trustStore.get(which === 'device' ? 'nvidia-device-root' : 'nvidia-rim-root');
+  return { certs: [c], name: `pinned ${commonName(c.subject) ?? c.subject.text}` };
+}
+
+interface RimSet {
+  readonly rims: readonly Rim[];
+  readonly verified: Map<Rim, Promise<string>>;
+}
+
+async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<{ match: boolean | undefined; mismatches: number[] }> {
+  if (!set) {
+    checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs', 'no RIMs supplied');
+    return { match: undefined, mismatches: [] };
+  }
+  const op = item.report.response.opaque;
+  const pick = (kind: 'driver' | 'vbios', version: string | undefined) =>
+    set.rims.find((r) => r.kind === kind && version !== undefined && r.version.toLowerCase() === version.toLowerCase());
+  const driver = pick('driver', op.driverVersion);
+  const vbios = pick('vbios', op.vbiosVersion);
+  if (!driver || !vbios) {
+    checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs',
+      `no ${!driver ? `driver RIM for ${op.driverVersion}` : ''}${!driver && !vbios ? ' and no ' : ''}${!vbios ? `VBIOS RIM for ${op.vbiosVersion}` : ''} among those supplied`);
+    return { match: undefined, mismatches: [] };
+  }
+  const rimRoots = roots(options, 'rim');
+  for (const rim of [driver, vbios]) {
+    let p = set.verified.get(rim);
+    if (!p) {
+      p = verifyRimSignature(rim, rimRoots.certs, options.now).then((r) => r.signer.subject.text);
+      set.verified.set(rim, p);
+    }
+    await checks.run(`nvidia.rim.${rim.kind}.signature`, `${rim.kind} RIM ${rim.version}: XML signature and signing chain`, rimRoots.name, () => p);
+  }
+  const cmp = checks.runSync('nvidia.rim.versions', 'RIMs describe the report\'s driver and VBIOS versions', `${driver.version} / ${vbios.version}`,
+    () => compareWithRims(item.report, driver, vbios), (c) => `${c.matched.length} active indices compared${c.skipped.length ? `, block ${c.skipped.join(',')} skipped (NVDEC0 disabled)` : ''}`);
+  for (const m of cmp.mismatches)
+    checks.fail(`nvidia.rim.measurement.${m.block}`, `measurement block ${m.block} (RIM index ${m.rimIndex}) matches the ${m.source} RIM`, `${m.source} RIM ${m.source === 'driver' ? driver.version : vbios.version}`,
+      'NVIDIA_RIM_MISMATCH', m.runtime === undefined ? 'the report has no such block' : `runtime value ${m.runtime} matches no alternative`);
+  if (cmp.mismatches.length === 0) checks.pass('nvidia.rim.measurements', 'every active RIM measurement matches the report', `driver ${driver.version}, VBIOS ${vbios.version}`, `${cmp.matched.length} indices`);
+  return { match: cmp.mismatches.length === 0, mismatches: cmp.mismatches.map((m) => m.block) };
+}
+
+async function checkOcsp(path: readonly Certificate[], deviceRoots: readonly Certificate[], options: GpuVerifyOptions, checks: Checks): Promise<'good' | 'skipped'> {
+  const getter = options.collateral?.ocsp;
+  if (!getter) {
+    checks.skip('nvidia.ocsp', 'revocation status (OCSP) of every certificate of the chain', 'no OCSP collateral getter supplied');
+    return 'skipped';
+  }
+  let good = 0;
+  for (let i = 0; i + 1 < path.length; i++) {
+    const cert = path[i]!;
+    const issuer = path[i + 1]!;
+    const der = await getter(cert, issuer);
+    if (!der) {
+      checks.skip(`nvidia.ocsp.${i}`, `OCSP status of "${cert.subject.text}"`, 'no response supplied');
+      continue;
+    }
+    await checks.run(`nvidia.ocsp.${i}`, `OCSP status of "${cert.subject.text}" is good`, 'responder chained to the device root',
+      () => verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now: options.now, roots: deviceRoots }), (s) => `good, next update ${s.nextUpdate?.toISOString() ?? 'none'}`);
+    good++;
+  }
+  return good === path.length - 1 ? 'good' : 'skipped';
+}
+
+/** Verifies one GPU; throws a GmError carrying this GPU's report on the first failing check or policy. */
+export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOptions, rimSet?: RimSet): Promise<GpuResult> {
+  const checks = new Checks(`GPU ${item.index} (${item.arch})`);
+  const report = item.report;
+  const dev = roots(options, 'device');
+  checks.pass('nvidia.report.parse', 'SPDM GET_MEASUREMENTS transcript parses (lengths, blocks, opaque data, 96-byte signature)', undefined,
+    `SPDM 0x${report.request.spdmVersion.toString(16)}, ${report.response.blocks.length} blocks, driver ${report.response.opaque.driverVersion ?? '?'}, VBIOS ${report.response.opaque.vbiosVersion ?? '?'}`);
+  const chain = await checks.run('nvidia.chain', 'GPU certificate chain to the NVIDIA Device Identity CA (ECDSA P-384)', dev.name,
+    () => cachedChain(item.chain, dev.certs, options.now), (v) => v.path.map((c) => commonName(c.subject) ?? c.subject.text).join(' <- '));
+  const leaf = chain.path[0]!;
+  const fwid = checks.runSync('nvidia.fwid', 'FWID in the signing certificate equals the report\'s', 'leaf extension 2.23.133.5.4.1', () => checkFwid(leaf, report), (v) => v);
+  if (options.expectedNonce) {
+    const n = options.expectedNonce;
+    checks.runSync('nvidia.report.nonce', 'the report answers the expected nonce', 'caller nonce', () => checkNonce(report, n), () => hex(n));
+  } else checks.skip('nvidia.report.nonce', 'the report answers the expected nonce', 'no expected nonce given: freshness not established');
+  await checks.run('nvidia.report.signature', 'report signature (ECDSA P-384/SHA-384 over request ‖ response) by the signing certificate', commonName(leaf.subject) ?? leaf.subject.text,
+    () => verifyReportSignature(report, leaf));
+  checks.runSync('nvidia.evidence.envelope', 'unsigned envelope fields (driver, VBIOS, nonce) agree with the signed report', 'signed report', () => checkDeclared(item.declared, report), (v) => v);
+  const ocsp = await checkOcsp(chain.path, dev.certs, options, checks);
+  const rim = await checkRims(item, rimSet, options, checks);
+  if (checks.failures.length > 0) throw failedWith(checks, 'NVIDIA_RIM_MISMATCH', `GPU ${item.index}: measurements ${rim.mismatches.join(', ')} do not match the RIMs`);
+
+  const measurements: Record<number, string> = {};
+  for (const b of report.response.blocks) measurements[b.index] = hex(b.value);
+  const claims: GpuClaims = {
+    gpu: item.index, source: 'local', arch: item.arch,
+    hwmodel: chain.path[1] ? commonName(chain.path[1].subject) : undefined, ueid: hex(leaf.serialNumber),
+    driverVersion: report.response.opaque.driverVersion, vbiosVersion: report.response.opaque.vbiosVersion,
+    fwid: report.response.opaque.fwid ? hex(report.response.opaque.fwid) : undefined,
+    nonce: hex(report.request.nonce), nonceMatch: options.expectedNonce ? true : undefined,
+    measurements, measurementsMatch: rim.match, measurementMismatches: rim.mismatches,
+    ccMode: item.ccModeDeclared, debug: undefined, secureBoot: undefined, ocsp, sim: options.sim === true, issuedAt: options.collectedAt,
+  };
+  if (options.policy) {
+    const codes = validateGpuClaims(claims, options.policy, options.now, checks, '');
+    if (codes.length > 0) throw failedWith(checks, codes[0]!, `GPU ${item.index}: policy violations: ${checks.failures.map((f) => f.code).join(', ')}`);
+  } else checks.skip('policy', 'GPU policy (CC mode, debug, versions, RIM, OCSP, age)', 'no policy given: verification only');
+  return { gpu: item.index, claims, report: checks.report(), attestation: report };
+}
+
+function failedWith(checks: Checks, code: string, message: string): GmError {
+  return rejected(code, message, { report: checks.report() });
+}
+
+async function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {
+  let items: readonly GpuEvidenceItem[];
+  let evidenceDigest: string | undefined;
+  if (typeof evidence === 'string' || evidence instanceof Uint8Array) {
+    const bytes = typeof evidence === 'string' ? new TextEncoder().encode(evidence) : evidence;
+    evidenceDigest = hex(await sha256(bytes));
+    items = parseGpuEvidenceJson(new TextDecoder().decode(bytes));
+  } else items = evidence;
+  const rimSet: RimSet | undefined = options.rims && options.rims.length > 0
+    ? { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() }
+    : undefined;
+  return { items, evidenceDigest, rimSet };
+}
+
+/** Verifies every GPU and returns each outcome (never throws for a GPU's rejection; the CLI reports them all). */
+export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[]; evidenceDigest: string | undefined }> {
+  const { items, evidenceDigest, rimSet } = await prepare(evidence, options);
+  const outcomes: GpuOutcome[] = [];
+  for (const item of items) {
+    try {
+      const result = await verifyOneGpu(item, options, rimSet);
+      outcomes.push({ gpu: item.index, arch: item.arch, result, error: undefined, report: result.report });
+    } catch (e) {
+      if (!(e instanceof GmError) || e.kind === 'config') throw e;
+      outcomes.push({ gpu: item.index, arch: item.arch, result: undefined, error: e, report: e.report ?? { subject: `GPU ${item.index} (${item.arch})`, verified: false, checks: [] } });
+    }
+  }
+  return { outcomes, evidenceDigest };
+}
+
+function aggregate(outcomes: readonly GpuOutcome[]): VerificationReport {
+  return {
+    subject: `NVIDIA GPU evidence (${outcomes.length} GPU${outcomes.length === 1 ? '' : 's'})`,
+    verified: outcomes.every((o) => o.error === undefined),
+    checks: outcomes.flatMap((o) => o.report.checks.map((c) => ({ ...c, id: `gpu${o.gpu}.${c.id}` }))),
+  };
+}
+
+/**
+ * Verifies the evidence of every GPU (nvtrust JSON text/bytes, or parsed items). Returns per-GPU `{ claims, report }`
+ * and the aggregate report; throws a GmError naming the first rejected GPU and why, with the aggregate report.
+ */
+export async function verifyGpuEvidence(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<GpuEvidenceResult> {
+  const { outcomes, evidenceDigest } = await verifyGpuEvidenceAll(evidence, options);
+  const report = aggregate(outcomes);
+  const bad = outcomes.find((o) => o.error);
+  if (bad) {
+    const e = bad.error!;
+    throw new GmError(e.kind, e.code, `GPU ${bad.gpu} (${bad.arch}) rejected: ${e.message}`, { cause: e, report });
+  }
+  return { gpus: outcomes.map((o) => o.result!), report, evidenceDigest };
+}
+
+export { aggregate as aggregateGpuReports };
