@@ -136,7 +136,8 @@ export async function verifySevSnp(reportBytes: Uint8Array, options: VerifySevSn
     return { claims, report: checks.report(), parsed: r };
   } catch (e) {
     if (e instanceof GmError) {
-      e.report ??= checks.report();
+      // An error raised outside a recorded check (e.g. bad options) still gets its failing row.
+      if (!e.report) throw checks.failed('snp.verify', 'verification', undefined, e);
       throw e;
     }
     throw checks.failed('snp.internal', 'verification', undefined, e);
