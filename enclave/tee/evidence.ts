@@ -1,0 +1,40 @@
+/**
+ * Builds evidence bundles (DESIGN.md §4) from a TEE provider: REPORT_DATA = protocol/binding.ts `reportData` over
+ * the role, the nonce, the OHTTP key configs and the signing key; for workers, GPU evidence whose nonce is
+ * `gpuNonceFor(REPORT_DATA)`, so the GPU report is bound to this CPU report (docs/protocol.md §7).
+ */
+import type { EvidenceBundle, GpuEvidence } from '../../attestation/bundle.ts';
+import { BOOT_NONCE, gpuNonceFor, reportData, type BindingRole } from '../../protocol/binding.ts';
+import type { TeeProvider } from './provider.ts';
+
+/** Produces GPU evidence for a nonce (worker/gpu.ts: NVIDIA sim, or the operator's collector command). */
+export type GpuEvidenceSource = (nonce: Uint8Array) => Promise<readonly GpuEvidence[]>;
+
+export interface BundleInput {
+  readonly tee: TeeProvider;
+  readonly role: BindingRole;
+  readonly keyConfigs: Uint8Array;
+  readonly signingKey: Uint8Array;
+  readonly nonce?: Uint8Array;
+  readonly gpu?: GpuEvidenceSource;
+  readonly now?: () => number;
+}
+
+export async function makeBundle(i: BundleInput): Promise<EvidenceBundle> {
+  const nonce = i.nonce ?? BOOT_NONCE;
+  const rd = await reportData({ role: i.role, nonce, keyConfigs: i.keyConfigs, signingKey: i.signingKey });
+  const issuedAt = (i.now ?? Date.now)();
+  const [cpu, gpu] = await Promise.all([i.tee.cpuEvidence(rd), i.gpu ? gpuNonceFor(rd).then((n) => i.gpu!(n)) : Promise.resolve(undefined)]);
+  const keys = i.role === 'enclave' ? { ohttp: i.keyConfigs, receipt: i.signingKey } : { ohttp: i.keyConfigs, signing: i.signingKey };
+  return {
+    v: 1,
+    platform: cpu.platform,
+    evidence: cpu.evidence,
+    certs: cpu.certs,
+    collateral: cpu.collateral,
+    ...(gpu && gpu.length > 0 ? { gpu } : {}),
+    keys,
+    nonce,
+    issuedAt,
+  };
+}
