@@ -1,0 +1,258 @@
+/**
+ * The order book (DESIGN.md §6 "The enclave keeps an order book of verified, unexpired offers"): offers whose two
+ * signatures verified and whose worker key equals the key bound in that worker's verified evidence, indexed by
+ * model so selection scans only the requested models. Expired offers leave by themselves: selection skips them
+ * and each model's list is compacted once `now` passes its earliest expiry. Replace = same offerId with a higher
+ * sequence; cancel = a signed cancel whose sequence is >= the offer's (and later arrivals at or below it are refused).
+ *
+ * Money: offer prices are bigint micro-units; the book keeps each quoted price (offer price plus the operator's
+ * routing fee, rounded up) also as a safe-integer Number for the selection hot path, checked at insertion.
+ */
+import { equalBytes } from '../../attestation/bytes.ts';
+import { configError, protocolError, rejected } from '../../attestation/errors.ts';
+import { decodeDeterministic } from '../../protocol/market-cbor.ts';
+import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
+import { DEFAULT_STATS_CONFIG, Lease, LiveStats, type StatsConfig } from './stats.ts';
+
+/** What the routing session knows about a worker after verifying its CPU + GPU evidence. */
+export interface WorkerInfo {
+  readonly workerId: string;
+  /** Raw Ed25519 offer-signing key bound in the worker's evidence. */
+  readonly workerKey: Uint8Array;
+  /** SHA-256 of the verified evidence bundle (cited in receipts). */
+  readonly evidenceDigest: Uint8Array;
+  /** Unix ms until which the verification stands (the evidence freshness window). */
+  readonly verifiedUntil: number;
+  /** True when the worker's evidence was simulated. */
+  readonly sim: boolean;
+  /** Optional: the operator hotkey the worker registered under (e.g. from the metagraph); offers must carry it. */
+  readonly hotkey?: string;
+}
+
+export interface BookEntry {
+  readonly verified: VerifiedOffer;
+  readonly offer: Offer;
+  readonly stats: LiveStats;
+  /** Quoted prices (offer price + fee, micro-units per million tokens) as exact safe integers. */
+  readonly quotedIn: number;
+  readonly quotedOut: number;
+  /** validUntil in unix ms. */
+  readonly untilMs: number;
+  readonly fromMs: number;
+  /** FNV-1a of offerId + workerId: the deterministic tie-break seed. */
+  readonly seed: number;
+}
+
+export interface OrderBookOptions {
+  /** Operator routing fee in basis points of the worker cost (0..10000). */
+  readonly feeBasisPoints?: number;
+  readonly stats?: StatsConfig;
+}
+
+/** offer price + fee, rounded up, as the client sees it for max_price and sorting. */
+export function quotedPrice(pricePerM: bigint, feeBasisPoints: number): bigint {
+  return pricePerM + (pricePerM * BigInt(feeBasisPoints) + 9_999n) / 10_000n;
+}
+
+export function fnv1a(s: string, seed = 0x811c9dc5): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+interface ModelList {
+  entries: BookEntry[];
+  /** Earliest untilMs in `entries`: compaction is due once now reaches it. */
+  nextExpiry: number;
+}
+
+export class OrderBook {
+  readonly feeBasisPoints: number;
+  readonly #statsCfg: StatsConfig;
+  readonly #byModel = new Map<string, ModelList>();
+  /** offerId → entry, for replace and cancel. */
+  readonly #byOfferId = new Map<string, BookEntry>();
+  /** offerId → highest cancelled sequence (a tombstone so replays of older versions are refused). */
+  readonly #cancelled = new Map<string, number>();
+  readonly #workers = new Map<string, WorkerInfo>();
+  readonly #stats = new Map<string, LiveStats>();
+  /** Largest quoted price in the book: bounds the selection arithmetic so it stays exact. */
+  maxQuoted = 0;
+
+  constructor(opts: OrderBookOptions = {}) {
+    const fee = opts.feeBasisPoints ?? 0;
+    if (!Number.isSafeInteger(fee) || fee < 0 || fee > 10_000) throw configError('MARKET_FEE_INVALID', 'routing fee must be 0..10000 basis points');
+    this.feeBasisPoints = fee;
+    this.#statsCfg = opts.stats ?? DEFAULT_STATS_CONFIG;
+  }
+
+  /** Registers or refreshes a worker after its evidence verified (call again on each re-verification). */
+  upsertWorker(info: WorkerInfo): void {
+    const old = this.#workers.get(info.workerId);
+    this.#workers.set(info.workerId, info);
+    // A new evidence-bound key invalidates offers signed by the old one.
+    if (old && !equalBytes(old.workerKey, info.workerKey)) this.#dropWhere((e) => e.offer.workerId === info.workerId);
+  }
+
+  /** Drops a worker that failed re-verification or disappeared; its offers leave the book. */
+  removeWorker(workerId: string): void {
+    this.#workers.delete(workerId);
+    this.#dropWhere((e) => e.offer.workerId === workerId);
+  }
+
+  worker(workerId: string): WorkerInfo | undefined {
+    return this.#workers.get(workerId);
+  }
+
+  /**
+   * Verifies a signed offer against its registered worker's evidence-bound key and adds or replaces it.
+   * Codes: OFFER_UNKNOWN_WORKER, OFFER_SUPERSEDED, plus every verifySignedOffer code.
+   */
+  async addSignedOffer(signed: Uint8Array, now: number, workerId?: string): Promise<VerifiedOffer> {
+    const claimed = workerId ?? peekWorkerId(signed);
+    const w = this.#workers.get(claimed);
+    if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `offer from worker "${claimed}" which is not registered and verified`);
+    const v = await verifySignedOffer(signed, { workerPublicKey: w.workerKey, now, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
+    if (v.offer.workerId !== w.workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'offer names a different worker than the one that posted it');
+    this.insert(v, now);
+    return v;
+  }
+
+  /** Inserts an offer verified by the caller (replaces a lower sequence of the same offerId). */
+  insert(v: VerifiedOffer, now: number): BookEntry {
+    const o = v.offer;
+    checkWindow(o, now);
+    const w = this.#workers.get(o.workerId);
+    if (!w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
+    const tomb = this.#cancelled.get(o.offerId);
+    if (tomb !== undefined && o.sequence <= tomb) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} was cancelled`);
+    const prev = this.#byOfferId.get(o.offerId);
+    if (prev) {
+      if (prev.offer.workerId !== o.workerId) throw rejected('OFFER_ID_TAKEN', `offer id ${o.offerId} belongs to another worker`);
+      if (o.sequence <= prev.offer.sequence) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} is not above ${prev.offer.sequence}`);
+      this.#remove(prev);
+    }
+    const qIn = quotedPrice(o.pricePerMInput, this.feeBasisPoints);
+    const qOut = quotedPrice(o.pricePerMOutput, this.feeBasisPoints);
+    if (qIn > BigInt(Number.MAX_SAFE_INTEGER) || qOut > BigInt(Number.MAX_SAFE_INTEGER)) throw protocolError('OFFER_MALFORMED', 'quoted price exceeds 2^53-1 micro-units');
+    const key = `${o.workerId}\n${o.model}`;
+    let stats = this.#stats.get(key);
+    if (!stats) this.#stats.set(key, (stats = new LiveStats(o.ttftMs, o.tokensPerSecond, this.#statsCfg)));
+    const entry: BookEntry = {
+      verified: v,
+      offer: o,
+      stats,
+      quotedIn: Number(qIn),
+      quotedOut: Number(qOut),
+      untilMs: o.validUntil * 1000,
+      fromMs: o.validFrom * 1000,
+      seed: fnv1a(`${o.workerId}\n${o.offerId}`),
+    };
+    let list = this.#byModel.get(o.model);
+    if (!list) this.#byModel.set(o.model, (list = { entries: [], nextExpiry: Infinity }));
+    list.entries.push(entry);
+    list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
+    this.#byOfferId.set(o.offerId, entry);
+    this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
+    return entry;
+  }
+
+  /** Verifies a signed cancel against the worker's registered key and removes the offer (if at or below it). */
+  async cancelSigned(signed: Uint8Array, workerId: string): Promise<boolean> {
+    const w = this.#workers.get(workerId);
+    if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `cancel from worker "${workerId}" which is not registered`);
+    const c = await verifySignedCancel(signed, { workerPublicKey: w.workerKey, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
+    if (c.workerId !== workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'cancel names a different worker');
+    const prev = this.#byOfferId.get(c.offerId);
+    if (prev && prev.offer.workerId !== workerId) throw rejected('OFFER_ID_TAKEN', `offer id ${c.offerId} belongs to another worker`);
+    this.#cancelled.set(c.offerId, Math.max(c.sequence, this.#cancelled.get(c.offerId) ?? -1));
+    if (prev && prev.offer.sequence <= c.sequence) {
+      this.#remove(prev);
+      return true;
+    }
+    return false;
+  }
+
+  /** The live entries for a model at `now` (compacting expired ones first when due). */
+  entriesFor(model: string, now: number): readonly BookEntry[] {
+    const list = this.#byModel.get(model);
+    if (!list) return [];
+    if (now >= list.nextExpiry) this.#compact(list, now);
+    return list.entries;
+  }
+
+  /** Removes every expired offer; returns how many left. */
+  prune(now: number): number {
+    let n = 0;
+    for (const list of this.#byModel.values()) n += this.#compact(list, now);
+    return n;
+  }
+
+  /** Live, currently valid offers (for /v1/models, the status page, statements). */
+  *offers(now: number): Iterable<BookEntry> {
+    for (const [model] of this.#byModel) for (const e of this.entriesFor(model, now)) if (e.fromMs <= now) yield e;
+  }
+
+  /** Models with at least one live offer from a currently verified worker. */
+  models(now: number): string[] {
+    const out = new Set<string>();
+    for (const e of this.offers(now)) {
+      const w = this.#workers.get(e.offer.workerId);
+      if (w && w.verifiedUntil > now) out.add(e.offer.model);
+    }
+    return [...out].sort();
+  }
+
+  byOfferId(offerId: string): BookEntry | undefined {
+    return this.#byOfferId.get(offerId);
+  }
+
+  get size(): number {
+    return this.#byOfferId.size;
+  }
+
+  /** Takes a slot on the entry's (worker, model): in-flight +1 until the lease ends. */
+  acquire(entry: BookEntry, now: number): Lease {
+    return new Lease(entry.stats, now);
+  }
+
+  #compact(list: ModelList, now: number): number {
+    const before = list.entries.length;
+    let next = Infinity;
+    const kept: BookEntry[] = [];
+    for (const e of list.entries) {
+      if (e.untilMs > now) {
+        kept.push(e);
+        if (e.untilMs < next) next = e.untilMs;
+      } else if (this.#byOfferId.get(e.offer.offerId) === e) this.#byOfferId.delete(e.offer.offerId);
+    }
+    list.entries = kept;
+    list.nextExpiry = next;
+    return before - kept.length;
+  }
+
+  #remove(entry: BookEntry): void {
+    const list = this.#byModel.get(entry.offer.model);
+    if (list) list.entries = list.entries.filter((e) => e !== entry);
+    if (this.#byOfferId.get(entry.offer.offerId) === entry) this.#byOfferId.delete(entry.offer.offerId);
+  }
+
+  #dropWhere(pred: (e: BookEntry) => boolean): void {
+    for (const e of [...this.#byOfferId.values()]) if (pred(e)) this.#remove(e);
+  }
+}
+
+/** Reads the workerId out of a signed offer without trusting it (only to find the registered key to verify with). */
+function peekWorkerId(signed: Uint8Array): string {
+  try {
+    const env = decodeDeterministic(signed) as { offer?: unknown };
+    if (!(env.offer instanceof Uint8Array)) throw new Error('no offer field');
+    return decodeOffer(env.offer).workerId;
+  } catch (e) {
+    if (e instanceof Error && 'code' in e && e.code === 'OFFER_MALFORMED') throw e;
+    throw protocolError('OFFER_MALFORMED', 'signed offer cannot be decoded', { cause: e });
+  }
+}

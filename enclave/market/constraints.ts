@@ -1,0 +1,213 @@
+/**
+ * Route constraints parsed from the decrypted request body (DESIGN.md §5 "Route preferences travel inside the
+ * encrypted request", §6). Field names follow OpenRouter's provider routing where they exist:
+ *
+ *   provider: { sort: "price"|"latency"|"throughput", max_price: { prompt, completion, currency? },
+ *               order: [slug], only: [slug], ignore: [slug], allow_fallbacks: bool (default true) }
+ *   payment:  { terms: ["prepaid"|"postpaid"|"per-request", ...], currency?: "USD" }   (gm)
+ *   model + models: a model id, or a pool alias; `models` (<= 20 ids) is the request's own pool
+ *     "default"            the pool in order (failover down the list)
+ *     "default:latency"    lowest live TTFT across the pool
+ *     "default:throughput" highest live tokens/s across the pool
+ *     any other id with `models`: that model first, then `models` in order (OpenRouter's fallback list)
+ *   Configured aliases (enclave config `pools`) work the same way: "alias", "alias:latency", "alias:throughput".
+ *
+ * A provider slug matches an offer's workerId or its operator hotkey (SS58). max_price is a decimal number (or
+ * string) of currency units per million tokens, as OpenRouter takes it, converted to integer micro-units exactly
+ * from its decimal text (digits beyond the sixth decimal are dropped, which only ever lowers the ceiling). It is
+ * compared with the quoted price (offer price plus the routing fee). Token estimates come from the UTF-8 size of
+ * the text fields: expected input tokens = ceil(bytes / 4) for ordering by price; the input upper bound for
+ * authorising a debit = bytes; output = max_completion_tokens | max_tokens, else the configured default.
+ * Nothing here logs or returns request text: errors name fields only (ROUTE_CONSTRAINT_INVALID).
+ */
+import { protocolError } from '../../attestation/errors.ts';
+import { TERMS_KINDS, type TermsKind } from '../../protocol/offer.ts';
+
+export type SortBy = 'price' | 'latency' | 'throughput';
+/** How the candidate models combine: one model, a pool in order, or a pool ranked by a live measurement. */
+export type PoolMode = 'single' | 'ordered' | 'latency' | 'throughput';
+
+export interface RouteConstraints {
+  /** Candidate models in preference order (1..20). */
+  readonly models: readonly string[];
+  readonly poolMode: PoolMode;
+  readonly sort: SortBy;
+  /** Ceiling on the quoted price, micro-units per million tokens (exact bigint), in `maxPriceCurrency`. */
+  readonly maxPricePerMInput?: bigint;
+  readonly maxPricePerMOutput?: bigint;
+  readonly maxPriceCurrency: string;
+  readonly order?: readonly string[];
+  readonly only?: ReadonlySet<string>;
+  readonly ignore?: ReadonlySet<string>;
+  readonly allowFallbacks: boolean;
+  readonly acceptTerms: ReadonlySet<TermsKind>;
+  /** Currency the payer can pay in, when restricted. */
+  readonly paymentCurrency?: string;
+  /** Estimated tokens, used to rank by effective price. */
+  readonly expectedInputTokens: number;
+  readonly expectedOutputTokens: number;
+  /** Upper bounds, used to authorise the debit before dispatch. */
+  readonly maxInputTokens: number;
+  readonly maxOutputTokens: number;
+}
+
+export interface ConstraintOptions {
+  /** Configured model pools: alias → up to 20 model ids. */
+  readonly pools?: Readonly<Record<string, readonly string[]>>;
+  /** Output tokens assumed when the request sets no max_tokens (also the authorisation bound). */
+  readonly defaultMaxOutputTokens?: number;
+  /** Currency max_price is read in when the request does not say. */
+  readonly defaultCurrency?: string;
+}
+
+export const MAX_POOL = 20;
+const MAX_LIST = 64;
+const bad = (what: string): Error => protocolError('ROUTE_CONSTRAINT_INVALID', `route constraint ${what}`);
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function stringList(v: unknown, field: string, max: number): string[] {
+  if (!Array.isArray(v) || v.length > max || !v.every((x) => typeof x === 'string' && x.length > 0 && x.length <= 256)) throw bad(`${field} must be a list of at most ${max} non-empty strings`);
+  return v as string[];
+}
+
+/** Decimal currency units (number or string) → integer micro-units, exactly, truncating past 6 decimals. */
+export function decimalToMicros(v: unknown, field: string): bigint {
+  let s: string;
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v) || v < 0 || v > 1e12) throw bad(`${field} must be a non-negative number`);
+    s = v.toFixed(9);
+  } else if (typeof v === 'string') s = v.trim();
+  else throw bad(`${field} must be a number or a decimal string`);
+  const m = /^(\d{1,13})(?:\.(\d+))?$/.exec(s);
+  if (!m) throw bad(`${field} must be a non-negative decimal`);
+  const frac = (m[2] ?? '').slice(0, 6).padEnd(6, '0');
+  return BigInt(m[1]!) * 1_000_000n + BigInt(frac);
+}
+
+function textBytes(v: unknown, depth = 0): number {
+  if (depth > 8) return 0;
+  if (typeof v === 'string') return utf8Length(v);
+  if (Array.isArray(v)) return v.reduce<number>((n, x) => n + textBytes(x, depth + 1), 0);
+  if (isObj(v)) {
+    let n = 0;
+    for (const k of ['content', 'text', 'input', 'prompt', 'arguments', 'name', 'tool_calls', 'function']) if (k in v) n += textBytes(v[k], depth + 1);
+    return n;
+  }
+  return 0;
+}
+
+function utf8Length(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff) {
+      n += 4;
+      i++;
+    } else n += 3;
+  }
+  return n;
+}
+
+function positiveInt(v: unknown, field: string): number | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) throw bad(`${field} must be a positive integer`);
+  return v;
+}
+
+/** Parses the constraints out of an OpenAI-style request body (already decrypted, already JSON-parsed). */
+export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {}): RouteConstraints {
+  if (!isObj(body)) throw bad('body must be a JSON object');
+  const { models, poolMode } = resolveModels(body, opts.pools ?? {});
+
+  const provider = body.provider ?? {};
+  if (!isObj(provider)) throw bad('provider must be an object');
+  let sort: SortBy = 'price';
+  if (provider.sort !== undefined) {
+    if (provider.sort !== 'price' && provider.sort !== 'latency' && provider.sort !== 'throughput') throw bad('provider.sort must be price, latency or throughput');
+    sort = provider.sort;
+  }
+  let maxIn: bigint | undefined;
+  let maxOut: bigint | undefined;
+  let currency = opts.defaultCurrency ?? 'USD';
+  if (provider.max_price !== undefined) {
+    const mp = provider.max_price;
+    if (!isObj(mp)) throw bad('provider.max_price must be an object');
+    if (mp.prompt !== undefined) maxIn = decimalToMicros(mp.prompt, 'provider.max_price.prompt');
+    if (mp.completion !== undefined) maxOut = decimalToMicros(mp.completion, 'provider.max_price.completion');
+    if (mp.currency !== undefined) {
+      if (typeof mp.currency !== 'string' || !/^[A-Z0-9]{1,12}$/.test(mp.currency)) throw bad('provider.max_price.currency must be a currency code');
+      currency = mp.currency;
+    }
+  }
+  const order = provider.order === undefined ? undefined : stringList(provider.order, 'provider.order', MAX_LIST);
+  const only = provider.only === undefined ? undefined : new Set(stringList(provider.only, 'provider.only', MAX_LIST));
+  const ignore = provider.ignore === undefined ? undefined : new Set(stringList(provider.ignore, 'provider.ignore', MAX_LIST));
+  if (provider.allow_fallbacks !== undefined && typeof provider.allow_fallbacks !== 'boolean') throw bad('provider.allow_fallbacks must be a boolean');
+  const allowFallbacks = provider.allow_fallbacks !== false;
+
+  let acceptTerms: ReadonlySet<TermsKind> = new Set(TERMS_KINDS);
+  let paymentCurrency: string | undefined;
+  if (body.payment !== undefined) {
+    const p = body.payment;
+    if (!isObj(p)) throw bad('payment must be an object');
+    if (p.terms !== undefined) {
+      const t = stringList(p.terms, 'payment.terms', 3);
+      if (t.length === 0 || !t.every((x) => (TERMS_KINDS as readonly string[]).includes(x))) throw bad('payment.terms must list prepaid, postpaid or per-request');
+      acceptTerms = new Set(t as TermsKind[]);
+    }
+    if (p.currency !== undefined) {
+      if (typeof p.currency !== 'string' || !/^[A-Z0-9]{1,12}$/.test(p.currency)) throw bad('payment.currency must be a currency code');
+      paymentCurrency = p.currency;
+    }
+  }
+
+  const inBytes = textBytes(body.messages) + textBytes(body.prompt) + textBytes(body.input);
+  const maxOutput = positiveInt(body.max_completion_tokens, 'max_completion_tokens') ?? positiveInt(body.max_tokens, 'max_tokens') ?? opts.defaultMaxOutputTokens ?? 4096;
+  return {
+    models,
+    poolMode,
+    sort,
+    ...(maxIn !== undefined ? { maxPricePerMInput: maxIn } : {}),
+    ...(maxOut !== undefined ? { maxPricePerMOutput: maxOut } : {}),
+    maxPriceCurrency: currency,
+    ...(order ? { order } : {}),
+    ...(only ? { only } : {}),
+    ...(ignore ? { ignore } : {}),
+    allowFallbacks,
+    acceptTerms,
+    ...(paymentCurrency ? { paymentCurrency } : {}),
+    expectedInputTokens: Math.ceil(inBytes / 4),
+    expectedOutputTokens: maxOutput,
+    maxInputTokens: inBytes + 16,
+    maxOutputTokens: maxOutput,
+  };
+}
+
+function resolveModels(body: Record<string, unknown>, pools: Readonly<Record<string, readonly string[]>>): { models: string[]; poolMode: PoolMode } {
+  const model = body.model;
+  if (typeof model !== 'string' || model.length === 0 || model.length > 256) throw bad('model must be a non-empty string');
+  const own = body.models === undefined ? undefined : stringList(body.models, 'models', MAX_POOL);
+  if (own && own.length === 0) throw bad('models must not be empty');
+  const [alias, suffix] = splitSuffix(model);
+  const pool = alias === 'default' && own ? own : Object.hasOwn(pools, alias) ? pools[alias] : undefined;
+  if (pool) {
+    if (pool.length === 0 || pool.length > MAX_POOL) throw bad(`pool "${alias}" must name 1..${MAX_POOL} models`);
+    return { models: [...new Set(pool)], poolMode: suffix ?? 'ordered' };
+  }
+  if (alias === 'default') throw bad('model "default" needs a models list or a configured pool');
+  if (own) {
+    const list = [...new Set([model, ...own])];
+    if (list.length > MAX_POOL) throw bad(`models must name at most ${MAX_POOL} models`);
+    return { models: list, poolMode: 'ordered' };
+  }
+  return { models: [model], poolMode: 'single' };
+}
+
+function splitSuffix(model: string): [string, 'latency' | 'throughput' | undefined] {
+  if (model.endsWith(':latency')) return [model.slice(0, -':latency'.length), 'latency'];
+  if (model.endsWith(':throughput')) return [model.slice(0, -':throughput'.length), 'throughput'];
+  return [model, undefined];
+}

@@ -1,0 +1,84 @@
+/**
+ * The market (DESIGN.md §6): signed offers → order book → per-request selection → hold → dispatch → settle with a
+ * signed, chained receipt. This file is the routing session's entry point; the pieces live beside it.
+ *
+ * API summary (what the enclave app wires; money is bigint micro-units, `now` is unix ms):
+ *
+ *   const market = createMarket({ feeBasisPoints, pools, defaultMaxOutputTokens });
+ *   // worker registry, after CPU+GPU evidence verified (and again on every re-verification):
+ *   market.book.upsertWorker({ workerId, workerKey, evidenceDigest, verifiedUntil, sim, hotkey? });
+ *   await market.book.addSignedOffer(signedOfferBytes, now);      // OFFER_* codes on refusal
+ *   await market.book.cancelSigned(signedCancelBytes, workerId);
+ *   market.book.removeWorker(workerId);                            // dropped worker: its offers leave
+ *   market.book.models(now)                                        // for /v1/models
+ *
+ *   // per request, inside the gateway, on the decrypted JSON body:
+ *   const sel = market.route(body, { now, requestId, account? }); // NO_ELIGIBLE_OFFER | ROUTE_CONSTRAINT_INVALID
+ *   let i = 0, cand = sel.candidates[0];
+ *   const hold = ledger.authorize(account, cand, sel.feeBasisPoints);  // PAYMENT_* (402) before dispatch
+ *   const lease = market.book.acquire(cand.entry, now);            // in-flight + live stats
+ *   //   forward with max_tokens <= sel.constraints.maxOutputTokens (the hold's bound)
+ *   //   on first token: lease.firstToken(now)
+ *   //   on failure before the first token: lease.failed(now); ledger.release(hold);
+ *   //     const next = nextCandidate(market.book, sel, i, { firstTokenSent: lease.firstTokenSent, now }) → retry or fail
+ *   //   on success: lease.succeeded(outputTokens, now);
+ *   const receipt = await ledger.settle(hold, { requestId, inputTokens, outputTokens, now, enclaveSim });
+ *   //   send receiptEnvelope(receipt, cand.entry.verified.signed) as SSE event `gm.receipt` / trailer `gm-receipt`
+ *
+ *   Ledger.open(path, { signer: await generateReceiptKey() })       // signer.publicKey goes into REPORT_DATA
+ *   ledger.accountForKey(apiKey)                                    // ACCOUNT_MISSING / ACCOUNT_UNKNOWN (401)
+ *   marketHttpStatus(err.code)                                      // the status to map a market error to
+ */
+import { type ConstraintOptions, parseRouteConstraints, type RouteConstraints } from './constraints.ts';
+import { OrderBook } from './book.ts';
+import { select, type Selection } from './select.ts';
+import type { StatsConfig } from './stats.ts';
+
+export { OrderBook, type BookEntry, type WorkerInfo, quotedPrice } from './book.ts';
+export { parseRouteConstraints, decimalToMicros, type RouteConstraints, type SortBy, type PoolMode } from './constraints.ts';
+export { select, nextCandidate, type Candidate, type Selection, EXCLUSION_REASONS } from './select.ts';
+export { Lease, LiveStats } from './stats.ts';
+
+export interface MarketConfig extends ConstraintOptions {
+  /** The operator's routing fee, basis points of the worker cost, added to every quote and shown in receipts. */
+  readonly feeBasisPoints?: number;
+  /** Failover depth: ranked candidates kept per request (default 8). */
+  readonly candidates?: number;
+  readonly stats?: StatsConfig;
+}
+
+export interface Market {
+  readonly book: OrderBook;
+  readonly config: MarketConfig;
+  /** Parses the constraints from the decrypted body and selects; the account's currency restricts offers. */
+  route(body: unknown, ctx: { now: number; requestId: string; account?: { currency: string } }): Selection;
+  /** Selection from already parsed constraints (benchmarks, tests). */
+  selectParsed(c: RouteConstraints, ctx: { now: number; requestId: string }): Selection;
+}
+
+export function createMarket(config: MarketConfig = {}): Market {
+  const book = new OrderBook({ ...(config.feeBasisPoints !== undefined ? { feeBasisPoints: config.feeBasisPoints } : {}), ...(config.stats ? { stats: config.stats } : {}) });
+  const limit = config.candidates ?? 8;
+  return {
+    book,
+    config,
+    route(body, ctx) {
+      const parsed = parseRouteConstraints(body, config);
+      const c = ctx.account && parsed.paymentCurrency === undefined ? { ...parsed, paymentCurrency: ctx.account.currency } : parsed;
+      return select(book, c, ctx.now, { requestId: ctx.requestId, limit });
+    },
+    selectParsed(c, ctx) {
+      return select(book, c, ctx.now, { requestId: ctx.requestId, limit });
+    },
+  };
+}
+
+/** HTTP status for the market's error codes (the gateway maps any other code itself). */
+export function marketHttpStatus(code: string): number | undefined {
+  if (code.startsWith('PAYMENT_')) return 402;
+  if (code === 'ACCOUNT_MISSING' || code === 'ACCOUNT_UNKNOWN') return 401;
+  if (code === 'ROUTE_CONSTRAINT_INVALID') return 400;
+  if (code === 'NO_ELIGIBLE_OFFER' || code === 'WORKER_CREDIT_LIMIT') return 503;
+  if (code.startsWith('OFFER_')) return 400;
+  return undefined;
+}

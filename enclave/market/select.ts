@@ -1,0 +1,210 @@
+/**
+ * Per-request selection (DESIGN.md §6 "selects per request by the user's constraints and strategy; on failure
+ * before the first token it fails over to the next eligible offer if the user allowed fallbacks").
+ *
+ * One pass over the requested models' entries (the book is indexed by model; nothing sorts the whole book): each
+ * entry is either counted under the first constraint that excludes it or ranked, keeping the best `limit`
+ * candidates by insertion. Rank, most significant first:
+ *   1. position in provider.order (unlisted providers after, and only when allow_fallbacks is not false);
+ *   2. model position when the pool is "in order";
+ *   3. the strategy: effective price = quotedIn·expectedInput + quotedOut·expectedOutput (integers: exact safe
+ *      Numbers when the request's bound allows, bigint otherwise), or live TTFT, or live tokens/s (descending);
+ *      a pool ":latency"/":throughput" overrides provider.sort;
+ *   4. effective price (for the latency/throughput strategies);
+ *   5. load: in-flight / capacity, lower first (cross-multiplied integers), which spreads equal offers;
+ *   6. FNV-1a(offer) xor FNV-1a(requestId): a deterministic per-request rotation among exact ties; then offerId.
+ * Eligible means all of: model requested, offer inside its validity window, worker registered and its verification
+ * not past `verifiedUntil`, provider only/ignore/order, currency, quoted price <= max_price, payment terms
+ * accepted, in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
+ * message counts the offers each constraint excluded (model and constraint names only, never request text).
+ */
+import { unavailable } from '../../attestation/errors.ts';
+import type { Offer } from '../../protocol/offer.ts';
+import { computeCharge } from '../../protocol/receipt.ts';
+import { type BookEntry, fnv1a, type OrderBook, type WorkerInfo } from './book.ts';
+import type { RouteConstraints } from './constraints.ts';
+
+export interface Candidate {
+  readonly entry: BookEntry;
+  readonly offer: Offer;
+  readonly worker: WorkerInfo;
+  /** Upper bound of the charge (worker cost + fee) for the request's token bounds: authorise this much. */
+  readonly maxCost: bigint;
+}
+
+export interface Selection {
+  /** Eligible candidates, best first (at most `limit`). Never empty: an empty selection throws instead. */
+  readonly candidates: readonly Candidate[];
+  readonly allowFallbacks: boolean;
+  readonly constraints: RouteConstraints;
+  readonly feeBasisPoints: number;
+}
+
+export interface SelectOptions {
+  /** Seeds the deterministic rotation among exact ties (use the request id). */
+  readonly requestId?: string;
+  /** How many ranked candidates to keep for failover (default 8). */
+  readonly limit?: number;
+}
+
+export const EXCLUSION_REASONS = {
+  validity: 'outside validity window',
+  worker: 'worker unverified or stale',
+  provider: 'excluded by provider.only/ignore',
+  order: 'not in provider.order with allow_fallbacks false',
+  currency: 'other currency',
+  price: 'over max_price',
+  terms: 'payment terms not accepted',
+  capacity: 'at capacity',
+  health: 'worker failing recently',
+} as const;
+export type ExclusionReason = keyof typeof EXCLUSION_REASONS;
+
+interface Ranked {
+  e: BookEntry;
+  w: WorkerInfo;
+  group: number;
+  primary: number;
+  primaryBig: bigint;
+  secondary: number;
+  tie: number;
+}
+
+function compare(a: Ranked, b: Ranked): number {
+  if (a.group !== b.group) return a.group - b.group;
+  if (a.primaryBig !== b.primaryBig) return a.primaryBig < b.primaryBig ? -1 : 1;
+  if (a.primary !== b.primary) return a.primary - b.primary;
+  if (a.secondary !== b.secondary) return a.secondary - b.secondary;
+  const ua = a.e.stats.inFlight * b.e.offer.capacity;
+  const ub = b.e.stats.inFlight * a.e.offer.capacity;
+  if (ua !== ub) return ua - ub;
+  if (a.tie !== b.tie) return a.tie - b.tie;
+  return a.e.offer.offerId < b.e.offer.offerId ? -1 : a.e.offer.offerId > b.e.offer.offerId ? 1 : 0;
+}
+
+/** True when the entry's provider slug (workerId or hotkey) is in the set. */
+const slugIn = (set: ReadonlySet<string>, o: Offer): boolean => set.has(o.workerId) || set.has(o.hotkey);
+
+function orderIndex(order: readonly string[], o: Offer): number {
+  for (let i = 0; i < order.length; i++) if (order[i] === o.workerId || order[i] === o.hotkey) return i;
+  return order.length;
+}
+
+/** The ranked eligible candidates for a request, or NO_ELIGIBLE_OFFER saying which constraint excluded how many. */
+export function select(book: OrderBook, c: RouteConstraints, now: number, opts: SelectOptions = {}): Selection {
+  const limit = opts.limit ?? 8;
+  const reqSeed = fnv1a(opts.requestId ?? '');
+  const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, capacity: 0, health: 0 };
+  const strategy = c.poolMode === 'latency' || c.poolMode === 'throughput' ? c.poolMode : c.sort;
+  const expIn = c.expectedInputTokens;
+  const expOut = c.expectedOutputTokens;
+  // Exact-integer guard: every effective price this request can form stays below 2^53 as a Number.
+  const exact = book.maxQuoted * (expIn + expOut) <= Number.MAX_SAFE_INTEGER;
+  const maxIn = c.maxPricePerMInput === undefined ? Infinity : Number(c.maxPricePerMInput);
+  const maxOut = c.maxPricePerMOutput === undefined ? Infinity : Number(c.maxPricePerMOutput);
+  const priceCapped = c.maxPricePerMInput !== undefined || c.maxPricePerMOutput !== undefined;
+  const orderLen = c.order ? c.order.length : 0;
+  const top: Ranked[] = [];
+  let seen = 0;
+
+  for (let mi = 0; mi < c.models.length; mi++) {
+    const entries = book.entriesFor(c.models[mi]!, now);
+    seen += entries.length;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const o = e.offer;
+      if (now < e.fromMs || now >= e.untilMs) {
+        counts.validity++;
+        continue;
+      }
+      const w = book.worker(o.workerId);
+      if (w === undefined || w.verifiedUntil <= now) {
+        counts.worker++;
+        continue;
+      }
+      if ((c.only !== undefined && !slugIn(c.only, o)) || (c.ignore !== undefined && slugIn(c.ignore, o))) {
+        counts.provider++;
+        continue;
+      }
+      const oi = c.order ? orderIndex(c.order, o) : 0;
+      if (c.order && oi === orderLen && !c.allowFallbacks) {
+        counts.order++;
+        continue;
+      }
+      if ((priceCapped && o.currency !== c.maxPriceCurrency) || (c.paymentCurrency !== undefined && o.currency !== c.paymentCurrency)) {
+        counts.currency++;
+        continue;
+      }
+      if (e.quotedIn > maxIn || e.quotedOut > maxOut) {
+        counts.price++;
+        continue;
+      }
+      if (!c.acceptTerms.has(o.terms.kind)) {
+        counts.terms++;
+        continue;
+      }
+      if (e.stats.inFlight >= o.capacity) {
+        counts.capacity++;
+        continue;
+      }
+      if (e.stats.unhealthy(now)) {
+        counts.health++;
+        continue;
+      }
+      const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
+      const priceBig = exact ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut);
+      const r: Ranked = {
+        e,
+        w,
+        group: oi * 32 + (c.poolMode === 'ordered' ? mi : 0),
+        primary: strategy === 'price' ? price : strategy === 'latency' ? e.stats.ttftMs : -e.stats.tokensPerSecond,
+        primaryBig: strategy === 'price' ? priceBig : 0n,
+        secondary: strategy === 'price' ? 0 : price,
+        tie: (e.seed ^ reqSeed) >>> 0,
+      };
+      insertTop(top, r, limit);
+    }
+  }
+
+  if (top.length === 0) throw noEligible(c, seen, counts);
+  const fee = book.feeBasisPoints;
+  return {
+    candidates: top.map((r) => ({ entry: r.e, offer: r.e.offer, worker: r.w, maxCost: computeCharge(r.e.offer, fee, c.maxInputTokens, c.maxOutputTokens).total })),
+    allowFallbacks: c.allowFallbacks,
+    constraints: c,
+    feeBasisPoints: fee,
+  };
+}
+
+function insertTop(top: Ranked[], r: Ranked, limit: number): void {
+  if (top.length === limit && compare(r, top[limit - 1]!) >= 0) return;
+  let i = top.length;
+  while (i > 0 && compare(r, top[i - 1]!) < 0) i--;
+  top.splice(i, 0, r);
+  if (top.length > limit) top.pop();
+}
+
+function noEligible(c: RouteConstraints, seen: number, counts: Record<ExclusionReason, number>): Error {
+  const what = c.models.length === 1 ? `model "${c.models[0]}"` : `pool of ${c.models.length} models`;
+  if (seen === 0) return unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: no live offers for ${what}`);
+  const parts = (Object.keys(counts) as ExclusionReason[]).filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${EXCLUSION_REASONS[k]}`);
+  return unavailable('NO_ELIGIBLE_OFFER', `no eligible offer for ${what} among ${seen} offers: ${parts.join(', ')}`);
+}
+
+/**
+ * The failover rule: after candidate `failedIndex` failed, the next candidate that is still eligible now (worker
+ * verified, below capacity, not tripped), but only if no token reached the client and fallbacks are allowed.
+ */
+export function nextCandidate(book: OrderBook, sel: Selection, failedIndex: number, state: { firstTokenSent: boolean; now: number }): { candidate: Candidate; index: number } | undefined {
+  if (state.firstTokenSent || !sel.allowFallbacks) return undefined;
+  for (let i = failedIndex + 1; i < sel.candidates.length; i++) {
+    const cand = sel.candidates[i]!;
+    const e = cand.entry;
+    const w = book.worker(cand.offer.workerId);
+    if (book.byOfferId(cand.offer.offerId) !== e) continue;
+    if (!w || w.verifiedUntil <= state.now || state.now >= e.untilMs) continue;
+    if (e.stats.inFlight >= cand.offer.capacity || e.stats.unhealthy(state.now)) continue;
+    return { candidate: cand, index: i };
+  }
+  return undefined;
+}

@@ -1,0 +1,317 @@
+/**
+ * Signed receipts (DESIGN.md §6 "Each served request gets a receipt signed by the enclave's attested receipt key").
+ *
+ * A receipt is a deterministic CBOR map (protocol/market-cbor.ts, RFC 8949 §4.2.1) with exactly these keys:
+ *
+ *   v uint 1 · seq uint (ledger position, 1-based) · prev bytes 32 (receipt hash of seq-1; 32 zero bytes for seq 1)
+ *   requestId text · time uint (unix ms) · model text · account text (ledger account id, never the API key)
+ *   workerId text · workerKey bytes 32 · evidenceDigest bytes 32 (SHA-256 of the worker's verified evidence bundle)
+ *   offerId text · offerDigest bytes 32 (SHA-256 of the offer bytes, protocol/offer.ts)
+ *   inputTokens uint · outputTokens uint
+ *   currency text · pricePerMInput uint · pricePerMOutput uint (copied from the offer, micro-units per 10^6 tokens)
+ *   feeBasisPoints uint (the operator's routing fee) · workerCost uint · fee uint · total uint (micro-units)
+ *   terms map (as in the offer) · sim bool (true when any evidence involved was simulated)
+ *   receiptKey bytes 32 (raw Ed25519 public key of the enclave that signed; bound in its REPORT_DATA)
+ *
+ * Charge arithmetic (integers only, `computeCharge`): workerCost = ceil((pricePerMInput·inputTokens +
+ * pricePerMOutput·outputTokens) / 10^6); fee = ceil(workerCost·feeBasisPoints / 10^4); total = workerCost + fee.
+ * One rounding per request, upward, so a worker is never paid less than its offer.
+ *
+ * Signed form: deterministic CBOR {receipt: bytes, sig: bytes 64}, sig = Ed25519 over UTF-8 "gm-receipt-v1" || 0x00 ||
+ * receipt bytes. The receipt hash (chain link) is SHA-256 of the receipt bytes. The JSON envelope the client
+ * receives (SSE event `gm.receipt`, or the `gm-receipt` trailer/header holding base64url of the signed bytes) is
+ * `receiptEnvelope(...)`. Runtime-agnostic: WebCrypto + Uint8Array only.
+ */
+import { concat, equalBytes, fromBase64, isZero, own, sha256 } from '../attestation/bytes.ts';
+import { protocolError, rejected } from '../attestation/errors.ts';
+import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
+import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
+
+export interface Receipt {
+  readonly v: 1;
+  readonly seq: number;
+  readonly prev: Uint8Array;
+  readonly requestId: string;
+  /** Unix milliseconds. */
+  readonly time: number;
+  readonly model: string;
+  readonly account: string;
+  readonly workerId: string;
+  readonly workerKey: Uint8Array;
+  readonly evidenceDigest: Uint8Array;
+  readonly offerId: string;
+  readonly offerDigest: Uint8Array;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly currency: string;
+  readonly pricePerMInput: bigint;
+  readonly pricePerMOutput: bigint;
+  readonly feeBasisPoints: number;
+  /** Micro-units owed to the worker. */
+  readonly workerCost: bigint;
+  /** Micro-units of the operator's routing fee. */
+  readonly fee: bigint;
+  /** Micro-units charged to the account: workerCost + fee. */
+  readonly total: bigint;
+  readonly terms: PaymentTerms;
+  readonly sim: boolean;
+  readonly receiptKey: Uint8Array;
+}
+
+/** The fields the enclave supplies; the signer adds v, receiptKey, and the ledger adds seq and prev. */
+export type ReceiptDraft = Omit<Receipt, 'v' | 'receiptKey' | 'seq' | 'prev'>;
+
+export interface SignedReceipt {
+  readonly receipt: Receipt;
+  /** The signed envelope bytes. */
+  readonly signed: Uint8Array;
+  /** SHA-256 of the receipt bytes: what the next receipt's `prev` holds. */
+  readonly hash: Uint8Array;
+}
+
+/** The enclave's receipt key: the raw public key to bind in REPORT_DATA and a signer; the private key never leaves. */
+export interface ReceiptSigner {
+  readonly publicKey: Uint8Array;
+  sign(receipt: Omit<Receipt, 'v' | 'receiptKey'>): Promise<SignedReceipt>;
+}
+
+const CONTEXT = new TextEncoder().encode('gm-receipt-v1\0');
+const M = 'RECEIPT_MALFORMED';
+const MICRO = 1_000_000n;
+export const ZERO_HASH = new Uint8Array(32);
+export const RECEIPT_SSE_EVENT = 'gm.receipt';
+export const RECEIPT_TRAILER = 'gm-receipt';
+
+const ceilDiv = (a: bigint, b: bigint): bigint => (a + b - 1n) / b;
+
+/** The charge for a request under an offer's prices and the operator fee (integers, rounded up once each). */
+export function computeCharge(prices: { pricePerMInput: bigint; pricePerMOutput: bigint }, feeBasisPoints: number, inputTokens: number, outputTokens: number): { workerCost: bigint; fee: bigint; total: bigint } {
+  const workerCost = ceilDiv(prices.pricePerMInput * BigInt(inputTokens) + prices.pricePerMOutput * BigInt(outputTokens), MICRO);
+  const fee = ceilDiv(workerCost * BigInt(feeBasisPoints), 10_000n);
+  return { workerCost, fee, total: workerCost + fee };
+}
+
+function termsCbor(t: PaymentTerms): CborValue {
+  return t.kind === 'postpaid' ? { kind: t.kind, creditLimit: t.creditLimit, settlementPeriodSeconds: t.settlementPeriodSeconds } : { kind: t.kind };
+}
+
+export function encodeReceipt(r: Receipt): Uint8Array {
+  const bad = (why: string): never => {
+    throw protocolError(M, `receipt ${why}`);
+  };
+  if (r.v !== 1) bad('version must be 1');
+  for (const [k, n] of [['seq', r.seq], ['time', r.time], ['inputTokens', r.inputTokens], ['outputTokens', r.outputTokens], ['feeBasisPoints', r.feeBasisPoints]] as const) {
+    if (!Number.isSafeInteger(n) || n < 0) bad(`${k} must be a non-negative safe integer`);
+  }
+  if (r.seq < 1) bad('seq starts at 1');
+  for (const [k, b] of [['prev', r.prev], ['workerKey', r.workerKey], ['evidenceDigest', r.evidenceDigest], ['offerDigest', r.offerDigest], ['receiptKey', r.receiptKey]] as const) {
+    if (b.length !== 32) bad(`${k} must be 32 bytes`);
+  }
+  return encodeDeterministic({
+    v: 1,
+    seq: r.seq,
+    prev: r.prev,
+    requestId: r.requestId,
+    time: r.time,
+    model: r.model,
+    account: r.account,
+    workerId: r.workerId,
+    workerKey: r.workerKey,
+    evidenceDigest: r.evidenceDigest,
+    offerId: r.offerId,
+    offerDigest: r.offerDigest,
+    inputTokens: r.inputTokens,
+    outputTokens: r.outputTokens,
+    currency: r.currency,
+    pricePerMInput: r.pricePerMInput,
+    pricePerMOutput: r.pricePerMOutput,
+    feeBasisPoints: r.feeBasisPoints,
+    workerCost: r.workerCost,
+    fee: r.fee,
+    total: r.total,
+    terms: termsCbor(r.terms),
+    sim: r.sim,
+    receiptKey: r.receiptKey,
+  });
+}
+
+const KEYS = ['v', 'seq', 'prev', 'requestId', 'time', 'model', 'account', 'workerId', 'workerKey', 'evidenceDigest', 'offerId', 'offerDigest', 'inputTokens', 'outputTokens', 'currency', 'pricePerMInput', 'pricePerMOutput', 'feeBasisPoints', 'workerCost', 'fee', 'total', 'terms', 'sim', 'receiptKey'];
+
+function decodeStrict(bytes: Uint8Array): CborValue {
+  try {
+    return decodeDeterministic(bytes);
+  } catch (e) {
+    throw protocolError(M, `receipt is not deterministic CBOR: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export function decodeReceipt(bytes: Uint8Array): Receipt {
+  const m = asMap(decodeStrict(bytes), M, 'receipt');
+  onlyKeys(m, KEYS, M, 'receipt');
+  for (const k of KEYS) if (m[k] === undefined) throw protocolError(M, `receipt lacks "${k}"`);
+  if (m.v !== 1) throw protocolError(M, 'receipt version must be 1');
+  const r: Receipt = {
+    v: 1,
+    seq: fUint(m, 'seq', M),
+    prev: fBytes(m, 'prev', M, 32),
+    requestId: fText(m, 'requestId', M, 256),
+    time: fUint(m, 'time', M),
+    model: fText(m, 'model', M, 256),
+    account: fText(m, 'account', M, 128),
+    workerId: fText(m, 'workerId', M, 128),
+    workerKey: fBytes(m, 'workerKey', M, 32),
+    evidenceDigest: fBytes(m, 'evidenceDigest', M, 32),
+    offerId: fText(m, 'offerId', M, 64),
+    offerDigest: fBytes(m, 'offerDigest', M, 32),
+    inputTokens: fUint(m, 'inputTokens', M),
+    outputTokens: fUint(m, 'outputTokens', M),
+    currency: fText(m, 'currency', M, 12),
+    pricePerMInput: fBig(m, 'pricePerMInput', M),
+    pricePerMOutput: fBig(m, 'pricePerMOutput', M),
+    feeBasisPoints: fUint(m, 'feeBasisPoints', M),
+    workerCost: fBig(m, 'workerCost', M),
+    fee: fBig(m, 'fee', M),
+    total: fBig(m, 'total', M),
+    terms: termsFromCbor(m.terms, M),
+    sim: fBool(m, 'sim', M),
+    receiptKey: fBytes(m, 'receiptKey', M, 32),
+  };
+  if (r.seq < 1) throw protocolError(M, 'receipt seq starts at 1');
+  return r;
+}
+
+/** Receipt key pair via WebCrypto Ed25519; the private key is non-extractable and only ever used by `sign`. */
+export async function generateReceiptKey(): Promise<ReceiptSigner> {
+  const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
+  const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
+  const privateKey = pair.privateKey;
+  return {
+    publicKey,
+    async sign(fields) {
+      const receipt: Receipt = { ...fields, v: 1, receiptKey: publicKey };
+      const body = encodeReceipt(receipt);
+      const sig = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, privateKey, own(concat(CONTEXT, body))));
+      return { receipt, signed: encodeDeterministic({ receipt: body, sig }), hash: await sha256(body) };
+    },
+  };
+}
+
+/**
+ * Verifies one signed receipt: strict decoding (RECEIPT_MALFORMED), the signer against `publicKey` when given
+ * (RECEIPT_KEY_MISMATCH), the Ed25519 signature (RECEIPT_SIGNATURE), and the charge arithmetic
+ * (RECEIPT_COST_MISMATCH). Returns the receipt and its hash.
+ */
+export async function verifyReceipt(signed: Uint8Array, publicKey?: Uint8Array): Promise<SignedReceipt> {
+  const env = asMap(decodeStrict(signed), M, 'signed receipt');
+  onlyKeys(env, ['receipt', 'sig'], M, 'signed receipt');
+  const body = fBytes(env, 'receipt', M);
+  const sig = fBytes(env, 'sig', M, 64);
+  const receipt = decodeReceipt(body);
+  if (publicKey && !equalBytes(publicKey, receipt.receiptKey)) throw rejected('RECEIPT_KEY_MISMATCH', `receipt ${receipt.seq} was not signed by the expected enclave receipt key`);
+  if (!(await ed25519Verify(receipt.receiptKey, sig, concat(CONTEXT, body)))) throw rejected('RECEIPT_SIGNATURE', `receipt ${receipt.seq} signature does not verify`);
+  const c = computeCharge(receipt, receipt.feeBasisPoints, receipt.inputTokens, receipt.outputTokens);
+  if (c.workerCost !== receipt.workerCost || c.fee !== receipt.fee || c.total !== receipt.total) {
+    throw rejected('RECEIPT_COST_MISMATCH', `receipt ${receipt.seq} charges ${receipt.total} but its prices and token counts give ${c.total}`);
+  }
+  return { receipt, signed, hash: await sha256(body) };
+}
+
+/** Checks that a receipt bills exactly by the signed offer it cites (RECEIPT_OFFER_MISMATCH, RECEIPT_PRICE_MISMATCH). */
+export function checkReceiptAgainstOffer(r: Receipt, v: VerifiedOffer): void {
+  const o: Offer = v.offer;
+  if (!equalBytes(r.offerDigest, v.digest) || r.offerId !== o.offerId) throw rejected('RECEIPT_OFFER_MISMATCH', `receipt ${r.seq} cites a different offer`);
+  if (r.workerId !== o.workerId || !equalBytes(r.workerKey, o.workerKey) || r.model !== o.model) throw rejected('RECEIPT_OFFER_MISMATCH', `receipt ${r.seq} worker or model differs from its offer`);
+  if (r.currency !== o.currency || r.pricePerMInput !== o.pricePerMInput || r.pricePerMOutput !== o.pricePerMOutput) {
+    throw rejected('RECEIPT_PRICE_MISMATCH', `receipt ${r.seq} prices ${r.pricePerMInput}/${r.pricePerMOutput} ${r.currency} differ from the signed offer's ${o.pricePerMInput}/${o.pricePerMOutput} ${o.currency}`);
+  }
+  const t = r.terms;
+  const u = o.terms;
+  if (t.kind !== u.kind || (t.kind === 'postpaid' && u.kind === 'postpaid' && (t.creditLimit !== u.creditLimit || t.settlementPeriodSeconds !== u.settlementPeriodSeconds))) {
+    throw rejected('RECEIPT_PRICE_MISMATCH', `receipt ${r.seq} payment terms differ from the signed offer`);
+  }
+}
+
+/**
+ * Verifies a contiguous run of signed receipts: each one (verifyReceipt), consecutive `seq`, and each `prev` equal
+ * to the previous receipt's hash (RECEIPT_CHAIN_BROKEN). `startPrev` is the hash before the first (default: zero
+ * hash when the first has seq 1, otherwise trusted as given in the first receipt). `keys`, when given, is the set of
+ * acceptable receipt keys (one per enclave boot).
+ */
+export async function verifyReceiptChain(signed: readonly Uint8Array[], opts: { keys?: readonly Uint8Array[]; startPrev?: Uint8Array } = {}): Promise<SignedReceipt[]> {
+  const out: SignedReceipt[] = [];
+  let prevHash: Uint8Array | undefined = opts.startPrev;
+  let prevSeq: number | undefined;
+  for (const s of signed) {
+    const v = await verifyReceipt(s);
+    const r = v.receipt;
+    if (opts.keys && !opts.keys.some((k) => equalBytes(k, r.receiptKey))) throw rejected('RECEIPT_KEY_MISMATCH', `receipt ${r.seq} was not signed by an expected enclave receipt key`);
+    if (prevSeq !== undefined && r.seq !== prevSeq + 1) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${r.seq} follows receipt ${prevSeq}: a receipt is missing or reordered`);
+    if (prevHash === undefined && r.seq === 1) prevHash = ZERO_HASH;
+    if (prevHash !== undefined && !equalBytes(prevHash, r.prev)) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${r.seq} does not link to the hash of receipt ${r.seq - 1}`);
+    if (r.seq === 1 && !isZero(r.prev)) throw rejected('RECEIPT_CHAIN_BROKEN', 'the first receipt must link to the zero hash');
+    prevHash = v.hash;
+    prevSeq = r.seq;
+    out.push(v);
+  }
+  return out;
+}
+
+const b64url = (b: Uint8Array): string => {
+  let s = '';
+  for (const x of b) s += String.fromCharCode(x);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+};
+const hexOf = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+
+/** A readable JSON view of a receipt (bigints as decimal strings, bytes as hex). Informational: verify `signed`. */
+export function receiptView(r: Receipt): Record<string, unknown> {
+  return {
+    seq: r.seq,
+    prev: hexOf(r.prev),
+    requestId: r.requestId,
+    time: new Date(r.time).toISOString(),
+    model: r.model,
+    account: r.account,
+    workerId: r.workerId,
+    workerKey: hexOf(r.workerKey),
+    evidenceDigest: hexOf(r.evidenceDigest),
+    offerId: r.offerId,
+    offerDigest: hexOf(r.offerDigest),
+    inputTokens: r.inputTokens,
+    outputTokens: r.outputTokens,
+    currency: r.currency,
+    pricePerMInput: r.pricePerMInput.toString(),
+    pricePerMOutput: r.pricePerMOutput.toString(),
+    feeBasisPoints: r.feeBasisPoints,
+    workerCost: r.workerCost.toString(),
+    fee: r.fee.toString(),
+    total: r.total.toString(),
+    terms: r.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: r.terms.creditLimit.toString(), settlementPeriodSeconds: r.terms.settlementPeriodSeconds } : { kind: r.terms.kind },
+    sim: r.sim,
+    receiptKey: hexOf(r.receiptKey),
+  };
+}
+
+/** The JSON the client receives and `gm receipts verify FILE` reads: base64url signed receipt and signed offer. */
+export interface ReceiptEnvelope {
+  readonly type: 'gm.receipt';
+  readonly v: 1;
+  /** base64url of the signed receipt bytes. */
+  readonly receipt: string;
+  /** base64url of the signed offer the receipt cites (lets anyone check the price without the ledger). */
+  readonly offer?: string;
+  /** Informational copy of the fields; never trusted by verifiers. */
+  readonly view?: Record<string, unknown>;
+}
+
+export function receiptEnvelope(s: SignedReceipt, signedOffer?: Uint8Array): ReceiptEnvelope {
+  return { type: 'gm.receipt', v: 1, receipt: b64url(s.signed), ...(signedOffer ? { offer: b64url(signedOffer) } : {}), view: receiptView(s.receipt) };
+}
+
+/** Parses a receipt envelope (the SSE event data or one JSON value of a receipts file). */
+export function parseReceiptEnvelope(v: unknown): { signed: Uint8Array; offer?: Uint8Array } {
+  const o = v as Partial<ReceiptEnvelope> | null;
+  if (!o || typeof o !== 'object' || o.type !== 'gm.receipt' || o.v !== 1 || typeof o.receipt !== 'string') throw protocolError(M, 'not a gm.receipt v1 envelope');
+  if (o.offer !== undefined && typeof o.offer !== 'string') throw protocolError(M, 'receipt envelope offer must be base64url text');
+  return { signed: fromBase64(o.receipt, 'receipt'), ...(o.offer !== undefined ? { offer: fromBase64(o.offer, 'offer') } : {}) };
+}
