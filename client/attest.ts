@@ -1,0 +1,130 @@
+/**
+ * Attestation of the enclave by the client (DESIGN.md §1, §4): a fresh 32-byte nonce per session, the evidence
+ * bundle for it, the REPORT_DATA binding recomputed here from the bundle's keys and our nonce, then the platform
+ * verifier chosen by the bundle's platform under the client's policy. Only on success are the OHTTP key
+ * configurations and the receipt key returned: they are what the rest of the SDK may use.
+ *
+ * Runtime-agnostic (WebCrypto, fetch, Uint8Array); the fetch is the caller's, so tests can record every request.
+ */
+import { decodeBundle } from '../attestation/bundle.ts';
+import { type BundleClaims, verifyBundle } from '../attestation/bundle-verify.ts';
+import { hex } from '../attestation/bytes.ts';
+import { GmError, protocolError, rejected, unavailable } from '../attestation/errors.ts';
+import { Checks, type VerificationReport } from '../attestation/report.ts';
+import type { TrustStore } from '../attestation/trust.ts';
+import { reportData } from '../protocol/binding.ts';
+import { decodeKeyConfigs, type KeyConfig, selectSuite } from '../protocol/ohttp.ts';
+import { type ClientPolicy, policyAllows } from './policy.ts';
+
+export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
+
+export interface AttestOptions {
+  /** Where attestation requests go: the relay when there is one, else the enclave. */
+  readonly base: string;
+  readonly fetch: FetchLike;
+  readonly policy: ClientPolicy;
+  readonly allowSim: boolean;
+  readonly trust: TrustStore | undefined;
+  readonly now: () => Date;
+  /** TEST/bench hook: a fixed nonce instead of a random one. */
+  readonly nonce?: Uint8Array;
+  readonly signal?: AbortSignal;
+}
+
+export interface Attestation {
+  readonly report: VerificationReport;
+  readonly claims: BundleClaims;
+  /** The attested application/ohttp-keys bytes and the configuration the client will use. */
+  readonly keyConfigs: Uint8Array;
+  readonly keyConfig: KeyConfig;
+  readonly receiptKey: Uint8Array;
+  readonly nonce: Uint8Array;
+  /** The bundle as received (CBOR), for auditors (`gm verify URL --save`). */
+  readonly bundle: Uint8Array;
+}
+
+const MAX_BUNDLE_BYTES = 1024 * 1024;
+
+export async function attest(o: AttestOptions): Promise<Attestation> {
+  const nonce = o.nonce ?? crypto.getRandomValues(new Uint8Array(32));
+  let res: Response;
+  try {
+    res = await o.fetch(`${o.base}/v1/attestation?nonce=${hex(nonce)}`, { method: 'GET', headers: { accept: 'application/cbor' }, ...(o.signal ? { signal: o.signal } : {}) });
+  } catch (e) {
+    throw unavailable('ATTESTATION_UNREACHABLE', `could not fetch the enclave's evidence from ${o.base}`, { cause: e });
+  }
+  if (!res.ok) {
+    const code = await errorCode(res);
+    throw unavailable('ATTESTATION_UNAVAILABLE', `the enclave's evidence endpoint answered HTTP ${res.status}${code ? ` (${code})` : ''}`);
+  }
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  if (bytes.length > MAX_BUNDLE_BYTES) throw protocolError('BUNDLE_MALFORMED', 'evidence bundle is too large');
+  const bundle = decodeBundle(bytes);
+
+  // Checks the SDK makes itself, recorded in the same report the verifier returns.
+  const pre = new Checks('client');
+  pre.runSync('client.platform', 'bundle platform has a section in the client policy', 'client policy', () => {
+    if (!policyAllows(o.policy, bundle.platform)) throw rejected('PLATFORM_NOT_ALLOWED', `the client policy does not accept ${bundle.platform} enclaves`);
+  }, () => bundle.platform);
+  const receiptKey = pre.runSync('client.keys', 'bundle carries an enclave receipt key and OHTTP key configurations', 'DESIGN.md §4', () => {
+    if (!bundle.keys.receipt || bundle.keys.signing) throw rejected('BUNDLE_ROLE_MISMATCH', 'the bundle is not an enclave bundle (no receipt key)');
+    return bundle.keys.receipt;
+  });
+  const expectedReportData = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: receiptKey });
+
+  let verified;
+  try {
+    verified = await verifyBundle(bundle, {
+      expectedReportData,
+      expectedNonce: nonce,
+      policy: o.policy,
+      allowSim: o.allowSim,
+      ...(o.trust ? { trust: o.trust } : {}),
+      now: o.now(),
+      maxAgeMs: o.policy.maxAgeMs,
+    });
+  } catch (e) {
+    if (e instanceof GmError && e.report) e.report = joinReports(pre.report(), e.report);
+    throw e;
+  }
+  const post = new Checks('client');
+  const keyConfig = post.runSync('client.key-config', 'an attested OHTTP key configuration with a supported HPKE suite', 'bundle keys.ohttp (bound in REPORT_DATA)', () => {
+    const configs = decodeKeyConfigs(bundle.keys.ohttp);
+    const usable = configs.find((c) => {
+      try {
+        selectSuite(c);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+    if (!usable) throw protocolError('OHTTP_UNSUPPORTED_SUITE', 'no attested key configuration has a suite this client supports');
+    return usable;
+  }, (c) => `key id ${c.keyId}`);
+  return {
+    report: joinReports(pre.report(), verified.report, post.report()),
+    claims: verified.claims,
+    keyConfigs: bundle.keys.ohttp,
+    keyConfig,
+    receiptKey,
+    nonce,
+    bundle: bytes,
+  };
+}
+
+function joinReports(...rs: VerificationReport[]): VerificationReport {
+  const main = rs.find((r) => r.subject !== 'client') ?? rs[0]!;
+  const checks = rs.flatMap((r) => r.checks);
+  return { subject: main.subject, verified: checks.every((c) => c.status !== 'fail'), checks };
+}
+
+/** The stable code of a JSON or problem+json error body, if any (never the body itself: it is the peer's text). */
+export async function errorCode(res: Response): Promise<string | undefined> {
+  try {
+    const j = (await res.clone().json()) as { error?: { code?: unknown }; code?: unknown; type?: unknown };
+    const c = j.error?.code ?? j.code;
+    return typeof c === 'string' && /^[A-Z0-9_]{1,64}$/.test(c) ? c : undefined;
+  } catch {
+    return undefined;
+  }
+}

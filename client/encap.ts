@@ -1,0 +1,112 @@
+/**
+ * Sealing a question and opening its answer (DESIGN.md §5). Non-streaming: one `message/ohttp-req` answered by one
+ * `message/ohttp-res` (RFC 9458 §4.3, §4.4). Streaming: a chunked request answered by `message/ohttp-chunked-res`
+ * (draft-ietf-ohai-chunked-ohttp-08), opened chunk by chunk and decoded incrementally as binary HTTP, so each SSE
+ * event reaches the application as soon as its chunk arrives. A tampered, reordered or truncated answer errors the
+ * stream with the protocol module's code.
+ */
+import { protocolError } from '../attestation/errors.ts';
+import { decodeResponse, type Field, ResponseDecoder } from '../protocol/bhttp.ts';
+import { MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../protocol/media.ts';
+import { encapsulateRequest, type KeyConfig } from '../protocol/ohttp.ts';
+
+export interface Opened {
+  readonly head: { readonly status: number; readonly headers: readonly Field[] };
+  /** The inner response content; `onTrailers` runs before the stream closes. */
+  body(onTrailers: (t: readonly Field[]) => Promise<void>): ReadableStream<Uint8Array>;
+}
+
+export interface Question {
+  readonly body: Uint8Array;
+  readonly contentType: string;
+  readonly accept: string;
+  open(r: Response): Promise<Opened>;
+}
+
+const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+
+export async function sealQuestion(config: KeyConfig, inner: Uint8Array, streaming: boolean): Promise<Question> {
+  if (streaming) return sealChunked(config, inner);
+  const { encapsulated, context } = await encapsulateRequest(config, inner);
+  return {
+    body: encapsulated,
+    contentType: MEDIA_OHTTP_REQ,
+    accept: MEDIA_OHTTP_RES,
+    async open(r) {
+      expectType(r, MEDIA_OHTTP_RES);
+      const enc = await readAll(r);
+      const { response } = decodeResponse(await context.openResponse(enc));
+      return {
+        head: { status: response.status, headers: response.headers },
+        body: (onTrailers) => new ReadableStream<Uint8Array>({
+          async start(ctl) {
+            await onTrailers(response.trailers);
+            if (response.content.length > 0) ctl.enqueue(response.content);
+            ctl.close();
+          },
+        }),
+      };
+    },
+  };
+}
+
+function expectType(r: Response, want: string): void {
+  const ct = (r.headers.get('content-type') ?? '').split(';')[0]!.trim();
+  if (ct !== want) throw protocolError('OHTTP_UNEXPECTED_MEDIA_TYPE', `the gateway answered ${ct || 'no content type'}, expected ${want}`);
+}
+
+async function readAll(r: Response): Promise<Uint8Array> {
+  const b = new Uint8Array(await r.arrayBuffer());
+  if (b.length > MAX_RESPONSE_BYTES) throw protocolError('OHTTP_MALFORMED', 'encapsulated response too large');
+  return b;
+}
+
+/** Decodes bhttp events from a stream of opened plaintext pieces into head + content stream. */
+export async function decodeStreamed(plain: ReadableStream<Uint8Array>): Promise<Opened> {
+  const dec = new ResponseDecoder();
+  const reader = plain.getReader();
+  const pending: Uint8Array[] = [];
+  let head: Opened['head'] | undefined;
+  let trailers: readonly Field[] = [];
+  let ended = false;
+  const pump = async (): Promise<boolean> => {
+    const { done, value } = await reader.read();
+    const evs = done ? dec.end() : dec.push(value);
+    for (const e of evs) {
+      if (e.type === 'head') head = { status: e.status, headers: e.headers };
+      else if (e.type === 'content') pending.push(e.data);
+      else if (e.type === 'trailers') trailers = e.trailers;
+      else if (e.type === 'end') ended = true;
+    }
+    return !done;
+  };
+  while (!head) {
+    if (!(await pump())) {
+      if (!head) throw protocolError('BHTTP_TRUNCATED', 'the answer ended before its response head');
+    }
+  }
+  const h = head;
+  return {
+    head: h,
+    body: (onTrailers) => new ReadableStream<Uint8Array>({
+      async pull(ctl) {
+        while (pending.length === 0 && !ended) {
+          const more = await pump();
+          if (!more && !ended) throw protocolError('BHTTP_TRUNCATED', 'the answer ended early');
+        }
+        while (pending.length > 0) ctl.enqueue(pending.shift()!);
+        if (ended) {
+          await onTrailers(trailers);
+          ctl.close();
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    }),
+  };
+}
+
+async function sealChunked(_config: KeyConfig, _inner: Uint8Array): Promise<Question> {
+  throw protocolError('OHTTP_CHUNKED_UNAVAILABLE', 'chunked OHTTP is not available in this build');
+}

@@ -1,0 +1,125 @@
+/**
+ * gm client SDK (DESIGN.md §1, §5): verify the enclave, then talk to it encrypted. Runs in browsers and Node
+ * (WebCrypto + fetch + Uint8Array; no node: imports).
+ *
+ * ```ts
+ * const gm = await createClient({ url: 'https://enclave.example', policy });
+ * const openai = new OpenAI({ baseURL: gm.baseURL, apiKey, fetch: gm.fetch });
+ * ```
+ *
+ * No transport before trust: `createClient` resolves only after the enclave's evidence verified under `policy` for
+ * a nonce of this session, and `fetch` exists only on the resolved client, so no request able to carry a prompt can
+ * be made earlier. Every failure is a GmError with a stable code (and `.report` when verification ran).
+ */
+import { configError, GmError } from '../attestation/errors.ts';
+import type { BundleClaims } from '../attestation/bundle-verify.ts';
+import type { VerificationReport } from '../attestation/report.ts';
+import type { TrustStore } from '../attestation/trust.ts';
+import { type Attestation, attest, type FetchLike } from './attest.ts';
+import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from './policy.ts';
+import type { ClientReceipt } from './receipts.ts';
+import { encryptedFetch, type Session } from './transport.ts';
+
+export type { ClientPolicy } from './policy.ts';
+export type { ClientReceipt } from './receipts.ts';
+export type { FetchLike } from './attest.ts';
+
+export interface CreateClientOptions {
+  /** The enclave's base URL (its identity; requests go to `relay` when given). */
+  readonly url: string;
+  /**
+   * The enclave policy as data (client/policy.ts), already parsed or as the JSON document. Required, except with
+   * `allowSim` where it defaults to the sim provider's fixed measurement.
+   */
+  readonly policy?: ClientPolicy | Record<string, unknown>;
+  /** An OHTTP relay (the host shim) to go through: it sees only ciphertext and not the client's identity headers. */
+  readonly relay?: string;
+  /** Accept simulated TEE evidence (demo, tests). Never in production. */
+  readonly allowSim?: boolean;
+  /** Pinned vendor anchors (attestation/trust.ts). Required for real hardware evidence. */
+  readonly trust?: TrustStore;
+  /** The HTTP fetch to use for everything (default: globalThis.fetch). */
+  readonly fetch?: FetchLike;
+  /** Clock for verification (tests). */
+  readonly now?: () => Date;
+  readonly signal?: AbortSignal;
+}
+
+export interface GmClient {
+  /** A fetch that encrypts every request to the attested enclave: pass it to the OpenAI SDK. */
+  readonly fetch: FetchLike;
+  /** The OpenAI base URL to use with `fetch` (`<url>/v1`). */
+  readonly baseURL: string;
+  /** The verification report of the current attestation. */
+  readonly verification: VerificationReport;
+  readonly claims: BundleClaims;
+  /** Verified receipts received so far, oldest first. */
+  readonly receipts: readonly ClientReceipt[];
+  /** The raw bundle of the current attestation (CBOR) for auditors. */
+  readonly bundle: Uint8Array;
+  /** Re-attests now (new nonce); the client switches to the new keys only if it verifies. */
+  reattest(): Promise<VerificationReport>;
+}
+
+export async function createClient(o: CreateClientOptions): Promise<GmClient> {
+  const url = normalise(o.url, 'url');
+  const base = o.relay ? normalise(o.relay, 'relay') : url;
+  const allowSim = o.allowSim === true;
+  let policy: ClientPolicy;
+  if (o.policy === undefined) {
+    if (!allowSim) throw configError('POLICY_REQUIRED', 'createClient needs a policy (the enclave measurements to accept)');
+    policy = parseClientPolicy(simPolicyDoc(), 'sim policy');
+  } else {
+    policy = isParsed(o.policy) ? o.policy : parseClientPolicy(o.policy);
+  }
+  const f: FetchLike = o.fetch ?? ((i, init) => globalThis.fetch(i, init));
+  const now = o.now ?? (() => new Date());
+  const run = (): Promise<Attestation> => attest({ base, fetch: f, policy, allowSim, trust: o.trust, now, ...(o.signal ? { signal: o.signal } : {}) });
+
+  let current = await run();
+  let again: Promise<Attestation> | undefined;
+  const receipts: ClientReceipt[] = [];
+  const session: Session = {
+    current: () => current,
+    // Concurrent requests that all hit a key mismatch share one re-attestation.
+    reattest: () => {
+      again ??= run().then((a) => (current = a)).finally(() => (again = undefined));
+      return again;
+    },
+  };
+  const fetch = encryptedFetch(session, { base, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r) });
+  return {
+    fetch,
+    baseURL: `${url}/v1`,
+    get verification() {
+      return current.report;
+    },
+    get claims() {
+      return current.claims;
+    },
+    get bundle() {
+      return current.bundle;
+    },
+    receipts,
+    async reattest() {
+      return (await session.reattest()).report;
+    },
+  };
+}
+
+function isParsed(p: ClientPolicy | Record<string, unknown>): p is ClientPolicy {
+  return typeof (p as ClientPolicy).maxAgeMs === 'number';
+}
+
+function normalise(u: string, what: string): string {
+  let x: URL;
+  try {
+    x = new URL(u);
+  } catch (e) {
+    throw configError('BAD_URL', `${what} is not a URL: ${u}`, { cause: e });
+  }
+  if (x.protocol !== 'https:' && x.protocol !== 'http:') throw configError('BAD_URL', `${what} must be http(s)`);
+  return `${x.origin}${x.pathname.replace(/\/+$/, '')}`;
+}
+
+export { GmError };

@@ -1,0 +1,86 @@
+/**
+ * Receipts the enclave returns inside the encrypted response (DESIGN.md §6): for streams a final SSE event
+ * `gm.receipt`, otherwise the `gm-receipt` trailer (or header). Each is verified against the receipt key bound in
+ * the attested REPORT_DATA before it is kept; the SSE event is removed from the stream the application reads, so an
+ * unmodified OpenAI client never sees it.
+ */
+import { protocolError } from '../attestation/errors.ts';
+import { fromBase64 } from '../attestation/bytes.ts';
+import { parseReceiptEnvelope, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptView, type SignedReceipt, verifyReceipt } from '../protocol/receipt.ts';
+
+export interface ClientReceipt {
+  /** The signed receipt bytes (verifiable again by anyone with the enclave's receipt key). */
+  readonly signed: Uint8Array;
+  /** The signed offer it cites, when the enclave attached it. */
+  readonly offer?: Uint8Array;
+  readonly receipt: SignedReceipt['receipt'];
+  /** JSON-safe view for printing. */
+  readonly view: Record<string, unknown>;
+}
+
+export async function acceptReceipt(envelope: unknown, receiptKey: Uint8Array): Promise<ClientReceipt> {
+  const { signed, offer } = parseReceiptEnvelope(envelope);
+  const v = await verifyReceipt(signed, receiptKey);
+  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, view: receiptView(v.receipt) };
+}
+
+/** The receipt carried in a `gm-receipt` field (base64url signed bytes, or the JSON envelope). */
+export async function receiptFromField(value: string, receiptKey: Uint8Array): Promise<ClientReceipt> {
+  const t = value.trim();
+  if (t.startsWith('{')) {
+    let env: unknown;
+    try {
+      env = JSON.parse(t);
+    } catch (e) {
+      throw protocolError('RECEIPT_MALFORMED', 'gm-receipt field is not valid JSON', { cause: e });
+    }
+    return acceptReceipt(env, receiptKey);
+  }
+  const signed = fromBase64(t, RECEIPT_TRAILER);
+  const v = await verifyReceipt(signed, receiptKey);
+  return { signed, receipt: v.receipt, view: receiptView(v.receipt) };
+}
+
+/**
+ * An SSE pass-through (text/event-stream, WHATWG HTML §9.2) that forwards each event as soon as it is complete and
+ * removes `gm.receipt` events, handing their data to `onReceipt`. A receipt that fails verification errors the
+ * stream: the application learns that the enclave's accounting could not be checked.
+ */
+export function stripReceiptEvents(onReceipt: (data: string) => Promise<void>): TransformStream<Uint8Array, Uint8Array> {
+  const dec = new TextDecoder();
+  const enc = new TextEncoder();
+  let buf = '';
+  const flushEvents = async (ctl: TransformStreamDefaultController<Uint8Array>, final: boolean): Promise<void> => {
+    for (;;) {
+      const m = /\r\n\r\n|\n\n|\r\r/.exec(buf);
+      if (!m) break;
+      const block = buf.slice(0, m.index + m[0].length);
+      buf = buf.slice(m.index + m[0].length);
+      await emit(block, ctl);
+    }
+    if (final && buf.length > 0) {
+      const rest = buf;
+      buf = '';
+      await emit(rest, ctl);
+    }
+  };
+  const emit = async (block: string, ctl: TransformStreamDefaultController<Uint8Array>): Promise<void> => {
+    const lines = block.split(/\r\n|\n|\r/);
+    const event = lines.find((l) => l.startsWith('event:'))?.slice(6).trim();
+    if (event === RECEIPT_SSE_EVENT) {
+      await onReceipt(lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n'));
+      return;
+    }
+    ctl.enqueue(enc.encode(block));
+  };
+  return new TransformStream({
+    async transform(chunk, ctl) {
+      buf += dec.decode(chunk, { stream: true });
+      await flushEvents(ctl, false);
+    },
+    async flush(ctl) {
+      buf += dec.decode();
+      await flushEvents(ctl, true);
+    },
+  });
+}

@@ -1,0 +1,136 @@
+/**
+ * The encrypted fetch (DESIGN.md §5): each application request becomes a binary HTTP message (RFC 9292),
+ * encapsulated to the attested key configuration (RFC 9458; chunked OHTTP for streams), posted to the gateway
+ * through the relay, and the encrypted answer is opened and handed back as an ordinary `Response`, streaming when
+ * the answer streams. The outer request carries only ciphertext and fixed headers.
+ *
+ * Key configuration mismatch (the gateway rotated its key, RFC 9458 §6 "ohttp-key" problem): re-attest once and
+ * retry once, never more (STYLE.md §10), so a hostile relay cannot make the client loop or downgrade.
+ */
+import { protocolError, unavailable } from '../attestation/errors.ts';
+import { type Field, encodeRequest } from '../protocol/bhttp.ts';
+import { MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../protocol/media.ts';
+import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
+import type { Attestation, FetchLike } from './attest.ts';
+import { errorCode } from './attest.ts';
+import { sealQuestion } from './encap.ts';
+import { acceptReceipt, type ClientReceipt, receiptFromField, stripReceiptEvents } from './receipts.ts';
+
+export interface Session {
+  /** The current verified attestation (never undefined: a Session exists only after verification passed). */
+  current(): Attestation;
+  /** Fresh attestation replacing the current one; throws when it fails (the session stays on the old one). */
+  reattest(): Promise<Attestation>;
+}
+
+export interface TransportOptions {
+  /** Gateway base: the relay when configured, else the enclave. */
+  readonly base: string;
+  /** The enclave's authority, for the inner request's `:authority` (never sent in clear). */
+  readonly authority: string;
+  readonly fetch: FetchLike;
+  readonly onReceipt: (r: ClientReceipt) => void;
+}
+
+/** Request headers never copied into the inner request: hop-by-hop or set by the HTTP stack itself. */
+const DROP = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-authorization', 'cookie']);
+
+export function encryptedFetch(session: Session, o: TransportOptions): FetchLike {
+  return async (input, init) => {
+    const req = new Request(input, init);
+    const url = new URL(req.url);
+    const content = new Uint8Array(await req.arrayBuffer());
+    const headers: Field[] = [];
+    req.headers.forEach((v, k) => {
+      if (!DROP.has(k)) headers.push([k, v]);
+    });
+    const inner = encodeRequest({ method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers, content, trailers: [] });
+    const streaming = wantsStream(req, content);
+
+    let a = session.current();
+    let outer = await send(a, inner, streaming, o, req.signal);
+    if (await isKeyMismatch(outer)) {
+      await outer.body?.cancel();
+      a = await session.reattest();
+      outer = await send(a, inner, streaming, o, req.signal);
+      if (await isKeyMismatch(outer)) {
+        await outer.body?.cancel();
+        throw protocolError('KEY_CONFIG_MISMATCH', 'the gateway refused the freshly attested key configuration twice');
+      }
+    }
+    return answer(outer.r, outer.open, a, o);
+  };
+}
+
+interface Sent {
+  readonly r: Response;
+  readonly open: Awaited<ReturnType<typeof sealQuestion>>['open'];
+  readonly body: ReadableStream<Uint8Array> | null;
+}
+
+async function send(a: Attestation, inner: Uint8Array, streaming: boolean, o: TransportOptions, signal: AbortSignal): Promise<Sent> {
+  const q = await sealQuestion(a.keyConfig, inner, streaming);
+  let r: Response;
+  try {
+    r = await o.fetch(`${o.base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': q.contentType, accept: q.accept }, body: q.body as Uint8Array<ArrayBuffer>, signal });
+  } catch (e) {
+    if (signal.aborted) throw e;
+    throw unavailable('GATEWAY_UNREACHABLE', `could not reach the gateway at ${o.base}`, { cause: e });
+  }
+  return { r, open: q.open, body: r.body };
+}
+
+async function isKeyMismatch(s: Sent): Promise<boolean> {
+  if (s.r.ok) return false;
+  if (!(s.r.headers.get('content-type') ?? '').startsWith(MEDIA_PROBLEM_JSON)) return false;
+  try {
+    const p = (await s.r.clone().json()) as { type?: unknown };
+    return p.type === PROBLEM_TYPE_OHTTP_KEY;
+  } catch {
+    return false;
+  }
+}
+
+async function answer(r: Response, open: Sent['open'], a: Attestation, o: TransportOptions): Promise<Response> {
+  if (!r.ok) {
+    const code = await errorCode(r);
+    await r.body?.cancel();
+    throw unavailable(code ?? 'GATEWAY_ERROR', `the gateway refused the request: HTTP ${r.status}${code ? ` (${code})` : ''}`);
+  }
+  const opened = await open(r);
+  const head = opened.head;
+  const h = new Headers();
+  for (const [k, v] of head.headers) h.append(k, v);
+  const field = h.get(RECEIPT_TRAILER);
+  if (field) {
+    h.delete(RECEIPT_TRAILER);
+    o.onReceipt(await receiptFromField(field, a.receiptKey));
+  }
+  const onTrailers = async (trailers: readonly Field[]): Promise<void> => {
+    for (const [k, v] of trailers) if (k.toLowerCase() === RECEIPT_TRAILER) o.onReceipt(await receiptFromField(v, a.receiptKey));
+  };
+  let body = opened.body(onTrailers);
+  if ((h.get('content-type') ?? '').startsWith('text/event-stream')) {
+    body = body.pipeThrough(stripReceiptEvents(async (data) => {
+      let env: unknown;
+      try {
+        env = JSON.parse(data);
+      } catch (e) {
+        throw protocolError('RECEIPT_MALFORMED', 'gm.receipt event data is not JSON', { cause: e });
+      }
+      o.onReceipt(await acceptReceipt(env, a.receiptKey));
+    }));
+  }
+  const nullBody = head.status === 204 || head.status === 304;
+  return new Response(nullBody ? null : body, { status: head.status, headers: h });
+}
+
+function wantsStream(req: Request, content: Uint8Array): boolean {
+  if ((req.headers.get('accept') ?? '').includes('text/event-stream')) return true;
+  if (!(req.headers.get('content-type') ?? '').includes('json') || content.length === 0 || content.length > 1 << 20) return false;
+  try {
+    return (JSON.parse(new TextDecoder().decode(content)) as { stream?: unknown }).stream === true;
+  } catch {
+    return false;
+  }
+}
