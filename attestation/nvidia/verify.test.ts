@@ -52,7 +52,7 @@ describe.skipIf(!hasVectors)('real NVIDIA evidence', () => {
 
   it('a forged nonce is rejected naming the GPU and the reason', async () => {
     const forged = H100X8_NONCE.slice();
-    forged[0] ^= 1;
+    forged[0] = forged[0]! ^ 1;
     const e = await verifyGpuEvidence(vectorText('nvidia/nvtrust/gpu_evidence.json'), { now: NOW, trustStore: await trustStore(), expectedNonce: forged, policy: null }).catch((x: GmError) => x);
     expect(isGmError(e, 'NVIDIA_NONCE_MISMATCH')).toBe(true);
     expect((e as GmError).message).toMatch(/^GPU 0 \(HOPPER\) rejected: .*nonce/);
@@ -75,7 +75,7 @@ describe.skipIf(!hasVectors)('real NVIDIA evidence', () => {
     // Chain: a byte inside the intermediate's TBS (its subject key) breaks the leaf's signature check.
     const ders = pemDecodeAll(chainPem);
     const bad = ders[1]!.slice();
-    bad[bad.length - 120] ^= 0x01;
+    bad[bad.length - 120] = bad[bad.length - 120]! ^ 0x01;
     const pem = ders.map((d, i) => pemEncode(i === 1 ? bad : d)).join('');
     expect(await codeOf(verifyRaw(raw, pem))).toBe('CERT_SIGNATURE');
   });
