@@ -8,7 +8,7 @@ const rd = new Uint8Array(64).fill(9);
 const gnonce = new Uint8Array(32).fill(3);
 const bundle: EvidenceBundle = {
   v: 1, platform: 'sim-sev-snp', evidence: new Uint8Array([1]), certs: [new Uint8Array([2]), new Uint8Array([3])], collateral: {},
-  gpu: [{ arch: 'hopper', evidence: new Uint8Array([4]), certs: [new Uint8Array([5])] }],
+  gpu: [{ arch: 'HOPPER', evidence: new Uint8Array([4]), certs: [new Uint8Array([5])], ccMode: 'on' }],
   keys: { ohttp: new Uint8Array([6]), signing: new Uint8Array([7]) }, nonce: new Uint8Array(32), issuedAt: 1_000_000,
 };
 const opts: VerifyBundleOptions = { expectedReportData: rd, expectedGpuNonce: gnonce, requireGpu: true, policy: {}, allowSim: true, now: new Date(1_000_500), maxAgeMs: 10_000 };

@@ -14,6 +14,9 @@
 import { type BundlePlatform, type EvidenceBundle, type GpuEvidence, isSimPlatform } from './bundle.ts';
 import { fromHex, hex } from './bytes.ts';
 import { DEFAULT_POLICY, type SnpPolicy, verifySevSnp } from './sevsnp/index.ts';
+import { type GpuEvidenceItem, type GpuPolicy, verifyOneGpu } from './nvidia/index.ts';
+import { parseGpuAttestationReport } from './nvidia/spdm.ts';
+import { parseCertificate } from './x509/cert.ts';
 import { configError, GmError, protocolError, rejected } from './errors.ts';
 import { Checks, type CheckRow, type VerificationReport } from './report.ts';
 import type { TrustStore } from './trust.ts';
@@ -23,8 +26,20 @@ export interface BundlePolicy {
   /** Undefined: the SEV-SNP module's DEFAULT_POLICY (debug forbidden, any measurement). */
   readonly 'sev-snp'?: SnpPolicy;
   readonly tdx?: unknown;
-  readonly gpu?: unknown;
+  /** Undefined: DEFAULT_WORKER_GPU_POLICY. */
+  readonly gpu?: GpuPolicy;
 }
+
+/**
+ * The GPU policy a worker must meet when the caller gives none: CC mode on, devtools and debug off, Hopper or
+ * Blackwell, evidence at most 10 minutes old. RIM matching and OCSP are left to an explicit policy (they need
+ * collateral the caller supplies).
+ */
+export const DEFAULT_WORKER_GPU_POLICY: GpuPolicy = Object.freeze({
+  ccModeRequired: true, allowDebug: false, allowDevtools: false, minDriverVersion: '0', minVbiosVersion: '0',
+  allowedArchitectures: Object.freeze(['HOPPER', 'BLACKWELL']) as readonly string[], rimMatchRequired: false, ocsp: 'allow-skip' as const,
+  maxEvidenceAgeSeconds: 600, expectedNonce: undefined,
+});
 
 export interface VerifyBundleOptions {
   /** The 64-byte REPORT_DATA the CPU evidence must carry. */
@@ -100,6 +115,8 @@ export interface GpuVerifierInput {
   readonly trust: TrustStore | undefined;
   readonly simRoot: Uint8Array | undefined;
   readonly now: Date;
+  /** When the evidence was produced (the bundle's issuedAt). */
+  readonly collectedAt?: Date;
 }
 export interface VerifierResult<C> {
   readonly claims: C;
@@ -128,7 +145,24 @@ export const snpAdapter: NonNullable<Verifiers['sev-snp']> = async (i) => {
   return { claims: { reportData: fromHex(r.claims.reportData), measurement: r.claims.measurement, detail: r.claims }, report: r.report };
 };
 
-let registered: Verifiers = { 'sev-snp': snpAdapter };
+/** NVIDIA: the bundle entry becomes a GpuEvidenceItem; a sim root (last certificate of the chain) only under allowSim. */
+export const gpuAdapter: NonNullable<Verifiers['gpu']> = async (i) => {
+  const item: GpuEvidenceItem = {
+    index: 0, arch: i.gpu.arch, report: parseGpuAttestationReport(i.gpu.evidence), chain: i.gpu.certs.map((d) => parseCertificate(d)),
+    ccModeDeclared: i.gpu.ccMode, declared: {},
+  };
+  const r = await verifyOneGpu(item, {
+    now: i.now,
+    ...(i.simRoot ? { roots: { device: [parseCertificate(i.simRoot)] }, sim: true } : i.trust ? { trustStore: i.trust } : {}),
+    expectedNonce: i.expectedNonce,
+    policy: (i.policy as GpuPolicy | undefined) ?? DEFAULT_WORKER_GPU_POLICY,
+    ...(i.collectedAt ? { collectedAt: i.collectedAt } : {}),
+  });
+  const c = r.claims;
+  return { claims: { arch: c.arch, nonce: fromHex(c.nonce), ccMode: c.ccMode === 'on' || c.ccMode === 'devtools', devToolsMode: c.ccMode === 'devtools', detail: c }, report: r.report };
+};
+
+let registered: Verifiers = { 'sev-snp': snpAdapter, gpu: gpuAdapter };
 /**
  * Installs the platform adapters (attestation/bundle-verifiers.ts does this for the real modules). Kept as a
  * table so each platform can be replaced in a test and so this file does not pull every verifier into a bundle.
@@ -210,7 +244,7 @@ async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, ve
       const c = await checks.run(`bundle.gpu[${i}]`, 'GPU evidence verified (chain, signature, nonce bound to CPU REPORT_DATA, CC mode on, devtools off)', sim ? 'sim root (allowSim)' : 'NVIDIA device root', async () => {
         if (!nonce) throw configError('GPU_NONCE_REQUIRED', 'GPU evidence present but the caller gave no expected GPU nonce');
         if (!gv) throw configError('VERIFIER_UNAVAILABLE', 'no GPU verifier is registered in this build');
-        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now }));
+        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now, collectedAt: new Date(bundle.issuedAt) }));
         if (!eq(r.claims.nonce, nonce)) throw rejected('GPU_NONCE_MISMATCH', 'GPU report nonce is not bound to the CPU evidence');
         if (!r.claims.ccMode) throw rejected('GPU_CC_MODE_OFF', 'GPU confidential-computing mode is off');
         if (r.claims.devToolsMode) throw rejected('GPU_DEVTOOLS_ON', 'GPU devtools mode is on');

@@ -11,7 +11,7 @@ const sample: EvidenceBundle = {
   evidence: b(1184, 7),
   certs: [b(10, 1), b(11, 2)],
   collateral: { crls: [b(5, 3)] },
-  gpu: [{ arch: 'hopper', evidence: b(100, 4), certs: [b(9, 5)] }],
+  gpu: [{ arch: 'HOPPER', evidence: b(100, 4), certs: [b(9, 5)], ccMode: 'on' }],
   keys: { ohttp: b(41, 6), receipt: b(32, 8) },
   nonce: b(32, 0),
   issuedAt: 1_790_000_000_000,

@@ -8,7 +8,7 @@
  *   evidence,            // SEV-SNP ATTESTATION_REPORT or TDX quote bytes
  *   certs,               // DER, leaf first (SNP: VCEK/VLEK, ASK, ARK; TDX: normally empty, the PCK chain is in the quote)
  *   collateral,          // vendor collateral as served (CRLs, TCB info, QE identity); re-verified byte for byte
- *   gpu?: [{ arch, evidence, certs }],   // NVIDIA SPDM GET_MEASUREMENTS response + device chain (leaf first)
+ *   gpu?: [{ arch, evidence, certs, ccMode }],  // NVIDIA SPDM GET_MEASUREMENTS transcript + device chain (leaf first)
  *   keys: { ohttp, receipt } | { ohttp, signing },   // enclave: receipt key; worker: offer-signing key
  *   nonce,               // 32 bytes (32 zero bytes for the boot bundle)
  *   issuedAt }           // Unix time in milliseconds when the evidence was produced
@@ -25,8 +25,11 @@ import { protocolError } from './errors.ts';
 export const BUNDLE_VERSION = 1;
 export const PLATFORMS = ['sev-snp', 'tdx', 'sim-sev-snp', 'sim-tdx'] as const;
 export type BundlePlatform = (typeof PLATFORMS)[number];
-export const GPU_ARCHS = ['hopper', 'blackwell'] as const;
+/** Architectures as nvtrust/nvattest name them. */
+export const GPU_ARCHS = ['HOPPER', 'BLACKWELL'] as const;
 export type GpuArch = (typeof GPU_ARCHS)[number];
+export const CC_MODES = ['on', 'off', 'devtools'] as const;
+export type GpuCcMode = (typeof CC_MODES)[number];
 
 /** Collateral as the vendors serve it. Every field optional: which ones a platform needs is the verifier's call. */
 export interface BundleCollateral {
@@ -46,6 +49,11 @@ export interface GpuEvidence {
   readonly evidence: Uint8Array;
   /** Device certificate chain, DER, leaf first. */
   readonly certs: readonly Uint8Array[];
+  /**
+   * CC mode as the worker read it from NVML inside its attested CVM (the Hopper SPDM report has no CC-mode field):
+   * trustworthy because the worker's measured code produced it; the worker refuses to register otherwise.
+   */
+  readonly ccMode: GpuCcMode;
 }
 
 /** Public keys bound in REPORT_DATA. Exactly one of `receipt` (enclave) and `signing` (worker) is present. */
@@ -212,8 +220,10 @@ function bundleFromObject(obj: unknown, form: ByteForm): EvidenceBundle {
       if (typeof arch !== 'string' || !(GPU_ARCHS as readonly string[]).includes(arch)) throw malformed(`gpu[${i}].arch must be one of ${GPU_ARCHS.join(', ')}`);
       const ev = gr.bytes('evidence');
       const gc = gr.bytesList('certs')!;
+      const cc = gr.raw('ccMode');
+      if (typeof cc !== 'string' || !(CC_MODES as readonly string[]).includes(cc)) throw malformed(`gpu[${i}].ccMode must be one of ${CC_MODES.join(', ')}`);
       gr.done();
-      return { arch: arch as GpuArch, evidence: ev, certs: gc };
+      return { arch: arch as GpuArch, evidence: ev, certs: gc, ccMode: cc as GpuCcMode };
     });
   }
 

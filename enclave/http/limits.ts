@@ -1,0 +1,66 @@
+/**
+ * Limits applied before any decryption (issue 6): the body size (413 from Content-Length at once, or while the body
+ * streams in), and the number of concurrent streams (503). The header size limit is node's maxHeaderSize
+ * (enclave/serve.ts, 431 before any handler); connect, first-byte and idle timeouts are in the dispatcher.
+ */
+import type { MiddlewareHandler } from 'hono';
+import { GmError, unavailable } from '../../attestation/errors.ts';
+
+export const tooLarge = (limit: number) => new GmError('protocol', 'BODY_TOO_LARGE', `request body exceeds ${limit} bytes`);
+
+/** Reads a body to the end, refusing more than `limit` bytes (without reading past the limit). */
+export async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    n += value.length;
+    if (n > limit) {
+      await reader.cancel().catch(() => undefined);
+      throw tooLarge(limit);
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Rejects at once when Content-Length announces more than `limit` (the body is then never read). */
+export function contentLengthLimit(limit: number): MiddlewareHandler {
+  return async (c, next) => {
+    const cl = c.req.header('content-length');
+    if (cl !== undefined && (!/^\d+$/.test(cl) || Number(cl) > limit)) throw tooLarge(limit);
+    await next();
+  };
+}
+
+/** A counting semaphore for concurrent streams; over the limit is an immediate 503, never a queue. */
+export class StreamLimiter {
+  readonly max: number;
+  #n = 0;
+  constructor(max: number) {
+    this.max = max;
+  }
+  get active(): number {
+    return this.#n;
+  }
+  acquire(): () => void {
+    if (this.#n >= this.max) throw unavailable('TOO_MANY_STREAMS', `more than ${this.max} concurrent streams`);
+    this.#n++;
+    let released = false;
+    return () => {
+      if (!released) {
+        released = true;
+        this.#n--;
+      }
+    };
+  }
+}
