@@ -131,7 +131,8 @@ export function signedFromPcs(body: string, issuerChainHeader: string, member: '
   } catch (e) {
     throw invalid(`${member} response is not JSON`, e);
   }
-  const chain = issuerChainHeader.includes('-----BEGIN') ? issuerChainHeader : decodeURIComponent(issuerChainHeader);
+  // The header value is URL-encoded PEM; plain PEM (which never contains '%') is accepted as is.
+  const chain = issuerChainHeader.includes('%') ? decodeURIComponent(issuerChainHeader) : issuerChainHeader;
   return { body: rawJsonMember(body, member), signature: signatureHex(parsed.signature, member), issuerChain: certsFromPemText(chain, `${member} issuer chain`) };
 }
 
