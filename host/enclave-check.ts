@@ -1,0 +1,65 @@
+/**
+ * What the gate checks (DESIGN.md §1): the shim is a client of the enclave it fronts, so it verifies it exactly as
+ * the SDK does (client/attest.ts: own nonce, REPORT_DATA binding, platform verifier, the operator's policy), and
+ * reads the enclave's worker and offer listings for the status page.
+ */
+import type { TrustStore } from '../attestation/trust.ts';
+import { attest, type FetchLike } from '../client/attest.ts';
+import type { ClientPolicy } from '../client/policy.ts';
+import type { GateCheckResult } from './gate.ts';
+import type { Listings, OfferRow, WorkerRow } from './status-page.ts';
+
+export interface EnclaveCheckOptions {
+  readonly enclave: string;
+  readonly policy: ClientPolicy;
+  readonly allowSim: boolean;
+  readonly trust: TrustStore | undefined;
+  readonly fetch?: FetchLike;
+  readonly now?: () => Date;
+}
+
+export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckResult> {
+  const f: FetchLike = o.fetch ?? ((i, init) => fetch(i, init));
+  return async () => {
+    const a = await attest({ base: o.enclave.replace(/\/$/, ''), fetch: f, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now ?? (() => new Date()) });
+    return {
+      report: a.report,
+      summary: {
+        platform: a.claims.platform,
+        measurement: a.claims.cpu.measurement,
+        'evidence issued': new Date(a.claims.issuedAt).toISOString(),
+        'OHTTP key id': String(a.keyConfig.keyId),
+        ...(a.claims.sim ? { sim: 'SIMULATED TEE: not backed by hardware' } : {}),
+      },
+    };
+  };
+}
+
+/** The enclave's own listings (unauthenticated here; informational). Missing endpoints show as "not available". */
+export function enclaveListings(enclave: string, f: FetchLike = (i, init) => fetch(i, init)): () => Promise<Listings> {
+  const base = enclave.replace(/\/$/, '');
+  const get = async (path: string): Promise<unknown[] | undefined> => {
+    try {
+      const r = await f(`${base}${path}`, { signal: AbortSignal.timeout(3000) });
+      if (!r.ok) return undefined;
+      const j = (await r.json()) as unknown;
+      const list = Array.isArray(j) ? j : (j as Record<string, unknown>)[path.split('/').pop()!] ?? (j as { data?: unknown }).data;
+      return Array.isArray(list) ? list : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
+  return async () => {
+    const [w, of] = await Promise.all([get('/v1/workers'), get('/v1/offers')]);
+    const workers = w?.map((x): WorkerRow => {
+      const o = x as Record<string, unknown>;
+      return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
+    });
+    const offers = of?.map((x): OfferRow => {
+      const o = x as Record<string, unknown>;
+      return { id: s(o.id ?? o.offerId) ?? '?', worker: s(o.worker ?? o.workerId), model: s(o.model) ?? '?', priceIn: s(o.pricePerMInput), priceOut: s(o.pricePerMOutput), terms: s((o.terms as { kind?: unknown } | undefined)?.kind ?? o.terms), expires: s(o.expires ?? o.notAfter) } as OfferRow;
+    });
+    return { workers, offers };
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * `gm host --enclave URL --listen ADDR` (DESIGN.md §2, §7): the host shim beside an enclave: gated relay, collateral
+ * cache, status page. Trusted for nothing: it holds no keys and everything it serves is re-verified by its consumers.
+ *
+ * Flags (or GM_<NAME> environment variables): --enclave URL (required), --listen HOST:PORT (default 127.0.0.1:8080),
+ * --policy FILE (the operator's enclave policy; required unless --allow-sim), --allow-sim, --cache-dir DIR,
+ * --check-interval SECONDS (default 60), --amd-kds URL, --intel-pcs URL, --intel-certs URL, --nvidia-rim URL,
+ * --nvidia-ocsp URL (vendor base URLs, for mirrors and tests).
+ */
+import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { configError } from '../attestation/errors.ts';
+import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
+import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
+import { parseArgs } from '../client/cli/args.ts';
+import type { Io } from '../client/cli/io.ts';
+import { hostApp } from './app.ts';
+import { CollateralCache } from './collateral/cache.ts';
+import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
+import { enclaveCheck, enclaveListings } from './enclave-check.ts';
+import { EnclaveGate, type GateStatus } from './gate.ts';
+import type { RelayOptions } from './relay.ts';
+import { listen } from './serve.ts';
+
+export interface HostOptions {
+  readonly enclave: string;
+  readonly hostname?: string;
+  readonly port?: number;
+  readonly policy: ClientPolicy;
+  readonly allowSim: boolean;
+  readonly trust: TrustStore | undefined;
+  readonly cacheDir: string;
+  readonly checkIntervalMs?: number;
+  readonly vendors?: VendorBases;
+  readonly observe?: RelayOptions['observe'];
+  readonly log?: (line: Record<string, unknown>) => void;
+}
+
+export interface RunningHost {
+  readonly url: string;
+  readonly gate: EnclaveGate;
+  readonly cache: CollateralCache;
+  close(): Promise<void>;
+}
+
+export async function startHost(o: HostOptions): Promise<RunningHost> {
+  const log = o.log ?? (() => {});
+  const gate = new EnclaveGate({
+    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
+    intervalMs: o.checkIntervalMs ?? 60_000,
+    onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
+  });
+  const cache = new CollateralCache({ dir: o.cacheDir });
+  const app = hostApp({
+    relay: { enclave: o.enclave, ...(o.observe ? { observe: o.observe } : {}) },
+    gate,
+    collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
+    listings: enclaveListings(o.enclave),
+  });
+  const l = await listen(app.fetch, o.hostname ?? '127.0.0.1', o.port ?? 0);
+  // The relay opens only after the first check passed; a failed first check leaves it closed (503) and retrying.
+  await gate.start();
+  return {
+    url: l.url,
+    gate,
+    cache,
+    async close() {
+      gate.stop();
+      await l.close();
+    },
+  };
+}
+
+export function parseListen(s: string): { hostname: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(s) ?? /^()()(\d{1,5})$/.exec(s);
+  if (!m) throw configError('USAGE', `--listen must be HOST:PORT or PORT (got ${s})`);
+  const port = Number(m[3]);
+  if (port > 65535) throw configError('USAGE', `--listen port out of range: ${port}`);
+  return { hostname: m[1] || m[2] || '127.0.0.1', port };
+}
+
+const SPEC = {
+  values: ['enclave', 'listen', 'policy', 'cache-dir', 'check-interval', 'amd-kds', 'intel-pcs', 'intel-certs', 'nvidia-rim', 'nvidia-ocsp'],
+  booleans: ['allow-sim'],
+};
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const a = parseArgs(argv, SPEC, io.env);
+  const enclave = a.values.enclave;
+  if (!enclave) throw configError('USAGE', 'gm host needs --enclave URL');
+  const allowSim = a.flags.has('allow-sim') || io.env.GM_ALLOW_SIM === '1';
+  const policy = a.values.policy
+    ? parseClientPolicy(JSON.parse(new TextDecoder().decode(await io.readFile(a.values.policy))) as unknown, a.values.policy)
+    : allowSim ? parseClientPolicy(simPolicyDoc(), 'sim policy') : (() => { throw configError('POLICY_REQUIRED', 'gm host needs --policy FILE (the enclave measurements to accept), or --allow-sim'); })();
+  const trust = allowSim && !a.values.policy ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp).catch(() => undefined);
+  const { hostname, port } = parseListen(a.values.listen ?? '127.0.0.1:8080');
+  const interval = Number(a.values['check-interval'] ?? '60');
+  if (!Number.isFinite(interval) || interval < 1) throw configError('USAGE', '--check-interval must be at least 1 second');
+  const vendors: VendorBases = {
+    amd: a.values['amd-kds'] ?? VENDOR_BASES.amd,
+    intel: a.values['intel-pcs'] ?? VENDOR_BASES.intel,
+    intelCerts: a.values['intel-certs'] ?? VENDOR_BASES.intelCerts,
+    nvidiaRim: a.values['nvidia-rim'] ?? VENDOR_BASES.nvidiaRim,
+    nvidiaOcsp: a.values['nvidia-ocsp'] ?? VENDOR_BASES.nvidiaOcsp,
+  };
+  const cacheDir = a.values['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
+  const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l })}\n`);
+  const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log: logLine });
+  logLine({ msg: 'listening', url: h.url, enclave, gate: h.gate.status.state, ...(allowSim ? { sim: true } : {}) });
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await h.close();
+  return 0;
+}
