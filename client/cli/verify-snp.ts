@@ -25,11 +25,11 @@ const VALUE_FLAGS = ['--report', '--cert', '--chain', '--crl', '--policy', '--no
 const BOOL_FLAGS = ['--json', '--allow-unpinned'] as const;
 
 export interface ParsedArgs {
-  readonly values: Partial<Record<(typeof VALUE_FLAGS)[number], string>>;
+  readonly values: Readonly<Record<string, string | undefined>>;
   readonly flags: ReadonlySet<string>;
 }
 
-/** Parses `--flag value` / `--flag=value` and boolean flags; returns undefined (usage error) on anything else. */
+/** Parses `--flag value` / `--flag=value` and boolean flags; returns the usage error text on anything else. */
 export function parseArgs(argv: readonly string[], valueFlags: readonly string[], boolFlags: readonly string[]): ParsedArgs | string {
   const values: Record<string, string> = {};
   const flags = new Set<string>();
