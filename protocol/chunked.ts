@@ -143,7 +143,7 @@ class ChunkReader {
       this.#buf = this.#buf.subarray(p.used);
     }
     while (!this.#final) {
-      const r = readVarint(this.#buf, 0);
+      const r = lengthAt(this.#buf, 0);
       if (!r) break;
       if (r.value === 0) {
         this.#final = true;
@@ -182,7 +182,7 @@ class ChunkReader {
       if (j === i || !(await keys.openAt(j, aad, ct))) continue;
       if (j < i) fail('CHUNKED_DUPLICATE', `chunk ${i} repeats chunk ${j}`);
       // A later chunk arrived in position i: reordered if the one after it is chunk i, else chunks were dropped.
-      const next = readVarint(this.#buf, 0);
+      const next = lengthAt(this.#buf, 0);
       if (next && next.value > 0 && this.#buf.length - next.next >= next.value) {
         if (await keys.openAt(i, EMPTY, this.#buf.subarray(next.next, next.next + next.value))) fail('CHUNKED_REORDERED', `chunk ${j} arrived before chunk ${i}`);
       } else if (next && next.value === 0 && (await keys.openAt(i, FINAL_AAD, this.#buf.subarray(next.next)))) {
@@ -205,11 +205,25 @@ class ChunkReader {
   }
 }
 
+/** A chunk length prefix; a length beyond 2^53 is certainly over any limit. */
+function lengthAt(b: Uint8Array, o: number): { value: number; next: number } | undefined {
+  try {
+    return readVarint(b, o);
+  } catch {
+    return fail('CHUNKED_TOO_LARGE', 'chunk length out of range');
+  }
+}
+
 /** True when `b` is a sequence of framed chunks: non-final ones that fit exactly, optionally ending in a final one. */
 function tailParses(b: Uint8Array): boolean {
   let o = 0;
   while (o < b.length) {
-    const r = readVarint(b, o);
+    let r;
+    try {
+      r = readVarint(b, o);
+    } catch {
+      return false;
+    }
     if (!r) return false;
     if (r.value === 0) return b.length - r.next >= 16;
     o = r.next + r.value;
