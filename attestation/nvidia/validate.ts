@@ -87,7 +87,7 @@ export function validateGpuClaims(claims: GpuClaims, policy: GpuPolicy, now: Dat
     }
   };
   if (policy.ccModeRequired)
-    rule('cc-mode', 'GPU confidential-computing mode is on', 'policy.ccModeRequired', claims.ccMode === 'on' || (claims.ccMode === 'devtools' && policy.allowDevtools),
+    rule('cc-mode', 'GPU confidential-computing mode is on (DevTools is a CC mode, judged by the next rule)', 'policy.ccModeRequired', claims.ccMode === 'on' || claims.ccMode === 'devtools',
       'NVIDIA_CC_MODE_OFF', claims.ccMode === undefined ? 'the evidence does not state the CC mode (the SPDM report has no CC-mode field; the worker must declare its NVML reading)' : `CC mode is ${claims.ccMode}`, `CC mode ${claims.ccMode}`);
   rule('devtools', 'developer tools mode is off', 'policy.allowDevtools', policy.allowDevtools || claims.ccMode !== 'devtools', 'NVIDIA_DEVTOOLS_ON', 'the GPU runs in CC DevTools mode', `CC mode ${claims.ccMode ?? 'not stated'}`);
   rule('debug', 'GPU debug is off', 'policy.allowDebug', policy.allowDebug || claims.debug !== true, 'NVIDIA_DEBUG_ON', 'the evidence reports debug enabled (dbgstat)', claims.debug === undefined ? 'not reported as enabled' : 'disabled');
