@@ -9,6 +9,7 @@ import { ANCHOR_FILES } from '../../attestation/trust.ts';
 import { TRUST_DIR, hasTrustAnchors } from '../../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
+import { downloadPath } from './trust.ts';
 
 function io(dir: string) {
   const out: string[] = [];
@@ -22,7 +23,7 @@ function vendor(tamper?: string): Promise<{ server: Server; url: string; hits: s
   const hits: string[] = [];
   const server = createServer((req, res) => {
     hits.push(req.url ?? '');
-    const file = ANCHOR_FILES.find((f) => f.source.path === req.url);
+    const file = ANCHOR_FILES.find((f) => downloadPath(f) === req.url);
     if (!file) {
       res.writeHead(404).end();
       return;
@@ -51,6 +52,7 @@ describe.skipIf(!hasTrustAnchors)('gm trust', () => {
     expect(await main(['trust', 'fetch', '--base-url', v.url], t.io)).toBe(0);
     expect(v.hits).toContain('/vcek/v1/Milan/cert_chain');
     expect(v.hits).toContain('/vlek/v1/Turin/cert_chain');
+    expect(v.hits).toContain('/Intel_SGX_Provisioning_Certification_RootCA.pem');
     for (const f of ANCHOR_FILES) expect(readFileSync(join(dir, f.path))).toEqual(readFileSync(join(TRUST_DIR, f.path)));
     const l = io(dir);
     expect(await main(['trust', 'list'], l.io)).toBe(0);

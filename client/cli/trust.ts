@@ -6,10 +6,10 @@
  * written; a file that fails its pin is refused and nothing of it is written.
  *
  * fetch sources: AMD KDS (https://kdsintf.amd.com, `/vcek/v1/{Milan,Genoa,Turin}/cert_chain` and
- * `/vlek/v1/.../cert_chain`, PEM: ASK or ASVK, then ARK) and Intel's PCS certificate host
- * (https://certificates.trustedservices.intel.com/IntelSGXRootCA.der). NVIDIA publishes its device identity and
- * RIM roots inside its verifier packages, not at a stable URL of its own, so they must be imported (from an nvtrust
- * checkout), unless --base-url names a mirror that serves every file.
+ * `/vlek/v1/.../cert_chain`, PEM: ASK or ASVK, then ARK) and Intel's certificate host
+ * (https://certificates.trustedservices.intel.com/Intel_SGX_Provisioning_Certification_RootCA.pem). NVIDIA ships
+ * its device identity and RIM roots inside its verifier packages, not at a stable URL of its own, so they must be
+ * imported (e.g. from an nvtrust checkout), unless --base-url names a mirror that serves every file.
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -24,6 +24,14 @@ const VENDOR_BASE: Record<AnchorFile['source']['vendor'], string | undefined> = 
   intel: 'https://certificates.trustedservices.intel.com',
   nvidia: undefined,
 };
+
+/**
+ * The path fetched for `file`. attestation/trust.ts names `/IntelSGXRootCA.der` for the Intel root, but that URL
+ * serves the root CA's CRL; the root certificate itself is `/Intel_SGX_Provisioning_Certification_RootCA.pem`.
+ */
+export function downloadPath(file: AnchorFile): string {
+  return file.path === 'intel/sgx_root_ca.pem' ? '/Intel_SGX_Provisioning_Certification_RootCA.pem' : file.source.path;
+}
 
 const USAGE = 'usage: gm trust import DIR | gm trust fetch [--base-url URL] | gm trust list\n';
 
@@ -104,7 +112,7 @@ async function fetchAll(io: Io, baseUrl: string | undefined): Promise<number> {
       io.out(`skipped  ${file.path}: ${file.source.vendor} has no download URL; use \`gm trust import DIR\`\n`);
       continue;
     }
-    const url = new URL(file.source.path.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).href;
+    const url = new URL(downloadPath(file).replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).href;
     let bytes: Uint8Array;
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(20_000), redirect: 'error' });
