@@ -51,6 +51,8 @@ export interface EncodeOptions {
   readonly framing?: Framing;
   /** Number of zero bytes of padding to append (§3.8). */
   readonly padding?: number;
+  /** Omit trailing empty content and trailer sections (§3.8 truncation), as RFC 9458's examples do. */
+  readonly truncate?: boolean;
 }
 
 const malformed = (m: string): never => {
@@ -146,21 +148,26 @@ export function encodeRequest(r: BhttpRequest, o: EncodeOptions = {}): Uint8Arra
   const known = (o.framing ?? 'known-length') === 'known-length';
   const w = new Writer().varint(known ? FRAMING_KNOWN_REQUEST : FRAMING_INDETERMINATE_REQUEST);
   w.vbytes(latin1(r.method)).vbytes(latin1(r.scheme)).vbytes(latin1(r.authority)).vbytes(latin1(r.path));
-  body(w, known, r.headers, r.content, r.trailers);
+  body(w, known, r.headers, r.content, r.trailers, o.truncate === true);
   padding(w, o.padding);
   return w.done();
 }
 
-function body(w: Writer, known: boolean, headers: readonly Field[], content: Uint8Array, trailers: readonly Field[]): void {
+function body(w: Writer, known: boolean, headers: readonly Field[], content: Uint8Array, trailers: readonly Field[], truncate: boolean): void {
+  const omitTrailers = truncate && trailers.length === 0;
+  const omitContent = omitTrailers && content.length === 0;
+  if (omitContent && headers.length === 0) return;
   if (known) {
     knownFields(w, headers);
-    w.vbytes(content);
-    knownFields(w, trailers);
+    if (!omitContent) w.vbytes(content);
+    if (!omitTrailers) knownFields(w, trailers);
   } else {
     indeterminateFields(w, headers);
-    if (content.length > 0) w.vbytes(content);
-    w.varint(0);
-    indeterminateFields(w, trailers);
+    if (!omitContent) {
+      if (content.length > 0) w.vbytes(content);
+      w.varint(0);
+    }
+    if (!omitTrailers) indeterminateFields(w, trailers);
   }
 }
 
@@ -176,7 +183,7 @@ export function encodeResponse(r: BhttpResponse, o: EncodeOptions = {}): Uint8Ar
   }
   checkStatus(r.status, 200, 599);
   w.varint(r.status);
-  body(w, known, r.headers, r.content, r.trailers);
+  body(w, known, r.headers, r.content, r.trailers, o.truncate === true);
   padding(w, o.padding);
   return w.done();
 }
@@ -250,6 +257,7 @@ function readIndeterminateFields(r: Reader): Field[] {
 
 /** Content and trailers, allowing the truncation of §3.8 (only zero bytes remaining = empty remaining sections). */
 function readBody(r: Reader, known: boolean): { headers: Field[]; content: Uint8Array; trailers: Field[] } {
+  if (r.restIsPadding()) return { headers: [], content: new Uint8Array(0), trailers: [] };
   const headers = known ? readKnownFields(r) : readIndeterminateFields(r);
   if (r.restIsPadding()) return { headers, content: new Uint8Array(0), trailers: [] };
   let content: Uint8Array;
@@ -357,7 +365,7 @@ type State = 'framing' | 'status' | 'fields' | 'content' | 'chunk' | 'trailers' 
 
 /**
  * Incremental decoder of a response (either framing): push bytes as they arrive, receive events as soon as each is
- * complete. Content is emitted as soon as its bytes arrive, even mid-chunk, so an SSE event is readable at once.
+ * complete. A message truncated per §3.8 emits its empty sections at `end()`. Content is emitted as soon as its bytes arrive, even mid-chunk, so an SSE event is readable at once.
  * `end()` checks the message is complete (or validly truncated per §3.8) and returns the final events.
  */
 export class ResponseDecoder {
@@ -388,6 +396,7 @@ export class ResponseDecoder {
     if (atBoundary && s === 'content' && !this.#inContent) ev.push({ type: 'trailers', trailers: [] });
     else if (atBoundary && s === 'chunk' && this.#remaining === 0 && this.#noChunkYet) ev.push({ type: 'trailers', trailers: [] });
     else if (atBoundary && s === 'trailers' && this.#fieldsFor.kind === 'trailers' && this.#trailerStart) ev.push({ type: 'trailers', trailers: [] });
+    else if (atBoundary && s === 'fields' && this.#fieldsFor.kind === 'head') ev.push({ type: 'head', status: this.#fieldsFor.status, headers: [] }, { type: 'trailers', trailers: [] });
     else if (s !== 'padding') truncated();
     ev.push({ type: 'end' });
     this.#ended = true;
