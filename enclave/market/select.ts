@@ -12,7 +12,7 @@
  *      a pool ":latency"/":throughput" overrides provider.sort;
  *   4. effective price (for the latency/throughput strategies);
  *   5. load: in-flight / capacity, lower first (cross-multiplied integers), which spreads equal offers;
- *   6. FNV-1a(offer) xor FNV-1a(requestId): a deterministic per-request rotation among exact ties; then offerId.
+ *   6. mix(FNV-1a(offer) xor FNV-1a(requestId)): a deterministic per-request rotation among exact ties; then offerId.
  * Eligible means all of: model requested, offer inside its validity window, worker registered and its verification
  * not past `verifiedUntil`, provider only/ignore/order, currency, quoted price <= max_price, payment terms
  * accepted, in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
@@ -160,7 +160,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
         primary: strategy === 'price' ? price : strategy === 'latency' ? e.stats.ttftMs : -e.stats.tokensPerSecond,
         primaryBig: strategy === 'price' ? priceBig : 0n,
         secondary: strategy === 'price' ? 0 : price,
-        tie: (e.seed ^ reqSeed) >>> 0,
+        tie: mix32(e.seed ^ reqSeed),
       };
       insertTop(top, r, limit);
     }
@@ -174,6 +174,16 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     constraints: c,
     feeBasisPoints: fee,
   };
+}
+
+/** murmur3's 32-bit finaliser: spreads the xor of the two hashes so every offer leads for some request ids. */
+function mix32(x: number): number {
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
 }
 
 function insertTop(top: Ranked[], r: Ranked, limit: number): void {

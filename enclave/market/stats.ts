@@ -1,7 +1,8 @@
 /**
  * Live measurements per (worker, model) (DESIGN.md §6 "tracks live measurements per worker (TTFT, tokens/s,
  * errors, in-flight)"): exponentially weighted moving averages updated by the dispatcher through a `Lease`, which
- * also keeps the in-flight count exact (released once, whatever path the request ends on).
+ * also keeps the in-flight count exact (released once, whatever path the request ends on). One LiveStats serves
+ * all of a worker's offers for the same model: they share its GPUs, so they share its in-flight count.
  *
  * These are measurements, not money: they are floats. Until the first sample the advertised figures stand in.
  * A worker whose error EWMA exceeds `unhealthyErrorRate` after `minSamples` requests is excluded for
