@@ -57,9 +57,14 @@ describe('SEV-SNP verify with a simulated AMD', () => {
     expect(await code(verifySevSnp(await turin.vcek.signReport({ chipId: t2 }), opts(turin, turin.vcek)))).toBe('SNP_HWID_MISMATCH');
   });
 
-  it('a masked CHIP_ID skips the hwID comparison, visibly', async () => {
+  it('a masked CHIP_ID skips the hwID comparison, visibly; an unmasked or inconsistent one does not', async () => {
     const { report } = await verifySevSnp(await genoa.vcek.signReport({ signerInfo: 2, chipId: new Uint8Array(64) }), opts(genoa, genoa.vcek));
     expect(report.checks.find((r) => r.id === 'snp.cert.hwid')?.status).toBe('skip');
+    // Zero without the MASK_CHIP_KEY bit, or the bit with a non-zero CHIP_ID: compared, and refused.
+    expect(await code(verifySevSnp(await genoa.vcek.signReport({ signerInfo: 0, chipId: new Uint8Array(64) }), opts(genoa, genoa.vcek)))).toBe('SNP_HWID_MISMATCH');
+    const other64 = genoa.chipId.slice();
+    other64[0]! ^= 1;
+    expect(await code(verifySevSnp(await genoa.vcek.signReport({ signerInfo: 2, chipId: other64 }), opts(genoa, genoa.vcek)))).toBe('SNP_HWID_MISMATCH');
   });
 
   it('accepts the hwID DER-wrapped in an OCTET STRING (KDS "new" format), at the exact length only', async () => {

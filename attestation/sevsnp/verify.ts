@@ -240,7 +240,9 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
   } else checks.skip('snp.crl', 'revocation (AMD CRL)', 'no CRL supplied', anchor);
 
   if (ext.kind === 'vcek') {
-    if (report.signerInfo.maskChipKey || isZero(report.chipId)) {
+    // Only a report that says it masked CHIP_ID (and did) may skip the comparison; a zero CHIP_ID without
+    // MASK_CHIP_KEY is compared, and fails.
+    if (report.signerInfo.maskChipKey && isZero(report.chipId)) {
       checks.skip('snp.cert.hwid', 'VCEK hwID equals report CHIP_ID', 'CHIP_ID is masked (MASK_CHIP_KEY); the VCEK signature alone binds the chip');
     } else {
       checks.runSync('snp.cert.hwid', 'VCEK hwID equals report CHIP_ID', 'VCEK extension 1.3.6.1.4.1.3704.1.4', () => {
