@@ -59,6 +59,22 @@ export async function attest(o: AttestOptions): Promise<Attestation> {
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length > MAX_BUNDLE_BYTES) throw protocolError('BUNDLE_MALFORMED', 'evidence bundle is too large');
+  return verifyEnclaveBundle(bytes, { nonce, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now(), maxAgeMs: o.policy.maxAgeMs });
+}
+
+export interface BundleCheckOptions {
+  /** The nonce the bundle must be bound to (ours for a live check; the bundle's own for an offline audit). */
+  readonly nonce: Uint8Array;
+  readonly policy: ClientPolicy;
+  readonly allowSim: boolean;
+  readonly trust: TrustStore | undefined;
+  readonly now: Date;
+  readonly maxAgeMs: number | undefined;
+}
+
+/** Verifies an enclave evidence bundle (CBOR) for `nonce`: the checks of `attest` without the network. */
+export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptions): Promise<Attestation> {
+  const { nonce } = o;
   const bundle = decodeBundle(bytes);
 
   // Checks the SDK makes itself, recorded in the same report the verifier returns.
@@ -80,8 +96,8 @@ export async function attest(o: AttestOptions): Promise<Attestation> {
       policy: o.policy,
       allowSim: o.allowSim,
       ...(o.trust ? { trust: o.trust } : {}),
-      now: o.now(),
-      maxAgeMs: o.policy.maxAgeMs,
+      now: o.now,
+      ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
     });
   } catch (e) {
     if (e instanceof GmError && e.report) e.report = joinReports(pre.report(), e.report);

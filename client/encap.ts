@@ -7,7 +7,8 @@
  */
 import { protocolError } from '../attestation/errors.ts';
 import { decodeResponse, type Field, ResponseDecoder } from '../protocol/bhttp.ts';
-import { MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../protocol/media.ts';
+import { encapsulateChunkedRequest, openStream } from '../protocol/chunked.ts';
+import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../protocol/media.ts';
 import { encapsulateRequest, type KeyConfig } from '../protocol/ohttp.ts';
 
 export interface Opened {
@@ -107,6 +108,18 @@ export async function decodeStreamed(plain: ReadableStream<Uint8Array>): Promise
   };
 }
 
-async function sealChunked(_config: KeyConfig, _inner: Uint8Array): Promise<Question> {
-  throw protocolError('OHTTP_CHUNKED_UNAVAILABLE', 'chunked OHTTP is not available in this build');
+/** The whole question goes out as one final chunk; what streams is the answer (one chunk per SSE event). */
+async function sealChunked(config: KeyConfig, inner: Uint8Array): Promise<Question> {
+  const sender = await encapsulateChunkedRequest(config);
+  const body = await sender.sealChunk(inner, { final: true });
+  return {
+    body,
+    contentType: MEDIA_OHTTP_CHUNKED_REQ,
+    accept: MEDIA_OHTTP_CHUNKED_RES,
+    async open(r) {
+      expectType(r, MEDIA_OHTTP_CHUNKED_RES);
+      if (!r.body) throw protocolError('CHUNKED_TRUNCATED', 'the chunked answer has no body');
+      return decodeStreamed(r.body.pipeThrough(openStream(sender.openResponse())));
+    },
+  };
 }

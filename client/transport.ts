@@ -44,8 +44,9 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
     req.headers.forEach((v, k) => {
       if (!DROP.has(k)) headers.push([k, v]);
     });
-    const inner = encodeRequest({ method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers, content, trailers: [] });
     const streaming = wantsStream(req, content);
+    // Chunked requests carry indeterminate-length binary HTTP (draft-ietf-ohai-chunked-ohttp-08 §3).
+    const inner = encodeRequest({ method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers, content, trailers: [] }, { framing: streaming ? 'indeterminate-length' : 'known-length' });
 
     let a = session.current();
     let outer = await send(a, inner, streaming, o, req.signal);

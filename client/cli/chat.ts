@@ -1,0 +1,128 @@
+/**
+ * `gm chat --url URL [--relay URL] [--model M] [--policy FILE] [--allow-sim] "prompt"`: verifies the enclave, sends
+ * one encrypted chat completion (DESIGN.md §5), streams the answer to stdout as it arrives, then prints the
+ * verified receipt. Progress and the verification summary go to stderr; `--report` prints the full verification
+ * table; `--json` prints one JSON object at the end instead. The prompt, answer and API key are never logged.
+ */
+import { configError, GmError, protocolError } from '../../attestation/errors.ts';
+import { createClient, type GmClient } from '../index.ts';
+import { parseArgs } from './args.ts';
+import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
+import { formatReport, reportJson } from './format.ts';
+import type { Io } from './io.ts';
+
+export interface ChatResult {
+  readonly answer: string;
+  readonly client: GmClient;
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const a = parseArgs(argv, { values: ['url', 'relay', 'model', 'policy', 'api-key', 'max-tokens'], booleans: ['allow-sim', 'json', 'report', 'no-stream'] }, io.env);
+  const url = a.values.url;
+  const prompt = a.positionals.join(' ');
+  if (!url || !prompt) throw configError('USAGE', 'usage: gm chat --url URL [--relay URL] [--model M] [--policy FILE] [--allow-sim] [--json] "prompt"');
+  const json = a.flags.has('json');
+  const say = progress(io, json);
+  const allowSim = a.flags.has('allow-sim');
+  const policy = await loadPolicy(io, a.values.policy, allowSim);
+  say(`gm chat: verifying the enclave at ${url}${a.values.relay ? ` through the relay ${a.values.relay}` : ''}...`);
+  let client: GmClient;
+  try {
+    client = await createClient({ url, ...(a.values.relay ? { relay: a.values.relay } : {}), policy, allowSim, trust: await loadTrust(io) });
+  } catch (e) {
+    if (e instanceof GmError && e.report) io.err(formatReport(e.report));
+    throw e;
+  }
+  const c = claimsSummary(client.claims);
+  say(`gm chat: VERIFIED ${c.platform} measurement ${(c.measurement ?? "").slice(0, 16)}...${client.claims.sim ? ' [SIM: not backed by hardware]' : ''}`);
+  if (a.flags.has('report') && !json) io.err(formatReport(client.verification, c));
+  const answer = await chat(client, {
+    model: a.values.model ?? 'default',
+    prompt,
+    stream: !a.flags.has('no-stream'),
+    apiKey: a.values['api-key'] ?? 'gm-anonymous',
+    ...(a.values['max-tokens'] ? { maxTokens: Number(a.values['max-tokens']) } : {}),
+    onToken: json ? () => {} : (t) => io.out(t),
+  });
+  if (json) {
+    io.out(`${JSON.stringify({ verification: JSON.parse(reportJson(client.verification, c)), answer, receipts: client.receipts.map((r) => r.view) }, null, 2)}\n`);
+    return 0;
+  }
+  io.out('\n');
+  printReceipts(io, client);
+  return 0;
+}
+
+export function printReceipts(io: Io, client: GmClient): void {
+  if (client.receipts.length === 0) {
+    io.out('receipt: none received\n');
+    return;
+  }
+  for (const r of client.receipts) {
+    io.out('receipt (signature verified with the attested receipt key):\n');
+    const v = r.view;
+    const w = Math.max(...Object.keys(v).map((k) => k.length));
+    for (const [k, x] of Object.entries(v)) io.out(`  ${k.padEnd(w)}  ${typeof x === 'string' ? x : JSON.stringify(x)}\n`);
+  }
+}
+
+export interface ChatOptions {
+  readonly model: string;
+  readonly prompt: string;
+  readonly stream: boolean;
+  readonly apiKey: string;
+  readonly maxTokens?: number;
+  readonly onToken: (t: string) => void;
+}
+
+/** One chat completion over the client's encrypted fetch, parsing the OpenAI SSE stream as it arrives. */
+export async function chat(client: GmClient, o: ChatOptions): Promise<string> {
+  const res = await client.fetch(`${client.baseURL}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${o.apiKey}`, accept: o.stream ? 'text/event-stream' : 'application/json' },
+    body: JSON.stringify({ model: o.model, messages: [{ role: 'user', content: o.prompt }], stream: o.stream, ...(o.maxTokens ? { max_tokens: o.maxTokens } : {}) }),
+  });
+  if (!res.ok) {
+    let code = `HTTP_${res.status}`;
+    try {
+      const j = (await res.json()) as { error?: { code?: unknown; message?: unknown } };
+      if (typeof j.error?.code === 'string') code = j.error.code;
+    } catch { /* not JSON */ }
+    throw new GmError('unavailable', code, `the enclave answered HTTP ${res.status} (${code})`);
+  }
+  if (!o.stream) {
+    const j = (await res.json()) as { choices?: { message?: { content?: string } }[] };
+    const t = j.choices?.[0]?.message?.content ?? '';
+    o.onToken(t);
+    return t;
+  }
+  let answer = '';
+  let buf = '';
+  const dec = new TextDecoder();
+  const reader = res.body!.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    buf += done ? dec.decode() : dec.decode(value, { stream: true });
+    let i: number;
+    while ((i = buf.indexOf('\n\n')) !== -1) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const data = block.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim()).join('\n');
+      if (!data || data === '[DONE]') continue;
+      let ev: { choices?: { delta?: { content?: string } }[]; error?: { code?: string; message?: string } };
+      try {
+        ev = JSON.parse(data);
+      } catch (e) {
+        throw protocolError('SSE_MALFORMED', 'the answer stream carried an event that is not JSON', { cause: e });
+      }
+      if (ev.error) throw new GmError('unavailable', ev.error.code ?? 'STREAM_ERROR', `the answer stream ended with an error (${ev.error.code ?? 'unknown'})`);
+      const t = ev.choices?.[0]?.delta?.content;
+      if (t) {
+        answer += t;
+        o.onToken(t);
+      }
+    }
+    if (done) break;
+  }
+  return answer;
+}

@@ -1,0 +1,50 @@
+/** What the client commands share: policy and trust loading, claim summaries, progress lines on stderr. */
+import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
+import type { BundleClaims } from '../../attestation/bundle-verify.ts';
+import { configError } from '../../attestation/errors.ts';
+import { loadTrustStore, trustDirFrom, type TrustStore } from '../../attestation/trust.ts';
+import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../policy.ts';
+import type { Io } from './io.ts';
+
+export async function loadPolicy(io: Io, file: string | undefined, allowSim: boolean): Promise<ClientPolicy> {
+  if (!file) {
+    if (!allowSim) throw configError('POLICY_REQUIRED', 'needs --policy FILE (the enclave measurements to accept), or --allow-sim for a simulated stack');
+    return parseClientPolicy(simPolicyDoc(), 'sim policy');
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder().decode(await io.readFile(file)));
+  } catch (e) {
+    if (e instanceof SyntaxError) throw configError('POLICY_INVALID', `${file} is not valid JSON: ${e.message}`, { cause: e });
+    throw e;
+  }
+  return parseClientPolicy(doc, file);
+}
+
+/** The pinned anchors when the trust directory is set up; undefined otherwise (sim stacks need none). */
+export async function loadTrust(io: Io): Promise<TrustStore | undefined> {
+  try {
+    const s = await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
+    return s.entries.length > 0 ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function claimsSummary(c: BundleClaims): Record<string, string> {
+  return {
+    platform: c.platform,
+    ...(c.sim ? { sim: 'SIMULATED TEE: not backed by hardware' } : {}),
+    measurement: c.cpu.measurement,
+    nonce: Array.from(c.nonce, (x) => x.toString(16).padStart(2, '0')).join(''),
+    issuedAt: new Date(c.issuedAt).toISOString(),
+    gpus: String(c.gpu.length),
+  };
+}
+
+export function progress(io: Io, json: boolean): (s: string) => void {
+  return (s) => {
+    if (!json || io.env.GM_PROGRESS === '1') io.err(`${s}\n`);
+  };
+}

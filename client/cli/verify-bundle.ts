@@ -1,0 +1,55 @@
+/**
+ * `gm verify bundle FILE`: verifies a saved enclave evidence bundle offline (DESIGN.md §4: CBOR, or its JSON view)
+ * against a policy. The REPORT_DATA binding is recomputed for the bundle's own nonce, or for `--nonce HEX` when the
+ * auditor knows the nonce that was asked for (then a bundle made for another nonce is refused). Evidence age is
+ * checked only when asked (`--max-age SECONDS`, `--now ISO`): a saved bundle is audited after the fact.
+ */
+import { bundleFromJson, encodeBundle } from '../../attestation/bundle.ts';
+import { fromHex } from '../../attestation/bytes.ts';
+import { configError, GmError } from '../../attestation/errors.ts';
+import { decodeBundle } from '../../attestation/bundle.ts';
+import { verifyEnclaveBundle } from '../attest.ts';
+import { parseArgs } from './args.ts';
+import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
+import { formatReport, reportJson } from './format.ts';
+import type { Io } from './io.ts';
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const a = parseArgs(argv, { values: ['policy', 'nonce', 'now', 'max-age'], booleans: ['allow-sim', 'json'] });
+  const file = a.positionals[0];
+  if (!file || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify bundle FILE [--policy FILE] [--allow-sim] [--nonce HEX] [--now ISO] [--max-age SECONDS] [--json]');
+  const json = a.flags.has('json');
+  const say = progress(io, json);
+  const allowSim = a.flags.has('allow-sim');
+  const policy = await loadPolicy(io, a.values.policy, allowSim);
+  const raw = await io.readFile(file);
+  let bytes = raw;
+  if (raw[0] === 0x7b /* '{' */) {
+    try {
+      bytes = encodeBundle(bundleFromJson(JSON.parse(new TextDecoder().decode(raw))));
+    } catch (e) {
+      if (e instanceof SyntaxError) throw configError('BUNDLE_UNREADABLE', `${file} is neither CBOR nor JSON`, { cause: e });
+      throw e;
+    }
+  }
+  const nonce = a.values.nonce ? fromHex(a.values.nonce, '--nonce') : decodeBundle(bytes).nonce;
+  if (nonce.length !== 32) throw configError('USAGE', '--nonce must be 32 bytes of hex');
+  const now = a.values.now ? new Date(a.values.now) : new Date();
+  if (Number.isNaN(now.getTime())) throw configError('USAGE', '--now must be an ISO date');
+  const maxAge = a.values['max-age'] === undefined ? undefined : Number(a.values['max-age']) * 1000;
+  if (maxAge !== undefined && !(maxAge > 0)) throw configError('USAGE', '--max-age must be a positive number of seconds');
+  say(`gm verify bundle: verifying ${file} offline...`);
+  try {
+    const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge });
+    const claims = claimsSummary(r.claims);
+    io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
+    return 0;
+  } catch (e) {
+    if (e instanceof GmError && e.report) {
+      io.out(json ? reportJson(e.report, { error: e.toJSON() }) : formatReport(e.report));
+      io.err(`gm verify bundle: REJECTED ${e.code}: ${e.message}\n`);
+      return e.kind === 'config' ? 2 : 1;
+    }
+    throw e;
+  }
+}

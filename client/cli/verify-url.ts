@@ -1,0 +1,41 @@
+/**
+ * `gm verify URL`: fetches the enclave's evidence for a fresh nonce (DESIGN.md §4) and prints the verification
+ * report, a table by default or JSON with --json. Exit 0 verified, 1 rejected, 2 usage/configuration.
+ * `--save FILE` keeps the bundle for an offline audit with `gm verify bundle FILE`.
+ */
+import { writeFile } from 'node:fs/promises';
+import { configError, GmError } from '../../attestation/errors.ts';
+import { attest } from '../attest.ts';
+import { parseArgs } from './args.ts';
+import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
+import { formatReport, reportJson } from './format.ts';
+import type { Io } from './io.ts';
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const a = parseArgs(argv, { values: ['policy', 'relay', 'save'], booleans: ['allow-sim', 'json'] });
+  const url = a.positionals[0];
+  if (!url || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify URL [--policy FILE] [--allow-sim] [--relay URL] [--save FILE] [--json]');
+  const json = a.flags.has('json');
+  const say = progress(io, json);
+  const allowSim = a.flags.has('allow-sim');
+  const policy = await loadPolicy(io, a.values.policy, allowSim);
+  const trust = await loadTrust(io);
+  const base = (a.values.relay ?? url).replace(/\/+$/, '');
+  say(`gm verify: fetching evidence from ${base} with a fresh nonce...`);
+  const t0 = performance.now();
+  try {
+    const r = await attest({ base, fetch: (i, init) => fetch(i, init), policy, allowSim, trust, now: () => new Date() });
+    say(`gm verify: verified in ${Math.round(performance.now() - t0)} ms`);
+    if (a.values.save) await writeFile(a.values.save, r.bundle);
+    const claims = claimsSummary(r.claims);
+    io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
+    return 0;
+  } catch (e) {
+    if (e instanceof GmError && e.report) {
+      io.out(json ? reportJson(e.report, { error: e.toJSON() }) : formatReport(e.report));
+      io.err(`gm verify: REJECTED ${e.code}: ${e.message}\n`);
+      return e.kind === 'config' ? 2 : 1;
+    }
+    throw e;
+  }
+}
