@@ -60,6 +60,8 @@ describe('SEV-SNP policy', () => {
       ['SNP_POLICY_MEASUREMENT', () => run({ measurement: new Uint8Array(48).fill(1) })],
       ['SNP_POLICY_DEBUG', () => run({ policy: 0x30000n | (1n << 19n) })],
       ['SNP_POLICY_SMT', () => run({}, { allowSmt: false })],
+      ['SNP_POLICY_SMT', () => run({ policy: 0x20000n, platformInfo: 0x1n }, { allowSmt: false })], // platform SMT on
+      ['SNP_POLICY_SMT', () => run({ policy: 0x30000n, platformInfo: 0x0n }, { allowSmt: false })], // guest allows SMT
       ['SNP_POLICY_MIGRATE_MA', () => run({ policy: 0x30000n | (1n << 18n) })],
       ['SNP_POLICY_VMPL', () => run({ vmpl: 2 })],
       ['SNP_POLICY_SIGNING_KEY', () => run({}, {}, { vlek: true })],
@@ -82,6 +84,7 @@ describe('SEV-SNP policy', () => {
   it('relaxed rules accept what they allow', async () => {
     expect(await code(run({ policy: 0x30000n | (1n << 19n) | (1n << 18n), vmpl: 2 }, { allowDebug: true, allowMigrationAgent: true, vmpls: [0, 2] }))).toBe('VERIFIED');
     expect(await code(run({}, { signingKeys: ['vcek', 'vlek'] }, { vlek: true }))).toBe('VERIFIED');
+    expect(await code(run({ policy: 0x20000n, platformInfo: 0x24n }, { allowSmt: false }))).toBe('VERIFIED');
     const { report } = await run({ measurement: new Uint8Array(48).fill(9) }, { measurements: 'any', minTcb: {} });
     expect(report.checks.find((r) => r.id === 'snp.policy.measurement')?.status).toBe('skip');
     expect(report.checks.find((r) => r.id === 'snp.policy.min-tcb')?.status).toBe('skip');

@@ -26,7 +26,7 @@ export interface SnpPolicy {
   readonly measurements: readonly Uint8Array[] | 'any';
   /** Whether GUEST POLICY.DEBUG may be set. Required. */
   readonly allowDebug: boolean;
-  /** Whether GUEST POLICY.SMT may be set. Default true. */
+  /** Whether SMT may be allowed (GUEST POLICY.SMT) or on (PLATFORM_INFO.SMT_EN). Default true. */
   readonly allowSmt: boolean;
   /** Whether GUEST POLICY.MIGRATE_MA may be set. Default false. */
   readonly allowMigrationAgent: boolean;
@@ -145,8 +145,11 @@ export function validateReport(report: SnpReport, signingKey: SigningKey, policy
 
   rule('debug', 'GUEST POLICY.DEBUG', `policy.allowDebug = ${policy.allowDebug}`, 'SNP_POLICY_DEBUG', policy.allowDebug || !report.policy.debug,
     `DEBUG ${report.policy.debug ? 'set' : 'clear'}`, 'DEBUG is set: the host can read and write guest memory');
-  rule('smt', 'GUEST POLICY.SMT', `policy.allowSmt = ${policy.allowSmt}`, 'SNP_POLICY_SMT', policy.allowSmt || !report.policy.smt,
-    `SMT ${report.policy.smt ? 'allowed' : 'not allowed'}`, 'SMT is allowed by the guest policy');
+  // SMT shares a core's caches with the sibling thread; forbidding it means neither the guest policy allows it nor
+  // the platform runs with it (PLATFORM_INFO.SMT_EN).
+  const smt = [report.policy.smt ? 'GUEST POLICY.SMT set' : '', report.platformInfo.smtEnabled ? 'PLATFORM_INFO.SMT_EN set' : ''].filter(Boolean);
+  rule('smt', 'SMT: GUEST POLICY.SMT and PLATFORM_INFO.SMT_EN', `policy.allowSmt = ${policy.allowSmt}`, 'SNP_POLICY_SMT', policy.allowSmt || smt.length === 0,
+    smt.length ? smt.join(', ') : 'SMT off', `SMT is not forbidden: ${smt.join(', ')}`);
   rule('migrate-ma', 'GUEST POLICY.MIGRATE_MA', `policy.allowMigrationAgent = ${policy.allowMigrationAgent}`, 'SNP_POLICY_MIGRATE_MA',
     policy.allowMigrationAgent || !report.policy.migrateMa, `MIGRATE_MA ${report.policy.migrateMa ? 'set' : 'clear'}`, 'a migration agent is allowed (MIGRATE_MA set)');
   rule('vmpl', 'VMPL allowed', `policy.vmpls [${policy.vmpls.join(', ')}]`, 'SNP_POLICY_VMPL', policy.vmpls.includes(report.vmpl),
