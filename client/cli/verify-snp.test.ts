@@ -66,6 +66,14 @@ describe.skipIf(!hasVectors)('gm verify snp (real vectors, pinned anchors)', () 
     expect(await main(['verify', 'snp', '--report', vectorPath('sev-snp/go-sev-guest/attestation.bin'), '--cert', vectorPath('sev-snp/go-sev-guest/vcek.testcer'), '--now', '2022-10-01T00:00:00Z', '--policy', join(dir, 'policy.json')], t.io)).toBe(0);
   });
 
+  it('the example policy file parses and accepts the Azure Genoa report', async () => {
+    const t = io();
+    expect(await main(['verify', 'snp', ...genoa(), '--policy', new URL('../../attestation/sevsnp/policy.example.json', import.meta.url).pathname], t.io)).toBe(0);
+    expect(t.out()).toMatch(/PASS +snp\.policy\.measurement/);
+    expect(t.out()).toMatch(/PASS +snp\.policy\.min-tcb/);
+    expect(t.out()).not.toContain('FAIL');
+  });
+
   it('--chain with the pinned chain file works; a VLEK report with --chain of the VCEK chain is rejected', async () => {
     let t = io({});
     const vlek = ['--report', vectorPath('sev-snp/trustee/test-vlek-report.bin'), '--cert', vectorPath('sev-snp/trustee/test-vlek.der'), '--now', '2025-06-01T00:00:00Z', '--policy'];
