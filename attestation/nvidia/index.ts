@@ -92,6 +92,7 @@ async function cachedChain(chain: readonly Certificate[], roots: readonly Certif
 }
 
 function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: readonly Certificate[]; name: string } {
+  // Explicit roots win for their role; a role without explicit roots falls back to the pinned trust store.
   const explicit = which === 'device' ? options.roots?.device : options.roots?.rim;
   if (explicit) {
     if (explicit.length === 0) throw configError('TRUST_ANCHOR_MISSING', `no ${which} roots given`);

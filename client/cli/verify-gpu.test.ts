@@ -1,0 +1,97 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../../attestation/nvidia/sim.ts';
+import { pemEncode } from '../../attestation/x509/pem.ts';
+import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
+import type { Io } from './io.ts';
+import { main } from './main.ts';
+
+function io(env: Record<string, string> = { GM_TRUST_DIR: TRUST_DIR }) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const x: Io = { out: (s) => void out.push(s), err: (s) => void err.push(s), env, readFile: async (p) => new Uint8Array(await readFile(p)) };
+  return { io: x, out: () => out.join(''), err: () => err.join('') };
+}
+
+const NONCE8 = '4760e30534a0621357d458b1a7936551b5dc4cd1e69718adf7ed9fb0252a537e';
+const CHECKS = ['nvidia.report.parse', 'nvidia.chain', 'nvidia.fwid', 'nvidia.report.nonce', 'nvidia.report.signature'];
+
+describe.skipIf(!hasVectors)('gm verify gpu (real vectors, pinned root)', () => {
+  const evidence = () => vectorPath('nvidia/nvtrust/gpu_evidence.json');
+
+  it('the 8-GPU evidence file: a passing report per GPU naming each check', async () => {
+    const t = io();
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', NONCE8], t.io)).toBe(0);
+    const o = t.out();
+    for (let g = 0; g < 8; g++) expect(o).toContain(`GPU ${g} (HOPPER): VERIFIED`);
+    for (const id of CHECKS) expect(o.split(`PASS  ${id} `).length - 1).toBe(8);
+    expect(o).toContain('pinned NVIDIA Device Identity CA');
+    expect(o).toContain('8/8 GPUs verified');
+    expect(t.err()).toBe('');
+  });
+
+  it('a forged nonce: rejected, naming each GPU and why, exit 1', async () => {
+    const t = io();
+    const forged = `00${NONCE8.slice(2)}`;
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', forged], t.io)).toBe(1);
+    expect(t.out()).toContain('GPU 3 (HOPPER): REJECTED');
+    expect(t.out()).toContain('0/8 GPUs verified');
+    expect(t.err()).toMatch(/GPU 0 \(HOPPER\) rejected: NVIDIA_NONCE_MISMATCH: the report answers nonce 4760e305.*, expected 0060e305/);
+    expect(t.err().split('\n').filter(Boolean)).toHaveLength(8);
+  });
+
+  it('a raw report with --chain, and --json output', async () => {
+    const t = io();
+    const args = ['verify', 'gpu', '--evidence', vectorPath('nvidia/nvtrust/hopperAttestationReport.txt'), '--chain', vectorPath('nvidia/nvtrust/hopperCertChain.txt'),
+      '--nonce', '931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb', '--json'];
+    expect(await main(args, t.io)).toBe(0);
+    const j = JSON.parse(t.out()) as { verified: boolean; claims: { claims: { driverVersion: string } }[] };
+    expect(j.verified).toBe(true);
+    expect(j.claims[0]!.claims.driverVersion).toBe('550.90.07');
+  });
+
+  it('usage errors exit 2', async () => {
+    expect(await main(['verify', 'gpu'], io().io)).toBe(2);
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', 'abc'], io().io)).toBe(2);
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--bogus'], io().io)).toBe(2);
+  });
+});
+
+describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
+  it('names the one rejected GPU among several, and applies the policy file', async () => {
+    const now = new Date('2026-03-01T00:00:00Z');
+    const dir = mkdtempSync(join(tmpdir(), 'gm-gpu-'));
+    const signer = await createNvidiaSimSigner({ now });
+    const rimSigner = await createSimRimSigner(now);
+    const nonce = new Uint8Array(32).fill(1);
+    const entries = async (a: number, b: number) => Promise.all(Array.from({ length: b - a }, async (_, k) => ({ index: a + k, active: true, alternatives: [await simMeasurement(a + k + 1)] })));
+    writeFileSync(join(dir, 'driver.xml'), await buildSimRim(rimSigner, 'driver', '550.90.07', await entries(0, 30)));
+    writeFileSync(join(dir, 'vbios.xml'), await buildSimRim(rimSigner, 'vbios', '96.00.9f.00.01', await entries(30, 64)));
+    writeFileSync(join(dir, 'ev.json'), await buildSimGpuEvidence(signer, [{ nonce }, { nonce }, { nonce: new Uint8Array(32).fill(2) }]));
+    writeFileSync(join(dir, 'root.pem'), pemEncode(signer.root.der));
+    writeFileSync(join(dir, 'rim-root.pem'), pemEncode(rimSigner.rootDer));
+    for (const [i, c] of [signer.leaf, signer.intermediate].entries())
+      writeFileSync(join(dir, `ocsp${i}.der`), await buildSimOcsp(signer, c, { thisUpdate: new Date(now.getTime() - 1000), nextUpdate: new Date(now.getTime() + 86_400_000) }));
+    writeFileSync(join(dir, 'policy.json'), JSON.stringify({
+      ccModeRequired: true, allowDebug: false, allowDevtools: false, minDriverVersion: '550', minVbiosVersion: '96.00.00.00.00',
+      allowedArchitectures: ['HOPPER'], rimMatchRequired: true, ocsp: 'required', maxEvidenceAgeSeconds: 60,
+    }));
+    const t = io({});
+    const args = ['verify', 'gpu', '--evidence', join(dir, 'ev.json'), '--sim-root', join(dir, 'root.pem'), '--sim-rim-root', join(dir, 'rim-root.pem'), '--nonce', '01'.repeat(32), '--now', now.toISOString(), '--collected-at', new Date(now.getTime() - 5000).toISOString(),
+      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--policy', join(dir, 'policy.json')];
+    expect(await main(args, t.io)).toBe(1);
+    const o = t.out();
+    expect(o).toContain('GPU 0 (HOPPER): VERIFIED');
+    expect(o).toContain('GPU 2 (HOPPER): REJECTED');
+    expect(o).toContain('2/3 GPUs verified');
+    expect(o).toContain('PASS  nvidia.rim.measurements');
+    expect(o).toContain('PASS  nvidia.ocsp.1');
+    expect(o).toContain('PASS  policy.cc-mode');
+    expect(o).toContain('PASS  policy.evidence-age');
+    expect(o).toContain('SIM root');
+    expect(t.err()).toMatch(/GPU 2 \(HOPPER\) rejected: NVIDIA_NONCE_MISMATCH/);
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * `gm verify gpu --evidence FILE [--chain FILE] [--nonce HEX] [--rim FILE ...] [--ocsp FILE ...] [--policy FILE]
+ *  [--now ISO-8601] [--collected-at ISO-8601] [--sim-root FILE] [--sim-rim-root FILE] [--json]`
+ * (`--collected-at`: when the evidence was collected, for the policy's maximum age; the SPDM report has no time.)
+ *
+ * Verifies NVIDIA GPU confidential-computing evidence: the nvtrust/nvattest JSON file (`[{arch, certificate,
+ * evidence}]`), or a raw attestation report (binary or hex) with `--chain` (PEM). Prints one report per GPU naming
+ * each check; a rejected GPU is named with the reason. The device root is the pinned NVIDIA Device Identity CA from
+ * the trust directory, or `--sim-root` (a sim chain, marked as sim). `--ocsp` files are DER OCSP responses (cached
+ * collateral). Without `--policy`, only verification runs and the policy row says so.
+ * Exit 0 all GPUs verified, 1 a GPU rejected, 2 usage or configuration error.
+ */
+import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { equalBytes, fromHex } from '../../attestation/bytes.ts';
+import { configError } from '../../attestation/errors.ts';
+import { type GpuClaims, type GpuVerifyOptions, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll } from '../../attestation/nvidia/index.ts';
+import { parseOcspResponse } from '../../attestation/nvidia/ocsp.ts';
+import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
+import { type Certificate, parseCertificate } from '../../attestation/x509/cert.ts';
+import { certificatesFrom } from '../../attestation/x509/pem.ts';
+import { formatReport, reportJson } from './format.ts';
+import { type Io, binaryOrHex } from './io.ts';
+
+const USAGE = 'usage: gm verify gpu --evidence FILE [--chain FILE] [--nonce HEX] [--rim FILE ...] [--ocsp FILE ...] [--policy FILE] [--now ISO-8601] [--collected-at ISO-8601] [--sim-root FILE] [--sim-rim-root FILE] [--json]\n';
+const SINGLE = ['--evidence', '--chain', '--nonce', '--policy', '--now', '--sim-root', '--sim-rim-root', '--collected-at'];
+const MULTI = ['--rim', '--ocsp'];
+
+function parse(argv: readonly string[]): { one: Record<string, string>; many: Record<string, string[]>; json: boolean } | string {
+  const one: Record<string, string> = {};
+  const many: Record<string, string[]> = { '--rim': [], '--ocsp': [] };
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const name = eq > 0 ? a.slice(0, eq) : a;
+    if (name === '--json' && eq < 0) {
+      json = true;
+      continue;
+    }
+    if (!SINGLE.includes(name) && !MULTI.includes(name)) return `unknown argument ${JSON.stringify(a)}`;
+    const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
+    if (v === undefined || v === '') return `${name} needs a value`;
+    if (MULTI.includes(name)) many[name]!.push(v);
+    else if (name in one) return `${name} given twice`;
+    else one[name] = v;
+  }
+  return { one, many, json };
+}
+
+/** The claims as the table shows them: measurements summarised, absent values left out. */
+function claimsView(c: GpuClaims): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(c)) {
+    if (v === undefined) continue;
+    if (k === 'measurements') out[k] = `${Object.keys(v as object).length} blocks`;
+    else out[k] = v instanceof Date ? v.toISOString() : v;
+  }
+  return out;
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const args = parse(argv);
+  if (typeof args === 'string' || !args.one['--evidence']) {
+    io.err(`gm verify gpu: ${typeof args === 'string' ? args : '--evidence is required'}\n${USAGE}`);
+    return 2;
+  }
+  const v = args.one;
+  let now = new Date();
+  if (v['--now'] !== undefined) {
+    now = new Date(v['--now']);
+    if (Number.isNaN(now.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v['--now'])) {
+      io.err(`gm verify gpu: --now ${JSON.stringify(v['--now'])} is not an ISO-8601 time\n${USAGE}`);
+      return 2;
+    }
+  }
+  let collectedAt: Date | undefined;
+  if (v['--collected-at'] !== undefined) {
+    collectedAt = new Date(v['--collected-at']);
+    if (Number.isNaN(collectedAt.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v['--collected-at'])) {
+      io.err(`gm verify gpu: --collected-at ${JSON.stringify(v['--collected-at'])} is not an ISO-8601 time\n${USAGE}`);
+      return 2;
+    }
+  }
+  let expectedNonce: Uint8Array | null = null;
+  if (v['--nonce'] !== undefined) {
+    if (!/^[0-9a-fA-F]{64}$/.test(v['--nonce'])) {
+      io.err(`gm verify gpu: --nonce must be 32 bytes of hex (64 digits)\n${USAGE}`);
+      return 2;
+    }
+    expectedNonce = fromHex(v['--nonce']);
+  }
+
+  const evidenceBytes = await io.readFile(v['--evidence']!);
+  const text = new TextDecoder().decode(evidenceBytes);
+  const items = text.trimStart().startsWith('[')
+    ? parseGpuEvidenceJson(text)
+    : v['--chain']
+      ? [gpuEvidenceFromRaw(binaryOrHex(evidenceBytes), new TextDecoder().decode(await io.readFile(v['--chain'])))]
+      : (() => {
+          throw configError('USAGE', `${v['--evidence']} is not the nvtrust JSON form; a raw report needs --chain FILE`);
+        })();
+
+  const rims = await Promise.all(args.many['--rim']!.map(async (f) => new TextDecoder().decode(await io.readFile(f))));
+  const ocspDers = await Promise.all(args.many['--ocsp']!.map(async (f) => ocspBytes(await io.readFile(f))));
+  const ocsp = ocspDers.map((d) => parseOcspResponse(d));
+  const options: { -readonly [K in keyof GpuVerifyOptions]: GpuVerifyOptions[K] } = {
+    now, expectedNonce, rims, ...(collectedAt ? { collectedAt } : {}), policy: v['--policy'] ? gpuPolicyFrom(new TextDecoder().decode(await io.readFile(v['--policy'])), v['--policy']) : null,
+  };
+  if (ocsp.length > 0)
+    options.collateral = {
+      ocsp: async (cert: Certificate) => ocspDers[ocsp.findIndex((r) => r.responses.some((s) => equalBytes(s.serialNumber, cert.serialNumber)))],
+    };
+  options.trustStore = await loadTrustStore(trustDirFrom(io.env, io.env.HOME ?? homedir()), fsp);
+  const certsOf = async (f: string) => certificatesFrom(await io.readFile(f)).map((d) => parseCertificate(d));
+  if (v['--sim-root'] || v['--sim-rim-root']) {
+    // Explicit sim roots replace the pinned ones for their role only; the output says SIM.
+    options.roots = {
+      device: v['--sim-root'] ? await certsOf(v['--sim-root']) : [options.trustStore.get('nvidia-device-root')],
+      ...(v['--sim-rim-root'] ? { rim: await certsOf(v['--sim-rim-root']) } : {}),
+    };
+    options.sim = true;
+  }
+
+  const { outcomes } = await verifyGpuEvidenceAll(items, options);
+  const rejectedGpus = outcomes.filter((o) => o.error);
+  if (args.json) {
+    io.out(reportJson({ subject: `NVIDIA GPU evidence (${outcomes.length} GPUs)`, verified: rejectedGpus.length === 0, checks: [] },
+      outcomes.map((o) => ({ gpu: o.gpu, arch: o.arch, verified: !o.error, error: o.error?.toJSON(), report: o.report, claims: o.result?.claims }))));
+  } else {
+    for (const o of outcomes) io.out(formatReport(o.report, o.result ? claimsView(o.result.claims) : undefined));
+    io.out(`${outcomes.length - rejectedGpus.length}/${outcomes.length} GPUs verified${options.sim ? ' (SIM root: not NVIDIA)' : ''}\n`);
+  }
+  for (const o of rejectedGpus) io.err(`gm verify gpu: GPU ${o.gpu} (${o.arch}) rejected: ${o.error!.code}: ${o.error!.message}\n`);
+  return rejectedGpus.length === 0 ? 0 : 1;
+}
+
+/** OCSP files may be DER (as responders serve them) or base64 text. */
+function ocspBytes(b: Uint8Array): Uint8Array {
+  return b[0] === 0x30 ? b : Uint8Array.from(atob(new TextDecoder().decode(b).replace(/\s/g, '')), (c) => c.charCodeAt(0));
+}
