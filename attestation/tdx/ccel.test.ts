@@ -4,6 +4,8 @@ import { hex } from '../bytes.ts';
 import { hasVectors, vector } from '../../test/vectors.ts';
 import { parseQuote } from './abi.ts';
 import { parseCcelTable, parseEventLog, verifyEventLog } from './ccel.ts';
+import { verifyTdx } from './index.ts';
+import { createSimTdx } from './sim.ts';
 
 const dir = 'tdx/go-tdx-guest';
 
@@ -51,5 +53,21 @@ describe.skipIf(!hasVectors)('CCEL replay (cos-113)', () => {
     const junk = new Uint8Array(log);
     junk[log.length - 5] = 0x12; // garbage in the erased area
     expect(() => parseEventLog(junk)).toThrow(expect.objectContaining({ code: 'TDX_CCEL_INVALID' }));
+  });
+
+  it('verifyTdx lists every replayed event as a report row (sim quote carrying cos-113\'s RTMRs)', async () => {
+    const sim = await createSimTdx();
+    const q = await sim.quote({ rtmr: quote().body.rtmr });
+    const { claims, report } = await verifyTdx(q, {
+      now: sim.now, roots: sim.roots(), collateral: await sim.collateral(), eventLog: { log: vector(`${dir}/ccel_data.dat`), table: vector(`${dir}/ccel_table.dat`) },
+    });
+    expect(report.checks.find((c) => c.id === 'tdx.ccel.replay')?.status).toBe('pass');
+    const rows = report.checks.filter((c) => c.id.startsWith('tdx.ccel.event.'));
+    expect(rows.length).toBe(claims.eventLog!.length);
+    expect(rows.length).toBeGreaterThan(30);
+    expect(rows[0]!.what).toBe('EV_EFI_HANDOFF_TABLES2 extends RTMR0');
+    const bad = await sim.quote();
+    await expect(verifyTdx(bad, { now: sim.now, roots: sim.roots(), collateral: await sim.collateral(), eventLog: { log: vector(`${dir}/ccel_data.dat`) } }))
+      .rejects.toMatchObject({ code: 'TDX_RTMR_MISMATCH' });
   });
 });

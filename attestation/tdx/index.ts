@@ -13,6 +13,7 @@ import type { TrustStore } from '../trust.ts';
 import type { Certificate } from '../x509/cert.ts';
 import { assertNotRevoked } from '../x509/crl.ts';
 import { type TdxQuote, parseQuote } from './abi.ts';
+import { EV_NO_ACTION, verifyEventLog } from './ccel.ts';
 import { type CollateralGetter, type TdxCollateral, verifiedCrl, verifyQeIdentity, verifyTcbInfo } from './collateral.ts';
 import { type PckCaType, verifyPckChain } from './pck.ts';
 import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchTcbLevel, tdxModuleStatus } from './tcb.ts';
@@ -41,6 +42,8 @@ export interface VerifyTdxOptions {
   readonly checkRevocation?: boolean;
   /** QE identity is required unless this is explicitly false. */
   readonly requireQeIdentity?: boolean;
+  /** CCEL event log (and ACPI CCEL table) to replay against RTMR0..2; each event becomes a report row. */
+  readonly eventLog?: { readonly log: Uint8Array; readonly table?: Uint8Array };
 }
 
 export interface TdxClaims {
@@ -77,6 +80,8 @@ export interface TdxClaims {
   readonly collateralNextUpdate: Date;
   /** Subject of the root the chains ended in (the pinned Intel SGX Root CA, or a sim root). */
   readonly root: string;
+  /** Replayed CCEL events, when an event log was given. */
+  readonly eventLog: readonly { readonly rtmr: number; readonly type: string; readonly sha384: string }[] | undefined;
 }
 
 export interface TdxVerification {
@@ -161,6 +166,15 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
 
   await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => verifyQuoteSignature(quote));
 
+  let events: TdxClaims['eventLog'];
+  if (options.eventLog) {
+    const { log, table } = options.eventLog;
+    const replay = await checks.run('tdx.ccel.replay', 'CCEL event log replays to the quote\'s RTMR0..2 (SHA-384 extend)', 'quote RTMR0..2',
+      () => verifyEventLog(quote.body.rtmr, log, table), (r) => `${r.events.length} events`);
+    events = replay.events.filter((e) => e.eventType !== EV_NO_ACTION).map((e) => ({ rtmr: e.mrIndex - 1, type: e.eventTypeName, sha384: hex(e.sha384!) }));
+    for (const [i, e] of events.entries()) checks.pass(`tdx.ccel.event.${i + 1}`, `${e.type} extends RTMR${e.rtmr}`, undefined, e.sha384);
+  }
+
   const level = checks.runSync('tdx.tcb.level', 'platform TCB level (SGX components + PCESVN from the PCK, TDX components from TEE_TCB_SVN)', 'TCB info tcbLevels',
     () => matchTcbLevel(tcbInfo, ext, quote.body), (l) => `${l.tcbStatus} (tcbDate ${l.tcbDate})`);
   let status = level.tcbStatus;
@@ -180,7 +194,7 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
     fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), pceSvn: ext.tcb.pceSvn, cpuSvn: hex(ext.tcb.cpuSvn), pckCa: pck.caType,
     tcbStatus: status, advisoryIds, tcbDate: level.tcbDate, tdxModule: module ? { id: module.id, status: module.status } : undefined,
     qe: { isvSvn: quote.certification.qeReport.isvSvn, status: qeLevel?.tcbStatus }, tcbEvaluationDataNumber: tcbInfo.tcbEvaluationDataNumber,
-    collateralIssueDate: tcbInfo.issueDate, collateralNextUpdate: tcbInfo.nextUpdate, root: rootName,
+    collateralIssueDate: tcbInfo.issueDate, collateralNextUpdate: tcbInfo.nextUpdate, root: rootName, eventLog: events,
   };
   return { claims, report: checks.report() };
 }

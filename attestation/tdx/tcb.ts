@@ -85,16 +85,16 @@ export function matchTcbLevel(tcbInfo: TcbInfo, pck: PckExtensions, body: TdQuot
   const lowest = tcbInfo.tcbLevels[tcbInfo.tcbLevels.length - 1]!;
   const short: string[] = [];
   if (!sgxMatched) {
-    if (pck.tcb.pceSvn < lowest.pceSvn) short.push(`PCESVN ${pck.tcb.pceSvn} < ${lowest.pceSvn}`);
+    if (pck.tcb.pceSvn < lowest.pceSvn) short.push(`PCESVN is ${pck.tcb.pceSvn}, needs ${lowest.pceSvn}`);
     lowest.sgxTcbComponents.forEach((svn, i) => {
-      if (pck.tcb.sgxTcbComponents[i]! < svn) short.push(`SGX component ${i + 1} = ${pck.tcb.sgxTcbComponents[i]} < ${svn}`);
+      if (pck.tcb.sgxTcbComponents[i]! < svn) short.push(`SGX TCB component ${i + 1} is ${pck.tcb.sgxTcbComponents[i]}, needs ${svn}`);
     });
   } else {
     lowest.tdxTcbComponents.forEach((svn, i) => {
-      if (i >= skip && body.teeTcbSvn[i]! < svn) short.push(`TDX component ${i + 1} = ${body.teeTcbSvn[i]} < ${svn}`);
+      if (i >= skip && body.teeTcbSvn[i]! < svn) short.push(`TDX TCB component ${i + 1} (TEE_TCB_SVN[${i}]) is ${body.teeTcbSvn[i]}, needs ${svn}`);
     });
   }
-  throw rejected('TDX_TCB_NOT_SUPPORTED', `no TCB level of the TCB info covers this platform (Intel: TCB not supported, i.e. older than every listed level)${short.length ? `: lowest level needs ${short.join(', ')}` : ''}`);
+  throw rejected('TDX_TCB_NOT_SUPPORTED', `no TCB level of the TCB info covers this platform (Intel: TCB not supported, i.e. older than every listed level)${short.length ? `; against the lowest level: ${short.join('; ')}` : ''}`);
 }
 
 /** QE identity check; returns the QE's TCB level. */

@@ -134,7 +134,7 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     const err = await verifyTdx(vector('tdx/dcap-qvl/tdx_quote_outdated'), { now: new Date('2026-03-01T00:00:00Z'), trustStore: await trustStore(), collateral })
       .then(() => undefined, (e: unknown) => e);
     expect(isGmError(err, 'TDX_TCB_NOT_SUPPORTED')).toBe(true);
-    expect((err as Error).message).toContain('SGX component 8 = 3 < 5');
+    expect((err as Error).message).toContain('SGX TCB component 8 is 3, needs 5');
     const rows = (err as { report: { checks: { id: string; status: string }[] } }).report.checks;
     expect(rows.find((r) => r.id === 'tdx.quote.signature')?.status).toBe('pass');
     expect(rows.at(-1)).toMatchObject({ id: 'tdx.tcb.level', status: 'fail' });

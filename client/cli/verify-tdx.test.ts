@@ -1,0 +1,88 @@
+/** `gm verify tdx` in process: exit codes, the passing report on the dcap-qvl sample, the reasoned rejection. */
+import { readFile } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
+import type { Io } from './io.ts';
+import { main } from './main.ts';
+
+function io(): Io & { stdout: string; stderr: string } {
+  const o = {
+    stdout: '', stderr: '',
+    out: (s: string) => void (o.stdout += s),
+    err: (s: string) => void (o.stderr += s),
+    readFile: async (p: string) => {
+      try {
+        return new Uint8Array(await readFile(p));
+      } catch (e) {
+        const { configError } = await import('../../attestation/errors.ts');
+        throw configError('FILE_UNREADABLE', `cannot read ${p}`, { cause: e });
+      }
+    },
+    env: { GM_TRUST_DIR: TRUST_DIR },
+  };
+  return o;
+}
+const v = (rel: string) => vectorPath(`tdx/${rel}`);
+
+describe('gm verify tdx usage', () => {
+  it('exits 2 without --quote, on unknown flags and on a bad --now', async () => {
+    for (const argv of [['verify', 'tdx'], ['verify', 'tdx', '--quote', 'x', '--bogus'], ['verify', 'tdx', '--quote', 'x', '--collateral', 'y', '--now', 'yesterday']]) {
+      const o = io();
+      expect(await main(argv, o)).toBe(2);
+      expect(o.stderr).toContain('usage: gm verify tdx');
+    }
+  });
+});
+
+describe.skipIf(!hasVectors)('gm verify tdx on real vectors', () => {
+  it('dcap-qvl tdx_quote with its collateral: exit 0, VERIFIED, TCB status UpToDate', async () => {
+    const o = io();
+    const code = await main(['verify', 'tdx', '--quote', v('dcap-qvl/tdx_quote'), '--collateral', v('dcap-qvl/tdx_quote_collateral.json'), '--now', '2025-06-25T00:00:00Z'], o);
+    expect(o.stderr).toBe('');
+    expect(code).toBe(0);
+    expect(o.stdout).toMatch(/^Intel TDX quote: VERIFIED/);
+    expect(o.stdout).toMatch(/PASS {2}tdx\.tcb\.status .*\n\s+UpToDate; no advisories/);
+    expect(o.stdout).toMatch(/tcbStatus\s+UpToDate/);
+  });
+
+  it('--json gives the report and claims as JSON', async () => {
+    const o = io();
+    expect(await main(['verify', 'tdx', '--quote', v('dcap-qvl/tdx_quote'), '--collateral', v('dcap-qvl/tdx_quote_collateral.json'), '--now', '2025-06-25T00:00:00Z', '--json'], o)).toBe(0);
+    const j = JSON.parse(o.stdout) as { verified: boolean; claims: { tcbStatus: string; mrTd: string } };
+    expect(j.verified).toBe(true);
+    expect(j.claims.tcbStatus).toBe('UpToDate');
+    expect(j.claims.mrTd.startsWith('91eb2b44')).toBe(true);
+  });
+
+  it('dcap-qvl tdx_quote_outdated: exit 1, REJECTED, and the reason', async () => {
+    const o = io();
+    const code = await main(['verify', 'tdx', '--quote', v('dcap-qvl/tdx_quote_outdated'), '--collateral', v('dcap-qvl/tdx_quote_outdated_collateral.json'), '--now', '2026-03-01T00:00:00Z'], o);
+    expect(code).toBe(1);
+    expect(o.stdout).toMatch(/^Intel TDX quote: REJECTED/);
+    expect(o.stdout).toContain('FAIL  tdx.tcb.level');
+    expect(o.stderr).toContain('TDX_TCB_NOT_SUPPORTED');
+    expect(o.stderr).toContain('SGX TCB component 8 is 3, needs 5');
+  });
+
+  it('PCS responses + URL-encoded issuer chain + CRL files, with the CCEL replayed (cos-113 has no collateral: v5 sample instead)', async () => {
+    const o = io();
+    const { writeFile, mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(`${tmpdir()}/gm-tdx-`);
+    const chain = (JSON.parse(await readFile(v('dcap-qvl/tdx_quote_collateral.json'), 'utf8')) as { tcb_info_issuer_chain: string }).tcb_info_issuer_chain;
+    await writeFile(`${dir}/chain.txt`, encodeURIComponent(chain));
+    const code = await main(['verify', 'tdx', '--quote', v('go-tdx-guest/quote_v5_sample.dat'), '--collateral', v('go-tdx-guest/sample_tcbinfo_response_v5'),
+      '--collateral', `${dir}/chain.txt`, '--now', '2026-02-03T00:00:00Z', '--no-revocation', '--no-qe-identity', '--json'], o);
+    const j = JSON.parse(o.stdout) as { checks: { id: string; status: string; detail?: string }[] };
+    expect(j.checks.find((c) => c.id === 'tdx.collateral.tcbInfo')?.status).toBe('pass');
+    expect(j.checks.find((c) => c.id === 'tdx.revocation.root')?.status).toBe('skip');
+    expect(j.checks.find((c) => c.id === 'tdx.tcb.status')?.detail).toMatch(/^(UpToDate|OutOfDate|SWHardeningNeeded|ConfigurationNeeded)/);
+    expect([0, 1]).toContain(code);
+  });
+
+  it('--ccel-table without --ccel-log is a usage error', async () => {
+    const o = io();
+    expect(await main(['verify', 'tdx', '--quote', v('go-tdx-guest/cos-113-tdx-quote.dat'), '--collateral', v('dcap-qvl/tdx_quote_collateral.json'), '--ccel-table', v('go-tdx-guest/ccel_table.dat')], o)).toBe(2);
+    expect(o.stderr).toContain('--ccel-table needs --ccel-log');
+  });
+});

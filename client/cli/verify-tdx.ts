@@ -1,0 +1,176 @@
+/**
+ * `gm verify tdx --quote FILE [--collateral FILE ...] [--policy FILE] [--now ISO-8601] [--json]
+ *  [--ccel-log FILE [--ccel-table FILE]] [--no-revocation] [--no-qe-identity]`
+ *
+ * Verifies an Intel TDX quote (binary or hex) against the pinned Intel SGX Root CA from the trust directory.
+ * Each --collateral file is recognized by its content:
+ *  - dcap-qvl combined collateral JSON (`tcb_info`, `qe_identity`, issuer chains, CRLs): everything at once;
+ *  - Intel PCS responses: `{"tcbInfo":…}` / `{"enclaveIdentity":…}` bodies, plus the issuer chain as a PEM file or
+ *    the URL-encoded `TCB-Info-Issuer-Chain` header value;
+ *  - CRLs (DER or PEM): the one issued by the Intel SGX Root CA is the root CA CRL, the other the PCK CRL.
+ * --no-revocation / --no-qe-identity verify without CRLs / QE identity and say so in the report (SKIP rows).
+ * Exit 0 verified, 1 rejected, 2 usage or configuration error.
+ */
+import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { GmError, configError } from '../../attestation/errors.ts';
+import { type SignedCollateral, type TdxCollateral, type TdxPolicy, collateralFromDcapQvl, signedFromPcs, tdxPolicyFromJson, verifyTdx } from '../../attestation/tdx/index.ts';
+import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
+import { commonName } from '../../attestation/x509/cert.ts';
+import { parseCrl } from '../../attestation/x509/crl.ts';
+import { isPem } from '../../attestation/x509/pem.ts';
+import { formatReport, reportJson } from './format.ts';
+import { type Io, binaryOrHex } from './io.ts';
+
+const USAGE = 'usage: gm verify tdx --quote FILE [--collateral FILE ...] [--policy FILE] [--now ISO-8601] [--json] [--ccel-log FILE [--ccel-table FILE]] [--no-revocation] [--no-qe-identity]\n';
+const VALUES = ['--quote', '--policy', '--now', '--ccel-log', '--ccel-table'];
+const REPEATED = ['--collateral'];
+const BOOLS = ['--json', '--no-revocation', '--no-qe-identity'];
+
+interface Args {
+  values: Record<string, string>;
+  collateral: string[];
+  flags: Set<string>;
+}
+
+function parseArgs(argv: readonly string[]): Args | string {
+  const a: Args = { values: {}, collateral: [], flags: new Set() };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const eq = arg.indexOf('=');
+    const name = eq > 0 ? arg.slice(0, eq) : arg;
+    if (VALUES.includes(name) || REPEATED.includes(name)) {
+      const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
+      if (v === undefined || v === '') return `${name} needs a value`;
+      if (REPEATED.includes(name)) a.collateral.push(v);
+      else if (name in a.values) return `${name} given twice`;
+      else a.values[name] = v;
+    } else if (BOOLS.includes(arg)) a.flags.add(arg);
+    else return `unknown argument ${JSON.stringify(arg)}`;
+  }
+  return a;
+}
+
+interface Pieces {
+  combined?: TdxCollateral;
+  tcbInfoBody?: string;
+  qeIdentityBody?: string;
+  issuerChain?: string;
+  rootCaCrl?: Uint8Array;
+  pckCrl?: Uint8Array;
+}
+
+/** Classifies one collateral file by content (see the module comment). */
+function addCollateralFile(p: Pieces, file: string, bytes: Uint8Array): void {
+  const text = new TextDecoder().decode(bytes).trim();
+  const once = <K extends keyof Pieces>(k: K, v: Pieces[K]) => {
+    if (p[k] !== undefined) throw configError('TDX_COLLATERAL_FILES', `${file}: a second ${k} was given`);
+    p[k] = v;
+  };
+  if (text.startsWith('{')) {
+    let j: Record<string, unknown>;
+    try {
+      j = JSON.parse(text) as Record<string, unknown>;
+    } catch (e) {
+      throw configError('TDX_COLLATERAL_FILES', `${file}: not valid JSON`, { cause: e });
+    }
+    if ('tcb_info' in j) return once('combined', collateralFromDcapQvl(text));
+    if ('tcbInfo' in j) return once('tcbInfoBody', text);
+    if ('enclaveIdentity' in j) return once('qeIdentityBody', text);
+    throw configError('TDX_COLLATERAL_FILES', `${file}: JSON is neither dcap-qvl collateral nor a PCS tcbInfo / enclaveIdentity response`);
+  }
+  if (text.includes('BEGIN%20CERTIFICATE') || text.includes('-----BEGIN CERTIFICATE-----')) return once('issuerChain', text);
+  if (isPem(bytes) || bytes[0] === 0x30) {
+    const crl = parseCrl(bytes);
+    const der = crl.der;
+    if (commonName(crl.issuer) === 'Intel SGX Root CA') return once('rootCaCrl', der);
+    return once('pckCrl', der);
+  }
+  throw configError('TDX_COLLATERAL_FILES', `${file}: not a collateral file gm recognizes (JSON, PEM chain, CRL)`);
+}
+
+function assemble(p: Pieces): TdxCollateral {
+  const pcs = (body: string | undefined, member: 'tcbInfo' | 'enclaveIdentity'): SignedCollateral | undefined => {
+    if (body === undefined) return undefined;
+    if (!p.issuerChain) throw configError('TDX_COLLATERAL_FILES', `a PCS ${member} response needs its issuer chain (PEM file or the URL-encoded header value) as another --collateral`);
+    return signedFromPcs(body, p.issuerChain, member);
+  };
+  const tcbInfo = pcs(p.tcbInfoBody, 'tcbInfo') ?? p.combined?.tcbInfo;
+  if (!tcbInfo) throw configError('TDX_COLLATERAL_FILES', 'no TCB info given: pass --collateral with dcap-qvl collateral or a PCS tcbInfo response');
+  return {
+    tcbInfo,
+    qeIdentity: pcs(p.qeIdentityBody, 'enclaveIdentity') ?? p.combined?.qeIdentity,
+    rootCaCrl: p.rootCaCrl ?? p.combined?.rootCaCrl,
+    pckCrl: p.pckCrl ?? p.combined?.pckCrl,
+  };
+}
+
+/** Claims for display: bytes as hex, dates as ISO strings. */
+function displayClaims(c: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const conv = (v: unknown): unknown =>
+    v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v instanceof Date ? v.toISOString() : Array.isArray(v) ? v.map(conv) : v;
+  for (const [k, v] of Object.entries(c)) if (v !== undefined) out[k] = conv(v);
+  return out;
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const args = parseArgs(argv);
+  if (typeof args === 'string' || !args.values['--quote']) {
+    io.err(`gm verify tdx: ${typeof args === 'string' ? args : '--quote is required'}\n${USAGE}`);
+    return 2;
+  }
+  const v = args.values;
+  const json = args.flags.has('--json');
+  let now = new Date();
+  if (v['--now'] !== undefined) {
+    now = new Date(v['--now']);
+    if (Number.isNaN(now.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v['--now'])) {
+      io.err(`gm verify tdx: --now ${JSON.stringify(v['--now'])} is not an ISO-8601 time\n${USAGE}`);
+      return 2;
+    }
+  }
+  if (args.collateral.length === 0) {
+    io.err(`gm verify tdx: at least one --collateral is required (TCB info, QE identity and CRLs)\n${USAGE}`);
+    return 2;
+  }
+  const quote = binaryOrHex(await io.readFile(v['--quote']!));
+  const pieces: Pieces = {};
+  for (const f of args.collateral) addCollateralFile(pieces, f, await io.readFile(f));
+  const collateral = assemble(pieces);
+  let policy: TdxPolicy | undefined;
+  if (v['--policy']) {
+    const text = new TextDecoder().decode(await io.readFile(v['--policy']));
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (e) {
+      throw configError('POLICY_INVALID', `${v['--policy']} is not valid JSON`, { cause: e });
+    }
+    policy = tdxPolicyFromJson(doc, v['--policy']);
+  }
+  const eventLog = v['--ccel-log']
+    ? { log: await io.readFile(v['--ccel-log']), ...(v['--ccel-table'] ? { table: await io.readFile(v['--ccel-table']) } : {}) }
+    : undefined;
+  if (!eventLog && v['--ccel-table']) {
+    io.err(`gm verify tdx: --ccel-table needs --ccel-log\n${USAGE}`);
+    return 2;
+  }
+  const trustStore = await loadTrustStore(trustDirFrom(io.env, io.env.HOME ?? homedir()), fsp);
+
+  try {
+    const { claims, report } = await verifyTdx(quote, {
+      now, trustStore, collateral, policy, eventLog,
+      checkRevocation: !args.flags.has('--no-revocation'), requireQeIdentity: !args.flags.has('--no-qe-identity'),
+    });
+    io.out(json ? reportJson(report, claims) : formatReport(report, displayClaims(claims as unknown as Record<string, unknown>)));
+    return 0;
+  } catch (e) {
+    if (e instanceof GmError && e.report) {
+      io.out(json ? reportJson(e.report) : formatReport(e.report));
+      io.err(`gm verify tdx: ${e.code}: ${e.message}\n`);
+      return e.kind === 'config' ? 2 : 1;
+    }
+    throw e;
+  }
+}
