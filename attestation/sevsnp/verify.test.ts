@@ -150,6 +150,8 @@ describe('SEV-SNP verify with a simulated AMD', () => {
     expect(await code(verifySevSnp(r, opts(genoa, genoa.vcek, { crl: await other.crl([]) })))).toBe('CRL_SIGNATURE');
     const none = await verifySevSnp(r, opts(genoa, genoa.vcek));
     expect(none.report.checks.find((c) => c.id === 'snp.crl')?.status).toBe('skip');
+    expect(await code(verifySevSnp(r, opts(genoa, genoa.vcek, { requireRevocation: true })))).toBe('SNP_CRL_MISSING');
+    expect(await code(verifySevSnp(r, opts(genoa, genoa.vcek, { requireRevocation: true, crl: await genoa.crl([]) })))).toBe('VERIFIED');
   });
 
   it('collateral getter: supplies the VCEK and CRL when absent; nothing supplied is SNP_CERT_MISSING (collateral)', async () => {

@@ -42,6 +42,8 @@ export interface SnpVerifyOptions {
   /** AMD `/crl` for the product (DER or PEM). Without one, revocation is recorded as skipped. */
   readonly crl?: Uint8Array | undefined;
   readonly collateral?: SnpCollateralGetter | undefined;
+  /** Fail (SNP_CRL_MISSING, a collateral error) instead of recording a skip when no CRL is available. */
+  readonly requireRevocation?: boolean | undefined;
 }
 
 export interface SnpVerified {
@@ -237,6 +239,8 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
       return crl;
     }, (crl) => `CRL of "${crl.issuer.text}" (${crl.revoked.size} entries, next update ${crl.nextUpdate?.toISOString() ?? 'none'})`);
     revocationChecked = true;
+  } else if (options.requireRevocation) {
+    throw checks.failed('snp.crl', 'revocation (AMD CRL)', anchor, collateralError('SNP_CRL_MISSING', 'revocation is required but no AMD CRL was supplied or fetched'));
   } else checks.skip('snp.crl', 'revocation (AMD CRL)', 'no CRL supplied', anchor);
 
   if (ext.kind === 'vcek') {
