@@ -12,7 +12,6 @@ import { type Field, encodeRequest } from '../protocol/bhttp.ts';
 import { MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../protocol/media.ts';
 import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
 import type { Attestation, FetchLike } from './attest.ts';
-import { errorCode } from './attest.ts';
 import { sealQuestion } from './encap.ts';
 import { acceptReceipt, type ClientReceipt, receiptFromField, stripReceiptEvents } from './receipts.ts';
 
@@ -50,23 +49,22 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
 
     let a = session.current();
     let outer = await send(a, inner, streaming, o, req.signal);
-    if (await isKeyMismatch(outer)) {
-      await outer.body?.cancel();
+    if (isKeyMismatch(outer)) {
       a = await session.reattest();
       outer = await send(a, inner, streaming, o, req.signal);
-      if (await isKeyMismatch(outer)) {
-        await outer.body?.cancel();
+      if (isKeyMismatch(outer)) {
         throw protocolError('KEY_CONFIG_MISMATCH', 'the gateway refused the freshly attested key configuration twice');
       }
     }
-    return answer(outer.r, outer.open, a, o);
+    return answer(outer, a, o);
   };
 }
 
 interface Sent {
   readonly r: Response;
   readonly open: Awaited<ReturnType<typeof sealQuestion>>['open'];
-  readonly body: ReadableStream<Uint8Array> | null;
+  /** For error answers only: the parsed JSON error body (small; read once, never shown). */
+  readonly problem: { readonly type?: unknown; readonly code?: unknown; readonly error?: { readonly code?: unknown } } | undefined;
 }
 
 async function send(a: Attestation, inner: Uint8Array, streaming: boolean, o: TransportOptions, signal: AbortSignal): Promise<Sent> {
@@ -78,24 +76,28 @@ async function send(a: Attestation, inner: Uint8Array, streaming: boolean, o: Tr
     if (signal.aborted) throw e;
     throw unavailable('GATEWAY_UNREACHABLE', `could not reach the gateway at ${o.base}`, { cause: e });
   }
-  return { r, open: q.open, body: r.body };
-}
-
-async function isKeyMismatch(s: Sent): Promise<boolean> {
-  if (s.r.ok) return false;
-  if (!(s.r.headers.get('content-type') ?? '').startsWith(MEDIA_PROBLEM_JSON)) return false;
-  try {
-    const p = (await s.r.clone().json()) as { type?: unknown };
-    return p.type === PROBLEM_TYPE_OHTTP_KEY;
-  } catch {
-    return false;
-  }
-}
-
-async function answer(r: Response, open: Sent['open'], a: Attestation, o: TransportOptions): Promise<Response> {
+  let problem: Sent['problem'];
   if (!r.ok) {
-    const code = await errorCode(r);
-    await r.body?.cancel();
+    const text = (await r.text()).slice(0, 64 * 1024);
+    try {
+      problem = JSON.parse(text) as Sent['problem'];
+    } catch {
+      problem = undefined;
+    }
+  }
+  return { r, open: q.open, problem };
+}
+
+/** RFC 9458 §6: the gateway does not accept the key configuration the request was sealed to. */
+function isKeyMismatch(s: Sent): boolean {
+  return !s.r.ok && (s.r.headers.get('content-type') ?? '').startsWith(MEDIA_PROBLEM_JSON) && s.problem?.type === PROBLEM_TYPE_OHTTP_KEY;
+}
+
+async function answer(s: Sent, a: Attestation, o: TransportOptions): Promise<Response> {
+  const { r, open } = s;
+  if (!r.ok) {
+    const raw = s.problem?.error?.code ?? s.problem?.code;
+    const code = typeof raw === 'string' && /^[A-Z0-9_]{1,64}$/.test(raw) ? raw : undefined;
     throw unavailable(code ?? 'GATEWAY_ERROR', `the gateway refused the request: HTTP ${r.status}${code ? ` (${code})` : ''}`);
   }
   const opened = await open(r);
