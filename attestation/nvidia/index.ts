@@ -54,7 +54,8 @@ export interface GpuResult {
   readonly gpu: number;
   readonly claims: GpuClaims;
   readonly report: VerificationReport;
-  readonly attestation: GpuAttestationReport;
+  /** The parsed SPDM report (undefined for NRAS results, which carry claims only). */
+  readonly attestation: GpuAttestationReport | undefined;
 }
 
 export interface GpuOutcome {
