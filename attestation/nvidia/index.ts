@@ -262,3 +262,4 @@ export async function verifyGpuEvidence(evidence: string | Uint8Array | readonly
 }
 
 export { aggregate as aggregateGpuReports };
+export { verifyNrasResult, type NrasVerifyOptions } from './nras.ts';
