@@ -1,0 +1,201 @@
+/**
+ * The OpenAI-compatible surface inside the gateway (DESIGN.md §5; issue 6): what a decrypted binary HTTP request
+ * reaches. POST /v1/chat/completions and /v1/completions (SSE streaming and not), POST /v1/embeddings,
+ * GET /v1/models (the models verified workers offer). Each inference request: router.select → for each candidate,
+ * the attestation gate (`registry.usable`) right before dispatch → re-encrypted to that worker's attested key.
+ * A failure before the first token fails over (when the selection allows it); after it, the stream ends with a clear
+ * `event: error`. Errors here are inside the encrypted response, as OpenAI-style `{error:{code,message,type}}`.
+ * Nothing here logs a body.
+ */
+import { Hono } from 'hono';
+import { GmError, protocolError } from '../../attestation/errors.ts';
+import type { BhttpRequest } from '../../protocol/bhttp.ts';
+import { statusFor } from '../http/errors.ts';
+import type { Logger } from '../log.ts';
+import type { Registry } from '../metrics.ts';
+import type { InnerResponse } from '../ohttp/client.ts';
+import { bhttpRequest } from '../ohttp/messages.ts';
+import type { Candidate, Router, Selection, Usage } from '../router.ts';
+import type { VerifiedWorker } from '../workers/registry.ts';
+import { SSE_DONE, SseSplitter, sseEvent } from './sse.ts';
+
+export type Dispatch = (w: VerifiedWorker, req: BhttpRequest, o: { stream: boolean; signal: AbortSignal }) => Promise<InnerResponse>;
+
+export interface ApiDeps {
+  readonly router: Router;
+  /** The attestation gate: a worker that is not usable right now never receives plaintext. */
+  readonly usable: (id: string) => VerifiedWorker | undefined;
+  readonly dispatch: Dispatch;
+  readonly log: Logger;
+  readonly metrics: Registry;
+  readonly now?: () => number;
+  /** Largest non-streamed answer read from a worker. */
+  readonly maxResponseBytes?: number;
+}
+
+/** gm's own request fields (route preferences, payment) stay in the enclave. */
+const GM_FIELDS = ['provider', 'payment', 'models'];
+const te = new TextEncoder();
+
+export function apiError(e: GmError): Response {
+  const type = e.kind === 'unavailable' ? 'server_error' : 'invalid_request_error';
+  return Response.json({ error: { code: e.code, message: e.message, type } }, { status: statusFor(e) });
+}
+
+export function openaiApp(d: ApiDeps): Hono {
+  const now = d.now ?? Date.now;
+  const dispatched = d.metrics.counter('gm_dispatch_total', 'Dispatches to workers by worker and outcome');
+  const failovers = d.metrics.counter('gm_failovers_total', 'Failovers to the next candidate before the first token');
+  const ttft = d.metrics.histogram('gm_time_to_first_token_seconds', 'Time from decryption to the first token forwarded');
+  const app = new Hono();
+  app.onError((e, c) => {
+    const g = e instanceof GmError ? e : new GmError('unavailable', 'INTERNAL', 'internal error', { cause: e });
+    d.log.warn('api.error', { code: g.code, path: c.req.path });
+    return apiError(g);
+  });
+
+  app.get('/v1/models', (c) => c.json({ object: 'list', data: d.router.models(now()).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' })) }));
+
+  const inference = (path: string) => async (c: import('hono').Context) => {
+    let body: Record<string, unknown>;
+    try {
+      body = (await c.req.json()) as Record<string, unknown>;
+    } catch (e) {
+      throw protocolError('BAD_JSON', 'request body must be a JSON object', { cause: e });
+    }
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) throw protocolError('BAD_JSON', 'request body must be a JSON object');
+    if (typeof body.model !== 'string' || body.model.length === 0) throw protocolError('MODEL_REQUIRED', 'the request names no model');
+    const stream = body.stream === true && path !== '/v1/embeddings';
+    const requestId = crypto.randomUUID();
+    const t0 = performance.now();
+    const sel = await d.router.select({ requestId, model: body.model, body, stream, now: now() });
+    const fwd: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(body)) if (!GM_FIELDS.includes(k)) fwd[k] = v;
+    const req = bhttpRequest('POST', path, [['content-type', 'application/json'], ['accept', stream ? 'text/event-stream' : 'application/json']], te.encode(JSON.stringify(fwd)));
+    let last: GmError | undefined;
+    for (let i = 0; i < sel.candidates.length; i++) {
+      if (i > 0) {
+        if (!sel.allowFallbacks) break;
+        failovers.inc();
+      }
+      const cand = sel.candidates[i]!;
+      const w = d.usable(cand.worker.id);
+      if (!w) {
+        last = new GmError('unavailable', 'WORKER_NOT_VERIFIED', 'the selected worker is not verified within its freshness window');
+        d.log.warn('dispatch.gate', { requestId, worker: cand.worker.id, code: last.code });
+        continue;
+      }
+      try {
+        const res = await d.dispatch(w, req, { stream, signal: c.req.raw.signal });
+        if (res.status >= 500) {
+          await res.body.cancel().catch(() => undefined);
+          throw new GmError('unavailable', 'UPSTREAM_FAILED', `worker answered ${res.status}`);
+        }
+        if (!stream || res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+          const text = await new Response(res.body).arrayBuffer();
+          const usage = res.status === 200 ? usageOf(text) : undefined;
+          sel.onFirstToken?.(cand);
+          const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage) : undefined;
+          dispatched.inc({ worker: w.id, outcome: res.status === 200 ? 'ok' : `status_${res.status}` });
+          ttft.observe({}, (performance.now() - t0) / 1000);
+          d.log.info('request.routed', { requestId, worker: w.id, stream: false, status: res.status, attempt: i + 1 });
+          const headers = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
+          if (extras?.header) headers.set(extras.header[0], extras.header[1]);
+          return new Response(text, { status: res.status, headers });
+        }
+        const reader = res.body.getReader();
+        const split = new SseSplitter();
+        // Wait for the first whole event: a worker that fails before it can still be failed over.
+        let firstEvents: Uint8Array[] = [];
+        while (firstEvents.length === 0) {
+          const x = await reader.read();
+          if (x.done) throw new GmError('unavailable', 'UPSTREAM_FAILED', 'worker stream ended before the first token');
+          firstEvents = split.push(x.value);
+          if (split.done && firstEvents.length === 0) break;
+        }
+        sel.onFirstToken?.(cand);
+        ttft.observe({}, (performance.now() - t0) / 1000);
+        d.log.info('request.routed', { requestId, worker: w.id, stream: true, attempt: i + 1 });
+        return new Response(relay(reader, split, firstEvents, sel, cand, w, requestId), { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+      } catch (e) {
+        last = e instanceof GmError ? e : new GmError('unavailable', 'UPSTREAM_FAILED', 'worker request failed', { cause: e });
+        if (c.req.raw.signal.aborted) throw new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away');
+        sel.onFailure?.(cand, last.code);
+        dispatched.inc({ worker: cand.worker.id, outcome: 'failed_before_first_token' });
+        d.log.warn('dispatch.failed', { requestId, worker: cand.worker.id, code: last.code, reason: last.message, attempt: i + 1 });
+      }
+    }
+    throw last ?? new GmError('unavailable', 'NO_ELIGIBLE_WORKER', 'no worker could serve the request');
+  };
+
+  /** Pipes the rest of the worker's SSE stream, one whole event per piece; a failure now ends it with `event: error`. */
+  function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Uint8Array[], sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): ReadableStream<Uint8Array> {
+    const queue = [...first];
+    let closed = false;
+    return new ReadableStream<Uint8Array>(
+      {
+        async pull(ctl) {
+          while (queue.length === 0 && !closed) {
+            let x: ReadableStreamReadResult<Uint8Array>;
+            try {
+              x = await reader.read();
+            } catch (e) {
+              const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
+              sel.onFailure?.(cand, code);
+              dispatched.inc({ worker: w.id, outcome: 'failed_mid_stream' });
+              d.log.warn('dispatch.mid_stream_failure', { requestId, worker: w.id, code });
+              ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })));
+              closed = true;
+              ctl.close();
+              return;
+            }
+            if (x.done) {
+              const rest = split.rest();
+              if (rest) queue.push(rest);
+              if (!split.done) {
+                // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
+                queue.push(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })));
+                sel.onFailure?.(cand, 'WORKER_STREAM_INCOMPLETE');
+                dispatched.inc({ worker: w.id, outcome: 'incomplete' });
+              } else {
+                const extras = await sel.onSuccess?.(cand, split.usage as Usage | undefined);
+                if (extras?.sseEvent) queue.push(sseEvent(extras.sseEvent.event, extras.sseEvent.data));
+                queue.push(SSE_DONE);
+                dispatched.inc({ worker: w.id, outcome: 'ok' });
+              }
+              closed = true;
+              break;
+            }
+            queue.push(...split.push(x.value));
+          }
+          const next = queue.shift();
+          if (next) ctl.enqueue(next);
+          if (queue.length === 0 && closed) ctl.close();
+        },
+        async cancel(reason) {
+          closed = true;
+          dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
+          d.log.info('request.cancelled', { requestId, worker: w.id });
+          await reader.cancel(reason).catch(() => undefined);
+        },
+      },
+      { highWaterMark: 0 },
+    );
+  }
+
+  app.post('/v1/chat/completions', inference('/v1/chat/completions'));
+  app.post('/v1/completions', inference('/v1/completions'));
+  app.post('/v1/embeddings', inference('/v1/embeddings'));
+  app.all('*', () => apiError(new GmError('protocol', 'NOT_FOUND', 'no such endpoint')));
+  return app;
+}
+
+function usageOf(buf: ArrayBuffer): Usage | undefined {
+  try {
+    const u = (JSON.parse(new TextDecoder().decode(buf)) as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } }).usage;
+    if (u && typeof u.prompt_tokens === 'number') return { promptTokens: u.prompt_tokens, completionTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
+  } catch {
+    // a non-JSON answer carries no usage
+  }
+  return undefined;
+}

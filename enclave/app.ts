@@ -1,0 +1,180 @@
+/**
+ * The enclave service (DESIGN.md §4, §5; issue 6), as layers that tests can replace: TEE provider, keys, worker
+ * registry (attestation gate), router (the market replaces the default), dispatch (OHTTP client to the worker), and
+ * the OpenAI surface behind the OHTTP gateway.
+ *
+ *   GET  /v1/attestation[?nonce=<64 hex>]  evidence bundle (CBOR; JSON view with Accept: application/json)
+ *   GET  /.well-known/ohttp-gateway       application/ohttp-keys (RFC 9458 §3)
+ *   POST /v1/ohttp                        gateway: message/ohttp-req and message/ohttp-chunked-req
+ *   POST /v1/workers                      worker registration (docs/operator.md)
+ *   GET  /healthz, /metrics
+ *
+ * Under sim every response carries `gm-tee: sim` and every log line `"sim":true`.
+ */
+import { Hono } from 'hono';
+import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
+import type { BundlePolicy } from '../attestation/bundle-verify.ts';
+import { fromBase64, fromHex } from '../attestation/bytes.ts';
+import { GmError, protocolError } from '../attestation/errors.ts';
+import type { TrustStore } from '../attestation/trust.ts';
+import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
+import { ReplayCache } from '../protocol/replay.ts';
+import { openaiApp, type Dispatch } from './api/openai.ts';
+import { sendChunked, sendPlain } from './ohttp/client.ts';
+import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
+import { asGmError, errorResponse, logError } from './http/errors.ts';
+import { readLimited, StreamLimiter } from './http/limits.ts';
+import { generateEnclaveKeys, type EnclaveKeys } from './keys.ts';
+import type { Logger } from './log.ts';
+import { Registry } from './metrics.ts';
+import { handleOhttp } from './ohttp/gateway.ts';
+import { firstVerifiedRouter, type Router } from './router.ts';
+import { makeBundle } from './tee/evidence.ts';
+import type { TeeProvider } from './tee/provider.ts';
+import { WorkerRegistry, type RegistryOptions } from './workers/registry.ts';
+
+export interface EnclaveLimits {
+  /** Encapsulated request body (413 before decryption). */
+  readonly maxRequestBytes: number;
+  readonly maxConcurrentStreams: number;
+  /** Registration body. */
+  readonly maxRegistrationBytes: number;
+}
+export const DEFAULT_LIMITS: EnclaveLimits = { maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1024, maxRegistrationBytes: 2 * 1024 * 1024 };
+
+export interface EnclaveOptions {
+  readonly tee: TeeProvider;
+  readonly log: Logger;
+  readonly workerPolicy: { readonly policy: BundlePolicy; readonly allowSim: boolean; readonly trust?: TrustStore; readonly freshnessMs: number; readonly simRoots?: readonly Uint8Array[] };
+  readonly limits?: Partial<EnclaveLimits>;
+  readonly timeouts?: Partial<PoolTimeouts>;
+  readonly keys?: EnclaveKeys;
+  /** Replace the router (the market); receives the registry so it can mirror workers. */
+  readonly router?: (registry: WorkerRegistry) => Router;
+  readonly onWorkerChange?: RegistryOptions['onChange'];
+  /** Replace dispatch (tests). */
+  readonly dispatch?: Dispatch;
+  readonly challenge?: RegistryOptions['challenge'];
+  readonly now?: () => number;
+}
+
+export interface Enclave {
+  readonly app: Hono<{ Variables: { route: string } }>;
+  readonly keys: EnclaveKeys;
+  readonly registry: WorkerRegistry;
+  readonly metrics: Registry;
+  readonly bootBundle: EvidenceBundle;
+  close(): Promise<void>;
+}
+
+export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
+  const limits = { ...DEFAULT_LIMITS, ...o.limits };
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
+  const keys = o.keys ?? (await generateEnclaveKeys());
+  const sim = o.tee.sim;
+  const now = o.now ?? Date.now;
+  const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: keys.keyConfigs, signingKey: keys.receipt.publicKey, ...(nonce ? { nonce } : {}), now });
+  const bootBundle = await bundleFor();
+  const bootCbor = encodeBundle(bootBundle);
+
+  const metrics = new Registry();
+  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status');
+  const errors = metrics.counter('gm_errors_total', 'Errors by code');
+  const latency = metrics.histogram('gm_request_duration_seconds', 'Request duration by route (gateway: to the last byte)');
+  const streams = new StreamLimiter(limits.maxConcurrentStreams);
+  metrics.gauge('gm_active_streams', 'Gateway exchanges in progress').collect(() => [[{}, streams.active]]);
+
+  const registry = new WorkerRegistry({
+    policy: o.workerPolicy,
+    log: o.log,
+    metrics,
+    now,
+    transportFor: (url) => poolTransport(url, timeouts),
+    ...(o.challenge ? { challenge: o.challenge } : {}),
+    ...(o.onWorkerChange ? { onChange: o.onWorkerChange } : {}),
+  });
+  const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
+  const dispatch: Dispatch = o.dispatch ?? ((w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal)));
+  const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
+  const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 7 * 24 * 3600_000 });
+  const simHeaders: Record<string, string> = sim ? { 'gm-tee': 'sim' } : {};
+
+  const app = new Hono<{ Variables: { route: string } }>();
+  // Outer middleware: route label (fixed names, never the URL), status counting, latency, sim header.
+  app.use('*', async (c, next) => {
+    const t0 = performance.now();
+    c.set('route', routeName(c.req.method, c.req.path));
+    await next();
+    for (const [k, v] of Object.entries(simHeaders)) c.res.headers.set(k, v);
+    requests.inc({ route: c.get('route'), status: String(c.res.status) });
+    if (c.get('route') !== 'ohttp') latency.observe({ route: c.get('route') }, (performance.now() - t0) / 1000);
+  });
+  app.onError((e, c) => {
+    const g = asGmError(e);
+    errors.inc({ code: g.code });
+    logError(o.log, 'request.failed', g, { route: c.get('route') });
+    return errorResponse(g, simHeaders);
+  });
+
+  app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));
+  app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/.well-known/ohttp-gateway', () => new Response(keys.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60' } }));
+  app.get('/v1/attestation', async (c) => {
+    const n = c.req.query('nonce');
+    if (n !== undefined && !/^[0-9a-fA-F]{64}$/.test(n)) throw protocolError('BAD_NONCE', 'nonce must be 64 hex digits');
+    const b = n ? await bundleFor(fromHex(n)) : bootBundle;
+    if ((c.req.header('accept') ?? '').includes('application/json')) return c.json(bundleToJson(b), 200, { 'cache-control': 'no-store' });
+    return new Response((n ? encodeBundle(b) : bootCbor) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor', 'cache-control': 'no-store' } });
+  });
+  app.post('/v1/workers', async (c) => {
+    const raw = await readLimited(c.req.raw.body, limits.maxRegistrationBytes);
+    let j: { url?: unknown; bundle?: unknown; models?: unknown; offers?: unknown };
+    try {
+      j = JSON.parse(new TextDecoder().decode(raw)) as typeof j;
+    } catch (e) {
+      throw protocolError('REGISTRATION_MALFORMED', 'registration must be JSON', { cause: e });
+    }
+    if (typeof j.url !== 'string' || typeof j.bundle !== 'string') throw protocolError('REGISTRATION_MALFORMED', 'registration needs url and bundle (base64 CBOR)');
+    const models = Array.isArray(j.models) && j.models.every((m) => typeof m === 'string' && m.length <= 256) ? (j.models as string[]) : [];
+    const offers = Array.isArray(j.offers) && j.offers.every((x) => typeof x === 'string') ? (j.offers as string[]).map((x) => fromBase64(x, 'offer')) : [];
+    const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers });
+    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2) } });
+  });
+  app.post('/v1/ohttp', async (c) => {
+    const release = streams.acquire();
+    const t0 = performance.now();
+    try {
+      return await handleOhttp(c.req.raw, {
+        keys: () => keys.gateway,
+        replay,
+        handler: (req) => Promise.resolve(inner.fetch(req)),
+        maxRequestBytes: limits.maxRequestBytes,
+        onDone: (outcome) => {
+          release();
+          latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
+          if (outcome !== 'ok') errors.inc({ code: outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED' });
+        },
+      });
+    } catch (e) {
+      release();
+      throw e;
+    }
+  });
+  app.all('*', () => {
+    throw new GmError('protocol', 'NOT_FOUND', 'no such endpoint');
+  });
+
+  registry.start();
+  o.log.info('enclave.started', { platform: bootBundle.platform, keyId: keys.gateway[0]!.config.keyId });
+  return { app, keys, registry, metrics, bootBundle, close: () => registry.close() };
+}
+
+function routeName(method: string, path: string): string {
+  if (path === '/v1/ohttp') return 'ohttp';
+  if (path === '/v1/attestation') return 'attestation';
+  if (path === '/.well-known/ohttp-gateway') return 'keys';
+  if (path === '/v1/workers') return 'workers';
+  if (path === '/healthz') return 'healthz';
+  if (path === '/metrics') return 'metrics';
+  return method === 'GET' || method === 'POST' ? 'other' : 'other';
+}

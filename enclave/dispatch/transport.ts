@@ -1,0 +1,59 @@
+/**
+ * The enclave → worker transport: one undici Pool per verified worker (keep-alive connections, pipelining off),
+ * posting encapsulated requests to the worker's gateway. Timeouts: connect, first byte (response headers), and idle
+ * between body chunks; a client disconnect aborts the request through `signal`. Reading is pull-based, so a slow
+ * client slows the worker's socket (backpressure end to end) instead of filling memory.
+ */
+import { Pool } from 'undici';
+import { unavailable } from '../../attestation/errors.ts';
+import type { Transport } from '../ohttp/client.ts';
+
+export interface PoolTimeouts {
+  readonly connectMs: number;
+  readonly firstByteMs: number;
+  readonly idleMs: number;
+  readonly connections: number;
+}
+
+export const DEFAULT_TIMEOUTS: PoolTimeouts = { connectMs: 5_000, firstByteMs: 120_000, idleMs: 60_000, connections: 128 };
+
+export interface PooledTransport {
+  readonly send: Transport;
+  close(): Promise<void>;
+}
+
+export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEOUTS): PooledTransport {
+  const base = new URL(workerUrl);
+  const path = `${base.pathname.replace(/\/+$/, '')}/v1/ohttp`;
+  const pool = new Pool(base.origin, { connections: t.connections, connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1 });
+  return {
+    async send(body, contentType, signal) {
+      let r;
+      try {
+        r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType }, body, ...(signal ? { signal } : {}) });
+      } catch (e) {
+        const code = (e as { code?: string }).code;
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') throw unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });
+        throw unavailable('WORKER_UNREACHABLE', `worker request failed (${code ?? (e as Error).name})`, { cause: e });
+      }
+      const ct = r.headers['content-type'];
+      return {
+        status: r.statusCode,
+        contentType: (typeof ct === 'string' ? ct : '').split(';')[0]!.trim(),
+        body: {
+          async *[Symbol.asyncIterator]() {
+            try {
+              for await (const c of r.body) yield new Uint8Array(c as Buffer);
+            } catch (e) {
+              const code = (e as { code?: string }).code;
+              if (code === 'UND_ERR_BODY_TIMEOUT') throw unavailable('WORKER_TIMEOUT', 'worker went idle mid-response', { cause: e });
+              throw unavailable('WORKER_STREAM_FAILED', `worker connection failed mid-response (${code ?? (e as Error).name})`, { cause: e });
+            }
+          },
+        },
+        cancel: () => void r.body.destroy(),
+      };
+    },
+    close: () => pool.destroy(),
+  };
+}

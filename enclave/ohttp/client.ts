@@ -1,0 +1,192 @@
+/**
+ * The OHTTP client side (RFC 9458 §4.3/§4.4; draft-ietf-ohai-chunked-ohttp-08 for streams): encapsulate a binary
+ * HTTP request to an attested key configuration, send it through a transport, and open the answer. Streams are
+ * opened chunk by chunk: each response chunk is authenticated before its bytes are released, and a message that
+ * ends without its final chunk fails (CHUNKED_TRUNCATED) instead of looking complete.
+ * The enclave uses it towards workers (undici transport); the tests use it as the client (fetch transport).
+ */
+import { GmError, protocolError, unavailable } from '../../attestation/errors.ts';
+import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
+import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
+import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
+import { encapsulateRequest, type KeyConfig } from '../../protocol/ohttp.ts';
+import { headersFromFields } from './messages.ts';
+
+export interface TransportResponse {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: AsyncIterable<Uint8Array>;
+  /** Releases the connection when the caller stops reading early. */
+  cancel(): void;
+}
+export type Transport = (body: Uint8Array, contentType: string, signal: AbortSignal | undefined) => Promise<TransportResponse>;
+
+export interface InnerResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  /** Plaintext body, authenticated piece by piece. */
+  readonly body: ReadableStream<Uint8Array>;
+}
+
+/** Error the gateway answered with (its opaque code), as a GmError for the caller. */
+async function refused(t: TransportResponse): Promise<GmError> {
+  let code = 'UPSTREAM_REFUSED';
+  try {
+    let text = '';
+    for await (const c of t.body) {
+      text += new TextDecoder().decode(c);
+      if (text.length > 4096) break;
+    }
+    const j = JSON.parse(text) as { error?: { code?: unknown } };
+    if (typeof j.error?.code === 'string' && /^[A-Z0-9_]{1,64}$/.test(j.error.code)) code = j.error.code;
+  } catch {
+    t.cancel();
+  }
+  return unavailable('UPSTREAM_REFUSED', `gateway answered ${t.status} ${code}`, { cause: { status: t.status, code } });
+}
+
+export async function sendPlain(transport: Transport, config: KeyConfig, req: BhttpRequest, signal?: AbortSignal, maxBytes = 64 * 1024 * 1024): Promise<InnerResponse> {
+  const { encapsulated, context } = await encapsulateRequest(config, encodeRequest(req));
+  const t = await transport(encapsulated, MEDIA_OHTTP_REQ, signal);
+  if (t.status !== 200) throw await refused(t);
+  if (t.contentType !== MEDIA_OHTTP_RES) {
+    t.cancel();
+    throw protocolError('OHTTP_BAD_RESPONSE', `gateway answered content-type ${t.contentType}`);
+  }
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of t.body) {
+    n += c.length;
+    if (n > maxBytes) {
+      t.cancel();
+      throw protocolError('RESPONSE_TOO_LARGE', 'encapsulated response too large');
+    }
+    parts.push(c);
+  }
+  const all = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.length;
+  }
+  const { response } = decodeResponse(await context.openResponse(all));
+  const content = response.content;
+  return {
+    status: response.status,
+    headers: headersFromFields(response.headers),
+    body: new ReadableStream({
+      start(ctl) {
+        if (content.length > 0) ctl.enqueue(content);
+        ctl.close();
+      },
+    }),
+  };
+}
+
+/** Sends a chunked request (one final chunk holding the whole request) and streams the chunked response. */
+export async function sendChunked(transport: Transport, config: KeyConfig, req: BhttpRequest, signal?: AbortSignal): Promise<InnerResponse> {
+  const sender = await encapsulateChunkedRequest(config);
+  const body = await sender.sealChunk(encodeRequest(req), { final: true });
+  const t = await transport(body, MEDIA_OHTTP_CHUNKED_REQ, signal);
+  if (t.status !== 200) throw await refused(t);
+  if (t.contentType !== MEDIA_OHTTP_CHUNKED_RES) {
+    t.cancel();
+    throw protocolError('OHTTP_BAD_RESPONSE', `gateway answered content-type ${t.contentType}`);
+  }
+  const opener = sender.openResponse();
+  const decoder = new ResponseDecoder();
+  const it = t.body[Symbol.asyncIterator]();
+  const pending: Uint8Array[] = [];
+  let ended = false;
+
+  /** Reads ciphertext until at least one decoded event is available (or the message ends). */
+  const step = async (): Promise<ReturnType<ResponseDecoder['push']>> => {
+    for (;;) {
+      const r = await it.next();
+      if (r.done) {
+        ended = true;
+        const evs = [];
+        for (const pt of await opener.end()) evs.push(...decoder.push(pt));
+        evs.push(...decoder.end());
+        return evs;
+      }
+      const evs = [];
+      for (const pt of await opener.push(r.value)) evs.push(...decoder.push(pt));
+      if (evs.length > 0) return evs;
+    }
+  };
+
+  // Wait for the head (status and headers) before returning.
+  let head: { status: number; headers: Headers } | undefined;
+  while (!head) {
+    const evs = await step().catch((e: unknown) => {
+      t.cancel();
+      throw e;
+    });
+    for (const e of evs) {
+      if (e.type === 'head') head = { status: e.status, headers: headersFromFields(e.headers) };
+      else if (e.type === 'content') pending.push(e.data);
+    }
+    if (!head && ended) throw protocolError('CHUNKED_TRUNCATED', 'response ended before its head');
+  }
+  let finished = false;
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(ctl) {
+        for (;;) {
+          if (pending.length > 0) {
+            ctl.enqueue(pending.shift()!);
+            return;
+          }
+          if (finished) {
+            ctl.close();
+            return;
+          }
+          let evs;
+          try {
+            evs = await step();
+          } catch (e) {
+            t.cancel();
+            ctl.error(e);
+            return;
+          }
+          for (const e of evs) {
+            if (e.type === 'content' && e.data.length > 0) pending.push(e.data.slice());
+            else if (e.type === 'end') finished = true;
+          }
+          if (ended) finished = true;
+        }
+      },
+      cancel() {
+        t.cancel();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { status: head.status, headers: head.headers, body: stream };
+}
+
+/** A fetch-based transport (tests, CLI clients). */
+export function fetchTransport(url: string, f: typeof fetch = fetch): Transport {
+  return async (body, contentType, signal) => {
+    const ac = new AbortController();
+    signal?.addEventListener('abort', () => ac.abort(signal.reason), { once: true });
+    const r = await f(url, { method: 'POST', headers: { 'content-type': contentType }, body: body as Uint8Array<ArrayBuffer>, signal: ac.signal });
+    const reader = r.body?.getReader();
+    return {
+      status: r.status,
+      contentType: (r.headers.get('content-type') ?? '').split(';')[0]!.trim(),
+      body: {
+        async *[Symbol.asyncIterator]() {
+          if (!reader) return;
+          for (;;) {
+            const x = await reader.read();
+            if (x.done) return;
+            yield x.value;
+          }
+        },
+      },
+      cancel: () => ac.abort(),
+    };
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * Routing interface between the OpenAI surface and whoever picks workers. The default `firstVerifiedRouter`
+ * returns every verified worker that serves the model, in registration order (failover order); the market
+ * (enclave/market, issue 7) replaces it with price/latency/throughput selection over signed offers.
+ */
+import { GmError } from '../attestation/errors.ts';
+import type { VerifiedWorker, WorkerRegistry } from './workers/registry.ts';
+
+export interface RouteRequest {
+  readonly requestId: string;
+  readonly model: string;
+  /** The decrypted request body (constraints such as `provider` travel inside it). */
+  readonly body: Readonly<Record<string, unknown>>;
+  readonly stream: boolean;
+  readonly now: number;
+}
+
+export interface Candidate {
+  readonly worker: VerifiedWorker;
+  /** Opaque to the dispatcher: the market's offer / lease for this candidate. */
+  readonly detail?: unknown;
+}
+
+export interface Selection {
+  readonly candidates: readonly Candidate[];
+  /** Whether failing over to the next candidate (before the first token) is allowed. */
+  readonly allowFallbacks: boolean;
+  /** Outcome callbacks (the market records live stats and settles receipts here). */
+  onFirstToken?(c: Candidate): void;
+  onFailure?(c: Candidate, code: string): void;
+  onSuccess?(c: Candidate, usage: Usage | undefined): Promise<ServedExtras | undefined> | ServedExtras | undefined;
+}
+
+export interface Usage {
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+}
+
+/** What the gateway appends to a served answer (a receipt, as SSE event or header). */
+export interface ServedExtras {
+  readonly sseEvent?: { readonly event: string; readonly data: string };
+  readonly header?: readonly [string, string];
+}
+
+export interface Router {
+  /** Throws GmError NO_ELIGIBLE_WORKER (or the market's codes) when nothing may serve the request. */
+  select(r: RouteRequest): Selection | Promise<Selection>;
+  /** Models the verified workers offer (for /v1/models). */
+  models(now: number): string[];
+}
+
+export const noEligibleWorker = (why: string) => new GmError('unavailable', 'NO_ELIGIBLE_WORKER', why);
+
+export function firstVerifiedRouter(registry: WorkerRegistry): Router {
+  return {
+    select(r) {
+      const ws = registry.list().filter((w) => w.models.includes(r.model));
+      if (ws.length === 0) throw noEligibleWorker('no verified worker serves the requested model');
+      const p = r.body.provider as { allow_fallbacks?: unknown } | undefined;
+      return { candidates: ws.map((worker) => ({ worker })), allowFallbacks: p?.allow_fallbacks !== false };
+    },
+    models() {
+      return [...new Set(registry.list().flatMap((w) => w.models))].sort();
+    },
+  };
+}

@@ -1,0 +1,246 @@
+/**
+ * Worker registry and attestation gate (DESIGN.md §1 "worker", §4, §5; issue 6). A worker is usable only while
+ * verified: its evidence bundle (CPU report + GPU reports bound to it by gpuNonceFor(REPORT_DATA), keys bound in
+ * REPORT_DATA with role `worker`) passed the worker policy, and a fresh nonce challenge to its URL returned evidence
+ * for the same keys within the freshness window. It is re-challenged before the window ends and dropped when that
+ * fails or it stops answering. `usable(id)` is the gate the dispatcher checks right before sending plaintext.
+ */
+import { decodeBundle, type EvidenceBundle } from '../../attestation/bundle.ts';
+import { type BundleVerification, verifyBundle, type BundlePolicy } from '../../attestation/bundle-verify.ts';
+import { equalBytes, hex, sha256 } from '../../attestation/bytes.ts';
+import { GmError, protocolError, rejected, unavailable } from '../../attestation/errors.ts';
+import type { TrustStore } from '../../attestation/trust.ts';
+import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
+import { decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
+import type { Logger } from '../log.ts';
+import type { Registry } from '../metrics.ts';
+import type { PooledTransport } from '../dispatch/transport.ts';
+
+export interface WorkerPolicy {
+  readonly policy: BundlePolicy;
+  readonly allowSim: boolean;
+  readonly simRoots?: readonly Uint8Array[];
+  readonly trust?: TrustStore;
+  /** How long a verification stays valid; re-challenged at half of it. */
+  readonly freshnessMs: number;
+}
+
+export type WorkerState = 'verified' | 'reverifying';
+
+export interface VerifiedWorker {
+  readonly id: string;
+  readonly url: string;
+  readonly keyConfig: KeyConfig;
+  /** The application/ohttp-keys bytes bound in its evidence. */
+  readonly keyConfigs: Uint8Array;
+  readonly signingKey: Uint8Array;
+  readonly sim: boolean;
+  readonly platform: string;
+  readonly measurement: string;
+  /** SHA-256 of the challenged bundle's CBOR (receipts cite it). */
+  evidenceDigest: Uint8Array;
+  models: readonly string[];
+  offers: readonly Uint8Array[];
+  verifiedAt: number;
+  expiresAt: number;
+  state: WorkerState;
+  readonly transport: PooledTransport;
+}
+
+export interface Registration {
+  readonly url: string;
+  readonly bundle: Uint8Array;
+  readonly models: readonly string[];
+  readonly offers: readonly Uint8Array[];
+}
+
+export interface RegistryOptions {
+  readonly policy: WorkerPolicy;
+  readonly log: Logger;
+  readonly metrics: Registry;
+  readonly now?: () => number;
+  /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
+  readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
+  readonly transportFor: (url: string) => PooledTransport;
+  /** Called when a worker becomes usable (again) or leaves: the market mirrors the registry. */
+  readonly onChange?: (event: 'verified' | 'removed', w: VerifiedWorker) => void | Promise<void>;
+}
+
+export async function defaultChallenge(url: string, nonce: Uint8Array): Promise<Uint8Array> {
+  const r = await fetch(`${url.replace(/\/+$/, '')}/v1/attestation?nonce=${hex(nonce)}`, { signal: AbortSignal.timeout(30_000) });
+  if (r.status !== 200) throw unavailable('WORKER_CHALLENGE_FAILED', `worker answered the challenge with ${r.status}`);
+  const b = new Uint8Array(await r.arrayBuffer());
+  if (b.length > 1024 * 1024) throw protocolError('BUNDLE_MALFORMED', 'worker bundle too large');
+  return b;
+}
+
+const workerIdFor = (digest: Uint8Array) => `w-${hex(digest.subarray(0, 8))}`;
+
+export class WorkerRegistry {
+  readonly #o: RegistryOptions;
+  readonly #workers = new Map<string, VerifiedWorker>();
+  readonly #now: () => number;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  readonly #registrations;
+  readonly #gauge;
+
+  constructor(o: RegistryOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#registrations = o.metrics.counter('gm_worker_verifications_total', 'Worker verifications by outcome and code');
+    this.#gauge = o.metrics.gauge('gm_workers', 'Workers by state');
+    this.#gauge.collect(() => {
+      const by: Record<string, number> = { verified: 0, reverifying: 0 };
+      for (const w of this.#workers.values()) by[w.state] = (by[w.state] ?? 0) + 1;
+      return Object.entries(by).map(([state, v]) => [{ state }, v] as const);
+    });
+  }
+
+  /** Verifies a worker bundle against the worker policy; `nonce` when it answers our challenge. */
+  async verify(bundle: EvidenceBundle, nonce?: Uint8Array): Promise<BundleVerification> {
+    const signing = bundle.keys.signing;
+    if (!signing) throw rejected('WORKER_ROLE_MISMATCH', 'bundle is not a worker bundle (it binds no signing key)');
+    const rd = await reportData({ role: 'worker', nonce: bundle.nonce, keyConfigs: bundle.keys.ohttp, signingKey: signing });
+    const p = this.#o.policy;
+    return verifyBundle(bundle, {
+      expectedReportData: rd,
+      ...(nonce ? { expectedNonce: nonce } : {}),
+      expectedGpuNonce: await gpuNonceFor(rd),
+      requireGpu: true,
+      policy: p.policy,
+      allowSim: p.allowSim,
+      ...(p.simRoots ? { simRoots: p.simRoots } : {}),
+      ...(p.trust ? { trust: p.trust } : {}),
+      now: new Date(this.#now()),
+      maxAgeMs: p.freshnessMs,
+    });
+  }
+
+  /** Verifies the posted bundle, then challenges the worker's URL with a fresh nonce for the same keys. */
+  async register(reg: Registration): Promise<VerifiedWorker> {
+    let url: URL;
+    try {
+      url = new URL(reg.url);
+      if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+    } catch (e) {
+      throw protocolError('WORKER_URL_INVALID', 'worker url must be an http(s) URL', { cause: e });
+    }
+    try {
+      const posted = decodeBundle(reg.bundle);
+      const first = await this.verify(posted);
+      const { bundle, verification, digest } = await this.#challenge(url.href, posted);
+      const signingKey = bundle.keys.signing!;
+      const id = workerIdFor(await sha256(signingKey));
+      const configs = decodeKeyConfigs(bundle.keys.ohttp);
+      if (configs.length === 0) throw protocolError('WORKER_KEY_CONFIG', 'worker bundle has no OHTTP key configuration');
+      const old = this.#workers.get(id);
+      const now = this.#now();
+      const w: VerifiedWorker = {
+        id, url: url.href.replace(/\/+$/, ''), keyConfig: configs[0]!, keyConfigs: bundle.keys.ohttp, signingKey, sim: verification.claims.sim, platform: bundle.platform,
+        measurement: verification.claims.cpu.measurement, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers,
+        verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
+        transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href),
+      };
+      if (old && old.transport !== w.transport) void old.transport.close();
+      this.#workers.set(id, w);
+      this.#registrations.inc({ outcome: 'verified', code: 'OK' });
+      this.#o.log.info('worker.verified', { worker: id, url: w.url, platform: w.platform, sim: w.sim, measurement: w.measurement, expiresAt: new Date(w.expiresAt).toISOString(), checks: first.report.checks.length });
+      await this.#o.onChange?.('verified', w);
+      return w;
+    } catch (e) {
+      const g = e instanceof GmError ? e : unavailable('WORKER_VERIFY_FAILED', 'worker verification failed', { cause: e });
+      this.#registrations.inc({ outcome: 'refused', code: g.code });
+      const failed = g.report?.checks.find((c) => c.status === 'fail');
+      this.#o.log.warn('worker.refused', { url: reg.url, code: g.code, reason: g.message, check: failed?.id });
+      throw g;
+    }
+  }
+
+  async #challenge(url: string, expect?: EvidenceBundle) {
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    const bytes = await (this.#o.challenge ?? defaultChallenge)(url, nonce);
+    const bundle = decodeBundle(bytes);
+    if (expect && (!equalBytes(bundle.keys.ohttp, expect.keys.ohttp) || !equalBytes(bundle.keys.signing ?? new Uint8Array(), expect.keys.signing ?? new Uint8Array(1))))
+      throw rejected('WORKER_KEYS_CHANGED', 'the worker at this URL answers with other keys than the registered bundle');
+    const verification = await this.verify(bundle, nonce);
+    return { bundle, verification, digest: await sha256(bytes) };
+  }
+
+  /** Re-challenges one worker; drops it on any failure (fail closed). */
+  async reverify(id: string): Promise<boolean> {
+    const w = this.#workers.get(id);
+    if (!w) return false;
+    w.state = 'reverifying';
+    try {
+      const { bundle, digest } = await this.#challenge(w.url);
+      if (!equalBytes(bundle.keys.ohttp, w.keyConfigs) || !equalBytes(bundle.keys.signing!, w.signingKey))
+        throw rejected('WORKER_KEYS_CHANGED', 'worker answers with other keys (restarted?); it must register again');
+      const now = this.#now();
+      w.evidenceDigest = digest;
+      w.verifiedAt = now;
+      w.expiresAt = now + this.#o.policy.freshnessMs;
+      w.state = 'verified';
+      this.#registrations.inc({ outcome: 'reverified', code: 'OK' });
+      this.#o.log.info('worker.reverified', { worker: id, expiresAt: new Date(w.expiresAt).toISOString() });
+      await this.#o.onChange?.('verified', w);
+      return true;
+    } catch (e) {
+      const g = e instanceof GmError ? e : unavailable('WORKER_UNREACHABLE', 'worker did not answer the challenge', { cause: e });
+      this.#registrations.inc({ outcome: 'dropped', code: g.code });
+      this.#o.log.warn('worker.dropped', { worker: id, code: g.code, reason: g.message });
+      await this.remove(id);
+      return false;
+    }
+  }
+
+  async remove(id: string): Promise<void> {
+    const w = this.#workers.get(id);
+    if (!w) return;
+    this.#workers.delete(id);
+    await this.#o.onChange?.('removed', w);
+    await w.transport.close().catch(() => undefined);
+  }
+
+  /** The gate: verified, and inside the freshness window right now. */
+  usable(id: string): VerifiedWorker | undefined {
+    const w = this.#workers.get(id);
+    if (!w || this.#now() >= w.expiresAt) return undefined;
+    return w;
+  }
+
+  /** Workers usable now, in registration order. */
+  list(): VerifiedWorker[] {
+    const now = this.#now();
+    return [...this.#workers.values()].filter((w) => now < w.expiresAt);
+  }
+
+  get size(): number {
+    return this.#workers.size;
+  }
+
+  /** Re-challenges workers past half their window; drops expired ones. */
+  async tick(): Promise<void> {
+    const now = this.#now();
+    const half = this.#o.policy.freshnessMs / 2;
+    await Promise.all(
+      [...this.#workers.values()].map(async (w) => {
+        if (now >= w.expiresAt) {
+          this.#o.log.warn('worker.expired', { worker: w.id });
+          await this.remove(w.id);
+        } else if (now - w.verifiedAt >= half && w.state === 'verified') await this.reverify(w.id);
+      }),
+    );
+  }
+
+  start(intervalMs = Math.max(1_000, Math.floor(this.#o.policy.freshnessMs / 10))): void {
+    this.#timer ??= setInterval(() => void this.tick(), intervalMs);
+    this.#timer.unref();
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await Promise.all([...this.#workers.values()].map((w) => w.transport.close().catch(() => undefined)));
+    this.#workers.clear();
+  }
+}

@@ -1,0 +1,128 @@
+/**
+ * The whole gm stack on loopback in sim mode, in process (issue 6 "Tests that must exist"; reused by the client
+ * session's tests and by bench/routing.bench.ts): one enclave, N dev-models and N workers in front of them, each on
+ * an ephemeral port, registered and verified before `startStack` resolves. Logs go to memory so tests can search
+ * them. `stop()` closes every server and timer.
+ */
+import { DEFAULT_POLICY, type SnpPolicy } from '../../attestation/sevsnp/index.ts';
+import { createSimAmd, type SimAmd } from '../../attestation/sevsnp/sim.ts';
+import { createNvidiaSimSigner, type NvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
+import { createEnclave, type Enclave, type EnclaveOptions } from '../../enclave/app.ts';
+import { createLogger, type Logger } from '../../enclave/log.ts';
+import { serve, type Served } from '../../enclave/serve.ts';
+import { SIM_MEASUREMENT, simProvider, type SimProviderOptions } from '../../enclave/tee/sim.ts';
+import { startWorker, type RunningWorker } from '../../worker/agent.ts';
+import { devModelApp, type DevModelOptions } from '../../worker/dev-model/server.ts';
+import { simGpuSource, type SimGpuOptions } from '../../worker/gpu.ts';
+
+export interface StackWorkerOptions {
+  readonly model?: DevModelOptions;
+  /** SEV-SNP report fields of this worker's sim CPU evidence (e.g. a disallowed measurement). */
+  readonly report?: SimProviderOptions['report'];
+  readonly gpu?: Omit<SimGpuOptions, 'signer'>;
+  /** Do not wait for this worker's registration to succeed (it is expected to be refused). */
+  readonly expectRefusal?: boolean;
+}
+
+export interface StackOptions {
+  /** One entry per worker (each with its own dev-model); default two plain workers. */
+  readonly workers?: readonly StackWorkerOptions[];
+  readonly enclave?: Partial<Pick<EnclaveOptions, 'limits' | 'timeouts' | 'router' | 'onWorkerChange'>>;
+  /** Worker policy: SEV-SNP policy (default: the sim measurement only, debug forbidden). */
+  readonly snpPolicy?: SnpPolicy;
+  readonly freshnessMs?: number;
+  /** Keep log lines in memory (default true); else write them to stderr. */
+  readonly captureLogs?: boolean;
+}
+
+export interface StackWorker {
+  readonly worker: RunningWorker;
+  readonly model: Served;
+  readonly modelName: string;
+  /** Requests seen at the worker's socket (the plaintext-gate test counts them). */
+  readonly requestsAtSocket: () => number;
+  /** Registration outcome: undefined = verified, else the refusal code. */
+  readonly refusal: Promise<string | undefined>;
+}
+
+export interface Stack {
+  readonly enclave: Enclave;
+  readonly enclaveUrl: string;
+  readonly enclaveServer: Served;
+  readonly workers: readonly StackWorker[];
+  /** Every log line (enclave and workers), for leak searches. */
+  readonly logs: string[];
+  readonly log: Logger;
+  readonly amd: SimAmd;
+  stop(): Promise<void>;
+}
+
+let shared: Promise<{ amd: SimAmd; nvidia: NvidiaSimSigner }> | undefined;
+/** One fake AMD and one fake NVIDIA for the whole test process (key generation is the slow part). */
+export function simVendors(): Promise<{ amd: SimAmd; nvidia: NvidiaSimSigner }> {
+  shared ??= (async () => ({ amd: await createSimAmd({ product: 'Genoa' }), nvidia: await createNvidiaSimSigner({ now: new Date() }) }))();
+  return shared;
+}
+
+export const simWorkerPolicy = (): SnpPolicy => ({ ...DEFAULT_POLICY, measurements: [SIM_MEASUREMENT] });
+
+export async function startStack(o: StackOptions = {}): Promise<Stack> {
+  const { amd, nvidia } = await simVendors();
+  const logs: string[] = [];
+  const capture = o.captureLogs ?? true;
+  const sink = capture ? (l: string) => void logs.push(l) : (l: string) => void process.stderr.write(l);
+  const log = (component: string) => createLogger({ component, sim: true, sink, level: 'debug' });
+  const enclave = await createEnclave({
+    tee: simProvider({ amd }),
+    log: log('enclave'),
+    workerPolicy: { policy: { 'sev-snp': o.snpPolicy ?? simWorkerPolicy() }, allowSim: true, freshnessMs: o.freshnessMs ?? 10 * 60_000 },
+    ...o.enclave,
+  });
+  const enclaveServer = await serve({ fetch: enclave.app.fetch });
+  const specs = o.workers ?? [{}, {}];
+  const workers: StackWorker[] = [];
+  try {
+    for (const [i, spec] of specs.entries()) {
+      const modelName = spec.model?.name ?? `gm-dev-${i + 1}`;
+      const model = await serve({ fetch: devModelApp({ ...spec.model, name: modelName }).fetch });
+      const worker = await startWorker({
+        upstream: model.url,
+        enclaves: [enclaveServer.url],
+        tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
+        gpu: simGpuSource({ signer: nvidia, ...spec.gpu }),
+        log: log(`worker-${i + 1}`),
+      });
+      let count = 0;
+      worker.served.server.on('request', () => void count++);
+      const refusal = worker.registered.then(
+        () => undefined,
+        (e: { code?: string }) => e.code ?? 'UNKNOWN',
+      );
+      if (!spec.expectRefusal) {
+        const r = await refusal;
+        if (r) throw new Error(`stack: worker ${i + 1} was refused (${r})`);
+      } else await refusal;
+      workers.push({ worker, model, modelName, requestsAtSocket: () => count, refusal });
+    }
+  } catch (e) {
+    await Promise.all(workers.map(async (w) => (await w.worker.stop(), await w.model.close(100))));
+    await enclave.close();
+    await enclaveServer.close(100);
+    throw e;
+  }
+  return {
+    enclave,
+    enclaveUrl: enclaveServer.url,
+    enclaveServer,
+    workers,
+    logs,
+    log: log('test'),
+    amd,
+    async stop() {
+      await Promise.all(workers.map((w) => w.worker.stop()));
+      await enclave.close();
+      await enclaveServer.close(200);
+      await Promise.all(workers.map((w) => w.model.close(200)));
+    },
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * The worker agent (DESIGN.md §1, §2 worker/; issue 6): beside an OpenAI-compatible inference server in a CC-mode
+ * GPU VM. Keys generated in memory at start: an OHTTP key configuration (its gateway accepts only requests
+ * encapsulated to it) and an Ed25519 offer-signing key, both bound in REPORT_DATA (role `worker`); GPU evidence is
+ * bound to the CPU evidence by gpuNonceFor(REPORT_DATA).
+ *
+ *   GET  /v1/attestation[?nonce=<64 hex>]  evidence bundle (CBOR), fresh for a nonce
+ *   GET  /.well-known/ohttp-gateway       application/ohttp-keys
+ *   POST /v1/ohttp                        the gateway (plain and chunked) in front of the upstream
+ *   GET  /healthz, /metrics
+ */
+import { Hono } from 'hono';
+import { type EvidenceBundle, encodeBundle } from '../attestation/bundle.ts';
+import { fromHex, hex, sha256 } from '../attestation/bytes.ts';
+import { protocolError } from '../attestation/errors.ts';
+import { generateWorkerKey } from '../protocol/offer.ts';
+import { encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
+import { ReplayCache } from '../protocol/replay.ts';
+import { asGmError, errorResponse, logError } from '../enclave/http/errors.ts';
+import type { Logger } from '../enclave/log.ts';
+import { Registry } from '../enclave/metrics.ts';
+import { handleOhttp } from '../enclave/ohttp/gateway.ts';
+import { randomKeyId } from '../enclave/keys.ts';
+import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
+import type { TeeProvider } from '../enclave/tee/provider.ts';
+
+export interface WorkerKeys {
+  readonly gateway: readonly GatewayKey[];
+  readonly keyConfigs: Uint8Array;
+  readonly signing: { readonly publicKey: Uint8Array; readonly privateKey: CryptoKey };
+  readonly workerId: string;
+}
+
+export async function generateWorkerKeys(): Promise<WorkerKeys> {
+  const [g, signing] = await Promise.all([generateKeyConfig(randomKeyId()), generateWorkerKey()]);
+  return { gateway: [g], keyConfigs: encodeKeyConfigs([g.config]), signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
+}
+
+/** A stable, non-secret worker id: the first 8 bytes of SHA-256 of its signing key. */
+export const workerIdFor = (digest: Uint8Array) => `w-${hex(digest.subarray(0, 8))}`;
+
+export interface WorkerAppOptions {
+  readonly keys: WorkerKeys;
+  readonly tee: TeeProvider;
+  readonly gpu: GpuEvidenceSource;
+  readonly handler: (req: Request) => Promise<Response>;
+  readonly log: Logger;
+  readonly maxRequestBytes?: number;
+}
+
+export interface WorkerApp {
+  readonly app: Hono;
+  readonly metrics: Registry;
+  bundle(nonce?: Uint8Array): Promise<EvidenceBundle>;
+}
+
+export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
+  const metrics = new Registry();
+  const requests = metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome');
+  const errors = metrics.counter('gm_worker_errors_total', 'Errors by code');
+  const latency = metrics.histogram('gm_worker_request_duration_seconds', 'Gateway request duration (to the last byte)');
+  const replay = new ReplayCache({ maxEntries: 1_000_000, windowMs: 7 * 24 * 3600_000 });
+  const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
+  const bundle = (nonce?: Uint8Array) =>
+    makeBundle({ tee: o.tee, role: 'worker', keyConfigs: o.keys.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
+
+  const app = new Hono();
+  app.use('*', async (c, next) => {
+    await next();
+    for (const [k, v] of Object.entries(simHeader)) c.res.headers.set(k, v);
+  });
+  app.onError((e, c) => {
+    const g = asGmError(e);
+    errors.inc({ code: g.code });
+    logError(o.log, 'request.failed', g, { path: c.req.path });
+    return errorResponse(g, simHeader);
+  });
+  app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
+  app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/.well-known/ohttp-gateway', () => new Response(o.keys.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60', ...simHeader } }));
+  app.get('/v1/attestation', async (c) => {
+    const n = c.req.query('nonce');
+    if (n !== undefined && !/^[0-9a-fA-F]{64}$/.test(n)) throw protocolError('BAD_NONCE', 'nonce must be 64 hex digits');
+    const b = await bundle(n ? fromHex(n) : undefined);
+    return new Response(encodeBundle(b) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor', 'cache-control': 'no-store', ...simHeader } });
+  });
+  app.post('/v1/ohttp', async (c) => {
+    const t0 = performance.now();
+    const res = await handleOhttp(c.req.raw, {
+      keys: () => o.keys.gateway,
+      replay,
+      handler: o.handler,
+      maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
+      onDone: (outcome) => {
+        requests.inc({ outcome });
+        latency.observe({}, (performance.now() - t0) / 1000);
+      },
+    });
+    return res;
+  });
+  return { app, metrics, bundle };
+}
