@@ -52,7 +52,7 @@ export const ANCHOR_FILES: readonly AnchorFile[] = [
     pins: [{ role: 'amd-asvk', product: 'Genoa', sha256: '197E610743A917D6B9BB982A5A9226CCC0A15B611BE0619E626ACA9151457372', name: 'SEV-VLEK-Genoa' }, ark('Genoa')] },
   { path: 'amd/ask_ark_turin_vlek.pem', source: { vendor: 'amd', path: '/vlek/v1/Turin/cert_chain' },
     pins: [{ role: 'amd-asvk', product: 'Turin', sha256: '104E10A8BD060A3C20A434261A57D0588FD65A88915B4F65B08BDECAF8DF1A3C', name: 'SEV-VLEK-Turin' }, ark('Turin')] },
-  { path: 'intel/sgx_root_ca.pem', source: { vendor: 'intel', path: '/IntelSGXRootCA.der' },
+  { path: 'intel/sgx_root_ca.pem', source: { vendor: 'intel', path: '/Intel_SGX_Provisioning_Certification_RootCA.pem' },
     pins: [{ role: 'intel-sgx-root', sha256: '44A0196B2B99F889B8E149E95B807A350E7424964399E885A7CBB8CCFAB674D3', name: 'Intel SGX Root CA' }] },
   { path: 'nvidia/device_root.pem', source: { vendor: 'nvidia', path: '/device_root.pem' },
     pins: [{ role: 'nvidia-device-root', sha256: '102BF659D5419614C9D8E6AECEBC80454EB26B1DF6A769AC720B9A690B167B48', name: 'NVIDIA Device Identity CA' }] },

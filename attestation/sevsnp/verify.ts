@@ -194,8 +194,8 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
         allowed: ['ecdsa-p384-sha384'], failCode: 'SNP_REPORT_SIGNATURE', what: 'SEV-SNP report', ecdsaFormat: 'p1363',
       });
     } catch (e) {
-      // WebCrypto refuses a public key that is not a point on P-384 with a DOMException: still a bad certificate.
-      if (e instanceof GmError) throw e;
+      // x509 codes a public key WebCrypto refuses (not a point on P-384) as CERT_KEY_INVALID: a bad certificate.
+      if (!(e instanceof GmError) || e.code !== 'CERT_KEY_INVALID') throw e;
       throw rejected('SNP_CERT_KEY', 'VCEK/VLEK public key is not a valid P-384 point', { cause: e });
     }
   });

@@ -3,7 +3,7 @@
  * `jws_verify` and go-sev-guest's exact SHA384WithRSAPSS check), and verified with WebCrypto.
  */
 import { own } from '../bytes.ts';
-import { rejected } from '../errors.ts';
+import { GmError, rejected } from '../errors.ts';
 import { type AlgorithmIdentifier, type Certificate, OID, type SubjectPublicKeyInfo } from './cert.ts';
 import { DerReader, TAG, parseDer, readOid, readSmallInt, readUnsigned, reader } from './der.ts';
 
@@ -141,7 +141,14 @@ export async function verifySignature(
   options: { allowed: readonly SigAlg[]; failCode: string; what: string; ecdsaFormat?: 'der' | 'p1363' },
 ): Promise<void> {
   if (!options.allowed.includes(alg)) throw rejected('CERT_ALGORITHM', `${options.what}: algorithm ${alg} is not allowed here (allowed: ${options.allowed.join(', ')})`);
-  const key = await importPublicKey(spki, alg);
+  let key: CryptoKey;
+  try {
+    key = await importPublicKey(spki, alg);
+  } catch (e) {
+    // WebCrypto refuses a key that is not a valid point / modulus with a DOMException: a bad key, coded.
+    if (e instanceof GmError) throw e;
+    throw rejected('CERT_KEY_INVALID', `${options.what}: the public key is not a valid ${alg} key`, { cause: e });
+  }
   let sig = signature;
   if (alg.startsWith('ecdsa')) {
     const size = CURVE[spki.curveOid ?? '']!.size;

@@ -9,7 +9,7 @@ import { ANCHOR_FILES } from '../../attestation/trust.ts';
 import { TRUST_DIR, hasTrustAnchors } from '../../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
-import { downloadPath } from './trust.ts';
+
 
 function io(dir: string) {
   const out: string[] = [];
@@ -23,7 +23,7 @@ function vendor(tamper?: string): Promise<{ server: Server; url: string; hits: s
   const hits: string[] = [];
   const server = createServer((req, res) => {
     hits.push(req.url ?? '');
-    const file = ANCHOR_FILES.find((f) => downloadPath(f) === req.url);
+    const file = ANCHOR_FILES.find((f) => f.source.path === req.url);
     if (!file) {
       res.writeHead(404).end();
       return;

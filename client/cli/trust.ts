@@ -25,14 +25,6 @@ const VENDOR_BASE: Record<AnchorFile['source']['vendor'], string | undefined> = 
   nvidia: undefined,
 };
 
-/**
- * The path fetched for `file`. attestation/trust.ts names `/IntelSGXRootCA.der` for the Intel root, but that URL
- * serves the root CA's CRL; the root certificate itself is `/Intel_SGX_Provisioning_Certification_RootCA.pem`.
- */
-export function downloadPath(file: AnchorFile): string {
-  return file.path === 'intel/sgx_root_ca.pem' ? '/Intel_SGX_Provisioning_Certification_RootCA.pem' : file.source.path;
-}
-
 const USAGE = 'usage: gm trust import DIR | gm trust fetch [--base-url URL] | gm trust list\n';
 
 const trustDir = (io: Io) => trustDirFrom(io.env, io.env.HOME ?? homedir());
@@ -112,7 +104,7 @@ async function fetchAll(io: Io, baseUrl: string | undefined): Promise<number> {
       io.out(`skipped  ${file.path}: ${file.source.vendor} has no download URL; use \`gm trust import DIR\`\n`);
       continue;
     }
-    const url = new URL(downloadPath(file).replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).href;
+    const url = new URL(file.source.path.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).href;
     let bytes: Uint8Array;
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(20_000), redirect: 'error' });
