@@ -55,6 +55,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const log = o.log.child({ worker: keys.workerId });
   const models = o.models ?? (await upstreamModels(o.upstream).catch(() => []));
   let stopped = false;
+  let stopping: Promise<void> | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
   const later = (ms: number, f: () => void) => {
     const t = setTimeout(() => {
@@ -119,12 +120,15 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     keys,
     served,
     registered,
-    async stop() {
-      stopped = true;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      await served.close(500);
-      await fwd.close();
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        for (const t of timers) clearTimeout(t);
+        timers.clear();
+        await served.close(500);
+        await fwd.close();
+      })();
+      return stopping;
     },
   };
 }

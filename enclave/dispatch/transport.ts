@@ -25,6 +25,7 @@ export interface PooledTransport {
 export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEOUTS): PooledTransport {
   const base = new URL(workerUrl);
   const path = `${base.pathname.replace(/\/+$/, '')}/v1/ohttp`;
+  let closing: Promise<void> | undefined;
   const pool = new Pool(base.origin, { connections: t.connections, connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1 });
   return {
     async send(body, contentType, signal) {
@@ -54,6 +55,9 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
         cancel: () => void r.body.destroy(),
       };
     },
-    close: () => pool.destroy(),
+    close() {
+      closing ??= pool.destroy().catch(() => undefined);
+      return closing;
+    },
   };
 }

@@ -39,7 +39,7 @@ export interface StackWorker {
   readonly worker: RunningWorker;
   readonly model: Served;
   readonly modelName: string;
-  /** Requests seen at the worker's socket (the plaintext-gate test counts them). */
+  /** Gateway requests (POST /v1/ohttp) seen at the worker's socket (the plaintext-gate test counts them). */
   readonly requestsAtSocket: () => number;
   /** Registration outcome: undefined = verified, else the refusal code. */
   readonly refusal: Promise<string | undefined>;
@@ -93,7 +93,10 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         log: log(`worker-${i + 1}`),
       });
       let count = 0;
-      worker.served.server.on('request', () => void count++);
+      // Count what could carry plaintext: gateway posts at the worker's socket.
+      worker.served.server.on('request', (req: { method?: string; url?: string }) => {
+        if (req.method === 'POST' && req.url === '/v1/ohttp') count++;
+      });
       const refusal = worker.registered.then(
         () => undefined,
         (e: { code?: string }) => e.code ?? 'UNKNOWN',
