@@ -37,7 +37,8 @@
 import * as sr25519 from '@scure/sr25519';
 import { base58 } from '@scure/base';
 import { blake2b } from '@noble/hashes/blake2.js';
-import { concat, equalBytes, own, sha256 } from '../attestation/bytes.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concat, equalBytes, own } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import {
   asMap,
@@ -347,7 +348,7 @@ export async function verifySignedOffer(signed: Uint8Array, opts: VerifyOfferOpt
   const offer = decodeOffer(body);
   await checkSignatures(body, OFFER_CONTEXT, offer.workerKey, offer.hotkey, workerSig, hotkeySig, opts);
   checkWindow(offer, opts.now);
-  return { offer, signed, digest: await sha256(body) };
+  return { offer, signed, digest: sha256(body) };
 }
 
 /** Verifies signatures and encoding only, ignoring time (for auditing receipts long after the offer expired). */
@@ -355,7 +356,7 @@ export async function verifySignedOfferAt(signed: Uint8Array, opts: Omit<VerifyO
   const { body, workerSig, hotkeySig } = openEnvelope(signed, 'offer');
   const offer = decodeOffer(body);
   await checkSignatures(body, OFFER_CONTEXT, offer.workerKey, offer.hotkey, workerSig, hotkeySig, opts);
-  return { offer, signed, digest: await sha256(body) };
+  return { offer, signed, digest: sha256(body) };
 }
 
 export function checkWindow(offer: Offer, nowMs: number): void {

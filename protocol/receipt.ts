@@ -22,7 +22,8 @@
  * receives (SSE event `gm.receipt`, or the `gm-receipt` trailer/header holding base64url of the signed bytes) is
  * `receiptEnvelope(...)`. Runtime-agnostic: WebCrypto + Uint8Array only.
  */
-import { concat, equalBytes, fromBase64, isZero, own, sha256 } from '../attestation/bytes.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concat, equalBytes, fromBase64, isZero, own } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
 import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
@@ -180,20 +181,31 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
   return r;
 }
 
+/**
+ * A receipt signer around any Ed25519 signing primitive (`signMessage` returns the 64-byte signature over the
+ * bytes it is given), e.g. an enclave's node:crypto key (enclave/ledger/signer.ts) or a WebCrypto key.
+ */
+export function receiptSignerFrom(publicKey: Uint8Array, signMessage: (message: Uint8Array) => Uint8Array | Promise<Uint8Array>): ReceiptSigner {
+  if (publicKey.length !== 32) throw protocolError(M, 'receipt public key must be a raw 32-byte Ed25519 key');
+  const pk = publicKey.slice();
+  return {
+    publicKey: pk,
+    async sign(fields) {
+      const receipt: Receipt = { ...fields, v: 1, receiptKey: pk };
+      const body = encodeReceipt(receipt);
+      const sig = await signMessage(concat(CONTEXT, body));
+      if (sig.length !== 64) throw protocolError(M, 'receipt signer returned a signature that is not 64 bytes');
+      return { receipt, signed: encodeDeterministic({ receipt: body, sig }), hash: sha256(body) };
+    },
+  };
+}
+
 /** Receipt key pair via WebCrypto Ed25519; the private key is non-extractable and only ever used by `sign`. */
 export async function generateReceiptKey(): Promise<ReceiptSigner> {
   const pair = (await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify'])) as CryptoKeyPair;
   const publicKey = new Uint8Array(await crypto.subtle.exportKey('raw', pair.publicKey));
   const privateKey = pair.privateKey;
-  return {
-    publicKey,
-    async sign(fields) {
-      const receipt: Receipt = { ...fields, v: 1, receiptKey: publicKey };
-      const body = encodeReceipt(receipt);
-      const sig = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, privateKey, own(concat(CONTEXT, body))));
-      return { receipt, signed: encodeDeterministic({ receipt: body, sig }), hash: await sha256(body) };
-    },
-  };
+  return receiptSignerFrom(publicKey, async (msg) => new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, privateKey, own(msg))));
 }
 
 /**
@@ -213,7 +225,7 @@ export async function verifyReceipt(signed: Uint8Array, publicKey?: Uint8Array):
   if (c.workerCost !== receipt.workerCost || c.fee !== receipt.fee || c.total !== receipt.total) {
     throw rejected('RECEIPT_COST_MISMATCH', `receipt ${receipt.seq} charges ${receipt.total} but its prices and token counts give ${c.total}`);
   }
-  return { receipt, signed, hash: await sha256(body) };
+  return { receipt, signed, hash: sha256(body) };
 }
 
 /** Checks that a receipt bills exactly by the signed offer it cites (RECEIPT_OFFER_MISMATCH, RECEIPT_PRICE_MISMATCH). */

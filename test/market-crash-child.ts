@@ -4,11 +4,11 @@
  */
 import { Ledger } from '../enclave/ledger/ledger.ts';
 import { createMarket } from '../enclave/market/index.ts';
-import { generateReceiptKey } from '../protocol/receipt.ts';
+import { generateEnclaveReceiptKey } from '../enclave/ledger/signer.ts';
 import { makeWorker, NOW, signedOffer } from './market-fixtures.ts';
 
 const [path, apiKey] = process.argv.slice(2) as [string, string];
-const ledger = Ledger.open(path, { signer: await generateReceiptKey() });
+const ledger = Ledger.open(path, { signer: generateEnclaveReceiptKey() });
 const market = createMarket({ feeBasisPoints: 175 });
 const w = await makeWorker('crash-worker');
 market.book.upsertWorker(w.info);

@@ -29,8 +29,14 @@ export interface WorkerInfo {
   readonly hotkey?: string;
 }
 
+/** The book's live view of one worker: entries point at it, so selection reads worker state without a lookup. */
+export interface WorkerSlot {
+  info: WorkerInfo | undefined;
+}
+
 export interface BookEntry {
   readonly verified: VerifiedOffer;
+  readonly slot: WorkerSlot;
   readonly offer: Offer;
   readonly stats: LiveStats;
   /** Quoted prices (offer price + fee, micro-units per million tokens) as exact safe integers. */
@@ -41,7 +47,12 @@ export interface BookEntry {
   readonly fromMs: number;
   /** FNV-1a of offerId + workerId: the deterministic tie-break seed. */
   readonly seed: number;
+  /** Bit of the offer's payment terms kind (TERMS_BIT), for a mask test in selection. */
+  readonly termsBit: number;
 }
+
+/** One bit per payment terms kind, so a request's accepted set is a mask. */
+export const TERMS_BIT = { prepaid: 1, postpaid: 2, 'per-request': 4 } as const;
 
 export interface OrderBookOptions {
   /** Operator routing fee in basis points of the worker cost (0..10000). */
@@ -77,7 +88,7 @@ export class OrderBook {
   readonly #byOfferId = new Map<string, BookEntry>();
   /** offerId → highest cancelled sequence (a tombstone so replays of older versions are refused). */
   readonly #cancelled = new Map<string, number>();
-  readonly #workers = new Map<string, WorkerInfo>();
+  readonly #workers = new Map<string, WorkerSlot>();
   readonly #stats = new Map<string, LiveStats>();
   /** Largest quoted price in the book: bounds the selection arithmetic so it stays exact. */
   maxQuoted = 0;
@@ -91,20 +102,23 @@ export class OrderBook {
 
   /** Registers or refreshes a worker after its evidence verified (call again on each re-verification). */
   upsertWorker(info: WorkerInfo): void {
-    const old = this.#workers.get(info.workerId);
-    this.#workers.set(info.workerId, info);
+    let slot = this.#workers.get(info.workerId);
+    if (!slot) this.#workers.set(info.workerId, (slot = { info: undefined }));
+    const old = slot.info;
+    slot.info = info;
     // A new evidence-bound key invalidates offers signed by the old one.
     if (old && !equalBytes(old.workerKey, info.workerKey)) this.#dropWhere((e) => e.offer.workerId === info.workerId);
   }
 
   /** Drops a worker that failed re-verification or disappeared; its offers leave the book. */
   removeWorker(workerId: string): void {
-    this.#workers.delete(workerId);
+    const slot = this.#workers.get(workerId);
+    if (slot) slot.info = undefined;
     this.#dropWhere((e) => e.offer.workerId === workerId);
   }
 
   worker(workerId: string): WorkerInfo | undefined {
-    return this.#workers.get(workerId);
+    return this.#workers.get(workerId)?.info;
   }
 
   /**
@@ -113,7 +127,7 @@ export class OrderBook {
    */
   async addSignedOffer(signed: Uint8Array, now: number, workerId?: string): Promise<VerifiedOffer> {
     const claimed = workerId ?? peekWorkerId(signed);
-    const w = this.#workers.get(claimed);
+    const w = this.worker(claimed);
     if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `offer from worker "${claimed}" which is not registered and verified`);
     const v = await verifySignedOffer(signed, { workerPublicKey: w.workerKey, now, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
     if (v.offer.workerId !== w.workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'offer names a different worker than the one that posted it');
@@ -125,8 +139,9 @@ export class OrderBook {
   insert(v: VerifiedOffer, now: number): BookEntry {
     const o = v.offer;
     checkWindow(o, now);
-    const w = this.#workers.get(o.workerId);
-    if (!w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
+    const slot = this.#workers.get(o.workerId);
+    const w = slot?.info;
+    if (!slot || !w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
     const tomb = this.#cancelled.get(o.offerId);
     if (tomb !== undefined && o.sequence <= tomb) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} was cancelled`);
     const prev = this.#byOfferId.get(o.offerId);
@@ -143,6 +158,7 @@ export class OrderBook {
     if (!stats) this.#stats.set(key, (stats = new LiveStats(o.ttftMs, o.tokensPerSecond, this.#statsCfg)));
     const entry: BookEntry = {
       verified: v,
+      slot,
       offer: o,
       stats,
       quotedIn: Number(qIn),
@@ -150,6 +166,7 @@ export class OrderBook {
       untilMs: o.validUntil * 1000,
       fromMs: o.validFrom * 1000,
       seed: fnv1a(`${o.workerId}\n${o.offerId}`),
+      termsBit: TERMS_BIT[o.terms.kind],
     };
     let list = this.#byModel.get(o.model);
     if (!list) this.#byModel.set(o.model, (list = { entries: [], nextExpiry: Infinity }));
@@ -162,7 +179,7 @@ export class OrderBook {
 
   /** Verifies a signed cancel against the worker's registered key and removes the offer (if at or below it). */
   async cancelSigned(signed: Uint8Array, workerId: string): Promise<boolean> {
-    const w = this.#workers.get(workerId);
+    const w = this.worker(workerId);
     if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `cancel from worker "${workerId}" which is not registered`);
     const c = await verifySignedCancel(signed, { workerPublicKey: w.workerKey, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
     if (c.workerId !== workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'cancel names a different worker');
@@ -200,7 +217,7 @@ export class OrderBook {
   models(now: number): string[] {
     const out = new Set<string>();
     for (const e of this.offers(now)) {
-      const w = this.#workers.get(e.offer.workerId);
+      const w = e.slot.info;
       if (w && w.verifiedUntil > now) out.add(e.offer.model);
     }
     return [...out].sort();

@@ -25,7 +25,8 @@
  *   const receipt = await ledger.settle(hold, { requestId, inputTokens, outputTokens, now, enclaveSim });
  *   //   send receiptEnvelope(receipt, cand.entry.verified.signed) as SSE event `gm.receipt` / trailer `gm-receipt`
  *
- *   Ledger.open(path, { signer: await generateReceiptKey() })       // signer.publicKey goes into REPORT_DATA
+ *   Ledger.open(path, { signer: generateEnclaveReceiptKey() })      // enclave/ledger/signer.ts; signer.publicKey
+ *                                                                   // (raw 32-byte Ed25519) goes into REPORT_DATA
  *   ledger.accountForKey(apiKey)                                    // ACCOUNT_MISSING / ACCOUNT_UNKNOWN (401)
  *   marketHttpStatus(err.code)                                      // the status to map a market error to
  */

@@ -21,7 +21,7 @@
 import { unavailable } from '../../attestation/errors.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
-import { type BookEntry, fnv1a, type OrderBook, type WorkerInfo } from './book.ts';
+import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
 import type { RouteConstraints } from './constraints.ts';
 
 export interface Candidate {
@@ -107,6 +107,17 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const top: Ranked[] = [];
   let seen = 0;
 
+  const byPrice = strategy === 'price';
+  const byLatency = strategy === 'latency';
+  const ordered = c.poolMode === 'ordered';
+  const only = c.only;
+  const ignore = c.ignore;
+  const order = c.order;
+  let termsMask = 0;
+  for (const t of c.acceptTerms) termsMask |= TERMS_BIT[t];
+  const currencyFilter = priceCapped ? c.maxPriceCurrency : c.paymentCurrency;
+  const payCurrency = c.paymentCurrency;
+
   for (let mi = 0; mi < c.models.length; mi++) {
     const entries = book.entriesFor(c.models[mi]!, now);
     seen += entries.length;
@@ -117,21 +128,21 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
         counts.validity++;
         continue;
       }
-      const w = book.worker(o.workerId);
+      const w = e.slot.info;
       if (w === undefined || w.verifiedUntil <= now) {
         counts.worker++;
         continue;
       }
-      if ((c.only !== undefined && !slugIn(c.only, o)) || (c.ignore !== undefined && slugIn(c.ignore, o))) {
+      if ((only !== undefined && !slugIn(only, o)) || (ignore !== undefined && slugIn(ignore, o))) {
         counts.provider++;
         continue;
       }
-      const oi = c.order ? orderIndex(c.order, o) : 0;
-      if (c.order && oi === orderLen && !c.allowFallbacks) {
+      const oi = order !== undefined ? orderIndex(order, o) : 0;
+      if (order !== undefined && oi === orderLen && !c.allowFallbacks) {
         counts.order++;
         continue;
       }
-      if ((priceCapped && o.currency !== c.maxPriceCurrency) || (c.paymentCurrency !== undefined && o.currency !== c.paymentCurrency)) {
+      if ((currencyFilter !== undefined && o.currency !== currencyFilter) || (payCurrency !== undefined && o.currency !== payCurrency)) {
         counts.currency++;
         continue;
       }
@@ -139,30 +150,28 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
         counts.price++;
         continue;
       }
-      if (!c.acceptTerms.has(o.terms.kind)) {
+      if ((e.termsBit & termsMask) === 0) {
         counts.terms++;
         continue;
       }
-      if (e.stats.inFlight >= o.capacity) {
+      const st = e.stats;
+      if (st.inFlight >= o.capacity) {
         counts.capacity++;
         continue;
       }
-      if (e.stats.unhealthy(now)) {
+      if (st.samples !== 0 && st.unhealthy(now)) {
         counts.health++;
         continue;
       }
+      const group = oi * 32 + (ordered ? mi : 0);
       const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
-      const priceBig = exact ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut);
-      const r: Ranked = {
-        e,
-        w,
-        group: oi * 32 + (c.poolMode === 'ordered' ? mi : 0),
-        primary: strategy === 'price' ? price : strategy === 'latency' ? e.stats.ttftMs : -e.stats.tokensPerSecond,
-        primaryBig: strategy === 'price' ? priceBig : 0n,
-        secondary: strategy === 'price' ? 0 : price,
-        tie: mix32(e.seed ^ reqSeed),
-      };
-      insertTop(top, r, limit);
+      const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
+      // Cheap pre-check against the current worst kept candidate before building anything.
+      if (top.length === limit && exact) {
+        const worst = top[limit - 1]!;
+        if (group > worst.group || (group === worst.group && primary > worst.primary)) continue;
+      }
+      insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
     }
   }
 
