@@ -166,7 +166,7 @@ interface VerifiedSigned<T> {
   readonly signer: Certificate;
 }
 
-const signedCache = new WeakMap<Certificate, Map<string, Promise<VerifiedSigned<unknown>>>>();
+let signedCache = new WeakMap<Certificate, Map<string, Promise<VerifiedSigned<unknown>>>>();
 
 async function verifySignedUncached<T>(item: SignedCollateral, root: Certificate, now: Date, what: string, parse: (t: string) => T): Promise<VerifiedSigned<T>> {
   let chain: Certificate[];
@@ -186,7 +186,25 @@ async function verifySignedUncached<T>(item: SignedCollateral, root: Certificate
 }
 
 /** Verified once per exact (body, signature, chain) and root; dates are rechecked on every call. */
+/**
+ * Second-level memo by object identity (the same collateral object handed in again, the warm path): it holds only
+ * results derived from bytes that were verified, so a later mutation of the object cannot make unverified bytes count.
+ */
+let signedByObject = new WeakMap<SignedCollateral, { root: Certificate; what: string; p: Promise<VerifiedSigned<unknown>> }>();
+
 async function verifySigned<T>(item: SignedCollateral, root: Certificate, now: Date, what: string, parse: (t: string) => T): Promise<VerifiedSigned<T>> {
+  const memo = signedByObject.get(item);
+  if (memo && memo.root === root && memo.what === what) {
+    const v = (await memo.p) as VerifiedSigned<T>;
+    checkValidity(v.signer, now);
+    return v;
+  }
+  const v = await verifySignedByContent(item, root, now, what, parse);
+  signedByObject.set(item, { root, what, p: Promise.resolve(v) });
+  return v;
+}
+
+async function verifySignedByContent<T>(item: SignedCollateral, root: Certificate, now: Date, what: string, parse: (t: string) => T): Promise<VerifiedSigned<T>> {
   let cache = signedCache.get(root);
   if (!cache) signedCache.set(root, (cache = new Map()));
   let k = `${what}|${item.body.length}:${item.body}|${byteKey(item.signature)}`;
@@ -220,14 +238,26 @@ export async function verifyQeIdentity(item: SignedCollateral, root: Certificate
   return { qeIdentity: v.value, signer: v.signer };
 }
 
-const crlCache = new WeakMap<Certificate, Map<string, Promise<Crl>>>();
+let crlCache = new WeakMap<Certificate, Map<string, Promise<Crl>>>();
+let crlByObject = new WeakMap<Uint8Array, { issuer: Certificate; p: Promise<Crl> }>();
+
+/** Forgets every verified collateral signature and CRL (benchmarks of the cold path, tests). */
+export function clearCollateralCaches(): void {
+  signedCache = new WeakMap();
+  signedByObject = new WeakMap();
+  crlCache = new WeakMap();
+  crlByObject = new WeakMap();
+}
 
 /** Parses and verifies a CRL signed by `issuer` (signature cached by exact bytes; freshness checked every call). */
 export async function verifiedCrl(der: Uint8Array, issuer: Certificate, now: Date): Promise<Crl> {
   let cache = crlCache.get(issuer);
   if (!cache) crlCache.set(issuer, (cache = new Map()));
-  const k = byteKey(der);
-  let p = cache.get(k);
+  // Identity memo first (same array handed in again); it only ever holds CRLs parsed from bytes that verified.
+  const memo = crlByObject.get(der);
+  let p = memo?.issuer === issuer ? memo.p : undefined;
+  const k = p ? '' : byteKey(der);
+  p ??= cache.get(k);
   if (!p) {
     p = (async () => {
       const crl = parseCrl(der);
@@ -239,6 +269,7 @@ export async function verifiedCrl(der: Uint8Array, issuer: Certificate, now: Dat
     p.catch(() => cache.delete(k));
   }
   const crl = await p;
+  crlByObject.set(der, { issuer, p });
   if (now < crl.thisUpdate) throw collateralError('CRL_NOT_YET_VALID', `CRL of "${crl.issuer.text}" is dated ${crl.thisUpdate.toISOString()}, after now`);
   if (crl.nextUpdate && now > crl.nextUpdate) throw collateralError('CRL_EXPIRED', `CRL of "${crl.issuer.text}" expired ${crl.nextUpdate.toISOString()}; fetch a fresh one`);
   return crl;

@@ -14,12 +14,12 @@ import type { Certificate } from '../x509/cert.ts';
 import { assertNotRevoked } from '../x509/crl.ts';
 import { type TdxQuote, parseQuote } from './abi.ts';
 import { EV_NO_ACTION, verifyEventLog } from './ccel.ts';
-import { type CollateralGetter, type TdxCollateral, verifiedCrl, verifyQeIdentity, verifyTcbInfo } from './collateral.ts';
-import { type PckCaType, verifyPckChain } from './pck.ts';
+import { type CollateralGetter, type TdxCollateral, clearCollateralCaches, verifiedCrl, verifyQeIdentity, verifyTcbInfo } from './collateral.ts';
+import { type PckCaType, clearPckCache, verifyPckChain } from './pck.ts';
 import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchTcbLevel, tdxModuleStatus } from './tcb.ts';
 import type { QeIdentity, TcbStatus } from './tcbinfo.ts';
 import { DEFAULT_TDX_POLICY, type TdxPolicy, validateTdx } from './validate.ts';
-import { verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
+import { clearQeSignatureCache, verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
 
 export type { TdxCollateral, CollateralGetter, CollateralRequest, SignedCollateral } from './collateral.ts';
 export { collateralFromDcapQvl, signedFromPcs } from './collateral.ts';
@@ -27,6 +27,13 @@ export type { TdxPolicy } from './validate.ts';
 export { DEFAULT_TDX_POLICY, tdxPolicyFromJson } from './validate.ts';
 export type { TcbStatus } from './tcbinfo.ts';
 export { parseQuote } from './abi.ts';
+
+/** Forgets verified PCK chains, collateral and CRL signatures and QE report signatures (the cold path). */
+export function clearTdxCaches(): void {
+  clearPckCache();
+  clearCollateralCaches();
+  clearQeSignatureCache();
+}
 
 export interface VerifyTdxOptions {
   readonly now: Date;
@@ -89,6 +96,15 @@ export interface TdxVerification {
   readonly report: VerificationReport;
 }
 
+/** A started check whose failure is surfaced only when its result is asked for (no unhandled rejection meanwhile). */
+function settle(p: Promise<void>): () => Promise<void> {
+  const done = p.then(() => undefined, (e: unknown) => e);
+  return async () => {
+    const e = await done;
+    if (e !== undefined) throw e;
+  };
+}
+
 function rootOf(options: VerifyTdxOptions): Certificate {
   if (options.roots) {
     const r = options.roots[0];
@@ -109,9 +125,13 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
 
   const quote: TdxQuote = checks.runSync('tdx.quote.parse', 'quote parses (v4/v5, ECDSA P-256, TDX, exact lengths)', undefined, () => parseQuote(quoteBytes),
     (q) => `v${q.header.version}, body type ${q.body.bodyType}${q.padding ? `, ${q.padding} zero padding bytes` : ''}`);
+  // The two ECDSA verifies of the quote itself start now and run concurrently (WebCrypto works off the main thread);
+  // their results are consumed, and reported, in Intel's order below.
+  const quoteSignature = settle(verifyQuoteSignature(quote));
   const pck = await checks.run('tdx.pck.chain', 'PCK certificate chain (ECDSA P-256) to the Intel SGX Root CA', rootName,
     () => verifyPckChain(quote.certification.pckCertChain, root, now), (v) => `${v.caType} CA, FMSPC ${hex(v.extensions.fmspc)}`);
   const ext = pck.extensions;
+  const qeSignature = settle(verifyQeReportSignature(quote, pck.leaf));
 
   const getter = typeof options.collateral === 'function' ? options.collateral : undefined;
   const collateral: TdxCollateral = await checks.run('tdx.collateral.get', 'collateral for this FMSPC', getter ? 'collateral getter' : 'collateral given',
@@ -147,7 +167,7 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
   const module = checks.runSync('tdx.tcb.module', 'TDX module identity (MRSIGNERSEAM, SEAMATTRIBUTES, module TCB level)', 'TCB info tdxModule / tdxModuleIdentities',
     () => tdxModuleStatus(tcbInfo, quote.body), (m) => (m ? `${m.id}: ${m.status}` : 'TDX 1.0 module identity matches'));
 
-  await checks.run('tdx.qe.signature', 'QE report signed by the PCK key', 'PCK leaf', () => verifyQeReportSignature(quote, pck.leaf));
+  await checks.run('tdx.qe.signature', 'QE report signed by the PCK key', 'PCK leaf', () => qeSignature());
   await checks.run('tdx.qe.reportData', 'QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 0^32', undefined, () => verifyQeReportData(quote));
 
   let qeIdentity: QeIdentity | undefined;
@@ -164,7 +184,7 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
       () => checkQeIdentity(qeIdentity, quote.certification.qeReport), (l) => `ISVSVN ${quote.certification.qeReport.isvSvn}: ${l.tcbStatus}`)
     : undefined;
 
-  await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => verifyQuoteSignature(quote));
+  await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => quoteSignature());
 
   let events: TdxClaims['eventLog'];
   if (options.eventLog) {

@@ -144,7 +144,11 @@ function caTypeOf(intermediate: Certificate): PckCaType {
 }
 
 /** Verified chains keyed by the exact PEM bytes and root: the signatures never change, validity is rechecked. */
-const chainCache = new WeakMap<Certificate, Map<string, Promise<VerifiedPck>>>();
+let chainCache = new WeakMap<Certificate, Map<string, Promise<VerifiedPck>>>();
+
+export function clearPckCache(): void {
+  chainCache = new WeakMap();
+}
 const CACHE_MAX = 1024;
 
 async function verifyUncached(pem: Uint8Array, root: Certificate, now: Date): Promise<VerifiedPck> {

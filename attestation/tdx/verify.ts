@@ -7,14 +7,39 @@
  * 3. header ‖ body is signed by the attestation key (raw 64-byte P-256 point, imported as 0x04 ‖ x ‖ y).
  * Signatures and chains only: no policy here.
  */
-import { concat, equalBytes, isZero, own, sha256 } from '../bytes.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { concat, equalBytes, isZero, own } from '../bytes.ts';
 import { rejected } from '../errors.ts';
 import type { Certificate } from '../x509/cert.ts';
 import { verifySignature } from '../x509/signature.ts';
 import type { TdxQuote } from './abi.ts';
+import { byteKey } from './collateral.ts';
 import { INTEL_ALGORITHMS } from './pck.ts';
 
-export async function verifyQeReportSignature(quote: TdxQuote, pckLeaf: Certificate): Promise<void> {
+/**
+ * The QE report, its signature and the PCK key are the same in every quote of a platform until the QE restarts
+ * (they certify the attestation key, not the quote), so a verified triple is cached by its exact bytes.
+ */
+const qeSigCache = new Map<string, Promise<void>>();
+
+export function clearQeSignatureCache(): void {
+  qeSigCache.clear();
+}
+
+export function verifyQeReportSignature(quote: TdxQuote, pckLeaf: Certificate): Promise<void> {
+  const c = quote.certification;
+  const k = `${byteKey(pckLeaf.spki.raw)}|${byteKey(c.qeReport.raw)}|${byteKey(c.qeReportSignature)}`;
+  let p = qeSigCache.get(k);
+  if (!p) {
+    p = verifyQeReportSignatureUncached(quote, pckLeaf);
+    if (qeSigCache.size >= 1024) qeSigCache.clear();
+    qeSigCache.set(k, p);
+    p.catch(() => qeSigCache.delete(k));
+  }
+  return p;
+}
+
+async function verifyQeReportSignatureUncached(quote: TdxQuote, pckLeaf: Certificate): Promise<void> {
   await verifySignature(pckLeaf.spki, 'ecdsa-p256-sha256', quote.certification.qeReport.raw, quote.certification.qeReportSignature, {
     allowed: INTEL_ALGORITHMS, failCode: 'TDX_QE_REPORT_SIGNATURE', what: 'QE report signed by the PCK key', ecdsaFormat: 'p1363',
   });
@@ -22,7 +47,8 @@ export async function verifyQeReportSignature(quote: TdxQuote, pckLeaf: Certific
 
 export async function verifyQeReportData(quote: TdxQuote): Promise<void> {
   const rd = quote.certification.qeReport.reportData;
-  const want = await sha256(concat(quote.attestationKey, quote.certification.qeAuthData));
+  // Synchronous SHA-256 (@noble/hashes): 96 bytes do not justify a WebCrypto round trip.
+  const want = sha256(concat(quote.attestationKey, quote.certification.qeAuthData));
   if (!equalBytes(rd.subarray(0, 32), want) || !isZero(rd.subarray(32)))
     throw rejected('TDX_QE_REPORT_DATA', 'QE report REPORTDATA is not SHA-256(attestation key ‖ QE authentication data) ‖ 32 zero bytes');
 }
