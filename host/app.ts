@@ -3,6 +3,7 @@
  * status page and /metrics. Each part is a small hono app so tests can mount and drive it with app.request().
  */
 import { Hono } from 'hono';
+import { cors } from 'hono/cors';
 import type { CollateralCache } from './collateral/cache.ts';
 import { collateralRoutes } from './collateral/routes.ts';
 import type { VendorBases } from './collateral/sources.ts';
@@ -29,6 +30,9 @@ export function hostApp(opts: HostAppOptions): Hono {
     },
   });
   for (const p of RELAYED_PATHS) {
+    // Browsers call the relay from the application's own origin. The relay carries no cookies or credentials and
+    // answers only ciphertext and public evidence, so any origin may read it; the preflight never reaches the enclave.
+    app.use(p, cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept'], exposeHeaders: ['content-type'], maxAge: 600 }));
     app.use(p, async (c, next) => {
       if (opts.gate.status.state !== 'open') counters.refused++;
       else counters.relayed++;
