@@ -63,31 +63,12 @@ async function plain(req: Request, o: GatewayOptions): Promise<Response> {
 }
 
 async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
+  // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
+  const body = await readLimited(req.body, o.maxRequestBytes);
   const opener = decapsulateChunkedRequest(o.keys(), { replay: o.replay, maxChunk: o.maxRequestBytes });
-  // The request is read whole (it is bounded by maxRequestBytes); only the response streams.
-  const reader = req.body?.getReader();
-  const parts: Uint8Array[] = [];
+  const parts = [...(await opener.push(body)), ...(await opener.end())];
   let n = 0;
-  let seen = 0;
-  if (reader) {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      seen += value.length;
-      if (seen > o.maxRequestBytes) {
-        await reader.cancel().catch(() => undefined);
-        throw tooLarge(o.maxRequestBytes);
-      }
-      for (const pt of await opener.push(value)) {
-        parts.push(pt);
-        n += pt.length;
-      }
-    }
-  }
-  for (const pt of await opener.end()) {
-    parts.push(pt);
-    n += pt.length;
-  }
+  for (const p of parts) n += p.length;
   const bytes = new Uint8Array(n);
   let off = 0;
   for (const p of parts) {
@@ -97,7 +78,7 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
   const inner = await o.handler(requestFromBhttp(decodeRequest(bytes).request, req.signal));
   const sealer = await opener.sealResponse();
   const head = await sealer.sealChunk(responseStream.head(inner.status, fieldsFromHeaders(inner.headers)));
-  const body = inner.body?.getReader();
+  const innerBody = inner.body?.getReader();
   let sentHead = false;
   let finished = false;
   const done = (x: 'ok' | 'cancelled' | 'error') => {
@@ -115,7 +96,7 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
           return;
         }
         try {
-          const r = body ? await body.read() : { done: true as const, value: undefined };
+          const r = innerBody ? await innerBody.read() : { done: true as const, value: undefined };
           if (r.done) {
             ctl.enqueue(await sealer.sealChunk(responseStream.end(), { final: true }));
             ctl.close();
@@ -130,7 +111,7 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
       },
       async cancel(reason) {
         done('cancelled');
-        await body?.cancel(reason).catch(() => undefined);
+        await innerBody?.cancel(reason).catch(() => undefined);
       },
     },
     { highWaterMark: 0 },
