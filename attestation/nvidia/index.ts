@@ -18,12 +18,13 @@ import { parseOcspResponse, verifyOcspForCert } from './ocsp.ts';
 import { type Rim, compareWithRims, parseRim, verifyRimSignature } from './rim.ts';
 import type { GpuAttestationReport } from './spdm.ts';
 import { type GpuPolicy, validateGpuClaims } from './validate.ts';
-import { checkDeclared, checkFwid, checkNonce, verifyGpuChain, verifyReportSignature } from './verify.ts';
+import { type P384Verifier, checkDeclared, checkFwid, checkNonce, verifyGpuChain, verifyReportSignature } from './verify.ts';
 
 export type { GpuClaims } from './claims.ts';
 export type { GpuPolicy } from './validate.ts';
 export { gpuPolicyFrom } from './validate.ts';
 export type { GpuEvidenceItem } from './evidence.ts';
+export type { P384Verifier } from './verify.ts';
 export { parseGpuEvidenceJson, gpuEvidenceFromRaw } from './evidence.ts';
 
 export interface GpuCollateral {
@@ -48,6 +49,8 @@ export interface GpuVerifyOptions {
   readonly policy: GpuPolicy | null;
   /** When the evidence was collected (e.g. the bundle's issuedAt): the local report has no timestamp. */
   readonly collectedAt?: Date;
+  /** ECDSA P-384 verifier for report signatures (default WebCrypto); Node callers may pass node:crypto's. */
+  readonly p384Verifier?: P384Verifier;
 }
 
 export interface GpuResult {
@@ -180,7 +183,7 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
     checks.runSync('nvidia.report.nonce', 'the report answers the expected nonce', 'caller nonce', () => checkNonce(report, n), () => hex(n));
   } else checks.skip('nvidia.report.nonce', 'the report answers the expected nonce', 'no expected nonce given: freshness not established');
   await checks.run('nvidia.report.signature', 'report signature (ECDSA P-384/SHA-384 over request ‖ response) by the signing certificate', commonName(leaf.subject) ?? leaf.subject.text,
-    () => verifyReportSignature(report, leaf));
+    () => verifyReportSignature(report, leaf, options.p384Verifier));
   checks.runSync('nvidia.evidence.envelope', 'unsigned envelope fields (driver, VBIOS, nonce) agree with the signed report', 'signed report', () => checkDeclared(item.declared, report), (v) => v);
   const ocsp = await checkOcsp(chain.path, dev.certs, options, checks);
   const rim = await checkRims(item, rimSet, options, checks);
@@ -225,16 +228,16 @@ async function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[
 /** Verifies every GPU and returns each outcome (never throws for a GPU's rejection; the CLI reports them all). */
 export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[]; evidenceDigest: string | undefined }> {
   const { items, evidenceDigest, rimSet } = await prepare(evidence, options);
-  const outcomes: GpuOutcome[] = [];
-  for (const item of items) {
+  // GPUs are independent: their signature checks run concurrently (WebCrypto works off the main thread).
+  const outcomes = await Promise.all(items.map(async (item): Promise<GpuOutcome> => {
     try {
       const result = await verifyOneGpu(item, options, rimSet);
-      outcomes.push({ gpu: item.index, arch: item.arch, result, error: undefined, report: result.report });
+      return { gpu: item.index, arch: item.arch, result, error: undefined, report: result.report };
     } catch (e) {
       if (!(e instanceof GmError) || e.kind === 'config') throw e;
-      outcomes.push({ gpu: item.index, arch: item.arch, result: undefined, error: e, report: e.report ?? { subject: `GPU ${item.index} (${item.arch})`, verified: false, checks: [] } });
+      return { gpu: item.index, arch: item.arch, result: undefined, error: e, report: e.report ?? { subject: `GPU ${item.index} (${item.arch})`, verified: false, checks: [] } };
     }
-  }
+  }));
   return { outcomes, evidenceDigest };
 }
 

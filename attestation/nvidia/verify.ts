@@ -64,8 +64,20 @@ export function checkFwid(leaf: Certificate, report: GpuAttestationReport): stri
   return fromCert ? hex(fromCert) : 'no FWID in report or certificate';
 }
 
-export async function verifyReportSignature(report: GpuAttestationReport, leaf: Certificate): Promise<void> {
-  if (leaf.spki.curveOid !== OID.p384) throw rejected('NVIDIA_REPORT_SIGNATURE', `signing certificate "${leaf.subject.text}" does not hold a P-384 key`);
+/**
+ * An ECDSA P-384/SHA-384 verifier over (SPKI DER, data, raw r‖s). The default is WebCrypto; a Node process may pass
+ * node:crypto's (it skips WebCrypto's thread-pool round trip). The algorithm is pinned before it is called.
+ */
+export type P384Verifier = (spki: Uint8Array, data: Uint8Array, signatureP1363: Uint8Array) => boolean | Promise<boolean>;
+
+export async function verifyReportSignature(report: GpuAttestationReport, leaf: Certificate, verifier?: P384Verifier): Promise<void> {
+  if (leaf.spki.algorithm.oid !== OID.ecPublicKey || leaf.spki.curveOid !== OID.p384)
+    throw rejected('CERT_ALGORITHM', `signing certificate "${leaf.subject.text}" does not hold a P-384 key`);
+  if (verifier) {
+    if (report.response.signature.length !== 96 || !(await verifier(leaf.spki.raw, report.signedBytes, report.response.signature)))
+      throw rejected('NVIDIA_REPORT_SIGNATURE', 'GPU attestation report: signature does not verify');
+    return;
+  }
   await verifySignature(leaf.spki, 'ecdsa-p384-sha384', report.signedBytes, report.response.signature, {
     allowed: ['ecdsa-p384-sha384'], failCode: 'NVIDIA_REPORT_SIGNATURE', what: 'GPU attestation report', ecdsaFormat: 'p1363',
   });

@@ -1,0 +1,63 @@
+/**
+ * NVIDIA GPU evidence benchmarks (issue 4 "Speed"), against a floor measured in the same run: one bare ECDSA
+ * P-384/SHA-384 verify with node:crypto over the same report bytes, signature and leaf key.
+ *  - verify one GPU report with a warm chain: the report is parsed each time (SPDM transcript, opaque fields), the
+ *    chain is the worker's known one (parsed and verified before; the cache re-checks validity only), then FWID,
+ *    nonce, envelope and the report signature. Measured with the node:crypto P-384 verifier that Node callers pass
+ *    (`p384Verifier`), target ratio <= 1.5; and with the default WebCrypto path, for information.
+ *  - the 8-GPU nvtrust evidence file from its JSON text (8 reports and 8 chains parsed, warm chains), the 8
+ *    signatures verified concurrently with node:crypto's thread-pool form: <= 10 floors.
+ * Uses the real vectors (../shared/vectors) when present, else sim evidence of the same shape.
+ */
+import { createPublicKey, verify } from 'node:crypto';
+import { fromHex } from '../attestation/bytes.ts';
+import { type GpuVerifyOptions, parseGpuEvidenceJson, verifyGpuEvidence, verifyOneGpu } from '../attestation/nvidia/index.ts';
+import { buildSimGpuEvidence, createNvidiaSimSigner } from '../attestation/nvidia/sim.ts';
+import { parseGpuAttestationReport } from '../attestation/nvidia/spdm.ts';
+import { nodeP384Verifier, nodeP384VerifierAsync } from '../client/cli/verify-gpu.ts';
+import { hasVectors, trustStore, vectorText } from '../test/vectors.ts';
+import { type BenchRow, atMost, medianUs } from './harness.ts';
+
+export const title = 'nvidia: GPU evidence verification';
+
+export async function run(): Promise<BenchRow[]> {
+  const now = new Date('2025-06-01T00:00:00Z');
+  let json: string;
+  let nonce: Uint8Array;
+  let base: Omit<GpuVerifyOptions, 'expectedNonce'>;
+  if (hasVectors) {
+    json = vectorText('nvidia/nvtrust/gpu_evidence.json');
+    nonce = fromHex('4760e30534a0621357d458b1a7936551b5dc4cd1e69718adf7ed9fb0252a537e');
+    base = { now, trustStore: await trustStore(), policy: null };
+  } else {
+    const signer = await createNvidiaSimSigner({ now });
+    nonce = new Uint8Array(32).fill(1);
+    json = await buildSimGpuEvidence(signer, Array.from({ length: 8 }, () => ({ nonce })));
+    base = { now, roots: { device: [signer.root] }, sim: true, policy: null };
+  }
+  const item = parseGpuEvidenceJson(json)[0]!;
+  const raw = item.report.raw;
+  const key = createPublicKey({ key: Buffer.from(item.chain[0]!.spki.raw), format: 'der', type: 'spki' });
+  const data = item.report.signedBytes;
+  const sig = item.report.response.signature;
+  if (!verify('sha384', data, { key, dsaEncoding: 'ieee-p1363' }, sig)) throw new Error('bench: floor signature does not verify');
+  const floor = await medianUs(() => verify('sha384', data, { key, dsaEncoding: 'ieee-p1363' }, sig), 400, 40);
+
+  const node: GpuVerifyOptions = { ...base, expectedNonce: nonce, p384Verifier: nodeP384Verifier };
+  const web: GpuVerifyOptions = { ...base, expectedNonce: nonce };
+  await verifyOneGpu(item, node); // warms the chain cache
+  await verifyOneGpu(item, web); // and WebCrypto's imported key
+  const one = (o: GpuVerifyOptions) => () => verifyOneGpu({ ...item, report: parseGpuAttestationReport(raw) }, o);
+  const single = await medianUs(one(node), 400, 40);
+  const singleWeb = await medianUs(one(web), 400, 40);
+  const many: GpuVerifyOptions = { ...base, expectedNonce: nonce, p384Verifier: nodeP384VerifierAsync };
+  await verifyGpuEvidence(json, many);
+  const all = await medianUs(() => verifyGpuEvidence(json, many), 100, 10);
+  const src = hasVectors ? 'real H100 vectors' : 'sim evidence (vectors absent)';
+  return [
+    atMost('verify one GPU report, warm chain (parse + FWID + nonce + signature), node:crypto verifier', single, 'µs', 'bare node:crypto ECDSA P-384 verify', floor, 1.5, src),
+    atMost('verify the 8-GPU evidence file from JSON, warm chains, node:crypto verifier on the thread pool', all, 'µs', 'bare node:crypto ECDSA P-384 verify', floor, 10, src),
+    atMost('verify one GPU report, warm chain, default WebCrypto verifier', singleWeb, 'µs', 'bare node:crypto ECDSA P-384 verify', floor, 2.5,
+      `${src}; informational: WebCrypto adds a thread-pool round trip`),
+  ];
+}
