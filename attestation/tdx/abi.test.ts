@@ -89,6 +89,7 @@ describe('parseQuote', () => {
     expect(codeOf(() => parseQuote(u16at(v4, 0, 3)))).toBe('TDX_QUOTE_VERSION');
     expect(codeOf(() => parseQuote(u16at(v4, 2, 3)))).toBe('TDX_QUOTE_KEY_TYPE');
     expect(codeOf(() => parseQuote(u16at(v4, 4, 0)))).toBe('TDX_QUOTE_TEE_TYPE');
+    expect(codeOf(() => parseQuote(u16at(v4, 10, 1)))).toBe('TDX_QUOTE_RESERVED');
     expect(codeOf(() => parseQuote(u16at(v5, 48, 1)))).toBe('TDX_QUOTE_BODY_TYPE');
     expect(codeOf(() => parseQuote(u16at(v5, 50, 584)))).toBe('TDX_QUOTE_BODY_TYPE'); // type 3 with the 1.0 size
     const sig = 48 + 584 + 4;

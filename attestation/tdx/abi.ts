@@ -142,6 +142,7 @@ function parseQuoteHeader(c: Cursor): QuoteHeader {
   const teeType = c.u32('header.tee_type');
   if (teeType !== TEE_TYPE_TDX) throw bad('TDX_QUOTE_TEE_TYPE', `TEE type 0x${teeType.toString(16)} is not TDX (0x81)`);
   const reserved = c.bytes(4, 'header.reserved');
+  if (!isZero(reserved)) throw bad('TDX_QUOTE_RESERVED', 'header reserved bytes 8..11 are not zero');
   const qeVendorId = c.bytes(16, 'header.qe_vendor_id');
   const userData = c.bytes(20, 'header.user_data');
   return { version, attestationKeyType, teeType, reserved, qeVendorId, userData };

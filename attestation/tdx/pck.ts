@@ -9,7 +9,7 @@
  */
 import { equalBytes } from '../bytes.ts';
 import { protocolError, rejected } from '../errors.ts';
-import { type Certificate, commonName, parseCertificate } from '../x509/cert.ts';
+import { type Certificate, OID, commonName, parseCertificate } from '../x509/cert.ts';
 import { checkValidity, verifyChain } from '../x509/chain.ts';
 import { TAG, parseDer, readBoolean, readOctetString, readOid, readSmallInt, reader, type DerElement } from '../x509/der.ts';
 import { pemDecodeAll } from '../x509/pem.ts';
@@ -157,7 +157,8 @@ async function verifyUncached(pem: Uint8Array, root: Certificate, now: Date): Pr
   const [leaf, intermediate] = certs as [Certificate, Certificate, Certificate];
   const caType = caTypeOf(intermediate);
   if (!commonName(leaf.subject)?.includes('SGX PCK Certificate')) throw rejected('TDX_PCK_CHAIN_INVALID', `PCK leaf "${leaf.subject.text}" is not an SGX PCK Certificate`);
-  if (leaf.spki.curveOid === undefined) throw rejected('CERT_ALGORITHM', 'PCK leaf key is not an EC key');
+  // The QE report is verified with this key as ECDSA P-256: pin the curve before the key is used.
+  if (leaf.spki.algorithm.oid !== OID.ecPublicKey || leaf.spki.curveOid !== OID.p256) throw rejected('CERT_ALGORITHM', 'PCK leaf key is not an ECDSA P-256 key');
   const chain = await verifyChain(certs, { now, roots: [root], algorithms: INTEL_ALGORITHMS });
   if (!equalBytes(chain.root.der, root.der)) throw rejected('CERT_UNTRUSTED_ROOT', 'PCK chain does not end in the pinned Intel SGX Root CA');
   return { leaf, intermediate, root: chain.root, caType, extensions: parsePckExtensions(leaf) };

@@ -70,6 +70,8 @@ export interface SimPckOverrides {
   /** Leave the SGX extension out. */
   readonly omitSgxExtension?: boolean;
   readonly commonName?: string;
+  /** Issue a P-384 key (a PCK key the verifier must refuse). */
+  readonly keyCurve?: 'P-256' | 'P-384';
 }
 
 export interface SimPck {
@@ -123,7 +125,7 @@ const TEE_TCB_SVN = Uint8Array.from([3, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 
 const filled = (n: number, v: number) => new Uint8Array(n).fill(v);
 const intelName = (cn: string) => name([['2.5.4.3', cn], ['2.5.4.10', 'Intel Corporation (gm sim)'], ['2.5.4.7', 'Santa Clara'], ['2.5.4.8', 'CA'], ['2.5.4.6', 'US']]);
-const ecKey = async () => (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify'])) as CryptoKeyPair;
+const ecKey = async (namedCurve: 'P-256' | 'P-384' = 'P-256') => (await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve }, true, ['sign', 'verify'])) as CryptoKeyPair;
 const spkiOf = async (k: CryptoKey) => new Uint8Array(await crypto.subtle.exportKey('spki', k));
 const signRaw = async (k: CryptoKey, data: Uint8Array) => new Uint8Array(await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, k, own(data)));
 const components = (svns: readonly number[], named = false) =>
@@ -188,7 +190,7 @@ export async function createSimTdx(options: SimTdxOptions = {}): Promise<SimTdx>
   const root = parseCertificate(rootDer);
 
   const issuePck = async (ov: SimPckOverrides = {}): Promise<SimPck> => {
-    const k = await ecKey();
+    const k = await ecKey(ov.keyCurve);
     const ext: ExtensionSpec[] = [{ oid: OID.basicConstraints, critical: true, value: basicConstraints(false) }, { oid: OID.keyUsage, critical: true, value: keyUsage([0, 1]) }];
     if (!ov.omitSgxExtension) {
       ext.push({ oid: SGX_EXTENSIONS_OID, value: sgxExtension({
