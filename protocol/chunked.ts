@@ -61,7 +61,7 @@ function frame(ct: Uint8Array, final: boolean, prefix: Uint8Array = EMPTY): Uint
 
 /** Opens chunk `i` (the expected position) or any other position, without side effects on failure. */
 interface ChunkKeys {
-  openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined>;
+  openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> | Uint8Array | undefined;
 }
 
 function fail(code: string, msg: string): never {
@@ -104,14 +104,19 @@ class ChunkReader {
   async push(bytes: Uint8Array): Promise<Uint8Array[]> {
     if (this.#failed) fail('CHUNKED_DECRYPT_FAILED', 'stream already failed');
     if (this.#done) fail('CHUNKED_EXTENDED', 'data after the end of the message');
-    if (bytes.length > 0) {
+    if (this.#buf.length === 0) {
+      this.#buf = bytes; // read in place; only an unconsumed tail is copied below
+    } else if (bytes.length > 0) {
       const nb = new Uint8Array(this.#buf.length + bytes.length);
       nb.set(this.#buf);
       nb.set(bytes, this.#buf.length);
       this.#buf = nb;
     }
     try {
-      return await this.#drain();
+      const out = await this.#drain();
+      // Keep no view into the caller's buffer past this call (it may be reused by a stream source).
+      if (this.#buf.length > 0 && this.#buf.buffer === bytes.buffer) this.#buf = this.#buf.slice();
+      return out;
     } catch (e) {
       this.#failed = true;
       throw e;
@@ -154,7 +159,9 @@ class ChunkReader {
       if (this.#buf.length - r.next < r.value) break;
       const ct = this.#buf.subarray(r.next, r.next + r.value);
       this.#buf = this.#buf.subarray(r.next + r.value);
-      const pt = await this.#keys.openAt(this.#index, EMPTY, ct);
+      // A synchronous backend answers without a promise: no await per chunk on the hot path.
+      let pt = this.#keys.openAt(this.#index, EMPTY, ct);
+      if (pt instanceof Promise) pt = await pt;
       if (!pt) await this.#classify(ct, false);
       if (pt!.length === 0) fail('CHUNKED_DECRYPT_FAILED', 'empty non-final chunk');
       this.#opened ||= (this.#onFirstOpen(), true);
@@ -248,10 +255,11 @@ class CounterKeys implements ChunkKeys {
   seal(counter: number, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> | Uint8Array {
     return this.#cipher.seal(this.nonceFor(counter), aad, pt);
   }
-  async openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> {
+  openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> | Uint8Array | undefined {
     if (i < 0) return undefined;
     try {
-      return await this.#cipher.open(this.nonceFor(i), aad, ct);
+      const r = this.#cipher.open(this.nonceFor(i), aad, ct);
+      return r instanceof Promise ? r.catch(() => undefined) : r;
     } catch {
       return undefined;
     }

@@ -311,13 +311,34 @@ class Context implements SenderContext, ReceiverContext {
   }
 }
 
+/**
+ * info_hash and the psk_id_hash of an empty psk_id depend only on public inputs that repeat (a gateway sees a handful
+ * of `info` values), so they are memoized: a bounded map of public values, never of secrets or PSK identifiers.
+ */
+const extractCache = new Map<string, Uint8Array>();
+const EXTRACT_CACHE_MAX = 256;
+function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
+  if (ikm.length > 256) return labeledExtract(b, suiteId, EMPTY, label, ikm);
+  let k = label;
+  for (const x of suiteId) k += String.fromCharCode(x);
+  k += '|';
+  for (const x of ikm) k += String.fromCharCode(x);
+  let v = extractCache.get(k);
+  if (!v) {
+    v = labeledExtract(b, suiteId, EMPTY, label, ikm);
+    if (extractCache.size >= EXTRACT_CACHE_MAX) extractCache.clear();
+    extractCache.set(k, v);
+  }
+  return v;
+}
+
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
   if (!isSupportedSuite(suite)) unsupported(suite);
   verifyPskInputs(mode, psk, pskId);
   const suiteId = cat(enc.encode('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
-  const pskIdHash = labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
-  const infoHash = labeledExtract(b, suiteId, EMPTY, 'info_hash', info);
+  const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
+  const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
   const keyScheduleContext = cat(Uint8Array.of(mode), pskIdHash, infoHash);
   const secret = labeledExtract(b, suiteId, sharedSecret, 'secret', psk);
   const p = AEAD_PARAMS[suite.aeadId];

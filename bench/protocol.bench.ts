@@ -1,0 +1,195 @@
+/**
+ * Protocol benchmarks (issue 5). Each figure is printed beside a node:crypto floor measured in the same run:
+ * 1. decapsulate + open a 1 KiB OHTTP request vs one X25519 agreement + HKDF + AES-128-GCM open (ratio <= 1.5);
+ * 2. open a chunked response of 16 KiB chunks vs raw AES-128-GCM over the same chunks (throughput ratio >= 0.7);
+ * 3. seal + open one 64-byte chunk (one SSE token): <= 5 us, beside the raw AES-128-GCM seal + open.
+ * The targets apply to the node:crypto backend the enclave and workers install (protocol/node/backend-node.ts); the
+ * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
+ */
+import { createCipheriv, createDecipheriv, createPublicKey, createSecretKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto';
+import { type BenchRow, atLeast, atMost } from './harness.ts';
+
+/**
+ * Medians of `a` and `b` measured alternately, one run of each per round, so that load from other processes on a
+ * shared machine hits value and floor alike (their ratio is what the targets are about).
+ */
+async function paired(a: () => unknown, b: () => unknown, rounds: number, warmup: number): Promise<[number, number]> {
+  for (let i = 0; i < warmup; i++) {
+    await a();
+    await b();
+  }
+  const ta: number[] = [];
+  const tb: number[] = [];
+  for (let i = 0; i < rounds; i++) {
+    let s = process.hrtime.bigint();
+    await a();
+    ta.push(Number(process.hrtime.bigint() - s) / 1000);
+    s = process.hrtime.bigint();
+    await b();
+    tb.push(Number(process.hrtime.bigint() - s) / 1000);
+  }
+  const med = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
+  return [med(ta), med(tb)];
+}
+import { webCryptoBackend, type CryptoBackend } from '../protocol/backend.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
+import { decapsulateChunkedRequest, encapsulateChunkedRequest } from '../protocol/chunked.ts';
+import { decapsulateRequest, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
+
+export const title = 'protocol: OHTTP, chunked OHTTP (issue 5)';
+
+const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
+
+function info(name: string, value: number, unit: string, floorName: string, floor: number, note: string): BenchRow {
+  return { name, value, unit, floorName, floor, ratio: value / floor, target: 'none (informational)', ok: true, note };
+}
+
+/**
+ * Floor 1: what any X25519 + HKDF + AES-128-GCM decapsulation must do, straight on node:crypto: parse the peer key,
+ * one agreement, one HKDF (extract + expand to key and nonce), one AES-128-GCM open of 1 KiB that authenticates.
+ */
+function floorDecap(): () => void {
+  const r = generateKeyPairSync('x25519');
+  const e = generateKeyPairSync('x25519');
+  const pkE = e.publicKey.export({ format: 'der', type: 'spki' }).subarray(12);
+  const derive = () => {
+    const pub = createPublicKey({ key: Buffer.concat([SPKI_X25519, pkE]), format: 'der', type: 'spki' });
+    const z = diffieHellman({ privateKey: r.privateKey, publicKey: pub });
+    return Buffer.from(hkdfSync('sha256', z, pkE, 'info', 28));
+  };
+  const okm0 = derive();
+  const c = createCipheriv('aes-128-gcm', createSecretKey(okm0.subarray(0, 16)), okm0.subarray(16));
+  const ct = Buffer.concat([c.update(Buffer.alloc(1024, 3)), c.final()]);
+  const tag = c.getAuthTag();
+  return () => {
+    const okm = derive();
+    const d = createDecipheriv('aes-128-gcm', createSecretKey(okm.subarray(0, 16)), okm.subarray(16));
+    d.setAuthTag(tag);
+    d.update(ct);
+    d.final();
+  };
+}
+
+async function decap(backend: CryptoBackend): Promise<() => Promise<unknown>> {
+  const gk = await generateKeyConfig(1, undefined, { backend });
+  const { encapsulated } = await encapsulateRequest(gk.config, new Uint8Array(1024).fill(7), { backend });
+  return () => decapsulateRequest([gk], encapsulated, { backend });
+}
+
+/** A chunked response of `n` chunks of `size` bytes, sealed by a gateway, and a function opening it all. */
+async function chunkedResponse(backend: CryptoBackend, n: number, size: number) {
+  const gk = await generateKeyConfig(2, undefined, { backend });
+  const s = await encapsulateChunkedRequest(gk.config, { backend });
+  const g = decapsulateChunkedRequest([gk], { backend });
+  await g.push(await s.sealChunk(new Uint8Array([1]), { final: true }));
+  await g.end();
+  const rs = await g.sealResponse();
+  const parts: Uint8Array[] = [];
+  for (let i = 0; i < n; i++) parts.push(await rs.sealChunk(new Uint8Array(size).fill(i)));
+  parts.push(await rs.sealChunk(new Uint8Array(0), { final: true }));
+  // Each open needs a fresh response context (single use), so the bench re-derives one per run from a new request.
+  return { parts, s };
+}
+
+async function openChunked(backend: CryptoBackend, n: number, size: number, runs: number): Promise<() => Promise<void>> {
+  const all: { parts: Uint8Array[]; s: Awaited<ReturnType<typeof encapsulateChunkedRequest>> }[] = [];
+  for (let i = 0; i < runs; i++) all.push(await chunkedResponse(backend, n, size));
+  let i = 0;
+  return async () => {
+    const { parts, s } = all[i++]!; // a response context opens once
+    const o = s.openResponse();
+    for (const p of parts) await o.push(p);
+    await o.end();
+  };
+}
+
+/**
+ * Floor 2: raw AES-128-GCM opens of `n` chunks of `size` bytes per message. Like the measured side it walks through
+ * `runs` distinct messages, so both read ciphertext that is not already in the CPU cache.
+ */
+function floorOpenChunks(n: number, size: number, runs: number): () => void {
+  const key = createSecretKey(Buffer.alloc(16, 1));
+  const msgs: { nonce: Buffer; ct: Buffer; tag: Buffer }[][] = [];
+  for (let m = 0; m < runs; m++) {
+    const chunks: { nonce: Buffer; ct: Buffer; tag: Buffer }[] = [];
+    for (let i = 0; i < n; i++) {
+      const nonce = Buffer.alloc(12, i);
+      nonce.writeUInt32BE(m, 0);
+      const c = createCipheriv('aes-128-gcm', key, nonce);
+      const ct = Buffer.concat([c.update(Buffer.alloc(size, i)), c.final()]);
+      chunks.push({ nonce, ct, tag: c.getAuthTag() });
+    }
+    msgs.push(chunks);
+  }
+  let m = 0;
+  return () => {
+    for (const ch of msgs[m++ % runs]!) {
+      const d = createDecipheriv('aes-128-gcm', key, ch.nonce);
+      d.setAuthTag(ch.tag);
+      d.update(ch.ct);
+      d.final();
+    }
+  };
+}
+
+const SMALL = 64;
+const BATCH = 50;
+
+async function smallChunks(backend: CryptoBackend): Promise<() => Promise<void>> {
+  const gk = await generateKeyConfig(3, undefined, { backend });
+  const s = await encapsulateChunkedRequest(gk.config, { backend });
+  const g = decapsulateChunkedRequest([gk], { backend });
+  await g.push(await s.sealChunk(new Uint8Array([1]), { final: true }));
+  await g.end();
+  const rs = await g.sealResponse();
+  const o = s.openResponse();
+  const pt = new Uint8Array(SMALL).fill(0x61);
+  return async () => {
+    for (let i = 0; i < BATCH; i++) await o.push(await rs.sealChunk(pt));
+  };
+}
+
+function floorSmall(): () => void {
+  const key = createSecretKey(Buffer.alloc(16, 1));
+  const pt = Buffer.alloc(SMALL, 0x61);
+  let ctr = 0;
+  return () => {
+    for (let i = 0; i < BATCH; i++) {
+      const nonce = Buffer.alloc(12);
+      nonce.writeUInt32BE(ctr++, 8);
+      const c = createCipheriv('aes-128-gcm', key, nonce);
+      const ct = Buffer.concat([c.update(pt), c.final()]);
+      const tag = c.getAuthTag();
+      const d = createDecipheriv('aes-128-gcm', key, nonce);
+      d.setAuthTag(tag);
+      d.update(ct);
+      d.final();
+    }
+  };
+}
+
+export async function run(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+
+  const [d1, f1] = await paired(await decap(nodeBackend), floorDecap(), 2000, 200);
+  rows.push(atMost('decapsulate + open 1 KiB OHTTP request (node backend)', d1, 'us', 'X25519 + HKDF + AES-128-GCM open (node:crypto)', f1, 1.5));
+  const [w1, g1] = await paired(await decap(webCryptoBackend), floorDecap(), 1000, 100);
+  rows.push(info('decapsulate + open 1 KiB OHTTP request (webcrypto backend)', w1, 'us', 'same floor', g1, 'runtime-agnostic default'));
+
+  // A 1 MiB response (64 chunks): the per-message key derivation (Export + HKDF) is part of the measured cost.
+  const N = 64;
+  const SIZE = 16 * 1024;
+  const MB = (N * SIZE) / 1e6;
+  const R = 100;
+  const W = 20;
+  const [d2, f2] = await paired(await openChunked(nodeBackend, N, SIZE, R + W), floorOpenChunks(N, SIZE, R + W), R, W);
+  rows.push(atLeast('open chunked response, 16 KiB chunks (node backend)', MB / (d2 / 1e6), 'MB/s', 'raw AES-128-GCM open per chunk (node:crypto)', MB / (f2 / 1e6), 0.7));
+  const [w2, g2] = await paired(await openChunked(webCryptoBackend, N, SIZE, 30 + 5), floorOpenChunks(N, SIZE, 35), 30, 5);
+  rows.push(info('open chunked response, 16 KiB chunks (webcrypto backend)', MB / (w2 / 1e6), 'MB/s', 'same floor', MB / (g2 / 1e6), 'runtime-agnostic default'));
+
+  const [d3, f3] = (await paired(await smallChunks(nodeBackend), floorSmall(), 400, 40)).map((x) => x / BATCH) as [number, number];
+  rows.push({ ...atMost('seal + open one 64-byte chunk (node backend)', d3, 'us', 'raw AES-128-GCM seal + open (node:crypto)', f3, Infinity), target: '<= 5 us per chunk', ok: d3 <= 5 });
+  const [w3, g3] = (await paired(await smallChunks(webCryptoBackend), floorSmall(), 100, 10)).map((x) => x / BATCH) as [number, number];
+  rows.push(info('seal + open one 64-byte chunk (webcrypto backend)', w3, 'us', 'same floor', g3, 'runtime-agnostic default'));
+  return rows;
+}
