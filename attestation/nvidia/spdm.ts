@@ -97,7 +97,7 @@ export interface OpaqueField {
 export interface NvidiaOpaqueData {
   readonly fields: readonly OpaqueField[];
   readonly driverVersion: string | undefined;
-  /** As NVIDIA prints it, e.g. `96.00.9f.00.01`. */
+  /** As NVIDIA prints it, e.g. `96.00.9f.00.01` (GPU); NVSwitches report a version string. */
   readonly vbiosVersion: string | undefined;
   readonly fwid: Uint8Array | undefined;
   readonly nvdec0Status: 'enabled' | 'disabled' | undefined;
@@ -240,11 +240,13 @@ export function parseOpaqueData(b: Uint8Array): NvidiaOpaqueData {
     const f = get(id);
     return f ? text(f) : undefined;
   };
+  // GPUs carry 8 version bytes; NVSwitches (LS10) an ASCII string (nvtrust's switch `format_vbios_version`).
   const vb = get(OPAQUE_FIELD_ID.VBIOS_VERSION);
+  const vbiosVersion = vb ? (vb.data.length === 8 ? formatVbiosVersion(vb.data) : text(vb)) : undefined;
   return {
     fields,
     driverVersion: str(OPAQUE_FIELD_ID.DRIVER_VERSION),
-    vbiosVersion: vb ? formatVbiosVersion(vb.data) : undefined,
+    vbiosVersion,
     fwid: fwidF?.data,
     nvdec0Status,
     measurementCount,

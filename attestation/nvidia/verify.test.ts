@@ -50,6 +50,11 @@ describe.skipIf(!hasVectors)('real NVIDIA evidence', () => {
     expect(r.evidenceDigest).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it('the 4 NVSwitch (LS10) reports of switch_evidence.json verify with the same nonce', async () => {
+    const r = await verifyGpuEvidence(vectorText('nvidia/nvtrust/switch_evidence.json'), { now: NOW, trustStore: await trustStore(), expectedNonce: H100X8_NONCE, policy: null });
+    expect(r.gpus.map((g) => [g.claims.arch, g.claims.vbiosVersion])).toEqual(Array.from({ length: 4 }, () => ['LS10', '96.10.73.00.01']));
+  });
+
   it('a forged nonce is rejected naming the GPU and the reason', async () => {
     const forged = H100X8_NONCE.slice();
     forged[0] = forged[0]! ^ 1;
