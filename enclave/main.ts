@@ -1,0 +1,52 @@
+/**
+ * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
+ *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR]`
+ * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
+ * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
+ */
+import * as fsp from 'node:fs/promises';
+import { homedir } from 'node:os';
+import type { Io } from '../client/cli/io.ts';
+import { configError } from '../attestation/errors.ts';
+import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
+import { createEnclave } from './app.ts';
+import { intFlag, parseFlags } from './flags.ts';
+import { createLogger } from './log.ts';
+import { parseWorkerPolicy, simWorkerPolicyDoc } from './policy.ts';
+import { onSignal, serve } from './serve.ts';
+import { parseTeeChoice, selectTee } from './tee/select.ts';
+
+const SPEC = {
+  tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
+  'configfs-root': 'string', 'log-level': 'string',
+} as const;
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const f = parseFlags(argv, SPEC, io.env);
+  const teeChoice = parseTeeChoice(f.tee);
+  const tee = await selectTee({ tee: teeChoice, ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
+  const allowSim = f['allow-sim-workers'] ?? tee.sim;
+  const policy = f['worker-policy'] ? parseWorkerPolicy(new TextDecoder().decode(await io.readFile(f['worker-policy'])), f['worker-policy']) : tee.sim ? simWorkerPolicyDoc() : undefined;
+  if (!policy) throw configError('WORKER_POLICY_REQUIRED', 'a real enclave needs --worker-policy FILE (allowed worker measurements, GPU policy)');
+  const trust = tee.sim && allowSim ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
+  const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
+  const log = createLogger({ component: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
+  const enclave = await createEnclave({
+    tee,
+    log,
+    workerPolicy: { ...policy, allowSim, ...(trust ? { trust } : {}) },
+    limits: {
+      ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),
+      ...(f['max-streams'] ? { maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 0, 1) } : {}),
+    },
+  });
+  const s = await serve({ fetch: enclave.app.fetch, listen: f.listen ?? '127.0.0.1:8443' });
+  if (tee.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
+  io.out(`gm enclave${tee.sim ? ' (sim)' : ''} listening on ${s.url}\n`);
+  await onSignal(async () => {
+    log.info('enclave.stopping');
+    await enclave.close();
+    await s.close();
+  });
+  return 0;
+}

@@ -1,0 +1,34 @@
+/**
+ * The enclave's worker policy as data (DESIGN.md §3 "Policy is data"): a JSON file
+ *   { "snp": { ...SEV-SNP policy (attestation/sevsnp parseSnpPolicy)... },
+ *     "gpu": { ...GPU policy (attestation/nvidia gpuPolicyFrom)... },     // optional: DEFAULT_WORKER_GPU_POLICY
+ *     "freshnessSeconds": 600 }
+ * Measurements must be listed explicitly for real hardware; `--tee sim` stacks default to the sim measurement.
+ */
+import type { BundlePolicy } from '../attestation/bundle-verify.ts';
+import { hex } from '../attestation/bytes.ts';
+import { PolicyReader } from '../attestation/policy.ts';
+import { gpuPolicyFrom } from '../attestation/nvidia/index.ts';
+import { DEFAULT_POLICY, parseSnpPolicy } from '../attestation/sevsnp/index.ts';
+import { SIM_MEASUREMENT } from './tee/sim.ts';
+
+export interface WorkerPolicyDoc {
+  readonly policy: BundlePolicy;
+  readonly freshnessMs: number;
+}
+
+export function parseWorkerPolicy(text: string, where = 'worker policy'): WorkerPolicyDoc {
+  const r = PolicyReader.parse(text, where);
+  const snp = r.raw('snp');
+  const gpu = r.raw('gpu', 'optional');
+  const freshness = r.integer('freshnessSeconds', 10, 24 * 3600, 'optional') ?? 600;
+  r.done();
+  return { policy: { 'sev-snp': parseSnpPolicy(snp, `${where}.snp`), ...(gpu !== undefined ? { gpu: gpuPolicyFrom(gpu, `${where}.gpu`) } : {}) }, freshnessMs: freshness * 1000 };
+}
+
+/** The policy a sim stack uses when none is given: exactly the sim measurement, debug forbidden. */
+export function simWorkerPolicyDoc(freshnessMs = 600_000): WorkerPolicyDoc {
+  return { policy: { 'sev-snp': { ...DEFAULT_POLICY, measurements: [SIM_MEASUREMENT] } }, freshnessMs };
+}
+
+export const SIM_MEASUREMENT_HEX = hex(SIM_MEASUREMENT);

@@ -1,0 +1,35 @@
+/**
+ * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
+ *            [--listen ADDR] [--public-url URL]`
+ * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
+ * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
+ */
+import type { Io } from '../client/cli/io.ts';
+import { configError } from '../attestation/errors.ts';
+import { parseFlags } from '../enclave/flags.ts';
+import { createLogger } from '../enclave/log.ts';
+import { onSignal } from '../enclave/serve.ts';
+import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
+import { startWorker } from './agent.ts';
+import { commandGpuSource, simGpuSource } from './gpu.ts';
+
+const SPEC = { upstream: 'string', enclave: 'list', tee: 'string', 'gpu-evidence-cmd': 'string', listen: 'string', 'public-url': 'string', 'configfs-root': 'string', 'log-level': 'string' } as const;
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const f = parseFlags(argv, SPEC, io.env);
+  if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
+  if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
+  const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
+  const cmd = f['gpu-evidence-cmd'];
+  if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
+  const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
+  const log = createLogger({ component: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
+  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, listen: f.listen ?? '127.0.0.1:0', ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  io.out(`gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
+  w.registered.then(
+    () => io.out(`gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),
+    (e: Error) => io.err(`gm worker ${w.id}: registration refused: ${e.message}\n`),
+  );
+  await onSignal(() => w.stop());
+  return 0;
+}
