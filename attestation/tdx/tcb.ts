@@ -101,9 +101,10 @@ export function matchTcbLevel(tcbInfo: TcbInfo, pck: PckExtensions, body: TdQuot
 export function checkQeIdentity(qeIdentity: QeIdentity, qe: SgxReportBody): IsvSvnLevel {
   if (!equalBytes(qe.mrSigner, qeIdentity.mrSigner)) throw rejected('TDX_QE_IDENTITY_MISMATCH', 'QE MRSIGNER differs from the QE identity');
   if (qe.isvProdId !== qeIdentity.isvProdId) throw rejected('TDX_QE_IDENTITY_MISMATCH', `QE ISVPRODID ${qe.isvProdId} differs from the QE identity (${qeIdentity.isvProdId})`);
-  if (((qe.miscSelect & qeIdentity.miscSelectMask) >>> 0) !== ((qeIdentity.miscSelect & qeIdentity.miscSelectMask) >>> 0))
+  // As Intel's QVL (4.1.2.9.5–6): the report's value under the mask must equal the identity's value as given.
+  if (((qe.miscSelect & qeIdentity.miscSelectMask) >>> 0) !== qeIdentity.miscSelect)
     throw rejected('TDX_QE_IDENTITY_MISMATCH', 'QE MISCSELECT (masked) differs from the QE identity');
-  if (!equalBytes(masked(qe.attributes, qeIdentity.attributesMask), masked(qeIdentity.attributes, qeIdentity.attributesMask)))
+  if (!equalBytes(masked(qe.attributes, qeIdentity.attributesMask), qeIdentity.attributes))
     throw rejected('TDX_QE_IDENTITY_MISMATCH', 'QE ATTRIBUTES (masked) differ from the QE identity');
   const level = qeIdentity.tcbLevels.find((l) => qe.isvSvn >= l.isvSvn);
   if (!level) throw rejected('TDX_TCB_NOT_SUPPORTED', `no QE identity TCB level covers QE ISVSVN ${qe.isvSvn}`);
