@@ -72,7 +72,12 @@ export function parseGpuEvidenceJson(text: string): GpuEvidenceItem[] {
       if (typeof v !== 'string') throw bad(`${where}: ${k} must be a string`);
       declared[f] = v;
     }
-    const pem = new TextDecoder('utf-8', { fatal: false }).decode(fromBase64(o.certificate, `${where} certificate`));
+    let pem: string;
+    try {
+      pem = new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(o.certificate, `${where} certificate`));
+    } catch (e) {
+      throw bad(`${where}: certificate is not base64 of PEM text`, e);
+    }
     return {
       index,
       arch: o.arch.toUpperCase(),

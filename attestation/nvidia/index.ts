@@ -161,7 +161,7 @@ async function checkOcsp(path: readonly Certificate[], deviceRoots: readonly Cer
       continue;
     }
     await checks.run(`nvidia.ocsp.${i}`, `OCSP status of "${cert.subject.text}" is good`, 'responder chained to the device root',
-      () => verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now: options.now, roots: deviceRoots }), (s) => `good, next update ${s.nextUpdate?.toISOString() ?? 'none'}`);
+      () => verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now: options.now, roots: deviceRoots, issuerChain: path.slice(i + 2) }), (s) => `good, next update ${s.nextUpdate?.toISOString() ?? 'none'}`);
     good++;
   }
   return good === path.length - 1 ? 'good' : 'skipped';

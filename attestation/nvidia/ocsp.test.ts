@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { concat } from '../bytes.ts';
 import { isGmError } from '../errors.ts';
 import { parseOcspResponse, verifyOcspForCert } from './ocsp.ts';
-import { type NvidiaSimSigner, buildSimOcsp, createNvidiaSimSigner } from './sim.ts';
+import { type NvidiaSimSigner, buildSimOcsp, createNvidiaSimSigner, createSimOcspResponder } from './sim.ts';
 
 const NOW = new Date('2026-05-01T00:00:00Z');
 const HOUR = 3_600_000;
@@ -22,7 +22,7 @@ async function codeOf(f: () => Promise<unknown>): Promise<string | undefined> {
 }
 
 const check = async (der: Uint8Array, cert = s.leaf, issuer = s.intermediate, now = NOW) =>
-  verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now, roots: [s.root] });
+  verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now, roots: [s.root], issuerChain: issuer === s.intermediate ? [s.root] : [] });
 
 describe('OCSP (RFC 6960) for the GPU chain', () => {
   it('a good, current, issuer-signed response passes; the CertID must name the certificate', async () => {
@@ -44,6 +44,14 @@ describe('OCSP (RFC 6960) for the GPU chain', () => {
   it('a response signed by another key is refused before its status is believed', async () => {
     const der = await buildSimOcsp(s, s.leaf, { status: 'good', thisUpdate: new Date(NOW.getTime() - HOUR), signWith: s.rootKey });
     expect(await codeOf(() => check(der))).toBe('OCSP_SIGNATURE');
+  });
+
+  it('a delegated responder issued by the issuer with id-kp-OCSPSigning is accepted; without it, refused', async () => {
+    const times = { thisUpdate: new Date(NOW.getTime() - HOUR), nextUpdate: new Date(NOW.getTime() + HOUR) };
+    const good = await buildSimOcsp(s, s.leaf, { ...times, responder: await createSimOcspResponder(s, NOW) });
+    expect((await check(good)).certStatus).toBe('good');
+    const noEku = await buildSimOcsp(s, s.leaf, { ...times, responder: await createSimOcspResponder(s, NOW, false) });
+    expect(await codeOf(() => check(noEku))).toBe('OCSP_RESPONDER_UNAUTHORIZED');
   });
 
   it('structure: non-successful status, truncation and trailing bytes', async () => {

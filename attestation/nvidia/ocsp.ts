@@ -167,6 +167,8 @@ async function digest(alg: 'SHA-1' | 'SHA-256' | 'SHA-384', b: Uint8Array): Prom
 
 export interface OcspCheckOptions {
   readonly now: Date;
+  /** The verified path above `issuer` (issuer's issuer first, root last): a delegated responder chains through it. */
+  readonly issuerChain?: readonly Certificate[];
   /** Roots the responder's certificate must chain to (the pinned NVIDIA device root). */
   readonly roots: readonly Certificate[];
   /** Signature algorithms accepted for the response and the responder chain. */
@@ -197,7 +199,7 @@ export async function verifyOcspForCert(resp: BasicOcspResponse, cert: Certifica
     if (!equalBytes(signer.issuer.raw, issuer.subject.raw))
       throw rejected('OCSP_RESPONDER_UNAUTHORIZED', `OCSP responder "${signer.subject.text}" is not issued by "${issuer.subject.text}"`);
     if (!hasOcspSigningEku(signer)) throw rejected('OCSP_RESPONDER_UNAUTHORIZED', `OCSP responder "${signer.subject.text}" lacks id-kp-OCSPSigning`);
-    await verifyChain([signer, issuer], { now: options.now, roots: options.roots, algorithms });
+    await verifyChain([signer, issuer, ...(options.issuerChain ?? [])], { now: options.now, roots: options.roots, algorithms });
   }
   matchesResponderId(resp, signer);
   const alg = signatureAlgorithmOf(resp.signatureAlgorithm, signer.spki);

@@ -13,7 +13,7 @@ import {
 import { TAG } from '../x509/der.ts';
 import { pemEncode } from '../x509/pem.ts';
 import { type CcModeDeclared, gpuEvidenceJson } from './evidence.ts';
-import { OID_OCSP_BASIC } from './ocsp.ts';
+import { OID_KP_OCSP_SIGNING, OID_OCSP_BASIC } from './ocsp.ts';
 import { DSIG_NS, SHA384_NS, SWID_NS } from './rim.ts';
 import { GET_MEASUREMENTS, MEASUREMENTS, NVDEC_STATUS, OPAQUE_FIELD_ID } from './spdm.ts';
 import { OID_NVIDIA_FWID } from './verify.ts';
@@ -167,12 +167,30 @@ export interface SimOcspOptions {
   readonly nextUpdate?: Date;
   /** Sign with this key (default: the issuer's key from the signer). */
   readonly signWith?: CryptoKey;
+  /** A delegated responder (RFC 6960 §4.2.2.2): its certificate travels in `certs` and it signs. */
+  readonly responder?: SimOcspResponder;
+}
+
+export interface SimOcspResponder {
+  readonly cert: Certificate;
+  readonly key: CryptoKey;
+}
+
+/** A responder certificate issued by the leaf's issuer (the intermediate), with id-kp-OCSPSigning unless `eku` is false. */
+export async function createSimOcspResponder(signer: NvidiaSimSigner, now: Date, eku = true): Promise<SimOcspResponder> {
+  const k = await keyPair();
+  const der = await certificate({
+    serial: 77, signatureAlgorithm: ALG.ecdsaSha384, issuer: signer.intermediate.subject.raw, subject: name([[CN, 'SIM NVIDIA OCSP Responder'], [O, 'gm sim']]),
+    notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + 365 * DAY), spki: k.spki,
+    extensions: [{ oid: OID.keyUsage, critical: true, value: keyUsage([0]) }, ...(eku ? [{ oid: '2.5.29.37', value: seq(oid(OID_KP_OCSP_SIGNING)) }] : [])],
+  }, webCryptoSigner(signer.intermediateKey));
+  return { cert: parseCertificate(der), key: k.privateKey };
 }
 
 /** An OCSPResponse (RFC 6960 §4.2.1) for `cert`, signed by its issuer (CA-signed; ResponderID byName). */
 export async function buildSimOcsp(signer: NvidiaSimSigner, cert: Certificate, o: SimOcspOptions): Promise<Uint8Array> {
   const issuer = cert === signer.leaf || cert.issuer.text === signer.intermediate.subject.text ? signer.intermediate : signer.root;
-  const key = o.signWith ?? (issuer === signer.intermediate ? signer.intermediateKey : signer.rootKey);
+  const key = o.signWith ?? o.responder?.key ?? (issuer === signer.intermediate ? signer.intermediateKey : signer.rootKey);
   const gt = (d: Date) => {
     const t = time(d);
     // BasicOCSPResponse times are GeneralizedTime (RFC 6960 §4.2.1) regardless of year.
@@ -185,9 +203,9 @@ export async function buildSimOcsp(signer: NvidiaSimSigner, cert: Certificate, o
   const certId = seq(seq(oid(OID.sha384), tlv(TAG.NULL, new Uint8Array(0))), octets(nameHash), octets(keyHash), tlv(TAG.INTEGER, cert.serialNumber));
   const status = o.status === 'revoked' ? tlv(0xa1, gt(o.thisUpdate)) : o.status === 'unknown' ? implicitPrim(2, new Uint8Array(0)) : implicitPrim(0, new Uint8Array(0));
   const single = seq(certId, status, gt(o.thisUpdate), ...(o.nextUpdate ? [explicit(0, gt(o.nextUpdate))] : []));
-  const tbs = seq(explicit(1, issuer.subject.raw), gt(o.thisUpdate), seq(single));
+  const tbs = seq(explicit(1, (o.responder?.cert ?? issuer).subject.raw), gt(o.thisUpdate), seq(single));
   const sig = await webCryptoSigner(key)(tbs);
-  const basic = seq(tbs, ALG.ecdsaSha384, bits(sig));
+  const basic = seq(tbs, ALG.ecdsaSha384, bits(sig), ...(o.responder ? [explicit(0, seq(o.responder.cert.der))] : []));
   return seq(tlv(TAG.ENUMERATED, Uint8Array.of(0)), explicit(0, seq(oid(OID_OCSP_BASIC), octets(basic))));
 }
 
