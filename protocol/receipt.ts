@@ -18,9 +18,11 @@
  * One rounding per request, upward, so a worker is never paid less than its offer.
  *
  * Signed form: deterministic CBOR {receipt: bytes, sig: bytes 64}, sig = Ed25519 over UTF-8 "gm-receipt-v1" || 0x00 ||
- * receipt bytes. The receipt hash (chain link) is SHA-256 of the receipt bytes. The JSON envelope the client
- * receives (SSE event `gm.receipt`, or the `gm-receipt` trailer/header holding base64url of the signed bytes) is
- * `receiptEnvelope(...)`. Runtime-agnostic: WebCrypto + Uint8Array only.
+ * receipt bytes. The receipt hash (chain link) is SHA-256 of the receipt bytes. The client receives the JSON
+ * envelope `receiptEnvelope(...)` = {type:"gm.receipt", v:1, receipt: base64url(signed receipt), offer:
+ * base64url(signed offer), view: {...informational}}: streamed answers as a final SSE event `event: gm.receipt`
+ * whose data is that JSON, before `data: [DONE]`; plain answers in the `gm-receipt` response header holding
+ * base64url(JSON) (`receiptHeaderValue` / `parseReceiptHeader`). Runtime-agnostic: WebCrypto + Uint8Array only.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromBase64, isZero, own } from '../attestation/bytes.ts';
@@ -318,6 +320,22 @@ export interface ReceiptEnvelope {
 
 export function receiptEnvelope(s: SignedReceipt, signedOffer?: Uint8Array): ReceiptEnvelope {
   return { type: 'gm.receipt', v: 1, receipt: b64url(s.signed), ...(signedOffer ? { offer: b64url(signedOffer) } : {}), view: receiptView(s.receipt) };
+}
+
+/** The `gm-receipt` header value for non-streamed answers: base64url of the JSON envelope (no spaces or quotes). */
+export function receiptHeaderValue(env: ReceiptEnvelope): string {
+  return b64url(new TextEncoder().encode(JSON.stringify(env)));
+}
+
+/** Parses a `gm-receipt` header value back into the envelope's bytes. */
+export function parseReceiptHeader(value: string): { signed: Uint8Array; offer?: Uint8Array } {
+  let json: unknown;
+  try {
+    json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(value, 'gm-receipt header')));
+  } catch (e) {
+    throw protocolError(M, 'gm-receipt header is not base64url JSON', { cause: e });
+  }
+  return parseReceiptEnvelope(json);
 }
 
 /** Parses a receipt envelope (the SSE event data or one JSON value of a receipts file). */

@@ -222,6 +222,12 @@ export class Ledger {
     return hold;
   }
 
+  /** Funds the account can still commit now: balance + credit limit − holds. */
+  available(accountId: string): bigint {
+    const a = this.account(accountId);
+    return a.balance + a.creditLimit - (this.#held.get(a.id) ?? 0n);
+  }
+
   /** Drops a hold without charging (the request failed before the worker produced anything billable). */
   release(hold: Hold): void {
     if (!this.#holds.delete(hold.id)) return;
@@ -229,16 +235,18 @@ export class Ledger {
   }
 
   /**
-   * Charges the actual usage by the held offer's prices plus the fee, signs the receipt and commits receipt +
+   * Charges the actual usage by the served offer's prices (the held one unless failover moved the request to
+   * another candidate whose bound the hold also covers) plus the fee, signs the receipt and commits receipt +
    * debit + balance in one transaction; releases the hold. Returns the signed receipt to send to the client.
    */
-  settle(hold: Hold, usage: Usage): Promise<SignedReceipt> {
+  settle(hold: Hold, usage: Usage, served: HoldTarget = hold.target): Promise<SignedReceipt> {
     if (!this.#holds.has(hold.id)) return Promise.reject(rejected('HOLD_UNKNOWN', 'hold was already settled or released'));
+    if (served.maxCost > hold.amount) return Promise.reject(rejected('HOLD_TOO_SMALL', 'the served offer can cost more than the hold reserved'));
     const run = async (): Promise<SignedReceipt> => {
       if (!this.#holds.has(hold.id)) throw rejected('HOLD_UNKNOWN', 'hold was already settled or released');
-      const v = hold.target.entry.verified;
+      const v = served.entry.verified;
       const o = v.offer;
-      const w = hold.target.worker;
+      const w = served.worker;
       const charge = computeCharge(o, hold.feeBasisPoints, usage.inputTokens, usage.outputTokens);
       const seq = this.#headSeq + 1;
       const signed = await this.#signer.sign({

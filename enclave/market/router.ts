@@ -1,0 +1,137 @@
+/**
+ * The market as the enclave's `Router` (enclave/router.ts, issue 6's routing interface; DESIGN.md §6): mirrors the
+ * verified-worker registry into the order book, selects per request by the constraints in the decrypted body,
+ * holds the account's funds before dispatch, keeps live stats through leases, and settles each served request
+ * into the ledger, returning the signed receipt as the final SSE event (`gm.receipt`) or the `gm-receipt` header.
+ *
+ * Wiring (enclave app):
+ *   const m = marketRouter({ market, ledger, enclaveSim: tee.sim, anonymous });
+ *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange })
+ * The gateway should pass the bearer token of the decrypted request as `apiKey` on the RouteRequest.
+ *
+ * Holds and failover: one hold per request covering the largest bound among the candidates the account can
+ * afford (candidates it cannot are dropped; if it cannot afford the best one the request fails with the 402
+ * code), so a failover never dispatches uncovered; the receipt charges the offer actually served. Leases (in-flight)
+ * start when a candidate is dispatched (the first at selection, the next on each failure) and end on the outcome
+ * callbacks; an abandoned request (client gone, no callback) is released after `abandonAfterMs`.
+ * Usage: the worker's `usage` (prompt/completion tokens); when a worker sends none, the receipt charges the
+ * request's estimated input tokens and zero output tokens, and the log says so.
+ */
+import { GmError, rejected } from '../../attestation/errors.ts';
+import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
+import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
+import type { Logger } from '../log.ts';
+import type { Candidate as RouterCandidate, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
+import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
+import type { Market } from './index.ts';
+import type { Candidate } from './select.ts';
+import type { Lease } from './stats.ts';
+
+export interface MarketRouterOptions {
+  readonly market: Market;
+  readonly ledger: Ledger;
+  /** True when the enclave runs on simulated evidence: every receipt then says sim. */
+  readonly enclaveSim: boolean;
+  /** The account charged when a request carries no API key (dev and demo only); otherwise ACCOUNT_MISSING. */
+  readonly anonymous?: Account;
+  readonly now?: () => number;
+  readonly abandonAfterMs?: number;
+  readonly log?: Pick<Logger, 'info' | 'warn'>;
+}
+
+export interface MarketRouter {
+  readonly router: (registry: WorkerRegistry) => Router;
+  readonly onWorkerChange: (event: 'verified' | 'removed', w: VerifiedWorker) => Promise<void>;
+}
+
+/** The gateway adds the decrypted request's bearer token here. */
+export type RouteRequestWithKey = RouteRequest & { readonly apiKey?: string };
+
+interface Detail {
+  readonly cand: Candidate;
+  lease?: Lease;
+}
+
+export function marketRouter(o: MarketRouterOptions): MarketRouter {
+  const now = o.now ?? Date.now;
+  const { market, ledger } = o;
+  const abandonAfter = o.abandonAfterMs ?? 15 * 60_000;
+
+  const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<void> => {
+    if (event === 'removed') return market.book.removeWorker(w.id);
+    market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim });
+    for (const signed of w.offers) {
+      try {
+        await market.book.addSignedOffer(signed, now(), w.id);
+      } catch (e) {
+        // Re-verification re-posts the same offers: an equal sequence is not news.
+        if (e instanceof GmError && e.code === 'OFFER_SUPERSEDED') continue;
+        o.log?.warn('market.offer_refused', { worker: w.id, code: e instanceof GmError ? e.code : 'INTERNAL' });
+      }
+    }
+  };
+
+  const router = (registry: WorkerRegistry): Router => ({
+    models: (t) => market.book.models(t),
+    async select(req: RouteRequestWithKey): Promise<RouterSelection> {
+      const t = now();
+      const account = req.apiKey ? await ledger.accountForKey(req.apiKey) : o.anonymous;
+      if (!account) throw rejected('ACCOUNT_MISSING', 'request carries no API key');
+      const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
+      const available = ledger.available(account.id);
+      const affordable = sel.candidates.filter((c) => c.maxCost <= available && registry.usable(c.offer.workerId));
+      if (affordable.length === 0) {
+        // Let the ledger name the reason (funds, limit, currency) for the best candidate.
+        ledger.release(ledger.authorize(account, sel.candidates[0]!, sel.feeBasisPoints));
+        throw rejected('NO_ELIGIBLE_OFFER', 'no selected worker is currently verified');
+      }
+      const bound = affordable.reduce((m, c) => (c.maxCost > m ? c.maxCost : m), 0n);
+      const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
+      const cands: RouterCandidate[] = affordable.map((cand) => ({ worker: registry.usable(cand.offer.workerId)!, detail: { cand } satisfies Detail }));
+      let settled = false;
+      const start = (i: number): void => {
+        const d = cands[i]?.detail as Detail | undefined;
+        if (d && !d.lease) d.lease = market.book.acquire(d.cand.entry, now());
+      };
+      const finish = (): void => {
+        settled = true;
+        ledger.release(hold);
+        for (const c of cands) (c.detail as Detail).lease?.cancelled();
+      };
+      start(0);
+      setTimeout(() => void (settled || finish()), abandonAfter).unref?.();
+      return {
+        candidates: cands,
+        allowFallbacks: sel.allowFallbacks,
+        onFirstToken(c) {
+          (c.detail as Detail).lease?.firstToken(now());
+        },
+        onFailure(c, code) {
+          const d = c.detail as Detail;
+          const first = d.lease?.firstTokenSent ?? false;
+          d.lease?.failed(now());
+          const i = cands.indexOf(c);
+          if (!first && sel.allowFallbacks && i + 1 < cands.length) start(i + 1);
+          else finish();
+          o.log?.info('market.dispatch_failed', { requestId: req.requestId, worker: c.worker.id, code });
+        },
+        async onSuccess(c, usage: Usage | undefined) {
+          const d = c.detail as Detail;
+          const outputTokens = usage?.completionTokens ?? 0;
+          d.lease?.succeeded(outputTokens, now());
+          if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId, worker: c.worker.id });
+          settled = true;
+          try {
+            const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: usage?.promptTokens ?? sel.constraints.expectedInputTokens, outputTokens, now: now(), enclaveSim: o.enclaveSim }, d.cand);
+            const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
+            return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
+          } finally {
+            ledger.release(hold);
+          }
+        },
+      };
+    },
+  });
+
+  return { router, onWorkerChange };
+}
