@@ -16,8 +16,8 @@ import { type TdxQuote, parseQuote } from './abi.ts';
 import { EV_NO_ACTION, verifyEventLog } from './ccel.ts';
 import { type CollateralGetter, type TdxCollateral, clearCollateralCaches, verifiedCrl, verifyQeIdentity, verifyTcbInfo } from './collateral.ts';
 import { type PckCaType, clearPckCache, verifyPckChain } from './pck.ts';
-import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchTcbLevel, tdxModuleStatus } from './tcb.ts';
-import type { QeIdentity, TcbStatus } from './tcbinfo.ts';
+import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchSgxTcbLevel, matchTcbLevel, tdRelaunchStatus, tdxModuleStatus } from './tcb.ts';
+import type { QeIdentity, TcbStatus, TdxTcbStatus } from './tcbinfo.ts';
 import { DEFAULT_TDX_POLICY, type TdxPolicy, validateTdx } from './validate.ts';
 import { clearQeSignatureCache, verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
 
@@ -25,7 +25,7 @@ export type { TdxCollateral, CollateralGetter, CollateralRequest, SignedCollater
 export { collateralFromDcapQvl, signedFromPcs } from './collateral.ts';
 export type { TdxPolicy } from './validate.ts';
 export { DEFAULT_TDX_POLICY, tdxPolicyFromJson } from './validate.ts';
-export type { TcbStatus } from './tcbinfo.ts';
+export type { TcbStatus, TdxTcbStatus } from './tcbinfo.ts';
 export { parseQuote } from './abi.ts';
 
 /** Forgets verified PCK chains, collateral and CRL signatures and QE report signatures (the cold path). */
@@ -77,7 +77,7 @@ export interface TdxClaims {
   readonly pceSvn: number;
   readonly cpuSvn: string;
   readonly pckCa: PckCaType;
-  readonly tcbStatus: TcbStatus;
+  readonly tcbStatus: TdxTcbStatus;
   readonly advisoryIds: readonly string[];
   readonly tcbDate: string;
   readonly tdxModule: { readonly id: string; readonly status: TcbStatus } | undefined;
@@ -197,8 +197,12 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
 
   const level = checks.runSync('tdx.tcb.level', 'platform TCB level (SGX components + PCESVN from the PCK, TDX components from TEE_TCB_SVN)', 'TCB info tcbLevels',
     () => matchTcbLevel(tcbInfo, ext, quote.body), (l) => `${l.tcbStatus} (tcbDate ${l.tcbDate})`);
-  let status = level.tcbStatus;
+  let status: TdxTcbStatus = level.tcbStatus;
   if (module) status = converge(status, module.status);
+  if (quote.body.teeTcbSvn2 && status !== 'Revoked') {
+    const sgx = matchSgxTcbLevel(tcbInfo, ext)!; // exists: matchTcbLevel found a level with this SGX part
+    status = tdRelaunchStatus(quote.body.teeTcbSvn2, tcbInfo, sgx.tcbStatus, status, module?.status, qeLevel?.tcbStatus);
+  }
   if (qeLevel) status = converge(status, qeLevel.tcbStatus);
   const advisoryIds = [...new Set([...level.advisoryIds, ...(module?.advisoryIds ?? []), ...(qeLevel?.advisoryIds ?? [])])];
   checks.pass('tdx.tcb.status', 'TCB status (platform, TDX module and QE converged)', 'Intel TCB info', `${status}${advisoryIds.length ? `; advisories ${advisoryIds.join(', ')}` : '; no advisories'}`);

@@ -11,17 +11,18 @@
  *   converged: OutOfDate → OutOfDate / OutOfDateConfigurationNeeded, Revoked → Revoked.
  * - QE identity: MRSIGNER, ISVPRODID, masked MISCSELECT and ATTRIBUTES must match; the first level with
  *   ISVSVN ≤ the QE's ISVSVN gives the QE status, converged the same way.
- * Not implemented: the TDX 1.5 "TD relaunch advised" refinement (TEE_TCB_SVN_2); the status is left as matched.
+ * - TDX 1.5 bodies: Intel's TD relaunch check (TDRelaunchCheck): a TD whose running module is out of date while
+ *   TEE_TCB_SVN_2 (the module it would get after relaunch) reaches the latest level is "TDRelaunchAdvised".
  */
 import { equalBytes } from '../bytes.ts';
 import { rejected } from '../errors.ts';
 import type { SgxReportBody, TdQuoteBody } from './abi.ts';
 import type { PckExtensions } from './pck.ts';
-import type { IsvSvnLevel, QeIdentity, TcbInfo, TcbLevel, TcbStatus } from './tcbinfo.ts';
+import type { IsvSvnLevel, QeIdentity, TcbInfo, TcbLevel, TcbStatus, TdxTcbStatus } from './tcbinfo.ts';
 
 export interface TcbEvaluation {
   /** Final status after converging platform, TDX module and QE statuses. */
-  readonly status: TcbStatus;
+  readonly status: TdxTcbStatus;
   readonly advisoryIds: readonly string[];
   /** The platform TCB level's own status and date. */
   readonly platformStatus: TcbStatus;
@@ -62,13 +63,48 @@ export function tdxModuleStatus(tcbInfo: TcbInfo, body: TdQuoteBody): { id: stri
 }
 
 /** Intel's convergence of a platform status with an OutOfDate or Revoked module / QE status. */
-export function converge(platform: TcbStatus, other: TcbStatus): TcbStatus {
+export function converge(platform: TdxTcbStatus, other: TcbStatus): TdxTcbStatus {
   if (other === 'Revoked') return 'Revoked';
   if (other === 'OutOfDate') {
     if (platform === 'UpToDate' || platform === 'SWHardeningNeeded') return 'OutOfDate';
     if (platform === 'ConfigurationNeeded' || platform === 'ConfigurationAndSWHardeningNeeded') return 'OutOfDateConfigurationNeeded';
   }
   return platform;
+}
+
+/** The first level whose SGX components and PCESVN the PCK certificate reaches (Intel's "SGX TCB level"). */
+export function matchSgxTcbLevel(tcbInfo: TcbInfo, pck: PckExtensions): TcbLevel | undefined {
+  return tcbInfo.tcbLevels.find((l) => pck.tcb.pceSvn >= l.pceSvn && l.sgxTcbComponents.every((svn, i) => pck.tcb.sgxTcbComponents[i]! >= svn));
+}
+
+const configurationNeeded = (s: TdxTcbStatus) =>
+  s === 'ConfigurationNeeded' || s === 'OutOfDateConfigurationNeeded' || s === 'ConfigurationAndSWHardeningNeeded' || s === 'TDRelaunchAdvisedConfigurationNeeded';
+
+/**
+ * Intel's TD relaunch check for TD 1.5 bodies (QVL TDRelaunchCheck, 4.1.2.4.17.4.3): the platform's SGX part is
+ * fine and the QE is not out of date, the TDX status is OutOfDate only because the running TDX module is; if
+ * TEE_TCB_SVN_2 (what a relaunched TD would get) reaches the latest module and microcode levels, relaunch is advised.
+ */
+export function tdRelaunchStatus(
+  teeTcbSvn2: Uint8Array, tcbInfo: TcbInfo, sgxStatus: TcbStatus, tdxStatus: TdxTcbStatus, moduleStatus: TcbStatus | undefined, qeStatus: TcbStatus | undefined,
+): TdxTcbStatus {
+  if (qeStatus === 'OutOfDate' || qeStatus === 'Revoked') return tdxStatus;
+  if (!['UpToDate', 'SWHardeningNeeded', 'ConfigurationNeeded', 'ConfigurationAndSWHardeningNeeded'].includes(sgxStatus)) return tdxStatus;
+  if (tdxStatus !== 'OutOfDate' && tdxStatus !== 'OutOfDateConfigurationNeeded') return tdxStatus;
+  if (moduleStatus !== 'OutOfDate') return tdxStatus;
+  const latest = tcbInfo.tcbLevels[0]!;
+  let moduleOk: boolean;
+  if (teeTcbSvn2[1] === 0) moduleOk = teeTcbSvn2[0]! >= latest.tdxTcbComponents[0]!;
+  else {
+    const id = `TDX_${teeTcbSvn2[1]!.toString(16).toUpperCase().padStart(2, '0')}`;
+    const identity = tcbInfo.tdxModuleIdentities?.find((m) => m.id.toUpperCase() === id);
+    if (!identity) throw rejected('TDX_MODULE_MISMATCH', `TCB info has no TDX module identity ${id} for TEE_TCB_SVN_2`);
+    const top = identity.tcbLevels[0];
+    if (!top) throw rejected('TDX_TCB_NOT_SUPPORTED', `TDX module identity ${id} has no TCB levels`);
+    moduleOk = teeTcbSvn2[0]! >= top.isvSvn;
+  }
+  if (!moduleOk || teeTcbSvn2[2]! < latest.tdxTcbComponents[2]!) return tdxStatus;
+  return configurationNeeded(sgxStatus) || configurationNeeded(tdxStatus) ? 'TDRelaunchAdvisedConfigurationNeeded' : 'TDRelaunchAdvised';
 }
 
 /** Finds the platform TCB level (SGX part from the PCK certificate, TDX part from TEE_TCB_SVN). */

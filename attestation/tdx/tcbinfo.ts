@@ -11,6 +11,9 @@ export const TCB_STATUSES = [
   'OutOfDateConfigurationNeeded', 'Revoked',
 ] as const;
 export type TcbStatus = (typeof TCB_STATUSES)[number];
+/** Verification results add Intel's TDX 1.5 "TD relaunch advised" outcomes to the TCB info statuses. */
+export const TDX_TCB_RESULTS = [...TCB_STATUSES, 'TDRelaunchAdvised', 'TDRelaunchAdvisedConfigurationNeeded'] as const;
+export type TdxTcbStatus = (typeof TDX_TCB_RESULTS)[number];
 
 export interface TcbLevel {
   /** SGX TCB component SVNs 1..16. */

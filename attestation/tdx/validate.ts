@@ -11,13 +11,13 @@ import { PolicyReader } from '../policy.ts';
 import type { Checks } from '../report.ts';
 import type { TdQuoteBody } from './abi.ts';
 import type { TcbEvaluation } from './tcb.ts';
-import { TCB_STATUSES, type TcbStatus } from './tcbinfo.ts';
+import { TDX_TCB_RESULTS, type TdxTcbStatus } from './tcbinfo.ts';
 
 export const TD_ATTRIBUTE_BITS = { debug: 0, septVeDisable: 28, pks: 30, kl: 31, perfmon: 63 } as const;
 type AttributeRule = Exclude<keyof typeof TD_ATTRIBUTE_BITS, 'debug'>;
 
 export interface TdxPolicy {
-  readonly allowedTcbStatuses: readonly TcbStatus[];
+  readonly allowedTcbStatuses: readonly TdxTcbStatus[];
   /** Advisory ids tolerated in the matched TCB levels; any other id is a violation. */
   readonly allowedAdvisoryIds: readonly string[];
   readonly mrTd?: readonly Uint8Array[];
@@ -58,7 +58,7 @@ export function tdxPolicyFromJson(doc: unknown, where = 'tdx policy'): TdxPolicy
     attrs.done();
   }
   const p: TdxPolicy = {
-    allowedTcbStatuses: (r.strings('allowedTcbStatuses', TCB_STATUSES, 'optional') as TcbStatus[] | undefined) ?? DEFAULT_TDX_POLICY.allowedTcbStatuses,
+    allowedTcbStatuses: (r.strings('allowedTcbStatuses', TDX_TCB_RESULTS, 'optional') as TdxTcbStatus[] | undefined) ?? DEFAULT_TDX_POLICY.allowedTcbStatuses,
     allowedAdvisoryIds: r.strings('allowedAdvisoryIds', undefined, 'optional') ?? [],
     mrTd: r.hexList('mrTd', 48, 'optional'),
     rtmr: rtmr.some((x) => x) ? (rtmr as unknown as TdxPolicy['rtmr']) : undefined,

@@ -95,6 +95,19 @@ describe('verifyTdx with the sim signer', () => {
     });
   }
 
+  it('TD 1.5: running module out of date but TEE_TCB_SVN_2 at the latest level → TDRelaunchAdvised (Intel TDRelaunchCheck)', async () => {
+    const policy: TdxPolicy = { ...DEFAULT_TDX_POLICY, allowedTcbStatuses: ['TDRelaunchAdvised', 'OutOfDate'] };
+    const advised = await verifyTdx(await sim.quote({ version: 5, teeTcbSvn: svn(2, 1, 2), teeTcbSvn2: svn(3, 1, 2) }), opts({ policy }));
+    expect(advised.claims.tcbStatus).toBe('TDRelaunchAdvised');
+    const stale = await verifyTdx(await sim.quote({ version: 5, teeTcbSvn: svn(2, 1, 2), teeTcbSvn2: svn(2, 1, 2) }), opts({ policy }));
+    expect(stale.claims.tcbStatus).toBe('OutOfDate');
+    const r = await codeOf(verifyTdx(await sim.quote({ version: 5, teeTcbSvn: svn(2, 1, 2), teeTcbSvn2: svn(3, 1, 2) }), opts()));
+    expect(r.failures).toEqual(['TDX_POLICY_TCB_STATUS']);
+    const c = await sim.collateral({ tcbInfo: (j) => void (j.tcbLevels[0].tcbStatus = 'ConfigurationNeeded') });
+    const cfg = await verifyTdx(await sim.quote({ version: 5, teeTcbSvn: svn(2, 1, 2), teeTcbSvn2: svn(3, 1, 2) }), opts({ collateral: c, policy: { ...policy, allowedTcbStatuses: ['TDRelaunchAdvisedConfigurationNeeded'] } }));
+    expect(cfg.claims.tcbStatus).toBe('TDRelaunchAdvisedConfigurationNeeded');
+  });
+
   it('PCK certificate one field at a time', async () => {
     const cases: [Parameters<SimTdx['issuePck']>[0], string][] = [
       [{ fmspc: Uint8Array.of(1, 2, 3, 4, 5, 6) }, 'TDX_TCB_INFO_MISMATCH'],
