@@ -14,6 +14,7 @@ import { Checks, type VerificationReport } from '../attestation/report.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { reportData } from '../protocol/binding.ts';
 import { decodeKeyConfigs, type KeyConfig, selectSuite } from '../protocol/ohttp.ts';
+import { type CollateralSource, withCollateral } from './collateral.ts';
 import { type ClientPolicy, policyAllows } from './policy.ts';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -29,6 +30,8 @@ export interface AttestOptions {
   /** TEST/bench hook: a fixed nonce instead of a random one. */
   readonly nonce?: Uint8Array;
   readonly signal?: AbortSignal;
+  /** Complete missing revocation collateral from a host shim's cache (client/collateral.ts). */
+  readonly collateral?: CollateralSource;
 }
 
 export interface Attestation {
@@ -59,7 +62,7 @@ export async function attest(o: AttestOptions): Promise<Attestation> {
   }
   const bytes = new Uint8Array(await res.arrayBuffer());
   if (bytes.length > MAX_BUNDLE_BYTES) throw protocolError('BUNDLE_MALFORMED', 'evidence bundle is too large');
-  return verifyEnclaveBundle(bytes, { nonce, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now(), maxAgeMs: o.policy.maxAgeMs });
+  return verifyEnclaveBundle(bytes, { nonce, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now(), maxAgeMs: o.policy.maxAgeMs, ...(o.collateral ? { collateral: o.collateral } : {}) });
 }
 
 export interface BundleCheckOptions {
@@ -70,15 +73,21 @@ export interface BundleCheckOptions {
   readonly trust: TrustStore | undefined;
   readonly now: Date;
   readonly maxAgeMs: number | undefined;
+  readonly collateral?: CollateralSource;
 }
 
 /** Verifies an enclave evidence bundle (CBOR) for `nonce`: the checks of `attest` without the network. */
 export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptions): Promise<Attestation> {
   const { nonce } = o;
-  const bundle = decodeBundle(bytes);
+  const decoded = decodeBundle(bytes);
 
   // Checks the SDK makes itself, recorded in the same report the verifier returns.
   const pre = new Checks('client');
+  const src = o.collateral;
+  const bundle = src
+    ? await pre.run('client.collateral', 'revocation collateral completed from the host shim cache (verified against the vendor root below)', src.base, () => withCollateral(decoded, src),
+      (b) => `${b.collateral.crls?.length ?? 0} CRL(s)`)
+    : decoded;
   pre.runSync('client.platform', 'bundle platform has a section in the client policy', 'client policy', () => {
     if (!policyAllows(o.policy, bundle.platform)) throw rejected('PLATFORM_NOT_ALLOWED', `the client policy does not accept ${bundle.platform} enclaves`);
   }, () => bundle.platform);

@@ -43,6 +43,11 @@ export interface CreateClientOptions {
   /** Clock for verification (tests). */
   readonly now?: () => Date;
   readonly signal?: AbortSignal;
+  /**
+   * A host shim whose collateral cache completes missing revocation data (AMD's CRL); verified like everything
+   * else. When set, revocation is checked or verification fails (COLLATERAL_UNAVAILABLE), never skipped.
+   */
+  readonly collateralFrom?: string;
 }
 
 export interface GmClient {
@@ -74,7 +79,8 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
   }
   const f: FetchLike = o.fetch ?? ((i, init) => globalThis.fetch(i, init));
   const now = o.now ?? (() => new Date());
-  const run = (): Promise<Attestation> => attest({ base, fetch: f, policy, allowSim, trust: o.trust, now, ...(o.signal ? { signal: o.signal } : {}) });
+  const collateral = o.collateralFrom ? { base: normalise(o.collateralFrom, 'collateralFrom'), fetch: f } : undefined;
+  const run = (): Promise<Attestation> => attest({ base, fetch: f, policy, allowSim, trust: o.trust, now, ...(o.signal ? { signal: o.signal } : {}), ...(collateral ? { collateral } : {}) });
 
   let current = await run();
   let again: Promise<Attestation> | undefined;

@@ -17,7 +17,7 @@ export interface ChatResult {
 }
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['url', 'relay', 'model', 'policy', 'api-key', 'max-tokens'], booleans: ['allow-sim', 'json', 'report', 'no-stream'] }, io.env);
+  const a = parseArgs(argv, { values: ['url', 'relay', 'model', 'policy', 'api-key', 'max-tokens', 'collateral'], booleans: ['allow-sim', 'json', 'report', 'no-stream'] }, io.env);
   const url = a.values.url;
   const prompt = a.positionals.join(' ');
   if (!url || !prompt) throw configError('USAGE', 'usage: gm chat --url URL [--relay URL] [--model M] [--policy FILE] [--allow-sim] [--json] "prompt"');
@@ -28,7 +28,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   say(`gm chat: verifying the enclave at ${url}${a.values.relay ? ` through the relay ${a.values.relay}` : ''}...`);
   let client: GmClient;
   try {
-    client = await createClient({ url, ...(a.values.relay ? { relay: a.values.relay } : {}), policy, allowSim, trust: await loadTrust(io) });
+    client = await createClient({ url, ...(a.values.relay ? { relay: a.values.relay } : {}), ...(a.values.collateral ? { collateralFrom: a.values.collateral } : {}), policy, allowSim, trust: await loadTrust(io) });
   } catch (e) {
     if (e instanceof GmError && e.report) io.err(formatReport(e.report));
     throw e;

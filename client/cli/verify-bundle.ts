@@ -3,6 +3,8 @@
  * against a policy. The REPORT_DATA binding is recomputed for the bundle's own nonce, or for `--nonce HEX` when the
  * auditor knows the nonce that was asked for (then a bundle made for another nonce is refused). Evidence age is
  * checked only when asked (`--max-age SECONDS`, `--now ISO`): a saved bundle is audited after the fact.
+ * `--collateral SHIM_URL` completes missing revocation data (AMD's CRL) from a host shim's cache, so an auditor
+ * can check revocation with no route to the vendors; the CRL is verified against the vendor root like the rest.
  */
 import { bundleFromJson, encodeBundle } from '../../attestation/bundle.ts';
 import { fromHex } from '../../attestation/bytes.ts';
@@ -15,9 +17,9 @@ import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['policy', 'nonce', 'now', 'max-age'], booleans: ['allow-sim', 'json'] });
+  const a = parseArgs(argv, { values: ['policy', 'nonce', 'now', 'max-age', 'collateral'], booleans: ['allow-sim', 'json'] });
   const file = a.positionals[0];
-  if (!file || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify bundle FILE [--policy FILE] [--allow-sim] [--nonce HEX] [--now ISO] [--max-age SECONDS] [--json]');
+  if (!file || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify bundle FILE [--policy FILE] [--allow-sim] [--nonce HEX] [--now ISO] [--max-age SECONDS] [--collateral SHIM_URL] [--json]');
   const json = a.flags.has('json');
   const say = progress(io, json);
   const allowSim = a.flags.has('allow-sim');
@@ -40,7 +42,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   if (maxAge !== undefined && !(maxAge > 0)) throw configError('USAGE', '--max-age must be a positive number of seconds');
   say(`gm verify bundle: verifying ${file} offline...`);
   try {
-    const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge });
+    const collateral = a.values.collateral ? { base: a.values.collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, init) } : undefined;
+    const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge, ...(collateral ? { collateral } : {}) });
     const claims = claimsSummary(r.claims);
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
     return 0;

@@ -12,9 +12,9 @@ import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['policy', 'relay', 'save'], booleans: ['allow-sim', 'json'] });
+  const a = parseArgs(argv, { values: ['policy', 'relay', 'save', 'collateral'], booleans: ['allow-sim', 'json'] });
   const url = a.positionals[0];
-  if (!url || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify URL [--policy FILE] [--allow-sim] [--relay URL] [--save FILE] [--json]');
+  if (!url || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify URL [--policy FILE] [--allow-sim] [--relay URL] [--save FILE] [--collateral SHIM_URL] [--json]');
   const json = a.flags.has('json');
   const say = progress(io, json);
   const allowSim = a.flags.has('allow-sim');
@@ -24,7 +24,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   say(`gm verify: fetching evidence from ${base} with a fresh nonce...`);
   const t0 = performance.now();
   try {
-    const r = await attest({ base, fetch: (i, init) => fetch(i, init), policy, allowSim, trust, now: () => new Date() });
+    const f = (i: string | URL | Request, init?: RequestInit) => fetch(i, init);
+    const r = await attest({ base, fetch: f, policy, allowSim, trust, now: () => new Date(), ...(a.values.collateral ? { collateral: { base: a.values.collateral, fetch: f } } : {}) });
     say(`gm verify: verified in ${Math.round(performance.now() - t0)} ms`);
     if (a.values.save) await writeFile(a.values.save, r.bundle);
     const claims = claimsSummary(r.claims);
