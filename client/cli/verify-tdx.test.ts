@@ -23,6 +23,8 @@ function io(): Io & { stdout: string; stderr: string } {
   return o;
 }
 const v = (rel: string) => vectorPath(`tdx/${rel}`);
+let chainPem = '';
+if (hasVectors) chainPem = (JSON.parse(await readFile(v('dcap-qvl/tdx_quote_collateral.json'), 'utf8')) as { tcb_info_issuer_chain: string }).tcb_info_issuer_chain;
 
 describe('gm verify tdx usage', () => {
   it('exits 2 without --quote, on unknown flags and on a bad --now', async () => {
@@ -78,6 +80,19 @@ describe.skipIf(!hasVectors)('gm verify tdx on real vectors', () => {
     expect(j.checks.find((c) => c.id === 'tdx.revocation.root')?.status).toBe('skip');
     expect(j.checks.find((c) => c.id === 'tdx.tcb.status')?.detail).toBe('UpToDate; no advisories');
     expect(code).toBe(0);
+  });
+
+  it('CRL files (DER root CA CRL, PCK CRL) and PCS responses are recognized by content (trustee quote 4, go-tdx-guest 2023 collateral)', async () => {
+    const o = io();
+    const code = await main(['verify', 'tdx', '--quote', v('trustee/tdx_quote_4.dat'), '--collateral', v('go-tdx-guest/rootcrl.der'), '--collateral', v('go-tdx-guest/pckcrl'),
+      '--collateral', v('go-tdx-guest/sample_tcbInfo_response'), '--collateral', v('go-tdx-guest/sample_qeIdentity_response'), '--collateral', '/tmp/gm-tdx-chain.pem',
+      '--now', '2023-07-01T00:00:00Z', '--json'], { ...o, readFile: async (p: string) => (p === '/tmp/gm-tdx-chain.pem' ? new TextEncoder().encode(chainPem) : o.readFile(p)) });
+    const j = JSON.parse(o.stdout) as { checks: { id: string; status: string; code?: string }[] };
+    expect(j.checks.find((c) => c.id === 'tdx.revocation.root')?.status).toBe('pass');
+    expect(j.checks.find((c) => c.id === 'tdx.revocation.pck')?.status).toBe('pass');
+    // The only TCB Signing certificate among the vectors was issued in 2025, so the 2023 TCB info cannot chain at 2023.
+    expect(j.checks.find((c) => c.id === 'tdx.collateral.tcbInfo')).toMatchObject({ status: 'fail', code: 'CERT_NOT_YET_VALID' });
+    expect(code).toBe(1);
   });
 
   it('--ccel-table without --ccel-log is a usage error', async () => {
