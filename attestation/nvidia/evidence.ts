@@ -31,7 +31,19 @@ export interface GpuEvidenceItem {
 
 const bad = (msg: string, cause?: unknown) => protocolError('NVIDIA_EVIDENCE_INVALID', `GPU evidence: ${msg}`, cause === undefined ? undefined : { cause });
 
-function chainFromPem(text: string, where: string): Certificate[] {
+/** Parsed chains by their exact PEM text: a worker presents the same chain on every attestation (pure memo). */
+const parsedChains = new Map<string, readonly Certificate[]>();
+
+function chainFromPem(text: string, where: string): readonly Certificate[] {
+  const hit = parsedChains.get(text);
+  if (hit) return hit;
+  const chain = parseChainPem(text, where);
+  if (parsedChains.size >= 256) parsedChains.clear();
+  parsedChains.set(text, chain);
+  return chain;
+}
+
+function parseChainPem(text: string, where: string): Certificate[] {
   let ders: Uint8Array[];
   try {
     ders = pemDecodeAll(text);

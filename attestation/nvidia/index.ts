@@ -6,6 +6,7 @@
  * Everything that varies comes in through options: `now`, the trust store or explicit roots (sim), the expected
  * nonce, RIMs, the OCSP collateral getter, the policy. Nothing here fetches or reads the clock.
  */
+import { bytesToHex } from '@noble/hashes/utils.js';
 import { equalBytes, hex, sha256 } from '../bytes.ts';
 import { GmError, configError, rejected } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
@@ -77,22 +78,19 @@ export interface GpuEvidenceResult {
   readonly evidenceDigest: string | undefined;
 }
 
-/** Verified chains keyed by their DER (and root): a warm chain costs one lookup, re-checked for validity at `now`. */
-const chainCache = new Map<string, VerifiedChain>();
-const CHAIN_CACHE_MAX = 1024;
+/**
+ * Verified chains by the parsed chain's identity (evidence.ts memoizes parsing by PEM text, so a worker's known
+ * chain is the same object each time): a warm chain costs a lookup plus a validity re-check at `now`.
+ */
+const chainCache = new WeakMap<readonly Certificate[], { roots: readonly Certificate[]; verified: VerifiedChain }>();
 
 async function cachedChain(chain: readonly Certificate[], roots: readonly Certificate[], now: Date): Promise<VerifiedChain> {
-  let key = '';
-  for (const c of chain) key += `${c.der.length}:${String.fromCharCode(...c.der.subarray(c.der.length - 64))}|`;
-  for (const r of roots) key += `R${String.fromCharCode(...r.der.subarray(r.der.length - 64))}`;
-  const hit = chainCache.get(key);
-  // The key is the tail of each DER (the signature value): a different certificate has a different signature.
-  if (hit && hit.path.length >= chain.length && chain.every((c, i) => equalBytes(c.der, hit.path[i]!.der))
-    && hit.path.every((c) => now >= c.notBefore && now <= c.notAfter)) return hit;
-  const v = await verifyGpuChain(chain, roots, now);
-  if (chainCache.size >= CHAIN_CACHE_MAX) chainCache.clear();
-  chainCache.set(key, v);
-  return v;
+  const hit = chainCache.get(chain);
+  if (hit && hit.roots.length === roots.length && hit.roots.every((r, i) => r === roots[i] || equalBytes(r.der, roots[i]!.der))
+    && hit.verified.path.every((c) => now >= c.notBefore && now <= c.notAfter)) return hit.verified;
+  const verified = await verifyGpuChain(chain, roots, now);
+  chainCache.set(chain, { roots, verified });
+  return verified;
 }
 
 function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: readonly Certificate[]; name: string } {
@@ -190,7 +188,7 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
   if (checks.failures.length > 0) throw failedWith(checks, 'NVIDIA_RIM_MISMATCH', `GPU ${item.index}: measurements ${rim.mismatches.join(', ')} do not match the RIMs`);
 
   const measurements: Record<number, string> = {};
-  for (const b of report.response.blocks) measurements[b.index] = hex(b.value);
+  for (const b of report.response.blocks) measurements[b.index] = bytesToHex(b.value);
   const claims: GpuClaims = {
     gpu: item.index, source: 'local', arch: item.arch,
     hwmodel: chain.path[1] ? commonName(chain.path[1].subject) : undefined, ueid: hex(leaf.serialNumber),

@@ -213,9 +213,6 @@ export function c14n11(apex: XmlElement, omit?: XmlElement): string {
       if (p === '' && uri === '' && (before === undefined || before === '')) continue;
       decls.push([p, uri]);
     }
-    if (!parentNs && !el.ns.has('')) {
-      // nothing: an absent default namespace is not rendered
-    }
     decls.sort((a, b) => cmp(a[0], b[0]));
     const attrs = [...el.attrs];
     if (!parentNs) {
