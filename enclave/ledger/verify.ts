@@ -115,7 +115,13 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[]): 
     }
   });
   try {
-    const rows = db.prepare('SELECT r.seq AS seq, r.signed AS signed, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.seq').all() as { signed: Uint8Array; offer: Uint8Array | null }[];
+    const rows = checks.runSync('ledger.schema', 'the file is a gm ledger (receipts and offers tables)', undefined, () => {
+      try {
+        return db.prepare('SELECT r.seq AS seq, r.signed AS signed, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.seq').all() as { signed: Uint8Array; offer: Uint8Array | null }[];
+      } catch (e) {
+        throw configError('LEDGER_UNAVAILABLE', `not a gm ledger: ${(e as Error).message}`, { cause: e });
+      }
+    }, (r) => `${r.length} receipt row(s)`);
     if (rows.length === 0) {
       checks.skip('receipts.decode+signature', 'receipts', 'the ledger holds no receipts');
     } else {
