@@ -19,6 +19,8 @@ import { GmError, protocolError } from '../attestation/errors.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
+import { setDefaultBackend } from '../protocol/backend.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { openaiApp, type Dispatch } from './api/openai.ts';
 import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
@@ -68,6 +70,8 @@ export interface Enclave {
 }
 
 export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
+  // Servers use node:crypto for HPKE (synchronous OpenSSL calls; docs/protocol.md §10): same bytes, less latency.
+  setDefaultBackend(nodeBackend);
   const limits = { ...DEFAULT_LIMITS, ...o.limits };
   const timeouts = { ...DEFAULT_TIMEOUTS, ...o.timeouts };
   const keys = o.keys ?? (await generateEnclaveKeys());

@@ -5,6 +5,8 @@
  * operator may fix the node), never silently ignored.
  */
 import { encodeBundle } from '../attestation/bundle.ts';
+import { setDefaultBackend } from '../protocol/backend.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { toBase64 } from '../attestation/bytes.ts';
 import type { Logger } from '../enclave/log.ts';
 import { serve, type Served } from '../enclave/serve.ts';
@@ -47,6 +49,7 @@ async function upstreamModels(upstream: string): Promise<string[]> {
 }
 
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+  setDefaultBackend(nodeBackend); // node:crypto HPKE for the server side (docs/protocol.md §10)
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
   const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log });

@@ -1,0 +1,120 @@
+/**
+ * Routing path benchmark (issue 6 "Speed"): the same load at the dev-model directly and through
+ * client → enclave → worker → dev-model (OHTTP both legs, sim TEE), in one run on the same machine.
+ * - non-streaming chat, 1 KiB prompts, concurrency 16: throughput ratio (target >= 0.35 of direct),
+ *   added p50 latency (target <= 1.5 ms), p99 reported;
+ * - streaming: a 1,000-token answer at 1 ms per token, time to last token through gm (target <= 1.1x direct).
+ * Everything runs in this one process (2 cores in CI), so the gm figures include the client's and the worker's
+ * crypto on the same event loop: a conservative setting.
+ */
+import { Pool } from 'undici';
+import { atLeast, atMost, type BenchRow } from './harness.ts';
+import { serve } from '../enclave/serve.ts';
+import { devModelApp } from '../worker/dev-model/server.ts';
+import type { Transport } from '../enclave/ohttp/client.ts';
+import { connect } from '../test/stack/client.ts';
+import { startStack } from '../test/stack/harness.ts';
+
+export const title = 'routing: client → enclave → worker → dev-model vs direct';
+
+const PROMPT = 'x'.repeat(1024);
+const CONCURRENCY = 16;
+const REQUESTS = Number(process.env.GM_BENCH_ROUTING_REQUESTS ?? 3000);
+
+function undiciTransport(url: string): { send: Transport; close(): Promise<void> } {
+  const u = new URL(url);
+  const pool = new Pool(u.origin, { connections: CONCURRENCY * 2 });
+  return {
+    send: async (body, contentType, signal) => {
+      const r = await pool.request({ path: u.pathname, method: 'POST', headers: { 'content-type': contentType }, body, ...(signal ? { signal } : {}) });
+      return {
+        status: r.statusCode,
+        contentType: String(r.headers['content-type'] ?? '').split(';')[0]!.trim(),
+        body: (async function* () {
+          for await (const c of r.body) yield new Uint8Array(c as Buffer);
+        })(),
+        cancel: () => void r.body.destroy(),
+      };
+    },
+    close: () => pool.close(),
+  };
+}
+
+async function load(one: () => Promise<void>, n: number): Promise<{ rps: number; lat: number[] }> {
+  const lat: number[] = [];
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < n) {
+        next++;
+        const s = performance.now();
+        await one();
+        lat.push(performance.now() - s);
+      }
+    }),
+  );
+  const secs = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  return { rps: n / secs, lat };
+}
+const pct = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(a.length * p))]!;
+
+export async function run(): Promise<BenchRow[]> {
+  const stack = await startStack({ workers: [{ model: { name: 'bench' } }, { model: { name: 'bench-stream', tokenMs: 1 } }] });
+  const direct = new Pool(stack.workers[0]!.model.url, { connections: CONCURRENCY * 2 });
+  const t = undiciTransport(`${stack.enclaveUrl}/v1/ohttp`);
+  try {
+    const client = await connect(stack.enclaveUrl, { transport: t.send });
+    const body = { model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16 };
+    const json = JSON.stringify(body);
+    const viaDirect = async () => {
+      const r = await direct.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: json });
+      if (r.statusCode !== 200) throw new Error(`direct ${r.statusCode}`);
+      await r.body.arrayBuffer();
+    };
+    const viaGm = async () => {
+      const r = await client.post('/v1/chat/completions', body);
+      if (r.status !== 200) throw new Error(`gm ${r.status}`);
+      await new Response(r.body).arrayBuffer();
+    };
+    // warm both paths (JIT, pools, key caches), then alternate runs so neither gets a warmer machine
+    await load(viaDirect, 300);
+    await load(viaGm, 300);
+    const d = await load(viaDirect, REQUESTS);
+    const g = await load(viaGm, REQUESTS);
+
+    // Streaming: 1000 tokens at 1 ms/token; time to the last byte, median of 3.
+    const sbody = { model: 'bench-stream', stream: true, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };
+    const streamDirect = async () => {
+      const s = performance.now();
+      const r = await new Pool(stack.workers[1]!.model.url).request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sbody) });
+      await r.body.text();
+      return performance.now() - s;
+    };
+    const streamGm = async () => {
+      const s = performance.now();
+      const r = await client.post('/v1/chat/completions', sbody, { stream: true });
+      await new Response(r.body).text();
+      return performance.now() - s;
+    };
+    const med = async (f: () => Promise<number>) => {
+      const xs = [await f(), await f(), await f()].sort((a, b) => a - b);
+      return xs[1]!;
+    };
+    const sd = await med(streamDirect);
+    const sg = await med(streamGm);
+    const p50d = pct(d.lat, 0.5);
+    const p50g = pct(g.lat, 0.5);
+    const addedP50 = p50g - p50d;
+    return [
+      atLeast('non-streaming chat throughput via gm (1 KiB prompt, c=16)', g.rps, 'req/s', 'dev-model direct', d.rps, 0.35),
+      { name: 'added p50 latency via gm (c=16)', value: addedP50, unit: 'ms', floorName: 'direct p50', floor: p50d, ratio: p50g / p50d, target: 'added <= 1.5 ms', ok: addedP50 <= 1.5, note: `p50 gm ${p50g.toFixed(2)} ms, p99 gm ${pct(g.lat, 0.99).toFixed(2)} ms vs direct ${pct(d.lat, 0.99).toFixed(2)} ms` },
+      atMost('streaming 1000 tokens @1 ms: time to last token via gm', sg, 'ms', 'dev-model direct', sd, 1.1),
+    ];
+  } finally {
+    await t.close();
+    await direct.close();
+    await stack.stop();
+  }
+}
