@@ -5,6 +5,7 @@
  */
 import type { TrustStore } from '../attestation/trust.ts';
 import { attest, type FetchLike } from '../client/attest.ts';
+import { createClient, type GmClient } from '../client/index.ts';
 import type { ClientPolicy } from '../client/policy.ts';
 import type { GateCheckResult } from './gate.ts';
 import type { Listings, OfferRow, WorkerRow } from './status-page.ts';
@@ -35,8 +36,38 @@ export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckRes
   };
 }
 
-/** The enclave's own listings (unauthenticated here; informational). Missing endpoints show as "not available". */
-export function enclaveListings(enclave: string, f: FetchLike = (i, init) => fetch(i, init)): () => Promise<Listings> {
+/**
+ * The enclave's listings for the status page. Models come over OHTTP from the attested enclave (the shim verifies it
+ * as a client would); worker lists and counts are the enclave's plain word, shown as such. Missing endpoints show
+ * as "not available".
+ */
+export function enclaveListings(enclave: string, o: Omit<EnclaveCheckOptions, 'enclave'> | undefined = undefined, f: FetchLike = (i, init) => fetch(i, init)): () => Promise<Listings> {
+  let client: Promise<GmClient> | undefined;
+  const models = async (): Promise<string[] | undefined> => {
+    if (!o) return undefined;
+    try {
+      client ??= createClient({ url: enclave, policy: o.policy, allowSim: o.allowSim, fetch: f, ...(o.trust ? { trust: o.trust } : {}) });
+      const c = await client;
+      const r = await c.fetch(`${c.baseURL}/models`, { signal: AbortSignal.timeout(3000) });
+      if (!r.ok) return undefined;
+      const j = (await r.json()) as { data?: { id?: unknown }[] };
+      return (j.data ?? []).map((m) => m.id).filter((x): x is string => typeof x === 'string');
+    } catch {
+      client = undefined; // re-attest next time (key rotated, enclave restarted)
+      return undefined;
+    }
+  };
+  const states = async (): Promise<Record<string, number> | undefined> => {
+    try {
+      const r = await f(`${enclave.replace(/\/$/, '')}/metrics`, { signal: AbortSignal.timeout(3000) });
+      if (!r.ok) return undefined;
+      const out: Record<string, number> = {};
+      for (const m of (await r.text()).matchAll(/^gm_workers\{state="([a-z_-]{1,32})"\} (\d+)$/gm)) out[m[1]!] = Number(m[2]);
+      return Object.keys(out).length ? out : undefined;
+    } catch {
+      return undefined;
+    }
+  };
   const base = enclave.replace(/\/$/, '');
   const get = async (path: string): Promise<unknown[] | undefined> => {
     try {
@@ -51,7 +82,7 @@ export function enclaveListings(enclave: string, f: FetchLike = (i, init) => fet
   };
   const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
   return async () => {
-    const [w, of] = await Promise.all([get('/v1/workers'), get('/v1/offers')]);
+    const [w, of, ms, st] = await Promise.all([get('/v1/workers'), get('/v1/offers'), models(), states()]);
     const workers = w?.map((x): WorkerRow => {
       const o = x as Record<string, unknown>;
       return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
@@ -60,6 +91,6 @@ export function enclaveListings(enclave: string, f: FetchLike = (i, init) => fet
       const o = x as Record<string, unknown>;
       return { id: s(o.id ?? o.offerId) ?? '?', worker: s(o.worker ?? o.workerId), model: s(o.model) ?? '?', priceIn: s(o.pricePerMInput), priceOut: s(o.pricePerMOutput), terms: s((o.terms as { kind?: unknown } | undefined)?.kind ?? o.terms), expires: s(o.expires ?? o.notAfter) } as OfferRow;
     });
-    return { workers, offers };
+    return { workers, offers, models: ms, workerStates: st };
   };
 }

@@ -56,7 +56,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     relay: { enclave: o.enclave, ...(o.observe ? { observe: o.observe } : {}) },
     gate,
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
-    listings: enclaveListings(o.enclave),
+    listings: enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
   });
   const l = await listen(app.fetch, o.hostname ?? '127.0.0.1', o.port ?? 0);
   // The relay opens only after the first check passed; a failed first check leaves it closed (503) and retrying.

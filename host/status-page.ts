@@ -27,6 +27,10 @@ export interface OfferRow {
 export interface Listings {
   readonly workers: readonly WorkerRow[] | undefined;
   readonly offers: readonly OfferRow[] | undefined;
+  /** Worker counts by state from the enclave's /metrics (gm_workers gauge), when no worker list is served. */
+  readonly workerStates?: Readonly<Record<string, number>> | undefined;
+  /** Models the verified workers offer, asked over OHTTP from the attested enclave (GET /v1/models). */
+  readonly models?: readonly string[] | undefined;
 }
 
 const esc = (s: unknown): string => String(s ?? '').replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -35,9 +39,13 @@ export function renderStatus(gate: EnclaveGate, listings: Listings, enclaveUrl: 
   const s = gate.status;
   const rows = (s.report?.checks ?? []).map((c) => `<tr class="${esc(c.status)}"><td>${esc(c.status.toUpperCase())}</td><td><code>${esc(c.id)}</code></td><td>${esc(c.what)}</td><td>${esc(c.against)}</td><td>${c.status === 'fail' ? `${esc(c.code)}: ` : ''}${esc(c.detail)}</td></tr>`).join('\n');
   const summary = Object.entries(s.summary ?? {}).map(([k, v]) => `<dt>${esc(k)}</dt><dd><code>${esc(v)}</code></dd>`).join('');
-  const workers = listings.workers === undefined ? '<p class="na">worker list not available from the enclave</p>'
+  const states = listings.workerStates;
+  const workers = listings.workers === undefined
+    ? states ? `<table id="worker-states"><thead><tr><th>state</th><th>workers</th></tr></thead><tbody>${Object.entries(states).map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join('')}</tbody></table><p><small>counts from the enclave's /metrics</small></p>`
+    : '<p class="na">worker list not available from the enclave</p>'
     : `<table id="workers"><thead><tr><th>worker</th><th>platform</th><th>measurement</th><th>GPUs</th><th>state</th><th>verified at</th></tr></thead><tbody>${listings.workers.map((w) => `<tr><td><code>${esc(w.id)}</code></td><td>${esc(w.platform)}</td><td><code>${esc(w.measurement)}</code></td><td>${esc(w.gpus)}</td><td>${esc(w.state)}</td><td>${esc(w.verifiedAt)}</td></tr>`).join('')}</tbody></table>`;
-  const offers = listings.offers === undefined ? '<p class="na">offer list not available from the enclave</p>'
+  const models = listings.models === undefined ? '' : `<p>Models offered by verified workers (asked over OHTTP from the attested enclave): <span id="models">${listings.models.map((m) => `<code>${esc(m)}</code>`).join(', ') || 'none'}</span></p>`;
+  const offers = listings.offers === undefined ? `${models}<p class="na">signed offer details not listed by the enclave</p>`
     : `<table id="offers"><thead><tr><th>offer</th><th>worker</th><th>model</th><th>input / Mtok</th><th>output / Mtok</th><th>terms</th><th>expires</th></tr></thead><tbody>${listings.offers.map((o) => `<tr><td><code>${esc(o.id)}</code></td><td><code>${esc(o.worker)}</code></td><td>${esc(o.model)}</td><td>${esc(o.priceIn)}</td><td>${esc(o.priceOut)}</td><td>${esc(o.terms)}</td><td>${esc(o.expires)}</td></tr>`).join('')}</tbody></table>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10"><title>gm host: ${esc(s.state)}</title>

@@ -126,6 +126,20 @@ describe('host relay', () => {
     expect(rest).toBe('end');
   });
 
+  it('answers CORS preflights itself (browsers call the relay cross-origin) without reaching the enclave', async () => {
+    const e = await fakeEnclave();
+    const s = await shim(e.url);
+    await s.gate.start();
+    const pre = await s.app.request('/v1/ohttp', { method: 'OPTIONS', headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    expect(pre.status).toBe(204);
+    expect(pre.headers.get('access-control-allow-origin')).toBe('*');
+    expect(pre.headers.get('access-control-allow-credentials')).toBeNull();
+    const r = await s.app.request('/.well-known/ohttp-gateway', { headers: { origin: 'https://app.example' } });
+    expect(r.headers.get('access-control-allow-origin')).toBe('*');
+    expect(e.seen.map((x) => x.path)).toEqual(['/.well-known/ohttp-gateway']);
+    expect(e.seen[0]!.headers.origin).toBeUndefined();
+  });
+
   it('cuts a request body over the limit with 413', async () => {
     const e = await fakeEnclave();
     const s = await shim(e.url, undefined, 64);
@@ -191,6 +205,6 @@ describe('host gate', () => {
     expect(html).toContain('bundle.cpu');
     expect(html).toContain('&#60;script&#62;');
     expect(html).not.toContain('<script>');
-    expect(html).toContain('offer list not available');
+    expect(html).toContain('signed offer details not listed');
   });
 });

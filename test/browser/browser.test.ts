@@ -83,6 +83,9 @@ describe.skipIf(!available)('browser', () => {
     expect(rows.length).toBeGreaterThan(10);
     expect(rows.some((r) => r.includes('snp.policy.measurement'))).toBe(true);
     expect(await page.textContent('#summary')).toContain('sim-sev-snp');
+    // Verified workers (enclave metrics) and the models they offer (asked over OHTTP from the attested enclave).
+    expect(await page.$$eval('#worker-states tr', (trs) => trs.map((t) => t.textContent ?? ''))).toContain('verified2');
+    expect((await page.textContent('#models'))?.split(', ').sort()).toEqual(stack.workers.map((w) => w.modelName).sort());
     await page.close();
   });
 });
