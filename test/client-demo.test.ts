@@ -1,0 +1,31 @@
+/**
+ * `gm demo` as the README runs it: a child process `node bin/gm.js demo` that must print the verification report,
+ * the streamed answer and the receipt section, exit 0, and leave nothing running (the process exits by itself).
+ */
+import { spawn } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { devAnswer } from '../worker/dev-model/server.ts';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+describe('gm demo', () => {
+  it('runs the whole sim stack, verifies through the relay, streams the answer, prints the receipt and exits cleanly', async () => {
+    const child = spawn(process.execPath, [join(root, 'bin/gm.js'), 'demo', '--token-ms', '1'], { cwd: root, env: { ...process.env, GM_TRUST_DIR: '/nonexistent' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => void (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => void (err += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code, err).toBe(0);
+    expect(out).toContain('== Verification report (enclave, fetched through the relay) ==');
+    expect(out).toMatch(/evidence bundle \(sim-sev-snp\) \[SIM: not backed by hardware\]: VERIFIED/);
+    expect(out).not.toMatch(/^\s+FAIL/m);
+    expect(out).toContain(devAnswer('gm-dev-1', 16));
+    expect(out).toContain('== Receipt ==');
+    expect(err).toMatch(/gate OPEN/);
+    expect(err).toMatch(/verifying the enclave through the relay/);
+    expect(err).toMatch(/stopped every service cleanly/);
+  }, 60_000);
+});
