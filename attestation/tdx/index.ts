@@ -19,7 +19,8 @@ import { type PckCaType, clearPckCache, verifyPckChain } from './pck.ts';
 import { checkQeIdentity, checkTcbInfoMatchesPck, converge, matchSgxTcbLevel, matchTcbLevel, tdRelaunchStatus, tdxModuleStatus } from './tcb.ts';
 import type { QeIdentity, TcbStatus, TdxTcbStatus } from './tcbinfo.ts';
 import { DEFAULT_TDX_POLICY, type TdxPolicy, validateTdx } from './validate.ts';
-import { clearQeSignatureCache, verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
+import { type EcdsaP256Verifier, clearQeSignatureCache, verifyQeReportData, verifyQeReportSignature, verifyQuoteSignature } from './verify.ts';
+export type { EcdsaP256Verifier } from './verify.ts';
 
 export type { TdxCollateral, CollateralGetter, CollateralRequest, SignedCollateral } from './collateral.ts';
 export { collateralFromDcapQvl, signedFromPcs } from './collateral.ts';
@@ -49,6 +50,8 @@ export interface VerifyTdxOptions {
   readonly checkRevocation?: boolean;
   /** QE identity is required unless this is explicitly false. */
   readonly requireQeIdentity?: boolean;
+  /** Verifier for the per-quote attestation-key signature (default WebCrypto; Node callers may pass node:crypto). */
+  readonly ecdsaP256?: EcdsaP256Verifier;
   /** CCEL event log (and ACPI CCEL table) to replay against RTMR0..2; each event becomes a report row. */
   readonly eventLog?: { readonly log: Uint8Array; readonly table?: Uint8Array };
 }
@@ -127,7 +130,7 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
     (q) => `v${q.header.version}, body type ${q.body.bodyType}${q.padding ? `, ${q.padding} zero padding bytes` : ''}`);
   // The two ECDSA verifies of the quote itself start now and run concurrently (WebCrypto works off the main thread);
   // their results are consumed, and reported, in Intel's order below.
-  const quoteSignature = settle(verifyQuoteSignature(quote));
+  const quoteSignature = settle(verifyQuoteSignature(quote, options.ecdsaP256));
   const pck = await checks.run('tdx.pck.chain', 'PCK certificate chain (ECDSA P-256) to the Intel SGX Root CA', rootName,
     () => verifyPckChain(quote.certification.pckCertChain, root, now), (v) => `${v.caType} CA, FMSPC ${hex(v.extensions.fmspc)}`);
   const ext = pck.extensions;

@@ -190,6 +190,20 @@ describe('verifyTdx with the sim signer', () => {
     expect(report.checks.filter((c) => c.status === 'skip').map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
   });
 
+  it('an injected ECDSA verifier is used for the quote signature and fails closed', async () => {
+    const q = await sim.quote();
+    const seen: number[] = [];
+    await verifyTdx(q, opts({ ecdsaP256: async (key, data, sig) => {
+      seen.push(key.length, sig.length);
+      const k = await crypto.subtle.importKey('raw', new Uint8Array([4, ...key]), { name: 'ECDSA', namedCurve: 'P-256' }, false, ['verify']);
+      return crypto.subtle.verify({ name: 'ECDSA', hash: 'SHA-256' }, k, new Uint8Array(sig), new Uint8Array(data));
+    } }));
+    expect(seen).toEqual([64, 64]);
+    expect((await codeOf(verifyTdx(q, opts({ ecdsaP256: () => false })))).code).toBe('TDX_QUOTE_SIGNATURE');
+    expect((await codeOf(verifyTdx(q, opts({ ecdsaP256: () => { throw new Error('bad point'); } })))).code).toBe('TDX_ATTESTATION_KEY_INVALID');
+    expect((await codeOf(verifyTdx(q, opts({ ecdsaP256: (() => 1) as never })))).code).toBe('TDX_QUOTE_SIGNATURE');
+  });
+
   it('a quote from another sim Intel is not accepted', async () => {
     const other = await createSimTdx();
     expect((await codeOf(verifyTdx(await other.quote(), opts()))).code).toBe('CERT_SIGNATURE');

@@ -67,7 +67,23 @@ function importAttestationKey(raw: Uint8Array): Promise<CryptoKey> {
   return p;
 }
 
-export async function verifyQuoteSignature(quote: TdxQuote): Promise<void> {
+/**
+ * An ECDSA P-256 / SHA-256 verifier for the attestation key: raw x‖y key, raw r‖s signature. The default is
+ * WebCrypto; a Node caller may pass node:crypto (whose synchronous verify is cheaper per call) through the options.
+ */
+export type EcdsaP256Verifier = (key: Uint8Array, data: Uint8Array, signature: Uint8Array) => boolean | Promise<boolean>;
+
+export async function verifyQuoteSignature(quote: TdxQuote, verifier?: EcdsaP256Verifier): Promise<void> {
+  if (verifier) {
+    let ok: boolean;
+    try {
+      ok = (await verifier(quote.attestationKey, quote.signedData, quote.signature)) === true;
+    } catch (e) {
+      throw rejected('TDX_ATTESTATION_KEY_INVALID', 'attestation key is not a P-256 point', { cause: e });
+    }
+    if (!ok) throw rejected('TDX_QUOTE_SIGNATURE', 'quote signature over header ‖ body does not verify with the attestation key');
+    return;
+  }
   let key: CryptoKey;
   try {
     key = await importAttestationKey(quote.attestationKey);

@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
+import { nodeEcdsaP256 } from './verify-tdx.ts';
 
 function io(): Io & { stdout: string; stderr: string } {
   const o = {
@@ -25,6 +26,20 @@ function io(): Io & { stdout: string; stderr: string } {
 const v = (rel: string) => vectorPath(`tdx/${rel}`);
 let chainPem = '';
 if (hasVectors) chainPem = (JSON.parse(await readFile(v('dcap-qvl/tdx_quote_collateral.json'), 'utf8')) as { tcb_info_issuer_chain: string }).tcb_info_issuer_chain;
+
+describe('nodeEcdsaP256', () => {
+  it('agrees with WebCrypto on a sim quote and refuses a flipped byte and a bad point', async () => {
+    const { createSimTdx } = await import('../../attestation/tdx/sim.ts');
+    const { parseQuote } = await import('../../attestation/tdx/abi.ts');
+    const sim = await createSimTdx();
+    const q = parseQuote(await sim.quote());
+    expect(nodeEcdsaP256(q.attestationKey, q.signedData, q.signature)).toBe(true);
+    const flipped = new Uint8Array(q.signedData);
+    flipped[100]! ^= 1;
+    expect(nodeEcdsaP256(q.attestationKey, flipped, q.signature)).toBe(false);
+    expect(() => nodeEcdsaP256(new Uint8Array(64).fill(1), q.signedData, q.signature)).toThrow();
+  });
+});
 
 describe('gm verify tdx usage', () => {
   it('exits 2 without --quote, on unknown flags and on a bad --now', async () => {
