@@ -1,0 +1,93 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseReceiptHeader, verifyReceipt } from '../../protocol/receipt.ts';
+import { expectCode, makeWorker, NOW, signedOffer, type TestWorker } from '../../test/market-fixtures.ts';
+import { Ledger } from '../ledger/ledger.ts';
+import { generateEnclaveReceiptKey } from '../ledger/signer.ts';
+import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
+import { createMarket } from './index.ts';
+import { marketRouter } from './router.ts';
+
+/** The registry as the router sees it: workers by id, `usable` being the attestation gate. */
+function fakeRegistry(ws: VerifiedWorker[]): WorkerRegistry {
+  return { usable: (id: string) => ws.find((w) => w.id === id), list: () => ws } as unknown as WorkerRegistry;
+}
+
+async function verifiedWorker(t: TestWorker, over: { price?: bigint } = {}): Promise<VerifiedWorker> {
+  const offer = await signedOffer(t, { pricePerMInput: over.price ?? 1_000_000n, pricePerMOutput: over.price ?? 1_000_000n });
+  return { id: t.id, signingKey: t.publicKey, evidenceDigest: t.info.evidenceDigest, expiresAt: NOW + 600_000, sim: true, offers: [offer], models: ['dev-model'] } as unknown as VerifiedWorker;
+}
+
+async function setup() {
+  const [a, b] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 })]);
+  const wa = await verifiedWorker(a!, { price: 1_000_000n });
+  const wb = await verifiedWorker(b!, { price: 3_000_000n });
+  const ledger = Ledger.open(':memory:', { signer: generateEnclaveReceiptKey() });
+  const market = createMarket({ feeBasisPoints: 0 });
+  const house = (await ledger.createAccount({ currency: 'USD', prepaid: 1_000_000n }, NOW)).account;
+  const m = marketRouter({ market, ledger, enclaveSim: false, anonymous: house, now: () => NOW, abandonAfterMs: 1000 });
+  await m.onWorkerChange('verified', wa);
+  await m.onWorkerChange('verified', wb);
+  const router = m.router(fakeRegistry([wa, wb]));
+  return { ledger, market, house, m, router, wa, wb };
+}
+
+const body = { model: 'dev-model', max_tokens: 100, messages: [{ role: 'user', content: 'hi' }] };
+const req = (over: object = {}) => ({ requestId: 'r1', model: 'dev-model', body, stream: false, now: NOW, ...over });
+
+afterEach(() => vi.useRealTimers());
+
+describe('market router (enclave Router adapter)', () => {
+  it('mirrors the registry: offers enter the book, a removed worker takes them out', async () => {
+    const { market, m, wb, router } = await setup();
+    expect(router.models(NOW)).toEqual(['dev-model']);
+    await m.onWorkerChange('verified', wb); // re-verification re-posts the same offer: no error
+    expect(market.book.size).toBe(2);
+    await m.onWorkerChange('removed', wb);
+    expect(market.book.size).toBe(1);
+  });
+
+  it('one hold covers failover; the receipt charges the offer actually served; the lease moves on', async () => {
+    const { ledger, house, market, router } = await setup();
+    const sel = await router.select(req());
+    expect(sel.candidates.map((c) => c.worker.id)).toEqual(['wa', 'wb']);
+    // bound: (2 bytes + 16) in + 100 out at 3 µ/token for wb, the dearer candidate
+    expect(ledger.available(house.id)).toBe(1_000_000n - 354n);
+    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(1);
+    sel.onFailure!(sel.candidates[0]!, 'UPSTREAM_FAILED');
+    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(1);
+    sel.onFirstToken!(sel.candidates[1]!);
+    const extras = await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 5, completionTokens: 50 });
+    const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
+    expect([v.receipt.workerId, v.receipt.total]).toEqual(['wb', 165n]);
+    expect(ledger.available(house.id)).toBe(1_000_000n - 165n);
+    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(0);
+    expect(JSON.parse(extras!.sseEvent!.data).type).toBe('gm.receipt');
+  });
+
+  it('drops candidates the account cannot afford, and says 402 when it cannot afford the best', async () => {
+    const { ledger, router } = await setup();
+    const { apiKey } = await ledger.createAccount({ currency: 'USD', prepaid: 200n }, NOW);
+    const sel = await router.select(req({ apiKey }));
+    expect(sel.candidates.map((c) => c.worker.id)).toEqual(['wa']);
+    const broke = await ledger.createAccount({ currency: 'USD', prepaid: 10n }, NOW);
+    await expectCode(Promise.resolve().then(() => router.select(req({ apiKey: broke.apiKey }))), 'PAYMENT_INSUFFICIENT_FUNDS');
+    await expectCode(Promise.resolve().then(() => router.select(req({ apiKey: 'gm_not-a-key-of-this-ledger-at-all' }))), 'ACCOUNT_UNKNOWN');
+  });
+
+  it('without an anonymous account a request with no key is ACCOUNT_MISSING', async () => {
+    const { market, ledger, wa } = await setup();
+    const strict = marketRouter({ market, ledger, enclaveSim: false, now: () => NOW }).router(fakeRegistry([wa]));
+    await expectCode(Promise.resolve().then(() => strict.select(req())), 'ACCOUNT_MISSING');
+  });
+
+  it('an abandoned request releases its hold and lease', async () => {
+    vi.useFakeTimers();
+    const { ledger, house, market, router } = await setup();
+    await router.select(req());
+    expect(ledger.available(house.id)).toBeLessThan(1_000_000n);
+    vi.advanceTimersByTime(1001);
+    expect(ledger.available(house.id)).toBe(1_000_000n);
+    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
+  });
+});
