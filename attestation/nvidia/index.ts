@@ -7,7 +7,7 @@
  * nonce, RIMs, the OCSP collateral getter, the policy. Nothing here fetches or reads the clock.
  */
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { equalBytes, hex, sha256 } from '../bytes.ts';
+import { equalBytes, hex, sha256, toBase64 } from '../bytes.ts';
 import { GmError, configError, rejected } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
@@ -79,18 +79,36 @@ export interface GpuEvidenceResult {
 }
 
 /**
- * Verified chains by the parsed chain's identity (evidence.ts memoizes parsing by PEM text, so a worker's known
- * chain is the same object each time): a warm chain costs a lookup plus a validity re-check at `now`.
+ * Warm chains: verified chains by the parsed chain's identity (evidence.ts memoizes parsing by PEM text), else by
+ * the certificates' signature values (callers that parse each time). A hit is re-checked: the same DER, the same
+ * roots, every certificate valid at `now`.
  */
-const chainCache = new WeakMap<readonly Certificate[], { roots: readonly Certificate[]; verified: VerifiedChain }>();
+interface CachedChain {
+  readonly roots: readonly Certificate[];
+  readonly verified: VerifiedChain;
+}
+const chainByIdentity = new WeakMap<readonly Certificate[], CachedChain>();
+const chainBySignatures = new Map<string, CachedChain>();
+const CHAIN_CACHE_MAX = 1024;
+
+function usable(hit: CachedChain | undefined, chain: readonly Certificate[], roots: readonly Certificate[], now: Date): hit is CachedChain {
+  return hit !== undefined
+    && hit.roots.length === roots.length && hit.roots.every((r, i) => r === roots[i] || equalBytes(r.der, roots[i]!.der))
+    && chain.every((c, i) => hit.verified.path[i] === c || equalBytes(c.der, hit.verified.path[i]?.der ?? new Uint8Array(0)))
+    && hit.verified.path.every((c) => now >= c.notBefore && now <= c.notAfter);
+}
 
 async function cachedChain(chain: readonly Certificate[], roots: readonly Certificate[], now: Date): Promise<VerifiedChain> {
-  const hit = chainCache.get(chain);
-  if (hit && hit.roots.length === roots.length && hit.roots.every((r, i) => r === roots[i] || equalBytes(r.der, roots[i]!.der))
-    && hit.verified.path.every((c) => now >= c.notBefore && now <= c.notAfter)) return hit.verified;
-  const verified = await verifyGpuChain(chain, roots, now);
-  chainCache.set(chain, { roots, verified });
-  return verified;
+  const byId = chainByIdentity.get(chain);
+  if (usable(byId, chain, roots, now)) return byId.verified;
+  const key = chain.map((c) => toBase64(c.signature)).join('|');
+  const bySig = chainBySignatures.get(key);
+  if (usable(bySig, chain, roots, now)) return bySig.verified;
+  const entry = { roots, verified: await verifyGpuChain(chain, roots, now) };
+  chainByIdentity.set(chain, entry);
+  if (chainBySignatures.size >= CHAIN_CACHE_MAX) chainBySignatures.clear();
+  chainBySignatures.set(key, entry);
+  return entry.verified;
 }
 
 function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: readonly Certificate[]; name: string } {

@@ -133,6 +133,18 @@ describe('fake NVIDIA signer: one field at a time', () => {
     expect(isGmError(e, 'NVIDIA_FWID_MISSING')).toBe(true);
   });
 
+  it('a warm (cached) chain is re-checked: expired certificates and a different root are refused', async () => {
+    const ev = await buildSimGpuEvidence(signer, [{ nonce: NONCE }]);
+    await verifyGpuEvidence(ev, options());
+    const later = new Date(NOW.getTime() + 11 * 365 * 86_400_000);
+    expect(await verifyGpuEvidence(ev, options({ now: later }, { maxEvidenceAgeSeconds: 1e12 })).catch((e: GmError) => e.code)).toBe('CERT_EXPIRED');
+    // Another root with the same name: the presented root is then checked as signed by it, and is not.
+    const other = await createNvidiaSimSigner({ now: NOW });
+    expect(await verifyGpuEvidence(ev, options({ roots: { device: [other.root], rim: [rimSigner.root] } })).catch((e: GmError) => e.code)).toBe('CERT_SIGNATURE');
+    const renamed = await createNvidiaSimSigner({ now: NOW, rootName: 'another sim root' });
+    expect(await verifyGpuEvidence(ev, options({ roots: { device: [renamed.root], rim: [rimSigner.root] } })).catch((e: GmError) => e.code)).toBe('CERT_UNTRUSTED_ROOT');
+  });
+
   it('a policy with a missing or unknown field is a configuration error', () => {
     const { ocsp: _o, ...missing } = POLICY;
     expect(() => gpuPolicyFrom(missing)).toThrow(expect.objectContaining({ code: 'POLICY_MISSING_FIELD' }));
