@@ -7,7 +7,7 @@
  * identity, QE report signature and REPORTDATA binding, QE identity, quote signature, TCB level.
  */
 import { hex } from '../bytes.ts';
-import { collateralError, configError } from '../errors.ts';
+import { GmError, collateralError, configError } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
 import type { Certificate } from '../x509/cert.ts';
@@ -139,7 +139,13 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
   const getter = typeof options.collateral === 'function' ? options.collateral : undefined;
   const collateral: TdxCollateral = await checks.run('tdx.collateral.get', 'collateral for this FMSPC', getter ? 'collateral getter' : 'collateral given',
     async () => {
-      const c = getter ? await getter({ fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), ca: pck.caType }) : (options.collateral as TdxCollateral);
+      let c: TdxCollateral | undefined;
+      try {
+        c = getter ? await getter({ fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), ca: pck.caType }) : (options.collateral as TdxCollateral);
+      } catch (e) {
+        if (e instanceof GmError) throw e;
+        throw collateralError('TDX_COLLATERAL_UNAVAILABLE', `the collateral getter failed for FMSPC ${hex(ext.fmspc)}`, { cause: e });
+      }
       if (!c?.tcbInfo) throw collateralError('TDX_COLLATERAL_MISSING', `no TCB info for FMSPC ${hex(ext.fmspc)}`);
       return c;
     });
@@ -179,7 +185,9 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
   } else {
     qeIdentity = await checks.run('tdx.collateral.qeIdentity', 'QE identity signed by Intel SGX TCB Signing, within issueDate..nextUpdate', rootName, async () => {
       if (!collateral.qeIdentity) throw collateralError('TDX_COLLATERAL_MISSING', 'the QE identity is missing from the collateral');
-      return (await verifyQeIdentity(collateral.qeIdentity, root, now)).qeIdentity;
+      const v = await verifyQeIdentity(collateral.qeIdentity, root, now);
+      if (options.checkRevocation !== false && collateral.rootCaCrl) assertNotRevoked(v.signer, await verifiedCrl(collateral.rootCaCrl, root, now));
+      return v.qeIdentity;
     });
   }
   const qeLevel = qeIdentity

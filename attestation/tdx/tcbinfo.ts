@@ -172,6 +172,8 @@ export function parseTcbInfo(text: string): TcbInfo {
     };
   });
   if (tcbLevels.length === 0) r.bad('tcbLevels', 'non-empty');
+  // tcbType 0 is the only defined TCB type (components compared as SVN bytes, PCS "TCB Info" §tcbType).
+  if (r.int('tcbType') !== 0) r.bad('tcbType', '0');
   return {
     id: 'TDX', version: 3, issueDate: r.date('issueDate'), nextUpdate: r.date('nextUpdate'), fmspc: r.hex('fmspc', 6), pceId: r.hex('pceId', 2),
     tcbType: r.int('tcbType'), tcbEvaluationDataNumber: r.int('tcbEvaluationDataNumber'), tdxModule: tdxModule(r.obj('tdxModule')),

@@ -50,6 +50,8 @@ describe('verifyTdx with the sim signer', () => {
     const asked: unknown[] = [];
     await verifyTdx(await sim.quote(), opts({ collateral: (req) => (asked.push(req), collateral) }));
     expect(asked).toEqual([{ fmspc: '90c06f000000', pceId: '0000', ca: 'platform' }]);
+    const r = await codeOf(verifyTdx(await sim.quote(), opts({ collateral: () => Promise.reject(new Error('ECONNREFUSED')) })));
+    expect(r.code).toBe('TDX_COLLATERAL_UNAVAILABLE');
   });
 
   it('the pinned Intel root does not accept a sim quote (roots must be passed explicitly)', async () => {
@@ -152,6 +154,9 @@ describe('verifyTdx with the sim signer', () => {
       [{ tcbInfo: (j) => void (j.version = 2) }, 'TDX_TCB_INFO_INVALID'],
       [{ qeIdentity: (j) => void (j.id = 'QE') }, 'TDX_QE_IDENTITY_INVALID'],
       [{ tcbInfo: (j) => void (j.tcbLevels[0].tcbStatus = 'Unknown') }, 'TDX_TCB_INFO_INVALID'],
+      [{ tcbInfo: (j) => void (j.tcbType = 1) }, 'TDX_TCB_INFO_INVALID'],
+      [{ tcbInfo: (j) => void (j.tcbLevels[0].tcb.sgxtcbcomponents.pop()) }, 'TDX_TCB_INFO_INVALID'],
+      [{ qeIdentity: (j) => void (j.mrsigner = 'AB') }, 'TDX_QE_IDENTITY_INVALID'],
       [{ revokeByPckCa: [0x100] }, 'CERT_REVOKED'],
       [{ revokeByRoot: [2] }, 'CERT_REVOKED'],
       [{ revokeByRoot: [3] }, 'CERT_REVOKED'],
