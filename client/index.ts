@@ -93,7 +93,7 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
       return again;
     },
   };
-  const fetch = encryptedFetch(session, { base, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r) });
+  const fetch = encryptedFetch(session, { base, origin: new URL(url).origin, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r) });
   return {
     fetch,
     baseURL: `${url}/v1`,

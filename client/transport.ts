@@ -7,7 +7,7 @@
  * Key configuration mismatch (the gateway rotated its key, RFC 9458 §6 "ohttp-key" problem): re-attest once and
  * retry once, never more (STYLE.md §10), so a hostile relay cannot make the client loop or downgrade.
  */
-import { protocolError, unavailable } from '../attestation/errors.ts';
+import { configError, protocolError, unavailable } from '../attestation/errors.ts';
 import { type Field, encodeRequest } from '../protocol/bhttp.ts';
 import { MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../protocol/media.ts';
 import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
@@ -23,6 +23,8 @@ export interface Session {
 }
 
 export interface TransportOptions {
+  /** The enclave's origin: requests for any other origin are refused, never sent somewhere by mistake. */
+  readonly origin: string;
   /** Gateway base: the relay when configured, else the enclave. */
   readonly base: string;
   /** The enclave's authority, for the inner request's `:authority` (never sent in clear). */
@@ -38,6 +40,7 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
   return async (input, init) => {
     const req = new Request(input, init);
     const url = new URL(req.url);
+    if (url.origin !== o.origin) throw configError('BAD_URL', `client.fetch only talks to the attested enclave (${o.origin}); got a request for ${url.origin}`);
     const content = new Uint8Array(await req.arrayBuffer());
     const headers: Field[] = [];
     req.headers.forEach((v, k) => {

@@ -136,6 +136,15 @@ describe('client SDK: the openai package over client.fetch', () => {
   });
 });
 
+describe('client SDK: where client.fetch sends', () => {
+  it('refuses a request for another origin without sending anything', async () => {
+    const c = await createClient({ url: server.url, allowSim: true, fetch: recording });
+    const err = await c.fetch('https://api.openai.com/v1/chat/completions', { method: 'POST', body: PROMPT }).catch((e) => e);
+    expect(err.code).toBe('BAD_URL');
+    expect(shape()).toEqual(['GET /v1/attestation?nonce=N 200']);
+  });
+});
+
 describe('client SDK: key configuration mismatch', () => {
   it('re-attests once and retries once when the gateway rotated its key', async () => {
     const c = await createClient({ url: server.url, allowSim: true, fetch: recording });

@@ -67,7 +67,7 @@ describe('through the host relay', () => {
     }
   });
 
-  it('detects a relay that flips one byte of the streamed answer (CHUNKED_DECRYPT_FAILED)', async () => {
+  it('detects a relay that flips one byte of an answer (CHUNKED_DECRYPT_FAILED streamed, OHTTP_DECRYPT_FAILED otherwise)', async () => {
     // A hostile relay: forwards like the shim but flips a byte deep in the chunked response.
     const evil = new Hono();
     evil.all('*', async (c) => {
@@ -75,7 +75,7 @@ describe('through the host relay', () => {
       const body = c.req.method === 'POST' ? new Uint8Array(await c.req.arrayBuffer()) : undefined;
       const up = await fetch(`${host.url}${u.pathname}${u.search}`, { method: c.req.method, headers: { 'content-type': c.req.header('content-type') ?? '' }, ...(body ? { body } : {}) });
       const bytes = new Uint8Array(await up.arrayBuffer());
-      if ((up.headers.get('content-type') ?? '').includes('chunked-res')) bytes[bytes.length - 40]! ^= 0x01;
+      if ((up.headers.get('content-type') ?? '').includes('ohttp-') && u.pathname === '/v1/ohttp') bytes[bytes.length - 40]! ^= 0x01;
       return new Response(bytes, { status: up.status, headers: { 'content-type': up.headers.get('content-type') ?? '' } });
     });
     const l = await listen(evil.fetch);
@@ -89,6 +89,9 @@ describe('through the host relay', () => {
         for await (const _ of s) { /* drain */ }
       })().catch((e) => e);
       expect(err?.code ?? err?.cause?.code).toBe('CHUNKED_DECRYPT_FAILED');
+      // The same flip in a non-streaming answer: one opaque decryption failure.
+      const e2 = await openai.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: PROMPT }] }).catch((e) => e);
+      expect(e2?.code ?? e2?.cause?.code).toBe('OHTTP_DECRYPT_FAILED');
       expect(c.receipts.length).toBe(0);
     } finally {
       await l.close();
