@@ -69,6 +69,12 @@ describe.skipIf(!hasVectors)('SPDM parser on the real GH100 report', () => {
     ver[0] = 0x13;
     expect(code(() => parseGpuAttestationReport(ver))).toBe('NVIDIA_SPDM_VERSION');
     expect(code(() => parseGpuAttestationReport(raw.subarray(0, 10)))).toBe('NVIDIA_SPDM_TRUNCATED');
+    const p1 = raw.slice();
+    p1[REQUEST_SIZE + 2] = 1; // response Param1 is reserved when all measurements were requested
+    expect(code(() => parseGpuAttestationReport(p1))).toBe('NVIDIA_SPDM_INVALID');
+    const nosig = raw.slice();
+    nosig[2] = 0; // request without the signature bit: this layout does not apply
+    expect(code(() => parseGpuAttestationReport(nosig))).toBe('NVIDIA_SPDM_INVALID');
   });
 });
 

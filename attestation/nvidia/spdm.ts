@@ -265,6 +265,8 @@ export function parseGpuAttestationReport(b: Uint8Array): GpuAttestationReport {
   const spdmVersion = hdr[0]!;
   if (spdmVersion !== request.spdmVersion) throw bad('NVIDIA_SPDM_VERSION', `response SPDM version 0x${spdmVersion.toString(16)} differs from the request's 0x${request.spdmVersion.toString(16)}`);
   if (hdr[1] !== MEASUREMENTS) throw bad('NVIDIA_SPDM_INVALID', `response code 0x${hdr[1]!.toString(16)} is not MEASUREMENTS`);
+  // Param1 is the total count of measurement indices only when the request's operation was 0; otherwise reserved.
+  if (request.param2 !== 0 && hdr[2] !== 0) throw bad('NVIDIA_SPDM_INVALID', `response Param1 is reserved for this request and must be 0 (got 0x${hdr[2]!.toString(16)})`);
   const numberOfBlocks = hdr[4]!;
   const measurementRecordLength = u24(hdr, 5);
   let o = 8;
