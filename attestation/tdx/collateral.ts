@@ -136,6 +136,68 @@ export function signedFromPcs(body: string, issuerChainHeader: string, member: '
   return { body: rawJsonMember(body, member), signature: signatureHex(parsed.signature, member), issuerChain: certsFromPemText(chain, `${member} issuer chain`) };
 }
 
+/** Same as `signedFromPcs` with the issuer chain already as DER certificates (signer first). */
+export function signedFromPcsDer(body: string, issuerChain: readonly Uint8Array[], member: 'tcbInfo' | 'enclaveIdentity'): SignedCollateral {
+  let parsed: Record<string, unknown>;
+  try {
+    parsed = JSON.parse(body) as Record<string, unknown>;
+  } catch (e) {
+    throw invalid(`${member} response is not JSON`, e);
+  }
+  return { body: rawJsonMember(body, member), signature: signatureHex(parsed.signature, member), issuerChain };
+}
+
+/** A PCS-form response body for a signed item: `{"<member>":<exact signed text>,"signature":"<hex>"}`. */
+export function pcsResponse(item: SignedCollateral, member: 'tcbInfo' | 'enclaveIdentity'): string {
+  let sig = '';
+  for (const b of item.signature) sig += b.toString(16).padStart(2, '0');
+  return `{"${member}":${item.body},"signature":"${sig}"}`;
+}
+
+/** The evidence bundle's collateral fields (DESIGN.md §4), structurally: PCS bodies, DER CRLs, DER signer chain. */
+export interface CollateralAsServed {
+  readonly crls?: readonly Uint8Array[];
+  readonly tcbInfo?: Uint8Array;
+  readonly qeIdentity?: Uint8Array;
+  readonly chain?: readonly Uint8Array[];
+}
+
+/** Collateral as carried in an evidence bundle → TdxCollateral. CRLs are told apart by their issuer. */
+export function collateralFromServed(c: CollateralAsServed): TdxCollateral {
+  if (!c.tcbInfo) throw collateralError('TDX_COLLATERAL_MISSING', 'the bundle carries no TCB info');
+  if (!c.chain?.length) throw collateralError('TDX_COLLATERAL_MISSING', 'the bundle carries no TCB signing chain');
+  const text = (b: Uint8Array) => new TextDecoder('utf-8', { fatal: true }).decode(b);
+  let rootCaCrl: Uint8Array | undefined;
+  let pckCrl: Uint8Array | undefined;
+  for (const der of c.crls ?? []) {
+    const crl = parseCrl(der);
+    if (commonName(crl.issuer) === 'Intel SGX Root CA') {
+      if (rootCaCrl) throw invalid('two root CA CRLs in the bundle');
+      rootCaCrl = crl.der;
+    } else {
+      if (pckCrl) throw invalid('two PCK CRLs in the bundle');
+      pckCrl = crl.der;
+    }
+  }
+  return {
+    tcbInfo: signedFromPcsDer(text(c.tcbInfo), c.chain, 'tcbInfo'),
+    ...(c.qeIdentity ? { qeIdentity: signedFromPcsDer(text(c.qeIdentity), c.chain, 'enclaveIdentity') } : {}),
+    ...(rootCaCrl ? { rootCaCrl } : {}),
+    ...(pckCrl ? { pckCrl } : {}),
+  };
+}
+
+/** TdxCollateral → the bundle's fields (what the enclave's sim provider and the host's cache attach). */
+export function servedFromCollateral(c: TdxCollateral): CollateralAsServed {
+  const enc = (s: string) => new TextEncoder().encode(s);
+  return {
+    tcbInfo: enc(pcsResponse(c.tcbInfo, 'tcbInfo')),
+    ...(c.qeIdentity ? { qeIdentity: enc(pcsResponse(c.qeIdentity, 'enclaveIdentity')) } : {}),
+    crls: [c.rootCaCrl, c.pckCrl].filter((x): x is Uint8Array => x !== undefined),
+    chain: c.tcbInfo.issuerChain,
+  };
+}
+
 /** The dcap-qvl combined collateral JSON (QuoteCollateralV3 serialized with serde). */
 export function collateralFromDcapQvl(text: string): TdxCollateral {
   let j: Record<string, unknown>;

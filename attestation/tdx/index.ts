@@ -6,8 +6,8 @@
  * Order follows Intel's QVL (QuoteVerifier 4.1.2.4.x): PCK chain and CRLs, TCB info for the PCK's FMSPC, TDX module
  * identity, QE report signature and REPORTDATA binding, QE identity, quote signature, TCB level.
  */
-import { hex } from '../bytes.ts';
-import { GmError, collateralError, configError } from '../errors.ts';
+import { equalBytes, hex } from '../bytes.ts';
+import { GmError, collateralError, configError, rejected } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
 import type { Certificate } from '../x509/cert.ts';
@@ -23,7 +23,8 @@ import { type EcdsaP256Verifier, clearQeSignatureCache, verifyQeReportData, veri
 export type { EcdsaP256Verifier } from './verify.ts';
 
 export type { TdxCollateral, CollateralGetter, CollateralRequest, SignedCollateral } from './collateral.ts';
-export { collateralFromDcapQvl, signedFromPcs } from './collateral.ts';
+export type { CollateralAsServed } from './collateral.ts';
+export { collateralFromDcapQvl, collateralFromServed, servedFromCollateral, signedFromPcs, signedFromPcsDer } from './collateral.ts';
 export type { TdxPolicy } from './validate.ts';
 export { DEFAULT_TDX_POLICY, tdxPolicyFromJson } from './validate.ts';
 export type { TcbStatus, TdxTcbStatus } from './tcbinfo.ts';
@@ -50,6 +51,8 @@ export interface VerifyTdxOptions {
   readonly checkRevocation?: boolean;
   /** QE identity is required unless this is explicitly false. */
   readonly requireQeIdentity?: boolean;
+  /** REPORTDATA the caller expects (e.g. the key binding of DESIGN.md §4); checked in its own row, independent of policy. */
+  readonly expectedReportData?: Uint8Array;
   /** Verifier for the per-quote attestation-key signature (default WebCrypto; Node callers may pass node:crypto). */
   readonly ecdsaP256?: EcdsaP256Verifier;
   /** CCEL event log (and ACPI CCEL table) to replay against RTMR0..2; each event becomes a report row. */
@@ -196,6 +199,13 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
     : undefined;
 
   await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => quoteSignature());
+
+  if (options.expectedReportData) {
+    const want = options.expectedReportData;
+    checks.runSync('tdx.reportData', 'REPORTDATA equals the expected binding', 'caller', () => {
+      if (!equalBytes(quote.body.reportData, want)) throw rejected('TDX_REPORT_DATA_MISMATCH', 'REPORTDATA differs from the expected value (key binding or nonce)');
+    });
+  }
 
   let events: TdxClaims['eventLog'];
   if (options.eventLog) {

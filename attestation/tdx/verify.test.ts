@@ -209,6 +209,19 @@ describe('verifyTdx with the sim signer', () => {
     expect((await codeOf(verifyTdx(q, opts({ ecdsaP256: (() => 1) as never })))).code).toBe('TDX_QUOTE_SIGNATURE');
   });
 
+  it('bundle form: collateral as served round-trips; expectedReportData is checked', async () => {
+    const { collateralFromServed, servedFromCollateral } = await import('./collateral.ts');
+    const served = servedFromCollateral(collateral);
+    expect(served.crls?.length).toBe(2);
+    const back = collateralFromServed(served);
+    const rd = filled(64, 9);
+    const q = await sim.quote({ reportData: rd });
+    const { report } = await verifyTdx(q, opts({ collateral: back, expectedReportData: rd }));
+    expect(report.checks.find((c) => c.id === 'tdx.reportData')?.status).toBe('pass');
+    expect((await codeOf(verifyTdx(q, opts({ collateral: back, expectedReportData: filled(64, 8) })))).code).toBe('TDX_REPORT_DATA_MISMATCH');
+    expect(() => collateralFromServed({ ...served, tcbInfo: undefined })).toThrow(expect.objectContaining({ code: 'TDX_COLLATERAL_MISSING' }));
+  });
+
   it('a quote from another sim Intel is not accepted', async () => {
     const other = await createSimTdx();
     expect((await codeOf(verifyTdx(await other.quote(), opts()))).code).toBe('CERT_SIGNATURE');
