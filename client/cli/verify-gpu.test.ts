@@ -53,6 +53,16 @@ describe.skipIf(!hasVectors)('gm verify gpu (real vectors, pinned root)', () => 
     expect(j.claims[0]!.claims.driverVersion).toBe('550.90.07');
   });
 
+  it('with the example policy, the nvattest file (no CC-mode reading, no RIMs, no OCSP) lists every violation', async () => {
+    const t = io();
+    const policy = new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname;
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', NONCE8, '--policy', policy], t.io)).toBe(1);
+    const o = t.out().split('GPU 1 (HOPPER)')[0]!;
+    for (const id of ['policy.cc-mode', 'policy.rim-match', 'policy.ocsp', 'policy.evidence-age']) expect(o).toContain(`FAIL  ${id}`);
+    for (const id of ['policy.devtools', 'policy.debug', 'policy.driver-version', 'policy.vbios-version', 'policy.architecture']) expect(o).toContain(`PASS  ${id}`);
+    expect(o).toContain('the SPDM report has no CC-mode field');
+  });
+
   it('usage errors exit 2', async () => {
     expect(await main(['verify', 'gpu'], io().io)).toBe(2);
     expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', 'abc'], io().io)).toBe(2);
@@ -75,13 +85,10 @@ describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
     writeFileSync(join(dir, 'rim-root.pem'), pemEncode(rimSigner.rootDer));
     for (const [i, c] of [signer.leaf, signer.intermediate].entries())
       writeFileSync(join(dir, `ocsp${i}.der`), await buildSimOcsp(signer, c, { thisUpdate: new Date(now.getTime() - 1000), nextUpdate: new Date(now.getTime() + 86_400_000) }));
-    writeFileSync(join(dir, 'policy.json'), JSON.stringify({
-      ccModeRequired: true, allowDebug: false, allowDevtools: false, minDriverVersion: '550', minVbiosVersion: '96.00.00.00.00',
-      allowedArchitectures: ['HOPPER'], rimMatchRequired: true, ocsp: 'required', maxEvidenceAgeSeconds: 60,
-    }));
+
     const t = io({});
     const args = ['verify', 'gpu', '--evidence', join(dir, 'ev.json'), '--sim-root', join(dir, 'root.pem'), '--sim-rim-root', join(dir, 'rim-root.pem'), '--nonce', '01'.repeat(32), '--now', now.toISOString(), '--collected-at', new Date(now.getTime() - 5000).toISOString(),
-      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--policy', join(dir, 'policy.json')];
+      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--policy', new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname];
     expect(await main(args, t.io)).toBe(1);
     const o = t.out();
     expect(o).toContain('GPU 0 (HOPPER): VERIFIED');
