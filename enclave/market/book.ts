@@ -49,6 +49,8 @@ export interface BookEntry {
   readonly seed: number;
   /** Bit of the offer's payment terms kind (TERMS_BIT), for a mask test in selection. */
   readonly termsBit: number;
+  /** Selection's per-request visit stamp (the threshold scan meets an entry from two lists). */
+  mark: number;
 }
 
 /** One bit per payment terms kind, so a request's accepted set is a mask. */
@@ -76,6 +78,9 @@ export function fnv1a(s: string, seed = 0x811c9dc5): number {
 
 interface ModelList {
   entries: BookEntry[];
+  /** The same entries sorted by quoted input / output price (built on demand, dropped on any change). */
+  byIn: BookEntry[] | undefined;
+  byOut: BookEntry[] | undefined;
   /** Earliest untilMs in `entries`: compaction is due once now reaches it. */
   nextExpiry: number;
 }
@@ -167,10 +172,12 @@ export class OrderBook {
       fromMs: o.validFrom * 1000,
       seed: fnv1a(`${o.workerId}\n${o.offerId}`),
       termsBit: TERMS_BIT[o.terms.kind],
+      mark: 0,
     };
     let list = this.#byModel.get(o.model);
-    if (!list) this.#byModel.set(o.model, (list = { entries: [], nextExpiry: Infinity }));
+    if (!list) this.#byModel.set(o.model, (list = { entries: [], byIn: undefined, byOut: undefined, nextExpiry: Infinity }));
     list.entries.push(entry);
+    list.byIn = list.byOut = undefined;
     list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
     this.#byOfferId.set(o.offerId, entry);
     this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
@@ -199,6 +206,20 @@ export class OrderBook {
     if (!list) return [];
     if (now >= list.nextExpiry) this.#compact(list, now);
     return list.entries;
+  }
+
+  /**
+   * The live entries for a model sorted by quoted input price and by quoted output price (ties by offerId), for
+   * selection's threshold scan. Sorted once per change to the model's offers, not per request.
+   */
+  sortedFor(model: string, now: number): { byIn: readonly BookEntry[]; byOut: readonly BookEntry[] } {
+    const entries = this.entriesFor(model, now);
+    const list = this.#byModel.get(model);
+    if (!list) return { byIn: [], byOut: [] };
+    const tie = (a: BookEntry, b: BookEntry): number => (a.offer.offerId < b.offer.offerId ? -1 : a.offer.offerId > b.offer.offerId ? 1 : 0);
+    list.byIn ??= [...entries].sort((a, b) => a.quotedIn - b.quotedIn || tie(a, b));
+    list.byOut ??= [...entries].sort((a, b) => a.quotedOut - b.quotedOut || tie(a, b));
+    return { byIn: list.byIn, byOut: list.byOut };
   }
 
   /** Removes every expired offer; returns how many left. */
@@ -246,6 +267,7 @@ export class OrderBook {
         if (e.untilMs < next) next = e.untilMs;
       } else if (this.#byOfferId.get(e.offer.offerId) === e) this.#byOfferId.delete(e.offer.offerId);
     }
+    if (kept.length !== list.entries.length) list.byIn = list.byOut = undefined;
     list.entries = kept;
     list.nextExpiry = next;
     return before - kept.length;
@@ -253,7 +275,10 @@ export class OrderBook {
 
   #remove(entry: BookEntry): void {
     const list = this.#byModel.get(entry.offer.model);
-    if (list) list.entries = list.entries.filter((e) => e !== entry);
+    if (list) {
+      list.entries = list.entries.filter((e) => e !== entry);
+      list.byIn = list.byOut = undefined;
+    }
     if (this.#byOfferId.get(entry.offer.offerId) === entry) this.#byOfferId.delete(entry.offer.offerId);
   }
 

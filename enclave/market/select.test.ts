@@ -140,6 +140,25 @@ describe('selection properties (fast-check)', async () => {
     );
   });
 
+  it('the threshold scan returns exactly what the full scan returns', () => {
+    fc.assert(
+      fc.property(fc.array(specArb, { maxLength: 60 }), bodyArb, fc.integer({ min: 0, max: 500 }), fc.integer({ min: 1, max: 8 }), (specs, b, fee, limit) => {
+        const { book } = build(workers, specs, b.staleWorker, fee);
+        const body = { model: b.model, max_tokens: b.maxTokens, messages: [{ role: 'user', content: 'y'.repeat(b.promptChars) }], provider: { ...(b.maxIn !== undefined ? { max_price: { prompt: (b.maxIn / 1e6).toFixed(6) } } : {}), ...(b.ignore ? { ignore: b.ignore } : {}) }, ...(b.terms ? { payment: { terms: b.terms } } : {}) };
+        const c = parseRouteConstraints(body);
+        const run = (scan: 'auto' | 'linear'): string[] | string => {
+          try {
+            return select(book, c, NOW, { requestId: 'same', limit, scan }).candidates.map((x) => x.offer.offerId);
+          } catch (e) {
+            return (e as Error).message;
+          }
+        };
+        expect(run('auto')).toEqual(run('linear'));
+      }),
+      { numRuns: 400 },
+    );
+  });
+
   it('is deterministic: the same book, request and id give the same order', () => {
     fc.assert(
       fc.property(fc.array(specArb, { minLength: 1, maxLength: 30 }), fc.string(), (specs, rid) => {

@@ -2,9 +2,11 @@
  * Per-request selection (DESIGN.md §6 "selects per request by the user's constraints and strategy; on failure
  * before the first token it fails over to the next eligible offer if the user allowed fallbacks").
  *
- * One pass over the requested models' entries (the book is indexed by model; nothing sorts the whole book): each
+ * One pass over the requested models' entries (the book is indexed by model; nothing sorts per request): each
  * entry is either counted under the first constraint that excludes it or ranked, keeping the best `limit`
- * candidates by insertion. Rank, most significant first:
+ * candidates by insertion. For the common case (one model, sort by price, no provider.order) a threshold scan over
+ * the model's two price-sorted lists stops as soon as no unseen offer can rank (same result, proven against the full
+ * scan by a property test). Rank, most significant first:
  *   1. position in provider.order (unlisted providers after, and only when allow_fallbacks is not false);
  *   2. model position when the pool is "in order";
  *   3. the strategy: effective price = quotedIn·expectedInput + quotedOut·expectedOutput (integers: exact safe
@@ -45,7 +47,11 @@ export interface SelectOptions {
   readonly requestId?: string;
   /** How many ranked candidates to keep for failover (default 8). */
   readonly limit?: number;
+  /** `linear` forces the full scan (tests compare it with the threshold scan). */
+  readonly scan?: 'auto' | 'linear';
 }
+
+let visitStamp = 0;
 
 export const EXCLUSION_REASONS = {
   validity: 'outside validity window',
@@ -118,60 +124,84 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const currencyFilter = priceCapped ? c.maxPriceCurrency : c.paymentCurrency;
   const payCurrency = c.paymentCurrency;
 
-  for (let mi = 0; mi < c.models.length; mi++) {
-    const entries = book.entriesFor(c.models[mi]!, now);
-    seen += entries.length;
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      const o = e.offer;
-      if (now < e.fromMs || now >= e.untilMs) {
-        counts.validity++;
-        continue;
+  const visit = (e: BookEntry, mi: number): void => {
+    const o = e.offer;
+    if (now < e.fromMs || now >= e.untilMs) {
+      counts.validity++;
+      return;
+    }
+    const w = e.slot.info;
+    if (w === undefined || w.verifiedUntil <= now) {
+      counts.worker++;
+      return;
+    }
+    if ((only !== undefined && !slugIn(only, o)) || (ignore !== undefined && slugIn(ignore, o))) {
+      counts.provider++;
+      return;
+    }
+    const oi = order !== undefined ? orderIndex(order, o) : 0;
+    if (order !== undefined && oi === orderLen && !c.allowFallbacks) {
+      counts.order++;
+      return;
+    }
+    if ((currencyFilter !== undefined && o.currency !== currencyFilter) || (payCurrency !== undefined && o.currency !== payCurrency)) {
+      counts.currency++;
+      return;
+    }
+    if (e.quotedIn > maxIn || e.quotedOut > maxOut) {
+      counts.price++;
+      return;
+    }
+    if ((e.termsBit & termsMask) === 0) {
+      counts.terms++;
+      return;
+    }
+    const st = e.stats;
+    if (st.inFlight >= o.capacity) {
+      counts.capacity++;
+      return;
+    }
+    if (st.samples !== 0 && st.unhealthy(now)) {
+      counts.health++;
+      return;
+    }
+    const group = oi * 32 + (ordered ? mi : 0);
+    const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
+    const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
+    // Cheap pre-check against the current worst kept candidate before building anything.
+    if (top.length === limit && exact) {
+      const worst = top[limit - 1]!;
+      if (group > worst.group || (group === worst.group && primary > worst.primary)) return;
+    }
+    insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
+  };
+
+  if (opts.scan !== 'linear' && byPrice && exact && order === undefined && c.models.length === 1) {
+    // Threshold scan (Fagin's TA) over the model's two price-sorted lists: an entry not yet met at depth d costs at
+    // least T = quotedIn(byIn[d])·expIn + quotedOut(byOut[d])·expOut, so once the worst kept candidate is
+    // strictly below T nothing unseen can enter. Same result as the full scan, usually after a few dozen entries.
+    const model = c.models[0]!;
+    seen = book.entriesFor(model, now).length;
+    const { byIn, byOut } = book.sortedFor(model, now);
+    const mark = ++visitStamp;
+    for (let d = 0; d < byIn.length; d++) {
+      const x = byIn[d]!;
+      const y = byOut[d]!;
+      if (x.mark !== mark) {
+        x.mark = mark;
+        visit(x, 0);
       }
-      const w = e.slot.info;
-      if (w === undefined || w.verifiedUntil <= now) {
-        counts.worker++;
-        continue;
+      if (y.mark !== mark) {
+        y.mark = mark;
+        visit(y, 0);
       }
-      if ((only !== undefined && !slugIn(only, o)) || (ignore !== undefined && slugIn(ignore, o))) {
-        counts.provider++;
-        continue;
-      }
-      const oi = order !== undefined ? orderIndex(order, o) : 0;
-      if (order !== undefined && oi === orderLen && !c.allowFallbacks) {
-        counts.order++;
-        continue;
-      }
-      if ((currencyFilter !== undefined && o.currency !== currencyFilter) || (payCurrency !== undefined && o.currency !== payCurrency)) {
-        counts.currency++;
-        continue;
-      }
-      if (e.quotedIn > maxIn || e.quotedOut > maxOut) {
-        counts.price++;
-        continue;
-      }
-      if ((e.termsBit & termsMask) === 0) {
-        counts.terms++;
-        continue;
-      }
-      const st = e.stats;
-      if (st.inFlight >= o.capacity) {
-        counts.capacity++;
-        continue;
-      }
-      if (st.samples !== 0 && st.unhealthy(now)) {
-        counts.health++;
-        continue;
-      }
-      const group = oi * 32 + (ordered ? mi : 0);
-      const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
-      const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
-      // Cheap pre-check against the current worst kept candidate before building anything.
-      if (top.length === limit && exact) {
-        const worst = top[limit - 1]!;
-        if (group > worst.group || (group === worst.group && primary > worst.primary)) continue;
-      }
-      insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
+      if (top.length === limit && top[limit - 1]!.primary < x.quotedIn * expIn + y.quotedOut * expOut) break;
+    }
+  } else {
+    for (let mi = 0; mi < c.models.length; mi++) {
+      const entries = book.entriesFor(c.models[mi]!, now);
+      seen += entries.length;
+      for (let i = 0; i < entries.length; i++) visit(entries[i]!, mi);
     }
   }
 
