@@ -75,11 +75,12 @@ class WebCryptoAesGcm implements AeadCipher {
   constructor(key: CryptoKey) {
     this.#key = key;
   }
+  // The nonce is copied before the call: callers may reuse their nonce buffer as soon as this returns a promise.
   async seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(pt)));
+    return new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(pt)));
   }
   async open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: buf(nonce), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(ct)));
+    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(ct)));
   }
 }
 

@@ -112,14 +112,15 @@ function frames(wire: Uint8Array, prefix: number): { prefix: Uint8Array; chunks:
   return { prefix: wire.subarray(0, prefix), chunks };
 }
 
-describe('tamper detection, each with its own code', () => {
+for (const backend of [undefined, nodeBackend]) describe(`tamper detection, each with its own code (${backend?.name ?? 'default'} backend)`, () => {
+  const o = backend ? { backend } : {};
   const pieces = ['data: {"token":"The"}\n\n', 'data: {"token":" answer"}\n\n', 'data: {"token":" is"}\n\n', 'data: {"token":" 42"}\n\n'];
 
   async function setup() {
-    const gk = await generateKeyConfig(5);
-    const s = await encapsulateChunkedRequest(gk.config);
+    const gk = await generateKeyConfig(5, undefined, o);
+    const s = await encapsulateChunkedRequest(gk.config, o);
     const reqWire = cat(await sealAll(s, [te.encode('request')]));
-    const g = decapsulateChunkedRequest([gk]);
+    const g = decapsulateChunkedRequest([gk], o);
     await openAll(g, reqWire);
     const rs = await g.sealResponse();
     const resWire = cat(await sealAll(rs, pieces.map((p) => te.encode(p)), te.encode('data: [DONE]\n\n')));
@@ -194,11 +195,11 @@ describe('tamper detection, each with its own code', () => {
   });
 
   it('request side: the same tampers fail with the same codes', async () => {
-    const gk = await generateKeyConfig(6);
-    const s = await encapsulateChunkedRequest(gk.config);
+    const gk = await generateKeyConfig(6, undefined, o);
+    const s = await encapsulateChunkedRequest(gk.config, o);
     const wire = cat(await sealAll(s, ['a', 'b', 'c'].map((x) => te.encode(x))));
     const f = frames(wire, 39);
-    const run = (chunks: Uint8Array[]) => openAll(decapsulateChunkedRequest([gk]), cat([f.prefix, ...chunks]));
+    const run = (chunks: Uint8Array[]) => openAll(decapsulateChunkedRequest([gk], o), cat([f.prefix, ...chunks]));
     const c = [...f.chunks];
     [c[0], c[1]] = [c[1]!, c[0]!];
     await expectCode(run(c), 'CHUNKED_REORDERED');
@@ -212,30 +213,30 @@ describe('tamper detection, each with its own code', () => {
   });
 
   it('an empty non-final chunk is a decryption error; a sealer refuses to produce one', async () => {
-    const gk = await generateKeyConfig(7);
-    const s = await encapsulateChunkedRequest(gk.config);
+    const gk = await generateKeyConfig(7, undefined, o);
+    const s = await encapsulateChunkedRequest(gk.config, o);
     await expect(s.sealChunk(new Uint8Array())).rejects.toMatchObject({ code: 'CHUNKED_EMPTY_CHUNK' });
     await s.sealChunk(new Uint8Array(1), { final: true });
     await expect(s.sealChunk(new Uint8Array(1))).rejects.toMatchObject({ code: 'CHUNKED_AFTER_FINAL' });
   });
 
   it('bounds chunk size', async () => {
-    const gk = await generateKeyConfig(8);
-    const s = await encapsulateChunkedRequest(gk.config);
+    const gk = await generateKeyConfig(8, undefined, o);
+    const s = await encapsulateChunkedRequest(gk.config, o);
     const wire = cat(await sealAll(s, [new Uint8Array(2000)]));
-    await expectCode(openAll(decapsulateChunkedRequest([gk], { maxChunk: 1000 }), wire), 'CHUNKED_TOO_LARGE');
+    await expectCode(openAll(decapsulateChunkedRequest([gk], { ...o, maxChunk: 1000 }), wire), 'CHUNKED_TOO_LARGE');
     // A length prefix announcing 2^62 - 1 bytes is refused at once, not awaited.
     const huge = cat([wire.subarray(0, 39), new Uint8Array(8).fill(0xff)]);
-    await expectCode(decapsulateChunkedRequest([gk]).push(huge), 'CHUNKED_TOO_LARGE');
+    await expectCode(decapsulateChunkedRequest([gk], o).push(huge), 'CHUNKED_TOO_LARGE');
   });
 
   it('the replay cache sees the encapsulated key once the first chunk authenticates', async () => {
-    const gk = await generateKeyConfig(10);
+    const gk = await generateKeyConfig(10, undefined, o);
     const replay = new ReplayCache({ maxEntries: 10, windowMs: 60_000 });
-    const s = await encapsulateChunkedRequest(gk.config);
+    const s = await encapsulateChunkedRequest(gk.config, o);
     const wire = cat(await sealAll(s, [te.encode('x')]));
-    await openAll(decapsulateChunkedRequest([gk], { replay }), wire);
-    await expectCode(openAll(decapsulateChunkedRequest([gk], { replay }), wire), 'OHTTP_REPLAY');
+    await openAll(decapsulateChunkedRequest([gk], { ...o, replay }), wire);
+    await expectCode(openAll(decapsulateChunkedRequest([gk], { ...o, replay }), wire), 'OHTTP_REPLAY');
   });
 });
 

@@ -101,9 +101,9 @@ class ChunkReader {
     return this.#done;
   }
 
-  async push(bytes: Uint8Array): Promise<Uint8Array[]> {
-    if (this.#failed) fail('CHUNKED_DECRYPT_FAILED', 'stream already failed');
-    if (this.#done) fail('CHUNKED_EXTENDED', 'data after the end of the message');
+  push(bytes: Uint8Array): Promise<Uint8Array[]> {
+    if (this.#failed) return Promise.reject(protocolError('CHUNKED_DECRYPT_FAILED', 'stream already failed'));
+    if (this.#done) return Promise.reject(protocolError('CHUNKED_EXTENDED', 'data after the end of the message'));
     if (this.#buf.length === 0) {
       this.#buf = bytes; // read in place; only an unconsumed tail is copied below
     } else if (bytes.length > 0) {
@@ -112,14 +112,22 @@ class ChunkReader {
       nb.set(bytes, this.#buf.length);
       this.#buf = nb;
     }
-    try {
-      const out = await this.#drain();
+    const out: Uint8Array[] = [];
+    const settle = (): Uint8Array[] => {
       // Keep no view into the caller's buffer past this call (it may be reused by a stream source).
       if (this.#buf.length > 0 && this.#buf.buffer === bytes.buffer) this.#buf = this.#buf.slice();
       return out;
+    };
+    try {
+      const pending = this.#drain(out);
+      if (!pending) return Promise.resolve(settle());
+      return pending.then(settle, (e: unknown) => {
+        this.#failed = true;
+        throw e;
+      });
     } catch (e) {
       this.#failed = true;
-      throw e;
+      return Promise.reject(e);
     }
   }
 
@@ -127,7 +135,8 @@ class ChunkReader {
     if (this.#failed) fail('CHUNKED_DECRYPT_FAILED', 'stream already failed');
     if (this.#done) return [];
     try {
-      const out = await this.#drain();
+      const out: Uint8Array[] = [];
+      await this.#drain(out);
       if (!this.#keys || !this.#final) fail('CHUNKED_TRUNCATED', 'message ended before its final chunk');
       out.push(await this.#openFinal(this.#buf));
       this.#buf = EMPTY;
@@ -139,13 +148,18 @@ class ChunkReader {
     }
   }
 
-  async #drain(): Promise<Uint8Array[]> {
-    const out: Uint8Array[] = [];
+  /**
+   * Opens every complete non-final chunk in the buffer into `out`. Runs synchronously while the backend answers
+   * synchronously (node:crypto), so a chunk costs no promise; returns a promise only when it had to wait.
+   */
+  #drain(out: Uint8Array[]): Promise<void> | undefined {
     if (!this.#keys) {
-      const p = await this.#prefix(this.#buf);
-      if (!p) return out;
-      this.#keys = p.keys;
-      this.#buf = this.#buf.subarray(p.used);
+      return this.#prefix(this.#buf).then((p) => {
+        if (!p) return;
+        this.#keys = p.keys;
+        this.#buf = this.#buf.subarray(p.used);
+        return this.#drain(out);
+      });
     }
     while (!this.#final) {
       const r = lengthAt(this.#buf, 0);
@@ -159,24 +173,38 @@ class ChunkReader {
       if (this.#buf.length - r.next < r.value) break;
       const ct = this.#buf.subarray(r.next, r.next + r.value);
       this.#buf = this.#buf.subarray(r.next + r.value);
-      // A synchronous backend answers without a promise: no await per chunk on the hot path.
-      let pt = this.#keys.openAt(this.#index, EMPTY, ct);
-      if (pt instanceof Promise) pt = await pt;
-      if (!pt) await this.#classify(ct, false);
-      if (pt!.length === 0) fail('CHUNKED_DECRYPT_FAILED', 'empty non-final chunk');
-      this.#opened ||= (this.#onFirstOpen(), true);
-      this.#index++;
-      if (this.#index >= MAX_SEQUENCE) fail('CHUNKED_TOO_LARGE', 'too many chunks');
-      out.push(pt!);
+      const pt = this.#keys.openAt(this.#index, EMPTY, ct);
+      if (pt instanceof Promise) {
+        return pt.then((v) => this.#accept(v, ct, out) ?? this.#drain(out));
+      }
+      const pending = this.#accept(pt, ct, out);
+      if (pending) return pending;
     }
     if (this.#final && this.#buf.length > this.#maxCt + this.#nt()) fail('CHUNKED_TOO_LARGE', 'final chunk exceeds the size limit');
-    return out;
+    return undefined;
+  }
+
+  /** Records an opened non-final chunk; a failure goes to the classifier (which always throws). */
+  #accept(pt: Uint8Array | undefined, ct: Uint8Array, out: Uint8Array[]): Promise<never> | undefined {
+    if (!pt) return this.#classify(ct, false);
+    if (pt.length === 0) fail('CHUNKED_DECRYPT_FAILED', 'empty non-final chunk');
+    if (!this.#opened) {
+      this.#opened = true;
+      this.#onFirstOpen();
+    }
+    this.#index++;
+    if (this.#index >= MAX_SEQUENCE) fail('CHUNKED_TOO_LARGE', 'too many chunks');
+    out.push(pt);
+    return undefined;
   }
 
   async #openFinal(ct: Uint8Array): Promise<Uint8Array> {
     const pt = await this.#keys!.openAt(this.#index, FINAL_AAD, ct);
     if (!pt) await this.#classify(ct, true);
-    this.#opened ||= (this.#onFirstOpen(), true);
+    if (!this.#opened) {
+      this.#opened = true;
+      this.#onFirstOpen();
+    }
     return pt!;
   }
 
@@ -245,10 +273,14 @@ class CounterKeys implements ChunkKeys {
   constructor(cipher: AeadCipher, nonce: Uint8Array) {
     this.#cipher = cipher;
     this.#nonce = nonce;
+    this.#scratch = new Uint8Array(nonce.length);
   }
+  /** Scratch nonce, rewritten per call: every AEAD backend copies the nonce before it returns or awaits. */
+  readonly #scratch: Uint8Array;
   /** chunk_nonce = aead_nonce XOR encode(Nn, counter). */
   nonceFor(counter: number): Uint8Array {
-    const n = this.#nonce.slice();
+    const n = this.#scratch;
+    n.set(this.#nonce);
     for (let i = n.length - 1, x = counter; x > 0; i--, x = Math.floor(x / 256)) n[i]! ^= x & 0xff;
     return n;
   }
