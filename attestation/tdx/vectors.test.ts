@@ -106,6 +106,22 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     });
   }
 
+  it('trustee tdx_quote_4: every header and body field equals trustee\'s parse_tdx_claims_expected.json', () => {
+    const want = (JSON.parse(vectorText('tdx/trustee/parse_tdx_claims_expected.json')) as { quote: { header: Record<string, string>; body: Record<string, string> } }).quote;
+    const q = parseQuote(vector('tdx/trustee/tdx_quote_4.dat'));
+    const raw = vector('tdx/trustee/tdx_quote_4.dat');
+    expect({
+      version: hex(raw.subarray(0, 2)), att_key_type: hex(raw.subarray(2, 4)), tee_type: hex(raw.subarray(4, 8)), reserved: hex(q.header.reserved),
+      vendor_id: hex(q.header.qeVendorId), user_data: hex(q.header.userData),
+    }).toEqual(want.header);
+    const b = q.body;
+    expect({
+      tcb_svn: hex(b.teeTcbSvn), mr_seam: hex(b.mrSeam), mrsigner_seam: hex(b.mrSignerSeam), seam_attributes: hex(b.seamAttributes), td_attributes: hex(b.tdAttributes),
+      xfam: hex(b.xfam), mr_td: hex(b.mrTd), mr_config_id: hex(b.mrConfigId), mr_owner: hex(b.mrOwner), mr_owner_config: hex(b.mrOwnerConfig),
+      rtmr_0: hex(b.rtmr[0]), rtmr_1: hex(b.rtmr[1]), rtmr_2: hex(b.rtmr[2]), rtmr_3: hex(b.rtmr[3]), report_data: hex(b.reportData),
+    }).toEqual(want.body);
+  });
+
   it('go-tdx-guest SPR_E4 as shipped (with appended non-zero bytes) is refused by the strict parser', () => {
     expect(() => parseQuote(vector('tdx/go-tdx-guest/tdx_prod_quote_SPR_E4.dat'))).toThrow(expect.objectContaining({ code: 'TDX_QUOTE_TRAILING_BYTES' }));
   });
