@@ -421,7 +421,7 @@ export function setSequenceForTesting(ctx: SenderContext | ReceiverContext, seq:
   ctx.setSequenceForTesting(seq);
 }
 
-/** Labeled HKDF for protocols layered on HPKE contexts (OHTTP §4.4 uses plain HKDF-SHA256 Extract/Expand). */
+/** Plain HKDF-SHA256 Extract and Expand (RFC 5869), which OHTTP's response keys use (RFC 9458 §4.4). */
 export function hkdfExtract(salt: Uint8Array, ikm: Uint8Array, backend: CryptoBackend = defaultBackend()): Uint8Array {
   return extract(backend, salt, ikm);
 }
