@@ -1,6 +1,7 @@
 /**
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
- *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR]`
+ *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
+ *             [--fee-bps N] [--open-access]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
  * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
  */
@@ -10,6 +11,12 @@ import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
 import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
 import { createEnclave } from './app.ts';
+import { generateEnclaveKeys } from './keys.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { createMarket } from './market/index.ts';
+import { marketRouter } from './market/router.ts';
+import type { Router } from './router.ts';
+import type { WorkerRegistry } from './workers/registry.ts';
 import { intFlag, parseFlags } from './flags.ts';
 import { createLogger } from './log.ts';
 import { parseWorkerPolicy, simWorkerPolicyDoc } from './policy.ts';
@@ -18,7 +25,7 @@ import { parseTeeChoice, selectTee } from './tee/select.ts';
 
 const SPEC = {
   tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
-  'configfs-root': 'string', 'log-level': 'string',
+  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean',
 } as const;
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -31,9 +38,26 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const trust = tee.sim && allowSim ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
   const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
   const log = createLogger({ component: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
+  // The market routes by signed offers and settles receipts into the ledger (enclave/market, enclave/ledger).
+  const keys = await generateEnclaveKeys();
+  const routerKind = f.router ?? 'market';
+  if (routerKind !== 'market' && routerKind !== 'first') throw configError('USAGE', '--router must be market or first');
+  let market: { router: (r: WorkerRegistry) => Router; onWorkerChange: NonNullable<Parameters<typeof createEnclave>[0]['onWorkerChange']> } | undefined;
+  let ledger: Ledger | undefined;
+  if (routerKind === 'market') {
+    const path = f.ledger ?? ':memory:';
+    if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
+    ledger = Ledger.open(path, { signer: keys.receipt });
+    // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
+    const open = f['open-access'] ?? tee.sim;
+    const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
+    market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
+  }
   const enclave = await createEnclave({
     tee,
     log,
+    keys,
+    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
     workerPolicy: { ...policy, allowSim, ...(trust ? { trust } : {}) },
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),
@@ -47,6 +71,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     log.info('enclave.stopping');
     await enclave.close();
     await s.close();
+    ledger?.close();
   });
   return 0;
 }

@@ -13,6 +13,8 @@ export interface RouteRequest {
   readonly body: Readonly<Record<string, unknown>>;
   readonly stream: boolean;
   readonly now: number;
+  /** The bearer token of the decrypted request (the market's account key); never logged. */
+  readonly apiKey?: string;
 }
 
 export interface Candidate {

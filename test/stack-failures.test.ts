@@ -19,7 +19,7 @@ describe('stack failures', () => {
   beforeAll(async () => {
     s = await startStack({
       workers: [
-        { model: { name: 'flaky', failAfter: 0 } }, // dies before its first token
+        { model: { name: 'flaky', failAfter: 0 }, offer: { pricePerMInput: 1n, pricePerMOutput: 1n } }, // cheapest, dies before its first token
         { model: { name: 'flaky' } },
         { model: { name: 'dies', failAfter: 5, tokenMs: 2 } }, // dies after 5 tokens
         { model: { name: 'slow', tokenMs: 20 } },

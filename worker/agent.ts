@@ -27,7 +27,7 @@ export interface WorkerOptions {
   /** Models to announce (default: the upstream's GET /v1/models). */
   readonly models?: readonly string[];
   /** Signed offers to post with the registration (market, issue 7). */
-  readonly offers?: (keys: WorkerKeys) => Promise<readonly Uint8Array[]>;
+  readonly offers?: (keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>;
   readonly keys?: WorkerKeys;
 }
 
@@ -71,7 +71,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   const registerOnce = async (enclave: string): Promise<number> => {
     const bundle = await wapp.bundle();
-    const offers = o.offers ? await o.offers(keys) : [];
+    const offers = o.offers ? await o.offers(keys, models) : [];
     const r = await fetch(`${enclave.replace(/\/+$/, '')}/v1/workers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

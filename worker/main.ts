@@ -1,19 +1,26 @@
 /**
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
- *            [--listen ADDR] [--public-url URL]`
+ *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C] [--terms per-request|prepaid]
+ *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed HEX]`
+ * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
  */
 import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
-import { parseFlags } from '../enclave/flags.ts';
+import { fromHex } from '../attestation/bytes.ts';
+import { intFlag, parseFlags } from '../enclave/flags.ts';
+import { offerSigner } from './offers.ts';
 import { createLogger } from '../enclave/log.ts';
 import { onSignal } from '../enclave/serve.ts';
 import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
 import { startWorker } from './agent.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
-const SPEC = { upstream: 'string', enclave: 'list', tee: 'string', 'gpu-evidence-cmd': 'string', listen: 'string', 'public-url': 'string', 'configfs-root': 'string', 'log-level': 'string' } as const;
+const SPEC = {
+  upstream: 'string', enclave: 'list', tee: 'string', 'gpu-evidence-cmd': 'string', listen: 'string', 'public-url': 'string', 'configfs-root': 'string', 'log-level': 'string',
+  'price-in': 'string', 'price-out': 'string', currency: 'string', capacity: 'string', 'hotkey-seed': 'string', 'ttft-ms': 'string', tps: 'string', terms: 'string',
+} as const;
 
 export async function run(argv: string[], io: Io): Promise<number> {
   const f = parseFlags(argv, SPEC, io.env);
@@ -24,7 +31,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
   if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
   const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
   const log = createLogger({ component: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
-  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, listen: f.listen ?? '127.0.0.1:0', ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  const seed = f['hotkey-seed'] ? fromHex(f['hotkey-seed'], '--hotkey-seed') : tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined;
+  if (!seed || seed.length !== 32) throw configError('USAGE', 'gm worker needs --hotkey-seed HEX (32-byte sr25519 mini-secret of the operator hotkey) to sign offers');
+  const terms = f.terms ?? 'per-request';
+  if (terms !== 'per-request' && terms !== 'prepaid') throw configError('USAGE', '--terms must be per-request or prepaid');
+  const offers = offerSigner({
+    currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
+    terms: { kind: terms }, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
+  });
+  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
   io.out(`gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(
     () => io.out(`gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),

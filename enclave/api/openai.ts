@@ -68,7 +68,10 @@ export function openaiApp(d: ApiDeps): Hono {
     const stream = body.stream === true && path !== '/v1/embeddings';
     const requestId = crypto.randomUUID();
     const t0 = performance.now();
-    const sel = await d.router.select({ requestId, model: body.model, body, stream, now: now() });
+    // Only gm account keys (`gm_…`, enclave/ledger) name an account; other bearer tokens (the placeholder an OpenAI
+    // SDK insists on) are not credentials here and are ignored, so the request is anonymous.
+    const bearer = /^Bearer\s+(gm_\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
+    const sel = await d.router.select({ requestId, model: body.model, body, stream, now: now(), ...(bearer ? { apiKey: bearer } : {}) });
     const fwd: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(body)) if (!GM_FIELDS.includes(k)) fwd[k] = v;
     const req = bhttpRequest('POST', path, [['content-type', 'application/json'], ['accept', stream ? 'text/event-stream' : 'application/json']], te.encode(JSON.stringify(fwd)));

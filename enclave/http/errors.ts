@@ -27,6 +27,11 @@ const KEY_ERRORS = new Set(['OHTTP_UNKNOWN_KEY_ID', 'OHTTP_UNSUPPORTED_SUITE', '
 export function statusFor(e: GmError): number {
   const s = STATUS[e.code];
   if (s) return s;
+  // The market's codes (enclave/market marketHttpStatus): payment 402, account 401, constraints 400.
+  if (e.code.startsWith('PAYMENT_')) return 402;
+  if (e.code === 'ACCOUNT_MISSING' || e.code === 'ACCOUNT_UNKNOWN') return 401;
+  if (e.code === 'ROUTE_CONSTRAINT_INVALID' || e.code.startsWith('OFFER_')) return 400;
+  if (e.code === 'NO_ELIGIBLE_OFFER' || e.code === 'WORKER_CREDIT_LIMIT') return 503;
   switch (e.kind) {
     case 'protocol':
       return 400;

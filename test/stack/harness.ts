@@ -8,6 +8,11 @@ import { DEFAULT_POLICY, type SnpPolicy } from '../../attestation/sevsnp/index.t
 import { createSimAmd, type SimAmd } from '../../attestation/sevsnp/sim.ts';
 import { createNvidiaSimSigner, type NvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
 import { createEnclave, type Enclave, type EnclaveOptions } from '../../enclave/app.ts';
+import { generateEnclaveKeys } from '../../enclave/keys.ts';
+import { Ledger } from '../../enclave/ledger/ledger.ts';
+import { createMarket } from '../../enclave/market/index.ts';
+import { marketRouter } from '../../enclave/market/router.ts';
+import { offerSigner } from '../../worker/offers.ts';
 import { createLogger, type Logger } from '../../enclave/log.ts';
 import { serve, type Served } from '../../enclave/serve.ts';
 import { SIM_MEASUREMENT, simProvider, type SimProviderOptions } from '../../enclave/tee/sim.ts';
@@ -22,6 +27,8 @@ export interface StackWorkerOptions {
   readonly gpu?: Omit<SimGpuOptions, 'signer'>;
   /** Do not wait for this worker's registration to succeed (it is expected to be refused). */
   readonly expectRefusal?: boolean;
+  /** This worker's signed offer terms (market router); default 100000 / 200000 micro-USD per M tokens. */
+  readonly offer?: { readonly pricePerMInput?: bigint; readonly pricePerMOutput?: bigint; readonly ttftMs?: number };
 }
 
 export interface StackOptions {
@@ -33,6 +40,11 @@ export interface StackOptions {
   readonly freshnessMs?: number;
   /** Keep log lines in memory (default true); else write them to stderr. */
   readonly captureLogs?: boolean;
+  /**
+   * `market` (default): the market routes by the workers' signed offers and signs receipts into an in-memory ledger,
+   * requests without an API key charged to a house account; `first`: the first verified worker serving the model.
+   */
+  readonly router?: 'market' | 'first';
 }
 
 export interface StackWorker {
@@ -54,6 +66,8 @@ export interface Stack {
   readonly logs: string[];
   readonly log: Logger;
   readonly amd: SimAmd;
+  /** The ledger (market router only). */
+  readonly ledger: Ledger | undefined;
   stop(): Promise<void>;
 }
 
@@ -72,9 +86,19 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const capture = o.captureLogs ?? true;
   const sink = capture ? (l: string) => void logs.push(l) : (l: string) => void process.stderr.write(l);
   const log = (component: string) => createLogger({ component, sim: true, sink, level: 'debug' });
+  const keys = await generateEnclaveKeys();
+  let ledger: Ledger | undefined;
+  let market: ReturnType<typeof marketRouter> | undefined;
+  if ((o.router ?? 'market') === 'market') {
+    ledger = Ledger.open(':memory:', { signer: keys.receipt });
+    const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
+    market = marketRouter({ market: createMarket({}), ledger, enclaveSim: true, anonymous: house, log: log('market') });
+  }
   const enclave = await createEnclave({
     tee: simProvider({ amd }),
     log: log('enclave'),
+    keys,
+    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
     workerPolicy: { policy: { 'sev-snp': o.snpPolicy ?? simWorkerPolicy() }, allowSim: true, freshnessMs: o.freshnessMs ?? 10 * 60_000 },
     ...o.enclave,
   });
@@ -91,6 +115,10 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
         gpu: simGpuSource({ signer: nvidia, ...spec.gpu }),
         log: log(`worker-${i + 1}`),
+        offers: offerSigner({
+          currency: 'USD', pricePerMInput: spec.offer?.pricePerMInput ?? 100_000n, pricePerMOutput: spec.offer?.pricePerMOutput ?? 200_000n, terms: { kind: 'per-request' },
+          capacity: 64, ttftMs: spec.offer?.ttftMs ?? 500, tokensPerSecond: 50, hotkeySeed: new Uint8Array(32).fill(i + 1),
+        }),
       });
       let count = 0;
       // Count what could carry plaintext: gateway posts at the worker's socket.
@@ -111,6 +139,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     await Promise.all(workers.map(async (w) => (await w.worker.stop(), await w.model.close(100))));
     await enclave.close();
     await enclaveServer.close(100);
+    ledger?.close();
     throw e;
   }
   return {
@@ -121,11 +150,13 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     logs,
     log: log('test'),
     amd,
+    ledger,
     async stop() {
       await Promise.all(workers.map((w) => w.worker.stop()));
       await enclave.close();
       await enclaveServer.close(200);
       await Promise.all(workers.map((w) => w.model.close(200)));
+      ledger?.close();
     },
   };
 }
