@@ -1,7 +1,8 @@
 /**
  * NVIDIA GPU attestation report parser: an SPDM GET_MEASUREMENTS request ‖ MEASUREMENTS response transcript
- * (DMTF DSP0274 SPDM 1.1, §10.11 "GET_MEASUREMENTS request and MEASUREMENTS response", Tables 45-50; measurement
- * block and DMTF measurement value, Tables 47-49). NVIDIA fills the response's OpaqueData with type-length-value
+ * (DMTF DSP0274 SPDM 1.1, §10.11 "GET_MEASUREMENTS request and MEASUREMENTS response"; measurement blocks in the
+ * DMTF measurement specification format, §10.11.1.1; libspdm's "standard all-measurements report" for SPDM 1.0/1.1
+ * is exactly these two messages). NVIDIA fills the response's OpaqueData with type-length-value
  * fields (ids as nvtrust `local_gpu_verifier` names them, `OPAQUE_FIELD_ID_*`), and the 96-byte ECDSA P-384
  * signature (raw r‖s) follows the opaque data.
  *
@@ -11,8 +12,12 @@
 import { hex } from '../bytes.ts';
 import { protocolError } from '../errors.ts';
 
-/** SPDM versions whose GET_MEASUREMENTS layout this parser knows (1.1 and 1.2 share it; 1.3 adds RequesterContext). */
-export const SPDM_VERSIONS: readonly number[] = [0x11, 0x12];
+/**
+ * SPDM versions this parser and the signature rule in verify.ts apply to. Only 1.1: from 1.2 on the signed
+ * transcript also holds the VCA messages and the signature covers a prefixed hash, which a bare request ‖ response
+ * report cannot reproduce.
+ */
+export const SPDM_VERSIONS: readonly number[] = [0x11];
 export const GET_MEASUREMENTS = 0xe0;
 export const MEASUREMENTS = 0x60;
 export const NONCE_SIZE = 32;
