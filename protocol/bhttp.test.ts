@@ -240,6 +240,9 @@ describe('binary HTTP', () => {
     d.push(responseStream.head(200, []));
     d.push(responseStream.content(te.encode('partial')));
     expect(code(() => d.end())).toBe('BHTTP_TRUNCATED');
+    const big = new ResponseDecoder({ maxBuffered: 100 });
+    big.push(responseStream.head(200, []).subarray(0, 1));
+    expect(code(() => big.push(new Uint8Array([0x40, 200, 0x40, 0xc8, ...new Uint8Array(150).fill(0x61)])))).toBe('BHTTP_TOO_LARGE');
     const k = new ResponseDecoder();
     k.push(ok.subarray(0, ok.length - 2)); // inside known-length content
     expect(code(() => k.end())).toBe('BHTTP_TRUNCATED');

@@ -6,7 +6,8 @@
  *
  * Strings map to bytes one to one (Latin-1): HTTP field values are octets (RFC 9110 §5.5), so decode-then-encode is
  * byte exact; a string with a code point above 0xFF is refused rather than silently re-encoded.
- * Errors: BHTTP_MALFORMED (structure), BHTTP_TRUNCATED (ends inside a field), BHTTP_TRAILING (non-zero padding).
+ * Errors: BHTTP_MALFORMED (structure), BHTTP_TRUNCATED (ends inside a field), BHTTP_TRAILING (non-zero padding),
+ * BHTTP_TOO_LARGE (the incremental decoder's buffer bound).
  */
 import { protocolError } from '../attestation/errors.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
@@ -369,6 +370,11 @@ type State = 'framing' | 'status' | 'fields' | 'content' | 'chunk' | 'trailers' 
  * `end()` checks the message is complete (or validly truncated per §3.8) and returns the final events.
  */
 export class ResponseDecoder {
+  /** Bound on bytes held while waiting for a field section to complete (content is never held). */
+  readonly #maxBuffered: number;
+  constructor(o: { maxBuffered?: number } = {}) {
+    this.#maxBuffered = o.maxBuffered ?? 1 << 20;
+  }
   #buf: Uint8Array = new Uint8Array(0);
   #state: State = 'framing';
   #known = false;
@@ -383,6 +389,7 @@ export class ResponseDecoder {
     if (bytes.length > 0) this.#buf = this.#buf.length === 0 ? bytes.slice() : concatAll([this.#buf, bytes]);
     const ev: ResponseEvent[] = [];
     while (this.#step(ev));
+    if (this.#buf.length > this.#maxBuffered) throw protocolError('BHTTP_TOO_LARGE', 'field section exceeds the buffer limit');
     return ev;
   }
 
