@@ -86,7 +86,10 @@ export class Ledger {
   #headSeq = 0;
   #headHash: Uint8Array = ZERO_HASH;
   #queue: Promise<unknown> = Promise.resolve();
-  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'moveBalance', StatementSync>;
+  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'moveBalance' | 'begin' | 'commit' | 'rollback', StatementSync>;
+  /** Offer digests and receipt keys already stored (hex), so a settle writes each only once. */
+  readonly #storedOffers = new Set<string>();
+  readonly #storedKeys = new Set<string>();
 
   private constructor(db: DatabaseSync, signer: ReceiptSigner) {
     this.db = db;
@@ -102,6 +105,9 @@ export class Ledger {
       ),
       insertEntry: db.prepare('INSERT INTO entries (account, kind, amount, receipt_seq, at) VALUES (?, ?, ?, ?, ?)'),
       moveBalance: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
+      begin: db.prepare('BEGIN IMMEDIATE'),
+      commit: db.prepare('COMMIT'),
+      rollback: db.prepare('ROLLBACK'),
     };
     const head = big(db.prepare('SELECT seq, hash FROM receipts ORDER BY seq DESC LIMIT 1')).get() as { seq: bigint; hash: Uint8Array } | undefined;
     if (head) {
@@ -282,24 +288,28 @@ export class Ledger {
 
   #commit(s: SignedReceipt, v: VerifiedOffer, hold: Hold): void {
     const r = s.receipt;
+    const offerHex = hex(v.digest);
+    const keyHex = hex(r.receiptKey);
     this.#tx(() => {
-      this.#st.insertOffer.run(v.digest, v.signed);
-      this.#st.insertKey.run(r.receiptKey, r.seq);
+      if (!this.#storedOffers.has(offerHex)) this.#st.insertOffer.run(v.digest, v.signed);
+      if (!this.#storedKeys.has(keyHex)) this.#st.insertKey.run(r.receiptKey, r.seq);
       this.#st.insertReceipt.run(r.seq, s.hash, r.prev, s.signed, r.offerDigest, hold.account, r.workerId, termsText(r.terms), periodOf(r.terms), r.currency, r.inputTokens, r.outputTokens, r.workerCost, r.fee, r.total, r.time);
       this.#st.insertEntry.run(hold.account, 'debit', -r.total, r.seq, r.time);
       this.#st.moveBalance.run(-r.total, hold.account);
     });
     this.#headSeq = r.seq;
     this.#headHash = s.hash;
+    this.#storedOffers.add(offerHex);
+    this.#storedKeys.add(keyHex);
   }
 
   #tx(fn: () => void): void {
-    this.db.exec('BEGIN IMMEDIATE');
+    this.#st.begin.run();
     try {
       fn();
-      this.db.exec('COMMIT');
+      this.#st.commit.run();
     } catch (e) {
-      this.db.exec('ROLLBACK');
+      this.#st.rollback.run();
       throw e;
     }
   }
