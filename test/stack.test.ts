@@ -6,6 +6,7 @@
  * logs or metrics.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReceiptEnvelope, parseReceiptHeader, verifyReceipt } from '../protocol/receipt.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { connect, readSse, type TestClient } from './stack/client.ts';
 import { type Stack, startStack } from './stack/harness.ts';
@@ -34,6 +35,11 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
     expect(r.status).toBe(200);
     const j = (await new Response(r.body).json()) as { choices: { message: { content: string } }[] };
     expect(j.choices[0]!.message.content).toBe(devAnswer('gm-dev-2', 12));
+    // the signed receipt rides in the encrypted response, signed by the attested receipt key, marked sim
+    const env = parseReceiptHeader(r.headers.get('gm-receipt')!);
+    const v = await verifyReceipt(env.signed, s.enclave.keys.receipt.publicKey);
+    expect(v.receipt.sim).toBe(true);
+    expect(v.receipt.outputTokens).toBe(12);
   });
 
   it('streaming chat completion returns the exact tokens, event by event', async () => {
@@ -43,6 +49,10 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
     const { text, events } = await readSse(r.body);
     expect(text).toBe(devAnswer('gm-dev-1', 30));
     expect(events.at(-1)!.data).toBe('[DONE]');
+    const receipt = events.at(-2)!;
+    expect(receipt.event).toBe('gm.receipt');
+    const v = await verifyReceipt(parseReceiptEnvelope(JSON.parse(receipt.data)).signed, s.enclave.keys.receipt.publicKey);
+    expect(v.receipt.sim).toBe(true);
   });
 
   it('completions and embeddings go through too', async () => {
