@@ -233,7 +233,7 @@ let signedCache = new WeakMap<Certificate, Map<string, Promise<VerifiedSigned<un
 async function verifySignedUncached<T>(item: SignedCollateral, root: Certificate, now: Date, what: string, parse: (t: string) => T): Promise<VerifiedSigned<T>> {
   let chain: Certificate[];
   try {
-    chain = item.issuerChain.map(parseCertificate);
+    chain = item.issuerChain.map((d) => parseCertificate(d.slice())); // cached results must not alias caller buffers
   } catch (e) {
     throw invalid(`${what} issuer chain does not parse`, e);
   }
@@ -322,7 +322,7 @@ export async function verifiedCrl(der: Uint8Array, issuer: Certificate, now: Dat
   p ??= cache.get(k);
   if (!p) {
     p = (async () => {
-      const crl = parseCrl(der);
+      const crl = parseCrl(der.slice()); // cached results must not alias caller buffers
       await verifyCrl(crl, issuer, now, INTEL_ALGORITHMS);
       return crl;
     })();

@@ -143,13 +143,16 @@ function caTypeOf(intermediate: Certificate): PckCaType {
   throw rejected('TDX_PCK_CHAIN_INVALID', `PCK issuer "${intermediate.subject.text}" is neither the PCK Platform CA nor the PCK Processor CA`);
 }
 
-/** Verified chains keyed by the exact PEM bytes and root: the signatures never change, validity is rechecked. */
-let chainCache = new WeakMap<Certificate, Map<string, Promise<VerifiedPck>>>();
+/**
+ * Verified chains per root, bucketed by length and confirmed by comparing every byte with the stored copy of the
+ * PEM that was verified: the signatures never change, validity dates are rechecked on every call.
+ */
+let chainCache = new WeakMap<Certificate, Map<number, { pem: Uint8Array; p: Promise<VerifiedPck> }[]>>();
+const CACHE_MAX = 1024;
 
 export function clearPckCache(): void {
   chainCache = new WeakMap();
 }
-const CACHE_MAX = 1024;
 
 async function verifyUncached(pem: Uint8Array, root: Certificate, now: Date): Promise<VerifiedPck> {
   const certs = parsePckChain(pem);
@@ -171,15 +174,20 @@ async function verifyUncached(pem: Uint8Array, root: Certificate, now: Date): Pr
 export async function verifyPckChain(pem: Uint8Array, root: Certificate, now: Date): Promise<VerifiedPck> {
   let cache = chainCache.get(root);
   if (!cache) chainCache.set(root, (cache = new Map()));
-  const k = new TextDecoder().decode(pem);
-  let p = cache.get(k);
-  if (!p) {
-    p = verifyUncached(pem, root, now);
+  let bucket = cache.get(pem.length);
+  let hit = bucket?.find((e) => equalBytes(e.pem, pem));
+  if (!hit) {
     if (cache.size >= CACHE_MAX) cache.clear();
-    cache.set(k, p);
-    p.catch(() => cache.delete(k));
+    if (!bucket) cache.set(pem.length, (bucket = []));
+    // Parse the private copy: cached certificates must not alias a caller's (possibly pooled, reused) buffer.
+    const copy = pem.slice();
+    const entry = { pem: copy, p: verifyUncached(copy, root, now) };
+    hit = entry;
+    bucket.push(entry);
+    const b = bucket;
+    entry.p.catch(() => b.splice(b.indexOf(entry), 1));
   }
-  const v = await p;
+  const v = await hit.p;
   for (const c of [v.leaf, v.intermediate, v.root]) checkValidity(c, now);
   return v;
 }
