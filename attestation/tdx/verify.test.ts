@@ -325,6 +325,17 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
     expect(r.failures).toEqual(['CERT_SIGNATURE']);
   });
 
+  it('caches never alias the caller\'s buffer: mutating it after a verification changes nothing cached', async () => {
+    const q = new Uint8Array(base());
+    expect((await run(q)).code).toBeUndefined();
+    const text = new TextDecoder('latin1').decode(q);
+    const at = text.indexOf('-----END CERTIFICATE-----') - 40;
+    const original = q[at]!;
+    q[at] = original === 0x41 ? 0x42 : 0x41; // the same buffer, now with a different PCK leaf signature
+    expect((await run(q)).code).toBe('CERT_SIGNATURE');
+    expect((await run(base())).code).toBeUndefined(); // the cached verified chain is still the original one
+  });
+
   it('a PCK chain that is not PEM → TDX_PCK_CHAIN_INVALID', async () => {
     const q = base();
     const text = new TextDecoder('latin1').decode(q);
