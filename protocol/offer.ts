@@ -6,7 +6,7 @@
  * keys (sorted on the wire by length, then bytewise; optional `weightsDigest` omitted when unknown):
  *
  *   v               uint   1
- *   offerId         text   1..64 chars [A-Za-z0-9._:-]; a replacement re-uses it with a higher `sequence`
+ *   offerId         text   1..300 printable ASCII, no spaces; a replacement re-uses it with a higher `sequence`
  *   sequence        uint   replace/cancel ordering (higher wins)
  *   workerId        text   1..128 chars, the worker's registry identity
  *   workerKey       bytes  32: raw Ed25519 public key (RFC 8032), bound in the worker's verified evidence
@@ -127,7 +127,8 @@ export interface VerifyOfferOptions {
 
 const OFFER_CONTEXT = new TextEncoder().encode('gm-offer-v1\0');
 const CANCEL_CONTEXT = new TextEncoder().encode('gm-offer-cancel-v1\0');
-const ID_RE = /^[A-Za-z0-9._:-]{1,64}$/;
+/** Offer ids are printable ASCII without spaces (they often embed a model name such as `org/model`). */
+const ID_RE = /^[\x21-\x7e]{1,300}$/;
 const CURRENCY_RE = /^[A-Z0-9]{1,12}$/;
 /** Amounts are kept below 2^53 so every quoted product the router forms stays an exact safe integer or bigint. */
 const MAX_AMOUNT = BigInt(Number.MAX_SAFE_INTEGER);
@@ -217,7 +218,7 @@ function checkOffer(o: Offer): Offer {
     throw protocolError(M, `offer ${why}`);
   };
   if (o.v !== 1) bad('version must be 1');
-  if (!ID_RE.test(o.offerId)) bad('offerId must be 1..64 of [A-Za-z0-9._:-]');
+  if (!ID_RE.test(o.offerId)) bad('offerId must be 1..300 printable ASCII characters without spaces');
   if (!Number.isSafeInteger(o.sequence) || o.sequence < 0) bad('sequence must be a non-negative safe integer');
   if (o.workerId.length < 1 || o.workerId.length > 128) bad('workerId must be 1..128 characters');
   if (o.workerKey.length !== 32) bad('workerKey must be 32 bytes');
@@ -269,7 +270,7 @@ export function decodeOffer(bytes: Uint8Array): Offer {
   if (m.v !== 1) throw protocolError(M, 'offer version must be 1');
   const o: Offer = {
     v: 1,
-    offerId: fText(m, 'offerId', M, 64),
+    offerId: fText(m, 'offerId', M, 300),
     sequence: fUint(m, 'sequence', M),
     workerId: fText(m, 'workerId', M, 128),
     workerKey: fBytes(m, 'workerKey', M, 32),
@@ -379,7 +380,7 @@ export function decodeCancel(bytes: Uint8Array): OfferCancel {
   const c: OfferCancel = {
     v: 1,
     type: 'cancel',
-    offerId: fText(m, 'offerId', M, 64),
+    offerId: fText(m, 'offerId', M, 300),
     workerId: fText(m, 'workerId', M, 128),
     workerKey: fBytes(m, 'workerKey', M, 32),
     hotkey: fText(m, 'hotkey', M, 64),

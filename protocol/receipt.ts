@@ -164,7 +164,7 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     workerId: fText(m, 'workerId', M, 128),
     workerKey: fBytes(m, 'workerKey', M, 32),
     evidenceDigest: fBytes(m, 'evidenceDigest', M, 32),
-    offerId: fText(m, 'offerId', M, 64),
+    offerId: fText(m, 'offerId', M, 300),
     offerDigest: fBytes(m, 'offerDigest', M, 32),
     inputTokens: fUint(m, 'inputTokens', M),
     outputTokens: fUint(m, 'outputTokens', M),
