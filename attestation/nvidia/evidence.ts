@@ -31,16 +31,28 @@ export interface GpuEvidenceItem {
 
 const bad = (msg: string, cause?: unknown) => protocolError('NVIDIA_EVIDENCE_INVALID', `GPU evidence: ${msg}`, cause === undefined ? undefined : { cause });
 
-/** Parsed chains by their exact PEM text: a worker presents the same chain on every attestation (pure memo). */
+/**
+ * Parsed chains by their exact text (PEM, or the base64 of it in the JSON form): a worker presents the same chain
+ * on every attestation, and the same object lets verify reuse its warm chain. A pure memo.
+ */
 const parsedChains = new Map<string, readonly Certificate[]>();
 
-function chainFromPem(text: string, where: string): readonly Certificate[] {
-  const hit = parsedChains.get(text);
-  if (hit) return hit;
-  const chain = parseChainPem(text, where);
-  if (parsedChains.size >= 256) parsedChains.clear();
+function remember(text: string, chain: readonly Certificate[]): readonly Certificate[] {
+  if (parsedChains.size >= 512) parsedChains.clear();
   parsedChains.set(text, chain);
   return chain;
+}
+
+function chainFromPem(text: string, where: string): readonly Certificate[] {
+  return parsedChains.get(text) ?? remember(text, parseChainPem(text, where));
+}
+
+function pemText(b64: string, where: string): string {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(b64, `${where} certificate`));
+  } catch (e) {
+    throw bad(`${where}: certificate is not base64 of PEM text`, e);
+  }
 }
 
 function parseChainPem(text: string, where: string): Certificate[] {
@@ -84,17 +96,13 @@ export function parseGpuEvidenceJson(text: string): GpuEvidenceItem[] {
       if (typeof v !== 'string') throw bad(`${where}: ${k} must be a string`);
       declared[f] = v;
     }
-    let pem: string;
-    try {
-      pem = new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(o.certificate, `${where} certificate`));
-    } catch (e) {
-      throw bad(`${where}: certificate is not base64 of PEM text`, e);
-    }
+    const certificate = o.certificate;
+    const chain = parsedChains.get(certificate) ?? remember(certificate, chainFromPem(pemText(certificate, where), where));
     return {
       index,
       arch: o.arch.toUpperCase(),
       report: parseGpuAttestationReport(fromBase64(o.evidence, `${where} evidence`)),
-      chain: chainFromPem(pem, where),
+      chain,
       ccModeDeclared,
       declared,
     };
