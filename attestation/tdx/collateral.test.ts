@@ -1,4 +1,5 @@
 /** Collateral forms: the signed text is located verbatim in the body, never re-serialized. */
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { hasVectors, vectorText } from '../../test/vectors.ts';
 import { collateralFromDcapQvl, rawJsonMember, signedFromPcs } from './collateral.ts';
@@ -9,6 +10,17 @@ describe('rawJsonMember', () => {
     expect(rawJsonMember(text, 'tcbInfo')).toBe('{"x":"}\\"{","y":[1, {"z":2}]}');
     expect(rawJsonMember(text, 'signature')).toBe('"ab"');
   });
+  it('property: for any JSON object, the raw member text is the member serialized (and whitespace-tolerant)', () => {
+    fc.assert(fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 8 }), fc.jsonValue(), { minKeys: 1, maxKeys: 6 }), fc.boolean(), (obj, pretty) => {
+      const text = pretty ? JSON.stringify(obj, null, 2) : JSON.stringify(obj);
+      for (const k of Object.keys(obj)) {
+        const raw = rawJsonMember(text, k);
+        expect(JSON.parse(raw)).toEqual(JSON.parse(JSON.stringify(obj[k])));
+        expect(text.includes(raw)).toBe(true);
+      }
+    }), { numRuns: 200 });
+  });
+
   it('rejects a missing or duplicated member', () => {
     expect(() => rawJsonMember('{"a":1}', 'tcbInfo')).toThrow(expect.objectContaining({ code: 'TDX_COLLATERAL_INVALID' }));
     expect(() => rawJsonMember('{"tcbInfo":1,"tcbInfo":2}', 'tcbInfo')).toThrow(expect.objectContaining({ code: 'TDX_COLLATERAL_INVALID' }));
