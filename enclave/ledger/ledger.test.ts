@@ -88,6 +88,19 @@ describe('ledger: accounts, holds, settle', () => {
     ledger.release(ledger.authorize(rich, cand, sel.feeBasisPoints));
   });
 
+  it('concurrent settles are serialised into one unbroken chain', async () => {
+    const { ledger, market, signer } = await setup();
+    const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 100_000_000n }, NOW);
+    const sel = market.route(body, { now: NOW, requestId: 'r', account });
+    const holds = Array.from({ length: 25 }, () => ledger.authorize(account, sel.candidates[0]!, sel.feeBasisPoints));
+    const receipts = await Promise.all(holds.map((h, i) => ledger.settle(h, { requestId: `c${i}`, inputTokens: i, outputTokens: i, now: NOW + i })));
+    expect(receipts.map((r) => r.receipt.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
+    const ordered = [...receipts].sort((a, b) => a.receipt.seq - b.receipt.seq).map((r) => r.signed);
+    expect(await verifyReceiptChain(ordered, { keys: [signer.publicKey] })).toHaveLength(25);
+    expect(auditLedger(ledger).ok).toBe(true);
+    expect(ledger.available(account.id)).toBe(100_000_000n - receipts.reduce((a, r) => a + r.receipt.total, 0n));
+  });
+
   it('is append-only at the database level', async () => {
     const { ledger, market } = await setup();
     const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 1_000_000n }, NOW);
