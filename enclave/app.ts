@@ -24,7 +24,7 @@ import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { openaiApp, type Dispatch } from './api/openai.ts';
 import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
-import { asGmError, errorResponse, logError } from './http/errors.ts';
+import { asGmError, errorResponse, gatewayProblem, logError } from './http/errors.ts';
 import { readLimited, StreamLimiter } from './http/limits.ts';
 import { generateEnclaveKeys, type EnclaveKeys } from './keys.ts';
 import type { Logger } from './log.ts';
@@ -117,7 +117,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     const g = asGmError(e);
     errors.inc({ code: g.code });
     logError(o.log, 'request.failed', g, { route: c.get('route') });
-    return errorResponse(g, simHeaders);
+    return c.get('route') === 'ohttp' ? gatewayProblem(g, simHeaders) : errorResponse(g, simHeaders);
   });
 
   app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));

@@ -17,7 +17,7 @@ import { generateWorkerKey } from '../protocol/offer.ts';
 import { encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
-import { asGmError, errorResponse, logError } from '../enclave/http/errors.ts';
+import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { Registry } from '../enclave/metrics.ts';
 import { handleOhttp } from '../enclave/ohttp/gateway.ts';
@@ -74,7 +74,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const g = asGmError(e);
     errors.inc({ code: g.code });
     logError(o.log, 'request.failed', g, { path: c.req.path });
-    return errorResponse(g, simHeader);
+    return c.req.path === '/v1/ohttp' ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
   });
   app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
   app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));

@@ -31,7 +31,7 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
     async send(body, contentType, signal) {
       let r;
       try {
-        r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType }, body, ...(signal ? { signal } : {}) });
+        r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType, ...(contentType === 'message/ohttp-chunked-req' ? { incremental: '?1' } : {}) }, body, ...(signal ? { signal } : {}) });
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') throw unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });

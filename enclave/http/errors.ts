@@ -1,28 +1,23 @@
 /**
- * Opaque peer errors (STYLE.md §6): a status and `{"error":{"code":"..."}}`, nothing else; the detail (message,
- * cause, verification report) goes only to the local structured log. The key-configuration errors of RFC 9458 §5.3
- * also carry the IANA `ohttp-key` problem type, so any OHTTP client knows to re-fetch the key configuration.
+ * Opaque peer errors (STYLE.md §6; docs/protocol.md §8): a status and a small problem+json body with a stable code,
+ * nothing else; the detail (message, cause, verification report) goes only to the local structured log. Key
+ * configuration errors carry the IANA `ohttp-key` problem type (RFC 9458 §6) so any OHTTP client re-fetches the keys.
  */
 import { GmError } from '../../attestation/errors.ts';
-import { MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../../protocol/media.ts';
+import { MEDIA_PROBLEM_JSON } from '../../protocol/media.ts';
+import { problemFor } from '../../protocol/problem.ts';
 import type { Logger } from '../log.ts';
 
 const STATUS: Record<string, number> = {
-  BODY_TOO_LARGE: 413,
+  TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
-  TOO_MANY_STREAMS: 503,
-  OHTTP_UNKNOWN_KEY_ID: 400,
-  OHTTP_UNSUPPORTED_SUITE: 400,
-  OHTTP_KEY_EXPIRED: 400,
   NO_ELIGIBLE_WORKER: 503,
   MODEL_NOT_FOUND: 404,
   NOT_FOUND: 404,
   WORKER_TIMEOUT: 504,
   UPSTREAM_FAILED: 502,
-  REPLAY_CACHE_FULL: 503,
   SIM_NOT_ALLOWED: 403,
 };
-const KEY_ERRORS = new Set(['OHTTP_UNKNOWN_KEY_ID', 'OHTTP_UNSUPPORTED_SUITE', 'OHTTP_KEY_EXPIRED']);
 
 export function statusFor(e: GmError): number {
   const s = STATUS[e.code];
@@ -50,16 +45,22 @@ export function asGmError(e: unknown): GmError {
   return e instanceof GmError ? e : new GmError('unavailable', 'INTERNAL', 'internal error', { cause: e });
 }
 
-export function errorBody(code: string): string {
-  return JSON.stringify({ error: { code } });
-}
-
+/**
+ * An opaque error response: RFC 9457 problem details with gm's `code` (docs/protocol.md §8), which also carries the
+ * `{"error":{"code"}}` member OpenAI-style clients read. Errors of the OHTTP gateway itself go through
+ * `gatewayProblem` first, so decryption failures of every kind leave as the one opaque code.
+ */
 export function errorResponse(e: GmError, headers: Record<string, string> = {}): Response {
   const status = statusFor(e);
-  if (KEY_ERRORS.has(e.code)) {
-    return new Response(JSON.stringify({ type: PROBLEM_TYPE_OHTTP_KEY, title: 'key configuration not accepted', error: { code: e.code } }), { status, headers: { ...headers, 'content-type': MEDIA_PROBLEM_JSON } });
-  }
-  return new Response(errorBody(e.code), { status, headers: { ...headers, 'content-type': 'application/json' } });
+  const body = { type: 'about:blank', title: 'request failed', status, code: e.code, error: { code: e.code } };
+  return new Response(JSON.stringify(body), { status, headers: { ...headers, 'content-type': MEDIA_PROBLEM_JSON } });
+}
+
+/** The protocol's problem mapping for errors raised on POST /v1/ohttp (docs/protocol.md §8). */
+export function gatewayProblem(e: GmError, headers: Record<string, string> = {}): Response {
+  if (e.code === 'TOO_LARGE' || e.code === 'UNSUPPORTED_MEDIA_TYPE') return errorResponse(e, headers);
+  const p = problemFor(e.code === 'TOO_MANY_STREAMS' ? new GmError('unavailable', 'REPLAY_CACHE_FULL', 'busy') : e);
+  return new Response(JSON.stringify({ ...p.body, error: { code: p.body.code } }), { status: p.status, headers: { ...headers, ...p.headers } });
 }
 
 /** Logs the detail locally (never payloads: GmError messages are written by our code) and returns the opaque code. */

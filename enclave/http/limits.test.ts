@@ -19,7 +19,7 @@ describe('limits middlewares', () => {
     expect(await (await app.request('/x', { method: 'POST', body: '0123456789' })).json()).toEqual({ n: 10 });
     const r = await app.request('/x', { method: 'POST', body: '0123456789A' });
     expect(r.status).toBe(413);
-    expect(await r.json()).toEqual({ error: { code: 'BODY_TOO_LARGE' } });
+    expect(((await r.json()) as { code: string }).code).toBe('TOO_LARGE');
   });
 
   it('counts streamed bodies without Content-Length', async () => {
@@ -33,7 +33,7 @@ describe('limits middlewares', () => {
     const release = streams.acquire();
     const r = await app.request('/hold', { method: 'POST' });
     expect(r.status).toBe(503);
-    expect(await r.json()).toEqual({ error: { code: 'TOO_MANY_STREAMS' } });
+    expect(((await r.json()) as { code: string }).code).toBe('TOO_MANY_STREAMS');
     release();
     release(); // idempotent
     expect(streams.active).toBe(0);

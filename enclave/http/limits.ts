@@ -6,7 +6,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { GmError, unavailable } from '../../attestation/errors.ts';
 
-export const tooLarge = (limit: number) => new GmError('protocol', 'BODY_TOO_LARGE', `request body exceeds ${limit} bytes`);
+export const tooLarge = (limit: number) => new GmError('protocol', 'TOO_LARGE', `request body exceeds ${limit} bytes`);
 
 /** Reads a body to the end, refusing more than `limit` bytes (without reading past the limit). */
 export async function readLimited(body: ReadableStream<Uint8Array> | null, limit: number): Promise<Uint8Array> {

@@ -171,7 +171,7 @@ export function fetchTransport(url: string, f: typeof fetch = fetch): Transport 
   return async (body, contentType, signal) => {
     const ac = new AbortController();
     signal?.addEventListener('abort', () => ac.abort(signal.reason), { once: true });
-    const r = await f(url, { method: 'POST', headers: { 'content-type': contentType }, body: body as Uint8Array<ArrayBuffer>, signal: ac.signal });
+    const r = await f(url, { method: 'POST', headers: { 'content-type': contentType, ...(contentType === MEDIA_OHTTP_CHUNKED_REQ ? { incremental: '?1' } : {}) }, body: body as Uint8Array<ArrayBuffer>, signal: ac.signal });
     const reader = r.body?.getReader();
     return {
       status: r.status,

@@ -55,7 +55,7 @@ async function plain(req: Request, o: GatewayOptions): Promise<Response> {
     content = await readLimited(inner.body, o.maxResponseBytes ?? 64 * 1024 * 1024);
   } catch (e) {
     o.onDone?.('error');
-    throw e instanceof GmError && e.code === 'BODY_TOO_LARGE' ? protocolError('RESPONSE_TOO_LARGE', 'inner response too large for a non-chunked exchange') : e;
+    throw e instanceof GmError && e.code === 'TOO_LARGE' ? protocolError('RESPONSE_TOO_LARGE', 'inner response too large for a non-chunked exchange') : e;
   }
   const sealed = await context.sealResponse(encodeResponse({ informational: [], status: inner.status, headers: fieldsFromHeaders(inner.headers), content, trailers: [] }));
   o.onDone?.('ok');
@@ -116,5 +116,6 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
     },
     { highWaterMark: 0 },
   );
-  return new Response(out, { status: 200, headers: { 'content-type': MEDIA_OHTTP_CHUNKED_RES, 'cache-control': 'no-store' } });
+  // Incremental: ?1 tells intermediaries to forward each chunk at once (draft-ietf-ohai-chunked-ohttp §3).
+  return new Response(out, { status: 200, headers: { 'content-type': MEDIA_OHTTP_CHUNKED_RES, 'cache-control': 'no-store', incremental: '?1' } });
 }
