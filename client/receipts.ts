@@ -5,8 +5,7 @@
  * unmodified OpenAI client never sees it.
  */
 import { protocolError } from '../attestation/errors.ts';
-import { fromBase64 } from '../attestation/bytes.ts';
-import { parseReceiptEnvelope, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptView, type SignedReceipt, verifyReceipt } from '../protocol/receipt.ts';
+import { parseReceiptEnvelope, parseReceiptHeader, RECEIPT_SSE_EVENT, receiptView, type SignedReceipt, verifyReceipt } from '../protocol/receipt.ts';
 
 export interface ClientReceipt {
   /** The signed receipt bytes (verifiable again by anyone with the enclave's receipt key). */
@@ -24,7 +23,7 @@ export async function acceptReceipt(envelope: unknown, receiptKey: Uint8Array): 
   return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, view: receiptView(v.receipt) };
 }
 
-/** The receipt carried in a `gm-receipt` field (base64url signed bytes, or the JSON envelope). */
+/** The receipt carried in a `gm-receipt` header or trailer: base64url of the JSON envelope (or the JSON itself). */
 export async function receiptFromField(value: string, receiptKey: Uint8Array): Promise<ClientReceipt> {
   const t = value.trim();
   if (t.startsWith('{')) {
@@ -36,9 +35,9 @@ export async function receiptFromField(value: string, receiptKey: Uint8Array): P
     }
     return acceptReceipt(env, receiptKey);
   }
-  const signed = fromBase64(t, RECEIPT_TRAILER);
+  const { signed, offer } = parseReceiptHeader(t);
   const v = await verifyReceipt(signed, receiptKey);
-  return { signed, receipt: v.receipt, view: receiptView(v.receipt) };
+  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, view: receiptView(v.receipt) };
 }
 
 /**

@@ -24,6 +24,8 @@ describe('gm demo', () => {
     expect(out).not.toMatch(/^\s+FAIL/m);
     expect(out).toContain(devAnswer('gm-dev-1', 16));
     expect(out).toContain('== Receipt ==');
+    expect(out).toMatch(/receipt \(signature verified with the attested receipt key\)/);
+    expect(out).toMatch(/model\s+gm-dev-1/);
     expect(err).toMatch(/gate OPEN/);
     expect(err).toMatch(/verifying the enclave through the relay/);
     expect(err).toMatch(/stopped every service cleanly/);

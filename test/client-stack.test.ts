@@ -65,6 +65,12 @@ describe('SDK through the relay to the real enclave', () => {
     for await (const ch of s) parts.push(ch.choices[0]?.delta?.content ?? '');
     expect(parts.join('')).toBe(devAnswer(model, 12));
     expect(parts.filter((p) => p).length).toBeGreaterThan(1);
+    // One verified receipt per completion, signed by the attested receipt key, for this model, marked sim.
+    expect(c.receipts.length).toBe(2);
+    for (const r of c.receipts) {
+      expect(r.receipt.model).toBe(model);
+      expect(r.receipt.sim).toBe(true);
+    }
     const models = await openai.models.list();
     expect(models.data.map((m) => m.id).sort()).toEqual(stack.workers.map((w) => w.modelName).sort());
 
@@ -91,6 +97,17 @@ describe('CLI against the stack', () => {
     const off = memIo();
     expect(await verifyBundleRun([bundleFile, '--allow-sim'], off)).toBe(0);
     expect(off.stdout()).toMatch(/VERIFIED/);
+    // The JSON view of the same bundle verifies the same way.
+    const { bundleToJson, decodeBundle } = await import('../attestation/bundle.ts');
+    const jsonFile = join(dir, 'enclave.json');
+    await (await import('node:fs/promises')).writeFile(jsonFile, JSON.stringify(bundleToJson(decodeBundle(new Uint8Array(await readFile(bundleFile))))));
+    const offJson = memIo();
+    expect(await verifyBundleRun([jsonFile, '--allow-sim', '--json'], offJson)).toBe(0);
+    expect((JSON.parse(offJson.stdout()) as { verified: boolean }).verified).toBe(true);
+    // Evidence age is checked when asked: a day later with --max-age 60 it is stale.
+    const late = memIo();
+    expect(await verifyBundleRun([bundleFile, '--allow-sim', '--max-age', '60', '--now', new Date(Date.now() + 86_400_000).toISOString()], late)).toBe(1);
+    expect(late.stderr()).toContain('EVIDENCE_STALE');
     // Audited for another nonce than the one it was made for: rejected with the code, exit 1.
     const wrong = memIo();
     expect(await verifyBundleRun([bundleFile, '--allow-sim', '--nonce', '11'.repeat(32)], wrong)).toBe(1);
@@ -112,8 +129,14 @@ describe('CLI against the stack', () => {
     const io = memIo({ GM_API_KEY: API_KEY });
     expect(await chatRun(['--url', stack.enclaveUrl, '--relay', host.url, '--allow-sim', '--model', model, '--max-tokens', '8', PROMPT], io)).toBe(0);
     expect(io.stdout()).toContain(devAnswer(model, 8));
-    expect(io.stdout()).toMatch(/receipt/);
+    expect(io.stdout()).toMatch(/receipt \(signature verified with the attested receipt key\)/);
+    expect(io.stdout()).toMatch(new RegExp(`model\\s+${model}`));
     expect(io.stderr()).toContain('VERIFIED sim-sev-snp');
     for (const secret of [PROMPT, API_KEY]) expect(io.stderr().includes(secret)).toBe(false);
+    const j = memIo({ GM_API_KEY: API_KEY });
+    expect(await chatRun(['--url', stack.enclaveUrl, '--allow-sim', '--model', model, '--max-tokens', '5', '--no-stream', '--json', PROMPT], j)).toBe(0);
+    const doc = JSON.parse(j.stdout()) as { answer: string; verification: { verified: boolean } };
+    expect(doc.answer).toBe(devAnswer(model, 5));
+    expect(doc.verification.verified).toBe(true);
   });
 });

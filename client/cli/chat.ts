@@ -80,7 +80,7 @@ export async function chat(client: GmClient, o: ChatOptions): Promise<string> {
   const res = await client.fetch(`${client.baseURL}/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${o.apiKey}`, accept: o.stream ? 'text/event-stream' : 'application/json' },
-    body: JSON.stringify({ model: o.model, messages: [{ role: 'user', content: o.prompt }], stream: o.stream, ...(o.maxTokens ? { max_tokens: o.maxTokens } : {}) }),
+    body: JSON.stringify({ model: o.model, messages: [{ role: 'user', content: o.prompt }], stream: o.stream, ...(o.stream ? { stream_options: { include_usage: true } } : {}), ...(o.maxTokens ? { max_tokens: o.maxTokens } : {}) }),
   });
   if (!res.ok) {
     let code = `HTTP_${res.status}`;

@@ -11,6 +11,11 @@ import { createNvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
 import { DEFAULT_POLICY } from '../../attestation/sevsnp/index.ts';
 import { createSimAmd } from '../../attestation/sevsnp/sim.ts';
 import { createEnclave, type Enclave } from '../../enclave/app.ts';
+import { generateEnclaveKeys } from '../../enclave/keys.ts';
+import { Ledger } from '../../enclave/ledger/ledger.ts';
+import { createMarket } from '../../enclave/market/index.ts';
+import { marketRouter } from '../../enclave/market/router.ts';
+import { offerSigner } from '../../worker/offers.ts';
 import { createLogger } from '../../enclave/log.ts';
 import { serve, type Served } from '../../enclave/serve.ts';
 import { SIM_MEASUREMENT, simProvider } from '../../enclave/tee/sim.ts';
@@ -49,9 +54,18 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
   try {
     say('generating the simulated AMD and NVIDIA vendor chains (sim mode: NOT backed by hardware)...');
     const [amd, nvidia] = await Promise.all([createSimAmd({ product: 'Genoa' }), createNvidiaSimSigner({ now: new Date() })]);
+    // The market routes by the workers' signed offers and signs a receipt per request into an in-memory ledger.
+    const keys = await generateEnclaveKeys();
+    const ledger = Ledger.open(':memory:', { signer: keys.receipt });
+    stops.push(async () => ledger.close());
+    const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
+    const market = marketRouter({ market: createMarket({}), ledger, enclaveSim: true, anonymous: house, log: log('market') });
     const enclave = await createEnclave({
       tee: simProvider({ amd }),
       log: log('enclave'),
+      keys,
+      router: market.router,
+      onWorkerChange: market.onWorkerChange,
       workerPolicy: { policy: { 'sev-snp': { ...DEFAULT_POLICY, measurements: [SIM_MEASUREMENT] } }, allowSim: true, freshnessMs: 10 * 60_000 },
     });
     stops.push(() => enclave.close());
@@ -66,11 +80,15 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
       stops.push(() => model.close(200));
       const worker: RunningWorker = await startWorker({
         upstream: model.url, enclaves: [enclaveServer.url], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: log(`worker-${i}`),
+        offers: offerSigner({
+          currency: 'USD', pricePerMInput: 100_000n * BigInt(i), pricePerMOutput: 200_000n * BigInt(i), terms: { kind: 'per-request' },
+          capacity: 64, ttftMs: 300 * i, tokensPerSecond: 50, hotkeySeed: new Uint8Array(32).fill(i),
+        }),
       });
       stops.push(() => worker.stop());
       await worker.registered;
       models.push(name);
-      say(`worker ${i} (${name}, sim H100 in CC mode) registered and verified by the enclave`);
+      say(`worker ${i} (${name}, sim H100 in CC mode, signed offer ${0.1 * i} / ${0.2 * i} USD per M tokens) registered and verified by the enclave`);
     }
 
     const cacheDir = await mkdtemp(join(tmpdir(), 'gm-demo-collateral-'));

@@ -13,7 +13,7 @@ import { reportData } from '../../protocol/binding.ts';
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_RES, MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../../protocol/media.ts';
 import { decapsulateRequest, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../../protocol/ohttp.ts';
-import { generateReceiptKey, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, type ReceiptSigner, ZERO_HASH } from '../../protocol/receipt.ts';
+import { generateReceiptKey, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue, type ReceiptSigner, ZERO_HASH } from '../../protocol/receipt.ts';
 
 export const MINI_TOKENS = ['Confidential ', 'hello ', 'from ', 'the ', 'mini ', 'enclave.'];
 
@@ -99,7 +99,7 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     seen.push(req.path);
     const model = (JSON.parse(new TextDecoder().decode(req.content)) as { model: string }).model;
     const answer = { id: 'chatcmpl-mini', object: 'chat.completion', created: 0, model, choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: MINI_TOKENS.join('') } }], usage: { prompt_tokens: 3, completion_tokens: MINI_TOKENS.length, total_tokens: 3 + MINI_TOKENS.length } };
-    const inner = encodeResponse({ informational: [], status: 200, headers: [['content-type', 'application/json']], content: enc(JSON.stringify(answer)), trailers: [[RECEIPT_TRAILER, JSON.stringify(await sign(model, MINI_TOKENS.length))]] });
+    const inner = encodeResponse({ informational: [], status: 200, headers: [['content-type', 'application/json']], content: enc(JSON.stringify(answer)), trailers: [[RECEIPT_TRAILER, receiptHeaderValue(await sign(model, MINI_TOKENS.length))]] });
     return c.body((await context.sealResponse(inner)) as Uint8Array<ArrayBuffer>, 200, { 'content-type': MEDIA_OHTTP_RES });
   });
   return self;
