@@ -14,7 +14,7 @@ import {
 } from '../x509/der-write.ts';
 import { pemEncode } from '../x509/pem.ts';
 import { ATTESTATION_KEY_TYPE_ECDSA_P256, CERT_DATA_PCK_CHAIN, CERT_DATA_QE_REPORT, TEE_TYPE_TDX, TD10_BODY_SIZE, TD15_BODY_SIZE } from './abi.ts';
-import type { TdxCollateral } from './collateral.ts';
+import { type CollateralAsServed, type TdxCollateral, servedFromCollateral } from './collateral.ts';
 import { SGX_EXTENSIONS_OID } from './pck.ts';
 
 /** Body fields of a sim quote; all optional. */
@@ -108,6 +108,11 @@ export interface SimTdx {
   issuePck(overrides?: SimPckOverrides): Promise<SimPck>;
   /** Signs arbitrary collateral JSON text with the TCB signing key (raw r‖s). */
   signCollateral(text: string): Promise<Uint8Array>;
+  /**
+   * What the enclave's sim TEE provider puts in an evidence bundle: the quote (REPORTDATA = `reportData`), no extra
+   * certificates (the PCK chain is in the quote) and the default collateral in its served form (made once).
+   */
+  evidence(reportData: Uint8Array, fields?: Omit<SimQuoteFields, 'reportData'>): Promise<{ evidence: Uint8Array; certs: Uint8Array[]; collateral: CollateralAsServed }>;
 }
 
 export interface SimTdxOptions {
@@ -294,5 +299,10 @@ export async function createSimTdx(options: SimTdxOptions = {}): Promise<SimTdx>
     };
   };
 
-  return { rootDer, pckCaDer, tcbSigningDer, pck, now, defaultBody, roots: () => [root], quote, collateral, issuePck, signCollateral: tcbSign };
+  let served: Promise<CollateralAsServed> | undefined;
+  const evidence = async (reportData: Uint8Array, fields: Omit<SimQuoteFields, 'reportData'> = {}) => {
+    served ??= collateral().then(servedFromCollateral);
+    return { evidence: await quote({ ...fields, reportData }), certs: [], collateral: await served };
+  };
+  return { rootDer, pckCaDer, tcbSigningDer, pck, now, defaultBody, roots: () => [root], quote, collateral, issuePck, signCollateral: tcbSign, evidence };
 }
