@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { expectCode, makeWorker, NOW, verifiedOffer } from '../test/market-fixtures.ts';
 import { decodeDeterministic, encodeDeterministic } from './market-cbor.ts';
@@ -13,6 +14,22 @@ describe('charge arithmetic (integers, rounded up once each)', () => {
     [3n, 7n, 1, 333_333, 142_857, 2n, 1n, 3n],
   ])('in %s out %s fee %s bps, %s/%s tokens', (pin, pout, bps, tin, tout, wc, fee, total) => {
     expect(computeCharge({ pricePerMInput: pin, pricePerMOutput: pout }, bps, tin, tout)).toEqual({ workerCost: wc, fee, total });
+  });
+});
+
+describe('charge arithmetic properties (fast-check)', () => {
+  it('never under-pays the worker, rounds up by less than one micro-unit, and total = cost + fee', () => {
+    fc.assert(
+      fc.property(fc.bigInt({ min: 0n, max: 1n << 40n }), fc.bigInt({ min: 0n, max: 1n << 40n }), fc.integer({ min: 0, max: 10_000 }), fc.nat(10_000_000), fc.nat(10_000_000), (pin, pout, bps, tin, tout) => {
+        const c = computeCharge({ pricePerMInput: pin, pricePerMOutput: pout }, bps, tin, tout);
+        const exact = pin * BigInt(tin) + pout * BigInt(tout); // in 10^-12 units
+        expect(c.workerCost * 1_000_000n >= exact).toBe(true);
+        expect(c.workerCost * 1_000_000n - exact < 1_000_000n).toBe(true);
+        expect(c.fee * 10_000n >= c.workerCost * BigInt(bps)).toBe(true);
+        expect(c.fee * 10_000n - c.workerCost * BigInt(bps) < 10_000n).toBe(true);
+        expect(c.total).toBe(c.workerCost + c.fee);
+      }),
+    );
   });
 });
 

@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateReceiptKey, verifyReceiptChain } from '../../protocol/receipt.ts';
 import { expectCode, makeWorker, NOW, signedOffer } from '../../test/market-fixtures.ts';
@@ -123,6 +124,53 @@ describe('ledger: accounts, holds, settle', () => {
     expect(r2.receipt.prev).toEqual(r1.hash);
     expect(again.receiptKeys()).toHaveLength(2);
     expect(auditLedger(again).ok).toBe(true);
+  });
+});
+
+describe('ledger properties (fast-check)', () => {
+  it('any interleaving of deposits, holds, releases and settles keeps the audit exact and prepaid funds non-negative', async () => {
+    const { market, signer } = await setup();
+    const sel = market.route(body, { now: NOW, requestId: 'p' });
+    const cand = sel.candidates[0]!;
+    const op = fc.oneof(
+      fc.record({ k: fc.constant('deposit' as const), amount: fc.bigInt({ min: 1n, max: 50_000n }) }),
+      fc.record({ k: fc.constant('hold' as const) }),
+      fc.record({ k: fc.constant('release' as const), i: fc.nat() }),
+      fc.record({ k: fc.constant('settle' as const), i: fc.nat(), tin: fc.nat(1000), tout: fc.nat(1000) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.bigInt({ min: 0n, max: 20_000n }), fc.array(op, { maxLength: 30 }), async (opening, ops) => {
+        const ledger = Ledger.open(':memory:', { signer });
+        try {
+          const { account } = await ledger.createAccount({ currency: 'USD', prepaid: opening }, NOW);
+          const holds: ReturnType<Ledger['authorize']>[] = [];
+          let charged = 0n;
+          let deposited = opening;
+          for (const o of ops) {
+            if (o.k === 'deposit') {
+              ledger.deposit(account.id, o.amount, NOW);
+              deposited += o.amount;
+            } else if (o.k === 'hold') {
+              try {
+                holds.push(ledger.authorize(account, cand, sel.feeBasisPoints));
+              } catch (e) {
+                expect((e as { code: string }).code).toBe('PAYMENT_INSUFFICIENT_FUNDS');
+              }
+            } else if (holds.length > 0) {
+              const h = holds.splice(o.i % holds.length, 1)[0]!;
+              if (o.k === 'release') ledger.release(h);
+              else charged += (await ledger.settle(h, { requestId: 'x', inputTokens: o.tin % 19, outputTokens: o.tout % 101, now: NOW })).receipt.total;
+            }
+            expect(ledger.available(account.id) >= 0n).toBe(true);
+          }
+          expect(ledger.account(account.id).balance).toBe(deposited - charged);
+          expect(auditLedger(ledger).problems).toEqual([]);
+        } finally {
+          ledger.close();
+        }
+      }),
+      { numRuns: 60 },
+    );
   });
 });
 
