@@ -7,7 +7,7 @@
  * nonce, RIMs, the OCSP collateral getter, the policy. Nothing here fetches or reads the clock.
  */
 import { bytesToHex } from '@noble/hashes/utils.js';
-import { equalBytes, hex, sha256, toBase64 } from '../bytes.ts';
+import { equalBytes, hex, toBase64 } from '../bytes.ts';
 import { GmError, configError, rejected } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
@@ -74,8 +74,6 @@ export interface GpuEvidenceResult {
   readonly gpus: readonly GpuResult[];
   /** Every GPU's rows, ids prefixed `gpu<i>.`. */
   readonly report: VerificationReport;
-  /** SHA-256 of the evidence bytes as given (what a worker binds into its REPORT_DATA), when given as bytes/text. */
-  readonly evidenceDigest: string | undefined;
 }
 
 /**
@@ -227,23 +225,18 @@ function failedWith(checks: Checks, code: string, message: string): GmError {
   return rejected(code, message, { report: checks.report() });
 }
 
-async function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {
-  let items: readonly GpuEvidenceItem[];
-  let evidenceDigest: string | undefined;
-  if (typeof evidence === 'string' || evidence instanceof Uint8Array) {
-    const bytes = typeof evidence === 'string' ? new TextEncoder().encode(evidence) : evidence;
-    evidenceDigest = hex(await sha256(bytes));
-    items = parseGpuEvidenceJson(new TextDecoder().decode(bytes));
-  } else items = evidence;
+function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {
+  const items = typeof evidence === 'string' ? parseGpuEvidenceJson(evidence)
+    : evidence instanceof Uint8Array ? parseGpuEvidenceJson(new TextDecoder().decode(evidence)) : evidence;
   const rimSet: RimSet | undefined = options.rims && options.rims.length > 0
     ? { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() }
     : undefined;
-  return { items, evidenceDigest, rimSet };
+  return { items, rimSet };
 }
 
 /** Verifies every GPU and returns each outcome (never throws for a GPU's rejection; the CLI reports them all). */
-export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[]; evidenceDigest: string | undefined }> {
-  const { items, evidenceDigest, rimSet } = await prepare(evidence, options);
+export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[] }> {
+  const { items, rimSet } = prepare(evidence, options);
   // GPUs are independent: their signature checks run concurrently (WebCrypto works off the main thread).
   const outcomes = await Promise.all(items.map(async (item): Promise<GpuOutcome> => {
     try {
@@ -254,7 +247,7 @@ export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | reado
       return { gpu: item.index, arch: item.arch, result: undefined, error: e, report: e.report ?? { subject: `GPU ${item.index} (${item.arch})`, verified: false, checks: [] } };
     }
   }));
-  return { outcomes, evidenceDigest };
+  return { outcomes };
 }
 
 function aggregate(outcomes: readonly GpuOutcome[]): VerificationReport {
@@ -270,14 +263,14 @@ function aggregate(outcomes: readonly GpuOutcome[]): VerificationReport {
  * and the aggregate report; throws a GmError naming the first rejected GPU and why, with the aggregate report.
  */
 export async function verifyGpuEvidence(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<GpuEvidenceResult> {
-  const { outcomes, evidenceDigest } = await verifyGpuEvidenceAll(evidence, options);
+  const { outcomes } = await verifyGpuEvidenceAll(evidence, options);
   const report = aggregate(outcomes);
   const bad = outcomes.find((o) => o.error);
   if (bad) {
     const e = bad.error!;
     throw new GmError(e.kind, e.code, `GPU ${bad.gpu} (${bad.arch}) rejected: ${e.message}`, { cause: e, report });
   }
-  return { gpus: outcomes.map((o) => o.result!), report, evidenceDigest };
+  return { gpus: outcomes.map((o) => o.result!), report };
 }
 
 export { aggregate as aggregateGpuReports };

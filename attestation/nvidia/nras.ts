@@ -182,5 +182,5 @@ export async function verifyNrasResult(response: string | unknown, options: Nras
     firstError.report = report;
     throw firstError;
   }
-  return { gpus, report, evidenceDigest: undefined };
+  return { gpus, report };
 }

@@ -47,7 +47,6 @@ describe.skipIf(!hasVectors)('real NVIDIA evidence', () => {
     expect(r.gpus).toHaveLength(8);
     expect(r.gpus.every((g) => g.report.verified && g.claims.driverVersion === '590.12')).toBe(true);
     expect(new Set(r.gpus.map((g) => g.claims.ueid)).size).toBe(8);
-    expect(r.evidenceDigest).toMatch(/^[0-9a-f]{64}$/);
   });
 
   it('the 4 NVSwitch (LS10) reports of switch_evidence.json verify with the same nonce', async () => {
