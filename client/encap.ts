@@ -21,6 +21,8 @@ export interface Question {
   readonly body: Uint8Array;
   readonly contentType: string;
   readonly accept: string;
+  /** Extra outer headers (chunked messages carry `Incremental: ?1`, docs/protocol.md §3). */
+  readonly headers: Readonly<Record<string, string>>;
   open(r: Response): Promise<Opened>;
 }
 
@@ -33,6 +35,7 @@ export async function sealQuestion(config: KeyConfig, inner: Uint8Array, streami
     body: encapsulated,
     contentType: MEDIA_OHTTP_REQ,
     accept: MEDIA_OHTTP_RES,
+    headers: {},
     async open(r) {
       expectType(r, MEDIA_OHTTP_RES);
       const enc = await readAll(r);
@@ -116,6 +119,7 @@ async function sealChunked(config: KeyConfig, inner: Uint8Array): Promise<Questi
     body,
     contentType: MEDIA_OHTTP_CHUNKED_REQ,
     accept: MEDIA_OHTTP_CHUNKED_RES,
+    headers: { incremental: '?1' },
     async open(r) {
       expectType(r, MEDIA_OHTTP_CHUNKED_RES);
       if (!r.body) throw protocolError('CHUNKED_TRUNCATED', 'the chunked answer has no body');

@@ -74,7 +74,7 @@ async function send(a: Attestation, inner: Uint8Array, streaming: boolean, o: Tr
   const q = await sealQuestion(a.keyConfig, inner, streaming);
   let r: Response;
   try {
-    r = await o.fetch(`${o.base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': q.contentType, accept: q.accept }, body: q.body as Uint8Array<ArrayBuffer>, signal });
+    r = await o.fetch(`${o.base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': q.contentType, accept: q.accept, ...q.headers }, body: q.body as Uint8Array<ArrayBuffer>, signal });
   } catch (e) {
     if (signal.aborted) throw e;
     throw unavailable('GATEWAY_UNREACHABLE', `could not reach the gateway at ${o.base}`, { cause: e });

@@ -58,7 +58,7 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     prev = s.hash;
     return receiptEnvelope(s);
   };
-  const keyProblem = () => new Response(JSON.stringify({ type: PROBLEM_TYPE_OHTTP_KEY, title: 'key configuration not accepted' }), { status: 400, headers: { 'content-type': MEDIA_PROBLEM_JSON } });
+  const keyProblem = () => new Response(JSON.stringify({ type: PROBLEM_TYPE_OHTTP_KEY, title: 'key configuration not accepted', status: 400, code: 'OHTTP_KEY_CONFIG' }), { status: 400, headers: { 'content-type': MEDIA_PROBLEM_JSON } });
 
   app.get('/v1/attestation', async (c) => {
     const nonce = fromHex(c.req.query('nonce') ?? '00'.repeat(32));
