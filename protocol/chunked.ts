@@ -161,25 +161,37 @@ class ChunkReader {
         return this.#drain(out);
       });
     }
+    // Walk the buffer with a local offset and cut it once, rather than re-slicing it per chunk.
+    const b = this.#buf;
+    let o = 0;
+    const commit = () => {
+      if (o > 0) this.#buf = b.subarray(o);
+      o = 0;
+    };
     while (!this.#final) {
-      const r = lengthAt(this.#buf, 0);
+      const r = lengthAt(b, o);
       if (!r) break;
       if (r.value === 0) {
         this.#final = true;
-        this.#buf = this.#buf.subarray(r.next);
+        o = r.next;
         break;
       }
       if (r.value > this.#maxCt + this.#nt()) fail('CHUNKED_TOO_LARGE', 'chunk exceeds the size limit');
-      if (this.#buf.length - r.next < r.value) break;
-      const ct = this.#buf.subarray(r.next, r.next + r.value);
-      this.#buf = this.#buf.subarray(r.next + r.value);
+      if (b.length - r.next < r.value) break;
+      const ct = b.subarray(r.next, r.next + r.value);
+      o = r.next + r.value;
       const pt = this.#keys.openAt(this.#index, EMPTY, ct);
       if (pt instanceof Promise) {
+        commit();
         return pt.then((v) => this.#accept(v, ct, out) ?? this.#drain(out));
       }
-      const pending = this.#accept(pt, ct, out);
-      if (pending) return pending;
+      if (!pt) {
+        commit(); // the classifier looks at the chunks after this one
+        return this.#classify(ct, false);
+      }
+      this.#accept(pt, ct, out);
     }
+    commit();
     if (this.#final && this.#buf.length > this.#maxCt + this.#nt()) fail('CHUNKED_TOO_LARGE', 'final chunk exceeds the size limit');
     return undefined;
   }
