@@ -3,6 +3,7 @@
  * the SDK does (client/attest.ts: own nonce, REPORT_DATA binding, platform verifier, the operator's policy), and
  * reads the enclave's worker and offer listings for the status page.
  */
+import { unavailable } from '../attestation/errors.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { attest, type FetchLike } from '../client/attest.ts';
 import { createClient, type GmClient } from '../client/index.ts';
@@ -17,12 +18,18 @@ export interface EnclaveCheckOptions {
   readonly trust: TrustStore | undefined;
   readonly fetch?: FetchLike;
   readonly now?: () => Date;
+  /** A check that has not finished by then fails (an enclave that stops answering must not keep the gate open). */
+  readonly timeoutMs?: number;
 }
 
 export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckResult> {
   const f: FetchLike = o.fetch ?? ((i, init) => fetch(i, init));
   return async () => {
-    const a = await attest({ base: o.enclave.replace(/\/$/, ''), fetch: f, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now ?? (() => new Date()) });
+    const signal = AbortSignal.timeout(o.timeoutMs ?? 15_000);
+    const a = await Promise.race([
+      attest({ base: o.enclave.replace(/\/$/, ''), fetch: f, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now ?? (() => new Date()), signal }),
+      new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(unavailable('HOST_GATE_CHECK_TIMEOUT', 'the enclave did not produce verifiable evidence in time')), { once: true })),
+    ]);
     return {
       report: a.report,
       summary: {

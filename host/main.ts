@@ -47,7 +47,7 @@ export interface RunningHost {
 export async function startHost(o: HostOptions): Promise<RunningHost> {
   const log = o.log ?? (() => {});
   const gate = new EnclaveGate({
-    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
+    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: Math.min(15_000, o.checkIntervalMs ?? 60_000) }),
     intervalMs: o.checkIntervalMs ?? 60_000,
     onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });

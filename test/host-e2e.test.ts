@@ -145,4 +145,32 @@ describe('host gate', () => {
     expect((await host.gate.check()).state).toBe('open');
     expect((await fetch(`${host.url}/.well-known/ohttp-gateway`)).status).toBe(200);
   });
+
+  it('re-verifies periodically on its own, and a check that hangs closes the gate', async () => {
+    let hang = false;
+    const slow = new Hono();
+    slow.all('*', async (c) => {
+      if (hang) await new Promise(() => {}); // never answers
+      return mini.app.fetch(c.req.raw);
+    });
+    const l = await listen(slow.fetch);
+    const dir2 = await mkdtemp(join(tmpdir(), 'gm-host-periodic-'));
+    const h = await startHost({ enclave: l.url, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: dir2, checkIntervalMs: 150 });
+    try {
+      expect(h.gate.status.state).toBe('open');
+      mini.measurement = new Uint8Array(48).fill(0x33);
+      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('closed');
+      expect(h.gate.status.error?.code).toBe('SNP_POLICY_MEASUREMENT');
+      mini.measurement = new Uint8Array(48).fill(0x5a);
+      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('open');
+      hang = true;
+      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('closed');
+      expect(h.gate.status.error?.code).toBe('HOST_GATE_CHECK_TIMEOUT');
+    } finally {
+      mini.measurement = new Uint8Array(48).fill(0x5a);
+      await h.close();
+      await l.close();
+      await rm(dir2, { recursive: true, force: true });
+    }
+  });
 });
