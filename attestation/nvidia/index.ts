@@ -121,9 +121,15 @@ function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: rea
   return { certs: [c], name: `pinned ${commonName(c.subject) ?? c.subject.text}` };
 }
 
+/** The RIMs of one verification call, parsed once, each signature verified once for all GPUs. */
 interface RimSet {
   readonly rims: readonly Rim[];
   readonly verified: Map<Rim, Promise<string>>;
+}
+
+function rimSetOf(options: GpuVerifyOptions): RimSet | undefined {
+  if (!options.rims || options.rims.length === 0) return undefined;
+  return { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() };
 }
 
 async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<{ match: boolean | undefined; mismatches: number[] }> {
@@ -182,7 +188,7 @@ async function checkOcsp(path: readonly Certificate[], deviceRoots: readonly Cer
 }
 
 /** Verifies one GPU; throws a GmError carrying this GPU's report on the first failing check or policy. */
-export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOptions, rimSet?: RimSet): Promise<GpuResult> {
+export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOptions, rimSet: RimSet | undefined = rimSetOf(options)): Promise<GpuResult> {
   const checks = new Checks(`GPU ${item.index} (${item.arch})`);
   const report = item.report;
   const dev = roots(options, 'device');
@@ -191,7 +197,7 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
   const chain = await checks.run('nvidia.chain', 'GPU certificate chain to the NVIDIA Device Identity CA (ECDSA P-384)', dev.name,
     () => cachedChain(item.chain, dev.certs, options.now), (v) => v.path.map((c) => commonName(c.subject) ?? c.subject.text).join(' <- '));
   const leaf = chain.path[0]!;
-  const fwid = checks.runSync('nvidia.fwid', 'FWID in the signing certificate equals the report\'s', 'leaf extension 2.23.133.5.4.1', () => checkFwid(leaf, report), (v) => v);
+  checks.runSync('nvidia.fwid', 'FWID in the signing certificate equals the report\'s', 'leaf extension 2.23.133.5.4.1', () => checkFwid(leaf, report), (v) => v);
   if (options.expectedNonce) {
     const n = options.expectedNonce;
     checks.runSync('nvidia.report.nonce', 'the report answers the expected nonce', 'caller nonce', () => checkNonce(report, n), () => hex(n));
@@ -228,10 +234,7 @@ function failedWith(checks: Checks, code: string, message: string): GmError {
 function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {
   const items = typeof evidence === 'string' ? parseGpuEvidenceJson(evidence)
     : evidence instanceof Uint8Array ? parseGpuEvidenceJson(new TextDecoder().decode(evidence)) : evidence;
-  const rimSet: RimSet | undefined = options.rims && options.rims.length > 0
-    ? { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() }
-    : undefined;
-  return { items, rimSet };
+  return { items, rimSet: rimSetOf(options) };
 }
 
 /** Verifies every GPU and returns each outcome (never throws for a GPU's rejection; the CLI reports them all). */

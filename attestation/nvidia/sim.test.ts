@@ -150,3 +150,14 @@ describe('fake NVIDIA signer: one field at a time', () => {
     expect(() => gpuPolicyFrom({ ...POLICY, ocsp: 'maybe' })).toThrow(expect.objectContaining({ code: 'POLICY_INVALID' }));
   });
 });
+
+describe('verifyOneGpu (as the bundle verifier calls it)', () => {
+  it('uses the RIMs given in options (no silent skip)', async () => {
+    const { parseGpuEvidenceJson } = await import('./evidence.ts');
+    const { verifyOneGpu } = await import('./index.ts');
+    const [item] = parseGpuEvidenceJson(await buildSimGpuEvidence(signer, [{ nonce: NONCE, measurements: { 5: new Uint8Array(48) } }]));
+    const e = await verifyOneGpu(item!, options()).catch((x: GmError) => x);
+    expect(isGmError(e, 'NVIDIA_RIM_MISMATCH')).toBe(true);
+    expect((e as GmError).report!.checks.filter((c) => c.status === 'fail').map((c) => c.id)).toEqual(['nvidia.rim.measurement.5']);
+  });
+});
