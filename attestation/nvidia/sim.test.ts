@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { type GmError, isGmError } from '../errors.ts';
 import type { Certificate } from '../x509/cert.ts';
 import { hasTrustAnchors, trustStore } from '../../test/vectors.ts';
-import { type GpuVerifyOptions, gpuPolicyFrom, verifyGpuEvidence } from './index.ts';
+import { type GpuVerifyOptions, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidence, verifyOneGpu } from './index.ts';
 import {
   type NvidiaSimSigner, type SimGpu, type SimRimSigner, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement,
 } from './sim.ts';
@@ -153,8 +153,6 @@ describe('fake NVIDIA signer: one field at a time', () => {
 
 describe('verifyOneGpu (as the bundle verifier calls it)', () => {
   it('uses the RIMs given in options (no silent skip)', async () => {
-    const { parseGpuEvidenceJson } = await import('./evidence.ts');
-    const { verifyOneGpu } = await import('./index.ts');
     const [item] = parseGpuEvidenceJson(await buildSimGpuEvidence(signer, [{ nonce: NONCE, measurements: { 5: new Uint8Array(48) } }]));
     const e = await verifyOneGpu(item!, options()).catch((x: GmError) => x);
     expect(isGmError(e, 'NVIDIA_RIM_MISMATCH')).toBe(true);
