@@ -61,7 +61,8 @@ async function load(one: () => Promise<void>, n: number): Promise<{ rps: number;
 const pct = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(a.length * p))]!;
 
 export async function run(): Promise<BenchRow[]> {
-  const stack = await startStack({ workers: [{ model: { name: 'bench' } }, { model: { name: 'bench-stream', tokenMs: 1 } }] });
+  // The routing path alone (first verified worker): receipts and the ledger are the market's own benchmark.
+  const stack = await startStack({ router: 'first', workers: [{ model: { name: 'bench' } }, { model: { name: 'bench-stream', tokenMs: 1 } }] });
   const direct = new Pool(stack.workers[0]!.model.url, { connections: CONCURRENCY * 2 });
   const t = undiciTransport(`${stack.enclaveUrl}/v1/ohttp`);
   try {

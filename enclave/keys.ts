@@ -3,7 +3,8 @@
  * ChaCha20-Poly1305) and the receipt-signing key, generated at start in memory. Nothing here is ever serialized
  * except public parts: there is no export path for the private keys (the receipt key is non-extractable WebCrypto).
  */
-import { encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { generateReceiptKey, type ReceiptSigner } from '../protocol/receipt.ts';
 
 export interface EnclaveKeys {
@@ -14,7 +15,8 @@ export interface EnclaveKeys {
 }
 
 export async function generateEnclaveKeys(keyId = randomKeyId()): Promise<EnclaveKeys> {
-  const [g, receipt] = await Promise.all([generateKeyConfig(keyId), generateReceiptKey()]);
+  // The gateway key lives in node:crypto (the key remembers its backend; docs/protocol.md §10).
+  const [g, receipt] = await Promise.all([generateKeyConfig(keyId, DEFAULT_SYMMETRIC, { backend: nodeBackend }), generateReceiptKey()]);
   return { gateway: [g], keyConfigs: encodeKeyConfigs([g.config]), receipt };
 }
 

@@ -14,7 +14,8 @@ import { type EvidenceBundle, encodeBundle } from '../attestation/bundle.ts';
 import { fromHex, hex, sha256 } from '../attestation/bytes.ts';
 import { protocolError } from '../attestation/errors.ts';
 import { generateWorkerKey } from '../protocol/offer.ts';
-import { encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
@@ -33,7 +34,7 @@ export interface WorkerKeys {
 }
 
 export async function generateWorkerKeys(): Promise<WorkerKeys> {
-  const [g, signing] = await Promise.all([generateKeyConfig(randomKeyId()), generateWorkerKey()]);
+  const [g, signing] = await Promise.all([generateKeyConfig(randomKeyId(), DEFAULT_SYMMETRIC, { backend: nodeBackend }), generateWorkerKey()]);
   return { gateway: [g], keyConfigs: encodeKeyConfigs([g.config]), signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
 }
 
