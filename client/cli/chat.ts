@@ -36,8 +36,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const c = claimsSummary(client.claims);
   say(`gm chat: VERIFIED ${c.platform} measurement ${(c.measurement ?? "").slice(0, 16)}...${client.claims.sim ? ' [SIM: not backed by hardware]' : ''}`);
   if (a.flags.has('report') && !json) io.err(formatReport(client.verification, c));
+  const model = a.values.model ?? (await firstModel(client));
+  say(`gm chat: model ${model}`);
   const answer = await chat(client, {
-    model: a.values.model ?? 'default',
+    model,
     prompt,
     stream: !a.flags.has('no-stream'),
     apiKey: a.values['api-key'] ?? 'gm-anonymous',
@@ -51,6 +53,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
   io.out('\n');
   printReceipts(io, client);
   return 0;
+}
+
+/** Without --model: the first model the verified workers offer, asked over the encrypted channel. */
+async function firstModel(client: GmClient): Promise<string> {
+  const r = await client.fetch(`${client.baseURL}/models`);
+  const j = (r.ok ? await r.json() : {}) as { data?: { id?: unknown }[] };
+  const id = j.data?.find((m) => typeof m.id === 'string')?.id;
+  if (typeof id !== 'string') throw new GmError('unavailable', 'NO_MODELS', 'the enclave lists no models (no verified worker offers one); pass --model');
+  return id;
 }
 
 export function printReceipts(io: Io, client: GmClient): void {
