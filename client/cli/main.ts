@@ -26,6 +26,8 @@ const COMMANDS: Record<string, { module: string; help: string }> = {
   'dev-model': { module: 'worker/dev-model/main.ts', help: 'run a small deterministic OpenAI-compatible test server' },
   host: { module: 'host/main.ts', help: 'run the host shim (--enclave URL --listen ADDR)' },
   'receipts verify': { module: 'enclave/ledger/cli.ts', help: 'verify a receipt file or a whole ledger' },
+  'receipts account': { module: 'enclave/ledger/account-cli.ts', help: 'ledger accounts: --ledger PATH create|deposit|pay-worker ...' },
+  'receipts statement': { module: 'enclave/ledger/statement-cli.ts', help: 'account or worker statement: --ledger PATH (--account ID | --worker ID) [--json]' },
   demo: { module: 'client/cli/demo.ts', help: 'run the whole stack on loopback in sim mode and stream one encrypted answer' },
 };
 

@@ -59,7 +59,8 @@ export interface Usage {
 }
 
 export interface LedgerOptions {
-  readonly signer: ReceiptSigner;
+  /** The enclave's receipt key. Without one the ledger serves accounts and statements but cannot settle. */
+  readonly signer?: ReceiptSigner;
 }
 
 const KEY_CONTEXT = new TextEncoder().encode('gm-api-key-v1\0');
@@ -79,7 +80,7 @@ const periodOf = (t: PaymentTerms): number => (t.kind === 'postpaid' ? t.settlem
 
 export class Ledger {
   readonly db: DatabaseSync;
-  readonly #signer: ReceiptSigner;
+  readonly #signer: ReceiptSigner | undefined;
   readonly #holds = new Map<number, Hold>();
   readonly #held = new Map<string, bigint>();
   #nextHold = 1;
@@ -91,7 +92,7 @@ export class Ledger {
   readonly #storedOffers = new Set<string>();
   readonly #storedKeys = new Set<string>();
 
-  private constructor(db: DatabaseSync, signer: ReceiptSigner) {
+  private constructor(db: DatabaseSync, signer: ReceiptSigner | undefined) {
     this.db = db;
     this.#signer = signer;
     const big = (s: StatementSync): StatementSync => (s.setReadBigInts(true), s);
@@ -255,6 +256,7 @@ export class Ledger {
       const w = served.worker;
       const charge = computeCharge(o, hold.feeBasisPoints, usage.inputTokens, usage.outputTokens);
       const seq = this.#headSeq + 1;
+      if (!this.#signer) throw configError('LEDGER_NO_SIGNER', 'this ledger was opened without a receipt key and cannot settle');
       const signed = await this.#signer.sign({
         seq,
         prev: this.#headHash,
