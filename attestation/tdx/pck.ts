@@ -149,6 +149,7 @@ function caTypeOf(intermediate: Certificate): PckCaType {
  */
 let chainCache = new WeakMap<Certificate, Map<number, { pem: Uint8Array; p: Promise<VerifiedPck> }[]>>();
 const CACHE_MAX = 1024;
+const BUCKET_MAX = 64;
 
 export function clearPckCache(): void {
   chainCache = new WeakMap();
@@ -177,15 +178,22 @@ export async function verifyPckChain(pem: Uint8Array, root: Certificate, now: Da
   let bucket = cache.get(pem.length);
   let hit = bucket?.find((e) => equalBytes(e.pem, pem));
   if (!hit) {
-    if (cache.size >= CACHE_MAX) cache.clear();
+    if (cache.size >= CACHE_MAX) {
+      cache.clear();
+      bucket = undefined;
+    }
     if (!bucket) cache.set(pem.length, (bucket = []));
+    if (bucket.length >= BUCKET_MAX) bucket.shift(); // many platforms' chains can share a length
     // Parse the private copy: cached certificates must not alias a caller's (possibly pooled, reused) buffer.
     const copy = pem.slice();
     const entry = { pem: copy, p: verifyUncached(copy, root, now) };
     hit = entry;
     bucket.push(entry);
     const b = bucket;
-    entry.p.catch(() => b.splice(b.indexOf(entry), 1));
+    entry.p.catch(() => {
+      const at = b.indexOf(entry);
+      if (at >= 0) b.splice(at, 1);
+    });
   }
   const v = await hit.p;
   for (const c of [v.leaf, v.intermediate, v.root]) checkValidity(c, now);
