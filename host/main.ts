@@ -17,6 +17,7 @@ import { parseArgs } from '../client/cli/args.ts';
 import type { Io } from '../client/cli/io.ts';
 import { hostApp } from './app.ts';
 import { CollateralCache } from './collateral/cache.ts';
+import type { RetryOptions } from './collateral/fetch.ts';
 import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
 import { enclaveCheck, enclaveListings } from './enclave-check.ts';
 import { EnclaveGate, type GateStatus } from './gate.ts';
@@ -33,6 +34,8 @@ export interface HostOptions {
   readonly cacheDir: string;
   readonly checkIntervalMs?: number;
   readonly vendors?: VendorBases;
+  /** Vendor fetch retries (tests shorten the backoff). */
+  readonly collateralRetry?: Partial<RetryOptions>;
   readonly observe?: RelayOptions['observe'];
   readonly log?: (line: Record<string, unknown>) => void;
 }
@@ -51,7 +54,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     intervalMs: o.checkIntervalMs ?? 60_000,
     onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });
-  const cache = new CollateralCache({ dir: o.cacheDir });
+  const cache = new CollateralCache({ dir: o.cacheDir, ...(o.collateralRetry ? { retry: o.collateralRetry } : {}) });
   const app = hostApp({
     relay: { enclave: o.enclave, ...(o.observe ? { observe: o.observe } : {}) },
     gate,
