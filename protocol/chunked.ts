@@ -113,22 +113,26 @@ class ChunkReader {
       this.#buf = nb;
     }
     const out: Uint8Array[] = [];
-    const settle = (): Uint8Array[] => {
-      // Keep no view into the caller's buffer past this call (it may be reused by a stream source).
-      if (this.#buf.length > 0 && this.#buf.buffer === bytes.buffer) this.#buf = this.#buf.slice();
-      return out;
-    };
     try {
       const pending = this.#drain(out);
-      if (!pending) return Promise.resolve(settle());
-      return pending.then(settle, (e: unknown) => {
-        this.#failed = true;
-        throw e;
-      });
+      if (!pending) return Promise.resolve(this.#settle(bytes, out));
+      return pending.then(
+        () => this.#settle(bytes, out),
+        (e: unknown) => {
+          this.#failed = true;
+          throw e;
+        },
+      );
     } catch (e) {
       this.#failed = true;
       return Promise.reject(e);
     }
+  }
+
+  /** Keeps no view into the caller's buffer past a push (a stream source may reuse it). */
+  #settle(bytes: Uint8Array, out: Uint8Array[]): Uint8Array[] {
+    if (this.#buf.length > 0 && this.#buf.buffer === bytes.buffer) this.#buf = this.#buf.slice();
+    return out;
   }
 
   async end(): Promise<Uint8Array[]> {
@@ -164,10 +168,6 @@ class ChunkReader {
     // Walk the buffer with a local offset and cut it once, rather than re-slicing it per chunk.
     const b = this.#buf;
     let o = 0;
-    const commit = () => {
-      if (o > 0) this.#buf = b.subarray(o);
-      o = 0;
-    };
     while (!this.#final) {
       const r = lengthAt(b, o);
       if (!r) break;
@@ -182,16 +182,16 @@ class ChunkReader {
       o = r.next + r.value;
       const pt = this.#keys.openAt(this.#index, EMPTY, ct);
       if (pt instanceof Promise) {
-        commit();
+        this.#buf = b.subarray(o);
         return pt.then((v) => this.#accept(v, ct, out) ?? this.#drain(out));
       }
       if (!pt) {
-        commit(); // the classifier looks at the chunks after this one
+        this.#buf = b.subarray(o); // the classifier looks at the chunks after this one
         return this.#classify(ct, false);
       }
       this.#accept(pt, ct, out);
     }
-    commit();
+    if (o > 0) this.#buf = o === b.length ? EMPTY : b.subarray(o);
     if (this.#final && this.#buf.length > this.#maxCt + this.#nt()) fail('CHUNKED_TOO_LARGE', 'final chunk exceeds the size limit');
     return undefined;
   }
