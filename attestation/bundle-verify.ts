@@ -17,6 +17,8 @@ import { DEFAULT_POLICY, type SnpPolicy, verifySevSnp } from './sevsnp/index.ts'
 import { type GpuEvidenceItem, type GpuPolicy, verifyOneGpu } from './nvidia/index.ts';
 import { parseGpuAttestationReport } from './nvidia/spdm.ts';
 import { parseCertificate } from './x509/cert.ts';
+import { tdxBundleVerifier } from './tdx/bundle.ts';
+import type { TdxPolicy } from './tdx/index.ts';
 import { configError, GmError, protocolError, rejected } from './errors.ts';
 import { Checks, type CheckRow, type VerificationReport } from './report.ts';
 import type { TrustStore } from './trust.ts';
@@ -25,7 +27,8 @@ import type { TrustStore } from './trust.ts';
 export interface BundlePolicy {
   /** Undefined: the SEV-SNP module's DEFAULT_POLICY (debug forbidden, any measurement). */
   readonly 'sev-snp'?: SnpPolicy;
-  readonly tdx?: unknown;
+  /** Undefined: the TDX module's DEFAULT_TDX_POLICY. */
+  readonly tdx?: TdxPolicy;
   /** Undefined: DEFAULT_WORKER_GPU_POLICY. */
   readonly gpu?: GpuPolicy;
 }
@@ -162,7 +165,10 @@ export const gpuAdapter: NonNullable<Verifiers['gpu']> = async (i) => {
   return { claims: { arch: c.arch, nonce: fromHex(c.nonce), ccMode: c.ccMode === 'on' || c.ccMode === 'devtools', devToolsMode: c.ccMode === 'devtools', detail: c }, report: r.report };
 };
 
-let registered: Verifiers = { 'sev-snp': snpAdapter, gpu: gpuAdapter };
+/** TDX: the quote carries its PCK chain; collateral (TCB info, QE identity, CRLs, TCB signing chain) is re-verified. */
+export const tdxAdapter: NonNullable<Verifiers['tdx']> = (i) => tdxBundleVerifier(i);
+
+let registered: Verifiers = { 'sev-snp': snpAdapter, tdx: tdxAdapter, gpu: gpuAdapter };
 /**
  * Installs the platform adapters (attestation/bundle-verifiers.ts does this for the real modules). Kept as a
  * table so each platform can be replaced in a test and so this file does not pull every verifier into a bundle.

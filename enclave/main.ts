@@ -1,7 +1,7 @@
 /**
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
- *             [--fee-bps N] [--open-access]`
+ *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
  * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
  */
@@ -25,13 +25,15 @@ import { parseTeeChoice, selectTee } from './tee/select.ts';
 
 const SPEC = {
   tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
-  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean',
+  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string',
 } as const;
 
 export async function run(argv: string[], io: Io): Promise<number> {
   const f = parseFlags(argv, SPEC, io.env);
   const teeChoice = parseTeeChoice(f.tee);
-  const tee = await selectTee({ tee: teeChoice, ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
+  const simPlatform = f['sim-platform'] ?? 'sim-sev-snp';
+  if (simPlatform !== 'sim-sev-snp' && simPlatform !== 'sim-tdx') throw configError('USAGE', '--sim-platform must be sim-sev-snp or sim-tdx');
+  const tee = await selectTee({ tee: teeChoice, simPlatform, ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
   const allowSim = f['allow-sim-workers'] ?? tee.sim;
   const policy = f['worker-policy'] ? parseWorkerPolicy(new TextDecoder().decode(await io.readFile(f['worker-policy'])), f['worker-policy']) : tee.sim ? simWorkerPolicyDoc() : undefined;
   if (!policy) throw configError('WORKER_POLICY_REQUIRED', 'a real enclave needs --worker-policy FILE (allowed worker measurements, GPU policy)');

@@ -6,6 +6,7 @@
 import type { BundlePlatform } from '../../attestation/bundle.ts';
 import { configError } from '../../attestation/errors.ts';
 import { createSimAmd, type SimAmd, type SimReportFields } from '../../attestation/sevsnp/sim.ts';
+import { createSimTdx } from '../../attestation/tdx/sim.ts';
 import type { CpuEvidence, TeeProvider } from './provider.ts';
 
 export type SimPlatform = Extract<BundlePlatform, 'sim-sev-snp' | 'sim-tdx'>;
@@ -22,12 +23,31 @@ export interface SimProviderOptions {
 }
 
 export interface SimTeeProvider extends TeeProvider {
-  readonly amd: Promise<SimAmd>;
+  /** The fake AMD (SEV-SNP sims only). */
+  readonly amd?: Promise<SimAmd>;
+}
+
+/** A fixed sim MRTD (48 bytes of 0x5b) for `sim-tdx`. */
+export const SIM_MRTD = new Uint8Array(48).fill(0x5b);
+
+/** `sim-tdx`: TDX quote v4 signed by a fake Intel PCK chain, with its collateral (attestation/tdx/sim.ts). */
+function simTdxProvider(): SimTeeProvider {
+  const tdx = createSimTdx({ now: new Date() }); // collateral issued now, so it is inside its validity window
+  tdx.catch(() => undefined);
+  return {
+    kind: 'sim',
+    sim: true,
+    async cpuEvidence(reportData: Uint8Array): Promise<CpuEvidence> {
+      if (reportData.length !== 64) throw configError('TEE_REPORT_DATA_SIZE', `REPORT_DATA must be 64 bytes (got ${reportData.length})`);
+      const e = await (await tdx).evidence(reportData, { mrTd: SIM_MRTD });
+      return { platform: 'sim-tdx', evidence: e.evidence, certs: e.certs, collateral: e.collateral };
+    },
+  };
 }
 
 export function simProvider(o: SimProviderOptions = {}): SimTeeProvider {
   const platform = o.platform ?? 'sim-sev-snp';
-  if (platform === 'sim-tdx') throw configError('TEE_SIM_UNAVAILABLE', 'the sim TDX provider is not available in this build; use sim-sev-snp');
+  if (platform === 'sim-tdx') return simTdxProvider();
   const amd = o.amd ? Promise.resolve(o.amd) : createSimAmd({ product: 'Genoa' });
   amd.catch(() => undefined); // surfaced on first use
   return {
