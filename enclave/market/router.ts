@@ -17,7 +17,7 @@
  * Usage: the worker's `usage` (prompt/completion tokens); when a worker sends none, the receipt charges the
  * request's estimated input tokens and zero output tokens, and the log says so.
  */
-import { GmError, rejected } from '../../attestation/errors.ts';
+import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
@@ -78,12 +78,14 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       const account = req.apiKey ? await ledger.accountForKey(req.apiKey) : o.anonymous;
       if (!account) throw rejected('ACCOUNT_MISSING', 'request carries no API key');
       const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
+      const usable = sel.candidates.filter((c) => registry.usable(c.offer.workerId) !== undefined);
+      if (usable.length === 0) throw unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: the ${sel.candidates.length} selected worker(s) are not verified right now`);
       const available = ledger.available(account.id);
-      const affordable = sel.candidates.filter((c) => c.maxCost <= available && registry.usable(c.offer.workerId));
+      const affordable = usable.filter((c) => c.maxCost <= available);
+      // None affordable: the ledger names the reason (funds, credit limit) for the best candidate, and throws.
       if (affordable.length === 0) {
-        // Let the ledger name the reason (funds, limit, currency) for the best candidate.
-        ledger.release(ledger.authorize(account, sel.candidates[0]!, sel.feeBasisPoints));
-        throw rejected('NO_ELIGIBLE_OFFER', 'no selected worker is currently verified');
+        ledger.release(ledger.authorize(account, usable[0]!, sel.feeBasisPoints));
+        throw rejected('PAYMENT_INSUFFICIENT_FUNDS', 'the account cannot cover any eligible offer');
       }
       const bound = affordable.reduce((m, c) => (c.maxCost > m ? c.maxCost : m), 0n);
       const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
