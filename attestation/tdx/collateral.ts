@@ -9,6 +9,8 @@
  * Forms: (1) PCS responses: JSON body `{"tcbInfo":{…},"signature":"hex"}` plus the `TCB-Info-Issuer-Chain` /
  * `SGX-Enclave-Identity-Issuer-Chain` header value (URL-encoded PEM); (2) the dcap-qvl combined collateral JSON
  * (`tcb_info`, `tcb_info_signature`, `tcb_info_issuer_chain`, `qe_identity…`, `root_ca_crl`, `pck_crl` in hex).
+ * The PCK CRL is verified with the PCK CA of the quote's own (already verified) chain, so a separately shipped
+ * `pck_crl_issuer_chain` adds nothing and is not used.
  */
 import { fromHex } from '../bytes.ts';
 import { collateralError, rejected } from '../errors.ts';

@@ -169,6 +169,16 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     expect(report.checks.filter((c) => c.status === 'skip').map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
   });
 
+  it('FMSPC 90c06f000000 quotes against the dcap-qvl 2026 collateral of that FMSPC, CRLs and QE identity included', async () => {
+    const collateral = collateralFromDcapQvl(vectorText('tdx/dcap-qvl/tdx_quote_outdated_collateral.json'));
+    const opts = { now: new Date('2026-03-01T00:00:00Z'), trustStore: await trustStore(), collateral };
+    const v5 = await verifyTdx(vector('tdx/go-tdx-guest/quote_v5_sample.dat'), opts);
+    expect(v5.claims.tcbStatus).toBe('UpToDate');
+    expect(v5.claims.qe).toEqual({ isvSvn: 7, status: 'UpToDate' });
+    expect(v5.report.checks.every((c) => c.status === 'pass')).toBe(true);
+    await expect(verifyTdx(vector('tdx/trustee/tdx_quote_5.dat'), opts)).rejects.toMatchObject({ code: 'TDX_TCB_NOT_SUPPORTED' });
+  });
+
   it('go-tdx-guest v4 (FMSPC 50806f000000) samples: trustee tdx_quote_4 gets a status from sample_tcbInfo_response + sample_qeIdentity_response', async () => {
     const tcbInfo = parseTcbInfo(await sampleBody('sample_tcbInfo_response', 'tcbInfo'));
     const qeIdentity = parseQeIdentity(await sampleBody('sample_qeIdentity_response', 'enclaveIdentity'));
