@@ -220,6 +220,18 @@ for (const backend of [undefined, nodeBackend]) describe(`tamper detection, each
     await expect(s.sealChunk(new Uint8Array(1))).rejects.toMatchObject({ code: 'CHUNKED_AFTER_FINAL' });
   });
 
+  it('overlapping sealChunk calls get distinct counters and open in call order', async () => {
+    const gk = await generateKeyConfig(13, undefined, o);
+    const s = await encapsulateChunkedRequest(gk.config, o);
+    const g = decapsulateChunkedRequest([gk], o);
+    const parts = await Promise.all([s.sealChunk(te.encode('x')), s.sealChunk(te.encode('x')), s.sealChunk(te.encode('y'), { final: true })]);
+    expect((await openAll(g, cat(parts))).map((x) => new TextDecoder().decode(x))).toEqual(['x', 'x', 'y']);
+    const rs = await g.sealResponse();
+    const rparts = await Promise.all([rs.sealChunk(te.encode('a')), rs.sealChunk(te.encode('a')), rs.sealChunk(new Uint8Array(), { final: true })]);
+    expect(hex(rparts[0]!.subarray(16))).not.toBe(hex(rparts[1]!));
+    expect((await openAll(s.openResponse(), cat(rparts))).map((x) => new TextDecoder().decode(x))).toEqual(['a', 'a', '']);
+  });
+
   it('bounds chunk size', async () => {
     const gk = await generateKeyConfig(8, undefined, o);
     const s = await encapsulateChunkedRequest(gk.config, o);

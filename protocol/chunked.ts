@@ -344,17 +344,22 @@ class Sealer implements ChunkSealer {
   get finished(): boolean {
     return this.#finished;
   }
-  async sealChunk(pt: Uint8Array, o: SealChunkOptions = {}): Promise<Uint8Array> {
-    if (this.#finished) fail('CHUNKED_AFTER_FINAL', 'the final chunk was already sealed');
-    const final = o.final === true;
-    if (!final && pt.length === 0) fail('CHUNKED_EMPTY_CHUNK', 'a non-final chunk must not be empty');
-    if (this.#counter >= MAX_SEQUENCE) fail('CHUNKED_TOO_LARGE', 'too many chunks');
-    const ct = await this.#seal(this.#counter, final ? FINAL_AAD : EMPTY, pt);
-    this.#counter++;
-    if (final) this.#finished = true;
-    const out = frame(ct, final, this.#prefix);
-    this.#prefix = EMPTY;
-    return out;
+  sealChunk(pt: Uint8Array, o: SealChunkOptions = {}): Promise<Uint8Array> {
+    try {
+      if (this.#finished) fail('CHUNKED_AFTER_FINAL', 'the final chunk was already sealed');
+      const final = o.final === true;
+      if (!final && pt.length === 0) fail('CHUNKED_EMPTY_CHUNK', 'a non-final chunk must not be empty');
+      if (this.#counter >= MAX_SEQUENCE) fail('CHUNKED_TOO_LARGE', 'too many chunks');
+      // Reserve the counter and the prefix before any await: overlapping calls never share a nonce.
+      const counter = this.#counter++;
+      if (final) this.#finished = true;
+      const prefix = this.#prefix;
+      this.#prefix = EMPTY;
+      const ct = this.#seal(counter, final ? FINAL_AAD : EMPTY, pt);
+      return ct instanceof Promise ? ct.then((c) => frame(c, final, prefix)) : Promise.resolve(frame(ct, final, prefix));
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 }
 

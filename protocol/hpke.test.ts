@@ -170,6 +170,16 @@ describe('HPKE contexts', () => {
     await expect(rc.open(te.encode('a'), ct)).rejects.toMatchObject({ code: 'HPKE_OPEN_FAILED' });
   });
 
+  it('overlapping seals never share a nonce', async () => {
+    const r = await generateKeyPair();
+    const { enc, context } = await setupBaseS(suite, r.publicKey, new Uint8Array());
+    const rc = await setupBaseR(suite, enc, r, new Uint8Array());
+    const pt = te.encode('same plaintext');
+    const cts = await Promise.all([0, 1, 2, 3].map(() => context.seal(new Uint8Array(), pt)));
+    expect(new Set(cts.map(hex)).size).toBe(4);
+    for (const ct of cts) expect(hex(await rc.open(new Uint8Array(), ct))).toBe(hex(pt));
+  });
+
   it('enforces the message limit', async () => {
     const r = await generateKeyPair();
     const { context } = await setupBaseS(suite, r.publicKey, new Uint8Array());

@@ -82,7 +82,10 @@ export interface SenderContext {
 /** Encryption context of the recipient (RFC 9180 §5.2). */
 export interface ReceiverContext {
   readonly suite: SuiteIds;
-  /** Open(aad, ct): decrypts with the next sequence number; any failure throws HPKE_OPEN_FAILED and leaves seq unchanged. */
+  /**
+   * Open(aad, ct): decrypts with the next sequence number; any failure throws HPKE_OPEN_FAILED and leaves seq unchanged.
+   * Calls must not overlap (await each): ciphertexts are opened in the order they were sealed.
+   */
   open(aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array>;
   export(exporterContext: Uint8Array, L: number): Uint8Array;
   readonly seq: number;
@@ -274,20 +277,22 @@ class Context implements SenderContext, ReceiverContext {
 
   async seal(aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
     const c = this.#aead();
-    const ct = await c.seal(this.#computeNonce(this.#seq), aad, pt);
-    this.#seq++;
-    return ct;
+    // IncrementSeq before awaiting the AEAD: overlapping calls get distinct nonces, a failed call burns its number.
+    const seq = this.#seq++;
+    return c.seal(this.#computeNonce(seq), aad, pt);
   }
 
   async open(aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
     const c = this.#aead();
+    const seq = this.#seq;
     let pt: Uint8Array;
     try {
-      pt = await c.open(this.#computeNonce(this.#seq), aad, ct);
+      pt = await c.open(this.#computeNonce(seq), aad, ct);
     } catch (e) {
       throw protocolError('HPKE_OPEN_FAILED', 'HPKE open failed', { cause: e });
     }
-    this.#seq++;
+    if (this.#seq !== seq) throw protocolError('HPKE_CONCURRENT_OPEN', 'overlapping open calls on one context');
+    this.#seq = seq + 1;
     return pt;
   }
 
