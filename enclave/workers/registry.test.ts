@@ -1,0 +1,92 @@
+import { describe, expect, it } from 'vitest';
+import { encodeBundle } from '../../attestation/bundle.ts';
+import { isGmError } from '../../attestation/errors.ts';
+import { encodeKeyConfigs, generateKeyConfig } from '../../protocol/ohttp.ts';
+import { simVendors, simWorkerPolicy } from '../../test/stack/harness.ts';
+import { simGpuSource } from '../../worker/gpu.ts';
+import { memoryLogger } from '../log.ts';
+import { Registry } from '../metrics.ts';
+import { makeBundle } from '../tee/evidence.ts';
+import { simProvider } from '../tee/sim.ts';
+import { WorkerRegistry } from './registry.ts';
+
+async function fixture(freshnessMs = 60_000) {
+  const { amd, nvidia } = await simVendors();
+  const keyConfigs = encodeKeyConfigs([(await generateKeyConfig(1)).config]);
+  const signingKey = crypto.getRandomValues(new Uint8Array(32));
+  let clock = Date.now();
+  const bundle = (nonce?: Uint8Array) => makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(nonce ? { nonce } : {}) });
+  let answer: 'ok' | 'down' | 'other-keys' = 'ok';
+  let challenges = 0;
+  const { log, lines } = memoryLogger('enclave');
+  const closed: string[] = [];
+  const reg = new WorkerRegistry({
+    policy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs },
+    log,
+    metrics: new Registry(),
+    now: () => clock,
+    challenge: async (_url, nonce) => {
+      challenges++;
+      if (answer === 'down') throw new Error('connection refused');
+      if (answer === 'other-keys') return encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey: new Uint8Array(32).fill(1), gpu: simGpuSource({ signer: nvidia }), nonce, now: () => clock }));
+      return encodeBundle(await bundle(nonce));
+    },
+    transportFor: (url) => ({ send: async () => { throw new Error('unused'); }, close: async () => void closed.push(url) }),
+  });
+  return {
+    reg, bundle, lines, closed,
+    tick: (ms: number) => { clock += ms; },
+    set: (a: typeof answer) => { answer = a; },
+    challenges: () => challenges,
+  };
+}
+
+describe('worker registry', () => {
+  it('verifies a registration (posted bundle + nonce challenge) and gates on the freshness window', async () => {
+    const f = await fixture(60_000);
+    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] });
+    expect(f.challenges()).toBe(1);
+    expect(f.reg.usable(w.id)).toBeDefined();
+    f.tick(60_001);
+    expect(f.reg.usable(w.id)).toBeUndefined(); // past the window: never dispatched to, even before the timer runs
+    expect(f.reg.list()).toEqual([]);
+  });
+
+  it('re-challenges after half the window and extends it; drops a worker that stops answering', async () => {
+    const f = await fixture(60_000);
+    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] });
+    f.tick(20_000);
+    await f.reg.tick();
+    expect(f.challenges()).toBe(1); // not yet half
+    f.tick(11_000);
+    await f.reg.tick();
+    expect(f.challenges()).toBe(2);
+    expect(f.reg.usable(w.id)!.expiresAt).toBeGreaterThan(Date.now() + 60_000);
+    f.set('down');
+    f.tick(31_000);
+    await f.reg.tick();
+    expect(f.reg.usable(w.id)).toBeUndefined();
+    expect(f.closed).toEqual(['http://w1.test/']);
+    expect(f.lines.some((l) => l.includes('"worker.dropped"'))).toBe(true);
+  });
+
+  it('drops a worker that answers the challenge with other keys, and refuses such a registration', async () => {
+    const f = await fixture();
+    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] });
+    f.set('other-keys');
+    expect(await f.reg.reverify(w.id)).toBe(false);
+    const e = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] }).catch((x: unknown) => x);
+    expect(isGmError(e, 'WORKER_KEYS_CHANGED')).toBe(true);
+  });
+
+  it('refuses stale evidence and a bundle that is not a worker bundle', async () => {
+    const f = await fixture(60_000);
+    const old = encodeBundle(await f.bundle());
+    f.tick(61_000);
+    expect(isGmError(await f.reg.register({ url: 'http://w.test', bundle: old, models: [], offers: [] }).catch((x: unknown) => x), 'EVIDENCE_STALE')).toBe(true);
+    const { amd } = await simVendors();
+    const enclaveBundle = encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'enclave', keyConfigs: new Uint8Array(4), signingKey: new Uint8Array(32) }));
+    expect(isGmError(await f.reg.register({ url: 'http://w.test', bundle: enclaveBundle, models: [], offers: [] }).catch((x: unknown) => x), 'WORKER_ROLE_MISMATCH')).toBe(true);
+    expect(isGmError(await f.reg.register({ url: 'ftp://w.test', bundle: old, models: [], offers: [] }).catch((x: unknown) => x), 'WORKER_URL_INVALID')).toBe(true);
+  });
+});
