@@ -65,6 +65,17 @@ describe('market router (enclave Router adapter)', () => {
     expect(JSON.parse(extras!.sseEvent!.data).type).toBe('gm.receipt');
   });
 
+  it('a candidate the dispatcher skipped without a callback (its gate) frees its slot when a later one reports', async () => {
+    const { market, router } = await setup();
+    const sel = await router.select(req());
+    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(1);
+    sel.onFirstToken!(sel.candidates[1]!);
+    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(1);
+    await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 1, completionTokens: 1 });
+    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(0);
+  });
+
   it('drops candidates the account cannot afford, and says 402 when it cannot afford the best', async () => {
     const { ledger, router } = await setup();
     const { apiKey } = await ledger.createAccount({ currency: 'USD', prepaid: 200n }, NOW);

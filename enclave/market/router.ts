@@ -91,25 +91,37 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
       const cands: RouterCandidate[] = affordable.map((cand) => ({ worker: registry.usable(cand.offer.workerId)!, detail: { cand } satisfies Detail }));
       let settled = false;
-      const start = (i: number): void => {
+      const start = (i: number, at = now()): void => {
         const d = cands[i]?.detail as Detail | undefined;
-        if (d && !d.lease) d.lease = market.book.acquire(d.cand.entry, now());
+        if (d && !d.lease) d.lease = market.book.acquire(d.cand.entry, at);
       };
+      /** The dispatcher may skip candidates without a callback (its attestation gate): earlier slots are freed and
+       * this one is taken, timed from selection (conservative for TTFT). */
+      const reached = (c: RouterCandidate): Detail => {
+        const i = cands.indexOf(c);
+        for (let j = 0; j < i; j++) (cands[j]!.detail as Detail).lease?.cancelled();
+        start(i, t);
+        return c.detail as Detail;
+      };
+      let timer: ReturnType<typeof setTimeout> | undefined;
       const finish = (): void => {
         settled = true;
+        clearTimeout(timer);
         ledger.release(hold);
         for (const c of cands) (c.detail as Detail).lease?.cancelled();
       };
       start(0);
-      setTimeout(() => void (settled || finish()), abandonAfter).unref?.();
+      // A request that ends with no callback (client gone mid-dispatch) must not keep its hold and slot forever.
+      timer = setTimeout(() => void (settled || finish()), abandonAfter);
+      timer.unref?.();
       return {
         candidates: cands,
         allowFallbacks: sel.allowFallbacks,
         onFirstToken(c) {
-          (c.detail as Detail).lease?.firstToken(now());
+          reached(c).lease?.firstToken(now());
         },
         onFailure(c, code) {
-          const d = c.detail as Detail;
+          const d = reached(c);
           const first = d.lease?.firstTokenSent ?? false;
           d.lease?.failed(now());
           const i = cands.indexOf(c);
@@ -118,11 +130,12 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
           o.log?.info('market.dispatch_failed', { requestId: req.requestId, worker: c.worker.id, code });
         },
         async onSuccess(c, usage: Usage | undefined) {
-          const d = c.detail as Detail;
+          const d = reached(c);
           const outputTokens = usage?.completionTokens ?? 0;
           d.lease?.succeeded(outputTokens, now());
           if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId, worker: c.worker.id });
           settled = true;
+          clearTimeout(timer);
           try {
             const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: usage?.promptTokens ?? sel.constraints.expectedInputTokens, outputTokens, now: now(), enclaveSim: o.enclaveSim }, d.cand);
             const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
