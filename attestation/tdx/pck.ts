@@ -125,7 +125,10 @@ export function parsePckExtensions(cert: Certificate): PckExtensions {
 export function parsePckChain(pem: Uint8Array): Certificate[] {
   let ders: Uint8Array[];
   try {
-    ders = pemDecodeAll(new TextDecoder('utf-8', { fatal: true }).decode(pem));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(pem);
+    // Strict framing: the PEM blocks start at the first byte (only NUL padding may follow the last one).
+    if (!text.startsWith('-----BEGIN CERTIFICATE-----')) throw new Error('data before the first PEM block');
+    ders = pemDecodeAll(text);
   } catch (e) {
     throw protocolError('TDX_PCK_CHAIN_INVALID', `PCK certificate chain is not PEM: ${(e as Error).message}`, { cause: e });
   }

@@ -138,6 +138,11 @@ describe('verifyTdx with the sim signer', () => {
     expect(claims.pceSvn).toBe(5);
   });
 
+  it('PCK chain framing is strict: text before the first PEM block → TDX_PCK_CHAIN_INVALID', async () => {
+    const pem = new Uint8Array([...new TextEncoder().encode('note\n'), ...sim.pck.chainPem]);
+    expect((await codeOf(verifyTdx(await sim.quote({ pckChainPem: pem }), opts()))).code).toBe('TDX_PCK_CHAIN_INVALID');
+  });
+
   it('QE report signed by a key other than the PCK leaf → TDX_QE_REPORT_SIGNATURE', async () => {
     const other = await sim.issuePck();
     expect((await codeOf(verifyTdx(await sim.quote({ pckKey: other.key }), opts()))).code).toBe('TDX_QE_REPORT_SIGNATURE');
@@ -342,6 +347,7 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
     const c = new Uint8Array(q);
     c[text.indexOf('-----BEGIN CERTIFICATE-----') + 5] = 0x58;
     expect((await run(c)).code).toBe('TDX_PCK_CHAIN_INVALID');
+
   });
 
   it('non-zero bytes after the quote → TDX_QUOTE_TRAILING_BYTES', async () => {
