@@ -349,9 +349,20 @@ async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, shared
   const p = AEAD_PARAMS[suite.aeadId];
   const key = p ? labeledExpand(b, suiteId, secret, 'key', keyScheduleContext, p.Nk) : EMPTY;
   const baseNonce = p ? labeledExpand(b, suiteId, secret, 'base_nonce', keyScheduleContext, p.Nn) : EMPTY;
-  const exporterSecret = labeledExpand(b, suiteId, secret, 'exp', keyScheduleContext, NH);
+  // exporter_secret is derived on first use: a request that is never answered (or answered without Export) skips it.
+  let exporterSecret: Uint8Array | undefined;
+  const values: KeyScheduleValues = {
+    sharedSecret,
+    keyScheduleContext,
+    secret,
+    key,
+    baseNonce,
+    get exporterSecret() {
+      return (exporterSecret ??= labeledExpand(b, suiteId, secret, 'exp', keyScheduleContext, NH));
+    },
+  };
   const cipher = p ? await b.aead(suite.aeadId, key) : undefined;
-  return new Context(b, suite, suiteId, { sharedSecret, keyScheduleContext, secret, key, baseNonce, exporterSecret }, cipher);
+  return new Context(b, suite, suiteId, values, cipher);
 }
 
 function checkSuite(suite: SuiteIds): void {
