@@ -29,11 +29,14 @@
  *                                                                   // (raw 32-byte Ed25519) goes into REPORT_DATA
  *   ledger.accountForKey(apiKey)                                    // ACCOUNT_MISSING / ACCOUNT_UNKNOWN (401)
  *   marketHttpStatus(err.code)                                      // the status to map a market error to
+ *   offersView(market.book, now)                                    // JSON of the live book (status page)
  */
 import { type ConstraintOptions, parseRouteConstraints, type RouteConstraints } from './constraints.ts';
 import { OrderBook } from './book.ts';
 import { select, type Selection } from './select.ts';
 import type { StatsConfig } from './stats.ts';
+import { hex } from '../../attestation/bytes.ts';
+import { offerJson } from '../../protocol/offer.ts';
 
 export { OrderBook, type BookEntry, type WorkerInfo, quotedPrice } from './book.ts';
 export { parseRouteConstraints, decimalToMicros, type RouteConstraints, type SortBy, type PoolMode } from './constraints.ts';
@@ -72,6 +75,29 @@ export function createMarket(config: MarketConfig = {}): Market {
       return select(book, c, ctx.now, { requestId: ctx.requestId, limit });
     },
   };
+}
+
+/**
+ * The live order book as JSON (for a status page or `GET /v1/market/offers`): each offer's signed fields, its
+ * quoted prices (fee included), whether its worker is verified now, and the live measurements. Money as decimal
+ * strings of micro-units; no request data.
+ */
+export function offersView(book: OrderBook, now: number): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const e of book.offers(now)) {
+    const w = e.slot.info;
+    out.push({
+      ...offerJson(e.offer),
+      digest: hex(e.verified.digest),
+      quotedPerMInput: String(e.quotedIn),
+      quotedPerMOutput: String(e.quotedOut),
+      feeBasisPoints: book.feeBasisPoints,
+      workerVerified: w !== undefined && w.verifiedUntil > now,
+      sim: w?.sim ?? false,
+      live: { ttftMs: Math.round(e.stats.ttftMs), tokensPerSecond: Math.round(e.stats.tokensPerSecond * 10) / 10, errorRate: Math.round(e.stats.errorRate * 1000) / 1000, inFlight: e.stats.inFlight, samples: e.stats.samples },
+    });
+  }
+  return out.sort((a, b) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1));
 }
 
 /** HTTP status for the market's error codes (the gateway maps any other code itself). */

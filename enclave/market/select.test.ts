@@ -191,6 +191,14 @@ describe('selection rules', async () => {
   }
   const ids = (s: { candidates: readonly { offer: Offer }[] }): string[] => s.candidates.map((x) => x.offer.workerId);
 
+  it('offersView shows the live book with quoted prices and live measurements, money as strings', async () => {
+    const { offersView } = await import('./index.ts');
+    const m = await market(1000);
+    const v = offersView(m.book, NOW);
+    expect(v.map((x) => x.offerId)).toEqual(['wc-offer', 'wa-offer', 'wb-offer']);
+    expect(v[1]).toMatchObject({ workerId: 'wa', pricePerMInput: '100000', quotedPerMInput: '110000', workerVerified: true, live: { ttftMs: 900, inFlight: 0, samples: 0 } });
+  });
+
   it('sort price / latency / throughput', async () => {
     const m = await market();
     expect(ids(m.route({ model: 'dev-model' }, { now: NOW, requestId: '1' }))).toEqual(['wa', 'wb']);
