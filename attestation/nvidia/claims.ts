@@ -36,7 +36,7 @@ export interface GpuClaims {
   readonly debug: boolean | undefined;
   /** NRAS `secboot`; undefined when the evidence does not say. */
   readonly secureBoot: boolean | undefined;
-  /** `good` when every certificate of the chain had a verified OCSP good status; `skipped` when no responses. */
+  /** `good` when every certificate of the device chain (and of the RIM signing chains used) had a verified good OCSP status; else `skipped`. */
   readonly ocsp: 'good' | 'skipped';
   /** Set when the evidence was verified against a sim root the caller chose to trust. */
   readonly sim: boolean;

@@ -124,7 +124,7 @@ function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: rea
 /** The RIMs of one verification call, parsed once, each signature verified once for all GPUs. */
 interface RimSet {
   readonly rims: readonly Rim[];
-  readonly verified: Map<Rim, Promise<string>>;
+  readonly verified: Map<Rim, Promise<VerifiedChain>>;
 }
 
 function rimSetOf(options: GpuVerifyOptions): RimSet | undefined {
@@ -132,10 +132,17 @@ function rimSetOf(options: GpuVerifyOptions): RimSet | undefined {
   return { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() };
 }
 
-async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<{ match: boolean | undefined; mismatches: number[] }> {
+interface RimOutcome {
+  readonly match: boolean | undefined;
+  readonly mismatches: number[];
+  /** Revocation of the RIM signing chains: 'good' when every certificate had a good OCSP status. */
+  readonly ocsp: 'good' | 'skipped' | 'none';
+}
+
+async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<RimOutcome> {
   if (!set) {
     checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs', 'no RIMs supplied');
-    return { match: undefined, mismatches: [] };
+    return { match: undefined, mismatches: [], ocsp: 'none' };
   }
   const op = item.report.response.opaque;
   const pick = (kind: 'driver' | 'vbios', version: string | undefined) =>
@@ -145,16 +152,19 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
   if (!driver || !vbios) {
     checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs',
       `no ${!driver ? `driver RIM for ${op.driverVersion}` : ''}${!driver && !vbios ? ' and no ' : ''}${!vbios ? `VBIOS RIM for ${op.vbiosVersion}` : ''} among those supplied`);
-    return { match: undefined, mismatches: [] };
+    return { match: undefined, mismatches: [], ocsp: 'none' };
   }
   const rimRoots = roots(options, 'rim');
+  let ocspGood = true;
   for (const rim of [driver, vbios]) {
     let p = set.verified.get(rim);
     if (!p) {
-      p = verifyRimSignature(rim, rimRoots.certs, options.now).then((r) => r.signer.subject.text);
+      p = verifyRimSignature(rim, rimRoots.certs, options.now).then((r) => r.chain);
       set.verified.set(rim, p);
     }
-    await checks.run(`nvidia.rim.${rim.kind}.signature`, `${rim.kind} RIM ${rim.version}: XML signature and signing chain`, rimRoots.name, () => p);
+    const chain = await checks.run(`nvidia.rim.${rim.kind}.signature`, `${rim.kind} RIM ${rim.version}: XML signature and signing chain`, rimRoots.name, () => p,
+      (c) => c.path.map((x) => commonName(x.subject) ?? x.subject.text).join(' <- '));
+    if ((await checkOcsp(chain.path, rimRoots.certs, options, checks, `nvidia.rim.${rim.kind}.ocsp`)) !== 'good') ocspGood = false;
   }
   const cmp = checks.runSync('nvidia.rim.versions', 'RIMs describe the report\'s driver and VBIOS versions', `${driver.version} / ${vbios.version}`,
     () => compareWithRims(item.report, driver, vbios), (c) => `${c.matched.length} active indices compared${c.skipped.length ? `, block ${c.skipped.join(',')} skipped (NVDEC0 disabled)` : ''}`);
@@ -162,13 +172,14 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
     checks.fail(`nvidia.rim.measurement.${m.block}`, `measurement block ${m.block} (RIM index ${m.rimIndex}) matches the ${m.source} RIM`, `${m.source} RIM ${m.source === 'driver' ? driver.version : vbios.version}`,
       'NVIDIA_RIM_MISMATCH', m.runtime === undefined ? 'the report has no such block' : `runtime value ${m.runtime} matches no alternative`);
   if (cmp.mismatches.length === 0) checks.pass('nvidia.rim.measurements', 'every active RIM measurement matches the report', `driver ${driver.version}, VBIOS ${vbios.version}`, `${cmp.matched.length} indices`);
-  return { match: cmp.mismatches.length === 0, mismatches: cmp.mismatches.map((m) => m.block) };
+  return { match: cmp.mismatches.length === 0, mismatches: cmp.mismatches.map((m) => m.block), ocsp: ocspGood ? 'good' : 'skipped' };
 }
 
-async function checkOcsp(path: readonly Certificate[], deviceRoots: readonly Certificate[], options: GpuVerifyOptions, checks: Checks): Promise<'good' | 'skipped'> {
+/** OCSP for every non-root certificate of a verified `path` (device chain, or a RIM signing chain). */
+async function checkOcsp(path: readonly Certificate[], pathRoots: readonly Certificate[], options: GpuVerifyOptions, checks: Checks, id = 'nvidia.ocsp'): Promise<'good' | 'skipped'> {
   const getter = options.collateral?.ocsp;
   if (!getter) {
-    checks.skip('nvidia.ocsp', 'revocation status (OCSP) of every certificate of the chain', 'no OCSP collateral getter supplied');
+    checks.skip(id, 'revocation status (OCSP) of every certificate of the chain', 'no OCSP collateral getter supplied');
     return 'skipped';
   }
   let good = 0;
@@ -177,11 +188,11 @@ async function checkOcsp(path: readonly Certificate[], deviceRoots: readonly Cer
     const issuer = path[i + 1]!;
     const der = await getter(cert, issuer);
     if (!der) {
-      checks.skip(`nvidia.ocsp.${i}`, `OCSP status of "${cert.subject.text}"`, 'no response supplied');
+      checks.skip(`${id}.${i}`, `OCSP status of "${cert.subject.text}"`, 'no response supplied');
       continue;
     }
-    await checks.run(`nvidia.ocsp.${i}`, `OCSP status of "${cert.subject.text}" is good`, 'responder chained to the device root',
-      () => verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now: options.now, roots: deviceRoots, issuerChain: path.slice(i + 2) }), (s) => `good, next update ${s.nextUpdate?.toISOString() ?? 'none'}`);
+    await checks.run(`${id}.${i}`, `OCSP status of "${cert.subject.text}" is good`, 'responder chained to the same root',
+      () => verifyOcspForCert(parseOcspResponse(der), cert, issuer, { now: options.now, roots: pathRoots, issuerChain: path.slice(i + 2) }), (s) => `good, next update ${s.nextUpdate?.toISOString() ?? 'none'}`);
     good++;
   }
   return good === path.length - 1 ? 'good' : 'skipped';
@@ -218,7 +229,7 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
     fwid: report.response.opaque.fwid ? hex(report.response.opaque.fwid) : undefined,
     nonce: hex(report.request.nonce), nonceMatch: options.expectedNonce ? true : undefined,
     measurements, measurementsMatch: rim.match, measurementMismatches: rim.mismatches,
-    ccMode: item.ccModeDeclared, debug: undefined, secureBoot: undefined, ocsp, sim: options.sim === true, issuedAt: options.collectedAt,
+    ccMode: item.ccModeDeclared, debug: undefined, secureBoot: undefined, ocsp: ocsp === 'good' && rim.ocsp !== 'skipped' ? 'good' : 'skipped', sim: options.sim === true, issuedAt: options.collectedAt,
   };
   if (options.policy) {
     const codes = validateGpuClaims(claims, options.policy, options.now, checks, '');

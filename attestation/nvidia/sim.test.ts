@@ -1,10 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { equalBytes } from '../bytes.ts';
 import { type GmError, isGmError } from '../errors.ts';
 import type { Certificate } from '../x509/cert.ts';
 import { hasTrustAnchors, trustStore } from '../../test/vectors.ts';
 import { type GpuVerifyOptions, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidence, verifyOneGpu } from './index.ts';
 import {
-  type NvidiaSimSigner, type SimGpu, type SimRimSigner, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement,
+  type NvidiaSimSigner, type SimGpu, type SimRimSigner, buildOcspFor, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement,
 } from './sim.ts';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -31,8 +32,16 @@ beforeAll(async () => {
   rims = [await buildSimRim(rimSigner, 'driver', '550.90.07', await entries(0, 30)), await buildSimRim(rimSigner, 'vbios', '96.00.9F.00.01', await entries(30, 64))];
 });
 
-function ocspGetter(s: NvidiaSimSigner, status: 'good' | 'revoked' = 'good', nextUpdate = new Date(NOW.getTime() + 86_400_000)) {
-  return { ocsp: (cert: Certificate) => buildSimOcsp(s, cert, { status, thisUpdate: new Date(NOW.getTime() - 3_600_000), nextUpdate }) };
+/** Serves OCSP for the device chain and for the RIM signing chain (RIM chains are checked for revocation too). */
+function ocspGetter(s: NvidiaSimSigner, status: 'good' | 'revoked' = 'good', nextUpdate = new Date(NOW.getTime() + 86_400_000), rimStatus: 'good' | 'revoked' | 'none' = 'good') {
+  return {
+    ocsp: async (cert: Certificate, issuer: Certificate) => {
+      const times = { thisUpdate: new Date(NOW.getTime() - 3_600_000), nextUpdate };
+      if (equalBytes(issuer.der, rimSigner.root.der))
+        return rimStatus === 'none' ? undefined : buildOcspFor(cert, issuer, rimSigner.rootKey, { ...times, status: rimStatus });
+      return buildSimOcsp(s, cert, { status, ...times });
+    },
+  };
 }
 
 function options(over: Partial<GpuVerifyOptions> = {}, policy: Record<string, unknown> = {}): GpuVerifyOptions {
@@ -58,7 +67,7 @@ describe('fake NVIDIA signer: baseline', () => {
     expect(c).toMatchObject({ sim: true, ccMode: 'on', ocsp: 'good', measurementsMatch: true, nonceMatch: true, driverVersion: '550.90.07' });
     const ids = new Set(r.gpus[0]!.report.checks.map((x) => x.id));
     for (const id of ['nvidia.chain', 'nvidia.fwid', 'nvidia.report.nonce', 'nvidia.report.signature', 'nvidia.ocsp.0', 'nvidia.ocsp.1', 'nvidia.rim.driver.signature',
-      'nvidia.rim.vbios.signature', 'nvidia.rim.measurements', 'policy.cc-mode', 'policy.devtools', 'policy.rim-match', 'policy.ocsp', 'policy.evidence-age'])
+      'nvidia.rim.vbios.signature', 'nvidia.rim.driver.ocsp.0', 'nvidia.rim.vbios.ocsp.0', 'nvidia.rim.measurements', 'policy.cc-mode', 'policy.devtools', 'policy.rim-match', 'policy.ocsp', 'policy.evidence-age'])
       expect(ids.has(id), id).toBe(true);
     expect(r.gpus[0]!.report.checks.find((x) => x.id === 'nvidia.rim.versions')!.detail).toMatch(/block 36 skipped \(NVDEC0 disabled\)/);
   });
@@ -83,6 +92,8 @@ describe('fake NVIDIA signer: one field at a time', () => {
     ['OCSP revoked', {}, { collateral: undefined }, {}, 'CERT_REVOKED'],
     ['OCSP expired', {}, { collateral: undefined }, {}, 'OCSP_EXPIRED'],
     ['OCSP missing, policy requires it', {}, { collateral: {} }, {}, 'NVIDIA_OCSP_REQUIRED'],
+    ['RIM signing certificate revoked', {}, { collateral: undefined }, {}, 'CERT_REVOKED'],
+    ['RIM chain OCSP missing, policy requires it', {}, { collateral: undefined }, {}, 'NVIDIA_OCSP_REQUIRED'],
     ['evidence age', {}, { collectedAt: new Date(NOW.getTime() - 3_600_000) }, {}, 'NVIDIA_EVIDENCE_STALE'],
     ['no RIMs while the policy requires a match', {}, { rims: [] }, {}, 'NVIDIA_RIM_MISMATCH'],
     ['policy nonce', {}, {}, { expectedNonce: '00'.repeat(32) }, 'NVIDIA_NONCE_MISMATCH'],
@@ -94,6 +105,8 @@ describe('fake NVIDIA signer: one field at a time', () => {
       if (what === 'signing key') Object.assign(g, { signWith: signer.intermediateKey });
       if (what === 'OCSP revoked') o.collateral = ocspGetter(signer, 'revoked');
       if (what === 'OCSP expired') o.collateral = ocspGetter(signer, 'good', new Date(NOW.getTime() - 60_000));
+      if (what === 'RIM signing certificate revoked') o.collateral = ocspGetter(signer, 'good', undefined, 'revoked');
+      if (what === 'RIM chain OCSP missing, policy requires it') o.collateral = ocspGetter(signer, 'good', undefined, 'none');
       const e = await reject(g, o, policy);
       expect(e.code).toBe(want);
       expect(e.message).toMatch(/^GPU 0 \(/);

@@ -190,7 +190,12 @@ export async function createSimOcspResponder(signer: NvidiaSimSigner, now: Date,
 /** An OCSPResponse (RFC 6960 §4.2.1) for `cert`, signed by its issuer (CA-signed; ResponderID byName). */
 export async function buildSimOcsp(signer: NvidiaSimSigner, cert: Certificate, o: SimOcspOptions): Promise<Uint8Array> {
   const issuer = cert === signer.leaf || cert.issuer.text === signer.intermediate.subject.text ? signer.intermediate : signer.root;
-  const key = o.signWith ?? o.responder?.key ?? (issuer === signer.intermediate ? signer.intermediateKey : signer.rootKey);
+  return buildOcspFor(cert, issuer, issuer === signer.intermediate ? signer.intermediateKey : signer.rootKey, o);
+}
+
+/** An OCSPResponse for `cert` signed by `issuerKey` (its issuer's), or by the delegated responder / `signWith`. */
+export async function buildOcspFor(cert: Certificate, issuer: Certificate, issuerKey: CryptoKey, o: SimOcspOptions): Promise<Uint8Array> {
+  const key = o.signWith ?? o.responder?.key ?? issuerKey;
   const gt = (d: Date) => {
     const t = time(d);
     // BasicOCSPResponse times are GeneralizedTime (RFC 6960 §4.2.1) regardless of year.
@@ -214,6 +219,8 @@ export interface SimRimSigner {
   readonly root: Certificate;
   readonly signer: Certificate;
   readonly signerKey: CryptoKey;
+  /** Signs OCSP responses for the signer certificate (`buildOcspFor`). */
+  readonly rootKey: CryptoKey;
   readonly rootDer: Uint8Array;
   readonly signerDer: Uint8Array;
 }
@@ -228,7 +235,7 @@ export async function createSimRimSigner(now: Date): Promise<SimRimSigner> {
     extensions: [{ oid: OID.basicConstraints, critical: true, value: basicConstraints(true) }] }, webCryptoSigner(rk.privateKey));
   const signerDer = await certificate({ serial: 11, signatureAlgorithm: ALG.ecdsaSha384, issuer: rootName, subject: sName, notBefore, notAfter, spki: sk.spki,
     extensions: [{ oid: OID.keyUsage, critical: true, value: keyUsage([0]) }] }, webCryptoSigner(rk.privateKey));
-  return { root: parseCertificate(rootDer), signer: parseCertificate(signerDer), signerKey: sk.privateKey, rootDer, signerDer };
+  return { root: parseCertificate(rootDer), signer: parseCertificate(signerDer), signerKey: sk.privateKey, rootKey: rk.privateKey, rootDer, signerDer };
 }
 
 export interface SimRimEntry {

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../../attestation/nvidia/sim.ts';
+import { buildOcspFor, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../../attestation/nvidia/sim.ts';
 import { pemEncode } from '../../attestation/x509/pem.ts';
 import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
 import type { Io } from './io.ts';
@@ -83,12 +83,13 @@ describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
     writeFileSync(join(dir, 'ev.json'), await buildSimGpuEvidence(signer, [{ nonce }, { nonce }, { nonce: new Uint8Array(32).fill(2) }]));
     writeFileSync(join(dir, 'root.pem'), pemEncode(signer.root.der));
     writeFileSync(join(dir, 'rim-root.pem'), pemEncode(rimSigner.rootDer));
-    for (const [i, c] of [signer.leaf, signer.intermediate].entries())
-      writeFileSync(join(dir, `ocsp${i}.der`), await buildSimOcsp(signer, c, { thisUpdate: new Date(now.getTime() - 1000), nextUpdate: new Date(now.getTime() + 86_400_000) }));
+    const times = { thisUpdate: new Date(now.getTime() - 1000), nextUpdate: new Date(now.getTime() + 86_400_000) };
+    for (const [i, c] of [signer.leaf, signer.intermediate].entries()) writeFileSync(join(dir, `ocsp${i}.der`), await buildSimOcsp(signer, c, times));
+    writeFileSync(join(dir, 'ocsp-rim.der'), await buildOcspFor(rimSigner.signer, rimSigner.root, rimSigner.rootKey, times));
 
     const t = io({});
     const args = ['verify', 'gpu', '--evidence', join(dir, 'ev.json'), '--sim-root', join(dir, 'root.pem'), '--sim-rim-root', join(dir, 'rim-root.pem'), '--nonce', '01'.repeat(32), '--now', now.toISOString(), '--collected-at', new Date(now.getTime() - 5000).toISOString(),
-      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--policy', new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname];
+      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--ocsp', join(dir, 'ocsp-rim.der'), '--policy', new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname];
     expect(await main(args, t.io)).toBe(1);
     const o = t.out();
     expect(o).toContain('GPU 0 (HOPPER): VERIFIED');
@@ -96,6 +97,7 @@ describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
     expect(o).toContain('2/3 GPUs verified');
     expect(o).toContain('PASS  nvidia.rim.measurements');
     expect(o).toContain('PASS  nvidia.ocsp.1');
+    expect(o).toContain('PASS  nvidia.rim.vbios.ocsp.0');
     expect(o).toContain('PASS  policy.cc-mode');
     expect(o).toContain('PASS  policy.evidence-age');
     expect(o).toContain('SIM root');
