@@ -339,8 +339,7 @@ function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm
 
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
-  if (!isSupportedSuite(suite)) unsupported(suite);
-  verifyPskInputs(mode, psk, pskId);
+  // The suite and VerifyPSKInputs were checked by the Setup function, before any key agreement.
   const suiteId = cat(enc.encode('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
   const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
   const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
