@@ -33,6 +33,8 @@ export interface HostOptions {
   readonly trust: TrustStore | undefined;
   readonly cacheDir: string;
   readonly checkIntervalMs?: number;
+  /** A gate check not finished by then fails (default 15 s). */
+  readonly checkTimeoutMs?: number;
   readonly vendors?: VendorBases;
   /** Vendor fetch retries (tests shorten the backoff). */
   readonly collateralRetry?: Partial<RetryOptions>;
@@ -50,7 +52,7 @@ export interface RunningHost {
 export async function startHost(o: HostOptions): Promise<RunningHost> {
   const log = o.log ?? (() => {});
   const gate = new EnclaveGate({
-    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: Math.min(15_000, o.checkIntervalMs ?? 60_000) }),
+    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000 }),
     intervalMs: o.checkIntervalMs ?? 60_000,
     onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });

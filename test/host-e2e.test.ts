@@ -146,7 +146,7 @@ describe('host gate', () => {
     expect((await fetch(`${host.url}/.well-known/ohttp-gateway`)).status).toBe(200);
   });
 
-  it('re-verifies periodically on its own, and a check that hangs closes the gate', async () => {
+  it('re-verifies periodically on its own, and a check that hangs closes the gate', { timeout: 40_000 }, async () => {
     let hang = false;
     const slow = new Hono();
     slow.all('*', async (c) => {
@@ -155,16 +155,16 @@ describe('host gate', () => {
     });
     const l = await listen(slow.fetch);
     const dir2 = await mkdtemp(join(tmpdir(), 'gm-host-periodic-'));
-    const h = await startHost({ enclave: l.url, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: dir2, checkIntervalMs: 150 });
+    const h = await startHost({ enclave: l.url, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: dir2, checkIntervalMs: 150, checkTimeoutMs: 1500 });
     try {
       expect(h.gate.status.state).toBe('open');
       mini.measurement = new Uint8Array(48).fill(0x33);
-      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('closed');
+      await expect.poll(() => h.gate.status.state, { timeout: 10_000, interval: 50 }).toBe('closed');
       expect(h.gate.status.error?.code).toBe('SNP_POLICY_MEASUREMENT');
       mini.measurement = new Uint8Array(48).fill(0x5a);
-      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('open');
+      await expect.poll(() => h.gate.status.state, { timeout: 10_000, interval: 50 }).toBe('open');
       hang = true;
-      await expect.poll(() => h.gate.status.state, { timeout: 5000, interval: 50 }).toBe('closed');
+      await expect.poll(() => h.gate.status.state, { timeout: 10_000, interval: 50 }).toBe('closed');
       expect(h.gate.status.error?.code).toBe('HOST_GATE_CHECK_TIMEOUT');
     } finally {
       mini.measurement = new Uint8Array(48).fill(0x5a);
