@@ -98,6 +98,13 @@ describe('parseQuote', () => {
     expect(codeOf(() => parseQuote(u16at(v4, inner, 6)))).toBe('TDX_QUOTE_CERT_TYPE');
   });
 
+  it('a validly signed quote with non-zero header reserved bytes is still refused by the parser', async () => {
+    const q = await sim.quote({ patch: [[8, Uint8Array.of(1)]] });
+    expect(codeOf(() => parseQuote(q))).toBe('TDX_QUOTE_RESERVED');
+    const qe = await sim.quote({ patch: [[12, Uint8Array.of(0xff)]] }); // QE vendor id (offset 12): not reserved, parses
+    expect(parseQuote(qe).header.qeVendorId[0]).toBe(0xff);
+  });
+
   it('rejects length fields that disagree with the buffer', () => {
     const sig = 48 + 584;
     const grow = new Uint8Array(v4);

@@ -57,6 +57,8 @@ export interface SimQuoteFields extends SimTdBody {
   readonly pckChainPem?: Uint8Array;
   /** Sign the QE report with this PCK key instead of the sim's (e.g. a leaf from `issuePck`). */
   readonly pckKey?: CryptoKey;
+  /** Raw patches of the signed region (header ‖ [descriptor ‖] body), applied before signing (reserved-byte tests). */
+  readonly patch?: readonly (readonly [offset: number, bytes: Uint8Array])[];
 }
 
 export interface SimPckOverrides {
@@ -238,6 +240,10 @@ export async function createSimTdx(options: SimTdxOptions = {}): Promise<SimTdx>
     const header = concat(u16(version), u16(ATTESTATION_KEY_TYPE_ECDSA_P256), u32(TEE_TYPE_TDX), new Uint8Array(4),
       Uint8Array.from([0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07]), new Uint8Array(20));
     const signed = version === 5 ? concat(header, u16(bodyType), u32(bodyType === 3 ? TD15_BODY_SIZE : TD10_BODY_SIZE), body) : concat(header, body);
+    for (const [at, bytes] of f.patch ?? []) {
+      if (at < 0 || at + bytes.length > signed.length) throw new RangeError('sim quote: patch outside the signed region');
+      signed.set(bytes, at);
+    }
     const authData = f.qeAuthData ?? Uint8Array.from({ length: 32 }, (_, i) => i);
     const binding = concat(new Uint8Array(await crypto.subtle.digest('SHA-256', own(concat(attRaw, authData)))), new Uint8Array(32));
     const qeReport = sgxReport(f.qe ?? {}, binding);
