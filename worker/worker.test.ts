@@ -1,0 +1,94 @@
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { decodeBundle } from '../attestation/bundle.ts';
+import { toBase64 } from '../attestation/bytes.ts';
+import { isGmError } from '../attestation/errors.ts';
+import { buildSimGpuReport } from '../attestation/nvidia/sim.ts';
+import { memoryLogger } from '../enclave/log.ts';
+import { sendPlain, type Transport } from '../enclave/ohttp/client.ts';
+import { bhttpRequest } from '../enclave/ohttp/messages.ts';
+import { simProvider } from '../enclave/tee/sim.ts';
+import { generateKeyConfig } from '../protocol/ohttp.ts';
+import { simVendors } from '../test/stack/harness.ts';
+import { createWorkerApp, generateWorkerKeys } from './app.ts';
+import { commandGpuSource, gpuEvidenceFromNvtrustJson, simGpuSource } from './gpu.ts';
+
+async function worker() {
+  const { amd, nvidia } = await simVendors();
+  const keys = await generateWorkerKeys();
+  const forwarded: string[] = [];
+  const w = createWorkerApp({
+    keys, tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: memoryLogger('worker').log,
+    handler: async (req) => {
+      forwarded.push(new URL(req.url).pathname);
+      return Response.json({ ok: true });
+    },
+  });
+  const transport: Transport = async (body, ct) => {
+    const r = await w.app.request('/v1/ohttp', { method: 'POST', headers: { 'content-type': ct }, body: body as Uint8Array<ArrayBuffer> });
+    const reader = r.body!.getReader();
+    return { status: r.status, contentType: r.headers.get('content-type') ?? '', body: { async *[Symbol.asyncIterator]() { for (;;) { const x = await reader.read(); if (x.done) return; yield x.value; } } }, cancel: () => void reader.cancel() };
+  };
+  return { w, keys, forwarded, transport };
+}
+
+describe('worker agent', () => {
+  it('accepts only requests encapsulated to its own key configuration', async () => {
+    const { keys, forwarded, transport } = await worker();
+    const ok = await sendPlain(transport, keys.gateway[0]!.config, bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}')));
+    expect(ok.status).toBe(200);
+    const stranger = await generateKeyConfig(keys.gateway[0]!.config.keyId);
+    const e = await sendPlain(transport, stranger.config, bhttpRequest('POST', '/v1/chat/completions', [], new Uint8Array())).catch((x: unknown) => x);
+    expect(isGmError(e)).toBe(true);
+    expect(forwarded).toEqual(['/v1/chat/completions']);
+  });
+
+  it('serves a fresh bundle bound to the nonce, with GPU evidence, keys as served, and says sim', async () => {
+    const { w, keys } = await worker();
+    const nonce = 'ab'.repeat(32);
+    const r = await w.app.request(`/v1/attestation?nonce=${nonce}`);
+    expect(r.headers.get('gm-tee')).toBe('sim');
+    const b = decodeBundle(new Uint8Array(await r.arrayBuffer()));
+    expect(Buffer.from(b.nonce).toString('hex')).toBe(nonce);
+    expect(b.gpu).toHaveLength(1);
+    expect(b.keys.signing).toEqual(keys.signing.publicKey);
+    const served = new Uint8Array(await (await w.app.request('/.well-known/ohttp-gateway')).arrayBuffer());
+    expect(served).toEqual(b.keys.ohttp);
+    expect((await w.app.request('/v1/attestation?nonce=zz')).status).toBe(400);
+  });
+});
+
+describe('GPU evidence collector', () => {
+  let dir: string | undefined;
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+  async function script(ccMode: string): Promise<string> {
+    const { nvidia } = await simVendors();
+    dir ??= await mkdtemp(join(tmpdir(), 'gm-gpu-'));
+    const report = await buildSimGpuReport(nvidia, { nonce: new Uint8Array(32).fill(0x33) });
+    const json = JSON.stringify([{ arch: 'HOPPER', certificate: toBase64(new TextEncoder().encode(nvidia.chainPem)), evidence: toBase64(report), cc_mode: ccMode }]);
+    const p = join(dir, `collect-${ccMode}.sh`);
+    // the script exits 3 unless the nonce came both as $GM_GPU_NONCE and as its last argument
+    await writeFile(p, `#!/bin/sh\n[ "$GM_GPU_NONCE" = "$1" ] || exit 3\ncat <<'EOF'\n${json}\nEOF\n`);
+    await chmod(p, 0o755);
+    return p;
+  }
+  it('runs the operator command with the nonce and parses the nvtrust JSON', async () => {
+    const ev = await commandGpuSource(await script('ON'))(new Uint8Array(32).fill(0x33));
+    expect(ev).toHaveLength(1);
+    expect(ev[0]!.arch).toBe('HOPPER');
+    expect(ev[0]!.certs).toHaveLength(3);
+    expect(ev[0]!.ccMode).toBe('on');
+  });
+  it('refuses GPU evidence whose CC mode is not ON, and malformed output', async () => {
+    const e = await commandGpuSource(await script('OFF'))(new Uint8Array(32)).catch((x: unknown) => x);
+    expect(isGmError(e, 'GPU_CC_MODE_OFF')).toBe(true);
+    expect(() => gpuEvidenceFromNvtrustJson('[{"arch":"HOPPER","certificate":"","evidence":""}]')).toThrow(/cc_mode/);
+    expect(() => gpuEvidenceFromNvtrustJson('not json')).toThrow();
+    const failing = await commandGpuSource('exit 1')(new Uint8Array(32)).catch((x: unknown) => x);
+    expect(isGmError(failing, 'GPU_COLLECTOR_FAILED')).toBe(true);
+  });
+});
