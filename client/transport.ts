@@ -53,7 +53,8 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
     let a = session.current();
     let outer = await send(a, inner, streaming, o, req.signal);
     if (isKeyMismatch(outer)) {
-      a = await session.reattest();
+      // Another request may already have re-attested since this one was sealed: use that, else re-attest now.
+      a = session.current() !== a ? session.current() : await session.reattest();
       outer = await send(a, inner, streaming, o, req.signal);
       if (isKeyMismatch(outer)) {
         throw protocolError('KEY_CONFIG_MISMATCH', 'the gateway refused the freshly attested key configuration twice');
