@@ -45,7 +45,7 @@ export const DEFAULT_MAX_CHUNK = 1 << 20;
 /** How far from the expected counter the failure classifier looks. */
 const WINDOW = 8;
 /** At most this many candidate split points are tried when classifying a failed final chunk. */
-const EXTENDED_CANDIDATES = 16;
+const EXTENDED_CANDIDATES = 32;
 
 const EMPTY = new Uint8Array(0);
 const FINAL_AAD = new TextEncoder().encode('final');
@@ -239,8 +239,10 @@ class ChunkReader {
     }
     if (final) {
       // A genuine final chunk followed by appended bytes: try the split points where the tail parses as framed chunks.
+      // Candidates are taken alternately from both ends, so short and long appendages are both found early.
       let tried = 0;
-      for (let p = this.#nt(); p < ct.length && tried < EXTENDED_CANDIDATES; p++) {
+      for (let lo = this.#nt(), hi = ct.length - 1, k = 0; lo <= hi && tried < EXTENDED_CANDIDATES; k++) {
+        const p = k % 2 === 0 ? hi-- : lo++;
         if (!tailParses(ct.subarray(p))) continue;
         tried++;
         if (await keys.openAt(i, FINAL_AAD, ct.subarray(0, p))) fail('CHUNKED_EXTENDED', 'data after the final chunk');
