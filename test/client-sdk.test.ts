@@ -159,6 +159,17 @@ describe('client SDK: key configuration mismatch', () => {
     expect(c.receipts.length).toBe(1);
   });
 
+  it('concurrent requests that all meet the rotated key share one re-attestation', async () => {
+    const c = await createClient({ url: server.url, allowSim: true, fetch: recording });
+    await mini.rotate();
+    const openai = new OpenAI({ baseURL: c.baseURL, apiKey: API_KEY, fetch: c.fetch, maxRetries: 0 });
+    const rs = await Promise.all([1, 2, 3].map(() => openai.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: PROMPT }] })));
+    for (const r of rs) expect(r.choices[0]!.message.content).toBe(MINI_TOKENS.join(''));
+    expect(log.filter((r) => r.method === 'GET').length).toBe(2);
+    expect(log.filter((r) => r.method === 'POST' && r.status === 400).length).toBe(3);
+    expect(log.filter((r) => r.method === 'POST' && r.status === 200).length).toBe(3);
+  });
+
   it('gives up after one re-attestation and one retry, with KEY_CONFIG_MISMATCH', async () => {
     const c = await createClient({ url: server.url, allowSim: true, fetch: recording });
     mini.refuseAllKeys = true;
