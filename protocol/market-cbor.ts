@@ -87,8 +87,8 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
     for (const x of v) encodeInto(w, x, depth + 1);
     return;
   }
-  const entries = Object.entries(v as CborMap).filter(([, x]) => x !== undefined);
-  const keyed = entries.map(([k, x]) => ({ k: utf8.encode(k), x }));
+  const keyed: { k: Uint8Array; x: CborValue }[] = [];
+  for (const [k, x] of Object.entries(v as CborMap)) if (x !== undefined) keyed.push({ k: keyBytes(k), x });
   keyed.sort((a, b) => compareKeys(a.k, b.k));
   w.head(5, keyed.length);
   for (const { k, x } of keyed) {
@@ -96,6 +96,17 @@ function encodeInto(w: Writer, v: CborValue, depth: number): void {
     w.bytes(k);
     encodeInto(w, x, depth + 1);
   }
+}
+
+/** UTF-8 of map keys: the market's schemas reuse a few dozen names, so they are encoded once (bounded cache). */
+const keyCache = new Map<string, Uint8Array>();
+function keyBytes(k: string): Uint8Array {
+  let b = keyCache.get(k);
+  if (b === undefined) {
+    b = utf8.encode(k);
+    if (keyCache.size < 256) keyCache.set(k, b);
+  }
+  return b;
 }
 
 /** §4.2.1 order for text keys: the encodings compare bytewise, which for text is length first, then bytes. */
