@@ -2,7 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
+import { hex, sha256 } from '../../attestation/bytes.ts';
 import { buildOcspFor, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../../attestation/nvidia/sim.ts';
 import { pemEncode } from '../../attestation/x509/pem.ts';
 import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
@@ -102,5 +104,38 @@ describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
     expect(o).toContain('PASS  policy.evidence-age');
     expect(o).toContain('SIM root');
     expect(t.err()).toMatch(/GPU 2 \(HOPPER\) rejected: NVIDIA_NONCE_MISMATCH/);
+  });
+});
+
+describe('gm verify gpu --nras (fake NRAS)', () => {
+  it('verifies a saved NRAS result against a saved JWKS; another key is refused', async () => {
+    const now = new Date('2026-02-01T00:00:00Z');
+    const iat = Math.floor(now.getTime() / 1000) - 10;
+    const iss = 'https://nras.attestation.nvidia.com';
+    const nonce = 'ab'.repeat(32);
+    const k = await generateKeyPair('ES384');
+    const other = await generateKeyPair('ES384');
+    const dir = mkdtempSync(join(tmpdir(), 'gm-nras-'));
+    writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(k.publicKey)), kid: 'k1', alg: 'ES384' }] }));
+    const result = async (gpuKey: CryptoKey) => {
+      const gpu = await new SignJWT({
+        eat_nonce: nonce, hwmodel: 'GH100 A01 GSP BROM', secboot: true, dbgstat: 'disabled', measres: 'success', 'x-nvidia-gpu-driver-version': '550.90.07',
+        'x-nvidia-gpu-vbios-version': '96.00.9F.00.01', 'x-nvidia-gpu-attestation-report-signature-verified': true, 'x-nvidia-gpu-attestation-report-cert-chain-validated': true,
+        'x-nvidia-gpu-arch-check': true, 'x-nvidia-gpu-attestation-report-nonce-match': true,
+      }).setProtectedHeader({ alg: 'ES384', kid: 'k1' }).setIssuer(iss).setIssuedAt(iat).setExpirationTime(iat + 600).sign(gpuKey);
+      const overall = await new SignJWT({ eat_nonce: nonce, 'x-nvidia-overall-att-result': true, submods: { 'GPU-0': ['DIGEST', ['SHA256', hex(await sha256(new TextEncoder().encode(gpu)))]] } })
+        .setProtectedHeader({ alg: 'ES384', kid: 'k1' }).setIssuer(iss).setIssuedAt(iat).setExpirationTime(iat + 600).sign(k.privateKey);
+      return JSON.stringify([['JWT', overall], { 'GPU-0': gpu }]);
+    };
+    writeFileSync(join(dir, 'good.json'), await result(k.privateKey));
+    writeFileSync(join(dir, 'forged.json'), await result(other.privateKey));
+    const base = ['verify', 'gpu', '--jwks', join(dir, 'jwks.json'), '--issuer', iss, '--nonce', nonce, '--now', now.toISOString()];
+    const t = io({});
+    expect(await main([...base, '--nras', join(dir, 'good.json')], t.io)).toBe(0);
+    for (const id of ['nras.overall.signature', 'gpu0.nras.submod.digest', 'gpu0.nras.gpu.signature', 'gpu0.nras.gpu.nonce']) expect(t.out()).toContain(`PASS  ${id}`);
+    const f = io({});
+    expect(await main([...base, '--nras', join(dir, 'forged.json')], f.io)).toBe(1);
+    expect(f.err()).toMatch(/NRAS_SIGNATURE: GPU 0 \(GPU-0\) rejected/);
+    expect(await main([...base, '--nras', join(dir, 'good.json'), '--evidence', join(dir, 'good.json')], io({}).io)).toBe(2);
   });
 });

@@ -8,14 +8,16 @@
  * each check; a rejected GPU is named with the reason. The device root is the pinned NVIDIA Device Identity CA from
  * the trust directory, or `--sim-root` (a sim chain, marked as sim). `--ocsp` files are DER OCSP responses (cached
  * collateral). Without `--policy`, only verification runs and the policy row says so.
+ * `--nras FILE --jwks FILE --issuer URL` verifies a saved NRAS attestation result (EAT) against a saved JWKS instead.
  * Exit 0 all GPUs verified, 1 a GPU rejected, 2 usage or configuration error.
  */
 import { type KeyObject, createPublicKey, verify } from 'node:crypto';
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { equalBytes, fromHex } from '../../attestation/bytes.ts';
-import { configError } from '../../attestation/errors.ts';
-import { type GpuClaims, type GpuVerifyOptions, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll } from '../../attestation/nvidia/index.ts';
+import { GmError, configError } from '../../attestation/errors.ts';
+import type { JSONWebKeySet } from 'jose';
+import { type GpuClaims, type GpuVerifyOptions, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll, verifyNrasResult } from '../../attestation/nvidia/index.ts';
 import { parseOcspResponse } from '../../attestation/nvidia/ocsp.ts';
 import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
 import { type Certificate, parseCertificate } from '../../attestation/x509/cert.ts';
@@ -23,8 +25,9 @@ import { certificatesFrom } from '../../attestation/x509/pem.ts';
 import { formatReport, reportJson } from './format.ts';
 import { type Io, binaryOrHex } from './io.ts';
 
-const USAGE = 'usage: gm verify gpu --evidence FILE [--chain FILE] [--nonce HEX] [--rim FILE ...] [--ocsp FILE ...] [--policy FILE] [--now ISO-8601] [--collected-at ISO-8601] [--sim-root FILE] [--sim-rim-root FILE] [--json]\n';
-const SINGLE = ['--evidence', '--chain', '--nonce', '--policy', '--now', '--sim-root', '--sim-rim-root', '--collected-at'];
+const USAGE = 'usage: gm verify gpu --evidence FILE [--chain FILE] [--nonce HEX] [--rim FILE ...] [--ocsp FILE ...] [--policy FILE] [--now ISO-8601] [--collected-at ISO-8601] [--sim-root FILE] [--sim-rim-root FILE] [--json]\n'
+  + '       gm verify gpu --nras FILE --jwks FILE --issuer URL [--nonce HEX] [--policy FILE] [--now ISO-8601] [--json]\n';
+const SINGLE = ['--evidence', '--chain', '--nonce', '--policy', '--now', '--sim-root', '--sim-rim-root', '--collected-at', '--nras', '--jwks', '--issuer'];
 const MULTI = ['--rim', '--ocsp'];
 
 function parse(argv: readonly string[]): { one: Record<string, string>; many: Record<string, string[]>; json: boolean } | string {
@@ -88,8 +91,8 @@ function claimsView(c: GpuClaims): Record<string, unknown> {
 
 export async function run(argv: string[], io: Io): Promise<number> {
   const args = parse(argv);
-  if (typeof args === 'string' || !args.one['--evidence']) {
-    io.err(`gm verify gpu: ${typeof args === 'string' ? args : '--evidence is required'}\n${USAGE}`);
+  if (typeof args === 'string' || !(args.one['--evidence'] ?? args.one['--nras']) || (args.one['--evidence'] && args.one['--nras'])) {
+    io.err(`gm verify gpu: ${typeof args === 'string' ? args : 'give --evidence FILE or --nras FILE (one of them)'}\n${USAGE}`);
     return 2;
   }
   const v = args.one;
@@ -117,6 +120,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
     }
     expectedNonce = fromHex(v['--nonce']);
   }
+
+  if (v['--nras']) return runNras(v, args.json, now, expectedNonce, io);
 
   const evidenceBytes = await io.readFile(v['--evidence']!);
   const text = new TextDecoder().decode(evidenceBytes);
@@ -165,4 +170,32 @@ export async function run(argv: string[], io: Io): Promise<number> {
 /** OCSP files may be DER (as responders serve them) or base64 text. */
 function ocspBytes(b: Uint8Array): Uint8Array {
   return b[0] === 0x30 ? b : Uint8Array.from(atob(new TextDecoder().decode(b).replace(/\s/g, '')), (c) => c.charCodeAt(0));
+}
+
+/** NRAS mode: the EAT (`[["JWT", token], {"GPU-0": token, ...}]`) checked against the JWKS file, then the policy. */
+async function runNras(v: Record<string, string>, json: boolean, now: Date, expectedNonce: Uint8Array | null, io: Io): Promise<number> {
+  if (!v['--jwks'] || !v['--issuer']) {
+    io.err(`gm verify gpu: --nras needs --jwks FILE and --issuer URL\n${USAGE}`);
+    return 2;
+  }
+  let jwks: JSONWebKeySet;
+  try {
+    jwks = JSON.parse(new TextDecoder().decode(await io.readFile(v['--jwks']))) as JSONWebKeySet;
+  } catch (e) {
+    throw configError('USAGE', `${v['--jwks']} is not a JSON JWKS`, { cause: e });
+  }
+  const policy = v['--policy'] ? gpuPolicyFrom(new TextDecoder().decode(await io.readFile(v['--policy'])), v['--policy']) : null;
+  const text = new TextDecoder().decode(await io.readFile(v['--nras']!));
+  try {
+    const r = await verifyNrasResult(text, { now, jwks, expectedNonce, issuer: v['--issuer']!, policy });
+    io.out(json ? reportJson(r.report, r.gpus.map((g) => g.claims)) : formatReport(r.report) + r.gpus.map((g) => formatReport(g.report, claimsView(g.claims))).join(''));
+    return 0;
+  } catch (e) {
+    if (e instanceof GmError && e.report) {
+      io.out(json ? reportJson(e.report) : formatReport(e.report));
+      io.err(`gm verify gpu: ${e.code}: ${e.message}\n`);
+      return e.kind === 'config' ? 2 : 1;
+    }
+    throw e;
+  }
 }
