@@ -26,6 +26,21 @@ async function fakeEnclave() {
   app.get('/v1/attestation', (c) => c.body(new Uint8Array([1, 2, 3]), 200, { 'content-type': 'application/cbor', 'set-cookie': 'track=1', server: 'enclave/1' }));
   app.get('/.well-known/ohttp-gateway', (c) => c.body(new Uint8Array([9]), 200, { 'content-type': 'application/ohttp-keys' }));
   app.get('/v1/workers', (c) => c.json([{ id: 'w1' }]));
+  let cancelled: () => void = () => {};
+  const upstreamCancelled = new Promise<void>((r) => (cancelled = r));
+  const state = { endless: false };
+  // An endless answer when asked: its cancel() runs when the relay stops reading (the client went away).
+  app.post('/v1/ohttp', async (c, next) => {
+    if (!state.endless) return next();
+    await c.req.arrayBuffer();
+    return new Response(new ReadableStream<Uint8Array>({
+      pull: async (ctl) => {
+        await new Promise((r) => setTimeout(r, 5));
+        ctl.enqueue(new Uint8Array(16));
+      },
+      cancel: () => cancelled(),
+    }), { headers: { 'content-type': 'message/ohttp-chunked-res' } });
+  });
   app.post('/v1/ohttp', async (c) => {
     // Reads the request incrementally and answers in two chunks, the second only when the test says so.
     const reader = c.req.raw.body!.getReader();
@@ -48,7 +63,7 @@ async function fakeEnclave() {
   });
   const l = await listen(app.fetch);
   cleanup.push(() => l.close());
-  return { url: l.url, seen, release, gotFirstRequestChunk };
+  return { url: l.url, seen, release, gotFirstRequestChunk, upstreamCancelled, state };
 }
 
 async function shim(enclaveUrl: string, check = async () => ({ report: REPORT, summary: { platform: 'sim-sev-snp' } }), maxRequestBytes?: number) {
@@ -138,6 +153,21 @@ describe('host relay', () => {
     expect(r.headers.get('access-control-allow-origin')).toBe('*');
     expect(e.seen.map((x) => x.path)).toEqual(['/.well-known/ohttp-gateway']);
     expect(e.seen[0]!.headers.origin).toBeUndefined();
+  });
+
+  it('stops reading from the enclave when the client goes away mid-stream', async () => {
+    const e = await fakeEnclave();
+    e.state.endless = true;
+    const s = await shim(e.url);
+    await s.gate.start();
+    const l = await listen(s.app.fetch);
+    cleanup.push(() => l.close());
+    const ac = new AbortController();
+    const res = await fetch(`${l.url}/v1/ohttp`, { method: 'POST', body: new Uint8Array(8), headers: { 'content-type': 'message/ohttp-chunked-req' }, signal: ac.signal });
+    const reader = res.body!.getReader();
+    await reader.read();
+    ac.abort();
+    await e.upstreamCancelled; // resolves only if the relay cancelled the upstream stream
   });
 
   it('cuts a request body over the limit with 413', async () => {
