@@ -4,13 +4,14 @@
  * - non-streaming chat, 1 KiB prompts, concurrency 16: throughput ratio (target >= 0.35 of direct),
  *   added p50 latency (target <= 1.5 ms), p99 reported;
  * - streaming: a 1,000-token answer at 1 ms per token, time to last token through gm (target <= 1.1x direct).
- * Everything runs in this one process (2 cores in CI), so the gm figures include the client's and the worker's
- * crypto on the same event loop: a conservative setting.
+ * The dev-models run in their own processes (their token timers must not share gm's event loop); the client, the
+ * enclave and the worker share this one (2 cores in CI), so the gm figures include the client's and the worker's
+ * crypto on one event loop: a conservative setting.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { atLeast, atMost, type BenchRow } from './harness.ts';
-import { serve } from '../enclave/serve.ts';
-import { devModelApp } from '../worker/dev-model/server.ts';
 import type { Transport } from '../enclave/ohttp/client.ts';
 import { connect } from '../test/stack/client.ts';
 import { startStack } from '../test/stack/harness.ts';
@@ -60,10 +61,27 @@ async function load(one: () => Promise<void>, n: number): Promise<{ rps: number;
 }
 const pct = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(a.length * p))]!;
 
+/** A dev-model in its own process (as in a deployment): its token timer does not share an event loop with gm. */
+async function devModelProcess(name: string, tokenMs: number): Promise<{ url: string; stop(): void }> {
+  const bin = fileURLToPath(new URL('../bin/gm.js', import.meta.url));
+  const p = spawn(process.execPath, [bin, 'dev-model', '--listen', '127.0.0.1:0', '--name', name, '--token-ms', String(tokenMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    p.once('exit', (c) => reject(new Error(`dev-model exited ${c}`)));
+  });
+  return { url, stop: () => void p.kill('SIGTERM') };
+}
+
 export async function run(): Promise<BenchRow[]> {
+  const [m1, m2] = await Promise.all([devModelProcess('bench', 0), devModelProcess('bench-stream', 1)]);
   // The routing path alone (first verified worker): receipts and the ledger are the market's own benchmark.
-  const stack = await startStack({ router: 'first', workers: [{ model: { name: 'bench' } }, { model: { name: 'bench-stream', tokenMs: 1 } }] });
-  const direct = new Pool(stack.workers[0]!.model.url, { connections: CONCURRENCY * 2 });
+  const stack = await startStack({ router: 'first', workers: [{ model: { name: 'bench' }, upstream: m1.url }, { model: { name: 'bench-stream' }, upstream: m2.url }] });
+  const direct = new Pool(m1.url, { connections: CONCURRENCY * 2 });
   const t = undiciTransport(`${stack.enclaveUrl}/v1/ohttp`);
   try {
     const client = await connect(stack.enclaveUrl, { transport: t.send });
@@ -89,7 +107,7 @@ export async function run(): Promise<BenchRow[]> {
     const sbody = { model: 'bench-stream', stream: true, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };
     const streamDirect = async () => {
       const s = performance.now();
-      const r = await new Pool(stack.workers[1]!.model.url).request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sbody) });
+      const r = await new Pool(m2.url).request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sbody) });
       await r.body.text();
       return performance.now() - s;
     };
@@ -117,5 +135,7 @@ export async function run(): Promise<BenchRow[]> {
     await t.close();
     await direct.close();
     await stack.stop();
+    m1.stop();
+    m2.stop();
   }
 }

@@ -22,6 +22,8 @@ import { simGpuSource, type SimGpuOptions } from '../../worker/gpu.ts';
 
 export interface StackWorkerOptions {
   readonly model?: DevModelOptions;
+  /** Use this already running OpenAI-compatible server instead of an in-process dev-model (its name in `model.name`). */
+  readonly upstream?: string;
   /** SEV-SNP report fields of this worker's sim CPU evidence (e.g. a disallowed measurement). */
   readonly report?: SimProviderOptions['report'];
   readonly gpu?: Omit<SimGpuOptions, 'signer'>;
@@ -49,7 +51,8 @@ export interface StackOptions {
 
 export interface StackWorker {
   readonly worker: RunningWorker;
-  readonly model: Served;
+  /** The in-process dev-model (absent when the worker fronts an external `upstream`). */
+  readonly model: Served | undefined;
   readonly modelName: string;
   /** Gateway requests (POST /v1/ohttp) seen at the worker's socket (the plaintext-gate test counts them). */
   readonly requestsAtSocket: () => number;
@@ -108,9 +111,9 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   try {
     for (const [i, spec] of specs.entries()) {
       const modelName = spec.model?.name ?? `gm-dev-${i + 1}`;
-      const model = await serve({ fetch: devModelApp({ ...spec.model, name: modelName }).fetch });
+      const model = spec.upstream ? undefined : await serve({ fetch: devModelApp({ ...spec.model, name: modelName }).fetch });
       const worker = await startWorker({
-        upstream: model.url,
+        upstream: spec.upstream ?? model!.url,
         enclaves: [enclaveServer.url],
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
         gpu: simGpuSource({ signer: nvidia, ...spec.gpu }),
@@ -136,7 +139,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       workers.push({ worker, model, modelName, requestsAtSocket: () => count, refusal });
     }
   } catch (e) {
-    await Promise.all(workers.map(async (w) => (await w.worker.stop(), await w.model.close(100))));
+    await Promise.all(workers.map(async (w) => (await w.worker.stop(), await w.model?.close(100))));
     await enclave.close();
     await enclaveServer.close(100);
     ledger?.close();
@@ -155,7 +158,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       await Promise.all(workers.map((w) => w.worker.stop()));
       await enclave.close();
       await enclaveServer.close(200);
-      await Promise.all(workers.map((w) => w.model.close(200)));
+      await Promise.all(workers.map((w) => w.model?.close(200)));
       ledger?.close();
     },
   };
