@@ -43,6 +43,23 @@ export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckRes
   };
 }
 
+/** One row of the offers table from the market's JSON view (enclave/market offersView, protocol/offer offerJson). */
+export function offerRow(x: unknown): OfferRow {
+  const o = x as Record<string, unknown>;
+  const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
+  const cur = typeof o.currency === 'string' ? ` ${o.currency}` : '';
+  const until = typeof o.validUntil === 'number' ? new Date(o.validUntil).toISOString() : s(o.validUntil ?? o.expires);
+  return {
+    id: s(o.offerId ?? o.id) ?? '?',
+    worker: s(o.workerId ?? o.worker),
+    model: s(o.model) ?? '?',
+    priceIn: `${s(o.quotedPerMInput ?? o.pricePerMInput) ?? '?'}${cur}`,
+    priceOut: `${s(o.quotedPerMOutput ?? o.pricePerMOutput) ?? '?'}${cur}`,
+    terms: s((o.terms as { kind?: unknown } | undefined)?.kind ?? o.terms),
+    expires: until,
+  };
+}
+
 /**
  * The enclave's listings for the status page. Models come over OHTTP from the attested enclave (the shim verifies it
  * as a client would); worker lists and counts are the enclave's plain word, shown as such. Missing endpoints show
@@ -89,15 +106,12 @@ export function enclaveListings(enclave: string, o: Omit<EnclaveCheckOptions, 'e
   };
   const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
   return async () => {
-    const [w, of, ms, st] = await Promise.all([get('/v1/workers'), get('/v1/offers'), models(), states()]);
+    const [w, of, ms, st] = await Promise.all([get('/v1/workers'), get('/v1/market/offers').then((x) => x ?? get('/v1/offers')), models(), states()]);
     const workers = w?.map((x): WorkerRow => {
       const o = x as Record<string, unknown>;
       return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
     });
-    const offers = of?.map((x): OfferRow => {
-      const o = x as Record<string, unknown>;
-      return { id: s(o.id ?? o.offerId) ?? '?', worker: s(o.worker ?? o.workerId), model: s(o.model) ?? '?', priceIn: s(o.pricePerMInput), priceOut: s(o.pricePerMOutput), terms: s((o.terms as { kind?: unknown } | undefined)?.kind ?? o.terms), expires: s(o.expires ?? o.notAfter) } as OfferRow;
-    });
+    const offers = of?.map(offerRow);
     return { workers, offers, models: ms, workerStates: st };
   };
 }

@@ -22,6 +22,7 @@ import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
 import { enclaveCheck, enclaveListings } from './enclave-check.ts';
 import { EnclaveGate, type GateStatus } from './gate.ts';
 import type { RelayOptions } from './relay.ts';
+import type { Listings } from './status-page.ts';
 import { listen } from './serve.ts';
 
 export interface HostOptions {
@@ -36,6 +37,8 @@ export interface HostOptions {
   /** A gate check not finished by then fails (default 15 s). */
   readonly checkTimeoutMs?: number;
   readonly vendors?: VendorBases;
+  /** Replaces the enclave listings on the status page (in-process stacks such as `gm demo`, which hold the market). */
+  readonly listings?: () => Promise<Listings>;
   /** Vendor fetch retries (tests shorten the backoff). */
   readonly collateralRetry?: Partial<RetryOptions>;
   readonly observe?: RelayOptions['observe'];
@@ -61,7 +64,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     relay: { enclave: o.enclave, ...(o.observe ? { observe: o.observe } : {}) },
     gate,
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
-    listings: enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
+    listings: o.listings ?? enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
   });
   const l = await listen(app.fetch, o.hostname ?? '127.0.0.1', o.port ?? 0);
   // The relay opens only after the first check passed; a failed first check leaves it closed (503) and retrying.

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { startDemoStack } from '../client/cli/demo-stack.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,4 +31,17 @@ describe('gm demo', () => {
     expect(err).toMatch(/verifying the enclave through the relay/);
     expect(err).toMatch(/stopped every service cleanly/);
   }, 60_000);
+
+  it("the demo stack's status page shows the gate, the workers and the live signed offers", async () => {
+    const s = await startDemoStack({ tokenMs: 0 });
+    try {
+      const html = await (await fetch(`${s.relayUrl}/`)).text();
+      expect(html).toContain('id="gate" class="state-open">OPEN');
+      expect(html).toMatch(/<td>verified<\/td><td>2<\/td>/);
+      expect(html).toMatch(/<table id="offers">.*gm-dev-1.*gm-dev-2/s);
+      expect(html).toContain('per-request');
+    } finally {
+      await s.stop();
+    }
+  });
 });

@@ -2,7 +2,8 @@
  * `gm demo` (DESIGN.md §7): starts the whole stack on loopback in sim mode (enclave, host shim, two workers, two
  * dev-models), then, as a client, verifies the enclave THROUGH THE RELAY with a fresh nonce, streams one encrypted
  * chat completion, and prints the verification report, the streamed answer and the receipt. Everything is shut
- * down before it returns. Options: --prompt TEXT, --model NAME, --verbose (service logs), --json.
+ * down before it returns. Options: --prompt TEXT, --model NAME, --verbose (service logs), --json, --keep (leave the
+ * stack running, with its status page, until Ctrl-C).
  */
 import { GmError } from '../../attestation/errors.ts';
 import { createClient } from '../index.ts';
@@ -14,7 +15,7 @@ import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
 export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['prompt', 'model', 'token-ms'], booleans: ['verbose', 'json'] });
+  const a = parseArgs(argv, { values: ['prompt', 'model', 'token-ms'], booleans: ['verbose', 'json', 'keep'] });
   const json = a.flags.has('json');
   const say = (s: string) => io.err(`gm demo: ${s}\n`);
   const t0 = performance.now();
@@ -39,6 +40,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
       printReceipts(io, client);
     }
     if (a.flags.has('verbose')) for (const l of stack.logs) io.err(`${l.trimEnd()}\n`);
+    if (a.flags.has('keep')) {
+      say(`the stack keeps running: status page ${stack.relayUrl}/ ; try: node bin/gm.js chat --url ${stack.enclaveUrl} --relay ${stack.relayUrl} --allow-sim "hello" ; Ctrl-C stops it`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+    }
   } finally {
     await stack.stop();
     say(`stopped every service cleanly (${Math.round(performance.now() - t0)} ms in total)`);
