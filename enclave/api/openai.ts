@@ -98,6 +98,8 @@ export function openaiApp(d: ApiDeps): Hono {
           const text = await new Response(res.body).arrayBuffer();
           const usage = res.status === 200 ? usageOf(text) : undefined;
           sel.onFirstToken?.(cand);
+          // A worker's 4xx is the answer to this request (no failover); it is not a served request to bill.
+          if (res.status !== 200) sel.onFailure?.(cand, `UPSTREAM_STATUS_${res.status}`);
           const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage) : undefined;
           dispatched.inc({ worker: w.id, outcome: res.status === 200 ? 'ok' : `status_${res.status}` });
           ttft.observe({}, (performance.now() - t0) / 1000);
@@ -177,6 +179,7 @@ export function openaiApp(d: ApiDeps): Hono {
         },
         async cancel(reason) {
           closed = true;
+          sel.onFailure?.(cand, 'CLIENT_CANCELLED'); // after the first token: the market ends the lease, releases the hold
           dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
           d.log.info('request.cancelled', { requestId, worker: w.id });
           await reader.cancel(reason).catch(() => undefined);
