@@ -48,7 +48,8 @@ export function offerRow(x: unknown): OfferRow {
   const o = x as Record<string, unknown>;
   const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
   const cur = typeof o.currency === 'string' ? ` ${o.currency}` : '';
-  const until = typeof o.validUntil === 'number' ? new Date(o.validUntil).toISOString() : s(o.validUntil ?? o.expires);
+  // protocol/offer.ts validity is in Unix seconds.
+  const until = typeof o.validUntil === 'number' ? new Date(o.validUntil * 1000).toISOString() : s(o.validUntil ?? o.expires);
   return {
     id: s(o.offerId ?? o.id) ?? '?',
     worker: s(o.workerId ?? o.worker),

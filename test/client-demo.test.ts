@@ -40,6 +40,10 @@ describe('gm demo', () => {
       expect(html).toMatch(/<td>verified<\/td><td>2<\/td>/);
       expect(html).toMatch(/<table id="offers">.*gm-dev-1.*gm-dev-2/s);
       expect(html).toContain('per-request');
+      // Offer validity (Unix seconds in the offer) shown as a date in the future.
+      const until = [...html.matchAll(/<td>(\d{4}-\d\d-\d\dT[^<]+)<\/td><\/tr>/g)].map((m) => Date.parse(m[1]!));
+      expect(until.length).toBe(2);
+      for (const t of until) expect(t).toBeGreaterThan(Date.now());
     } finally {
       await s.stop();
     }
