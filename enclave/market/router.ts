@@ -21,6 +21,7 @@ import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
+import type { Registry } from '../metrics.ts';
 import type { Candidate as RouterCandidate, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
 import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { Market } from './index.ts';
@@ -37,6 +38,8 @@ export interface MarketRouterOptions {
   readonly now?: () => number;
   readonly abandonAfterMs?: number;
   readonly log?: Pick<Logger, 'info' | 'warn'>;
+  /** The enclave's metrics registry: selections by outcome code, receipts, offers in the book (no payload labels). */
+  readonly metrics?: Registry;
 }
 
 export interface MarketRouter {
@@ -56,6 +59,9 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
   const now = o.now ?? Date.now;
   const { market, ledger } = o;
   const abandonAfter = o.abandonAfterMs ?? 15 * 60_000;
+  const selections = o.metrics?.counter('gm_market_selections_total', 'Market selections by outcome (ok or the error code)');
+  const receipts = o.metrics?.counter('gm_market_receipts_total', 'Receipts settled into the ledger');
+  o.metrics?.gauge('gm_market_offers', 'Live offers in the order book').collect(() => [[{}, market.book.size]]);
 
   const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<void> => {
     if (event === 'removed') return market.book.removeWorker(w.id);
@@ -74,79 +80,91 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
   const router = (registry: WorkerRegistry): Router => ({
     models: (t) => market.book.models(t),
     async select(req: RouteRequestWithKey): Promise<RouterSelection> {
-      const t = now();
-      const account = req.apiKey ? await ledger.accountForKey(req.apiKey) : o.anonymous;
-      if (!account) throw rejected('ACCOUNT_MISSING', 'request carries no API key');
-      const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
-      const usable = sel.candidates.filter((c) => registry.usable(c.offer.workerId) !== undefined);
-      if (usable.length === 0) throw unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: the ${sel.candidates.length} selected worker(s) are not verified right now`);
-      const available = ledger.available(account.id);
-      const affordable = usable.filter((c) => c.maxCost <= available);
-      // None affordable: the ledger names the reason (funds, credit limit) for the best candidate, and throws.
-      if (affordable.length === 0) {
-        ledger.release(ledger.authorize(account, usable[0]!, sel.feeBasisPoints));
-        throw rejected('PAYMENT_INSUFFICIENT_FUNDS', 'the account cannot cover any eligible offer');
+      try {
+        const s = await selectFor(registry, req);
+        selections?.inc({ outcome: 'ok' });
+        return s;
+      } catch (e) {
+        selections?.inc({ outcome: e instanceof GmError ? e.code : 'INTERNAL' });
+        throw e;
       }
-      const bound = affordable.reduce((m, c) => (c.maxCost > m ? c.maxCost : m), 0n);
-      const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
-      const cands: RouterCandidate[] = affordable.map((cand) => ({ worker: registry.usable(cand.offer.workerId)!, detail: { cand } satisfies Detail }));
-      let settled = false;
-      const start = (i: number, at = now()): void => {
-        const d = cands[i]?.detail as Detail | undefined;
-        if (d && !d.lease) d.lease = market.book.acquire(d.cand.entry, at);
-      };
-      /** The dispatcher may skip candidates without a callback (its attestation gate): earlier slots are freed and
-       * this one is taken, timed from selection (conservative for TTFT). */
-      const reached = (c: RouterCandidate): Detail => {
-        const i = cands.indexOf(c);
-        for (let j = 0; j < i; j++) (cands[j]!.detail as Detail).lease?.cancelled();
-        start(i, t);
-        return c.detail as Detail;
-      };
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const finish = (): void => {
-        settled = true;
-        clearTimeout(timer);
-        ledger.release(hold);
-        for (const c of cands) (c.detail as Detail).lease?.cancelled();
-      };
-      start(0);
-      // A request that ends with no callback (client gone mid-dispatch) must not keep its hold and slot forever.
-      timer = setTimeout(() => void (settled || finish()), abandonAfter);
-      timer.unref?.();
-      return {
-        candidates: cands,
-        allowFallbacks: sel.allowFallbacks,
-        onFirstToken(c) {
-          reached(c).lease?.firstToken(now());
-        },
-        onFailure(c, code) {
-          const d = reached(c);
-          const first = d.lease?.firstTokenSent ?? false;
-          d.lease?.failed(now());
-          const i = cands.indexOf(c);
-          if (!first && sel.allowFallbacks && i + 1 < cands.length) start(i + 1);
-          else finish();
-          o.log?.info('market.dispatch_failed', { requestId: req.requestId, worker: c.worker.id, code });
-        },
-        async onSuccess(c, usage: Usage | undefined) {
-          const d = reached(c);
-          const outputTokens = usage?.completionTokens ?? 0;
-          d.lease?.succeeded(outputTokens, now());
-          if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId, worker: c.worker.id });
-          settled = true;
-          clearTimeout(timer);
-          try {
-            const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: usage?.promptTokens ?? sel.constraints.expectedInputTokens, outputTokens, now: now(), enclaveSim: o.enclaveSim }, d.cand);
-            const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
-            return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
-          } finally {
-            ledger.release(hold);
-          }
-        },
-      };
     },
   });
+
+  async function selectFor(registry: WorkerRegistry, req: RouteRequestWithKey): Promise<RouterSelection> {
+    const t = now();
+    const account = req.apiKey ? await ledger.accountForKey(req.apiKey) : o.anonymous;
+    if (!account) throw rejected('ACCOUNT_MISSING', 'request carries no API key');
+    const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
+    const usable = sel.candidates.filter((c) => registry.usable(c.offer.workerId) !== undefined);
+    if (usable.length === 0) throw unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: the ${sel.candidates.length} selected worker(s) are not verified right now`);
+    const available = ledger.available(account.id);
+    const affordable = usable.filter((c) => c.maxCost <= available);
+    // None affordable: the ledger names the reason (funds, credit limit) for the best candidate, and throws.
+    if (affordable.length === 0) {
+      ledger.release(ledger.authorize(account, usable[0]!, sel.feeBasisPoints));
+      throw rejected('PAYMENT_INSUFFICIENT_FUNDS', 'the account cannot cover any eligible offer');
+    }
+    const bound = affordable.reduce((m, c) => (c.maxCost > m ? c.maxCost : m), 0n);
+    const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
+    const cands: RouterCandidate[] = affordable.map((cand) => ({ worker: registry.usable(cand.offer.workerId)!, detail: { cand } satisfies Detail }));
+    let settled = false;
+    const start = (i: number, at = now()): void => {
+      const d = cands[i]?.detail as Detail | undefined;
+      if (d && !d.lease) d.lease = market.book.acquire(d.cand.entry, at);
+    };
+    /** The dispatcher may skip candidates without a callback (its attestation gate): earlier slots are freed and
+     * this one is taken, timed from selection (conservative for TTFT). */
+    const reached = (c: RouterCandidate): Detail => {
+      const i = cands.indexOf(c);
+      for (let j = 0; j < i; j++) (cands[j]!.detail as Detail).lease?.cancelled();
+      start(i, t);
+      return c.detail as Detail;
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const finish = (): void => {
+      settled = true;
+      clearTimeout(timer);
+      ledger.release(hold);
+      for (const c of cands) (c.detail as Detail).lease?.cancelled();
+    };
+    start(0);
+    // A request that ends with no callback (client gone mid-dispatch) must not keep its hold and slot forever.
+    timer = setTimeout(() => void (settled || finish()), abandonAfter);
+    timer.unref?.();
+    return {
+      candidates: cands,
+      allowFallbacks: sel.allowFallbacks,
+      onFirstToken(c) {
+        reached(c).lease?.firstToken(now());
+      },
+      onFailure(c, code) {
+        const d = reached(c);
+        const first = d.lease?.firstTokenSent ?? false;
+        d.lease?.failed(now());
+        const i = cands.indexOf(c);
+        if (!first && sel.allowFallbacks && i + 1 < cands.length) start(i + 1);
+        else finish();
+        o.log?.info('market.dispatch_failed', { requestId: req.requestId, worker: c.worker.id, code });
+      },
+      async onSuccess(c, usage: Usage | undefined) {
+        const d = reached(c);
+        const outputTokens = usage?.completionTokens ?? 0;
+        d.lease?.succeeded(outputTokens, now());
+        if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId, worker: c.worker.id });
+        settled = true;
+        clearTimeout(timer);
+        try {
+          const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: usage?.promptTokens ?? sel.constraints.expectedInputTokens, outputTokens, now: now(), enclaveSim: o.enclaveSim }, d.cand);
+          receipts?.inc();
+          const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
+          return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
+        } finally {
+          ledger.release(hold);
+        }
+      },
+    };
+  }
 
   return { router, onWorkerChange };
 }
