@@ -2,7 +2,16 @@
  * The market (DESIGN.md §6): signed offers → order book → per-request selection → hold → dispatch → settle with a
  * signed, chained receipt. This file is the routing session's entry point; the pieces live beside it.
  *
- * API summary (what the enclave app wires; money is bigint micro-units, `now` is unix ms):
+ * API summary (money is bigint micro-units, `now` is unix ms).
+ *
+ * The enclave wires it in three lines through the Router adapter (enclave/market/router.ts), which does everything
+ * below (registry mirror, selection, hold, leases, settle, receipt as SSE event / `gm-receipt` header):
+ *
+ *   const ledger = Ledger.open(path, { signer: keys.receipt });    // the attested receipt key
+ *   const m = marketRouter({ market: createMarket({ feeBasisPoints }), ledger, enclaveSim, anonymous?, log?, metrics? });
+ *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange });
+ *
+ * The pieces, for other callers:
  *
  *   const market = createMarket({ feeBasisPoints, pools, defaultMaxOutputTokens });
  *   // worker registry, after CPU+GPU evidence verified (and again on every re-verification):
