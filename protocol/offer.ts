@@ -353,7 +353,7 @@ export async function verifySignedOffer(signed: Uint8Array, opts: VerifyOfferOpt
 }
 
 /** Verifies signatures and encoding only, ignoring time (for auditing receipts long after the offer expired). */
-export async function verifySignedOfferAt(signed: Uint8Array, opts: Omit<VerifyOfferOptions, 'now'>): Promise<VerifiedOffer> {
+export async function verifyOfferSignatures(signed: Uint8Array, opts: Omit<VerifyOfferOptions, 'now'>): Promise<VerifiedOffer> {
   const { body, workerSig, hotkeySig } = openEnvelope(signed, 'offer');
   const offer = decodeOffer(body);
   await checkSignatures(body, OFFER_CONTEXT, offer.workerKey, offer.hotkey, workerSig, hotkeySig, opts);

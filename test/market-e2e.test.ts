@@ -22,7 +22,7 @@ import { createMarket } from '../enclave/market/index.ts';
 import { marketRouter } from '../enclave/market/router.ts';
 import { serve, type Served } from '../enclave/serve.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
-import { hotkeyFromSeed, signOffer, verifySignedOfferAt } from '../protocol/offer.ts';
+import { hotkeyFromSeed, signOffer, verifyOfferSignatures } from '../protocol/offer.ts';
 import { checkReceiptAgainstOffer, parseReceiptEnvelope, parseReceiptHeader, verifyReceipt } from '../protocol/receipt.ts';
 import { startWorker, type RunningWorker } from '../worker/agent.ts';
 import { devModelApp } from '../worker/dev-model/server.ts';
@@ -109,7 +109,7 @@ async function servedBy(res: { status: number; headers: Headers; body: ReadableS
   await new Response(res.body).arrayBuffer();
   const env = parseReceiptHeader(res.headers.get('gm-receipt')!);
   const v = await verifyReceipt(env.signed, enclave.keys.receipt.publicKey);
-  checkReceiptAgainstOffer(v.receipt, await verifySignedOfferAt(env.offer!, {}));
+  checkReceiptAgainstOffer(v.receipt, await verifyOfferSignatures(env.offer!, {}));
   expect(v.receipt.sim).toBe(true);
   return { workerId: v.receipt.workerId, signed: env.signed, offer: env.offer! };
 }

@@ -18,7 +18,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { equalBytes, hex, isZero } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { Checks, type VerificationReport } from '../../attestation/report.ts';
-import { type VerifiedOffer, verifySignedOfferAt } from '../../protocol/offer.ts';
+import { type VerifiedOffer, verifyOfferSignatures } from '../../protocol/offer.ts';
 import { checkReceiptAgainstOffer, parseReceiptEnvelope, type SignedReceipt, verifyReceipt } from '../../protocol/receipt.ts';
 import { auditLedger } from './statements.ts';
 
@@ -97,7 +97,7 @@ export async function verifyReceiptItems(items: readonly ReceiptItem[], opts: { 
       if (!it.offer) throw rejected('RECEIPT_OFFER_MISSING', `receipt ${r.seq} comes without its signed offer`);
       const k = hex(it.offer);
       let v = cache.get(k);
-      if (!v) cache.set(k, (v = await verifySignedOfferAt(it.offer, {})));
+      if (!v) cache.set(k, (v = await verifyOfferSignatures(it.offer, {})));
       checkReceiptAgainstOffer(r, v);
     }
     return cache.size;
