@@ -26,7 +26,8 @@ import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from './http/errors.ts';
 import { readLimited, StreamLimiter } from './http/limits.ts';
-import { generateEnclaveKeys, type EnclaveKeys } from './keys.ts';
+import { generateEnclaveKeys, randomKeyId, type EnclaveKeys } from './keys.ts';
+import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
 import { Registry } from './metrics.ts';
 import { handleOhttp } from './ohttp/gateway.ts';
@@ -58,6 +59,13 @@ export interface EnclaveOptions {
   readonly dispatch?: Dispatch;
   readonly challenge?: RegistryOptions['challenge'];
   readonly now?: () => number;
+  /**
+   * OHTTP key rotation period (default 1 h). A new key configuration (new key id) is attested and served; the previous
+   * one stays accepted for one more period, then retires, so the replay cache can forget its encapsulated keys
+   * (protocol/replay.ts: entries are kept for a key's whole window). Clients holding a retired key get
+   * OHTTP_KEY_CONFIG and re-attest once.
+   */
+  readonly keyRotationMs?: number;
 }
 
 export interface Enclave {
@@ -65,7 +73,12 @@ export interface Enclave {
   readonly keys: EnclaveKeys;
   readonly registry: WorkerRegistry;
   readonly metrics: Registry;
+  /** The current boot bundle (changes when the OHTTP keys rotate). */
   readonly bootBundle: EvidenceBundle;
+  /** The application/ohttp-keys bytes currently served and attested. */
+  readonly keyConfigs: Uint8Array;
+  /** Rotates the OHTTP key configuration now (also done on a timer). */
+  rotateKeys(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -77,9 +90,28 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const keys = o.keys ?? (await generateEnclaveKeys());
   const sim = o.tee.sim;
   const now = o.now ?? Date.now;
-  const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: keys.keyConfigs, signingKey: keys.receipt.publicKey, ...(nonce ? { nonce } : {}), now });
-  const bootBundle = await bundleFor();
-  const bootCbor = encodeBundle(bootBundle);
+  // Key state: `served` is attested and served; `accepted` adds the previous configuration during its grace period.
+  let served = { gateway: keys.gateway[0]!, keyConfigs: keys.keyConfigs };
+  let accepted: readonly GatewayKey[] = keys.gateway;
+  const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: served.keyConfigs, signingKey: keys.receipt.publicKey, ...(nonce ? { nonce } : {}), now });
+  let bootBundle = await bundleFor();
+  let bootCbor = encodeBundle(bootBundle);
+  const rotationMs = o.keyRotationMs ?? 3600_000;
+  const rotateKeys = async () => {
+    let id = randomKeyId();
+    while (id === served.gateway.config.keyId) id = randomKeyId();
+    const g = await generateKeyConfig(id, DEFAULT_SYMMETRIC, { backend: nodeBackend });
+    const next = { gateway: g, keyConfigs: encodeKeyConfigs([g.config]) };
+    const prev = served.gateway;
+    const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, now });
+    served = next;
+    bootBundle = b;
+    bootCbor = encodeBundle(b);
+    accepted = [g, prev]; // the previous key stays accepted for one period; the one before retires now
+    o.log.info('enclave.keys_rotated', { keyId: g.config.keyId, previous: prev.config.keyId });
+  };
+  const rotation = setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
+  rotation.unref();
 
   const metrics = new Registry();
   const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status');
@@ -100,7 +132,8 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
   const dispatch: Dispatch = o.dispatch ?? ((w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal)));
   const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
-  const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 7 * 24 * 3600_000 });
+  // A key is accepted for at most two rotation periods after it is first used: its replay window.
+  const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 2 * rotationMs + 60_000 });
   const simHeaders: Record<string, string> = sim ? { 'gm-tee': 'sim' } : {};
 
   const app = new Hono<{ Variables: { route: string } }>();
@@ -122,7 +155,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
 
   app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));
   app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
-  app.get('/.well-known/ohttp-gateway', () => new Response(keys.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60' } }));
+  app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60' } }));
   app.get('/v1/attestation', async (c) => {
     const n = c.req.query('nonce');
     if (n !== undefined && !/^[0-9a-fA-F]{64}$/.test(n)) throw protocolError('BAD_NONCE', 'nonce must be 64 hex digits');
@@ -149,7 +182,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     const t0 = performance.now();
     try {
       return await handleOhttp(c.req.raw, {
-        keys: () => keys.gateway,
+        keys: () => accepted,
         replay,
         handler: (req) => Promise.resolve(inner.fetch(req)),
         maxRequestBytes: limits.maxRequestBytes,
@@ -169,8 +202,20 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   });
 
   registry.start();
-  o.log.info('enclave.started', { platform: bootBundle.platform, keyId: keys.gateway[0]!.config.keyId });
-  return { app, keys, registry, metrics, bootBundle, close: () => registry.close() };
+  o.log.info('enclave.started', { platform: bootBundle.platform, keyId: served.gateway.config.keyId });
+  return {
+    app, keys, registry, metrics, rotateKeys,
+    get bootBundle() {
+      return bootBundle;
+    },
+    get keyConfigs() {
+      return served.keyConfigs;
+    },
+    close: async () => {
+      clearInterval(rotation);
+      await registry.close();
+    },
+  };
 }
 
 function routeName(method: string, path: string): string {
