@@ -11,6 +11,7 @@ it('enclave/market/example.ts prints the documented routing, charges, verificati
   try {
     const script = fileURLToPath(new URL('../enclave/market/example.ts', import.meta.url));
     const out = execFileSync(process.execPath, [script, '--out', dir], { encoding: 'utf8' });
+    expect(out).toContain('candidates: worker-cheap (max cost 287 µUSD), worker-fast (max cost 642 µUSD)');
     expect(out).toContain('served by worker-cheap: 160 in + 300 out → worker 204 + fee 6 = 210 µUSD; receipt seq 1, prev 0000000000000000…');
     expect(out).toContain('served by worker-fast: 12 in + 200 out → worker 245 + fee 7 = 252 µUSD; receipt seq 2');
     expect(out).toContain('refused: NO_ELIGIBLE_OFFER: no eligible offer for model "llama-3.1-8b" among 2 offers: 2 over max_price');

@@ -63,8 +63,9 @@ describe('ledger: accounts, holds, settle', () => {
     const poor = (await ledger.createAccount({ currency: 'USD', prepaid: 3_000n }, NOW)).account;
     const sel = market.route(body, { now: NOW, requestId: 'r', account: poor });
     const cand = sel.candidates[0]!;
-    // max cost: input bound 11 bytes + 16 = 27 tokens at 1 µ/token, 1000 output tokens at 2 µ/token = 2027, fee ceil(2.5%) = 51
-    expect(cand.maxCost).toBe(2078n);
+    // max cost: input bound 11 bytes + 16 + 8 (one message) = 35 tokens at 1 µ/token, 1000 output tokens at 2 µ/token
+    // = 2035, fee ceil(2.5%) = 51
+    expect(cand.maxCost).toBe(2086n);
     const h = ledger.authorize(poor, cand, sel.feeBasisPoints);
     await expectCode(() => ledger.authorize(poor, cand, sel.feeBasisPoints), 'PAYMENT_INSUFFICIENT_FUNDS');
     ledger.release(h);

@@ -35,7 +35,7 @@ describe('decimalToMicros (max_price, exact from the decimal text)', () => {
 describe('parseRouteConstraints', () => {
   it('defaults: price sort, fallbacks allowed, every payment term, USD', () => {
     const c = parseRouteConstraints({ model: 'm', messages: [{ role: 'user', content: 'héllo' }] });
-    expect(c).toMatchObject({ models: ['m'], poolMode: 'single', sort: 'price', allowFallbacks: true, maxPriceCurrency: 'USD', expectedInputTokens: 2, maxInputTokens: 22, maxOutputTokens: 4096 });
+    expect(c).toMatchObject({ models: ['m'], poolMode: 'single', sort: 'price', allowFallbacks: true, maxPriceCurrency: 'USD', expectedInputTokens: 2, maxInputTokens: 30, maxOutputTokens: 4096 });
     expect([...c.acceptTerms].sort()).toEqual(['per-request', 'postpaid', 'prepaid']);
   });
 

@@ -17,7 +17,8 @@
  * from its decimal text (digits beyond the sixth decimal are dropped, which only ever lowers the ceiling). It is
  * compared with the quoted price (offer price plus the routing fee). Token estimates come from the UTF-8 size of
  * the text fields: expected input tokens = ceil(bytes / 4) for ordering by price; the input upper bound for
- * authorising a debit = bytes; output = max_completion_tokens | max_tokens, else the configured default.
+ * authorising a debit = bytes + 16 + 8 per chat message (template tokens); output = max_completion_tokens |
+ * max_tokens, else the configured default.
  * Nothing here logs or returns request text: errors name fields only (ROUTE_CONSTRAINT_INVALID).
  */
 import { protocolError } from '../../attestation/errors.ts';
@@ -165,6 +166,8 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
   }
 
   const inBytes = textBytes(body.messages) + textBytes(body.prompt) + textBytes(body.input);
+  // Chat templates add a few tokens per message (role markers, separators): bound them generously.
+  const templateTokens = 16 + 8 * (Array.isArray(body.messages) ? body.messages.length : 0);
   const maxOutput = positiveInt(body.max_completion_tokens, 'max_completion_tokens') ?? positiveInt(body.max_tokens, 'max_tokens') ?? opts.defaultMaxOutputTokens ?? 4096;
   return {
     models,
@@ -181,7 +184,7 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
     ...(paymentCurrency ? { paymentCurrency } : {}),
     expectedInputTokens: Math.ceil(inBytes / 4),
     expectedOutputTokens: maxOutput,
-    maxInputTokens: inBytes + 16,
+    maxInputTokens: inBytes + templateTokens,
     maxOutputTokens: maxOutput,
   };
 }

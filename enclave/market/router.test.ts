@@ -50,8 +50,8 @@ describe('market router (enclave Router adapter)', () => {
     const { ledger, house, market, router } = await setup();
     const sel = await router.select(req());
     expect(sel.candidates.map((c) => c.worker.id)).toEqual(['wa', 'wb']);
-    // bound: (2 bytes + 16) in + 100 out at 3 µ/token for wb, the dearer candidate
-    expect(ledger.available(house.id)).toBe(1_000_000n - 354n);
+    // bound: (2 bytes + 16 + 8 for one message) in + 100 out at 3 µ/token for wb, the dearer candidate
+    expect(ledger.available(house.id)).toBe(1_000_000n - 378n);
     expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(1);
     sel.onFailure!(sel.candidates[0]!, 'UPSTREAM_FAILED');
     expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
