@@ -85,8 +85,8 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
   const pre = new Checks('client');
   const src = o.collateral;
   const bundle = src
-    ? await pre.run('client.collateral', 'revocation collateral completed from the host shim cache (verified against the vendor root below)', src.base, () => withCollateral(decoded, src),
-      (b) => `${b.collateral.crls?.length ?? 0} CRL(s)`)
+    ? await pre.run('client.collateral', 'missing collateral (VCEK and chain, CRL) completed from the host shim cache (verified against the vendor root below)', src.base, () => withCollateral(decoded, src),
+      (b) => `${b.collateral.crls?.length ?? 0} CRL(s), ${b.certs.length} certificate(s)`)
     : decoded;
   pre.runSync('client.platform', 'bundle platform has a section in the client policy', 'client policy', () => {
     if (!policyAllows(o.policy, bundle.platform)) throw rejected('PLATFORM_NOT_ALLOWED', `the client policy does not accept ${bundle.platform} enclaves`);

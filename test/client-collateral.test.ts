@@ -8,7 +8,9 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseReport } from '../attestation/sevsnp/abi.ts';
 import { createSimAmd, type SimAmd } from '../attestation/sevsnp/sim.ts';
+import { pemEncode } from '../attestation/x509/pem.ts';
 import type { Io } from '../client/cli/io.ts';
 import { run as verifyBundleRun } from '../client/cli/verify-bundle.ts';
 import { createClient, type FetchLike } from '../client/index.ts';
@@ -38,7 +40,16 @@ beforeAll(async () => {
   mini = await startMiniEnclave({ amd });
   enclave = await listen(mini.app.fetch);
   dir = await mkdtemp(join(tmpdir(), 'gm-collateral-e2e-'));
-  kds = await startFakeVendor({ '/vcek/v1/Genoa/crl': { body: await amd.crl([]), headers: { 'content-type': 'application/pkix-crl' } } });
+  // What AMD KDS serves for this (sim) chip: its VCEK by chip id and reported TCB (query sorted, as the shim
+  // forwards it), the ASK/ARK chain as PEM, and the ARK-signed CRL.
+  const r = parseReport(await amd.vcek.signReport({}));
+  const t = r.reportedTcb;
+  const vcekPath = `/vcek/v1/Genoa/${Buffer.from(r.chipId).toString('hex')}?blSPL=${t.bootloader}&snpSPL=${t.snp}&teeSPL=${t.tee}&ucodeSPL=${t.microcode}`;
+  kds = await startFakeVendor({
+    '/vcek/v1/Genoa/crl': { body: await amd.crl([]), headers: { 'content-type': 'application/pkix-crl' } },
+    [vcekPath]: { body: amd.vcek.der, headers: { 'content-type': 'application/x-x509-ca-cert' } },
+    '/vcek/v1/Genoa/cert_chain': { body: pemEncode(amd.askDer) + pemEncode(amd.arkDer), headers: { 'content-type': 'application/x-pem-file' } },
+  });
 });
 afterAll(async () => {
   for (const h of hosts) await h.close();
@@ -48,14 +59,26 @@ afterAll(async () => {
 });
 
 describe('verification from the shim collateral cache', () => {
-  it('checks revocation through the shim, then again with the vendor unreachable (SDK and gm verify bundle)', async () => {
+  it('checks revocation (and completes a bundle without certificates) through the shim, then again with the vendor unreachable (SDK and gm verify bundle)', async () => {
     const host = await shim(join(dir, 'cache'), kds.url);
     const c1 = await createClient({ url: enclave.url, relay: host.url, collateralFrom: host.url, allowSim: true });
     expect(row(c1.verification, 'client.collateral')).toBe('pass');
     expect(row(c1.verification, 'snp.crl')).toBe('pass');
     expect(kds.log).toEqual(['GET /vcek/v1/Genoa/crl']);
 
+    // A bundle without certificates (no SNP certificate table on the host): VCEK and chain come from the shim too.
+    mini.omitCerts = true;
+    const c0 = await createClient({ url: enclave.url, relay: host.url, collateralFrom: host.url, allowSim: true });
+    expect(row(c0.verification, 'snp.chain')).toBe('pass');
+    expect(c0.verification.checks.find((x) => x.id === 'client.collateral')?.detail).toBe('1 CRL(s), 3 certificate(s)');
+    const noCerts = await createClient({ url: enclave.url, relay: host.url, allowSim: true }).catch((x) => x);
+    expect(noCerts.code).toBe('BUNDLE_MALFORMED');
+    expect(kds.log.length).toBe(3);
+
     await kds.close(); // the network to the vendor is cut from here on
+    const c0b = await createClient({ url: enclave.url, relay: host.url, collateralFrom: host.url, allowSim: true });
+    expect(row(c0b.verification, 'snp.chain')).toBe('pass');
+    mini.omitCerts = false;
     const c2 = await createClient({ url: enclave.url, relay: host.url, collateralFrom: host.url, allowSim: true });
     expect(row(c2.verification, 'snp.crl')).toBe('pass');
     // Without asking for collateral the sim bundle carries no CRL: revocation is visibly skipped, not passed.

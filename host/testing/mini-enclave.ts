@@ -23,6 +23,8 @@ export interface MiniEnclave {
   rotate(): Promise<void>;
   /** Makes every OHTTP request look like a key mismatch (a gateway that never accepts the attested key). */
   refuseAllKeys: boolean;
+  /** Leave the certificates out of the bundle (as a host without the SNP certificate table would). */
+  omitCerts: boolean;
   /** MEASUREMENT to report (default the sim provider's 0x5a × 48). */
   measurement: Uint8Array;
   readonly amd: SimAmd;
@@ -43,6 +45,7 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     amd,
     seen,
     refuseAllKeys: false,
+    omitCerts: false,
     measurement: fromHex('5a'.repeat(48)),
     async rotate() {
       key = await generateKeyConfig((key.config.keyId + 1) & 0xff);
@@ -65,7 +68,7 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     const keyConfigs = encodeKeyConfigs([key.config]);
     const rd = await reportData({ role: 'enclave', nonce, keyConfigs, signingKey: receipt.publicKey });
     const evidence = await amd.vcek.signReport({ measurement: self.measurement, reportData: rd });
-    const bundle = encodeBundle({ v: 1, platform: 'sim-sev-snp', evidence, certs: [amd.vcek.der, amd.askDer, amd.arkDer], collateral: {}, keys: { ohttp: keyConfigs, receipt: receipt.publicKey }, nonce, issuedAt: Date.now() });
+    const bundle = encodeBundle({ v: 1, platform: 'sim-sev-snp', evidence, certs: self.omitCerts ? [] : [amd.vcek.der, amd.askDer, amd.arkDer], collateral: {}, keys: { ohttp: keyConfigs, receipt: receipt.publicKey }, nonce, issuedAt: Date.now() });
     return c.body(bundle as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'application/cbor' });
   });
   app.get('/.well-known/ohttp-gateway', (c) => c.body(encodeKeyConfigs([key.config]) as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'application/ohttp-keys' }));
