@@ -1,7 +1,7 @@
 /**
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
- *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx]`
+ *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
  * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
  */
@@ -25,7 +25,7 @@ import { parseTeeChoice, selectTee } from './tee/select.ts';
 
 const SPEC = {
   tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
-  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string',
+  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string', 'key-rotation-seconds': 'string',
 } as const;
 
 export async function run(argv: string[], io: Io): Promise<number> {
@@ -59,6 +59,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     tee,
     log,
     keys,
+    keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
     workerPolicy: { ...policy, allowSim, ...(trust ? { trust } : {}) },
     limits: {
