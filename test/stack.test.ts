@@ -80,6 +80,18 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
     expect(s.logs.some((l) => JSON.parse(l).event === 'request.routed')).toBe(true);
   });
 
+  it('keeps routing to a worker across its OHTTP key rotation (re-registration carries the new config)', async () => {
+    const w = s.workers[0]!.worker;
+    const before = s.enclave.registry.usable(w.id)!.keyConfig.keyId;
+    const registered = () => s.logs.filter((l) => l.includes('"worker.verified"') && l.includes(w.id)).length;
+    const n = registered();
+    await w.rotateKeys();
+    for (let i = 0; i < 100 && registered() === n; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.enclave.registry.usable(w.id)!.keyConfig.keyId).not.toBe(before);
+    const r = await client.post('/v1/chat/completions', { model: 'gm-dev-1', messages: [{ role: 'user', content: PROMPT }], max_tokens: 3 });
+    expect(((await new Response(r.body).json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe(devAnswer('gm-dev-1', 3));
+  });
+
   it('says sim in a response header', async () => {
     const r = await fetch(`${s.enclaveUrl}/healthz`);
     expect(r.headers.get('gm-tee')).toBe('sim');

@@ -29,6 +29,8 @@ export interface WorkerOptions {
   /** Signed offers to post with the registration (market, issue 7). */
   readonly offers?: (keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>;
   readonly keys?: WorkerKeys;
+  /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */
+  readonly keyRotationMs?: number;
 }
 
 export interface RunningWorker {
@@ -38,6 +40,8 @@ export interface RunningWorker {
   readonly served: Served;
   /** Resolves when every enclave accepted the first registration (rejects with the first refusal). */
   readonly registered: Promise<void>;
+  /** Rotates the OHTTP keys now and re-registers (also done every keyRotationMs). */
+  rotateKeys(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -52,7 +56,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   setDefaultBackend(nodeBackend); // node:crypto HPKE for the server side (docs/protocol.md §10)
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
-  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log });
+  const rotationMs = o.keyRotationMs ?? 3600_000;
+  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log, replayWindowMs: 2 * rotationMs + 60_000 });
   const served = await serve({ fetch: wapp.app.fetch, listen: o.listen ?? '127.0.0.1:0' });
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });
@@ -60,14 +65,6 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   let stopped = false;
   let stopping: Promise<void> | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
-  const later = (ms: number, f: () => void) => {
-    const t = setTimeout(() => {
-      timers.delete(t);
-      f();
-    }, ms);
-    t.unref();
-    timers.add(t);
-  };
 
   const registerOnce = async (enclave: string): Promise<number> => {
     const bundle = await wapp.bundle();
@@ -83,11 +80,27 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return Math.max(1_000, j.worker?.renewAfterMs ?? 60_000);
   };
 
+  const kicks: (() => void)[] = [];
   const loops = o.enclaves.map(
     (enclave) =>
       new Promise<void>((resolve, reject) => {
         let first = true;
         let backoff = 1_000;
+        // One pending attempt per enclave: a kick (after a key rotation) replaces the scheduled renewal.
+        let pending: ReturnType<typeof setTimeout> | undefined;
+        const schedule = (ms: number) => {
+          if (pending) {
+            clearTimeout(pending);
+            timers.delete(pending);
+          }
+          pending = setTimeout(() => {
+            if (pending) timers.delete(pending);
+            pending = undefined;
+            attempt();
+          }, ms);
+          pending.unref();
+          timers.add(pending);
+        };
         const attempt = () => {
           if (stopped) return;
           registerOnce(enclave).then(
@@ -98,7 +111,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
                 first = false;
                 resolve();
               }
-              later(renewMs, attempt);
+              schedule(renewMs);
             },
             (e: Error & { code?: string }) => {
               log.warn('worker.registration_failed', { enclave, code: e.code ?? 'UNREACHABLE', reason: e.message });
@@ -106,14 +119,23 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
                 first = false;
                 reject(e);
               }
-              later(backoff, attempt);
+              schedule(backoff);
               backoff = Math.min(backoff * 2, 30_000);
             },
           );
         };
+        kicks.push(() => schedule(0));
         attempt();
       }),
   );
+  // Rotate the OHTTP keys, then re-register with every enclave at once so they learn the new configuration.
+  const rotateKeys = async () => {
+    await wapp.rotateKeys();
+    for (const k of kicks) k();
+  };
+  const rotation = setInterval(() => void rotateKeys().catch(() => undefined), rotationMs);
+  rotation.unref();
+  rotation.unref();
   const registered = Promise.all(loops).then(() => undefined);
   registered.catch(() => undefined);
   log.info('worker.started', { url, upstream: o.upstream, enclaves: o.enclaves.length });
@@ -123,9 +145,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     keys,
     served,
     registered,
+    rotateKeys,
     stop() {
       stopping ??= (async () => {
         stopped = true;
+        clearInterval(rotation);
         for (const t of timers) clearTimeout(t);
         timers.clear();
         await served.close(500);

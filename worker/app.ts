@@ -48,12 +48,22 @@ export interface WorkerAppOptions {
   readonly handler: (req: Request) => Promise<Response>;
   readonly log: Logger;
   readonly maxRequestBytes?: number;
+  /** Replay window; must exceed two rotation periods (agent default: rotation 1 h). */
+  readonly replayWindowMs?: number;
 }
 
 export interface WorkerApp {
   readonly app: Hono;
   readonly metrics: Registry;
   bundle(nonce?: Uint8Array): Promise<EvidenceBundle>;
+  /**
+   * Rotates the OHTTP key configuration: the new one is attested and served at once, the previous one stays accepted
+   * until the next rotation (so requests already sealed to it still open), then retires and the replay cache forgets
+   * it. The agent re-registers right after, so enclaves learn the new configuration.
+   */
+  rotateKeys(): Promise<void>;
+  /** The application/ohttp-keys bytes currently served and attested. */
+  readonly keyConfigs: Uint8Array;
 }
 
 export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
@@ -61,10 +71,21 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const requests = metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome');
   const errors = metrics.counter('gm_worker_errors_total', 'Errors by code');
   const latency = metrics.histogram('gm_worker_request_duration_seconds', 'Gateway request duration (to the last byte)');
-  const replay = new ReplayCache({ maxEntries: 1_000_000, windowMs: 7 * 24 * 3600_000 });
+  const replay = new ReplayCache({ maxEntries: 2_000_000, windowMs: o.replayWindowMs ?? 2 * 3600_000 + 60_000 });
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
+  let served = { gateway: o.keys.gateway[0]!, keyConfigs: o.keys.keyConfigs };
+  let accepted: readonly GatewayKey[] = o.keys.gateway;
   const bundle = (nonce?: Uint8Array) =>
-    makeBundle({ tee: o.tee, role: 'worker', keyConfigs: o.keys.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
+    makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
+  const rotateKeys = async () => {
+    let id = randomKeyId();
+    while (id === served.gateway.config.keyId) id = randomKeyId();
+    const g = await generateKeyConfig(id, DEFAULT_SYMMETRIC, { backend: nodeBackend });
+    const prev = served.gateway;
+    served = { gateway: g, keyConfigs: encodeKeyConfigs([g.config]) };
+    accepted = [g, prev];
+    o.log.info('worker.keys_rotated', { keyId: id, previous: prev.config.keyId });
+  };
 
   const app = new Hono();
   app.use('*', async (c, next) => {
@@ -79,7 +100,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   });
   app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
   app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
-  app.get('/.well-known/ohttp-gateway', () => new Response(o.keys.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60', ...simHeader } }));
+  app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60', ...simHeader } }));
   app.get('/v1/attestation', async (c) => {
     const n = c.req.query('nonce');
     if (n !== undefined && !/^[0-9a-fA-F]{64}$/.test(n)) throw protocolError('BAD_NONCE', 'nonce must be 64 hex digits');
@@ -89,7 +110,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   app.post('/v1/ohttp', async (c) => {
     const t0 = performance.now();
     const res = await handleOhttp(c.req.raw, {
-      keys: () => o.keys.gateway,
+      keys: () => accepted,
       replay,
       handler: o.handler,
       maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
@@ -100,5 +121,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     });
     return res;
   });
-  return { app, metrics, bundle };
+  return {
+    app, metrics, bundle, rotateKeys,
+    get keyConfigs() {
+      return served.keyConfigs;
+    },
+  };
 }
