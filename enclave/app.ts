@@ -163,7 +163,17 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     if ((c.req.header('accept') ?? '').includes('application/json')) return c.json(bundleToJson(b), 200, { 'cache-control': 'no-store' });
     return new Response((n ? encodeBundle(b) : bootCbor) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor', 'cache-control': 'no-store' } });
   });
+  // Registration is unauthenticated (the evidence is the credential) and verification costs CPU: bound how many run at once.
+  const registrations = new StreamLimiter(8);
   app.post('/v1/workers', async (c) => {
+    const release = registrations.acquire();
+    try {
+      return await registerWorker(c);
+    } finally {
+      release();
+    }
+  });
+  const registerWorker = async (c: import('hono').Context) => {
     const raw = await readLimited(c.req.raw.body, limits.maxRegistrationBytes);
     let j: { url?: unknown; bundle?: unknown; models?: unknown; offers?: unknown };
     try {
@@ -176,7 +186,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     const offers = Array.isArray(j.offers) && j.offers.every((x) => typeof x === 'string') ? (j.offers as string[]).map((x) => fromBase64(x, 'offer')) : [];
     const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers });
     return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2) } });
-  });
+  };
   app.post('/v1/ohttp', async (c) => {
     const release = streams.acquire();
     const t0 = performance.now();
