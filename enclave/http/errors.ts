@@ -7,6 +7,7 @@ import { GmError } from '../../attestation/errors.ts';
 import { MEDIA_PROBLEM_JSON } from '../../protocol/media.ts';
 import { problemFor } from '../../protocol/problem.ts';
 import type { Logger } from '../log.ts';
+import { marketHttpStatus } from '../market/index.ts';
 
 const STATUS: Record<string, number> = {
   TOO_LARGE: 413,
@@ -22,11 +23,9 @@ const STATUS: Record<string, number> = {
 export function statusFor(e: GmError): number {
   const s = STATUS[e.code];
   if (s) return s;
-  // The market's codes (enclave/market marketHttpStatus): payment 402, account 401, constraints 400.
-  if (e.code.startsWith('PAYMENT_')) return 402;
-  if (e.code === 'ACCOUNT_MISSING' || e.code === 'ACCOUNT_UNKNOWN') return 401;
-  if (e.code === 'ROUTE_CONSTRAINT_INVALID' || e.code.startsWith('OFFER_')) return 400;
-  if (e.code === 'NO_ELIGIBLE_OFFER' || e.code === 'WORKER_CREDIT_LIMIT') return 503;
+  // The market owns its codes' statuses (payment 402, account 401, constraints 400, none eligible 503).
+  const m = marketHttpStatus(e.code);
+  if (m) return m;
   switch (e.kind) {
     case 'protocol':
       return 400;
