@@ -7,7 +7,7 @@
  * receipts are verified the way `gm receipts verify` does; statements are printed as CSV. Keys are random, so the
  * hex differs between runs; everything else is fixed (the clock is pinned to 2026-01-01T00:00:00Z).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -25,6 +25,7 @@ import { createMarket } from './index.ts';
 const NOW = Date.UTC(2026, 0, 1);
 const nowS = NOW / 1000;
 const out = process.argv.includes('--out') ? process.argv[process.argv.indexOf('--out') + 1]! : mkdtempSync(join(tmpdir(), 'gm-market-example-'));
+mkdirSync(out, { recursive: true });
 const say = (s = ''): void => void process.stdout.write(`${s}\n`);
 
 // 1. Two workers. In production the worker key is generated inside the worker's CVM and bound in its REPORT_DATA.
