@@ -30,7 +30,7 @@ import { generateEnclaveKeys, randomKeyId, type EnclaveKeys } from './keys.ts';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
 import { Registry } from './metrics.ts';
-import { handleOhttp } from './ohttp/gateway.ts';
+import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
@@ -195,6 +195,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
         keys: () => accepted,
         replay,
         handler: (req) => Promise.resolve(inner.fetch(req)),
+      ...nodeIncoming(c),
         maxRequestBytes: limits.maxRequestBytes,
         onDone: (outcome) => {
           release();

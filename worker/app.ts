@@ -21,7 +21,7 @@ import { ReplayCache } from '../protocol/replay.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { Registry } from '../enclave/metrics.ts';
-import { handleOhttp } from '../enclave/ohttp/gateway.ts';
+import { handleOhttp, nodeIncoming } from '../enclave/ohttp/gateway.ts';
 import { randomKeyId } from '../enclave/keys.ts';
 import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
@@ -113,6 +113,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
       keys: () => accepted,
       replay,
       handler: o.handler,
+      ...nodeIncoming(c),
       maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
       onDone: (outcome) => {
         requests.inc({ outcome });

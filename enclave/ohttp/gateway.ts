@@ -15,7 +15,8 @@ import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
 import { decapsulateRequest, type GatewayKey } from '../../protocol/ohttp.ts';
 import type { ReplayCache } from '../../protocol/replay.ts';
-import { readLimited, tooLarge } from '../http/limits.ts';
+import type { Readable } from 'node:stream';
+import { readIncomingLimited, readLimited, tooLarge } from '../http/limits.ts';
 import { fieldsFromHeaders, requestFromBhttp } from './messages.ts';
 
 export type InnerHandler = (req: Request) => Promise<Response>;
@@ -30,6 +31,22 @@ export interface GatewayOptions {
   readonly maxResponseBytes?: number;
   /** Called when the outer exchange is over (stream finished, failed or cancelled). */
   readonly onDone?: (outcome: 'ok' | 'cancelled' | 'error') => void;
+  /**
+   * The Node request stream behind `req` (@hono/node-server passes it as `c.env.incoming`): when given, the body is
+   * read from it directly (same limit), skipping the web-stream adapter. `req` still supplies headers and signal.
+   */
+  readonly incoming?: Readable;
+}
+
+/** `{ incoming }` when the request came through @hono/node-server (its `env.incoming`), else nothing. */
+export function nodeIncoming(c: { env: unknown }): { incoming?: Readable } {
+  const incoming = (c.env as { incoming?: Readable } | undefined)?.incoming;
+  return incoming && typeof incoming.on === 'function' ? { incoming } : {};
+}
+
+/** The encapsulated request, read whole within the limit before any decryption. */
+function readBody(req: Request, o: GatewayOptions): Promise<Uint8Array> {
+  return o.incoming ? readIncomingLimited(o.incoming, o.maxRequestBytes) : readLimited(req.body, o.maxRequestBytes);
 }
 
 export function mediaType(h: string | null): string {
@@ -47,7 +64,7 @@ export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Resp
 }
 
 async function plain(req: Request, o: GatewayOptions): Promise<Response> {
-  const body = await readLimited(req.body, o.maxRequestBytes);
+  const body = await readBody(req, o);
   const { request, context } = await decapsulateRequest(o.keys(), body, { replay: o.replay });
   const inner = await o.handler(requestFromBhttp(decodeRequest(request).request, req.signal));
   let content: Uint8Array;
@@ -64,7 +81,7 @@ async function plain(req: Request, o: GatewayOptions): Promise<Response> {
 
 async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
   // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
-  const body = await readLimited(req.body, o.maxRequestBytes);
+  const body = await readBody(req, o);
   const opener = decapsulateChunkedRequest(o.keys(), { replay: o.replay, maxChunk: o.maxRequestBytes });
   const parts = [...(await opener.push(body)), ...(await opener.end())];
   let n = 0;
