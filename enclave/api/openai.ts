@@ -95,7 +95,7 @@ export function openaiApp(d: ApiDeps): Hono {
           throw new GmError('unavailable', 'UPSTREAM_FAILED', `worker answered ${res.status}`);
         }
         if (!stream || res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
-          const text = await new Response(res.body).arrayBuffer();
+          const text = res.content ?? new Uint8Array(await new Response(res.body).arrayBuffer());
           const usage = res.status === 200 ? usageOf(text) : undefined;
           sel.onFirstToken?.(cand);
           // A worker's 4xx is the answer to this request (no failover); it is not a served request to bill.
@@ -106,7 +106,7 @@ export function openaiApp(d: ApiDeps): Hono {
           d.log.info('request.routed', { requestId, worker: w.id, stream: false, status: res.status, attempt: i + 1 });
           const headers = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
           if (extras?.header) headers.set(extras.header[0], extras.header[1]);
-          return new Response(text, { status: res.status, headers });
+          return new Response(text as Uint8Array<ArrayBuffer>, { status: res.status, headers });
         }
         const reader = res.body.getReader();
         const split = new SseSplitter();
@@ -196,7 +196,7 @@ export function openaiApp(d: ApiDeps): Hono {
   return app;
 }
 
-function usageOf(buf: ArrayBuffer): Usage | undefined {
+function usageOf(buf: Uint8Array): Usage | undefined {
   try {
     const u = (JSON.parse(new TextDecoder().decode(buf)) as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } }).usage;
     if (u && typeof u.prompt_tokens === 'number') return { promptTokens: u.prompt_tokens, completionTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };

@@ -26,6 +26,11 @@ export interface InnerResponse {
   readonly headers: Headers;
   /** Plaintext body, authenticated piece by piece. */
   readonly body: ReadableStream<Uint8Array>;
+  /**
+   * The whole plaintext body, when the answer was one `message/ohttp-res` (sendPlain): already authenticated and in
+   * memory, so a caller that wants all of it takes it here instead of draining `body` (the same bytes).
+   */
+  readonly content?: Uint8Array;
 }
 
 /** Error the gateway answered with (its opaque code), as a GmError for the caller. */
@@ -71,15 +76,20 @@ export async function sendPlain(transport: Transport, config: KeyConfig, req: Bh
   }
   const { response } = decodeResponse(await context.openResponse(all));
   const content = response.content;
+  let body: ReadableStream<Uint8Array> | undefined;
   return {
     status: response.status,
     headers: headersFromFields(response.headers),
-    body: new ReadableStream({
-      start(ctl) {
-        if (content.length > 0) ctl.enqueue(content);
-        ctl.close();
-      },
-    }),
+    content,
+    // Made on first use: the enclave takes `content` directly, so most plain answers never need a stream.
+    get body() {
+      return (body ??= new ReadableStream({
+        start(ctl) {
+          if (content.length > 0) ctl.enqueue(content);
+          ctl.close();
+        },
+      }));
+    },
   };
 }
 
