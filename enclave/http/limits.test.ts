@@ -1,7 +1,8 @@
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { asGmError, errorResponse } from './errors.ts';
-import { contentLengthLimit, readLimited, StreamLimiter } from './limits.ts';
+import { PassThrough } from 'node:stream';
+import { contentLengthLimit, readIncomingLimited, readLimited, StreamLimiter } from './limits.ts';
 
 describe('limits middlewares', () => {
   const app = new Hono();
@@ -37,5 +38,25 @@ describe('limits middlewares', () => {
     release();
     release(); // idempotent
     expect(streams.active).toBe(0);
+  });
+
+  it('reads a node request stream within the limit, refuses more, and reports a peer that goes away', async () => {
+    const ok = new PassThrough();
+    const p = readIncomingLimited(ok, 10);
+    ok.write(Buffer.from('01234'));
+    ok.end(Buffer.from('56789'));
+    expect(new TextDecoder().decode(await p)).toBe('0123456789');
+
+    const big = new PassThrough();
+    const q = readIncomingLimited(big, 10);
+    big.write(Buffer.alloc(6));
+    big.write(Buffer.alloc(6));
+    await expect(q).rejects.toMatchObject({ code: 'TOO_LARGE' });
+
+    const gone = new PassThrough();
+    const r = readIncomingLimited(gone, 10);
+    gone.write(Buffer.alloc(3));
+    gone.destroy();
+    await expect(r).rejects.toMatchObject({ code: 'CLIENT_CANCELLED' });
   });
 });
