@@ -98,6 +98,21 @@ export interface ReceiverContext {
 
 const enc = new TextEncoder();
 const HPKE_V1 = enc.encode('HPKE-v1');
+
+/**
+ * The ASCII bytes of a label (RFC 9180 §4 labels and RFC 9458 §4.4 strings), encoded once: each request runs ~20
+ * labeled derivations per OHTTP leg, and TextEncoder.encode of a short string costs more than the copy it feeds.
+ * Labels are the protocol's fixed constants (a handful), never request data; callers must not mutate the result.
+ */
+const labelCache = new Map<string, Uint8Array>();
+export function labelBytes(label: string): Uint8Array {
+  let v = labelCache.get(label);
+  if (!v) {
+    v = enc.encode(label);
+    if (labelCache.size < 64) labelCache.set(label, v);
+  }
+  return v;
+}
 const EMPTY = new Uint8Array(0);
 
 function i2osp(n: number, w: number): Uint8Array {
@@ -143,12 +158,12 @@ function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number):
 
 /** LabeledExtract(salt, label, ikm) (§4). */
 function labeledExtract(b: CryptoBackend, suiteId: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  return extract(b, salt, cat(HPKE_V1, suiteId, enc.encode(label), ikm));
+  return extract(b, salt, cat(HPKE_V1, suiteId, labelBytes(label), ikm));
 }
 
 /** LabeledExpand(prk, label, info, L) (§4). */
 function labeledExpand(b: CryptoBackend, suiteId: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
-  return expand(b, prk, cat(i2osp(L, 2), HPKE_V1, suiteId, enc.encode(label), info), L);
+  return expand(b, prk, cat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label), info), L);
 }
 
 const KEM_SUITE_ID = cat(enc.encode('KEM'), i2osp(KEM_X25519_HKDF_SHA256, 2));
@@ -340,7 +355,7 @@ function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
   // The suite and VerifyPSKInputs were checked by the Setup function, before any key agreement.
-  const suiteId = cat(enc.encode('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
+  const suiteId = cat(labelBytes('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
   const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
   const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
   const keyScheduleContext = cat(Uint8Array.of(mode), pskIdHash, infoHash);

@@ -22,6 +22,7 @@ import {
   hkdfExtract,
   importPrivateKey,
   isSupportedSuite,
+  labelBytes,
   setupBaseR,
   setupBaseS,
   type CryptoBackend,
@@ -66,7 +67,6 @@ export const DEFAULT_SYMMETRIC: readonly SymmetricAlgorithm[] = [
 const NPK: Readonly<Record<number, number | undefined>> = { [KEM_X25519_HKDF_SHA256]: X25519_NPK };
 const NENC: Readonly<Record<number, number | undefined>> = { [KEM_X25519_HKDF_SHA256]: X25519_NENC };
 
-const te = new TextEncoder();
 
 function u16(b: Uint8Array, o: number): number {
   return (b[o]! << 8) | b[o + 1]!;
@@ -187,7 +187,7 @@ export function requestHeader(keyId: number, s: SuiteIds): Uint8Array {
 
 /** info = label || 0x00 || hdr (RFC 9458 §4.3; the chunked draft uses its own label). */
 export function requestInfo(label: string, hdr: Uint8Array): Uint8Array {
-  const l = te.encode(label);
+  const l = labelBytes(label);
   const out = new Uint8Array(l.length + 1 + hdr.length);
   out.set(l);
   out.set(hdr, l.length + 1);
@@ -242,12 +242,12 @@ export function responseKeys(
   backend: CryptoBackend,
 ): { key: Uint8Array; nonce: Uint8Array } {
   const p = AEAD_PARAMS[ctx.suite.aeadId]!;
-  const secret = ctx.export(te.encode(label), Math.max(p.Nn, p.Nk));
+  const secret = ctx.export(labelBytes(label), Math.max(p.Nn, p.Nk));
   const salt = new Uint8Array(encv.length + responseNonce.length);
   salt.set(encv);
   salt.set(responseNonce, encv.length);
   const prk = hkdfExtract(salt, secret, backend);
-  return { key: hkdfExpand(prk, te.encode('key'), p.Nk, backend), nonce: hkdfExpand(prk, te.encode('nonce'), p.Nn, backend) };
+  return { key: hkdfExpand(prk, labelBytes('key'), p.Nk, backend), nonce: hkdfExpand(prk, labelBytes('nonce'), p.Nn, backend) };
 }
 
 /** Length of the response nonce, max(Nn, Nk) (RFC 9458 §4.4). */
