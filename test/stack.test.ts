@@ -86,7 +86,9 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
     const registered = () => s.logs.filter((l) => l.includes('"worker.verified"') && l.includes(w.id)).length;
     const n = registered();
     await w.rotateKeys();
-    for (let i = 0; i < 100 && registered() === n; i++) await new Promise((r) => setTimeout(r, 20));
+    // Wait for the re-registration itself (the enclave logs worker.verified), not a fixed 2 s: under CPU load the
+    // attestation round trip, or a registration retried after a 503 (verification limit), takes longer.
+    await expect.poll(registered, { timeout: 20_000, interval: 20 }).toBeGreaterThan(n);
     expect(s.enclave.registry.usable(w.id)!.keyConfig.keyId).not.toBe(before);
     const r = await client.post('/v1/chat/completions', { model: 'gm-dev-1', messages: [{ role: 'user', content: PROMPT }], max_tokens: 3 });
     expect(((await new Response(r.body).json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe(devAnswer('gm-dev-1', 3));
