@@ -7,7 +7,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseReport } from '../attestation/sevsnp/abi.ts';
 import { createSimAmd, type SimAmd } from '../attestation/sevsnp/sim.ts';
 import { pemEncode } from '../attestation/x509/pem.ts';
@@ -50,6 +50,11 @@ beforeAll(async () => {
     [vcekPath]: { body: amd.vcek.der, headers: { 'content-type': 'application/x-x509-ca-cert' } },
     '/vcek/v1/Genoa/cert_chain': { body: pemEncode(amd.askDer) + pemEncode(amd.arkDer), headers: { 'content-type': 'application/x-pem-file' } },
   });
+});
+// The mini enclave is shared by the tests: a test that fails while it leaves the certificates out must not make the
+// next tests fail for that reason (one failure should read as one).
+afterEach(() => {
+  mini.omitCerts = false;
 });
 afterAll(async () => {
   for (const h of hosts) await h.close();
