@@ -3,7 +3,7 @@ import { fromHex, hex } from '../attestation/bytes.ts';
 import { BOOT_NONCE, gpuNonceFor, reportData, reportDataPreimage } from './binding.ts';
 import { decodeKeyConfig, encodeKeyConfigs } from './ohttp.ts';
 
-// The worked example of docs/protocol.md §7.3. Expected values were computed with xxd + sha256sum/sha512sum
+// The worked example of docs/protocol.md §7.1. Expected values were computed with xxd + sha256sum/sha512sum
 // (the shell commands are in the doc), not with this module.
 const KEY_CONFIG = '01002031e1f05a740102115220e9af918f738674aec95f54db6e04eb705aae8e79815500080001000100010003';
 const KEY_CONFIGS = '002d' + KEY_CONFIG;

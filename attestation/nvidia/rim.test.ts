@@ -87,6 +87,25 @@ describe.skipIf(!hasVectors)('NVIDIA RIMs (real)', () => {
     expect(await codeOf(() => compareWithRims(parseGpuAttestationReport(new Uint8Array(0)), driver, vbios))).toBe('NVIDIA_SPDM_TRUNCATED');
   });
 
+  it('any listed alternative of a multi-valued index matches; a value listed nowhere is reported', async () => {
+    const driver = parseRim(driverXml);
+    const vbios = parseRim(vbiosXml);
+    const active = [...driver.measurements, ...vbios.measurements].filter((m) => m.active);
+    const multi = active.filter((m) => m.alternatives.length > 1 && m.index !== 35); // index 35 counts only with NVDEC0 enabled
+    // The real RIMs list 4 alternatives for VBIOS index 12 and 2 for driver indices 23 and 24.
+    expect(multi.map((m) => [m.index, m.alternatives.length])).toEqual([[23, 2], [24, 2], [12, 4]]);
+    const signer = await createNvidiaSimSigner({ now: NOW });
+    const last: Record<number, Uint8Array> = {};
+    for (const m of active) last[m.index + 1] = m.alternatives[m.alternatives.length - 1]!;
+    const report = (extra: Record<number, Uint8Array> = {}) => buildSimGpuReport(signer, { driverVersion: '545.00', vbiosVersion: '96.00.5E.00.01', measurements: { ...last, ...extra } });
+    const ok = compareWithRims(parseGpuAttestationReport(await report()), driver, vbios);
+    expect(ok.mismatches).toEqual([]);
+    for (const m of multi) expect(ok.matched).toContain(m.index + 1);
+    // A value that is an alternative of another index is not accepted for this one.
+    const bad = compareWithRims(parseGpuAttestationReport(await report({ 13: multi[0]!.alternatives[0]! })), driver, vbios);
+    expect(bad.mismatches.map((m) => m.block)).toEqual([13]);
+  });
+
   it('end to end: real RIMs (pinned RIM root) against a sim GPU carrying their golden values', async () => {
     const driver = parseRim(driverXml);
     const vbios = parseRim(vbiosXml);

@@ -42,6 +42,16 @@ describe.skipIf(!hasVectors)('real NVIDIA evidence', () => {
     expect(c.ocsp).toBe('skipped');
   });
 
+  it("the verified claims agree with trustee's expected claims file (arch, driver, VBIOS, FWID, every measurement)", async () => {
+    const want = JSON.parse(vectorText('nvidia/trustee/hopperAttestationReport-claims.txt')) as {
+      arch: string; config: { driver_version: string; vbios_version: string; fwid: string }; measurements: Record<string, string>;
+    };
+    const c = (await verifyRaw(fromHex(reportHex))).gpus[0]!.claims;
+    expect(c.arch).toBe(want.arch.toUpperCase());
+    expect([c.driverVersion, c.vbiosVersion, c.fwid]).toEqual([want.config.driver_version, want.config.vbios_version, want.config.fwid]);
+    expect({ ...c.measurements }).toEqual(want.measurements);
+  });
+
   it('all 8 H100 reports of gpu_evidence.json verify with their nonce', async () => {
     const r = await verifyGpuEvidence(vectorText('nvidia/nvtrust/gpu_evidence.json'), { now: NOW, trustStore: await trustStore(), expectedNonce: H100X8_NONCE, policy: null });
     expect(r.gpus).toHaveLength(8);

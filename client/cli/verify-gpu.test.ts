@@ -50,9 +50,20 @@ describe.skipIf(!hasVectors)('gm verify gpu (real vectors, pinned root)', () => 
     const args = ['verify', 'gpu', '--evidence', vectorPath('nvidia/nvtrust/hopperAttestationReport.txt'), '--chain', vectorPath('nvidia/nvtrust/hopperCertChain.txt'),
       '--nonce', '931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb', '--json'];
     expect(await main(args, t.io)).toBe(0);
-    const j = JSON.parse(t.out()) as { verified: boolean; claims: { claims: { driverVersion: string } }[] };
+    const j = JSON.parse(t.out()) as { verified: boolean; checks: { id: string; status: string }[]; claims: { claims: { driverVersion: string } }[] };
     expect(j.verified).toBe(true);
     expect(j.claims[0]!.claims.driverVersion).toBe('550.90.07');
+    // Same shape as `gm verify snp --json`: the top-level rows are the checks (per GPU, ids prefixed).
+    for (const id of CHECKS) expect(j.checks.find((c) => c.id === `gpu0.${id}`)?.status, id).toBe('pass');
+  });
+
+  it('--json with a forged nonce: top-level rows name the failing check of every GPU, exit 1', async () => {
+    const t = io();
+    expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', `00${NONCE8.slice(2)}`, '--json'], t.io)).toBe(1);
+    const j = JSON.parse(t.out()) as { verified: boolean; checks: { id: string; status: string; code?: string }[] };
+    expect(j.verified).toBe(false);
+    expect(j.checks.filter((c) => c.status === 'fail').map((c) => [c.id, c.code])).toEqual(
+      Array.from({ length: 8 }, (_, g) => [`gpu${g}.nvidia.report.nonce`, 'NVIDIA_NONCE_MISMATCH']));
   });
 
   it('with the example policy, the nvattest file (no CC-mode reading, no RIMs, no OCSP) lists every violation', async () => {

@@ -17,7 +17,7 @@ import { homedir } from 'node:os';
 import { equalBytes, fromHex } from '../../attestation/bytes.ts';
 import { GmError, configError } from '../../attestation/errors.ts';
 import type { JSONWebKeySet } from 'jose';
-import { type GpuClaims, type GpuVerifyOptions, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll, verifyNrasResult } from '../../attestation/nvidia/index.ts';
+import { type GpuClaims, type GpuVerifyOptions, aggregateGpuReports, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll, verifyNrasResult } from '../../attestation/nvidia/index.ts';
 import { parseOcspResponse } from '../../attestation/nvidia/ocsp.ts';
 import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
 import { type Certificate, parseCertificate } from '../../attestation/x509/cert.ts';
@@ -157,7 +157,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const { outcomes } = await verifyGpuEvidenceAll(items, options);
   const rejectedGpus = outcomes.filter((o) => o.error);
   if (args.json) {
-    io.out(reportJson({ subject: `NVIDIA GPU evidence (${outcomes.length} GPUs)`, verified: rejectedGpus.length === 0, checks: [] },
+    // The same shape as `gm verify snp --json`: top-level rows are every GPU's checks (ids prefixed `gpu<i>.`).
+    io.out(reportJson(aggregateGpuReports(outcomes),
       outcomes.map((o) => ({ gpu: o.gpu, arch: o.arch, verified: !o.error, error: o.error?.toJSON(), report: o.report, claims: o.result?.claims }))));
   } else {
     for (const o of outcomes) io.out(formatReport(o.report, o.result ? claimsView(o.result.claims) : undefined));
