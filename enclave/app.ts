@@ -107,7 +107,10 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     served = next;
     bootBundle = b;
     bootCbor = encodeBundle(b);
+    const retiring = accepted.filter((k) => k !== prev);
     accepted = [g, prev]; // the previous key stays accepted for one period; the one before retires now
+    // Its private key is gone, so the replay cache may forget its encapsulated keys (and a later key may reuse its id).
+    for (const k of retiring) replay.retire(k.config.keyId);
     o.log.info('enclave.keys_rotated', { keyId: g.config.keyId, previous: prev.config.keyId });
   };
   const rotation = setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
@@ -134,6 +137,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
   // A key is accepted for at most two rotation periods after it is first used: its replay window.
   const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 2 * rotationMs + 60_000 });
+  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
   const simHeaders: Record<string, string> = sim ? { 'gm-tee': 'sim' } : {};
 
   const app = new Hono<{ Variables: { route: string } }>();

@@ -72,6 +72,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const errors = metrics.counter('gm_worker_errors_total', 'Errors by code');
   const latency = metrics.histogram('gm_worker_request_duration_seconds', 'Gateway request duration (to the last byte)');
   const replay = new ReplayCache({ maxEntries: 2_000_000, windowMs: o.replayWindowMs ?? 2 * 3600_000 + 60_000 });
+  metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
   let served = { gateway: o.keys.gateway[0]!, keyConfigs: o.keys.keyConfigs };
   let accepted: readonly GatewayKey[] = o.keys.gateway;
@@ -83,7 +84,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const g = await generateKeyConfig(id, DEFAULT_SYMMETRIC, { backend: nodeBackend });
     const prev = served.gateway;
     served = { gateway: g, keyConfigs: encodeKeyConfigs([g.config]) };
+    const retiring = accepted.filter((k) => k !== prev);
     accepted = [g, prev];
+    // The retiring key's private key is gone: the replay cache forgets its encapsulated keys (and its id may return).
+    for (const k of retiring) replay.retire(k.config.keyId);
     o.log.info('worker.keys_rotated', { keyId: id, previous: prev.config.keyId });
   };
 

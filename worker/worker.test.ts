@@ -10,7 +10,7 @@ import { memoryLogger } from '../enclave/log.ts';
 import { sendPlain, type Transport } from '../enclave/ohttp/client.ts';
 import { bhttpRequest } from '../enclave/ohttp/messages.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
-import { generateKeyConfig } from '../protocol/ohttp.ts';
+import { decodeKeyConfigs, generateKeyConfig } from '../protocol/ohttp.ts';
 import { simVendors } from '../test/stack/harness.ts';
 import { createWorkerApp, generateWorkerKeys } from './app.ts';
 import { commandGpuSource, gpuEvidenceFromNvtrustJson, simGpuSource } from './gpu.ts';
@@ -43,6 +43,23 @@ describe('worker agent', () => {
     const e = await sendPlain(transport, stranger.config, bhttpRequest('POST', '/v1/chat/completions', [], new Uint8Array())).catch((x: unknown) => x);
     expect(isGmError(e)).toBe(true);
     expect(forwarded).toEqual(['/v1/chat/completions']);
+  });
+
+  it('retires the key before the previous one at rotation, and its replay entries with it', async () => {
+    const { w, keys, transport } = await worker();
+    const first = keys.gateway[0]!.config;
+    const send = (cfg: typeof first) => sendPlain(transport, cfg, bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}')));
+    const entries = () => Number(/^gm_worker_replay_cache_entries (\d+)$/m.exec(w.metrics.render())?.[1]);
+    expect((await send(first)).status).toBe(200);
+    expect(entries()).toBe(1);
+    await w.rotateKeys();
+    const second = decodeKeyConfigs(w.keyConfigs)[0]!;
+    expect((await send(first)).status).toBe(200); // still accepted for one period
+    expect((await send(second)).status).toBe(200);
+    expect(entries()).toBe(3);
+    await w.rotateKeys();
+    expect(entries()).toBe(1); // the first key retired: only the second key's request is remembered
+    expect(await send(first).catch((x: unknown) => (isGmError(x) ? x.code : x))).toBe('UPSTREAM_REFUSED'); // the gateway's 400 OHTTP_KEY_CONFIG
   });
 
   it('serves a fresh bundle bound to the nonce, with GPU evidence, keys as served, and says sim', async () => {
