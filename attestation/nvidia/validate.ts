@@ -90,7 +90,10 @@ export function validateGpuClaims(claims: GpuClaims, policy: GpuPolicy, now: Dat
     rule('cc-mode', 'GPU confidential-computing mode is on (DevTools is a CC mode, judged by the next rule)', 'policy.ccModeRequired', claims.ccMode === 'on' || claims.ccMode === 'devtools',
       'NVIDIA_CC_MODE_OFF', claims.ccMode === undefined ? 'the evidence does not state the CC mode (the SPDM report has no CC-mode field; the worker must declare its NVML reading)' : `CC mode is ${claims.ccMode}`, `CC mode ${claims.ccMode}`);
   rule('devtools', 'developer tools mode is off', 'policy.allowDevtools', policy.allowDevtools || claims.ccMode !== 'devtools', 'NVIDIA_DEVTOOLS_ON', 'the GPU runs in CC DevTools mode', `CC mode ${claims.ccMode ?? 'not stated'}`);
-  rule('debug', 'GPU debug is off', 'policy.allowDebug', policy.allowDebug || claims.debug !== true, 'NVIDIA_DEBUG_ON', 'the evidence reports debug enabled (dbgstat)', claims.debug === undefined ? 'not reported as enabled' : 'disabled');
+  // Local SPDM evidence states no debug status (NRAS's dbgstat does): that is a visible skip, never a pass.
+  if (claims.debug === undefined && !policy.allowDebug)
+    checks.skip(`${prefix}policy.debug`, 'GPU debug is off', 'the evidence states no debug status (the SPDM report has none; NRAS reports dbgstat): firmware and debug settings rest on the RIM match', 'policy.allowDebug');
+  else rule('debug', 'GPU debug is off', 'policy.allowDebug', policy.allowDebug || claims.debug !== true, 'NVIDIA_DEBUG_ON', 'the evidence reports debug enabled (dbgstat)', claims.debug === undefined ? 'allowed by policy' : 'disabled');
   rule('driver-version', 'driver version at least the minimum', `policy.minDriverVersion ${policy.minDriverVersion}`,
     claims.driverVersion !== undefined && VERSION.test(claims.driverVersion) && compareVersions(claims.driverVersion, policy.minDriverVersion, 10) >= 0,
     'NVIDIA_DRIVER_TOO_OLD', `driver version ${claims.driverVersion ?? '(absent)'} is below ${policy.minDriverVersion}`, claims.driverVersion);
