@@ -1,5 +1,5 @@
 /**
- * Error responses of gm's gateways (docs/protocol.md §8): RFC 9457 problem details, with RFC 9458 §6's "ohttp-key"
+ * Error responses of gm's gateways (docs/protocol.md §8): RFC 9457 problem details, with RFC 9458 §5.3's "ohttp-key"
  * problem type for key configuration trouble. The mapping is deliberately coarse: a peer learns whether to re-fetch
  * the key configuration (re-attest), retry later, or give up; never why a decryption failed (that stays in local logs).
  */
