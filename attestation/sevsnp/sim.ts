@@ -70,6 +70,8 @@ export interface SimEndorsementOverrides {
   readonly cspId?: string;
   /** Issue a P-256 key instead of P-384 (a key the verifier must refuse). */
   readonly curve?: 'P-384' | 'P-256';
+  /** Certify these SubjectPublicKeyInfo bytes instead of the generated key (e.g. a point not on the curve). */
+  readonly spki?: Uint8Array;
 }
 
 export interface SimEndorsement {
@@ -234,7 +236,7 @@ export async function createSimAmd(options: SimAmdOptions = {}): Promise<SimAmd>
       subject: amdName(kind === 'vcek' ? 'SEV-VCEK (sim)' : 'SEV-VLEK (sim)'),
       notBefore: ov.notBefore ?? notBefore,
       notAfter: ov.notAfter ?? new Date('2031-01-01T00:00:00Z'),
-      spki: await spkiOf(key.publicKey),
+      spki: ov.spki ?? (await spkiOf(key.publicKey)),
       extensions: all.filter((e) => !ov.omit?.includes(e.oid)),
     }, webCryptoSigner(kind === 'vcek' ? askKey.privateKey : asvkKey.privateKey));
     const size = ov.curve === 'P-256' ? 32 : 48;

@@ -116,6 +116,24 @@ describe('SEV-SNP verify with a simulated AMD', () => {
     expect(await code(verifySevSnp(await genoa.vcek.signReport(), opts(genoa, p256)))).toBe('SNP_CERT_KEY');
   });
 
+  it('a correctly signed VCEK whose key is not a P-384 point: the chain passes, the key is refused (SNP_CERT_KEY)', async () => {
+    const good = (await import('../x509/cert.ts')).parseCertificate(genoa.vcek.der).spki.raw;
+    const spki = good.slice();
+    spki[spki.length - 1]! ^= 0x01; // last byte of Y: (almost surely) no longer on the curve
+    const bad = await genoa.issueEndorsement('vcek', { spki });
+    const e = (await verifySevSnp(await genoa.vcek.signReport(), opts(genoa, bad)).catch((x) => x)) as GmError;
+    expect(e.code).toBe('SNP_CERT_KEY');
+    expect(e.report?.checks.find((r) => r.id === 'snp.chain')?.status).toBe('pass');
+    expect(e.report?.checks.find((r) => r.id === 'snp.report.signature')?.status).toBe('fail');
+  });
+
+  it('the chain is verified before the report signature: a VCEK from another ASK fails as a certificate, not as a report', async () => {
+    const e = (await verifySevSnp(await other.vcek.signReport({ chipId: genoa.chipId }), opts(genoa, other.vcek)).catch((x) => x)) as GmError;
+    expect(e.code).toBe('CERT_SIGNATURE');
+    const ids = e.report!.checks.map((r) => `${r.id}:${r.status}`);
+    expect(ids.slice(-2)).toEqual(['snp.anchors:pass', 'snp.chain:fail']);
+  });
+
   it('signing key: none (SNP_SIGNING_KEY_NONE), kind vs certificate (SNP_SIGNING_KEY_MISMATCH)', async () => {
     expect(await code(verifySevSnp(await genoa.vcek.signReport({ signerInfo: 7 << 2 }), opts(genoa, genoa.vcek)))).toBe('SNP_SIGNING_KEY_NONE');
     expect(await code(verifySevSnp(await genoa.vlek.signReport({ signerInfo: 0 }), opts(genoa, genoa.vlek)))).toBe('SNP_SIGNING_KEY_MISMATCH');

@@ -188,6 +188,29 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
       throw rejected('SNP_SIGNING_KEY_MISMATCH', `report says it is signed by the ${signingKey.toUpperCase()}, the certificate is a ${ext.kind.toUpperCase()}`);
   }, () => ext.kind.toUpperCase());
 
+  // Order as go-sev-guest: the endorsement certificate is shown to be AMD's (chain) before it is used to check the
+  // report signature, so a forged or corrupted VCEK is refused as such (CERT_*), not as a bad report signature.
+  const role = ext.kind === 'vcek' ? 'amd-ask' : 'amd-asvk';
+  const { ark, ask, anchor } = checks.runSync('snp.anchors', 'AMD root (ARK) and signing key (ASK/ASVK) selected', undefined, () => {
+    if (options.roots) {
+      const a = toCert(options.roots.ark, 'roots.ark');
+      const s = toCert(options.roots.ask, 'roots.ask');
+      return { ark: a, ask: s, anchor: `caller-supplied root "${a.subject.text}"` };
+    }
+    if (!options.trust) throw configError('SNP_NO_TRUST', 'neither options.trust nor options.roots is given');
+    // The certificate's product name selects the pinned chain; the report's CPUID is compared with it (snp.product)
+    // once the report signature has shown those bytes are genuine.
+    const p = ext.product;
+    if (!p) throw rejected('SNP_PRODUCT_UNKNOWN', `certificate product name "${ext.productName}" is not a known product: no pinned AMD chain for it`);
+    return { ark: options.trust.get('amd-ark', p), ask: options.trust.get(role, p), anchor: `pinned ARK-${p}` };
+  }, (v) => `${commonName(v.ask.subject) ?? v.ask.subject.text} under ${v.anchor}`);
+
+  await checks.run('snp.chain', `chain ARK → ${ext.kind === 'vcek' ? 'ASK' : 'ASVK'} → ${ext.kind.toUpperCase()}, RSA-PSS SHA-384, valid at now`, anchor, async () => {
+    await chainVerified(cert, ask, ark, now);
+    // The cache holds the chain's validity window; re-check the leaf at `now` for a precise message.
+    checkValidity(cert, now);
+  }, () => `valid ${cert.notBefore.toISOString()} .. ${cert.notAfter.toISOString()}`);
+
   await checks.run('snp.report.signature', 'ECDSA P-384 SHA-384 signature over report bytes [0, 0x2A0)', `${ext.kind.toUpperCase()} "${commonName(cert.subject) ?? cert.subject.text}"`, async () => {
     try {
       await verifySignature(cert.spki, 'ecdsa-p384-sha384', report.signedBytes, signatureP1363(report), {
@@ -210,24 +233,6 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
       throw rejected('SNP_PRODUCT_MISMATCH', `TCB layout ${report.tcbLayout} does not fit product ${ext.product}`);
     return ext.product;
   }, (p) => (cpuidProduct ? `${p} (CPUID and certificate)` : `${p} (certificate; report v${report.version} has no CPUID)`));
-
-  const role = ext.kind === 'vcek' ? 'amd-ask' : 'amd-asvk';
-  const { ark, ask, anchor } = checks.runSync('snp.anchors', 'AMD root (ARK) and signing key (ASK/ASVK) selected', undefined, () => {
-    if (options.roots) {
-      const a = toCert(options.roots.ark, 'roots.ark');
-      const s = toCert(options.roots.ask, 'roots.ask');
-      return { ark: a, ask: s, anchor: `caller-supplied root "${a.subject.text}"` };
-    }
-    if (!options.trust) throw configError('SNP_NO_TRUST', 'neither options.trust nor options.roots is given');
-    const a = options.trust.get('amd-ark', product);
-    return { ark: a, ask: options.trust.get(role, product), anchor: `pinned ARK-${product}` };
-  }, (v) => `${commonName(v.ask.subject) ?? v.ask.subject.text} under ${v.anchor}`);
-
-  await checks.run('snp.chain', `chain ARK → ${ext.kind === 'vcek' ? 'ASK' : 'ASVK'} → ${ext.kind.toUpperCase()}, RSA-PSS SHA-384, valid at now`, anchor, async () => {
-    await chainVerified(cert, ask, ark, now);
-    // The cache holds the chain's validity window; re-check the leaf at `now` for a precise message.
-    checkValidity(cert, now);
-  }, () => `valid ${cert.notBefore.toISOString()} .. ${cert.notAfter.toISOString()}`);
 
   let revocationChecked = false;
   const crlBytes = options.crl ?? (await options.collateral?.({ kind: 'crl', product, endorsement: ext.kind }));

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,6 +95,18 @@ describe.skipIf(!hasVectors)('gm verify snp (real vectors, pinned anchors)', () 
     const t = io({ GM_TRUST_DIR: '/nonexistent/gm-trust' });
     expect(await main(['verify', 'snp', ...genoa()], t.io)).toBe(2);
     expect(t.err()).toContain('TRUST_ANCHOR_MISSING');
+  });
+
+  it('a trust directory holding a certificate that fails its pin is refused (exit 2), never used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gm-snp-trust-'));
+    cpSync(TRUST_DIR, dir, { recursive: true });
+    // Milan's chain under Genoa's file name: real AMD certificates, wrong pins.
+    writeFileSync(join(dir, 'amd/ask_ark_genoa.pem'), readFileSync(join(TRUST_DIR, 'amd/ask_ark_milan.pem')));
+    const t = io({ GM_TRUST_DIR: dir });
+    expect(await main(['verify', 'snp', ...genoa()], t.io)).toBe(2);
+    expect(t.err()).toContain('TRUST_PIN_MISMATCH');
+    expect(t.err()).toContain('amd/ask_ark_genoa.pem');
+    expect(t.out()).not.toContain('VERIFIED');
   });
 });
 
