@@ -90,8 +90,9 @@ export interface ValidationInput {
 }
 
 /**
- * Records one row per rule in `checks` and throws TDX_POLICY_VIOLATION (with every failing row in the report)
- * if any rule fails. Each row carries its own code, e.g. TDX_POLICY_DEBUG.
+ * Records one row per rule in `checks` (a skip row for a rule the policy does not set) and throws
+ * TDX_POLICY_VIOLATION (with every failing row in the report) if any rule fails. Each row carries its own code,
+ * e.g. TDX_POLICY_DEBUG.
  */
 export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: Checks): void {
   const { body, tcb } = input;
@@ -104,12 +105,14 @@ export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: C
     }
   };
   const oneOf = (v: Uint8Array, list: readonly Uint8Array[]) => list.some((x) => equalBytes(x, v));
+  // A rule the policy does not set is recorded as a skip, so the report names every check, run or not.
+  const skip = (id: string, what: string) => checks.skip(`tdx.policy.${id}`, what, `policy has no ${id}`, `policy.${id}`);
   const allow = (id: string, what: string, code: string, v: Uint8Array | undefined, list: readonly Uint8Array[] | undefined) => {
-    if (!list) return;
+    if (!list) return skip(id, what);
     rule(id, what, `policy.${id} (${list.length} allowed)`, code, v !== undefined && oneOf(v, list), v ? hex(v) : 'absent in this quote');
   };
   const exact = (id: string, what: string, code: string, v: Uint8Array, want: Uint8Array | undefined) => {
-    if (!want) return;
+    if (!want) return skip(id, what);
     rule(id, what, `policy.${id}`, code, equalBytes(v, want), equalBytes(v, want) ? hex(v) : `${hex(v)} (policy wants ${hex(want)})`);
   };
 
@@ -119,7 +122,7 @@ export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: C
   rule('advisoryIds', 'advisory ids are allowed', 'policy.allowedAdvisoryIds', 'TDX_POLICY_ADVISORY', unexpected.length === 0,
     unexpected.length === 0 ? (tcb.advisoryIds.join(', ') || 'none') : `not allowed: ${unexpected.join(', ')}`);
   allow('mrTd', 'MRTD is in the allowlist', 'TDX_POLICY_MRTD', body.mrTd, policy.mrTd);
-  policy.rtmr?.forEach((list, i) => allow(`rtmr${i}`, `RTMR${i} is in the allowlist`, 'TDX_POLICY_RTMR', body.rtmr[i], list));
+  for (let i = 0; i < 4; i++) allow(`rtmr${i}`, `RTMR${i} is in the allowlist`, 'TDX_POLICY_RTMR', body.rtmr[i], policy.rtmr?.[i]);
   allow('mrSeam', 'MRSEAM is in the allowlist', 'TDX_POLICY_MRSEAM', body.mrSeam, policy.mrSeam);
   allow('mrServiceTd', 'MRSERVICETD is in the allowlist', 'TDX_POLICY_MRSERVICETD', body.mrServiceTd, policy.mrServiceTd);
   exact('mrConfigId', 'MRCONFIGID', 'TDX_POLICY_MRCONFIGID', body.mrConfigId, policy.mrConfigId);
@@ -129,19 +132,25 @@ export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: C
   if (policy.allowDebug) checks.skip('tdx.policy.debug', 'TD is not in debug mode', 'policy.tdAttributes.allowDebug is true');
   else rule('debug', 'TD is not in debug mode (TDATTRIBUTES.DEBUG clear)', 'policy.tdAttributes.allowDebug = false', 'TDX_POLICY_DEBUG', !debug,
     debug ? 'DEBUG is set: the host can read and change TD memory' : 'DEBUG clear');
-  for (const [k, want] of Object.entries(policy.tdAttributes ?? {}) as [AttributeRule, boolean][]) {
+  const attributeRules = Object.entries(policy.tdAttributes ?? {}) as [AttributeRule, boolean][];
+  if (attributeRules.length === 0)
+    checks.skip('tdx.policy.tdAttributes', 'TDATTRIBUTES bits other than DEBUG (SEPT_VE_DISABLE, PKS, KL, PERFMON)', 'policy sets no TDATTRIBUTES rule besides allowDebug', 'policy.tdAttributes');
+  for (const [k, want] of attributeRules) {
     const got = bit(body.tdAttributes, TD_ATTRIBUTE_BITS[k]);
     rule(`tdAttributes.${k}`, `TDATTRIBUTES.${k} is ${want ? 'set' : 'clear'}`, `policy.tdAttributes.${k}`, 'TDX_POLICY_TD_ATTRIBUTES', got === want, `${k} is ${got ? 'set' : 'clear'}`);
   }
   exact('xfam', 'XFAM', 'TDX_POLICY_XFAM', body.xfam, policy.xfam);
   exact('reportData', 'REPORTDATA binds the expected value', 'TDX_POLICY_REPORT_DATA', body.reportData, policy.reportData);
-  if (policy.minTeeTcbSvn) {
+  if (!policy.minTeeTcbSvn) skip('minTeeTcbSvn', 'TEE_TCB_SVN is at least the policy minimum (component-wise)');
+  else {
     const min = policy.minTeeTcbSvn;
     const low = [...body.teeTcbSvn].map((v, i) => (v < min[i]! ? i : -1)).filter((i) => i >= 0);
     rule('minTeeTcbSvn', 'TEE_TCB_SVN is at least the policy minimum (component-wise)', 'policy.minTeeTcbSvn', 'TDX_POLICY_TEE_TCB_SVN', low.length === 0,
       low.length === 0 ? hex(body.teeTcbSvn) : `components ${low.join(', ')} below minimum ${hex(min)}`);
   }
-  if (policy.maxCollateralAgeSeconds !== undefined) {
+  if (policy.maxCollateralAgeSeconds === undefined)
+    checks.skip('tdx.policy.maxCollateralAge', 'TCB info is recent enough', 'policy has no maxCollateralAgeSeconds', 'policy.maxCollateralAgeSeconds');
+  else {
     const age = Math.floor((input.now.getTime() - input.tcbInfoIssueDate.getTime()) / 1000);
     rule('maxCollateralAge', 'TCB info is recent enough', `policy.maxCollateralAgeSeconds = ${policy.maxCollateralAgeSeconds}`, 'TDX_POLICY_COLLATERAL_AGE',
       age <= policy.maxCollateralAgeSeconds, `issued ${age} s before now`);

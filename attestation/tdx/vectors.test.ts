@@ -136,7 +136,12 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     expect(claims.tdxModule).toEqual({ id: 'TDX_01', status: 'UpToDate' });
     expect(report.verified).toBe(true);
     expect(report.checks.map((c) => c.id)).toEqual(expect.arrayContaining(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.tcbInfo', 'tdx.collateral.qeIdentity', 'tdx.quote.signature']));
-    expect(report.checks.every((c) => c.status === 'pass')).toBe(true);
+    expect(report.checks.filter((c) => !c.id.startsWith('tdx.policy.')).every((c) => c.status === 'pass')).toBe(true);
+    // The default policy sets three rules; every other policy rule is named in the report as not checked.
+    const policyRows = report.checks.filter((c) => c.id.startsWith('tdx.policy.'));
+    expect(policyRows.filter((c) => c.status === 'pass').map((c) => c.id)).toEqual(['tdx.policy.tcbStatus', 'tdx.policy.advisoryIds', 'tdx.policy.debug']);
+    expect(policyRows.filter((c) => c.status === 'skip').map((c) => c.id)).toEqual(expect.arrayContaining(['tdx.policy.mrTd', 'tdx.policy.rtmr0', 'tdx.policy.rtmr3', 'tdx.policy.mrConfigId', 'tdx.policy.xfam', 'tdx.policy.reportData', 'tdx.policy.minTeeTcbSvn', 'tdx.policy.maxCollateralAge']));
+    expect(policyRows.every((c) => c.status !== 'fail')).toBe(true);
   });
 
   it('dcap-qvl tdx_quote outside its collateral window: TDX_TCB_INFO_EXPIRED', async () => {
@@ -166,7 +171,7 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     expect(claims.tcbDate).toBe('2024-11-13T00:00:00Z');
     expect(claims.tdxModule).toEqual({ id: 'TDX_01', status: 'UpToDate' });
     expect(claims.tcbEvaluationDataNumber).toBe(18);
-    expect(report.checks.filter((c) => c.status === 'skip').map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
+    expect(report.checks.filter((c) => c.status === 'skip' && !c.id.startsWith('tdx.policy.')).map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
   });
 
   it('FMSPC 90c06f000000 quotes against the dcap-qvl 2026 collateral of that FMSPC, CRLs and QE identity included', async () => {
@@ -175,7 +180,8 @@ describe.skipIf(!hasVectors)('TDX real quotes', () => {
     const v5 = await verifyTdx(vector('tdx/go-tdx-guest/quote_v5_sample.dat'), opts);
     expect(v5.claims.tcbStatus).toBe('UpToDate');
     expect(v5.claims.qe).toEqual({ isvSvn: 7, status: 'UpToDate' });
-    expect(v5.report.checks.every((c) => c.status === 'pass')).toBe(true);
+    expect(v5.report.checks.filter((c) => !c.id.startsWith('tdx.policy.')).every((c) => c.status === 'pass')).toBe(true);
+    expect(v5.report.verified).toBe(true);
     await expect(verifyTdx(vector('tdx/trustee/tdx_quote_5.dat'), opts)).rejects.toMatchObject({ code: 'TDX_TCB_NOT_SUPPORTED' });
   });
 

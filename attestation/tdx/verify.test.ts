@@ -6,6 +6,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hasVectors, trustStore, vector, vectorText } from '../../test/vectors.ts';
 import { isGmError } from '../errors.ts';
+import { parseCertificate } from '../x509/cert.ts';
+import { pemDecodeAll } from '../x509/pem.ts';
+import { parseQuote } from './abi.ts';
 import { collateralFromDcapQvl } from './collateral.ts';
 import { DEFAULT_TDX_POLICY, type TdxCollateral, type TdxPolicy, type VerifyTdxOptions, verifyTdx } from './index.ts';
 import { type SimQuoteFields, type SimTdx, createSimTdx } from './sim.ts';
@@ -197,7 +200,7 @@ describe('verifyTdx with the sim signer', () => {
     expect((await codeOf(verifyTdx(q, opts({ collateral: { ...collateral, rootCaCrl: undefined } })))).code).toBe('TDX_CRL_MISSING');
     expect((await codeOf(verifyTdx(q, opts({ collateral: { ...collateral, qeIdentity: undefined } })))).code).toBe('TDX_COLLATERAL_MISSING');
     const { report } = await verifyTdx(q, opts({ collateral: { ...collateral, qeIdentity: undefined }, requireQeIdentity: false, checkRevocation: false }));
-    expect(report.checks.filter((c) => c.status === 'skip').map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
+    expect(report.checks.filter((c) => c.status === 'skip' && !c.id.startsWith('tdx.policy.')).map((c) => c.id)).toEqual(['tdx.revocation.root', 'tdx.revocation.pck', 'tdx.collateral.qeIdentity']);
   });
 
   it('an injected ECDSA verifier is used for the quote signature and fails closed', async () => {
@@ -277,6 +280,22 @@ describe('policy rules, one at a time', () => {
     expect(r.failures.sort()).toEqual(['TDX_POLICY_DEBUG', 'TDX_POLICY_MRTD', 'TDX_POLICY_TD_ATTRIBUTES']);
   });
 
+  it('a rule the policy does not set is a recorded skip, and a rule it sets is not', async () => {
+    const { tdxPolicyFromJson } = await import('./validate.ts');
+    const q = await sim.quote();
+    const rows = (r: Awaited<ReturnType<typeof verifyTdx>>) => Object.fromEntries(r.report.checks.filter((c) => c.id.startsWith('tdx.policy.')).map((c) => [c.id, c.status]));
+    const bare = rows(await verifyTdx(q, opts()));
+    for (const id of ['mrTd', 'rtmr0', 'rtmr1', 'rtmr2', 'rtmr3', 'mrSeam', 'mrServiceTd', 'mrConfigId', 'mrOwner', 'mrOwnerConfig', 'tdAttributes', 'xfam', 'reportData', 'minTeeTcbSvn', 'maxCollateralAge'])
+      expect([id, bare[`tdx.policy.${id}`]]).toEqual([id, 'skip']);
+    expect(bare['tdx.policy.debug']).toBe('pass');
+    const set = rows(await verifyTdx(q, opts({ policy: tdxPolicyFromJson({ rtmr2: [h(48, 0xa2)], maxCollateralAgeSeconds: 86400, tdAttributes: { septVeDisable: true } }) })));
+    expect(set['tdx.policy.rtmr2']).toBe('pass');
+    expect(set['tdx.policy.rtmr1']).toBe('skip');
+    expect(set['tdx.policy.maxCollateralAge']).toBe('pass');
+    expect(set['tdx.policy.tdAttributes.septVeDisable']).toBe('pass');
+    expect(set['tdx.policy.tdAttributes']).toBeUndefined();
+  });
+
   it('allowDebug turns the DEBUG rule into a recorded skip', async () => {
     const { tdxPolicyFromJson } = await import('./validate.ts');
     const { report } = await verifyTdx(await sim.quote({ tdAttributes: Uint8Array.from([1, 0, 0, 0x10, 0, 0, 0, 0]) }), opts({ policy: tdxPolicyFromJson({ tdAttributes: { allowDebug: true } }) }));
@@ -316,6 +335,113 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
       expect((await run(flip(base(), at))).code).toBe(code);
     });
   }
+
+  /** Code (and kind) of verifyTdx over `q`, 'VERIFIED' when it passes. */
+  const outcome = async (q: Uint8Array): Promise<{ code: string; kind?: string }> => {
+    try {
+      await verifyTdx(q, { now: new Date('2025-06-25T00:00:00Z'), trustStore: await trustStore(), collateral: dcapCollateral() });
+      return { code: 'VERIFIED' };
+    } catch (e) {
+      if (!isGmError(e)) throw e;
+      expect(e.report?.verified).toBe(false);
+      return { code: e.code, kind: e.kind };
+    }
+  };
+  let dcap: TdxCollateral | undefined;
+  const dcapCollateral = () => (dcap ??= collateralFromDcapQvl(vectorText('tdx/dcap-qvl/tdx_quote_collateral.json')));
+  /** Flips (XOR 0x01) every byte of [lo, hi) and tallies the codes; throws at the first byte whose code is not `want(offset)`. */
+  const flipEach = async (lo: number, hi: number, want: (off: number) => string) => {
+    const good = base();
+    const tally: Record<string, number> = {};
+    for (let off = lo; off < hi; off++) {
+      const q = new Uint8Array(good);
+      q[off]! ^= 0x01;
+      const { code } = await outcome(q);
+      if (code !== want(off)) throw new Error(`offset ${off}: expected ${want(off)}, got ${code}`);
+      tally[code] = (tally[code] ?? 0) + 1;
+    }
+    return tally;
+  };
+
+  /**
+   * Every byte of the signed region (header ‖ body, [0, 632)) flipped. The parser refuses what is not a known
+   * layout; the TDX module identity (MRSIGNERSEAM, SEAMATTRIBUTES) is compared with the TCB info before the quote
+   * signature is reported (Intel QVL order); every other flip fails the quote signature.
+   *   0        VERSION 4 → 5: a v5 quote whose body descriptor is not a known one → TDX_QUOTE_BODY_TYPE
+   *   1        VERSION ≥ 0x100 → TDX_QUOTE_VERSION
+   *   2..3     attestation key type → TDX_QUOTE_KEY_TYPE;  4..7 TEE type → TDX_QUOTE_TEE_TYPE;  8..11 reserved → TDX_QUOTE_RESERVED
+   *   112..159 MRSIGNERSEAM, 160..167 SEAMATTRIBUTES → TDX_MODULE_MISMATCH
+   *   else     TDX_QUOTE_SIGNATURE
+   */
+  it('each flipped byte of the signed region is rejected with the code its table names', async () => {
+    expect(parseQuote(base()).signedData.length).toBe(632);
+    const tally = await flipEach(0, 632, (off) =>
+      off === 0 ? 'TDX_QUOTE_BODY_TYPE' : off === 1 ? 'TDX_QUOTE_VERSION' : off < 4 ? 'TDX_QUOTE_KEY_TYPE' : off < 8 ? 'TDX_QUOTE_TEE_TYPE' : off < 12 ? 'TDX_QUOTE_RESERVED'
+        : off >= 48 + 64 && off < 48 + 120 ? 'TDX_MODULE_MISMATCH' : 'TDX_QUOTE_SIGNATURE');
+    expect(tally).toEqual({ TDX_QUOTE_BODY_TYPE: 1, TDX_QUOTE_VERSION: 1, TDX_QUOTE_KEY_TYPE: 2, TDX_QUOTE_TEE_TYPE: 4, TDX_QUOTE_RESERVED: 4, TDX_MODULE_MISMATCH: 56, TDX_QUOTE_SIGNATURE: 564 });
+  }, 30_000);
+
+  it('each flipped byte of the quote signature, attestation key, QE report, QE report signature and QE auth data has its region\'s code', async () => {
+    const q = parseQuote(base());
+    expect([q.certification.qeAuthData.length, q.certification.qeAuthData.byteOffset - q.signedData.byteOffset]).toEqual([32, AUTH]);
+    expect(await flipEach(SIG, SIG + 64, () => 'TDX_QUOTE_SIGNATURE')).toEqual({ TDX_QUOTE_SIGNATURE: 64 });
+    // The attestation key is bound by the QE report's REPORTDATA, checked before the quote signature.
+    expect(await flipEach(SIG + 64, SIG + 128, () => 'TDX_QE_REPORT_DATA')).toEqual({ TDX_QE_REPORT_DATA: 64 });
+    // SGX REPORT reserved ranges (20..31, 96..127, 160..191, 262..303) are refused by the parser.
+    const reserved = (o: number) => (o >= 20 && o < 32) || (o >= 96 && o < 128) || (o >= 160 && o < 192) || (o >= 262 && o < 304);
+    expect(await flipEach(QE_REPORT, QE_REPORT + 384, (off) => (reserved(off - QE_REPORT) ? 'TDX_QE_REPORT_INVALID' : 'TDX_QE_REPORT_SIGNATURE')))
+      .toEqual({ TDX_QE_REPORT_INVALID: 118, TDX_QE_REPORT_SIGNATURE: 266 });
+    expect(await flipEach(QE_REPORT + 384, QE_REPORT + 448, () => 'TDX_QE_REPORT_SIGNATURE')).toEqual({ TDX_QE_REPORT_SIGNATURE: 64 });
+    expect(await flipEach(AUTH, AUTH + 32, () => 'TDX_QE_REPORT_DATA')).toEqual({ TDX_QE_REPORT_DATA: 32 });
+  }, 30_000);
+
+  it('each flipped byte of the PEM PCK chain is rejected as a chain or certificate error (line breaks and one known gap aside)', async () => {
+    const good = base();
+    const q = parseQuote(good);
+    const pem = q.certification.pckCertChain;
+    const start = pem.byteOffset - good.byteOffset;
+    const ends = [...new TextDecoder('latin1').decode(pem).matchAll(/-----END CERTIFICATE-----/g)].map((m) => m.index + 25);
+    expect(ends.length).toBe(3);
+    const ders = pemDecodeAll(new TextDecoder('latin1').decode(pem.subarray(0, ends[2])));
+    const allowed = new Set(['TDX_PCK_CHAIN_INVALID', 'CERT_SIGNATURE', 'CERT_ISSUER_MISMATCH', 'CERT_UNTRUSTED_ROOT', 'CERT_ALGORITHM', 'CERT_KEY_INVALID', 'CERT_NOT_CA',
+      'CERT_NOT_YET_VALID', 'CERT_EXPIRED', 'DER_INVALID']);
+    const signatureFails = [0, 0, 0];
+    const accepted: string[] = [];
+    let lineBreaks = 0;
+    for (let i = 0; i < pem.length; i++) {
+      const c = new Uint8Array(good);
+      c[start + i]! ^= 0x01;
+      const { code, kind } = await outcome(c);
+      if (pem[i] === 0x0a) {
+        // '\n' → '\v': the base64 text, hence every certificate byte, is unchanged (the chain is not itself signed).
+        if (code !== 'VERIFIED') throw new Error(`PEM byte ${i} (line break): expected VERIFIED, got ${code}`);
+        lineBreaks++;
+        continue;
+      }
+      if (code === 'VERIFIED') {
+        // Name what the flip changed in the certificates, to compare with the known gap below.
+        const changed = pemDecodeAll(new TextDecoder('latin1').decode(c.subarray(start, start + ends[2]!)));
+        for (const [k, d] of changed.entries()) {
+          for (let j = 0; j < d.length; j++) {
+            if (d[j] === ders[k]![j]) continue;
+            const sigAt = d.length - parseCertificate(ders[k]!).signature.length;
+            accepted.push(`cert ${k} DER byte ${j === sigAt ? 'ECDSA-Sig-Value tag' : j} ${ders[k]![j]!.toString(16)}->${d[j]!.toString(16)}`);
+          }
+        }
+        continue;
+      }
+      if (!allowed.has(code) || (kind !== 'rejected' && kind !== 'protocol')) throw new Error(`PEM byte ${i}: unexpected ${code} (${kind})`);
+      const cert = ends.findIndex((e) => i < e);
+      if (code === 'CERT_SIGNATURE' && cert >= 0) signatureFails[cert]!++;
+    }
+    expect(lineBreaks).toBe([...pem].filter((b) => b === 0x0a).length);
+    // Each of leaf, PCK CA and root has signed bytes whose flip breaks a signature.
+    for (const n of signatureFails) expect(n).toBeGreaterThan(100);
+    // KNOWN GAP (attestation/x509/signature.ts ecdsaDerToP1363): the outer tag of a DER ECDSA-Sig-Value is not
+    // checked to be SEQUENCE (0x30), so another constructed tag decodes to the same r, s and verifies. Not a forgery
+    // (r and s are unchanged) but a non-DER encoding accepted. When that is fixed this list must become empty.
+    expect(accepted).toEqual(['cert 0 DER byte ECDSA-Sig-Value tag 30->2c', 'cert 1 DER byte ECDSA-Sig-Value tag 30->2f', 'cert 2 DER byte ECDSA-Sig-Value tag 30->2f']);
+  }, 60_000); // ~3 700 verifications with a fresh PCK chain each
 
   it('PCK leaf signature bytes (inside the PEM) → CERT_SIGNATURE', async () => {
     const q = base();
