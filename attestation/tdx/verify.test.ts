@@ -437,10 +437,8 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
     expect(lineBreaks).toBe([...pem].filter((b) => b === 0x0a).length);
     // Each of leaf, PCK CA and root has signed bytes whose flip breaks a signature.
     for (const n of signatureFails) expect(n).toBeGreaterThan(100);
-    // KNOWN GAP (attestation/x509/signature.ts ecdsaDerToP1363): the outer tag of a DER ECDSA-Sig-Value is not
-    // checked to be SEQUENCE (0x30), so another constructed tag decodes to the same r, s and verifies. Not a forgery
-    // (r and s are unchanged) but a non-DER encoding accepted. When that is fixed this list must become empty.
-    expect(accepted).toEqual(['cert 0 DER byte ECDSA-Sig-Value tag 30->2c', 'cert 1 DER byte ECDSA-Sig-Value tag 30->2f', 'cert 2 DER byte ECDSA-Sig-Value tag 30->2f']);
+    // The outer tag of each DER ECDSA-Sig-Value must be SEQUENCE: another constructed tag (same r, s) is refused too.
+    expect(accepted).toEqual([]);
   }, 60_000); // ~3 700 verifications with a fresh PCK chain each
 
   it('PCK leaf signature bytes (inside the PEM) → CERT_SIGNATURE', async () => {

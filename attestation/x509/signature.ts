@@ -120,7 +120,10 @@ function derWrap(tag: number, content: Uint8Array): Uint8Array {
 
 /** DER ECDSA-Sig-Value to IEEE P1363 r‖s of `size`-byte halves. */
 export function ecdsaDerToP1363(sig: Uint8Array, size: number): Uint8Array {
-  const r = reader(parseDer(sig));
+  // Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 5480 §2.2 / RFC 3279 §2.2.3): any other outer tag is not DER.
+  const outer = parseDer(sig);
+  if (outer.tag !== TAG.SEQUENCE) throw rejected('CERT_SIGNATURE', `ECDSA signature is not a SEQUENCE (tag 0x${outer.tag.toString(16)})`);
+  const r = reader(outer);
   const rv = readUnsigned(r.next(TAG.INTEGER));
   const sv = readUnsigned(r.next(TAG.INTEGER));
   r.end();
