@@ -122,6 +122,9 @@ function rootOf(options: VerifyTdxOptions): Certificate {
 }
 
 /** Verifies a TDX quote (v4 or v5) end to end. Throws a GmError with the report so far on any failure. */
+/** Intel SGX/TDX Quoting Enclave vendor id (Intel TDX DCAP Quote Generation Library, quote header QE_VENDOR_ID). */
+const INTEL_QE_VENDOR_ID_HEX = '939a7233f79c4ca9940a0db3957f0607';
+
 export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOptions): Promise<TdxVerification> {
   const { now } = options;
   if (!(now instanceof Date) || Number.isNaN(now.getTime())) throw configError('BAD_OPTIONS', 'verifyTdx: options.now must be a valid Date');
@@ -131,6 +134,10 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
 
   const quote: TdxQuote = checks.runSync('tdx.quote.parse', 'quote parses (v4/v5, ECDSA P-256, TDX, exact lengths)', undefined, () => parseQuote(quoteBytes),
     (q) => `v${q.header.version}, body type ${q.body.bodyType}${q.padding ? `, ${q.padding} zero padding bytes` : ''}`);
+  // Intel's QVL accepts only quotes from Intel's Quoting Enclave (QE_VENDOR_ID 939a7233-f79c-4ca9-940a-0db3957f0607).
+  checks.runSync('tdx.quote.qeVendor', 'QE vendor id is Intel\'s Quoting Enclave', INTEL_QE_VENDOR_ID_HEX, () => {
+    if (hex(quote.header.qeVendorId) !== INTEL_QE_VENDOR_ID_HEX) throw rejected('TDX_QE_VENDOR', `QE vendor id ${hex(quote.header.qeVendorId)} is not Intel's (${INTEL_QE_VENDOR_ID_HEX})`);
+  });
   // The two ECDSA verifies of the quote itself start now and run concurrently (WebCrypto works off the main thread);
   // their results are consumed, and reported, in Intel's order below.
   const quoteSignature = settle(verifyQuoteSignature(quote, options.ecdsaP256));

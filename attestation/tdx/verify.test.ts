@@ -49,6 +49,12 @@ describe('verifyTdx with the sim signer', () => {
     }
   });
 
+  it('a validly signed quote from another QE vendor → TDX_QE_VENDOR', async () => {
+    const r = await codeOf(verifyTdx(await sim.quote({ patch: [[12, Uint8Array.of(0xff)]] }), opts()));
+    expect(r.code).toBe('TDX_QE_VENDOR');
+    expect(r.failures).toEqual(['TDX_QE_VENDOR']);
+  });
+
   it('a collateral getter is asked by FMSPC, PCE-ID and CA type', async () => {
     const asked: unknown[] = [];
     await verifyTdx(await sim.quote(), opts({ collateral: (req) => (asked.push(req), collateral) }));
@@ -370,6 +376,7 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
    *   0        VERSION 4 → 5: a v5 quote whose body descriptor is not a known one → TDX_QUOTE_BODY_TYPE
    *   1        VERSION ≥ 0x100 → TDX_QUOTE_VERSION
    *   2..3     attestation key type → TDX_QUOTE_KEY_TYPE;  4..7 TEE type → TDX_QUOTE_TEE_TYPE;  8..11 reserved → TDX_QUOTE_RESERVED
+   *   12..27   QE_VENDOR_ID → TDX_QE_VENDOR (only Intel's QE is accepted)
    *   112..159 MRSIGNERSEAM, 160..167 SEAMATTRIBUTES → TDX_MODULE_MISMATCH
    *   else     TDX_QUOTE_SIGNATURE
    */
@@ -377,8 +384,8 @@ describe.skipIf(!hasVectors)('byte flips over the real dcap-qvl quote', () => {
     expect(parseQuote(base()).signedData.length).toBe(632);
     const tally = await flipEach(0, 632, (off) =>
       off === 0 ? 'TDX_QUOTE_BODY_TYPE' : off === 1 ? 'TDX_QUOTE_VERSION' : off < 4 ? 'TDX_QUOTE_KEY_TYPE' : off < 8 ? 'TDX_QUOTE_TEE_TYPE' : off < 12 ? 'TDX_QUOTE_RESERVED'
-        : off >= 48 + 64 && off < 48 + 120 ? 'TDX_MODULE_MISMATCH' : 'TDX_QUOTE_SIGNATURE');
-    expect(tally).toEqual({ TDX_QUOTE_BODY_TYPE: 1, TDX_QUOTE_VERSION: 1, TDX_QUOTE_KEY_TYPE: 2, TDX_QUOTE_TEE_TYPE: 4, TDX_QUOTE_RESERVED: 4, TDX_MODULE_MISMATCH: 56, TDX_QUOTE_SIGNATURE: 564 });
+        : off < 28 ? 'TDX_QE_VENDOR' : off >= 48 + 64 && off < 48 + 120 ? 'TDX_MODULE_MISMATCH' : 'TDX_QUOTE_SIGNATURE');
+    expect(tally).toEqual({ TDX_QUOTE_BODY_TYPE: 1, TDX_QUOTE_VERSION: 1, TDX_QUOTE_KEY_TYPE: 2, TDX_QUOTE_TEE_TYPE: 4, TDX_QUOTE_RESERVED: 4, TDX_QE_VENDOR: 16, TDX_MODULE_MISMATCH: 56, TDX_QUOTE_SIGNATURE: 548 });
   }, 30_000);
 
   it('each flipped byte of the quote signature, attestation key, QE report, QE report signature and QE auth data has its region\'s code', async () => {
