@@ -47,7 +47,7 @@ export async function run(): Promise<BenchRow[]> {
   const trustStore = await loadTrustStore(TRUST_DIR, fsp);
   const options = { now: new Date('2025-06-25T00:00:00Z'), trustStore, collateral };
 
-  // Floor: the same two signatures over the same bytes, key objects made once.
+  // Floor: the one signature the warm path verifies (the quote signature), same bytes, key object made once.
   const q = parseQuote(quote);
   const pckKey = createPublicKey({ key: Buffer.from(parsePckChain(q.certification.pckCertChain)[0]!.spki.raw), format: 'der', type: 'spki' });
   const attKey = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: Buffer.from(q.attestationKey.subarray(0, 32)).toString('base64url'), y: Buffer.from(q.attestationKey.subarray(32)).toString('base64url') }, format: 'jwk' });
