@@ -2,6 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildSimOcsp, createNvidiaSimSigner } from '../attestation/nvidia/sim.ts';
 import { ALG, crl, name, webCryptoSigner } from '../attestation/x509/der-write.ts';
 import { CollateralCache } from '../host/collateral/cache.ts';
 import { retryAfterMs } from '../host/collateral/fetch.ts';
@@ -133,5 +134,68 @@ describe('collateral cache', () => {
     const rs = await Promise.all(Array.from({ length: 5 }, () => s.app.request('/v1/collateral/amd/vcek/v1/Turin/crl')));
     expect(rs.every((r) => r.status === 200)).toBe(true);
     expect(s.vendor.log).toEqual(['GET /vcek/v1/Turin/crl']);
+  });
+});
+
+describe('collateral cache: NVIDIA RIMs and OCSP, Intel QE identity (local stand-ins for the vendors)', () => {
+  const H = 3600_000;
+  let nvidia: Awaited<ReturnType<typeof createNvidiaSimSigner>>;
+  beforeAll(async () => {
+    nvidia = await createNvidiaSimSigner({ now: NOW });
+  });
+  const post = (app: { request: (p: string, i?: RequestInit) => Response | Promise<Response> }, body: Uint8Array) =>
+    app.request('/v1/collateral/nvidia-ocsp/', { method: 'POST', body: body as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/ocsp-request' } });
+
+  it('caches an OCSP response per request body until its own nextUpdate, and serves it after a restart with the vendor gone', async () => {
+    const ocsp = await buildSimOcsp(nvidia, nvidia.leaf, { thisUpdate: new Date(NOW.getTime() - H), nextUpdate: new Date(NOW.getTime() + 3 * H) });
+    const s = await setup({ '/': { body: ocsp, headers: { 'content-type': 'application/ocsp-response' } } });
+    const reqA = new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x01]);
+    const reqB = new Uint8Array([0x30, 0x03, 0x02, 0x01, 0x02]);
+    const r1 = await post(s.app, reqA);
+    expect(r1.status).toBe(200);
+    expect(r1.headers.get('x-gm-cache')).toBe('miss');
+    expect(r1.headers.get('x-gm-cache-expires')).toBe(new Date(NOW.getTime() + 3 * H).toISOString());
+    expect(new Uint8Array(await r1.arrayBuffer())).toEqual(ocsp);
+    expect((await post(s.app, reqA)).headers.get('x-gm-cache')).toBe('hit');
+    // Another OCSP request (another certificate) is another item: the cache key includes the request body.
+    expect((await post(s.app, reqB)).headers.get('x-gm-cache')).toBe('miss');
+    expect(s.vendor.log).toEqual(['POST /', 'POST /']);
+    await s.vendor.close();
+    const r3 = await post(collateralRoutes(s.make(), s.bases), reqA);
+    expect(r3.headers.get('x-gm-cache')).toBe('hit');
+    expect(new Uint8Array(await r3.arrayBuffer())).toEqual(ocsp);
+    // An empty OCSP request is refused without reaching the vendor.
+    expect((await post(s.app, new Uint8Array(0))).status).toBe(400);
+  });
+
+  it('does not cache an OCSP response without nextUpdate (newer information is always available)', async () => {
+    const ocsp = await buildSimOcsp(nvidia, nvidia.leaf, { thisUpdate: new Date(NOW.getTime() - H) });
+    const s = await setup({ '/': { body: ocsp } });
+    const req = new Uint8Array([0x30, 0x00]);
+    expect((await post(s.app, req)).headers.get('x-gm-cache')).toBe('uncached');
+    expect((await post(s.app, req)).headers.get('x-gm-cache')).toBe('uncached');
+    expect(s.vendor.log.length).toBe(2);
+  });
+
+  it('caches a RIM (no date of its own) for the default 6 h, and an Intel QE identity until its nextUpdate with its issuer chain', async () => {
+    const rim = JSON.stringify({ id: 'NV_GPU_DRIVER_GH100_550.54.15', rim: 'PD94bWwg' });
+    const qe = JSON.stringify({ enclaveIdentity: { id: 'TD_QE', nextUpdate: new Date(NOW.getTime() + 2 * H).toISOString() }, signature: '00' });
+    const s = await setup({
+      '/v1/rim/NV_GPU_DRIVER_GH100_550.54.15': { body: rim, headers: { 'content-type': 'application/json' } },
+      '/tdx/certification/v4/qe/identity': { body: qe, headers: { 'content-type': 'application/json', 'SGX-Enclave-Identity-Issuer-Chain': 'chain%20pem' } },
+    });
+    const r = await s.app.request('/v1/collateral/nvidia-rim/v1/rim/NV_GPU_DRIVER_GH100_550.54.15');
+    expect(r.headers.get('x-gm-cache')).toBe('miss');
+    expect(r.headers.get('x-gm-cache-expires')).toBe(new Date(NOW.getTime() + 6 * H).toISOString());
+    expect(await r.text()).toBe(rim);
+    expect((await s.app.request('/v1/collateral/nvidia-rim/v1/rim/NV_GPU_DRIVER_GH100_550.54.15')).headers.get('x-gm-cache')).toBe('hit');
+    const q = await s.app.request('/v1/collateral/intel/tdx/certification/v4/qe/identity');
+    expect(q.headers.get('x-gm-cache')).toBe('miss');
+    expect(q.headers.get('x-gm-cache-expires')).toBe(new Date(NOW.getTime() + 2 * H).toISOString());
+    expect(q.headers.get('sgx-enclave-identity-issuer-chain')).toBe('chain%20pem');
+    const q2 = await s.app.request('/v1/collateral/intel/tdx/certification/v4/qe/identity');
+    expect(q2.headers.get('x-gm-cache')).toBe('hit');
+    expect(q2.headers.get('sgx-enclave-identity-issuer-chain')).toBe('chain%20pem');
+    expect(s.vendor.log).toEqual(['GET /v1/rim/NV_GPU_DRIVER_GH100_550.54.15', 'GET /tdx/certification/v4/qe/identity']);
   });
 });
