@@ -72,7 +72,10 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
     const metrics = await (await fetch(`${s.enclaveUrl}/metrics`)).text();
     expect(metrics).toContain('gm_workers{state="verified"} 2');
     expect(metrics).toMatch(/gm_dispatch_total\{outcome="ok",worker="w-[0-9a-f]{16}"\} \d+/);
-    const all = s.logs.join('') + metrics;
+    // The workers' /metrics too: they decrypt the same prompts.
+    const workerMetrics = await Promise.all(s.workers.map(async (w) => (await fetch(`${w.worker.url}/metrics`)).text()));
+    expect(workerMetrics.every((m) => m.length > 0)).toBe(true);
+    const all = s.logs.join('') + metrics + workerMetrics.join('');
     for (const needle of ['PROMPT-CANARY', 'paint the moon', Buffer.from(PROMPT).toString('base64').slice(0, 20)]) expect(all).not.toContain(needle);
     expect(s.logs.length).toBeGreaterThan(5);
     expect(s.logs.every((l) => JSON.parse(l).sim === true)).toBe(true);
