@@ -9,8 +9,11 @@ import { type BodyInit, type Dispatcher, fetch as undiciFetch } from 'undici';
 
 /** Request headers the gateway needs (RFC 9458 §4.3 media types; chunked OHTTP's `Incremental`). */
 const REQUEST_HEADERS = ['content-type', 'accept', 'incremental'] as const;
-/** Response headers worth passing back; anything else (Set-Cookie, Server, ...) stays behind. */
-const RESPONSE_HEADERS = ['content-type', 'cache-control', 'incremental', 'x-gm-sim', 'x-gm-error', 'retry-after'] as const;
+/**
+ * Response headers worth passing back; anything else (Set-Cookie, Server, ...) stays behind. `gm-tee: sim` is the
+ * enclave's marking of simulated evidence (DESIGN.md §3): it must reach the client through the relay.
+ */
+const RESPONSE_HEADERS = ['content-type', 'cache-control', 'incremental', 'gm-tee', 'retry-after'] as const;
 
 export interface RelayOptions {
   /** The enclave's base URL. */

@@ -23,7 +23,7 @@ async function fakeEnclave() {
     seen.push({ path: c.req.path, headers: Object.fromEntries(c.req.raw.headers) });
     await next();
   });
-  app.get('/v1/attestation', (c) => c.body(new Uint8Array([1, 2, 3]), 200, { 'content-type': 'application/cbor', 'set-cookie': 'track=1', server: 'enclave/1' }));
+  app.get('/v1/attestation', (c) => c.body(new Uint8Array([1, 2, 3]), 200, { 'content-type': 'application/cbor', 'set-cookie': 'track=1', server: 'enclave/1', 'gm-tee': 'sim' }));
   app.get('/.well-known/ohttp-gateway', (c) => c.body(new Uint8Array([9]), 200, { 'content-type': 'application/ohttp-keys' }));
   app.get('/v1/workers', (c) => c.json([{ id: 'w1' }]));
   let cancelled: () => void = () => {};
@@ -90,6 +90,7 @@ describe('host relay', () => {
     expect(new Uint8Array(await r.arrayBuffer())).toEqual(new Uint8Array([1, 2, 3]));
     expect(r.headers.get('set-cookie')).toBeNull();
     expect(r.headers.get('server')).toBeNull();
+    expect(r.headers.get('gm-tee')).toBe('sim'); // the enclave's sim marking survives the relay
     const got = e.seen[0]!;
     expect(got.path).toBe('/v1/attestation');
     const sent = JSON.stringify(got.headers).toLowerCase();
