@@ -28,14 +28,22 @@ export interface GateOptions {
   /** Fetches fresh evidence from the enclave (own nonce) and verifies it against the operator's policy; throws on failure. */
   readonly check: () => Promise<GateCheckResult>;
   readonly intervalMs: number;
+  /**
+   * While the gate is not open, the next check comes sooner: after `retryMs` (default 1 s), doubling per failed check
+   * up to `intervalMs`. An enclave that was not up yet when the shim started is relayed within seconds of answering.
+   */
+  readonly retryMs?: number;
   readonly now?: () => Date;
   readonly onChange?: (s: GateStatus) => void;
 }
 
 export class EnclaveGate {
   #status: GateStatus = { state: 'pending', checkedAt: undefined, report: undefined, summary: undefined, error: undefined };
-  #timer: ReturnType<typeof setInterval> | undefined;
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<GateStatus> | undefined;
+  #failures = 0;
+  #nextAt: number | undefined;
+  #started = false;
   readonly #opts: GateOptions;
 
   constructor(opts: GateOptions) {
@@ -63,20 +71,42 @@ export class EnclaveGate {
       this.#status = { state: 'closed', checkedAt, report: e instanceof GmError ? e.report : undefined, summary: this.#status.summary, error: err };
     }
     if (this.#status.state !== before) this.#opts.onChange?.(this.#status);
+    if (this.#started) this.#schedule(this.#status);
     return this.#status;
   }
 
-  /** First check, then one every intervalMs (unref'd: the gate never keeps the process alive). */
+  /** First check, then one every intervalMs, sooner while not open (unref'd: the gate never keeps the process alive). */
   async start(): Promise<GateStatus> {
-    const s = await this.check();
-    this.#timer = setInterval(() => void this.check(), this.#opts.intervalMs);
+    this.#started = true;
+    return this.check();
+  }
+
+  /** Seconds until the next scheduled check (what a 503 tells clients to wait), at least 1. */
+  retryAfterSeconds(): number {
+    if (this.#nextAt === undefined) return 5;
+    return Math.max(1, Math.ceil((this.#nextAt - this.#nowMs()) / 1000));
+  }
+
+  #nowMs(): number {
+    return (this.#opts.now?.() ?? new Date()).getTime();
+  }
+
+  /** After every check (scheduled or not): the next one in intervalMs when open, sooner (backing off) when not. */
+  #schedule(s: GateStatus): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    const { intervalMs } = this.#opts;
+    this.#failures = s.state === 'open' ? 0 : this.#failures + 1;
+    const delay = s.state === 'open' ? intervalMs : Math.min(intervalMs, (this.#opts.retryMs ?? 1000) * 2 ** Math.min(this.#failures - 1, 30));
+    this.#nextAt = this.#nowMs() + delay;
+    this.#timer = setTimeout(() => void this.check(), delay);
     this.#timer.unref?.();
-    return s;
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
+    this.#started = false;
+    if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#nextAt = undefined;
   }
 }
 
@@ -87,7 +117,7 @@ export function gateMiddleware(gate: EnclaveGate): MiddlewareHandler {
     if (s.state === 'open') return next();
     const code = s.state === 'pending' ? 'HOST_GATE_PENDING' : 'HOST_GATE_CLOSED';
     const message = s.state === 'pending' ? 'the host has not yet verified the enclave' : `the enclave failed verification by the host (${s.error?.code ?? 'unknown'})`;
-    c.header('retry-after', '5');
+    c.header('retry-after', String(gate.retryAfterSeconds()));
     return c.json({ error: { code, message, ...(s.error ? { cause: s.error.code } : {}) } }, 503);
   };
 }

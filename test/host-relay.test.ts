@@ -213,7 +213,7 @@ describe('host gate', () => {
     expect(st.state).toBe('closed');
     const closed = await s.app.request('/.well-known/ohttp-gateway');
     expect(closed.status).toBe(503);
-    expect(closed.headers.get('retry-after')).toBe('5');
+    expect(closed.headers.get('retry-after')).toBe('1'); // a closed gate re-checks after 1 s (backing off)
     expect(await closed.json()).toEqual({ error: { code: 'HOST_GATE_CLOSED', message: 'the enclave failed verification by the host (SNP_MEASUREMENT_NOT_ALLOWED)', cause: 'SNP_MEASUREMENT_NOT_ALLOWED' } });
     expect(e.seen.length).toBe(1);
     const metrics = await (await s.app.request('/metrics')).text();
@@ -223,6 +223,25 @@ describe('host gate', () => {
     fail = false;
     expect((await s.gate.check()).state).toBe('open');
     expect((await s.app.request('/.well-known/ohttp-gateway')).status).toBe(200);
+  });
+
+  it('while closed it re-checks soon (backing off up to the interval), so an enclave that came up late is relayed within seconds', async () => {
+    const e = await fakeEnclave();
+    let calls = 0;
+    const gate = new EnclaveGate({ check: async () => {
+      calls++;
+      if (calls <= 2) throw rejected('ATTESTATION_UNREACHABLE', 'enclave not listening yet');
+      return { report: REPORT, summary: {} };
+    }, intervalMs: 60_000, retryMs: 30 });
+    cleanup.push(() => gate.stop());
+    const app = hostApp({ relay: { enclave: e.url }, gate, listings: async () => ({ workers: [], offers: [] }) });
+    expect((await gate.start()).state).toBe('closed');
+    const closed = await app.request('/.well-known/ohttp-gateway');
+    expect(closed.status).toBe(503);
+    expect(closed.headers.get('retry-after')).toBe('1'); // the next check is due in 30 ms, not at the 60 s interval
+    await expect.poll(() => gate.status.state, { timeout: 10_000, interval: 10 }).toBe('open');
+    expect(calls).toBe(3); // 30 ms, then 60 ms later: two retries, the second passes
+    expect((await app.request('/.well-known/ohttp-gateway')).status).toBe(200);
   });
 
   it('renders the status page with the report, escaping what the enclave lists', async () => {
