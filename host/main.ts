@@ -113,9 +113,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
     nvidiaOcsp: a.values['nvidia-ocsp'] ?? VENDOR_BASES.nvidiaOcsp,
   };
   const cacheDir = a.values['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
-  const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l })}\n`);
+  // With --allow-sim every line says sim (DESIGN.md §3: everything produced under sim says so).
+  const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l, ...(allowSim ? { sim: true } : {}) })}\n`);
   const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log: logLine });
-  logLine({ msg: 'listening', url: h.url, enclave, gate: h.gate.status.state, ...(allowSim ? { sim: true } : {}) });
+  logLine({ msg: 'listening', url: h.url, enclave, gate: h.gate.status.state });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

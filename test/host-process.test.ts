@@ -1,0 +1,37 @@
+/**
+ * `gm host` as an operator runs it (a child process): with --allow-sim every log line says sim, and a shim started
+ * before its enclave answers keeps listening with the gate closed (503, Retry-After short) instead of exiting.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const root = join(fileURLToPath(new URL('.', import.meta.url)), '..');
+
+describe('gm host process', () => {
+  it('under --allow-sim marks every log line sim; with no enclave yet it listens with the gate closed', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'gm-host-process-'));
+    const child = spawn(process.execPath, [join(root, 'bin/gm.js'), 'host', '--enclave', 'http://127.0.0.1:9', '--allow-sim', '--listen', '127.0.0.1:0', '--cache-dir', cache], { cwd: root, env: { ...process.env, GM_TRUST_DIR: '/nonexistent' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    try {
+      await expect.poll(() => err.includes('"msg":"listening"'), { timeout: 30_000, interval: 20 }).toBe(true);
+      const lines = err.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(lines.map((l) => l.msg)).toEqual(['gate', 'listening']);
+      expect(lines.every((l) => l.sim === true && l.svc === 'host')).toBe(true);
+      expect(lines[0]).toMatchObject({ state: 'closed' });
+      const url = String(lines[1]!.url);
+      const r = await fetch(`${url}/.well-known/ohttp-gateway`);
+      expect(r.status).toBe(503);
+      expect(Number(r.headers.get('retry-after'))).toBeLessThanOrEqual(4);
+      expect(((await r.json()) as { error: { code: string } }).error.code).toBe('HOST_GATE_CLOSED');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(cache, { recursive: true, force: true });
+    }
+  }, 40_000);
+});
