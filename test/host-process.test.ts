@@ -29,8 +29,11 @@ describe('gm host process', () => {
       expect(Number(r.headers.get('retry-after'))).toBeLessThanOrEqual(4);
       expect(((await r.json()) as { error: { code: string } }).error.code).toBe('HOST_GATE_CLOSED');
     } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
       rmSync(cache, { recursive: true, force: true });
     }
   }, 40_000);
