@@ -12,13 +12,12 @@
  * (188 vs 274 req/s, c=1 added p50 4.3 vs 2.5 ms); it is the placement to use on a machine with a core per process.
  * The dev-models always run in their own processes (their token timers must not share gm's event loop).
  */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { atLeast, atMost, type BenchRow } from './harness.ts';
 import type { Transport } from '../enclave/ohttp/client.ts';
 import { connect } from '../test/stack/client.ts';
 import { startStack } from '../test/stack/harness.ts';
+import { gmProcess } from '../test/stack/processes.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 
@@ -67,23 +66,6 @@ async function load(one: () => Promise<void>, n: number, concurrency = CONCURREN
 }
 const pct = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(a.length * p))]!;
 
-/** A `gm` subcommand in its own process; resolves with the URL it prints once `ready` matches its stdout. */
-async function gmProcess(args: readonly string[], ready: RegExp = /listening on (http:\/\/\S+)/, stderr: 'inherit' | 'ignore' = 'inherit'): Promise<{ url: string; stop(): void }> {
-  const bin = fileURLToPath(new URL('../bin/gm.js', import.meta.url));
-  const p = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', stderr] });
-  let url = '';
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    p.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-      url ||= /listening on (http:\/\/\S+)/.exec(out)?.[1] ?? '';
-      if (ready.test(out)) resolve();
-    });
-    p.once('exit', (c) => reject(new Error(`gm ${args[0]} exited ${c}`)));
-  });
-  return { url, stop: () => void p.kill('SIGTERM') };
-}
-
 /** A dev-model in its own process (as in a deployment): its token timer does not share an event loop with gm. */
 const devModelProcess = (name: string, tokenMs: number) => gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', name, '--token-ms', String(tokenMs)]);
 
@@ -93,19 +75,19 @@ const devModelProcess = (name: string, tokenMs: number) => gmProcess(['dev-model
  */
 async function processStack(upstreams: readonly string[]): Promise<{ enclaveUrl: string; stop(): Promise<void> }> {
   const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0'], undefined, 'ignore');
-  const workers: { stop(): void }[] = [];
+  const workers: { stop(): Promise<void> }[] = [];
   try {
     for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0'], /registered with/, 'ignore'));
   } catch (e) {
-    for (const w of workers) w.stop();
-    enclave.stop();
+    for (const w of workers) await w.stop();
+    await enclave.stop();
     throw e;
   }
   return {
     enclaveUrl: enclave.url,
     stop: async () => {
-      for (const w of workers) w.stop();
-      enclave.stop();
+      for (const w of workers) await w.stop();
+      await enclave.stop();
     },
   };
 }
@@ -184,7 +166,7 @@ export async function run(): Promise<BenchRow[]> {
     await t.close();
     await direct.close();
     await stack.stop();
-    m1.stop();
-    m2.stop();
+    await m1.stop();
+    await m2.stop();
   }
 }
