@@ -47,6 +47,8 @@ export interface StackOptions {
    * requests without an API key charged to a house account; `first`: the first verified worker serving the model.
    */
   readonly router?: 'market' | 'first';
+  /** The market router's ledger file (default in memory); the crash test reopens it after killing the process. */
+  readonly ledgerPath?: string;
 }
 
 export interface StackWorker {
@@ -93,7 +95,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   let ledger: Ledger | undefined;
   let market: ReturnType<typeof marketRouter> | undefined;
   if ((o.router ?? 'market') === 'market') {
-    ledger = Ledger.open(':memory:', { signer: keys.receipt });
+    ledger = Ledger.open(o.ledgerPath ?? ':memory:', { signer: keys.receipt });
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
     market = marketRouter({ market: createMarket({}), ledger, enclaveSim: true, anonymous: house, log: log('market') });
   }
