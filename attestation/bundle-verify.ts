@@ -14,11 +14,14 @@
 import { type BundlePlatform, type EvidenceBundle, type GpuEvidence, isSimPlatform } from './bundle.ts';
 import { fromHex, hex } from './bytes.ts';
 import { DEFAULT_POLICY, type SnpPolicy, verifySevSnp } from './sevsnp/index.ts';
-import { type GpuEvidenceItem, type GpuPolicy, verifyOneGpu } from './nvidia/index.ts';
+import { type GpuCollateral, type GpuEvidenceItem, type GpuPolicy, verifyOneGpu } from './nvidia/index.ts';
 import { parseGpuAttestationReport } from './nvidia/spdm.ts';
 import { parseCertificate } from './x509/cert.ts';
 import { tdxBundleVerifier } from './tdx/bundle.ts';
-import type { TdxPolicy } from './tdx/index.ts';
+import { type CollateralGetter, DEFAULT_TDX_POLICY, type TdxPolicy, parseQuote, verifyTdx } from './tdx/index.ts';
+import { byteKey } from './tdx/collateral.ts';
+import { pemDecodeAll } from './x509/pem.ts';
+import type { Certificate } from './x509/cert.ts';
 import { configError, GmError, protocolError, rejected } from './errors.ts';
 import { Checks, type CheckRow, type VerificationReport } from './report.ts';
 import type { TrustStore } from './trust.ts';
@@ -65,6 +68,18 @@ export interface VerifyBundleOptions {
   readonly maxAgeMs?: number;
   /** Tolerated clock skew for issuedAt in the future (default 60 s). */
   readonly skewMs?: number;
+  /**
+   * Collateral the caller fetches itself, e.g. from a host shim's cache (client/collateral.ts). It is verified by
+   * the platform verifiers exactly as collateral the bundle carries: the source is trusted for nothing.
+   */
+  readonly fetched?: FetchedCollateral;
+}
+
+export interface FetchedCollateral {
+  /** TDX: asked by the FMSPC / CA type of the quote's verified PCK certificate, instead of reading the bundle's. */
+  readonly tdx?: CollateralGetter;
+  /** GPU: OCSP responses for the certificates of each verified GPU chain. */
+  readonly gpu?: GpuCollateral;
 }
 
 export interface CpuClaims {
@@ -110,6 +125,8 @@ export interface CpuVerifierInput {
   /** Set for sim platforms: the root certificate to trust explicitly. */
   readonly simRoot: Uint8Array | undefined;
   readonly now: Date;
+  /** TDX: a collateral getter the caller supplied (VerifyBundleOptions.fetched.tdx). */
+  readonly tdxCollateral?: CollateralGetter;
 }
 export interface GpuVerifierInput {
   readonly gpu: GpuEvidence;
@@ -120,6 +137,8 @@ export interface GpuVerifierInput {
   readonly now: Date;
   /** When the evidence was produced (the bundle's issuedAt). */
   readonly collectedAt?: Date;
+  /** OCSP collateral the caller supplied (VerifyBundleOptions.fetched.gpu). */
+  readonly collateral?: GpuCollateral;
 }
 export interface VerifierResult<C> {
   readonly claims: C;
@@ -160,13 +179,51 @@ export const gpuAdapter: NonNullable<Verifiers['gpu']> = async (i) => {
     expectedNonce: i.expectedNonce,
     policy: (i.policy as GpuPolicy | undefined) ?? DEFAULT_WORKER_GPU_POLICY,
     ...(i.collectedAt ? { collectedAt: i.collectedAt } : {}),
+    ...(i.collateral ? { collateral: i.collateral } : {}),
   });
   const c = r.claims;
   return { claims: { arch: c.arch, nonce: fromHex(c.nonce), ccMode: c.ccMode === 'on' || c.ccMode === 'devtools', devToolsMode: c.ccMode === 'devtools', detail: c }, report: r.report };
 };
 
-/** TDX: the quote carries its PCK chain; collateral (TCB info, QE identity, CRLs, TCB signing chain) is re-verified. */
-export const tdxAdapter: NonNullable<Verifiers['tdx']> = (i) => tdxBundleVerifier(i);
+/**
+ * TDX: the quote carries its PCK chain; collateral (TCB info, QE identity, CRLs, TCB signing chain) is re-verified.
+ * With a caller's getter, verifyTdx asks it (by the verified PCK's FMSPC) instead of reading the bundle's fields.
+ */
+export const tdxAdapter: NonNullable<Verifiers['tdx']> = async (i) => {
+  if (!i.tdxCollateral) return tdxBundleVerifier(i);
+  if (!i.simRoot && !i.trust) throw configError('TRUST_STORE_REQUIRED', 'verifying TDX evidence needs the pinned trust store');
+  const r = await verifyTdx(i.evidence, {
+    now: i.now,
+    ...(i.simRoot ? { roots: [simRootCert(i.simRoot)] } : { trustStore: i.trust! }),
+    collateral: i.tdxCollateral,
+    policy: (i.policy as TdxPolicy | undefined) ?? DEFAULT_TDX_POLICY,
+    expectedReportData: i.expectedReportData,
+  });
+  return { claims: { reportData: r.claims.reportData, measurement: hex(r.claims.mrTd), detail: r.claims }, report: r.report };
+};
+
+// The same sim root parsed once, so the TDX verifier's per-root caches stay warm across bundles (as tdx/bundle.ts).
+const simRootCerts = new Map<string, Certificate>();
+function simRootCert(der: Uint8Array): Certificate {
+  const k = byteKey(der);
+  let c = simRootCerts.get(k);
+  if (!c) {
+    c = parseCertificate(der.slice());
+    if (simRootCerts.size >= 16) simRootCerts.clear();
+    simRootCerts.set(k, c);
+  }
+  return c;
+}
+
+/** The last certificate of the PCK chain a TDX quote carries (its root), or undefined when it cannot be read. */
+function quoteRoot(quote: Uint8Array): Uint8Array | undefined {
+  try {
+    const pem = new TextDecoder('utf-8', { fatal: true }).decode(parseQuote(quote).certification.pckCertChain);
+    return pemDecodeAll(pem).at(-1);
+  } catch {
+    return undefined;
+  }
+}
 
 let registered: Verifiers = { 'sev-snp': snpAdapter, tdx: tdxAdapter, gpu: gpuAdapter };
 /**
@@ -207,7 +264,9 @@ async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, ve
   let simRoot: Uint8Array | undefined;
   if (sim) {
     simRoot = checks.runSync('bundle.sim-root', 'sim root certificate is the one trusted explicitly', opts.simRoots ? 'simRoots' : "bundle's own sim root (allowSim)", () => {
-      const root = base === 'sev-snp' ? bundle.certs[bundle.certs.length - 1] : (bundle.collateral.chain?.[bundle.collateral.chain.length - 1] ?? bundle.certs[bundle.certs.length - 1]);
+      // A TDX bundle without collateral (fetched by the caller, or missing) names its root only in the quote's PCK chain.
+      const root = base === 'sev-snp' ? bundle.certs[bundle.certs.length - 1]
+        : (bundle.collateral.chain?.[bundle.collateral.chain.length - 1] ?? bundle.certs[bundle.certs.length - 1] ?? quoteRoot(bundle.evidence));
       if (!root) throw protocolError('BUNDLE_MALFORMED', 'sim bundle carries no root certificate');
       if (opts.simRoots && !opts.simRoots.some((r) => r.length === root.length && r.every((x, i) => x === root[i])))
         throw rejected('SIM_ROOT_UNTRUSTED', 'sim root in the bundle is not one of the trusted sim roots');
@@ -231,7 +290,7 @@ async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, ve
   const cpuVerify = base === 'sev-snp' ? verifiers['sev-snp'] : verifiers.tdx;
   const cpu = await checks.run(`bundle.cpu`, `${base} evidence verified (signature, chain, policy, REPORT_DATA binding)`, sim ? 'sim root (allowSim)' : 'pinned vendor root', async () => {
     if (!cpuVerify) throw configError('VERIFIER_UNAVAILABLE', `no ${base} verifier is registered in this build`);
-    const r = await nested(checks, () => cpuVerify({ evidence: bundle.evidence, certs: bundle.certs, collateral: bundle.collateral, expectedReportData: opts.expectedReportData, policy: opts.policy[base], trust: opts.trust, simRoot, now: opts.now }));
+    const r = await nested(checks, () => cpuVerify({ evidence: bundle.evidence, certs: bundle.certs, collateral: bundle.collateral, expectedReportData: opts.expectedReportData, policy: opts.policy[base], trust: opts.trust, simRoot, now: opts.now, ...(base === 'tdx' && opts.fetched?.tdx ? { tdxCollateral: opts.fetched.tdx } : {}) }));
     return r.claims;
   }, (c) => `measurement ${c.measurement}`);
   // The binding is what makes the keys in the bundle the enclave's keys: check it here too, whatever the adapter did.
@@ -250,7 +309,7 @@ async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, ve
       const c = await checks.run(`bundle.gpu[${i}]`, 'GPU evidence verified (chain, signature, nonce bound to CPU REPORT_DATA, CC mode on, devtools off)', sim ? 'sim root (allowSim)' : 'NVIDIA device root', async () => {
         if (!nonce) throw configError('GPU_NONCE_REQUIRED', 'GPU evidence present but the caller gave no expected GPU nonce');
         if (!gv) throw configError('VERIFIER_UNAVAILABLE', 'no GPU verifier is registered in this build');
-        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now, collectedAt: new Date(bundle.issuedAt) }));
+        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now, collectedAt: new Date(bundle.issuedAt), ...(opts.fetched?.gpu ? { collateral: opts.fetched.gpu } : {}) }));
         if (!eq(r.claims.nonce, nonce)) throw rejected('GPU_NONCE_MISMATCH', 'GPU report nonce is not bound to the CPU evidence');
         if (!r.claims.ccMode) throw rejected('GPU_CC_MODE_OFF', 'GPU confidential-computing mode is off');
         if (r.claims.devToolsMode) throw rejected('GPU_DEVTOOLS_ON', 'GPU devtools mode is on');

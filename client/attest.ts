@@ -14,7 +14,7 @@ import { Checks, type VerificationReport } from '../attestation/report.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { reportData } from '../protocol/binding.ts';
 import { decodeKeyConfigs, type KeyConfig, selectSuite } from '../protocol/ohttp.ts';
-import { type CollateralSource, withCollateral } from './collateral.ts';
+import { type CollateralSource, gpuOcspFromShim, missingTdxCollateral, tdxCollateralGetter, withCollateral } from './collateral.ts';
 import { type ClientPolicy, policyAllows } from './policy.ts';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
@@ -30,7 +30,7 @@ export interface AttestOptions {
   /** TEST/bench hook: a fixed nonce instead of a random one. */
   readonly nonce?: Uint8Array;
   readonly signal?: AbortSignal;
-  /** Complete missing revocation collateral from a host shim's cache (client/collateral.ts). */
+  /** Complete missing collateral (SNP certificates and CRL, TDX TCB info / QE identity / CRLs, GPU OCSP) from a host shim's cache (client/collateral.ts). */
   readonly collateral?: CollateralSource;
 }
 
@@ -84,10 +84,16 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
   // Checks the SDK makes itself, recorded in the same report the verifier returns.
   const pre = new Checks('client');
   const src = o.collateral;
-  const bundle = src
+  const tdx = decoded.platform.replace(/^sim-/, '') === 'tdx';
+  const bundle = src && !tdx
     ? await pre.run('client.collateral', 'missing collateral (VCEK and chain, CRL) completed from the host shim cache (verified against the vendor root below)', src.base, () => withCollateral(decoded, src),
       (b) => `${b.collateral.crls?.length ?? 0} CRL(s), ${b.certs.length} certificate(s)`)
     : decoded;
+  // TDX: the verifier asks for the collateral by the FMSPC of the PCK certificate it verified (tdx.collateral.get).
+  const tdxGetter = src && tdx ? tdxCollateralGetter(decoded, src) : undefined;
+  if (src && tdx) pre.runSync('client.collateral', 'TDX collateral the bundle lacks is asked from the host shim cache by the verified PCK FMSPC (verified against the Intel root below)', src.base,
+    () => missingTdxCollateral(decoded), (m) => (m.length ? `from the shim: ${m.join(', ')}` : 'the bundle carries all of it'));
+  const fetched = src ? { ...(tdxGetter ? { tdx: tdxGetter } : {}), ...(decoded.gpu?.length ? { gpu: gpuOcspFromShim(src) } : {}) } : undefined;
   pre.runSync('client.platform', 'bundle platform has a section in the client policy', 'client policy', () => {
     if (!policyAllows(o.policy, bundle.platform)) throw rejected('PLATFORM_NOT_ALLOWED', `the client policy does not accept ${bundle.platform} enclaves`);
   }, () => bundle.platform);
@@ -107,6 +113,7 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
       ...(o.trust ? { trust: o.trust } : {}),
       now: o.now,
       ...(o.maxAgeMs !== undefined ? { maxAgeMs: o.maxAgeMs } : {}),
+      ...(fetched ? { fetched } : {}),
     });
   } catch (e) {
     if (e instanceof GmError && e.report) e.report = joinReports(pre.report(), e.report);

@@ -1,16 +1,31 @@
 /**
- * Collateral from the host shim's cache (DESIGN.md §1, §4): when a client asks for it, an SEV-SNP bundle that
- * carries no certificates is completed with the VCEK for its chip and reported TCB and AMD's ASK/ARK chain, and one
- * that carries no CRL with AMD's CRL for its product, all fetched from the shim (`/v1/collateral/amd/...`,
- * mirroring AMD KDS). The shim is trusted for nothing: the chain is verified up to the pinned ARK (or, in sim, the
- * explicitly trusted root), the CRL against the same ARK with its dates checked; what the shim cannot serve fails
- * verification closed (COLLATERAL_UNAVAILABLE) instead of skipping a check.
+ * Collateral from the host shim's cache (DESIGN.md §1, §4), used only when a client asks for it:
+ *  - SEV-SNP: a bundle that carries no certificates is completed with the VCEK for its chip and reported TCB and
+ *    AMD's ASK/ARK chain, and one that carries no CRL with AMD's CRL for its product (`/v1/collateral/amd/...`,
+ *    mirroring AMD KDS);
+ *  - TDX: what the bundle does not carry of the TCB info (with its TCB-Info-Issuer-Chain), the QE identity, the PCK
+ *    CRL and the Intel SGX Root CA CRL is fetched (`/v1/collateral/intel/...`, `/v1/collateral/intel-certs/...`,
+ *    mirroring Intel PCS v4) by the verifier's collateral getter, i.e. for the FMSPC and CA type of the quote's
+ *    PCK certificate after that certificate was verified;
+ *  - GPU: OCSP responses for each certificate of a verified GPU chain (`/v1/collateral/nvidia-ocsp/`, POST of a
+ *    DER OCSPRequest without nonce, so the shim can cache it).
+ * The shim is trusted for nothing: every byte goes through the platform verifier as if the bundle had carried it
+ * (chains and signatures to the pinned roots, or in sim the explicitly trusted root; dates; revocation). What the
+ * shim cannot serve fails verification closed (COLLATERAL_UNAVAILABLE) instead of skipping a check.
  */
 import type { EvidenceBundle } from '../attestation/bundle.ts';
 import { hex } from '../attestation/bytes.ts';
 import { collateralError } from '../attestation/errors.ts';
 import { certificatesFrom } from '../attestation/x509/pem.ts';
 import { parseReport, productFromCpuid } from '../attestation/sevsnp/abi.ts';
+import { type CollateralGetter, type TdxCollateral, collateralFromServed, signedFromPcs } from '../attestation/tdx/index.ts';
+import type { GpuCollateral } from '../attestation/nvidia/index.ts';
+import { certIdHashes } from '../attestation/nvidia/ocsp.ts';
+import { type Certificate, commonName } from '../attestation/x509/cert.ts';
+import { parseCrl } from '../attestation/x509/crl.ts';
+import { TAG } from '../attestation/x509/der.ts';
+import { nul, octets, oid, seq, tlv } from '../attestation/x509/der-write.ts';
+import { isPem, pemDecodeAll } from '../attestation/x509/pem.ts';
 import type { FetchLike } from './attest.ts';
 
 export interface CollateralSource {
@@ -48,9 +63,13 @@ export async function withCollateral(bundle: EvidenceBundle, src: CollateralSour
 }
 
 async function get(src: CollateralSource, url: string, what: string): Promise<Uint8Array> {
+  return (await request(src, url, what)).body;
+}
+
+async function request(src: CollateralSource, url: string, what: string, init: RequestInit = { method: 'GET' }): Promise<{ body: Uint8Array; headers: Headers }> {
   let r: Response;
   try {
-    r = await src.fetch(url, { method: 'GET' });
+    r = await src.fetch(url, init);
   } catch (e) {
     throw collateralError('COLLATERAL_UNAVAILABLE', `could not fetch ${what} from ${src.base}`, { cause: e });
   }
@@ -60,7 +79,102 @@ async function get(src: CollateralSource, url: string, what: string): Promise<Ui
   }
   const b = new Uint8Array(await r.arrayBuffer());
   if (b.length === 0 || b.length > MAX_CRL) throw collateralError('COLLATERAL_UNAVAILABLE', `${what} served is empty or too large`);
-  return b;
+  return { body: b, headers: r.headers };
+}
+
+/** The TDX collateral pieces a bundle does not carry (what `tdxCollateralGetter` will ask the shim for). */
+export function missingTdxCollateral(bundle: EvidenceBundle): string[] {
+  if (bundle.platform.replace(/^sim-/, '') !== 'tdx') return [];
+  const c = bundle.collateral;
+  const missing: string[] = [];
+  if (!c.tcbInfo || !c.chain?.length) missing.push('TCB info');
+  if (!c.qeIdentity || !c.chain?.length) missing.push('QE identity');
+  // Which CRL is which is decided by collateralFromServed (by issuer); two carried means both are there.
+  if ((c.crls?.length ?? 0) < 2) missing.push('CRLs');
+  return missing;
+}
+
+/**
+ * The collateral getter for a TDX bundle (VerifyTdxOptions.collateral): what the bundle carries is used as carried,
+ * the rest is fetched from the shim for the FMSPC and CA type the verifier read from the verified PCK certificate.
+ * Undefined when the bundle is not TDX or carries everything.
+ */
+export function tdxCollateralGetter(bundle: EvidenceBundle, src: CollateralSource): CollateralGetter | undefined {
+  if (missingTdxCollateral(bundle).length === 0) return undefined;
+  const carried = bundle.collateral;
+  return async ({ fmspc, ca }) => {
+    // Both values come from the verified PCK certificate; checked anyway, as they become part of a URL.
+    if (!/^[0-9a-fA-F]{12}$/.test(fmspc) || (ca !== 'platform' && ca !== 'processor')) throw collateralError('COLLATERAL_UNAVAILABLE', 'FMSPC or PCK CA type out of range for a collateral request');
+    const own: Partial<TdxCollateral> = carried.tcbInfo && carried.chain?.length ? collateralFromServed(carried) : { ...(carried.crls?.length ? crlsOnly(carried.crls) : {}) };
+    const base = src.base.replace(/\/+$/, '');
+    const intel = `${base}/v1/collateral/intel`;
+    const [tcbInfo, qeIdentity, pckCrl, rootCaCrl] = await Promise.all([
+      own.tcbInfo ?? pcsSigned(src, `${intel}/tdx/certification/v4/tcb?fmspc=${fmspc.toLowerCase()}`, 'tcbInfo', ['tcb-info-issuer-chain', 'tcb-info-signed-issuer-chain'], `Intel's TDX TCB info for FMSPC ${fmspc}`),
+      own.qeIdentity ?? pcsSigned(src, `${intel}/tdx/certification/v4/qe/identity`, 'enclaveIdentity', ['sgx-enclave-identity-issuer-chain', 'enclave-identity-issuer-chain'], "Intel's TDX QE identity"),
+      own.pckCrl ?? get(src, `${intel}/sgx/certification/v4/pckcrl?ca=${ca}&encoding=der`, `Intel's PCK ${ca} CA CRL`).then(crlDer),
+      own.rootCaCrl ?? get(src, `${base}/v1/collateral/intel-certs/IntelSGXRootCA.der`, "the Intel SGX Root CA CRL").then(crlDer),
+    ]);
+    return { tcbInfo, qeIdentity, pckCrl, rootCaCrl };
+  };
+}
+
+/** The bundle's CRLs told apart by issuer, as collateralFromServed does (which needs TCB info to be there). */
+function crlsOnly(crls: readonly Uint8Array[]): Pick<TdxCollateral, 'pckCrl' | 'rootCaCrl'> {
+  const out: { pckCrl?: Uint8Array; rootCaCrl?: Uint8Array } = {};
+  for (const der of crls) {
+    const crl = parseCrl(der);
+    const k = commonName(crl.issuer) === 'Intel SGX Root CA' ? 'rootCaCrl' : 'pckCrl';
+    if (out[k]) throw collateralError('TDX_COLLATERAL_INVALID', `two ${k === 'rootCaCrl' ? 'root CA' : 'PCK'} CRLs in the bundle`);
+    out[k] = crl.der;
+  }
+  return out;
+}
+
+/** A PCS v4 signed response (JSON body + issuer chain header, URL-encoded PEM) as the verifier takes it. */
+async function pcsSigned(src: CollateralSource, url: string, member: 'tcbInfo' | 'enclaveIdentity', chainHeaders: readonly string[], what: string): Promise<TdxCollateral['tcbInfo']> {
+  const r = await request(src, url, what);
+  const chain = chainHeaders.map((h) => r.headers.get(h)).find((v) => v);
+  if (!chain) throw collateralError('COLLATERAL_UNAVAILABLE', `the collateral cache served ${what} without its issuer chain`);
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(r.body);
+  } catch (e) {
+    throw collateralError('TDX_COLLATERAL_INVALID', `${what} served is not UTF-8`, { cause: e });
+  }
+  return signedFromPcs(text, chain, member);
+}
+
+/** PCS serves CRLs as DER (encoding=der) or PEM; anything else is handed on and refused by the CRL parser. */
+function crlDer(b: Uint8Array): Uint8Array {
+  if (!isPem(b)) return b;
+  const ders = pemDecodeAll(new TextDecoder().decode(b), 'X509 CRL');
+  if (ders.length !== 1) throw collateralError('COLLATERAL_UNAVAILABLE', 'a PEM CRL served holds more than one CRL');
+  return ders[0]!;
+}
+
+/**
+ * OCSP from the shim for the GPU verifier (GpuVerifyOptions.collateral): a DER OCSPRequest (RFC 6960 §4.1.1) for
+ * `cert` with a SHA-384 CertID, as NVIDIA's responder and the sim answer, and no nonce so the shim can cache it; the
+ * verifier checks the response's signature, responder, dates and status.
+ */
+export function gpuOcspFromShim(src: CollateralSource): GpuCollateral {
+  return {
+    async ocsp(cert: Certificate, issuer: Certificate): Promise<Uint8Array> {
+      const body = await ocspRequest(cert, issuer);
+      const r = await request(src, `${src.base.replace(/\/+$/, '')}/v1/collateral/nvidia-ocsp/`, `the OCSP status of "${cert.subject.text}"`, {
+        method: 'POST', body: body as Uint8Array<ArrayBuffer>, headers: { 'content-type': 'application/ocsp-request' },
+      });
+      return r.body;
+    },
+  };
+}
+
+const OID_SHA384 = '2.16.840.1.101.3.4.2.2';
+
+export async function ocspRequest(cert: Certificate, issuer: Certificate): Promise<Uint8Array> {
+  const { nameHash, keyHash } = await certIdHashes(issuer);
+  const certId = seq(seq(oid(OID_SHA384), nul()), octets(nameHash), octets(keyHash), tlv(TAG.INTEGER, cert.serialNumber));
+  return seq(seq(seq(seq(certId))));
 }
 
 /** Report v2 has no CPUID: the ASK's subject names the product (AMD KDS "SEV-Milan", "SEV-VLEK-Genoa", ...). */

@@ -44,8 +44,10 @@ export interface CreateClientOptions {
   readonly now?: () => Date;
   readonly signal?: AbortSignal;
   /**
-   * A host shim whose collateral cache completes missing revocation data (AMD's CRL); verified like everything
-   * else. When set, revocation is checked or verification fails (COLLATERAL_UNAVAILABLE), never skipped.
+   * A host shim whose collateral cache completes what the bundle lacks (SEV-SNP: VCEK, ASK/ARK chain, AMD's CRL;
+   * TDX: TCB info, QE identity, PCK and root CA CRLs for the quote's FMSPC; GPU: OCSP), client/collateral.ts;
+   * verified like everything else against the pinned roots. When set, what the shim cannot serve fails
+   * verification (COLLATERAL_UNAVAILABLE), never skips a check.
    */
   readonly collateralFrom?: string;
 }

@@ -3,8 +3,9 @@
  * against a policy. The REPORT_DATA binding is recomputed for the bundle's own nonce, or for `--nonce HEX` when the
  * auditor knows the nonce that was asked for (then a bundle made for another nonce is refused). Evidence age is
  * checked only when asked (`--max-age SECONDS`, `--now ISO`): a saved bundle is audited after the fact.
- * `--collateral SHIM_URL` completes missing revocation data (AMD's CRL) from a host shim's cache, so an auditor
- * can check revocation with no route to the vendors; the CRL is verified against the vendor root like the rest.
+ * `--collateral SHIM_URL` completes missing collateral from a host shim's cache (SEV-SNP: VCEK, chain, AMD's CRL;
+ * TDX: TCB info, QE identity, CRLs for the quote's FMSPC), so an auditor can verify with no route to the vendors;
+ * it is verified against the vendor roots like the rest (client/collateral.ts).
  */
 import { bundleFromJson, encodeBundle } from '../../attestation/bundle.ts';
 import { fromHex } from '../../attestation/bytes.ts';

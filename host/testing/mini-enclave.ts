@@ -1,5 +1,5 @@
 /**
- * A minimal gateway that speaks the enclave's wire protocol (sim SEV-SNP evidence bound to its keys, OHTTP and
+ * A minimal gateway that speaks the enclave's wire protocol (sim SEV-SNP, or with `tdx` sim TDX, evidence bound to its keys, OHTTP and
  * chunked OHTTP, receipts) with a canned answer. It is a test double for the client SDK's own tests, where the
  * gateway's behaviour must be scripted (rotate the key, refuse a config forever, tamper with the evidence); the
  * whole-stack tests use the real enclave. It echoes nothing of the prompt.
@@ -8,6 +8,8 @@ import { Hono } from 'hono';
 import { encodeBundle } from '../../attestation/bundle.ts';
 import { fromHex } from '../../attestation/bytes.ts';
 import { createSimAmd, type SimAmd } from '../../attestation/sevsnp/sim.ts';
+import { servedFromCollateral } from '../../attestation/tdx/collateral.ts';
+import type { SimTdx } from '../../attestation/tdx/sim.ts';
 import { decodeRequest, encodeResponse, responseStream } from '../../protocol/bhttp.ts';
 import { reportData } from '../../protocol/binding.ts';
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
@@ -25,6 +27,8 @@ export interface MiniEnclave {
   refuseAllKeys: boolean;
   /** Leave the certificates out of the bundle (as a host without the SNP certificate table would). */
   omitCerts: boolean;
+  /** sim-tdx: leave the collateral (TCB info, QE identity, CRLs, signing chain) out of the bundle. */
+  omitCollateral: boolean;
   /** MEASUREMENT to report (default the sim provider's 0x5a × 48). */
   measurement: Uint8Array;
   readonly amd: SimAmd;
@@ -32,13 +36,15 @@ export interface MiniEnclave {
   readonly seen: string[];
 }
 
-export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEnclave> {
+/** `tdx`: serve sim-tdx bundles (quotes from this sim Intel signer, its default collateral) instead of sim-sev-snp. */
+export async function startMiniEnclave(o: { amd?: SimAmd; tdx?: SimTdx } = {}): Promise<MiniEnclave> {
   const amd = o.amd ?? (await createSimAmd({ product: 'Genoa' }));
   let key: GatewayKey = await generateKeyConfig(1);
   let receipt: ReceiptSigner = await generateReceiptKey();
   let seq = 0;
   let prev: Uint8Array = ZERO_HASH;
   const seen: string[] = [];
+  let tdxCollateral: Promise<ReturnType<typeof servedFromCollateral>> | undefined;
   const app = new Hono();
   const self: MiniEnclave = {
     app,
@@ -46,6 +52,7 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     seen,
     refuseAllKeys: false,
     omitCerts: false,
+    omitCollateral: false,
     measurement: fromHex('5a'.repeat(48)),
     async rotate() {
       key = await generateKeyConfig((key.config.keyId + 1) & 0xff);
@@ -67,8 +74,16 @@ export async function startMiniEnclave(o: { amd?: SimAmd } = {}): Promise<MiniEn
     const nonce = fromHex(c.req.query('nonce') ?? '00'.repeat(32));
     const keyConfigs = encodeKeyConfigs([key.config]);
     const rd = await reportData({ role: 'enclave', nonce, keyConfigs, signingKey: receipt.publicKey });
-    const evidence = await amd.vcek.signReport({ measurement: self.measurement, reportData: rd });
-    const bundle = encodeBundle({ v: 1, platform: 'sim-sev-snp', evidence, certs: self.omitCerts ? [] : [amd.vcek.der, amd.askDer, amd.arkDer], collateral: {}, keys: { ohttp: keyConfigs, receipt: receipt.publicKey }, nonce, issuedAt: Date.now() });
+    const keys = { ohttp: keyConfigs, receipt: receipt.publicKey };
+    let bundle: Uint8Array;
+    if (o.tdx) {
+      tdxCollateral ??= o.tdx.collateral().then(servedFromCollateral);
+      const evidence = await o.tdx.quote({ reportData: rd });
+      bundle = encodeBundle({ v: 1, platform: 'sim-tdx', evidence, certs: [], collateral: self.omitCollateral ? {} : await tdxCollateral, keys, nonce, issuedAt: Date.now() });
+    } else {
+      const evidence = await amd.vcek.signReport({ measurement: self.measurement, reportData: rd });
+      bundle = encodeBundle({ v: 1, platform: 'sim-sev-snp', evidence, certs: self.omitCerts ? [] : [amd.vcek.der, amd.askDer, amd.arkDer], collateral: {}, keys, nonce, issuedAt: Date.now() });
+    }
     return c.body(bundle as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'application/cbor' });
   });
   app.get('/.well-known/ohttp-gateway', (c) => c.body(encodeKeyConfigs([key.config]) as Uint8Array<ArrayBuffer>, 200, { 'content-type': 'application/ohttp-keys' }));
