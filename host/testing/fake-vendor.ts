@@ -20,6 +20,8 @@ export interface FakeVendor {
   readonly routes: Map<string, FakeResponse>;
   /** Responses served before the route table, one per request (scripted failures). */
   readonly script: FakeResponse[];
+  /** Consulted after the script and before the route table, e.g. to answer a POST by its body (OCSP requests). */
+  respond: ((method: string, url: string, body: Uint8Array) => FakeResponse | undefined) | undefined;
   close(): Promise<void>;
 }
 
@@ -27,12 +29,13 @@ export async function startFakeVendor(routes: Record<string, FakeResponse> = {})
   const table = new Map(Object.entries(routes));
   const log: string[] = [];
   const script: FakeResponse[] = [];
+  const self: { respond: FakeVendor['respond'] } = { respond: undefined };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       log.push(`${req.method} ${req.url}`);
-      const r = script.shift() ?? table.get(req.url ?? '') ?? { status: 404, body: 'not found' };
+      const r = script.shift() ?? self.respond?.(req.method ?? 'GET', req.url ?? '', new Uint8Array(Buffer.concat(chunks))) ?? table.get(req.url ?? '') ?? { status: 404, body: 'not found' };
       res.writeHead(r.status ?? 200, r.headers ?? {});
       res.end(typeof r.body === 'string' ? r.body : Buffer.from(r.body));
     });
@@ -44,6 +47,12 @@ export async function startFakeVendor(routes: Record<string, FakeResponse> = {})
     log,
     routes: table,
     script,
+    get respond() {
+      return self.respond;
+    },
+    set respond(f) {
+      self.respond = f;
+    },
     close: () => new Promise<void>((r) => {
       server.closeAllConnections();
       server.close(() => r());
