@@ -7,6 +7,9 @@
  *   GET  /.well-known/ohttp-gateway       application/ohttp-keys (RFC 9458 §3)
  *   POST /v1/ohttp                        gateway: message/ohttp-req and message/ohttp-chunked-req
  *   POST /v1/workers                      worker registration (docs/operator.md)
+ *   GET  /v1/workers                      verified workers (public claims only: id, state, evidence digest, models)
+ *   GET  /v1/market/offers                the live signed offers of verified workers (docs/market.md "Listing")
+ *   POST /v1/workers/{id}/offers/cancel   a worker withdraws an offer with a signed cancel (docs/market.md)
  *   GET  /healthz, /metrics
  *
  * Under sim every response carries `gm-tee: sim` and every log line `"sim":true`.
@@ -14,8 +17,8 @@
 import { Hono } from 'hono';
 import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
 import type { BundlePolicy } from '../attestation/bundle-verify.ts';
-import { fromBase64, fromHex } from '../attestation/bytes.ts';
-import { GmError, protocolError } from '../attestation/errors.ts';
+import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
+import { GmError, protocolError, rejected } from '../attestation/errors.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
@@ -31,10 +34,11 @@ import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey
 import type { Logger } from './log.ts';
 import { Registry } from './metrics.ts';
 import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
+import { marketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
-import { WorkerRegistry, type RegistryOptions } from './workers/registry.ts';
+import { type RegistryOptions, type VerifiedWorker, WorkerRegistry } from './workers/registry.ts';
 
 export interface EnclaveLimits {
   /** Encapsulated request body (413 before decryption). */
@@ -191,6 +195,36 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers });
     return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2) } });
   };
+  // Public, read-only listings (docs/operator.md §2): what the enclave verified, never payloads, accounts or traffic.
+  app.get('/v1/workers', (c) => c.json({ workers: registry.list().map(workerView) }, 200, { 'cache-control': 'no-store' }));
+  const market = marketSurface(router);
+  app.get('/v1/market/offers', (c) => {
+    if (!market) throw new GmError('protocol', 'NOT_FOUND', 'this enclave runs no market (--router first)');
+    return c.json({ offers: market.offers(now()) }, 200, { 'cache-control': 'no-store' });
+  });
+  // A signed cancel (protocol/offer.ts): the worker's evidence-bound key and the offer's hotkey both sign it, so
+  // it needs no other credential; the worker must be registered and verified.
+  const cancels = new StreamLimiter(8);
+  app.post('/v1/workers/:id/offers/cancel', async (c) => {
+    const release = cancels.acquire();
+    try {
+      if (!market) throw new GmError('protocol', 'NOT_FOUND', 'this enclave runs no market (--router first)');
+      const id = c.req.param('id');
+      if (!registry.usable(id)) throw rejected('OFFER_UNKNOWN_WORKER', 'cancel for a worker that is not registered and verified');
+      const raw = await readLimited(c.req.raw.body, 16 * 1024);
+      let j: { cancel?: unknown };
+      try {
+        j = JSON.parse(new TextDecoder().decode(raw)) as typeof j;
+      } catch (e) {
+        throw protocolError('CANCEL_MALFORMED', 'cancel must be JSON {"cancel": base64}', { cause: e });
+      }
+      if (typeof j !== 'object' || j === null || typeof j.cancel !== 'string') throw protocolError('CANCEL_MALFORMED', 'cancel must be JSON {"cancel": base64}');
+      const r = await market.cancel(id, fromBase64(j.cancel, 'cancel'));
+      return c.json({ cancel: r });
+    } finally {
+      release();
+    }
+  });
   app.post('/v1/ohttp', async (c) => {
     const release = streams.acquire();
     const t0 = performance.now();
@@ -233,11 +267,21 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   };
 }
 
+/** The public view of a verified worker: claims from its verified evidence, nothing secret, no URL. */
+function workerView(w: VerifiedWorker): Record<string, unknown> {
+  return {
+    id: w.id, state: w.state, platform: w.platform, measurement: w.measurement, sim: w.sim, evidenceDigest: hex(w.evidenceDigest),
+    workerKey: hex(w.signingKey), models: w.models, verifiedAt: new Date(w.verifiedAt).toISOString(), expiresAt: new Date(w.expiresAt).toISOString(),
+  };
+}
+
 function routeName(method: string, path: string): string {
   if (path === '/v1/ohttp') return 'ohttp';
   if (path === '/v1/attestation') return 'attestation';
   if (path === '/.well-known/ohttp-gateway') return 'keys';
   if (path === '/v1/workers') return 'workers';
+  if (path === '/v1/market/offers') return 'market_offers';
+  if (/^\/v1\/workers\/[^/]+\/offers\/cancel$/.test(path)) return 'offer_cancel';
   if (path === '/healthz') return 'healthz';
   if (path === '/metrics') return 'metrics';
   return method === 'GET' || method === 'POST' ? 'other' : 'other';

@@ -3,17 +3,32 @@
  * (POST <enclave>/v1/workers, docs/operator.md), renewed at the interval the enclave asks for and retried with
  * backoff when an enclave is unreachable. A refused registration is logged with its code and retried later (the
  * operator may fix the node), never silently ignored.
+ *
+ * Withdrawing an offer (docs/market.md): `withdraw(model)` signs a cancel (worker key + hotkey, protocol/offer.ts)
+ * and posts it to every enclave (POST <enclave>/v1/workers/<id>/offers/cancel); later registrations omit the offer.
+ * An enclave that could not be reached gets the cancel again after its next successful registration; one that
+ * refuses it with a code is not asked again (the refusal is logged and returned).
  */
 import { encodeBundle } from '../attestation/bundle.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { toBase64 } from '../attestation/bytes.ts';
+import { configError } from '../attestation/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { serve, type Served } from '../enclave/serve.ts';
 import type { GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
 import { createWorkerApp, generateWorkerKeys, type WorkerKeys } from './app.ts';
 import { createForwarder } from './forward.ts';
+import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
+
+/** Signs the offers posted with each registration; an OfferSigner (worker/offers.ts) can also withdraw them. */
+export type OfferSource = ((keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>) & Partial<Pick<OfferSigner, 'withdraw' | 'restore'>>;
+
+/** One enclave's answer to a withdrawal: removed = a live version left its book. */
+export type WithdrawOutcome =
+  | { readonly enclave: string; readonly ok: true; readonly removed: boolean }
+  | { readonly enclave: string; readonly ok: false; readonly code: string; readonly pending: boolean };
 
 export interface WorkerOptions {
   readonly upstream: string;
@@ -27,7 +42,7 @@ export interface WorkerOptions {
   /** Models to announce (default: the upstream's GET /v1/models). */
   readonly models?: readonly string[];
   /** Signed offers to post with the registration (market, issue 7). */
-  readonly offers?: (keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>;
+  readonly offers?: OfferSource;
   readonly keys?: WorkerKeys;
   /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */
   readonly keyRotationMs?: number;
@@ -42,6 +57,10 @@ export interface RunningWorker {
   readonly registered: Promise<void>;
   /** Rotates the OHTTP keys now and re-registers (also done every keyRotationMs). */
   rotateKeys(): Promise<void>;
+  /** Withdraws the model's offer from every enclave with a signed cancel; later registrations omit it. */
+  withdraw(model: string): Promise<WithdrawOutcome[]>;
+  /** Offers the model again: re-registers with every enclave at once (a higher sequence than the cancel). */
+  restore(model: string): void;
   stop(): Promise<void>;
 }
 
@@ -80,6 +99,40 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return Math.max(1_000, j.worker?.renewAfterMs ?? 60_000);
   };
 
+  // Cancels an enclave has not acknowledged yet (it was unreachable): offerId → cancel, per enclave.
+  const pendingCancels = new Map<string, Map<string, SignedCancel>>(o.enclaves.map((e) => [e, new Map()]));
+  const postCancel = async (enclave: string, c: SignedCancel): Promise<WithdrawOutcome> => {
+    let r: Response;
+    try {
+      r = await fetch(`${enclave.replace(/\/+$/, '')}/v1/workers/${encodeURIComponent(keys.workerId)}/offers/cancel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ cancel: toBase64(c.bytes) }),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch {
+      pendingCancels.get(enclave)?.set(c.offerId, c);
+      log.warn('worker.cancel_failed', { enclave, code: 'UNREACHABLE', sequence: c.sequence });
+      return { enclave, ok: false, code: 'UNREACHABLE', pending: true };
+    }
+    const j = (await r.json().catch(() => ({}))) as { cancel?: { removed?: unknown }; error?: { code?: string } };
+    if (r.status === 200) {
+      pendingCancels.get(enclave)?.delete(c.offerId);
+      log.info('worker.offer_withdrawn', { enclave, sequence: c.sequence, removed: j.cancel?.removed === true });
+      return { enclave, ok: true, removed: j.cancel?.removed === true };
+    }
+    const code = j.error?.code ?? `HTTP_${r.status}`;
+    // 5xx: the enclave may take it later; a 4xx names what is wrong with this cancel, asking again cannot help.
+    const pending = r.status >= 500;
+    if (pending) pendingCancels.get(enclave)?.set(c.offerId, c);
+    else pendingCancels.get(enclave)?.delete(c.offerId);
+    log.warn('worker.cancel_refused', { enclave, code, status: r.status });
+    return { enclave, ok: false, code, pending };
+  };
+  const flushCancels = async (enclave: string): Promise<void> => {
+    for (const c of [...(pendingCancels.get(enclave)?.values() ?? [])]) await postCancel(enclave, c);
+  };
+
   const kicks: (() => void)[] = [];
   const loops = o.enclaves.map(
     (enclave) =>
@@ -107,6 +160,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
             (renewMs) => {
               log.info('worker.registered', { enclave, models: models.length, renewMs });
               backoff = 1_000;
+              void flushCancels(enclave);
               if (first) {
                 first = false;
                 resolve();
@@ -135,7 +189,18 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   };
   const rotation = setInterval(() => void rotateKeys().catch(() => undefined), rotationMs);
   rotation.unref();
-  rotation.unref();
+  const withdraw = async (model: string): Promise<WithdrawOutcome[]> => {
+    if (!o.offers?.withdraw) throw configError('OFFERS_NOT_WITHDRAWABLE', 'this worker signs no withdrawable offers (use worker/offers.ts offerSigner)');
+    const c = await o.offers.withdraw(keys, model);
+    return Promise.all(o.enclaves.map((e) => postCancel(e, c)));
+  };
+  const restore = (model: string): void => {
+    if (!o.offers?.restore) throw configError('OFFERS_NOT_WITHDRAWABLE', 'this worker signs no withdrawable offers (use worker/offers.ts offerSigner)');
+    o.offers.restore(model);
+    // A cancel still waiting for an unreachable enclave would only tombstone sequences below the restored offer's.
+    for (const m of pendingCancels.values()) m.delete(offerIdFor(keys.workerId, model));
+    for (const k of kicks) k();
+  };
   const registered = Promise.all(loops).then(() => undefined);
   registered.catch(() => undefined);
   log.info('worker.started', { url, upstream: o.upstream, enclaves: o.enclaves.length });
@@ -146,6 +211,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     served,
     registered,
     rotateKeys,
+    withdraw,
+    restore,
     stop() {
       stopping ??= (async () => {
         stopped = true;

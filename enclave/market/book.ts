@@ -4,6 +4,9 @@
  * model so selection scans only the requested models. Expired offers leave by themselves: selection skips them
  * and each model's list is compacted once `now` passes its earliest expiry. Replace = same offerId with a higher
  * sequence; cancel = a signed cancel whose sequence is >= the offer's (and later arrivals at or below it are refused).
+ * Cancel tombstones are scoped to the worker that signed them (one worker cannot block another's offer ids), kept
+ * after the worker leaves (a replayed registration must not bring a cancelled offer back), and bounded: per worker,
+ * and in total, where tombstones of workers no longer registered are evicted first.
  *
  * Money: offer prices are bigint micro-units; the book keeps each quoted price (offer price plus the operator's
  * routing fee, rounded up) also as a safe-integer Number for the selection hot path, checked at insertion.
@@ -60,6 +63,16 @@ export interface OrderBookOptions {
   /** Operator routing fee in basis points of the worker cost (0..10000). */
   readonly feeBasisPoints?: number;
   readonly stats?: StatsConfig;
+  /** Cancel tombstones kept per worker (default 1024) and in total (default 100000). */
+  readonly maxTombstonesPerWorker?: number;
+  readonly maxTombstones?: number;
+}
+
+/** What a signed cancel did: the offer it names, its sequence, and whether a live version left the book. */
+export interface CancelOutcome {
+  readonly offerId: string;
+  readonly sequence: number;
+  readonly removed: boolean;
 }
 
 /** offer price + fee, rounded up, as the client sees it for max_price and sorting. */
@@ -91,8 +104,11 @@ export class OrderBook {
   readonly #byModel = new Map<string, ModelList>();
   /** offerId → entry, for replace and cancel. */
   readonly #byOfferId = new Map<string, BookEntry>();
-  /** offerId → highest cancelled sequence (a tombstone so replays of older versions are refused). */
-  readonly #cancelled = new Map<string, number>();
+  /** workerId → offerId → highest cancelled sequence (tombstones, so replays of older versions are refused). */
+  readonly #cancelled = new Map<string, Map<string, number>>();
+  #tombstones = 0;
+  readonly #maxPerWorker: number;
+  readonly #maxTotal: number;
   readonly #workers = new Map<string, WorkerSlot>();
   readonly #stats = new Map<string, LiveStats>();
   /** Largest quoted price in the book: bounds the selection arithmetic so it stays exact. */
@@ -103,6 +119,8 @@ export class OrderBook {
     if (!Number.isSafeInteger(fee) || fee < 0 || fee > 10_000) throw configError('MARKET_FEE_INVALID', 'routing fee must be 0..10000 basis points');
     this.feeBasisPoints = fee;
     this.#statsCfg = opts.stats ?? DEFAULT_STATS_CONFIG;
+    this.#maxPerWorker = opts.maxTombstonesPerWorker ?? 1024;
+    this.#maxTotal = opts.maxTombstones ?? 100_000;
   }
 
   /** Registers or refreshes a worker after its evidence verified (call again on each re-verification). */
@@ -147,7 +165,7 @@ export class OrderBook {
     const slot = this.#workers.get(o.workerId);
     const w = slot?.info;
     if (!slot || !w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
-    const tomb = this.#cancelled.get(o.offerId);
+    const tomb = this.#cancelled.get(o.workerId)?.get(o.offerId);
     if (tomb !== undefined && o.sequence <= tomb) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} was cancelled`);
     const prev = this.#byOfferId.get(o.offerId);
     if (prev) {
@@ -184,20 +202,57 @@ export class OrderBook {
     return entry;
   }
 
-  /** Verifies a signed cancel against the worker's registered key and removes the offer (if at or below it). */
+  /**
+   * Verifies a signed cancel against the worker's registered key and removes the offer (if at or below it); later
+   * arrivals of that offer id from this worker at or below the cancel's sequence are refused (OFFER_SUPERSEDED).
+   * Codes: OFFER_UNKNOWN_WORKER, OFFER_WORKER_KEY_MISMATCH (key or workerId not the registered worker's),
+   * OFFER_HOTKEY_MISMATCH (not the hotkey of the offer it cancels), OFFER_ID_TAKEN, OFFER_CANCEL_LIMIT, plus every
+   * verifySignedCancel code (OFFER_MALFORMED, OFFER_SIGNATURE_WORKER, OFFER_SIGNATURE_HOTKEY).
+   */
   async cancelSigned(signed: Uint8Array, workerId: string): Promise<boolean> {
+    return (await this.cancel(signed, workerId)).removed;
+  }
+
+  async cancel(signed: Uint8Array, workerId: string): Promise<CancelOutcome> {
     const w = this.worker(workerId);
     if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `cancel from worker "${workerId}" which is not registered`);
     const c = await verifySignedCancel(signed, { workerPublicKey: w.workerKey, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
     if (c.workerId !== workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'cancel names a different worker');
     const prev = this.#byOfferId.get(c.offerId);
     if (prev && prev.offer.workerId !== workerId) throw rejected('OFFER_ID_TAKEN', `offer id ${c.offerId} belongs to another worker`);
-    this.#cancelled.set(c.offerId, Math.max(c.sequence, this.#cancelled.get(c.offerId) ?? -1));
+    // The offer carries both the worker's and the operator's signatures; its withdrawal needs the same operator.
+    if (prev && prev.offer.hotkey !== c.hotkey) throw rejected('OFFER_HOTKEY_MISMATCH', "cancel's hotkey is not the hotkey of the offer it cancels");
+    this.#tombstone(workerId, c.offerId, c.sequence);
     if (prev && prev.offer.sequence <= c.sequence) {
       this.#remove(prev);
-      return true;
+      return { offerId: c.offerId, sequence: c.sequence, removed: true };
     }
-    return false;
+    return { offerId: c.offerId, sequence: c.sequence, removed: false };
+  }
+
+  #tombstone(workerId: string, offerId: string, sequence: number): void {
+    let mine = this.#cancelled.get(workerId);
+    const old = mine?.get(offerId);
+    if (old !== undefined) {
+      mine!.set(offerId, Math.max(old, sequence));
+      return;
+    }
+    if ((mine?.size ?? 0) >= this.#maxPerWorker) throw rejected('OFFER_CANCEL_LIMIT', `worker ${workerId} holds ${this.#maxPerWorker} cancels already`);
+    if (this.#tombstones >= this.#maxTotal) this.#evictTombstones();
+    if (this.#tombstones >= this.#maxTotal) throw rejected('OFFER_CANCEL_LIMIT', 'the order book holds its maximum of cancels');
+    if (!mine) this.#cancelled.set(workerId, (mine = new Map()));
+    mine.set(offerId, sequence);
+    this.#tombstones++;
+  }
+
+  /** Drops the tombstones of workers that are no longer registered, oldest first, until there is room. */
+  #evictTombstones(): void {
+    for (const [id, m] of this.#cancelled) {
+      if (this.#tombstones < this.#maxTotal) return;
+      if (this.#workers.get(id)?.info) continue;
+      this.#tombstones -= m.size;
+      this.#cancelled.delete(id);
+    }
   }
 
   /** The live entries for a model at `now` (compacting expired ones first when due). */

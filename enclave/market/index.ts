@@ -38,13 +38,14 @@
  *                                                                   // (raw 32-byte Ed25519) goes into REPORT_DATA
  *   ledger.accountForKey(apiKey)                                    // ACCOUNT_MISSING / ACCOUNT_UNKNOWN (401)
  *   marketHttpStatus(err.code)                                      // the status to map a market error to
- *   offersView(market.book, now)                                    // JSON of the live book (status page)
+ *   offersView(market.book, now)                                    // JSON of the live book, live stats included
+ *   publicOffersView(market.book, now)                              // GET /v1/market/offers: signed bytes + view
  */
 import { type ConstraintOptions, parseRouteConstraints, type RouteConstraints } from './constraints.ts';
 import { OrderBook } from './book.ts';
 import { select, type Selection } from './select.ts';
 import type { StatsConfig } from './stats.ts';
-import { hex } from '../../attestation/bytes.ts';
+import { hex, toBase64 } from '../../attestation/bytes.ts';
 import { offerJson } from '../../protocol/offer.ts';
 
 export { OrderBook, type BookEntry, type WorkerInfo, quotedPrice } from './book.ts';
@@ -109,12 +110,42 @@ export function offersView(book: OrderBook, now: number): Record<string, unknown
   return out.sort((a, b) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1));
 }
 
+/**
+ * The public listing of the live book (`GET /v1/market/offers`, docs/market.md "Listing"): per offer the signed
+ * envelope exactly as the worker posted it (base64 of the CBOR `{offer, workerSig, hotkeySig}`), so anyone can
+ * verify both signatures with protocol/offer.ts, beside its JSON view, digest, quoted prices and whether its worker
+ * is verified now. Only offers of currently verified workers are listed. Nothing derived from requests (no live
+ * stats, in-flight counts or error rates: they would show traffic to whoever polls) and nothing about accounts.
+ */
+export function publicOffersView(book: OrderBook, now: number): Record<string, unknown>[] {
+  const out: Record<string, unknown>[] = [];
+  for (const e of book.offers(now)) {
+    const w = e.slot.info;
+    if (!w || w.verifiedUntil <= now) continue;
+    out.push({
+      ...offerJson(e.offer),
+      digest: hex(e.verified.digest),
+      quotedPerMInput: String(e.quotedIn),
+      quotedPerMOutput: String(e.quotedOut),
+      feeBasisPoints: book.feeBasisPoints,
+      evidenceDigest: hex(w.evidenceDigest),
+      sim: w.sim,
+      signed: toBase64(e.verified.signed),
+    });
+  }
+  return out.sort((a, b) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1));
+}
+
 /** HTTP status for the market's error codes (the gateway maps any other code itself). */
 export function marketHttpStatus(code: string): number | undefined {
   if (code.startsWith('PAYMENT_')) return 402;
   if (code === 'ACCOUNT_MISSING' || code === 'ACCOUNT_UNKNOWN') return 401;
   if (code === 'ROUTE_CONSTRAINT_INVALID') return 400;
   if (code === 'NO_ELIGIBLE_OFFER' || code === 'WORKER_CREDIT_LIMIT') return 503;
+  // Offer and cancel refusals: a forged or foreign signature is forbidden, an unregistered worker unknown.
+  if (code === 'OFFER_UNKNOWN_WORKER') return 404;
+  if (code === 'OFFER_CANCEL_LIMIT') return 429;
+  if (code.startsWith('OFFER_SIGNATURE_') || code === 'OFFER_WORKER_KEY_MISMATCH' || code === 'OFFER_HOTKEY_MISMATCH' || code === 'OFFER_ID_TAKEN') return 403;
   if (code.startsWith('OFFER_')) return 400;
   return undefined;
 }

@@ -24,7 +24,8 @@ import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
 import type { Candidate as RouterCandidate, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
 import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
-import type { Market } from './index.ts';
+import type { CancelOutcome } from './book.ts';
+import { type Market, publicOffersView } from './index.ts';
 import type { Candidate } from './select.ts';
 import type { Lease } from './stats.ts';
 
@@ -45,6 +46,24 @@ export interface MarketRouterOptions {
 export interface MarketRouter {
   readonly router: (registry: WorkerRegistry) => Router;
   readonly onWorkerChange: (event: 'verified' | 'removed', w: VerifiedWorker) => Promise<void>;
+  readonly surface: MarketSurface;
+}
+
+/**
+ * What the enclave's public HTTP surface needs from the market: the listing (`GET /v1/market/offers`) and signed
+ * cancels (`POST /v1/workers/{id}/offers/cancel`). Reached from the Router the enclave was given (marketSurface),
+ * so the enclave wiring stays `router` + `onWorkerChange`.
+ */
+export interface MarketSurface {
+  offers(now: number): Record<string, unknown>[];
+  cancel(workerId: string, signed: Uint8Array): Promise<CancelOutcome>;
+}
+
+const surfaces = new WeakMap<Router, MarketSurface>();
+
+/** The market behind a Router built by marketRouter, or undefined (the `first` router has no book). */
+export function marketSurface(r: Router): MarketSurface | undefined {
+  return surfaces.get(r);
 }
 
 /** The gateway adds the decrypted request's bearer token here. */
@@ -77,7 +96,26 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     }
   };
 
-  const router = (registry: WorkerRegistry): Router => ({
+  const surface: MarketSurface = {
+    offers: (t) => publicOffersView(market.book, t),
+    async cancel(workerId, signed) {
+      try {
+        const c = await market.book.cancel(signed, workerId);
+        o.log?.info('market.offer_cancelled', { worker: workerId, sequence: c.sequence, removed: c.removed });
+        return c;
+      } catch (e) {
+        o.log?.warn('market.cancel_refused', { worker: workerId, code: e instanceof GmError ? e.code : 'INTERNAL' });
+        throw e;
+      }
+    },
+  };
+
+  const router = (registry: WorkerRegistry): Router => {
+    const r = routerFor(registry);
+    surfaces.set(r, surface);
+    return r;
+  };
+  const routerFor = (registry: WorkerRegistry): Router => ({
     models: (t) => market.book.models(t),
     async select(req: RouteRequestWithKey): Promise<RouterSelection> {
       try {
@@ -166,5 +204,5 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     };
   }
 
-  return { router, onWorkerChange };
+  return { router, onWorkerChange, surface };
 }
