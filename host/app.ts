@@ -9,13 +9,15 @@ import { collateralRoutes } from './collateral/routes.ts';
 import type { VendorBases } from './collateral/sources.ts';
 import { type EnclaveGate, gateMiddleware } from './gate.ts';
 import { type RelayOptions, RELAYED_PATHS, relayRoutes } from './relay.ts';
-import { type Listings, statusRoutes } from './status-page.ts';
+import { type Listings, statusRoutes, withCheckedOffers } from './status-page.ts';
 
 export interface HostAppOptions {
   readonly relay: RelayOptions;
   readonly gate: EnclaveGate;
   readonly collateral?: { readonly cache: CollateralCache; readonly bases?: VendorBases };
   readonly listings: () => Promise<Listings>;
+  /** Fetches the enclave's signed offers and worker keys for the status page's own signature check (tests). */
+  readonly fetch?: (input: string, init?: RequestInit) => Promise<Response>;
 }
 
 export function hostApp(opts: HostAppOptions): Hono {
@@ -42,7 +44,9 @@ export function hostApp(opts: HostAppOptions): Hono {
   }
   app.route('/', relay);
   if (opts.collateral) app.route('/', collateralRoutes(opts.collateral.cache, opts.collateral.bases));
-  app.route('/', statusRoutes(opts.gate, opts.listings, opts.relay.enclave));
+  // The status page fetches the enclave's listings itself (not through the relay, which carries only the gateway and
+  // attestation paths) and shows an offer as verified only after checking its signed bytes here.
+  app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave));
   app.get('/healthz', (c) => c.json({ gate: opts.gate.status.state }, opts.gate.status.state === 'open' ? 200 : 503));
   app.get('/metrics', (c) => {
     const st = opts.collateral?.cache.stats;

@@ -13,8 +13,7 @@ import { createSimAmd } from '../../attestation/sevsnp/sim.ts';
 import { createEnclave, type Enclave } from '../../enclave/app.ts';
 import { generateEnclaveKeys } from '../../enclave/keys.ts';
 import { Ledger } from '../../enclave/ledger/ledger.ts';
-import { createMarket, offersView } from '../../enclave/market/index.ts';
-import { enclaveListings, offerRow } from '../../host/enclave-check.ts';
+import { createMarket } from '../../enclave/market/index.ts';
 import { marketRouter } from '../../enclave/market/router.ts';
 import { offerSigner } from '../../worker/offers.ts';
 import { createLogger } from '../../enclave/log.ts';
@@ -93,14 +92,13 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
       say(`worker ${i} (${name}, sim H100 in CC mode, signed offer ${0.1 * i} / ${0.2 * i} USD per M tokens) registered and verified by the enclave`);
     }
 
-    const plain = enclaveListings(enclaveServer.url, { policy: parseClientPolicy(simPolicyDoc(), 'sim policy'), allowSim: true, trust: undefined });
     const cacheDir = await mkdtemp(join(tmpdir(), 'gm-demo-collateral-'));
     stops.push(() => rm(cacheDir, { recursive: true, force: true }));
     const host = await startHost({
       enclave: enclaveServer.url, policy: parseClientPolicy(simPolicyDoc(), 'sim policy'), allowSim: true, trust: undefined, cacheDir,
       checkIntervalMs: 60_000, log: (l) => void logs.push(JSON.stringify({ component: 'host', ...l })), ...(o.observe ? { observe: o.observe } : {}),
-      // The demo holds the market in this process, so its status page shows the live signed offers too.
-      listings: async () => ({ ...(await plain()), offers: offersView(book.book, Date.now()).map(offerRow) }),
+      // The status page reads GET /v1/workers and GET /v1/market/offers from the enclave, as in front of `gm enclave`,
+      // and checks each offer's signatures itself.
     });
     stops.push(() => host.close());
     say(`host shim (relay) listening at ${host.url}: gate ${host.gate.status.state.toUpperCase()}${host.gate.status.error ? ` (${host.gate.status.error.code})` : ''}`);
