@@ -9,8 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fromBase64, toBase64 } from '../attestation/bytes.ts';
 import { decodeDeterministic } from '../protocol/market-cbor.ts';
 import { decodeOffer, generateWorkerKey, hotkeyFromSeed, signCancel, type OfferCancel } from '../protocol/offer.ts';
+import { serve } from '../enclave/serve.ts';
+import { simProvider } from '../enclave/tee/sim.ts';
+import { startWorker } from '../worker/agent.ts';
+import { devModelApp } from '../worker/dev-model/server.ts';
+import { simGpuSource } from '../worker/gpu.ts';
+import { offerSigner } from '../worker/offers.ts';
 import { connect, type TestClient } from './stack/client.ts';
-import { type Stack, startStack } from './stack/harness.ts';
+import { type Stack, simVendors, startStack } from './stack/harness.ts';
 
 let stack: Stack;
 let client: TestClient;
@@ -147,5 +153,45 @@ describe('withdraw through the worker agent', () => {
     // Above the withdrawn version and the cancel (which the tombstone would otherwise refuse).
     expect(back.sequence).toBeGreaterThan(withdrawnSequence + 1);
     expect((await chat(w.modelName))[0]).toBe(200);
+  });
+});
+
+describe('an enclave that could not take the cancel', () => {
+  it('gets it again after its next registration; a 4xx refusal is not retried', async () => {
+    // The worker reaches the enclave through a proxy whose cancel path answers 503 until told otherwise.
+    let cancelDown = true;
+    const cancelsSeen: number[] = [];
+    const proxy = await serve({
+      fetch: async (req) => {
+        const u = new URL(req.url);
+        if (u.pathname.endsWith('/offers/cancel')) {
+          cancelsSeen.push(cancelDown ? 503 : 200);
+          if (cancelDown) return Response.json({ error: { code: 'TEMPORARILY_DOWN' } }, { status: 503 });
+        }
+        return fetch(`${stack.enclaveUrl}${u.pathname}${u.search}`, { method: req.method, headers: req.headers, body: req.method === 'GET' ? null : await req.arrayBuffer() });
+      },
+    });
+    const { amd, nvidia } = await simVendors();
+    const model = await serve({ fetch: devModelApp({ name: 'gm-dev-late' }).fetch });
+    const w = await startWorker({
+      upstream: model.url, enclaves: [proxy.url], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: stack.log,
+      offers: offerSigner({ currency: 'USD', pricePerMInput: 1n, pricePerMOutput: 1n, terms: { kind: 'per-request' }, capacity: 1, ttftMs: 1, tokensPerSecond: 1, hotkeySeed: new Uint8Array(32).fill(7) }),
+    });
+    try {
+      await w.registered;
+      expect((await offerOf('gm-dev-late'))?.workerId).toBe(w.id);
+      expect(await w.withdraw('gm-dev-late')).toEqual([{ enclave: proxy.url, ok: false, code: 'TEMPORARILY_DOWN', pending: true }]);
+      expect((await offerOf('gm-dev-late'))?.workerId).toBe(w.id); // the enclave never saw it
+      cancelDown = false;
+      await w.rotateKeys(); // the next registration, after which pending cancels are posted again
+      await expect.poll(async () => (await offerOf('gm-dev-late')) === undefined, { timeout: 10_000, interval: 20 }).toBe(true);
+      expect(cancelsSeen).toEqual([503, 200]);
+      // Withdrawn again: accepted at once, nothing left to remove.
+      expect(await w.withdraw('gm-dev-late')).toEqual([{ enclave: proxy.url, ok: true, removed: false }]);
+    } finally {
+      await w.stop();
+      await model.close(100);
+      await proxy.close(100);
+    }
   });
 });
