@@ -83,8 +83,8 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
 
   // Checks the SDK makes itself, recorded in the same report the verifier returns.
   const pre = new Checks('client');
-  const src = o.collateral;
   const tdx = decoded.platform.replace(/^sim-/, '') === 'tdx';
+  const src = o.collateral && (!o.collateral.platforms || o.collateral.platforms.includes(tdx ? 'tdx' : 'sev-snp')) ? o.collateral : undefined;
   const bundle = src && !tdx
     ? await pre.run('client.collateral', 'missing collateral (VCEK and chain, CRL) completed from the host shim cache (verified against the vendor root below)', src.base, () => withCollateral(decoded, src),
       (b) => `${b.collateral.crls?.length ?? 0} CRL(s), ${b.certs.length} certificate(s)`)

@@ -32,6 +32,11 @@ export interface CollateralSource {
   /** The host shim's base URL (it serves /v1/collateral/...). */
   readonly base: string;
   readonly fetch: FetchLike;
+  /**
+   * Platforms whose bundles are completed from this source (default all). Completing an SEV-SNP bundle also fetches
+   * AMD's CRL (revocation then required); the host gate limits its own cache to TDX, which cannot verify without it.
+   */
+  readonly platforms?: readonly ('sev-snp' | 'tdx')[];
 }
 
 const MAX_CRL = 2 * 1024 * 1024;

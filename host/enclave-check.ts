@@ -6,10 +6,11 @@
 import { unavailable } from '../attestation/errors.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { attest, type FetchLike } from '../client/attest.ts';
+import type { CollateralSource } from '../client/collateral.ts';
 import { createClient, type GmClient } from '../client/index.ts';
 import type { ClientPolicy } from '../client/policy.ts';
 import type { GateCheckResult } from './gate.ts';
-import type { Listings, OfferRow, WorkerRow } from './status-page.ts';
+import type { Listings, WorkerRow } from './status-page.ts';
 
 export interface EnclaveCheckOptions {
   readonly enclave: string;
@@ -20,6 +21,11 @@ export interface EnclaveCheckOptions {
   readonly now?: () => Date;
   /** A check that has not finished by then fails (an enclave that stops answering must not keep the gate open). */
   readonly timeoutMs?: number;
+  /**
+   * The shim's own collateral cache, for evidence that ships without it (a TDX quote from configfs carries no TCB
+   * info; an SEV-SNP report may come without its VCEK): completed and verified to the pinned roots as a client does.
+   */
+  readonly collateral?: CollateralSource;
 }
 
 export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckResult> {
@@ -27,7 +33,7 @@ export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckRes
   return async () => {
     const signal = AbortSignal.timeout(o.timeoutMs ?? 15_000);
     const a = await Promise.race([
-      attest({ base: o.enclave.replace(/\/$/, ''), fetch: f, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now ?? (() => new Date()), signal }),
+      attest({ base: o.enclave.replace(/\/$/, ''), fetch: f, policy: o.policy, allowSim: o.allowSim, trust: o.trust, now: o.now ?? (() => new Date()), signal, ...(o.collateral ? { collateral: o.collateral } : {}) }),
       new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(unavailable('HOST_GATE_CHECK_TIMEOUT', 'the enclave did not produce verifiable evidence in time')), { once: true })),
     ]);
     return {
@@ -40,24 +46,6 @@ export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckRes
         ...(a.claims.sim ? { sim: 'SIMULATED TEE: not backed by hardware' } : {}),
       },
     };
-  };
-}
-
-/** One row of the offers table from the market's JSON view (enclave/market offersView, protocol/offer offerJson). */
-export function offerRow(x: unknown): OfferRow {
-  const o = x as Record<string, unknown>;
-  const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
-  const cur = typeof o.currency === 'string' ? ` ${o.currency}` : '';
-  // protocol/offer.ts validity is in Unix seconds.
-  const until = typeof o.validUntil === 'number' ? new Date(o.validUntil * 1000).toISOString() : s(o.validUntil ?? o.expires);
-  return {
-    id: s(o.offerId ?? o.id) ?? '?',
-    worker: s(o.workerId ?? o.worker),
-    model: s(o.model) ?? '?',
-    priceIn: `${s(o.quotedPerMInput ?? o.pricePerMInput) ?? '?'}${cur}`,
-    priceOut: `${s(o.quotedPerMOutput ?? o.pricePerMOutput) ?? '?'}${cur}`,
-    terms: s((o.terms as { kind?: unknown } | undefined)?.kind ?? o.terms),
-    expires: until,
   };
 }
 
@@ -107,12 +95,12 @@ export function enclaveListings(enclave: string, o: Omit<EnclaveCheckOptions, 'e
   };
   const s = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
   return async () => {
-    const [w, of, ms, st] = await Promise.all([get('/v1/workers'), get('/v1/market/offers').then((x) => x ?? get('/v1/offers')), models(), states()]);
+    // Offers are fetched and their signatures checked by withCheckedOffers (status-page.ts), not here.
+    const [w, ms, st] = await Promise.all([get('/v1/workers'), models(), states()]);
     const workers = w?.map((x): WorkerRow => {
       const o = x as Record<string, unknown>;
       return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
     });
-    const offers = of?.map(offerRow);
-    return { workers, offers, models: ms, workerStates: st };
+    return { workers, offers: undefined, models: ms, workerStates: st };
   };
 }

@@ -19,6 +19,7 @@ import { hostApp } from './app.ts';
 import { CollateralCache } from './collateral/cache.ts';
 import type { RetryOptions } from './collateral/fetch.ts';
 import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
+import type { CollateralSource } from '../client/collateral.ts';
 import { enclaveCheck, enclaveListings } from './enclave-check.ts';
 import { EnclaveGate, type GateStatus } from './gate.ts';
 import type { RelayOptions } from './relay.ts';
@@ -54,8 +55,13 @@ export interface RunningHost {
 
 export async function startHost(o: HostOptions): Promise<RunningHost> {
   const log = o.log ?? (() => {});
+  // The gate completes TDX evidence that ships without collateral from this shim's own cache, in process (the same
+  // routes clients use; every byte verified to the pinned roots by the check, so the cache is trusted for nothing).
+  let self: { request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response> } | undefined;
+  // TDX only: an SEV-SNP bundle is checked as the enclave ships it (completing it would also require AMD's CRL).
+  const ownCollateral: CollateralSource = { base: 'http://gm-host.internal', fetch: async (input, init) => self!.request(input, init), platforms: ['tdx'] };
   const gate = new EnclaveGate({
-    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000 }),
+    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000, collateral: ownCollateral }),
     intervalMs: o.checkIntervalMs ?? 60_000,
     onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });
@@ -66,6 +72,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
     listings: o.listings ?? enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
   });
+  self = app;
   const l = await listen(app.fetch, o.hostname ?? '127.0.0.1', o.port ?? 0);
   // The relay opens only after the first check passed; a failed first check leaves it closed (503) and retrying.
   await gate.start();

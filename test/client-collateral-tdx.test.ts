@@ -131,6 +131,17 @@ describe('TDX verification from the shim collateral cache', () => {
     expect(pcs.log.length).toBe(4);
   });
 
+  it("the shim's own gate verifies a TDX enclave that ships no collateral from its cache, also with Intel cut", async () => {
+    const pcs = await intel(pcsRoutes(await tdx.collateral(), FMSPC));
+    const h = await startHost({ collateralRetry: { baseDelayMs: 5, attempts: 1 }, enclave: enclave.url, policy: parseClientPolicy(policy), allowSim: true, trust: undefined, cacheDir: join(dir, 'gate'), checkIntervalMs: 3_600_000, vendors: { amd: pcs.url, intel: pcs.url, intelCerts: pcs.url, nvidiaRim: pcs.url, nvidiaOcsp: pcs.url } });
+    hosts.push(h);
+    expect(h.gate.status.state).toBe('open');
+    expect(h.gate.status.report?.checks.find((c) => c.id === 'tdx.collateral.tcbInfo')?.status).toBe('pass');
+    await pcs.close();
+    expect((await h.gate.check()).state).toBe('open'); // from the disk cache alone
+    expect(pcs.log.length).toBe(4);
+  });
+
   it('rejects a TCB info tampered with in the shim cache with the TDX verifier code', async () => {
     const pcs = await intel(pcsRoutes(await tdx.collateral(), FMSPC));
     const cache = join(dir, 'tampered');
