@@ -55,6 +55,8 @@ export interface RunningWorker {
   readonly served: Served;
   /** Resolves when every enclave accepted the first registration (rejects with the first refusal). */
   readonly registered: Promise<void>;
+  /** The models this worker announces (and signs an offer for). */
+  readonly models: readonly string[];
   /** Rotates the OHTTP keys now and re-registers (also done every keyRotationMs). */
   rotateKeys(): Promise<void>;
   /** Withdraws the model's offer from every enclave with a signed cancel; later registrations omit it. */
@@ -210,6 +212,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     keys,
     served,
     registered,
+    models,
     rotateKeys,
     withdraw,
     restore,

@@ -65,6 +65,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     () => io.out(`gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),
     (e: Error) => io.err(`gm worker ${w.id}: registration refused: ${e.message}\n`),
   );
-  await onSignal(() => w.stop());
+  // A worker going away withdraws its offers first (signed cancels), so no enclave keeps quoting it; bounded, since
+  // an unreachable enclave must not hold up the shutdown (its book drops the worker when renewals stop).
+  await onSignal(async () => {
+    const withdrawn = Promise.allSettled(w.models.map((m) => w.withdraw(m)));
+    await Promise.race([withdrawn, new Promise((r) => setTimeout(r, 5_000).unref())]);
+    await w.stop();
+  });
   return 0;
 }
