@@ -42,7 +42,7 @@
  *   publicOffersView(market.book, now)                              // GET /v1/market/offers: signed bytes + view
  */
 import { type ConstraintOptions, parseRouteConstraints, type RouteConstraints } from './constraints.ts';
-import { OrderBook } from './book.ts';
+import { type BookEntry, OrderBook } from './book.ts';
 import { select, type Selection } from './select.ts';
 import type { StatsConfig } from './stats.ts';
 import { hex, toBase64 } from '../../attestation/bytes.ts';
@@ -87,34 +87,34 @@ export function createMarket(config: MarketConfig = {}): Market {
   };
 }
 
+/** The fields both views share: the signed offer as JSON, its digest and its quoted prices (fee included). */
+function offerBase(book: OrderBook, e: BookEntry): Record<string, unknown> {
+  return { ...offerJson(e.offer), digest: hex(e.verified.digest), quotedPerMInput: String(e.quotedIn), quotedPerMOutput: String(e.quotedOut), feeBasisPoints: book.feeBasisPoints };
+}
+
+const byModelThenId = (a: Record<string, unknown>, b: Record<string, unknown>) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1);
+
 /**
- * The live order book as JSON (for a status page or `GET /v1/market/offers`): each offer's signed fields, its
- * quoted prices (fee included), whether its worker is verified now, and the live measurements. Money as decimal
- * strings of micro-units; no request data.
+ * The live order book as JSON for the operator (not served publicly): each offer's signed fields, its quoted prices,
+ * whether its worker is verified now, and the live measurements. Money as decimal strings of micro-units.
  */
 export function offersView(book: OrderBook, now: number): Record<string, unknown>[] {
-  const out: Record<string, unknown>[] = [];
-  for (const e of book.offers(now)) {
+  return [...book.offers(now)].map((e) => {
     const w = e.slot.info;
-    out.push({
-      ...offerJson(e.offer),
-      digest: hex(e.verified.digest),
-      quotedPerMInput: String(e.quotedIn),
-      quotedPerMOutput: String(e.quotedOut),
-      feeBasisPoints: book.feeBasisPoints,
+    return {
+      ...offerBase(book, e),
       workerVerified: w !== undefined && w.verifiedUntil > now,
       sim: w?.sim ?? false,
       live: { ttftMs: Math.round(e.stats.ttftMs), tokensPerSecond: Math.round(e.stats.tokensPerSecond * 10) / 10, errorRate: Math.round(e.stats.errorRate * 1000) / 1000, inFlight: e.stats.inFlight, samples: e.stats.samples },
-    });
-  }
-  return out.sort((a, b) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1));
+    };
+  }).sort(byModelThenId);
 }
 
 /**
  * The public listing of the live book (`GET /v1/market/offers`, docs/market.md "Listing"): per offer the signed
  * envelope exactly as the worker posted it (base64 of the CBOR `{offer, workerSig, hotkeySig}`), so anyone can
- * verify both signatures with protocol/offer.ts, beside its JSON view, digest, quoted prices and whether its worker
- * is verified now. Only offers of currently verified workers are listed. Nothing derived from requests (no live
+ * verify both signatures with protocol/offer.ts, beside its JSON view, digest, quoted prices and its worker's
+ * evidence digest. Only offers of currently verified workers are listed. Nothing derived from requests (no live
  * stats, in-flight counts or error rates: they would show traffic to whoever polls) and nothing about accounts.
  */
 export function publicOffersView(book: OrderBook, now: number): Record<string, unknown>[] {
@@ -122,18 +122,9 @@ export function publicOffersView(book: OrderBook, now: number): Record<string, u
   for (const e of book.offers(now)) {
     const w = e.slot.info;
     if (!w || w.verifiedUntil <= now) continue;
-    out.push({
-      ...offerJson(e.offer),
-      digest: hex(e.verified.digest),
-      quotedPerMInput: String(e.quotedIn),
-      quotedPerMOutput: String(e.quotedOut),
-      feeBasisPoints: book.feeBasisPoints,
-      evidenceDigest: hex(w.evidenceDigest),
-      sim: w.sim,
-      signed: toBase64(e.verified.signed),
-    });
+    out.push({ ...offerBase(book, e), evidenceDigest: hex(w.evidenceDigest), sim: w.sim, signed: toBase64(e.verified.signed) });
   }
-  return out.sort((a, b) => (String(a.model) + String(a.offerId) < String(b.model) + String(b.offerId) ? -1 : 1));
+  return out.sort(byModelThenId);
 }
 
 /** HTTP status for the market's error codes (the gateway maps any other code itself). */
