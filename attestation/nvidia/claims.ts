@@ -27,6 +27,8 @@ export interface GpuClaims {
   readonly measurementsMatch: boolean | undefined;
   /** Indices (1-based, report numbering) whose value matched no RIM alternative. */
   readonly measurementMismatches: readonly number[];
+  /** Set when the RIMs were asked from a collateral getter and could not be had: why (no comparison was made). */
+  readonly rimUnavailable?: string;
   /**
    * CC mode. The Hopper SPDM report has no CC-mode field: locally this is the worker's NVML reading carried in the
    * evidence envelope (`cc_mode`), trustworthy only as far as the worker's own CPU TEE evidence binds that envelope.

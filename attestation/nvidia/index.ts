@@ -4,11 +4,12 @@
  * NRAS tokens are verified by `nras.ts` into the same claims shape.
  *
  * Everything that varies comes in through options: `now`, the trust store or explicit roots (sim), the expected
- * nonce, RIMs, the OCSP collateral getter, the policy. Nothing here fetches or reads the clock.
+ * nonce, RIMs, the collateral getters (OCSP; RIMs by the ids `rim-id.ts` derives from the verified report), the
+ * policy. Nothing here fetches or reads the clock.
  */
 import { bytesToHex } from '@noble/hashes/utils.js';
 import { equalBytes, hex, toBase64 } from '../bytes.ts';
-import { GmError, configError, rejected } from '../errors.ts';
+import { type ErrorKind, GmError, configError, protocolError } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
 import { type Certificate, commonName } from '../x509/cert.ts';
@@ -17,6 +18,7 @@ import type { GpuClaims } from './claims.ts';
 import { type GpuEvidenceItem, parseGpuEvidenceJson } from './evidence.ts';
 import { parseOcspResponse, verifyOcspForCert } from './ocsp.ts';
 import { type Rim, compareWithRims, parseRim, verifyRimSignature } from './rim.ts';
+import { rimIdsFor } from './rim-id.ts';
 import type { GpuAttestationReport } from './spdm.ts';
 import { type GpuPolicy, validateGpuClaims } from './validate.ts';
 import { type P384Verifier, checkDeclared, checkFwid, checkNonce, verifyGpuChain, verifyReportSignature } from './verify.ts';
@@ -27,10 +29,23 @@ export { gpuPolicyFrom } from './validate.ts';
 export type { GpuEvidenceItem } from './evidence.ts';
 export type { P384Verifier } from './verify.ts';
 export { parseGpuEvidenceJson, gpuEvidenceFromRaw } from './evidence.ts';
+export { rimIdsFor, type RimIds } from './rim-id.ts';
+
+/** A RIM asked from the collateral getter: its kind and NVIDIA's RIM service id (rim-id.ts). */
+export interface RimWant {
+  readonly kind: 'driver' | 'vbios';
+  readonly id: string;
+}
 
 export interface GpuCollateral {
   /** A DER OCSP response covering `cert` (issued by `issuer`), from a cache or the host; undefined when none. */
   ocsp?(cert: Certificate, issuer: Certificate): Promise<Uint8Array | undefined>;
+  /**
+   * The SWID XML of the RIM published under `want.id`; undefined (or a throw) when it cannot be had. Asked only after
+   * the report's chain and signature verified, for the driver and VBIOS RIMs `rims` does not already hold; what it
+   * returns is verified exactly like `rims` (XML-DSig to the RIM root, chain at `now`, OCSP of the signing chain).
+   */
+  rim?(want: RimWant): Promise<string | undefined>;
 }
 
 export interface GpuVerifyOptions {
@@ -125,11 +140,17 @@ function roots(options: GpuVerifyOptions, which: 'device' | 'rim'): { certs: rea
 interface RimSet {
   readonly rims: readonly Rim[];
   readonly verified: Map<Rim, Promise<VerifiedChain>>;
+  /** RIMs asked from the collateral getter, by id: once per call, whatever the number of GPUs. */
+  readonly fetched: Map<string, Promise<FetchedRim>>;
 }
 
+/** A RIM from the getter: parsed, unavailable (why), or served but not a RIM of that kind (a failure, not a skip). */
+type FetchedRim = { readonly rim: Rim } | { readonly unavailable: string } | { readonly invalid: GmError };
+
 function rimSetOf(options: GpuVerifyOptions): RimSet | undefined {
-  if (!options.rims || options.rims.length === 0) return undefined;
-  return { rims: options.rims.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map() };
+  const given = options.rims ?? [];
+  if (given.length === 0 && !options.collateral?.rim) return undefined;
+  return { rims: given.map((r) => (typeof r === 'string' ? parseRim(r) : r)), verified: new Map(), fetched: new Map() };
 }
 
 interface RimOutcome {
@@ -137,6 +158,57 @@ interface RimOutcome {
   readonly mismatches: number[];
   /** Revocation of the RIM signing chains: 'good' when every certificate had a good OCSP status. */
   readonly ocsp: 'good' | 'skipped' | 'none';
+  /** Why the RIMs could not be obtained from the collateral getter (then no comparison was made). */
+  readonly unavailable?: string;
+}
+
+const reason = (e: unknown) => (e instanceof GmError ? `${e.code}: ${e.message}` : String(e));
+
+async function fetchRim(get: NonNullable<GpuCollateral['rim']>, want: RimWant): Promise<FetchedRim> {
+  let xml: string | undefined;
+  try {
+    xml = await get(want);
+  } catch (e) {
+    if (e instanceof GmError && e.kind === 'config') throw e;
+    return { unavailable: reason(e) };
+  }
+  if (xml === undefined) return { unavailable: 'the collateral source has none' };
+  try {
+    return { rim: parseRim(xml, want.kind) };
+  } catch (e) {
+    return { invalid: e instanceof GmError ? e : protocolError('NVIDIA_RIM_INVALID', `RIM ${want.id}: ${reason(e)}`, { cause: e }) };
+  }
+}
+
+/**
+ * The driver and VBIOS RIMs `have` lacks, from the getter by the ids the verified report names. Unavailable RIMs are
+ * returned as a reason (the policy decides whether that refuses); a served document that is not the RIM asked for
+ * fails its row.
+ */
+async function fetchRims(item: GpuEvidenceItem, set: RimSet, get: NonNullable<GpuCollateral['rim']>, checks: Checks, have: { driver: Rim | undefined; vbios: Rim | undefined }): Promise<{ driver: Rim; vbios: Rim } | { unavailable: string }> {
+  let ids;
+  try {
+    ids = rimIdsFor(item.report, item.arch);
+  } catch (e) {
+    return { unavailable: reason(e) };
+  }
+  const out = { ...have };
+  for (const kind of ['driver', 'vbios'] as const) {
+    if (out[kind]) continue;
+    const id = ids[kind];
+    let p = set.fetched.get(id);
+    if (!p) {
+      p = fetchRim(get, { kind, id });
+      set.fetched.set(id, p);
+    }
+    const r = await p;
+    if ('unavailable' in r) return { unavailable: `${kind} RIM ${id}: ${r.unavailable}` };
+    out[kind] = checks.runSync(`nvidia.rim.${kind}.fetch`, `${kind} RIM ${id} from the collateral source is a ${kind} SWID RIM`, 'collateral getter (trusted for nothing)', () => {
+      if ('invalid' in r) throw r.invalid;
+      return r.rim;
+    }, (rim) => `version ${rim.version}`);
+  }
+  return { driver: out.driver!, vbios: out.vbios! };
 }
 
 async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<RimOutcome> {
@@ -147,8 +219,17 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
   const op = item.report.response.opaque;
   const pick = (kind: 'driver' | 'vbios', version: string | undefined) =>
     set.rims.find((r) => r.kind === kind && version !== undefined && r.version.toLowerCase() === version.toLowerCase());
-  const driver = pick('driver', op.driverVersion);
-  const vbios = pick('vbios', op.vbiosVersion);
+  let driver = pick('driver', op.driverVersion);
+  let vbios = pick('vbios', op.vbiosVersion);
+  const get = options.collateral?.rim;
+  if ((!driver || !vbios) && get) {
+    const got = await fetchRims(item, set, get, checks, { driver, vbios });
+    if ('unavailable' in got) {
+      checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs', `RIMs unavailable: ${got.unavailable}`, 'collateral getter');
+      return { match: undefined, mismatches: [], ocsp: 'none', unavailable: got.unavailable };
+    }
+    ({ driver, vbios } = got);
+  }
   if (!driver || !vbios) {
     checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs',
       `no ${!driver ? `driver RIM for ${op.driverVersion}` : ''}${!driver && !vbios ? ' and no ' : ''}${!vbios ? `VBIOS RIM for ${op.vbiosVersion}` : ''} among those supplied`);
@@ -228,18 +309,19 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
     driverVersion: report.response.opaque.driverVersion, vbiosVersion: report.response.opaque.vbiosVersion,
     fwid: report.response.opaque.fwid ? hex(report.response.opaque.fwid) : undefined,
     nonce: hex(report.request.nonce), nonceMatch: options.expectedNonce ? true : undefined,
-    measurements, measurementsMatch: rim.match, measurementMismatches: rim.mismatches,
+    measurements, measurementsMatch: rim.match, measurementMismatches: rim.mismatches, ...(rim.unavailable ? { rimUnavailable: rim.unavailable } : {}),
     ccMode: item.ccModeDeclared, debug: undefined, secureBoot: undefined, ocsp: ocsp === 'good' && rim.ocsp !== 'skipped' ? 'good' : 'skipped', sim: options.sim === true, issuedAt: options.collectedAt,
   };
   if (options.policy) {
     const codes = validateGpuClaims(claims, options.policy, options.now, checks, '');
-    if (codes.length > 0) throw failedWith(checks, codes[0]!, `GPU ${item.index}: policy violations: ${checks.failures.map((f) => f.code).join(', ')}`);
+    // A RIM the getter could not supply may be had on a later try: that refusal is a collateral error, not a rejection.
+    if (codes.length > 0) throw failedWith(checks, codes[0]!, `GPU ${item.index}: policy violations: ${checks.failures.map((f) => f.code).join(', ')}`, codes[0] === 'NVIDIA_RIM_UNAVAILABLE' ? 'collateral' : 'rejected');
   } else checks.skip('policy', 'GPU policy (CC mode, debug, versions, RIM, OCSP, age)', 'no policy given: verification only');
   return { gpu: item.index, claims, report: checks.report(), attestation: report };
 }
 
-function failedWith(checks: Checks, code: string, message: string): GmError {
-  return rejected(code, message, { report: checks.report() });
+function failedWith(checks: Checks, code: string, message: string, kind: ErrorKind = 'rejected'): GmError {
+  return new GmError(kind, code, message, { report: checks.report() });
 }
 
 function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {

@@ -134,6 +134,7 @@ export async function buildSimGpuReport(signer: NvidiaSimSigner, o: SimReportOve
     [OPAQUE_FIELD_ID.VBIOS_VERSION, vbiosBytes(o.vbiosVersion ?? '96.00.9f.00.01')],
     [OPAQUE_FIELD_ID.CHIP_SKU, new TextEncoder().encode('882\0')],
     [OPAQUE_FIELD_ID.PROJECT, new TextEncoder().encode('1010\0')],
+    [OPAQUE_FIELD_ID.PROJECT_SKU, new TextEncoder().encode('0200\0')],
     [OPAQUE_FIELD_ID.NVDEC0_STATUS, Uint8Array.of(o.nvdec0Status === 'enabled' ? NVDEC_STATUS.ENABLED : NVDEC_STATUS.DISABLED)],
     [OPAQUE_FIELD_ID.MSRSCNT, concat(...Array.from({ length: count }, () => Uint8Array.of(1, 0, 0, 0)))],
     [OPAQUE_FIELD_ID.FWID, o.fwid ?? signer.fwid],

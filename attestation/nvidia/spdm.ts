@@ -112,6 +112,8 @@ export interface NvidiaOpaqueData {
   readonly featureFlag: 'SPT' | 'MPT' | 'PPCIE' | `unknown(${number})` | undefined;
   readonly chipSku: string | undefined;
   readonly project: string | undefined;
+  /** OPAQUE_FIELD_ID_PROJECT_SKU: with PROJECT and CHIP_SKU it names the board's VBIOS RIM. */
+  readonly projectSku: string | undefined;
   readonly chipInfo: string | undefined;
 }
 
@@ -258,6 +260,7 @@ export function parseOpaqueData(b: Uint8Array): NvidiaOpaqueData {
     featureFlag,
     chipSku: str(OPAQUE_FIELD_ID.CHIP_SKU),
     project: str(OPAQUE_FIELD_ID.PROJECT),
+    projectSku: str(OPAQUE_FIELD_ID.PROJECT_SKU),
     chipInfo: str(OPAQUE_FIELD_ID.CHIP_INFO),
   };
 }

@@ -102,9 +102,13 @@ export function validateGpuClaims(claims: GpuClaims, policy: GpuPolicy, now: Dat
     'NVIDIA_VBIOS_TOO_OLD', `VBIOS version ${claims.vbiosVersion ?? '(absent)'} is below ${policy.minVbiosVersion}`, claims.vbiosVersion);
   rule('architecture', 'GPU architecture allowed', `policy.allowedArchitectures ${policy.allowedArchitectures.join(',')}`,
     policy.allowedArchitectures.includes(claims.arch.toUpperCase()), 'NVIDIA_ARCH_NOT_ALLOWED', `architecture ${claims.arch} is not allowed`, claims.arch);
-  if (policy.rimMatchRequired)
-    rule('rim-match', 'measurements match the reference (RIM)', 'policy.rimMatchRequired', claims.measurementsMatch === true, 'NVIDIA_RIM_MISMATCH',
-      claims.measurementsMatch === undefined ? 'no RIM comparison was made (supply the driver and VBIOS RIMs)' : `mismatched indices ${claims.measurementMismatches.join(', ')}`, 'all active indices match');
+  if (policy.rimMatchRequired) {
+    // RIMs asked from a collateral source that could not supply them: a distinct code, the caller may try again.
+    const unavailable = claims.measurementsMatch === undefined && claims.rimUnavailable !== undefined;
+    rule('rim-match', 'measurements match the reference (RIM)', 'policy.rimMatchRequired', claims.measurementsMatch === true, unavailable ? 'NVIDIA_RIM_UNAVAILABLE' : 'NVIDIA_RIM_MISMATCH',
+      unavailable ? `the RIMs could not be obtained: ${claims.rimUnavailable}`
+        : claims.measurementsMatch === undefined ? 'no RIM comparison was made (supply the driver and VBIOS RIMs)' : `mismatched indices ${claims.measurementMismatches.join(', ')}`, 'all active indices match');
+  }
   rule('ocsp', 'certificate chain revocation status', `policy.ocsp ${policy.ocsp}`, claims.ocsp === 'good' || policy.ocsp === 'allow-skip',
     'NVIDIA_OCSP_REQUIRED', 'no OCSP responses were supplied and the policy requires them', claims.ocsp);
   const age = claims.issuedAt ? (now.getTime() - claims.issuedAt.getTime()) / 1000 : undefined;
