@@ -61,6 +61,11 @@ export interface VerifyBundleOptions {
   readonly allowSim?: boolean;
   /** With allowSim: only these sim roots (DER) are trusted, instead of whichever root the bundle carries. */
   readonly simRoots?: readonly Uint8Array[];
+  /**
+   * With allowSim, for sim bundles only: the sim NVIDIA RIM roots (DER) RIMs of sim GPUs are verified to. Unset: the
+   * pinned NVIDIA RIM root of `trust`.
+   */
+  readonly simRimRoots?: readonly Uint8Array[];
   /** Pinned vendor anchors (required for non-sim platforms). */
   readonly trust?: TrustStore;
   readonly now: Date;
@@ -78,7 +83,10 @@ export interface VerifyBundleOptions {
 export interface FetchedCollateral {
   /** TDX: asked by the FMSPC / CA type of the quote's verified PCK certificate, instead of reading the bundle's. */
   readonly tdx?: CollateralGetter;
-  /** GPU: OCSP responses for the certificates of each verified GPU chain. */
+  /**
+   * GPU: OCSP responses for the certificates of each verified GPU chain (and of the RIM signing chains), and the
+   * driver and VBIOS RIMs by the ids the verified report names (client/collateral.ts gpuOcspFromShim, gpuRimsFromShim).
+   */
   readonly gpu?: GpuCollateral;
 }
 
@@ -137,8 +145,10 @@ export interface GpuVerifierInput {
   readonly now: Date;
   /** When the evidence was produced (the bundle's issuedAt). */
   readonly collectedAt?: Date;
-  /** OCSP collateral the caller supplied (VerifyBundleOptions.fetched.gpu). */
+  /** OCSP and RIM collateral the caller supplied (VerifyBundleOptions.fetched.gpu). */
   readonly collateral?: GpuCollateral;
+  /** Sim bundles under allowSim: the sim RIM roots (VerifyBundleOptions.simRimRoots). */
+  readonly simRimRoots?: readonly Uint8Array[];
 }
 export interface VerifierResult<C> {
   readonly claims: C;
@@ -175,7 +185,9 @@ export const gpuAdapter: NonNullable<Verifiers['gpu']> = async (i) => {
   };
   const r = await verifyOneGpu(item, {
     now: i.now,
-    ...(i.simRoot ? { roots: { device: [parseCertificate(i.simRoot)] }, sim: true } : i.trust ? { trustStore: i.trust } : {}),
+    // A sim device root with the pinned RIM root (trust store) unless sim RIM roots were given.
+    ...(i.simRoot ? { roots: { device: [parseCertificate(i.simRoot)], ...(i.simRimRoots?.length ? { rim: i.simRimRoots.map((d) => parseCertificate(d)) } : {}) }, sim: true } : {}),
+    ...(i.trust ? { trustStore: i.trust } : {}),
     expectedNonce: i.expectedNonce,
     policy: (i.policy as GpuPolicy | undefined) ?? DEFAULT_WORKER_GPU_POLICY,
     ...(i.collectedAt ? { collectedAt: i.collectedAt } : {}),
@@ -309,7 +321,7 @@ async function verifyInner(bundle: EvidenceBundle, opts: VerifyBundleOptions, ve
       const c = await checks.run(`bundle.gpu[${i}]`, 'GPU evidence verified (chain, signature, nonce bound to CPU REPORT_DATA, CC mode on, devtools off)', sim ? 'sim root (allowSim)' : 'NVIDIA device root', async () => {
         if (!nonce) throw configError('GPU_NONCE_REQUIRED', 'GPU evidence present but the caller gave no expected GPU nonce');
         if (!gv) throw configError('VERIFIER_UNAVAILABLE', 'no GPU verifier is registered in this build');
-        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now, collectedAt: new Date(bundle.issuedAt), ...(opts.fetched?.gpu ? { collateral: opts.fetched.gpu } : {}) }));
+        const r = await nested(checks, () => gv({ gpu: g, expectedNonce: nonce, policy: opts.policy.gpu, trust: opts.trust, simRoot: sim ? g.certs[g.certs.length - 1] : undefined, now: opts.now, collectedAt: new Date(bundle.issuedAt), ...(opts.fetched?.gpu ? { collateral: opts.fetched.gpu } : {}), ...(sim && opts.simRimRoots ? { simRimRoots: opts.simRimRoots } : {}) }));
         if (!eq(r.claims.nonce, nonce)) throw rejected('GPU_NONCE_MISMATCH', 'GPU report nonce is not bound to the CPU evidence');
         if (!r.claims.ccMode) throw rejected('GPU_CC_MODE_OFF', 'GPU confidential-computing mode is off');
         if (r.claims.devToolsMode) throw rejected('GPU_DEVTOOLS_ON', 'GPU devtools mode is on');

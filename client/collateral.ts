@@ -8,18 +8,19 @@
  *    mirroring Intel PCS v4) by the verifier's collateral getter, i.e. for the FMSPC and CA type of the quote's
  *    PCK certificate after that certificate was verified;
  *  - GPU: OCSP responses for each certificate of a verified GPU chain (`/v1/collateral/nvidia-ocsp/`, POST of a
- *    DER OCSPRequest without nonce, so the shim can cache it).
+ *    DER OCSPRequest without nonce, so the shim can cache it), and the driver and VBIOS RIMs by the ids the verified
+ *    GPU report names (`/v1/collateral/nvidia-rim/v1/rim/<id>`, NVIDIA's RIM service JSON).
  * The shim is trusted for nothing: every byte goes through the platform verifier as if the bundle had carried it
  * (chains and signatures to the pinned roots, or in sim the explicitly trusted root; dates; revocation). What the
  * shim cannot serve fails verification closed (COLLATERAL_UNAVAILABLE) instead of skipping a check.
  */
 import type { EvidenceBundle } from '../attestation/bundle.ts';
-import { hex } from '../attestation/bytes.ts';
+import { fromBase64, hex } from '../attestation/bytes.ts';
 import { collateralError } from '../attestation/errors.ts';
 import { certificatesFrom } from '../attestation/x509/pem.ts';
 import { parseReport, productFromCpuid } from '../attestation/sevsnp/abi.ts';
 import { type CollateralGetter, type TdxCollateral, collateralFromServed, signedFromPcs } from '../attestation/tdx/index.ts';
-import type { GpuCollateral } from '../attestation/nvidia/index.ts';
+import type { GpuCollateral, RimWant } from '../attestation/nvidia/index.ts';
 import { certIdHashes } from '../attestation/nvidia/ocsp.ts';
 import { type Certificate, commonName } from '../attestation/x509/cert.ts';
 import { parseCrl } from '../attestation/x509/crl.ts';
@@ -188,4 +189,59 @@ function productFromAsk(der: Uint8Array | undefined): 'Milan' | 'Genoa' | 'Turin
   const s = new TextDecoder('latin1').decode(der);
   const m = /SEV-(?:VLEK-)?(Milan|Genoa|Turin)/.exec(s);
   return m ? (m[1] as 'Milan' | 'Genoa' | 'Turin') : undefined;
+}
+
+/** NVIDIA RIMs are tens of kilobytes; the service's JSON (base64 RIM inside) is refused beyond this. */
+const MAX_RIM_RESPONSE = 512 * 1024;
+/** The RIM service's id alphabet, as the shim's route allowlist (host/collateral/sources.ts). */
+const RIM_ID = /^[A-Za-z0-9_.\-]{1,200}$/;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+/**
+ * RIMs from the shim for the GPU verifier (GpuCollateral.rim): `GET /v1/collateral/nvidia-rim/v1/rim/<id>`, answered
+ * with NVIDIA's RIM service JSON `{ "id", "rim": base64(SWID XML), "sha256", "last_updated", "rim_format", ... }`.
+ * The JSON is read strictly (size-bounded, `id` equal to the one asked, `rim` plain base64 of UTF-8 text, the typed
+ * fields typed, a format other than NVIDIA's SWID "TCG" refused); members it does not know are ignored, as the XML
+ * signature the verifier checks is what carries trust. Anything else is COLLATERAL_UNAVAILABLE.
+ */
+export function gpuRimsFromShim(src: CollateralSource): GpuCollateral {
+  return {
+    async rim(want: RimWant): Promise<string> {
+      if (!RIM_ID.test(want.id)) throw collateralError('COLLATERAL_UNAVAILABLE', `"${want.id}" is not a RIM service id`);
+      const what = `the ${want.kind} RIM ${want.id}`;
+      const r = await request(src, `${src.base.replace(/\/+$/, '')}/v1/collateral/nvidia-rim/v1/rim/${want.id}`, what);
+      if (r.body.length > MAX_RIM_RESPONSE) throw collateralError('COLLATERAL_UNAVAILABLE', `${what} served is larger than ${MAX_RIM_RESPONSE} bytes`);
+      return rimFromServiceJson(r.body, want.id, what);
+    },
+  };
+}
+
+/** The SWID XML inside one RIM service response for `id` (exported for tests). */
+export function rimFromServiceJson(body: Uint8Array, id: string, what = `RIM ${id}`): string {
+  const bad = (m: string, cause?: unknown) => collateralError('COLLATERAL_UNAVAILABLE', `${what} served is not a RIM service response: ${m}`, cause === undefined ? undefined : { cause });
+  let doc: unknown;
+  try {
+    doc = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(body));
+  } catch (e) {
+    throw bad('not UTF-8 JSON', e);
+  }
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw bad('not a JSON object');
+  const o = doc as Record<string, unknown>;
+  if (o.id !== id) throw bad(`"id" is ${JSON.stringify(o.id)}, asked for ${id}`);
+  for (const k of ['sha256', 'last_updated', 'rim_format', 'request_id']) if (o[k] !== undefined && o[k] !== null && typeof o[k] !== 'string') throw bad(`"${k}" is not a string`);
+  if (typeof o.rim_format === 'string' && o.rim_format.toUpperCase() !== 'TCG') throw bad(`"rim_format" is ${o.rim_format}, not the SWID (TCG) format`);
+  if (typeof o.rim !== 'string' || !BASE64.test(o.rim) || o.rim.length % 4 !== 0) throw bad('"rim" is not a base64 string');
+  let xml: string;
+  try {
+    xml = new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(o.rim, '"rim"'));
+  } catch (e) {
+    throw bad('"rim" does not decode to UTF-8 text', e);
+  }
+  if (xml.length === 0) throw bad('"rim" is empty');
+  return xml;
+}
+
+/** Both GPU getters from one shim: OCSP for the verified chains and the RIMs the verified report names. */
+export function gpuCollateralFromShim(src: CollateralSource): GpuCollateral {
+  return { ...gpuOcspFromShim(src), ...gpuRimsFromShim(src) };
 }

@@ -1,14 +1,18 @@
 /**
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
- *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]`
+ *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
+ *             [--collateral URL]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
  * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
+ * `--collateral URL` (a host shim's base URL) has worker verification ask that shim's collateral cache for the OCSP
+ * status of GPU chains and the GPU's driver and VBIOS RIMs; a policy without a `gpu` section then requires both.
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
+import { gpuCollateralFromShim } from '../client/collateral.ts';
 import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
 import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
@@ -16,17 +20,21 @@ import { Ledger } from './ledger/ledger.ts';
 import { createMarket } from './market/index.ts';
 import { marketRouter } from './market/router.ts';
 import type { Router } from './router.ts';
-import type { WorkerRegistry } from './workers/registry.ts';
-import { intFlag, parseFlags } from './flags.ts';
+import type { WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
+import { intFlag, parseFlags, urlFlag } from './flags.ts';
 import { createLogger } from './log.ts';
-import { parseWorkerPolicy, simWorkerPolicyDoc } from './policy.ts';
+import { parseWorkerPolicy, simWorkerPolicyDoc, withCollateralDefaults } from './policy.ts';
 import { onSignal, serve } from './serve.ts';
 import { parseTeeChoice, selectTee } from './tee/select.ts';
 
 const SPEC = {
   tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
   'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string', 'key-rotation-seconds': 'string',
+  collateral: 'string',
 } as const;
+
+/** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
+const COLLATERAL_TIMEOUT_MS = 15_000;
 
 export async function run(argv: string[], io: Io): Promise<number> {
   const f = parseFlags(argv, SPEC, io.env);
@@ -35,9 +43,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
   if (simPlatform !== 'sim-sev-snp' && simPlatform !== 'sim-tdx') throw configError('USAGE', '--sim-platform must be sim-sev-snp or sim-tdx');
   const tee = await selectTee({ tee: teeChoice, simPlatform, ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
   const allowSim = f['allow-sim-workers'] ?? tee.sim;
-  const policy = f['worker-policy'] ? parseWorkerPolicy(new TextDecoder().decode(await io.readFile(f['worker-policy'])), f['worker-policy']) : tee.sim ? simWorkerPolicyDoc() : undefined;
-  if (!policy) throw configError('WORKER_POLICY_REQUIRED', 'a real enclave needs --worker-policy FILE (allowed worker measurements, GPU policy)');
-  const trust = tee.sim && allowSim ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
+  const collateral = urlFlag(f.collateral, 'collateral');
+  const parsed = f['worker-policy'] ? parseWorkerPolicy(new TextDecoder().decode(await io.readFile(f['worker-policy'])), f['worker-policy']) : tee.sim ? simWorkerPolicyDoc() : undefined;
+  if (!parsed) throw configError('WORKER_POLICY_REQUIRED', 'a real enclave needs --worker-policy FILE (allowed worker measurements, GPU policy)');
+  const policy = collateral ? withCollateralDefaults(parsed) : parsed;
+  // RIMs chain to the pinned NVIDIA RIM root: with a collateral source the trust store is needed even under sim.
+  const trust = tee.sim && allowSim && !collateral ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
   const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
   const log = createLogger({ component: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
   // The market routes by signed offers and settles receipts into the ledger (enclave/market, enclave/ledger).
@@ -55,13 +66,20 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
     market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
   }
+  // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.
+  const src = collateral ? { base: collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, { ...init, signal: AbortSignal.timeout(COLLATERAL_TIMEOUT_MS) }) } : undefined;
+  const workerPolicy: WorkerPolicy = { ...policy, allowSim, ...(trust ? { trust } : {}), ...(src ? { gpuCollateral: gpuCollateralFromShim(src) } : {}) };
+  if (collateral) {
+    const g = policy.policy.gpu!;
+    log.info('enclave.worker_collateral', { collateral, rimMatchRequired: g.rimMatchRequired, ocsp: g.ocsp });
+  }
   const enclave = await createEnclave({
     tee,
     log,
     keys,
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
-    workerPolicy: { ...policy, allowSim, ...(trust ? { trust } : {}) },
+    workerPolicy,
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),
       ...(f['max-streams'] ? { maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 0, 1) } : {}),

@@ -4,8 +4,11 @@
  *     "gpu": { ...GPU policy (attestation/nvidia gpuPolicyFrom)... },     // optional: DEFAULT_WORKER_GPU_POLICY
  *     "freshnessSeconds": 600 }
  * Measurements must be listed explicitly for real hardware; `--tee sim` stacks default to the sim measurement.
+ * Without a `gpu` section workers meet DEFAULT_WORKER_GPU_POLICY; with a collateral source (`--collateral`) that
+ * default also requires the RIM match and OCSP (`withCollateralDefaults`).
  */
-import type { BundlePolicy } from '../attestation/bundle-verify.ts';
+import { type BundlePolicy, DEFAULT_WORKER_GPU_POLICY } from '../attestation/bundle-verify.ts';
+import type { GpuPolicy } from '../attestation/nvidia/index.ts';
 import { hex } from '../attestation/bytes.ts';
 import { PolicyReader } from '../attestation/policy.ts';
 import { gpuPolicyFrom } from '../attestation/nvidia/index.ts';
@@ -32,3 +35,14 @@ export function simWorkerPolicyDoc(freshnessMs = 600_000): WorkerPolicyDoc {
 }
 
 export const SIM_MEASUREMENT_HEX = hex(SIM_MEASUREMENT);
+
+/** The GPU policy for workers when a collateral source supplies RIMs and OCSP and the policy file names none. */
+export const COLLATERAL_WORKER_GPU_POLICY: GpuPolicy = Object.freeze({ ...DEFAULT_WORKER_GPU_POLICY, rimMatchRequired: true, ocsp: 'required' as const });
+
+/**
+ * With a collateral source configured, a policy without a `gpu` section requires the RIM match and OCSP (the source
+ * is there to supply them); an explicit `gpu` section is kept as written.
+ */
+export function withCollateralDefaults(doc: WorkerPolicyDoc): WorkerPolicyDoc {
+  return doc.policy.gpu ? doc : { ...doc, policy: { ...doc.policy, gpu: COLLATERAL_WORKER_GPU_POLICY } };
+}

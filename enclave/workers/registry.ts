@@ -9,6 +9,7 @@ import { decodeBundle, type EvidenceBundle } from '../../attestation/bundle.ts';
 import { type BundleVerification, verifyBundle, type BundlePolicy } from '../../attestation/bundle-verify.ts';
 import { equalBytes, hex, sha256 } from '../../attestation/bytes.ts';
 import { GmError, protocolError, rejected, unavailable } from '../../attestation/errors.ts';
+import type { GpuCollateral } from '../../attestation/nvidia/index.ts';
 import type { TrustStore } from '../../attestation/trust.ts';
 import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
 import { decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
@@ -23,6 +24,13 @@ export interface WorkerPolicy {
   readonly trust?: TrustStore;
   /** How long a verification stays valid; re-challenged at half of it. */
   readonly freshnessMs: number;
+  /**
+   * GPU collateral for worker verification (`gm enclave --collateral`: OCSP and RIMs from the host shim's cache,
+   * client/collateral.ts). Verified like any collateral; whether it must be had is the GPU policy's call.
+   */
+  readonly gpuCollateral?: GpuCollateral;
+  /** With allowSim: the sim NVIDIA RIM roots (DER) sim GPUs' RIMs must chain to (tests). */
+  readonly simRimRoots?: readonly Uint8Array[];
 }
 
 export type WorkerState = 'verified' | 'reverifying';
@@ -110,7 +118,9 @@ export class WorkerRegistry {
       policy: p.policy,
       allowSim: p.allowSim,
       ...(p.simRoots ? { simRoots: p.simRoots } : {}),
+      ...(p.simRimRoots ? { simRimRoots: p.simRimRoots } : {}),
       ...(p.trust ? { trust: p.trust } : {}),
+      ...(p.gpuCollateral ? { fetched: { gpu: p.gpuCollateral } } : {}),
       now: new Date(this.#now()),
       maxAgeMs: p.freshnessMs,
     });

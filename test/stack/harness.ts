@@ -6,7 +6,10 @@
  */
 import { DEFAULT_POLICY, type SnpPolicy } from '../../attestation/sevsnp/index.ts';
 import { createSimAmd, type SimAmd } from '../../attestation/sevsnp/sim.ts';
-import { createNvidiaSimSigner, type NvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
+import { buildSimGpuReport, createNvidiaSimSigner, type NvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
+import type { GpuCollateral, GpuPolicy } from '../../attestation/nvidia/index.ts';
+import type { GpuEvidenceSource } from '../../enclave/tee/evidence.ts';
+import type { WorkerPolicy } from '../../enclave/workers/registry.ts';
 import { createEnclave, type Enclave, type EnclaveOptions } from '../../enclave/app.ts';
 import { generateEnclaveKeys } from '../../enclave/keys.ts';
 import { Ledger } from '../../enclave/ledger/ledger.ts';
@@ -27,6 +30,8 @@ export interface StackWorkerOptions {
   /** SEV-SNP report fields of this worker's sim CPU evidence (e.g. a disallowed measurement). */
   readonly report?: SimProviderOptions['report'];
   readonly gpu?: Omit<SimGpuOptions, 'signer'>;
+  /** Measurement block index (1-based) → value in this worker's sim GPU report (others keep the sim defaults). */
+  readonly gpuMeasurements?: Readonly<Record<number, Uint8Array>>;
   /** Do not wait for this worker's registration to succeed (it is expected to be refused). */
   readonly expectRefusal?: boolean;
   /** This worker's signed offer terms (market router); default 100000 / 200000 micro-USD per M tokens. */
@@ -40,6 +45,12 @@ export interface StackOptions {
   /** Worker policy: SEV-SNP policy (default: the sim measurement only, debug forbidden). */
   readonly snpPolicy?: SnpPolicy;
   readonly freshnessMs?: number;
+  /** Worker policy: GPU policy (default: DEFAULT_WORKER_GPU_POLICY). */
+  readonly gpuPolicy?: GpuPolicy;
+  /** GPU collateral for worker verification (what `gm enclave --collateral` wires: OCSP and RIMs from a host shim). */
+  readonly gpuCollateral?: GpuCollateral;
+  /** Sim NVIDIA RIM roots (DER) sim GPUs' RIMs must chain to. */
+  readonly simRimRoots?: readonly Uint8Array[];
   /** Keep log lines in memory (default true); else write them to stderr. */
   readonly captureLogs?: boolean;
   /**
@@ -99,12 +110,16 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
     market = marketRouter({ market: createMarket({}), ledger, enclaveSim: true, anonymous: house, log: log('market') });
   }
+  const workerPolicy: WorkerPolicy = {
+    policy: { 'sev-snp': o.snpPolicy ?? simWorkerPolicy(), ...(o.gpuPolicy ? { gpu: o.gpuPolicy } : {}) }, allowSim: true, freshnessMs: o.freshnessMs ?? 10 * 60_000,
+    ...(o.gpuCollateral ? { gpuCollateral: o.gpuCollateral } : {}), ...(o.simRimRoots ? { simRimRoots: o.simRimRoots } : {}),
+  };
   const enclave = await createEnclave({
     tee: simProvider({ amd }),
     log: log('enclave'),
     keys,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
-    workerPolicy: { policy: { 'sev-snp': o.snpPolicy ?? simWorkerPolicy() }, allowSim: true, freshnessMs: o.freshnessMs ?? 10 * 60_000 },
+    workerPolicy,
     ...o.enclave,
   });
   const enclaveServer = await serve({ fetch: enclave.app.fetch });
@@ -118,7 +133,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         upstream: spec.upstream ?? model!.url,
         enclaves: [enclaveServer.url],
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
-        gpu: simGpuSource({ signer: nvidia, ...spec.gpu }),
+        gpu: spec.gpuMeasurements ? measuredGpu(nvidia, spec.gpuMeasurements, spec.gpu) : simGpuSource({ signer: nvidia, ...spec.gpu }),
         log: log(`worker-${i + 1}`),
         offers: offerSigner({
           currency: 'USD', pricePerMInput: spec.offer?.pricePerMInput ?? 100_000n, pricePerMOutput: spec.offer?.pricePerMOutput ?? 200_000n, terms: { kind: 'per-request' },
@@ -164,4 +179,12 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       ledger?.close();
     },
   };
+}
+
+/** A sim GPU like worker/gpu.ts simGpuSource whose report carries the given measurement blocks. */
+function measuredGpu(signer: NvidiaSimSigner, measurements: Readonly<Record<number, Uint8Array>>, o: Omit<SimGpuOptions, 'signer'> = {}): GpuEvidenceSource {
+  return async (nonce) => [{
+    arch: 'HOPPER', evidence: await buildSimGpuReport(signer, { nonce: o.nonceOverride ?? nonce, measurements }),
+    certs: [signer.leaf.der, signer.intermediate.der, signer.root.der], ccMode: o.ccMode ?? 'on',
+  }];
 }
