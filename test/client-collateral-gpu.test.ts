@@ -118,7 +118,9 @@ describe('GPU OCSP from the shim collateral cache', () => {
     expect(row(e2.report, 'bundle.gpu[0]')).toMatchObject({ status: 'fail', code: 'OCSP_SIGNATURE' });
 
     const e3 = await verify((await shim(join(dir, 'empty'), 'http://127.0.0.1:1')).url).catch((x) => x);
-    expect(e3.code).toBe('COLLATERAL_UNAVAILABLE');
-    expect(row(e3.report, 'bundle.gpu[0]')).toMatchObject({ status: 'fail', code: 'COLLATERAL_UNAVAILABLE' });
+    // An unreachable source is a skip the policy refuses (it requires OCSP): a collateral error, to retry later.
+    expect(e3.code).toBe('NVIDIA_OCSP_UNAVAILABLE');
+    expect(e3.kind).toBe('collateral');
+    expect(row(e3.report, 'bundle.gpu[0]')).toMatchObject({ status: 'fail', code: 'NVIDIA_OCSP_UNAVAILABLE' });
   });
 });

@@ -141,7 +141,7 @@ describe('stack: worker GPU RIMs and OCSP from the host shim', () => {
       gpuPolicy: COLLATERAL_WORKER_GPU_POLICY, gpuCollateral: gpuCollateralFromShim(await shim('down-all', nvidia.url)),
       workers: [{ model: { name: 'w' }, expectRefusal: true }],
     });
-    expect(await full.workers[0]!.refusal).toBe('COLLATERAL_UNAVAILABLE');
+    expect(await full.workers[0]!.refusal).toBe('NVIDIA_RIM_UNAVAILABLE'); // OCSP unavailable too: the first policy rule to fail names it
   });
 
   it('a policy that does not require RIMs keeps today\'s behaviour with the shim down (a visible skip)', async () => {

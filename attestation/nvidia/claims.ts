@@ -29,6 +29,8 @@ export interface GpuClaims {
   readonly measurementMismatches: readonly number[];
   /** Set when the RIMs were asked from a collateral getter and could not be had: why (no comparison was made). */
   readonly rimUnavailable?: string;
+  /** Why an OCSP status could not be obtained (the source failed), when that is why `ocsp` is `skipped`. */
+  readonly ocspUnavailable?: string;
   /**
    * CC mode. The Hopper SPDM report has no CC-mode field: locally this is the worker's NVML reading carried in the
    * evidence envelope (`cc_mode`), trustworthy only as far as the worker's own CPU TEE evidence binds that envelope.

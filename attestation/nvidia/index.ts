@@ -211,7 +211,7 @@ async function fetchRims(item: GpuEvidenceItem, set: RimSet, get: NonNullable<Gp
   return { driver: out.driver!, vbios: out.vbios! };
 }
 
-async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks): Promise<RimOutcome> {
+async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options: GpuVerifyOptions, checks: Checks, ocspUnavailable: string[]): Promise<RimOutcome> {
   if (!set) {
     checks.skip('nvidia.rim', 'measurements compared with the driver and VBIOS RIMs', 'no RIMs supplied');
     return { match: undefined, mismatches: [], ocsp: 'none' };
@@ -245,7 +245,7 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
     }
     const chain = await checks.run(`nvidia.rim.${rim.kind}.signature`, `${rim.kind} RIM ${rim.version}: XML signature and signing chain`, rimRoots.name, () => p,
       (c) => c.path.map((x) => commonName(x.subject) ?? x.subject.text).join(' <- '));
-    if ((await checkOcsp(chain.path, rimRoots.certs, options, checks, `nvidia.rim.${rim.kind}.ocsp`)) !== 'good') ocspGood = false;
+    if ((await checkOcsp(chain.path, rimRoots.certs, options, checks, `nvidia.rim.${rim.kind}.ocsp`, ocspUnavailable)) !== 'good') ocspGood = false;
   }
   const cmp = checks.runSync('nvidia.rim.versions', 'RIMs describe the report\'s driver and VBIOS versions', `${driver.version} / ${vbios.version}`,
     () => compareWithRims(item.report, driver, vbios), (c) => `${c.matched.length} active indices compared${c.skipped.length ? `, block ${c.skipped.join(',')} skipped (NVDEC0 disabled)` : ''}`);
@@ -256,8 +256,13 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
   return { match: cmp.mismatches.length === 0, mismatches: cmp.mismatches.map((m) => m.block), ocsp: ocspGood ? 'good' : 'skipped' };
 }
 
-/** OCSP for every non-root certificate of a verified `path` (device chain, or a RIM signing chain). */
-async function checkOcsp(path: readonly Certificate[], pathRoots: readonly Certificate[], options: GpuVerifyOptions, checks: Checks, id = 'nvidia.ocsp'): Promise<'good' | 'skipped'> {
+/**
+ * OCSP for every non-root certificate of a verified `path` (device chain, or a RIM signing chain). A source that
+ * cannot answer (collateral unavailable) is a visible skip, as no response is (issue 4: the policy decides whether a
+ * skip is allowed, and a policy requiring OCSP then fails with NVIDIA_OCSP_UNAVAILABLE, kind collateral); a response
+ * that is served is verified, and a forged or revoking one fails here whatever the policy.
+ */
+async function checkOcsp(path: readonly Certificate[], pathRoots: readonly Certificate[], options: GpuVerifyOptions, checks: Checks, id = 'nvidia.ocsp', unavailable?: string[]): Promise<'good' | 'skipped'> {
   const getter = options.collateral?.ocsp;
   if (!getter) {
     checks.skip(id, 'revocation status (OCSP) of every certificate of the chain', 'no OCSP collateral getter supplied');
@@ -267,7 +272,15 @@ async function checkOcsp(path: readonly Certificate[], pathRoots: readonly Certi
   for (let i = 0; i + 1 < path.length; i++) {
     const cert = path[i]!;
     const issuer = path[i + 1]!;
-    const der = await getter(cert, issuer);
+    let der: Uint8Array | undefined;
+    try {
+      der = await getter(cert, issuer);
+    } catch (e) {
+      if (!(e instanceof GmError) || e.kind !== 'collateral') throw e;
+      checks.skip(`${id}.${i}`, `OCSP status of "${cert.subject.text}"`, `OCSP unavailable: ${reason(e)}`);
+      unavailable?.push(reason(e));
+      continue;
+    }
     if (!der) {
       checks.skip(`${id}.${i}`, `OCSP status of "${cert.subject.text}"`, 'no response supplied');
       continue;
@@ -297,8 +310,9 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
   await checks.run('nvidia.report.signature', 'report signature (ECDSA P-384/SHA-384 over request ‖ response) by the signing certificate', commonName(leaf.subject) ?? leaf.subject.text,
     () => verifyReportSignature(report, leaf, options.p384Verifier));
   checks.runSync('nvidia.evidence.envelope', 'unsigned envelope fields (driver, VBIOS, nonce) agree with the signed report', 'signed report', () => checkDeclared(item.declared, report), (v) => v);
-  const ocsp = await checkOcsp(chain.path, dev.certs, options, checks);
-  const rim = await checkRims(item, rimSet, options, checks);
+  const ocspUnavailable: string[] = [];
+  const ocsp = await checkOcsp(chain.path, dev.certs, options, checks, 'nvidia.ocsp', ocspUnavailable);
+  const rim = await checkRims(item, rimSet, options, checks, ocspUnavailable);
   if (checks.failures.length > 0) throw failedWith(checks, 'NVIDIA_RIM_MISMATCH', `GPU ${item.index}: measurements ${rim.mismatches.join(', ')} do not match the RIMs`);
 
   const measurements: Record<number, string> = {};
@@ -310,12 +324,15 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
     fwid: report.response.opaque.fwid ? hex(report.response.opaque.fwid) : undefined,
     nonce: hex(report.request.nonce), nonceMatch: options.expectedNonce ? true : undefined,
     measurements, measurementsMatch: rim.match, measurementMismatches: rim.mismatches, ...(rim.unavailable ? { rimUnavailable: rim.unavailable } : {}),
+    ...(ocspUnavailable.length ? { ocspUnavailable: ocspUnavailable[0]! } : {}),
     ccMode: item.ccModeDeclared, debug: undefined, secureBoot: undefined, ocsp: ocsp === 'good' && rim.ocsp !== 'skipped' ? 'good' : 'skipped', sim: options.sim === true, issuedAt: options.collectedAt,
   };
   if (options.policy) {
     const codes = validateGpuClaims(claims, options.policy, options.now, checks, '');
-    // A RIM the getter could not supply may be had on a later try: that refusal is a collateral error, not a rejection.
-    if (codes.length > 0) throw failedWith(checks, codes[0]!, `GPU ${item.index}: policy violations: ${checks.failures.map((f) => f.code).join(', ')}`, codes[0] === 'NVIDIA_RIM_UNAVAILABLE' ? 'collateral' : 'rejected');
+    // A RIM or OCSP response the source could not supply may be had on a later try: that refusal is a collateral
+    // error, not a rejection.
+    const later = codes[0] === 'NVIDIA_RIM_UNAVAILABLE' || codes[0] === 'NVIDIA_OCSP_UNAVAILABLE';
+    if (codes.length > 0) throw failedWith(checks, codes[0]!, `GPU ${item.index}: policy violations: ${checks.failures.map((f) => f.code).join(', ')}`, later ? 'collateral' : 'rejected');
   } else checks.skip('policy', 'GPU policy (CC mode, debug, versions, RIM, OCSP, age)', 'no policy given: verification only');
   return { gpu: item.index, claims, report: checks.report(), attestation: report };
 }

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { equalBytes } from '../bytes.ts';
-import { type GmError, isGmError } from '../errors.ts';
+import { type GmError, collateralError, isGmError } from '../errors.ts';
 import type { Certificate } from '../x509/cert.ts';
 import { hasTrustAnchors, trustStore } from '../../test/vectors.ts';
 import { type GpuVerifyOptions, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidence, verifyOneGpu } from './index.ts';
@@ -135,6 +135,22 @@ describe('fake NVIDIA signer: one field at a time', () => {
     const r = await verifyGpuEvidence(ev, options({ collateral: undefined, rims: [] }, { ocsp: 'allow-skip', rimMatchRequired: false }));
     expect(r.gpus[0]!.claims.ocsp).toBe('skipped');
     expect(r.report.checks.find((c) => c.id === 'gpu0.nvidia.ocsp')!.status).toBe('skip');
+  });
+
+  it('an OCSP source that cannot answer is a skip: allowed by allow-skip, NVIDIA_OCSP_UNAVAILABLE (collateral) when required', async () => {
+    const ev = await buildSimGpuEvidence(signer, [{ nonce: NONCE }]);
+    const down = { ocsp: async () => { throw collateralError('COLLATERAL_UNAVAILABLE', 'the shim answered HTTP 502'); } };
+    const lax = await verifyGpuEvidence(ev, options({ collateral: down, rims: [] }, { ocsp: 'allow-skip', rimMatchRequired: false }));
+    expect(lax.gpus[0]!.claims.ocsp).toBe('skipped');
+    const row = lax.report.checks.find((c) => c.id === 'gpu0.nvidia.ocsp.0')!;
+    expect(row.status).toBe('skip');
+    expect(row.detail).toContain('COLLATERAL_UNAVAILABLE');
+    const e = await verifyGpuEvidence(ev, options({ collateral: down, rims: [] }, { ocsp: 'required', rimMatchRequired: false })).catch((x: GmError) => x);
+    expect(e.code).toBe('NVIDIA_OCSP_UNAVAILABLE');
+    expect(e.kind).toBe('collateral');
+    // Anything else the getter throws is not an outage: it propagates.
+    const broken = { ocsp: async () => { throw new TypeError('bug'); } };
+    await expect(verifyGpuEvidence(ev, options({ collateral: broken, rims: [] }, { ocsp: 'allow-skip', rimMatchRequired: false }))).rejects.toThrow();
   });
 
   it('a trustee case-4-like chain (leaf without FWID) is refused', async () => {

@@ -109,8 +109,10 @@ export function validateGpuClaims(claims: GpuClaims, policy: GpuPolicy, now: Dat
       unavailable ? `the RIMs could not be obtained: ${claims.rimUnavailable}`
         : claims.measurementsMatch === undefined ? 'no RIM comparison was made (supply the driver and VBIOS RIMs)' : `mismatched indices ${claims.measurementMismatches.join(', ')}`, 'all active indices match');
   }
+  const ocspLater = claims.ocsp !== 'good' && claims.ocspUnavailable !== undefined;
   rule('ocsp', 'certificate chain revocation status', `policy.ocsp ${policy.ocsp}`, claims.ocsp === 'good' || policy.ocsp === 'allow-skip',
-    'NVIDIA_OCSP_REQUIRED', 'no OCSP responses were supplied and the policy requires them', claims.ocsp);
+    ocspLater ? 'NVIDIA_OCSP_UNAVAILABLE' : 'NVIDIA_OCSP_REQUIRED',
+    ocspLater ? `the OCSP responses could not be obtained: ${claims.ocspUnavailable}` : 'no OCSP responses were supplied and the policy requires them', claims.ocsp);
   const age = claims.issuedAt ? (now.getTime() - claims.issuedAt.getTime()) / 1000 : undefined;
   rule('evidence-age', 'evidence is recent enough', `policy.maxEvidenceAgeSeconds ${policy.maxEvidenceAgeSeconds}`,
     age !== undefined && age >= -60 && age <= policy.maxEvidenceAgeSeconds, 'NVIDIA_EVIDENCE_STALE',
