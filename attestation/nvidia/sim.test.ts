@@ -145,7 +145,7 @@ describe('fake NVIDIA signer: one field at a time', () => {
     const row = lax.report.checks.find((c) => c.id === 'gpu0.nvidia.ocsp.0')!;
     expect(row.status).toBe('skip');
     expect(row.detail).toContain('COLLATERAL_UNAVAILABLE');
-    const e = await verifyGpuEvidence(ev, options({ collateral: down, rims: [] }, { ocsp: 'required', rimMatchRequired: false })).catch((x: GmError) => x);
+    const e = (await verifyGpuEvidence(ev, options({ collateral: down, rims: [] }, { ocsp: 'required', rimMatchRequired: false })).catch((x: unknown) => x)) as GmError;
     expect(e.code).toBe('NVIDIA_OCSP_UNAVAILABLE');
     expect(e.kind).toBe('collateral');
     // Anything else the getter throws is not an outage: it propagates.
