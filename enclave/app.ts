@@ -16,10 +16,8 @@
  */
 import { Hono } from 'hono';
 import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
-import type { BundlePolicy } from '../attestation/bundle-verify.ts';
 import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
 import { GmError, protocolError, rejected } from '../attestation/errors.ts';
-import type { TrustStore } from '../attestation/trust.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
@@ -38,7 +36,7 @@ import { marketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
-import { type RegistryOptions, type VerifiedWorker, WorkerRegistry } from './workers/registry.ts';
+import { type RegistryOptions, type VerifiedWorker, type WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
 
 export interface EnclaveLimits {
   /** Encapsulated request body (413 before decryption). */
@@ -52,7 +50,7 @@ export const DEFAULT_LIMITS: EnclaveLimits = { maxRequestBytes: 4 * 1024 * 1024,
 export interface EnclaveOptions {
   readonly tee: TeeProvider;
   readonly log: Logger;
-  readonly workerPolicy: { readonly policy: BundlePolicy; readonly allowSim: boolean; readonly trust?: TrustStore; readonly freshnessMs: number; readonly simRoots?: readonly Uint8Array[] };
+  readonly workerPolicy: WorkerPolicy;
   readonly limits?: Partial<EnclaveLimits>;
   readonly timeouts?: Partial<PoolTimeouts>;
   readonly keys?: EnclaveKeys;
