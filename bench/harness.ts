@@ -28,6 +28,24 @@ export async function medianUs(fn: () => unknown | Promise<unknown>, iterations 
   return t[Math.floor(t.length / 2)]!;
 }
 
+/**
+ * Medians of `fns` timed in alternating blocks of `block` calls each (after `warmup` blocks), so that load from
+ * other processes on a shared machine falls on all of them alike while each block still runs warm.
+ */
+export async function interleavedMedians(fns: readonly (() => unknown)[], blocks: number, block: number, warmup = 2): Promise<number[]> {
+  const samples = fns.map(() => [] as number[]);
+  for (let r = 0; r < warmup + blocks; r++) {
+    for (const [i, fn] of fns.entries()) {
+      for (let k = 0; k < block; k++) {
+        const t = process.hrtime.bigint();
+        await fn();
+        if (r >= warmup) samples[i]!.push(Number(process.hrtime.bigint() - t) / 1000);
+      }
+    }
+  }
+  return samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]!);
+}
+
 /** Latency-like: ratio = value / floor, ok when ratio <= max. */
 export function atMost(name: string, value: number, unit: string, floorName: string, floor: number, max: number, note?: string): BenchRow {
   const ratio = value / floor;

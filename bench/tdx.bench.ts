@@ -14,32 +14,14 @@ import { parseQuote } from '../attestation/tdx/abi.ts';
 import { clearTdxCaches, collateralFromDcapQvl, verifyTdx } from '../attestation/tdx/index.ts';
 import { parsePckChain } from '../attestation/tdx/pck.ts';
 import { loadTrustStore } from '../attestation/trust.ts';
-import { nodeEcdsaP256 } from '../client/cli/verify-tdx.ts';
+import { nodeEcdsaP256 } from '../client/cli/node-verifiers.ts';
 import { TRUST_DIR, VECTORS_DIR } from '../test/vectors.ts';
-import { type BenchRow, atMost, medianUs } from './harness.ts';
+import { type BenchRow, atMost, interleavedMedians, medianUs } from './harness.ts';
 
 export const title = 'Intel TDX quote verification';
 
 /** ECDSA P-256 verifies per warm verifyTdx call. */
 const WARM_VERIFIES = 1;
-
-/**
- * Medians of `fns` timed in alternating blocks of `block` calls each (after `warmup` blocks), so that load from
- * other processes on a shared machine falls on all of them alike while each block still runs warm.
- */
-async function interleavedMedians(fns: readonly (() => unknown)[], blocks: number, block: number, warmup = 2): Promise<number[]> {
-  const samples = fns.map(() => [] as number[]);
-  for (let r = 0; r < warmup + blocks; r++) {
-    for (const [i, fn] of fns.entries()) {
-      for (let k = 0; k < block; k++) {
-        const t = process.hrtime.bigint();
-        await fn();
-        if (r >= warmup) samples[i]!.push(Number(process.hrtime.bigint() - t) / 1000);
-      }
-    }
-  }
-  return samples.map((s) => s.sort((a, b) => a - b)[s.length >> 1]!);
-}
 
 export async function run(): Promise<BenchRow[]> {
   const quote = new Uint8Array(readFileSync(join(VECTORS_DIR, 'tdx/dcap-qvl/tdx_quote')));

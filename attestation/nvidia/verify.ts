@@ -10,7 +10,7 @@ import { rejected } from '../errors.ts';
 import { type Certificate, OID } from '../x509/cert.ts';
 import { type VerifiedChain, verifyChain } from '../x509/chain.ts';
 import { TAG, parseDer, readOctetString, readOid, readSmallInt, reader } from '../x509/der.ts';
-import { type SigAlg, verifySignature } from '../x509/signature.ts';
+import { type P384Verifier, type SigAlg, verifySignature } from '../x509/signature.ts';
 import { FWID_SIZE, type GpuAttestationReport } from './spdm.ts';
 
 /** Every certificate on NVIDIA's device chains is ECDSA P-384 / SHA-384. */
@@ -64,11 +64,7 @@ export function checkFwid(leaf: Certificate, report: GpuAttestationReport): stri
   return fromCert ? hex(fromCert) : 'no FWID in report or certificate';
 }
 
-/**
- * An ECDSA P-384/SHA-384 verifier over (SPKI DER, data, raw r‖s). The default is WebCrypto; a Node process may pass
- * node:crypto's (it skips WebCrypto's thread-pool round trip). The algorithm is pinned before it is called.
- */
-export type P384Verifier = (spki: Uint8Array, data: Uint8Array, signatureP1363: Uint8Array) => boolean | Promise<boolean>;
+export type { P384Verifier };
 
 export async function verifyReportSignature(report: GpuAttestationReport, leaf: Certificate, verifier?: P384Verifier): Promise<void> {
   if (leaf.spki.algorithm.oid !== OID.ecPublicKey || leaf.spki.curveOid !== OID.p384)

@@ -144,6 +144,25 @@ describe('SEV-SNP verify with a simulated AMD', () => {
     expect(await code(verifySevSnp(await other.vcek.signReport({ chipId: genoa.chipId }), opts(genoa, genoa.vcek)))).toBe('SNP_REPORT_SIGNATURE');
   });
 
+  it('a pluggable P-384 verifier (node:crypto) gives the same outcomes, and is never handed a key that is not P-384', async () => {
+    const { createPublicKey, verify } = await import('node:crypto');
+    let calls = 0;
+    const p384Verifier = (spki: Uint8Array, data: Uint8Array, sig: Uint8Array) => {
+      calls++;
+      return verify('sha384', data, { key: createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' }), dsaEncoding: 'ieee-p1363' }, sig);
+    };
+    expect(await code(verifySevSnp(await genoa.vcek.signReport(), opts(genoa, genoa.vcek, { p384Verifier })))).toBe('VERIFIED');
+    expect(await code(verifySevSnp(await other.vcek.signReport({ chipId: genoa.chipId }), opts(genoa, genoa.vcek, { p384Verifier })))).toBe('SNP_REPORT_SIGNATURE');
+    expect(calls).toBe(2);
+    const p256 = await genoa.issueEndorsement('vcek', { curve: 'P-256' });
+    expect(await code(verifySevSnp(await genoa.vcek.signReport(), opts(genoa, p256, { p384Verifier })))).toBe('SNP_CERT_KEY');
+    expect(calls).toBe(2); // refused before the key was used
+    const spki = (await import('../x509/cert.ts')).parseCertificate(genoa.vcek.der).spki.raw.slice();
+    spki[spki.length - 1]! ^= 0x01;
+    const offCurve = await genoa.issueEndorsement('vcek', { spki });
+    expect(await code(verifySevSnp(await genoa.vcek.signReport(), opts(genoa, offCurve, { p384Verifier })))).toBe('SNP_CERT_KEY');
+  });
+
   it('chain: another AMD root (CERT_ISSUER_MISMATCH / CERT_SIGNATURE), VLEK under the ASK, validity', async () => {
     // Same names, different keys: the sims name their ARKs alike, so the path builds and the signature fails.
     expect(await code(verifySevSnp(await genoa.vcek.signReport(), opts(genoa, genoa.vcek, { roots: other.roots() })))).toBe('CERT_SIGNATURE');

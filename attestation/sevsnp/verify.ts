@@ -14,7 +14,7 @@ import { type Certificate, OID, commonName, parseCertificate } from '../x509/cer
 import { checkValidity, verifyChain } from '../x509/chain.ts';
 import { type Crl, assertNotRevoked, parseCrl, verifyCrl } from '../x509/crl.ts';
 import { certificatesFrom } from '../x509/pem.ts';
-import { verifySignature } from '../x509/signature.ts';
+import { type P384Verifier, verifySignature } from '../x509/signature.ts';
 import { type AmdProduct, type SnpReport, productFromCpuid, signatureP1363 } from './abi.ts';
 import { type AmdExtensions, type EndorsementKind, readAmdExtensions } from './extensions.ts';
 
@@ -44,6 +44,8 @@ export interface SnpVerifyOptions {
   readonly collateral?: SnpCollateralGetter | undefined;
   /** Fail (SNP_CRL_MISSING, a collateral error) instead of recording a skip when no CRL is available. */
   readonly requireRevocation?: boolean | undefined;
+  /** The report signature's ECDSA P-384 verifier (default WebCrypto; `gm verify snp` passes node:crypto's). */
+  readonly p384Verifier?: P384Verifier | undefined;
 }
 
 export interface SnpVerified {
@@ -213,6 +215,19 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
 
   await checks.run('snp.report.signature', 'ECDSA P-384 SHA-384 signature over report bytes [0, 0x2A0)', `${ext.kind.toUpperCase()} "${commonName(cert.subject) ?? cert.subject.text}"`, async () => {
     try {
+      const verifier = options.p384Verifier;
+      if (verifier) {
+        // The algorithm is pinned here, before the key is used: a P-384 EC key, nothing else.
+        if (cert.spki.algorithm.oid !== OID.ecPublicKey || cert.spki.curveOid !== OID.p384) throw rejected('CERT_KEY_INVALID', 'VCEK/VLEK does not hold a P-384 key');
+        let ok: boolean;
+        try {
+          ok = await verifier(cert.spki.raw, report.signedBytes, signatureP1363(report));
+        } catch (e) {
+          throw rejected('CERT_KEY_INVALID', 'the VCEK/VLEK public key was refused by the verifier', { cause: e });
+        }
+        if (!ok) throw rejected('SNP_REPORT_SIGNATURE', 'SEV-SNP report: signature does not verify');
+        return;
+      }
       await verifySignature(cert.spki, 'ecdsa-p384-sha384', report.signedBytes, signatureP1363(report), {
         allowed: ['ecdsa-p384-sha384'], failCode: 'SNP_REPORT_SIGNATURE', what: 'SEV-SNP report', ecdsaFormat: 'p1363',
       });

@@ -118,6 +118,13 @@ function derWrap(tag: number, content: Uint8Array): Uint8Array {
   return Uint8Array.from([tag, ...len, ...content]);
 }
 
+/**
+ * An ECDSA P-384/SHA-384 verifier over (SPKI DER, data, raw r‖s), for verifiers that take one in their options
+ * (SEV-SNP reports, NVIDIA GPU reports). The default is WebCrypto; a Node process may pass node:crypto's (it skips
+ * WebCrypto's thread-pool round trip). The caller pins the algorithm and checks the key type before calling it.
+ */
+export type P384Verifier = (spki: Uint8Array, data: Uint8Array, signatureP1363: Uint8Array) => boolean | Promise<boolean>;
+
 /** DER ECDSA-Sig-Value to IEEE P1363 r‖s of `size`-byte halves. */
 export function ecdsaDerToP1363(sig: Uint8Array, size: number): Uint8Array {
   // Ecdsa-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 5480 §2.2 / RFC 3279 §2.2.3): any other outer tag is not DER.

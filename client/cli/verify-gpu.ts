@@ -11,7 +11,7 @@
  * `--nras FILE --jwks FILE --issuer URL` verifies a saved NRAS attestation result (EAT) against a saved JWKS instead.
  * Exit 0 all GPUs verified, 1 a GPU rejected, 2 usage or configuration error.
  */
-import { type KeyObject, createPublicKey, verify } from 'node:crypto';
+import { nodeP384VerifierAsync } from './node-verifiers.ts';
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { equalBytes, fromHex } from '../../attestation/bytes.ts';
@@ -50,32 +50,6 @@ function parse(argv: readonly string[]): { one: Record<string, string>; many: Re
     else one[name] = v;
   }
   return { one, many, json };
-}
-
-const nodeKeys = new Map<string, KeyObject>();
-/** ECDSA P-384/SHA-384 with node:crypto (no WebCrypto thread-pool hop); keys cached by SPKI. */
-export function nodeP384Verifier(spki: Uint8Array, data: Uint8Array, sig: Uint8Array): boolean {
-  const id = Buffer.from(spki).toString('base64');
-  let key = nodeKeys.get(id);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
-    if (nodeKeys.size > 1024) nodeKeys.clear();
-    nodeKeys.set(id, key);
-  }
-  return verify('sha384', data, { key, dsaEncoding: 'ieee-p1363' }, sig);
-}
-
-/** The same on libuv's thread pool (node:crypto's callback form): several GPUs' signatures verify in parallel. */
-export function nodeP384VerifierAsync(spki: Uint8Array, data: Uint8Array, sig: Uint8Array): Promise<boolean> {
-  const id = Buffer.from(spki).toString('base64');
-  let key = nodeKeys.get(id);
-  if (!key) {
-    key = createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
-    if (nodeKeys.size > 1024) nodeKeys.clear();
-    nodeKeys.set(id, key);
-  }
-  const k = key;
-  return new Promise((resolve) => verify('sha384', data, { key: k, dsaEncoding: 'ieee-p1363' }, sig, (err, ok) => resolve(!err && ok)));
 }
 
 /** The claims as the table shows them: measurements summarised, absent values left out. */

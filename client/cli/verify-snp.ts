@@ -19,6 +19,7 @@ import { parseCertificate } from '../../attestation/x509/cert.ts';
 import { certificatesFrom } from '../../attestation/x509/pem.ts';
 import { formatReport, reportJson } from './format.ts';
 import { type Io, binaryOrHex } from './io.ts';
+import { nodeP384Verifier } from './node-verifiers.ts';
 
 const USAGE = 'usage: gm verify snp --report FILE [--cert FILE] [--chain FILE] [--crl FILE] [--policy FILE] [--now ISO-8601] [--json] [--allow-unpinned]\n';
 const VALUE_FLAGS = ['--report', '--cert', '--chain', '--crl', '--policy', '--now'] as const;
@@ -69,7 +70,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   let policy: SnpPolicy | undefined;
   if (v['--policy']) policy = parseSnpPolicy(PolicyReader.parse(new TextDecoder().decode(await io.readFile(v['--policy'])), v['--policy']), v['--policy']);
 
-  const options: { -readonly [K in keyof VerifySevSnpOptions]: VerifySevSnpOptions[K] } = { now, policy };
+  // node:crypto for the report signature (as gm verify tdx and gpu): same algorithm, no WebCrypto thread-pool hop.
+  const options: { -readonly [K in keyof VerifySevSnpOptions]: VerifySevSnpOptions[K] } = { now, policy, p384Verifier: nodeP384Verifier };
   if (v['--cert']) options.vcek = await io.readFile(v['--cert']);
   if (v['--crl']) options.crl = await io.readFile(v['--crl']);
   if (v['--chain']) {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
-import { nodeEcdsaP256 } from './verify-tdx.ts';
+import { nodeEcdsaP256 } from './node-verifiers.ts';
 
 function io(): Io & { stdout: string; stderr: string } {
   const o = {

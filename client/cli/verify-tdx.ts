@@ -11,11 +11,11 @@
  * --no-revocation / --no-qe-identity verify without CRLs / QE identity and say so in the report (SKIP rows).
  * Exit 0 verified, 1 rejected, 2 usage or configuration error.
  */
-import { type KeyObject, createPublicKey, verify } from 'node:crypto';
+import { nodeEcdsaP256 } from './node-verifiers.ts';
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { GmError, configError } from '../../attestation/errors.ts';
-import { type EcdsaP256Verifier, type SignedCollateral, type TdxCollateral, type TdxPolicy, collateralFromDcapQvl, signedFromPcs, tdxPolicyFromJson, verifyTdx } from '../../attestation/tdx/index.ts';
+import { type SignedCollateral, type TdxCollateral, type TdxPolicy, collateralFromDcapQvl, signedFromPcs, tdxPolicyFromJson, verifyTdx } from '../../attestation/tdx/index.ts';
 import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
 import { commonName } from '../../attestation/x509/cert.ts';
 import { parseCrl } from '../../attestation/x509/crl.ts';
@@ -105,21 +105,6 @@ function assemble(p: Pieces): TdxCollateral {
     pckCrl: p.pckCrl ?? p.combined?.pckCrl,
   };
 }
-
-const nodeKeys = new Map<string, KeyObject>();
-
-/** node:crypto ECDSA P-256 / SHA-256 for verifyTdx's `ecdsaP256` option (raw x‖y key, raw r‖s signature). */
-export const nodeEcdsaP256: EcdsaP256Verifier = (key, data, signature) => {
-  if (key.length !== 64 || signature.length !== 64) return false;
-  const k = Buffer.from(key).toString('base64url');
-  let ko = nodeKeys.get(k);
-  if (!ko) {
-    ko = createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: Buffer.from(key.subarray(0, 32)).toString('base64url'), y: Buffer.from(key.subarray(32)).toString('base64url') }, format: 'jwk' });
-    if (nodeKeys.size >= 1024) nodeKeys.clear();
-    nodeKeys.set(k, ko);
-  }
-  return verify('sha256', data, { key: ko, dsaEncoding: 'ieee-p1363' }, signature);
-};
 
 /** Claims for display: bytes as hex, dates as ISO strings. */
 function displayClaims(c: Record<string, unknown>): Record<string, unknown> {
