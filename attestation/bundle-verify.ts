@@ -18,10 +18,8 @@ import { type GpuCollateral, type GpuEvidenceItem, type GpuPolicy, verifyOneGpu 
 import { parseGpuAttestationReport } from './nvidia/spdm.ts';
 import { parseCertificate } from './x509/cert.ts';
 import { tdxBundleVerifier } from './tdx/bundle.ts';
-import { type CollateralGetter, DEFAULT_TDX_POLICY, type TdxPolicy, parseQuote, verifyTdx } from './tdx/index.ts';
-import { byteKey } from './tdx/collateral.ts';
+import { type CollateralGetter, type TdxPolicy, parseQuote } from './tdx/index.ts';
 import { pemDecodeAll } from './x509/pem.ts';
-import type { Certificate } from './x509/cert.ts';
 import { configError, GmError, protocolError, rejected } from './errors.ts';
 import { Checks, type CheckRow, type VerificationReport } from './report.ts';
 import type { TrustStore } from './trust.ts';
@@ -198,34 +196,10 @@ export const gpuAdapter: NonNullable<Verifiers['gpu']> = async (i) => {
 };
 
 /**
- * TDX: the quote carries its PCK chain; collateral (TCB info, QE identity, CRLs, TCB signing chain) is re-verified.
- * With a caller's getter, verifyTdx asks it (by the verified PCK's FMSPC) instead of reading the bundle's fields.
+ * TDX: the quote carries its PCK chain; collateral (TCB info, QE identity, CRLs, TCB signing chain) is re-verified,
+ * from the bundle or, given one, from the caller's getter (`tdxCollateral`).
  */
-export const tdxAdapter: NonNullable<Verifiers['tdx']> = async (i) => {
-  if (!i.tdxCollateral) return tdxBundleVerifier(i);
-  if (!i.simRoot && !i.trust) throw configError('TRUST_STORE_REQUIRED', 'verifying TDX evidence needs the pinned trust store');
-  const r = await verifyTdx(i.evidence, {
-    now: i.now,
-    ...(i.simRoot ? { roots: [simRootCert(i.simRoot)] } : { trustStore: i.trust! }),
-    collateral: i.tdxCollateral,
-    policy: (i.policy as TdxPolicy | undefined) ?? DEFAULT_TDX_POLICY,
-    expectedReportData: i.expectedReportData,
-  });
-  return { claims: { reportData: r.claims.reportData, measurement: hex(r.claims.mrTd), detail: r.claims }, report: r.report };
-};
-
-// The same sim root parsed once, so the TDX verifier's per-root caches stay warm across bundles (as tdx/bundle.ts).
-const simRootCerts = new Map<string, Certificate>();
-function simRootCert(der: Uint8Array): Certificate {
-  const k = byteKey(der);
-  let c = simRootCerts.get(k);
-  if (!c) {
-    c = parseCertificate(der.slice());
-    if (simRootCerts.size >= 16) simRootCerts.clear();
-    simRootCerts.set(k, c);
-  }
-  return c;
-}
+export const tdxAdapter: NonNullable<Verifiers['tdx']> = (i) => tdxBundleVerifier(i);
 
 /** The last certificate of the PCK chain a TDX quote carries (its root), or undefined when it cannot be read. */
 function quoteRoot(quote: Uint8Array): Uint8Array | undefined {

@@ -2,7 +2,8 @@
  * TDX in the evidence bundle (DESIGN.md §4): the adapter `verifyBundle` calls for `tdx` / `sim-tdx` bundles. The
  * quote carries its PCK chain; the bundle's collateral carries Intel's PCS bodies, the TCB signing chain and the two
  * CRLs, all re-verified here against the pinned Intel SGX Root CA (or, for sim bundles the caller allowed, the sim
- * root `verifyBundle` extracted). Shaped structurally so this module does not depend on the bundle modules.
+ * root `verifyBundle` extracted). With a caller's getter, verifyTdx asks it (by the verified PCK's FMSPC) instead.
+ * Shaped structurally so this module does not depend on the bundle modules.
  */
 import { hex } from '../bytes.ts';
 import { configError } from '../errors.ts';
@@ -10,7 +11,7 @@ import type { VerificationReport } from '../report.ts';
 import type { TrustStore } from '../trust.ts';
 import { type Certificate, parseCertificate } from '../x509/cert.ts';
 import { type CollateralAsServed, byteKey, collateralFromServed } from './collateral.ts';
-import { type TdxClaims, type TdxPolicy, DEFAULT_TDX_POLICY, verifyTdx } from './index.ts';
+import { type CollateralGetter, type TdxClaims, type TdxPolicy, DEFAULT_TDX_POLICY, verifyTdx } from './index.ts';
 
 export interface TdxBundleInput {
   readonly evidence: Uint8Array;
@@ -22,6 +23,8 @@ export interface TdxBundleInput {
   /** DER of the sim root, set only for sim bundles the caller allowed. */
   readonly simRoot: Uint8Array | undefined;
   readonly now: Date;
+  /** A caller's collateral getter (e.g. a host shim's cache), asked instead of reading the bundle's collateral. */
+  readonly tdxCollateral?: CollateralGetter;
 }
 
 export interface TdxBundleResult {
@@ -47,7 +50,7 @@ export async function tdxBundleVerifier(i: TdxBundleInput): Promise<TdxBundleRes
   const r = await verifyTdx(i.evidence, {
     now: i.now,
     ...(roots ? { roots } : { trustStore: i.trust! }),
-    collateral: collateralFromServed(i.collateral),
+    collateral: i.tdxCollateral ?? collateralFromServed(i.collateral),
     policy: (i.policy as TdxPolicy | undefined) ?? DEFAULT_TDX_POLICY,
     expectedReportData: i.expectedReportData,
   });
