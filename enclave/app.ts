@@ -32,7 +32,7 @@ import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey
 import type { Logger } from './log.ts';
 import { Registry } from './metrics.ts';
 import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
-import { marketSurface } from './market/router.ts';
+import type { MarketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
@@ -57,6 +57,8 @@ export interface EnclaveOptions {
   /** Replace the router (the market); receives the registry so it can mirror workers. */
   readonly router?: (registry: WorkerRegistry) => Router;
   readonly onWorkerChange?: RegistryOptions['onChange'];
+  /** The market's public listing and signed cancels (marketRouter's `surface`); absent with the `first` router. */
+  readonly market?: MarketSurface;
   /** Replace dispatch (tests). */
   readonly dispatch?: Dispatch;
   readonly challenge?: RegistryOptions['challenge'];
@@ -195,7 +197,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   };
   // Public, read-only listings (docs/operator.md §2): what the enclave verified, never payloads, accounts or traffic.
   app.get('/v1/workers', (c) => c.json({ workers: registry.list().map(workerView) }, 200, { 'cache-control': 'no-store' }));
-  const market = marketSurface(router);
+  const market = o.market;
   app.get('/v1/market/offers', (c) => {
     if (!market) throw new GmError('protocol', 'NOT_FOUND', 'this enclave runs no market (--router first)');
     return c.json({ offers: market.offers(now()) }, 200, { 'cache-control': 'no-store' });

@@ -18,9 +18,8 @@ import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { createMarket } from './market/index.ts';
-import { marketRouter } from './market/router.ts';
-import type { Router } from './router.ts';
-import type { WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
+import { type MarketRouter, marketRouter } from './market/router.ts';
+import type { WorkerPolicy } from './workers/registry.ts';
 import { intFlag, parseFlags, urlFlag } from './flags.ts';
 import { createLogger } from './log.ts';
 import { parseWorkerPolicy, simWorkerPolicyDoc, withCollateralDefaults } from './policy.ts';
@@ -55,7 +54,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const keys = await generateEnclaveKeys();
   const routerKind = f.router ?? 'market';
   if (routerKind !== 'market' && routerKind !== 'first') throw configError('USAGE', '--router must be market or first');
-  let market: { router: (r: WorkerRegistry) => Router; onWorkerChange: NonNullable<Parameters<typeof createEnclave>[0]['onWorkerChange']> } | undefined;
+  let market: MarketRouter | undefined;
   let ledger: Ledger | undefined;
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
@@ -78,7 +77,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     log,
     keys,
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
-    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
+    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
     workerPolicy,
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),

@@ -58,6 +58,7 @@ beforeAll(async () => {
     workerPolicy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs: 10 * 60_000 },
     router: m.router,
     onWorkerChange: m.onWorkerChange,
+    market: m.surface,
   });
   enclaveServer = await serve({ fetch: enclave.app.fetch });
   const nowS = Math.floor(Date.now() / 1000);

@@ -9,7 +9,7 @@
  *
  *   const ledger = Ledger.open(path, { signer: keys.receipt });    // the attested receipt key
  *   const m = marketRouter({ market: createMarket({ feeBasisPoints }), ledger, enclaveSim, anonymous?, log?, metrics? });
- *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange });
+ *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange, market: m.surface });
  *
  * The pieces, for other callers:
  *

@@ -6,7 +6,7 @@
  *
  * Wiring (enclave app):
  *   const m = marketRouter({ market, ledger, enclaveSim: tee.sim, anonymous });
- *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange })
+ *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange, market: m.surface })
  * The gateway should pass the bearer token of the decrypted request as `apiKey` on the RouteRequest.
  *
  * Holds and failover: one hold per request covering the largest bound among the candidates the account can
@@ -51,20 +51,13 @@ export interface MarketRouter {
 
 /**
  * What the enclave's public HTTP surface needs from the market: the listing (`GET /v1/market/offers`) and signed
- * cancels (`POST /v1/workers/{id}/offers/cancel`). Reached from the Router the enclave was given (marketSurface),
- * so the enclave wiring stays `router` + `onWorkerChange`.
+ * cancels (`POST /v1/workers/{id}/offers/cancel`); passed to createEnclave as `market`.
  */
 export interface MarketSurface {
   offers(now: number): Record<string, unknown>[];
   cancel(workerId: string, signed: Uint8Array): Promise<CancelOutcome>;
 }
 
-const surfaces = new WeakMap<Router, MarketSurface>();
-
-/** The market behind a Router built by marketRouter, or undefined (the `first` router has no book). */
-export function marketSurface(r: Router): MarketSurface | undefined {
-  return surfaces.get(r);
-}
 
 /** The gateway adds the decrypted request's bearer token here. */
 export type RouteRequestWithKey = RouteRequest & { readonly apiKey?: string };
@@ -110,12 +103,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     },
   };
 
-  const router = (registry: WorkerRegistry): Router => {
-    const r = routerFor(registry);
-    surfaces.set(r, surface);
-    return r;
-  };
-  const routerFor = (registry: WorkerRegistry): Router => ({
+  const router = (registry: WorkerRegistry): Router => ({
     models: (t) => market.book.models(t),
     async select(req: RouteRequestWithKey): Promise<RouterSelection> {
       try {

@@ -118,7 +118,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     tee: simProvider({ amd }),
     log: log('enclave'),
     keys,
-    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange } : {}),
+    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
     workerPolicy,
     ...o.enclave,
   });
