@@ -8,36 +8,20 @@
  * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
  */
 import { createCipheriv, createDecipheriv, createPublicKey, createSecretKey, diffieHellman, generateKeyPairSync, hkdfSync } from 'node:crypto';
-import { type BenchRow, atLeast, atMost } from './harness.ts';
+import { type BenchRow, atLeast, atMost, interleavedMedians } from './harness.ts';
 
-/**
- * Medians of `a` and `b` measured alternately, one run of each per round, so that load from other processes on a
- * shared machine hits value and floor alike (their ratio is what the targets are about).
- */
-async function paired(a: () => unknown, b: () => unknown, rounds: number, warmup: number): Promise<[number, number]> {
-  for (let i = 0; i < warmup; i++) {
-    await a();
-    await b();
-  }
-  const ta: number[] = [];
-  const tb: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    let s = process.hrtime.bigint();
-    await a();
-    ta.push(Number(process.hrtime.bigint() - s) / 1000);
-    s = process.hrtime.bigint();
-    await b();
-    tb.push(Number(process.hrtime.bigint() - s) / 1000);
-  }
-  const med = (t: number[]) => t.sort((x, y) => x - y)[Math.floor(t.length / 2)]!;
-  return [med(ta), med(tb)];
-}
 import { webCryptoBackend, type CryptoBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { decapsulateChunkedRequest, encapsulateChunkedRequest } from '../protocol/chunked.ts';
 import { decapsulateRequest, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
 
 export const title = 'protocol: OHTTP, chunked OHTTP (issue 5)';
+
+/**
+ * Medians of `a` and `b` measured alternately, one run of each per round, so that load from other processes on a
+ * shared machine hits value and floor alike (their ratio is what the targets are about).
+ */
+const paired = async (a: () => unknown, b: () => unknown, rounds: number, warmup: number) => (await interleavedMedians([a, b], rounds, 1, warmup)) as [number, number];
 
 const SPKI_X25519 = Buffer.from('302a300506032b656e032100', 'hex');
 
@@ -191,25 +175,12 @@ function floorSmall(): { seal: () => void; open: () => void } {
   };
 }
 
-/** Medians per chunk of seal and open (gm, then the floor), each run pair measured back to back per round. */
+/** Medians per chunk of seal and open (gm, then the floor), the four timed in turn each round. */
 async function smallRound(backend: CryptoBackend, rounds: number, warmup: number): Promise<{ seal: number; open: number; fseal: number; fopen: number }> {
   const m = await smallChunks(backend);
   const f = floorSmall();
-  const t = { seal: [] as number[], open: [] as number[], fseal: [] as number[], fopen: [] as number[] };
-  const time = async (fn: () => unknown, into: number[] | undefined) => {
-    const s = process.hrtime.bigint();
-    await fn();
-    into?.push(Number(process.hrtime.bigint() - s) / 1000 / BATCH);
-  };
-  for (let i = 0; i < warmup + rounds; i++) {
-    const keep = i >= warmup;
-    await time(m.seal, keep ? t.seal : undefined);
-    await time(m.open, keep ? t.open : undefined);
-    await time(f.seal, keep ? t.fseal : undefined);
-    await time(f.open, keep ? t.fopen : undefined);
-  }
-  const med = (x: number[]) => x.sort((a, b) => a - b)[Math.floor(x.length / 2)]!;
-  return { seal: med(t.seal), open: med(t.open), fseal: med(t.fseal), fopen: med(t.fopen) };
+  const [seal, open, fseal, fopen] = (await interleavedMedians([m.seal, m.open, f.seal, f.open], rounds, 1, warmup)).map((x) => x / BATCH) as [number, number, number, number];
+  return { seal, open, fseal, fopen };
 }
 
 export async function run(): Promise<BenchRow[]> {
