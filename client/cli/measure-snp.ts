@@ -1,0 +1,82 @@
+/**
+ * `gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce]
+ *  [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX]
+ *  [--svsm FILE --vars-size N] [--sev-es] [--json]`
+ *
+ * Prints the launch digest a SEV-SNP report carries as MEASUREMENT (48 bytes hex), to pin in a policy's
+ * `measurements`. --json adds every input's digest and the launch digest after each step, so a mismatch can be
+ * traced to the piece that differs. --sev-es prints the 32-byte SEV-ES digest instead.
+ * Exit 0 printed, 2 usage or input error.
+ */
+import { hex } from '../../attestation/bytes.ts';
+import { configError } from '../../attestation/errors.ts';
+import { type SnpMeasurement, measureSevEs, measureSnp } from '../../attestation/measure/snp.ts';
+import { VCPU_TYPES } from '../../attestation/measure/vcpu.ts';
+import type { Vmm } from '../../attestation/measure/vmsa.ts';
+import { parseArgs } from './args.ts';
+import type { Io } from './io.ts';
+
+const USAGE = 'usage: gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce] [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX] [--svsm FILE --vars-size N] [--sev-es] [--json]\n';
+const SPEC = {
+  values: ['ovmf', 'ovmf-hash', 'kernel', 'initrd', 'append', 'vcpus', 'vcpu-type', 'vcpu-sig', 'vmm', 'guest-features', 'svsm', 'vars-size'],
+  booleans: ['json', 'sev-es'],
+};
+
+/** A non-negative integer in decimal or 0x-hex, as the VMM's own options are written. */
+function integer(name: string, s: string, max: bigint): bigint {
+  if (!/^(0x[0-9a-fA-F]+|[0-9]+)$/.test(s)) throw configError('USAGE', `--${name} ${JSON.stringify(s)} is not a decimal or 0x-hex integer`);
+  const v = BigInt(s);
+  if (v > max) throw configError('USAGE', `--${name} ${s} is too large`);
+  return v;
+}
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  let a;
+  try {
+    // Measurement inputs come only from the command line: an ambient GM_KERNEL or GM_VCPUS must not change a digest.
+    a = parseArgs(argv, SPEC, {});
+  } catch (e) {
+    io.err(`gm measure snp: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const v = a.values;
+  const missing = !v.ovmf ? '--ovmf is required' : !v.vcpus ? '--vcpus is required' : a.positionals.length ? `unexpected argument ${JSON.stringify(a.positionals[0])}` : undefined;
+  if (missing) {
+    io.err(`gm measure snp: ${missing}\n${USAGE}`);
+    return 2;
+  }
+  const vmm = (v.vmm ?? 'qemu') as Vmm;
+  if (!['qemu', 'ec2', 'gce'].includes(vmm)) throw configError('USAGE', `--vmm ${JSON.stringify(v.vmm)} is not qemu, ec2 or gce`);
+  if (v['vcpu-type'] !== undefined && v['vcpu-sig'] !== undefined) throw configError('USAGE', 'give --vcpu-type or --vcpu-sig, not both');
+  let vcpuSig: number | undefined;
+  if (v['vcpu-type'] !== undefined) {
+    vcpuSig = VCPU_TYPES[v['vcpu-type']];
+    if (vcpuSig === undefined) throw configError('USAGE', `--vcpu-type ${JSON.stringify(v['vcpu-type'])} is not one of ${Object.keys(VCPU_TYPES).join(', ')}`);
+  } else if (v['vcpu-sig'] !== undefined) vcpuSig = Number(integer('vcpu-sig', v['vcpu-sig'], 0xffffffffn));
+  const vcpus = Number(integer('vcpus', v.vcpus!, 512n));
+  const file = async (name: string) => (v[name] === undefined ? undefined : io.readFile(v[name]));
+  const ovmf = (await file('ovmf'))!;
+  const kernel = await file('kernel');
+  const initrd = await file('initrd');
+  const append = v.append;
+
+  let m: SnpMeasurement;
+  if (a.flags.has('sev-es')) {
+    for (const n of ['svsm', 'vars-size', 'guest-features', 'ovmf-hash']) if (v[n] !== undefined) throw configError('USAGE', `--${n} does not apply to SEV-ES`);
+    m = measureSevEs({ ovmf, kernel, initrd, append, vcpus, vcpuSig, vmm });
+  } else {
+    let ovmfHash: Uint8Array | undefined;
+    if (v['ovmf-hash'] !== undefined) {
+      if (!/^[0-9a-fA-F]{96}$/.test(v['ovmf-hash'])) throw configError('USAGE', '--ovmf-hash must be 48 bytes of hex');
+      ovmfHash = Uint8Array.from(v['ovmf-hash'].match(/../g)!.map((x) => parseInt(x, 16)));
+    }
+    m = measureSnp({
+      ovmf, ovmfHash, kernel, initrd, append, vcpus, vcpuSig, vmm,
+      guestFeatures: integer('guest-features', v['guest-features'] ?? '0x1', 0xffffffffffffffffn),
+      svsm: await file('svsm'),
+      varsSize: v['vars-size'] === undefined ? undefined : Number(integer('vars-size', v['vars-size'], 0xffffffffn)),
+    });
+  }
+  io.out(a.flags.has('json') ? `${JSON.stringify({ ...m.inputs, steps: m.steps }, null, 2)}\n` : `${hex(m.measurement)}\n`);
+  return 0;
+}
