@@ -43,8 +43,13 @@ export interface VerifyTdxOptions {
   readonly trustStore?: TrustStore;
   /** Explicit roots instead of the trust store (a caller that allowed sim passes the sim root here). */
   readonly roots?: readonly Certificate[];
-  /** The collateral, or a getter asked by FMSPC once the PCK certificate is verified. */
-  readonly collateral: TdxCollateral | CollateralGetter;
+  /**
+   * The collateral, or a getter asked by FMSPC once the PCK certificate is verified. `null` says explicitly that there
+   * is none: everything that needs no collateral is verified (PCK chain to the root, QE report signature, attestation
+   * key binding, quote signature), revocation and TCB rows are SKIP "no collateral", the TCB status is `Unknown`, and
+   * only a policy with `allowUnknownTcbStatus` accepts the quote.
+   */
+  readonly collateral: TdxCollateral | CollateralGetter | null;
   /** Defaults to DEFAULT_TDX_POLICY (UpToDate only, no advisories, DEBUG forbidden). */
   readonly policy?: TdxPolicy;
   /** Root CA CRL and PCK CRL are required unless this is explicitly false. */
@@ -83,14 +88,15 @@ export interface TdxClaims {
   readonly pceSvn: number;
   readonly cpuSvn: string;
   readonly pckCa: PckCaType;
-  readonly tcbStatus: TdxTcbStatus;
+  /** `Unknown` when verified without collateral. */
+  readonly tcbStatus: TdxTcbStatus | 'Unknown';
   readonly advisoryIds: readonly string[];
-  readonly tcbDate: string;
+  readonly tcbDate: string | undefined;
   readonly tdxModule: { readonly id: string; readonly status: TcbStatus } | undefined;
   readonly qe: { readonly isvSvn: number; readonly status: TcbStatus | undefined };
-  readonly tcbEvaluationDataNumber: number;
-  readonly collateralIssueDate: Date;
-  readonly collateralNextUpdate: Date;
+  readonly tcbEvaluationDataNumber: number | undefined;
+  readonly collateralIssueDate: Date | undefined;
+  readonly collateralNextUpdate: Date | undefined;
   /** Subject of the root the chains ended in (the pinned Intel SGX Root CA, or a sim root). */
   readonly root: string;
   /** Replayed CCEL events, when an event log was given. */
@@ -145,13 +151,15 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
     () => verifyPckChain(quote.certification.pckCertChain, root, now), (v) => `${v.caType} CA, FMSPC ${hex(v.extensions.fmspc)}`);
   const ext = pck.extensions;
   const qeSignature = settle(verifyQeReportSignature(quote, pck.leaf));
+  if (options.collateral === null) return withoutCollateral(quote, pck, rootName, quoteSignature, qeSignature, options, checks);
 
-  const getter = typeof options.collateral === 'function' ? options.collateral : undefined;
+  const given = options.collateral;
+  const getter = typeof given === 'function' ? given : undefined;
   const collateral: TdxCollateral = await checks.run('tdx.collateral.get', 'collateral for this FMSPC', getter ? 'collateral getter' : 'collateral given',
     async () => {
       let c: TdxCollateral | undefined;
       try {
-        c = getter ? await getter({ fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), ca: pck.caType }) : (options.collateral as TdxCollateral);
+        c = getter ? await getter({ fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), ca: pck.caType }) : (given as TdxCollateral);
       } catch (e) {
         if (e instanceof GmError) throw e;
         throw collateralError('TDX_COLLATERAL_UNAVAILABLE', `the collateral getter failed for FMSPC ${hex(ext.fmspc)}`, { cause: e });
@@ -207,21 +215,7 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
 
   await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => quoteSignature());
 
-  if (options.expectedReportData) {
-    const want = options.expectedReportData;
-    checks.runSync('tdx.reportData', 'REPORTDATA equals the expected binding', 'caller', () => {
-      if (!equalBytes(quote.body.reportData, want)) throw rejected('TDX_REPORT_DATA_MISMATCH', 'REPORTDATA differs from the expected value (key binding or nonce)');
-    });
-  }
-
-  let events: TdxClaims['eventLog'];
-  if (options.eventLog) {
-    const { log, table } = options.eventLog;
-    const replay = await checks.run('tdx.ccel.replay', 'CCEL event log replays to the quote\'s RTMR0..2 (SHA-384 extend)', 'quote RTMR0..2',
-      () => verifyEventLog(quote.body.rtmr, log, table), (r) => `${r.events.length} events`);
-    events = replay.events.filter((e) => e.eventType !== EV_NO_ACTION).map((e) => ({ rtmr: e.mrIndex - 1, type: e.eventTypeName, sha384: hex(e.sha384!) }));
-    for (const [i, e] of events.entries()) checks.pass(`tdx.ccel.event.${i + 1}`, `${e.type} extends RTMR${e.rtmr}`, undefined, e.sha384);
-  }
+  const events = await bindingAndEvents(quote, options, checks);
 
   const level = checks.runSync('tdx.tcb.level', 'platform TCB level (SGX components + PCESVN from the PCK, TDX components from TEE_TCB_SVN)', 'TCB info tcbLevels',
     () => matchTcbLevel(tcbInfo, ext, quote.body), (l) => `${l.tcbStatus} (tcbDate ${l.tcbDate})`);
@@ -247,6 +241,57 @@ export async function verifyTdx(quoteBytes: Uint8Array, options: VerifyTdxOption
     tcbStatus: status, advisoryIds, tcbDate: level.tcbDate, tdxModule: module ? { id: module.id, status: module.status } : undefined,
     qe: { isvSvn: quote.certification.qeReport.isvSvn, status: qeLevel?.tcbStatus }, tcbEvaluationDataNumber: tcbInfo.tcbEvaluationDataNumber,
     collateralIssueDate: tcbInfo.issueDate, collateralNextUpdate: tcbInfo.nextUpdate, root: rootName, eventLog: events,
+  };
+  return { claims, report: checks.report() };
+}
+
+/** The caller's REPORTDATA binding and the CCEL replay: rows that need the verified quote, not the collateral. */
+async function bindingAndEvents(quote: TdxQuote, options: VerifyTdxOptions, checks: Checks): Promise<TdxClaims['eventLog']> {
+  if (options.expectedReportData) {
+    const want = options.expectedReportData;
+    checks.runSync('tdx.reportData', 'REPORTDATA equals the expected binding', 'caller', () => {
+      if (!equalBytes(quote.body.reportData, want)) throw rejected('TDX_REPORT_DATA_MISMATCH', 'REPORTDATA differs from the expected value (key binding or nonce)');
+    });
+  }
+  if (!options.eventLog) return undefined;
+  const { log, table } = options.eventLog;
+  const replay = await checks.run('tdx.ccel.replay', 'CCEL event log replays to the quote\'s RTMR0..2 (SHA-384 extend)', 'quote RTMR0..2',
+    () => verifyEventLog(quote.body.rtmr, log, table), (r) => `${r.events.length} events`);
+  const events = replay.events.filter((e) => e.eventType !== EV_NO_ACTION).map((e) => ({ rtmr: e.mrIndex - 1, type: e.eventTypeName, sha384: hex(e.sha384!) }));
+  for (const [i, e] of events.entries()) checks.pass(`tdx.ccel.event.${i + 1}`, `${e.type} extends RTMR${e.rtmr}`, undefined, e.sha384);
+  return events;
+}
+
+const NO_COLLATERAL = 'no collateral';
+
+/**
+ * `collateral: null`: the signature rows run as with collateral; every row that needs Intel's collateral is a SKIP
+ * saying so, the TCB status is Unknown, and the policy decides (validate.ts `allowUnknownTcbStatus`).
+ */
+async function withoutCollateral(quote: TdxQuote, pck: Awaited<ReturnType<typeof verifyPckChain>>, rootName: string, quoteSignature: () => Promise<void>,
+  qeSignature: () => Promise<void>, options: VerifyTdxOptions, checks: Checks): Promise<TdxVerification> {
+  const ext = pck.extensions;
+  checks.skip('tdx.collateral.get', 'collateral for this FMSPC', `${NO_COLLATERAL} given (FMSPC ${hex(ext.fmspc)})`);
+  checks.skip('tdx.revocation.root', 'Intel SGX Root CA CRL', `${NO_COLLATERAL}: revocation not checked`);
+  checks.skip('tdx.revocation.pck', 'PCK CA CRL', `${NO_COLLATERAL}: revocation not checked`);
+  checks.skip('tdx.collateral.tcbInfo', 'TCB info signed by Intel SGX TCB Signing', NO_COLLATERAL);
+  checks.skip('tdx.tcb.module', 'TDX module identity (MRSIGNERSEAM, SEAMATTRIBUTES, module TCB level)', NO_COLLATERAL);
+  await checks.run('tdx.qe.signature', 'QE report signed by the PCK key', 'PCK leaf', () => qeSignature());
+  await checks.run('tdx.qe.reportData', 'QE REPORTDATA = SHA-256(attestation key ‖ QE auth data) ‖ 0^32', undefined, () => verifyQeReportData(quote));
+  checks.skip('tdx.collateral.qeIdentity', 'QE identity', NO_COLLATERAL);
+  await checks.run('tdx.quote.signature', 'quote (header ‖ body) signed by the attestation key', 'QE-certified attestation key', () => quoteSignature());
+  const events = await bindingAndEvents(quote, options, checks);
+  checks.skip('tdx.tcb.status', 'TCB status (platform, TDX module and QE converged)', `${NO_COLLATERAL}: TCB status unknown`, 'Intel TCB info');
+  const b = quote.body;
+  validateTdx({ body: b, tcb: undefined, tcbInfoIssueDate: undefined, now: options.now }, options.policy ?? DEFAULT_TDX_POLICY, checks);
+  const claims: TdxClaims = {
+    platform: 'tdx', version: quote.header.version, bodyType: b.bodyType, teeTcbSvn: b.teeTcbSvn, teeTcbSvn2: b.teeTcbSvn2, mrSeam: b.mrSeam,
+    mrSignerSeam: b.mrSignerSeam, seamAttributes: b.seamAttributes, tdAttributes: b.tdAttributes, xfam: b.xfam, mrTd: b.mrTd, mrConfigId: b.mrConfigId,
+    mrOwner: b.mrOwner, mrOwnerConfig: b.mrOwnerConfig, rtmr: b.rtmr, reportData: b.reportData, mrServiceTd: b.mrServiceTd,
+    fmspc: hex(ext.fmspc), pceId: hex(ext.pceId), pceSvn: ext.tcb.pceSvn, cpuSvn: hex(ext.tcb.cpuSvn), pckCa: pck.caType,
+    tcbStatus: 'Unknown', advisoryIds: [], tcbDate: undefined, tdxModule: undefined,
+    qe: { isvSvn: quote.certification.qeReport.isvSvn, status: undefined }, tcbEvaluationDataNumber: undefined,
+    collateralIssueDate: undefined, collateralNextUpdate: undefined, root: rootName, eventLog: events,
   };
   return { claims, report: checks.report() };
 }

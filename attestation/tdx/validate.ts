@@ -18,6 +18,8 @@ type AttributeRule = Exclude<keyof typeof TD_ATTRIBUTE_BITS, 'debug'>;
 
 export interface TdxPolicy {
   readonly allowedTcbStatuses: readonly TdxTcbStatus[];
+  /** Accept a quote verified without collateral, whose TCB status is therefore unknown (default false). */
+  readonly allowUnknownTcbStatus?: boolean;
   /** Advisory ids tolerated in the matched TCB levels; any other id is a violation. */
   readonly allowedAdvisoryIds: readonly string[];
   readonly mrTd?: readonly Uint8Array[];
@@ -59,6 +61,7 @@ export function tdxPolicyFromJson(doc: unknown, where = 'tdx policy'): TdxPolicy
   }
   const p: TdxPolicy = {
     allowedTcbStatuses: (r.strings('allowedTcbStatuses', TDX_TCB_RESULTS, 'optional') as TdxTcbStatus[] | undefined) ?? DEFAULT_TDX_POLICY.allowedTcbStatuses,
+    allowUnknownTcbStatus: r.boolean('allowUnknownTcbStatus', 'optional') ?? false,
     allowedAdvisoryIds: r.strings('allowedAdvisoryIds', undefined, 'optional') ?? [],
     mrTd: r.hexList('mrTd', 48, 'optional'),
     rtmr: rtmr.some((x) => x) ? (rtmr as unknown as TdxPolicy['rtmr']) : undefined,
@@ -84,8 +87,9 @@ function bit(attrs: Uint8Array, n: number): boolean {
 
 export interface ValidationInput {
   readonly body: TdQuoteBody;
-  readonly tcb: TcbEvaluation;
-  readonly tcbInfoIssueDate: Date;
+  /** Undefined when the quote was verified without collateral: the TCB status is unknown. */
+  readonly tcb: TcbEvaluation | undefined;
+  readonly tcbInfoIssueDate: Date | undefined;
   readonly now: Date;
 }
 
@@ -116,11 +120,17 @@ export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: C
     rule(id, what, `policy.${id}`, code, equalBytes(v, want), equalBytes(v, want) ? hex(v) : `${hex(v)} (policy wants ${hex(want)})`);
   };
 
-  rule('tcbStatus', 'TCB status is allowed', `policy.allowedTcbStatuses [${policy.allowedTcbStatuses.join(', ')}]`, 'TDX_POLICY_TCB_STATUS',
-    policy.allowedTcbStatuses.includes(tcb.status), tcb.status);
-  const unexpected = tcb.advisoryIds.filter((a) => !policy.allowedAdvisoryIds.includes(a));
-  rule('advisoryIds', 'advisory ids are allowed', 'policy.allowedAdvisoryIds', 'TDX_POLICY_ADVISORY', unexpected.length === 0,
-    unexpected.length === 0 ? (tcb.advisoryIds.join(', ') || 'none') : `not allowed: ${unexpected.join(', ')}`);
+  if (!tcb) {
+    rule('tcbStatus', 'TCB status is allowed', `policy.allowUnknownTcbStatus = ${policy.allowUnknownTcbStatus === true}`, 'TDX_POLICY_TCB_STATUS',
+      policy.allowUnknownTcbStatus === true, 'Unknown: no collateral, the platform TCB was not evaluated');
+    checks.skip('tdx.policy.advisoryIds', 'advisory ids are allowed', 'no collateral: advisories unknown', 'policy.allowedAdvisoryIds');
+  } else {
+    rule('tcbStatus', 'TCB status is allowed', `policy.allowedTcbStatuses [${policy.allowedTcbStatuses.join(', ')}]`, 'TDX_POLICY_TCB_STATUS',
+      policy.allowedTcbStatuses.includes(tcb.status), tcb.status);
+    const unexpected = tcb.advisoryIds.filter((a) => !policy.allowedAdvisoryIds.includes(a));
+    rule('advisoryIds', 'advisory ids are allowed', 'policy.allowedAdvisoryIds', 'TDX_POLICY_ADVISORY', unexpected.length === 0,
+      unexpected.length === 0 ? (tcb.advisoryIds.join(', ') || 'none') : `not allowed: ${unexpected.join(', ')}`);
+  }
   allow('mrTd', 'MRTD is in the allowlist', 'TDX_POLICY_MRTD', body.mrTd, policy.mrTd);
   for (let i = 0; i < 4; i++) allow(`rtmr${i}`, `RTMR${i} is in the allowlist`, 'TDX_POLICY_RTMR', body.rtmr[i], policy.rtmr?.[i]);
   allow('mrSeam', 'MRSEAM is in the allowlist', 'TDX_POLICY_MRSEAM', body.mrSeam, policy.mrSeam);
@@ -150,6 +160,8 @@ export function validateTdx(input: ValidationInput, policy: TdxPolicy, checks: C
   }
   if (policy.maxCollateralAgeSeconds === undefined)
     checks.skip('tdx.policy.maxCollateralAge', 'TCB info is recent enough', 'policy has no maxCollateralAgeSeconds', 'policy.maxCollateralAgeSeconds');
+  else if (!input.tcbInfoIssueDate)
+    rule('maxCollateralAge', 'TCB info is recent enough', `policy.maxCollateralAgeSeconds = ${policy.maxCollateralAgeSeconds}`, 'TDX_POLICY_COLLATERAL_AGE', false, 'no collateral');
   else {
     const age = Math.floor((input.now.getTime() - input.tcbInfoIssueDate.getTime()) / 1000);
     rule('maxCollateralAge', 'TCB info is recent enough', `policy.maxCollateralAgeSeconds = ${policy.maxCollateralAgeSeconds}`, 'TDX_POLICY_COLLATERAL_AGE',

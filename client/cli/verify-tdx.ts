@@ -2,7 +2,11 @@
  * `gm verify tdx --quote FILE [--collateral FILE ...] [--policy FILE] [--now ISO-8601] [--json]
  *  [--ccel-log FILE [--ccel-table FILE]] [--no-revocation] [--no-qe-identity]`
  *
- * Verifies an Intel TDX quote (binary or hex) against the pinned Intel SGX Root CA from the trust directory.
+ * Verifies an Intel TDX quote against the pinned Intel SGX Root CA from the trust directory. The quote file may be raw,
+ * hex (with or without 0x), base64 or a JSON envelope (attestation/encoding.ts); the report's first row says which.
+ * Without --collateral, everything that needs none is verified (PCK chain, QE report signature, attestation key
+ * binding, quote signature) and the TCB status is SKIP "no collateral": exit 0 only under a policy with
+ * `"allowUnknownTcbStatus": true`, otherwise 1 with every signature row shown.
  * Each --collateral file is recognized by its content:
  *  - dcap-qvl combined collateral JSON (`tcb_info`, `qe_identity`, issuer chains, CRLs): everything at once;
  *  - Intel PCS responses: `{"tcbInfo":…}` / `{"enclaveIdentity":…}` bodies, plus the issuer chain as a PEM file or
@@ -21,7 +25,8 @@ import { commonName } from '../../attestation/x509/cert.ts';
 import { parseCrl } from '../../attestation/x509/crl.ts';
 import { isPem } from '../../attestation/x509/pem.ts';
 import { formatReport, reportJson } from './format.ts';
-import { type Io, binaryOrHex } from './io.ts';
+import type { Io } from './io.ts';
+import { decodeEvidence, withInputRow } from '../../attestation/encoding.ts';
 
 const USAGE = 'usage: gm verify tdx --quote FILE [--collateral FILE ...] [--policy FILE] [--now ISO-8601] [--json] [--ccel-log FILE [--ccel-table FILE]] [--no-revocation] [--no-qe-identity]\n';
 const VALUES = ['--quote', '--policy', '--now', '--ccel-log', '--ccel-table'];
@@ -131,14 +136,11 @@ export async function run(argv: string[], io: Io): Promise<number> {
       return 2;
     }
   }
-  if (args.collateral.length === 0) {
-    io.err(`gm verify tdx: at least one --collateral is required (TCB info, QE identity and CRLs)\n${USAGE}`);
-    return 2;
-  }
-  const quote = binaryOrHex(await io.readFile(v['--quote']!));
+  const decoded = decodeEvidence(await io.readFile(v['--quote']!), 'tdx-quote', v['--quote']!);
+  const quote = decoded.bytes;
   const pieces: Pieces = {};
   for (const f of args.collateral) addCollateralFile(pieces, f, await io.readFile(f));
-  const collateral = assemble(pieces);
+  const collateral = args.collateral.length === 0 ? null : assemble(pieces);
   let policy: TdxPolicy | undefined;
   if (v['--policy']) {
     const text = new TextDecoder().decode(await io.readFile(v['--policy']));
@@ -164,11 +166,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
       now, trustStore, collateral, policy, eventLog, ecdsaP256: nodeEcdsaP256,
       checkRevocation: !args.flags.has('--no-revocation'), requireQeIdentity: !args.flags.has('--no-qe-identity'),
     });
-    io.out(json ? reportJson(report, claims) : formatReport(report, displayClaims(claims as unknown as Record<string, unknown>)));
+    const shown = withInputRow(report, decoded, 'tdx');
+    io.out(json ? reportJson(shown, claims) : formatReport(shown, displayClaims(claims as unknown as Record<string, unknown>)));
     return 0;
   } catch (e) {
     if (e instanceof GmError && e.report) {
-      io.out(json ? reportJson(e.report) : formatReport(e.report));
+      const shown = withInputRow(e.report, decoded, 'tdx');
+      io.out(json ? reportJson(shown) : formatReport(shown));
       io.err(`gm verify tdx: ${e.code}: ${e.message}\n`);
       return e.kind === 'config' ? 2 : 1;
     }
