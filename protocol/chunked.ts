@@ -406,6 +406,8 @@ export interface EncapsulateChunkedOptions extends ChunkedOptions {
   readonly suite?: SymmetricAlgorithm;
   /** TEST-ONLY: fixed ephemeral key (known-answer tests). */
   readonly ephemeralKeyPair?: KeyPair;
+  /** TEST-ONLY: X-Wing encapsulation randomness; see hpke.ts SetupOptions. */
+  readonly encapRandomness?: Uint8Array;
 }
 
 /** Client: starts a `message/ohttp-chunked-req` to `config` (§6.1). */
@@ -416,6 +418,7 @@ export async function encapsulateChunkedRequest(config: KeyConfig, o: Encapsulat
   const { enc: encv, context } = await setupBaseS(suite, config.publicKey, requestInfo(LABEL_CHUNKED_REQUEST, hdr), {
     backend: b,
     ...(o.ephemeralKeyPair ? { ephemeralKeyPair: o.ephemeralKeyPair } : {}),
+    ...(o.encapRandomness ? { encapRandomness: o.encapRandomness } : {}),
   });
   const prefix = new Uint8Array(hdr.length + encv.length);
   prefix.set(hdr);

@@ -1,9 +1,11 @@
 /**
- * Hybrid Public Key Encryption, RFC 9180: DHKEM(X25519, HKDF-SHA256) (§4.1, §7.1), HKDF-SHA256 (§7.2), the AEADs
+ * Hybrid Public Key Encryption, RFC 9180: DHKEM(X25519, HKDF-SHA256) (§4.1, §7.1) and the hybrid post-quantum KEM
+ * MLKEM768-X25519 ("X-Wing", draft-ietf-hpke-pq-05, protocol/xwing.ts), HKDF-SHA256 (§7.2), the AEADs
  * AES-128-GCM, AES-256-GCM, ChaCha20-Poly1305 and export-only (§7.3); all four modes (§5.1): base, psk, auth, auth_psk;
  * encryption contexts with the sequence-number limit (§5.2) and the secret export interface (§5.3).
  *
  * Names follow the RFC: SetupBaseS/R, KeySchedule, LabeledExtract, LabeledExpand, Encap/Decap, AuthEncap/AuthDecap.
+ * X-Wing is not an authenticated KEM (draft-ietf-hpke-pq-05 §6.1): the auth modes refuse it with HPKE_UNSUPPORTED_MODE.
  * Primitives come from a CryptoBackend (protocol/backend.ts); every failure to open is the one code HPKE_OPEN_FAILED.
  */
 import { protocolError } from '../attestation/errors.ts';
@@ -18,11 +20,25 @@ import {
   type CryptoBackend,
   type X25519PrivateKey,
 } from './backend.ts';
+import {
+  KEM_MLKEM768_X25519,
+  XWING_NENC,
+  XWING_NPK,
+  XWING_NSECRET,
+  XWING_NSK,
+  decapXWing,
+  deriveXWing,
+  encapXWing,
+  generateXWing,
+  xwingFromSeed,
+  type XWingPrivateKey,
+} from './xwing.ts';
 
 export { AEAD_AES_128_GCM, AEAD_AES_256_GCM, AEAD_CHACHA20_POLY1305, AEAD_EXPORT_ONLY };
-export type { CryptoBackend, X25519PrivateKey };
+export type { CryptoBackend, X25519PrivateKey, XWingPrivateKey };
+export { KEM_MLKEM768_X25519, XWING_NENC, XWING_NPK, XWING_NSECRET, XWING_NSK };
 
-/** KEM and KDF identifiers (RFC 9180 §7.1, §7.2). Only these are implemented. */
+/** KEM and KDF identifiers (RFC 9180 §7.1, §7.2; 0x647A per draft-ietf-hpke-pq-05 §7.2). Only these are implemented. */
 export const KEM_X25519_HKDF_SHA256 = 0x0020;
 export const KDF_HKDF_SHA256 = 0x0001;
 
@@ -40,6 +56,19 @@ export const X25519_NPK = 32;
 export const X25519_NSK = 32;
 export const NH = 32;
 
+/** Per-KEM sizes (RFC 9180 §7.1 Table 2; draft-ietf-hpke-pq-05 §7.2) and whether AuthEncap/AuthDecap exist. */
+export interface KemParams {
+  readonly Nsecret: number;
+  readonly Nenc: number;
+  readonly Npk: number;
+  readonly Nsk: number;
+  readonly auth: boolean;
+}
+export const KEM_PARAMS: Readonly<Record<number, KemParams | undefined>> = {
+  [KEM_X25519_HKDF_SHA256]: { Nsecret: X25519_NSECRET, Nenc: X25519_NENC, Npk: X25519_NPK, Nsk: X25519_NSK, auth: true },
+  [KEM_MLKEM768_X25519]: { Nsecret: XWING_NSECRET, Nenc: XWING_NENC, Npk: XWING_NPK, Nsk: XWING_NSK, auth: false },
+};
+
 export interface SuiteIds {
   readonly kemId: number;
   readonly kdfId: number;
@@ -49,14 +78,14 @@ export interface SuiteIds {
 /** True when this module implements the suite (so a caller can enumerate what it does not). */
 export function isSupportedSuite(s: SuiteIds): boolean {
   return (
-    s.kemId === KEM_X25519_HKDF_SHA256 &&
+    KEM_PARAMS[s.kemId] !== undefined &&
     s.kdfId === KDF_HKDF_SHA256 &&
     (s.aeadId === AEAD_EXPORT_ONLY || AEAD_PARAMS[s.aeadId] !== undefined)
   );
 }
 
-/** A recipient or sender key pair; the private part stays inside the backend. */
-export type KeyPair = X25519PrivateKey;
+/** A recipient or sender key pair; the private part stays inside the backend (X25519) or this process (X-Wing). */
+export type KeyPair = X25519PrivateKey | XWingPrivateKey;
 
 export interface SetupOptions {
   /** Defaults to `defaultBackend()`. */
@@ -66,6 +95,11 @@ export interface SetupOptions {
    * known-answer tests). Reusing an ephemeral key across messages destroys HPKE's security; production code never sets it.
    */
   readonly ephemeralKeyPair?: KeyPair;
+  /**
+   * TEST-ONLY, X-Wing: the 64 bytes of EncapsulateDerand randomness (the `ikmE` of draft-ietf-hpke-pq-05's vectors).
+   * Same warning as `ephemeralKeyPair`.
+   */
+  readonly encapRandomness?: Uint8Array;
 }
 
 /** Encryption context of the sender (RFC 9180 §5.2). */
@@ -189,8 +223,48 @@ export function importPrivateKey(sk: Uint8Array, backend: CryptoBackend = defaul
   return backend.x25519Import(sk);
 }
 
+/** GenerateKeyPair() of the given KEM. */
+export function generateKemKeyPair(kemId: number, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  if (kemId === KEM_MLKEM768_X25519) return generateXWing(backend);
+  if (kemId === KEM_X25519_HKDF_SHA256) return backend.x25519Generate();
+  return unsupportedKem(kemId);
+}
+
+/** DeriveKeyPair(ikm) of the given KEM (RFC 9180 §7.1.3; draft-ietf-hpke-pq-05 §4). */
+export function deriveKemKeyPair(kemId: number, ikm: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  if (kemId === KEM_MLKEM768_X25519) return deriveXWing(ikm, backend);
+  if (kemId === KEM_X25519_HKDF_SHA256) return deriveKeyPair(ikm, backend);
+  return unsupportedKem(kemId);
+}
+
+/** DeserializePrivateKey of the given KEM: a 32-byte X25519 scalar, or a 32-byte X-Wing seed. */
+export function importKemPrivateKey(kemId: number, sk: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
+  if (kemId === KEM_MLKEM768_X25519) return xwingFromSeed(sk, backend);
+  if (kemId === KEM_X25519_HKDF_SHA256) return backend.x25519Import(sk);
+  return unsupportedKem(kemId);
+}
+
+/** The KEM a key pair belongs to. */
+export function kemIdOf(k: KeyPair): number {
+  return k.kind === 'xwing-private' ? KEM_MLKEM768_X25519 : KEM_X25519_HKDF_SHA256;
+}
+
+function unsupportedKem(kemId: number): never {
+  throw protocolError('HPKE_UNSUPPORTED_SUITE', `KEM 0x${kemId.toString(16).padStart(4, '0')} is not supported`);
+}
+
+function asX25519(k: KeyPair): X25519PrivateKey {
+  if (k.kind !== 'x25519-private') throw protocolError('HPKE_BAD_KEY', 'the key does not belong to the suite\'s KEM');
+  return k;
+}
+
+function asXWing(k: KeyPair): XWingPrivateKey {
+  if (k.kind !== 'xwing-private') throw protocolError('HPKE_BAD_KEY', 'the key does not belong to the suite\'s KEM');
+  return k;
+}
+
 /** DH(sk, pk) with the all-zero check of §7.1.1 (RFC 7748 §6.1). */
-async function dh(sk: KeyPair, pk: Uint8Array): Promise<Uint8Array> {
+async function dh(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> {
   if (pk.length !== X25519_NPK) throw protocolError('HPKE_BAD_KEY', 'X25519 public key must be 32 bytes');
   let out: Uint8Array;
   try {
@@ -211,7 +285,7 @@ function extractAndExpand(b: CryptoBackend, dhv: Uint8Array, kemContext: Uint8Ar
 }
 
 /** Encap / AuthEncap (§4.1). */
-async function encap(b: CryptoBackend, pkR: Uint8Array, skS: KeyPair | undefined, eph: KeyPair | undefined) {
+async function encap(b: CryptoBackend, pkR: Uint8Array, skS: X25519PrivateKey | undefined, eph: X25519PrivateKey | undefined) {
   const skE = eph ?? (await b.x25519Generate());
   const encv = skE.publicKey;
   const dhv = skS ? cat(await dh(skE, pkR), await dh(skS, pkR)) : await dh(skE, pkR);
@@ -220,7 +294,7 @@ async function encap(b: CryptoBackend, pkR: Uint8Array, skS: KeyPair | undefined
 }
 
 /** Decap / AuthDecap (§4.1). */
-async function decap(b: CryptoBackend, encv: Uint8Array, skR: KeyPair, pkS: Uint8Array | undefined): Promise<Uint8Array> {
+async function decap(b: CryptoBackend, encv: Uint8Array, skR: X25519PrivateKey, pkS: Uint8Array | undefined): Promise<Uint8Array> {
   if (encv.length !== X25519_NENC) throw protocolError('HPKE_BAD_KEY', 'encapsulated key must be 32 bytes');
   const dhv = pkS ? cat(await dh(skR, encv), await dh(skR, pkS)) : await dh(skR, encv);
   const kemContext = pkS ? cat(encv, skR.publicKey, pkS) : cat(encv, skR.publicKey);
@@ -379,8 +453,11 @@ async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, shared
   return new Context(b, suite, suiteId, values, cipher);
 }
 
-function checkSuite(suite: SuiteIds): void {
+function checkSuite(suite: SuiteIds, mode: Mode): void {
   if (!isSupportedSuite(suite)) unsupported(suite);
+  if ((mode === MODE_AUTH || mode === MODE_AUTH_PSK) && !KEM_PARAMS[suite.kemId]!.auth) {
+    throw protocolError('HPKE_UNSUPPORTED_MODE', 'this KEM has no AuthEncap/AuthDecap');
+  }
 }
 
 export interface SenderSetup {
@@ -389,20 +466,27 @@ export interface SenderSetup {
   readonly context: SenderContext;
 }
 
+function wrongEphemeral(): never {
+  throw protocolError('HPKE_BAD_KEY', 'X-Wing takes encapsulation randomness, not an ephemeral key pair');
+}
+
 /** The general sender setup behind the four Setup<MODE>S functions. */
 async function setupS(mode: Mode, suite: SuiteIds, pkR: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, skS: KeyPair | undefined, o: SetupOptions): Promise<SenderSetup> {
-  checkSuite(suite);
+  checkSuite(suite, mode);
   const b = o.backend ?? defaultBackend();
   verifyPskInputs(mode, psk, pskId);
-  const { sharedSecret, enc: encv } = await encap(b, pkR, skS, o.ephemeralKeyPair);
+  const { sharedSecret, enc: encv } =
+    suite.kemId === KEM_MLKEM768_X25519
+      ? await encapXWing(pkR, b, o.ephemeralKeyPair ? wrongEphemeral() : o.encapRandomness)
+      : await encap(b, pkR, skS && asX25519(skS), o.ephemeralKeyPair && asX25519(o.ephemeralKeyPair));
   return { enc: encv, context: await keySchedule(b, suite, mode, sharedSecret, info, psk, pskId) };
 }
 
 async function setupR(mode: Mode, suite: SuiteIds, encv: Uint8Array, skR: KeyPair, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array, pkS: Uint8Array | undefined, o: SetupOptions): Promise<ReceiverContext> {
-  checkSuite(suite);
+  checkSuite(suite, mode);
   const b = o.backend ?? defaultBackend();
   verifyPskInputs(mode, psk, pskId);
-  const sharedSecret = await decap(b, encv, skR, pkS);
+  const sharedSecret = suite.kemId === KEM_MLKEM768_X25519 ? await decapXWing(encv, asXWing(skR)) : await decap(b, encv, asX25519(skR), pkS);
   return keySchedule(b, suite, mode, sharedSecret, info, psk, pskId);
 }
 

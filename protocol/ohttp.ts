@@ -14,13 +14,12 @@ import {
   AEAD_CHACHA20_POLY1305,
   AEAD_EXPORT_ONLY,
   KDF_HKDF_SHA256,
+  KEM_PARAMS,
   KEM_X25519_HKDF_SHA256,
-  X25519_NENC,
-  X25519_NPK,
-  generateKeyPair,
+  generateKemKeyPair,
   hkdfExpand,
   hkdfExtract,
-  importPrivateKey,
+  importKemPrivateKey,
   isSupportedSuite,
   labelBytes,
   setupBaseR,
@@ -63,9 +62,8 @@ export const DEFAULT_SYMMETRIC: readonly SymmetricAlgorithm[] = [
   { kdfId: KDF_HKDF_SHA256, aeadId: AEAD_CHACHA20_POLY1305 },
 ];
 
-/** Npk per KEM; a KEM not listed here cannot be parsed (its key length is unknown). */
-const NPK: Readonly<Record<number, number | undefined>> = { [KEM_X25519_HKDF_SHA256]: X25519_NPK };
-const NENC: Readonly<Record<number, number | undefined>> = { [KEM_X25519_HKDF_SHA256]: X25519_NENC };
+/** Npk per KEM; a KEM not listed in hpke.ts KEM_PARAMS cannot be parsed (its key length is unknown). */
+const npkOf = (kemId: number): number | undefined => KEM_PARAMS[kemId]?.Npk;
 
 
 function u16(b: Uint8Array, o: number): number {
@@ -78,7 +76,7 @@ function badConfig(msg: string): never {
 
 /** Encodes one key configuration (RFC 9458 §3.1). */
 export function encodeKeyConfig(c: KeyConfig): Uint8Array {
-  const npk = NPK[c.kemId];
+  const npk = npkOf(c.kemId);
   if (npk === undefined) badConfig(`KEM 0x${c.kemId.toString(16)} is not supported`);
   if (c.publicKey.length !== npk) badConfig('public key has the wrong length for its KEM');
   if (!Number.isInteger(c.keyId) || c.keyId < 0 || c.keyId > 255) badConfig('key id must be 0..255');
@@ -109,7 +107,7 @@ export function decodeKeyConfig(b: Uint8Array): KeyConfig {
   if (b.length < 3) badConfig('key configuration truncated');
   const keyId = b[0]!;
   const kemId = u16(b, 1);
-  const npk = NPK[kemId];
+  const npk = npkOf(kemId);
   if (npk === undefined) throw protocolError('OHTTP_UNSUPPORTED_KEM', `KEM 0x${kemId.toString(16).padStart(4, '0')} is not supported`);
   if (b.length < 3 + npk + 2) badConfig('key configuration truncated');
   const publicKey = b.slice(3, 3 + npk);
@@ -162,20 +160,24 @@ export function decodeKeyConfigs(b: Uint8Array): KeyConfig[] {
 
 export interface KeyConfigOptions {
   readonly backend?: CryptoBackend;
+  /** The configuration's KEM: KEM_X25519_HKDF_SHA256 (the default) or KEM_MLKEM768_X25519 (X-Wing). */
+  readonly kemId?: number;
 }
 
-/** Generates a fresh X25519 key configuration; the private key stays in memory (DESIGN.md §4). */
+/** Generates a fresh key configuration; the private key stays in memory (DESIGN.md §4). */
 export async function generateKeyConfig(keyId: number, symmetric: readonly SymmetricAlgorithm[] = DEFAULT_SYMMETRIC, o: KeyConfigOptions = {}): Promise<GatewayKey> {
-  const privateKey = await generateKeyPair(o.backend ?? defaultBackend());
-  const config: KeyConfig = { keyId, kemId: KEM_X25519_HKDF_SHA256, publicKey: privateKey.publicKey, symmetric };
+  const kemId = o.kemId ?? KEM_X25519_HKDF_SHA256;
+  const privateKey = await generateKemKeyPair(kemId, o.backend ?? defaultBackend());
+  const config: KeyConfig = { keyId, kemId, publicKey: privateKey.publicKey, symmetric };
   encodeKeyConfig(config); // validates
   return { config, privateKey };
 }
 
-/** A gateway key from a known private scalar (tests, RFC 9458 Appendix A). */
+/** A gateway key from a known private key: an X25519 scalar or an X-Wing seed (tests, RFC 9458 Appendix A). */
 export async function gatewayKeyFromPrivateKey(keyId: number, sk: Uint8Array, symmetric: readonly SymmetricAlgorithm[] = DEFAULT_SYMMETRIC, o: KeyConfigOptions = {}): Promise<GatewayKey> {
-  const privateKey = await importPrivateKey(sk, o.backend ?? defaultBackend());
-  const config: KeyConfig = { keyId, kemId: KEM_X25519_HKDF_SHA256, publicKey: privateKey.publicKey, symmetric };
+  const kemId = o.kemId ?? KEM_X25519_HKDF_SHA256;
+  const privateKey = await importKemPrivateKey(kemId, sk, o.backend ?? defaultBackend());
+  const config: KeyConfig = { keyId, kemId, publicKey: privateKey.publicKey, symmetric };
   encodeKeyConfig(config);
   return { config, privateKey };
 }
@@ -211,6 +213,8 @@ export interface EncapsulateOptions {
   readonly backend?: CryptoBackend;
   /** TEST-ONLY: fixed ephemeral key (RFC 9458 Appendix A); see hpke.ts SetupOptions. */
   readonly ephemeralKeyPair?: KeyPair;
+  /** TEST-ONLY: X-Wing encapsulation randomness; see hpke.ts SetupOptions. */
+  readonly encapRandomness?: Uint8Array;
 }
 
 /** Client side: opens the encapsulated response that answers the request. */
@@ -279,6 +283,7 @@ export async function encapsulateRequest(
   const { enc: encv, context: sctxt } = await setupBaseS(suite, config.publicKey, requestInfo(LABEL_REQUEST, hdr), {
     backend: b,
     ...(o.ephemeralKeyPair ? { ephemeralKeyPair: o.ephemeralKeyPair } : {}),
+    ...(o.encapRandomness ? { encapRandomness: o.encapRandomness } : {}),
   });
   const ct = await sctxt.seal(EMPTY, request);
   const encapsulated = new Uint8Array(hdr.length + encv.length + ct.length);
@@ -328,7 +333,7 @@ export function parseRequestHeader(keys: readonly GatewayKey[], b: Uint8Array): 
   if (suite.kemId !== key.config.kemId || !listed || suite.aeadId === AEAD_EXPORT_ONLY || !isSupportedSuite(suite)) {
     throw protocolError('OHTTP_UNSUPPORTED_SUITE', 'the request uses a suite its key configuration does not offer');
   }
-  const nenc = NENC[suite.kemId]!;
+  const nenc = KEM_PARAMS[suite.kemId]!.Nenc;
   if (b.length < 7 + nenc) throw protocolError('OHTTP_MALFORMED', 'encapsulated request shorter than its header');
   return { key, suite, hdr: b.subarray(0, 7), enc: b.slice(7, 7 + nenc), rest: b.subarray(7 + nenc) };
 }

@@ -1,0 +1,205 @@
+/**
+ * X-Wing, the hybrid post-quantum KEM of draft-connolly-cfrg-xwing-kem-11 (ML-KEM-768 per FIPS 203 with X25519 per
+ * RFC 7748), as the HPKE KEM MLKEM768-X25519, id 0x647A, of draft-ietf-hpke-pq-05 §4.
+ *
+ * Sizes (draft-ietf-hpke-pq-05 §7.2): Nsecret 32, Nenc 1120 (ct_M[1088] || ct_X[32]), Npk 1216 (pk_M[1184] || pk_X[32]),
+ * Nsk 32 (a seed). Not an authenticated KEM: HPKE's auth modes are refused by hpke.ts.
+ *
+ *   expandDecapsulationKey(sk): e = SHAKE256(sk, 96); (pk_M, sk_M) = ML-KEM-768.KeyGen_internal(e[0:32], e[32:64]);
+ *                               sk_X = e[64:96]; pk_X = X25519(sk_X, 9)
+ *   Combiner(ss_M, ss_X, ct_X, pk_X) = SHA3-256(ss_M || ss_X || ct_X || pk_X || XWingLabel), XWingLabel = "\.//^\"
+ *   DeriveKeyPair(ikm): sk = SHAKE256.LabeledDerive(ikm, "DeriveKeyPair", "", 32)   (draft-ietf-hpke-pq-05 §4; the
+ *                       X-Wing draft's own HPKE section hashes ikm without the label, the HPKE WG's vectors use it)
+ *
+ * ML-KEM-768 comes from @noble/post-quantum; X25519 from the CryptoBackend (WebCrypto or node:crypto), which is faster
+ * than a JS scalar multiplication. The X25519 all-zero output is refused (RFC 7748 §6.1), as DHKEM does: only a
+ * low-order point produces it, which no honest peer sends. The expanded ML-KEM key is cached per key object (the
+ * draft's §5.4 "keeping the expanded decapsulation key around"), never serialized.
+ */
+import { ml_kem768, type KEMPrepared } from '@noble/post-quantum/ml-kem.js';
+import { sha3_256, shake256 } from '@noble/hashes/sha3.js';
+import { protocolError } from '../attestation/errors.ts';
+import type { CryptoBackend, X25519PrivateKey } from './backend.ts';
+
+/** HPKE KEM identifier of MLKEM768-X25519 (X-Wing). */
+export const KEM_MLKEM768_X25519 = 0x647a;
+export const XWING_NSECRET = 32;
+export const XWING_NENC = 1120;
+export const XWING_NPK = 1216;
+export const XWING_NSK = 32;
+/** Bytes of encapsulation randomness EncapsulateDerand takes: ML-KEM's m[32], then the X25519 ephemeral scalar[32]. */
+export const XWING_NRANDOM = 64;
+const MLKEM_NCT = 1088;
+const MLKEM_NEK = 1184;
+const X_LEN = 32;
+
+/** XWingLabel, the ASCII bytes `\./` `/^\` (draft §5.3). */
+export const XWING_LABEL = Uint8Array.of(0x5c, 0x2e, 0x2f, 0x2f, 0x5e, 0x5c);
+
+/** An X-Wing decapsulation key held in memory; `publicKey` is the 1216-byte encapsulation key. Never serialized. */
+export interface XWingPrivateKey {
+  readonly kind: 'xwing-private';
+  readonly publicKey: Uint8Array;
+  readonly backend: CryptoBackend;
+}
+
+interface Expanded {
+  readonly skM: Uint8Array;
+  readonly prepared: KEMPrepared;
+  readonly x: X25519PrivateKey;
+  readonly pkX: Uint8Array;
+}
+
+/** The expanded halves live here, out of reach of property enumeration and JSON.stringify. */
+const expandedKeys = new WeakMap<XWingPrivateKey, Expanded>();
+
+function badKey(msg: string, cause?: unknown): never {
+  throw protocolError('HPKE_BAD_KEY', msg, cause === undefined ? undefined : { cause });
+}
+
+function cat(...parts: Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+/** Combiner (draft §5.3). The order is the point: ss_M first, the label last. */
+export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array): Uint8Array {
+  if (ssM.length !== 32 || ssX.length !== 32 || ctX.length !== X_LEN || pkX.length !== X_LEN) badKey('X-Wing combiner inputs must be 32 bytes each');
+  return sha3_256(cat(ssM, ssX, ctX, pkX, XWING_LABEL));
+}
+
+/** X25519 with the all-zero check. */
+async function x25519(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> {
+  let out: Uint8Array;
+  try {
+    out = await sk.backend.x25519(sk, pk);
+  } catch (e) {
+    badKey('X25519 agreement failed', e);
+  }
+  let z = 0;
+  for (const b of out) z |= b;
+  if (z === 0) badKey('X25519 agreement produced the all-zero value');
+  return out;
+}
+
+/** GenerateKeyPairDerand(sk) (draft §5.2.1): expands the 32-byte seed into both component key pairs. */
+export async function xwingFromSeed(seed: Uint8Array, backend: CryptoBackend): Promise<XWingPrivateKey> {
+  if (seed.length !== XWING_NSK) badKey('X-Wing private key must be 32 bytes');
+  const e = shake256(seed, { dkLen: 96 });
+  try {
+    const { publicKey: pkM, secretKey: skM } = ml_kem768.keygen(e.subarray(0, 64));
+    const x = await backend.x25519Import(e.subarray(64, 96));
+    const prepared = ml_kem768.prepare(pkM);
+    const key: XWingPrivateKey = { kind: 'xwing-private', publicKey: cat(pkM, x.publicKey), backend };
+    expandedKeys.set(key, { skM, prepared, x, pkX: x.publicKey });
+    return key;
+  } finally {
+    e.fill(0);
+  }
+}
+
+/** GenerateKeyPair() (draft §5.2). */
+export function generateXWing(backend: CryptoBackend): Promise<XWingPrivateKey> {
+  const seed = crypto.getRandomValues(new Uint8Array(XWING_NSK));
+  return xwingFromSeed(seed, backend).finally(() => seed.fill(0));
+}
+
+const enc = new TextEncoder();
+
+/** SHAKE256.LabeledDerive(ikm, label, context, L) with suite_id "KEM" || I2OSP(0x647A, 2) (draft-ietf-hpke-pq-05 §5). */
+function labeledDerive(ikm: Uint8Array, label: string, context: Uint8Array, L: number): Uint8Array {
+  const l = enc.encode(label);
+  const suiteId = cat(enc.encode('KEM'), Uint8Array.of(KEM_MLKEM768_X25519 >> 8, KEM_MLKEM768_X25519 & 0xff));
+  const labeledIkm = cat(ikm, enc.encode('HPKE-v1'), suiteId, Uint8Array.of(l.length >> 8, l.length & 0xff), l, Uint8Array.of(L >> 8, L & 0xff), context);
+  try {
+    return shake256(labeledIkm, { dkLen: L });
+  } finally {
+    labeledIkm.fill(0);
+  }
+}
+
+/** DeriveKeyPair(ikm) (draft-ietf-hpke-pq-05 §4). */
+export async function deriveXWing(ikm: Uint8Array, backend: CryptoBackend): Promise<XWingPrivateKey> {
+  const seed = labeledDerive(ikm, 'DeriveKeyPair', new Uint8Array(0), XWING_NSK);
+  try {
+    return await xwingFromSeed(seed, backend);
+  } finally {
+    seed.fill(0);
+  }
+}
+
+/**
+ * Prepared ML-KEM encapsulation keys by the array that holds them: a client encapsulates to the same attested key on
+ * every request, and preparing (the FIPS 203 §7.2 modulus check and the expansion of Â) is most of an encapsulation.
+ * A hit is confirmed by comparing the bytes, so a mutated array is re-prepared, never trusted.
+ */
+const preparedKeys = new WeakMap<Uint8Array, { bytes: Uint8Array; prepared: KEMPrepared }>();
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
+}
+
+function preparedFor(pk: Uint8Array): KEMPrepared {
+  const hit = preparedKeys.get(pk);
+  if (hit && equalBytes(hit.bytes, pk)) return hit.prepared;
+  let prepared: KEMPrepared;
+  try {
+    // The encapsulation key check of FIPS 203 §7.2 fails here: an HPKE EncapError (draft-ietf-hpke-pq-05 §3).
+    prepared = ml_kem768.prepare(pk.subarray(0, MLKEM_NEK));
+  } catch (e) {
+    badKey('ML-KEM-768 encapsulation key check failed', e);
+  }
+  preparedKeys.set(pk, { bytes: pk.slice(), prepared });
+  return prepared;
+}
+
+/**
+ * Encapsulate(pk) (draft §5.4), or EncapsulateDerand(pk, eseed) when `eseed` is given (TEST-ONLY: known-answer tests;
+ * fixed randomness destroys the KEM's security).
+ */
+export async function encapXWing(pk: Uint8Array, backend: CryptoBackend, eseed?: Uint8Array): Promise<{ sharedSecret: Uint8Array; enc: Uint8Array }> {
+  if (pk.length !== XWING_NPK) badKey('X-Wing public key must be 1216 bytes');
+  if (eseed !== undefined && eseed.length !== XWING_NRANDOM) badKey('X-Wing encapsulation randomness must be 64 bytes');
+  const pkX = pk.subarray(MLKEM_NEK);
+  const prepared = preparedFor(pk);
+  const ek = eseed ? await backend.x25519Import(eseed.subarray(32, 64)) : await backend.x25519Generate();
+  const ssX = await x25519(ek, pkX);
+  const { cipherText: ctM, sharedSecret: ssM } = eseed ? prepared.encapsulate(eseed.subarray(0, 32)) : prepared.encapsulate();
+  const ctX = ek.publicKey;
+  try {
+    return { sharedSecret: combiner(ssM, ssX, ctX, pkX), enc: cat(ctM, ctX) };
+  } finally {
+    ssM.fill(0);
+    ssX.fill(0);
+  }
+}
+
+/** Decapsulate(ct, sk) (draft §5.5). ML-KEM rejects implicitly: a wrong ct_M gives a wrong secret, not an error. */
+export async function decapXWing(ct: Uint8Array, sk: XWingPrivateKey): Promise<Uint8Array> {
+  if (ct.length !== XWING_NENC) badKey('X-Wing encapsulated key must be 1120 bytes');
+  const k = expandedKeys.get(sk) ?? badKey('not an X-Wing private key of this module');
+  const ctX = ct.subarray(MLKEM_NCT);
+  const ssX = await x25519(k.x, ctX);
+  let ssM: Uint8Array;
+  try {
+    ssM = k.prepared.decapsulate(ct.subarray(0, MLKEM_NCT), k.skM);
+  } catch (e) {
+    badKey('ML-KEM-768 decapsulation failed', e);
+  }
+  try {
+    return combiner(ssM, ssX, ctX, k.pkX);
+  } finally {
+    ssM.fill(0);
+    ssX.fill(0);
+  }
+}
