@@ -173,16 +173,17 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   });
   // Registration is unauthenticated (the evidence is the credential) and verification costs CPU: bound how many run at once.
   const registrations = new StreamLimiter(8);
+  // The body is read before a slot is taken, so a slow body never holds one (the server's timeouts bound it).
   app.post('/v1/workers', async (c) => {
+    const raw = await readLimited(c.req.raw.body, limits.maxRegistrationBytes);
     const release = registrations.acquire();
     try {
-      return await registerWorker(c);
+      return await registerWorker(c, raw);
     } finally {
       release();
     }
   });
-  const registerWorker = async (c: import('hono').Context) => {
-    const raw = await readLimited(c.req.raw.body, limits.maxRegistrationBytes);
+  const registerWorker = async (c: import('hono').Context, raw: Uint8Array) => {
     let j: { url?: unknown; bundle?: unknown; models?: unknown; offers?: unknown };
     try {
       j = JSON.parse(new TextDecoder().decode(raw)) as typeof j;
@@ -206,12 +207,12 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   // it needs no other credential; the worker must be registered and verified.
   const cancels = new StreamLimiter(8);
   app.post('/v1/workers/:id/offers/cancel', async (c) => {
+    const raw = await readLimited(c.req.raw.body, 16 * 1024);
     const release = cancels.acquire();
     try {
       if (!market) throw new GmError('protocol', 'NOT_FOUND', 'this enclave runs no market (--router first)');
       const id = c.req.param('id');
       if (!registry.usable(id)) throw rejected('OFFER_UNKNOWN_WORKER', 'cancel for a worker that is not registered and verified');
-      const raw = await readLimited(c.req.raw.body, 16 * 1024);
       let j: { cancel?: unknown };
       try {
         j = JSON.parse(new TextDecoder().decode(raw)) as typeof j;
@@ -225,26 +226,25 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       release();
     }
   });
-  app.post('/v1/ohttp', async (c) => {
-    const release = streams.acquire();
+  app.post('/v1/ohttp', (c) => {
     const t0 = performance.now();
-    try {
-      return await handleOhttp(c.req.raw, {
-        keys: () => accepted,
-        replay,
-        handler: (req) => Promise.resolve(inner.fetch(req)),
+    return handleOhttp(c.req.raw, {
+      keys: () => accepted,
+      replay,
+      handler: (req) => Promise.resolve(inner.fetch(req)),
       ...nodeIncoming(c),
-        maxRequestBytes: limits.maxRequestBytes,
-        onDone: (outcome) => {
-          release();
-          latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
-          if (outcome !== 'ok') errors.inc({ code: outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED' });
-        },
-      });
-    } catch (e) {
-      release();
-      throw e;
-    }
+      maxRequestBytes: limits.maxRequestBytes,
+      // The slot is taken once the body is in: a slow body holds only its socket (bounded by the server's timeouts).
+      admit: () => streams.acquire(),
+      onInnerRejected: (code) => {
+        errors.inc({ code });
+        o.log.warn('request.inner_rejected', { code });
+      },
+      onDone: (outcome) => {
+        latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
+        if (outcome !== 'ok') errors.inc({ code: outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED' });
+      },
+    });
   });
   app.all('*', () => {
     throw new GmError('protocol', 'NOT_FOUND', 'no such endpoint');

@@ -1,5 +1,6 @@
 /**
- * Serving a hono app on Node (@hono/node-server) with the listening URL, a bounded header size, and a clean stop
+ * Serving a hono app on Node (@hono/node-server) with the listening URL, a bounded header size, head and whole-request
+ * timeouts (so a slow client holds a socket for a bounded time), and a clean stop
  * that closes idle keep-alive sockets and ends in-flight ones after a grace period. Shared by the enclave, the worker
  * and the dev-model.
  */
@@ -19,9 +20,18 @@ export interface ServeOptions {
   readonly listen?: string;
   /** Maximum size of the request head in bytes (node's maxHeaderSize); larger heads get 431 before any handler runs. */
   readonly maxHeaderSize?: number;
-  /** Milliseconds to receive the whole request head. */
+  /** Milliseconds to receive the whole request head (default 10 s); past it node answers 408 and closes. */
   readonly headersTimeoutMs?: number;
+  /**
+   * Milliseconds to receive the whole request, head and body (default 30 s): a body trickled in byte by byte holds its
+   * socket no longer than this (408, then closed). Responses are not bounded by it: a long answer streams on.
+   */
+  readonly requestTimeoutMs?: number;
 }
+
+/** Default head and whole-request timeouts of every gm server (node checks them every second). */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 
 export function parseListen(s: string | undefined): { host: string; port: number } {
   if (!s) return { host: '127.0.0.1', port: 0 };
@@ -30,10 +40,22 @@ export function parseListen(s: string | undefined): { host: string; port: number
   return { host: (m[1] || '127.0.0.1').replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
 
+/**
+ * Node server options with the head and whole-request timeouts set (node's `requestTimeout` 0 would let a slow body
+ * hold its socket forever). headersTimeout must not exceed requestTimeout; the check runs every second so a short
+ * timeout in a test is honoured promptly.
+ */
+export function serverTimeouts<T extends object>(base: T, o: { headersTimeoutMs?: number; requestTimeoutMs?: number } = {}): T & { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number } {
+  const requestTimeout = o.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+  const headersTimeout = Math.min(o.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS, requestTimeout);
+  if (!(requestTimeout > 0)) throw new RangeError('requestTimeoutMs must be positive');
+  return { ...base, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) };
+}
+
 export async function serve(o: ServeOptions): Promise<Served> {
   const { host, port } = parseListen(o.listen);
   const listener = getRequestListener(o.fetch as Parameters<typeof getRequestListener>[0], { overrideGlobalObjects: false });
-  const server = createServer({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, headersTimeout: o.headersTimeoutMs ?? 10_000, requestTimeout: 0, keepAliveTimeout: 5_000 }, listener);
+  const server = createServer(serverTimeouts({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000 }, o), listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -253,6 +253,13 @@ for (const backend of [undefined, nodeBackend]) describe(`tamper detection, each
     await expectCode(decapsulateChunkedRequest([gk], o).push(huge), 'CHUNKED_TOO_LARGE');
   });
 
+  it('bounds the number of chunks, refusing the one over the budget before opening it', async () => {
+    const gk = await generateKeyConfig(9, undefined, o);
+    const four = async () => cat(await sealAll(await encapsulateChunkedRequest(gk.config, o), [te.encode('a'), te.encode('b'), te.encode('c')]));
+    expect(await openAll(decapsulateChunkedRequest([gk], { ...o, maxChunks: 4 }), await four())).toHaveLength(4);
+    await expectCode(openAll(decapsulateChunkedRequest([gk], { ...o, maxChunks: 3 }), await four()), 'CHUNKED_TOO_MANY_CHUNKS');
+  });
+
   it('the replay cache sees the encapsulated key once the first chunk authenticates', async () => {
     const gk = await generateKeyConfig(10, undefined, o);
     const replay = new ReplayCache({ maxEntries: 10, windowMs: 60_000 });

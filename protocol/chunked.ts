@@ -16,6 +16,8 @@
  * - CHUNKED_DROPPED: it authenticates under a later counter and the next chunk does not fill the gap.
  * - CHUNKED_TRUNCATED: the message ended without a final chunk.
  * - CHUNKED_EXTENDED: bytes follow a genuine final chunk (a strict prefix of the final ciphertext authenticates).
+ * - CHUNKED_TOO_MANY_CHUNKS: the message has more chunks than the receiver's budget (bounded CPU: a one-byte chunk
+ *   costs an AEAD open like a full one), refused before the chunk over the budget is opened.
  * - CHUNKED_TOO_LARGE: a chunk exceeds the receiver's limit (bounded memory); CHUNKED_AFTER_FINAL / CHUNKED_EMPTY_CHUNK
  *   for a sender misused locally.
  * The classification runs only after a chunk already failed (a few extra AEAD attempts, bounded); the decision to
@@ -83,6 +85,7 @@ class ChunkReader {
   readonly #nt: () => number;
   readonly #prefix: (b: Uint8Array) => Promise<{ keys: ChunkKeys; used: number } | undefined>;
   readonly #onFirstOpen: () => void;
+  readonly #maxChunks: number;
   #opened = false;
 
   constructor(
@@ -90,8 +93,10 @@ class ChunkReader {
     nt: () => number,
     prefix: (b: Uint8Array) => Promise<{ keys: ChunkKeys; used: number } | undefined>,
     onFirstOpen: () => void,
+    maxChunks = MAX_SEQUENCE,
   ) {
     this.#maxCt = maxChunk;
+    this.#maxChunks = maxChunks;
     this.#nt = nt;
     this.#prefix = prefix;
     this.#onFirstOpen = onFirstOpen;
@@ -177,6 +182,8 @@ class ChunkReader {
         break;
       }
       if (r.value > this.#maxCt + this.#nt()) fail('CHUNKED_TOO_LARGE', 'chunk exceeds the size limit');
+      // Counted before the chunk is opened: past the budget no more AEAD work is spent on this message.
+      if (this.#index + 1 >= this.#maxChunks) fail('CHUNKED_TOO_MANY_CHUNKS', 'message exceeds its chunk budget');
       if (b.length - r.next < r.value) break;
       const ct = b.subarray(r.next, r.next + r.value);
       o = r.next + r.value;
@@ -369,6 +376,11 @@ export interface ChunkedOptions {
   readonly backend?: CryptoBackend;
   /** Largest accepted plaintext per chunk (bounded memory); default DEFAULT_MAX_CHUNK. */
   readonly maxChunk?: number;
+  /**
+   * Most chunks accepted in one message, the final one included (bounded CPU: every chunk costs an AEAD open however
+   * small it is); the one past it fails with CHUNKED_TOO_MANY_CHUNKS before it is opened. Default: no budget.
+   */
+  readonly maxChunks?: number;
 }
 
 async function responseSealer(ctx: SenderContext | ReceiverContext, encv: Uint8Array, b: CryptoBackend, responseNonce?: Uint8Array): Promise<ChunkSealer> {
@@ -445,6 +457,8 @@ export interface ChunkedRequestOpener extends ChunkOpener {
   /** Set once the header parsed. */
   readonly suite: SuiteIds | undefined;
   readonly keyId: number | undefined;
+  /** The encapsulated key (for the replay guard); set once the header parsed. */
+  readonly enc: Uint8Array | undefined;
   /** The sealer of the `message/ohttp-chunked-res`; available once the header parsed. `responseNonce` is TEST-ONLY. */
   sealResponse(o?: { responseNonce?: Uint8Array }): Promise<ChunkSealer>;
 }
@@ -492,6 +506,7 @@ export function decapsulateChunkedRequest(keys: readonly GatewayKey[], o: Decaps
       return { keys: chunkKeys, used: 7 + h.enc.length };
     },
     () => o.replay?.check(keyId!, encv!),
+    o.maxChunks,
   );
   return {
     get suite() {
@@ -499,6 +514,9 @@ export function decapsulateChunkedRequest(keys: readonly GatewayKey[], o: Decaps
     },
     get keyId() {
       return keyId;
+    },
+    get enc() {
+      return encv;
     },
     get complete() {
       return reader.complete;

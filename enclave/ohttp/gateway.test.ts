@@ -2,11 +2,12 @@ import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
 import { isGmError } from '../../attestation/errors.ts';
 import { encodeRequest } from '../../protocol/bhttp.ts';
+import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { encapsulateRequest, generateKeyConfig } from '../../protocol/ohttp.ts';
 import { ReplayCache } from '../../protocol/replay.ts';
 import { asGmError, gatewayProblem } from '../http/errors.ts';
 import { sendChunked, sendPlain, type Transport } from './client.ts';
-import { handleOhttp } from './gateway.ts';
+import { DEFAULT_MAX_REQUEST_CHUNKS, handleOhttp } from './gateway.ts';
 import { bhttpRequest } from './messages.ts';
 
 /** The gateway layer alone, in a hono app driven by app.request(); the inner handler is replaced by an echo. */
@@ -92,5 +93,33 @@ describe('OHTTP gateway layer', () => {
     };
     const e = await sendPlain(flip, key.config, bhttpRequest('GET', '/v1/x', [], new Uint8Array())).catch((x: unknown) => x);
     expect(isGmError(e, 'OHTTP_DECRYPT_FAILED')).toBe(true);
+  });
+
+  it('spends at most its chunk budget of AEAD opens on a chunked request of tiny chunks', async () => {
+    const { key, app, seen } = await setup(4 * 1024 * 1024);
+    const inner = encodeRequest(bhttpRequest('POST', '/v1/x', [['content-type', 'application/json']], te.encode(JSON.stringify({ pad: 'x'.repeat(1200) }))));
+    /** The inner request as `chunks` chunks: one byte each, the rest in the final chunk. */
+    const post = async (chunks: number) => {
+      const sender = await encapsulateChunkedRequest(key.config);
+      const parts: Uint8Array[] = [];
+      for (let i = 0; i < chunks - 1; i++) parts.push(await sender.sealChunk(inner.subarray(i, i + 1)));
+      parts.push(await sender.sealChunk(inner.subarray(chunks - 1), { final: true }));
+      const body = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let o = 0;
+      for (const p of parts) {
+        body.set(p, o);
+        o += p.length;
+      }
+      return app.request('/v1/ohttp', { method: 'POST', headers: { 'content-type': 'message/ohttp-chunked-req' }, body: body as Uint8Array<ArrayBuffer> });
+    };
+    expect(DEFAULT_MAX_REQUEST_CHUNKS).toBeLessThan(inner.length);
+    const within = await post(DEFAULT_MAX_REQUEST_CHUNKS);
+    expect(within.status).toBe(200);
+    await within.arrayBuffer();
+    expect(seen).toEqual(['POST /v1/x']);
+    const over = await post(DEFAULT_MAX_REQUEST_CHUNKS + 1);
+    expect(over.status).toBe(400);
+    expect(((await over.json()) as { code: string }).code).toBe('OHTTP_DECRYPT_FAILED'); // as opaque as any other failure
+    expect(seen).toEqual(['POST /v1/x']);
   });
 });

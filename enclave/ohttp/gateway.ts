@@ -6,8 +6,9 @@
  * produces them (never buffered whole; backpressure comes from the reader of the outer response, and cancelling it
  * cancels the inner body, which cancels the upstream request).
  *
- * Failures before the inner request exists are opaque GmErrors (the caller maps them to 4xx/5xx + code): the body
- * limit is enforced before any decryption.
+ * Failures before the inner request is decrypted are opaque GmErrors (the caller maps them to 4xx/5xx + code): the
+ * body limit is enforced before any decryption, and a concurrency slot is taken only once the body has arrived. A
+ * request that decrypts but is not a valid inner request is answered inside the encryption (docs/protocol.md §8).
  */
 import { GmError, protocolError } from '../../attestation/errors.ts';
 import { decodeRequest, encodeResponse, responseStream } from '../../protocol/bhttp.ts';
@@ -16,10 +17,14 @@ import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDI
 import { decapsulateRequest, type GatewayKey } from '../../protocol/ohttp.ts';
 import type { ReplayCache } from '../../protocol/replay.ts';
 import type { Readable } from 'node:stream';
+import { errorResponse } from '../http/errors.ts';
 import { readIncomingLimited, readLimited, tooLarge } from '../http/limits.ts';
 import { fieldsFromHeaders, requestFromBhttp } from './messages.ts';
 
 export type InnerHandler = (req: Request) => Promise<Response>;
+
+/** Default budget of chunks in one chunked request: 4 MiB in 4 KiB chunks; a 1-byte chunk costs as much as a full one. */
+export const DEFAULT_MAX_REQUEST_CHUNKS = 1024;
 
 export interface GatewayOptions {
   readonly keys: () => readonly GatewayKey[];
@@ -27,10 +32,25 @@ export interface GatewayOptions {
   readonly handler: InnerHandler;
   /** Encapsulated request size limit (checked before decryption). */
   readonly maxRequestBytes: number;
+  /**
+   * Chunks accepted in one `message/ohttp-chunked-req` (each costs an AEAD open whatever its size); past it the
+   * request fails as a decryption failure before more chunks are opened. Default DEFAULT_MAX_REQUEST_CHUNKS.
+   */
+  readonly maxRequestChunks?: number;
   /** Inner response size limit for non-chunked responses (which must be sealed whole). */
   readonly maxResponseBytes?: number;
+  /**
+   * Takes a concurrency slot once the whole body has arrived, before any decryption (a slow body holds a socket, never
+   * a slot); returns its release, which runs when the exchange is over. Throws (e.g. TOO_MANY_STREAMS) to refuse.
+   */
+  readonly admit?: () => () => void;
   /** Called when the outer exchange is over (stream finished, failed or cancelled). */
   readonly onDone?: (outcome: 'ok' | 'cancelled' | 'error') => void;
+  /**
+   * Called with the code when a decrypted request is not a valid inner request; it is answered inside the encrypted
+   * response, so the outer exchange looks like any other answered request. Never given the offending bytes.
+   */
+  readonly onInnerRejected?: (code: string) => void;
   /**
    * The Node request stream behind `req` (@hono/node-server passes it as `c.env.incoming`): when given, the body is
    * read from it directly (same limit), skipping the web-stream adapter. `req` still supplies headers and signal.
@@ -58,31 +78,73 @@ export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Resp
   const type = mediaType(req.headers.get('content-type'));
   const cl = req.headers.get('content-length');
   if (cl !== null && (!/^\d+$/.test(cl) || Number(cl) > o.maxRequestBytes)) throw tooLarge(o.maxRequestBytes);
-  if (type === MEDIA_OHTTP_REQ) return plain(req, o);
-  if (type === MEDIA_OHTTP_CHUNKED_REQ) return chunked(req, o);
-  throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_OHTTP_REQ} or ${MEDIA_OHTTP_CHUNKED_REQ}`);
+  if (type !== MEDIA_OHTTP_REQ && type !== MEDIA_OHTTP_CHUNKED_REQ) {
+    throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_OHTTP_REQ} or ${MEDIA_OHTTP_CHUNKED_REQ}`);
+  }
+  const body = await readBody(req, o);
+  const release = o.admit?.() ?? (() => undefined);
+  let finished = false;
+  const exchange: Exchange = {
+    done(x) {
+      if (finished) return;
+      finished = true;
+      release();
+      o.onDone?.(x);
+    },
+  };
+  try {
+    return await (type === MEDIA_OHTTP_REQ ? plain(req, body, o, exchange) : chunked(req, body, o, exchange));
+  } catch (e) {
+    // Failed before an answer existed: the slot is free again (no onDone: the caller counts the thrown error).
+    if (!finished) {
+      finished = true;
+      release();
+    }
+    throw e;
+  }
 }
 
-async function plain(req: Request, o: GatewayOptions): Promise<Response> {
-  const body = await readBody(req, o);
-  const { request, context } = await decapsulateRequest(o.keys(), body, { replay: o.replay });
-  const inner = await o.handler(requestFromBhttp(decodeRequest(request).request, req.signal));
+interface Exchange {
+  done(outcome: 'ok' | 'cancelled' | 'error'): void;
+}
+
+/**
+ * From the decrypted bytes to the inner response. A request that decrypted but is not valid binary HTTP or not a
+ * valid HTTP request is answered by a sealed problem response (nothing reaches the handler). Only a replayed
+ * encapsulated key fails outside the encryption, as the same opaque error as every other decryption failure.
+ */
+async function answer(req: Request, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<Response> {
+  let inner: Request;
+  try {
+    const { request } = decodeRequest(decrypted);
+    o.replay.check(keyId, enc);
+    inner = requestFromBhttp(request, req.signal);
+  } catch (e) {
+    if (!(e instanceof GmError) || e.code === 'OHTTP_REPLAY' || e.code === 'OHTTP_KEY_EXPIRED' || e.code === 'REPLAY_CACHE_FULL') throw e;
+    o.onInnerRejected?.(e.code);
+    return errorResponse(new GmError(e.kind, e.code, 'invalid inner request'));
+  }
+  return o.handler(inner);
+}
+
+async function plain(req: Request, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Response> {
+  const { request, context } = await decapsulateRequest(o.keys(), body);
+  const inner = await answer(req, request, context.keyId, context.enc, o);
   let content: Uint8Array;
   try {
     content = await readLimited(inner.body, o.maxResponseBytes ?? 64 * 1024 * 1024);
   } catch (e) {
-    o.onDone?.('error');
+    x.done('error');
     throw e instanceof GmError && e.code === 'TOO_LARGE' ? protocolError('RESPONSE_TOO_LARGE', 'inner response too large for a non-chunked exchange') : e;
   }
   const sealed = await context.sealResponse(encodeResponse({ informational: [], status: inner.status, headers: fieldsFromHeaders(inner.headers), content, trailers: [] }));
-  o.onDone?.('ok');
+  x.done('ok');
   return new Response(sealed as Uint8Array<ArrayBuffer>, { status: 200, headers: { 'content-type': MEDIA_OHTTP_RES, 'cache-control': 'no-store' } });
 }
 
-async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
+async function chunked(req: Request, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Response> {
   // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
-  const body = await readBody(req, o);
-  const opener = decapsulateChunkedRequest(o.keys(), { replay: o.replay, maxChunk: o.maxRequestBytes });
+  const opener = decapsulateChunkedRequest(o.keys(), { maxChunk: o.maxRequestBytes, maxChunks: o.maxRequestChunks ?? DEFAULT_MAX_REQUEST_CHUNKS });
   const parts = [...(await opener.push(body)), ...(await opener.end())];
   let n = 0;
   for (const p of parts) n += p.length;
@@ -92,18 +154,11 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
     bytes.set(p, off);
     off += p.length;
   }
-  const inner = await o.handler(requestFromBhttp(decodeRequest(bytes).request, req.signal));
+  const inner = await answer(req, bytes, opener.keyId!, opener.enc!, o);
   const sealer = await opener.sealResponse();
   const head = await sealer.sealChunk(responseStream.head(inner.status, fieldsFromHeaders(inner.headers)));
   const innerBody = inner.body?.getReader();
   let sentHead = false;
-  let finished = false;
-  const done = (x: 'ok' | 'cancelled' | 'error') => {
-    if (!finished) {
-      finished = true;
-      o.onDone?.(x);
-    }
-  };
   const out = new ReadableStream<Uint8Array>(
     {
       async pull(ctl) {
@@ -117,17 +172,17 @@ async function chunked(req: Request, o: GatewayOptions): Promise<Response> {
           if (r.done) {
             ctl.enqueue(await sealer.sealChunk(responseStream.end(), { final: true }));
             ctl.close();
-            done('ok');
+            x.done('ok');
             return;
           }
           if (r.value.length > 0) ctl.enqueue(await sealer.sealChunk(responseStream.content(r.value)));
         } catch (e) {
-          done('error');
+          x.done('error');
           ctl.error(e); // the client sees a truncated message (no final chunk): CHUNKED_TRUNCATED, never a forged end
         }
       },
       async cancel(reason) {
-        done('cancelled');
+        x.done('cancelled');
         await innerBody?.cancel(reason).catch(() => undefined);
       },
     },

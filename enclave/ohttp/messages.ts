@@ -2,6 +2,7 @@
  * Binary HTTP (RFC 9292) ⇄ fetch Request/Response, for the layers on either side of an OHTTP gateway. Hop-by-hop
  * and framing fields (RFC 9110 §7.6.1, content-length, transfer-encoding) are dropped: each leg frames its own body.
  */
+import { GmError } from '../../attestation/errors.ts';
 import type { BhttpRequest, Field } from '../../protocol/bhttp.ts';
 
 const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'host']);
@@ -20,16 +21,41 @@ export function headersFromFields(fields: readonly Field[]): Headers {
   return h;
 }
 
-/** The inner request a gateway hands to its handler. The authority is never used for routing. */
+/** RFC 9110 §5.6.2 token (method and field names). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** RFC 9110 §5.5 field value: visible characters, obs-text, SP and HTAB; never CR, LF, NUL or another control. */
+const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+/** An origin-form path (RFC 9110 §7.1, RFC 3986 characters): starts with "/", visible ASCII only. */
+const PATH = /^\/[\x21-\x7e]*$/;
+/** Methods fetch refuses to carry (Fetch standard, "forbidden method"). */
+const FORBIDDEN_METHODS = new Set(['CONNECT', 'TRACE', 'TRACK']);
+
+const invalid = (code: string, message: string) => new GmError('protocol', code, message);
+
+/**
+ * The inner request a gateway hands to its handler. The authority is never used for routing. A decrypted request
+ * that is not a valid HTTP request (method, path, field name or value) fails with a coded GmError whose message is
+ * fixed text: a rejected value (an API key with a stray newline, say) is never copied into an error, a log or a cause.
+ */
 export function requestFromBhttp(r: BhttpRequest, signal?: AbortSignal): Request {
-  const path = r.path.startsWith('/') ? r.path : `/${r.path}`;
+  if (!TOKEN.test(r.method) || FORBIDDEN_METHODS.has(r.method.toUpperCase())) throw invalid('INNER_METHOD_INVALID', 'the inner request method is not a valid token');
+  if (!PATH.test(r.path)) throw invalid('INNER_PATH_INVALID', 'the inner request path is not an origin-form path');
+  for (const [k, v] of [...r.headers, ...r.trailers]) {
+    if (!TOKEN.test(k)) throw invalid('INNER_FIELD_NAME_INVALID', 'an inner field name is not a valid token');
+    if (!FIELD_VALUE.test(v)) throw invalid('INNER_FIELD_VALUE_INVALID', 'an inner field value has a control character');
+  }
   const hasBody = r.content.length > 0 && r.method !== 'GET' && r.method !== 'HEAD';
-  return new Request(`https://gm.inner${path}`, {
-    method: r.method,
-    headers: headersFromFields(r.headers),
-    ...(hasBody ? { body: r.content as Uint8Array<ArrayBuffer> } : {}),
-    ...(signal ? { signal } : {}),
-  });
+  try {
+    return new Request(`https://gm.inner${r.path}`, {
+      method: r.method,
+      headers: headersFromFields(r.headers),
+      ...(hasBody ? { body: r.content as Uint8Array<ArrayBuffer> } : {}),
+      ...(signal ? { signal } : {}),
+    });
+  } catch {
+    // Whatever fetch still refuses; its message may quote the value, so it is dropped, not kept as a cause.
+    throw invalid('INNER_REQUEST_INVALID', 'the inner request is not a valid HTTP request');
+  }
 }
 
 export function bhttpRequest(method: string, path: string, headers: readonly Field[], content: Uint8Array): BhttpRequest {
