@@ -1,7 +1,8 @@
 /**
- * Pinned vendor trust anchors (DESIGN.md §3 "Trust anchors"). The project commits only SHA-256 fingerprints of the
- * DER encodings; the certificates come from a trust directory (GM_TRUST_DIR) laid out as `<vendor>/<file>` like
- * ../shared/trust-anchors. Every certificate read must match the pin for its file and position, or it is refused.
+ * Pinned vendor trust anchors (DESIGN.md §3 "Trust anchors"). The code holds only SHA-256 fingerprints of the DER
+ * encodings; the certificates come from a trust directory (GM_TRUST_DIR) laid out as `<vendor>/<file>` like the
+ * repository's trust/ folder, whose copies are there to import and test with. Every certificate read must match the
+ * pin for its file and position, or it is refused.
  *
  * Runtime-agnostic: the caller hands in a file reader (Node passes `node:fs/promises`, a browser a fetch wrapper).
  */
@@ -38,7 +39,7 @@ const ARK = {
 
 const ark = (product: AmdProduct): AnchorPin => ({ role: 'amd-ark', product, sha256: ARK[product], name: `ARK-${product}` });
 
-/** The pin table (../shared/trust-anchors/README.md). Changing a pin is a reviewed code change, never configuration. */
+/** The pin table (trust/README.md lists the same fingerprints). Changing a pin is a reviewed code change, never configuration. */
 export const ANCHOR_FILES: readonly AnchorFile[] = [
   { path: 'amd/ask_ark_milan.pem', source: { vendor: 'amd', path: '/vcek/v1/Milan/cert_chain' },
     pins: [{ role: 'amd-ask', product: 'Milan', sha256: '67D303BD3905FD38DB8B20E0793699870E7FA612EAAD5DEC358293FD8C0BAC1B', name: 'SEV-Milan' }, ark('Milan')] },

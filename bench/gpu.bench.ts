@@ -7,7 +7,7 @@
  *    (`p384Verifier`), target ratio <= 1.5; and with the default WebCrypto path, for information.
  *  - the 8-GPU nvtrust evidence file from its JSON text (8 reports and 8 chains parsed, warm chains), the 8
  *    signatures verified concurrently with node:crypto's thread-pool form: <= 10 floors.
- * Uses the real vectors (../shared/vectors) when present, else sim evidence of the same shape.
+ * Uses the real vectors (test/vectors); sim evidence of the same shape only when GM_REQUIRE_VECTORS=0 leaves them out.
  */
 import { createPublicKey, verify } from 'node:crypto';
 import { fromHex } from '../attestation/bytes.ts';

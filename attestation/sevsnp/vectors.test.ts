@@ -1,5 +1,5 @@
 /**
- * Real SEV-SNP evidence (../shared/vectors/sev-snp, PROVENANCE.md §1) through verifySevSnp with the pinned AMD
+ * Real SEV-SNP evidence (test/vectors/sev-snp, PROVENANCE.md §1) through verifySevSnp with the pinned AMD
  * anchors, and the negative cases built from it: byte flips over the signed region, a flipped certificate byte,
  * the wrong product's chain, a VLEK report with a VCEK, validity, trustee's invalid VCEKs.
  */

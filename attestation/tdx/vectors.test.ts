@@ -1,5 +1,5 @@
 /**
- * Real TDX quotes and collateral from ../shared/vectors/tdx (PROVENANCE.md §2): each quote verifies (PCK chain to the
+ * Real TDX quotes and collateral from test/vectors/tdx (PROVENANCE.md §2): each quote verifies (PCK chain to the
  * pinned Intel SGX Root CA, QE report signature, QE binding, quote signature) and yields the listed values; the
  * shipped collateral gives the TCB status dcap-qvl / go-tdx-guest expect.
  */
