@@ -1,5 +1,5 @@
 /**
- * Verifies an evidence bundle (DESIGN.md §3, §4): dispatches the CPU evidence to its platform verifier (SEV-SNP
+ * Verifies an evidence bundle (docs/design.md §3, §4): dispatches the CPU evidence to its platform verifier (SEV-SNP
  * or TDX) and each GPU report to the NVIDIA verifier, and records the bundle-level checks (version, platform
  * allowed, sim allowed, nonce, freshness) in the same verification report.
  *

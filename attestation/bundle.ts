@@ -1,5 +1,5 @@
 /**
- * The evidence bundle (DESIGN.md §4): what an enclave or a worker hands to whoever must trust it. CBOR (RFC 8949)
+ * The evidence bundle (docs/design.md §4): what an enclave or a worker hands to whoever must trust it. CBOR (RFC 8949)
  * encoded deterministically (§4.2.1: definite lengths, shortest integer forms, map keys sorted by their encoded
  * bytes), with a JSON view (byte strings as base64) for people and logs.
  *
@@ -14,7 +14,7 @@
  *   issuedAt }           // Unix time in milliseconds when the evidence was produced
  * ```
  *
- * Decoding is strict (STYLE.md §4): an unknown version, a missing field, an unknown field or a wrong type is a
+ * Decoding is strict (CONTRIBUTING.md, convention 4): an unknown version, a missing field, an unknown field or a wrong type is a
  * `protocol` error with code BUNDLE_MALFORMED (or BUNDLE_VERSION). No trust decision is made here.
  * Runtime-agnostic: no node: imports.
  */

@@ -1,5 +1,5 @@
 /**
- * The verification report (DESIGN.md §3): one row per check, `pass` / `fail` / `skip`, what was compared and
+ * The verification report (docs/design.md §3): one row per check, `pass` / `fail` / `skip`, what was compared and
  * against which anchor. Verifiers record every check through a `Checks` recorder so the report and the thrown
  * error always agree: a failing check records its row and throws a GmError carrying the report so far.
  */

@@ -1,5 +1,5 @@
 /**
- * Pinned vendor trust anchors (DESIGN.md §3 "Trust anchors"). The code holds only SHA-256 fingerprints of the DER
+ * Pinned vendor trust anchors (docs/design.md §3 "Trust anchors"). The code holds only SHA-256 fingerprints of the DER
  * encodings; the certificates come from a trust directory (GM_TRUST_DIR) laid out as `<vendor>/<file>` like the
  * repository's trust/ folder, whose copies are there to import and test with. Every certificate read must match the
  * pin for its file and position, or it is refused.

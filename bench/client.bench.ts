@@ -1,5 +1,5 @@
 /**
- * Client SDK benchmark (issue 8 "Speed"): cold start (fresh nonce, fetch the bundle, recompute the binding, verify)
+ * Client SDK benchmark: cold start (fresh nonce, fetch the bundle, recompute the binding, verify)
  * and per-request overhead, each against a floor measured in the same run on the same in-process gateway
  * (host/testing/mini-enclave.ts, called through app.request so sockets add no noise):
  *

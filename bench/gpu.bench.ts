@@ -1,5 +1,5 @@
 /**
- * NVIDIA GPU evidence benchmarks (issue 4 "Speed"), against a floor measured in the same run: one bare ECDSA
+ * NVIDIA GPU evidence benchmarks, against a floor measured in the same run: one bare ECDSA
  * P-384/SHA-384 verify with node:crypto over the same report bytes, signature and leaf key.
  *  - verify one GPU report with a warm chain: the report is parsed each time (SPDM transcript, opaque fields), the
  *    chain is the worker's known one (parsed and verified before; the cache re-checks validity only), then FWID,

@@ -1,6 +1,6 @@
 /**
  * Benchmark harness. Every figure is printed beside a floor measured in the same run on the same machine (a bare
- * node:crypto primitive, or the direct path), with their ratio and the issue's target, never as a timed test.
+ * node:crypto primitive, or the direct path), with their ratio and the target ratio, never as a timed test.
  */
 export interface BenchRow {
   readonly name: string;

@@ -1,5 +1,5 @@
 /**
- * Market benchmarks (issue 7 "Speed"):
+ * Market benchmarks:
  *  - selection among 10,000 offers, median µs per request (target <= 50 µs), beside a floor measured in the same
  *    run: a bare loop over the same model's entries that only finds the minimum price (no constraints, no ranking);
  *  - ledger append with the debit (route-chosen hold → sign → one transaction: receipt + debit + balance) against a

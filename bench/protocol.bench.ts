@@ -1,5 +1,5 @@
 /**
- * Protocol benchmarks (issue 5). Each figure is printed beside a node:crypto floor measured in the same run:
+ * Protocol benchmarks. Each figure is printed beside a node:crypto floor measured in the same run:
  * 1. decapsulate + open a 1 KiB OHTTP request vs one X25519 agreement + HKDF + AES-128-GCM open (ratio <= 1.5);
  * 2. open a chunked response of 16 KiB chunks vs raw AES-128-GCM over the same chunks (throughput ratio >= 0.7);
  * 3. seal one 64-byte chunk (one SSE token; the enclave's side) and open one (the client's side): each <= 5 us per
@@ -15,7 +15,7 @@ import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { decapsulateChunkedRequest, encapsulateChunkedRequest } from '../protocol/chunked.ts';
 import { decapsulateRequest, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
 
-export const title = 'protocol: OHTTP, chunked OHTTP (issue 5)';
+export const title = 'protocol: OHTTP, chunked OHTTP';
 
 /**
  * Medians of `a` and `b` measured alternately, one run of each per round, so that load from other processes on a

@@ -1,5 +1,5 @@
 /**
- * Routing path benchmark (issue 6 "Speed"): the same load at the dev-model directly and through
+ * Routing path benchmark: the same load at the dev-model directly and through
  * client → enclave → worker → dev-model (OHTTP both legs, sim TEE), in one run on the same machine.
  * - non-streaming chat, 1 KiB prompts, concurrency 16: throughput ratio (target >= 0.35 of direct),
  *   added p50 latency (target <= 1.5 ms), p99 reported;

@@ -1,5 +1,5 @@
 /**
- * SEV-SNP verification cost (issue 2 "Speed"): the median time of verifySevSnp on a real report (Azure Genoa,
+ * SEV-SNP verification cost: the median time of verifySevSnp on a real report (Azure Genoa,
  * pinned chain) with a warm chain cache and with a cold one, against the floor of one bare ECDSA P-384 SHA-384
  * verify of the same report bytes with node:crypto. Targets: warm ≤ 1.5 × floor, cold ≤ 3 × floor, for the
  * node:crypto report-signature verifier `gm verify snp` uses; the WebCrypto default is printed beside them.

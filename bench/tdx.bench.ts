@@ -1,5 +1,5 @@
 /**
- * Intel TDX verification cost (issue 3 "Speed"): the median time of a full verifyTdx of the real dcap-qvl quote with
+ * Intel TDX verification cost: the median time of a full verifyTdx of the real dcap-qvl quote with
  * warm caches (PCK chain, TCB info / QE identity and CRL signatures, and the QE report signature, which is the
  * same in every quote of a platform: all verified once and cached by exact bytes; parsing, dates, revocation
  * lookups, QE binding, TCB matching and policy re-run every call), against the floor of the ECDSA P-256 verifies

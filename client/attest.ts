@@ -1,5 +1,5 @@
 /**
- * Attestation of the enclave by the client (DESIGN.md §1, §4): a fresh 32-byte nonce per session, the evidence
+ * Attestation of the enclave by the client (docs/design.md §1, §4): a fresh 32-byte nonce per session, the evidence
  * bundle for it, the REPORT_DATA binding recomputed here from the bundle's keys and our nonce, then the platform
  * verifier chosen by the bundle's platform under the client's policy. Only on success are the OHTTP key
  * configurations and the receipt key returned: they are what the rest of the SDK may use.
@@ -97,7 +97,7 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
   pre.runSync('client.platform', 'bundle platform has a section in the client policy', 'client policy', () => {
     if (!policyAllows(o.policy, bundle.platform)) throw rejected('PLATFORM_NOT_ALLOWED', `the client policy does not accept ${bundle.platform} enclaves`);
   }, () => bundle.platform);
-  const receiptKey = pre.runSync('client.keys', 'bundle carries an enclave receipt key and OHTTP key configurations', 'DESIGN.md §4', () => {
+  const receiptKey = pre.runSync('client.keys', 'bundle carries an enclave receipt key and OHTTP key configurations', 'docs/design.md §4', () => {
     if (!bundle.keys.receipt || bundle.keys.signing) throw rejected('BUNDLE_ROLE_MISMATCH', 'the bundle is not an enclave bundle (no receipt key)');
     return bundle.keys.receipt;
   });

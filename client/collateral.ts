@@ -1,5 +1,5 @@
 /**
- * Collateral from the host shim's cache (DESIGN.md §1, §4), used only when a client asks for it:
+ * Collateral from the host shim's cache (docs/design.md §1, §4), used only when a client asks for it:
  *  - SEV-SNP: a bundle that carries no certificates is completed with the VCEK for its chip and reported TCB and
  *    AMD's ASK/ARK chain, and one that carries no CRL with AMD's CRL for its product (`/v1/collateral/amd/...`,
  *    mirroring AMD KDS);

@@ -1,5 +1,5 @@
 /**
- * Sealing a question and opening its answer (DESIGN.md §5). Non-streaming: one `message/ohttp-req` answered by one
+ * Sealing a question and opening its answer (docs/design.md §5). Non-streaming: one `message/ohttp-req` answered by one
  * `message/ohttp-res` (RFC 9458 §4.3, §4.4). Streaming: a chunked request answered by `message/ohttp-chunked-res`
  * (draft-ietf-ohai-chunked-ohttp-08), opened chunk by chunk and decoded incrementally as binary HTTP, so each SSE
  * event reaches the application as soon as its chunk arrives. A tampered, reordered or truncated answer errors the

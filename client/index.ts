@@ -1,5 +1,5 @@
 /**
- * gm client SDK (DESIGN.md §1, §5): verify the enclave, then talk to it encrypted. Runs in browsers and Node
+ * gm client SDK (docs/design.md §1, §5): verify the enclave, then talk to it encrypted. Runs in browsers and Node
  * (WebCrypto + fetch + Uint8Array; no node: imports).
  *
  * ```ts

@@ -1,5 +1,5 @@
 /**
- * The client's enclave policy as data (DESIGN.md §3 "validate", STYLE.md §3): one JSON document with a section per
+ * The client's enclave policy as data (docs/design.md §3 "validate", CONTRIBUTING.md, convention 3): one JSON document with a section per
  * CPU platform the client accepts, each read strictly by that platform's own reader. A platform without a section
  * is refused, so an SEV-SNP policy never silently admits a TDX enclave. `measurements` is required in each section.
  *

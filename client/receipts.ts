@@ -1,5 +1,5 @@
 /**
- * Receipts the enclave returns inside the encrypted response (DESIGN.md §6): for streams a final SSE event
+ * Receipts the enclave returns inside the encrypted response (docs/design.md §6): for streams a final SSE event
  * `gm.receipt`, otherwise the `gm-receipt` trailer (or header). Each is verified against the receipt key bound in
  * the attested REPORT_DATA before it is kept; the SSE event is removed from the stream the application reads, so an
  * unmodified OpenAI client never sees it.

@@ -1,11 +1,11 @@
 /**
- * The encrypted fetch (DESIGN.md §5): each application request becomes a binary HTTP message (RFC 9292),
+ * The encrypted fetch (docs/design.md §5): each application request becomes a binary HTTP message (RFC 9292),
  * encapsulated to the attested key configuration (RFC 9458; chunked OHTTP for streams), posted to the gateway
  * through the relay, and the encrypted answer is opened and handed back as an ordinary `Response`, streaming when
  * the answer streams. The outer request carries only ciphertext and fixed headers.
  *
  * Key configuration mismatch (the gateway rotated its key, RFC 9458 §6 "ohttp-key" problem): re-attest once and
- * retry once, never more (STYLE.md §10), so a hostile relay cannot make the client loop or downgrade.
+ * retry once, never more (CONTRIBUTING.md, convention 10), so a hostile relay cannot make the client loop or downgrade.
  */
 import { configError, protocolError, unavailable } from '../attestation/errors.ts';
 import { type Field, encodeRequest } from '../protocol/bhttp.ts';

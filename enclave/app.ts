@@ -1,5 +1,5 @@
 /**
- * The enclave service (DESIGN.md §4, §5; issue 6), as layers that tests can replace: TEE provider, keys, worker
+ * The enclave service (docs/design.md §4, §5), as layers that tests can replace: TEE provider, keys, worker
  * registry (attestation gate), router (the market replaces the default), dispatch (OHTTP client to the worker), and
  * the OpenAI surface behind the OHTTP gateway.
  *

@@ -1,6 +1,6 @@
 /**
  * Minimal `--name value` / `--flag` parser for the server CLIs. Every flag may also come from the environment as
- * GM_<NAME> (DESIGN.md §7: flags and environment variables with the same names); unknown flags are usage errors.
+ * GM_<NAME> (docs/design.md §7: flags and environment variables with the same names); unknown flags are usage errors.
  */
 import { configError } from '../attestation/errors.ts';
 

@@ -1,5 +1,5 @@
 /**
- * The enclave's keys (DESIGN.md §4): OHTTP key configurations (X25519, HKDF-SHA256, AES-128-GCM and
+ * The enclave's keys (docs/design.md §4): OHTTP key configurations (X25519, HKDF-SHA256, AES-128-GCM and
  * ChaCha20-Poly1305) and the receipt-signing key, generated at start in memory. Nothing here is ever serialized
  * except public parts: there is no export path for the private keys (the receipt key is non-extractable WebCrypto).
  */

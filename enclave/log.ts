@@ -1,5 +1,5 @@
 /**
- * Structured JSON-line logs (DESIGN.md §7: no payloads). The logger takes an event name and a flat record of
+ * Structured JSON-line logs (docs/design.md §7: no payloads). The logger takes an event name and a flat record of
  * scalar fields chosen by the caller: there is no way to pass a request or response body through it, and strings
  * are truncated so a mistaken field cannot carry a prompt. Under sim every line says `"sim":true`.
  * Shared by enclave/ and worker/ (Node-only).

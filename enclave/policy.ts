@@ -1,5 +1,5 @@
 /**
- * The enclave's worker policy as data (DESIGN.md §3 "Policy is data"): a JSON file
+ * The enclave's worker policy as data (docs/design.md §3 "Policy is data"): a JSON file
  *   { "snp": { ...SEV-SNP policy (attestation/sevsnp parseSnpPolicy)... },
  *     "gpu": { ...GPU policy (attestation/nvidia gpuPolicyFrom)... },     // optional: DEFAULT_WORKER_GPU_POLICY
  *     "freshnessSeconds": 600 }

@@ -1,7 +1,7 @@
 /**
  * Routing interface between the OpenAI surface and whoever picks workers. The default `firstVerifiedRouter`
  * returns every verified worker that serves the model, in registration order (failover order); the market
- * (enclave/market, issue 7) replaces it with price/latency/throughput selection over signed offers.
+ * (enclave/market) replaces it with price/latency/throughput selection over signed offers.
  */
 import { GmError } from '../attestation/errors.ts';
 import type { VerifiedWorker, WorkerRegistry } from './workers/registry.ts';

@@ -1,5 +1,5 @@
 /**
- * The host shim's HTTP surface (DESIGN.md §2 host/): the gated relay to the enclave, the collateral cache, the
+ * The host shim's HTTP surface (docs/design.md §2 host/): the gated relay to the enclave, the collateral cache, the
  * status page and /metrics. Each part is a small hono app so tests can mount and drive it with app.request().
  */
 import { Hono } from 'hono';

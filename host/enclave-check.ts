@@ -1,5 +1,5 @@
 /**
- * What the gate checks (DESIGN.md §1): the shim is a client of the enclave it fronts, so it verifies it exactly as
+ * What the gate checks (docs/design.md §1): the shim is a client of the enclave it fronts, so it verifies it exactly as
  * the SDK does (client/attest.ts: own nonce, REPORT_DATA binding, platform verifier, the operator's policy), and
  * reads the enclave's worker and offer listings for the status page.
  */

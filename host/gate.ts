@@ -1,5 +1,5 @@
 /**
- * The enclave gate (DESIGN.md §1, §7): the shim relays to the enclave only while the enclave it fronts verifies
+ * The enclave gate (docs/design.md §1, §7): the shim relays to the enclave only while the enclave it fronts verifies
  * against the operator's policy, checked before the relay opens and then periodically. A failed or unreachable
  * check closes the gate: relayed paths answer 503 with a stable code until a later check passes. The gate is an
  * operator's safeguard, not the client's trust: clients verify the enclave themselves end to end.

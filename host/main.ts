@@ -1,5 +1,5 @@
 /**
- * `gm host --enclave URL --listen ADDR` (DESIGN.md §2, §7): the host shim beside an enclave: gated relay, collateral
+ * `gm host --enclave URL --listen ADDR` (docs/design.md §2, §7): the host shim beside an enclave: gated relay, collateral
  * cache, status page. Trusted for nothing: it holds no keys and everything it serves is re-verified by its consumers.
  *
  * Flags (or GM_<NAME> environment variables): --enclave URL (required), --listen HOST:PORT (default 127.0.0.1:8080),
@@ -120,7 +120,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     nvidiaOcsp: a.values['nvidia-ocsp'] ?? VENDOR_BASES.nvidiaOcsp,
   };
   const cacheDir = a.values['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
-  // With --allow-sim every line says sim (DESIGN.md §3: everything produced under sim says so).
+  // With --allow-sim every line says sim (docs/design.md §3: everything produced under sim says so).
   const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l, ...(allowSim ? { sim: true } : {}) })}\n`);
   const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log: logLine });
   logLine({ msg: 'listening', url: h.url, enclave, gate: h.gate.status.state });

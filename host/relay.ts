@@ -1,5 +1,5 @@
 /**
- * The relay (DESIGN.md §5): forwards only the enclave's OHTTP gateway and attestation endpoints, as opaque bytes,
+ * The relay (docs/design.md §5): forwards only the enclave's OHTTP gateway and attestation endpoints, as opaque bytes,
  * streaming both ways. It never holds a key and learns only sizes and timing. Request headers are copied from an
  * allowlist, so everything identifying the client (Forwarded, X-Forwarded-*, X-Real-IP, Via, Cookie, User-Agent,
  * Authorization, Referer, Origin, ...) is dropped by construction; the enclave sees the relay as the peer.
@@ -11,7 +11,7 @@ import { type BodyInit, type Dispatcher, fetch as undiciFetch } from 'undici';
 const REQUEST_HEADERS = ['content-type', 'accept', 'incremental'] as const;
 /**
  * Response headers worth passing back; anything else (Set-Cookie, Server, ...) stays behind. `gm-tee: sim` is the
- * enclave's marking of simulated evidence (DESIGN.md §3): it must reach the client through the relay.
+ * enclave's marking of simulated evidence (docs/design.md §3): it must reach the client through the relay.
  */
 const RESPONSE_HEADERS = ['content-type', 'cache-control', 'incremental', 'gm-tee', 'retry-after'] as const;
 

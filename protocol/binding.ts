@@ -1,5 +1,5 @@
 /**
- * Key binding (DESIGN.md §4; byte layout fixed in docs/protocol.md §7): the 64-byte REPORT_DATA a TEE report carries
+ * Key binding (docs/design.md §4; byte layout fixed in docs/protocol.md §7): the 64-byte REPORT_DATA a TEE report carries
  * (SEV-SNP REPORT_DATA, TDX REPORTDATA) commits to the protocol version, a verifier's nonce, the OHTTP key
  * configurations and the signing key of the attested party, so evidence cannot be replayed for other keys.
  *

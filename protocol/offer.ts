@@ -1,5 +1,5 @@
 /**
- * Signed worker offers (DESIGN.md §6 "Workers post offers, signed with a key bound in their verified evidence and
+ * Signed worker offers (docs/design.md §6 "Workers post offers, signed with a key bound in their verified evidence and
  * carrying the operator's Bittensor hotkey").
  *
  * An offer is encoded as deterministic CBOR (protocol/market-cbor.ts, RFC 8949 §4.2.1) map with exactly these text

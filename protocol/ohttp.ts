@@ -56,7 +56,7 @@ export interface GatewayKey {
   readonly privateKey: KeyPair;
 }
 
-/** What gm's gateways offer (DESIGN.md §4): HKDF-SHA256 with AES-128-GCM, then ChaCha20-Poly1305. */
+/** What gm's gateways offer (docs/design.md §4): HKDF-SHA256 with AES-128-GCM, then ChaCha20-Poly1305. */
 export const DEFAULT_SYMMETRIC: readonly SymmetricAlgorithm[] = [
   { kdfId: KDF_HKDF_SHA256, aeadId: AEAD_AES_128_GCM },
   { kdfId: KDF_HKDF_SHA256, aeadId: AEAD_CHACHA20_POLY1305 },
@@ -164,7 +164,7 @@ export interface KeyConfigOptions {
   readonly kemId?: number;
 }
 
-/** Generates a fresh key configuration; the private key stays in memory (DESIGN.md §4). */
+/** Generates a fresh key configuration; the private key stays in memory (docs/design.md §4). */
 export async function generateKeyConfig(keyId: number, symmetric: readonly SymmetricAlgorithm[] = DEFAULT_SYMMETRIC, o: KeyConfigOptions = {}): Promise<GatewayKey> {
   const kemId = o.kemId ?? KEM_X25519_HKDF_SHA256;
   const privateKey = await generateKemKeyPair(kemId, o.backend ?? defaultBackend());
@@ -339,7 +339,7 @@ export function parseRequestHeader(keys: readonly GatewayKey[], b: Uint8Array): 
 }
 
 export interface DecapsulateOptions {
-  /** Rejects a re-used encapsulated key (DESIGN.md §5); checked after the request authenticated. */
+  /** Rejects a re-used encapsulated key (docs/design.md §5); checked after the request authenticated. */
   readonly replay?: ReplayCache;
   readonly backend?: CryptoBackend;
 }

@@ -1,5 +1,5 @@
 /**
- * Signed receipts (DESIGN.md §6 "Each served request gets a receipt signed by the enclave's attested receipt key").
+ * Signed receipts (docs/design.md §6 "Each served request gets a receipt signed by the enclave's attested receipt key").
  *
  * A receipt is a deterministic CBOR map (protocol/market-cbor.ts, RFC 8949 §4.2.1) with exactly these keys:
  *

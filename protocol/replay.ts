@@ -1,5 +1,5 @@
 /**
- * Replay guard for encapsulated requests (RFC 9458 §6.5; DESIGN.md §5): a gateway accepts each encapsulated key
+ * Replay guard for encapsulated requests (RFC 9458 §6.5; docs/design.md §5): a gateway accepts each encapsulated key
  * `enc` at most once per key configuration.
  *
  * Soundness: an entry is never dropped while its key configuration is still accepted. The window is the key

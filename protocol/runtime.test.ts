@@ -3,7 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-// protocol/ must run in browsers (DESIGN.md §2): only protocol/node/ may use Node APIs, and nothing else may import it.
+// protocol/ must run in browsers (docs/design.md §2): only protocol/node/ may use Node APIs, and nothing else may import it.
 const here = dirname(fileURLToPath(import.meta.url));
 
 describe('protocol/ is runtime-agnostic', () => {

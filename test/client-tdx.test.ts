@@ -1,5 +1,5 @@
 /**
- * The SDK detects the platform from the bundle (issue 8: "platform detected from the bundle; SEV-SNP or TDX"):
+ * The SDK detects the platform (SEV-SNP or TDX) from the bundle:
  * against a real enclave app running the sim-tdx provider (a TDX quote v4 signed by a fake Intel PCK chain), a TDX
  * policy verifies (MRTD pinned, REPORT_DATA binding) and the encrypted channel works; an SEV-SNP-only policy
  * refuses the TDX enclave, and a TDX policy with another MRTD refuses it too, each before anything is POSTed.

@@ -1,4 +1,4 @@
-/** `gm host` argument handling and the SDK's no-Node rule (DESIGN.md §2), checked on the sources. */
+/** `gm host` argument handling and the SDK's no-Node rule (docs/design.md §2), checked on the sources. */
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';

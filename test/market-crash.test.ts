@@ -1,6 +1,6 @@
 /**
- * Crash safety of the ledger (issue 7: "a crash (child process killed with SIGKILL during a burst of requests)
- * leaves a ledger whose receipts and balances agree exactly"). A child appends as fast as it can and reports every
+ * Crash safety of the ledger: a crash (child process killed with SIGKILL during a burst of requests)
+ * leaves a ledger whose receipts and balances agree exactly. A child appends as fast as it can and reports every
  * committed seq; the parent SIGKILLs it at a different point in each of several rounds, then checks that every
  * reported receipt is present, the chain verifies from seq 1 across the rounds, and the balance equals the opening
  * deposit minus the receipts' totals, to the micro-unit.

@@ -1,5 +1,5 @@
 /**
- * The market end to end through the real stack on loopback in sim mode (issue 7 "Tests that must exist"): an
+ * The market end to end through the real stack on loopback in sim mode: an
  * enclave whose router is the market (enclave/market/router.ts) with a ledger signed by the enclave's attested
  * receipt key, two workers in front of two dev-models serving the same model, each registering with signed offers
  * (Ed25519 worker key bound in its evidence + sr25519 hotkey), and the stack's OHTTP test client.

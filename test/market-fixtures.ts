@@ -1,6 +1,6 @@
 /**
  * Test fixtures for the market: workers with a real Ed25519 offer key and sr25519 hotkey, signed offers with
- * per-field overrides (the fake-signer-with-overrides pattern of STYLE.md §8), and a fixed clock.
+ * per-field overrides (the fake-signer-with-overrides pattern of CONTRIBUTING.md, convention 8), and a fixed clock.
  */
 import { sha256 } from '../attestation/bytes.ts';
 import type { WorkerInfo } from '../enclave/market/book.ts';

@@ -1,7 +1,7 @@
 /**
- * Payments through the real stack (issue 7 "Payments": accounts identified by an API key carried inside the
- * encrypted request; the debit is checked before dispatch, 402 with a clear code when it cannot be covered; settled
- * on the receipt). The API key travels as `Authorization: Bearer gm_...` inside the binary HTTP request, so only the
+ * Payments through the real stack (docs/market.md "Payments and the ledger"): accounts identified by an API key
+ * carried inside the encrypted request; the debit is checked before dispatch, 402 with a clear code when it cannot
+ * be covered; settled on the receipt. The API key travels as `Authorization: Bearer gm_...` inside the binary HTTP request, so only the
  * enclave sees it. Checked at the HTTP level (status and code the client gets) and at the workers' sockets (a
  * request that cannot be paid for reaches no worker).
  */

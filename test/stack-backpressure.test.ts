@@ -1,5 +1,5 @@
 /**
- * Backpressure end to end (issue 6 "Dispatch: ... backpressure end to end"): an upstream that streams as fast as its
+ * Backpressure end to end: an upstream that streams as fast as its
  * socket accepts (it waits for 'drain' whenever write() says the buffer is full) stalls when the client stops
  * reading, so nothing on the path (worker gateway, enclave, chunked sealing) buffers the answer without bound; when
  * the client cancels, the upstream's response is closed.

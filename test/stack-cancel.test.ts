@@ -1,7 +1,7 @@
 /**
- * A client disconnect cancels the upstream request all the way down (issue 6 "Dispatch": "a client disconnect
- * cancels the upstream request"): client → enclave → worker → the inference server. test/stack-failures.test.ts
- * sees the enclave log `request.cancelled`; this test looks at the far end instead: an OpenAI-compatible upstream
+ * A client disconnect cancels the upstream request all the way down (docs/operator.md §2): client → enclave →
+ * worker → the inference server. test/stack-failures.test.ts sees the enclave log `request.cancelled`; this test
+ * looks at the far end instead: an OpenAI-compatible upstream
  * that streams slowly and records when its response connection goes away before the answer is complete.
  */
 import { Hono } from 'hono';

@@ -1,5 +1,5 @@
 /**
- * Failures on the routing path (issue 6): a worker failing before the first token is failed over; one dying
+ * Failures on the routing path: a worker failing before the first token is failed over; one dying
  * mid-stream ends the stream with a clear `event: error`; a relay that flips a byte is detected by the client
  * (tamper code); oversized bodies get 413 before any decryption; a client disconnect cancels the upstream.
  */

@@ -1,5 +1,5 @@
 /**
- * Issue 6, literally: the stack as separate `gm` processes (enclave, worker, dev-model, all sim), and the worker
+ * The stack as separate `gm` processes (enclave, worker, dev-model, all sim), and the worker
  * process killed with SIGKILL in the middle of a streamed answer. The client must get the tokens streamed so far,
  * then a clear `event: error` (WORKER_FAILED_MID_STREAM), never a `[DONE]` that would pass the cut answer as whole.
  */

@@ -1,5 +1,5 @@
 /**
- * The attestation gate (issue 6; DESIGN.md §1 fail closed): workers whose evidence fails the worker policy are
+ * The attestation gate (docs/design.md §1, fail closed): workers whose evidence fails the worker policy are
  * refused with a clear reason, and plaintext never reaches a worker that is not verified: the refused workers, and a
  * verified worker after it disappeared, see zero gateway requests at their sockets.
  */

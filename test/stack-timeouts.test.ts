@@ -1,5 +1,5 @@
 /**
- * Limits on the routing path (issue 6): the request head size (431 from Node before any handler), the first-byte
+ * Limits on the routing path (docs/operator.md §2): the request head size (431 from Node before any handler), the first-byte
  * timeout towards a worker (a clear 504 WORKER_TIMEOUT, after trying the candidates), and the idle timeout between
  * chunks of a stream (a clear `event: error` once tokens were sent).
  */

@@ -1,5 +1,5 @@
 /**
- * Whole stack on loopback in sim mode (issue 6): enclave, two workers, two dev-models, and a client built on the
+ * Whole stack on loopback in sim mode: enclave, two workers, two dev-models, and a client built on the
  * protocol module. Streaming and non-streaming answers are the dev-model's exact tokens; workers with bad evidence
  * are refused with the reason and never receive a request; a worker dying mid-stream ends the stream with a clear
  * error event; a relay flipping a byte is detected; oversized bodies get 413 before decryption; no prompt bytes in

@@ -1,6 +1,6 @@
 /**
- * `--tee auto` at the command line (issue 6: "`auto` picks configfs when present and refuses to start otherwise,
- * never falling back to sim silently"): `gm enclave` and `gm worker` exit 2 with TEE_UNAVAILABLE when there is no
+ * `--tee auto` at the command line (`auto` picks configfs when present and refuses to start otherwise,
+ * never falling back to sim silently): `gm enclave` and `gm worker` exit 2 with TEE_UNAVAILABLE when there is no
  * configfs-tsm tree, and nothing is listening afterwards. With a configfs tree present, auto picks configfs (a real
  * TEE), so the enclave then insists on a worker policy instead of quietly running on sim defaults.
  */

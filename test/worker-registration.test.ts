@@ -1,5 +1,5 @@
 /**
- * The worker agent "registers with one or more enclaves and renews" (issue 6, worker agent): one worker started
+ * The worker agent registers with one or more enclaves and renews (docs/operator.md §3): one worker started
  * with two enclave URLs is verified by both, serves requests routed by each, and renews its registration with each
  * at the interval the enclave asks for (half the freshness window), which moves that enclave's expiry forward.
  * Waits are polls on the observable outcome (log lines, registry state), never fixed sleeps.

@@ -41,7 +41,7 @@ export interface WorkerOptions {
   readonly publicUrl?: string;
   /** Models to announce (default: the upstream's GET /v1/models). */
   readonly models?: readonly string[];
-  /** Signed offers to post with the registration (market, issue 7). */
+  /** Signed offers to post with the registration (the market, docs/market.md). */
   readonly offers?: OfferSource;
   readonly keys?: WorkerKeys;
   /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */

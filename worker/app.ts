@@ -1,5 +1,5 @@
 /**
- * The worker agent (DESIGN.md §1, §2 worker/; issue 6): beside an OpenAI-compatible inference server in a CC-mode
+ * The worker agent (docs/design.md §1, §2 worker/): beside an OpenAI-compatible inference server in a CC-mode
  * GPU VM. Keys generated in memory at start: an OHTTP key configuration (its gateway accepts only requests
  * encapsulated to it) and an Ed25519 offer-signing key, both bound in REPORT_DATA (role `worker`); GPU evidence is
  * bound to the CPU evidence by gpuNonceFor(REPORT_DATA).

@@ -1,5 +1,5 @@
 /**
- * GPU evidence for the worker (DESIGN.md §1, §4): each report answers nonce = gpuNonceFor(CPU REPORT_DATA)
+ * GPU evidence for the worker (docs/design.md §1, §4): each report answers nonce = gpuNonceFor(CPU REPORT_DATA)
  * (docs/protocol.md §7), binding the GPU evidence to this worker's CPU evidence.
  * - sim: a fake NVIDIA chain generated at start signs SPDM GET_MEASUREMENTS transcripts (attestation/nvidia/sim.ts).
  * - command: the operator's collector (e.g. a wrapper around nvtrust / `nvattest`) run with the nonce; its stdout is

@@ -1,5 +1,5 @@
 /**
- * The worker's offers (DESIGN.md §6; protocol/offer.ts): one per served model, signed by the worker key bound in its
+ * The worker's offers (docs/design.md §6; protocol/offer.ts): one per served model, signed by the worker key bound in its
  * evidence and by the operator's sr25519 hotkey, re-signed at each registration with a fresh validity window and a
  * time-based, strictly increasing sequence (so a newer registration supersedes the older offer).
  *

@@ -1,6 +1,6 @@
 /**
  * NVIDIA GPU confidential-computing evidence: `verifyGpuEvidence` composes abi (`spdm.ts`, `evidence.ts`), verify
- * (`verify.ts`, `ocsp.ts`, `rim.ts`) and validate (`validate.ts`) per GPU, and aggregates (DESIGN.md §3).
+ * (`verify.ts`, `ocsp.ts`, `rim.ts`) and validate (`validate.ts`) per GPU, and aggregates (docs/design.md §3).
  * NRAS tokens are verified by `nras.ts` into the same claims shape.
  *
  * Everything that varies comes in through options: `now`, the trust store or explicit roots (sim), the expected
@@ -258,7 +258,7 @@ async function checkRims(item: GpuEvidenceItem, set: RimSet | undefined, options
 
 /**
  * OCSP for every non-root certificate of a verified `path` (device chain, or a RIM signing chain). A source that
- * cannot answer (collateral unavailable) is a visible skip, as no response is (issue 4: the policy decides whether a
+ * cannot answer (collateral unavailable) is a visible skip, as no response is (the policy decides whether a
  * skip is allowed, and a policy requiring OCSP then fails with NVIDIA_OCSP_UNAVAILABLE, kind collateral); a response
  * that is served is verified, and a forged or revoking one fails here whatever the policy.
  */

@@ -1,5 +1,5 @@
 /**
- * GPU evidence policy (layer 3 of 3), written as data (DESIGN.md §3): CC mode on, debug and developer tools
+ * GPU evidence policy (layer 3 of 3), written as data (docs/design.md §3): CC mode on, debug and developer tools
  * forbidden, minimum driver and VBIOS versions, allowed architectures, RIM match, OCSP required or skip allowed,
  * maximum evidence age, expected nonce. Every field is required (an omitted field must not silently skip a check),
  * except `expectedNonce`, which a caller may also pass as an option. All violations are reported together.

@@ -1,5 +1,5 @@
 /**
- * AMD SEV-SNP attestation: one composed function over the three layers (DESIGN.md §3), abi (parse the
+ * AMD SEV-SNP attestation: one composed function over the three layers (docs/design.md §3), abi (parse the
  * ATTESTATION_REPORT, SNP ABI pub. 56860 Table 23) → verify (report signature, AMD chain, CRL, VCEK/VLEK
  * extensions) → validate (policy as data). Returns typed claims and the per-check verification report, or throws a
  * GmError with a stable code and the report so far attached.
@@ -22,7 +22,7 @@ export interface VerifySevSnpOptions extends SnpVerifyOptions {
   readonly policy?: SnpPolicy | null | undefined;
   /** When the evidence was produced (e.g. bundle issuedAt), for policy.maxEvidenceAgeSeconds. */
   readonly evidenceTime?: Date | undefined;
-  /** REPORT_DATA the caller computed (key binding, DESIGN.md §4); checked in addition to the policy. */
+  /** REPORT_DATA the caller computed (key binding, docs/design.md §4); checked in addition to the policy. */
   readonly expectedReportData?: Uint8Array | undefined;
 }
 

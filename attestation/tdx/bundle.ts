@@ -1,5 +1,5 @@
 /**
- * TDX in the evidence bundle (DESIGN.md §4): the adapter `verifyBundle` calls for `tdx` / `sim-tdx` bundles. The
+ * TDX in the evidence bundle (docs/design.md §4): the adapter `verifyBundle` calls for `tdx` / `sim-tdx` bundles. The
  * quote carries its PCK chain; the bundle's collateral carries Intel's PCS bodies, the TCB signing chain and the two
  * CRLs, all re-verified here against the pinned Intel SGX Root CA (or, for sim bundles the caller allowed, the sim
  * root `verifyBundle` extracted). With a caller's getter, verifyTdx asks it (by the verified PCK's FMSPC) instead.

@@ -156,7 +156,7 @@ export function pcsResponse(item: SignedCollateral, member: 'tcbInfo' | 'enclave
   return `{"${member}":${item.body},"signature":"${sig}"}`;
 }
 
-/** The evidence bundle's collateral fields (DESIGN.md §4), structurally: PCS bodies, DER CRLs, DER signer chain. */
+/** The evidence bundle's collateral fields (docs/design.md §4), structurally: PCS bodies, DER CRLs, DER signer chain. */
 export interface CollateralAsServed {
   readonly crls?: readonly Uint8Array[];
   readonly tcbInfo?: Uint8Array;

@@ -1,5 +1,5 @@
 /**
- * Intel TDX quote verification (DESIGN.md §3): parse (abi.ts) → verify (pck.ts, verify.ts, collateral.ts) →
+ * Intel TDX quote verification (docs/design.md §3): parse (abi.ts) → verify (pck.ts, verify.ts, collateral.ts) →
  * TCB level (tcb.ts) → policy (validate.ts), composed by `verifyTdx`. Every step is a row of the verification
  * report; the first failing signature/chain step throws, policy violations are all reported together.
  *
@@ -56,7 +56,7 @@ export interface VerifyTdxOptions {
   readonly checkRevocation?: boolean;
   /** QE identity is required unless this is explicitly false. */
   readonly requireQeIdentity?: boolean;
-  /** REPORTDATA the caller expects (e.g. the key binding of DESIGN.md §4); checked in its own row, independent of policy. */
+  /** REPORTDATA the caller expects (e.g. the key binding of docs/design.md §4); checked in its own row, independent of policy. */
   readonly expectedReportData?: Uint8Array;
   /** Verifier for the per-quote attestation-key signature (default WebCrypto; Node callers may pass node:crypto). */
   readonly ecdsaP256?: EcdsaP256Verifier;

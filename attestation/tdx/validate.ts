@@ -1,5 +1,5 @@
 /**
- * TDX policy as data (DESIGN.md §3 "validate"): a JSON document read strictly with `PolicyReader`, checked against
+ * TDX policy as data (docs/design.md §3 "validate"): a JSON document read strictly with `PolicyReader`, checked against
  * the verified quote and TCB evaluation. Every rule gets a report row and all violations are reported together.
  *
  * TDATTRIBUTES bits per Intel TDX Module ABI spec ("TDATTRIBUTES"): bit 0 DEBUG, bit 28 SEPT_VE_DISABLE,

@@ -1,7 +1,7 @@
 /**
  * Flag parsing for the client-side commands (`--name value`, `--name=value`, boolean `--flag`, positionals).
  * Unknown flags are usage errors, so a typo never silently drops a check such as `--policy`.
- * Flags may also come from the environment with the same name (DESIGN.md §7): `--check-interval` ↔ GM_CHECK_INTERVAL.
+ * Flags may also come from the environment with the same name (docs/design.md §7): `--check-interval` ↔ GM_CHECK_INTERVAL.
  */
 import { configError } from '../../attestation/errors.ts';
 

@@ -1,6 +1,6 @@
 /**
  * `gm chat --url URL [--relay URL] [--model M] [--policy FILE] [--allow-sim] "prompt"`: verifies the enclave, sends
- * one encrypted chat completion (DESIGN.md §5), streams the answer to stdout as it arrives, then prints the
+ * one encrypted chat completion (docs/design.md §5), streams the answer to stdout as it arrives, then prints the
  * verified receipt. Progress and the verification summary go to stderr; `--report` prints the full verification
  * table; `--json` prints one JSON object at the end instead. The prompt, answer and API key are never logged.
  */

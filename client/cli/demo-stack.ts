@@ -1,5 +1,5 @@
 /**
- * The demo's stack (DESIGN.md §7): on loopback, in sim mode, in this process: an enclave, two dev-models, two
+ * The demo's stack (docs/design.md §7): on loopback, in sim mode, in this process: an enclave, two dev-models, two
  * workers in front of them (registered and verified by the enclave), and the host shim whose gate verifies the
  * enclave before it relays. Every server listens on an ephemeral loopback port; `stop()` closes all of them.
  * Logs go to memory (shown with --verbose); they never contain payloads.

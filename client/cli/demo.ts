@@ -1,5 +1,5 @@
 /**
- * `gm demo` (DESIGN.md §7): starts the whole stack on loopback in sim mode (enclave, host shim, two workers, two
+ * `gm demo` (docs/design.md §7): starts the whole stack on loopback in sim mode (enclave, host shim, two workers, two
  * dev-models), then, as a client, verifies the enclave THROUGH THE RELAY with a fresh nonce, streams one encrypted
  * chat completion, and prints the verification report, the streamed answer and the receipt. Everything is shut
  * down before it returns. Options: --prompt TEXT, --model NAME, --verbose (service logs), --json, --keep (leave the

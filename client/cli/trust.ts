@@ -1,5 +1,5 @@
 /**
- * `gm trust import DIR` · `gm trust fetch [--base-url URL]` · `gm trust list` (DESIGN.md §3 "Trust anchors").
+ * `gm trust import DIR` · `gm trust fetch [--base-url URL]` · `gm trust list` (docs/design.md §3 "Trust anchors").
  *
  * The trust directory (GM_TRUST_DIR, else ~/.config/gm/trust) holds the vendors' public anchor certificates laid
  * out as `<vendor>/<file>`. Every file is checked against the pins compiled into attestation/trust.ts before it is

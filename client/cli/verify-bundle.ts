@@ -1,5 +1,5 @@
 /**
- * `gm verify bundle FILE`: verifies a saved enclave evidence bundle offline (DESIGN.md §4: CBOR, or its JSON view)
+ * `gm verify bundle FILE`: verifies a saved enclave evidence bundle offline (docs/design.md §4: CBOR, or its JSON view)
  * against a policy. The REPORT_DATA binding is recomputed for the bundle's own nonce, or for `--nonce HEX` when the
  * auditor knows the nonce that was asked for (then a bundle made for another nonce is refused). Evidence age is
  * checked only when asked (`--max-age SECONDS`, `--now ISO`): a saved bundle is audited after the fact.

@@ -1,5 +1,5 @@
 /**
- * `gm verify URL`: fetches the enclave's evidence for a fresh nonce (DESIGN.md §4) and prints the verification
+ * `gm verify URL`: fetches the enclave's evidence for a fresh nonce (docs/design.md §4) and prints the verification
  * report, a table by default or JSON with --json. Exit 0 verified, 1 rejected, 2 usage/configuration.
  * `--save FILE` keeps the bundle for an offline audit with `gm verify bundle FILE`. `--collateral SHIM_URL` completes
  * what the bundle lacks (SEV-SNP certificates and CRL, TDX TCB info / QE identity / CRLs) from a host shim's cache,

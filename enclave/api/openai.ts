@@ -1,5 +1,5 @@
 /**
- * The OpenAI-compatible surface inside the gateway (DESIGN.md §5; issue 6): what a decrypted binary HTTP request
+ * The OpenAI-compatible surface inside the gateway (docs/design.md §5): what a decrypted binary HTTP request
  * reaches. POST /v1/chat/completions and /v1/completions (SSE streaming and not), POST /v1/embeddings,
  * GET /v1/models (the models verified workers offer). Each inference request: router.select → for each candidate,
  * the attestation gate (`registry.usable`) right before dispatch → re-encrypted to that worker's attested key.

@@ -1,5 +1,5 @@
 /**
- * Opaque peer errors (STYLE.md §6; docs/protocol.md §8): a status and a small problem+json body with a stable code,
+ * Opaque peer errors (CONTRIBUTING.md, convention 6; docs/protocol.md §8): a status and a small problem+json body with a stable code,
  * nothing else; the detail (message, cause, verification report) goes only to the local structured log. Key
  * configuration errors carry the IANA `ohttp-key` problem type (RFC 9458 §5.3) so any OHTTP client re-fetches the keys.
  */

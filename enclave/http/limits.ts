@@ -1,5 +1,5 @@
 /**
- * Limits applied before any decryption (issue 6): the body size (413 from Content-Length at once, or while the body
+ * Limits applied before any decryption (docs/design.md §7): the body size (413 from Content-Length at once, or while the body
  * streams in), and the number of concurrent streams (503). The header size limit is node's maxHeaderSize
  * (enclave/serve.ts, 431 before any handler); connect, first-byte and idle timeouts are in the dispatcher.
  */

@@ -1,5 +1,5 @@
 /**
- * Operator commands over a ledger file (issue 7 "Payments"): open accounts, credit them, record payouts to
+ * Operator commands over a ledger file (docs/market.md "Payments and the ledger"): open accounts, credit them, record payouts to
  * workers, and export statements. Amounts on the command line are decimal currency units converted exactly to
  * integer micro-units (`5.25` USD = 5,250,000 µUSD); output amounts are micro-units.
  *

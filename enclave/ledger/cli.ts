@@ -1,5 +1,5 @@
 /**
- * `gm receipts verify FILE | --ledger PATH [--key HEX ...] [--json]` (issue 7): signatures, chain, and each price
+ * `gm receipts verify FILE | --ledger PATH [--key HEX ...] [--json]`: signatures, chain, and each price
  * against its signed offer; for a ledger also the balance audit. Exit 0 verified, 1 rejected, 2 usage.
  * The checks are in enclave/ledger/verify.ts; this file only parses arguments and prints the report.
  */

@@ -1,5 +1,5 @@
 /**
- * The payments ledger (DESIGN.md §6; issue 7 "Receipts and ledger", "Payments"): accounts identified by an API key
+ * The payments ledger (docs/design.md §6; docs/market.md "Payments and the ledger"): accounts identified by an API key
  * (only its SHA-256 is stored), a hold checked before dispatch, and on completion one SQLite transaction that
  * appends the signed receipt, appends the debit entry and moves the balance, so a crash at any point leaves either
  * all of them or none (WAL, synchronous=FULL).

@@ -1,5 +1,5 @@
 /**
- * The ledger's SQLite schema (DESIGN.md §6 "Receipts go to an append-only ledger (node:sqlite by default)").
+ * The ledger's SQLite schema (docs/design.md §6 "Receipts go to an append-only ledger (node:sqlite by default)").
  *
  * Append-only is enforced by the database itself: triggers abort any UPDATE or DELETE on `receipts`, `entries`,
  * `worker_payments` and `offers`. The only mutable row is an account's running `balance`, which always equals the

@@ -1,5 +1,5 @@
 /**
- * The enclave's receipt key on node:crypto (DESIGN.md §4: generated in memory at start, never written anywhere).
+ * The enclave's receipt key on node:crypto (docs/design.md §4: generated in memory at start, never written anywhere).
  * Same Ed25519 keys and signatures as protocol/receipt.ts's WebCrypto `generateReceiptKey`, but signing is
  * synchronous: Node runs every WebCrypto call as a thread-pool job, which costs ~1 ms of latency per receipt on a
  * busy host, and settles are serialised to keep the chain, so that latency would cap the ledger's throughput.

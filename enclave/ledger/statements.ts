@@ -1,6 +1,6 @@
 /**
- * Statements and the ledger audit (issue 7 "Payments": statements per account and per worker, what each worker is
- * owed under its terms, exported as CSV and JSON).
+ * Statements and the ledger audit: statements per account and per worker, what each worker is owed under its
+ * terms, exported as CSV and JSON (docs/market.md "Payments and the ledger").
  *
  * Worker terms, read from each receipt (which copies its signed offer's terms):
  *   per-request  due as soon as the receipt exists;

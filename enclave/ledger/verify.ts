@@ -1,6 +1,6 @@
 /**
- * Offline verification of receipts (issue 7: "`gm receipts verify` checks a receipt file or the whole ledger:
- * signatures, chain, and the price against the signed offer"), recorded as a per-check report (DESIGN.md §3).
+ * Offline verification of receipts: `gm receipts verify` checks a receipt file or the whole ledger (signatures,
+ * chain, and the price against the signed offer), recorded as a per-check report (docs/design.md §3).
  *
  * Checks, in order, each failing with its own code:
  *   receipts.decode+signature  every receipt decodes strictly and its Ed25519 signature verifies (RECEIPT_MALFORMED,

@@ -1,5 +1,5 @@
 /**
- * The order book (DESIGN.md §6 "The enclave keeps an order book of verified, unexpired offers"): offers whose two
+ * The order book (docs/design.md §6 "The enclave keeps an order book of verified, unexpired offers"): offers whose two
  * signatures verified and whose worker key equals the key bound in that worker's verified evidence, indexed by
  * model so selection scans only the requested models. Expired offers leave by themselves: selection skips them
  * and each model's list is compacted once `now` passes its earliest expiry. Replace = same offerId with a higher
@@ -17,7 +17,7 @@ import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
 import { DEFAULT_STATS_CONFIG, Lease, LiveStats, type StatsConfig } from './stats.ts';
 
-/** What the routing session knows about a worker after verifying its CPU + GPU evidence. */
+/** What the registry knows about a worker after verifying its CPU + GPU evidence. */
 export interface WorkerInfo {
   readonly workerId: string;
   /** Raw Ed25519 offer-signing key bound in the worker's evidence. */

@@ -1,5 +1,5 @@
 /**
- * Route constraints parsed from the decrypted request body (DESIGN.md §5 "Route preferences travel inside the
+ * Route constraints parsed from the decrypted request body (docs/design.md §5 "Route preferences travel inside the
  * encrypted request", §6). Field names follow OpenRouter's provider routing where they exist:
  *
  *   provider: { sort: "price"|"latency"|"throughput", max_price: { prompt, completion, currency? },

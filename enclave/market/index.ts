@@ -1,6 +1,6 @@
 /**
- * The market (DESIGN.md §6): signed offers → order book → per-request selection → hold → dispatch → settle with a
- * signed, chained receipt. This file is the routing session's entry point; the pieces live beside it.
+ * The market (docs/design.md §6): signed offers → order book → per-request selection → hold → dispatch → settle with a
+ * signed, chained receipt. This file is the entry point the enclave wires in; the pieces live beside it.
  *
  * API summary (money is bigint micro-units, `now` is unix ms).
  *

@@ -1,5 +1,5 @@
 /**
- * The market as the enclave's `Router` (enclave/router.ts, issue 6's routing interface; DESIGN.md §6): mirrors the
+ * The market as the enclave's `Router` (the routing interface of enclave/router.ts; docs/design.md §6): mirrors the
  * verified-worker registry into the order book, selects per request by the constraints in the decrypted body,
  * holds the account's funds before dispatch, keeps live stats through leases, and settles each served request
  * into the ledger, returning the signed receipt as the final SSE event (`gm.receipt`) or the `gm-receipt` header.

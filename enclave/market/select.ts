@@ -1,5 +1,5 @@
 /**
- * Per-request selection (DESIGN.md §6 "selects per request by the user's constraints and strategy; on failure
+ * Per-request selection (docs/design.md §6 "selects per request by the user's constraints and strategy; on failure
  * before the first token it fails over to the next eligible offer if the user allowed fallbacks").
  *
  * One pass over the requested models' entries (the book is indexed by model; nothing sorts per request): each

@@ -1,5 +1,5 @@
 /**
- * Live measurements per (worker, model) (DESIGN.md §6 "tracks live measurements per worker (TTFT, tokens/s,
+ * Live measurements per (worker, model) (docs/design.md §6 "tracks live measurements per worker (TTFT, tokens/s,
  * errors, in-flight)"): exponentially weighted moving averages updated by the dispatcher through a `Lease`, which
  * also keeps the in-flight count exact (released once, whatever path the request ends on). One LiveStats serves
  * all of a worker's offers for the same model: they share its GPUs, so they share its in-flight count.

@@ -1,5 +1,5 @@
 /**
- * The OHTTP gateway layer (RFC 9458 §4.3/§4.4; draft-ietf-ohai-chunked-ohttp-08 §6 for streams; DESIGN.md §5):
+ * The OHTTP gateway layer (RFC 9458 §4.3/§4.4; draft-ietf-ohai-chunked-ohttp-08 §6 for streams; docs/design.md §5):
  * limits → decapsulate → binary HTTP → the inner handler (a fetch-style function: the enclave's OpenAI surface, or
  * the worker's forwarder) → binary HTTP → encapsulate. A `message/ohttp-req` gets one `message/ohttp-res`; a
  * `message/ohttp-chunked-req` gets a `message/ohttp-chunked-res` whose chunks are sealed as the inner body

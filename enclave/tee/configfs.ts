@@ -1,5 +1,5 @@
 /**
- * configfs-tsm provider (Linux Documentation/ABI/testing/configfs-tsm-report; DESIGN.md §3 "Real TEE providers"):
+ * configfs-tsm provider (Linux Documentation/ABI/testing/configfs-tsm-report; docs/design.md §3 "Real TEE providers"):
  * one report entry per request under /sys/kernel/config/tsm/report, write the 64-byte REPORT_DATA to `inblob`,
  * read `outblob` (SEV-SNP ATTESTATION_REPORT or TDX quote), `auxblob` (SEV-SNP certificate table, optional) and
  * `provider` (`sev_guest` or `tdx_guest`).

@@ -1,5 +1,5 @@
 /**
- * Builds evidence bundles (DESIGN.md §4) from a TEE provider: REPORT_DATA = protocol/binding.ts `reportData` over
+ * Builds evidence bundles (docs/design.md §4) from a TEE provider: REPORT_DATA = protocol/binding.ts `reportData` over
  * the role, the nonce, the OHTTP key configs and the signing key; for workers, GPU evidence whose nonce is
  * `gpuNonceFor(REPORT_DATA)`, so the GPU report is bound to this CPU report (docs/protocol.md §7).
  */

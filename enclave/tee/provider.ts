@@ -1,5 +1,5 @@
 /**
- * TEE providers (DESIGN.md §3 "Simulated TEE", "Real TEE providers"): produce CPU evidence bound to a 64-byte
+ * TEE providers (docs/design.md §3 "Simulated TEE", "Real TEE providers"): produce CPU evidence bound to a 64-byte
  * REPORT_DATA. The enclave and the worker use the same providers; the worker adds GPU evidence (worker/gpu.ts).
  */
 import type { BundleCollateral, BundlePlatform } from '../../attestation/bundle.ts';

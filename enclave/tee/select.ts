@@ -1,5 +1,5 @@
 /**
- * `--tee auto|configfs|sim` (issue 6): auto uses configfs-tsm when the kernel offers it and otherwise refuses to
+ * `--tee auto|configfs|sim`: auto uses configfs-tsm when the kernel offers it and otherwise refuses to
  * start. It never falls back to sim: a production enclave that silently produced fake evidence would be caught only
  * by verifiers, and only if they are configured right.
  */

@@ -1,5 +1,5 @@
 /**
- * The `sim` TEE provider (DESIGN.md §3 "Simulated TEE"): a fake AMD vendor chain generated at start (in memory,
+ * The `sim` TEE provider (docs/design.md §3 "Simulated TEE"): a fake AMD vendor chain generated at start (in memory,
  * never persisted) signs SEV-SNP reports in the real ABI layout. Its evidence verifies only for callers that pass
  * `allowSim`; the platform is `sim-sev-snp` in every bundle so nothing downstream can mistake it for hardware.
  */

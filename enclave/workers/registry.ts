@@ -1,5 +1,5 @@
 /**
- * Worker registry and attestation gate (DESIGN.md §1 "worker", §4, §5; issue 6). A worker is usable only while
+ * Worker registry and attestation gate (docs/design.md §1 "worker", §4, §5, §7). A worker is usable only while
  * verified: its evidence bundle (CPU report + GPU reports bound to it by gpuNonceFor(REPORT_DATA), keys bound in
  * REPORT_DATA with role `worker`) passed the worker policy, and a fresh nonce challenge to its URL returned evidence
  * for the same keys within the freshness window. It is re-challenged before the window ends and dropped when that

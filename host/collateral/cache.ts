@@ -1,5 +1,5 @@
 /**
- * The collateral cache (DESIGN.md §1, §4): serves AMD KDS, Intel PCS and NVIDIA collateral from disk while it is
+ * The collateral cache (docs/design.md §1, §4): serves AMD KDS, Intel PCS and NVIDIA collateral from disk while it is
  * within its own validity, fetches it otherwise (coalescing concurrent requests for the same item), and, when the
  * vendor is unreachable, serves the expired copy marked stale: the consumer re-checks every date and signature,
  * so a stale item can only fail verification, never pass it wrongly.

@@ -1,5 +1,5 @@
 /**
- * Hono routes serving cached collateral at `/v1/collateral/<source>/<vendor path>` (DESIGN.md §4: the shim may
+ * Hono routes serving cached collateral at `/v1/collateral/<source>/<vendor path>` (docs/design.md §4: the shim may
  * attach or serve collateral; consumers verify every byte against pinned roots). Only allowlisted vendor paths are
  * served (sources.ts), so the shim is not an open proxy.
  */

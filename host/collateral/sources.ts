@@ -1,5 +1,5 @@
 /**
- * Which vendor collateral the host shim fetches and serves (DESIGN.md §1: the shim is trusted for nothing, so it
+ * Which vendor collateral the host shim fetches and serves (docs/design.md §1: the shim is trusted for nothing, so it
  * only saves round trips to AMD KDS, Intel PCS and NVIDIA; every byte it serves is re-verified by the consumer).
  *
  * The shim is not an open proxy: a request path is served only when it matches one of these patterns, and it maps

@@ -1,7 +1,7 @@
 /**
  * How long a cached collateral item stays fresh: its own validity, read from the item (CRL and OCSP nextUpdate,
  * certificate notAfter, Intel's JSON nextUpdate), capped so the shim re-fetches regularly. This is a caching
- * decision only: the consumer checks the same dates again (DESIGN.md §1, the shim is trusted for nothing).
+ * decision only: the consumer checks the same dates again (docs/design.md §1, the shim is trusted for nothing).
  */
 import { parseCrl } from '../../attestation/x509/crl.ts';
 import { parseCertificate } from '../../attestation/x509/cert.ts';

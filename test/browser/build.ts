@@ -1,7 +1,7 @@
 /**
  * Builds the browser bundle of test/browser/page.ts (the SDK + openai) with esbuild for `platform: 'browser'`.
  * esbuild fails on any `node:` import it reaches, so a successful build also shows that the SDK core stays free
- * of Node APIs (DESIGN.md §2).
+ * of Node APIs (docs/design.md §2).
  */
 import { build } from 'esbuild';
 import { fileURLToPath } from 'node:url';

@@ -1,6 +1,6 @@
 /**
- * The whole gm stack on loopback in sim mode, in process (issue 6 "Tests that must exist"; reused by the client
- * session's tests and by bench/routing.bench.ts): one enclave, N dev-models and N workers in front of them, each on
+ * The whole gm stack on loopback in sim mode, in process (used by the stack, client and market
+ * tests and by bench/routing.bench.ts): one enclave, N dev-models and N workers in front of them, each on
  * an ephemeral port, registered and verified before `startStack` resolves. Logs go to memory so tests can search
  * them. `stop()` closes every server and timer.
  */

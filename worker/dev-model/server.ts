@@ -1,5 +1,5 @@
 /**
- * `gm dev-model`: a small OpenAI-compatible server for the demo, the tests and the benchmarks (issue 6). Answers are
+ * `gm dev-model`: a small OpenAI-compatible server for the demo, the tests and the benchmarks. Answers are
  * deterministic and independent of the prompt (so a test can predict every token and a leak of the prompt cannot
  * come from here): token i of model M is `devToken(M, i)`. Streams SSE `chat.completion.chunk` events at a fixed
  * token interval; `failAfter` kills the connection after that many tokens (a worker dying mid-stream).
