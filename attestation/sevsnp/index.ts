@@ -4,10 +4,11 @@
  * extensions) → validate (policy as data). Returns typed claims and the per-check verification report, or throws a
  * GmError with a stable code and the report so far attached.
  */
-import { hex } from '../bytes.ts';
-import { GmError } from '../errors.ts';
+import { equalBytes, hex, isZero, sha256, sha384, sha512 } from '../bytes.ts';
+import { GmError, rejected } from '../errors.ts';
 import { Checks, type VerificationReport } from '../report.ts';
 import { type AmdProduct, type SigningKey, type SnpReport, type TcbVersion, parseReport } from './abi.ts';
+import { type HclReport, HCL_HASH_SIZE, parseHclReport } from './hcl.ts';
 import { type SnpVerifyOptions, verifyReport } from './verify.ts';
 import { DEFAULT_POLICY, type SnpPolicy, validateReport } from './validate.ts';
 
@@ -16,6 +17,7 @@ export { parseReport, REPORT_SIZE, SIGNED_LENGTH } from './abi.ts';
 export type { ExplicitRoots, SnpCollateralGetter, SnpCollateralRequest, SnpVerifyOptions } from './verify.ts';
 export { clearSnpCaches } from './verify.ts';
 export { DEFAULT_POLICY, parseSnpPolicy, type MinTcb, type SnpPolicy } from './validate.ts';
+export { parseHclReport, type HclReport } from './hcl.ts';
 
 export interface VerifySevSnpOptions extends SnpVerifyOptions {
   /** The appraisal policy. Undefined: DEFAULT_POLICY. null: no appraisal (recorded as a skipped row). */
@@ -68,6 +70,8 @@ export interface SevSnpClaims {
   /** The trust anchor the chain ended in: a pinned AMD ARK, or a caller-supplied root (sim). */
   readonly anchor: string;
   readonly revocationChecked: boolean;
+  /** Azure HCL reports: the runtime data REPORT_DATA binds (UTF-8 text as the paravisor wrote it). */
+  readonly hclRuntimeData?: string;
 }
 
 export interface SevSnpResult {
@@ -88,11 +92,42 @@ const tcbClaims = (t: TcbVersion): TcbClaims => ({
  * getter). Throws GmError (with `.report`) on any failure.
  */
 export async function verifySevSnp(reportBytes: Uint8Array, options: VerifySevSnpOptions): Promise<SevSnpResult> {
-  const checks = new Checks('AMD SEV-SNP attestation report');
+  return verifyWith(new Checks('AMD SEV-SNP attestation report'), () => reportBytes, options);
+}
+
+const HASH = { 'SHA-256': sha256, 'SHA-384': sha384, 'SHA-512': sha512 } as const;
+
+/**
+ * Verifies the SEV-SNP report inside an Azure HCL report (hcl.ts) and its binding: REPORT_DATA is the hash the HCL
+ * names of the runtime data, then zero bytes. Rows `snp.hcl.parse` and `snp.hcl.runtimeData` join the report's own.
+ */
+export async function verifySevSnpHcl(hclBytes: Uint8Array, options: VerifySevSnpOptions): Promise<SevSnpResult> {
+  const checks = new Checks('AMD SEV-SNP attestation report (Azure HCL report)');
+  let hcl: HclReport | undefined;
+  return verifyWith(checks, () => {
+    hcl = checks.runSync('snp.hcl.parse', 'Azure HCL report: "HCLA" header, SNP report at 0x20, IGVM request data lengths exact, zero padding', 'Azure IGVM attestation layout',
+      () => parseHclReport(hclBytes), (h) => `HCL version ${h.version}, ${h.runtimeData.length} bytes of runtime data, ${h.hashType}, ${h.padding} zero padding bytes`);
+    return hcl.snpReport;
+  }, options, async (r) => {
+    const h = hcl!;
+    const n = HCL_HASH_SIZE[h.hashType];
+    await checks.run('snp.hcl.runtimeData', `REPORT_DATA = ${h.hashType}(HCL runtime data) followed by ${64 - n} zero bytes`, 'HCL runtime data', async () => {
+      const want = await HASH[h.hashType](h.runtimeData);
+      if (!equalBytes(r.reportData.subarray(0, n), want)) throw rejected('SNP_HCL_RUNTIME_DATA', `REPORT_DATA[0:${n}] is not the ${h.hashType} of the HCL runtime data: the runtime data is not the one this report attests`);
+      if (!isZero(r.reportData.subarray(n))) throw rejected('SNP_HCL_RUNTIME_DATA', `REPORT_DATA[${n}:64] is not zero`);
+    }, () => hex(r.reportData.subarray(0, n)));
+    return new TextDecoder().decode(h.runtimeData);
+  });
+}
+
+async function verifyWith(checks: Checks, reportBytes: () => Uint8Array, options: VerifySevSnpOptions, bind?: (r: SnpReport) => Promise<string>): Promise<SevSnpResult> {
   try {
+    const bytes = reportBytes();
     const r = checks.runSync('snp.report.parse', 'report layout: 1184 bytes, known version, reserved bytes zero, ECDSA P-384 SHA-384', 'SNP ABI Table 23',
-      () => parseReport(reportBytes), (p) => `version ${p.version}`);
+      () => parseReport(bytes), (p) => `version ${p.version}`);
     const v = await verifyReport(r, options, checks);
+    // A container's binding is checked once the report is shown genuine, before the policy appraises it.
+    const hclRuntimeData = bind ? await bind(r) : undefined;
     const policy = options.policy === undefined ? DEFAULT_POLICY : options.policy;
     if (policy === null) {
       checks.skip('snp.policy', 'appraisal policy', 'no policy applied (caller passed policy: null)');
@@ -132,6 +167,7 @@ export async function verifySevSnp(reportBytes: Uint8Array, options: VerifySevSn
       reportId: hex(r.reportId),
       anchor: v.anchor,
       revocationChecked: v.revocationChecked,
+      ...(hclRuntimeData === undefined ? {} : { hclRuntimeData }),
     };
     return { claims, report: checks.report(), parsed: r };
   } catch (e) {

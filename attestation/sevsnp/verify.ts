@@ -30,6 +30,8 @@ export interface ExplicitRoots {
   readonly ark: Uint8Array | Certificate;
   /** The ASK (for VCEKs) or ASVK (for VLEKs). */
   readonly ask: Uint8Array | Certificate;
+  /** How the report names this root (e.g. `pinned ARK-Milan` when the caller matched it to a pin); default "caller-supplied root". */
+  readonly anchor?: string;
 }
 
 export interface SnpVerifyOptions {
@@ -197,7 +199,7 @@ export async function verifyReport(report: SnpReport, options: SnpVerifyOptions,
     if (options.roots) {
       const a = toCert(options.roots.ark, 'roots.ark');
       const s = toCert(options.roots.ask, 'roots.ask');
-      return { ark: a, ask: s, anchor: `caller-supplied root "${a.subject.text}"` };
+      return { ark: a, ask: s, anchor: options.roots.anchor ?? `caller-supplied root "${a.subject.text}"` };
     }
     if (!options.trust) throw configError('SNP_NO_TRUST', 'neither options.trust nor options.roots is given');
     // The certificate's product name selects the pinned chain; the report's CPUID is compared with it (snp.product)
