@@ -18,6 +18,7 @@ const COMMANDS: Record<string, { module: string; help: string }> = {
   'verify bundle': { module: 'client/cli/verify-bundle.ts', help: 'verify a saved evidence bundle offline: FILE [--policy FILE] [--json]' },
   verify: { module: 'client/cli/verify-url.ts', help: 'verify a live enclave: URL [--policy FILE] [--allow-sim] [--json]' },
   'measure snp': { module: 'client/cli/measure-snp.ts', help: 'SEV-SNP launch digest: --ovmf FILE --vcpus N --vcpu-type NAME [--kernel F --initrd F --append S] [--vmm qemu|ec2|gce] [--json]' },
+  'measure tdx': { module: 'client/cli/measure-tdx.ts', help: 'TDX MRTD from TDVF and RTMRs replayed from a CCEL log, explained: [--tdvf F] [--ccel-log F] [--quote F] [--kernel F --cmdline S ...] [--json]' },
   'trust import': { module: 'client/cli/trust.ts', help: 'copy pinned vendor anchors from DIR into the trust directory (offline)' },
   'trust fetch': { module: 'client/cli/trust.ts', help: "download the vendors' anchors into the trust directory, checking the pins" },
   'trust list': { module: 'client/cli/trust.ts', help: 'list the pinned anchors and whether the trust directory holds them' },
