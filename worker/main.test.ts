@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { termsFromFlags } from './main.ts';
+import { hotkeySeedFrom, run, termsFromFlags } from './main.ts';
 
 const code = (f: Parameters<typeof termsFromFlags>[0]) => {
   try {
@@ -25,5 +25,40 @@ describe('gm worker --terms', () => {
     expect(code({ terms: 'postpaid', 'credit-limit': '1', 'settlement-seconds': '0' })).toBe('USAGE');
     expect(code({ terms: 'prepaid', 'credit-limit': '1' })).toBe('USAGE');
     expect(code({ terms: 'monthly' })).toBe('USAGE');
+  });
+});
+
+describe('gm worker hotkey seed', () => {
+  const SEED = 'ab'.repeat(32);
+  const files = (m: Record<string, { text: string; mode: number }>) => ({
+    io: { readFile: async (p: string) => new TextEncoder().encode(m[p]!.text) },
+    modeOf: async (p: string) => {
+      if (!m[p]) throw Object.assign(new Error('missing'), { code: 'ENOENT' });
+      return 0o100000 | m[p].mode;
+    },
+  });
+  const codeOf = async (p: Promise<unknown>) => p.then(() => 'OK', (e: { code?: string }) => e.code);
+
+  it('is refused on the command line, where every local user can read it, whatever else is given', async () => {
+    const { io, modeOf } = files({});
+    expect(await codeOf(hotkeySeedFrom(['--upstream', 'u', '--hotkey-seed', SEED], { 'hotkey-seed': SEED }, io, modeOf))).toBe('HOTKEY_SEED_ON_ARGV');
+    expect(await codeOf(hotkeySeedFrom([`--hotkey-seed=${SEED}`], { 'hotkey-seed': SEED }, io, modeOf))).toBe('HOTKEY_SEED_ON_ARGV');
+  });
+
+  it('is read from an owner-only file or from GM_HOTKEY_SEED; a file others can read is refused', async () => {
+    const { io, modeOf } = files({ '/s': { text: `${SEED}\n`, mode: 0o600 }, '/open': { text: SEED, mode: 0o644 }, '/bad': { text: 'zz', mode: 0o400 } });
+    expect(await hotkeySeedFrom(['--hotkey-seed-file', '/s'], { 'hotkey-seed-file': '/s' }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab));
+    expect(await hotkeySeedFrom([], { 'hotkey-seed': SEED }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab)); // GM_HOTKEY_SEED
+    expect(await hotkeySeedFrom([], {}, io, modeOf)).toBeUndefined();
+    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/open' }, io, modeOf))).toBe('HOTKEY_SEED_FILE_EXPOSED');
+    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/bad' }, io, modeOf))).toBe('USAGE');
+    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/none' }, io, modeOf))).toBe('FILE_UNREADABLE');
+    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/s', 'hotkey-seed': SEED }, io, modeOf))).toBe('USAGE');
+  });
+
+  it('gm worker refuses to start with the seed on the command line, before anything else runs', async () => {
+    const err: string[] = [];
+    const io = { out: () => undefined, err: (s: string) => void err.push(s), readFile: async () => new Uint8Array(), env: {} };
+    expect(await codeOf(run(['--upstream', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:2', '--tee', 'sim', '--hotkey-seed', SEED], io))).toBe('HOTKEY_SEED_ON_ARGV');
   });
 });

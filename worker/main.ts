@@ -2,11 +2,14 @@
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]]
- *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed HEX]`
+ *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
+ * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions) or `GM_HOTKEY_SEED`,
+ * never from the command line (see `hotkeySeedFrom`).
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
  */
+import { stat } from 'node:fs/promises';
 import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
 import { fromHex } from '../attestation/bytes.ts';
@@ -21,7 +24,7 @@ import { commandGpuSource, simGpuSource } from './gpu.ts';
 
 const SPEC = {
   upstream: 'string', enclave: 'list', tee: 'string', 'gpu-evidence-cmd': 'string', listen: 'string', 'public-url': 'string', 'configfs-root': 'string', 'log-level': 'string',
-  'price-in': 'string', 'price-out': 'string', currency: 'string', capacity: 'string', 'hotkey-seed': 'string', 'ttft-ms': 'string', tps: 'string', terms: 'string',
+  'price-in': 'string', 'price-out': 'string', currency: 'string', capacity: 'string', 'hotkey-seed': 'string', 'hotkey-seed-file': 'string', 'ttft-ms': 'string', tps: 'string', terms: 'string',
   'credit-limit': 'string', 'settlement-seconds': 'string',
 } as const;
 
@@ -43,8 +46,43 @@ export function termsFromFlags(f: { readonly terms?: string | undefined; readonl
   return { kind };
 }
 
+/** Where the hotkey seed file's permissions are read (tests hand in their own). */
+export type ModeOf = (path: string) => Promise<number>;
+const fileMode: ModeOf = async (p) => (await stat(p)).mode;
+
+/**
+ * The operator hotkey's 32-byte sr25519 mini-secret. It signs every offer, so it must not show in process listings:
+ * argv is readable by every user of the machine (`ps`, /proc/<pid>/cmdline), the environment and a 0600 file only by
+ * the owner. `--hotkey-seed` on the command line is therefore refused, not warned about: by the time a warning prints
+ * the secret has already been exposed. A seed file readable by group or others is refused too (as ssh does).
+ * Under sim, with neither source, a random seed is used. Undefined: no seed (a real worker then refuses to start).
+ */
+export async function hotkeySeedFrom(argv: readonly string[], f: { readonly 'hotkey-seed'?: string | undefined; readonly 'hotkey-seed-file'?: string | undefined }, io: Pick<Io, 'readFile'>, modeOf: ModeOf = fileMode): Promise<Uint8Array | undefined> {
+  if (argv.some((a) => a === '--hotkey-seed' || a.startsWith('--hotkey-seed='))) {
+    throw configError('HOTKEY_SEED_ON_ARGV', 'the hotkey seed may not be given on the command line (every local user can read it there): use --hotkey-seed-file FILE (mode 0600) or GM_HOTKEY_SEED');
+  }
+  const file = f['hotkey-seed-file'];
+  if (file !== undefined && f['hotkey-seed'] !== undefined) throw configError('USAGE', 'give the hotkey seed either in --hotkey-seed-file or in GM_HOTKEY_SEED, not both');
+  let text: string;
+  if (file !== undefined) {
+    let mode: number;
+    try {
+      mode = await modeOf(file);
+    } catch (e) {
+      throw configError('FILE_UNREADABLE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+    }
+    if ((mode & 0o077) !== 0) throw configError('HOTKEY_SEED_FILE_EXPOSED', `${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
+    text = new TextDecoder().decode(await io.readFile(file)).trim();
+  } else if (f['hotkey-seed'] !== undefined) text = f['hotkey-seed'].trim();
+  else return undefined;
+  // Never echo the value: a malformed secret is still mostly a secret.
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw configError('USAGE', `the hotkey seed (${file ?? 'GM_HOTKEY_SEED'}) must be 64 hex digits (a 32-byte sr25519 mini-secret)`);
+  return fromHex(text);
+}
+
 export async function run(argv: string[], io: Io): Promise<number> {
   const f = parseFlags(argv, SPEC, io.env);
+  const givenSeed = await hotkeySeedFrom(argv, f, io);
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
   if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
   const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
@@ -52,8 +90,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
   if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
   const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
   const log = createLogger({ component: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
-  const seed = f['hotkey-seed'] ? fromHex(f['hotkey-seed'], '--hotkey-seed') : tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined;
-  if (!seed || seed.length !== 32) throw configError('USAGE', 'gm worker needs --hotkey-seed HEX (32-byte sr25519 mini-secret of the operator hotkey) to sign offers');
+  const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
+  if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');
   const terms = termsFromFlags(f);
   const offers = offerSigner({
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
