@@ -184,17 +184,23 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     }
   });
   const registerWorker = async (c: import('hono').Context, raw: Uint8Array) => {
-    let j: { url?: unknown; bundle?: unknown; models?: unknown; offers?: unknown };
+    let j: { url?: unknown; bundle?: unknown; models?: unknown; offers?: unknown; time?: unknown; signature?: unknown };
     try {
       j = JSON.parse(new TextDecoder().decode(raw)) as typeof j;
     } catch (e) {
       throw protocolError('REGISTRATION_MALFORMED', 'registration must be JSON', { cause: e });
     }
-    if (typeof j.url !== 'string' || typeof j.bundle !== 'string') throw protocolError('REGISTRATION_MALFORMED', 'registration needs url and bundle (base64 CBOR)');
-    const models = Array.isArray(j.models) && j.models.every((m) => typeof m === 'string' && m.length <= 256) ? (j.models as string[]) : [];
-    const offers = Array.isArray(j.offers) && j.offers.every((x) => typeof x === 'string') ? (j.offers as string[]).map((x) => fromBase64(x, 'offer')) : [];
-    const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers });
-    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2) } });
+    if (typeof j !== 'object' || j === null || typeof j.url !== 'string' || typeof j.bundle !== 'string') throw protocolError('REGISTRATION_MALFORMED', 'registration needs url and bundle (base64 CBOR)');
+    if (typeof j.signature !== 'string' || typeof j.time !== 'number') throw protocolError('REGISTRATION_MALFORMED', 'registration needs time and signature (the worker key signs it, docs/protocol.md §12.1)');
+    // Signed as posted: a list that does not parse is refused, never replaced by an empty one.
+    if (j.models !== undefined && !(Array.isArray(j.models) && j.models.every((m) => typeof m === 'string' && m.length <= 256))) throw protocolError('REGISTRATION_MALFORMED', 'models must be strings of at most 256 characters');
+    if (j.offers !== undefined && !(Array.isArray(j.offers) && j.offers.every((x) => typeof x === 'string'))) throw protocolError('REGISTRATION_MALFORMED', 'offers must be base64 strings');
+    const models = (j.models ?? []) as string[];
+    const offers = ((j.offers ?? []) as string[]).map((x) => fromBase64(x, 'offer'));
+    const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers, time: j.time, signature: fromBase64(j.signature, 'signature') });
+    // The offers the market refused are part of the answer: a registration that lost its offers must not look complete.
+    const refused = w.refusedOffers.map((r) => ({ index: r.index, code: r.code }));
+    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2), offers: { posted: offers.length, refused } } });
   };
   // Public, read-only listings (docs/operator.md §2): what the enclave verified, never payloads, accounts or traffic.
   app.get('/v1/workers', (c) => c.json({ workers: registry.list().map(workerView) }, 200, { 'cache-control': 'no-store' }));

@@ -79,12 +79,17 @@ describe('signed cancels refused', () => {
     expect(await refusal(await postCancel(w.worker.id, { cancel: toBase64(c) }))).toEqual([403, 'OFFER_HOTKEY_MISMATCH']);
   });
 
-  it("posted under another worker's id → 403 OFFER_WORKER_KEY_MISMATCH; another worker's offer id → 403 OFFER_ID_TAKEN", async () => {
+  it("posted under another worker's id → 403 OFFER_WORKER_KEY_MISMATCH; another worker's offer id names only the sender's own offer", async () => {
     const [w1, w2] = [stack.workers[0]!, stack.workers[1]!];
     const c = await signCancel(base(w2), w2.worker.keys.signing.privateKey, hk.secretKey);
     expect(await refusal(await postCancel(w1.worker.id, { cancel: toBase64(c) }))).toEqual([403, 'OFFER_WORKER_KEY_MISMATCH']);
-    const foreign = await signCancel(base(w2, { offerId: `${w1.worker.id}-${w1.modelName}` }), w2.worker.keys.signing.privateKey, hk.secretKey);
-    expect(await refusal(await postCancel(w2.worker.id, { cancel: toBase64(foreign) }))).toEqual([403, 'OFFER_ID_TAKEN']);
+    // Offer ids are per worker: w2 can cancel "w1's id" only in its own namespace, where it holds nothing.
+    const victimId = `${w1.worker.id}-${w1.modelName}`;
+    const foreign = await signCancel(base(w2, { offerId: victimId }), w2.worker.keys.signing.privateKey, hk.secretKey);
+    const r = await postCancel(w2.worker.id, { cancel: toBase64(foreign) });
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { cancel: { removed: boolean } }).cancel.removed).toBe(false);
+    expect((await listed()).some((o) => o.offerId === victimId && o.workerId === w1.worker.id)).toBe(true);
   });
 
   it('unknown worker → 404 OFFER_UNKNOWN_WORKER; malformed bodies → 400 with their codes', async () => {

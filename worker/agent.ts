@@ -21,6 +21,7 @@ import type { TeeProvider } from '../enclave/tee/provider.ts';
 import { createWorkerApp, generateWorkerKeys, type WorkerKeys } from './app.ts';
 import { createForwarder } from './forward.ts';
 import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
+import { signRegistration } from '../protocol/registration.ts';
 
 /** Signs the offers posted with each registration; an OfferSigner (worker/offers.ts) can also withdraw them. */
 export type OfferSource = ((keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>) & Partial<Pick<OfferSigner, 'withdraw' | 'restore'>>;
@@ -87,17 +88,25 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   let stopping: Promise<void> | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();
 
+  let lastSigned = 0; // registration times strictly increase, so an enclave never takes a newer one for a replay
   const registerOnce = async (enclave: string): Promise<number> => {
-    const bundle = await wapp.bundle();
+    const bundle = encodeBundle(await wapp.bundle());
     const offers = o.offers ? await o.offers(keys, models) : [];
+    // Signed with the evidence-bound key: the evidence is public, the signature is what makes this registration ours.
+    const time = Math.max(Date.now(), lastSigned + 1);
+    lastSigned = time;
+    const signature = await signRegistration({ url, models, offers, bundle, time }, keys.signing.privateKey);
     const r = await fetch(`${enclave.replace(/\/+$/, '')}/v1/workers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ url, bundle: toBase64(encodeBundle(bundle)), models, offers: offers.map(toBase64) }),
+      body: JSON.stringify({ url, bundle: toBase64(bundle), models, offers: offers.map(toBase64), time, signature: toBase64(signature) }),
       signal: AbortSignal.timeout(60_000),
     });
-    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number }; error?: { code?: string } };
+    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number; offers?: { refused?: { index?: unknown; code?: unknown }[] } }; error?: { code?: string } };
     if (r.status !== 200) throw Object.assign(new Error(`enclave refused registration: ${j.error?.code ?? r.status}`), { code: j.error?.code ?? `HTTP_${r.status}` });
+    // Registered, but some offers were not taken: the operator must hear which and why (the worker is not listed for them).
+    const refused = Array.isArray(j.worker?.offers?.refused) ? j.worker.offers.refused : [];
+    if (refused.length > 0) log.warn('worker.offers_refused', { enclave, refused: refused.map((x) => `${Number(x.index)}:${String(x.code).slice(0, 64)}`).join(',') });
     return Math.max(1_000, j.worker?.renewAfterMs ?? 60_000);
   };
 

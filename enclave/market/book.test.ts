@@ -18,9 +18,26 @@ describe('order book cancels', () => {
     book.upsertWorker(b.info);
     expect(await book.cancel(await cancelOf(a, { offerId: 'wb-offer', sequence: 1_000 }), 'wa')).toEqual({ offerId: 'wb-offer', sequence: 1_000, removed: false });
     await book.addSignedOffer(await signedOffer(b, { sequence: 3 }), NOW);
-    expect(book.byOfferId('wb-offer')?.offer.workerId).toBe('wb');
-    // Now held by wb: wa's cancel of it is refused, and the offer stays.
-    await expectCode(book.cancel(await cancelOf(a, { offerId: 'wb-offer', sequence: 1_001 }), 'wa'), 'OFFER_ID_TAKEN');
+    expect(book.byOffer('wb', 'wb-offer')?.offer.workerId).toBe('wb');
+    // Now held by wb: wa's cancel of that id reaches only wa's own namespace, and wb's offer stays.
+    expect((await book.cancel(await cancelOf(a, { offerId: 'wb-offer', sequence: 1_001 }), 'wa')).removed).toBe(false);
+    expect(book.size).toBe(1);
+  });
+
+  it("a worker that takes another's offer id first neither blocks, replaces nor cancels the owner's offer", async () => {
+    const [victim, squatter] = [await makeWorker('wa', { seed: 1 }), await makeWorker('wb', { seed: 2 })];
+    const book = new OrderBook();
+    book.upsertWorker(victim.info);
+    book.upsertWorker(squatter.info);
+    await book.addSignedOffer(await signedOffer(squatter, { offerId: 'wa-offer', sequence: 1_000_000 }), NOW);
+    // The victim's offer (and its later renewals, at lower sequences than the squatter's) go in beside it.
+    await book.addSignedOffer(await signedOffer(victim, { sequence: 5 }), NOW);
+    await book.addSignedOffer(await signedOffer(victim, { sequence: 6 }), NOW);
+    expect(book.byOffer('wa', 'wa-offer')?.offer.sequence).toBe(6);
+    expect(book.byOffer('wb', 'wa-offer')?.offer.sequence).toBe(1_000_000);
+    expect(book.size).toBe(2);
+    expect((await book.cancel(await cancelOf(squatter, { offerId: 'wa-offer', sequence: 2_000_000 }), 'wb')).removed).toBe(true);
+    expect(book.byOffer('wa', 'wa-offer')?.offer.sequence).toBe(6);
     expect(book.size).toBe(1);
   });
 

@@ -2,8 +2,10 @@
  * The order book (docs/design.md §6 "The enclave keeps an order book of verified, unexpired offers"): offers whose two
  * signatures verified and whose worker key equals the key bound in that worker's verified evidence, indexed by
  * model so selection scans only the requested models. Expired offers leave by themselves: selection skips them
- * and each model's list is compacted once `now` passes its earliest expiry. Replace = same offerId with a higher
- * sequence; cancel = a signed cancel whose sequence is >= the offer's (and later arrivals at or below it are refused).
+ * and each model's list is compacted once `now` passes its earliest expiry. Offer ids are namespaced by the worker
+ * that signs them: the book keys each offer by (workerId, offerId), so no worker can take, replace or cancel
+ * another's offer by reusing its id. Replace = same (workerId, offerId) with a higher sequence; cancel = a signed
+ * cancel whose sequence is >= the offer's (and later arrivals at or below it are refused).
  * Cancel tombstones are scoped to the worker that signed them (one worker cannot block another's offer ids), kept
  * after the worker leaves (a replayed registration must not bring a cancelled offer back), and bounded: per worker,
  * and in total, where tombstones of workers no longer registered are evicted first.
@@ -102,8 +104,8 @@ export class OrderBook {
   readonly feeBasisPoints: number;
   readonly #statsCfg: StatsConfig;
   readonly #byModel = new Map<string, ModelList>();
-  /** offerId → entry, for replace and cancel. */
-  readonly #byOfferId = new Map<string, BookEntry>();
+  /** offerKey(workerId, offerId) → entry, for replace and cancel. */
+  readonly #byOffer = new Map<string, BookEntry>();
   /** workerId → offerId → highest cancelled sequence (tombstones, so replays of older versions are refused). */
   readonly #cancelled = new Map<string, Map<string, number>>();
   #tombstones = 0;
@@ -167,9 +169,8 @@ export class OrderBook {
     if (!slot || !w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
     const tomb = this.#cancelled.get(o.workerId)?.get(o.offerId);
     if (tomb !== undefined && o.sequence <= tomb) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} was cancelled`);
-    const prev = this.#byOfferId.get(o.offerId);
+    const prev = this.#byOffer.get(offerKey(o.workerId, o.offerId));
     if (prev) {
-      if (prev.offer.workerId !== o.workerId) throw rejected('OFFER_ID_TAKEN', `offer id ${o.offerId} belongs to another worker`);
       if (o.sequence <= prev.offer.sequence) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} is not above ${prev.offer.sequence}`);
       this.#remove(prev);
     }
@@ -197,7 +198,7 @@ export class OrderBook {
     list.entries.push(entry);
     list.byIn = list.byOut = undefined;
     list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
-    this.#byOfferId.set(o.offerId, entry);
+    this.#byOffer.set(offerKey(o.workerId, o.offerId), entry);
     this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
     return entry;
   }
@@ -206,7 +207,7 @@ export class OrderBook {
    * Verifies a signed cancel against the worker's registered key and removes the offer (if at or below it); later
    * arrivals of that offer id from this worker at or below the cancel's sequence are refused (OFFER_SUPERSEDED).
    * Codes: OFFER_UNKNOWN_WORKER, OFFER_WORKER_KEY_MISMATCH (key or workerId not the registered worker's),
-   * OFFER_HOTKEY_MISMATCH (not the hotkey of the offer it cancels), OFFER_ID_TAKEN, OFFER_CANCEL_LIMIT, plus every
+   * OFFER_HOTKEY_MISMATCH (not the hotkey of the offer it cancels), OFFER_CANCEL_LIMIT, plus every
    * verifySignedCancel code (OFFER_MALFORMED, OFFER_SIGNATURE_WORKER, OFFER_SIGNATURE_HOTKEY).
    */
   async cancelSigned(signed: Uint8Array, workerId: string): Promise<boolean> {
@@ -218,8 +219,8 @@ export class OrderBook {
     if (!w) throw rejected('OFFER_UNKNOWN_WORKER', `cancel from worker "${workerId}" which is not registered`);
     const c = await verifySignedCancel(signed, { workerPublicKey: w.workerKey, ...(w.hotkey !== undefined ? { hotkey: w.hotkey } : {}) });
     if (c.workerId !== workerId) throw rejected('OFFER_WORKER_KEY_MISMATCH', 'cancel names a different worker');
-    const prev = this.#byOfferId.get(c.offerId);
-    if (prev && prev.offer.workerId !== workerId) throw rejected('OFFER_ID_TAKEN', `offer id ${c.offerId} belongs to another worker`);
+    // Only this worker's own offer of that id: another worker's offer with the same id is out of its reach.
+    const prev = this.#byOffer.get(offerKey(workerId, c.offerId));
     // The offer carries both the worker's and the operator's signatures; its withdrawal needs the same operator.
     if (prev && prev.offer.hotkey !== c.hotkey) throw rejected('OFFER_HOTKEY_MISMATCH', "cancel's hotkey is not the hotkey of the offer it cancels");
     this.#tombstone(workerId, c.offerId, c.sequence);
@@ -264,14 +265,18 @@ export class OrderBook {
   }
 
   /**
-   * The live entries for a model sorted by quoted input price and by quoted output price (ties by offerId), for
+   * The live entries for a model sorted by quoted input price and by quoted output price (ties by offerId, then workerId), for
    * selection's threshold scan. Sorted once per change to the model's offers, not per request.
    */
   sortedFor(model: string, now: number): { byIn: readonly BookEntry[]; byOut: readonly BookEntry[] } {
     const entries = this.entriesFor(model, now);
     const list = this.#byModel.get(model);
     if (!list) return { byIn: [], byOut: [] };
-    const tie = (a: BookEntry, b: BookEntry): number => (a.offer.offerId < b.offer.offerId ? -1 : a.offer.offerId > b.offer.offerId ? 1 : 0);
+    const id = (e: BookEntry): [string, string] => [e.offer.offerId, e.offer.workerId];
+    const tie = (a: BookEntry, b: BookEntry): number => {
+      const [x, y] = [id(a), id(b)];
+      return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0;
+    };
     list.byIn ??= [...entries].sort((a, b) => a.quotedIn - b.quotedIn || tie(a, b));
     list.byOut ??= [...entries].sort((a, b) => a.quotedOut - b.quotedOut || tie(a, b));
     return { byIn: list.byIn, byOut: list.byOut };
@@ -299,12 +304,13 @@ export class OrderBook {
     return [...out].sort();
   }
 
-  byOfferId(offerId: string): BookEntry | undefined {
-    return this.#byOfferId.get(offerId);
+  /** The live entry of `workerId`'s offer `offerId`, if any. */
+  byOffer(workerId: string, offerId: string): BookEntry | undefined {
+    return this.#byOffer.get(offerKey(workerId, offerId));
   }
 
   get size(): number {
-    return this.#byOfferId.size;
+    return this.#byOffer.size;
   }
 
   /** Takes a slot on the entry's (worker, model): in-flight +1 until the lease ends. */
@@ -320,7 +326,7 @@ export class OrderBook {
       if (e.untilMs > now) {
         kept.push(e);
         if (e.untilMs < next) next = e.untilMs;
-      } else if (this.#byOfferId.get(e.offer.offerId) === e) this.#byOfferId.delete(e.offer.offerId);
+      } else if (this.#byOffer.get(offerKey(e.offer.workerId, e.offer.offerId)) === e) this.#byOffer.delete(offerKey(e.offer.workerId, e.offer.offerId));
     }
     if (kept.length !== list.entries.length) list.byIn = list.byOut = undefined;
     list.entries = kept;
@@ -334,13 +340,17 @@ export class OrderBook {
       list.entries = list.entries.filter((e) => e !== entry);
       list.byIn = list.byOut = undefined;
     }
-    if (this.#byOfferId.get(entry.offer.offerId) === entry) this.#byOfferId.delete(entry.offer.offerId);
+    const k = offerKey(entry.offer.workerId, entry.offer.offerId);
+    if (this.#byOffer.get(k) === entry) this.#byOffer.delete(k);
   }
 
   #dropWhere(pred: (e: BookEntry) => boolean): void {
-    for (const e of [...this.#byOfferId.values()]) if (pred(e)) this.#remove(e);
+    for (const e of [...this.#byOffer.values()]) if (pred(e)) this.#remove(e);
   }
 }
+
+/** The book's key for an offer: its id within the namespace of the worker that signed it (length-prefixed: injective). */
+const offerKey = (workerId: string, offerId: string): string => `${workerId.length}:${workerId}${offerId}`;
 
 /** Reads the workerId out of a signed offer without trusting it (only to find the registered key to verify with). */
 function peekWorkerId(signed: Uint8Array): string {

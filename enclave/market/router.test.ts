@@ -52,28 +52,28 @@ describe('market router (enclave Router adapter)', () => {
     expect(sel.candidates.map((c) => c.worker.id)).toEqual(['wa', 'wb']);
     // bound: (2 bytes + 16 + 8 for one message) in + 100 out at 3 µ/token for wb, the dearer candidate
     expect(ledger.available(house.id)).toBe(1_000_000n - 378n);
-    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(1);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(1);
     sel.onFailure!(sel.candidates[0]!, 'UPSTREAM_FAILED');
-    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
-    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(1);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(1);
     sel.onFirstToken!(sel.candidates[1]!);
     const extras = await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 5, completionTokens: 50 });
     const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
     expect([v.receipt.workerId, v.receipt.total]).toEqual(['wb', 165n]);
     expect(ledger.available(house.id)).toBe(1_000_000n - 165n);
-    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(0);
     expect(JSON.parse(extras!.sseEvent!.data).type).toBe('gm.receipt');
   });
 
   it('a candidate the dispatcher skipped without a callback (its gate) frees its slot when a later one reports', async () => {
     const { market, router } = await setup();
     const sel = await router.select(req());
-    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(1);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(1);
     sel.onFirstToken!(sel.candidates[1]!);
-    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
-    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(1);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(1);
     await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 1, completionTokens: 1 });
-    expect(market.book.byOfferId('wb-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(0);
   });
 
   it('drops candidates the account cannot afford, and says 402 when it cannot afford the best', async () => {
@@ -114,6 +114,6 @@ describe('market router (enclave Router adapter)', () => {
     expect(ledger.available(house.id)).toBeLessThan(1_000_000n);
     vi.advanceTimersByTime(1001);
     expect(ledger.available(house.id)).toBe(1_000_000n);
-    expect(market.book.byOfferId('wa-offer')!.stats.inFlight).toBe(0);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
   });
 });

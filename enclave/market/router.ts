@@ -23,7 +23,7 @@ import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
 import type { Candidate as RouterCandidate, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
-import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
+import type { OfferRefusal, VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { CancelOutcome } from './book.ts';
 import { type Market, publicOffersView } from './index.ts';
 import type { Candidate } from './select.ts';
@@ -45,7 +45,7 @@ export interface MarketRouterOptions {
 
 export interface MarketRouter {
   readonly router: (registry: WorkerRegistry) => Router;
-  readonly onWorkerChange: (event: 'verified' | 'removed', w: VerifiedWorker) => Promise<void>;
+  readonly onWorkerChange: (event: 'verified' | 'removed', w: VerifiedWorker) => Promise<readonly OfferRefusal[]>;
   readonly surface: MarketSurface;
 }
 
@@ -75,18 +75,25 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
   const receipts = o.metrics?.counter('gm_market_receipts_total', 'Receipts settled into the ledger');
   o.metrics?.gauge('gm_market_offers', 'Live offers in the order book').collect(() => [[{}, market.book.size]]);
 
-  const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<void> => {
-    if (event === 'removed') return market.book.removeWorker(w.id);
+  const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<readonly OfferRefusal[]> => {
+    if (event === 'removed') {
+      market.book.removeWorker(w.id);
+      return [];
+    }
     market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim });
-    for (const signed of w.offers) {
+    const refused: OfferRefusal[] = [];
+    for (const [index, signed] of w.offers.entries()) {
       try {
         await market.book.addSignedOffer(signed, now(), w.id);
       } catch (e) {
         // Re-verification re-posts the same offers: an equal sequence is not news.
         if (e instanceof GmError && e.code === 'OFFER_SUPERSEDED') continue;
-        o.log?.warn('market.offer_refused', { worker: w.id, code: e instanceof GmError ? e.code : 'INTERNAL' });
+        const code = e instanceof GmError ? e.code : 'INTERNAL';
+        refused.push({ index, code });
+        o.log?.warn('market.offer_refused', { worker: w.id, code });
       }
     }
+    return refused;
   };
 
   const surface: MarketSurface = {

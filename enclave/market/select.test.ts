@@ -117,7 +117,7 @@ describe('selection properties (fast-check)', async () => {
         };
         const c = parseRouteConstraints(body);
         // in-flight is counted per (worker, model), shared by that worker's offers for the model
-        const oracle = offers.filter((o) => eligible(o, c, book, now, book.byOfferId(o.offerId)!.stats.inFlight));
+        const oracle = offers.filter((o) => eligible(o, c, book, now, book.byOffer(o.workerId, o.offerId)!.stats.inFlight));
         let sel;
         try {
           sel = select(book, c, now, { requestId: 'r' });
@@ -208,7 +208,7 @@ describe('selection rules', async () => {
 
   it('live measurements replace advertised figures', async () => {
     const m = await market();
-    const slow = m.book.byOfferId('wb-offer')!;
+    const slow = m.book.byOffer('wb', 'wb-offer')!;
     const lease = m.book.acquire(slow, NOW);
     lease.firstToken(NOW + 2000);
     lease.succeeded(10, NOW + 3000);
@@ -259,7 +259,7 @@ describe('selection rules', async () => {
   it('payment terms, capacity, stale workers', async () => {
     const m = await market();
     expect(ids(m.route({ model: 'dev-model', payment: { terms: ['prepaid'] } }, { now: NOW, requestId: '1' }))).toEqual(['wb']);
-    const e = m.book.byOfferId('wa-offer')!;
+    const e = m.book.byOffer('wa', 'wa-offer')!;
     const leases = [0, 1, 2, 3].map(() => m.book.acquire(e, NOW));
     expect(ids(m.route({ model: 'dev-model' }, { now: NOW, requestId: '1' }))).toEqual(['wb']);
     leases[0]!.cancelled();
@@ -317,10 +317,10 @@ describe('selection rules', async () => {
     }
     for (const w of ws) expect(counts.get(w.id)!).toBeGreaterThan(50);
     // in-flight load moves the next request to the least loaded
-    book.acquire(book.byOfferId('wa-offer')!, NOW);
-    book.acquire(book.byOfferId('wb-offer')!, NOW);
+    book.acquire(book.byOffer('wa', 'wa-offer')!, NOW);
+    book.acquire(book.byOffer('wb', 'wb-offer')!, NOW);
     expect(select(book, c0, NOW, { requestId: 'x' }).candidates[0]!.offer.workerId).toBe('wc');
-    const e = book.byOfferId('wc-offer')!;
+    const e = book.byOffer('wc', 'wc-offer')!;
     for (let i = 0; i < 6; i++) book.acquire(e, NOW).failed(NOW);
     expect(select(book, c0, NOW, { requestId: 'x' }).candidates.map((x) => x.offer.workerId)).not.toContain('wc');
     expect(select(book, c0, NOW + 31_000, { requestId: 'x' }).candidates.map((x) => x.offer.workerId)).toContain('wc');

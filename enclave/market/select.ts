@@ -85,7 +85,9 @@ function compare(a: Ranked, b: Ranked): number {
   const ub = b.e.stats.inFlight * a.e.offer.capacity;
   if (ua !== ub) return ua - ub;
   if (a.tie !== b.tie) return a.tie - b.tie;
-  return a.e.offer.offerId < b.e.offer.offerId ? -1 : a.e.offer.offerId > b.e.offer.offerId ? 1 : 0;
+  if (a.e.offer.offerId !== b.e.offer.offerId) return a.e.offer.offerId < b.e.offer.offerId ? -1 : 1;
+  // Offer ids are per worker (two workers may use the same one): the worker id settles it.
+  return a.e.offer.workerId < b.e.offer.workerId ? -1 : a.e.offer.workerId > b.e.offer.workerId ? 1 : 0;
 }
 
 /** True when the entry's provider slug (workerId or hotkey) is in the set. */
@@ -250,7 +252,7 @@ export function nextCandidate(book: OrderBook, sel: Selection, failedIndex: numb
     const cand = sel.candidates[i]!;
     const e = cand.entry;
     const w = book.worker(cand.offer.workerId);
-    if (book.byOfferId(cand.offer.offerId) !== e) continue;
+    if (book.byOffer(cand.offer.workerId, cand.offer.offerId) !== e) continue;
     if (!w || w.verifiedUntil <= state.now || state.now >= e.untilMs) continue;
     if (e.stats.inFlight >= cand.offer.capacity || e.stats.unhealthy(state.now)) continue;
     return { candidate: cand, index: i };

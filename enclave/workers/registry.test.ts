@@ -2,18 +2,21 @@ import { describe, expect, it } from 'vitest';
 import { encodeBundle } from '../../attestation/bundle.ts';
 import { isGmError } from '../../attestation/errors.ts';
 import { encodeKeyConfigs, generateKeyConfig } from '../../protocol/ohttp.ts';
+import { generateWorkerKey } from '../../protocol/offer.ts';
+import { signRegistration } from '../../protocol/registration.ts';
 import { simVendors, simWorkerPolicy } from '../../test/stack/harness.ts';
 import { simGpuSource } from '../../worker/gpu.ts';
 import { memoryLogger } from '../log.ts';
 import { Registry } from '../metrics.ts';
 import { makeBundle } from '../tee/evidence.ts';
 import { simProvider } from '../tee/sim.ts';
-import { WorkerRegistry } from './registry.ts';
+import { type Registration, WorkerRegistry } from './registry.ts';
 
 async function fixture(freshnessMs = 60_000) {
   const { amd, nvidia } = await simVendors();
   const keyConfigs = encodeKeyConfigs([(await generateKeyConfig(1)).config]);
-  const signingKey = crypto.getRandomValues(new Uint8Array(32));
+  const key = await generateWorkerKey();
+  const signingKey = key.publicKey;
   let clock = Date.now();
   const bundle = (nonce?: Uint8Array) => makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(nonce ? { nonce } : {}) });
   let answer: 'ok' | 'down' | 'other-keys' = 'ok';
@@ -33,8 +36,15 @@ async function fixture(freshnessMs = 60_000) {
     },
     transportFor: (url) => ({ send: async () => { throw new Error('unused'); }, close: async () => void closed.push(url) }),
   });
+  /** A registration signed by the worker key, at the fixture's clock (each one a millisecond later). */
+  let signed = 0;
+  const registration = async (r: Omit<Registration, 'time' | 'signature'>): Promise<Registration> => {
+    const time = Math.max(clock, signed + 1);
+    signed = time;
+    return { ...r, time, signature: await signRegistration({ ...r, time }, key.privateKey) };
+  };
   return {
-    reg, bundle, lines, closed,
+    reg, bundle, lines, closed, key, registration,
     tick: (ms: number) => { clock += ms; },
     set: (a: typeof answer) => { answer = a; },
     challenges: () => challenges,
@@ -44,7 +54,7 @@ async function fixture(freshnessMs = 60_000) {
 describe('worker registry', () => {
   it('verifies a registration (posted bundle + nonce challenge) and gates on the freshness window', async () => {
     const f = await fixture(60_000);
-    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] });
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
     expect(f.challenges()).toBe(1);
     expect(f.reg.usable(w.id)).toBeDefined();
     f.tick(60_001);
@@ -54,7 +64,7 @@ describe('worker registry', () => {
 
   it('re-challenges after half the window and extends it; drops a worker that stops answering', async () => {
     const f = await fixture(60_000);
-    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] });
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
     f.tick(20_000);
     await f.reg.tick();
     expect(f.challenges()).toBe(1); // not yet half
@@ -72,10 +82,10 @@ describe('worker registry', () => {
 
   it('drops a worker that answers the challenge with other keys, and refuses such a registration', async () => {
     const f = await fixture();
-    const w = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] });
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] }));
     f.set('other-keys');
     expect(await f.reg.reverify(w.id)).toBe(false);
-    const e = await f.reg.register({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] }).catch((x: unknown) => x);
+    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] })).catch((x: unknown) => x);
     expect(isGmError(e, 'WORKER_KEYS_CHANGED')).toBe(true);
   });
 
@@ -83,10 +93,10 @@ describe('worker registry', () => {
     const f = await fixture(60_000);
     const old = encodeBundle(await f.bundle());
     f.tick(61_000);
-    expect(isGmError(await f.reg.register({ url: 'http://w.test', bundle: old, models: [], offers: [] }).catch((x: unknown) => x), 'EVIDENCE_STALE')).toBe(true);
+    expect(isGmError(await f.reg.register(await f.registration({ url: 'http://w.test', bundle: old, models: [], offers: [] })).catch((x: unknown) => x), 'EVIDENCE_STALE')).toBe(true);
     const { amd } = await simVendors();
     const enclaveBundle = encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'enclave', keyConfigs: new Uint8Array(4), signingKey: new Uint8Array(32) }));
-    expect(isGmError(await f.reg.register({ url: 'http://w.test', bundle: enclaveBundle, models: [], offers: [] }).catch((x: unknown) => x), 'WORKER_ROLE_MISMATCH')).toBe(true);
-    expect(isGmError(await f.reg.register({ url: 'ftp://w.test', bundle: old, models: [], offers: [] }).catch((x: unknown) => x), 'WORKER_URL_INVALID')).toBe(true);
+    expect(isGmError(await f.reg.register(await f.registration({ url: 'http://w.test', bundle: enclaveBundle, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_ROLE_MISMATCH')).toBe(true);
+    expect(isGmError(await f.reg.register(await f.registration({ url: 'ftp://w.test', bundle: old, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_URL_INVALID')).toBe(true);
   });
 });

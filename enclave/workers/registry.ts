@@ -4,6 +4,10 @@
  * REPORT_DATA with role `worker`) passed the worker policy, and a fresh nonce challenge to its URL returned evidence
  * for the same keys within the freshness window. It is re-challenged before the window ends and dropped when that
  * fails or it stops answering. `usable(id)` is the gate the dispatcher checks right before sending plaintext.
+ *
+ * Evidence is public, so it does not identify the registrant: each registration (URL, models, offers, bundle, time)
+ * must be signed by the Ed25519 key bound in the evidence (protocol/registration.ts), recent, and newer than the last
+ * one accepted for that worker; and a worker id (a hash of that key) never changes platform or sim status.
  */
 import { decodeBundle, type EvidenceBundle } from '../../attestation/bundle.ts';
 import { type BundleVerification, verifyBundle, type BundlePolicy } from '../../attestation/bundle-verify.ts';
@@ -12,6 +16,7 @@ import { GmError, protocolError, rejected, unavailable } from '../../attestation
 import type { GpuCollateral } from '../../attestation/nvidia/index.ts';
 import type { TrustStore } from '../../attestation/trust.ts';
 import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
+import { verifyRegistration } from '../../protocol/registration.ts';
 import { decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
 import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
@@ -45,14 +50,24 @@ export interface VerifiedWorker {
   readonly sim: boolean;
   readonly platform: string;
   readonly measurement: string;
+  /** The signed `time` of the registration accepted last (a replay of an older one is refused). */
+  readonly registeredAt: number;
   /** SHA-256 of the challenged bundle's CBOR (receipts cite it). */
   evidenceDigest: Uint8Array;
   models: readonly string[];
   offers: readonly Uint8Array[];
+  /** The offers of the latest registration the market refused (by index in `offers`), for the registration answer. */
+  refusedOffers: readonly OfferRefusal[];
   verifiedAt: number;
   expiresAt: number;
   state: WorkerState;
   readonly transport: PooledTransport;
+}
+
+/** A posted offer the market did not take: its index in the registration's `offers` and the refusal code. */
+export interface OfferRefusal {
+  readonly index: number;
+  readonly code: string;
 }
 
 export interface Registration {
@@ -60,7 +75,14 @@ export interface Registration {
   readonly bundle: Uint8Array;
   readonly models: readonly string[];
   readonly offers: readonly Uint8Array[];
+  /** Unix milliseconds the worker signed it at. */
+  readonly time: number;
+  /** Ed25519 signature by the evidence-bound worker key over the fields above (protocol/registration.ts). */
+  readonly signature: Uint8Array;
 }
+
+/** How far a registration's signed time may be from the enclave's clock. */
+export const REGISTRATION_SKEW_MS = 5 * 60_000;
 
 export interface RegistryOptions {
   readonly policy: WorkerPolicy;
@@ -70,8 +92,11 @@ export interface RegistryOptions {
   /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
   readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
   readonly transportFor: (url: string) => PooledTransport;
-  /** Called when a worker becomes usable (again) or leaves: the market mirrors the registry. */
-  readonly onChange?: (event: 'verified' | 'removed', w: VerifiedWorker) => void | Promise<void>;
+  /**
+   * Called when a worker becomes usable (again) or leaves: the market mirrors the registry, and answers with the
+   * offers it refused, which the registration answer reports.
+   */
+  readonly onChange?: (event: 'verified' | 'removed', w: VerifiedWorker) => void | readonly OfferRefusal[] | Promise<void | readonly OfferRefusal[]>;
 }
 
 export async function defaultChallenge(url: string, nonce: Uint8Array): Promise<Uint8Array> {
@@ -137,6 +162,13 @@ export class WorkerRegistry {
     }
     try {
       const posted = decodeBundle(reg.bundle);
+      const postedKey = posted.keys.signing;
+      if (!postedKey) throw rejected('WORKER_ROLE_MISMATCH', 'bundle is not a worker bundle (it binds no signing key)');
+      // Before any verification work or outbound challenge: only the holder of the evidence-bound key may register it.
+      await verifyRegistration(reg, reg.signature, postedKey);
+      const now0 = this.#now();
+      if (Math.abs(now0 - reg.time) > REGISTRATION_SKEW_MS) throw rejected('REGISTRATION_STALE', `registration signed ${Math.round((now0 - reg.time) / 1000)} s from the enclave's clock (at most ${REGISTRATION_SKEW_MS / 1000} s)`);
+      this.#checkNewer(workerIdFor(await sha256(postedKey)), reg.time); // before the challenge, so a replay costs no outbound request
       const first = await this.verify(posted);
       const { bundle, verification, digest } = await this.#challenge(url.href, posted);
       const signingKey = bundle.keys.signing!;
@@ -144,10 +176,14 @@ export class WorkerRegistry {
       const configs = decodeKeyConfigs(bundle.keys.ohttp);
       if (configs.length === 0) throw protocolError('WORKER_KEY_CONFIG', 'worker bundle has no OHTTP key configuration');
       const old = this.#workers.get(id);
+      // The key was generated inside the TEE that attested it: the same key on another platform, or moving between
+      // sim and hardware, is not the same worker.
+      if (old && (old.platform !== bundle.platform || old.sim !== verification.claims.sim)) throw rejected('WORKER_PLATFORM_CHANGED', `worker ${id} is registered as ${old.platform}; a registration may not change its platform or sim status`);
+      this.#checkNewer(id, reg.time); // again: another registration of this worker may have completed meanwhile
       const now = this.#now();
       const w: VerifiedWorker = {
         id, url: url.href.replace(/\/+$/, ''), keyConfig: configs[0]!, keyConfigs: bundle.keys.ohttp, signingKey, sim: verification.claims.sim, platform: bundle.platform,
-        measurement: verification.claims.cpu.measurement, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers,
+        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
         transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href),
       };
@@ -155,7 +191,7 @@ export class WorkerRegistry {
       this.#workers.set(id, w);
       this.#registrations.inc({ outcome: 'verified', code: 'OK' });
       this.#o.log.info('worker.verified', { worker: id, url: w.url, platform: w.platform, sim: w.sim, measurement: w.measurement, expiresAt: new Date(w.expiresAt).toISOString(), checks: first.report.checks.length });
-      await this.#o.onChange?.('verified', w);
+      w.refusedOffers = (await this.#o.onChange?.('verified', w)) ?? [];
       return w;
     } catch (e) {
       const g = e instanceof GmError ? e : unavailable('WORKER_VERIFY_FAILED', 'worker verification failed', { cause: e });
@@ -164,6 +200,12 @@ export class WorkerRegistry {
       this.#o.log.warn('worker.refused', { url: reg.url, code: g.code, reason: g.message, check: failed?.id });
       throw g;
     }
+  }
+
+  /** A registration must be newer than the last one accepted for the worker: an older one is a replay. */
+  #checkNewer(id: string, time: number): void {
+    const w = this.#workers.get(id);
+    if (w && time <= w.registeredAt) throw rejected('REGISTRATION_REPLAYED', 'a newer registration of this worker was accepted already');
   }
 
   async #challenge(url: string, expect?: EvidenceBundle) {

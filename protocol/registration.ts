@@ -1,0 +1,54 @@
+/**
+ * Worker registration signature (docs/protocol.md §12.1). A worker's evidence is public (anyone can fetch its bundle),
+ * so the bundle alone does not say who is registering: the registration is signed with the Ed25519 key bound in that
+ * evidence (REPORT_DATA, role `worker`). Whoever re-posts the bundle with another URL, other models or other offers
+ * holds no such signature.
+ *
+ *   message   = u8(len(label)) || "gm/v1 worker-registration" || CBOR(claims)      (deterministic CBOR, RFC 8949 §4.2.1)
+ *   claims    = { v: 1, url, models: [text], offers: [SHA-256(offer)], bundle: SHA-256(bundle CBOR), time }
+ *   signature = Ed25519(workerKey, message)                                         (RFC 8032, 64 bytes)
+ *
+ * `time` (Unix milliseconds) lets an enclave refuse stale or replayed registrations; the label keeps the signature
+ * from standing for an offer or a cancel, which the same key signs under other labels (protocol/offer.ts).
+ * Runtime-agnostic: WebCrypto only.
+ */
+import { concat } from '../attestation/bytes.ts';
+import { protocolError, rejected } from '../attestation/errors.ts';
+import { encodeDeterministic } from './market-cbor.ts';
+import { ed25519Verify } from './offer.ts';
+
+export interface RegistrationClaims {
+  /** The URL the enclave will challenge and dispatch to, exactly as posted. */
+  readonly url: string;
+  readonly models: readonly string[];
+  /** The signed offers exactly as posted. */
+  readonly offers: readonly Uint8Array[];
+  /** The posted evidence bundle (CBOR bytes). */
+  readonly bundle: Uint8Array;
+  /** Unix milliseconds when the worker signed it. */
+  readonly time: number;
+}
+
+const LABEL = new TextEncoder().encode('gm/v1 worker-registration');
+
+const sha256 = async (b: Uint8Array): Promise<Uint8Array> => new Uint8Array(await crypto.subtle.digest('SHA-256', new Uint8Array(b)));
+
+/** The exact bytes the worker signs (exposed so docs and tests can show them). */
+export async function registrationMessage(c: RegistrationClaims): Promise<Uint8Array> {
+  if (!Number.isSafeInteger(c.time) || c.time < 0) throw protocolError('REGISTRATION_MALFORMED', 'registration time must be a non-negative integer of Unix milliseconds');
+  const offers = await Promise.all(c.offers.map(sha256));
+  const body = encodeDeterministic({ v: 1, url: c.url, models: [...c.models], offers, bundle: await sha256(c.bundle), time: c.time });
+  return concat(Uint8Array.of(LABEL.length), LABEL, body);
+}
+
+/** Signs a registration with the worker's evidence-bound Ed25519 key. */
+export async function signRegistration(c: RegistrationClaims, workerPrivateKey: CryptoKey): Promise<Uint8Array> {
+  return new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, workerPrivateKey, new Uint8Array(await registrationMessage(c))));
+}
+
+/** Verifies the signature against the worker key bound in the (separately verified) evidence. Code: REGISTRATION_SIGNATURE. */
+export async function verifyRegistration(c: RegistrationClaims, signature: Uint8Array, workerKey: Uint8Array): Promise<void> {
+  if (signature.length !== 64 || !(await ed25519Verify(workerKey, signature, await registrationMessage(c)))) {
+    throw rejected('REGISTRATION_SIGNATURE', 'the registration is not signed by the key bound in the posted evidence');
+  }
+}
