@@ -9,7 +9,7 @@
  *   EV_EFI_VARIABLE_DRIVER_CONFIG and _AUTHORITY hash the whole UEFI_VARIABLE_DATA;
  *   EV_EFI_VARIABLE_BOOT hashes only its VariableData; EV_EFI_GPT_EVENT hashes the UEFI_GPT_DATA). Recomputed here.
  * - `input`: the digest equals the digest of a file the caller gave (kernel, initrd, command line, ACPI tables,
- *   the firmware's configuration volume).
+ *   EFI applications by their Authenticode hash, the firmware's configuration volume).
  * - `log`: neither: the digest covers content the log does not carry (a boot application, the TD HOB, a MOK
  *   list) and is taken as the log states it.
  * For the types that must hash their data, a digest that matches none of the rules is reported as inconsistent
@@ -20,6 +20,7 @@ import { sha384 } from '@noble/hashes/sha2.js';
 import { equalBytes, hex } from '../bytes.ts';
 import { protocolError } from '../errors.ts';
 import { type CcEvent, EV_NO_ACTION, type EventLog } from '../tdx/ccel.ts';
+import { authenticodeHash, isPe } from './authenticode.ts';
 import { guidString } from './guid-table.ts';
 
 const EV_SEPARATOR = 0x4;
@@ -227,7 +228,13 @@ export function cmdlineInput(cmdline: string): MeasuredInput {
   };
 }
 
-/** A file measured whole (GRUB's EV_IPL of a kernel or initrd, the Linux EFI stub's initrd, an ACPI blob). */
+/**
+ * A file measured whole (GRUB's EV_IPL of a kernel or initrd, the Linux EFI stub's initrd, an ACPI blob) and, when
+ * it is a PE image (an EFI application, a UKI, a kernel with an EFI stub), also by its Authenticode hash as UEFI
+ * firmware measures an application it starts.
+ */
 export function fileInput(name: string, bytes: Uint8Array): MeasuredInput {
-  return { name, digests: [{ label: 'SHA-384 of the file', sha384: sha384(bytes) }] };
+  const digests: { label: string; sha384: Uint8Array }[] = [{ label: 'SHA-384 of the file', sha384: sha384(bytes) }];
+  if (isPe(bytes)) digests.push({ label: 'Authenticode SHA-384', sha384: authenticodeHash(bytes, 'SHA-384', name) });
+  return { name, digests };
 }

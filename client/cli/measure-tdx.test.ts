@@ -38,6 +38,14 @@ describe.skipIf(!hasVectors)('gm measure tdx', () => {
     expect(j.consistent).toBe(false);
   });
 
+  it('--efi-app names an application the TD did not start', async () => {
+    const t = io();
+    const pe = new URL('../../test/vectors/measure/debian-fwupd/fwupdx64.efi.signed', import.meta.url).pathname;
+    expect(await main(['measure', 'tdx', ...COS(), '--efi-app', pe], t.io)).toBe(1);
+    expect(t.out()).toContain('input EFI application fwupdx64.efi.signed: NOT FOUND');
+    expect(t.out()).toMatch(/EFI application fwupdx64\.efi\.signed: no event in the log carries its digest \(SHA-384 of the file [0-9a-f]{16}…, Authenticode SHA-384 [0-9a-f]{16}…\)/);
+  });
+
   it('MRTD from a TDVF; a quote from another firmware is a finding naming both values (exit 1)', async () => {
     const t = io();
     expect(await main(['measure', 'tdx', '--tdvf', OVMF, '--page-order', 'two-pass'], t.io)).toBe(0);

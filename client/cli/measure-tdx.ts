@@ -1,6 +1,6 @@
 /**
  * `gm measure tdx [--tdvf FILE [--page-order single-pass|two-pass]] [--ccel-log FILE [--ccel-table FILE]]
- *  [--quote FILE] [--kernel FILE] [--initrd FILE] [--cmdline TEXT] [--acpi FILE ...] [--json]`
+ *  [--quote FILE] [--kernel FILE] [--initrd FILE] [--cmdline TEXT] [--acpi FILE ...] [--efi-app FILE ...] [--json]`
  *
  * MRTD from the TDVF image (attestation/measure/tdvf.ts) and RTMR0..3 replayed from the TD's CCEL event log with
  * every extend attributed (attestation/measure/rtmr.ts): to its own event data, to one of the given inputs, or
@@ -18,13 +18,13 @@ import { parseQuote } from '../../attestation/tdx/abi.ts';
 import { parseCcelTable, parseEventLog } from '../../attestation/tdx/ccel.ts';
 import type { Io } from './io.ts';
 
-const USAGE = 'usage: gm measure tdx [--tdvf FILE [--page-order single-pass|two-pass]] [--ccel-log FILE [--ccel-table FILE]] [--quote FILE] [--kernel FILE] [--initrd FILE] [--cmdline TEXT] [--acpi FILE ...] [--json]\n';
+const USAGE = 'usage: gm measure tdx [--tdvf FILE [--page-order single-pass|two-pass]] [--ccel-log FILE [--ccel-table FILE]] [--quote FILE] [--kernel FILE] [--initrd FILE] [--cmdline TEXT] [--acpi FILE ...] [--efi-app FILE ...] [--json]\n';
 const VALUES = ['tdvf', 'page-order', 'ccel-log', 'ccel-table', 'quote', 'kernel', 'initrd', 'cmdline'];
 
-interface Args { values: Record<string, string>; acpi: string[]; json: boolean }
+interface Args { values: Record<string, string>; acpi: string[]; efiApps: string[]; json: boolean }
 
 function parse(argv: readonly string[]): Args {
-  const a: Args = { values: {}, acpi: [], json: false };
+  const a: Args = { values: {}, acpi: [], efiApps: [], json: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--json') {
@@ -33,10 +33,11 @@ function parse(argv: readonly string[]): Args {
     }
     const eq = arg.indexOf('=');
     const name = arg.startsWith('--') ? arg.slice(2, eq === -1 ? undefined : eq) : '';
-    if (name !== 'acpi' && !VALUES.includes(name)) throw configError('USAGE', `unknown argument ${JSON.stringify(arg)}`);
+    if (name !== 'acpi' && name !== 'efi-app' && !VALUES.includes(name)) throw configError('USAGE', `unknown argument ${JSON.stringify(arg)}`);
     const v = eq === -1 ? argv[++i] : arg.slice(eq + 1);
     if (v === undefined) throw configError('USAGE', `--${name} needs a value`);
     if (name === 'acpi') a.acpi.push(v);
+    else if (name === 'efi-app') a.efiApps.push(v);
     else if (name in a.values) throw configError('USAGE', `--${name} given twice`);
     else a.values[name] = v;
   }
@@ -61,7 +62,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const order = (v['page-order'] ?? 'single-pass') as PageOrder;
   if (order !== 'single-pass' && order !== 'two-pass') throw configError('USAGE', `--page-order ${JSON.stringify(order)} is not single-pass or two-pass`);
   if (v['ccel-table'] && !v['ccel-log']) throw configError('USAGE', '--ccel-table needs --ccel-log');
-  if (!v['ccel-log'] && (v.kernel || v.initrd || v.cmdline !== undefined || a.acpi.length)) throw configError('USAGE', 'kernel, initrd, command line and ACPI inputs are located in an event log: give --ccel-log');
+  if (!v['ccel-log'] && (v.kernel || v.initrd || v.cmdline !== undefined || a.acpi.length || a.efiApps.length)) throw configError('USAGE', 'kernel, initrd, command line and ACPI inputs are located in an event log: give --ccel-log');
 
   const quote = v.quote ? parseQuote(decodeEvidence(await io.readFile(v.quote), 'tdx-quote', v.quote).bytes).body : undefined;
   const findings: string[] = [];
@@ -99,6 +100,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (v.initrd) inputs.push(fileInput('initrd', await io.readFile(v.initrd)));
     if (v.cmdline !== undefined) inputs.push(cmdlineInput(v.cmdline));
     for (const f of a.acpi) inputs.push(fileInput(`ACPI ${basename(f)}`, await io.readFile(f)));
+    for (const f of a.efiApps) inputs.push(fileInput(`EFI application ${basename(f)}`, await io.readFile(f)));
     log = explainEventLog(parseEventLog(logBytes), inputs, quote?.rtmr);
     findings.push(...log.findings);
   }
