@@ -18,8 +18,7 @@
  * Pure computation over Uint8Array with @noble/hashes (synchronous SHA-384, no Node APIs): it runs wherever the
  * verifiers run.
  */
-import { sha384 } from '@noble/hashes/sha2.js';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { sha256, sha384 } from '@noble/hashes/sha2.js';
 import { hex } from '../bytes.ts';
 import { configError } from '../errors.ts';
 import { FOUR_GIB, PAGE, type SevFirmware, SectionType, parseSevFirmware } from './sev-firmware.ts';
