@@ -8,7 +8,7 @@
  * abi layer: decoding only; the certificates and report are parsed here, never trusted here.
  */
 import { fromBase64 } from '../bytes.ts';
-import { protocolError } from '../errors.ts';
+import { GmError, protocolError } from '../errors.ts';
 import { type Certificate, parseCertificate } from '../x509/cert.ts';
 import { pemDecodeAll } from '../x509/pem.ts';
 import { type GpuAttestationReport, parseGpuAttestationReport } from './spdm.ts';
@@ -67,8 +67,31 @@ function parseChainPem(text: string, where: string): Certificate[] {
 
 const KNOWN_KEYS = new Set(['arch', 'certificate', 'evidence', 'cc_mode', 'driver_version', 'vbios_version', 'nonce', 'version']);
 
-/** Parses the nvtrust JSON form. */
+/** A GPU of a JSON evidence list that did not parse: the others are still verified (parseGpuEvidenceList). */
+export interface GpuEvidenceFailure {
+  readonly index: number;
+  /** As the entry names it, when it does. */
+  readonly arch: string;
+  readonly error: GmError;
+}
+
+export function isGpuEvidenceFailure(x: GpuEvidenceItem | GpuEvidenceFailure): x is GpuEvidenceFailure {
+  return 'error' in x;
+}
+
+/** Parses the nvtrust JSON form; throws on the first GPU that does not parse (parseGpuEvidenceList keeps the others). */
 export function parseGpuEvidenceJson(text: string): GpuEvidenceItem[] {
+  return parseGpuEvidenceList(text).map((x) => {
+    if (isGpuEvidenceFailure(x)) throw x.error;
+    return x;
+  });
+}
+
+/**
+ * Parses the nvtrust JSON form GPU by GPU: a document that is not a non-empty JSON array throws, an entry that does
+ * not parse becomes a GpuEvidenceFailure in its place, so one bad GPU fails its own rows and not the parsing of the rest.
+ */
+export function parseGpuEvidenceList(text: string): (GpuEvidenceItem | GpuEvidenceFailure)[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -77,36 +100,45 @@ export function parseGpuEvidenceJson(text: string): GpuEvidenceItem[] {
   }
   if (!Array.isArray(doc) || doc.length === 0) throw bad('expected a non-empty JSON array of { arch, certificate, evidence }');
   return doc.map((item: unknown, index) => {
-    const where = `GPU ${index}`;
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) throw bad(`${where}: not an object`);
-    const o = item as Record<string, unknown>;
-    for (const k of Object.keys(o)) if (!KNOWN_KEYS.has(k)) throw bad(`${where}: unknown field "${k}"`);
-    if (typeof o.arch !== 'string' || typeof o.certificate !== 'string' || typeof o.evidence !== 'string')
-      throw bad(`${where}: arch, certificate and evidence must be strings`);
-    let ccModeDeclared: CcModeDeclared | undefined;
-    if (o.cc_mode !== undefined) {
-      const m = typeof o.cc_mode === 'string' ? o.cc_mode.toLowerCase() : '';
-      if (m !== 'on' && m !== 'off' && m !== 'devtools') throw bad(`${where}: cc_mode must be ON, OFF or DEVTOOLS`);
-      ccModeDeclared = m;
+    try {
+      return parseItem(item, index);
+    } catch (e) {
+      const arch = typeof (item as { arch?: unknown } | null)?.arch === 'string' ? (item as { arch: string }).arch.toUpperCase() : 'UNKNOWN';
+      return { index, arch, error: e instanceof GmError ? e : bad(`GPU ${index}: ${String(e)}`, e) };
     }
-    const declared: { driverVersion?: string; vbiosVersion?: string; nonce?: string; version?: string } = {};
-    for (const [k, f] of [['driver_version', 'driverVersion'], ['vbios_version', 'vbiosVersion'], ['nonce', 'nonce'], ['version', 'version']] as const) {
-      const v = o[k];
-      if (v === undefined) continue;
-      if (typeof v !== 'string') throw bad(`${where}: ${k} must be a string`);
-      declared[f] = v;
-    }
-    const certificate = o.certificate;
-    const chain = parsedChains.get(certificate) ?? remember(certificate, chainFromPem(pemText(certificate, where), where));
-    return {
-      index,
-      arch: o.arch.toUpperCase(),
-      report: parseGpuAttestationReport(fromBase64(o.evidence, `${where} evidence`)),
-      chain,
-      ccModeDeclared,
-      declared,
-    };
   });
+}
+
+function parseItem(item: unknown, index: number): GpuEvidenceItem {
+  const where = `GPU ${index}`;
+  if (typeof item !== 'object' || item === null || Array.isArray(item)) throw bad(`${where}: not an object`);
+  const o = item as Record<string, unknown>;
+  for (const k of Object.keys(o)) if (!KNOWN_KEYS.has(k)) throw bad(`${where}: unknown field "${k}"`);
+  if (typeof o.arch !== 'string' || typeof o.certificate !== 'string' || typeof o.evidence !== 'string')
+    throw bad(`${where}: arch, certificate and evidence must be strings`);
+  let ccModeDeclared: CcModeDeclared | undefined;
+  if (o.cc_mode !== undefined) {
+    const m = typeof o.cc_mode === 'string' ? o.cc_mode.toLowerCase() : '';
+    if (m !== 'on' && m !== 'off' && m !== 'devtools') throw bad(`${where}: cc_mode must be ON, OFF or DEVTOOLS`);
+    ccModeDeclared = m;
+  }
+  const declared: { driverVersion?: string; vbiosVersion?: string; nonce?: string; version?: string } = {};
+  for (const [k, f] of [['driver_version', 'driverVersion'], ['vbios_version', 'vbiosVersion'], ['nonce', 'nonce'], ['version', 'version']] as const) {
+    const v = o[k];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw bad(`${where}: ${k} must be a string`);
+    declared[f] = v;
+  }
+  const certificate = o.certificate;
+  const chain = parsedChains.get(certificate) ?? remember(certificate, chainFromPem(pemText(certificate, where), where));
+  return {
+    index,
+    arch: o.arch.toUpperCase(),
+    report: parseGpuAttestationReport(fromBase64(o.evidence, `${where} evidence`)),
+    chain,
+    ccModeDeclared,
+    declared,
+  };
 }
 
 /** One GPU from a raw report (bytes) and its PEM chain. */

@@ -15,7 +15,7 @@ import type { TrustStore } from '../trust.ts';
 import { type Certificate, commonName } from '../x509/cert.ts';
 import type { VerifiedChain } from '../x509/chain.ts';
 import type { GpuClaims } from './claims.ts';
-import { type GpuEvidenceItem, parseGpuEvidenceJson } from './evidence.ts';
+import { type GpuEvidenceFailure, type GpuEvidenceItem, isGpuEvidenceFailure, parseGpuEvidenceList } from './evidence.ts';
 import { parseOcspResponse, verifyOcspForCert } from './ocsp.ts';
 import { type Rim, compareWithRims, parseRim, verifyRimSignature } from './rim.ts';
 import { rimIdsFor } from './rim-id.ts';
@@ -26,9 +26,9 @@ import { type P384Verifier, checkDeclared, checkFwid, checkNonce, verifyGpuChain
 export type { GpuClaims } from './claims.ts';
 export type { GpuPolicy } from './validate.ts';
 export { gpuPolicyFrom } from './validate.ts';
-export type { GpuEvidenceItem } from './evidence.ts';
+export type { GpuEvidenceFailure, GpuEvidenceItem } from './evidence.ts';
 export type { P384Verifier } from './verify.ts';
-export { parseGpuEvidenceJson, gpuEvidenceFromRaw } from './evidence.ts';
+export { parseGpuEvidenceJson, parseGpuEvidenceList, gpuEvidenceFromRaw } from './evidence.ts';
 export { rimIdsFor, type RimIds } from './rim-id.ts';
 
 /** A RIM asked from the collateral getter: its kind and NVIDIA's RIM service id (rim-id.ts). */
@@ -298,7 +298,7 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
   const report = item.report;
   const dev = roots(options, 'device');
   checks.pass('nvidia.report.parse', 'SPDM GET_MEASUREMENTS transcript parses (lengths, blocks, opaque data, 96-byte signature)', undefined,
-    `SPDM 0x${report.request.spdmVersion.toString(16)}, ${report.response.blocks.length} blocks, driver ${report.response.opaque.driverVersion ?? '?'}, VBIOS ${report.response.opaque.vbiosVersion ?? '?'}`);
+    `SPDM 0x${report.request.spdmVersion.toString(16)}, ${report.response.blocks.length} blocks, driver ${report.response.opaque.driverVersion ?? '?'}, VBIOS ${report.response.opaque.vbiosVersion ?? '?'}, opaque data ${opaqueFormat(report)}${report.padding ? `, ${report.padding} zero padding byte${report.padding === 1 ? '' : 's'} after the signature (not signed)` : ''}`);
   const chain = await checks.run('nvidia.chain', 'GPU certificate chain to the NVIDIA Device Identity CA (ECDSA P-384)', dev.name,
     () => cachedChain(item.chain, dev.certs, options.now), (v) => v.path.map((c) => commonName(c.subject) ?? c.subject.text).join(' <- '));
   const leaf = chain.path[0]!;
@@ -337,21 +337,38 @@ export async function verifyOneGpu(item: GpuEvidenceItem, options: GpuVerifyOpti
   return { gpu: item.index, claims, report: checks.report(), attestation: report };
 }
 
+function opaqueFormat(r: GpuAttestationReport): string {
+  const f = r.response.opaque.format;
+  return f.versioned ? `NVDAOD ${f.major}.${f.minor}.${f.patch}` : 'legacy';
+}
+
 function failedWith(checks: Checks, code: string, message: string, kind: ErrorKind = 'rejected'): GmError {
   return new GmError(kind, code, message, { report: checks.report() });
 }
 
-function prepare(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions) {
-  const items = typeof evidence === 'string' ? parseGpuEvidenceJson(evidence)
-    : evidence instanceof Uint8Array ? parseGpuEvidenceJson(new TextDecoder().decode(evidence)) : evidence;
+type Evidence = string | Uint8Array | readonly (GpuEvidenceItem | GpuEvidenceFailure)[];
+
+function prepare(evidence: Evidence, options: GpuVerifyOptions) {
+  const items = typeof evidence === 'string' ? parseGpuEvidenceList(evidence)
+    : evidence instanceof Uint8Array ? parseGpuEvidenceList(new TextDecoder().decode(evidence)) : evidence;
   return { items, rimSet: rimSetOf(options) };
 }
 
-/** Verifies every GPU and returns each outcome (never throws for a GPU's rejection; the CLI reports them all). */
-export async function verifyGpuEvidenceAll(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[] }> {
+/** A GPU whose entry did not parse: its one row is the failed parse, the other GPUs are verified regardless. */
+function unparsed(f: GpuEvidenceFailure): GpuOutcome {
+  const checks = new Checks(`GPU ${f.index} (${f.arch})`);
+  return { gpu: f.index, arch: f.arch, result: undefined, error: checks.failed('nvidia.report.parse', 'GPU evidence entry parses (JSON fields, PEM chain, SPDM transcript)', undefined, f.error), report: checks.report() };
+}
+
+/**
+ * Verifies every GPU and returns each outcome (never throws for a GPU's rejection or unparseable entry; the CLI
+ * reports them all). Only a document that is not a GPU evidence list at all throws.
+ */
+export async function verifyGpuEvidenceAll(evidence: Evidence, options: GpuVerifyOptions): Promise<{ outcomes: GpuOutcome[] }> {
   const { items, rimSet } = prepare(evidence, options);
   // GPUs are independent: their signature checks run concurrently (WebCrypto works off the main thread).
   const outcomes = await Promise.all(items.map(async (item): Promise<GpuOutcome> => {
+    if (isGpuEvidenceFailure(item)) return unparsed(item);
     try {
       const result = await verifyOneGpu(item, options, rimSet);
       return { gpu: item.index, arch: item.arch, result, error: undefined, report: result.report };
@@ -375,7 +392,7 @@ function aggregate(outcomes: readonly GpuOutcome[]): VerificationReport {
  * Verifies the evidence of every GPU (nvtrust JSON text/bytes, or parsed items). Returns per-GPU `{ claims, report }`
  * and the aggregate report; throws a GmError naming the first rejected GPU and why, with the aggregate report.
  */
-export async function verifyGpuEvidence(evidence: string | Uint8Array | readonly GpuEvidenceItem[], options: GpuVerifyOptions): Promise<GpuEvidenceResult> {
+export async function verifyGpuEvidence(evidence: Evidence, options: GpuVerifyOptions): Promise<GpuEvidenceResult> {
   const { outcomes } = await verifyGpuEvidenceAll(evidence, options);
   const report = aggregate(outcomes);
   const bad = outcomes.find((o) => o.error);

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { concat, fromBase64, fromHex, hex } from '../bytes.ts';
@@ -59,9 +60,17 @@ describe.skipIf(!hasVectors)('SPDM parser on the real GH100 report', () => {
     for (const g of ev) expect(hex(parseGpuAttestationReport(fromBase64(g.evidence)).request.nonce)).toBe('4760e30534a0621357d458b1a7936551b5dc4cd1e69718adf7ed9fb0252a537e');
   });
 
-  it('rejects a missing or extra byte at the end, and bad lengths', () => {
+  it('rejects a missing or non-zero extra byte at the end, and bad lengths; zero padding is counted, never signed', () => {
     expect(code(() => parseGpuAttestationReport(raw.subarray(0, raw.length - 1)))).toBe('NVIDIA_SPDM_TRUNCATED');
-    expect(code(() => parseGpuAttestationReport(concat(raw, Uint8Array.of(0))))).toBe('NVIDIA_SPDM_TRAILING_BYTES');
+    expect(code(() => parseGpuAttestationReport(concat(raw, Uint8Array.of(1))))).toBe('NVIDIA_SPDM_TRAILING_BYTES');
+    expect(code(() => parseGpuAttestationReport(concat(raw, Uint8Array.of(0, 0, 7))))).toBe('NVIDIA_SPDM_TRAILING_BYTES');
+    const padded = parseGpuAttestationReport(concat(raw, new Uint8Array(3)));
+    expect(padded.padding).toBe(3);
+    expect(hex(padded.signedBytes)).toBe(hex(r.signedBytes));
+    expect(hex(padded.response.signature)).toBe(hex(r.response.signature));
+    expect(padded.raw.length).toBe(raw.length);
+    expect(r.padding).toBe(0);
+    expect(r.response.opaque.format).toEqual({ versioned: false });
     const longer = raw.slice();
     longer[REQUEST_SIZE + 5] = longer[REQUEST_SIZE + 5]! + 1; // MeasurementRecordLength + 1
     expect(code(() => parseGpuAttestationReport(longer))).toMatch(/^NVIDIA_SPDM_/);
@@ -94,6 +103,56 @@ describe('opaque data', () => {
   });
 });
 
+describe('versioned opaque data (NVDAOD), built from the specification\'s layout', () => {
+  // Header: "NVDAOD", profile u16 = 0, version major, minor, patch, padding; entries: type u16, value type u16, size u16, value.
+  const header = (major = 2, minor = 0, patch = 0, pad = 0, profile = 0) =>
+    concat(new TextEncoder().encode('NVDAOD'), Uint8Array.of(profile & 0xff, profile >> 8, major, minor, patch, pad));
+  const entry = (id: number, valueType: number, d: Uint8Array) =>
+    concat(Uint8Array.of(id & 0xff, id >> 8, valueType & 0xff, valueType >> 8, d.length & 0xff, d.length >> 8), d);
+  const text = (t: string) => new TextEncoder().encode(t);
+
+  it('reads the header version and each entry with its value type; field decoding is as in the legacy layout', () => {
+    const o = parseOpaqueData(concat(header(2, 1, 3), entry(3, 0x86, text('620.12\0')), entry(11, 0x82, Uint8Array.of(0xaa)), entry(37, 0x87, Uint8Array.of(0, 0)), entry(6, 0x86, Uint8Array.of(0, 0xd9, 0, 0x96, 0x0f, 0, 0, 0))));
+    expect(o.format).toEqual({ versioned: true, major: 2, minor: 1, patch: 3 });
+    expect(o.driverVersion).toBe('620.12');
+    expect(o.nvdec0Status).toBe('enabled');
+    expect(o.vbiosVersion).toBe('96.00.d9.00.0f');
+    expect(o.fields.map((f) => [f.id, f.valueType])).toEqual([[3, 0x86], [11, 0x82], [37, 0x87], [6, 0x86]]);
+    expect(o.fields[2]!.name).toBe('UNKNOWN_37');
+    expect(parseOpaqueData(header()).fields).toEqual([]);
+  });
+
+  it('is as strict as the legacy layout: header fields, lengths, duplicates, unknown majors', () => {
+    const e = entry(3, 0x86, text('620.12'));
+    expect(code(() => parseOpaqueData(concat(header(2, 0, 0, 0, 1), e)))).toBe('NVIDIA_OPAQUE_INVALID'); // profile 1
+    expect(code(() => parseOpaqueData(concat(header(2, 0, 0, 1), e)))).toBe('NVIDIA_OPAQUE_INVALID'); // padding byte
+    expect(code(() => parseOpaqueData(concat(header(3), e)))).toBe('NVIDIA_OPAQUE_VERSION');
+    expect(code(() => parseOpaqueData(concat(header(1), e)))).toBe('NVIDIA_OPAQUE_VERSION');
+    expect(code(() => parseOpaqueData(header().subarray(0, 9)))).toBe('NVIDIA_SPDM_TRUNCATED');
+    expect(code(() => parseOpaqueData(concat(header(), e, e)))).toBe('NVIDIA_OPAQUE_INVALID');
+    expect(code(() => parseOpaqueData(concat(header(), e.subarray(0, e.length - 1))))).toBe('NVIDIA_SPDM_TRUNCATED');
+    expect(code(() => parseOpaqueData(concat(header(), e, Uint8Array.of(1, 0, 0x86, 0))))).toBe('NVIDIA_SPDM_TRUNCATED');
+    expect(code(() => parseOpaqueData(concat(header(), entry(20, 1, new Uint8Array(47)))))).toBe('NVIDIA_OPAQUE_INVALID');
+    // Legacy bytes are never mistaken for the header: the magic decides.
+    expect(parseOpaqueData(concat(Uint8Array.of(3, 0, 2, 0), text('55'))).format).toEqual({ versioned: false });
+  });
+
+  it('parses NVIDIA\'s captured NVDAOD transcript (attestation-sdk sample) end to end', () => {
+    const t = new TextDecoder().decode(readFileSync(new URL('../../test/vectors/nvidia/attestation-sdk/sample_nvdaod_transcript.txt', import.meta.url))).trim();
+    const r = parseGpuAttestationReport(fromHex(t));
+    const o = r.response.opaque;
+    expect(o.format).toEqual({ versioned: true, major: 2, minor: 0, patch: 0 });
+    expect(o.driverVersion).toBe('620.12');
+    expect(o.vbiosVersion).toBe('96.00.d9.00.0f');
+    expect(o.nvdec0Status).toBe('enabled');
+    expect(o.fwid).toHaveLength(48);
+    expect(o.measurementCount).toHaveLength(64);
+    expect(o.fields.every((f) => f.valueType !== undefined)).toBe(true);
+    expect(r.response.blocks).toHaveLength(64);
+    expect(r.padding).toBe(0);
+  });
+});
+
 describe('SPDM parser properties', () => {
   const now = new Date('2026-01-01T00:00:00Z');
   const signerP = createNvidiaSimSigner({ now });
@@ -115,9 +174,16 @@ describe('SPDM parser properties', () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: raw.length - 1 }), (n) => {
       expect(code(() => parseGpuAttestationReport(raw.subarray(0, n)))).toMatch(/^NVIDIA_/);
     }), { numRuns: 200 });
-    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 16 }), (extra) => {
+    fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 16 }).filter((x) => x.some((b) => b !== 0)), (extra) => {
       expect(code(() => parseGpuAttestationReport(concat(raw, extra)))).toMatch(/^NVIDIA_/);
     }), { numRuns: 100 });
+    // Zero padding of any length: the same report, the same signed bytes.
+    const good = parseGpuAttestationReport(raw);
+    fc.assert(fc.property(fc.integer({ min: 1, max: 4096 }), (n) => {
+      const p = parseGpuAttestationReport(concat(raw, new Uint8Array(n)));
+      expect(p.padding).toBe(n);
+      expect(p.signedBytes).toEqual(good.signedBytes);
+    }), { numRuns: 50 });
     fc.assert(fc.property(fc.uint8Array({ maxLength: 600 }), (junk) => {
       const c = code(() => parseGpuAttestationReport(concat(raw.subarray(0, REQUEST_SIZE), junk)));
       // Random bytes parse only if every length happens to line up exactly; otherwise a stable NVIDIA_ code.

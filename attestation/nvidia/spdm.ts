@@ -6,10 +6,18 @@
  * fields (ids as nvtrust `local_gpu_verifier` names them, `OPAQUE_FIELD_ID_*`), and the 96-byte ECDSA P-384
  * signature (raw r‖s) follows the opaque data.
  *
+ * The opaque data comes in two layouts, told apart by its first six bytes (NVIDIA "Opaque Data Format" specification,
+ * docs.nvidia.com/attestation/specs/latest/opaque-data-format.html): the legacy one is bare entries of type u16, size
+ * u16, value; the versioned one (drivers from CUDA 13.5) starts with a 12-byte header, magic "NVDAOD", profile u16
+ * (must be 0), version major, minor, patch and a padding byte, and each entry carries a value type u16 between its
+ * type and its size.
+ *
  * Layer 1 of 3 (abi): bytes to a readonly structure. Every part is located from the parsed lengths; a length that
- * runs past the buffer, bytes left over, a duplicate block index or opaque field are rejected. No trust decision.
+ * runs past the buffer, a duplicate block index or opaque field are rejected. After the signature only zero bytes may
+ * follow (a driver's fixed-size buffer, as the TDX parser accepts): they are counted in `padding` and never signed.
+ * No trust decision.
  */
-import { hex } from '../bytes.ts';
+import { hex, isZero } from '../bytes.ts';
 import { protocolError } from '../errors.ts';
 
 /**
@@ -93,6 +101,8 @@ export interface MeasurementBlock {
 
 export interface OpaqueField {
   readonly id: number;
+  /** The versioned format's value type of the entry; undefined in the legacy format. */
+  readonly valueType: number | undefined;
   /** nvtrust's name without the `OPAQUE_FIELD_ID_` prefix; `UNKNOWN_<id>` for ids this parser does not know. */
   readonly name: OpaqueFieldName | `UNKNOWN_${number}`;
   readonly data: Uint8Array;
@@ -100,6 +110,8 @@ export interface OpaqueField {
 
 /** The NVIDIA opaque fields, decoded where their meaning is fixed; `fields` keeps every field's raw bytes. */
 export interface NvidiaOpaqueData {
+  /** Which layout the opaque data used: legacy TLV, or the versioned NVDAOD header with its version. */
+  readonly format: { readonly versioned: false } | { readonly versioned: true; readonly major: number; readonly minor: number; readonly patch: number };
   readonly fields: readonly OpaqueField[];
   readonly driverVersion: string | undefined;
   /** As NVIDIA prints it, e.g. `96.00.9f.00.01` (GPU); NVSwitches report a version string. */
@@ -136,8 +148,10 @@ export interface GpuAttestationReport {
   readonly raw: Uint8Array;
   readonly request: GetMeasurementsRequest;
   readonly response: MeasurementsResponse;
-  /** request ‖ response without the signature: the bytes the device key signs (DSP0274 §10.11.1, L1/L2). */
+  /** request ‖ response without the signature: the bytes the device key signs (DSP0274 §10.11.1, L1/L2), located from the parsed lengths. */
   readonly signedBytes: Uint8Array;
+  /** Zero bytes after the signature (not part of the report). */
+  readonly padding: number;
 }
 
 const bad = (code: string, msg: string) => protocolError(code, `GPU attestation report: ${msg}`);
@@ -202,21 +216,42 @@ export function formatVbiosVersion(b: Uint8Array): string {
   return [...b.subarray(0, h)].reverse().concat(b[h]!).map((x) => x.toString(16).padStart(2, '0')).join('.');
 }
 
+/** "NVDAOD": the versioned opaque data magic. */
+export const OPAQUE_MAGIC = Uint8Array.of(0x4e, 0x56, 0x44, 0x41, 0x4f, 0x44);
+export const OPAQUE_HEADER_SIZE = 12;
+/** Versioned-format majors this parser reads: 2, the version the specification and the drivers emit. */
+export const OPAQUE_FORMAT_MAJORS: readonly number[] = [2];
+
+function versionedHeader(b: Uint8Array): NvidiaOpaqueData['format'] | undefined {
+  if (b.length < OPAQUE_MAGIC.length || !OPAQUE_MAGIC.every((x, i) => b[i] === x)) return undefined;
+  const h = take(b, 0, OPAQUE_HEADER_SIZE, 'NVDAOD opaque data header');
+  const profile = u16(h, 6);
+  if (profile !== 0) throw bad('NVIDIA_OPAQUE_INVALID', `NVDAOD profile ${profile} is not 0`);
+  const [major, minor, patch, pad] = [h[8]!, h[9]!, h[10]!, h[11]!];
+  if (pad !== 0) throw bad('NVIDIA_OPAQUE_INVALID', `NVDAOD version padding byte is 0x${pad.toString(16)}, not 0`);
+  if (!OPAQUE_FORMAT_MAJORS.includes(major)) throw bad('NVIDIA_OPAQUE_VERSION', `NVDAOD opaque data version ${major}.${minor}.${patch} is not supported (majors ${OPAQUE_FORMAT_MAJORS.join(', ')})`);
+  return { versioned: true, major, minor, patch };
+}
+
 export function parseOpaqueData(b: Uint8Array): NvidiaOpaqueData {
   const fields: OpaqueField[] = [];
   const byId = new Map<number, OpaqueField>();
-  let o = 0;
+  const format = versionedHeader(b) ?? { versioned: false };
+  // Entry header: type, [value type,] size; all u16 little-endian.
+  const hdrSize = format.versioned ? 6 : 4;
+  let o = format.versioned ? OPAQUE_HEADER_SIZE : 0;
   while (o < b.length) {
-    const hdr = take(b, o, 4, 'opaque field header');
+    const hdr = take(b, o, hdrSize, 'opaque field header');
     const id = u16(hdr, 0);
-    const size = u16(hdr, 2);
-    const data = take(b, o + 4, size, `opaque field ${id}`);
+    const valueType = format.versioned ? u16(hdr, 2) : undefined;
+    const size = u16(hdr, hdrSize - 2);
+    const data = take(b, o + hdrSize, size, `opaque field ${id}`);
     const name = FIELD_NAME.get(id) ?? (`UNKNOWN_${id}` as const);
     if (byId.has(id)) throw bad('NVIDIA_OPAQUE_INVALID', `duplicate opaque field ${name}`);
-    const f: OpaqueField = { id, name, data };
+    const f: OpaqueField = { id, valueType, name, data };
     fields.push(f);
     byId.set(id, f);
-    o += 4 + size;
+    o += hdrSize + size;
   }
   const get = (id: number) => byId.get(id);
   const fwidF = get(OPAQUE_FIELD_ID.FWID);
@@ -251,6 +286,7 @@ export function parseOpaqueData(b: Uint8Array): NvidiaOpaqueData {
   const vb = get(OPAQUE_FIELD_ID.VBIOS_VERSION);
   const vbiosVersion = vb ? (vb.data.length === 8 ? formatVbiosVersion(vb.data) : text(vb)) : undefined;
   return {
+    format,
     fields,
     driverVersion: str(OPAQUE_FIELD_ID.DRIVER_VERSION),
     vbiosVersion,
@@ -265,7 +301,7 @@ export function parseOpaqueData(b: Uint8Array): NvidiaOpaqueData {
   };
 }
 
-/** Parses request ‖ response ‖ signature; exactly these bytes, nothing left over. */
+/** Parses request ‖ response ‖ signature; exactly these bytes, then only zero padding. */
 export function parseGpuAttestationReport(b: Uint8Array): GpuAttestationReport {
   const request = parseGetMeasurementsRequest(b);
   const r = b.subarray(REQUEST_SIZE);
@@ -287,19 +323,22 @@ export function parseGpuAttestationReport(b: Uint8Array): GpuAttestationReport {
   o += 2;
   const opaqueData = take(r, o, opaqueDataLength, 'opaque data');
   o += opaqueDataLength;
+  const signatureAt = o;
   const signature = take(r, o, SIGNATURE_SIZE, 'signature');
   o += SIGNATURE_SIZE;
-  if (o !== r.length) throw bad('NVIDIA_SPDM_TRAILING_BYTES', `${r.length - o} bytes after the signature`);
+  const trailing = r.subarray(o);
+  if (!isZero(trailing)) throw bad('NVIDIA_SPDM_TRAILING_BYTES', `${trailing.length} bytes after the signature, not all zero`);
   const opaque = parseOpaqueData(opaqueData);
-  const respRaw = r;
+  const respRaw = r.subarray(0, o);
   return {
-    raw: b,
+    raw: b.subarray(0, REQUEST_SIZE + o),
     request,
     response: {
       raw: respRaw, spdmVersion, param1: hdr[2]!, param2: hdr[3]!, numberOfBlocks, measurementRecordLength, blocks,
       nonce, opaqueDataLength, opaqueData, opaque, signature,
     },
-    signedBytes: b.subarray(0, b.length - SIGNATURE_SIZE),
+    signedBytes: b.subarray(0, REQUEST_SIZE + signatureAt),
+    padding: trailing.length,
   };
 }
 

@@ -17,7 +17,8 @@ import { homedir } from 'node:os';
 import { equalBytes, fromHex } from '../../attestation/bytes.ts';
 import { GmError, configError } from '../../attestation/errors.ts';
 import type { JSONWebKeySet } from 'jose';
-import { type GpuClaims, type GpuVerifyOptions, aggregateGpuReports, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceJson, verifyGpuEvidenceAll, verifyNrasResult } from '../../attestation/nvidia/index.ts';
+import { type GpuClaims, type GpuEvidenceFailure, type GpuEvidenceItem, type GpuVerifyOptions, aggregateGpuReports, gpuEvidenceFromRaw, gpuPolicyFrom, parseGpuEvidenceList, verifyGpuEvidenceAll, verifyNrasResult } from '../../attestation/nvidia/index.ts';
+import { Checks } from '../../attestation/report.ts';
 import { parseOcspResponse } from '../../attestation/nvidia/ocsp.ts';
 import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
 import { type Certificate, parseCertificate } from '../../attestation/x509/cert.ts';
@@ -99,13 +100,25 @@ export async function run(argv: string[], io: Io): Promise<number> {
 
   const evidenceBytes = await io.readFile(v['--evidence']!);
   const text = new TextDecoder().decode(evidenceBytes);
-  const items = text.trimStart().startsWith('[')
-    ? parseGpuEvidenceJson(text)
-    : v['--chain']
-      ? [gpuEvidenceFromRaw(binaryOrHex(evidenceBytes), new TextDecoder().decode(await io.readFile(v['--chain'])))]
-      : (() => {
-          throw configError('USAGE', `${v['--evidence']} is not the nvtrust JSON form; a raw report needs --chain FILE`);
-        })();
+  let items: (GpuEvidenceItem | GpuEvidenceFailure)[];
+  try {
+    // A JSON list is parsed GPU by GPU: an entry that does not parse fails only that GPU (its rows, and the verdict).
+    items = text.trimStart().startsWith('[')
+      ? parseGpuEvidenceList(text)
+      : v['--chain']
+        ? [gpuEvidenceFromRaw(binaryOrHex(evidenceBytes), new TextDecoder().decode(await io.readFile(v['--chain'])))]
+        : (() => {
+            throw configError('USAGE', `${v['--evidence']} is not the nvtrust JSON form; a raw report needs --chain FILE`);
+          })();
+  } catch (e) {
+    if (!(e instanceof GmError)) throw e;
+    // As snp and tdx do: the report is printed with its failed parse row, in JSON under --json.
+    const checks = new Checks('NVIDIA GPU evidence');
+    const failed = checks.failed('nvidia.evidence.parse', 'GPU evidence file parses (nvtrust JSON list, or a raw SPDM report with --chain)', undefined, e);
+    io.out(args.json ? reportJson(failed.report!) : formatReport(failed.report!));
+    io.err(`gm verify gpu: ${e.code}: ${e.message}\n`);
+    return e.kind === 'config' ? 2 : 1;
+  }
 
   const rims = await Promise.all(args.many['--rim']!.map(async (f) => new TextDecoder().decode(await io.readFile(f))));
   const ocspDers = await Promise.all(args.many['--ocsp']!.map(async (f) => ocspBytes(await io.readFile(f))));
