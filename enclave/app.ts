@@ -10,22 +10,25 @@
  *   GET  /v1/workers                      verified workers (public claims only: id, state, evidence digest, models)
  *   GET  /v1/market/offers                the live signed offers of verified workers (docs/market.md "Listing")
  *   POST /v1/workers/{id}/offers/cancel   a worker withdraws an offer with a signed cancel (docs/market.md)
- *   GET  /healthz, /metrics
+ *   GET  /healthz, /metrics               health; public metrics (nothing per worker or per request)
+ *   GET  /v1/operator/metrics             every metric, per worker too (bearer token; docs/operator.md §7.1)
  *
  * Under sim every response carries `gm-tee: sim` and every log line `"sim":true`.
  */
 import { Hono } from 'hono';
 import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
 import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
-import { GmError, protocolError, rejected } from '../attestation/errors.ts';
+import { configError, GmError, protocolError, rejected } from '../attestation/errors.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { dispatchSummary } from './api/dispatch-summary.ts';
 import { openaiApp, type Dispatch } from './api/openai.ts';
 import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
-import { asGmError, errorResponse, gatewayProblem, logError } from './http/errors.ts';
+import { asGmError, errorResponse, gatewayCode, gatewayProblem, logError } from './http/errors.ts';
 import { readLimited, StreamLimiter } from './http/limits.ts';
 import { generateEnclaveKeys, randomKeyId, type EnclaveKeys } from './keys.ts';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
@@ -70,6 +73,13 @@ export interface EnclaveOptions {
    * OHTTP_KEY_CONFIG and re-attest once.
    */
   readonly keyRotationMs?: number;
+  /**
+   * Bearer token of `GET /v1/operator/metrics`, the only place per-worker and per-request counters are served
+   * (docs/operator.md §7.1). Without it that endpoint does not exist.
+   */
+  readonly operatorToken?: string;
+  /** How often per-worker dispatch counts are logged (default 10 min) and the fewest a logged window holds (default 20). */
+  readonly dispatchSummary?: { readonly intervalMs?: number; readonly minDispatches?: number };
 }
 
 export interface Enclave {
@@ -120,12 +130,16 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const rotation = setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
   rotation.unref();
 
+  // Public metrics move only with what a relay sees on the wire anyway (routes, outer statuses and codes, timing);
+  // everything per worker, per model or per inner outcome is operator-only (the Registry's default).
   const metrics = new Registry();
-  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status');
-  const errors = metrics.counter('gm_errors_total', 'Errors by code');
-  const latency = metrics.histogram('gm_request_duration_seconds', 'Request duration by route (gateway: to the last byte)');
+  const pub = { scope: 'public' } as const;
+  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status', pub);
+  const errors = metrics.counter('gm_errors_total', 'Errors by the code the peer was sent', pub);
+  const causes = metrics.counter('gm_error_causes_total', 'Errors by local code (decryption failure causes, inner rejections)');
+  const latency = metrics.histogram('gm_request_duration_seconds', 'Request duration by route (gateway: to the last byte)', undefined, pub);
   const streams = new StreamLimiter(limits.maxConcurrentStreams);
-  metrics.gauge('gm_active_streams', 'Gateway exchanges in progress').collect(() => [[{}, streams.active]]);
+  metrics.gauge('gm_active_streams', 'Gateway exchanges in progress', pub).collect(() => [[{}, streams.active]]);
 
   const registry = new WorkerRegistry({
     policy: o.workerPolicy,
@@ -141,7 +155,13 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
   // A key is accepted for at most two rotation periods after it is first used: its replay window.
   const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 2 * rotationMs + 60_000 });
-  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
+  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard', pub).collect(() => [[{}, replay.size]]);
+  const dispatches = metrics.findCounter('gm_dispatch_total');
+  const summarize = dispatches ? dispatchSummary({ counter: dispatches, log: o.log, minDispatches: o.dispatchSummary?.minDispatches ?? 20 }) : () => undefined;
+  const summaries = setInterval(summarize, o.dispatchSummary?.intervalMs ?? 600_000);
+  summaries.unref();
+  if (o.operatorToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(o.operatorToken)) throw configError('OPERATOR_TOKEN_INVALID', 'the operator token must be at least 16 visible ASCII characters');
+  const operatorDigest = o.operatorToken === undefined ? undefined : tokenDigest(o.operatorToken);
   const simHeaders: Record<string, string> = sim ? { 'gm-tee': 'sim' } : {};
 
   const app = new Hono<{ Variables: { route: string } }>();
@@ -156,13 +176,22 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   });
   app.onError((e, c) => {
     const g = asGmError(e);
-    errors.inc({ code: g.code });
+    causes.inc({ code: g.code });
+    errors.inc({ code: c.get('route') === 'ohttp' ? gatewayCode(g) : g.code });
     logError(o.log, 'request.failed', g, { route: c.get('route') });
     return c.get('route') === 'ohttp' ? gatewayProblem(g, simHeaders) : errorResponse(g, simHeaders);
   });
 
   app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));
-  app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/metrics', (c) => c.text(metrics.render('public'), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/v1/operator/metrics', (c) => {
+    if (!operatorDigest) throw new GmError('protocol', 'NOT_FOUND', 'no operator token is configured');
+    const m = /^Bearer ([\x21-\x7e]+)$/.exec(c.req.header('authorization') ?? '');
+    if (!m || !timingSafeEqual(tokenDigest(m[1]!), operatorDigest)) {
+      return c.json({ error: { code: 'OPERATOR_UNAUTHORIZED' } }, 401, { 'www-authenticate': 'Bearer', 'cache-control': 'no-store' });
+    }
+    return c.text(metrics.render('operator'), 200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+  });
   app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60' } }));
   app.get('/v1/attestation', async (c) => {
     const n = c.req.query('nonce');
@@ -243,7 +272,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       // The slot is taken once the body is in: a slow body holds only its socket (bounded by the server's timeouts).
       admit: () => streams.acquire(),
       onInnerRejected: (code) => {
-        errors.inc({ code });
+        causes.inc({ code });
         o.log.warn('request.inner_rejected', { code });
       },
       onDone: (outcome) => {
@@ -268,6 +297,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     },
     close: async () => {
       clearInterval(rotation);
+      clearInterval(summaries);
       await registry.close();
     },
   };
@@ -290,5 +320,11 @@ function routeName(method: string, path: string): string {
   if (/^\/v1\/workers\/[^/]+\/offers\/cancel$/.test(path)) return 'offer_cancel';
   if (path === '/healthz') return 'healthz';
   if (path === '/metrics') return 'metrics';
+  if (path === '/v1/operator/metrics') return 'operator_metrics';
   return method === 'GET' || method === 'POST' ? 'other' : 'other';
+}
+
+/** Tokens are compared as SHA-256 digests: equal length, so timingSafeEqual applies and the length does not leak. */
+function tokenDigest(t: string): Buffer {
+  return createHash('sha256').update(t, 'utf8').digest();
 }

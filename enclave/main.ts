@@ -2,11 +2,13 @@
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
  *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
- *             [--collateral URL]`
+ *             [--collateral URL] [--operator-token-file FILE]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
  * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
  * `--collateral URL` (a host shim's base URL) has worker verification ask that shim's collateral cache for the OCSP
  * status of GPU chains and the GPU's driver and VBIOS RIMs; a policy without a `gpu` section then requires both.
+ * `--operator-token-file FILE` (or the token itself in GM_OPERATOR_TOKEN; never a plain flag, which would show in
+ * process listings) enables GET /v1/operator/metrics for that bearer token (docs/operator.md §7.1).
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -29,7 +31,7 @@ import { parseTeeChoice, selectTee } from './tee/select.ts';
 const SPEC = {
   tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
   'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string', 'key-rotation-seconds': 'string',
-  collateral: 'string',
+  collateral: 'string', 'operator-token-file': 'string',
 } as const;
 
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
@@ -72,10 +74,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
     const g = policy.policy.gpu!;
     log.info('enclave.worker_collateral', { collateral, rimMatchRequired: g.rimMatchRequired, ocsp: g.ocsp });
   }
+  const tokenFile = f['operator-token-file'];
+  const operatorToken = tokenFile ? new TextDecoder().decode(await io.readFile(tokenFile)).trim() : io.env.GM_OPERATOR_TOKEN;
   const enclave = await createEnclave({
     tee,
     log,
     keys,
+    ...(operatorToken ? { operatorToken } : {}),
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
     workerPolicy,

@@ -12,12 +12,13 @@ import { connect, readSse, type TestClient } from './stack/client.ts';
 import { type Stack, startStack } from './stack/harness.ts';
 
 const PROMPT = 'PROMPT-CANARY-7f3a9c: the secret plan is to paint the moon teal';
+const OPERATOR_TOKEN = 'stack-operator-token-0123456789';
 
 describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
   let s: Stack;
   let client: TestClient;
   beforeAll(async () => {
-    s = await startStack();
+    s = await startStack({ enclave: { operatorToken: OPERATOR_TOKEN } });
     client = await connect(s.enclaveUrl);
   });
   afterAll(async () => {
@@ -71,11 +72,13 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
   it('never logs or exports the prompt, and marks every log line sim', async () => {
     const metrics = await (await fetch(`${s.enclaveUrl}/metrics`)).text();
     expect(metrics).toContain('gm_workers{state="verified"} 2');
-    expect(metrics).toMatch(/gm_dispatch_total\{outcome="ok",worker="w-[0-9a-f]{16}"\} \d+/);
+    expect(metrics).not.toContain('gm_dispatch_total');
+    const operator = await (await fetch(`${s.enclaveUrl}/v1/operator/metrics`, { headers: { authorization: `Bearer ${OPERATOR_TOKEN}` } })).text();
+    expect(operator).toMatch(/gm_dispatch_total\{outcome="ok",worker="w-[0-9a-f]{16}"\} \d+/);
     // The workers' /metrics too: they decrypt the same prompts.
     const workerMetrics = await Promise.all(s.workers.map(async (w) => (await fetch(`${w.worker.url}/metrics`)).text()));
     expect(workerMetrics.every((m) => m.length > 0)).toBe(true);
-    const all = s.logs.join('') + metrics + workerMetrics.join('');
+    const all = s.logs.join('') + metrics + operator + workerMetrics.join('');
     for (const needle of ['PROMPT-CANARY', 'paint the moon', Buffer.from(PROMPT).toString('base64').slice(0, 20)]) expect(all).not.toContain(needle);
     expect(s.logs.length).toBeGreaterThan(5);
     expect(s.logs.every((l) => JSON.parse(l).sim === true)).toBe(true);

@@ -48,7 +48,8 @@ describe('OpenAI surface', () => {
     const r = await s.post({ model: 'm', messages: [] });
     expect(r.status).toBe(200);
     expect(s.calls.map((c) => c.id)).toEqual(['b']);
-    expect(s.lines.some((l) => l.includes('"dispatch.gate"') && l.includes('"worker":"a"'))).toBe(true);
+    // Logged with its code, without the worker: a per-request line naming it would link the request to it.
+    expect(s.lines.some((l) => l.includes('"dispatch.gate"') && l.includes('"code":"WORKER_NOT_VERIFIED"') && !l.includes('"worker"'))).toBe(true);
   });
 
   it('strips gm fields before forwarding', async () => {

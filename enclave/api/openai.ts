@@ -5,7 +5,8 @@
  * the attestation gate (`registry.usable`) right before dispatch → re-encrypted to that worker's attested key.
  * A failure before the first token fails over (when the selection allows it); after it, the stream ends with a clear
  * `event: error`. Errors here are inside the encrypted response, as OpenAI-style `{error:{code,message,type}}`.
- * Nothing here logs a body.
+ * Nothing here logs a body, an inner path, or which worker served a request (per-worker counts are logged only as
+ * windowed summaries, dispatch-summary.ts; the per-worker counters are operator-only metrics).
  */
 import { Hono } from 'hono';
 import { GmError, protocolError } from '../../attestation/errors.ts';
@@ -50,7 +51,7 @@ export function openaiApp(d: ApiDeps): Hono {
   const app = new Hono();
   app.onError((e, c) => {
     const g = e instanceof GmError ? e : new GmError('unavailable', 'INTERNAL', 'internal error', { cause: e });
-    d.log.warn('api.error', { code: g.code, path: c.req.path });
+    d.log.warn('api.error', { code: g.code, route: apiRoute(c.req.path) });
     return apiError(g);
   });
 
@@ -85,7 +86,7 @@ export function openaiApp(d: ApiDeps): Hono {
       const w = d.usable(cand.worker.id);
       if (!w) {
         last = new GmError('unavailable', 'WORKER_NOT_VERIFIED', 'the selected worker is not verified within its freshness window');
-        d.log.warn('dispatch.gate', { requestId, worker: cand.worker.id, code: last.code });
+        d.log.warn('dispatch.gate', { requestId, code: last.code });
         continue;
       }
       try {
@@ -103,7 +104,7 @@ export function openaiApp(d: ApiDeps): Hono {
           const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage) : undefined;
           dispatched.inc({ worker: w.id, outcome: res.status === 200 ? 'ok' : `status_${res.status}` });
           ttft.observe({}, (performance.now() - t0) / 1000);
-          d.log.info('request.routed', { requestId, worker: w.id, stream: false, status: res.status, attempt: i + 1 });
+          d.log.info('request.routed', { requestId, stream: false, status: res.status, attempt: i + 1 });
           const headers = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
           if (extras?.header) headers.set(extras.header[0], extras.header[1]);
           return new Response(text as Uint8Array<ArrayBuffer>, { status: res.status, headers });
@@ -120,14 +121,14 @@ export function openaiApp(d: ApiDeps): Hono {
         }
         sel.onFirstToken?.(cand);
         ttft.observe({}, (performance.now() - t0) / 1000);
-        d.log.info('request.routed', { requestId, worker: w.id, stream: true, attempt: i + 1 });
+        d.log.info('request.routed', { requestId, stream: true, attempt: i + 1 });
         return new Response(relay(reader, split, firstEvents, sel, cand, w, requestId), { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
       } catch (e) {
         last = e instanceof GmError ? e : new GmError('unavailable', 'UPSTREAM_FAILED', 'worker request failed', { cause: e });
         if (c.req.raw.signal.aborted) throw new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away');
         sel.onFailure?.(cand, last.code);
         dispatched.inc({ worker: cand.worker.id, outcome: 'failed_before_first_token' });
-        d.log.warn('dispatch.failed', { requestId, worker: cand.worker.id, code: last.code, reason: last.message, attempt: i + 1 });
+        d.log.warn('dispatch.failed', { requestId, code: last.code, reason: last.message, attempt: i + 1 });
       }
     }
     throw last ?? new GmError('unavailable', 'NO_ELIGIBLE_WORKER', 'no worker could serve the request');
@@ -148,7 +149,7 @@ export function openaiApp(d: ApiDeps): Hono {
               const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
               sel.onFailure?.(cand, code);
               dispatched.inc({ worker: w.id, outcome: 'failed_mid_stream' });
-              d.log.warn('dispatch.mid_stream_failure', { requestId, worker: w.id, code });
+              d.log.warn('dispatch.mid_stream_failure', { requestId, code });
               ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })));
               closed = true;
               ctl.close();
@@ -181,7 +182,7 @@ export function openaiApp(d: ApiDeps): Hono {
           closed = true;
           sel.onFailure?.(cand, 'CLIENT_CANCELLED'); // after the first token: the market ends the lease, releases the hold
           dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
-          d.log.info('request.cancelled', { requestId, worker: w.id });
+          d.log.info('request.cancelled', { requestId });
           await reader.cancel(reason).catch(() => undefined);
         },
       },
@@ -204,4 +205,9 @@ function usageOf(buf: Uint8Array): Usage | undefined {
     // a non-JSON answer carries no usage
   }
   return undefined;
+}
+
+/** A fixed name for an inner path (logs never carry the path a client sent). */
+function apiRoute(path: string): string {
+  return ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models'].includes(path) ? path : 'other';
 }

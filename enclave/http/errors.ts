@@ -62,6 +62,12 @@ export function gatewayProblem(e: GmError, headers: Record<string, string> = {})
   return new Response(JSON.stringify({ ...p.body, error: { code: p.body.code } }), { status: p.status, headers: { ...headers, ...p.headers } });
 }
 
+/** The code the peer sees for an error on POST /v1/ohttp (gatewayProblem's), e.g. for a public metric. */
+export function gatewayCode(e: GmError): string {
+  if (e.code === 'TOO_LARGE' || e.code === 'UNSUPPORTED_MEDIA_TYPE') return e.code;
+  return problemFor(e.code === 'TOO_MANY_STREAMS' ? new GmError('unavailable', 'REPLAY_CACHE_FULL', 'busy') : e).body.code;
+}
+
 /** Logs the detail locally (never payloads: GmError messages are written by our code) and returns the opaque code. */
 export function logError(log: Logger, event: string, e: GmError, f: Record<string, string | number | boolean | undefined> = {}): void {
   const cause = e.cause instanceof Error ? `${e.cause.name}: ${e.cause.message}` : undefined;

@@ -178,13 +178,13 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const i = cands.indexOf(c);
         if (!first && sel.allowFallbacks && i + 1 < cands.length) start(i + 1);
         else finish();
-        o.log?.info('market.dispatch_failed', { requestId: req.requestId, worker: c.worker.id, code });
+        o.log?.info('market.dispatch_failed', { requestId: req.requestId, code });
       },
       async onSuccess(c, usage: Usage | undefined) {
         const d = reached(c);
         const outputTokens = usage?.completionTokens ?? 0;
         d.lease?.succeeded(outputTokens, now());
-        if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId, worker: c.worker.id });
+        if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
         settled = true;
         clearTimeout(timer);
         try {

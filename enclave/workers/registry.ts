@@ -121,7 +121,7 @@ export class WorkerRegistry {
     this.#o = o;
     this.#now = o.now ?? Date.now;
     this.#registrations = o.metrics.counter('gm_worker_verifications_total', 'Worker verifications by outcome and code');
-    this.#gauge = o.metrics.gauge('gm_workers', 'Workers by state');
+    this.#gauge = o.metrics.gauge('gm_workers', 'Workers by state', { scope: 'public' }); // the listing is public anyway
     this.#gauge.collect(() => {
       const by: Record<string, number> = { verified: 0, reverifying: 0 };
       for (const w of this.#workers.values()) by[w.state] = (by[w.state] ?? 0) + 1;

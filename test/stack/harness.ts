@@ -41,7 +41,7 @@ export interface StackWorkerOptions {
 export interface StackOptions {
   /** One entry per worker (each with its own dev-model); default two plain workers. */
   readonly workers?: readonly StackWorkerOptions[];
-  readonly enclave?: Partial<Pick<EnclaveOptions, 'limits' | 'timeouts' | 'router' | 'onWorkerChange'>>;
+  readonly enclave?: Partial<Pick<EnclaveOptions, 'limits' | 'timeouts' | 'router' | 'onWorkerChange' | 'operatorToken' | 'dispatchSummary'>>;
   /** Worker policy: SEV-SNP policy (default: the sim measurement only, debug forbidden). */
   readonly snpPolicy?: SnpPolicy;
   readonly freshnessMs?: number;
