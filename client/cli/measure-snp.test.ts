@@ -56,6 +56,19 @@ describe.skipIf(!hasVectors)('gm measure snp', () => {
     expect(e.out()).toBe('13810ae661ea11e2bb205621f582fee268f0367c8f97bc297b7fadef3e12002c\n');
   });
 
+  it('--expected and --report compare with what a guest reported (exit 1 when different)', async () => {
+    const args = ['measure', 'snp', '--ovmf', AMD(), '--vcpus', '1', '--vcpu-type', 'EPYC-v4', '--guest-features', '0x21'];
+    const same = io();
+    expect(await main([...args, '--expected', '0xE1E1CA029DD7973AB9513295BE68198472DCD4FC834BD9AF9B63F6E8A1674DBF281A9278A4A2EBE0EED9F22ADBCD0E2B'], same.io)).toBe(0);
+    const other = io();
+    expect(await main([...args, '--report', vectorPath('sev-snp/azure-genoa/genoa-hcl-snp-report.bin'), '--json'], other.io)).toBe(1);
+    const j = JSON.parse(other.out());
+    expect(j).toMatchObject({ expected: 'f57dc09a507c6ecd82369bffb600f0003792f4d99bc26e985ec0c266fc34faf3706faf814c9e61065768a6ff917c89ae', matches: false });
+    expect(other.err()).toContain('the computed MEASUREMENT differs from');
+    const short = io();
+    expect(await main([...args, '--expected', 'abcd'], short.io)).toBe(2);
+  });
+
   it.each([
     [['--vcpus', '1', '--vcpu-type', 'EPYC-v4'], '--ovmf is required'],
     [['--ovmf', 'X', '--vcpus', '1', '--vcpu-type', 'EPYC-v9'], 'is not one of'],

@@ -1,14 +1,19 @@
 /**
  * `gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce]
  *  [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX]
- *  [--svsm FILE --vars-size N] [--sev-es] [--json]`
+ *  [--svsm FILE --vars-size N] [--sev-es] [--report FILE | --expected HEX] [--json]`
  *
  * Prints the launch digest a SEV-SNP report carries as MEASUREMENT (48 bytes hex), to pin in a policy's
  * `measurements`. --json adds every input's digest and the launch digest after each step, so a mismatch can be
  * traced to the piece that differs. --sev-es prints the 32-byte SEV-ES digest instead.
- * Exit 0 printed, 2 usage or input error.
+ * --report (an SEV-SNP report or Azure HCL report, in any encoding gm reads) or --expected compares the result with
+ * the MEASUREMENT a guest reported; the report's signature is not checked here (that is `gm verify snp`).
+ * Exit 0 printed (and equal, when compared), 1 different, 2 usage or input error.
  */
 import { hex } from '../../attestation/bytes.ts';
+import { decodeEvidence } from '../../attestation/encoding.ts';
+import { parseReport } from '../../attestation/sevsnp/abi.ts';
+import { parseHclReport } from '../../attestation/sevsnp/hcl.ts';
 import { configError } from '../../attestation/errors.ts';
 import { type SnpMeasurement, measureSevEs, measureSnp } from '../../attestation/measure/snp.ts';
 import { VCPU_TYPES } from '../../attestation/measure/vcpu.ts';
@@ -16,9 +21,9 @@ import type { Vmm } from '../../attestation/measure/vmsa.ts';
 import { parseArgs } from './args.ts';
 import type { Io } from './io.ts';
 
-const USAGE = 'usage: gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce] [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX] [--svsm FILE --vars-size N] [--sev-es] [--json]\n';
+const USAGE = 'usage: gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce] [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX] [--svsm FILE --vars-size N] [--sev-es] [--report FILE | --expected HEX] [--json]\n';
 const SPEC = {
-  values: ['ovmf', 'ovmf-hash', 'kernel', 'initrd', 'append', 'vcpus', 'vcpu-type', 'vcpu-sig', 'vmm', 'guest-features', 'svsm', 'vars-size'],
+  values: ['ovmf', 'ovmf-hash', 'kernel', 'initrd', 'append', 'vcpus', 'vcpu-type', 'vcpu-sig', 'vmm', 'guest-features', 'svsm', 'vars-size', 'report', 'expected'],
   booleans: ['json', 'sev-es'],
 };
 
@@ -77,6 +82,22 @@ export async function run(argv: string[], io: Io): Promise<number> {
       varsSize: v['vars-size'] === undefined ? undefined : Number(integer('vars-size', v['vars-size'], 0xffffffffn)),
     });
   }
-  io.out(a.flags.has('json') ? `${JSON.stringify({ ...m.inputs, steps: m.steps }, null, 2)}\n` : `${hex(m.measurement)}\n`);
+  let expected: string | undefined;
+  if (v.report !== undefined && v.expected !== undefined) throw configError('USAGE', 'give --report or --expected, not both');
+  if (v.expected !== undefined) {
+    expected = v.expected.toLowerCase().replace(/^0x/, '');
+    if (!new RegExp(`^[0-9a-f]{${2 * m.measurement.length}}$`).test(expected)) throw configError('USAGE', `--expected must be ${m.measurement.length} bytes of hex`);
+  } else if (v.report !== undefined) {
+    if (a.flags.has('sev-es')) throw configError('USAGE', '--report holds an SEV-SNP MEASUREMENT; an SEV-ES digest is not in one');
+    const d = decodeEvidence(await io.readFile(v.report), 'snp-report', v.report);
+    expected = hex(parseReport(d.structure === 'Azure HCL report' ? parseHclReport(d.bytes).snpReport : d.bytes).measurement);
+  }
+  const matches = expected === undefined ? undefined : expected === hex(m.measurement);
+  if (a.flags.has('json')) io.out(`${JSON.stringify({ ...m.inputs, ...(expected ? { expected, matches } : {}), steps: m.steps }, null, 2)}\n`);
+  else io.out(`${hex(m.measurement)}\n`);
+  if (matches === false) {
+    io.err(`gm measure snp: the computed MEASUREMENT differs from ${v.report ?? '--expected'} (${expected}); --json shows every input's digest to compare with the launch configuration\n`);
+    return 1;
+  }
   return 0;
 }
