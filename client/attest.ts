@@ -13,7 +13,8 @@ import { GmError, protocolError, rejected, unavailable } from '../attestation/er
 import { Checks, type VerificationReport } from '../attestation/report.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { reportData } from '../protocol/binding.ts';
-import { decodeKeyConfigs, type KeyConfig, selectSuite } from '../protocol/ohttp.ts';
+import { chooseKeyConfig, decodeKeyConfigs, isPostQuantumKem, type KeyConfig } from '../protocol/ohttp.ts';
+import { KEM_MLKEM768_X25519 } from '../protocol/hpke.ts';
 import { type CollateralSource, gpuOcspFromShim, missingTdxCollateral, tdxCollateralGetter, withCollateral } from './collateral.ts';
 import { type ClientPolicy, policyAllows } from './policy.ts';
 
@@ -120,19 +121,14 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
     throw e;
   }
   const post = new Checks('client');
-  const keyConfig = post.runSync('client.key-config', 'an attested OHTTP key configuration with a supported HPKE suite', 'bundle keys.ohttp (bound in REPORT_DATA)', () => {
-    const configs = decodeKeyConfigs(bundle.keys.ohttp);
-    const usable = configs.find((c) => {
-      try {
-        selectSuite(c);
-        return true;
-      } catch {
-        return false;
-      }
-    });
-    if (!usable) throw protocolError('OHTTP_UNSUPPORTED_SUITE', 'no attested key configuration has a suite this client supports');
-    return usable;
-  }, (c) => `key id ${c.keyId}`);
+  // The configuration comes from the attested list only (never /.well-known/ohttp-gateway): X-Wing when listed.
+  const keyConfig = post.runSync('client.key-config', 'an attested OHTTP key configuration with a supported HPKE suite, post-quantum (X-Wing) preferred', 'bundle keys.ohttp (bound in REPORT_DATA); docs/protocol.md §5.1', () => {
+    const chosen = chooseKeyConfig(decodeKeyConfigs(bundle.keys.ohttp));
+    if (o.policy.requirePostQuantum && !isPostQuantumKem(chosen.kemId)) {
+      throw rejected('POST_QUANTUM_REQUIRED', 'the client policy requires a post-quantum KEM and no attested key configuration has one');
+    }
+    return chosen;
+  }, (c) => `key id ${c.keyId}, ${c.kemId === KEM_MLKEM768_X25519 ? 'MLKEM768-X25519 (X-Wing)' : 'DHKEM(X25519)'}`);
   return {
     report: joinReports(pre.report(), verified.report, post.report()),
     claims: verified.claims,

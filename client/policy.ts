@@ -6,8 +6,11 @@
  * ```json
  * { "sev-snp": { "measurements": ["<96 hex>"], "allowDebug": false, "minTcb": { ... } },
  *   "tdx": { "mrTd": ["<96 hex>"], "rtmr0": [...], "allowedTcbStatuses": ["UpToDate"] },
- *   "maxEvidenceAgeSeconds": 300 }
+ *   "maxEvidenceAgeSeconds": 300, "requirePostQuantum": true }
  * ```
+ *
+ * `requirePostQuantum` (default false) refuses an enclave whose attested key configurations include no hybrid
+ * post-quantum KEM (X-Wing, docs/protocol.md §5.1); without it the client still prefers X-Wing whenever it is listed.
  */
 import type { BundlePolicy } from '../attestation/bundle-verify.ts';
 import { configError } from '../attestation/errors.ts';
@@ -19,6 +22,8 @@ export interface ClientPolicy extends BundlePolicy {
   readonly tdx?: TdxPolicy;
   /** Freshness of the enclave's evidence; a fresh nonce makes it seconds old, so the default is tight. */
   readonly maxAgeMs: number;
+  /** Refuse an enclave that attests no post-quantum key configuration (absent means false). */
+  readonly requirePostQuantum?: boolean;
 }
 
 const DEFAULT_MAX_AGE_MS = 5 * 60_000;
@@ -36,15 +41,17 @@ export function simPolicyDoc(): Record<string, unknown> {
 export function parseClientPolicy(doc: unknown, where = 'client policy'): ClientPolicy {
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw configError('POLICY_INVALID', `${where} must be a JSON object`);
   const o = doc as Record<string, unknown>;
-  for (const k of Object.keys(o)) if (!['sev-snp', 'tdx', 'maxEvidenceAgeSeconds'].includes(k)) throw configError('POLICY_INVALID', `${where}: unknown field "${k}"`);
+  for (const k of Object.keys(o)) if (!['sev-snp', 'tdx', 'maxEvidenceAgeSeconds', 'requirePostQuantum'].includes(k)) throw configError('POLICY_INVALID', `${where}: unknown field "${k}"`);
   if (o['sev-snp'] === undefined && o.tdx === undefined) throw configError('POLICY_MISSING_FIELD', `${where}: needs a "sev-snp" or "tdx" section (the platforms the client accepts)`);
   const age = o.maxEvidenceAgeSeconds;
   if (age !== undefined && (typeof age !== 'number' || !Number.isSafeInteger(age) || age <= 0)) throw configError('POLICY_INVALID', `${where}: field "maxEvidenceAgeSeconds" must be a positive integer`);
+  const pq = o.requirePostQuantum;
+  if (pq !== undefined && typeof pq !== 'boolean') throw configError('POLICY_INVALID', `${where}: field "requirePostQuantum" must be true or false`);
   const snp = o['sev-snp'] === undefined ? undefined : parseSnpPolicy(o['sev-snp'], `${where} "sev-snp"`);
   if (snp && snp.measurements === 'any') throw configError('POLICY_INVALID', `${where}: "sev-snp".measurements must list the allowed measurements (the client pins its enclave)`);
   const tdx = o.tdx === undefined ? undefined : tdxPolicyFromJson(o.tdx, `${where} "tdx"`);
   if (tdx && !tdx.mrTd?.length) throw configError('POLICY_MISSING_FIELD', `${where}: "tdx".mrTd must list the allowed MRTDs`);
-  return { ...(snp ? { 'sev-snp': snp } : {}), ...(tdx ? { tdx } : {}), maxAgeMs: typeof age === 'number' ? age * 1000 : DEFAULT_MAX_AGE_MS };
+  return { ...(snp ? { 'sev-snp': snp } : {}), ...(tdx ? { tdx } : {}), maxAgeMs: typeof age === 'number' ? age * 1000 : DEFAULT_MAX_AGE_MS, requirePostQuantum: pq === true };
 }
 
 /** Which platform sections a policy has, for the "platform not allowed" check. */

@@ -30,8 +30,8 @@ import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
 import { asGmError, errorResponse, gatewayCode, gatewayProblem, logError } from './http/errors.ts';
 import { readLimited, StreamLimiter } from './http/limits.ts';
-import { generateEnclaveKeys, randomKeyId, type EnclaveKeys } from './keys.ts';
-import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
+import { generateEnclaveKeys, generateGatewayKeys, type EnclaveKeys, type GatewayKeySet } from './keys.ts';
+import type { GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
 import { Registry } from './metrics.ts';
 import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
@@ -105,27 +105,25 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const sim = o.tee.sim;
   const now = o.now ?? Date.now;
   // Key state: `served` is attested and served; `accepted` adds the previous configuration during its grace period.
-  let served = { gateway: keys.gateway[0]!, keyConfigs: keys.keyConfigs };
+  let served: GatewayKeySet = { gateway: keys.gateway, keyConfigs: keys.keyConfigs };
   let accepted: readonly GatewayKey[] = keys.gateway;
   const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: served.keyConfigs, signingKey: keys.receipt.publicKey, ...(nonce ? { nonce } : {}), now });
   let bootBundle = await bundleFor();
   let bootCbor = encodeBundle(bootBundle);
   const rotationMs = o.keyRotationMs ?? 3600_000;
   const rotateKeys = async () => {
-    let id = randomKeyId();
-    while (id === served.gateway.config.keyId) id = randomKeyId();
-    const g = await generateKeyConfig(id, DEFAULT_SYMMETRIC, { backend: nodeBackend });
-    const next = { gateway: g, keyConfigs: encodeKeyConfigs([g.config]) };
+    // Both configurations (X-Wing and X25519) rotate together, to ids no accepted key holds.
+    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId));
     const prev = served.gateway;
     const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, now });
     served = next;
     bootBundle = b;
     bootCbor = encodeBundle(b);
-    const retiring = accepted.filter((k) => k !== prev);
-    accepted = [g, prev]; // the previous key stays accepted for one period; the one before retires now
-    // Its private key is gone, so the replay cache may forget its encapsulated keys (and a later key may reuse its id).
+    const retiring = accepted.filter((k) => !prev.includes(k));
+    accepted = [...next.gateway, ...prev]; // the previous keys stay accepted for one period; the ones before retire now
+    // Their private keys are gone, so the replay cache may forget their encapsulated keys (and a later key may reuse an id).
     for (const k of retiring) replay.retire(k.config.keyId);
-    o.log.info('enclave.keys_rotated', { keyId: g.config.keyId, previous: prev.config.keyId });
+    o.log.info('enclave.keys_rotated', { keyIds: next.gateway.map((k) => k.config.keyId).join(','), previous: prev.map((k) => k.config.keyId).join(',') });
   };
   const rotation = setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
   rotation.unref();
@@ -286,7 +284,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   });
 
   registry.start();
-  o.log.info('enclave.started', { platform: bootBundle.platform, keyId: served.gateway.config.keyId });
+  o.log.info('enclave.started', { platform: bootBundle.platform, keyIds: served.gateway.map((k) => k.config.keyId).join(',') });
   return {
     app, keys, registry, metrics, rotateKeys,
     get bootBundle() {

@@ -1,8 +1,10 @@
 /**
- * The enclave's keys (docs/design.md §4): OHTTP key configurations (X25519, HKDF-SHA256, AES-128-GCM and
- * ChaCha20-Poly1305) and the receipt-signing key, generated at start in memory. Nothing here is ever serialized
- * except public parts: there is no export path for the private keys (the receipt key is non-extractable WebCrypto).
+ * The enclave's keys (docs/design.md §4): two OHTTP key configurations, X-Wing (MLKEM768-X25519, draft-ietf-hpke-pq-05)
+ * first and DHKEM(X25519) second, each with HKDF-SHA256 and AES-128-GCM then ChaCha20-Poly1305 (docs/protocol.md
+ * §5), and the receipt-signing key, generated at start in memory. Workers use the same pair (worker/app.ts).
+ * Nothing here is ever serialized except public parts: there is no export path for the private keys (the receipt key is non-extractable WebCrypto).
  */
+import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { generateReceiptKey, type ReceiptSigner } from '../protocol/receipt.ts';
@@ -14,10 +16,34 @@ export interface EnclaveKeys {
   readonly receipt: ReceiptSigner;
 }
 
-export async function generateEnclaveKeys(keyId = randomKeyId()): Promise<EnclaveKeys> {
-  // The gateway key lives in node:crypto (the key remembers its backend; docs/protocol.md §10).
-  const [g, receipt] = await Promise.all([generateKeyConfig(keyId, DEFAULT_SYMMETRIC, { backend: nodeBackend }), generateReceiptKey()]);
-  return { gateway: [g], keyConfigs: encodeKeyConfigs([g.config]), receipt };
+export async function generateEnclaveKeys(keyId?: number): Promise<EnclaveKeys> {
+  const [g, receipt] = await Promise.all([generateGatewayKeys([], keyId), generateReceiptKey()]);
+  return { ...g, receipt };
+}
+
+/** One rotation period's gateway keys and the application/ohttp-keys bytes that list them. */
+export interface GatewayKeySet {
+  /** X-Wing first, X25519 second: the order of the served list (clients prefer X-Wing whatever the order). */
+  readonly gateway: readonly GatewayKey[];
+  readonly keyConfigs: Uint8Array;
+}
+
+/**
+ * A fresh X-Wing + X25519 pair with two distinct random key ids, none of them in `avoid` (the ids still accepted, so
+ * a request names exactly one key). `firstId`, if given, is the X-Wing configuration's id. The private keys live in
+ * node:crypto and this process (the key remembers its backend; docs/protocol.md §10).
+ */
+export async function generateGatewayKeys(avoid: readonly number[] = [], firstId?: number): Promise<GatewayKeySet> {
+  const ids: number[] = firstId === undefined ? [] : [firstId];
+  while (ids.length < 2) {
+    const id = randomKeyId();
+    if (!avoid.includes(id) && !ids.includes(id)) ids.push(id);
+  }
+  const gateway = await Promise.all([
+    generateKeyConfig(ids[0]!, DEFAULT_SYMMETRIC, { backend: nodeBackend, kemId: KEM_MLKEM768_X25519 }),
+    generateKeyConfig(ids[1]!, DEFAULT_SYMMETRIC, { backend: nodeBackend, kemId: KEM_X25519_HKDF_SHA256 }),
+  ]);
+  return { gateway, keyConfigs: encodeKeyConfigs(gateway.map((g) => g.config)) };
 }
 
 /** A random key id: a restarted enclave gets a different id, so clients holding the old config re-attest at once. */

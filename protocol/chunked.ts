@@ -26,7 +26,7 @@
  */
 import { protocolError } from '../attestation/errors.ts';
 import { AEAD_PARAMS, defaultBackend, type AeadCipher, type CryptoBackend } from './backend.ts';
-import { MAX_SEQUENCE, setupBaseR, setupBaseS, type KeyPair, type ReceiverContext, type SenderContext, type SuiteIds } from './hpke.ts';
+import { KEM_PARAMS, MAX_SEQUENCE, setupBaseR, setupBaseS, type KeyPair, type ReceiverContext, type SenderContext, type SuiteIds } from './hpke.ts';
 import { LABEL_CHUNKED_REQUEST, LABEL_CHUNKED_RESPONSE } from './media.ts';
 import {
   parseRequestHeader,
@@ -480,8 +480,11 @@ export function decapsulateChunkedRequest(keys: readonly GatewayKey[], o: Decaps
     o.maxChunk ?? DEFAULT_MAX_CHUNK,
     () => nt,
     async (buf) => {
-      // X25519 is the only KEM, so the header is 7 + Nenc = 39 bytes; wait for all of it.
-      if (buf.length < 7 + 32) return undefined;
+      // The header is hdr[7] || enc[Nenc], Nenc set by the KEM named in hdr (32 for X25519, 1120 for X-Wing): wait for
+      // all of it. An unknown KEM is left to parseRequestHeader, which refuses it.
+      if (buf.length < 7) return undefined;
+      const nenc = KEM_PARAMS[(buf[1]! << 8) | buf[2]!]?.Nenc;
+      if (nenc !== undefined && buf.length < 7 + nenc) return undefined;
       const h = parseRequestHeader(keys, buf);
       encv = h.enc;
       keyId = h.key.config.keyId;

@@ -14,6 +14,7 @@ import {
   AEAD_CHACHA20_POLY1305,
   AEAD_EXPORT_ONLY,
   KDF_HKDF_SHA256,
+  KEM_MLKEM768_X25519,
   KEM_PARAMS,
   KEM_X25519_HKDF_SHA256,
   generateKemKeyPair,
@@ -205,6 +206,38 @@ export function selectSuite(config: KeyConfig, want?: SymmetricAlgorithm): Suite
     : config.symmetric.find(usable);
   if (!pick) throw protocolError('OHTTP_UNSUPPORTED_SUITE', 'no supported HPKE suite in the key configuration');
   return { kemId: config.kemId, kdfId: pick.kdfId, aeadId: pick.aeadId };
+}
+
+/** KEMs in the order a client prefers them: the hybrid post-quantum X-Wing, then DHKEM(X25519). */
+export const KEM_PREFERENCE: readonly number[] = [KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256];
+
+/** True for a KEM that resists a quantum adversary recording traffic today ("harvest now, decrypt later"). */
+export function isPostQuantumKem(kemId: number): boolean {
+  return kemId === KEM_MLKEM768_X25519;
+}
+
+function usable(c: KeyConfig): boolean {
+  try {
+    selectSuite(c);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Picks the configuration a client seals to from an attested list: the first usable configuration of the most
+ * preferred KEM (KEM_PREFERENCE), so X-Wing whenever the list has one; X25519 only when it has none. Only members of
+ * `configs` are candidates: a list shortened on the way (a relay stripping the hybrid configuration) cannot steer the
+ * choice unless it is the list that was attested, which REPORT_DATA prevents (docs/protocol.md §7). A caller that
+ * requires a post-quantum KEM checks `isPostQuantumKem` of the result: it is false only if the list has no usable one.
+ */
+export function chooseKeyConfig(configs: readonly KeyConfig[]): KeyConfig {
+  for (const kemId of KEM_PREFERENCE) {
+    const c = configs.find((x) => x.kemId === kemId && usable(x));
+    if (c) return c;
+  }
+  throw protocolError('OHTTP_UNSUPPORTED_SUITE', 'no attested key configuration has a suite this client supports');
 }
 
 export interface EncapsulateOptions {

@@ -14,15 +14,14 @@ import { type EvidenceBundle, encodeBundle } from '../attestation/bundle.ts';
 import { fromHex, hex, sha256 } from '../attestation/bytes.ts';
 import { protocolError } from '../attestation/errors.ts';
 import { generateWorkerKey } from '../protocol/offer.ts';
-import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
-import { nodeBackend } from '../protocol/node/backend-node.ts';
+import type { GatewayKey } from '../protocol/ohttp.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { Registry } from '../enclave/metrics.ts';
 import { handleOhttp, nodeIncoming } from '../enclave/ohttp/gateway.ts';
-import { randomKeyId } from '../enclave/keys.ts';
+import { generateGatewayKeys, type GatewayKeySet } from '../enclave/keys.ts';
 import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
 
@@ -34,8 +33,10 @@ export interface WorkerKeys {
 }
 
 export async function generateWorkerKeys(): Promise<WorkerKeys> {
-  const [g, signing] = await Promise.all([generateKeyConfig(randomKeyId(), DEFAULT_SYMMETRIC, { backend: nodeBackend }), generateWorkerKey()]);
-  return { gateway: [g], keyConfigs: encodeKeyConfigs([g.config]), signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
+  // The same pair as the enclave's (enclave/keys.ts): X-Wing first, X25519 second, so the enclave->worker hop is
+  // post-quantum too whenever both sides have X-Wing.
+  const [g, signing] = await Promise.all([generateGatewayKeys(), generateWorkerKey()]);
+  return { ...g, signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
 }
 
 /** A stable, non-secret worker id: the first 8 bytes of SHA-256 of its signing key. */
@@ -74,21 +75,20 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const replay = new ReplayCache({ maxEntries: 2_000_000, windowMs: o.replayWindowMs ?? 2 * 3600_000 + 60_000 });
   metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
-  let served = { gateway: o.keys.gateway[0]!, keyConfigs: o.keys.keyConfigs };
+  let served: GatewayKeySet = { gateway: o.keys.gateway, keyConfigs: o.keys.keyConfigs };
   let accepted: readonly GatewayKey[] = o.keys.gateway;
   const bundle = (nonce?: Uint8Array) =>
     makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
   const rotateKeys = async () => {
-    let id = randomKeyId();
-    while (id === served.gateway.config.keyId) id = randomKeyId();
-    const g = await generateKeyConfig(id, DEFAULT_SYMMETRIC, { backend: nodeBackend });
+    // Both configurations (X-Wing and X25519) rotate together, to ids no accepted key holds.
+    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId));
     const prev = served.gateway;
-    served = { gateway: g, keyConfigs: encodeKeyConfigs([g.config]) };
-    const retiring = accepted.filter((k) => k !== prev);
-    accepted = [g, prev];
-    // The retiring key's private key is gone: the replay cache forgets its encapsulated keys (and its id may return).
+    served = next;
+    const retiring = accepted.filter((k) => !prev.includes(k));
+    accepted = [...next.gateway, ...prev];
+    // The retiring keys' private keys are gone: the replay cache forgets their encapsulated keys (and their ids may return).
     for (const k of retiring) replay.retire(k.config.keyId);
-    o.log.info('worker.keys_rotated', { keyId: id, previous: prev.config.keyId });
+    o.log.info('worker.keys_rotated', { keyIds: next.gateway.map((k) => k.config.keyId).join(','), previous: prev.map((k) => k.config.keyId).join(',') });
   };
 
   const app = new Hono();

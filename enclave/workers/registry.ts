@@ -17,7 +17,7 @@ import type { GpuCollateral } from '../../attestation/nvidia/index.ts';
 import type { TrustStore } from '../../attestation/trust.ts';
 import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
 import { verifyRegistration } from '../../protocol/registration.ts';
-import { decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
+import { chooseKeyConfig, decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
 import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
 import type { PooledTransport } from '../dispatch/transport.ts';
@@ -43,6 +43,7 @@ export type WorkerState = 'verified' | 'reverifying';
 export interface VerifiedWorker {
   readonly id: string;
   readonly url: string;
+  /** The configuration the enclave seals to: the worker's attested X-Wing one when listed (ohttp.ts chooseKeyConfig). */
   readonly keyConfig: KeyConfig;
   /** The application/ohttp-keys bytes bound in its evidence. */
   readonly keyConfigs: Uint8Array;
@@ -182,7 +183,7 @@ export class WorkerRegistry {
       this.#checkNewer(id, reg.time); // again: another registration of this worker may have completed meanwhile
       const now = this.#now();
       const w: VerifiedWorker = {
-        id, url: url.href.replace(/\/+$/, ''), keyConfig: configs[0]!, keyConfigs: bundle.keys.ohttp, signingKey, sim: verification.claims.sim, platform: bundle.platform,
+        id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, sim: verification.claims.sim, platform: bundle.platform,
         measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
         transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href),
