@@ -194,7 +194,7 @@ function productFromAsk(der: Uint8Array | undefined): 'Milan' | 'Genoa' | 'Turin
 /** NVIDIA RIMs are tens of kilobytes; the service's JSON (base64 RIM inside) is refused beyond this. */
 const MAX_RIM_RESPONSE = 512 * 1024;
 /** The RIM service's id alphabet, as the shim's route allowlist (host/collateral/sources.ts). */
-const RIM_ID = /^[A-Za-z0-9_.\-]{1,200}$/;
+const RIM_ID = /^[A-Za-z0-9_.-]{1,200}$/;
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 /**

@@ -87,7 +87,7 @@ export class Histogram extends Metric {
     const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
     for (const [k, s] of this.#v) {
       const pre = k ? `${k},` : '';
-      this.#buckets.forEach((b, i) => out.push(`${this.name}_bucket{${pre}le="${b}"} ${s.counts[i]}`));
+      for (const [i, b] of this.#buckets.entries()) out.push(`${this.name}_bucket{${pre}le="${b}"} ${s.counts[i]}`);
       out.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.n}`);
       out.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
       out.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.n}`);

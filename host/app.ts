@@ -35,7 +35,7 @@ export function hostApp(opts: HostAppOptions): Hono {
     // Browsers call the relay from the application's own origin. The relay carries no cookies or credentials and
     // answers only ciphertext and public evidence, so any origin may read it; the preflight never reaches the enclave.
     app.use(p, cors({ origin: '*', allowMethods: ['GET', 'POST'], allowHeaders: ['content-type', 'accept', 'incremental'], exposeHeaders: ['content-type'], maxAge: 600 }));
-    app.use(p, async (c, next) => {
+    app.use(p, async (_c, next) => {
       if (opts.gate.status.state !== 'open') counters.refused++;
       else counters.relayed++;
       await next();

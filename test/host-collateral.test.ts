@@ -8,7 +8,7 @@ import { CollateralCache } from '../host/collateral/cache.ts';
 import { retryAfterMs } from '../host/collateral/fetch.ts';
 import { collateralRoutes } from '../host/collateral/routes.ts';
 import { type VendorBases, routeFor } from '../host/collateral/sources.ts';
-import { type FakeVendor, startFakeVendor } from '../host/testing/fake-vendor.ts';
+import { startFakeVendor } from '../host/testing/fake-vendor.ts';
 
 const NOW = new Date('2026-06-01T00:00:00Z');
 let crlDer: Uint8Array;

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { rejected } from '../attestation/errors.ts';
 import { hostApp } from '../host/app.ts';
 import { EnclaveGate } from '../host/gate.ts';
-import { type Listening, listen } from '../host/serve.ts';
+import { listen } from '../host/serve.ts';
 
 const REPORT = { subject: 'evidence bundle (sim-sev-snp)', verified: true, checks: [{ id: 'bundle.cpu', status: 'pass' as const, what: 'cpu evidence' }] };
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -114,7 +114,7 @@ describe('host relay', () => {
     await s.gate.start();
     const l = await listen(s.app.fetch);
     cleanup.push(() => l.close());
-    let second: () => void = () => {};
+    const second: () => void = () => {};
     const body = new ReadableStream<Uint8Array>({
       async start(ctl) {
         ctl.enqueue(new Uint8Array(100));

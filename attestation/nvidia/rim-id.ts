@@ -18,7 +18,7 @@ export interface RimIds {
 }
 
 /** The RIM service's id alphabet (and the host shim's route allowlist). */
-const ID = /^[A-Za-z0-9_.\-]{1,200}$/;
+const ID = /^[A-Za-z0-9_.-]{1,200}$/;
 const PART = /^[A-Z0-9]+$/;
 
 const underivable = (msg: string) => rejected('NVIDIA_RIM_ID', `cannot name the GPU's RIMs: ${msg}`);

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ANCHOR_FILES } from '../../attestation/trust.ts';
 import { TRUST_DIR, hasTrustAnchors } from '../../test/vectors.ts';
 import type { Io } from './io.ts';

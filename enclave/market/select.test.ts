@@ -51,7 +51,7 @@ const bodyArb = fc.record({
 /** Builds a book from specs; worker keys are shared fixtures, offers inserted unsigned (the property is about selection). */
 function build(workers: TestWorker[], specs: Spec[], staleWorker: number, fee: number): { book: OrderBook; offers: Offer[] } {
   const book = new OrderBook({ feeBasisPoints: fee });
-  workers.forEach((w, i) => book.upsertWorker({ ...w.info, verifiedUntil: i === staleWorker ? NOW - 1 : NOW + 60_000 }));
+  for (const [i, w] of workers.entries()) book.upsertWorker({ ...w.info, verifiedUntil: i === staleWorker ? NOW - 1 : NOW + 60_000 });
   const offers: Offer[] = [];
   specs.forEach((s, i) => {
     const w = workers[s.worker]!;

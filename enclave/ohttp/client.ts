@@ -5,7 +5,7 @@
  * ends without its final chunk fails (CHUNKED_TRUNCATED) instead of looking complete.
  * The enclave uses it towards workers (undici transport); the tests use it as the client (fetch transport).
  */
-import { GmError, protocolError, unavailable } from '../../attestation/errors.ts';
+import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
 import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
 import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';

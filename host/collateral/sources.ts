@@ -60,7 +60,7 @@ const PATTERNS: readonly Pattern[] = [
   { source: 'intel', re: /^\/(tdx|sgx)\/certification\/v4\/qe\/identity$/, kind: 'intel-qe-identity', method: 'GET', query: none, keepHeaders: ['sgx-enclave-identity-issuer-chain', 'enclave-identity-issuer-chain'] },
   { source: 'intel', re: /^\/sgx\/certification\/v4\/pckcrl$/, kind: 'intel-pck-crl', method: 'GET', query: (n, v) => (n === 'ca' && /^(platform|processor)$/.test(v)) || (n === 'encoding' && v === 'der'), keepHeaders: ['sgx-pck-crl-issuer-chain'] },
   { source: 'intelCerts', re: /^\/IntelSGXRootCA\.(der|crl)$/, kind: 'intel-root-crl', method: 'GET', query: none },
-  { source: 'nvidiaRim', re: /^\/v1\/rim\/[A-Za-z0-9_.\-]{1,200}$/, kind: 'nvidia-rim', method: 'GET', query: none },
+  { source: 'nvidiaRim', re: /^\/v1\/rim\/[A-Za-z0-9_.-]{1,200}$/, kind: 'nvidia-rim', method: 'GET', query: none },
   { source: 'nvidiaOcsp', re: /^\/?$/, kind: 'nvidia-ocsp', method: 'POST', query: none },
 ];
 
