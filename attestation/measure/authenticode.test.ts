@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { vector } from '../../test/vectors.ts';
 import { hex } from '../bytes.ts';
 import { isGmError } from '../errors.ts';
 import { authenticodeHash, isPe } from './authenticode.ts';
 
-const signed = () => new Uint8Array(readFileSync(new URL('../../test/vectors/measure/debian-fwupd/fwupdx64.efi.signed', import.meta.url)));
+const signed = () => vector('measure/debian-fwupd/fwupdx64.efi.signed');
 const SIGNED_DIGEST = '54563dba7fe706fab763168771637e02f82bf776e47fc16c96b87f3ecdb11958';
 
 function code(f: () => unknown): string | undefined {

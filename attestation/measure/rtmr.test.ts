@@ -2,7 +2,6 @@
  * RTMR explanation on the real cos-113 TD (quote + CCEL from go-tdx-guest): the replay reproduces the quote's
  * RTMR0..3, every event is attributed, and altered events or inputs the TD did not boot are named.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { hex } from '../bytes.ts';
 import { parseQuote } from '../tdx/abi.ts';
@@ -65,7 +64,7 @@ describe.skipIf(!hasVectors)('RTMR replay and explanation: cos-113 TD', () => {
 
   it('locates an EFI application by its Authenticode SHA-384 (a log whose GRUB event is replaced by a Debian-signed PE)', () => {
     const { log } = load();
-    const pe = new Uint8Array(readFileSync(new URL('../../test/vectors/measure/debian-fwupd/fwupdx64.efi.signed', import.meta.url)));
+    const pe = vector('measure/debian-fwupd/fwupdx64.efi.signed');
     const app = fileInput('EFI application fwupdx64.efi', pe);
     expect(app.digests.map((d) => d.label)).toEqual(['SHA-384 of the file', 'Authenticode SHA-384']);
     const x = explainEventLog(withEvent(log, 24, { sha384: app.digests[1]!.sha384 }), [app]);

@@ -2,14 +2,14 @@
  * MRTD from TDVF metadata: a real TDVF (Debian's OVMF, two-pass value agreed by an independent implementation,
  * see test/vectors/measure/debian-ovmf/PROVENANCE.md) and spec-built images exercising each rule.
  */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { vector } from '../../test/vectors.ts';
 import { hex } from '../bytes.ts';
 import { isGmError } from '../errors.ts';
 import { OVMF_TABLE_FOOTER_GUID, guidBytes } from './guid-table.ts';
 import { ATTR_MR_EXTEND, ATTR_PAGE_AUG, TDX_METADATA_GUID, TDX_METADATA_OFFSET_GUID, computeMrtd, parseTdvf } from './tdvf.ts';
 
-const debianOvmf = () => new Uint8Array(readFileSync(new URL('../../test/vectors/measure/debian-ovmf/OVMF.fd', import.meta.url)));
+const debianOvmf = () => vector('measure/debian-ovmf/OVMF.fd');
 
 function code(f: () => unknown): string | undefined {
   try {

@@ -12,7 +12,7 @@ function io() {
 }
 
 const D = (f: string) => vectorPath(`tdx/go-tdx-guest/${f}`);
-const OVMF = new URL('../../test/vectors/measure/debian-ovmf/OVMF.fd', import.meta.url).pathname;
+const OVMF = vectorPath('measure/debian-ovmf/OVMF.fd');
 const COS = () => ['--ccel-log', D('ccel_data.dat'), '--ccel-table', D('ccel_table.dat'), '--quote', D('cos-113-tdx-quote.dat')];
 
 describe.skipIf(!hasVectors)('gm measure tdx', () => {
@@ -40,7 +40,7 @@ describe.skipIf(!hasVectors)('gm measure tdx', () => {
 
   it('--efi-app names an application the TD did not start', async () => {
     const t = io();
-    const pe = new URL('../../test/vectors/measure/debian-fwupd/fwupdx64.efi.signed', import.meta.url).pathname;
+    const pe = vectorPath('measure/debian-fwupd/fwupdx64.efi.signed');
     expect(await main(['measure', 'tdx', ...COS(), '--efi-app', pe], t.io)).toBe(1);
     expect(t.out()).toContain('input EFI application fwupdx64.efi.signed: NOT FOUND');
     expect(t.out()).toMatch(/EFI application fwupdx64\.efi\.signed: no event in the log carries its digest \(SHA-384 of the file [0-9a-f]{16}…, Authenticode SHA-384 [0-9a-f]{16}…\)/);
