@@ -64,7 +64,7 @@ describe('decodeEvidence (TDX quotes, real samples)', () => {
   });
 
   it('SEV-SNP: an Azure HCL report and a bare report are recognised raw and as text', () => {
-    const hcl = local('sev-snp/azure-cvm-tooling/hcl-report-snp.bin');
+    const hcl = local('sev-snp/trustee-azure/hcl-report-milan.bin');
     expect(decodeEvidence(hcl, 'snp-report', 'h').structure).toBe('Azure HCL report');
     const report = hcl.slice(0x20, 0x20 + 0x4a0);
     expect(decodeEvidence(report, 'snp-report', 'r').structure).toBe('SEV-SNP report v2');
