@@ -17,7 +17,8 @@
  */
 import { Hono } from 'hono';
 import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
-import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
+import { fromBase64, fromHex, hex, toBase64 } from '../attestation/bytes.ts';
+import { sealCredential } from '../protocol/worker-auth.ts';
 import { configError, GmError, protocolError, rejected } from '../attestation/errors.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
@@ -144,7 +145,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     log: o.log,
     metrics,
     now,
-    transportFor: (url) => poolTransport(url, timeouts),
+    transportFor: (url, credential) => poolTransport(url, timeouts, credential),
     ...(o.challenge ? { challenge: o.challenge } : {}),
     ...(o.onWorkerChange ? { onChange: o.onWorkerChange } : {}),
   });
@@ -227,7 +228,9 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers, time: j.time, signature: fromBase64(j.signature, 'signature') });
     // The offers the market refused are part of the answer: a registration that lost its offers must not look complete.
     const refused = w.refusedOffers.map((r) => ({ index: r.index, code: r.code }));
-    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2), offers: { posted: offers.length, refused } } });
+    // The credential this enclave authorizes its requests with, sealed so that only the attested worker can open it.
+    const credential = toBase64(await sealCredential(w.keyConfig, w.id, w.credential));
+    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2), offers: { posted: offers.length, refused }, credential } });
   };
   // Public, read-only listings (docs/operator.md §2): what the enclave verified, never payloads, accounts or traffic.
   app.get('/v1/workers', (c) => c.json({ workers: registry.list().map(workerView) }, 200, { 'cache-control': 'no-store' }));

@@ -2,13 +2,18 @@
  * Registration and identity under attack, through the stack on loopback: a worker's public evidence re-posted with
  * another URL (a proxy that relays the nonce challenge to the real worker) does not move the worker; a replayed or
  * stale registration is refused; another worker taking a victim's offer id first neither blocks the victim's offer
- * nor goes unreported, and an offer the market refuses is named in the registration answer.
+ * nor goes unreported, and an offer the market refuses is named in the registration answer; inference sent straight
+ * to a worker (bypassing the enclave, its ledger and receipts) is refused while the enclave's requests are served.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toBase64 } from '../attestation/bytes.ts';
 import { serve, type Served } from '../enclave/serve.ts';
 import { signRegistration } from '../protocol/registration.ts';
 import { hotkeyFromSeed, signOffer, type Offer } from '../protocol/offer.ts';
+import { encodeRequest } from '../protocol/bhttp.ts';
+import { bhttpRequest } from '../enclave/ohttp/messages.ts';
+import { decodeKeyConfigs, encapsulateRequest } from '../protocol/ohttp.ts';
+import { connect } from './stack/client.ts';
 import { type Stack, startStack } from './stack/harness.ts';
 
 let stack: Stack;
@@ -118,5 +123,24 @@ describe('offer ids are per worker, and refused offers are reported', () => {
     expect(r.json.worker.offers.refused).toHaveLength(1);
     expect(r.json.worker.offers.refused[0].index).toBe(1);
     expect(r.json.worker.offers.refused[0].code).toMatch(/^OFFER_/);
+  });
+});
+
+describe('a worker serves only the enclaves it registered with', () => {
+  it('inference straight at a worker is refused; the same model through the enclave is served', async () => {
+    const w = stack.workers[1]!;
+    const config = decodeKeyConfigs(new Uint8Array(await (await fetch(`${w.worker.url}/.well-known/ohttp-gateway`)).arrayBuffer()))[0]!;
+    const body = new TextEncoder().encode(JSON.stringify({ model: w.modelName, messages: [{ role: 'user', content: 'free?' }], max_tokens: 3 }));
+    const { encapsulated } = await encapsulateRequest(config, encodeRequest(bhttpRequest('POST', '/v1/chat/completions', [['content-type', 'application/json']], body)));
+    const before = w.requestsAtSocket();
+    const direct = await fetch(`${w.worker.url}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulated as Uint8Array<ArrayBuffer> });
+    expect(direct.status).toBe(401);
+    expect(((await direct.json()) as { error?: { code?: string } }).error?.code).toBe('WORKER_AUTH_REQUIRED');
+    const forged = await fetch(`${w.worker.url}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req', 'gm-worker-auth': `v1 ${'0'.repeat(16)} ${'0'.repeat(64)}` }, body: encapsulated as Uint8Array<ArrayBuffer> });
+    expect(forged.status).toBe(401);
+    expect(w.requestsAtSocket() - before).toBe(2);
+    const c = await connect(stack.enclaveUrl);
+    const r = await c.post('/v1/chat/completions', { model: w.modelName, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
+    expect(r.status).toBe(200);
   });
 });

@@ -12,7 +12,7 @@
 import { encodeBundle } from '../attestation/bundle.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
-import { toBase64 } from '../attestation/bytes.ts';
+import { fromBase64, toBase64 } from '../attestation/bytes.ts';
 import { configError } from '../attestation/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { serve, type Served } from '../enclave/serve.ts';
@@ -102,8 +102,16 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
       body: JSON.stringify({ url, bundle: toBase64(bundle), models, offers: offers.map(toBase64), time, signature: toBase64(signature) }),
       signal: AbortSignal.timeout(60_000),
     });
-    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number; offers?: { refused?: { index?: unknown; code?: unknown }[] } }; error?: { code?: string } };
+    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number; credential?: unknown; offers?: { refused?: { index?: unknown; code?: unknown }[] } }; error?: { code?: string } };
     if (r.status !== 200) throw Object.assign(new Error(`enclave refused registration: ${j.error?.code ?? r.status}`), { code: j.error?.code ?? `HTTP_${r.status}` });
+    // The enclave's credential: without it this worker's gateway refuses the enclave's requests.
+    const sealed = j.worker?.credential;
+    if (typeof sealed !== 'string') throw Object.assign(new Error('enclave answered without a credential'), { code: 'WORKER_CREDENTIAL_MISSING' });
+    try {
+      await wapp.acceptCredential(enclave, fromBase64(sealed, 'credential'));
+    } catch (e) {
+      throw Object.assign(new Error('enclave credential not sealed to this worker'), { code: (e as { code?: string }).code ?? 'WORKER_CREDENTIAL_INVALID' });
+    }
     // Registered, but some offers were not taken: the operator must hear which and why (the worker is not listed for them).
     const refused = Array.isArray(j.worker?.offers?.refused) ? j.worker.offers.refused : [];
     if (refused.length > 0) log.warn('worker.offers_refused', { enclave, refused: refused.map((x) => `${Number(x.index)}:${String(x.code).slice(0, 64)}`).join(',') });

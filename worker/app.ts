@@ -6,7 +6,8 @@
  *
  *   GET  /v1/attestation[?nonce=<64 hex>]  evidence bundle (CBOR), fresh for a nonce
  *   GET  /.well-known/ohttp-gateway       application/ohttp-keys
- *   POST /v1/ohttp                        the gateway (plain and chunked) in front of the upstream
+ *   POST /v1/ohttp                        the gateway (plain and chunked) in front of the upstream, for the enclaves
+ *                                         it registered with only (a MAC under their credential, protocol/worker-auth.ts)
  *   GET  /healthz, /metrics
  */
 import { Hono } from 'hono';
@@ -17,6 +18,8 @@ import { generateWorkerKey } from '../protocol/offer.ts';
 import type { GatewayKey } from '../protocol/ohttp.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { ReplayCache } from '../protocol/replay.ts';
+import { beginAuthentication, openCredential, verifierFor, WORKER_AUTH_HEADER } from '../protocol/worker-auth.ts';
+import { StreamLimiter } from '../enclave/http/limits.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
 import type { Logger } from '../enclave/log.ts';
 import { Registry } from '../enclave/metrics.ts';
@@ -51,6 +54,8 @@ export interface WorkerAppOptions {
   readonly maxRequestBytes?: number;
   /** Replay window; must exceed two rotation periods (agent default: rotation 1 h). */
   readonly replayWindowMs?: number;
+  /** Gateway exchanges served at once (default 64); past it a request is refused with TOO_MANY_STREAMS. */
+  readonly maxConcurrentStreams?: number;
 }
 
 export interface WorkerApp {
@@ -65,6 +70,11 @@ export interface WorkerApp {
   rotateKeys(): Promise<void>;
   /** The application/ohttp-keys bytes currently served and attested. */
   readonly keyConfigs: Uint8Array;
+  /**
+   * Takes the credential an enclave returned in its registration answer (sealed to this worker's key configuration);
+   * from then on the gateway serves requests that enclave authorizes with it, replacing the enclave's previous one.
+   */
+  acceptCredential(enclave: string, sealed: Uint8Array): Promise<void>;
 }
 
 export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
@@ -75,6 +85,11 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const replay = new ReplayCache({ maxEntries: 2_000_000, windowMs: o.replayWindowMs ?? 2 * 3600_000 + 60_000 });
   metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
+  // Credentials by enclave, and their verification keys by credential id (what a request's header names).
+  const byEnclave = new Map<string, { readonly kid: string; readonly key: CryptoKey }>();
+  const verifiers = new Map<string, CryptoKey>();
+  const streams = new StreamLimiter(o.maxConcurrentStreams ?? 64);
+  metrics.gauge('gm_worker_active_streams', 'Gateway exchanges in progress').collect(() => [[{}, streams.active]]);
   let served: GatewayKeySet = { gateway: o.keys.gateway, keyConfigs: o.keys.keyConfigs };
   let accepted: readonly GatewayKey[] = o.keys.gateway;
   const bundle = (nonce?: Uint8Array) =>
@@ -100,7 +115,8 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const g = asGmError(e);
     errors.inc({ code: g.code });
     logError(o.log, 'request.failed', g, { path: c.req.path });
-    return c.req.path === '/v1/ohttp' ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
+    // An unauthorized sender learns only that it is not authorized (nothing was read past the header or decrypted).
+    return c.req.path === '/v1/ohttp' && !g.code.startsWith('WORKER_AUTH_') ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
   });
   app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
   app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
@@ -113,10 +129,15 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   });
   app.post('/v1/ohttp', async (c) => {
     const t0 = performance.now();
+    // Only enclaves this worker registered with: checked on the header before the body is read, then over the body.
+    const authenticated = beginAuthentication(c.req.header(WORKER_AUTH_HEADER), verifiers);
+    const type = c.req.header('content-type') ?? '';
     const res = await handleOhttp(c.req.raw, {
       keys: () => accepted,
       replay,
       handler: o.handler,
+      authenticate: (body) => authenticated(type, body),
+      admit: () => streams.acquire(),
       ...nodeIncoming(c),
       maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
       onDone: (outcome) => {
@@ -126,8 +147,14 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     });
     return res;
   });
+  const acceptCredential = async (enclave: string, sealed: Uint8Array): Promise<void> => {
+    byEnclave.set(enclave, await verifierFor(await openCredential(accepted, o.keys.workerId, sealed)));
+    // An enclave's previous credential (it restarted and made a new one) stops working now.
+    verifiers.clear();
+    for (const v of byEnclave.values()) verifiers.set(v.kid, v.key);
+  };
   return {
-    app, metrics, bundle, rotateKeys,
+    app, metrics, bundle, rotateKeys, acceptCredential,
     get keyConfigs() {
       return served.keyConfigs;
     },

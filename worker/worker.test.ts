@@ -10,28 +10,37 @@ import { memoryLogger } from '../enclave/log.ts';
 import { sendPlain, type Transport } from '../enclave/ohttp/client.ts';
 import { bhttpRequest } from '../enclave/ohttp/messages.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
-import { decodeKeyConfigs, generateKeyConfig } from '../protocol/ohttp.ts';
+import { decodeKeyConfigs, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
+import { encodeRequest } from '../protocol/bhttp.ts';
+import { authorizationFor, newCredential, openCredential, sealCredential, WORKER_AUTH_HEADER } from '../protocol/worker-auth.ts';
 import { simVendors } from '../test/stack/harness.ts';
 import { createWorkerApp, generateWorkerKeys } from './app.ts';
 import { commandGpuSource, gpuEvidenceFromNvtrustJson, simGpuSource } from './gpu.ts';
 
-async function worker() {
+async function worker(o: { maxConcurrentStreams?: number; hold?: Promise<void> } = {}) {
   const { amd, nvidia } = await simVendors();
   const keys = await generateWorkerKeys();
   const forwarded: string[] = [];
   const w = createWorkerApp({
     keys, tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: memoryLogger('worker').log,
+    ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}),
     handler: async (req) => {
       forwarded.push(new URL(req.url).pathname);
+      await o.hold;
       return Response.json({ ok: true });
     },
   });
-  const transport: Transport = async (body, ct) => {
-    const r = await w.app.request('/v1/ohttp', { method: 'POST', headers: { 'content-type': ct }, body: body as Uint8Array<ArrayBuffer> });
+  // The enclave this worker registered with: its credential arrives sealed to the worker's key configuration.
+  const credential = newCredential();
+  await w.acceptCredential('http://enclave.test', await sealCredential(keys.gateway[0]!.config, keys.workerId, credential));
+  /** A transport as the enclave's (`auth`: how the request is authorized; default the enclave's MAC). */
+  const transportWith = (auth: (body: Uint8Array, ct: string) => Promise<Record<string, string>>): Transport => async (body, ct) => {
+    const r = await w.app.request('/v1/ohttp', { method: 'POST', headers: { 'content-type': ct, ...(await auth(body, ct)) }, body: body as Uint8Array<ArrayBuffer> });
     const reader = r.body!.getReader();
     return { status: r.status, contentType: r.headers.get('content-type') ?? '', body: { async *[Symbol.asyncIterator]() { for (;;) { const x = await reader.read(); if (x.done) return; yield x.value; } } }, cancel: () => void reader.cancel() };
   };
-  return { w, keys, forwarded, transport };
+  const transport = transportWith(async (body, ct) => ({ [WORKER_AUTH_HEADER]: await authorizationFor(credential, ct, body) }));
+  return { w, keys, forwarded, transport, transportWith, credential };
 }
 
 describe('worker agent', () => {
@@ -60,6 +69,49 @@ describe('worker agent', () => {
     await w.rotateKeys();
     expect(entries()).toBe(1); // the first key retired: only the second key's request is remembered
     expect(await send(first).catch((x: unknown) => (isGmError(x) ? x.code : x))).toBe('UPSTREAM_REFUSED'); // the gateway's 400 OHTTP_KEY_CONFIG
+  });
+
+  it('refuses inference from anyone but an enclave it registered with', async () => {
+    const { keys, forwarded, transportWith, credential } = await worker();
+    const req = () => bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}'));
+    const codeOf = (p: Promise<unknown>) => p.then(() => 'OK', (x: unknown) => (isGmError(x) ? (x.cause as { code?: string }).code : x));
+    // Straight at the worker: a valid encapsulation to its public key configuration, no authorization.
+    expect(await codeOf(sendPlain(transportWith(async () => ({})), keys.gateway[0]!.config, req()))).toBe('WORKER_AUTH_REQUIRED');
+    // A credential of its own making, a malformed header, and the enclave's MAC carried over to another body.
+    const own = newCredential();
+    expect(await codeOf(sendPlain(transportWith(async (b, ct) => ({ [WORKER_AUTH_HEADER]: await authorizationFor(own, ct, b) })), keys.gateway[0]!.config, req()))).toBe('WORKER_AUTH_FAILED');
+    expect(await codeOf(sendPlain(transportWith(async () => ({ [WORKER_AUTH_HEADER]: 'Bearer x' })), keys.gateway[0]!.config, req()))).toBe('WORKER_AUTH_FAILED');
+    const seen = (await encapsulateRequest(keys.gateway[0]!.config, encodeRequest(req()))).encapsulated;
+    const stolen = await authorizationFor(credential, 'message/ohttp-req', seen);
+    expect(await codeOf(sendPlain(transportWith(async () => ({ [WORKER_AUTH_HEADER]: stolen })), keys.gateway[0]!.config, req()))).toBe('WORKER_AUTH_FAILED');
+    expect(forwarded).toEqual([]);
+  });
+
+  it('opens only a credential sealed to its own key and worker id; a new one from the same enclave replaces the old', async () => {
+    const { w, keys, transport, transportWith, credential } = await worker();
+    const other = await generateWorkerKeys();
+    const c = newCredential();
+    await expect(w.acceptCredential('http://enclave.test', await sealCredential(other.gateway[0]!.config, keys.workerId, c))).rejects.toMatchObject({ code: 'WORKER_CREDENTIAL_INVALID' });
+    await expect(openCredential(keys.gateway, other.workerId, await sealCredential(keys.gateway[0]!.config, keys.workerId, c))).rejects.toMatchObject({ code: 'WORKER_CREDENTIAL_INVALID' });
+    const send = (t: Transport) => sendPlain(t, keys.gateway[0]!.config, bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}'))).then((r) => r.status, (x: unknown) => (x as { cause?: { code?: string } }).cause?.code);
+    expect(await send(transport)).toBe(200);
+    await w.acceptCredential('http://enclave.test', await sealCredential(keys.gateway[0]!.config, keys.workerId, c)); // the enclave restarted
+    expect(await send(transport)).toBe('WORKER_AUTH_FAILED');
+    expect(await send(transportWith(async (b, ct) => ({ [WORKER_AUTH_HEADER]: await authorizationFor(c, ct, b) })))).toBe(200);
+    expect(credential).not.toEqual(c);
+  });
+
+  it('limits concurrent streams: past the limit a request is refused at once (busy), not queued', async () => {
+    let open!: () => void;
+    const hold = new Promise<void>((r) => (open = r));
+    const { keys, transport, forwarded } = await worker({ maxConcurrentStreams: 1, hold });
+    const send = () => sendPlain(transport, keys.gateway[0]!.config, bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}')));
+    const first = send();
+    await expect.poll(() => forwarded.length).toBe(1);
+    expect(await send().then(() => 'OK', (x: unknown) => (x as { cause?: { code?: string } }).cause?.code)).toBe('GATEWAY_BUSY');
+    open();
+    expect((await first).status).toBe(200);
+    expect((await send()).status).toBe(200);
   });
 
   it('serves a fresh bundle bound to the nonce, with GPU evidence, keys as served, and says sim', async () => {

@@ -7,6 +7,7 @@
 import { Pool } from 'undici';
 import { unavailable } from '../../attestation/errors.ts';
 import type { Transport } from '../ohttp/client.ts';
+import { authorizationFor, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
 
 export interface PoolTimeouts {
   readonly connectMs: number;
@@ -22,7 +23,11 @@ export interface PooledTransport {
   close(): Promise<void>;
 }
 
-export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEOUTS): PooledTransport {
+/**
+ * `credential`: the worker's credential from its registration (protocol/worker-auth.ts); each request then carries
+ * its MAC, without which the worker's gateway refuses it.
+ */
+export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEOUTS, credential?: Uint8Array): PooledTransport {
   const base = new URL(workerUrl);
   const path = `${base.pathname.replace(/\/+$/, '')}/v1/ohttp`;
   let closing: Promise<void> | undefined;
@@ -31,7 +36,8 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
     async send(body, contentType, signal) {
       let r;
       try {
-        r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType, ...(contentType === 'message/ohttp-chunked-req' ? { incremental: '?1' } : {}) }, body, ...(signal ? { signal } : {}) });
+        const auth = credential ? { [WORKER_AUTH_HEADER]: await authorizationFor(credential, contentType, body) } : {};
+        r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType, ...(contentType === 'message/ohttp-chunked-req' ? { incremental: '?1' } : {}), ...auth }, body, ...(signal ? { signal } : {}) });
       } catch (e) {
         const code = (e as { code?: string }).code;
         if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') throw unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });

@@ -18,6 +18,8 @@ const STATUS: Record<string, number> = {
   WORKER_TIMEOUT: 504,
   UPSTREAM_FAILED: 502,
   SIM_NOT_ALLOWED: 403,
+  WORKER_AUTH_REQUIRED: 401,
+  WORKER_AUTH_FAILED: 401,
 };
 
 export function statusFor(e: GmError): number {

@@ -40,6 +40,11 @@ export interface GatewayOptions {
   /** Inner response size limit for non-chunked responses (which must be sealed whole). */
   readonly maxResponseBytes?: number;
   /**
+   * Authenticates the sender over the whole encapsulated body, before a slot is taken or anything is decrypted (a
+   * worker's gateway: the MAC of an enclave it registered with, protocol/worker-auth.ts). Throws to refuse.
+   */
+  readonly authenticate?: (body: Uint8Array) => Promise<void>;
+  /**
    * Takes a concurrency slot once the whole body has arrived, before any decryption (a slow body holds a socket, never
    * a slot); returns its release, which runs when the exchange is over. Throws (e.g. TOO_MANY_STREAMS) to refuse.
    */
@@ -82,6 +87,7 @@ export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Resp
     throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_OHTTP_REQ} or ${MEDIA_OHTTP_CHUNKED_REQ}`);
   }
   const body = await readBody(req, o);
+  await o.authenticate?.(body);
   const release = o.admit?.() ?? (() => undefined);
   let finished = false;
   const exchange: Exchange = {

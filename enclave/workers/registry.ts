@@ -17,6 +17,7 @@ import type { GpuCollateral } from '../../attestation/nvidia/index.ts';
 import type { TrustStore } from '../../attestation/trust.ts';
 import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
 import { verifyRegistration } from '../../protocol/registration.ts';
+import { newCredential } from '../../protocol/worker-auth.ts';
 import { chooseKeyConfig, decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
 import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
@@ -48,6 +49,11 @@ export interface VerifiedWorker {
   /** The application/ohttp-keys bytes bound in its evidence. */
   readonly keyConfigs: Uint8Array;
   readonly signingKey: Uint8Array;
+  /**
+   * The secret this enclave authorizes its requests to the worker with (protocol/worker-auth.ts): made at the first
+   * registration, kept while the worker stays registered, returned sealed in each registration answer. Never logged.
+   */
+  readonly credential: Uint8Array;
   readonly sim: boolean;
   readonly platform: string;
   readonly measurement: string;
@@ -92,7 +98,8 @@ export interface RegistryOptions {
   readonly now?: () => number;
   /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
   readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
-  readonly transportFor: (url: string) => PooledTransport;
+  /** The transport to a worker's gateway, authorizing each request with the worker's credential. */
+  readonly transportFor: (url: string, credential: Uint8Array) => PooledTransport;
   /**
    * Called when a worker becomes usable (again) or leaves: the market mirrors the registry, and answers with the
    * offers it refused, which the registration answer reports.
@@ -182,11 +189,12 @@ export class WorkerRegistry {
       if (old && (old.platform !== bundle.platform || old.sim !== verification.claims.sim)) throw rejected('WORKER_PLATFORM_CHANGED', `worker ${id} is registered as ${old.platform}; a registration may not change its platform or sim status`);
       this.#checkNewer(id, reg.time); // again: another registration of this worker may have completed meanwhile
       const now = this.#now();
+      const credential = old?.credential ?? newCredential();
       const w: VerifiedWorker = {
-        id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, sim: verification.claims.sim, platform: bundle.platform,
+        id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, credential, sim: verification.claims.sim, platform: bundle.platform,
         measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
-        transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href),
+        transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href, credential),
       };
       if (old && old.transport !== w.transport) void old.transport.close();
       this.#workers.set(id, w);
