@@ -14,7 +14,7 @@ import { fromHex } from '../attestation/bytes.ts';
 import { type GpuVerifyOptions, parseGpuEvidenceJson, verifyGpuEvidence, verifyOneGpu } from '../attestation/nvidia/index.ts';
 import { buildSimGpuEvidence, createNvidiaSimSigner } from '../attestation/nvidia/sim.ts';
 import { parseGpuAttestationReport } from '../attestation/nvidia/spdm.ts';
-import { nodeP384Verifier, nodeP384VerifierAsync } from '../client/cli/node-verifiers.ts';
+import { nodeP384Verifier, nodeP384VerifierAsync } from '../cli/node-verifiers.ts';
 import { hasVectors, trustStore, vectorText } from '../test/vectors.ts';
 import { type BenchRow, atMost } from './harness.ts';
 

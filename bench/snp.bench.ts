@@ -15,7 +15,7 @@ import { parseCertificate } from '../attestation/x509/cert.ts';
 import { certificatesFrom } from '../attestation/x509/pem.ts';
 import { TRUST_DIR, VECTORS_DIR } from '../test/vectors.ts';
 import { type BenchRow, atMost, interleavedMedians } from './harness.ts';
-import { nodeP384Verifier } from '../client/cli/node-verifiers.ts';
+import { nodeP384Verifier } from '../cli/node-verifiers.ts';
 
 export const title = 'AMD SEV-SNP report verification';
 

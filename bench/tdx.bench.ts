@@ -14,7 +14,7 @@ import { parseQuote } from '../attestation/tdx/abi.ts';
 import { clearTdxCaches, collateralFromDcapQvl, verifyTdx } from '../attestation/tdx/index.ts';
 import { parsePckChain } from '../attestation/tdx/pck.ts';
 import { loadTrustStore } from '../attestation/trust.ts';
-import { nodeEcdsaP256 } from '../client/cli/node-verifiers.ts';
+import { nodeEcdsaP256 } from '../cli/node-verifiers.ts';
 import { TRUST_DIR, VECTORS_DIR } from '../test/vectors.ts';
 import { type BenchRow, atMost, interleavedMedians, medianUs } from './harness.ts';
 

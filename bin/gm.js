@@ -13,5 +13,5 @@ if (!process.features.typescript) {
   const r = spawnSync(process.execPath, ['--experimental-strip-types', '--no-warnings', ...process.argv.slice(1)], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
-const { main } = await import(fileURLToPath(new URL('../client/cli/main.ts', import.meta.url)));
-process.exitCode = await main(process.argv.slice(2));
+const { runProcess } = await import(fileURLToPath(new URL('../cli/main.ts', import.meta.url)));
+await runProcess(process.argv.slice(2));

@@ -3,8 +3,8 @@
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
  *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
  *             [--collateral URL] [--operator-token-file FILE]`
- * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. Every flag may be
- * given as GM_<FLAG> in the environment. `--tee auto` (the default) refuses to start without a TEE.
+ * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. The flags are
+ * declared, with their GM_<FLAG> environment names, in cli/commands.ts. `--tee auto` (the default) refuses to start without a TEE.
  * `--collateral URL` (a host shim's base URL) has worker verification ask that shim's collateral cache for the OCSP
  * status of GPU chains and the GPU's driver and VBIOS RIMs; a policy without a `gpu` section then requires both.
  * `--operator-token-file FILE` (or the token itself in GM_OPERATOR_TOKEN; never a plain flag, which would show in
@@ -12,7 +12,6 @@
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
-import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
 import { gpuCollateralFromShim } from '../client/collateral.ts';
 import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
@@ -22,23 +21,37 @@ import { Ledger } from './ledger/ledger.ts';
 import { createMarket } from './market/index.ts';
 import { type MarketRouter, marketRouter } from './market/router.ts';
 import type { WorkerPolicy } from './workers/registry.ts';
-import { intFlag, parseFlags, urlFlag } from './flags.ts';
+import { intFlag, urlFlag } from './flags.ts';
 import { createLogger } from './log.ts';
 import { parseWorkerPolicy, simWorkerPolicyDoc, withCollateralDefaults } from './policy.ts';
-import { onSignal, serve } from './serve.ts';
+import { onSignal, serve, type ServiceIo } from './serve.ts';
 import { parseTeeChoice, selectTee } from './tee/select.ts';
 
-const SPEC = {
-  tee: 'string', listen: 'string', 'worker-policy': 'string', 'allow-sim-workers': 'boolean', 'max-body': 'string', 'max-streams': 'string',
-  'configfs-root': 'string', 'log-level': 'string', router: 'string', ledger: 'string', 'fee-bps': 'string', 'open-access': 'boolean', 'sim-platform': 'string', 'key-rotation-seconds': 'string',
-  collateral: 'string', 'operator-token-file': 'string',
-} as const;
+export interface EnclaveFlags {
+  readonly tee?: string;
+  readonly listen?: string;
+  readonly 'worker-policy'?: string;
+  readonly 'allow-sim-workers'?: boolean;
+  readonly 'max-body'?: string;
+  readonly 'max-streams'?: string;
+  readonly 'configfs-root'?: string;
+  readonly 'log-level'?: string;
+  readonly router?: string;
+  readonly ledger?: string;
+  readonly 'fee-bps'?: string;
+  readonly 'open-access'?: boolean;
+  readonly 'sim-platform'?: string;
+  readonly 'key-rotation-seconds'?: string;
+  readonly collateral?: string;
+  readonly 'operator-token-file'?: string;
+  /** From GM_OPERATOR_TOKEN only. */
+  readonly 'operator-token'?: string;
+}
 
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
 const COLLATERAL_TIMEOUT_MS = 15_000;
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const f = parseFlags(argv, SPEC, io.env);
+export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const teeChoice = parseTeeChoice(f.tee);
   const simPlatform = f['sim-platform'] ?? 'sim-sev-snp';
   if (simPlatform !== 'sim-sev-snp' && simPlatform !== 'sim-tdx') throw configError('USAGE', '--sim-platform must be sim-sev-snp or sim-tdx');
@@ -75,7 +88,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
     log.info('enclave.worker_collateral', { collateral, rimMatchRequired: g.rimMatchRequired, ocsp: g.ocsp });
   }
   const tokenFile = f['operator-token-file'];
-  const operatorToken = tokenFile ? new TextDecoder().decode(await io.readFile(tokenFile)).trim() : io.env.GM_OPERATOR_TOKEN;
+  const operatorToken = tokenFile ? new TextDecoder().decode(await io.readFile(tokenFile)).trim() : f['operator-token'];
   const enclave = await createEnclave({
     tee,
     log,

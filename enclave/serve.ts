@@ -8,6 +8,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 
+/** What a service's run() needs from its process (the `gm` command line passes its own). */
+export interface ServiceIo {
+  out(s: string): void;
+  err(s: string): void;
+  readFile(path: string): Promise<Uint8Array>;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
 export interface Served {
   readonly url: string;
   readonly server: Server;

@@ -2,7 +2,7 @@
  * `gm host --enclave URL --listen ADDR` (docs/design.md §2, §7): the host shim beside an enclave: gated relay, collateral
  * cache, status page. Trusted for nothing: it holds no keys and everything it serves is re-verified by its consumers.
  *
- * Flags (or GM_<NAME> environment variables): --enclave URL (required), --listen HOST:PORT (default 127.0.0.1:8080),
+ * Flags (declared, with their GM_<NAME> environment variables, in cli/commands.ts): --enclave URL (required), --listen HOST:PORT (default 127.0.0.1:8080),
  * --policy FILE (the operator's enclave policy; required unless --allow-sim), --allow-sim, --cache-dir DIR,
  * --check-interval SECONDS (default 60), --amd-kds URL, --intel-pcs URL, --intel-certs URL, --nvidia-rim URL,
  * --nvidia-ocsp URL (vendor base URLs, for mirrors and tests).
@@ -13,8 +13,6 @@ import { join } from 'node:path';
 import { configError } from '../attestation/errors.ts';
 import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
-import { parseArgs } from '../client/cli/args.ts';
-import type { Io } from '../client/cli/io.ts';
 import { hostApp } from './app.ts';
 import { CollateralCache } from './collateral/cache.ts';
 import type { RetryOptions } from './collateral/fetch.ts';
@@ -95,31 +93,55 @@ export function parseListen(s: string): { hostname: string; port: number } {
   return { hostname: m[1] || m[2] || '127.0.0.1', port };
 }
 
-const SPEC = {
-  values: ['enclave', 'listen', 'policy', 'cache-dir', 'check-interval', 'amd-kds', 'intel-pcs', 'intel-certs', 'nvidia-rim', 'nvidia-ocsp'],
-  booleans: ['allow-sim'],
-};
+export interface HostFlags {
+  readonly enclave?: string;
+  readonly listen?: string;
+  readonly policy?: string;
+  readonly 'allow-sim'?: boolean;
+  readonly 'cache-dir'?: string;
+  readonly 'check-interval'?: string;
+  readonly 'amd-kds'?: string;
+  readonly 'intel-pcs'?: string;
+  readonly 'intel-certs'?: string;
+  readonly 'nvidia-rim'?: string;
+  readonly 'nvidia-ocsp'?: string;
+}
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, SPEC, io.env);
-  const enclave = a.values.enclave;
+/** What run() needs from its process (the `gm` command line passes its own). */
+export interface HostIo {
+  out(s: string): void;
+  err(s: string): void;
+  readFile(path: string): Promise<Uint8Array>;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+function policyJson(bytes: Uint8Array, file: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw configError('POLICY_INVALID', `--policy ${file} is not valid JSON`, { cause: e });
+  }
+}
+
+export async function run(f: HostFlags, io: HostIo): Promise<number> {
+  const enclave = f.enclave;
   if (!enclave) throw configError('USAGE', 'gm host needs --enclave URL');
-  const allowSim = a.flags.has('allow-sim') || io.env.GM_ALLOW_SIM === '1';
-  const policy = a.values.policy
-    ? parseClientPolicy(JSON.parse(new TextDecoder().decode(await io.readFile(a.values.policy))) as unknown, a.values.policy)
+  const allowSim = f['allow-sim'] === true;
+  const policy = f.policy
+    ? parseClientPolicy(policyJson(await io.readFile(f.policy), f.policy), f.policy)
     : allowSim ? parseClientPolicy(simPolicyDoc(), 'sim policy') : (() => { throw configError('POLICY_REQUIRED', 'gm host needs --policy FILE (the enclave measurements to accept), or --allow-sim'); })();
-  const trust = allowSim && !a.values.policy ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp).catch(() => undefined);
-  const { hostname, port } = parseListen(a.values.listen ?? '127.0.0.1:8080');
-  const interval = Number(a.values['check-interval'] ?? '60');
+  const trust = allowSim && !f.policy ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp).catch(() => undefined);
+  const { hostname, port } = parseListen(f.listen ?? '127.0.0.1:8080');
+  const interval = Number(f['check-interval'] ?? '60');
   if (!Number.isFinite(interval) || interval < 1) throw configError('USAGE', '--check-interval must be at least 1 second');
   const vendors: VendorBases = {
-    amd: a.values['amd-kds'] ?? VENDOR_BASES.amd,
-    intel: a.values['intel-pcs'] ?? VENDOR_BASES.intel,
-    intelCerts: a.values['intel-certs'] ?? VENDOR_BASES.intelCerts,
-    nvidiaRim: a.values['nvidia-rim'] ?? VENDOR_BASES.nvidiaRim,
-    nvidiaOcsp: a.values['nvidia-ocsp'] ?? VENDOR_BASES.nvidiaOcsp,
+    amd: f['amd-kds'] ?? VENDOR_BASES.amd,
+    intel: f['intel-pcs'] ?? VENDOR_BASES.intel,
+    intelCerts: f['intel-certs'] ?? VENDOR_BASES.intelCerts,
+    nvidiaRim: f['nvidia-rim'] ?? VENDOR_BASES.nvidiaRim,
+    nvidiaOcsp: f['nvidia-ocsp'] ?? VENDOR_BASES.nvidiaOcsp,
   };
-  const cacheDir = a.values['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
+  const cacheDir = f['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
   // With --allow-sim every line says sim (docs/design.md §3: everything produced under sim says so).
   const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l, ...(allowSim ? { sim: true } : {}) })}\n`);
   const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log: logLine });

@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { startDemoStack } from '../client/cli/demo-stack.ts';
+import { startDemoStack } from '../cli/demo-stack.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');

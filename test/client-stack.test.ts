@@ -10,10 +10,8 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/index.ts';
 import { parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
-import { run as chatRun } from '../client/cli/chat.ts';
-import type { Io } from '../client/cli/io.ts';
-import { run as verifyBundleRun } from '../client/cli/verify-bundle.ts';
-import { run as verifyUrlRun } from '../client/cli/verify-url.ts';
+import type { Io } from '../cli/io.ts';
+import { main } from '../cli/main.ts';
 import { startHost, type RunningHost } from '../host/main.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { type Stack, startStack } from './stack/harness.ts';
@@ -84,33 +82,33 @@ describe('CLI against the stack', () => {
   it('gm verify URL --allow-sim prints the report (exit 0), --json parses, and --save keeps the bundle for gm verify bundle', async () => {
     const io = memIo();
     const bundleFile = join(dir, 'enclave.cbor');
-    expect(await verifyUrlRun([host.url, '--allow-sim', '--save', bundleFile], io)).toBe(0);
+    expect(await main(['verify', host.url, '--allow-sim', '--save', bundleFile], io)).toBe(0);
     expect(io.stdout()).toMatch(/VERIFIED/);
     expect(io.stdout()).toContain('bundle.report-data');
     expect(io.stderr()).toMatch(/fresh nonce/);
     const j = memIo();
-    expect(await verifyUrlRun([stack.enclaveUrl, '--allow-sim', '--json'], j)).toBe(0);
+    expect(await main(['verify', stack.enclaveUrl, '--allow-sim', '--json'], j)).toBe(0);
     const doc = JSON.parse(j.stdout()) as { verified: boolean; claims: { platform: string } };
     expect(doc.verified).toBe(true);
     expect(doc.claims.platform).toBe('sim-sev-snp');
 
     const off = memIo();
-    expect(await verifyBundleRun([bundleFile, '--allow-sim'], off)).toBe(0);
+    expect(await main(['verify', 'bundle', bundleFile, '--allow-sim'], off)).toBe(0);
     expect(off.stdout()).toMatch(/VERIFIED/);
     // The JSON view of the same bundle verifies the same way.
     const { bundleToJson, decodeBundle } = await import('../attestation/bundle.ts');
     const jsonFile = join(dir, 'enclave.json');
     await (await import('node:fs/promises')).writeFile(jsonFile, JSON.stringify(bundleToJson(decodeBundle(new Uint8Array(await readFile(bundleFile))))));
     const offJson = memIo();
-    expect(await verifyBundleRun([jsonFile, '--allow-sim', '--json'], offJson)).toBe(0);
+    expect(await main(['verify', 'bundle', jsonFile, '--allow-sim', '--json'], offJson)).toBe(0);
     expect((JSON.parse(offJson.stdout()) as { verified: boolean }).verified).toBe(true);
     // Evidence age is checked when asked: a day later with --max-age 60 it is stale.
     const late = memIo();
-    expect(await verifyBundleRun([bundleFile, '--allow-sim', '--max-age', '60', '--now', new Date(Date.now() + 86_400_000).toISOString()], late)).toBe(1);
+    expect(await main(['verify', 'bundle', bundleFile, '--allow-sim', '--max-age', '60', '--now', new Date(Date.now() + 86_400_000).toISOString()], late)).toBe(1);
     expect(late.stderr()).toContain('EVIDENCE_STALE');
     // Audited for another nonce than the one it was made for: rejected with the code, exit 1.
     const wrong = memIo();
-    expect(await verifyBundleRun([bundleFile, '--allow-sim', '--nonce', '11'.repeat(32)], wrong)).toBe(1);
+    expect(await main(['verify', 'bundle', bundleFile, '--allow-sim', '--nonce', '11'.repeat(32)], wrong)).toBe(1);
     expect(wrong.stderr()).toContain('NONCE_MISMATCH');
     expect(wrong.stdout()).toContain('FAIL');
   });
@@ -119,22 +117,24 @@ describe('CLI against the stack', () => {
     const pol = join(dir, 'policy.json');
     await (await import('node:fs/promises')).writeFile(pol, JSON.stringify(simPolicyDoc()));
     const io = memIo();
-    expect(await verifyUrlRun([stack.enclaveUrl, '--policy', pol], io)).toBe(1);
+    expect(await main(['verify', stack.enclaveUrl, '--policy', pol], io)).toBe(1);
     expect(io.stderr()).toContain('SIM_NOT_ALLOWED');
-    await expect(verifyUrlRun([stack.enclaveUrl], memIo())).rejects.toMatchObject({ code: 'POLICY_REQUIRED' });
+    const none = memIo();
+    expect(await main(['verify', stack.enclaveUrl], none)).toBe(2);
+    expect(none.stderr()).toMatch(/^gm verify: POLICY_REQUIRED: .*\n$/);
   });
 
   it('gm chat streams the answer through the relay and prints the receipt section', async () => {
     const model = stack.workers[1]!.modelName;
     const io = memIo({ GM_API_KEY: API_KEY });
-    expect(await chatRun(['--url', stack.enclaveUrl, '--relay', host.url, '--allow-sim', '--model', model, '--max-tokens', '8', PROMPT], io)).toBe(0);
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--relay', host.url, '--allow-sim', '--model', model, '--max-tokens', '8', PROMPT], io)).toBe(0);
     expect(io.stdout()).toContain(devAnswer(model, 8));
     expect(io.stdout()).toMatch(/receipt \(signature verified with the attested receipt key\)/);
     expect(io.stdout()).toMatch(new RegExp(`model\\s+${model}`));
     expect(io.stderr()).toContain('VERIFIED sim-sev-snp');
     for (const secret of [PROMPT, API_KEY]) expect(io.stderr().includes(secret)).toBe(false);
     const j = memIo({ GM_API_KEY: API_KEY });
-    expect(await chatRun(['--url', stack.enclaveUrl, '--allow-sim', '--model', model, '--max-tokens', '5', '--no-stream', '--json', PROMPT], j)).toBe(0);
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--model', model, '--max-tokens', '5', '--no-stream', '--json', PROMPT], j)).toBe(0);
     const doc = JSON.parse(j.stdout()) as { answer: string; verification: { verified: boolean } };
     expect(doc.answer).toBe(devAnswer(model, 5));
     expect(doc.verification.verified).toBe(true);

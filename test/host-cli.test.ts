@@ -3,11 +3,21 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { Io } from '../client/cli/io.ts';
-import { parseListen, run } from '../host/main.ts';
+import type { Io } from '../cli/io.ts';
+import { main } from '../cli/main.ts';
+import { parseListen } from '../host/main.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const io: Io = { out: () => {}, err: () => {}, readFile: async () => new Uint8Array(), env: {} };
+function memIo(): Io & { stderr: () => string } {
+  let err = '';
+  return { out: () => {}, err: (s) => void (err += s), readFile: async () => new Uint8Array(), env: {}, stderr: () => err };
+}
+
+/** Runs `gm host ...` in process; returns the exit code and what it printed on stderr. */
+async function host(...argv: string[]): Promise<{ code: number; err: string }> {
+  const io = memIo();
+  return { code: await main(['host', ...argv], io), err: io.stderr() };
+}
 
 describe('gm host flags', () => {
   it('parses --listen forms and refuses bad ones', () => {
@@ -19,10 +29,10 @@ describe('gm host flags', () => {
   });
 
   it('needs --enclave, and a policy unless --allow-sim; unknown flags are usage errors', async () => {
-    await expect(run([], io)).rejects.toMatchObject({ code: 'USAGE' });
-    await expect(run(['--enclave', 'http://127.0.0.1:1'], io)).rejects.toMatchObject({ code: 'POLICY_REQUIRED' });
-    await expect(run(['--enclave', 'http://127.0.0.1:1', '--allow-sim', '--polcy', 'x'], io)).rejects.toMatchObject({ code: 'USAGE' });
-    await expect(run(['--enclave', 'http://127.0.0.1:1', '--allow-sim', '--check-interval', '0'], io)).rejects.toMatchObject({ code: 'USAGE' });
+    expect(await host()).toEqual({ code: 2, err: 'gm host: needs --enclave URL (see gm host --help)\n' });
+    expect(await host('--enclave', 'http://127.0.0.1:1')).toMatchObject({ code: 2, err: expect.stringMatching(/^gm host: POLICY_REQUIRED: /) });
+    expect(await host('--enclave', 'http://127.0.0.1:1', '--allow-sim', '--polcy', 'x')).toMatchObject({ code: 2, err: expect.stringMatching(/^gm host: unknown option '--polcy' \(Did you mean --policy\?\)/) });
+    expect(await host('--enclave', 'http://127.0.0.1:1', '--allow-sim', '--check-interval', '0')).toMatchObject({ code: 2, err: expect.stringContaining('--check-interval must be at least 1 second') });
   });
 });
 

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../client/cli/main.ts';
-import { nodeIo } from '../client/cli/io.ts';
+import { main } from '../cli/main.ts';
+import { nodeIo } from '../cli/io.ts';
 import { Ledger } from '../enclave/ledger/ledger.ts';
 import { buildLedger } from './market-ledger.ts';
 

@@ -1,5 +1,5 @@
 /**
- * `gm receipts verify`, run in process through the real command table (client/cli/main.ts): a good ledger and a
+ * `gm receipts verify`, run in process through the real command table (cli/main.ts): a good ledger and a
  * good receipts file verify (exit 0); a tampered receipt, a broken chain, a price that differs from the signed
  * offer, or a receipt from an unpinned key are rejected (exit 1) with the exact code in the report.
  */
@@ -9,8 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { hex } from '../attestation/bytes.ts';
-import { main } from '../client/cli/main.ts';
-import { nodeIo } from '../client/cli/io.ts';
+import { main } from '../cli/main.ts';
+import { nodeIo } from '../cli/io.ts';
 import { decodeDeterministic, encodeDeterministic } from '../protocol/market-cbor.ts';
 import { signOffer } from '../protocol/offer.ts';
 import { computeCharge, decodeReceipt, encodeReceipt, receiptEnvelope } from '../protocol/receipt.ts';

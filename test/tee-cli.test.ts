@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Io } from '../client/cli/io.ts';
-import { main } from '../client/cli/main.ts';
+import type { Io } from '../cli/io.ts';
+import { main } from '../cli/main.ts';
 
 let dir: string;
 beforeAll(async () => {

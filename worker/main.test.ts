@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hotkeySeedFrom, run, termsFromFlags } from './main.ts';
+import { main } from '../cli/main.ts';
+import { hotkeySeedFrom, termsFromFlags } from './main.ts';
 
 const code = (f: Parameters<typeof termsFromFlags>[0]) => {
   try {
@@ -39,26 +40,27 @@ describe('gm worker hotkey seed', () => {
   });
   const codeOf = async (p: Promise<unknown>) => p.then(() => 'OK', (e: { code?: string }) => e.code);
 
-  it('is refused on the command line, where every local user can read it, whatever else is given', async () => {
-    const { io, modeOf } = files({});
-    expect(await codeOf(hotkeySeedFrom(['--upstream', 'u', '--hotkey-seed', SEED], { 'hotkey-seed': SEED }, io, modeOf))).toBe('HOTKEY_SEED_ON_ARGV');
-    expect(await codeOf(hotkeySeedFrom([`--hotkey-seed=${SEED}`], { 'hotkey-seed': SEED }, io, modeOf))).toBe('HOTKEY_SEED_ON_ARGV');
-  });
-
   it('is read from an owner-only file or from GM_HOTKEY_SEED; a file others can read is refused', async () => {
     const { io, modeOf } = files({ '/s': { text: `${SEED}\n`, mode: 0o600 }, '/open': { text: SEED, mode: 0o644 }, '/bad': { text: 'zz', mode: 0o400 } });
-    expect(await hotkeySeedFrom(['--hotkey-seed-file', '/s'], { 'hotkey-seed-file': '/s' }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab));
-    expect(await hotkeySeedFrom([], { 'hotkey-seed': SEED }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab)); // GM_HOTKEY_SEED
-    expect(await hotkeySeedFrom([], {}, io, modeOf)).toBeUndefined();
-    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/open' }, io, modeOf))).toBe('HOTKEY_SEED_FILE_EXPOSED');
-    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/bad' }, io, modeOf))).toBe('USAGE');
-    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/none' }, io, modeOf))).toBe('FILE_UNREADABLE');
-    expect(await codeOf(hotkeySeedFrom([], { 'hotkey-seed-file': '/s', 'hotkey-seed': SEED }, io, modeOf))).toBe('USAGE');
+    expect(await hotkeySeedFrom({ 'hotkey-seed-file': '/s' }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab));
+    expect(await hotkeySeedFrom({ 'hotkey-seed': SEED }, io, modeOf)).toEqual(new Uint8Array(32).fill(0xab)); // GM_HOTKEY_SEED
+    expect(await hotkeySeedFrom({}, io, modeOf)).toBeUndefined();
+    expect(await codeOf(hotkeySeedFrom({ 'hotkey-seed-file': '/open' }, io, modeOf))).toBe('HOTKEY_SEED_FILE_EXPOSED');
+    expect(await codeOf(hotkeySeedFrom({ 'hotkey-seed-file': '/bad' }, io, modeOf))).toBe('USAGE');
+    expect(await codeOf(hotkeySeedFrom({ 'hotkey-seed-file': '/none' }, io, modeOf))).toBe('FILE_UNREADABLE');
+    expect(await codeOf(hotkeySeedFrom({ 'hotkey-seed-file': '/s', 'hotkey-seed': SEED }, io, modeOf))).toBe('USAGE');
   });
 
-  it('gm worker refuses to start with the seed on the command line, before anything else runs', async () => {
-    const err: string[] = [];
-    const io = { out: () => undefined, err: (s: string) => void err.push(s), readFile: async () => new Uint8Array(), env: {} };
-    expect(await codeOf(run(['--upstream', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:2', '--tee', 'sim', '--hotkey-seed', SEED], io))).toBe('HOTKEY_SEED_ON_ARGV');
+  it('gm worker refuses the seed on the command line, in either form, before anything else runs, without echoing it', async () => {
+    for (const given of [['--hotkey-seed', SEED], [`--hotkey-seed=${SEED}`]]) {
+      let out = '';
+      let err = '';
+      const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s), readFile: async () => new Uint8Array(), env: {} };
+      expect(await main(['worker', '--upstream', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:2', '--tee', 'sim', ...given, '--json'], io)).toBe(2);
+      expect(err).toMatch(/^gm worker: HOTKEY_SEED_ON_ARGV: [^\n]+\n$/);
+      expect(JSON.parse(out).error.code).toBe('HOTKEY_SEED_ON_ARGV');
+      expect(out + err).not.toContain(SEED);
+      expect(out + err).not.toContain('listening');
+    }
   });
 });

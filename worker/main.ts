@@ -5,28 +5,45 @@
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions) or `GM_HOTKEY_SEED`,
- * never from the command line (see `hotkeySeedFrom`).
+ * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
  */
 import { stat } from 'node:fs/promises';
-import type { Io } from '../client/cli/io.ts';
 import { configError } from '../attestation/errors.ts';
 import { fromHex } from '../attestation/bytes.ts';
-import { intFlag, parseFlags } from '../enclave/flags.ts';
+import { intFlag } from '../enclave/flags.ts';
 import type { PaymentTerms } from '../protocol/offer.ts';
 import { offerSigner } from './offers.ts';
 import { createLogger } from '../enclave/log.ts';
-import { onSignal } from '../enclave/serve.ts';
+import { onSignal, type ServiceIo } from '../enclave/serve.ts';
 import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
 import { startWorker } from './agent.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
-const SPEC = {
-  upstream: 'string', enclave: 'list', tee: 'string', 'gpu-evidence-cmd': 'string', listen: 'string', 'public-url': 'string', 'configfs-root': 'string', 'log-level': 'string',
-  'price-in': 'string', 'price-out': 'string', currency: 'string', capacity: 'string', 'hotkey-seed': 'string', 'hotkey-seed-file': 'string', 'ttft-ms': 'string', tps: 'string', terms: 'string',
-  'credit-limit': 'string', 'settlement-seconds': 'string',
-} as const;
+/** The flags (declared, with their GM_<FLAG> environment names, in cli/commands.ts). */
+export interface WorkerFlags {
+  readonly upstream?: string;
+  readonly enclave?: readonly string[];
+  readonly tee?: string;
+  readonly 'gpu-evidence-cmd'?: string;
+  readonly listen?: string;
+  readonly 'public-url'?: string;
+  readonly 'configfs-root'?: string;
+  readonly 'log-level'?: string;
+  readonly 'price-in'?: string;
+  readonly 'price-out'?: string;
+  readonly currency?: string;
+  readonly capacity?: string;
+  /** From GM_HOTKEY_SEED only. */
+  readonly 'hotkey-seed'?: string;
+  readonly 'hotkey-seed-file'?: string;
+  readonly 'ttft-ms'?: string;
+  readonly tps?: string;
+  readonly terms?: string;
+  readonly 'credit-limit'?: string;
+  readonly 'settlement-seconds'?: string;
+}
 
 /**
  * The offer's payment terms from the flags: `postpaid` needs its credit limit (integer micro-units) and settlement
@@ -53,14 +70,12 @@ const fileMode: ModeOf = async (p) => (await stat(p)).mode;
 /**
  * The operator hotkey's 32-byte sr25519 mini-secret. It signs every offer, so it must not show in process listings:
  * argv is readable by every user of the machine (`ps`, /proc/<pid>/cmdline), the environment and a 0600 file only by
- * the owner. `--hotkey-seed` on the command line is therefore refused, not warned about: by the time a warning prints
- * the secret has already been exposed. A seed file readable by group or others is refused too (as ssh does).
+ * the owner. `--hotkey-seed` on the command line is therefore refused while the command line is parsed
+ * (cli/commands.ts), not warned about: by the time a warning prints the secret has already been exposed. A seed
+ * file readable by group or others is refused too (as ssh does).
  * Under sim, with neither source, a random seed is used. Undefined: no seed (a real worker then refuses to start).
  */
-export async function hotkeySeedFrom(argv: readonly string[], f: { readonly 'hotkey-seed'?: string | undefined; readonly 'hotkey-seed-file'?: string | undefined }, io: Pick<Io, 'readFile'>, modeOf: ModeOf = fileMode): Promise<Uint8Array | undefined> {
-  if (argv.some((a) => a === '--hotkey-seed' || a.startsWith('--hotkey-seed='))) {
-    throw configError('HOTKEY_SEED_ON_ARGV', 'the hotkey seed may not be given on the command line (every local user can read it there): use --hotkey-seed-file FILE (mode 0600) or GM_HOTKEY_SEED');
-  }
+export async function hotkeySeedFrom(f: { readonly 'hotkey-seed'?: string | undefined; readonly 'hotkey-seed-file'?: string | undefined }, io: Pick<ServiceIo, 'readFile'>, modeOf: ModeOf = fileMode): Promise<Uint8Array | undefined> {
   const file = f['hotkey-seed-file'];
   if (file !== undefined && f['hotkey-seed'] !== undefined) throw configError('USAGE', 'give the hotkey seed either in --hotkey-seed-file or in GM_HOTKEY_SEED, not both');
   let text: string;
@@ -80,9 +95,8 @@ export async function hotkeySeedFrom(argv: readonly string[], f: { readonly 'hot
   return fromHex(text);
 }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const f = parseFlags(argv, SPEC, io.env);
-  const givenSeed = await hotkeySeedFrom(argv, f, io);
+export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
+  const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
   if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
   const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });

@@ -9,7 +9,7 @@ import { GmError } from '../errors.ts';
 import { parseCertificate } from '../x509/cert.ts';
 import { verifyChain } from '../x509/chain.ts';
 import { certificatesFrom } from '../x509/pem.ts';
-import { binaryOrHex } from '../../client/cli/io.ts';
+import { binaryOrHex } from '../../cli/io.ts';
 import { hasVectors, trustStore, vector } from '../../test/vectors.ts';
 import { SIGNED_LENGTH, parseReport } from './abi.ts';
 import { type VerifySevSnpOptions, verifySevSnp } from './index.ts';

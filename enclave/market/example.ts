@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { hex } from '../../attestation/bytes.ts';
 import { GmError } from '../../attestation/errors.ts';
-import { formatReport } from '../../client/cli/format.ts';
+import { formatReport } from '../../cli/format.ts';
 import { generateWorkerKey, hotkeyFromSeed, type Offer, signOffer } from '../../protocol/offer.ts';
 import { receiptEnvelope, receiptView } from '../../protocol/receipt.ts';
 import { Ledger } from '../ledger/ledger.ts';

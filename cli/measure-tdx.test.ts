@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { hasVectors, vectorPath } from '../../test/vectors.ts';
+import { hasVectors, vectorPath } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
@@ -60,7 +60,7 @@ describe.skipIf(!hasVectors)('gm measure tdx', () => {
     [[], 'give --tdvf'],
     [['--tdvf', OVMF, '--page-order', 'three'], 'is not single-pass or two-pass'],
     [['--tdvf', OVMF, '--cmdline', 'x'], 'give --ccel-log'],
-    [['--ccel-log', 'x', '--bogus'], 'unknown argument'],
+    [['--ccel-log', 'x', '--bogus'], "unknown option '--bogus'"],
   ])('usage error (exit 2): %j', async (args, msg) => {
     const t = io();
     expect(await main(['measure', 'tdx', ...args], t.io)).toBe(2);

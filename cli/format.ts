@@ -1,5 +1,5 @@
 /** Renders a verification report as a readable table (default) or JSON (`--json`). */
-import type { VerificationReport } from '../../attestation/report.ts';
+import type { VerificationReport } from '../attestation/report.ts';
 
 const MARK = { pass: 'PASS', fail: 'FAIL', skip: 'SKIP' } as const;
 

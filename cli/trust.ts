@@ -14,18 +14,16 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { GmError } from '../../attestation/errors.ts';
-import { ANCHOR_FILES, type AnchorFile, checkAnchorFile, trustDirFrom } from '../../attestation/trust.ts';
+import { GmError } from '../attestation/errors.ts';
+import { ANCHOR_FILES, type AnchorFile, checkAnchorFile, trustDirFrom } from '../attestation/trust.ts';
 import type { Io } from './io.ts';
-import { parseArgs } from './verify-snp.ts';
+import type { JsonFlag } from './commands.ts';
 
 const VENDOR_BASE: Record<AnchorFile['source']['vendor'], string | undefined> = {
   amd: 'https://kdsintf.amd.com',
   intel: 'https://certificates.trustedservices.intel.com',
   nvidia: undefined,
 };
-
-const USAGE = 'usage: gm trust import DIR | gm trust fetch [--base-url URL] | gm trust list\n';
 
 const trustDir = (io: Io) => trustDirFrom(io.env, io.env.HOME ?? homedir());
 
@@ -59,8 +57,24 @@ async function pinned(io: Io, file: AnchorFile, bytes: Uint8Array, from: string)
   }
 }
 
-async function importDir(io: Io, src: string): Promise<number> {
+/** Per-file lines as text, or (--json) one object at the end with every file's status. */
+function output(io: Io, json: boolean) {
+  const files: Record<string, string>[] = [];
+  return {
+    file(text: string, row: Record<string, string>): void {
+      if (json) files.push(row);
+      else io.out(text);
+    },
+    done(summary: Record<string, unknown>, text: string): void {
+      io.out(json ? `${JSON.stringify({ ...summary, files }, null, 2)}\n` : text);
+    },
+  };
+}
+
+/** `gm trust import DIR` */
+export async function importDir(io: Io, src: string, f: JsonFlag = {}): Promise<number> {
   const dest = trustDir(io);
+  const out = output(io, f.json === true);
   let imported = 0;
   let refused = 0;
   for (const file of ANCHOR_FILES) {
@@ -74,18 +88,19 @@ async function importDir(io: Io, src: string): Promise<number> {
       if (bytes) break;
     }
     if (!bytes) {
-      io.out(`absent   ${file.path}\n`);
+      out.file(`absent   ${file.path}\n`, { path: file.path, status: 'absent' });
       continue;
     }
     if (!(await pinned(io, file, bytes, from))) {
+      out.file('', { path: file.path, status: 'refused', from });
       refused++;
       continue;
     }
     await writeAnchor(dest, file, bytes);
     imported++;
-    io.out(`imported ${file.path} (${file.pins.map((p) => p.name).join(', ')})\n`);
+    out.file(`imported ${file.path} (${file.pins.map((p) => p.name).join(', ')})\n`, { path: file.path, status: 'imported', from });
   }
-  io.out(`${imported} file(s) imported into ${dest}; ${refused} refused\n`);
+  out.done({ trustDir: dest, imported, refused }, `${imported} file(s) imported into ${dest}; ${refused} refused\n`);
   if (refused > 0) return 1;
   if (imported === 0) {
     io.err(`gm trust import: no pinned anchor file found in ${src}\n`);
@@ -94,14 +109,17 @@ async function importDir(io: Io, src: string): Promise<number> {
   return 0;
 }
 
-async function fetchAll(io: Io, baseUrl: string | undefined): Promise<number> {
+/** `gm trust fetch [--base-url URL]` */
+export async function fetchAll(io: Io, f: { readonly 'base-url'?: string; readonly json?: boolean } = {}): Promise<number> {
+  const baseUrl = f['base-url'];
   const dest = trustDir(io);
+  const out = output(io, f.json === true);
   let fetched = 0;
   let failed = 0;
   for (const file of ANCHOR_FILES) {
     const base = baseUrl ?? VENDOR_BASE[file.source.vendor];
     if (!base) {
-      io.out(`skipped  ${file.path}: ${file.source.vendor} has no download URL; use \`gm trust import DIR\`\n`);
+      out.file(`skipped  ${file.path}: ${file.source.vendor} has no download URL; use \`gm trust import DIR\`\n`, { path: file.path, status: 'skipped' });
       continue;
     }
     const url = new URL(file.source.path.replace(/^\//, ''), base.endsWith('/') ? base : `${base}/`).href;
@@ -112,24 +130,28 @@ async function fetchAll(io: Io, baseUrl: string | undefined): Promise<number> {
       bytes = new Uint8Array(await res.arrayBuffer());
     } catch (e) {
       io.err(`FAILED  ${file.path} from ${url}: ${(e as Error).message}\n`);
+      out.file('', { path: file.path, status: 'failed', from: url });
       failed++;
       continue;
     }
     if (!(await pinned(io, file, bytes, url))) {
+      out.file('', { path: file.path, status: 'refused', from: url });
       failed++;
       continue;
     }
     await writeAnchor(dest, file, bytes);
     fetched++;
-    io.out(`fetched  ${file.path} from ${url}\n`);
+    out.file(`fetched  ${file.path} from ${url}\n`, { path: file.path, status: 'fetched', from: url });
   }
-  io.out(`${fetched} file(s) written to ${dest}; ${failed} failed or refused\n`);
+  out.done({ trustDir: dest, fetched, failed }, `${fetched} file(s) written to ${dest}; ${failed} failed or refused\n`);
   return failed > 0 ? 1 : 0;
 }
 
-async function list(io: Io): Promise<number> {
+/** `gm trust list` */
+export async function list(io: Io, f: JsonFlag = {}): Promise<number> {
   const dir = trustDir(io);
-  io.out(`trust directory: ${dir}\n`);
+  const out = output(io, f.json === true);
+  if (!f.json) io.out(`trust directory: ${dir}\n`);
   let bad = 0;
   for (const file of ANCHOR_FILES) {
     const bytes = await readIfPresent(join(dir, file.path));
@@ -144,34 +166,8 @@ async function list(io: Io): Promise<number> {
         bad++;
       }
     }
-    io.out(`${status === 'ok' ? 'ok     ' : status === 'missing' ? 'missing' : 'BAD    '}  ${file.path.padEnd(28)} ${file.pins.map((p) => `${p.name} ${p.sha256.slice(0, 16)}…`).join(', ')}${status.startsWith('PIN') ? `  ${status}` : ''}\n`);
+    out.file(`${status === 'ok' ? 'ok     ' : status === 'missing' ? 'missing' : 'BAD    '}  ${file.path.padEnd(28)} ${file.pins.map((p) => `${p.name} ${p.sha256.slice(0, 16)}…`).join(', ')}${status.startsWith('PIN') ? `  ${status}` : ''}\n`, { path: file.path, status: status === 'ok' || status === 'missing' ? status : 'pin-mismatch', pins: file.pins.map((p) => `${p.name} ${p.sha256}`).join(', ') });
   }
+  out.done({ trustDir: dir, bad }, '');
   return bad > 0 ? 1 : 0;
-}
-
-export async function run(argv: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === 'import') {
-    if (rest.length !== 1 || rest[0]!.startsWith('--')) {
-      io.err(`gm trust import: one DIR expected\n${USAGE}`);
-      return 2;
-    }
-    return importDir(io, rest[0]!);
-  }
-  if (sub === 'fetch') {
-    const args = parseArgs(rest, ['--base-url'], []);
-    if (typeof args === 'string') {
-      io.err(`gm trust fetch: ${args}\n${USAGE}`);
-      return 2;
-    }
-    const base = args.values['--base-url'];
-    if (base !== undefined && !/^https?:\/\//.test(base)) {
-      io.err(`gm trust fetch: --base-url must be an http(s) URL\n${USAGE}`);
-      return 2;
-    }
-    return fetchAll(io, base);
-  }
-  if (sub === 'list' && rest.length === 0) return list(io);
-  io.err(USAGE);
-  return 2;
 }

@@ -5,7 +5,7 @@
  * and check the key type before calling these. Keys are cached by their encoding (public values only, bounded).
  */
 import { createPublicKey, type KeyObject, verify } from 'node:crypto';
-import type { EcdsaP256Verifier } from '../../attestation/tdx/index.ts';
+import type { EcdsaP256Verifier } from '../attestation/tdx/index.ts';
 
 const keys = new Map<string, KeyObject>();
 function cached(id: string, make: () => KeyObject): KeyObject {

@@ -13,81 +13,43 @@
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { equalBytes } from '../../attestation/bytes.ts';
-import { decodeEvidence, withInputRow } from '../../attestation/encoding.ts';
-import { GmError, configError } from '../../attestation/errors.ts';
-import { PolicyReader } from '../../attestation/policy.ts';
-import { describeAmdCertificates, sortAmdCertificates } from '../../attestation/sevsnp/cert-layout.ts';
-import { type SnpPolicy, type VerifySevSnpOptions, parseSnpPolicy, verifySevSnp, verifySevSnpHcl } from '../../attestation/sevsnp/index.ts';
-import { type TrustStore, loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
-import { certificatesFrom } from '../../attestation/x509/pem.ts';
+import { equalBytes } from '../attestation/bytes.ts';
+import { decodeEvidence, withInputRow } from '../attestation/encoding.ts';
+import { GmError, configError } from '../attestation/errors.ts';
+import { PolicyReader } from '../attestation/policy.ts';
+import { describeAmdCertificates, sortAmdCertificates } from '../attestation/sevsnp/cert-layout.ts';
+import { type SnpPolicy, type VerifySevSnpOptions, parseSnpPolicy, verifySevSnp, verifySevSnpHcl } from '../attestation/sevsnp/index.ts';
+import { type TrustStore, loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
+import { certificatesFrom } from '../attestation/x509/pem.ts';
+import type { VerifySnpFlags } from './commands.ts';
+import { isoFlag } from './common.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 import { nodeP384Verifier } from './node-verifiers.ts';
 
-const USAGE = 'usage: gm verify snp --report FILE [--cert FILE] [--chain FILE] [--crl FILE] [--policy FILE] [--now ISO-8601] [--json] [--allow-unpinned]\n';
-const VALUE_FLAGS = ['--report', '--cert', '--chain', '--crl', '--policy', '--now'] as const;
-const BOOL_FLAGS = ['--json', '--allow-unpinned'] as const;
+export async function run(f: VerifySnpFlags, io: Io): Promise<number> {
+  if (!f.report) throw configError('USAGE', '--report FILE is required');
+  const json = f.json === true;
+  const now = isoFlag(f.now, 'now') ?? new Date();
 
-export interface ParsedArgs {
-  readonly values: Readonly<Record<string, string | undefined>>;
-  readonly flags: ReadonlySet<string>;
-}
-
-/** Parses `--flag value` / `--flag=value` and boolean flags; returns the usage error text on anything else. */
-export function parseArgs(argv: readonly string[], valueFlags: readonly string[], boolFlags: readonly string[]): ParsedArgs | string {
-  const values: Record<string, string> = {};
-  const flags = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    const eq = a.indexOf('=');
-    const name = eq > 0 ? a.slice(0, eq) : a;
-    if (valueFlags.includes(name)) {
-      const v = eq > 0 ? a.slice(eq + 1) : argv[++i];
-      if (v === undefined || v === '') return `${name} needs a value`;
-      if (name in values) return `${name} given twice`;
-      values[name] = v;
-    } else if (boolFlags.includes(a)) flags.add(a);
-    else return `unknown argument ${JSON.stringify(a)}`;
-  }
-  return { values, flags };
-}
-
-export async function run(argv: string[], io: Io): Promise<number> {
-  const args = parseArgs(argv, VALUE_FLAGS, BOOL_FLAGS);
-  if (typeof args === 'string' || !args.values['--report']) {
-    io.err(`gm verify snp: ${typeof args === 'string' ? args : '--report is required'}\n${USAGE}`);
-    return 2;
-  }
-  const v = args.values;
-  const json = args.flags.has('--json');
-  let now = new Date();
-  if (v['--now'] !== undefined) {
-    now = new Date(v['--now']);
-    if (Number.isNaN(now.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v['--now'])) {
-      io.err(`gm verify snp: --now ${JSON.stringify(v['--now'])} is not an ISO-8601 time\n${USAGE}`);
-      return 2;
-    }
-  }
-
-  const decoded = decodeEvidence(await io.readFile(v['--report']!), 'snp-report', v['--report']!);
+  const decoded = decodeEvidence(await io.readFile(f.report), 'snp-report', f.report);
   let policy: SnpPolicy | undefined;
-  if (v['--policy']) policy = parseSnpPolicy(PolicyReader.parse(new TextDecoder().decode(await io.readFile(v['--policy'])), v['--policy']), v['--policy']);
+  if (f.policy) policy = parseSnpPolicy(PolicyReader.parse(new TextDecoder().decode(await io.readFile(f.policy)), f.policy), f.policy);
 
   // node:crypto for the report signature (as gm verify tdx and gpu): same algorithm, no WebCrypto thread-pool hop.
   const options: { -readonly [K in keyof VerifySevSnpOptions]: VerifySevSnpOptions[K] } = { now, policy, p384Verifier: nodeP384Verifier };
-  if (v['--crl']) options.crl = await io.readFile(v['--crl']);
+  if (f.crl) options.crl = await io.readFile(f.crl);
   const files: { file: string; ders: Uint8Array[] }[] = [];
-  for (const f of [v['--cert'], v['--chain']]) {
-    if (f === undefined) continue;
+  for (const file of [f.cert, f.chain]) {
+    if (file === undefined) continue;
     let ders: Uint8Array[];
     try {
-      ders = certificatesFrom(await io.readFile(f));
+      ders = certificatesFrom(await io.readFile(file));
     } catch (e) {
       if (e instanceof GmError && e.kind === 'config') throw e;
-      throw configError('SNP_CERT_LAYOUT', `${f}: not a PEM or DER certificate file`, { cause: e });
+      throw configError('SNP_CERT_LAYOUT', `${file}: not a PEM or DER certificate file`, { cause: e });
     }
-    files.push({ file: f, ders });
+    files.push({ file, ders });
   }
   const certs = await sortAmdCertificates(files);
   if (!certs.leaf)
@@ -96,7 +58,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
   const trust = async (): Promise<TrustStore> => loadTrustStore(trustDirFrom(io.env, io.env.HOME ?? homedir()), fsp);
   const given = [certs.signer, certs.ark].filter((c) => c !== undefined);
   const unpinned = given.filter((c) => !c.pin);
-  if (unpinned.length > 0 && !args.flags.has('--allow-unpinned'))
+  if (unpinned.length > 0 && !f['allow-unpinned'])
     throw configError('SNP_CHAIN_NOT_PINNED', `${unpinned.map((c) => `${c.file}: ${c.role.toUpperCase()} "${c.cert.subject.text}"`).join('; ')} matches no pinned AMD certificate; pass --allow-unpinned to trust it anyway (sim chains)`);
   if (given.length === 0) options.trust = await trust();
   else if (unpinned.length > 0) {

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { hex, sha256 } from '../../attestation/bytes.ts';
-import { buildOcspFor, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../../attestation/nvidia/sim.ts';
-import { pemEncode } from '../../attestation/x509/pem.ts';
-import { TRUST_DIR, hasVectors, vectorPath } from '../../test/vectors.ts';
+import { hex, sha256 } from '../attestation/bytes.ts';
+import { buildOcspFor, buildSimGpuEvidence, buildSimOcsp, buildSimRim, createNvidiaSimSigner, createSimRimSigner, simMeasurement } from '../attestation/nvidia/sim.ts';
+import { pemEncode } from '../attestation/x509/pem.ts';
+import { TRUST_DIR, hasVectors, vectorPath } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
@@ -68,7 +68,7 @@ describe.skipIf(!hasVectors)('gm verify gpu (real vectors, pinned root)', () => 
 
   it('with the example policy, the nvattest file (no CC-mode reading, no RIMs, no OCSP) lists every violation', async () => {
     const t = io();
-    const policy = new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname;
+    const policy = new URL('../attestation/nvidia/policy.example.json', import.meta.url).pathname;
     expect(await main(['verify', 'gpu', '--evidence', evidence(), '--nonce', NONCE8, '--policy', policy], t.io)).toBe(1);
     const o = t.out().split('GPU 1 (HOPPER)')[0]!;
     for (const id of ['policy.cc-mode', 'policy.rim-match', 'policy.ocsp', 'policy.evidence-age']) expect(o).toContain(`FAIL  ${id}`);
@@ -103,7 +103,7 @@ describe('gm verify gpu (sim root, policy, RIMs, OCSP)', () => {
 
     const t = io({});
     const args = ['verify', 'gpu', '--evidence', join(dir, 'ev.json'), '--sim-root', join(dir, 'root.pem'), '--sim-rim-root', join(dir, 'rim-root.pem'), '--nonce', '01'.repeat(32), '--now', now.toISOString(), '--collected-at', new Date(now.getTime() - 5000).toISOString(),
-      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--ocsp', join(dir, 'ocsp-rim.der'), '--policy', new URL('../../attestation/nvidia/policy.example.json', import.meta.url).pathname];
+      '--rim', join(dir, 'driver.xml'), '--rim', join(dir, 'vbios.xml'), '--ocsp', join(dir, 'ocsp0.der'), '--ocsp', join(dir, 'ocsp1.der'), '--ocsp', join(dir, 'ocsp-rim.der'), '--policy', new URL('../attestation/nvidia/policy.example.json', import.meta.url).pathname];
     expect(await main(args, t.io)).toBe(1);
     const o = t.out();
     expect(o).toContain('GPU 0 (HOPPER): VERIFIED');

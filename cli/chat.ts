@@ -4,9 +4,9 @@
  * verified receipt. Progress and the verification summary go to stderr; `--report` prints the full verification
  * table; `--json` prints one JSON object at the end instead. The prompt, answer and API key are never logged.
  */
-import { configError, GmError, protocolError } from '../../attestation/errors.ts';
-import { createClient, type GmClient } from '../index.ts';
-import { parseArgs } from './args.ts';
+import { configError, GmError, protocolError } from '../attestation/errors.ts';
+import { createClient, type GmClient } from '../client/index.ts';
+import type { ChatFlags } from './commands.ts';
 import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
@@ -16,34 +16,35 @@ export interface ChatResult {
   readonly client: GmClient;
 }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['url', 'relay', 'model', 'policy', 'api-key', 'max-tokens', 'collateral'], booleans: ['allow-sim', 'json', 'report', 'no-stream'] }, io.env);
-  const url = a.values.url;
-  const prompt = a.positionals.join(' ');
-  if (!url || !prompt) throw configError('USAGE', 'usage: gm chat --url URL [--relay URL] [--model M] [--policy FILE] [--allow-sim] [--json] "prompt"');
-  const json = a.flags.has('json');
+export async function run(f: ChatFlags, prompt: string, io: Io): Promise<number> {
+  const url = f.url;
+  if (!url) throw configError('USAGE', 'needs --url URL (the enclave), or GM_URL');
+  if (!prompt.trim()) throw configError('USAGE', 'needs a prompt');
+  const maxTokens = f['max-tokens'] === undefined ? undefined : Number(f['max-tokens']);
+  if (maxTokens !== undefined && !(Number.isSafeInteger(maxTokens) && maxTokens > 0)) throw configError('USAGE', `--max-tokens must be a positive integer (got ${f['max-tokens']})`);
+  const json = f.json === true;
   const say = progress(io, json);
-  const allowSim = a.flags.has('allow-sim');
-  const policy = await loadPolicy(io, a.values.policy, allowSim);
-  say(`gm chat: verifying the enclave at ${url}${a.values.relay ? ` through the relay ${a.values.relay}` : ''}...`);
+  const allowSim = f['allow-sim'] === true;
+  const policy = await loadPolicy(io, f.policy, allowSim);
+  say(`gm chat: verifying the enclave at ${url}${f.relay ? ` through the relay ${f.relay}` : ''}...`);
   let client: GmClient;
   try {
-    client = await createClient({ url, ...(a.values.relay ? { relay: a.values.relay } : {}), ...(a.values.collateral ? { collateralFrom: a.values.collateral } : {}), policy, allowSim, trust: await loadTrust(io) });
+    client = await createClient({ url, ...(f.relay ? { relay: f.relay } : {}), ...(f.collateral ? { collateralFrom: f.collateral } : {}), policy, allowSim, trust: await loadTrust(io) });
   } catch (e) {
     if (e instanceof GmError && e.report) io.err(formatReport(e.report));
     throw e;
   }
   const c = claimsSummary(client.claims);
   say(`gm chat: VERIFIED ${c.platform} measurement ${(c.measurement ?? "").slice(0, 16)}...${client.claims.sim ? ' [SIM: not backed by hardware]' : ''}`);
-  if (a.flags.has('report') && !json) io.err(formatReport(client.verification, c));
-  const model = a.values.model ?? (await firstModel(client));
+  if (f.report && !json) io.err(formatReport(client.verification, c));
+  const model = f.model ?? (await firstModel(client));
   say(`gm chat: model ${model}`);
   const answer = await chat(client, {
     model,
     prompt,
-    stream: !a.flags.has('no-stream'),
-    apiKey: a.values['api-key'] ?? 'gm-anonymous',
-    ...(a.values['max-tokens'] ? { maxTokens: Number(a.values['max-tokens']) } : {}),
+    stream: f['no-stream'] !== true,
+    apiKey: f['api-key'] ?? 'gm-anonymous',
+    ...(maxTokens ? { maxTokens } : {}),
     onToken: json ? () => {} : (t) => io.out(t),
   });
   if (json) {

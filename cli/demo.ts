@@ -5,21 +5,22 @@
  * down before it returns. Options: --prompt TEXT, --model NAME, --verbose (service logs), --json, --keep (leave the
  * stack running, with its status page, until Ctrl-C).
  */
-import { GmError } from '../../attestation/errors.ts';
-import { createClient } from '../index.ts';
-import { parseArgs } from './args.ts';
+import { configError, GmError } from '../attestation/errors.ts';
+import { createClient } from '../client/index.ts';
+import type { DemoFlags } from './commands.ts';
 import { chat, printReceipts } from './chat.ts';
 import { claimsSummary } from './common.ts';
 import { startDemoStack } from './demo-stack.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['prompt', 'model', 'token-ms'], booleans: ['verbose', 'json', 'keep'] });
-  const json = a.flags.has('json');
+export async function run(f: DemoFlags, io: Io): Promise<number> {
+  const json = f.json === true;
+  const tokenMs = f['token-ms'] === undefined ? undefined : Number(f['token-ms']);
+  if (tokenMs !== undefined && !(Number.isSafeInteger(tokenMs) && tokenMs >= 0 && tokenMs <= 60_000)) throw configError('USAGE', `--token-ms must be an integer in [0, 60000] (got ${f['token-ms']})`);
   const say = (s: string) => io.err(`gm demo: ${s}\n`);
   const t0 = performance.now();
-  const stack = await startDemoStack({ progress: say, ...(a.values['token-ms'] ? { tokenMs: Number(a.values['token-ms']) } : {}) });
+  const stack = await startDemoStack({ progress: say, ...(tokenMs !== undefined ? { tokenMs } : {}) });
   try {
     if (stack.host.gate.status.state !== 'open') throw new GmError('unavailable', 'HOST_GATE_CLOSED', 'the host shim did not verify the enclave');
     say(`client: verifying the enclave through the relay ${stack.relayUrl} with a fresh 32-byte nonce...`);
@@ -29,8 +30,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.out('\n== Verification report (enclave, fetched through the relay) ==\n');
       io.out(formatReport(client.verification, claims));
     }
-    const model = a.values.model ?? stack.models[0]!;
-    const prompt = a.values.prompt ?? 'In one sentence: why route inference through an attested enclave?';
+    const model = f.model ?? stack.models[0]!;
+    const prompt = f.prompt ?? 'In one sentence: why route inference through an attested enclave?';
     if (!json) io.out(`\n== Streamed answer (model ${model}; encrypted end to end, relayed as ciphertext) ==\n`);
     const answer = await chat(client, { model, prompt, stream: true, apiKey: 'gm-demo', onToken: json ? () => {} : (t) => io.out(t) });
     if (json) {
@@ -39,8 +40,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
       io.out('\n\n== Receipt ==\n');
       printReceipts(io, client);
     }
-    if (a.flags.has('verbose')) for (const l of stack.logs) io.err(`${l.trimEnd()}\n`);
-    if (a.flags.has('keep')) {
+    if (f.verbose) for (const l of stack.logs) io.err(`${l.trimEnd()}\n`);
+    if (f.keep) {
       say(`the stack keeps running: status page ${stack.relayUrl}/ ; try: node bin/gm.js chat --url ${stack.enclaveUrl} --relay ${stack.relayUrl} --allow-sim "hello" ; Ctrl-C stops it`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);

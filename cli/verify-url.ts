@@ -6,30 +6,28 @@
  * verified against the vendor roots like the rest (client/collateral.ts).
  */
 import { writeFile } from 'node:fs/promises';
-import { configError, GmError } from '../../attestation/errors.ts';
-import { attest } from '../attest.ts';
-import { parseArgs } from './args.ts';
+import { configError, GmError } from '../attestation/errors.ts';
+import { attest } from '../client/attest.ts';
+import type { VerifyUrlFlags } from './commands.ts';
 import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['policy', 'relay', 'save', 'collateral'], booleans: ['allow-sim', 'json'] });
-  const url = a.positionals[0];
-  if (!url || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify URL [--policy FILE] [--allow-sim] [--relay URL] [--save FILE] [--collateral SHIM_URL] [--json]');
-  const json = a.flags.has('json');
+export async function run(f: VerifyUrlFlags, url: string, io: Io): Promise<number> {
+  if (!/^https?:\/\//.test(url)) throw configError('USAGE', `${url} is not an http(s) URL (or one of the verify commands: snp, tdx, gpu, bundle)`);
+  const json = f.json === true;
   const say = progress(io, json);
-  const allowSim = a.flags.has('allow-sim');
-  const policy = await loadPolicy(io, a.values.policy, allowSim);
+  const allowSim = f['allow-sim'] === true;
+  const policy = await loadPolicy(io, f.policy, allowSim);
   const trust = await loadTrust(io);
-  const base = (a.values.relay ?? url).replace(/\/+$/, '');
+  const base = (f.relay ?? url).replace(/\/+$/, '');
   say(`gm verify: fetching evidence from ${base} with a fresh nonce...`);
   const t0 = performance.now();
   try {
-    const f = (i: string | URL | Request, init?: RequestInit) => fetch(i, init);
-    const r = await attest({ base, fetch: f, policy, allowSim, trust, now: () => new Date(), ...(a.values.collateral ? { collateral: { base: a.values.collateral, fetch: f } } : {}) });
+    const get = (i: string | URL | Request, init?: RequestInit) => fetch(i, init);
+    const r = await attest({ base, fetch: get, policy, allowSim, trust, now: () => new Date(), ...(f.collateral ? { collateral: { base: f.collateral, fetch: get } } : {}) });
     say(`gm verify: verified in ${Math.round(performance.now() - t0)} ms`);
-    if (a.values.save) await writeFile(a.values.save, r.bundle);
+    if (f.save) await writeFile(f.save, r.bundle);
     const claims = claimsSummary(r.claims);
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
     return 0;

@@ -5,8 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ANCHOR_FILES } from '../../attestation/trust.ts';
-import { TRUST_DIR, hasTrustAnchors } from '../../test/vectors.ts';
+import { ANCHOR_FILES } from '../attestation/trust.ts';
+import { TRUST_DIR, hasTrustAnchors } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 

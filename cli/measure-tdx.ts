@@ -9,60 +9,26 @@
  */
 import { basename } from 'node:path';
 import { sha384 } from '@noble/hashes/sha2.js';
-import { hex } from '../../attestation/bytes.ts';
-import { configError } from '../../attestation/errors.ts';
-import { decodeEvidence } from '../../attestation/encoding.ts';
-import { type LogExplanation, type MeasuredInput, cmdlineInput, explainEventLog, fileInput } from '../../attestation/measure/rtmr.ts';
-import { type PageOrder, computeMrtd, sectionsJson } from '../../attestation/measure/tdvf.ts';
-import { parseQuote } from '../../attestation/tdx/abi.ts';
-import { parseCcelTable, parseEventLog } from '../../attestation/tdx/ccel.ts';
+import { hex } from '../attestation/bytes.ts';
+import { configError } from '../attestation/errors.ts';
+import { decodeEvidence } from '../attestation/encoding.ts';
+import { type LogExplanation, type MeasuredInput, cmdlineInput, explainEventLog, fileInput } from '../attestation/measure/rtmr.ts';
+import { type PageOrder, computeMrtd, sectionsJson } from '../attestation/measure/tdvf.ts';
+import { parseQuote } from '../attestation/tdx/abi.ts';
+import { parseCcelTable, parseEventLog } from '../attestation/tdx/ccel.ts';
+import type { MeasureTdxFlags } from './commands.ts';
 import type { Io } from './io.ts';
-
-const USAGE = 'usage: gm measure tdx [--tdvf FILE [--page-order single-pass|two-pass]] [--ccel-log FILE [--ccel-table FILE]] [--quote FILE] [--kernel FILE] [--initrd FILE] [--cmdline TEXT] [--acpi FILE ...] [--efi-app FILE ...] [--json]\n';
-const VALUES = ['tdvf', 'page-order', 'ccel-log', 'ccel-table', 'quote', 'kernel', 'initrd', 'cmdline'];
-
-interface Args { values: Record<string, string>; acpi: string[]; efiApps: string[]; json: boolean }
-
-function parse(argv: readonly string[]): Args {
-  const a: Args = { values: {}, acpi: [], efiApps: [], json: false };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === '--json') {
-      a.json = true;
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = arg.startsWith('--') ? arg.slice(2, eq === -1 ? undefined : eq) : '';
-    if (name !== 'acpi' && name !== 'efi-app' && !VALUES.includes(name)) throw configError('USAGE', `unknown argument ${JSON.stringify(arg)}`);
-    const v = eq === -1 ? argv[++i] : arg.slice(eq + 1);
-    if (v === undefined) throw configError('USAGE', `--${name} needs a value`);
-    if (name === 'acpi') a.acpi.push(v);
-    else if (name === 'efi-app') a.efiApps.push(v);
-    else if (name in a.values) throw configError('USAGE', `--${name} given twice`);
-    else a.values[name] = v;
-  }
-  return a;
-}
 
 interface MrtdOut { value: string; pageOrder: PageOrder; quote?: string; matches?: boolean; sections: Record<string, unknown>[] }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  let a: Args;
-  try {
-    a = parse(argv);
-  } catch (e) {
-    io.err(`gm measure tdx: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const v = a.values;
-  if (!v.tdvf && !v['ccel-log']) {
-    io.err(`gm measure tdx: give --tdvf (MRTD) and/or --ccel-log (RTMRs)\n${USAGE}`);
-    return 2;
-  }
+export async function run(v: MeasureTdxFlags, io: Io): Promise<number> {
+  const acpi = v.acpi ?? [];
+  const efiApps = v['efi-app'] ?? [];
+  if (!v.tdvf && !v['ccel-log']) throw configError('USAGE', 'give --tdvf (MRTD) and/or --ccel-log (RTMRs)');
   const order = (v['page-order'] ?? 'single-pass') as PageOrder;
   if (order !== 'single-pass' && order !== 'two-pass') throw configError('USAGE', `--page-order ${JSON.stringify(order)} is not single-pass or two-pass`);
   if (v['ccel-table'] && !v['ccel-log']) throw configError('USAGE', '--ccel-table needs --ccel-log');
-  if (!v['ccel-log'] && (v.kernel || v.initrd || v.cmdline !== undefined || a.acpi.length || a.efiApps.length)) throw configError('USAGE', 'kernel, initrd, command line and ACPI inputs are located in an event log: give --ccel-log');
+  if (!v['ccel-log'] && (v.kernel || v.initrd || v.cmdline !== undefined || acpi.length || efiApps.length)) throw configError('USAGE', 'kernel, initrd, command line and ACPI inputs are located in an event log: give --ccel-log');
 
   const quote = v.quote ? parseQuote(decodeEvidence(await io.readFile(v.quote), 'tdx-quote', v.quote).bytes).body : undefined;
   const findings: string[] = [];
@@ -99,13 +65,13 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (v.kernel) inputs.push(fileInput('kernel', await io.readFile(v.kernel)));
     if (v.initrd) inputs.push(fileInput('initrd', await io.readFile(v.initrd)));
     if (v.cmdline !== undefined) inputs.push(cmdlineInput(v.cmdline));
-    for (const f of a.acpi) inputs.push(fileInput(`ACPI ${basename(f)}`, await io.readFile(f)));
-    for (const f of a.efiApps) inputs.push(fileInput(`EFI application ${basename(f)}`, await io.readFile(f)));
+    for (const f of acpi) inputs.push(fileInput(`ACPI ${basename(f)}`, await io.readFile(f)));
+    for (const f of efiApps) inputs.push(fileInput(`EFI application ${basename(f)}`, await io.readFile(f)));
     log = explainEventLog(parseEventLog(logBytes), inputs, quote?.rtmr);
     findings.push(...log.findings);
   }
 
-  if (a.json) io.out(`${JSON.stringify({ ...(mrtd ? { mrtd } : {}), ...(log ? { rtmr: log.registers, inputs: log.inputs } : {}), findings, consistent: findings.length === 0 }, null, 2)}\n`);
+  if (v.json) io.out(`${JSON.stringify({ ...(mrtd ? { mrtd } : {}), ...(log ? { rtmr: log.registers, inputs: log.inputs } : {}), findings, consistent: findings.length === 0 }, null, 2)}\n`);
   else io.out(text(mrtd, log, findings));
   return findings.length === 0 ? 0 : 1;
 }

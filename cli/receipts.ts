@@ -3,35 +3,19 @@
  * workers, and export statements. Amounts on the command line are decimal currency units converted exactly to
  * integer micro-units (`5.25` USD = 5,250,000 µUSD); output amounts are micro-units.
  *
- *   gm receipts account   --ledger PATH create --currency USD (--prepaid 5.00 | --credit-limit 100)
- *   gm receipts account   --ledger PATH deposit --account ID --amount 2.50
- *   gm receipts account   --ledger PATH pay-worker --worker ID --currency USD --amount 1.00
+ *   gm receipts account create --ledger PATH --currency USD (--prepaid 5.00 | --credit-limit 100)
+ *   gm receipts account deposit --ledger PATH --account ID --amount 2.50
+ *   gm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00
  *   gm receipts statement --ledger PATH (--account ID | --worker ID) [--json] [--now ISO]
  *
  * `create` prints the new API key once; the ledger keeps only its hash. Exit 0 done, 2 usage or configuration.
  */
-import { configError } from '../../attestation/errors.ts';
-import type { Io } from '../../client/cli/io.ts';
-import { decimalToMicros } from '../market/constraints.ts';
-import { Ledger } from './ledger.ts';
-import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from './statements.ts';
-
-function flags(argv: string[], allowed: readonly string[], booleans: readonly string[] = []): { f: Record<string, string>; words: string[] } {
-  const f: Record<string, string> = {};
-  const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) {
-      words.push(a);
-      continue;
-    }
-    const k = a.slice(2);
-    if (booleans.includes(k)) f[k] = 'true';
-    else if (allowed.includes(k) && argv[i + 1] !== undefined) f[k] = argv[++i]!;
-    else throw configError('USAGE', `unknown option or missing value: ${a}`);
-  }
-  return { f, words };
-}
+import { configError } from '../attestation/errors.ts';
+import type { ReceiptsAccountFlags, ReceiptsStatementFlags } from './commands.ts';
+import type { Io } from './io.ts';
+import { decimalToMicros } from '../enclave/market/constraints.ts';
+import { Ledger } from '../enclave/ledger/ledger.ts';
+import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
 
 const amount = (v: string | undefined, what: string): bigint => {
   if (v === undefined) throw configError('USAGE', `${what} is required`);
@@ -48,34 +32,36 @@ function open(path: string | undefined): Ledger {
 }
 
 /** `gm receipts account ...` */
-export async function runAccount(argv: string[], io: Io): Promise<number> {
-  const { f, words } = flags(argv, ['ledger', 'currency', 'prepaid', 'credit-limit', 'account', 'amount', 'worker']);
+export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io): Promise<number> {
+  if (!['create', 'deposit', 'pay-worker'].includes(action)) throw configError('USAGE', `unknown action ${action}: create, deposit or pay-worker`);
   const ledger = open(f.ledger);
+  const print = (text: string, obj: Record<string, unknown>) => io.out(f.json ? `${JSON.stringify(obj, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : text);
   try {
     const now = Date.now();
-    switch (words[0]) {
+    switch (action) {
       case 'create': {
         const currency = f.currency ?? 'USD';
         if ((f.prepaid === undefined) === (f['credit-limit'] === undefined)) throw configError('USAGE', 'give --prepaid AMOUNT or --credit-limit AMOUNT');
         const spec = f.prepaid !== undefined ? { currency, prepaid: amount(f.prepaid, '--prepaid') } : { currency, creditLimit: amount(f['credit-limit'], '--credit-limit') };
         const { account, apiKey } = await ledger.createAccount(spec, now);
-        io.out(`account ${account.id} (${account.kind}, ${account.currency}): balance ${account.balance} µ${account.currency}, credit limit ${account.creditLimit} µ${account.currency}\napi key (shown once, only its hash is kept): ${apiKey}\n`);
+        print(`account ${account.id} (${account.kind}, ${account.currency}): balance ${account.balance} µ${account.currency}, credit limit ${account.creditLimit} µ${account.currency}\napi key (shown once, only its hash is kept): ${apiKey}\n`,
+          { account: account.id, kind: account.kind, currency: account.currency, balance: account.balance, creditLimit: account.creditLimit, apiKey });
         return 0;
       }
       case 'deposit': {
         if (!f.account) throw configError('USAGE', '--account ID is required');
         const a = ledger.deposit(f.account, amount(f.amount, '--amount'), now);
-        io.out(`account ${a.id}: balance ${a.balance} µ${a.currency}\n`);
+        print(`account ${a.id}: balance ${a.balance} µ${a.currency}\n`, { account: a.id, currency: a.currency, balance: a.balance });
         return 0;
       }
       case 'pay-worker': {
         if (!f.worker || !f.currency) throw configError('USAGE', '--worker ID and --currency are required');
         ledger.payWorker(f.worker, f.currency, amount(f.amount, '--amount'), now);
-        io.out(`recorded payout to ${f.worker}\n`);
+        print(`recorded payout to ${f.worker}\n`, { worker: f.worker, currency: f.currency, amount: amount(f.amount, '--amount') });
         return 0;
       }
       default:
-        throw configError('USAGE', 'gm receipts account --ledger PATH create|deposit|pay-worker ...');
+        throw configError('USAGE', `unknown action ${action}`);
     }
   } finally {
     ledger.close();
@@ -83,9 +69,8 @@ export async function runAccount(argv: string[], io: Io): Promise<number> {
 }
 
 /** `gm receipts statement ...` */
-export async function runStatement(argv: string[], io: Io): Promise<number> {
-  const { f, words } = flags(argv, ['ledger', 'account', 'worker', 'now'], ['json']);
-  if (words.length > 0 || (f.account === undefined) === (f.worker === undefined)) throw configError('USAGE', 'gm receipts statement --ledger PATH (--account ID | --worker ID) [--json] [--now ISO]');
+export async function runStatement(f: ReceiptsStatementFlags, io: Io): Promise<number> {
+  if ((f.account === undefined) === (f.worker === undefined)) throw configError('USAGE', 'give --account ID or --worker ID (one of them)');
   const now = f.now ? Date.parse(f.now) : Date.now();
   if (!Number.isFinite(now)) throw configError('USAGE', '--now must be an ISO date');
   const ledger = open(f.ledger);

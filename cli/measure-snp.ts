@@ -10,22 +10,16 @@
  * the MEASUREMENT a guest reported; the report's signature is not checked here (that is `gm verify snp`).
  * Exit 0 printed (and equal, when compared), 1 different, 2 usage or input error.
  */
-import { hex } from '../../attestation/bytes.ts';
-import { decodeEvidence } from '../../attestation/encoding.ts';
-import { parseReport } from '../../attestation/sevsnp/abi.ts';
-import { parseHclReport } from '../../attestation/sevsnp/hcl.ts';
-import { configError } from '../../attestation/errors.ts';
-import { type SnpMeasurement, measureSevEs, measureSnp } from '../../attestation/measure/snp.ts';
-import { VCPU_TYPES } from '../../attestation/measure/vcpu.ts';
-import type { Vmm } from '../../attestation/measure/vmsa.ts';
-import { parseArgs } from './args.ts';
+import { hex } from '../attestation/bytes.ts';
+import { decodeEvidence } from '../attestation/encoding.ts';
+import { parseReport } from '../attestation/sevsnp/abi.ts';
+import { parseHclReport } from '../attestation/sevsnp/hcl.ts';
+import { configError } from '../attestation/errors.ts';
+import { type SnpMeasurement, measureSevEs, measureSnp } from '../attestation/measure/snp.ts';
+import { VCPU_TYPES } from '../attestation/measure/vcpu.ts';
+import type { Vmm } from '../attestation/measure/vmsa.ts';
+import type { MeasureSnpFlags } from './commands.ts';
 import type { Io } from './io.ts';
-
-const USAGE = 'usage: gm measure snp --ovmf FILE --vcpus N (--vcpu-type NAME | --vcpu-sig N) [--vmm qemu|ec2|gce] [--kernel FILE [--initrd FILE] [--append TEXT]] [--guest-features N] [--ovmf-hash HEX] [--svsm FILE --vars-size N] [--sev-es] [--report FILE | --expected HEX] [--json]\n';
-const SPEC = {
-  values: ['ovmf', 'ovmf-hash', 'kernel', 'initrd', 'append', 'vcpus', 'vcpu-type', 'vcpu-sig', 'vmm', 'guest-features', 'svsm', 'vars-size', 'report', 'expected'],
-  booleans: ['json', 'sev-es'],
-};
 
 /** A non-negative integer in decimal or 0x-hex, as the VMM's own options are written. */
 function integer(name: string, s: string, max: bigint): bigint {
@@ -35,21 +29,10 @@ function integer(name: string, s: string, max: bigint): bigint {
   return v;
 }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  let a;
-  try {
-    // Measurement inputs come only from the command line: an ambient GM_KERNEL or GM_VCPUS must not change a digest.
-    a = parseArgs(argv, SPEC, {});
-  } catch (e) {
-    io.err(`gm measure snp: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const v = a.values;
-  const missing = !v.ovmf ? '--ovmf is required' : !v.vcpus ? '--vcpus is required' : a.positionals.length ? `unexpected argument ${JSON.stringify(a.positionals[0])}` : undefined;
-  if (missing) {
-    io.err(`gm measure snp: ${missing}\n${USAGE}`);
-    return 2;
-  }
+export async function run(v: MeasureSnpFlags, io: Io): Promise<number> {
+  // Measurement inputs come only from the command line (no GM_* variables): an ambient GM_KERNEL must not change a digest.
+  if (!v.ovmf) throw configError('USAGE', '--ovmf is required');
+  if (!v.vcpus) throw configError('USAGE', '--vcpus is required');
   const vmm = (v.vmm ?? 'qemu') as Vmm;
   if (!['qemu', 'ec2', 'gce'].includes(vmm)) throw configError('USAGE', `--vmm ${JSON.stringify(v.vmm)} is not qemu, ec2 or gce`);
   if (v['vcpu-type'] !== undefined && v['vcpu-sig'] !== undefined) throw configError('USAGE', 'give --vcpu-type or --vcpu-sig, not both');
@@ -59,15 +42,18 @@ export async function run(argv: string[], io: Io): Promise<number> {
     if (vcpuSig === undefined) throw configError('USAGE', `--vcpu-type ${JSON.stringify(v['vcpu-type'])} is not one of ${Object.keys(VCPU_TYPES).join(', ')}`);
   } else if (v['vcpu-sig'] !== undefined) vcpuSig = Number(integer('vcpu-sig', v['vcpu-sig'], 0xffffffffn));
   const vcpus = Number(integer('vcpus', v.vcpus!, 512n));
-  const file = async (name: string) => (v[name] === undefined ? undefined : io.readFile(v[name]));
+  const file = async (name: 'ovmf' | 'kernel' | 'initrd' | 'svsm') => {
+    const p = v[name];
+    return p === undefined ? undefined : io.readFile(p);
+  };
   const ovmf = (await file('ovmf'))!;
   const kernel = await file('kernel');
   const initrd = await file('initrd');
   const append = v.append;
 
   let m: SnpMeasurement;
-  if (a.flags.has('sev-es')) {
-    for (const n of ['svsm', 'vars-size', 'guest-features', 'ovmf-hash']) if (v[n] !== undefined) throw configError('USAGE', `--${n} does not apply to SEV-ES`);
+  if (v['sev-es']) {
+    for (const n of ['svsm', 'vars-size', 'guest-features', 'ovmf-hash'] as const) if (v[n] !== undefined) throw configError('USAGE', `--${n} does not apply to SEV-ES`);
     m = measureSevEs({ ovmf, kernel, initrd, append, vcpus, vcpuSig, vmm });
   } else {
     let ovmfHash: Uint8Array | undefined;
@@ -88,12 +74,12 @@ export async function run(argv: string[], io: Io): Promise<number> {
     expected = v.expected.toLowerCase().replace(/^0x/, '');
     if (!new RegExp(`^[0-9a-f]{${2 * m.measurement.length}}$`).test(expected)) throw configError('USAGE', `--expected must be ${m.measurement.length} bytes of hex`);
   } else if (v.report !== undefined) {
-    if (a.flags.has('sev-es')) throw configError('USAGE', '--report holds an SEV-SNP MEASUREMENT; an SEV-ES digest is not in one');
+    if (v['sev-es']) throw configError('USAGE', '--report holds an SEV-SNP MEASUREMENT; an SEV-ES digest is not in one');
     const d = decodeEvidence(await io.readFile(v.report), 'snp-report', v.report);
     expected = hex(parseReport(d.structure === 'Azure HCL report' ? parseHclReport(d.bytes).snpReport : d.bytes).measurement);
   }
   const matches = expected === undefined ? undefined : expected === hex(m.measurement);
-  if (a.flags.has('json')) io.out(`${JSON.stringify({ ...m.inputs, ...(expected ? { expected, matches } : {}), steps: m.steps }, null, 2)}\n`);
+  if (v.json) io.out(`${JSON.stringify({ ...m.inputs, ...(expected ? { expected, matches } : {}), steps: m.steps }, null, 2)}\n`);
   else io.out(`${hex(m.measurement)}\n`);
   if (matches === false) {
     io.err(`gm measure snp: the computed MEASUREMENT differs from ${v.report ?? '--expected'} (${expected}); --json shows every input's digest to compare with the launch configuration\n`);

@@ -4,12 +4,12 @@ import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { toBase64 } from '../../attestation/bytes.ts';
-import { TRUST_DIR, hasTrustAnchors } from '../../test/vectors.ts';
+import { toBase64 } from '../attestation/bytes.ts';
+import { TRUST_DIR, hasTrustAnchors } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
-const local = (rel: string) => new URL(`../../test/vectors/sev-snp/${rel}`, import.meta.url).pathname;
+const local = (rel: string) => new URL(`../test/vectors/sev-snp/${rel}`, import.meta.url).pathname;
 const NOW = ['--now', '2026-01-01T00:00:00Z'];
 const text = (p: string) => readFileSync(p, 'utf8');
 /** PEM blocks of a file, in order. */

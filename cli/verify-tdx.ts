@@ -18,44 +18,17 @@
 import { nodeEcdsaP256 } from './node-verifiers.ts';
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { GmError, configError } from '../../attestation/errors.ts';
-import { type SignedCollateral, type TdxCollateral, type TdxPolicy, collateralFromDcapQvl, signedFromPcs, tdxPolicyFromJson, verifyTdx } from '../../attestation/tdx/index.ts';
-import { loadTrustStore, trustDirFrom } from '../../attestation/trust.ts';
-import { commonName } from '../../attestation/x509/cert.ts';
-import { parseCrl } from '../../attestation/x509/crl.ts';
-import { isPem } from '../../attestation/x509/pem.ts';
+import { GmError, configError } from '../attestation/errors.ts';
+import { type SignedCollateral, type TdxCollateral, type TdxPolicy, collateralFromDcapQvl, signedFromPcs, tdxPolicyFromJson, verifyTdx } from '../attestation/tdx/index.ts';
+import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
+import { commonName } from '../attestation/x509/cert.ts';
+import { parseCrl } from '../attestation/x509/crl.ts';
+import { isPem } from '../attestation/x509/pem.ts';
+import type { VerifyTdxFlags } from './commands.ts';
+import { isoFlag } from './common.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
-import { decodeEvidence, withInputRow } from '../../attestation/encoding.ts';
-
-const USAGE = 'usage: gm verify tdx --quote FILE [--collateral FILE ...] [--policy FILE] [--now ISO-8601] [--json] [--ccel-log FILE [--ccel-table FILE]] [--no-revocation] [--no-qe-identity]\n';
-const VALUES = ['--quote', '--policy', '--now', '--ccel-log', '--ccel-table'];
-const REPEATED = ['--collateral'];
-const BOOLS = ['--json', '--no-revocation', '--no-qe-identity'];
-
-interface Args {
-  values: Record<string, string>;
-  collateral: string[];
-  flags: Set<string>;
-}
-
-function parseArgs(argv: readonly string[]): Args | string {
-  const a: Args = { values: {}, collateral: [], flags: new Set() };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const eq = arg.indexOf('=');
-    const name = eq > 0 ? arg.slice(0, eq) : arg;
-    if (VALUES.includes(name) || REPEATED.includes(name)) {
-      const v = eq > 0 ? arg.slice(eq + 1) : argv[++i];
-      if (v === undefined || v === '') return `${name} needs a value`;
-      if (REPEATED.includes(name)) a.collateral.push(v);
-      else if (name in a.values) return `${name} given twice`;
-      else a.values[name] = v;
-    } else if (BOOLS.includes(arg)) a.flags.add(arg);
-    else return `unknown argument ${JSON.stringify(arg)}`;
-  }
-  return a;
-}
+import { decodeEvidence, withInputRow } from '../attestation/encoding.ts';
 
 interface Pieces {
   combined?: TdxCollateral;
@@ -120,51 +93,37 @@ function displayClaims(c: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const args = parseArgs(argv);
-  if (typeof args === 'string' || !args.values['--quote']) {
-    io.err(`gm verify tdx: ${typeof args === 'string' ? args : '--quote is required'}\n${USAGE}`);
-    return 2;
-  }
-  const v = args.values;
-  const json = args.flags.has('--json');
-  let now = new Date();
-  if (v['--now'] !== undefined) {
-    now = new Date(v['--now']);
-    if (Number.isNaN(now.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v['--now'])) {
-      io.err(`gm verify tdx: --now ${JSON.stringify(v['--now'])} is not an ISO-8601 time\n${USAGE}`);
-      return 2;
-    }
-  }
-  const decoded = decodeEvidence(await io.readFile(v['--quote']!), 'tdx-quote', v['--quote']!);
+export async function run(f: VerifyTdxFlags, io: Io): Promise<number> {
+  if (!f.quote) throw configError('USAGE', '--quote FILE is required');
+  const json = f.json === true;
+  const now = isoFlag(f.now, 'now') ?? new Date();
+  const files = f.collateral ?? [];
+  if (!f['ccel-log'] && f['ccel-table']) throw configError('USAGE', '--ccel-table needs --ccel-log');
+  const decoded = decodeEvidence(await io.readFile(f.quote), 'tdx-quote', f.quote);
   const quote = decoded.bytes;
   const pieces: Pieces = {};
-  for (const f of args.collateral) addCollateralFile(pieces, f, await io.readFile(f));
-  const collateral = args.collateral.length === 0 ? null : assemble(pieces);
+  for (const file of files) addCollateralFile(pieces, file, await io.readFile(file));
+  const collateral = files.length === 0 ? null : assemble(pieces);
   let policy: TdxPolicy | undefined;
-  if (v['--policy']) {
-    const text = new TextDecoder().decode(await io.readFile(v['--policy']));
+  if (f.policy) {
+    const text = new TextDecoder().decode(await io.readFile(f.policy));
     let doc: unknown;
     try {
       doc = JSON.parse(text);
     } catch (e) {
-      throw configError('POLICY_INVALID', `${v['--policy']} is not valid JSON`, { cause: e });
+      throw configError('POLICY_INVALID', `${f.policy} is not valid JSON`, { cause: e });
     }
-    policy = tdxPolicyFromJson(doc, v['--policy']);
+    policy = tdxPolicyFromJson(doc, f.policy);
   }
-  const eventLog = v['--ccel-log']
-    ? { log: await io.readFile(v['--ccel-log']), ...(v['--ccel-table'] ? { table: await io.readFile(v['--ccel-table']) } : {}) }
+  const eventLog = f['ccel-log']
+    ? { log: await io.readFile(f['ccel-log']), ...(f['ccel-table'] ? { table: await io.readFile(f['ccel-table']) } : {}) }
     : undefined;
-  if (!eventLog && v['--ccel-table']) {
-    io.err(`gm verify tdx: --ccel-table needs --ccel-log\n${USAGE}`);
-    return 2;
-  }
   const trustStore = await loadTrustStore(trustDirFrom(io.env, io.env.HOME ?? homedir()), fsp);
 
   try {
     const { claims, report } = await verifyTdx(quote, {
       now, trustStore, collateral, policy, eventLog, ecdsaP256: nodeEcdsaP256,
-      checkRevocation: !args.flags.has('--no-revocation'), requireQeIdentity: !args.flags.has('--no-qe-identity'),
+      checkRevocation: f['no-revocation'] !== true, requireQeIdentity: f['no-qe-identity'] !== true,
     });
     const shown = withInputRow(report, decoded, 'tdx');
     io.out(json ? reportJson(shown, claims) : formatReport(shown, displayClaims(claims as unknown as Record<string, unknown>)));

@@ -7,24 +7,21 @@
  * TDX: TCB info, QE identity, CRLs for the quote's FMSPC), so an auditor can verify with no route to the vendors;
  * it is verified against the vendor roots like the rest (client/collateral.ts).
  */
-import { bundleFromJson, encodeBundle } from '../../attestation/bundle.ts';
-import { fromHex } from '../../attestation/bytes.ts';
-import { configError, GmError } from '../../attestation/errors.ts';
-import { decodeBundle } from '../../attestation/bundle.ts';
-import { verifyEnclaveBundle } from '../attest.ts';
-import { parseArgs } from './args.ts';
+import { bundleFromJson, encodeBundle } from '../attestation/bundle.ts';
+import { fromHex } from '../attestation/bytes.ts';
+import { configError, GmError } from '../attestation/errors.ts';
+import { decodeBundle } from '../attestation/bundle.ts';
+import { verifyEnclaveBundle } from '../client/attest.ts';
+import type { VerifyBundleFlags } from './commands.ts';
 import { claimsSummary, loadPolicy, loadTrust, progress } from './common.ts';
 import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 
-export async function run(argv: string[], io: Io): Promise<number> {
-  const a = parseArgs(argv, { values: ['policy', 'nonce', 'now', 'max-age', 'collateral'], booleans: ['allow-sim', 'json'] });
-  const file = a.positionals[0];
-  if (!file || a.positionals.length > 1) throw configError('USAGE', 'usage: gm verify bundle FILE [--policy FILE] [--allow-sim] [--nonce HEX] [--now ISO] [--max-age SECONDS] [--collateral SHIM_URL] [--json]');
-  const json = a.flags.has('json');
+export async function run(f: VerifyBundleFlags, file: string, io: Io): Promise<number> {
+  const json = f.json === true;
   const say = progress(io, json);
-  const allowSim = a.flags.has('allow-sim');
-  const policy = await loadPolicy(io, a.values.policy, allowSim);
+  const allowSim = f['allow-sim'] === true;
+  const policy = await loadPolicy(io, f.policy, allowSim);
   const raw = await io.readFile(file);
   let bytes = raw;
   if (raw[0] === 0x7b /* '{' */) {
@@ -35,15 +32,15 @@ export async function run(argv: string[], io: Io): Promise<number> {
       throw e;
     }
   }
-  const nonce = a.values.nonce ? fromHex(a.values.nonce, '--nonce') : decodeBundle(bytes).nonce;
+  const nonce = f.nonce ? fromHex(f.nonce, '--nonce') : decodeBundle(bytes).nonce;
   if (nonce.length !== 32) throw configError('USAGE', '--nonce must be 32 bytes of hex');
-  const now = a.values.now ? new Date(a.values.now) : new Date();
+  const now = f.now ? new Date(f.now) : new Date();
   if (Number.isNaN(now.getTime())) throw configError('USAGE', '--now must be an ISO date');
-  const maxAge = a.values['max-age'] === undefined ? undefined : Number(a.values['max-age']) * 1000;
+  const maxAge = f['max-age'] === undefined ? undefined : Number(f['max-age']) * 1000;
   if (maxAge !== undefined && !(maxAge > 0)) throw configError('USAGE', '--max-age must be a positive number of seconds');
   say(`gm verify bundle: verifying ${file} offline...`);
   try {
-    const collateral = a.values.collateral ? { base: a.values.collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, init) } : undefined;
+    const collateral = f.collateral ? { base: f.collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, init) } : undefined;
     const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge, ...(collateral ? { collateral } : {}) });
     const claims = claimsSummary(r.claims);
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));

@@ -1,7 +1,7 @@
 /** CLI input/output: injectable so commands are tested in process. */
 import { readFile } from 'node:fs/promises';
-import { fromHex } from '../../attestation/bytes.ts';
-import { configError } from '../../attestation/errors.ts';
+import { fromHex } from '../attestation/bytes.ts';
+import { configError } from '../attestation/errors.ts';
 
 export interface Io {
   out(s: string): void;

@@ -1,10 +1,10 @@
 /** What the client commands share: policy and trust loading, claim summaries, progress lines on stderr. */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
-import type { BundleClaims } from '../../attestation/bundle-verify.ts';
-import { configError } from '../../attestation/errors.ts';
-import { loadTrustStore, trustDirFrom, type TrustStore } from '../../attestation/trust.ts';
-import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../policy.ts';
+import type { BundleClaims } from '../attestation/bundle-verify.ts';
+import { configError } from '../attestation/errors.ts';
+import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
+import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
 import type { Io } from './io.ts';
 
 export async function loadPolicy(io: Io, file: string | undefined, allowSim: boolean): Promise<ClientPolicy> {
@@ -47,4 +47,12 @@ export function progress(io: Io, json: boolean): (s: string) => void {
   return (s) => {
     if (!json || io.env.GM_PROGRESS === '1') io.err(`${s}\n`);
   };
+}
+
+/** An ISO-8601 time flag (at least a full date). */
+export function isoFlag(v: string | undefined, flag: string): Date | undefined {
+  if (v === undefined) return undefined;
+  const d = new Date(v);
+  if (Number.isNaN(d.getTime()) || !/^\d{4}-\d{2}-\d{2}/.test(v)) throw configError('USAGE', `--${flag} ${JSON.stringify(v)} is not an ISO-8601 time`);
+  return d;
 }

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
-import { hasVectors, vectorPath } from '../../test/vectors.ts';
+import { hasVectors, vectorPath } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
@@ -75,7 +75,7 @@ describe.skipIf(!hasVectors)('gm measure snp', () => {
     [['--ovmf', 'X', '--vcpus', '1', '--vcpu-type', 'EPYC', '--vcpu-sig', '1'], 'not both'],
     [['--ovmf', 'X', '--vcpus', '1', '--vmm', 'azure'], 'is not qemu, ec2 or gce'],
     [['--ovmf', 'X', '--vcpus', 'two'], 'not a decimal or 0x-hex integer'],
-    [['--ovmf', 'X', '--vcpus', '1', '--frobnicate'], 'unknown option --frobnicate'],
+    [['--ovmf', 'X', '--vcpus', '1', '--frobnicate'], "unknown option '--frobnicate'"],
   ])('usage error (exit 2): %j', async (args, msg) => {
     const t = io();
     expect(await main(['measure', 'snp', ...args], t.io)).toBe(2);

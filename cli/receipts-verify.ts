@@ -1,0 +1,33 @@
+/**
+ * `gm receipts verify FILE | --ledger PATH [--key HEX ...] [--json]`: signatures, chain, and each price
+ * against its signed offer; for a ledger also the balance audit. Exit 0 verified, 1 rejected, 2 usage.
+ * The checks are in enclave/ledger/verify.ts; this file only prints the report.
+ */
+import { fromHex } from '../attestation/bytes.ts';
+import { configError, GmError } from '../attestation/errors.ts';
+import type { VerificationReport } from '../attestation/report.ts';
+import type { ReceiptsVerifyFlags } from './commands.ts';
+import { formatReport, reportJson } from './format.ts';
+import type { Io } from './io.ts';
+import { verifyLedger, verifyReceiptFile } from '../enclave/ledger/verify.ts';
+
+export async function run(f: ReceiptsVerifyFlags, file: string | undefined, io: Io): Promise<number> {
+  const ledger = f.ledger;
+  const json = f.json === true;
+  if ((ledger === undefined) === (file === undefined)) throw configError('USAGE', 'give a receipts FILE or --ledger PATH');
+  const keys = (f.key ?? []).map((k) => {
+    const b = fromHex(k, '--key');
+    if (b.length !== 32) throw configError('USAGE', '--key must be a 32-byte Ed25519 public key in hex');
+    return b;
+  });
+  let report: VerificationReport;
+  try {
+    report = ledger !== undefined ? await verifyLedger(ledger, keys.length ? keys : undefined) : await verifyReceiptFile(await io.readFile(file!), file!, keys.length ? keys : undefined);
+  } catch (e) {
+    if (!(e instanceof GmError) || !e.report) throw e;
+    io.out(json ? reportJson(e.report) : formatReport(e.report));
+    return e.kind === 'config' ? 2 : 1;
+  }
+  io.out(json ? reportJson(report) : formatReport(report));
+  return report.verified ? 0 : 1;
+}
