@@ -15,7 +15,7 @@ export SOURCE_DATE_EPOCH
 stage="$here/mkosi.extra/opt/gm"
 rm -rf "$stage" && mkdir -p "$stage" "$out"
 # gm at this commit (tracked files only: nothing from the working tree that is not committed).
-git -C "$repo" archive --format=tar HEAD bin attestation protocol client enclave worker host trust package.json package-lock.json | tar -x -C "$stage"
+git -C "$repo" archive --format=tar HEAD bin attestation protocol client cli enclave worker host trust package.json package-lock.json | tar -x -C "$stage"
 (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
 # Node.js from the npm registry, refused unless its integrity is the pinned one.
 tgz="$(cd "$out" && npm pack --silent "$NODE_PACKAGE")"
