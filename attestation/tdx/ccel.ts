@@ -117,7 +117,8 @@ export function parseEventLog(b: Uint8Array): EventLog {
 
   while (p < b.length) {
     if (p + 4 <= b.length && dv.getUint32(p, true) === 0xffffffff) break;
-    if (isZero(b.subarray(p))) break;
+    // Scan the rest for zero padding only when the next index is zero: a full scan per record is quadratic.
+    if ((p + 4 > b.length || dv.getUint32(p, true) === 0) && isZero(b.subarray(p))) break;
     const mrIndex = u32('MR index');
     const eventType = u32('event type');
     const count = u32('digest count');
