@@ -1,11 +1,11 @@
 /** Evidence file encodings: every candidate is tried explicitly, stated, and an unknown file names what was tried. */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { hex, toBase64 } from './bytes.ts';
 import { decodeEvidence, withInputRow } from './encoding.ts';
 import { isGmError } from './errors.ts';
+import { vector } from '../test/vectors.ts';
 
-const local = (rel: string) => new Uint8Array(readFileSync(new URL(`../test/vectors/${rel}`, import.meta.url)));
+const local = (rel: string) => vector(rel);
 const text = (s: string) => new TextEncoder().encode(s);
 const gcp = JSON.parse(new TextDecoder().decode(local('tdx/teekit/tdx-v4-gcp.json'))) as { tdx: { quote: string } };
 const quote = Uint8Array.from(atob(gcp.tdx.quote), (c) => c.charCodeAt(0));

@@ -16,7 +16,7 @@ function io(env: Record<string, string> = { GM_TRUST_DIR: TRUST_DIR }) {
   return { io: x, out: () => out.join(''), err: () => err.join('') };
 }
 
-const coco = (f: string) => new URL(`../test/vectors/nvidia/trustee-coco/${f}`, import.meta.url).pathname;
+const coco = (f: string) => vectorPath(`nvidia/trustee-coco/${f}`);
 const NONCE8 = '4760e30534a0621357d458b1a7936551b5dc4cd1e69718adf7ed9fb0252a537e';
 interface JsonReport { verified: boolean; checks: { id: string; status: string; code?: string; detail?: string }[]; claims?: unknown }
 

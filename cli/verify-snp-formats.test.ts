@@ -5,11 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toBase64 } from '../attestation/bytes.ts';
-import { TRUST_DIR, hasTrustAnchors } from '../test/vectors.ts';
+import { TRUST_DIR, hasTrustAnchors, vectorPath } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
-const local = (rel: string) => new URL(`../test/vectors/sev-snp/${rel}`, import.meta.url).pathname;
+const local = (rel: string) => vectorPath(`sev-snp/${rel}`);
 const NOW = ['--now', '2026-01-01T00:00:00Z'];
 const text = (p: string) => readFileSync(p, 'utf8');
 /** PEM blocks of a file, in order. */

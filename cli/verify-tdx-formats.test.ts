@@ -6,11 +6,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { hex } from '../attestation/bytes.ts';
 import { configError } from '../attestation/errors.ts';
-import { TRUST_DIR, hasTrustAnchors } from '../test/vectors.ts';
+import { TRUST_DIR, hasTrustAnchors, vectorPath } from '../test/vectors.ts';
 import type { Io } from './io.ts';
 import { main } from './main.ts';
 
-const local = (rel: string) => new URL(`../test/vectors/tdx/teekit/${rel}`, import.meta.url).pathname;
+const local = (rel: string) => vectorPath(`tdx/teekit/${rel}`);
 const NOW = ['--now', '2025-09-01T00:00:00Z'];
 
 function io(): Io & { stdout: string; stderr: string } {

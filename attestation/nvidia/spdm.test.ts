@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { concat, fromBase64, fromHex, hex } from '../bytes.ts';
@@ -138,7 +137,7 @@ describe('versioned opaque data (NVDAOD), built from the specification\'s layout
   });
 
   it('parses NVIDIA\'s captured NVDAOD transcript (attestation-sdk sample) end to end', () => {
-    const t = new TextDecoder().decode(readFileSync(new URL('../../test/vectors/nvidia/attestation-sdk/sample_nvdaod_transcript.txt', import.meta.url))).trim();
+    const t = vectorText('nvidia/attestation-sdk/sample_nvdaod_transcript.txt').trim();
     const r = parseGpuAttestationReport(fromHex(t));
     const o = r.response.opaque;
     expect(o.format).toEqual({ versioned: true, major: 2, minor: 0, patch: 0 });

@@ -1,12 +1,11 @@
 /** Azure HCL reports: strict container parsing and the runtime-data binding, on real Genoa and Milan reports. */
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { isGmError } from '../errors.ts';
-import { hasTrustAnchors, trustStore } from '../../test/vectors.ts';
+import { hasTrustAnchors, trustStore, vector } from '../../test/vectors.ts';
 import { HCL_REQUEST_DATA_OFFSET, parseHclReport } from './hcl.ts';
 import { verifySevSnpHcl } from './index.ts';
 
-const local = (rel: string) => new Uint8Array(readFileSync(new URL(`../../test/vectors/sev-snp/${rel}`, import.meta.url)));
+const local = (rel: string) => vector(`sev-snp/${rel}`);
 const genoa = () => local('trustee-azure/hcl-report-genoa.bin');
 const NOW = new Date('2026-01-01T00:00:00Z');
 const set32 = (b: Uint8Array, o: number, v: number) => new DataView(b.buffer, b.byteOffset).setUint32(o, v, true);
