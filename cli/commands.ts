@@ -176,6 +176,7 @@ export const ENCLAVE = {
     help: 'the bearer token for GET /v1/operator/metrics (instead of --operator-token-file)',
     envOnly: { code: 'OPERATOR_TOKEN_ON_ARGV', message: 'the operator token may not be given on the command line (every local user can read it there): use --operator-token-file FILE or GM_OPERATOR_TOKEN' },
   },
+  'require-request-time': { help: "refuse requests without gm's sealed request time (standard OHTTP clients are then not served)" },
 } as const;
 
 export const WORKER = {

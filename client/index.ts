@@ -95,7 +95,7 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
       return again;
     },
   };
-  const fetch = encryptedFetch(session, { base, origin: new URL(url).origin, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r) });
+  const fetch = encryptedFetch(session, { base, origin: new URL(url).origin, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r), now: () => now().getTime() });
   return {
     fetch,
     baseURL: `${url}/v1`,

@@ -10,6 +10,7 @@
 import { configError, protocolError, unavailable } from '../attestation/errors.ts';
 import { type Field, encodeRequest } from '../protocol/bhttp.ts';
 import { MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../protocol/media.ts';
+import { formatRequestTime, GATEWAY_TIME_FIELD, REQUEST_TIME_FIELD } from '../protocol/request-time.ts';
 import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
 import type { Attestation, FetchLike } from './attest.ts';
 import { sealQuestion } from './encap.ts';
@@ -31,12 +32,16 @@ export interface TransportOptions {
   readonly authority: string;
   readonly fetch: FetchLike;
   readonly onReceipt: (r: ClientReceipt) => void;
+  /** Clock (ms) for the request time sealed into every request (docs/protocol.md §13). */
+  readonly now: () => number;
 }
 
 /** Request headers never copied into the inner request: hop-by-hop or set by the HTTP stack itself. */
-const DROP = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-authorization', 'cookie']);
+const DROP = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-authorization', 'cookie', REQUEST_TIME_FIELD]);
 
 export function encryptedFetch(session: Session, o: TransportOptions): FetchLike {
+  // The gateway's clock minus ours (ms), learned from a sealed REQUEST_TIME_SKEW answer; kept for later requests.
+  let offset = 0;
   return async (input, init) => {
     const req = new Request(input, init);
     const url = new URL(req.url);
@@ -47,8 +52,13 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
       if (!DROP.has(k)) headers.push([k, v]);
     });
     const streaming = wantsStream(req, content);
-    // Chunked requests carry indeterminate-length binary HTTP (draft-ietf-ohai-chunked-ohttp-08 §3).
-    const inner = encodeRequest({ method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers, content, trailers: [] }, { framing: streaming ? 'indeterminate-length' : 'known-length' });
+    // Chunked requests carry indeterminate-length binary HTTP (draft-ietf-ohai-chunked-ohttp-08 §3). The request
+    // time rides inside, so the gateway keeps this request's encapsulated key only for a short window.
+    const encode = () => encodeRequest(
+      { method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers: [...headers, [REQUEST_TIME_FIELD, formatRequestTime(o.now() + offset)]], content, trailers: [] },
+      { framing: streaming ? 'indeterminate-length' : 'known-length' },
+    );
+    const inner = encode();
 
     let a = session.current();
     let outer = await send(a, inner, streaming, o, req.signal);
@@ -60,7 +70,14 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
         throw protocolError('KEY_CONFIG_MISMATCH', 'the gateway refused the freshly attested key configuration twice');
       }
     }
-    return answer(outer, a, o);
+    const res = await answer(outer, a, o);
+    const gatewayTime = res.status === 400 ? res.headers.get(GATEWAY_TIME_FIELD) : null;
+    if (gatewayTime === null || !/^[0-9]{1,12}$/.test(gatewayTime)) return res;
+    // Our clock is outside the gateway's window (the attested gateway said so inside the encryption): take its
+    // time and retry once with a fresh encapsulation; a second refusal is returned as it is.
+    await res.body?.cancel().catch(() => undefined);
+    offset = Number(gatewayTime) * 1000 - o.now();
+    return answer(await send(a, encode(), streaming, o, req.signal), a, o);
   };
 }
 

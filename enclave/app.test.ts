@@ -49,6 +49,6 @@ describe('enclave app', () => {
     expect(retired.status).toBe(400);
     expect(((await retired.json()) as { code: string }).code).toBe('OHTTP_KEY_CONFIG');
     // The retired key's encapsulated keys are forgotten (its id may be drawn again): only the second key's one remains.
-    expect(await (await e.app.request('/metrics')).text()).toMatch(/^gm_replay_cache_entries 1$/m);
+    expect(await (await e.app.request('/metrics')).text()).toMatch(/^gm_replay_cache_entries\{window="key"\} 1$/m);
   });
 });

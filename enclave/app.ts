@@ -21,7 +21,8 @@ import { fromBase64, fromHex, hex, toBase64 } from '../attestation/bytes.ts';
 import { sealCredential } from '../protocol/worker-auth.ts';
 import { configError, GmError, protocolError, rejected } from '../attestation/errors.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
-import { ReplayCache } from '../protocol/replay.ts';
+import { RecentReplayCache, ReplayCache } from '../protocol/replay.ts';
+import { DEFAULT_REQUEST_TIME_WINDOW, type RequestTimeWindow } from '../protocol/request-time.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -48,8 +49,20 @@ export interface EnclaveLimits {
   readonly maxConcurrentStreams: number;
   /** Registration body. */
   readonly maxRegistrationBytes: number;
+  /**
+   * Replay guard for requests without a request time (kept for a key's lifetime, ~2 h): entries and bytes. Its own
+   * budget, so filling it cannot refuse requests that carry a request time.
+   */
+  readonly replayEntries: number;
+  readonly replayBytes: number;
+  /** Replay guard for requests with a request time (kept ~90 s): entries and bytes. */
+  readonly recentReplayEntries: number;
+  readonly recentReplayBytes: number;
 }
-export const DEFAULT_LIMITS: EnclaveLimits = { maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1024, maxRegistrationBytes: 2 * 1024 * 1024 };
+export const DEFAULT_LIMITS: EnclaveLimits = {
+  maxRequestBytes: 4 * 1024 * 1024, maxConcurrentStreams: 1024, maxRegistrationBytes: 2 * 1024 * 1024,
+  replayEntries: 1_000_000, replayBytes: 64 * 1024 * 1024, recentReplayEntries: 4_000_000, recentReplayBytes: 192 * 1024 * 1024,
+};
 
 export interface EnclaveOptions {
   readonly tee: TeeProvider;
@@ -79,6 +92,13 @@ export interface EnclaveOptions {
    * (docs/operator.md §7.1). Without it that endpoint does not exist.
    */
   readonly operatorToken?: string;
+  /**
+   * Refuse requests whose inner request carries no `gm-sent-at` (REQUEST_TIME_REQUIRED, sealed): then every entry
+   * of the replay guard lives ~90 s, and standard OHTTP clients that do not send the field are not served.
+   */
+  readonly requireRequestTime?: boolean;
+  /** The accepted request time window (default DEFAULT_REQUEST_TIME_WINDOW: 60 s behind, 30 s ahead). */
+  readonly requestTimeWindow?: RequestTimeWindow;
   /** How often per-worker dispatch counts are logged (default 10 min) and the fewest a logged window holds (default 20). */
   readonly dispatchSummary?: { readonly intervalMs?: number; readonly minDispatches?: number };
 }
@@ -152,9 +172,14 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
   const dispatch: Dispatch = o.dispatch ?? ((w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal)));
   const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
-  // A key is accepted for at most two rotation periods after it is first used: its replay window.
-  const replay = new ReplayCache({ maxEntries: 4_000_000, windowMs: 2 * rotationMs + 60_000 });
-  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard', pub).collect(() => [[{}, replay.size]]);
+  // A key is accepted for at most two rotation periods after it is first used: the replay window of requests without
+  // a request time. Requests with one are remembered only until it leaves its window (docs/protocol.md §13).
+  const replay = new ReplayCache({ maxEntries: limits.replayEntries, maxBytes: limits.replayBytes, windowMs: 2 * rotationMs + 60_000, now });
+  const recent = new RecentReplayCache({ maxEntries: limits.recentReplayEntries, maxBytes: limits.recentReplayBytes, now });
+  const requestTime = { recent, window: o.requestTimeWindow ?? DEFAULT_REQUEST_TIME_WINDOW, required: o.requireRequestTime ?? false, now };
+  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard, by window (key lifetime or request time)', pub)
+    .collect(() => [[{ window: 'key' }, replay.size], [{ window: 'request_time' }, recent.size]]);
+  metrics.gauge('gm_replay_cache_bytes', 'Bytes held by the replay guard, by window').collect(() => [[{ window: 'key' }, replay.bytes], [{ window: 'request_time' }, recent.bytes]]);
   const dispatches = metrics.findCounter('gm_dispatch_total');
   const summarize = dispatches ? dispatchSummary({ counter: dispatches, log: o.log, minDispatches: o.dispatchSummary?.minDispatches ?? 20 }) : () => undefined;
   const summaries = setInterval(summarize, o.dispatchSummary?.intervalMs ?? 600_000);
@@ -267,6 +292,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     return handleOhttp(c.req.raw, {
       keys: () => accepted,
       replay,
+      requestTime,
       handler: (req) => Promise.resolve(inner.fetch(req)),
       ...nodeIncoming(c),
       maxRequestBytes: limits.maxRequestBytes,

@@ -2,13 +2,14 @@
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
  *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
- *             [--collateral URL] [--operator-token-file FILE]`
+ *             [--collateral URL] [--operator-token-file FILE] [--require-request-time]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. The flags are
  * declared, with their GM_<FLAG> environment names, in cli/commands.ts. `--tee auto` (the default) refuses to start without a TEE.
  * `--collateral URL` (a host shim's base URL) has worker verification ask that shim's collateral cache for the OCSP
  * status of GPU chains and the GPU's driver and VBIOS RIMs; a policy without a `gpu` section then requires both.
  * `--operator-token-file FILE` (or the token itself in GM_OPERATOR_TOKEN; never a plain flag, which would show in
  * process listings) enables GET /v1/operator/metrics for that bearer token (docs/operator.md §7.1).
+ * `--require-request-time` refuses requests that do not carry gm's request time (docs/protocol.md §13).
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -46,6 +47,7 @@ export interface EnclaveFlags {
   readonly 'operator-token-file'?: string;
   /** From GM_OPERATOR_TOKEN only. */
   readonly 'operator-token'?: string;
+  readonly 'require-request-time'?: boolean;
 }
 
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
@@ -94,6 +96,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     log,
     keys,
     ...(operatorToken ? { operatorToken } : {}),
+    ...(f['require-request-time'] ? { requireRequestTime: true } : {}),
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
     workerPolicy,

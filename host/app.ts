@@ -8,6 +8,7 @@ import type { CollateralCache } from './collateral/cache.ts';
 import { collateralRoutes } from './collateral/routes.ts';
 import type { VendorBases } from './collateral/sources.ts';
 import { type EnclaveGate, gateMiddleware } from './gate.ts';
+import { RateLimiter, sourceOf } from './limits.ts';
 import { type RelayOptions, RELAYED_PATHS, relayRoutes } from './relay.ts';
 import { type Listings, statusRoutes, withCheckedOffers } from './status-page.ts';
 
@@ -18,11 +19,30 @@ export interface HostAppOptions {
   readonly listings: () => Promise<Listings>;
   /** Fetches the enclave's signed offers and worker keys for the status page's own signature check (tests). */
   readonly fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+  /**
+   * Gateway requests per source (IPv4 address or IPv6 /64; host/limits.ts): sustained rate and burst. Default 50/s,
+   * burst 100. Past it: 429 RELAY_RATE_LIMITED with Retry-After, and the request never reaches the enclave.
+   */
+  readonly rateLimit?: { readonly perSecond: number; readonly burst: number; readonly now?: () => number };
 }
+
+export const DEFAULT_RATE_LIMIT = { perSecond: 50, burst: 100 } as const;
 
 export function hostApp(opts: HostAppOptions): Hono {
   const app = new Hono();
-  const counters = { relayed: 0, refused: 0, bytesIn: 0, bytesOut: 0 };
+  const counters = { relayed: 0, refused: 0, rateLimited: 0, bytesIn: 0, bytesOut: 0 };
+  // One source cannot take the enclave's shared capacity (gateway slots, the replay guard's window) from the others.
+  const limiter = new RateLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
+  app.post('/v1/ohttp', async (c, next) => {
+    const incoming = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming;
+    const source = sourceOf(incoming?.socket?.remoteAddress);
+    if (!limiter.take(source)) {
+      counters.rateLimited++;
+      const wait = String(Math.max(1, limiter.retryAfter(source)));
+      return c.json({ error: { code: 'RELAY_RATE_LIMITED', message: 'too many requests from this source' } }, 429, { 'retry-after': wait });
+    }
+    await next();
+  });
   const relay = relayRoutes({
     ...opts.relay,
     observe: (dir, path, chunk) => {
@@ -52,7 +72,7 @@ export function hostApp(opts: HostAppOptions): Hono {
     const st = opts.collateral?.cache.stats;
     const lines = [
       '# TYPE gm_host_gate_open gauge', `gm_host_gate_open ${opts.gate.status.state === 'open' ? 1 : 0}`,
-      '# TYPE gm_host_relay_requests_total counter', `gm_host_relay_requests_total{result="relayed"} ${counters.relayed}`, `gm_host_relay_requests_total{result="refused"} ${counters.refused}`,
+      '# TYPE gm_host_relay_requests_total counter', `gm_host_relay_requests_total{result="relayed"} ${counters.relayed}`, `gm_host_relay_requests_total{result="refused"} ${counters.refused}`, `gm_host_relay_requests_total{result="rate_limited"} ${counters.rateLimited}`,
       '# TYPE gm_host_relay_bytes_total counter', `gm_host_relay_bytes_total{direction="request"} ${counters.bytesIn}`, `gm_host_relay_bytes_total{direction="response"} ${counters.bytesOut}`,
       ...(st ? ['# TYPE gm_host_collateral_total counter', ...Object.entries(st).map(([k, v]) => `gm_host_collateral_total{result="${k}"} ${v}`)] : []),
     ];

@@ -15,7 +15,8 @@ import { decodeRequest, encodeResponse, responseStream } from '../../protocol/bh
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
 import { decapsulateRequest, type GatewayKey } from '../../protocol/ohttp.ts';
-import type { ReplayCache } from '../../protocol/replay.ts';
+import type { RecentReplayCache, ReplayCache } from '../../protocol/replay.ts';
+import { formatRequestTime, GATEWAY_TIME_FIELD, parseRequestTime, REQUEST_TIME_FIELD, type RequestTimeWindow, withinWindow } from '../../protocol/request-time.ts';
 import type { Readable } from 'node:stream';
 import { errorResponse } from '../http/errors.ts';
 import { readIncomingLimited, readLimited, tooLarge } from '../http/limits.ts';
@@ -32,6 +33,17 @@ export interface GatewayOptions {
   readonly handler: InnerHandler;
   /** Encapsulated request size limit (checked before decryption). */
   readonly maxRequestBytes: number;
+  /**
+   * The request time rule (protocol/request-time.ts): a request whose inner request carries `gm-sent-at` must be
+   * inside `window` and is remembered by `recent` only until it leaves it; one without is remembered by `replay` for
+   * the key's lifetime, or refused when `required`. Without this option the field is ignored (and still removed).
+   */
+  readonly requestTime?: {
+    readonly recent: RecentReplayCache;
+    readonly window: RequestTimeWindow;
+    readonly required: boolean;
+    readonly now: () => number;
+  };
   /**
    * Chunks accepted in one `message/ohttp-chunked-req` (each costs an AEAD open whatever its size); past it the
    * request fails as a decryption failure before more chunks are opened. Default DEFAULT_MAX_REQUEST_CHUNKS.
@@ -121,14 +133,28 @@ interface Exchange {
  */
 async function answer(req: Request, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<Response> {
   let inner: Request;
+  const rt = o.requestTime;
+  let now = 0;
   try {
     const { request } = decodeRequest(decrypted);
-    o.replay.check(keyId, enc);
-    inner = requestFromBhttp(request, req.signal);
+    const sentAt = rt ? parseRequestTime(request.headers) : undefined;
+    if (rt && sentAt !== undefined) {
+      now = rt.now();
+      if (!withinWindow(sentAt, now, rt.window)) throw protocolError('REQUEST_TIME_SKEW', 'the request time is outside the accepted window');
+      rt.recent.check(keyId, enc, sentAt + rt.window.pastMs);
+    } else {
+      if (rt?.required) throw protocolError('REQUEST_TIME_REQUIRED', `this gateway requires ${REQUEST_TIME_FIELD}`);
+      o.replay.check(keyId, enc);
+    }
+    const headers = request.headers.filter(([k]) => k.toLowerCase() !== REQUEST_TIME_FIELD);
+    inner = requestFromBhttp({ ...request, headers }, req.signal);
   } catch (e) {
     if (!(e instanceof GmError) || e.code === 'OHTTP_REPLAY' || e.code === 'OHTTP_KEY_EXPIRED' || e.code === 'REPLAY_CACHE_FULL') throw e;
     o.onInnerRejected?.(e.code);
-    return errorResponse(new GmError(e.kind, e.code, 'invalid inner request'));
+    const res = errorResponse(new GmError(e.kind, e.code, 'invalid inner request'));
+    // The sender's clock is off: the sealed answer carries the gateway's, so a client can correct it and retry once.
+    if (e.code === 'REQUEST_TIME_SKEW') res.headers.set(GATEWAY_TIME_FIELD, formatRequestTime(now));
+    return res;
   }
   return o.handler(inner);
 }
