@@ -86,6 +86,22 @@ describe('the repository refers only to itself', () => {
     expect(checked).toBeGreaterThan(50);
   });
 
+  it('every test/vectors/ or trust/ path the docs name exists (placeholders such as `<source>` aside)', () => {
+    const bad: string[] = [];
+    let checked = 0;
+    for (const [f, src] of text) {
+      if (!f.endsWith('.md') || f.startsWith('test/vectors/')) continue;
+      for (const m of src.matchAll(/\b(?:test\/vectors|trust)\/[A-Za-z0-9_./-]*/g)) {
+        if (src[(m.index ?? 0) + m[0].length] === '<') continue;
+        const path = m[0].replace(/[.,]+$/, '');
+        if (!existsSync(join(root, path))) bad.push(`${f}: ${path}`);
+        checked++;
+      }
+    }
+    expect(bad).toEqual([]);
+    expect(checked).toBeGreaterThan(10);
+  });
+
   it('every relative link in the markdown resolves to a file or folder of the repository', () => {
     const bad: string[] = [];
     for (const [f, src] of text) {
