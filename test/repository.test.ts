@@ -1,7 +1,8 @@
 /**
  * The repository stands alone: nothing refers to files outside it, every document a comment, a report row or a
- * link names exists, and every `<doc>.md §N` names a section that document has. Runs over the sources, the docs and
- * the scripts (vendored third-party files under test/vectors are data and are left out; their PROVENANCE.md files are in).
+ * link names exists, and every `<doc>.md §N` names a section that document has. Runs over the sources, the docs, the
+ * scripts and the deployment files (vendored third-party files under test/vectors are data and are left out; their
+ * PROVENANCE.md files are in).
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -11,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const self = relative(root, fileURLToPath(import.meta.url));
 const SKIP_DIRS = new Set(['node_modules', '.tools', '.git', 'dist']);
-const TEXT = /\.(ts|js|mjs|md|json|sh|html)$/;
+const TEXT = /\.(ts|js|mjs|md|json|jsonc|sh|html|yaml|yml|conf|env|service|network|postinst)$|^Dockerfile$/;
 
 /** The PROVENANCE.md files under the vendored vectors (gm's own notes; the files beside them are third-party data). */
 function provenanceFiles(dir: string): string[] {
@@ -28,7 +29,7 @@ function walk(dir: string, out: string[] = []): string[] {
       if (SKIP_DIRS.has(e.name)) continue;
       if (rel === 'test/vectors') { out.push(...provenanceFiles(rel)); continue; }
       walk(rel, out);
-    } else if (TEXT.test(e.name) || rel === '.ci/run') {
+    } else if (TEXT.test(e.name) || rel === '.ci/run' || rel.startsWith('deploy/') || rel.startsWith('bin/')) {
       if (rel !== 'package-lock.json' && rel !== self.split(sep).join('/')) out.push(rel);
     }
   }
