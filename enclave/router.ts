@@ -27,15 +27,35 @@ export interface Selection {
   readonly candidates: readonly Candidate[];
   /** Whether failing over to the next candidate (before the first token) is allowed. */
   readonly allowFallbacks: boolean;
+  /**
+   * Caps the gateway writes into the forwarded request: the output tokens per choice and the choices the hold
+   * covers (`max_tokens`, `max_completion_tokens`, `n`). Absent: the request is forwarded as the client wrote it.
+   */
+  readonly caps?: { readonly maxTokens: number; readonly n: number };
   /** Outcome callbacks (the market records live stats and settles receipts here). */
   onFirstToken?(c: Candidate): void;
+  /** A streamed answer is still moving (an event went to the client): it is not abandoned. */
+  onProgress?(c: Candidate): void;
   onFailure?(c: Candidate, code: string): void;
-  onSuccess?(c: Candidate, usage: Usage | undefined): Promise<ServedExtras | undefined> | ServedExtras | undefined;
+  /** The worker answered wrongly (invalid usage, an oversized event): no failover, no charge, the worker demoted. */
+  onWorkerFault?(c: Candidate, code: string): void;
+  /**
+   * The client went away or stopped reading. After the first token, `delivered` is what it was sent (charged, the
+   * receipt says `cancelled`) and `usage` the worker's report if one arrived; before it, nothing is charged.
+   */
+  onCancel?(c: Candidate, delivered: Delivered | undefined, usage?: Usage): Promise<void> | void;
+  onSuccess?(c: Candidate, usage: Usage | undefined, delivered: Delivered): Promise<ServedExtras | undefined> | ServedExtras | undefined;
 }
 
 export interface Usage {
   readonly promptTokens: number;
   readonly completionTokens: number;
+}
+
+/** What the gateway saw leave for the client: UTF-8 bytes of the answer's text fields, and the choices returned. */
+export interface Delivered {
+  readonly bytes: number;
+  readonly choices: number;
 }
 
 /** What the gateway appends to a served answer (a receipt, as SSE event or header). */

@@ -12,6 +12,8 @@
  *   feeBasisPoints uint (the operator's routing fee) · workerCost uint · fee uint · total uint (micro-units)
  *   terms map (as in the offer) · sim bool (true when any evidence involved was simulated)
  *   receiptKey bytes 32 (raw Ed25519 public key of the enclave that signed; bound in its REPORT_DATA)
+ *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
+ *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
  *
  * Charge arithmetic (integers only, `computeCharge`): workerCost = ceil((pricePerMInput·inputTokens +
  * pricePerMOutput·outputTokens) / 10^6); fee = ceil(workerCost·feeBasisPoints / 10^4); total = workerCost + fee.
@@ -59,7 +61,12 @@ export interface Receipt {
   readonly terms: PaymentTerms;
   readonly sim: boolean;
   readonly receiptKey: Uint8Array;
+  /** Present only for an answer that did not complete. */
+  readonly status?: ReceiptStatus;
 }
+
+export const RECEIPT_STATUSES = ['cancelled'] as const;
+export type ReceiptStatus = (typeof RECEIPT_STATUSES)[number];
 
 /** The fields the enclave supplies; the signer adds v, receiptKey, and the ledger adds seq and prev. */
 export type ReceiptDraft = Omit<Receipt, 'v' | 'receiptKey' | 'seq' | 'prev'>;
@@ -110,6 +117,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
   for (const [k, b] of [['prev', r.prev], ['workerKey', r.workerKey], ['evidenceDigest', r.evidenceDigest], ['offerDigest', r.offerDigest], ['receiptKey', r.receiptKey]] as const) {
     if (b.length !== 32) bad(`${k} must be 32 bytes`);
   }
+  if (r.status !== undefined && !(RECEIPT_STATUSES as readonly string[]).includes(r.status)) bad('status must be cancelled when present');
   return encodeDeterministic({
     v: 1,
     seq: r.seq,
@@ -135,6 +143,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
     terms: termsCbor(r.terms),
     sim: r.sim,
     receiptKey: r.receiptKey,
+    ...(r.status !== undefined ? { status: r.status } : {}),
   });
 }
 
@@ -150,7 +159,7 @@ function decodeStrict(bytes: Uint8Array): CborValue {
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {
   const m = asMap(decodeStrict(bytes), M, 'receipt');
-  onlyKeys(m, KEYS, M, 'receipt');
+  onlyKeys(m, [...KEYS, 'status'], M, 'receipt');
   for (const k of KEYS) if (m[k] === undefined) throw protocolError(M, `receipt lacks "${k}"`);
   if (m.v !== 1) throw protocolError(M, 'receipt version must be 1');
   const r: Receipt = {
@@ -178,9 +187,15 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     terms: termsFromCbor(m.terms, M),
     sim: fBool(m, 'sim', M),
     receiptKey: fBytes(m, 'receiptKey', M, 32),
+    ...(m.status !== undefined ? { status: receiptStatus(fText(m, 'status', M, 16)) } : {}),
   };
   if (r.seq < 1) throw protocolError(M, 'receipt seq starts at 1');
   return r;
+}
+
+function receiptStatus(s: string): ReceiptStatus {
+  if (!(RECEIPT_STATUSES as readonly string[]).includes(s)) throw protocolError(M, 'receipt status must be cancelled when present');
+  return s as ReceiptStatus;
 }
 
 /**
@@ -303,6 +318,7 @@ export function receiptView(r: Receipt): Record<string, unknown> {
     terms: r.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: r.terms.creditLimit.toString(), settlementPeriodSeconds: r.terms.settlementPeriodSeconds } : { kind: r.terms.kind },
     sim: r.sim,
     receiptKey: hexOf(r.receiptKey),
+    status: r.status ?? 'completed',
   };
 }
 

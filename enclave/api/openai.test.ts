@@ -87,3 +87,96 @@ describe('OpenAI surface', () => {
     expect(s.calls).toEqual([]);
   });
 });
+
+/** The OpenAI layer with a router that records its outcome callbacks. */
+function recording(o: { dispatch: Dispatch; clientIdleMs?: number }) {
+  const events: string[] = [];
+  const cancels: { bytes: number; choices: number }[] = [];
+  const calls: string[] = [];
+  const router: Router = {
+    select: () => ({
+      candidates: ['a', 'b'].map((id) => ({ worker: worker(id) })),
+      allowFallbacks: true,
+      onFailure: (c, code) => void events.push(`failure ${c.worker.id} ${code}`),
+      onWorkerFault: (c, code) => void events.push(`fault ${c.worker.id} ${code}`),
+      onCancel: (c, d) => {
+        events.push(`cancel ${c.worker.id}`);
+        if (d) cancels.push(d);
+      },
+      onSuccess: (c) => void events.push(`success ${c.worker.id}`),
+    }),
+    models: () => ['m'],
+  };
+  const app = openaiApp({
+    router,
+    usable: worker,
+    dispatch: async (w, req, d) => (calls.push(w.id), o.dispatch(w, req, d)),
+    log: memoryLogger('enclave').log,
+    metrics: new Registry(),
+    ...(o.clientIdleMs !== undefined ? { clientIdleMs: o.clientIdleMs } : {}),
+  });
+  const post = (body: object) => app.request('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  return { post, events, cancels, calls };
+}
+
+const tokenEvent = (t: string) => `data: {"choices":[{"index":0,"delta":{"content":"${t}"}}]}\n\n`;
+
+describe('streams the worker cannot abuse, clients that stop reading', () => {
+  it('a never-ending event is a worker fault: a coded error event, no failover, the worker demoted', async () => {
+    // One token, then an event that does not end: 64 KiB pieces with no blank line (4 MiB, then the worker gives up).
+    const piece = `data: ${'x'.repeat(65_536)}`;
+    let sent = 0;
+    const endless = new ReadableStream<Uint8Array>({
+      pull(c) {
+        if (sent > 64) return c.close();
+        c.enqueue(te.encode(sent++ === 0 ? tokenEvent('a') : piece));
+      },
+    });
+    const s = recording({ dispatch: async () => ok(endless) });
+    const text = await (await s.post({ model: 'm', stream: true, messages: [] })).text();
+    expect(text).toContain('event: error\ndata: {"error":{"code":"WORKER_EVENT_TOO_LARGE"');
+    expect(text).not.toContain('[DONE]');
+    expect(s.calls).toEqual(['a']);
+    expect(s.events).toEqual(['fault a WORKER_EVENT_TOO_LARGE']);
+    // The enclave read about 1 MiB of it, not the unbounded rest.
+    expect(sent).toBeLessThan(40);
+  });
+
+  it('a client that stops reading is cut off after clientIdleMs and charged for what it was sent', async () => {
+    let i = 0;
+    const long = new ReadableStream<Uint8Array>({
+      pull(c) {
+        c.enqueue(te.encode(i++ < 1000 ? tokenEvent('tok') : 'data: [DONE]\n\n'));
+        if (i > 1000) c.close();
+      },
+    });
+    const s = recording({ dispatch: async () => ok(long), clientIdleMs: 100 });
+    const r = await s.post({ model: 'm', stream: true, messages: [] });
+    const reader = r.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    expect(first).toBe(tokenEvent('tok'));
+    // The client reads nothing more.
+    await new Promise((res) => setTimeout(res, 400));
+    expect(s.events).toEqual(['cancel a']);
+    expect(s.cancels).toEqual([{ bytes: 3, choices: 1 }]);
+    await expect(reader.read()).rejects.toMatchObject({ code: 'CLIENT_STALLED' });
+  });
+
+  it('a client that hangs up is reported as a cancel with what it was sent, not as a worker failure', async () => {
+    let i = 0;
+    const long = new ReadableStream<Uint8Array>({
+      async pull(c) {
+        await new Promise((res) => setTimeout(res, 5));
+        c.enqueue(te.encode(tokenEvent(`t${i++}`)));
+      },
+    });
+    const s = recording({ dispatch: async () => ok(long) });
+    const r = await s.post({ model: 'm', stream: true, messages: [] });
+    const reader = r.body!.getReader();
+    await reader.read();
+    await reader.read();
+    await reader.cancel();
+    expect(s.events).toEqual(['cancel a']);
+    expect(s.cancels).toEqual([{ bytes: 4, choices: 1 }]);
+  });
+});

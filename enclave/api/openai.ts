@@ -16,9 +16,10 @@ import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
 import { bhttpRequest } from '../ohttp/messages.ts';
+import { DeliveryMeter, parseUsage } from '../market/metering.ts';
 import type { Candidate, Router, Selection, Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
-import { SSE_DONE, SseSplitter, sseEvent } from './sse.ts';
+import { encodeEvent, SSE_DONE, type SseEvent, SseSplitter, sseEvent } from './sse.ts';
 
 export type Dispatch = (w: VerifiedWorker, req: BhttpRequest, o: { stream: boolean; signal: AbortSignal }) => Promise<InnerResponse>;
 
@@ -32,6 +33,8 @@ export interface ApiDeps {
   readonly now?: () => number;
   /** Largest non-streamed answer read from a worker. */
   readonly maxResponseBytes?: number;
+  /** A streaming client that reads nothing for this long is cut off and charged for what it was sent (60 s). */
+  readonly clientIdleMs?: number;
 }
 
 /** gm's own request fields (route preferences, payment) stay in the enclave. */
@@ -45,6 +48,7 @@ export function apiError(e: GmError): Response {
 
 export function openaiApp(d: ApiDeps): Hono {
   const now = d.now ?? Date.now;
+  const clientIdleMs = d.clientIdleMs ?? 60_000;
   const dispatched = d.metrics.counter('gm_dispatch_total', 'Dispatches to workers by worker and outcome');
   const failovers = d.metrics.counter('gm_failovers_total', 'Failovers to the next candidate before the first token');
   const ttft = d.metrics.histogram('gm_time_to_first_token_seconds', 'Time from decryption to the first token forwarded');
@@ -75,6 +79,11 @@ export function openaiApp(d: ApiDeps): Hono {
     const sel = await d.router.select({ requestId, model: body.model, body, stream, now: now(), ...(bearer ? { apiKey: bearer } : {}) });
     const fwd: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(body)) if (!GM_FIELDS.includes(k)) fwd[k] = v;
+    capForward(fwd, path, sel.caps);
+    // Streams always ask the worker for its usage (the charge compares it with the enclave's own count); the extra
+    // usage chunk is removed again when the client did not ask for it.
+    const clientUsage = isObj(body.stream_options) && body.stream_options.include_usage === true;
+    if (stream) fwd.stream_options = { ...(isObj(body.stream_options) ? body.stream_options : {}), include_usage: true };
     const req = bhttpRequest('POST', path, [['content-type', 'application/json'], ['accept', stream ? 'text/event-stream' : 'application/json']], te.encode(JSON.stringify(fwd)));
     let last: GmError | undefined;
     for (let i = 0; i < sel.candidates.length; i++) {
@@ -89,6 +98,8 @@ export function openaiApp(d: ApiDeps): Hono {
         d.log.warn('dispatch.gate', { requestId, code: last.code });
         continue;
       }
+      // Once a worker has answered, the prompt goes to no other worker, whatever is wrong with the answer.
+      let answered = false;
       try {
         const res = await d.dispatch(w, req, { stream, signal: c.req.raw.signal });
         if (res.status >= 500) {
@@ -97,11 +108,13 @@ export function openaiApp(d: ApiDeps): Hono {
         }
         if (!stream || res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
           const text = res.content ?? new Uint8Array(await new Response(res.body).arrayBuffer());
-          const usage = res.status === 200 ? usageOf(text) : undefined;
+          answered = true;
+          const meter = new DeliveryMeter();
+          const usage = res.status === 200 ? answerUsage(text, meter) : undefined;
           sel.onFirstToken?.(cand);
           // A worker's 4xx is the answer to this request (no failover); it is not a served request to bill.
           if (res.status !== 200) sel.onFailure?.(cand, `UPSTREAM_STATUS_${res.status}`);
-          const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage) : undefined;
+          const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage, meter.delivered) : undefined;
           dispatched.inc({ worker: w.id, outcome: res.status === 200 ? 'ok' : `status_${res.status}` });
           ttft.observe({}, (performance.now() - t0) / 1000);
           d.log.info('request.routed', { requestId, stream: false, status: res.status, attempt: i + 1 });
@@ -111,21 +124,44 @@ export function openaiApp(d: ApiDeps): Hono {
         }
         const reader = res.body.getReader();
         const split = new SseSplitter();
+        const st: StreamState = { usage: undefined, clientUsage };
         // Wait for the first whole event: a worker that fails before it can still be failed over.
-        let firstEvents: Uint8Array[] = [];
+        let firstEvents: Pending[] = [];
         while (firstEvents.length === 0) {
           const x = await reader.read();
           if (x.done) throw new GmError('unavailable', 'UPSTREAM_FAILED', 'worker stream ended before the first token');
-          firstEvents = split.push(x.value);
+          try {
+            firstEvents = split.push(x.value).flatMap((e) => inspect(e, st));
+          } catch (e) {
+            answered = true;
+            await reader.cancel().catch(() => undefined);
+            throw e;
+          }
           if (split.done && firstEvents.length === 0) break;
         }
         sel.onFirstToken?.(cand);
         ttft.observe({}, (performance.now() - t0) / 1000);
         d.log.info('request.routed', { requestId, stream: true, attempt: i + 1 });
-        return new Response(relay(reader, split, firstEvents, sel, cand, w, requestId), { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+        return new Response(relay(reader, split, firstEvents, st, sel, cand, w, requestId), { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
       } catch (e) {
         last = e instanceof GmError ? e : new GmError('unavailable', 'UPSTREAM_FAILED', 'worker request failed', { cause: e });
-        if (c.req.raw.signal.aborted) throw new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away');
+        if (c.req.raw.signal.aborted) {
+          await sel.onCancel?.(cand, undefined);
+          throw new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away');
+        }
+        if (answered) {
+          // A wrong answer is the worker's fault (its code reaches the client); any other failure after the answer
+          // arrived ends the request too: no other worker gets the prompt.
+          if (WORKER_FAULTS.has(last.code)) {
+            sel.onWorkerFault?.(cand, last.code);
+            dispatched.inc({ worker: cand.worker.id, outcome: 'worker_fault' });
+            d.log.warn('dispatch.worker_fault', { requestId, code: last.code, attempt: i + 1 });
+          } else {
+            sel.onFailure?.(cand, last.code);
+            d.log.warn('dispatch.failed_after_answer', { requestId, code: last.code, attempt: i + 1 });
+          }
+          throw last;
+        }
         sel.onFailure?.(cand, last.code);
         dispatched.inc({ worker: cand.worker.id, outcome: 'failed_before_first_token' });
         d.log.warn('dispatch.failed', { requestId, code: last.code, reason: last.message, attempt: i + 1 });
@@ -134,19 +170,54 @@ export function openaiApp(d: ApiDeps): Hono {
     throw last ?? new GmError('unavailable', 'NO_ELIGIBLE_WORKER', 'no worker could serve the request');
   };
 
-  /** Pipes the rest of the worker's SSE stream, one whole event per piece; a failure now ends it with `event: error`. */
-  function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Uint8Array[], sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): ReadableStream<Uint8Array> {
-    const queue = [...first];
+  /**
+   * Pipes the rest of the worker's SSE stream, one whole event per piece; a failure now ends it with `event: error`.
+   * What was handed to the client is metered as it goes, so a cancel (the client hung up, or stopped reading for
+   * `clientIdleMs`) is charged exactly what was sent.
+   */
+  function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Pending[], st: StreamState, sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): ReadableStream<Uint8Array> {
+    const queue: Pending[] = [...first];
+    const sent = new DeliveryMeter();
     let closed = false;
+    let ended = false;
+    let stall: ReturnType<typeof setTimeout> | undefined;
+    const cancelled = async (why: string): Promise<void> => {
+      if (ended) return;
+      ended = true;
+      closed = true;
+      clearTimeout(stall);
+      dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
+      d.log.info('request.cancelled', { requestId, reason: why });
+      await reader.cancel().catch(() => undefined);
+      try {
+        await sel.onCancel?.(cand, sent.delivered, st.usage);
+      } catch (e) {
+        d.log.warn('request.cancel_settle_failed', { requestId, code: e instanceof GmError ? e.code : 'INTERNAL' });
+      }
+    };
+    const fault = (ctl: ReadableStreamDefaultController<Uint8Array>, code: string): void => {
+      ended = true;
+      closed = true;
+      sel.onWorkerFault?.(cand, code);
+      dispatched.inc({ worker: w.id, outcome: 'worker_fault' });
+      d.log.warn('dispatch.worker_fault', { requestId, code });
+      void reader.cancel().catch(() => undefined);
+      queue.length = 0;
+      ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code, type: 'server_error', message: 'the worker sent an answer gm cannot serve; the answer is incomplete' } })));
+      ctl.close();
+    };
     return new ReadableStream<Uint8Array>(
       {
         async pull(ctl) {
+          clearTimeout(stall);
           while (queue.length === 0 && !closed) {
             let x: ReadableStreamReadResult<Uint8Array>;
             try {
               x = await reader.read();
             } catch (e) {
+              if (ended) return;
               const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
+              ended = true;
               sel.onFailure?.(cand, code);
               dispatched.inc({ worker: w.id, outcome: 'failed_mid_stream' });
               d.log.warn('dispatch.mid_stream_failure', { requestId, code });
@@ -155,35 +226,55 @@ export function openaiApp(d: ApiDeps): Hono {
               ctl.close();
               return;
             }
+            if (ended) return;
             if (x.done) {
               const rest = split.rest();
-              if (rest) queue.push(rest);
+              if (rest) queue.push({ bytes: rest, chunk: undefined });
               if (!split.done) {
                 // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
-                queue.push(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })));
+                queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
+                ended = true;
                 sel.onFailure?.(cand, 'WORKER_STREAM_INCOMPLETE');
                 dispatched.inc({ worker: w.id, outcome: 'incomplete' });
               } else {
-                const extras = await sel.onSuccess?.(cand, split.usage as Usage | undefined);
-                if (extras?.sseEvent) queue.push(sseEvent(extras.sseEvent.event, extras.sseEvent.data));
-                queue.push(SSE_DONE);
+                // Everything before [DONE] is what the client is sent: the charge is metered on all of it.
+                for (const p of queue) {
+                  sent.add(p.chunk);
+                  p.counted = true;
+                }
+                ended = true;
+                const extras = await sel.onSuccess?.(cand, st.usage, sent.delivered);
+                if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
+                queue.push({ bytes: SSE_DONE, chunk: undefined });
                 dispatched.inc({ worker: w.id, outcome: 'ok' });
               }
               closed = true;
               break;
             }
-            queue.push(...split.push(x.value));
+            try {
+              queue.push(...split.push(x.value).flatMap((e) => inspect(e, st)));
+            } catch (e) {
+              return fault(ctl, e instanceof GmError ? e.code : 'WORKER_ANSWER_UNUSABLE');
+            }
           }
           const next = queue.shift();
-          if (next) ctl.enqueue(next);
-          if (queue.length === 0 && closed) ctl.close();
+          if (next) {
+            if (!next.counted) sent.add(next.chunk);
+            ctl.enqueue(next.bytes);
+            sel.onProgress?.(cand);
+          }
+          if (queue.length === 0 && closed) {
+            ctl.close();
+            return;
+          }
+          // A client that stops reading is timed out: the answer is cut and charged for what it was sent.
+          stall = setTimeout(() => {
+            void cancelled('client_stalled').then(() => ctl.error(new GmError('unavailable', 'CLIENT_STALLED', 'the client stopped reading the answer')));
+          }, clientIdleMs);
+          stall.unref?.();
         },
-        async cancel(reason) {
-          closed = true;
-          sel.onFailure?.(cand, 'CLIENT_CANCELLED'); // after the first token: the market ends the lease, releases the hold
-          dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
-          d.log.info('request.cancelled', { requestId });
-          await reader.cancel(reason).catch(() => undefined);
+        async cancel() {
+          await cancelled('client_gone');
         },
       },
       { highWaterMark: 0 },
@@ -197,14 +288,64 @@ export function openaiApp(d: ApiDeps): Hono {
   return app;
 }
 
-function usageOf(buf: Uint8Array): Usage | undefined {
-  try {
-    const u = (JSON.parse(new TextDecoder().decode(buf)) as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } }).usage;
-    if (u && typeof u.prompt_tokens === 'number') return { promptTokens: u.prompt_tokens, completionTokens: typeof u.completion_tokens === 'number' ? u.completion_tokens : 0 };
-  } catch {
-    // a non-JSON answer carries no usage
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Codes that make an answered request the worker's fault (no failover, no charge, the worker demoted). */
+const WORKER_FAULTS = new Set(['WORKER_USAGE_INVALID', 'WORKER_EVENT_TOO_LARGE']);
+
+/** An event waiting to go to the client, with its parsed JSON chunk for metering (when it is one). */
+interface Pending {
+  readonly bytes: Uint8Array;
+  readonly chunk: unknown;
+  counted?: boolean;
+}
+
+interface StreamState {
+  usage: Usage | undefined;
+  readonly clientUsage: boolean;
+}
+
+/**
+ * Reads one worker event: notes its usage (strictly: WORKER_USAGE_INVALID) and drops the usage-only chunk the
+ * client did not ask for. Non-JSON events are forwarded as they are.
+ */
+function inspect(e: SseEvent, st: StreamState): Pending[] {
+  let chunk: unknown;
+  if (e.data !== undefined && e.data.includes('{')) {
+    try {
+      chunk = JSON.parse(e.data);
+    } catch {
+      chunk = undefined;
+    }
   }
-  return undefined;
+  if (isObj(chunk) && chunk.usage !== undefined && chunk.usage !== null) {
+    st.usage = parseUsage(chunk.usage) ?? st.usage;
+    if (!st.clientUsage && Array.isArray(chunk.choices) && chunk.choices.length === 0) return [];
+  }
+  return [{ bytes: encodeEvent(e), chunk }];
+}
+
+/** Parses a non-streamed answer: its usage (strictly) and what it delivers. A non-JSON answer carries no usage. */
+function answerUsage(buf: Uint8Array, meter: DeliveryMeter): Usage | undefined {
+  let j: unknown;
+  try {
+    j = JSON.parse(new TextDecoder().decode(buf));
+  } catch {
+    return undefined;
+  }
+  meter.add(j);
+  return isObj(j) ? parseUsage(j.usage) : undefined;
+}
+
+/**
+ * Writes the hold's bounds into the forwarded request, so a worker is never asked for more than the account
+ * reserved: `max_tokens` (and `max_completion_tokens`, which newer servers read first) per choice, and `n`.
+ */
+function capForward(fwd: Record<string, unknown>, path: string, caps: Selection['caps']): void {
+  if (!caps || path === '/v1/embeddings') return;
+  fwd.max_tokens = caps.maxTokens;
+  if (path === '/v1/chat/completions') fwd.max_completion_tokens = caps.maxTokens;
+  fwd.n = caps.n;
 }
 
 /** A fixed name for an inner path (logs never carry the path a client sent). */

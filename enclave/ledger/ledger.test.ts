@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -80,7 +80,7 @@ describe('ledger: accounts, holds, settle', () => {
   it("a postpaid offer's credit limit to the operator is honoured (WORKER_CREDIT_LIMIT)", async () => {
     const { ledger, market } = await setup();
     const rich = (await ledger.createAccount({ currency: 'USD', prepaid: 100_000_000n }, NOW)).account;
-    const sel = market.route({ ...body, max_tokens: 5000, payment: { terms: ['postpaid'] } }, { now: NOW, requestId: 'r', account: rich });
+    const sel = market.route({ ...body, max_tokens: 5000, messages: [{ role: 'user', content: 'x'.repeat(5000) }], payment: { terms: ['postpaid'] } }, { now: NOW, requestId: 'r', account: rich });
     const cand = sel.candidates[0]!;
     expect(cand.offer.workerId).toBe('w2');
     const h = ledger.authorize(rich, cand, sel.feeBasisPoints);
@@ -175,9 +175,53 @@ describe('ledger properties (fast-check)', () => {
   });
 });
 
+describe('ledger: no charge passes its hold or its account', () => {
+  it('refuses to settle a charge above the hold (SETTLE_OVER_HOLD) and takes nothing', async () => {
+    const { ledger, market } = await setup();
+    const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 1_000_000n }, NOW);
+    const sel = market.route(body, { now: NOW, requestId: 'r', account });
+    const h = ledger.authorize(account, sel.candidates[0]!, sel.feeBasisPoints);
+    await expectCode(ledger.settle(h, { requestId: 'r', inputTokens: 1, outputTokens: 10 ** 12, now: NOW }), 'SETTLE_OVER_HOLD');
+    expect(ledger.account(account.id).balance).toBe(1_000_000n);
+    expect(ledger.head.seq).toBe(0);
+  });
+
+  it('a prepaid balance never goes below zero, whatever the caller does around the holds', async () => {
+    const { ledger, market } = await setup();
+    const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 5_000n }, NOW);
+    const sel = market.route(body, { now: NOW, requestId: 'r', account });
+    const h = ledger.authorize(account, sel.candidates[0]!, sel.feeBasisPoints);
+    // Another writer (a second process on the same file) debits the account behind this ledger's holds.
+    ledger.db.prepare('UPDATE accounts SET balance = 10 WHERE id = ?').run(account.id);
+    await expectCode(ledger.settle(h, { requestId: 'r', inputTokens: 10, outputTokens: 100, now: NOW }), 'PAYMENT_INSUFFICIENT_FUNDS');
+    expect(ledger.account(account.id).balance).toBe(10n);
+    expect(() => ledger.db.prepare('UPDATE accounts SET balance = balance - 11 WHERE id = ?').run(account.id)).toThrow(/credit limit/);
+  });
+
+  it('a postpaid balance never passes its credit limit', async () => {
+    const { ledger } = await setup();
+    const { account } = await ledger.createAccount({ currency: 'USD', creditLimit: 100n }, NOW);
+    ledger.db.prepare('UPDATE accounts SET balance = -100 WHERE id = ?').run(account.id);
+    expect(() => ledger.db.prepare('UPDATE accounts SET balance = -101 WHERE id = ?').run(account.id)).toThrow(/credit limit/);
+  });
+
+  it('creates the ledger file 0600 in a directory it creates 0700', async () => {
+    const sub = join(dir, 'private', 'deeper');
+    const path = join(sub, 'ledger.sqlite');
+    const l = Ledger.open(path, { signer: await generateReceiptKey() });
+    await l.createAccount({ currency: 'USD', prepaid: 1n }, NOW);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    expect(statSync(`${path}-wal`).mode & 0o777).toBe(0o600);
+    expect(statSync(sub).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dir, 'private')).mode & 0o777).toBe(0o700);
+    l.close();
+  });
+});
+
 describe('statements', () => {
   it('per account and per worker under its terms, as CSV and JSON', async () => {
     const { ledger, market } = await setup();
+    const body = { model: 'dev-model', max_tokens: 1000, messages: [{ role: 'user', content: 'x'.repeat(1000) }] };
     const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 10_000_000n }, NOW);
     const run = async (b: object, id: string, tin: number, tout: number, now: number) => {
       const sel = market.route(b, { now: NOW, requestId: id, account });

@@ -13,11 +13,13 @@
  * Holds live in memory: they reserve `maxCost` against the account's available funds so concurrent requests cannot
  * overspend, and vanish with the process (nothing was charged). Money: bigint micro-units throughout.
  */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { hex, sha256, toBase64 } from '../../attestation/bytes.ts';
 import { configError, rejected, unavailable } from '../../attestation/errors.ts';
 import type { PaymentTerms, VerifiedOffer } from '../../protocol/offer.ts';
-import { computeCharge, type ReceiptSigner, type SignedReceipt, ZERO_HASH } from '../../protocol/receipt.ts';
+import { computeCharge, type ReceiptSigner, type ReceiptStatus, type SignedReceipt, ZERO_HASH } from '../../protocol/receipt.ts';
 import { PRAGMAS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 
 export type AccountKind = 'prepaid' | 'postpaid';
@@ -56,6 +58,8 @@ export interface Usage {
   readonly now: number;
   /** True when the enclave itself runs on simulated evidence (the receipt's sim flag also covers the worker's). */
   readonly enclaveSim?: boolean;
+  /** Set when the answer did not complete (the client cancelled): the receipt says so. */
+  readonly status?: ReceiptStatus;
 }
 
 export interface LedgerOptions {
@@ -87,7 +91,7 @@ export class Ledger {
   #headSeq = 0;
   #headHash: Uint8Array = ZERO_HASH;
   #queue: Promise<unknown> = Promise.resolve();
-  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'moveBalance' | 'begin' | 'commit' | 'rollback', StatementSync>;
+  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'moveBalance' | 'debit' | 'begin' | 'commit' | 'rollback', StatementSync>;
   /** Offer digests and receipt keys already stored (hex), so a settle writes each only once. */
   readonly #storedOffers = new Set<string>();
   readonly #storedKeys = new Set<string>();
@@ -106,6 +110,7 @@ export class Ledger {
       ),
       insertEntry: db.prepare('INSERT INTO entries (account, kind, amount, receipt_seq, at) VALUES (?, ?, ?, ?, ?)'),
       moveBalance: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
+      debit: db.prepare('UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance + credit_limit >= ?'),
       begin: db.prepare('BEGIN IMMEDIATE'),
       commit: db.prepare('COMMIT'),
       rollback: db.prepare('ROLLBACK'),
@@ -121,6 +126,7 @@ export class Ledger {
   static open(path: string, opts: LedgerOptions): Ledger {
     let db: DatabaseSync;
     try {
+      if (path !== ':memory:') privateFile(path);
       db = new DatabaseSync(path);
     } catch (e) {
       throw configError('LEDGER_UNAVAILABLE', `cannot open ledger ${path}: ${(e as Error).message}`, { cause: e });
@@ -255,6 +261,8 @@ export class Ledger {
       const o = v.offer;
       const w = served.worker;
       const charge = computeCharge(o, hold.feeBasisPoints, usage.inputTokens, usage.outputTokens);
+      // The hold is the most this request may cost: a charge above it is refused, never taken from the balance.
+      if (charge.total > hold.amount) throw rejected('SETTLE_OVER_HOLD', `the charge ${charge.total} exceeds the ${hold.amount} held for the request`);
       const seq = this.#headSeq + 1;
       if (!this.#signer) throw configError('LEDGER_NO_SIGNER', 'this ledger was opened without a receipt key and cannot settle');
       const signed = await this.#signer.sign({
@@ -278,6 +286,7 @@ export class Ledger {
         ...charge,
         terms: o.terms,
         sim: w.sim || usage.enclaveSim === true,
+        ...(usage.status !== undefined ? { status: usage.status } : {}),
       });
       this.#commit(signed, v, hold);
       this.release(hold);
@@ -297,7 +306,10 @@ export class Ledger {
       if (!this.#storedKeys.has(keyHex)) this.#st.insertKey.run(r.receiptKey, r.seq);
       this.#st.insertReceipt.run(r.seq, s.hash, r.prev, s.signed, r.offerDigest, hold.account, r.workerId, termsText(r.terms), periodOf(r.terms), r.currency, r.inputTokens, r.outputTokens, r.workerCost, r.fee, r.total, r.time);
       this.#st.insertEntry.run(hold.account, 'debit', -r.total, r.seq, r.time);
-      this.#st.moveBalance.run(-r.total, hold.account);
+      // Prepaid never below zero, postpaid never beyond its credit limit: checked in the same statement that moves
+      // the balance (the schema's trigger refuses it too), so no path around the hold can overdraw an account.
+      const moved = this.#st.debit.run(r.total, hold.account, r.total);
+      if (Number(moved.changes) !== 1) throw rejected('PAYMENT_INSUFFICIENT_FUNDS', `account ${hold.account} cannot cover ${r.total}`);
     });
     this.#headSeq = r.seq;
     this.#headHash = s.hash;
@@ -338,6 +350,17 @@ export class Ledger {
   receiptKeys(): Uint8Array[] {
     return (this.db.prepare('SELECT public_key FROM receipt_keys ORDER BY first_seq').all() as { public_key: Uint8Array }[]).map((r) => new Uint8Array(r.public_key));
   }
+}
+
+/**
+ * Balances and account ids are nobody else's business: a missing directory is created 0700, the file 0600 (and
+ * tightened to 0600 if it exists). SQLite gives its -wal and -shm files the database file's mode.
+ */
+function privateFile(path: string): void {
+  const dir = dirname(path);
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  closeSync(openSync(path, 'a', 0o600));
+  chmodSync(path, 0o600);
 }
 
 interface AccountRow {

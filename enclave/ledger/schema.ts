@@ -6,7 +6,7 @@
  * sum of its `entries` (the audit checks it); every receipt has exactly one `debit` entry written in the same
  * transaction. Amounts are INTEGER micro-units of the row's currency (SQLite 64-bit signed; read back as bigint).
  * Account balances: available = balance + credit_limit (prepaid accounts have credit_limit 0; postpaid ones run
- * a negative balance down to -credit_limit).
+ * a negative balance down to -credit_limit, and never further: `accounts_floor` aborts a debit that would).
  */
 export const SCHEMA_VERSION = 1;
 
@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS worker_payments (
   amount INTEGER NOT NULL CHECK (amount > 0),
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TRIGGER IF NOT EXISTS accounts_floor BEFORE UPDATE OF balance ON accounts WHEN NEW.balance < OLD.balance AND NEW.balance + NEW.credit_limit < 0 BEGIN SELECT RAISE(ABORT, 'a debit may not take an account below zero or beyond its credit limit'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_append_only_u BEFORE UPDATE ON receipts BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_append_only_d BEFORE DELETE ON receipts BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_u BEFORE UPDATE ON entries BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;

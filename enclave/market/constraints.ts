@@ -17,8 +17,9 @@
  * from its decimal text (digits beyond the sixth decimal are dropped, which only ever lowers the ceiling). It is
  * compared with the quoted price (offer price plus the routing fee). Token estimates come from the UTF-8 size of
  * the text fields: expected input tokens = ceil(bytes / 4) for ordering by price; the input upper bound for
- * authorising a debit = bytes + 16 + 8 per chat message (template tokens); output = max_completion_tokens |
- * max_tokens, else the configured default.
+ * authorising a debit = bytes + 16 + 8 per chat message (template tokens), where tool and function definitions
+ * and a response schema count as their JSON text; output = (max_completion_tokens | max_tokens, else the configured
+ * default) × n. The gateway writes the per-choice bound and n into the forwarded request.
  * Nothing here logs or returns request text: errors name fields only (ROUTE_CONSTRAINT_INVALID).
  */
 import { protocolError } from '../../attestation/errors.ts';
@@ -47,9 +48,12 @@ export interface RouteConstraints {
   /** Estimated tokens, used to rank by effective price. */
   readonly expectedInputTokens: number;
   readonly expectedOutputTokens: number;
-  /** Upper bounds, used to authorise the debit before dispatch. */
+  /** Upper bounds, used to authorise the debit before dispatch (output: all choices together). */
   readonly maxInputTokens: number;
   readonly maxOutputTokens: number;
+  /** What the gateway writes into the forwarded request: output tokens per choice, and the choices (`n`). */
+  readonly maxTokensPerChoice: number;
+  readonly choices: number;
 }
 
 export interface ConstraintOptions {
@@ -62,6 +66,8 @@ export interface ConstraintOptions {
 }
 
 export const MAX_POOL = 20;
+/** Most choices (`n`) one request may ask for (OpenAI's own limit). */
+export const MAX_CHOICES = 128;
 const MAX_LIST = 64;
 const bad = (what: string): Error => protocolError('ROUTE_CONSTRAINT_INVALID', `route constraint ${what}`);
 
@@ -96,6 +102,15 @@ function textBytes(v: unknown, depth = 0): number {
     return n;
   }
   return 0;
+}
+
+function jsonBytes(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  try {
+    return utf8Length(JSON.stringify(v) ?? '');
+  } catch {
+    return 0;
+  }
 }
 
 function utf8Length(s: string): number {
@@ -165,10 +180,16 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
     }
   }
 
-  const inBytes = textBytes(body.messages) + textBytes(body.prompt) + textBytes(body.input);
+  // Tool and function definitions and a response schema enter the prompt too: counted as their JSON text.
+  const inBytes = textBytes(body.messages) + textBytes(body.prompt) + textBytes(body.input) + jsonBytes(body.tools) + jsonBytes(body.functions) + jsonBytes(body.response_format);
   // Chat templates add a few tokens per message (role markers, separators): bound them generously.
   const templateTokens = 16 + 8 * (Array.isArray(body.messages) ? body.messages.length : 0);
-  const maxOutput = positiveInt(body.max_completion_tokens, 'max_completion_tokens') ?? positiveInt(body.max_tokens, 'max_tokens') ?? opts.defaultMaxOutputTokens ?? 4096;
+  const perChoice = positiveInt(body.max_completion_tokens, 'max_completion_tokens') ?? positiveInt(body.max_tokens, 'max_tokens') ?? opts.defaultMaxOutputTokens ?? 4096;
+  const choices = positiveInt(body.n, 'n') ?? 1;
+  if (choices > MAX_CHOICES) throw bad(`n must be at most ${MAX_CHOICES}`);
+  // Every returned choice can reach the per-choice bound: the hold covers all of them.
+  const maxOutput = perChoice * choices;
+  if (!Number.isSafeInteger(maxOutput)) throw bad('max_tokens times n must stay below 2^53');
   return {
     models,
     poolMode,
@@ -186,6 +207,8 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
     expectedOutputTokens: maxOutput,
     maxInputTokens: inBytes + templateTokens,
     maxOutputTokens: maxOutput,
+    maxTokensPerChoice: perChoice,
+    choices,
   };
 }
 

@@ -57,7 +57,7 @@ describe('market router (enclave Router adapter)', () => {
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
     expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(1);
     sel.onFirstToken!(sel.candidates[1]!);
-    const extras = await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 5, completionTokens: 50 });
+    const extras = await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 5, completionTokens: 50 }, { bytes: 1000, choices: 1 });
     const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
     expect([v.receipt.workerId, v.receipt.total]).toEqual(['wb', 165n]);
     expect(ledger.available(house.id)).toBe(1_000_000n - 165n);
@@ -72,7 +72,7 @@ describe('market router (enclave Router adapter)', () => {
     sel.onFirstToken!(sel.candidates[1]!);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
     expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(1);
-    await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 1, completionTokens: 1 });
+    await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 1, completionTokens: 1 }, { bytes: 1000, choices: 1 });
     expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(0);
   });
 
@@ -92,7 +92,7 @@ describe('market router (enclave Router adapter)', () => {
     const metrics = new Registry();
     const r = marketRouter({ market, ledger, enclaveSim: false, anonymous: house, now: () => NOW, metrics }).router(fakeRegistry([wa]));
     const sel = await r.select(req());
-    await sel.onSuccess!(sel.candidates[0]!, { promptTokens: 1, completionTokens: 1 });
+    await sel.onSuccess!(sel.candidates[0]!, { promptTokens: 1, completionTokens: 1 }, { bytes: 1000, choices: 1 });
     await expectCode(Promise.resolve().then(() => r.select(req({ body: { ...body, provider: { max_price: { prompt: 0 } } } }))), 'NO_ELIGIBLE_OFFER');
     const text = metrics.render();
     expect(text).toContain('gm_market_selections_total{outcome="ok"} 1');
@@ -116,4 +116,65 @@ describe('market router (enclave Router adapter)', () => {
     expect(ledger.available(house.id)).toBe(1_000_000n);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
   });
+
+  it('a stream that keeps moving past the abandon period is settled on completion, whatever its duration', async () => {
+    vi.useFakeTimers();
+    const { ledger, house, router } = await setup();
+    const sel = await router.select(req({ stream: true }));
+    const c = sel.candidates[0]!;
+    sel.onFirstToken!(c);
+    // 10 abandon periods of a live stream: an event every 300 ms.
+    for (let t = 0; t < 10_000; t += 300) {
+      vi.advanceTimersByTime(300);
+      sel.onProgress?.(c);
+    }
+    expect(ledger.available(house.id)).toBeLessThan(1_000_000n);
+    const extras = await sel.onSuccess!(c, { promptTokens: 5, completionTokens: 50 }, { bytes: 200, choices: 1 });
+    const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
+    expect(v.receipt.outputTokens).toBe(50);
+    expect(ledger.account(house.id).balance).toBe(1_000_000n - v.receipt.total);
+    expect(ledger.available(house.id)).toBe(1_000_000n - v.receipt.total);
+  });
+
+  it('a stream that stops moving is reaped after an idle abandon period', async () => {
+    vi.useFakeTimers();
+    const { ledger, house, router } = await setup();
+    const sel = await router.select(req({ stream: true }));
+    sel.onFirstToken!(sel.candidates[0]!);
+    vi.advanceTimersByTime(2001);
+    expect(ledger.available(house.id)).toBe(1_000_000n);
+  });
+
+  it('charges the smaller of the worker report and the enclave bounds; a cancel is receipted as cancelled', async () => {
+    const { ledger, house, router, market } = await setup();
+    const sel = await router.select(req());
+    const extras = await sel.onSuccess!(sel.candidates[0]!, { promptTokens: 10 ** 12, completionTokens: 10 ** 12 }, { bytes: 40, choices: 1 });
+    const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
+    // input bound 2 + 16 + 8 = 26; output bound 40 bytes + 16
+    expect([v.receipt.inputTokens, v.receipt.outputTokens]).toEqual([26, 56]);
+    const sel2 = await router.select(req({ requestId: 'r2' }));
+    await sel2.onCancel!(sel2.candidates[0]!, { bytes: 20, choices: 1 });
+    const rows = ledger.db.prepare('SELECT output_tokens FROM receipts ORDER BY seq').all() as { output_tokens: number }[];
+    expect(rows.map((r) => r.output_tokens)).toEqual([56, 5]);
+    expect(ledger.available(house.id)).toBe(ledger.account(house.id).balance);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.errorRate).toBe(0);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
+  });
+
+  it('a worker fault ends the request uncharged and demotes the worker at once', async () => {
+    const { ledger, house, router, market } = await setup();
+    const sel = await router.select(req());
+    sel.onWorkerFault!(sel.candidates[0]!, 'WORKER_USAGE_INVALID');
+    expect(ledger.available(house.id)).toBe(1_000_000n);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.unhealthy(NOW)).toBe(true);
+    const next = await router.select(req({ requestId: 'r3' }));
+    expect(next.candidates.map((c) => c.worker.id)).toEqual(['wb']);
+  });
+
+  it('forwards the hold as caps: max_tokens per choice and n', async () => {
+    const { router } = await setup();
+    const sel = await router.select(req({ body: { ...body, n: 3 } }));
+    expect(sel.caps).toEqual({ maxTokens: 100, n: 3 });
+  });
 });
+

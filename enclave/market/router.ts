@@ -13,19 +13,22 @@
  * afford (candidates it cannot are dropped; if it cannot afford the best one the request fails with the 402
  * code), so a failover never dispatches uncovered; the receipt charges the offer actually served. Leases (in-flight)
  * start when a candidate is dispatched (the first at selection, the next on each failure) and end on the outcome
- * callbacks; an abandoned request (client gone, no callback) is released after `abandonAfterMs`.
- * Usage: the worker's `usage` (prompt/completion tokens); when a worker sends none, the receipt charges the
- * request's estimated input tokens and zero output tokens, and the log says so.
+ * callbacks; a request with no callback and no stream activity for `abandonAfterMs` is released.
+ * Usage (enclave/market/metering.ts): the worker's `usage` checked against the enclave's own count of what it
+ * delivered and the hold's bounds, the smaller charged; a worker that sends none is charged the estimates, and
+ * the log says so (`market.usage_missing`, `market.usage_clamped`). A client that cancels after the first token is
+ * charged what it was sent (receipt status `cancelled`); a worker fault is charged nothing and demotes the worker.
  */
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import type { Registry } from '../metrics.ts';
-import type { Candidate as RouterCandidate, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
+import type { Candidate as RouterCandidate, Delivered, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
 import type { OfferRefusal, VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { CancelOutcome } from './book.ts';
 import { type Market, publicOffersView } from './index.ts';
+import { meter } from './metering.ts';
 import type { Candidate } from './select.ts';
 import type { Lease } from './stats.ts';
 
@@ -155,6 +158,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       return c.detail as Detail;
     };
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let active = false;
     const finish = (): void => {
       settled = true;
       clearTimeout(timer);
@@ -162,14 +166,43 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       for (const c of cands) (c.detail as Detail).lease?.cancelled();
     };
     start(0);
-    // A request that ends with no callback (client gone mid-dispatch) must not keep its hold and slot forever.
-    timer = setTimeout(() => void (settled || finish()), abandonAfter);
+    // A request that ends with no callback (client gone mid-dispatch) must not keep its hold and slot forever; a
+    // stream that moved during the last period is not abandoned, however long it runs.
+    const reap = (): void => {
+      if (settled) return;
+      if (!active) return finish();
+      active = false;
+      timer = setTimeout(reap, abandonAfter);
+      timer.unref?.();
+    };
+    timer = setTimeout(reap, abandonAfter);
     timer.unref?.();
+    const bounds = { maxInputTokens: sel.constraints.maxInputTokens, maxOutputTokens: sel.constraints.maxOutputTokens, expectedInputTokens: sel.constraints.expectedInputTokens };
+    /** Signs the receipt for what the enclave metered, commits it, and releases the hold (whatever happens). */
+    const settle = async (d: Detail, usage: Usage | undefined, delivered: Delivered, status: 'completed' | 'cancelled') => {
+      settled = true;
+      clearTimeout(timer);
+      try {
+        const m = meter(usage, delivered, bounds);
+        if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
+        if (m.clamped) o.log?.warn('market.usage_clamped', { requestId: req.requestId });
+        const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
+        receipts?.inc();
+        return receipt;
+      } finally {
+        ledger.release(hold);
+      }
+    };
     return {
       candidates: cands,
       allowFallbacks: sel.allowFallbacks,
+      caps: { maxTokens: sel.constraints.maxTokensPerChoice, n: sel.constraints.choices },
       onFirstToken(c) {
+        active = true;
         reached(c).lease?.firstToken(now());
+      },
+      onProgress() {
+        active = true;
       },
       onFailure(c, code) {
         const d = reached(c);
@@ -180,21 +213,25 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         else finish();
         o.log?.info('market.dispatch_failed', { requestId: req.requestId, code });
       },
-      async onSuccess(c, usage: Usage | undefined) {
+      onWorkerFault(c, code) {
+        reached(c).lease?.faulted(now());
+        finish();
+        o.log?.warn('market.worker_fault', { requestId: req.requestId, code });
+      },
+      async onCancel(c, delivered, usage) {
+        // The client's choice, not the worker's failure: its slot is freed without counting against it.
         const d = reached(c);
-        const outputTokens = usage?.completionTokens ?? 0;
-        d.lease?.succeeded(outputTokens, now());
-        if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
-        settled = true;
-        clearTimeout(timer);
-        try {
-          const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: usage?.promptTokens ?? sel.constraints.expectedInputTokens, outputTokens, now: now(), enclaveSim: o.enclaveSim }, d.cand);
-          receipts?.inc();
-          const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
-          return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
-        } finally {
-          ledger.release(hold);
-        }
+        d.lease?.cancelled();
+        if (!delivered || settled) return finish();
+        await settle(d, usage, delivered, 'cancelled');
+        finish();
+      },
+      async onSuccess(c, usage: Usage | undefined, delivered: Delivered) {
+        const d = reached(c);
+        d.lease?.succeeded(usage?.completionTokens ?? 0, now());
+        const receipt = await settle(d, usage, delivered, 'completed');
+        const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
+        return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
       },
     };
   }

@@ -55,6 +55,13 @@ export class LiveStats {
     if (!ok) this.lastErrorAt = now;
   }
 
+  /** A worker fault (an answer that breaks the protocol): excluded at once, for the whole cooldown. */
+  demote(now: number): void {
+    this.recordOutcome(false, now);
+    this.samples = Math.max(this.samples, this.#cfg.minSamples);
+    this.errorRate = 1;
+  }
+
   unhealthy(now: number): boolean {
     return this.samples >= this.#cfg.minSamples && this.errorRate > this.#cfg.unhealthyErrorRate && now - this.lastErrorAt < this.#cfg.cooldownMs;
   }
@@ -98,6 +105,14 @@ export class Lease {
     this.#ended = true;
     this.#stats.inFlight--;
     this.#stats.recordOutcome(false, now);
+  }
+
+  /** The worker's answer broke the protocol: ends the lease and demotes the worker (LiveStats.demote). */
+  faulted(now: number): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#stats.inFlight--;
+    this.#stats.demote(now);
   }
 
   /** Abandoned by the client: frees the slot without counting against the worker. */

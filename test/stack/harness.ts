@@ -13,7 +13,7 @@ import type { WorkerPolicy } from '../../enclave/workers/registry.ts';
 import { createEnclave, type Enclave, type EnclaveOptions } from '../../enclave/app.ts';
 import { generateEnclaveKeys } from '../../enclave/keys.ts';
 import { Ledger } from '../../enclave/ledger/ledger.ts';
-import { createMarket } from '../../enclave/market/index.ts';
+import { createMarket, type Market } from '../../enclave/market/index.ts';
 import { marketRouter } from '../../enclave/market/router.ts';
 import { offerSigner } from '../../worker/offers.ts';
 import { createLogger, type Logger } from '../../enclave/log.ts';
@@ -60,6 +60,8 @@ export interface StackOptions {
   readonly router?: 'market' | 'first';
   /** The market router's ledger file (default in memory); the crash test reopens it after killing the process. */
   readonly ledgerPath?: string;
+  /** The market router's abandon period (default 15 minutes). */
+  readonly abandonAfterMs?: number;
 }
 
 export interface StackWorker {
@@ -82,8 +84,9 @@ export interface Stack {
   readonly logs: string[];
   readonly log: Logger;
   readonly amd: SimAmd;
-  /** The ledger (market router only). */
+  /** The ledger and the market (market router only). */
   readonly ledger: Ledger | undefined;
+  readonly market: Market | undefined;
   stop(): Promise<void>;
 }
 
@@ -105,10 +108,12 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const keys = await generateEnclaveKeys();
   let ledger: Ledger | undefined;
   let market: ReturnType<typeof marketRouter> | undefined;
+  let book: Market | undefined;
   if ((o.router ?? 'market') === 'market') {
     ledger = Ledger.open(o.ledgerPath ?? ':memory:', { signer: keys.receipt });
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
-    market = marketRouter({ market: createMarket({}), ledger, enclaveSim: true, anonymous: house, log: log('market') });
+    book = createMarket({});
+    market = marketRouter({ market: book, ledger, enclaveSim: true, anonymous: house, log: log('market'), ...(o.abandonAfterMs !== undefined ? { abandonAfterMs: o.abandonAfterMs } : {}) });
   }
   const workerPolicy: WorkerPolicy = {
     policy: { 'sev-snp': o.snpPolicy ?? simWorkerPolicy(), ...(o.gpuPolicy ? { gpu: o.gpuPolicy } : {}) }, allowSim: true, freshnessMs: o.freshnessMs ?? 10 * 60_000,
@@ -171,6 +176,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     log: log('test'),
     amd,
     ledger,
+    market: book,
     async stop() {
       await Promise.all(workers.map((w) => w.worker.stop()));
       await enclave.close();
