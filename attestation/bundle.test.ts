@@ -34,6 +34,20 @@ describe('evidence bundle codec', () => {
     expect(bundleFromJson(JSON.parse(JSON.stringify(bundleToJson(sample))))).toEqual(sample);
   });
 
+  it("carries an enclave's settings strictly: round-trips, refuses unknown fields, wrong types and a worker bundle with settings", () => {
+    const settings = { allowSimWorkers: false, workerPolicy: b(32, 7), openAccess: true, ledger: 'file' as const };
+    const withSettings: EvidenceBundle = { ...sample, settings };
+    expect(decodeBundle(encodeBundle(withSettings))).toEqual(withSettings);
+    expect(bundleFromJson(JSON.parse(JSON.stringify(bundleToJson(withSettings))))).toEqual(withSettings);
+    const bad = (s: Record<string, unknown>) => code(() => decodeBundle(new Uint8Array(raw.encode({ ...sample, settings: s }))));
+    expect(bad({ ...settings, extra: 1 })).toBe('BUNDLE_MALFORMED');
+    expect(bad({ ...settings, allowSimWorkers: 0 })).toBe('BUNDLE_MALFORMED');
+    expect(bad({ ...settings, workerPolicy: b(31) })).toBe('BUNDLE_MALFORMED');
+    expect(bad({ ...settings, ledger: 'disk' })).toBe('BUNDLE_MALFORMED');
+    const { receipt: _r, ...k } = sample.keys;
+    expect(code(() => encodeBundle({ ...withSettings, keys: { ...k, signing: b(32) } }))).toBe('BUNDLE_MALFORMED');
+  });
+
   it('is deterministic whatever the key order of the input object', () => {
     const shuffled = { issuedAt: sample.issuedAt, nonce: sample.nonce, keys: { receipt: sample.keys.receipt!, ohttp: sample.keys.ohttp }, gpu: sample.gpu, collateral: sample.collateral, certs: sample.certs, evidence: sample.evidence, platform: sample.platform, v: 1 } as EvidenceBundle;
     expect(encodeBundle(shuffled)).toEqual(encodeBundle(sample));

@@ -10,6 +10,7 @@
  *   collateral,          // vendor collateral as served (CRLs, TCB info, QE identity); re-verified byte for byte
  *   gpu?: [{ arch, evidence, certs, ccMode }],  // NVIDIA SPDM GET_MEASUREMENTS transcript + device chain (leaf first)
  *   keys: { ohttp, receipt } | { ohttp, signing },   // enclave: receipt key; worker: offer-signing key
+ *   settings?: { allowSimWorkers, workerPolicy, openAccess, ledger },   // enclave only, bound in REPORT_DATA
  *   nonce,               // 32 bytes (32 zero bytes for the boot bundle)
  *   issuedAt }           // Unix time in milliseconds when the evidence was produced
  * ```
@@ -64,6 +65,24 @@ export interface BundleKeys {
   readonly signing?: Uint8Array;
 }
 
+export const LEDGER_MODES = ['none', 'memory', 'file'] as const;
+export type LedgerMode = (typeof LEDGER_MODES)[number];
+
+/**
+ * An enclave's trust-relevant settings (docs/protocol.md §12.3), bound in its REPORT_DATA so that what a client
+ * reads here is what the attested code runs with.
+ */
+export interface EnclaveSettings {
+  /** Whether workers with simulated evidence are admitted (`--allow-sim-workers`). */
+  readonly allowSimWorkers: boolean;
+  /** SHA-256 of the effective worker policy (enclave/policy.ts workerPolicyDigest). */
+  readonly workerPolicy: Uint8Array;
+  /** Whether requests without an API key are served, charged to a house account (`--open-access`). */
+  readonly openAccess: boolean;
+  /** Where receipts are kept: no market ledger, a ledger in memory, or a ledger file. */
+  readonly ledger: LedgerMode;
+}
+
 export interface EvidenceBundle {
   readonly v: typeof BUNDLE_VERSION;
   readonly platform: BundlePlatform;
@@ -72,6 +91,7 @@ export interface EvidenceBundle {
   readonly collateral: BundleCollateral;
   readonly gpu?: readonly GpuEvidence[];
   readonly keys: BundleKeys;
+  readonly settings?: EnclaveSettings;
   readonly nonce: Uint8Array;
   readonly issuedAt: number;
 }
@@ -100,6 +120,11 @@ export function encodeBundle(b: EvidenceBundle): Uint8Array {
   // Validate what we emit with the same rules we accept: an encoder must not produce what a decoder refuses.
   const checked = bundleFromObject(b as unknown as Record<string, unknown>, 'bytes');
   return new Uint8Array(encoder.encode(canonical(checked)));
+}
+
+/** The exact bytes of `settings` bound in REPORT_DATA: their deterministic CBOR map, as inside the bundle. */
+export function encodeEnclaveSettings(s: EnclaveSettings): Uint8Array {
+  return new Uint8Array(encoder.encode(canonical(settingsFrom(s, 'bytes'))));
 }
 
 export function decodeBundle(bytes: Uint8Array): EvidenceBundle {
@@ -234,10 +259,29 @@ function bundleFromObject(obj: unknown, form: ByteForm): EvidenceBundle {
   k.done();
   if ((receipt === undefined) === (signing === undefined)) throw malformed('keys must hold exactly one of "receipt" (enclave) and "signing" (worker)');
   const keys: BundleKeys = receipt ? { ohttp, receipt } : { ohttp, signing: signing! };
+  const rawSettings = r.raw('settings', false);
+  if (rawSettings !== undefined && !receipt) throw malformed('settings belong to enclave bundles only');
+  const settings = rawSettings === undefined ? undefined : settingsFrom(rawSettings, form);
 
   const nonce = r.bytes('nonce', 32);
   const issuedAt = r.raw('issuedAt');
   if (typeof issuedAt !== 'number' || !Number.isSafeInteger(issuedAt) || issuedAt < 0) throw malformed('issuedAt must be a non-negative integer (Unix milliseconds)');
   r.done();
-  return { v: BUNDLE_VERSION, platform: platform as BundlePlatform, evidence, certs, collateral, ...(gpu ? { gpu } : {}), keys, nonce, issuedAt };
+  return { v: BUNDLE_VERSION, platform: platform as BundlePlatform, evidence, certs, collateral, ...(gpu ? { gpu } : {}), keys, ...(settings ? { settings } : {}), nonce, issuedAt };
+}
+
+function settingsFrom(obj: unknown, form: ByteForm): EnclaveSettings {
+  const r = new Reader(obj, 'bundle.settings', form);
+  const flag = (k: string): boolean => {
+    const v = r.raw(k);
+    if (typeof v !== 'boolean') throw malformed(`settings.${k} must be a boolean`);
+    return v;
+  };
+  const allowSimWorkers = flag('allowSimWorkers');
+  const workerPolicy = r.bytes('workerPolicy', 32);
+  const openAccess = flag('openAccess');
+  const ledger = r.raw('ledger');
+  if (typeof ledger !== 'string' || !(LEDGER_MODES as readonly string[]).includes(ledger)) throw malformed(`settings.ledger must be one of ${LEDGER_MODES.join(', ')}`);
+  r.done();
+  return { allowSimWorkers, workerPolicy, openAccess, ledger: ledger as LedgerMode };
 }

@@ -68,6 +68,7 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
       router: market.router,
       onWorkerChange: market.onWorkerChange,
       market: market.surface,
+      settings: { openAccess: true, ledger: 'memory' },
       workerPolicy: { policy: { 'sev-snp': { ...DEFAULT_POLICY, measurements: [SIM_MEASUREMENT] } }, allowSim: true, freshnessMs: 10 * 60_000 },
     });
     stops.push(() => enclave.close());

@@ -42,7 +42,7 @@ export async function run(f: VerifyBundleFlags, file: string, io: Io): Promise<n
   try {
     const collateral = f.collateral ? { base: f.collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, init) } : undefined;
     const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge, ...(collateral ? { collateral } : {}) });
-    const claims = claimsSummary(r.claims);
+    const claims = claimsSummary(r.claims, r.settings ?? 'none');
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
     return 0;
   } catch (e) {

@@ -28,7 +28,7 @@ export async function run(f: VerifyUrlFlags, url: string, io: Io): Promise<numbe
     const r = await attest({ base, fetch: get, policy, allowSim, trust, now: () => new Date(), ...(f.collateral ? { collateral: { base: f.collateral, fetch: get } } : {}) });
     say(`gm verify: verified in ${Math.round(performance.now() - t0)} ms`);
     if (f.save) await writeFile(f.save, r.bundle);
-    const claims = claimsSummary(r.claims);
+    const claims = claimsSummary(r.claims, r.settings ?? 'none');
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
     return 0;
   } catch (e) {

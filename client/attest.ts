@@ -6,7 +6,7 @@
  *
  * Runtime-agnostic (WebCrypto, fetch, Uint8Array); the fetch is the caller's, so tests can record every request.
  */
-import { decodeBundle } from '../attestation/bundle.ts';
+import { decodeBundle, type EnclaveSettings, encodeEnclaveSettings } from '../attestation/bundle.ts';
 import { type BundleClaims, verifyBundle } from '../attestation/bundle-verify.ts';
 import { hex } from '../attestation/bytes.ts';
 import { GmError, protocolError, rejected, unavailable } from '../attestation/errors.ts';
@@ -16,7 +16,7 @@ import { reportData } from '../protocol/binding.ts';
 import { chooseKeyConfig, decodeKeyConfigs, isPostQuantumKem, type KeyConfig } from '../protocol/ohttp.ts';
 import { KEM_MLKEM768_X25519 } from '../protocol/hpke.ts';
 import { type CollateralSource, gpuOcspFromShim, missingTdxCollateral, tdxCollateralGetter, withCollateral } from './collateral.ts';
-import { type ClientPolicy, policyAllows } from './policy.ts';
+import { type ClientPolicy, policyAllows, settingsViolations } from './policy.ts';
 
 export type FetchLike = (input: string | URL | Request, init?: RequestInit) => Promise<Response>;
 
@@ -42,6 +42,8 @@ export interface Attestation {
   readonly keyConfigs: Uint8Array;
   readonly keyConfig: KeyConfig;
   readonly receiptKey: Uint8Array;
+  /** The enclave's trust-relevant settings, verified as bound in its evidence (absent: it binds none). */
+  readonly settings?: EnclaveSettings;
   readonly nonce: Uint8Array;
   /** The bundle as received (CBOR), for auditors (`gm verify URL --save`). */
   readonly bundle: Uint8Array;
@@ -102,7 +104,8 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
     if (!bundle.keys.receipt || bundle.keys.signing) throw rejected('BUNDLE_ROLE_MISMATCH', 'the bundle is not an enclave bundle (no receipt key)');
     return bundle.keys.receipt;
   });
-  const expectedReportData = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: receiptKey });
+  // The enclave's settings, when its bundle carries them, are bound in REPORT_DATA too: altered ones fail the binding.
+  const expectedReportData = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: receiptKey, ...(bundle.settings ? { settings: encodeEnclaveSettings(bundle.settings) } : {}) });
 
   let verified;
   try {
@@ -129,12 +132,22 @@ export async function verifyEnclaveBundle(bytes: Uint8Array, o: BundleCheckOptio
     }
     return chosen;
   }, (c) => `key id ${c.keyId}, ${c.kemId === KEM_MLKEM768_X25519 ? 'MLKEM768-X25519 (X-Wing)' : 'DHKEM(X25519)'}`);
+  try {
+    post.runSync('client.settings', "the enclave's attested settings meet the client policy (no sim workers unless allowed)", 'bundle settings (bound in REPORT_DATA); docs/protocol.md §12.3', () => {
+      const bad = settingsViolations(o.policy, verified.claims.sim, bundle.settings);
+      if (bad.length > 0) throw rejected(bad[0]!.code, bad.map((b) => b.message).join('; '));
+    }, () => (bundle.settings ? `allowSimWorkers ${bundle.settings.allowSimWorkers}, openAccess ${bundle.settings.openAccess}, ledger ${bundle.settings.ledger}` : 'none bound'));
+  } catch (e) {
+    if (e instanceof GmError) e.report = joinReports(pre.report(), verified.report, post.report());
+    throw e;
+  }
   return {
     report: joinReports(pre.report(), verified.report, post.report()),
     claims: verified.claims,
     keyConfigs: bundle.keys.ohttp,
     keyConfig,
     receiptKey,
+    ...(bundle.settings ? { settings: bundle.settings } : {}),
     nonce,
     bundle: bytes,
   };

@@ -16,7 +16,8 @@
  * Under sim every response carries `gm-tee: sim` and every log line `"sim":true`.
  */
 import { Hono } from 'hono';
-import { bundleToJson, encodeBundle, type EvidenceBundle } from '../attestation/bundle.ts';
+import { bundleToJson, type EnclaveSettings, encodeBundle, type EvidenceBundle, type LedgerMode } from '../attestation/bundle.ts';
+import { workerPolicyDigest } from './policy.ts';
 import { fromBase64, fromHex, hex, toBase64 } from '../attestation/bytes.ts';
 import { sealCredential } from '../protocol/worker-auth.ts';
 import { configError, GmError, protocolError, rejected } from '../attestation/errors.ts';
@@ -74,6 +75,12 @@ export interface EnclaveOptions {
   /** Replace the router (the market); receives the registry so it can mirror workers. */
   readonly router?: (registry: WorkerRegistry) => Router;
   readonly onWorkerChange?: RegistryOptions['onChange'];
+  /**
+   * The settings the enclave attests besides those it derives from `workerPolicy` (docs/protocol.md §12.3): whether
+   * requests without an API key are served (`--open-access`) and where the market's ledger lives. Default: no open
+   * access, and a ledger in memory when `market` is given, none otherwise; a caller running a market says which.
+   */
+  readonly settings?: { readonly openAccess: boolean; readonly ledger: LedgerMode };
   /** The market's public listing and signed cancels (marketRouter's `surface`); absent with the `first` router. */
   readonly market?: MarketSurface;
   /** Replace dispatch (tests). */
@@ -128,7 +135,14 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   // Key state: `served` is attested and served; `accepted` adds the previous configuration during its grace period.
   let served: GatewayKeySet = { gateway: keys.gateway, keyConfigs: keys.keyConfigs };
   let accepted: readonly GatewayKey[] = keys.gateway;
-  const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: served.keyConfigs, signingKey: keys.receipt.publicKey, ...(nonce ? { nonce } : {}), now });
+  // Trust-relevant settings, in every bundle and bound in its REPORT_DATA: a client can require them (client/policy.ts).
+  const settings: EnclaveSettings = {
+    allowSimWorkers: o.workerPolicy.allowSim,
+    workerPolicy: await workerPolicyDigest(o.workerPolicy),
+    openAccess: o.settings?.openAccess ?? false,
+    ledger: o.settings?.ledger ?? (o.market ? 'memory' : 'none'),
+  };
+  const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: served.keyConfigs, signingKey: keys.receipt.publicKey, settings, ...(nonce ? { nonce } : {}), now });
   let bootBundle = await bundleFor();
   let bootCbor = encodeBundle(bootBundle);
   const rotationMs = o.keyRotationMs ?? 3600_000;
@@ -136,7 +150,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     // Both configurations (X-Wing and X25519) rotate together, to ids no accepted key holds.
     const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId));
     const prev = served.gateway;
-    const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, now });
+    const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, settings, now });
     served = next;
     bootBundle = b;
     bootCbor = encodeBundle(b);
@@ -314,6 +328,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
 
   registry.start();
   o.log.info('enclave.started', { platform: bootBundle.platform, keyIds: served.gateway.map((k) => k.config.keyId).join(',') });
+  o.log.info('enclave.settings', { allowSimWorkers: settings.allowSimWorkers, workerPolicy: hex(settings.workerPolicy), openAccess: settings.openAccess, ledger: settings.ledger });
   return {
     app, keys, registry, metrics, rotateKeys,
     get bootBundle() {

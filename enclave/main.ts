@@ -72,13 +72,14 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const routerKind = f.router ?? 'market';
   if (routerKind !== 'market' && routerKind !== 'first') throw configError('USAGE', '--router must be market or first');
   let market: MarketRouter | undefined;
+  const openAccess = routerKind === 'market' && (f['open-access'] ?? tee.sim);
   let ledger: Ledger | undefined;
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
     ledger = Ledger.open(path, { signer: keys.receipt });
     // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
-    const open = f['open-access'] ?? tee.sim;
+    const open = openAccess;
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
     market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
   }
@@ -99,6 +100,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     ...(f['require-request-time'] ? { requireRequestTime: true } : {}),
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
+    settings: { openAccess, ledger: routerKind === 'market' ? ((f.ledger ?? ':memory:') === ':memory:' ? 'memory' : 'file') : 'none' },
     workerPolicy,
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),

@@ -46,3 +46,31 @@ export const COLLATERAL_WORKER_GPU_POLICY: GpuPolicy = Object.freeze({ ...DEFAUL
 export function withCollateralDefaults(doc: WorkerPolicyDoc): WorkerPolicyDoc {
   return doc.policy.gpu ? doc : { ...doc, policy: { ...doc.policy, gpu: COLLATERAL_WORKER_GPU_POLICY } };
 }
+
+/**
+ * SHA-256 of the effective worker policy (what verification applies, collateral defaults included), bound in the
+ * enclave's evidence as `settings.workerPolicy` (docs/protocol.md §12.3). The policy is serialized as canonical JSON:
+ * object keys sorted, byte strings as lowercase hex, bigints as decimal strings, undefined fields left out.
+ */
+export async function workerPolicyDigest(doc: WorkerPolicyDoc): Promise<Uint8Array> {
+  const text = canonicalJson({ policy: doc.policy, freshnessMs: doc.freshnessMs });
+  return new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text)));
+}
+
+/** Deterministic JSON of policy data; anything that is not data (a function, a class instance) is refused. */
+export function canonicalJson(v: unknown): string {
+  if (v === null || typeof v === 'boolean' || typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new TypeError('policy numbers must be finite');
+    return JSON.stringify(v);
+  }
+  if (typeof v === 'bigint') return JSON.stringify(v.toString());
+  if (v instanceof Uint8Array) return JSON.stringify(hex(v));
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (typeof v === 'object' && Object.getPrototypeOf(v) === Object.prototype) {
+    const o = v as Record<string, unknown>;
+    const keys = Object.keys(o).filter((k) => o[k] !== undefined).sort();
+    return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  throw new TypeError(`policy value of type ${typeof v} is not data`);
+}

@@ -46,6 +46,16 @@ describe('REPORT_DATA binding (docs/protocol.md §7)', () => {
     expect(seen.size).toBe(variants.length + 1);
   });
 
+  it("an enclave's settings extend the preimage by their digest and change REPORT_DATA; a worker binds none", async () => {
+    const settings = new Uint8Array([0xa1, 0x61, 0x61, 0xf5]);
+    const pre = await reportDataPreimage({ ...input, settings });
+    expect(hex(pre.subarray(0, pre.length - 32))).toBe(PREIMAGE);
+    expect(pre.subarray(pre.length - 32)).toEqual(new Uint8Array(await crypto.subtle.digest('SHA-256', settings)));
+    expect(hex(await reportData({ ...input, settings }))).not.toBe(REPORT_DATA);
+    expect(hex(await reportData({ ...input, settings: new Uint8Array([0xa1, 0x61, 0x61, 0xf4]) }))).not.toBe(hex(await reportData({ ...input, settings })));
+    await expect(reportData({ ...input, role: 'worker', settings })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });
+  });
+
   it('rejects malformed inputs', async () => {
     await expect(reportData({ ...input, nonce: new Uint8Array(31) })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });
     await expect(reportData({ ...input, signingKey: new Uint8Array() })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });

@@ -5,7 +5,11 @@
  *
  *   REPORT_DATA = SHA-512( u8(len(label)) || label || u16(version) || nonce[32]
  *                          || SHA-256(application/ohttp-keys bytes)[32] || u16(len(signingKey)) || signingKey )
+ *                          [ || SHA-256(settings)[32] ] )
  *   label       = "gm/v1 report-data enclave" | "gm/v1 report-data worker"
+ *
+ * An enclave also binds its trust-relevant settings (docs/protocol.md §12.3): `settings` is the deterministic CBOR of
+ * the bundle's `settings` map, and its digest follows the signing key only when the bundle carries settings.
  *
  * A worker's GPU evidence carries a nonce derived from its CPU REPORT_DATA, so the GPU report is bound to the CPU report:
  *
@@ -36,6 +40,8 @@ export interface ReportDataInput {
   readonly signingKey: Uint8Array;
   /** Defaults to PROTOCOL_VERSION. */
   readonly version?: number;
+  /** Enclave only: the encoded settings the bundle carries (attestation/bundle.ts encodeEnclaveSettings). */
+  readonly settings?: Uint8Array;
 }
 
 const te = new TextEncoder();
@@ -60,8 +66,11 @@ export async function reportDataPreimage(i: ReportDataInput): Promise<Uint8Array
   const version = i.version ?? PROTOCOL_VERSION;
   if (!Number.isInteger(version) || version < 0 || version > 0xffff) throw protocolError('BINDING_BAD_INPUT', 'version out of range');
   const label = labelled(`gm/v1 report-data ${i.role}`);
+  if (i.settings !== undefined && i.role !== 'enclave') throw protocolError('BINDING_BAD_INPUT', 'only an enclave binds settings');
   const kc = await digest('SHA-256', i.keyConfigs);
-  const out = new Uint8Array(label.length + 2 + NONCE_LENGTH + 32 + 2 + i.signingKey.length);
+  // The signing key is length-prefixed, so the optional trailing digest keeps the encoding injective.
+  const st = i.settings === undefined ? undefined : await digest('SHA-256', i.settings);
+  const out = new Uint8Array(label.length + 2 + NONCE_LENGTH + 32 + 2 + i.signingKey.length + (st ? 32 : 0));
   let o = 0;
   out.set(label, o);
   o += label.length;
@@ -74,6 +83,7 @@ export async function reportDataPreimage(i: ReportDataInput): Promise<Uint8Array
   out[o++] = i.signingKey.length >> 8;
   out[o++] = i.signingKey.length & 0xff;
   out.set(i.signingKey, o);
+  if (st) out.set(st, o + i.signingKey.length);
   return out;
 }
 

@@ -3,7 +3,7 @@
  * the role, the nonce, the OHTTP key configs and the signing key; for workers, GPU evidence whose nonce is
  * `gpuNonceFor(REPORT_DATA)`, so the GPU report is bound to this CPU report (docs/protocol.md §7).
  */
-import type { EvidenceBundle, GpuEvidence } from '../../attestation/bundle.ts';
+import { type EnclaveSettings, encodeEnclaveSettings, type EvidenceBundle, type GpuEvidence } from '../../attestation/bundle.ts';
 import { BOOT_NONCE, gpuNonceFor, reportData, type BindingRole } from '../../protocol/binding.ts';
 import type { TeeProvider } from './provider.ts';
 
@@ -17,12 +17,14 @@ export interface BundleInput {
   readonly signingKey: Uint8Array;
   readonly nonce?: Uint8Array;
   readonly gpu?: GpuEvidenceSource;
+  /** Enclave only: its trust-relevant settings, carried in the bundle and bound in REPORT_DATA. */
+  readonly settings?: EnclaveSettings;
   readonly now?: () => number;
 }
 
 export async function makeBundle(i: BundleInput): Promise<EvidenceBundle> {
   const nonce = i.nonce ?? BOOT_NONCE;
-  const rd = await reportData({ role: i.role, nonce, keyConfigs: i.keyConfigs, signingKey: i.signingKey });
+  const rd = await reportData({ role: i.role, nonce, keyConfigs: i.keyConfigs, signingKey: i.signingKey, ...(i.settings ? { settings: encodeEnclaveSettings(i.settings) } : {}) });
   const issuedAt = (i.now ?? Date.now)();
   const [cpu, gpu] = await Promise.all([i.tee.cpuEvidence(rd), i.gpu ? gpuNonceFor(rd).then((n) => i.gpu!(n)) : Promise.resolve(undefined)]);
   const keys = i.role === 'enclave' ? { ohttp: i.keyConfigs, receipt: i.signingKey } : { ohttp: i.keyConfigs, signing: i.signingKey };
@@ -34,6 +36,7 @@ export async function makeBundle(i: BundleInput): Promise<EvidenceBundle> {
     collateral: cpu.collateral,
     ...(gpu && gpu.length > 0 ? { gpu } : {}),
     keys,
+    ...(i.settings ? { settings: i.settings } : {}),
     nonce,
     issuedAt,
   };

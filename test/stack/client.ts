@@ -4,7 +4,7 @@
  * send OpenAI requests through OHTTP (plain for non-streaming, chunked for streaming). Nothing is sent to the
  * gateway before verification passed.
  */
-import { bundleFromJson, decodeBundle } from '../../attestation/bundle.ts';
+import { bundleFromJson, decodeBundle, encodeEnclaveSettings } from '../../attestation/bundle.ts';
 import { verifyBundle } from '../../attestation/bundle-verify.ts';
 import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { rejected } from '../../attestation/errors.ts';
@@ -26,7 +26,7 @@ export async function connect(enclaveUrl: string, o: { transport?: Transport; js
   const bundle = o.json ? bundleFromJson(await r.json()) : decodeBundle(new Uint8Array(await r.arrayBuffer()));
   const served = new Uint8Array(await (await fetch(`${enclaveUrl}/.well-known/ohttp-gateway`)).arrayBuffer());
   if (!equalBytes(served, bundle.keys.ohttp)) throw rejected('KEY_CONFIG_MISMATCH', 'served key configs differ from the attested ones');
-  const rd = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: bundle.keys.receipt! });
+  const rd = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: bundle.keys.receipt!, ...(bundle.settings ? { settings: encodeEnclaveSettings(bundle.settings) } : {}) });
   await verifyBundle(bundle, { expectedReportData: rd, expectedNonce: nonce, policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, now: new Date(), maxAgeMs: 60_000 });
   const config = decodeKeyConfigs(bundle.keys.ohttp)[0]!;
   const transport = o.transport ?? fetchTransport(`${enclaveUrl}/v1/ohttp`);

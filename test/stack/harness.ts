@@ -123,7 +123,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     tee: simProvider({ amd }),
     log: log('enclave'),
     keys,
-    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
+    ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface, settings: { openAccess: true, ledger: o.ledgerPath ? 'file' : 'memory' } } : {}),
     workerPolicy,
     ...o.enclave,
   });
