@@ -15,6 +15,7 @@ import { startHost, type RunningHost } from '../../host/main.ts';
 import { listen, type Listening } from '../../host/serve.ts';
 import { devAnswer } from '../../worker/dev-model/server.ts';
 import { type Stack, startStack } from '../stack/harness.ts';
+import { CLIENT_BUNDLE_BANNER } from '../../scripts/build-browser.ts';
 import { buildBrowserBundle, PAGE_HTML } from './build.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -33,6 +34,8 @@ describe.skipIf(!available)('browser', () => {
 
   beforeAll(async () => {
     const [js] = await Promise.all([buildBrowserBundle(), (async () => void (stack = await startStack()))()]);
+    // The page runs the package's browser build of the SDK, not its sources.
+    expect(js).toContain(CLIENT_BUNDLE_BANNER);
     dir = await mkdtemp(join(tmpdir(), 'gm-browser-'));
     host = await startHost({ enclave: stack.enclaveUrl, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: join(dir, 'cache'), checkIntervalMs: 3_600_000, observe: (d, p) => void relayed.push(`${d} ${p}`) });
     const app = new Hono();
