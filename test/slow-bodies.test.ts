@@ -12,6 +12,8 @@ import { memoryLogger } from '../enclave/log.ts';
 import { bhttpRequest } from '../enclave/ohttp/messages.ts';
 import { type Served, serve } from '../enclave/serve.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
+import { hostApp } from '../host/app.ts';
+import { EnclaveGate } from '../host/gate.ts';
 import { listen } from '../host/serve.ts';
 import { simVendors, simWorkerPolicy } from './stack/harness.ts';
 
@@ -109,6 +111,41 @@ describe('slow bodies at the host shim', () => {
       expect(mine.filter((x) => /^HTTP\/1\.1 408 /.test(x.got()))).toHaveLength(3);
     } finally {
       await l.close();
+    }
+  });
+});
+
+describe('slow bodies through the relay', () => {
+  it('slow bodies relayed to the enclave fill none of its gateway slots: a whole request through the relay is served', async () => {
+    const { amd } = await simVendors();
+    const e = await createEnclave({
+      tee: simProvider({ amd }), log: memoryLogger('enclave').log, limits: { maxConcurrentStreams: 4 },
+      workerPolicy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs: 60_000 },
+    });
+    const s = await serve({ fetch: e.app.fetch });
+    const report = { subject: 'evidence bundle (sim-sev-snp)', verified: true, checks: [{ id: 'bundle.cpu', status: 'pass' as const, what: 'cpu evidence' }] };
+    const gate = new EnclaveGate({ check: async () => ({ report, summary: { platform: 'sim-sev-snp' } }), intervalMs: 60_000 });
+    await gate.start();
+    const relay = await listen(hostApp({ relay: { enclave: s.url }, gate, listings: async () => ({ workers: [], offers: [] }) }).fetch, '127.0.0.1', 0, { requestTimeoutMs: 3_000 });
+    const slow: Slow[] = [];
+    try {
+      // Eight slow bodies from eight sources (each under its per-source cap), each streamed on to the enclave.
+      for (let i = 0; i < 8; i++) slow.push(await slowBody(relay.url, '/v1/ohttp', 'message/ohttp-req', `127.0.0.${10 + i}`));
+      await tick(300);
+      const cfg = decodeKeyConfigs(e.keyConfigs)[0]!;
+      const { encapsulated } = await encapsulateRequest(cfg, encodeRequest(bhttpRequest('GET', '/v1/models', [], new Uint8Array())));
+      const r = await fetch(`${relay.url}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulated as Uint8Array<ArrayBuffer> });
+      expect(r.status).toBe(200);
+      expect(r.headers.get('content-type')).toBe('message/ohttp-res');
+      // The relay cuts them at its own whole-request timeout.
+      const times = await Promise.race([Promise.all(slow.map((x) => x.closed)), tick(8_000).then(() => 'still open')]);
+      expect(times).not.toBe('still open');
+    } finally {
+      for (const x of slow) x.socket.destroy();
+      gate.stop();
+      await relay.close();
+      await e.close();
+      await s.close(100);
     }
   });
 });
