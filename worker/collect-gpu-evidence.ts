@@ -14,6 +14,8 @@
  * Any failure: a message on stderr, nothing on stdout, exit 1. Tool paths: $GM_NVATTEST, $GM_NVIDIA_SMI.
  */
 import { spawnSync } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { fromBase64, hex } from '../attestation/bytes.ts';
 import { parseGpuAttestationReport } from '../attestation/nvidia/spdm.ts';
 
@@ -99,7 +101,8 @@ const nodeRun: Run = (cmd, args) => {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 };
 
-if (import.meta.main) {
+// Run as a program (not when a test imports it). import.meta.main needs Node ≥ 22.18; gm supports 22.12.
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const nonce = process.argv.at(-1) && process.argv.length > 2 ? process.argv.at(-1)! : (process.env.GM_GPU_NONCE ?? '');
     process.stdout.write(collectGpuEvidence({ nonce, run: nodeRun, nvattest: process.env.GM_NVATTEST, nvidiaSmi: process.env.GM_NVIDIA_SMI }));
