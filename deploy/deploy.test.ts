@@ -174,7 +174,7 @@ describe('deploy/enclave-vm (mkosi recipe)', () => {
     expect(conf).toMatch(/^Format=cpio$/m);
     expect(conf).toMatch(/^Distribution=debian$/m);
     expect(conf).toContain('linux-image-cloud-amd64');
-    expect(read('deploy/enclave-vm/mkosi.postinst')).toContain('systemctl enable gm-enclave.service');
+    expect(read('deploy/enclave-vm/mkosi.postinst')).toMatch(/^systemctl (--root=\/ )?enable gm-enclave\.service/m);
     const build = read('deploy/enclave-vm/build.sh');
     expect(build).toContain('snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/');
     expect(build).toContain('"$NODE_INTEGRITY"');
