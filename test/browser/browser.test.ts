@@ -31,13 +31,18 @@ describe.skipIf(!available)('browser', () => {
   let ctx: BrowserContext;
   let dir: string;
   const relayed: string[] = [];
+  /** The KEM id (bytes 1-2 of the header) of every gateway request the relay forwarded, read from its first chunk. */
+  const kems: number[] = [];
 
   beforeAll(async () => {
     const [js] = await Promise.all([buildBrowserBundle(), (async () => void (stack = await startStack()))()]);
     // The page runs the package's browser build of the SDK, not its sources.
     expect(js).toContain(CLIENT_BUNDLE_BANNER);
     dir = await mkdtemp(join(tmpdir(), 'gm-browser-'));
-    host = await startHost({ enclave: stack.enclaveUrl, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: join(dir, 'cache'), checkIntervalMs: 3_600_000, observe: (d, p) => void relayed.push(`${d} ${p}`) });
+    host = await startHost({ enclave: stack.enclaveUrl, policy: parseClientPolicy(simPolicyDoc()), allowSim: true, trust: undefined, cacheDir: join(dir, 'cache'), checkIntervalMs: 3_600_000, observe: (d, p, b) => {
+      if (d === 'request' && p === '/v1/ohttp' && !relayed.includes(`${d} ${p}`) && b.length >= 3) kems.push((b[1]! << 8) | b[2]!);
+      relayed.push(`${d} ${p}`);
+    } });
     const app = new Hono();
     app.get('/', (c) => c.html(PAGE_HTML));
     app.get('/app.js', (c) => c.body(js, 200, { 'content-type': 'text/javascript' }));
@@ -66,6 +71,8 @@ describe.skipIf(!available)('browser', () => {
     expect(await page.textContent('#status')).toBe('done');
     expect(await page.textContent('#verdict')).toMatch(/VERIFIED/);
     expect(await page.textContent('#measurement')).toBe('5a'.repeat(48));
+    // The hybrid post-quantum suite by default: the page chose X-Wing and every request it sent names KEM 0x647A.
+    expect(await page.textContent('#kem')).toContain('MLKEM768-X25519 (X-Wing)');
     const rows = await page.$$eval('#report tr', (trs) => trs.map((t) => t.textContent ?? ''));
     expect(rows.some((r) => r.includes('bundle.report-data'))).toBe(true);
     expect(rows.some((r) => r.startsWith('FAIL'))).toBe(false);
@@ -75,6 +82,7 @@ describe.skipIf(!available)('browser', () => {
     // The page went through the relay, not to the enclave directly.
     expect(relayed).toContain('response /v1/attestation');
     expect(relayed).toContain('request /v1/ohttp');
+    expect(kems).toEqual([0x647a]);
     await page.close();
   });
 

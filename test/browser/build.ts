@@ -35,7 +35,7 @@ export async function buildBrowserBundle(entry = fileURLToPath(new URL('./page.t
 
 export const PAGE_HTML = `<!doctype html><html><head><meta charset="utf-8"><title>gm browser client</title></head><body>
 <h1>gm browser client</h1><p>status: <span id="status">loading</span></p>
-<p id="verdict"></p><p>measurement: <code id="measurement"></code></p>
+<p id="verdict"></p><p>measurement: <code id="measurement"></code></p><p>key configuration: <code id="kem"></code></p>
 <table><tbody id="report"></tbody></table>
 <h2>answer</h2><pre id="answer"></pre><p>chunks: <span id="chunks">0</span>, receipts: <span id="receipts">0</span></p>
 <script type="module" src="/app.js"></script></body></html>`;

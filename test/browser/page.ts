@@ -1,10 +1,12 @@
 /**
  * Browser entry for the headless-Chromium test: the SDK as an application would use it, with the openai package
  * unchanged on top. Reads `enclave`, `relay` and `model` from the query string, verifies the enclave through the
- * relay, shows the verification report, then streams a chat completion into the page.
+ * relay under a policy that requires a post-quantum KEM (X-Wing), shows the verification report and the key
+ * configuration chosen, then streams a chat completion into the page.
  */
 import OpenAI from 'openai';
 import { createClient } from '../../client/index.ts';
+import { simPolicyDoc } from '../../client/policy.ts';
 
 const q = new URLSearchParams(location.search);
 const el = (id: string): HTMLElement => document.getElementById(id)!;
@@ -12,7 +14,7 @@ const status = (s: string): void => void (el('status').textContent = s);
 
 async function main(): Promise<void> {
   status('verifying');
-  const client = await createClient({ url: q.get('enclave')!, relay: q.get('relay')!, allowSim: true });
+  const client = await createClient({ url: q.get('enclave')!, relay: q.get('relay')!, allowSim: true, policy: { ...simPolicyDoc(), requirePostQuantum: true } });
   const report = client.verification;
   el('verdict').textContent = `${report.subject}: ${report.verified ? 'VERIFIED' : 'REJECTED'}`;
   const tbody = el('report');
@@ -27,6 +29,7 @@ async function main(): Promise<void> {
     tbody.appendChild(tr);
   }
   el('measurement').textContent = client.claims.cpu.measurement;
+  el('kem').textContent = report.checks.find((c) => c.id === 'client.key-config')?.detail ?? '';
   status('streaming');
   const openai = new OpenAI({ baseURL: client.baseURL, apiKey: 'gm-browser', fetch: client.fetch, dangerouslyAllowBrowser: true, maxRetries: 0 });
   const stream = await openai.chat.completions.create({ model: q.get('model')!, messages: [{ role: 'user', content: 'hello from a browser' }], stream: true, max_tokens: 10 });
