@@ -3,7 +3,13 @@
  * 1. decapsulate + open a 1 KiB OHTTP request vs one X25519 agreement + HKDF + AES-128-GCM open (ratio <= 1.5);
  * 2. open a chunked response of 16 KiB chunks vs raw AES-128-GCM over the same chunks (throughput ratio >= 0.7);
  * 3. seal one 64-byte chunk (one SSE token; the enclave's side) and open one (the client's side): each <= 5 us per
- *    chunk, beside the raw AES-128-GCM seal and open; their sum is printed as well.
+ *    chunk, beside the raw AES-128-GCM seal and open; their sum is printed as well;
+ * 4. X-Wing (MLKEM768-X25519): decapsulate + open a 1 KiB request vs ML-KEM-768 decapsulate + X25519 + HKDF +
+ *    AES-128-GCM open (ratio <= 1.5), and encapsulate + seal one (the client) vs ML-KEM-768 encapsulate + X25519
+ *    generate and agreement + HKDF + AES-128-GCM seal (ratio <= 1.5); the ML-KEM floor is @noble/post-quantum's, the
+ *    implementation gm uses, with its prepared (pre-expanded) key as gm caches it;
+ * 5. one non-streaming 1 KiB chat request through the whole stack (SDK, enclave, worker, dev-model, over sockets)
+ *    with X-Wing on both hops vs the same stack with X25519 only (ratio <= 1.3).
  * The targets apply to the node:crypto backend the enclave and workers install (protocol/node/backend-node.ts); the
  * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
  */
@@ -14,6 +20,10 @@ import { webCryptoBackend, type CryptoBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { decapsulateChunkedRequest, encapsulateChunkedRequest } from '../protocol/chunked.ts';
 import { decapsulateRequest, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
+import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts';
+import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
+import { createClient } from '../client/index.ts';
+import { startStack } from '../test/stack/harness.ts';
 
 export const title = 'protocol: OHTTP, chunked OHTTP';
 
@@ -183,6 +193,83 @@ async function smallRound(backend: CryptoBackend, rounds: number, warmup: number
   return { seal, open, fseal, fopen };
 }
 
+/**
+ * Floor 4a: what any X-Wing decapsulation of a 1 KiB request must do: one ML-KEM-768 decapsulation (noble, prepared
+ * key), then the X25519 floor (parse the peer key, one agreement, HKDF, AES-128-GCM open). The SHA3-256 combiner,
+ * HPKE's labels and the parsing are what gm adds.
+ */
+function floorXWingDecap(): () => void {
+  const { publicKey, secretKey } = ml_kem768.keygen();
+  const p = ml_kem768.prepare(publicKey);
+  const { cipherText } = p.encapsulate();
+  const x = floorDecap();
+  return () => {
+    p.decapsulate(cipherText, secretKey);
+    x();
+  };
+}
+
+/** Floor 4b, the client's side: ML-KEM-768 encapsulation (prepared key), a fresh X25519 key and agreement, HKDF, seal. */
+function floorXWingEncap(): () => void {
+  const p = ml_kem768.prepare(ml_kem768.keygen().publicKey);
+  const r = generateKeyPairSync('x25519');
+  const pt = Buffer.alloc(1024, 7);
+  return () => {
+    p.encapsulate();
+    const e = generateKeyPairSync('x25519');
+    const z = diffieHellman({ privateKey: e.privateKey, publicKey: r.publicKey });
+    const okm = Buffer.from(hkdfSync('sha256', z, e.publicKey.export({ format: 'der', type: 'spki' }).subarray(12), 'info', 28));
+    const c = createCipheriv('aes-128-gcm', createSecretKey(okm.subarray(0, 16)), okm.subarray(16));
+    c.update(pt);
+    c.final();
+    c.getAuthTag();
+  };
+}
+
+async function xwingDecap(backend: CryptoBackend): Promise<() => Promise<unknown>> {
+  const gk = await generateKeyConfig(1, undefined, { backend, kemId: KEM_MLKEM768_X25519 });
+  const { encapsulated } = await encapsulateRequest(gk.config, new Uint8Array(1024).fill(7), { backend });
+  return () => decapsulateRequest([gk], encapsulated, { backend });
+}
+
+async function xwingEncap(backend: CryptoBackend): Promise<() => Promise<unknown>> {
+  const gk = await generateKeyConfig(1, undefined, { backend, kemId: KEM_MLKEM768_X25519 });
+  const pt = new Uint8Array(1024).fill(7);
+  return () => encapsulateRequest(gk.config, pt, { backend });
+}
+
+/**
+ * Row 5: two stacks side by side, one whose enclave and worker attest X-Wing + X25519 (the SDK and the enclave
+ * choose X-Wing) and one with X25519 only; the same 1 KiB non-streaming chat request through client.fetch to each,
+ * timed alternately. Everything but the KEM is the same code on the same machine.
+ */
+async function endToEnd(rounds: number, warmup: number): Promise<[number, number]> {
+  const hybrid = await startStack({ workers: [{}], router: 'first' });
+  const classic = await startStack({ workers: [{}], router: 'first', kems: [KEM_X25519_HKDF_SHA256] });
+  try {
+    const body = JSON.stringify({ model: 'gm-dev-1', messages: [{ role: 'user', content: 'x'.repeat(1024) }], max_tokens: 4 });
+    const call = async (url: string) => {
+      const c = await createClient({ url, allowSim: true });
+      const kem = c.verification.checks.find((x) => x.id === 'client.key-config')?.detail ?? '';
+      return {
+        kem,
+        once: async () => {
+          const r = await c.fetch(`${c.baseURL}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+          if (r.status !== 200) throw new Error(`bench: the stack answered HTTP ${r.status}`);
+          await r.arrayBuffer();
+        },
+      };
+    };
+    const h = await call(hybrid.enclaveUrl);
+    const x = await call(classic.enclaveUrl);
+    if (!h.kem.includes('X-Wing') || x.kem.includes('X-Wing')) throw new Error(`bench: unexpected KEMs (${h.kem} / ${x.kem})`);
+    return (await interleavedMedians([h.once, x.once], rounds, 1, warmup)) as [number, number];
+  } finally {
+    await hybrid.stop();
+    await classic.stop();
+  }
+}
+
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
 
@@ -209,5 +296,17 @@ export async function run(): Promise<BenchRow[]> {
   rows.push(info('seal + open one 64-byte chunk, both sides summed (node backend)', n3.seal + n3.open, 'us', 'raw AES-128-GCM seal + open (node:crypto)', n3.fseal + n3.fopen, 'informational: the two happen in different processes'));
   const w3 = await smallRound(webCryptoBackend, 100, 10);
   rows.push(info('seal + open one 64-byte chunk (webcrypto backend)', w3.seal + w3.open, 'us', 'same floor', w3.fseal + w3.fopen, 'runtime-agnostic default'));
+
+  const [d4, f4] = await paired(await xwingDecap(nodeBackend), floorXWingDecap(), 600, 60);
+  rows.push(atMost('X-Wing decapsulate + open 1 KiB OHTTP request (node backend)', d4, 'us', 'ML-KEM-768 decapsulate (noble) + X25519 + HKDF + AES-128-GCM open', f4, 1.5));
+  const [w4, g4] = await paired(await xwingDecap(webCryptoBackend), floorXWingDecap(), 300, 30);
+  rows.push(info('X-Wing decapsulate + open 1 KiB OHTTP request (webcrypto backend)', w4, 'us', 'same floor', g4, 'runtime-agnostic default'));
+  const [e4, h4] = await paired(await xwingEncap(nodeBackend), floorXWingEncap(), 600, 60);
+  rows.push(atMost('X-Wing encapsulate + seal 1 KiB OHTTP request, client (node backend)', e4, 'us', 'ML-KEM-768 encapsulate (noble) + X25519 generate and agreement + HKDF + AES-128-GCM seal', h4, 1.5));
+  const [v4, k4] = await paired(await xwingEncap(webCryptoBackend), floorXWingEncap(), 300, 30);
+  rows.push(info('X-Wing encapsulate + seal 1 KiB OHTTP request, client (webcrypto backend: browsers, the SDK)', v4, 'us', 'same floor', k4, 'runtime-agnostic default'));
+
+  const [e5, x5] = await endToEnd(300, 30);
+  rows.push(atMost('1 KiB chat request through the whole stack, X-Wing on both hops', e5, 'us', 'the same stack with X25519 only', x5, 1.3, 'encapsulated key 1120 B instead of 32 B on each hop'));
   return rows;
 }

@@ -147,8 +147,8 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   let bootCbor = encodeBundle(bootBundle);
   const rotationMs = o.keyRotationMs ?? 3600_000;
   const rotateKeys = async () => {
-    // Both configurations (X-Wing and X25519) rotate together, to ids no accepted key holds.
-    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId));
+    // Every served configuration (X-Wing and X25519) rotates together, same KEMs, to ids no accepted key holds.
+    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId));
     const prev = served.gateway;
     const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, settings, now });
     served = next;

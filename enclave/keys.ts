@@ -16,10 +16,13 @@ export interface EnclaveKeys {
   readonly receipt: ReceiptSigner;
 }
 
-export async function generateEnclaveKeys(keyId?: number): Promise<EnclaveKeys> {
-  const [g, receipt] = await Promise.all([generateGatewayKeys([], keyId), generateReceiptKey()]);
+export async function generateEnclaveKeys(keyId?: number, kems: readonly number[] = GATEWAY_KEMS): Promise<EnclaveKeys> {
+  const [g, receipt] = await Promise.all([generateGatewayKeys([], keyId, kems), generateReceiptKey()]);
   return { ...g, receipt };
 }
+
+/** The KEMs of the served configurations, in list order: X-Wing, then X25519 for clients without it. */
+export const GATEWAY_KEMS: readonly number[] = [KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256];
 
 /** One rotation period's gateway keys and the application/ohttp-keys bytes that list them. */
 export interface GatewayKeySet {
@@ -29,20 +32,18 @@ export interface GatewayKeySet {
 }
 
 /**
- * A fresh X-Wing + X25519 pair with two distinct random key ids, none of them in `avoid` (the ids still accepted, so
- * a request names exactly one key). `firstId`, if given, is the X-Wing configuration's id. The private keys live in
- * node:crypto and this process (the key remembers its backend; docs/protocol.md §10).
+ * Fresh keys for `kems` (default GATEWAY_KEMS: an X-Wing + X25519 pair) with distinct random key ids, none of them
+ * in `avoid` (the ids still accepted, so a request names exactly one key). `firstId`, if given, is the first
+ * configuration's id. The private keys live in node:crypto and this process (the key remembers its backend;
+ * docs/protocol.md §10). Another KEM set is for benchmarks and tests (an X25519-only baseline).
  */
-export async function generateGatewayKeys(avoid: readonly number[] = [], firstId?: number): Promise<GatewayKeySet> {
+export async function generateGatewayKeys(avoid: readonly number[] = [], firstId?: number, kems: readonly number[] = GATEWAY_KEMS): Promise<GatewayKeySet> {
   const ids: number[] = firstId === undefined ? [] : [firstId];
-  while (ids.length < 2) {
+  while (ids.length < kems.length) {
     const id = randomKeyId();
     if (!avoid.includes(id) && !ids.includes(id)) ids.push(id);
   }
-  const gateway = await Promise.all([
-    generateKeyConfig(ids[0]!, DEFAULT_SYMMETRIC, { backend: nodeBackend, kemId: KEM_MLKEM768_X25519 }),
-    generateKeyConfig(ids[1]!, DEFAULT_SYMMETRIC, { backend: nodeBackend, kemId: KEM_X25519_HKDF_SHA256 }),
-  ]);
+  const gateway = await Promise.all(kems.map((kemId, i) => generateKeyConfig(ids[i]!, DEFAULT_SYMMETRIC, { backend: nodeBackend, kemId })));
   return { gateway, keyConfigs: encodeKeyConfigs(gateway.map((g) => g.config)) };
 }
 

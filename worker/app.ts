@@ -35,10 +35,10 @@ export interface WorkerKeys {
   readonly workerId: string;
 }
 
-export async function generateWorkerKeys(): Promise<WorkerKeys> {
+export async function generateWorkerKeys(kems?: readonly number[]): Promise<WorkerKeys> {
   // The same pair as the enclave's (enclave/keys.ts): X-Wing first, X25519 second, so the enclave->worker hop is
   // post-quantum too whenever both sides have X-Wing.
-  const [g, signing] = await Promise.all([generateGatewayKeys(), generateWorkerKey()]);
+  const [g, signing] = await Promise.all([generateGatewayKeys([], undefined, kems), generateWorkerKey()]);
   return { ...g, signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
 }
 
@@ -95,8 +95,8 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const bundle = (nonce?: Uint8Array) =>
     makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
   const rotateKeys = async () => {
-    // Both configurations (X-Wing and X25519) rotate together, to ids no accepted key holds.
-    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId));
+    // Every served configuration (X-Wing and X25519) rotates together, same KEMs, to ids no accepted key holds.
+    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId));
     const prev = served.gateway;
     served = next;
     const retiring = accepted.filter((k) => !prev.includes(k));

@@ -20,6 +20,7 @@ import { createLogger, type Logger } from '../../enclave/log.ts';
 import { serve, type Served } from '../../enclave/serve.ts';
 import { SIM_MEASUREMENT, simProvider, type SimProviderOptions } from '../../enclave/tee/sim.ts';
 import { startWorker, type RunningWorker } from '../../worker/agent.ts';
+import { generateWorkerKeys } from '../../worker/app.ts';
 import { devModelApp, type DevModelOptions } from '../../worker/dev-model/server.ts';
 import { simGpuSource, type SimGpuOptions } from '../../worker/gpu.ts';
 
@@ -62,6 +63,8 @@ export interface StackOptions {
   readonly ledgerPath?: string;
   /** The market router's abandon period (default 15 minutes). */
   readonly abandonAfterMs?: number;
+  /** KEMs of the enclave's and workers' OHTTP key configurations (default enclave/keys.ts GATEWAY_KEMS). */
+  readonly kems?: readonly number[];
 }
 
 export interface StackWorker {
@@ -105,7 +108,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const capture = o.captureLogs ?? true;
   const sink = capture ? (l: string) => void logs.push(l) : (l: string) => void process.stderr.write(l);
   const log = (component: string) => createLogger({ component, sim: true, sink, level: 'debug' });
-  const keys = await generateEnclaveKeys();
+  const keys = await generateEnclaveKeys(undefined, o.kems);
   let ledger: Ledger | undefined;
   let market: ReturnType<typeof marketRouter> | undefined;
   let book: Market | undefined;
@@ -135,6 +138,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       const modelName = spec.model?.name ?? `gm-dev-${i + 1}`;
       const model = spec.upstream ? undefined : await serve({ fetch: devModelApp({ ...spec.model, name: modelName }).fetch });
       const worker = await startWorker({
+        ...(o.kems ? { keys: await generateWorkerKeys(o.kems) } : {}),
         upstream: spec.upstream ?? model!.url,
         enclaves: [enclaveServer.url],
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
