@@ -5,7 +5,7 @@
  * encryption contexts with the sequence-number limit (§5.2) and the secret export interface (§5.3).
  *
  * Names follow the RFC: SetupBaseS/R, KeySchedule, LabeledExtract, LabeledExpand, Encap/Decap, AuthEncap/AuthDecap.
- * X-Wing is not an authenticated KEM (draft-ietf-hpke-pq-05 §6.1): the auth modes refuse it with HPKE_UNSUPPORTED_MODE.
+ * X-Wing is not an authenticated KEM (draft-ietf-hpke-pq-05 §7.2): the auth modes refuse it with HPKE_UNSUPPORTED_MODE.
  * Primitives come from a CryptoBackend (protocol/backend.ts); every failure to open is the one code HPKE_OPEN_FAILED.
  */
 import { protocolError } from '../attestation/errors.ts';
@@ -38,7 +38,7 @@ export { AEAD_AES_128_GCM, AEAD_AES_256_GCM, AEAD_CHACHA20_POLY1305, AEAD_EXPORT
 export type { CryptoBackend, X25519PrivateKey, XWingPrivateKey };
 export { KEM_MLKEM768_X25519, XWING_NENC, XWING_NPK, XWING_NSECRET, XWING_NSK };
 
-/** KEM and KDF identifiers (RFC 9180 §7.1, §7.2; 0x647A per draft-ietf-hpke-pq-05 §7.2). Only these are implemented. */
+/** KEM and KDF identifiers (RFC 9180 §7.1, §7.2; 0x647A per draft-ietf-hpke-pq-05 §8.2). Only these are implemented. */
 export const KEM_X25519_HKDF_SHA256 = 0x0020;
 export const KDF_HKDF_SHA256 = 0x0001;
 
@@ -56,7 +56,7 @@ export const X25519_NPK = 32;
 export const X25519_NSK = 32;
 export const NH = 32;
 
-/** Per-KEM sizes (RFC 9180 §7.1 Table 2; draft-ietf-hpke-pq-05 §7.2) and whether AuthEncap/AuthDecap exist. */
+/** Per-KEM sizes (RFC 9180 §7.1 Table 2; draft-ietf-hpke-pq-05 §8.2) and whether AuthEncap/AuthDecap exist. */
 export interface KemParams {
   readonly Nsecret: number;
   readonly Nenc: number;

@@ -290,7 +290,7 @@ describe('X-Wing in HPKE: refusals', () => {
     );
   });
 
-  it('has no auth modes (draft-ietf-hpke-pq-05 §6.1)', async () => {
+  it('has no auth modes (draft-ietf-hpke-pq-05 §7.2)', async () => {
     const r = await generateKemKeyPair(KEM_MLKEM768_X25519);
     await expect(setupAuthS(XW, r.publicKey, info, r)).rejects.toMatchObject({ code: 'HPKE_UNSUPPORTED_MODE' });
   });

@@ -2,7 +2,7 @@
  * X-Wing, the hybrid post-quantum KEM of draft-connolly-cfrg-xwing-kem-11 (ML-KEM-768 per FIPS 203 with X25519 per
  * RFC 7748), as the HPKE KEM MLKEM768-X25519, id 0x647A, of draft-ietf-hpke-pq-05 §4.
  *
- * Sizes (draft-ietf-hpke-pq-05 §7.2): Nsecret 32, Nenc 1120 (ct_M[1088] || ct_X[32]), Npk 1216 (pk_M[1184] || pk_X[32]),
+ * Sizes (draft-ietf-hpke-pq-05 §8.2): Nsecret 32, Nenc 1120 (ct_M[1088] || ct_X[32]), Npk 1216 (pk_M[1184] || pk_X[32]),
  * Nsk 32 (a seed). Not an authenticated KEM: HPKE's auth modes are refused by hpke.ts.
  *
  *   expandDecapsulationKey(sk): e = SHAKE256(sk, 96); (pk_M, sk_M) = ML-KEM-768.KeyGen_internal(e[0:32], e[32:64]);
@@ -14,7 +14,7 @@
  * ML-KEM-768 comes from @noble/post-quantum; X25519 from the CryptoBackend (WebCrypto or node:crypto), which is faster
  * than a JS scalar multiplication. The X25519 all-zero output is refused (RFC 7748 §6.1), as DHKEM does: only a
  * low-order point produces it, which no honest peer sends. The expanded ML-KEM key is cached per key object (the
- * draft's §5.4 "keeping the expanded decapsulation key around"), never serialized.
+ * draft's §5.5.1 "keeping expanded decapsulation key around"), never serialized.
  */
 import { ml_kem768, type KEMPrepared } from '@noble/post-quantum/ml-kem.js';
 import { sha3_256, shake256 } from '@noble/hashes/sha3.js';
@@ -113,7 +113,10 @@ export function generateXWing(backend: CryptoBackend): Promise<XWingPrivateKey> 
 
 const enc = new TextEncoder();
 
-/** SHAKE256.LabeledDerive(ikm, label, context, L) with suite_id "KEM" || I2OSP(0x647A, 2) (draft-ietf-hpke-pq-05 §5). */
+/**
+ * SHAKE256.LabeledDerive(ikm, label, context, L) with suite_id "KEM" || I2OSP(0x647A, 2): draft-ietf-hpke-hpke's
+ * LabeledDerive over the SHAKE256 KDF of draft-ietf-hpke-pq-05 §5.
+ */
 function labeledDerive(ikm: Uint8Array, label: string, context: Uint8Array, L: number): Uint8Array {
   const l = enc.encode(label);
   const suiteId = cat(enc.encode('KEM'), Uint8Array.of(KEM_MLKEM768_X25519 >> 8, KEM_MLKEM768_X25519 & 0xff));
