@@ -6,7 +6,6 @@
  */
 import OpenAI from 'openai';
 import { createClient } from '../../client/index.ts';
-import { simPolicyDoc } from '../../client/policy.ts';
 
 const q = new URLSearchParams(location.search);
 const el = (id: string): HTMLElement => document.getElementById(id)!;
@@ -14,7 +13,9 @@ const status = (s: string): void => void (el('status').textContent = s);
 
 async function main(): Promise<void> {
   status('verifying');
-  const client = await createClient({ url: q.get('enclave')!, relay: q.get('relay')!, allowSim: true, policy: { ...simPolicyDoc(), requirePostQuantum: true } });
+  // The sim provider's measurement (client/policy.ts simPolicyDoc), as an application would write its policy.
+  const policy = { 'sev-snp': { measurements: ['5a'.repeat(48)], allowDebug: false }, requirePostQuantum: true };
+  const client = await createClient({ url: q.get('enclave')!, relay: q.get('relay')!, allowSim: true, policy });
   const report = client.verification;
   el('verdict').textContent = `${report.subject}: ${report.verified ? 'VERIFIED' : 'REJECTED'}`;
   const tbody = el('report');
