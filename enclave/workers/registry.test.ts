@@ -6,6 +6,7 @@ import { generateWorkerKey } from '../../protocol/offer.ts';
 import { signRegistration } from '../../protocol/registration.ts';
 import { simVendors, simWorkerPolicy } from '../../test/stack/harness.ts';
 import { simGpuSource } from '../../worker/gpu.ts';
+import { DEFAULT_TDX_POLICY } from '../../attestation/tdx/index.ts';
 import { memoryLogger } from '../log.ts';
 import { Registry } from '../metrics.ts';
 import { makeBundle } from '../tee/evidence.ts';
@@ -18,13 +19,16 @@ async function fixture(freshnessMs = 60_000) {
   const key = await generateWorkerKey();
   const signingKey = key.publicKey;
   let clock = Date.now();
-  const bundle = (nonce?: Uint8Array) => makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(nonce ? { nonce } : {}) });
+  // The same worker key, on one sim platform or the other (a registration must not move it between them).
+  const tees = { 'sim-sev-snp': simProvider({ amd }), 'sim-tdx': simProvider({ platform: 'sim-tdx' }) };
+  let platform: keyof typeof tees = 'sim-sev-snp';
+  const bundle = (nonce?: Uint8Array) => makeBundle({ tee: tees[platform], role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(nonce ? { nonce } : {}) });
   let answer: 'ok' | 'down' | 'other-keys' = 'ok';
   let challenges = 0;
   const { log, lines } = memoryLogger('enclave');
   const closed: string[] = [];
   const reg = new WorkerRegistry({
-    policy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs },
+    policy: { policy: { 'sev-snp': simWorkerPolicy(), tdx: { ...DEFAULT_TDX_POLICY } }, allowSim: true, freshnessMs },
     log,
     metrics: new Registry(),
     now: () => clock,
@@ -47,6 +51,7 @@ async function fixture(freshnessMs = 60_000) {
     reg, bundle, lines, closed, key, registration,
     tick: (ms: number) => { clock += ms; },
     set: (a: typeof answer) => { answer = a; },
+    on: (p: typeof platform) => { platform = p; },
     challenges: () => challenges,
   };
 }
@@ -99,4 +104,16 @@ describe('worker registry', () => {
     expect(isGmError(await f.reg.register(await f.registration({ url: 'http://w.test', bundle: enclaveBundle, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_ROLE_MISMATCH')).toBe(true);
     expect(isGmError(await f.reg.register(await f.registration({ url: 'ftp://w.test', bundle: old, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_URL_INVALID')).toBe(true);
   });
+
+  it("refuses a registration that moves a worker id to another platform, and keeps the worker as it was", async () => {
+    const f = await fixture();
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
+    expect(w.platform).toBe('sim-sev-snp');
+    f.on('sim-tdx');
+    f.tick(1);
+    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['other'], offers: [] })).catch((x: unknown) => x);
+    expect(isGmError(e, 'WORKER_PLATFORM_CHANGED')).toBe(true);
+    expect(f.reg.usable(w.id)?.platform).toBe('sim-sev-snp');
+    expect(f.reg.usable(w.id)?.models).toEqual(['m']);
+  }, 60_000);
 });
