@@ -143,6 +143,27 @@ export const CHAT = {
   json,
 } as const;
 
+export const PROXY = {
+  url: url('the enclave (required)'),
+  relay: CHAT.relay,
+  policy: VERIFY_URL.policy,
+  'allow-sim': { ...VERIFY_URL['allow-sim'], env: false },
+  listen: listen('127.0.0.1:8787'),
+  'allow-remote': { help: 'listen on a non-loopback address (needs a bearer token every request must carry)', env: false },
+  'token-file': file('a file holding the bearer token clients of this proxy must send (at least 16 characters)'),
+  'proxy-token': {
+    value: 'TOKEN',
+    help: 'the bearer token clients of this proxy must send (instead of --token-file)',
+    envOnly: { code: 'PROXY_TOKEN_ON_ARGV', message: 'the proxy token may not be given on the command line (every local user can read it there): use --token-file FILE or GM_PROXY_TOKEN' },
+  },
+  'api-key': {
+    value: 'KEY',
+    help: "the API key the enclave charges (default: each client's own Authorization, sealed into its request)",
+    envOnly: { code: 'API_KEY_ON_ARGV', message: 'a long-running proxy takes its API key from GM_API_KEY only (every local user can read the command line)' },
+  },
+  collateral: VERIFY_URL.collateral,
+} as const;
+
 export const DEMO = {
   prompt: { value: 'TEXT', help: 'the question to ask' },
   model: { value: 'MODEL', help: 'the model to ask (default: the first dev-model)' },
@@ -262,6 +283,7 @@ export type MeasureSnpFlags = Flags<typeof MEASURE_SNP>;
 export type MeasureTdxFlags = Flags<typeof MEASURE_TDX>;
 export type ChatFlags = Flags<typeof CHAT>;
 export type DemoFlags = Flags<typeof DEMO>;
+export type ProxyFlags = Flags<typeof PROXY>;
 export type ReceiptsVerifyFlags = Flags<typeof RECEIPTS_VERIFY>;
 export type ReceiptsAccountFlags = Flags<typeof RECEIPTS_ACCOUNT>;
 export type ReceiptsStatementFlags = Flags<typeof RECEIPTS_STATEMENT>;
@@ -357,6 +379,14 @@ export const COMMANDS: readonly CommandSpec[] = [
     env: true,
     details: 'Progress and the verification summary go to stderr, the answer and its receipt to stdout.',
     run: async (f, a, io) => (await import('./chat.ts')).run(f, a.join(' '), io),
+  }),
+  command({
+    name: 'proxy',
+    summary: 'verify the enclave, then serve a plain OpenAI API on loopback that seals every request to it',
+    flags: PROXY,
+    env: true,
+    details: 'Point any OpenAI client at http://127.0.0.1:8787/v1. Answers carry gm-verified and gm-receipt headers\n(trailers on streams); GET /v1/gm/receipts/{requestId} returns the signed receipt. Outbound requests honour\nHTTPS_PROXY, HTTP_PROXY and NO_PROXY. Refuses to start when the enclave does not verify (exit 1).',
+    run: async (f, _a, io) => (await import('./proxy.ts')).run(f, io),
   }),
   command({
     name: 'enclave',

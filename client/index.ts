@@ -66,6 +66,11 @@ export interface GmClient {
   readonly bundle: Uint8Array;
   /** Re-attests now (new nonce); the client switches to the new keys only if it verifies. */
   reattest(): Promise<VerificationReport>;
+  /**
+   * An encrypted fetch on the same verified session whose receipts go to `onReceipt` instead of `receipts`: a
+   * caller serving many requests at once (a local proxy) learns which receipt each request earned, and keeps them.
+   */
+  fetchWith(onReceipt: (r: ClientReceipt) => void): FetchLike;
 }
 
 export async function createClient(o: CreateClientOptions): Promise<GmClient> {
@@ -95,7 +100,10 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
       return again;
     },
   };
-  const fetch = encryptedFetch(session, { base, origin: new URL(url).origin, authority: new URL(url).host, fetch: f, onReceipt: (r) => receipts.push(r), now: () => now().getTime() });
+  const skew = { offset: 0 };
+  const transport = (onReceipt: (r: ClientReceipt) => void) =>
+    encryptedFetch(session, { base, origin: new URL(url).origin, authority: new URL(url).host, fetch: f, onReceipt, now: () => now().getTime(), skew });
+  const fetch = transport((r) => receipts.push(r));
   return {
     fetch,
     baseURL: `${url}/v1`,
@@ -112,6 +120,7 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
     async reattest() {
       return (await session.reattest()).report;
     },
+    fetchWith: (onReceipt) => transport(onReceipt),
   };
 }
 

@@ -34,14 +34,18 @@ export interface TransportOptions {
   readonly onReceipt: (r: ClientReceipt) => void;
   /** Clock (ms) for the request time sealed into every request (docs/protocol.md §13). */
   readonly now: () => number;
+  /**
+   * The gateway's clock minus ours (ms), learned from a sealed REQUEST_TIME_SKEW answer; shared by every fetch of
+   * one client so a correction learned once holds for all of them.
+   */
+  readonly skew?: { offset: number };
 }
 
 /** Request headers never copied into the inner request: hop-by-hop or set by the HTTP stack itself. */
 const DROP = new Set(['host', 'content-length', 'connection', 'keep-alive', 'transfer-encoding', 'te', 'upgrade', 'proxy-authorization', 'cookie', REQUEST_TIME_FIELD]);
 
 export function encryptedFetch(session: Session, o: TransportOptions): FetchLike {
-  // The gateway's clock minus ours (ms), learned from a sealed REQUEST_TIME_SKEW answer; kept for later requests.
-  let offset = 0;
+  const skew = o.skew ?? { offset: 0 };
   return async (input, init) => {
     const req = new Request(input, init);
     const url = new URL(req.url);
@@ -55,7 +59,7 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
     // Chunked requests carry indeterminate-length binary HTTP (draft-ietf-ohai-chunked-ohttp-08 §3). The request
     // time rides inside, so the gateway keeps this request's encapsulated key only for a short window.
     const encode = () => encodeRequest(
-      { method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers: [...headers, [REQUEST_TIME_FIELD, formatRequestTime(o.now() + offset)]], content, trailers: [] },
+      { method: req.method, scheme: 'https', authority: o.authority, path: `${url.pathname}${url.search}`, headers: [...headers, [REQUEST_TIME_FIELD, formatRequestTime(o.now() + skew.offset)]], content, trailers: [] },
       { framing: streaming ? 'indeterminate-length' : 'known-length' },
     );
     const inner = encode();
@@ -76,7 +80,7 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
     // Our clock is outside the gateway's window (the attested gateway said so inside the encryption): take its
     // time and retry once with a fresh encapsulation; a second refusal is returned as it is.
     await res.body?.cancel().catch(() => undefined);
-    offset = Number(gatewayTime) * 1000 - o.now();
+    skew.offset = Number(gatewayTime) * 1000 - o.now();
     return answer(await send(a, encode(), streaming, o, req.signal), a, o);
   };
 }
