@@ -29,6 +29,8 @@ export interface DemoStack {
   readonly enclaveUrl: string;
   readonly relayUrl: string;
   readonly models: readonly string[];
+  /** API key of a prepaid sim account (100 USD) in the stack's ledger. */
+  readonly apiKey: string;
   readonly host: RunningHost;
   readonly enclave: Enclave;
   readonly logs: string[];
@@ -59,6 +61,8 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
     const ledger = Ledger.open(':memory:', { signer: keys.receipt });
     stops.push(async () => ledger.close());
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
+    // A prepaid sim account whose key the demo uses and prints, so `gm chat` against a kept stack can use it too.
+    const { apiKey } = await ledger.createAccount({ currency: 'USD', prepaid: 100_000_000n }, Date.now());
     const book = createMarket({});
     const market = marketRouter({ market: book, ledger, enclaveSim: true, anonymous: house, log: log('market') });
     const enclave = await createEnclave({
@@ -104,7 +108,7 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
     });
     stops.push(() => host.close());
     say(`host shim (relay) listening at ${host.url}: gate ${host.gate.status.state.toUpperCase()}${host.gate.status.error ? ` (${host.gate.status.error.code})` : ''}`);
-    return { enclaveUrl: enclaveServer.url, relayUrl: host.url, models, host, enclave, logs, stop };
+    return { enclaveUrl: enclaveServer.url, relayUrl: host.url, models, apiKey, host, enclave, logs, stop };
   } catch (e) {
     await stop();
     throw e;

@@ -33,16 +33,18 @@ export async function run(f: DemoFlags, io: Io): Promise<number> {
     const model = f.model ?? stack.models[0]!;
     const prompt = f.prompt ?? 'In one sentence: why route inference through an attested enclave?';
     if (!json) io.out(`\n== Streamed answer (model ${model}; encrypted end to end, relayed as ciphertext) ==\n`);
-    const answer = await chat(client, { model, prompt, stream: true, apiKey: 'gm-demo', onToken: json ? () => {} : (t) => io.out(t) });
+    // Charged to the stack's prepaid sim account, whose key is printed below: the same key works for `gm chat`.
+    const answer = await chat(client, { model, prompt, stream: true, apiKey: stack.apiKey, onToken: json ? () => {} : (t) => io.out(t) });
     if (json) {
-      io.out(`${JSON.stringify({ verification: JSON.parse(reportJson(client.verification, claims)), model, answer, receipts: client.receipts.map((r) => r.view) }, null, 2)}\n`);
+      io.out(`${JSON.stringify({ verification: JSON.parse(reportJson(client.verification, claims)), model, answer, receipts: client.receipts.map((r) => r.view), apiKey: stack.apiKey }, null, 2)}\n`);
     } else {
       io.out('\n\n== Receipt ==\n');
       printReceipts(io, client);
+      io.out(`\nAPI key of the sim account charged (in this stack's ledger, gone when it stops): ${stack.apiKey}\n`);
     }
     if (f.verbose) for (const l of stack.logs) io.err(`${l.trimEnd()}\n`);
     if (f.keep) {
-      say(`the stack keeps running: status page ${stack.relayUrl}/ ; try: node bin/gm.js chat --url ${stack.enclaveUrl} --relay ${stack.relayUrl} --allow-sim "hello" ; Ctrl-C stops it`);
+      say(`the stack keeps running: status page ${stack.relayUrl}/ ; try: GM_API_KEY=${stack.apiKey} node bin/gm.js chat --url ${stack.enclaveUrl} --relay ${stack.relayUrl} --allow-sim "hello" ; Ctrl-C stops it`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

@@ -50,6 +50,9 @@ export interface EnclaveFlags {
   readonly 'require-request-time'?: boolean;
 }
 
+/** The sim account's prepaid balance in micro-units (100 USD). */
+const SIM_CREDIT = 100_000_000n;
+
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
 const COLLATERAL_TIMEOUT_MS = 15_000;
 
@@ -74,6 +77,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   let market: MarketRouter | undefined;
   const openAccess = routerKind === 'market' && (f['open-access'] ?? tee.sim);
   let ledger: Ledger | undefined;
+  let simAccount: { account: { id: string }; apiKey: string } | undefined;
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
@@ -81,6 +85,9 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
     const open = openAccess;
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
+    // Under sim a prepaid account is opened too and its API key printed once (after the URL), so a first client can
+    // name an account; on hardware accounts come only from `gm receipts account create`.
+    if (tee.sim) simAccount = await ledger.createAccount({ currency: 'USD', prepaid: SIM_CREDIT }, Date.now());
     market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
   }
   // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.
@@ -110,6 +117,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const s = await serve({ fetch: enclave.app.fetch, listen: f.listen ?? '127.0.0.1:8443' });
   if (tee.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
   io.out(`gm enclave${tee.sim ? ' (sim)' : ''} listening on ${s.url}\n`);
+  if (simAccount) io.out(`gm enclave (sim): account ${simAccount.account.id} holds ${SIM_CREDIT / 1_000_000n} USD of sim credit; its API key (shown once): ${simAccount.apiKey}\n`);
   await onSignal(async () => {
     log.info('enclave.stopping');
     await enclave.close();

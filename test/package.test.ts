@@ -23,19 +23,20 @@ let app = '';
 let tarball = '';
 const children: ChildProcess[] = [];
 
-/** `gm ...` from the app's node_modules/.bin; resolves with the URL it prints once it prints `ready`. */
+/** `gm ...` from the app's node_modules/.bin; once its output (stdout and stderr) matches `ready`, resolves with the
+ * URL it printed: the pattern's first group, else its "listening on" URL. */
 function gm(args: string[], ready = /listening on (http:\/\/\S+)/): Promise<string> {
   const p = spawn(join(app, 'node_modules/.bin/gm'), args, { cwd: app, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GM_TRUST_DIR: join(tmp, 'no-trust') } });
   children.push(p);
   return new Promise((resolve, reject) => {
     let out = '';
-    let url = '';
-    p.stdout!.on('data', (b: Buffer) => {
+    const on = (b: Buffer) => {
       out += b.toString();
-      url ||= /listening on (http:\/\/\S+)/.exec(out)?.[1] ?? '';
-      if (ready.test(out)) resolve(url);
-    });
-    p.stderr!.resume();
+      const m = ready.exec(out);
+      if (m) resolve(m[1] ?? /listening on (http:\/\/\S+)/.exec(out)?.[1] ?? '');
+    };
+    p.stdout!.on('data', on);
+    p.stderr!.on('data', on);
     p.once('exit', (c) => reject(new Error(`gm ${args[0]} exited ${c}: ${out}`)));
   });
 }
@@ -79,9 +80,10 @@ describe('the packed package', () => {
 
   it("imports createClient from '<name>/client' and drives the real openai client against a sim stack run by the installed gm", async () => {
     const enclave = await gm(['enclave', '--tee', 'sim', '--listen', '127.0.0.1:0']);
-    const model = 'pkg-dev';
+    const model = 'llama-dev';
     const upstream = await gm(['dev-model', '--listen', '127.0.0.1:0', '--name', model, '--token-ms', '0']);
-    await gm(['worker', '--tee', 'sim', '--upstream', upstream, '--enclave', enclave, '--listen', '127.0.0.1:0'], /registered with 1 enclave/);
+    await gm(['worker', '--tee', 'sim', '--upstream', upstream, '--enclave', enclave, '--listen', '127.0.0.1:0'], /registered with 1 enclave()/);
+    const relay = await gm(['host', '--enclave', enclave, '--listen', '127.0.0.1:0', '--allow-sim'], /"msg":"listening","url":"(http:[^"]+)"[^\n]*"gate":"open"/);
     await writeFile(
       join(app, 'sdk.mjs'),
       `import OpenAI from 'openai';
@@ -95,6 +97,14 @@ console.log(JSON.stringify({ verified: gm.verification.verified, sim: gm.claims.
     );
     const out = JSON.parse((await run(process.execPath, ['sdk.mjs', enclave, model], { cwd: app })).stdout) as Record<string, unknown>;
     expect(out).toEqual({ verified: true, sim: true, answer: devAnswer(model, 6), receipts: 1 });
+    // The README's SDK example, as written but for the stack's ephemeral ports.
+    const readme = await readFile(join(root, 'README.md'), 'utf8');
+    const example = /## Use it from an app \(SDK\)[\s\S]*?```js\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(example).toContain(`from '${pkg.name}/client'`);
+    await writeFile(join(app, 'app.mjs'), example!.replace('http://127.0.0.1:8443', enclave).replace('http://127.0.0.1:8080', relay));
+    const printed = (await run(process.execPath, ['app.mjs'], { cwd: app })).stdout;
+    expect(printed.startsWith(devAnswer(model, 1))).toBe(true);
+    expect(printed).toMatch(/ true 1\n$/);
   }, 120_000);
 
   /** tsc --strict over `file` in the app; its output when it fails. */
