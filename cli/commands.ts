@@ -221,6 +221,7 @@ export const WORKER = {
   'hotkey-seed-file': file('a file only its owner can read (mode 0600) holding the hotkey seed, 64 hex'),
   'ttft-ms': { value: 'N', help: 'time to first token promised in offers (default 500)' },
   tps: { value: 'N', help: 'tokens per second promised in offers (default 50)' },
+  'max-streams': { value: 'N', help: 'gateway exchanges served at once (default 64)' },
   terms: { value: 'KIND', help: 'per-request (default), prepaid or postpaid' },
   'credit-limit': { value: 'N', help: 'postpaid credit limit in micro-units' },
   'settlement-seconds': { value: 'S', help: 'postpaid settlement period' },

@@ -6,7 +6,7 @@
  * to a worker (bypassing the enclave, its ledger and receipts) is refused while the enclave's requests are served.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { toBase64 } from '../attestation/bytes.ts';
+import { hex, toBase64 } from '../attestation/bytes.ts';
 import { serve, type Served } from '../enclave/serve.ts';
 import { signRegistration } from '../protocol/registration.ts';
 import { hotkeyFromSeed, signOffer, type Offer } from '../protocol/offer.ts';
@@ -142,5 +142,16 @@ describe('a worker serves only the enclaves it registered with', () => {
     const c = await connect(stack.enclaveUrl);
     const r = await c.post('/v1/chat/completions', { model: w.modelName, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 });
     expect(r.status).toBe(200);
+  });
+
+  it("the credential appears in no log line and no public listing", async () => {
+    const listing = await (await fetch(`${stack.enclaveUrl}/v1/workers`)).text();
+    for (const w of stack.workers) {
+      const credential = stack.enclave.registry.usable(w.worker.id)!.credential;
+      for (const form of [hex(credential), toBase64(credential)]) {
+        expect(stack.logs.some((l) => l.includes(form))).toBe(false);
+        expect(listing.includes(form)).toBe(false);
+      }
+    }
   });
 });

@@ -45,6 +45,8 @@ export interface WorkerOptions {
   /** Signed offers to post with the registration (the market, docs/market.md). */
   readonly offers?: OfferSource;
   readonly keys?: WorkerKeys;
+  /** Gateway exchanges served at once (default 64); past it requests are refused as busy. */
+  readonly maxConcurrentStreams?: number;
   /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */
   readonly keyRotationMs?: number;
 }
@@ -79,7 +81,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
   const rotationMs = o.keyRotationMs ?? 3600_000;
-  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log, replayWindowMs: 2 * rotationMs + 60_000 });
+  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
   const served = await serve({ fetch: wapp.app.fetch, listen: o.listen ?? '127.0.0.1:0' });
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });

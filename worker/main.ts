@@ -2,7 +2,7 @@
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]]
- *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE]`
+ *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions) or `GM_HOTKEY_SEED`,
  * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
@@ -40,6 +40,7 @@ export interface WorkerFlags {
   readonly 'hotkey-seed-file'?: string;
   readonly 'ttft-ms'?: string;
   readonly tps?: string;
+  readonly 'max-streams'?: string;
   readonly terms?: string;
   readonly 'credit-limit'?: string;
   readonly 'settlement-seconds'?: string;
@@ -111,7 +112,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
-  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
   io.out(`gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(
     () => io.out(`gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),
