@@ -23,6 +23,8 @@ describe('gm demo', () => {
     expect(out).toContain('== Verification report (enclave, fetched through the relay) ==');
     expect(out).toMatch(/evidence bundle \(sim-sev-snp\) \[SIM: not backed by hardware\]: VERIFIED/);
     expect(out).not.toMatch(/^\s+FAIL/m);
+    // The demo runs on the hybrid post-quantum suite: the client chose the enclave's X-Wing configuration.
+    expect(out).toMatch(/client\.key-config[^\n]*\n[^\n]*MLKEM768-X25519 \(X-Wing\)/);
     expect(out).toContain(devAnswer('gm-dev-1', 16));
     expect(out).toContain('== Receipt ==');
     expect(out).toMatch(/receipt \(signature verified with the attested receipt key\)/);
