@@ -466,6 +466,10 @@ export interface SenderSetup {
   readonly context: SenderContext;
 }
 
+function wrongRandomness(): never {
+  throw protocolError('HPKE_BAD_KEY', 'DHKEM takes an ephemeral key pair, not encapsulation randomness');
+}
+
 function wrongEphemeral(): never {
   throw protocolError('HPKE_BAD_KEY', 'X-Wing takes encapsulation randomness, not an ephemeral key pair');
 }
@@ -478,7 +482,9 @@ async function setupS(mode: Mode, suite: SuiteIds, pkR: Uint8Array, info: Uint8A
   const { sharedSecret, enc: encv } =
     suite.kemId === KEM_MLKEM768_X25519
       ? await encapXWing(pkR, b, o.ephemeralKeyPair ? wrongEphemeral() : o.encapRandomness)
-      : await encap(b, pkR, skS && asX25519(skS), o.ephemeralKeyPair && asX25519(o.ephemeralKeyPair));
+      : o.encapRandomness
+        ? wrongRandomness()
+        : await encap(b, pkR, skS && asX25519(skS), o.ephemeralKeyPair && asX25519(o.ephemeralKeyPair));
   return { enc: encv, context: await keySchedule(b, suite, mode, sharedSecret, info, psk, pskId) };
 }
 

@@ -306,6 +306,7 @@ describe('X-Wing in HPKE: refusals', () => {
     await expect(setupBaseR({ ...XW, kemId: 0x0020 }, s.enc.subarray(0, 32), r, info)).rejects.toMatchObject({ code: 'HPKE_BAD_KEY' });
     await expect(setupBaseS(XW, r.publicKey, info, { ephemeralKeyPair: x })).rejects.toMatchObject({ code: 'HPKE_BAD_KEY' });
     await expect(setupBaseS(XW, r.publicKey, info, { encapRandomness: new Uint8Array(63) })).rejects.toMatchObject({ code: 'HPKE_BAD_KEY' });
+    await expect(setupBaseS({ ...XW, kemId: 0x0020 }, x.publicKey, info, { encapRandomness: new Uint8Array(64) })).rejects.toMatchObject({ code: 'HPKE_BAD_KEY' });
   });
 
   it('refuses an ML-KEM encapsulation key that fails the FIPS 203 §7.2 modulus check (EncapError)', async () => {
