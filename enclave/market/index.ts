@@ -136,7 +136,7 @@ export function marketHttpStatus(code: string): number | undefined {
   // Offer and cancel refusals: a forged or foreign signature is forbidden, an unregistered worker unknown.
   if (code === 'OFFER_UNKNOWN_WORKER') return 404;
   if (code === 'OFFER_CANCEL_LIMIT') return 429;
-  if (code.startsWith('OFFER_SIGNATURE_') || code === 'OFFER_WORKER_KEY_MISMATCH' || code === 'OFFER_HOTKEY_MISMATCH' || code === 'OFFER_ID_TAKEN') return 403;
+  if (code.startsWith('OFFER_SIGNATURE_') || code === 'OFFER_WORKER_KEY_MISMATCH' || code === 'OFFER_HOTKEY_MISMATCH') return 403;
   if (code.startsWith('OFFER_')) return 400;
   return undefined;
 }
