@@ -198,6 +198,7 @@ export const ENCLAVE = {
     envOnly: { code: 'OPERATOR_TOKEN_ON_ARGV', message: 'the operator token may not be given on the command line (every local user can read it there): use --operator-token-file FILE or GM_OPERATOR_TOKEN' },
   },
   'require-request-time': { help: "refuse requests without gm's sealed request time (standard OHTTP clients are then not served)" },
+  json: { help: 'print the URL (and under sim the account and its API key) as JSON lines', env: false },
 } as const;
 
 export const WORKER = {
@@ -225,6 +226,7 @@ export const WORKER = {
   terms: { value: 'KIND', help: 'per-request (default), prepaid or postpaid' },
   'credit-limit': { value: 'N', help: 'postpaid credit limit in micro-units' },
   'settlement-seconds': { value: 'S', help: 'postpaid settlement period' },
+  json: { help: 'print the URL and the registration as JSON lines', env: false },
 } as const;
 
 export const DEV_MODEL = {
@@ -232,6 +234,7 @@ export const DEV_MODEL = {
   'token-ms': { value: 'N', help: 'milliseconds between tokens (default 20)' },
   'fail-after': { value: 'N', help: 'end every stream with an error after N tokens (tests)' },
   name: { value: 'MODEL', help: 'the model name served (default gm-dev)' },
+  json: { help: 'print the URL as a JSON line', env: false },
 } as const;
 
 export const HOST = {

@@ -33,7 +33,8 @@ function instructions(text: string): Instruction[] {
 
 /** Top-level directories holding gm's runtime sources: every non-test .ts file outside tests, benches, scripts, deploy. */
 function sourceDirs(): string[] {
-  const skip = new Set(['node_modules', 'test', 'bench', 'scripts', 'deploy', 'docs', '.tools', '.git']);
+  // dist/ is the package build (npm run build, also run by the pack test), not a source directory the images run.
+  const skip = new Set(['node_modules', 'test', 'bench', 'scripts', 'deploy', 'docs', 'dist', '.tools', '.git']);
   const hasSource = (dir: string): boolean => readdirSync(dir).some((f) => {
     const p = join(dir, f);
     if (statSync(p).isDirectory()) return hasSource(p);

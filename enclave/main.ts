@@ -48,6 +48,7 @@ export interface EnclaveFlags {
   /** From GM_OPERATOR_TOKEN only. */
   readonly 'operator-token'?: string;
   readonly 'require-request-time'?: boolean;
+  readonly json?: boolean;
 }
 
 /** The sim account's prepaid balance in micro-units (100 USD). */
@@ -116,8 +117,11 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   });
   const s = await serve({ fetch: enclave.app.fetch, listen: f.listen ?? '127.0.0.1:8443' });
   if (tee.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
-  io.out(`gm enclave${tee.sim ? ' (sim)' : ''} listening on ${s.url}\n`);
-  if (simAccount) io.out(`gm enclave (sim): account ${simAccount.account.id} holds ${SIM_CREDIT / 1_000_000n} USD of sim credit; its API key (shown once): ${simAccount.apiKey}\n`);
+  // --json: the same as one JSON object per line, for scripts.
+  if (f.json) io.out(`${JSON.stringify({ event: 'listening', url: s.url, sim: tee.sim })}\n`);
+  else io.out(`gm enclave${tee.sim ? ' (sim)' : ''} listening on ${s.url}\n`);
+  if (simAccount && f.json) io.out(`${JSON.stringify({ event: 'sim-account', account: simAccount.account.id, currency: 'USD', prepaid: String(SIM_CREDIT), apiKey: simAccount.apiKey })}\n`);
+  else if (simAccount) io.out(`gm enclave (sim): account ${simAccount.account.id} holds ${SIM_CREDIT / 1_000_000n} USD of sim credit; its API key (shown once): ${simAccount.apiKey}\n`);
   await onSignal(async () => {
     log.info('enclave.stopping');
     await enclave.close();

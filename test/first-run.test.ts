@@ -117,3 +117,20 @@ describe('the README stack, started by hand', () => {
     expect(bundle.out).toMatch(/: VERIFIED\n/);
   }, 60_000);
 });
+
+describe('the services under --json', () => {
+  it('print what they would print as text as JSON lines: the URL, and under sim the account and its API key', async () => {
+    const e = await start(['enclave', '--tee', 'sim', '--listen', '127.0.0.1:0', '--json'], /\{"event":"sim-account"[^\n]*\}\n/);
+    const lines = e.text().split('\n').filter((l) => l.startsWith('{"event"')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toEqual([
+      { event: 'listening', url: expect.stringMatching(/^http:\/\/127\.0\.0\.1:\d+$/), sim: true },
+      { event: 'sim-account', account: expect.any(String), currency: 'USD', prepaid: '100000000', apiKey: expect.stringMatching(/^gm_/) },
+    ]);
+    const d = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'json-dev', '--json'], /\{"event":"listening"[^\n]*\}\n/);
+    const line = JSON.parse(/\{"event":"listening"[^\n]*\}/.exec(d.text())![0]) as { url: string; model: string };
+    expect(line.model).toBe('json-dev');
+    const models = (await (await fetch(`${line.url}/v1/models`)).json()) as { data: { id: string }[] };
+    expect(models.data.map((m) => m.id)).toContain('json-dev');
+    await Promise.all([stopped(e.child), stopped(d.child)]);
+  }, 60_000);
+});

@@ -44,6 +44,7 @@ export interface WorkerFlags {
   readonly terms?: string;
   readonly 'credit-limit'?: string;
   readonly 'settlement-seconds'?: string;
+  readonly json?: boolean;
 }
 
 /**
@@ -113,9 +114,10 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
   const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
-  io.out(`gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
+  // --json: the same as one JSON object per line, for scripts.
+  io.out(f.json ? `${JSON.stringify({ event: 'listening', worker: w.id, url: w.url, sim: tee.sim })}\n` : `gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(
-    () => io.out(`gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),
+    () => io.out(f.json ? `${JSON.stringify({ event: 'registered', worker: w.id, enclaves: f.enclave!.length })}\n` : `gm worker ${w.id}: registered with ${f.enclave!.length} enclave(s)\n`),
     (e: Error) => io.err(`gm worker ${w.id}: registration refused: ${e.message}\n`),
   );
   // A worker going away withdraws its offers first (signed cancels), so no enclave keeps quoting it; bounded, since

@@ -9,13 +9,14 @@ export interface DevModelFlags {
   readonly 'token-ms'?: string;
   readonly 'fail-after'?: string;
   readonly name?: string;
+  readonly json?: boolean;
 }
 
 export async function run(f: DevModelFlags, io: ServiceIo): Promise<number> {
   const failAfter = f['fail-after'] === undefined ? undefined : intFlag(f['fail-after'], 'fail-after', 0);
   const app = devModelApp({ name: f.name ?? 'gm-dev', tokenMs: intFlag(f['token-ms'], 'token-ms', 20, 0, 60_000), ...(failAfter === undefined ? {} : { failAfter }) });
   const s = await serve({ fetch: app.fetch, listen: f.listen ?? '127.0.0.1:0' });
-  io.out(`gm dev-model (${f.name ?? 'gm-dev'}) listening on ${s.url}\n`);
+  io.out(f.json ? `${JSON.stringify({ event: 'listening', model: f.name ?? 'gm-dev', url: s.url })}\n` : `gm dev-model (${f.name ?? 'gm-dev'}) listening on ${s.url}\n`);
   await onSignal(() => s.close());
   return 0;
 }
