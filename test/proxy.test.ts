@@ -276,3 +276,64 @@ async function listenOn(h: (req: IncomingMessage, res: ServerResponse) => Promis
     close: () => new Promise<void>((ok) => (server.closeAllConnections(), server.close(() => ok()))),
   };
 }
+
+describe('OpenAI semantics through gm proxy, as the openai package sees them', () => {
+  /** An openai client whose every HTTP request is counted (the package retries 408, 409, 429 and 5xx by itself). */
+  const counted = (base: string, maxRetries: number) => {
+    const seen: { status: number; headers: Headers }[] = [];
+    const client = new OpenAI({
+      baseURL: `${base}/v1`, apiKey, maxRetries,
+      fetch: async (u: string | URL | Request, i?: RequestInit) => {
+        const r = await fetch(u, i);
+        seen.push({ status: r.status, headers: r.headers });
+        return r;
+      },
+    });
+    return { client, seen };
+  };
+
+  it('an unknown model is a 404 model_not_found the package does not retry; a known model without an eligible offer is a 503 with Retry-After', async () => {
+    const p = await startProxy({ url: stack.enclaveUrl });
+    try {
+      const a = counted(p.url, 2);
+      const err = await a.client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'hi' }] }).then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+      expect((err as InstanceType<typeof OpenAI.NotFoundError>).code).toBe('model_not_found');
+      expect((err as InstanceType<typeof OpenAI.NotFoundError>).param).toBe('model');
+      expect(a.seen.length).toBe(1);
+
+      // Every offer is over this price cap: capacity, not a missing model. Retried once here, as asked.
+      const b = counted(p.url, 1);
+      const model = stack.workers[0]!.modelName;
+      const busy = await b.client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], provider: { max_price: { prompt: 0, completion: 0 } } } as never).then(() => undefined, (e: unknown) => e);
+      expect(busy).toBeInstanceOf(OpenAI.InternalServerError);
+      expect((busy as { status: number }).status).toBe(503);
+      expect(b.seen.length).toBe(2);
+      expect(b.seen[0]!.headers.get('retry-after')).toBe('1');
+      expect((busy as { code: string }).code).toBe('NO_ELIGIBLE_OFFER');
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+
+  it('errors name the field at fault in param; GET /v1/models/{id} retrieves a model or says model_not_found', async () => {
+    const p = await startProxy({ url: stack.enclaveUrl });
+    try {
+      const a = counted(p.url, 0);
+      const model = stack.workers[1]!.modelName;
+      const bad = await a.client.chat.completions.create({ model, messages: [{ role: 'user', content: 'hi' }], provider: { sort: 'fastest' } } as never).then(() => undefined, (e: unknown) => e);
+      expect(bad).toBeInstanceOf(OpenAI.BadRequestError);
+      expect((bad as { param: string }).param).toBe('provider.sort');
+      const none = await a.client.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }] } as never).then(() => undefined, (e: unknown) => e);
+      expect((none as { param: string }).param).toBe('model');
+
+      const m = await a.client.models.retrieve(model);
+      expect(m.id).toBe(model);
+      const gone = await a.client.models.retrieve('no-such-model').then(() => undefined, (e: unknown) => e);
+      expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
+      expect((gone as { code: string }).code).toBe('model_not_found');
+    } finally {
+      await p.stop();
+    }
+  }, 60_000);
+});

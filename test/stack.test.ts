@@ -65,8 +65,8 @@ describe('stack: enclave + 2 workers + 2 dev-models (sim)', () => {
 
   it('an unknown model is a clear error, not a fallback', async () => {
     const r = await client.post('/v1/chat/completions', { model: 'nope', messages: [{ role: 'user', content: PROMPT }] });
-    expect(r.status).toBe(503);
-    expect(((await new Response(r.body).json()) as { error: { code: string } }).error.code).toMatch(/^NO_ELIGIBLE_(WORKER|OFFER)$/);
+    expect(r.status).toBe(404);
+    expect(((await new Response(r.body).json()) as { error: { code: string; param: string } }).error).toMatchObject({ code: 'model_not_found', param: 'model' });
   });
 
   it('never logs or exports the prompt, and marks every log line sim', async () => {

@@ -41,9 +41,31 @@ export interface ApiDeps {
 const GM_FIELDS = ['provider', 'payment', 'models'];
 const te = new TextEncoder();
 
+/**
+ * Codes OpenAI clients act on (OpenAI API reference, "Error codes"): the `openai` packages retry 408, 409, 429 and
+ * 5xx answers and treat a 404 `model_not_found` as final, so an unknown model must never look like a 503.
+ */
+const OPENAI_CODES: Readonly<Record<string, string>> = { MODEL_NOT_FOUND: 'model_not_found' };
+/** The request field at fault, for codes about one field (`param` in OpenAI's error object). */
+const PARAMS: Readonly<Record<string, string>> = { MODEL_REQUIRED: 'model', MODEL_NOT_FOUND: 'model' };
+/** Seconds a client should wait after a 503 (no eligible offer, capacity): one health interval is too long to hold. */
+const RETRY_AFTER_S = '1';
+
+/** An OpenAI error object: `{error:{message,type,code,param}}`, with Retry-After on every 503. */
 export function apiError(e: GmError): Response {
   const type = e.kind === 'unavailable' ? 'server_error' : 'invalid_request_error';
-  return Response.json({ error: { code: e.code, message: e.message, type } }, { status: statusFor(e) });
+  const status = statusFor(e);
+  const param = PARAMS[e.code] ?? errorParam(e);
+  return Response.json(
+    { error: { code: OPENAI_CODES[e.code] ?? e.code, message: e.message, type, param: param ?? null } },
+    { status, ...(status === 503 ? { headers: { 'retry-after': RETRY_AFTER_S } } : {}) },
+  );
+}
+
+/** A `param` an error carries itself (market constraint errors name their field). */
+function errorParam(e: GmError): string | undefined {
+  const p = (e as GmError & { param?: unknown }).param;
+  return typeof p === 'string' ? p : undefined;
 }
 
 export function openaiApp(d: ApiDeps): Hono {
@@ -60,6 +82,12 @@ export function openaiApp(d: ApiDeps): Hono {
   });
 
   app.get('/v1/models', (c) => c.json({ object: 'list', data: d.router.models(now()).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' })) }));
+  // Model ids may hold slashes (`org/name`): everything after /v1/models/ is the id.
+  app.get('/v1/models/:id{.+}', (c) => {
+    const id = decodeURIComponent(c.req.param('id'));
+    if (!d.router.models(now()).includes(id)) throw new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(id.slice(0, 256))} is not offered by any verified worker`);
+    return c.json({ id, object: 'model', created: 0, owned_by: 'gm' });
+  });
 
   const inference = (path: string) => async (c: import('hono').Context) => {
     let body: Record<string, unknown>;

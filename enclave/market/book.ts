@@ -256,6 +256,11 @@ export class OrderBook {
     }
   }
 
+  /** Has any verified worker ever offered this model here (live or not)? Unknown models are a 404, not a 503. */
+  knows(model: string): boolean {
+    return this.#byModel.has(model);
+  }
+
   /** The live entries for a model at `now` (compacting expired ones first when due). */
   entriesFor(model: string, now: number): readonly BookEntry[] {
     const list = this.#byModel.get(model);

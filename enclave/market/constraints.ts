@@ -69,7 +69,12 @@ export const MAX_POOL = 20;
 /** Most choices (`n`) one request may ask for (OpenAI's own limit). */
 export const MAX_CHOICES = 128;
 const MAX_LIST = 64;
-const bad = (what: string): Error => protocolError('ROUTE_CONSTRAINT_INVALID', `route constraint ${what}`);
+/** A refused constraint; `param` names the field at fault (every message starts with it) for the OpenAI error object. */
+const bad = (what: string): Error => {
+  const e = protocolError('ROUTE_CONSTRAINT_INVALID', `route constraint ${what}`);
+  const field = /^([a-z_]+(?:\.[a-z_]+)*) (?:must|needs)/.exec(what)?.[1];
+  return field && field !== 'body' ? Object.assign(e, { param: field }) : e;
+};
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 

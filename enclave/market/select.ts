@@ -20,7 +20,7 @@
  * accepted, in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
  * message counts the offers each constraint excluded (model and constraint names only, never request text).
  */
-import { unavailable } from '../../attestation/errors.ts';
+import { GmError, unavailable } from '../../attestation/errors.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
@@ -207,7 +207,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     }
   }
 
-  if (top.length === 0) throw noEligible(c, seen, counts);
+  if (top.length === 0) throw noEligible(c, seen, counts, book);
   const fee = book.feeBasisPoints;
   return {
     candidates: top.map((r) => ({ entry: r.e, offer: r.e.offer, worker: r.w, maxCost: computeCharge(r.e.offer, fee, c.maxInputTokens, c.maxOutputTokens).total })),
@@ -235,8 +235,11 @@ function insertTop(top: Ranked[], r: Ranked, limit: number): void {
   if (top.length > limit) top.pop();
 }
 
-function noEligible(c: RouteConstraints, seen: number, counts: Record<ExclusionReason, number>): Error {
+function noEligible(c: RouteConstraints, seen: number, counts: Record<ExclusionReason, number>, book: OrderBook): Error {
   const what = c.models.length === 1 ? `model "${c.models[0]}"` : `pool of ${c.models.length} models`;
+  // A single model no worker has ever offered does not exist here (OpenAI's 404 model_not_found, which clients do
+  // not retry); a pool, or a known model whose offers are expired, cancelled or excluded now, is a 503 (retried).
+  if (seen === 0 && c.models.length === 1 && !book.knows(c.models[0]!)) return new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(c.models[0]!.slice(0, 256))} is not offered by any verified worker`);
   if (seen === 0) return unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: no live offers for ${what}`);
   const parts = (Object.keys(counts) as ExclusionReason[]).filter((k) => counts[k] > 0).map((k) => `${counts[k]} ${EXCLUSION_REASONS[k]}`);
   return unavailable('NO_ELIGIBLE_OFFER', `no eligible offer for ${what} among ${seen} offers: ${parts.join(', ')}`);
