@@ -17,7 +17,8 @@
  *   mac = hex(HMAC-SHA256(credential, u8(len(label)) || "gm/v1 worker-request" || u8(len(type)) || type || body))
  *
  * over the whole encapsulated body: a MAC seen on the wire authorizes that body only, whose encapsulated key the
- * worker's replay guard accepts once, so it cannot carry another request. Runtime-agnostic: WebCrypto only.
+ * worker's replay guard accepts once, so it cannot carry another request. Runtime-agnostic: the HMAC is the HPKE
+ * backend's (protocol/backend.ts; node:crypto on the servers), the rest WebCrypto.
  */
 import { concat, fromHex, hex } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
@@ -70,43 +71,54 @@ export async function openCredential(keys: readonly GatewayKey[], workerId: stri
   }
 }
 
-async function hmacKey(credential: Uint8Array, usage: 'sign' | 'verify'): Promise<CryptoKey> {
-  return crypto.subtle.importKey('raw', own(credential), { name: 'HMAC', hash: 'SHA-256' }, false, [usage]);
+const macInput = (contentType: string, body: Uint8Array): Uint8Array => concat(lengthPrefixed(LABEL_REQUEST), lengthPrefixed(te.encode(contentType)), body);
+
+/** HMAC-SHA256 of a request under a credential (the backend's synchronous HMAC: node:crypto on servers). */
+export function requestMac(credential: Uint8Array, contentType: string, body: Uint8Array, backend: CryptoBackend = defaultBackend()): Uint8Array {
+  return backend.hmacSha256(credential, macInput(contentType, body));
 }
 
-const macInput = (contentType: string, body: Uint8Array): Uint8Array<ArrayBuffer> =>
-  own(concat(lengthPrefixed(LABEL_REQUEST), lengthPrefixed(te.encode(contentType)), body));
+/** Enclave: the header value for each request body under one credential (its id derived once). */
+export async function requestAuthorizer(credential: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<(contentType: string, body: Uint8Array) => string> {
+  const kid = await credentialId(credential);
+  return (contentType, body) => `v1 ${kid} ${hex(requestMac(credential, contentType, body, backend))}`;
+}
 
 /** Enclave: the header value for one request body. */
 export async function authorizationFor(credential: Uint8Array, contentType: string, body: Uint8Array): Promise<string> {
-  const mac = new Uint8Array(await crypto.subtle.sign('HMAC', await hmacKey(credential, 'sign'), macInput(contentType, body)));
-  return `v1 ${await credentialId(credential)} ${hex(mac)}`;
+  return (await requestAuthorizer(credential))(contentType, body);
 }
 
 /** The credentials a worker accepts, by id (each enclave it registered with holds one). */
 export interface CredentialStore {
-  /** The verification key for a credential id, if the worker holds it. */
-  get(kid: string): CryptoKey | undefined;
+  get(kid: string): Uint8Array | undefined;
 }
 
 /** Worker: a store entry for a credential. */
-export async function verifierFor(credential: Uint8Array): Promise<{ kid: string; key: CryptoKey }> {
-  return { kid: await credentialId(credential), key: await hmacKey(credential, 'verify') };
+export async function verifierFor(credential: Uint8Array): Promise<{ kid: string; credential: Uint8Array }> {
+  return { kid: await credentialId(credential), credential };
+}
+
+/** Compares in time independent of where the inputs differ (a MAC check must not say how much of a guess was right). */
+function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
 }
 
 /**
  * Worker: checks the header before the body is read (present, well formed, a credential it holds) and returns the
  * check of the body's MAC. Codes: WORKER_AUTH_REQUIRED (no header), WORKER_AUTH_FAILED (any other failure).
  */
-export function beginAuthentication(header: string | null | undefined, store: CredentialStore): (contentType: string, body: Uint8Array) => Promise<void> {
+export function beginAuthentication(header: string | null | undefined, store: CredentialStore, backend: CryptoBackend = defaultBackend()): (contentType: string, body: Uint8Array) => Promise<void> {
   if (header === null || header === undefined) throw rejected('WORKER_AUTH_REQUIRED', 'this worker serves only the enclaves it registered with');
   const m = /^v1 ([0-9a-f]{16}) ([0-9a-f]{64})$/.exec(header);
-  const key = m ? store.get(m[1]!) : undefined;
-  if (!m || !key) throw rejected('WORKER_AUTH_FAILED', 'request not authorized by an enclave this worker registered with');
+  const credential = m ? store.get(m[1]!) : undefined;
+  if (!m || !credential) throw rejected('WORKER_AUTH_FAILED', 'request not authorized by an enclave this worker registered with');
   const mac = fromHex(m[2]!);
   return async (contentType, body) => {
-    // WebCrypto's HMAC verify compares in constant time.
-    if (!(await crypto.subtle.verify('HMAC', key, own(mac), macInput(contentType, body)))) {
+    if (!constantTimeEqual(requestMac(credential, contentType, body, backend), mac)) {
       throw rejected('WORKER_AUTH_FAILED', 'request not authorized by an enclave this worker registered with');
     }
   };

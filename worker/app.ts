@@ -86,8 +86,8 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
   // Credentials by enclave, and their verification keys by credential id (what a request's header names).
-  const byEnclave = new Map<string, { readonly kid: string; readonly key: CryptoKey }>();
-  const verifiers = new Map<string, CryptoKey>();
+  const byEnclave = new Map<string, { readonly kid: string; readonly credential: Uint8Array }>();
+  const verifiers = new Map<string, Uint8Array>();
   const streams = new StreamLimiter(o.maxConcurrentStreams ?? 64);
   metrics.gauge('gm_worker_active_streams', 'Gateway exchanges in progress').collect(() => [[{}, streams.active]]);
   let served: GatewayKeySet = { gateway: o.keys.gateway, keyConfigs: o.keys.keyConfigs };
@@ -151,7 +151,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     byEnclave.set(enclave, await verifierFor(await openCredential(accepted, o.keys.workerId, sealed)));
     // An enclave's previous credential (it restarted and made a new one) stops working now.
     verifiers.clear();
-    for (const v of byEnclave.values()) verifiers.set(v.kid, v.key);
+    for (const v of byEnclave.values()) verifiers.set(v.kid, v.credential);
   };
   return {
     app, metrics, bundle, rotateKeys, acceptCredential,

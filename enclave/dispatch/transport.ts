@@ -7,7 +7,7 @@
 import { Pool } from 'undici';
 import { unavailable } from '../../attestation/errors.ts';
 import type { Transport } from '../ohttp/client.ts';
-import { authorizationFor, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
+import { requestAuthorizer, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
 
 export interface PoolTimeouts {
   readonly connectMs: number;
@@ -31,12 +31,14 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
   const base = new URL(workerUrl);
   const path = `${base.pathname.replace(/\/+$/, '')}/v1/ohttp`;
   let closing: Promise<void> | undefined;
+  const authorize = credential ? requestAuthorizer(credential) : undefined;
+  authorize?.catch(() => undefined); // a failure surfaces at the first send, not as an unhandled rejection
   const pool = new Pool(base.origin, { connections: t.connections, connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1 });
   return {
     async send(body, contentType, signal) {
       let r;
       try {
-        const auth = credential ? { [WORKER_AUTH_HEADER]: await authorizationFor(credential, contentType, body) } : {};
+        const auth = authorize ? { [WORKER_AUTH_HEADER]: (await authorize)(contentType, body) } : {};
         r = await pool.request({ path, method: 'POST', headers: { 'content-type': contentType, ...(contentType === 'message/ohttp-chunked-req' ? { incremental: '?1' } : {}), ...auth }, body, ...(signal ? { signal } : {}) });
       } catch (e) {
         const code = (e as { code?: string }).code;
