@@ -111,7 +111,7 @@ function collectFlags(cmd: Command, spec: CommandSpec, io: Io): Record<string, u
   return out;
 }
 
-const VERBOSE: FlagSpec = { help: 'on an unexpected failure, also print the stack trace' };
+const VERBOSE: FlagSpec = { help: 'on an unexpected failure, also print the stack trace', env: false };
 
 /**
  * Builds the commander program for `specs`. Output goes to `io`; every error becomes a CommanderError or the
@@ -179,18 +179,18 @@ export function buildProgram(specs: readonly CommandSpec[], io: Io, version: str
         envOnly.push(`  ${envName(flag).padEnd(22)} ${f.help}`);
         continue;
       }
-      // A value flag given twice is refused rather than the last one winning silently (`--policy a --policy b`).
       const nonEmpty = (v: string): string => {
         if (v === '' && !f.allowEmpty) throw configError('USAGE', `--${flag} needs a value`);
         return v;
       };
       if (f.repeat) o.argParser((v: string, prev: string[] | undefined) => [...(prev ?? []), nonEmpty(v)]);
+      // A value flag given twice is refused rather than the last one winning silently (`--policy a --policy b`).
       else if (f.value)
         o.argParser((v: string, prev: string | undefined) => {
           if (prev !== undefined) throw configError('USAGE', `--${flag} given twice`);
           return nonEmpty(v);
         });
-      const env = (f.env ?? spec.env) && flag !== 'json' && flag !== 'verbose';
+      const env = f.env ?? spec.env;
       helpText.set(o, `${f.help}${f.repeat ? ' (repeatable)' : ''}${env ? ` [env ${envName(flag)}]` : ''}`);
       cmd.addOption(o);
     }
