@@ -13,6 +13,8 @@ export interface ClientReceipt {
   /** The signed offer it cites, when the enclave attached it. */
   readonly offer?: Uint8Array;
   readonly receipt: SignedReceipt['receipt'];
+  /** SHA-256 of the receipt bytes: what the enclave's next receipt holds as `prev`. */
+  readonly hash: Uint8Array;
   /** JSON-safe view for printing. */
   readonly view: Record<string, unknown>;
 }
@@ -20,7 +22,7 @@ export interface ClientReceipt {
 export async function acceptReceipt(envelope: unknown, receiptKey: Uint8Array): Promise<ClientReceipt> {
   const { signed, offer } = parseReceiptEnvelope(envelope);
   const v = await verifyReceipt(signed, receiptKey);
-  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, view: receiptView(v.receipt) };
+  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, hash: v.hash, view: receiptView(v.receipt) };
 }
 
 /** The receipt carried in a `gm-receipt` header or trailer: base64url of the JSON envelope (or the JSON itself). */
@@ -37,7 +39,7 @@ export async function receiptFromField(value: string, receiptKey: Uint8Array): P
   }
   const { signed, offer } = parseReceiptHeader(t);
   const v = await verifyReceipt(signed, receiptKey);
-  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, view: receiptView(v.receipt) };
+  return { signed, ...(offer ? { offer } : {}), receipt: v.receipt, hash: v.hash, view: receiptView(v.receipt) };
 }
 
 /**

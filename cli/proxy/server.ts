@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { GmError } from '../../attestation/errors.ts';
 import type { ClientReceipt, GmClient } from '../../client/index.ts';
 import { hex } from '../../attestation/bytes.ts';
-import { receiptEnvelope, type SignedReceipt, verifyReceipt } from '../../protocol/receipt.ts';
+import { receiptEnvelope, type SignedReceipt } from '../../protocol/receipt.ts';
 
 export interface ProxyOptions {
   /** The verified SDK client every request goes through. */
@@ -113,11 +113,11 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
     res.on('close', () => {
       if (!res.writableFinished) abort.abort();
     });
-    // The SDK verified the receipt against the attested key already; this re-read only yields its chain hash.
-    let receipt: Promise<SignedReceipt> | undefined;
+    // The SDK verified the receipt against the attested key before handing it over.
+    let receipt: SignedReceipt | undefined;
     const f = o.client.fetchWith((r) => {
-      receipt = verifyReceipt(r.signed, r.receipt.receiptKey).then((s) => (remember(r, s), s));
-      receipt.catch(() => {});
+      receipt = { receipt: r.receipt, signed: r.signed, hash: r.hash };
+      remember(r, receipt);
     });
     let answer: Response;
     try {
@@ -143,11 +143,11 @@ export async function startProxy(o: ProxyOptions): Promise<RunningProxy> {
             if (res.destroyed) break;
           }
         }
-        if (receipt) res.addTrailers(receiptHeaders(await receipt));
+        if (receipt) res.addTrailers(receiptHeaders(receipt));
         res.end();
       } else {
         const bytes = await readAll(answer, maxAnswer);
-        res.writeHead(answer.status, { ...out, ...(receipt ? receiptHeaders(await receipt) : {}), 'content-length': String(bytes.length) });
+        res.writeHead(answer.status, { ...out, ...(receipt ? receiptHeaders(receipt) : {}), 'content-length': String(bytes.length) });
         res.end(bytes);
       }
       log('proxy.request', { route: route.re.source.includes('models\\/') ? '/v1/models/{id}' : path, status: answer.status, stream: streaming, receipt: receipt !== undefined });
