@@ -4,7 +4,7 @@
  * and the flag, never a stack trace; --json errors are JSON; a closed stdout ends the command quietly.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -227,5 +227,21 @@ describe('gm as a process', () => {
     noStack(h.err);
     expect(h.err).toBe('');
     expect(h.code).toBe(0);
+  });
+});
+
+describe('layers', () => {
+  it('no library or service module imports the command line (cli/ sits on top of them all)', () => {
+    const offenders: string[] = [];
+    const walk = (dir: string): void => {
+      for (const e of readdirSync(join(root, dir), { withFileTypes: true })) {
+        const rel = join(dir, e.name);
+        if (e.isDirectory()) walk(rel);
+        // A runnable example prints its reports the way the CLI does; it is an end point, not a library.
+        else if (e.name.endsWith('.ts') && !e.name.endsWith('.test.ts') && rel !== 'enclave/market/example.ts' && /from '(\.\.\/)+cli\//.test(readFileSync(join(root, rel), 'utf8'))) offenders.push(rel);
+      }
+    };
+    for (const d of ['attestation', 'protocol', 'client', 'enclave', 'worker', 'host']) walk(d);
+    expect(offenders).toEqual([]);
   });
 });
