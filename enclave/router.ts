@@ -69,6 +69,8 @@ export interface Router {
   select(r: RouteRequest): Selection | Promise<Selection>;
   /** Models the verified workers offer (for /v1/models). */
   models(now: number): string[];
+  /** The model objects /v1/models lists, when the router knows more than names (the market: prices, workers). */
+  modelCards?(now: number): readonly { readonly id: string }[];
 }
 
 export const noEligibleWorker = (why: string) => new GmError('unavailable', 'NO_ELIGIBLE_WORKER', why);

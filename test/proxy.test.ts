@@ -328,7 +328,9 @@ describe('OpenAI semantics through gm proxy, as the openai package sees them', (
       expect((none as { param: string }).param).toBe('model');
 
       const m = await a.client.models.retrieve(model);
-      expect(m.id).toBe(model);
+      expect(m).toMatchObject({ id: model, object: 'model', workers: 1, context_length: null, pricing: [{ currency: 'USD', input_per_1m: { min: '0.1', max: '0.1' }, output_per_1m: { min: '0.2', max: '0.2' } }] });
+      const listed = await a.client.models.list();
+      expect(listed.data.find((x) => x.id === model)).toEqual(m);
       const gone = await a.client.models.retrieve('no-such-model').then(() => undefined, (e: unknown) => e);
       expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
       expect((gone as { code: string }).code).toBe('model_not_found');

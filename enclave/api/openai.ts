@@ -81,12 +81,14 @@ export function openaiApp(d: ApiDeps): Hono {
     return apiError(g);
   });
 
-  app.get('/v1/models', (c) => c.json({ object: 'list', data: d.router.models(now()).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' })) }));
+  const cards = (t: number) => d.router.modelCards?.(t) ?? d.router.models(t).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' }));
+  app.get('/v1/models', (c) => c.json({ object: 'list', data: cards(now()) }));
   // Model ids may hold slashes (`org/name`): everything after /v1/models/ is the id.
   app.get('/v1/models/:id{.+}', (c) => {
     const id = decodeURIComponent(c.req.param('id'));
-    if (!d.router.models(now()).includes(id)) throw new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(id.slice(0, 256))} is not offered by any verified worker`);
-    return c.json({ id, object: 'model', created: 0, owned_by: 'gm' });
+    const card = cards(now()).find((m) => m.id === id);
+    if (!card) throw new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(id.slice(0, 256))} is not offered by any verified worker`);
+    return c.json(card);
   });
 
   const inference = (path: string) => async (c: import('hono').Context) => {

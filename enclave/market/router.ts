@@ -27,6 +27,7 @@ import type { Registry } from '../metrics.ts';
 import type { Candidate as RouterCandidate, Delivered, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
 import type { OfferRefusal, VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { CancelOutcome } from './book.ts';
+import { modelCards } from './models.ts';
 import { type Market, publicOffersView } from './index.ts';
 import { meter } from './metering.ts';
 import type { Candidate } from './select.ts';
@@ -115,6 +116,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
 
   const router = (registry: WorkerRegistry): Router => ({
     models: (t) => market.book.models(t),
+    modelCards: (t) => modelCards(market.book, t),
     async select(req: RouteRequestWithKey): Promise<RouterSelection> {
       try {
         const s = await selectFor(registry, req);

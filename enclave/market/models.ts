@@ -1,0 +1,60 @@
+/**
+ * The model cards of GET /v1/models and /v1/models/{id} (OpenAI's model object, with the fields OpenRouter's models
+ * list adds for routing choices): for each model with a live offer from a currently verified worker, the range of
+ * its offered prices per 1M input and output tokens in currency units (decimal strings, "0.1" for 100000
+ * micro-units, never floats), and how many attested workers offer it. Offers carry no context length, so
+ * `context_length` is null rather than a guess.
+ */
+import type { OrderBook } from './book.ts';
+
+export interface PriceRange {
+  readonly min: string;
+  readonly max: string;
+}
+
+export interface ModelCard {
+  readonly id: string;
+  readonly object: 'model';
+  readonly created: 0;
+  readonly owned_by: 'gm';
+  readonly context_length: null;
+  /** Attested workers with a live offer for the model. */
+  readonly workers: number;
+  /** One entry per currency offered, prices per 1M tokens in that currency's unit. */
+  readonly pricing: readonly { readonly currency: string; readonly input_per_1m: PriceRange; readonly output_per_1m: PriceRange }[];
+}
+
+export function modelCards(book: OrderBook, now: number): ModelCard[] {
+  const by = new Map<string, { workers: Set<string>; cur: Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }> }>();
+  for (const e of book.offers(now)) {
+    const w = e.slot.info;
+    if (!w || w.verifiedUntil <= now) continue;
+    const o = e.offer;
+    let m = by.get(o.model);
+    if (!m) by.set(o.model, (m = { workers: new Set(), cur: new Map() }));
+    m.workers.add(o.workerId);
+    const r = m.cur.get(o.currency);
+    if (!r) m.cur.set(o.currency, { inMin: o.pricePerMInput, inMax: o.pricePerMInput, outMin: o.pricePerMOutput, outMax: o.pricePerMOutput });
+    else {
+      r.inMin = o.pricePerMInput < r.inMin ? o.pricePerMInput : r.inMin;
+      r.inMax = o.pricePerMInput > r.inMax ? o.pricePerMInput : r.inMax;
+      r.outMin = o.pricePerMOutput < r.outMin ? o.pricePerMOutput : r.outMin;
+      r.outMax = o.pricePerMOutput > r.outMax ? o.pricePerMOutput : r.outMax;
+    }
+  }
+  return [...by.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, m]) => ({
+    id, object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: m.workers.size,
+    pricing: [...m.cur.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([currency, r]) => ({
+      currency,
+      input_per_1m: { min: microsToDecimal(r.inMin), max: microsToDecimal(r.inMax) },
+      output_per_1m: { min: microsToDecimal(r.outMin), max: microsToDecimal(r.outMax) },
+    })),
+  }));
+}
+
+/** Micro-units as a decimal string in currency units: 100000n → "0.1", 2500000n → "2.5", 0n → "0". */
+export function microsToDecimal(m: bigint): string {
+  const whole = m / 1_000_000n;
+  const frac = (m % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return frac ? `${whole}.${frac}` : `${whole}`;
+}
