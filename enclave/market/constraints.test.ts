@@ -92,3 +92,27 @@ describe('parseRouteConstraints', () => {
     expect.unreachable();
   });
 });
+
+describe('OpenRouter provider fields: honoured or refused by name', () => {
+  const param = (body: unknown): string | undefined => {
+    try {
+      parseRouteConstraints(body);
+    } catch (e) {
+      expect((e as { code: string }).code).toBe('ROUTE_CONSTRAINT_INVALID');
+      return (e as { param?: string }).param;
+    }
+    return undefined;
+  };
+  it('data_collection "deny" and "allow" hold (every worker is an attested TEE); require_parameters false is accepted', () => {
+    expect(param({ model: 'm', provider: { data_collection: 'deny' } })).toBeUndefined();
+    expect(param({ model: 'm', provider: { data_collection: 'allow', require_parameters: false } })).toBeUndefined();
+  });
+  it('refuses what it cannot honour, naming the field in param', () => {
+    expect(param({ model: 'm', provider: { require_parameters: true } })).toBe('provider.require_parameters');
+    expect(param({ model: 'm', provider: { quantizations: ['fp8'] } })).toBe('provider.quantizations');
+    expect(param({ model: 'm', provider: { data_collection: 'sometimes' } })).toBe('provider.data_collection');
+    expect(param({ model: 'm', provider: { zdr: true } })).toBe('provider.zdr');
+    expect(param({ model: 'm', provider: { sort: 'fastest' } })).toBe('provider.sort');
+    expect(param({ model: 'm', provider: { max_price: { prompt: 'x' } } })).toBe('provider.max_price.prompt');
+  });
+});

@@ -145,6 +145,7 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
 
   const provider = body.provider ?? {};
   if (!isObj(provider)) throw bad('provider must be an object');
+  checkProviderFields(provider);
   let sort: SortBy = 'price';
   if (provider.sort !== undefined) {
     if (provider.sort !== 'price' && provider.sort !== 'latency' && provider.sort !== 'throughput') throw bad('provider.sort must be price, latency or throughput');
@@ -215,6 +216,25 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
     maxTokensPerChoice: perChoice,
     choices,
   };
+}
+
+/** OpenRouter's provider routing fields gm honours; any other is refused by name rather than silently ignored. */
+const PROVIDER_FIELDS = new Set(['sort', 'max_price', 'order', 'only', 'ignore', 'allow_fallbacks', 'data_collection', 'require_parameters', 'quantizations']);
+
+/**
+ * Fields accepted only as far as gm can honour them (OpenRouter provider routing): `data_collection` "allow" or
+ * "deny" both hold, since every gm worker runs in an attested TEE that keeps no prompts; `require_parameters: true`
+ * and `quantizations` need offers that declare supported parameters and quantization, which offers do not carry yet,
+ * so they are refused rather than ignored.
+ */
+function checkProviderFields(provider: Record<string, unknown>): void {
+  for (const k of Object.keys(provider)) if (!PROVIDER_FIELDS.has(k)) throw bad(`provider.${/^[a-z_]{1,64}$/.test(k) ? k : 'field'} needs support gm does not have (unknown provider field)`);
+  const dc = provider.data_collection;
+  if (dc !== undefined && dc !== 'allow' && dc !== 'deny') throw bad('provider.data_collection must be "allow" or "deny"');
+  const rp = provider.require_parameters;
+  if (rp !== undefined && typeof rp !== 'boolean') throw bad('provider.require_parameters must be a boolean');
+  if (rp === true) throw bad('provider.require_parameters needs offers that declare their supported parameters, which gm offers do not carry yet');
+  if (provider.quantizations !== undefined) throw bad('provider.quantizations needs offers that declare their quantization, which gm offers do not carry yet');
 }
 
 function resolveModels(body: Record<string, unknown>, pools: Readonly<Record<string, readonly string[]>>): { models: string[]; poolMode: PoolMode } {
