@@ -22,6 +22,9 @@ export async function run(f: ChatFlags, prompt: string, io: Io): Promise<number>
   if (!prompt.trim()) throw configError('USAGE', 'needs a prompt');
   const maxTokens = f['max-tokens'] === undefined ? undefined : Number(f['max-tokens']);
   if (maxTokens !== undefined && !(Number.isSafeInteger(maxTokens) && maxTokens > 0)) throw configError('USAGE', `--max-tokens must be a positive integer (got ${f['max-tokens']})`);
+  const provider = f.provider === undefined ? undefined : providerFlag(f.provider);
+  const models = f.models === undefined ? undefined : f.models.split(',').map((m) => m.trim()).filter((m) => m);
+  if (models && (models.length === 0 || models.length > 20)) throw configError('USAGE', '--models must name 1..20 models, comma-separated');
   const json = f.json === true;
   const say = progress(io, json);
   const allowSim = f['allow-sim'] === true;
@@ -45,6 +48,8 @@ export async function run(f: ChatFlags, prompt: string, io: Io): Promise<number>
     stream: f['no-stream'] !== true,
     apiKey: f['api-key'] ?? 'gm-anonymous',
     ...(maxTokens ? { maxTokens } : {}),
+    ...(provider ? { provider } : {}),
+    ...(models ? { models } : {}),
     onToken: json ? () => {} : (t) => io.out(t),
   });
   if (json) {
@@ -84,7 +89,21 @@ export interface ChatOptions {
   readonly stream: boolean;
   readonly apiKey: string;
   readonly maxTokens?: number;
+  /** OpenRouter's provider routing object and a fallback model list, sealed into the request with the prompt. */
+  readonly provider?: Record<string, unknown>;
+  readonly models?: readonly string[];
   readonly onToken: (t: string) => void;
+}
+
+function providerFlag(v: string): Record<string, unknown> {
+  let p: unknown;
+  try {
+    p = JSON.parse(v);
+  } catch (e) {
+    throw configError('USAGE', '--provider must be a JSON object, e.g. \'{"sort":"latency"}\'', { cause: e });
+  }
+  if (typeof p !== 'object' || p === null || Array.isArray(p)) throw configError('USAGE', '--provider must be a JSON object');
+  return p as Record<string, unknown>;
 }
 
 /** One chat completion over the client's encrypted fetch, parsing the OpenAI SSE stream as it arrives. */
@@ -92,7 +111,7 @@ export async function chat(client: GmClient, o: ChatOptions): Promise<string> {
   const res = await client.fetch(`${client.baseURL}/chat/completions`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${o.apiKey}`, accept: o.stream ? 'text/event-stream' : 'application/json' },
-    body: JSON.stringify({ model: o.model, messages: [{ role: 'user', content: o.prompt }], stream: o.stream, ...(o.stream ? { stream_options: { include_usage: true } } : {}), ...(o.maxTokens ? { max_tokens: o.maxTokens } : {}) }),
+    body: JSON.stringify({ model: o.model, messages: [{ role: 'user', content: o.prompt }], stream: o.stream, ...(o.stream ? { stream_options: { include_usage: true } } : {}), ...(o.maxTokens ? { max_tokens: o.maxTokens } : {}), ...(o.provider ? { provider: o.provider } : {}), ...(o.models ? { models: o.models } : {}) }),
   });
   if (!res.ok) {
     let code = `HTTP_${res.status}`;

@@ -137,6 +137,8 @@ export const CHAT = {
   'allow-sim': { ...VERIFY_URL['allow-sim'], env: false },
   'api-key': { value: 'KEY', help: 'API key for the account to charge (default: none; an open-access enclave serves anonymous requests)' },
   'max-tokens': { value: 'N', help: 'upper bound on the tokens of the answer' },
+  provider: { value: 'JSON', help: 'routing preferences as OpenRouter\'s provider object, e.g. \'{"sort":"latency"}\' (sealed with the request)' },
+  models: { value: 'A,B,C', help: 'fallback models after --model, in order (up to 20); with --model default, the pool itself' },
   collateral: VERIFY_URL.collateral,
   report: { help: 'print the full verification table on stderr', env: false },
   'no-stream': { help: 'ask for the whole answer at once instead of a stream', env: false },
@@ -199,6 +201,7 @@ export const ENCLAVE = {
   },
   'require-request-time': { help: "refuse requests without gm's sealed request time (standard OHTTP clients are then not served)" },
   json: { help: 'print the URL (and under sim the account and its API key) as JSON lines', env: false },
+  pools: file('model pools JSON: {"name": ["model", ...]}, up to 20 models each in priority order ("default" is the default pool)'),
 } as const;
 
 export const WORKER = {

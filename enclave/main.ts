@@ -20,6 +20,7 @@ import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { createMarket } from './market/index.ts';
+import { parsePools } from './market/pools.ts';
 import { type MarketRouter, marketRouter } from './market/router.ts';
 import type { WorkerPolicy } from './workers/registry.ts';
 import { intFlag, urlFlag } from './flags.ts';
@@ -48,6 +49,8 @@ export interface EnclaveFlags {
   /** From GM_OPERATOR_TOKEN only. */
   readonly 'operator-token'?: string;
   readonly 'require-request-time'?: boolean;
+  /** The operator's model pools (enclave/market/pools.ts), a JSON file. */
+  readonly pools?: string;
   readonly json?: boolean;
 }
 
@@ -56,6 +59,14 @@ const SIM_CREDIT = 100_000_000n;
 
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
 const COLLATERAL_TIMEOUT_MS = 15_000;
+
+function poolsJson(bytes: Uint8Array, file: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw configError('POOLS_INVALID', `${file} is not valid JSON`, { cause: e });
+  }
+}
 
 export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const teeChoice = parseTeeChoice(f.tee);
@@ -79,6 +90,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const openAccess = routerKind === 'market' && (f['open-access'] ?? tee.sim);
   let ledger: Ledger | undefined;
   let simAccount: { account: { id: string }; apiKey: string } | undefined;
+  if (f.pools && routerKind !== 'market') throw configError('USAGE', '--pools needs the market router (--router market)');
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
@@ -89,7 +101,8 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     // Under sim a prepaid account is opened too and its API key printed once (after the URL), so a first client can
     // name an account; on hardware accounts come only from `gm receipts account create`.
     if (tee.sim) simAccount = await ledger.createAccount({ currency: 'USD', prepaid: SIM_CREDIT }, Date.now());
-    market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
+    const pools = f.pools ? parsePools(poolsJson(await io.readFile(f.pools), f.pools), f.pools) : undefined;
+    market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000), ...(pools ? { pools } : {}) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
   }
   // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.
   const src = collateral ? { base: collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, { ...init, signal: AbortSignal.timeout(COLLATERAL_TIMEOUT_MS) }) } : undefined;

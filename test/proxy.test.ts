@@ -339,3 +339,33 @@ describe('OpenAI semantics through gm proxy, as the openai package sees them', (
     }
   }, 60_000);
 });
+
+describe('gm chat routing flags', () => {
+  it('--models falls back down the list; --provider is sealed with the request and refused by name when gm cannot honour it', async () => {
+    const io = memIo();
+    let out = '';
+    io.out = (s) => void (out += s);
+    const second = stack.workers[1]!.modelName;
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--api-key', apiKey, '--model', 'no-such-model', '--models', second, '--max-tokens', '4', '--json', 'hi'], io)).toBe(0);
+    const j = JSON.parse(out) as { answer: string; receipts: { model: string }[] };
+    expect(j.answer).toBe(devAnswer(second, 4));
+    expect(j.receipts[0]!.model).toBe(second);
+
+    const bad = memIo();
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--model', second, '--provider', '{"quantizations":["fp8"]}', 'hi'], bad)).toBe(1);
+    expect(bad.stderr()).toMatch(/ROUTE_CONSTRAINT_INVALID/);
+    const notJson = memIo();
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--provider', '{sort', 'hi'], notJson)).toBe(2);
+  }, 60_000);
+
+  it('gm enclave --pools refuses an invalid pools file, and pools without the market router', async () => {
+    await writeFile(join(dir, 'pools.json'), JSON.stringify({ fast: [], 'a:b': ['m'] }));
+    const io = memIo();
+    expect(await main(['enclave', '--tee', 'sim', '--listen', '127.0.0.1:0', '--pools', join(dir, 'pools.json')], io)).toBe(2);
+    expect(io.stderr()).toMatch(/POOLS_INVALID: .*pool "fast" must list 1\.\.20 model ids/);
+    expect(io.stderr()).toMatch(/POOLS_INVALID: .*pool name "a:b" must be/);
+    const first = memIo();
+    expect(await main(['enclave', '--tee', 'sim', '--listen', '127.0.0.1:0', '--router', 'first', '--pools', join(dir, 'pools.json')], first)).toBe(2);
+    expect(first.stderr()).toMatch(/--pools needs the market router/);
+  }, 60_000);
+});

@@ -10,7 +10,10 @@
  *     "default:latency"    lowest live TTFT across the pool
  *     "default:throughput" highest live tokens/s across the pool
  *     any other id with `models`: that model first, then `models` in order (OpenRouter's fallback list)
- *   Configured aliases (enclave config `pools`) work the same way: "alias", "alias:latency", "alias:throughput".
+ *   Configured aliases (`gm enclave --pools FILE`) work the same way: "alias", "alias:latency", "alias:throughput";
+ *   a configured pool named "default" is used when the request brings no `models`.
+ *   OpenRouter's variants on any model or pool: "<id>:floor" (cheapest offer first: sort price), "<id>:nitro"
+ *   (highest throughput first: sort throughput).
  *
  * A provider slug matches an offer's workerId or its operator hotkey (SS58). max_price is a decimal number (or
  * string) of currency units per million tokens, as OpenRouter takes it, converted to integer micro-units exactly
@@ -27,7 +30,7 @@ import { TERMS_KINDS, type TermsKind } from '../../protocol/offer.ts';
 
 export type SortBy = 'price' | 'latency' | 'throughput';
 /** How the candidate models combine: one model, a pool in order, or a pool ranked by a live measurement. */
-export type PoolMode = 'single' | 'ordered' | 'latency' | 'throughput';
+export type PoolMode = 'single' | 'ordered' | 'latency' | 'throughput' | 'price';
 
 export interface RouteConstraints {
   /** Candidate models in preference order (1..20). */
@@ -141,7 +144,7 @@ function positiveInt(v: unknown, field: string): number | undefined {
 /** Parses the constraints out of an OpenAI-style request body (already decrypted, already JSON-parsed). */
 export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {}): RouteConstraints {
   if (!isObj(body)) throw bad('body must be a JSON object');
-  const { models, poolMode } = resolveModels(body, opts.pools ?? {});
+  const { models, poolMode, variant } = resolveModels(body, opts.pools ?? {});
 
   const provider = body.provider ?? {};
   if (!isObj(provider)) throw bad('provider must be an object');
@@ -196,6 +199,8 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
   // Every returned choice can reach the per-choice bound: the hold covers all of them.
   const maxOutput = perChoice * choices;
   if (!Number.isSafeInteger(maxOutput)) throw bad('max_tokens times n must stay below 2^53');
+  // OpenRouter's variants are shortcuts for provider.sort and win over it: `:floor` price, `:nitro` throughput.
+  if (variant) sort = variant === 'floor' ? 'price' : 'throughput';
   return {
     models,
     poolMode,
@@ -237,28 +242,32 @@ function checkProviderFields(provider: Record<string, unknown>): void {
   if (provider.quantizations !== undefined) throw bad('provider.quantizations needs offers that declare their quantization, which gm offers do not carry yet');
 }
 
-function resolveModels(body: Record<string, unknown>, pools: Readonly<Record<string, readonly string[]>>): { models: string[]; poolMode: PoolMode } {
+function resolveModels(body: Record<string, unknown>, pools: Readonly<Record<string, readonly string[]>>): { models: string[]; poolMode: PoolMode; variant?: 'floor' | 'nitro' } {
   const model = body.model;
   if (typeof model !== 'string' || model.length === 0 || model.length > 256) throw bad('model must be a non-empty string');
   const own = body.models === undefined ? undefined : stringList(body.models, 'models', MAX_POOL);
   if (own && own.length === 0) throw bad('models must not be empty');
   const [alias, suffix] = splitSuffix(model);
+  const variant = suffix === 'floor' || suffix === 'nitro' ? suffix : undefined;
+  // On a pool, `:floor` ranks the whole pool by price and `:nitro` by throughput; on one model they only sort.
+  const mode: PoolMode | undefined = suffix === 'floor' ? 'price' : suffix === 'nitro' ? 'throughput' : suffix;
   const pool = alias === 'default' && own ? own : Object.hasOwn(pools, alias) ? pools[alias] : undefined;
   if (pool) {
     if (pool.length === 0 || pool.length > MAX_POOL) throw bad(`pool "${alias}" must name 1..${MAX_POOL} models`);
-    return { models: [...new Set(pool)], poolMode: suffix ?? 'ordered' };
+    return { models: [...new Set(pool)], poolMode: mode ?? 'ordered', ...(variant ? { variant } : {}) };
   }
   if (alias === 'default') throw bad('model "default" needs a models list or a configured pool');
+  // A model id itself may end in ":latency" or ":throughput" (only pools take those); the variants apply to any model.
+  const id = variant ? alias : model;
   if (own) {
-    const list = [...new Set([model, ...own])];
+    const list = [...new Set([id, ...own])];
     if (list.length > MAX_POOL) throw bad(`models must name at most ${MAX_POOL} models`);
-    return { models: list, poolMode: 'ordered' };
+    return { models: list, poolMode: 'ordered', ...(variant ? { variant } : {}) };
   }
-  return { models: [model], poolMode: 'single' };
+  return { models: [id], poolMode: 'single', ...(variant ? { variant } : {}) };
 }
 
-function splitSuffix(model: string): [string, 'latency' | 'throughput' | undefined] {
-  if (model.endsWith(':latency')) return [model.slice(0, -':latency'.length), 'latency'];
-  if (model.endsWith(':throughput')) return [model.slice(0, -':throughput'.length), 'throughput'];
-  return [model, undefined];
+function splitSuffix(model: string): [string, 'latency' | 'throughput' | 'floor' | 'nitro' | undefined] {
+  const m = /^(.+):(latency|throughput|floor|nitro)$/.exec(model);
+  return m ? [m[1]!, m[2] as 'latency' | 'throughput' | 'floor' | 'nitro'] : [model, undefined];
 }

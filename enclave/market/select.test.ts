@@ -227,6 +227,28 @@ describe('selection rules', async () => {
     await expectCode(() => m.route({ model: 'default', models: Array.from({ length: 21 }, (_, i) => `m${i}`) }, { now: NOW, requestId: '1' }), 'ROUTE_CONSTRAINT_INVALID');
   });
 
+  it('variants on any model or pool: :floor ranks by price, :nitro by throughput, over provider.sort', async () => {
+    const m = await market();
+    const r = (body: object): string[] => ids(m.route(body, { now: NOW, requestId: '1' }));
+    expect(r({ model: 'dev-model:floor', provider: { sort: 'latency' } })).toEqual(['wa', 'wb']);
+    expect(r({ model: 'dev-model:nitro' })).toEqual(['wb', 'wa']);
+    // On a pool the whole pool is ranked, not walked in order.
+    expect(r({ model: 'fast' })).toEqual(['wa', 'wb', 'wc']);
+    expect(r({ model: 'fast:floor' })).toEqual(['wc', 'wa', 'wb']);
+    expect(r({ model: 'fast:nitro' })[0]).toBe('wc');
+    await expectCode(() => m.route({ model: 'nope:floor' }, { now: NOW, requestId: '1' }), 'MODEL_NOT_FOUND');
+  });
+
+  it('a configured "default" pool is what model "default" means without a models list', async () => {
+    const m = createMarket({ pools: { default: ['big-model', 'dev-model'] } });
+    for (const w of [a!, b!, c!]) m.book.upsertWorker(w.info);
+    await m.book.addSignedOffer(await signedOffer(a!, { pricePerMInput: 100_000n }), NOW);
+    await m.book.addSignedOffer(await signedOffer(c!, { model: 'big-model', pricePerMInput: 900_000n }), NOW);
+    expect(ids(m.route({ model: 'default' }, { now: NOW, requestId: '1' }))).toEqual(['wc', 'wa']);
+    // The request's own list still wins over the configured one.
+    expect(ids(m.route({ model: 'default', models: ['dev-model'] }, { now: NOW, requestId: '1' }))).toEqual(['wa']);
+  });
+
   it('order, only, ignore and allow_fallbacks', async () => {
     const m = await market();
     const r = (provider: object): string[] => ids(m.route({ model: 'dev-model', provider }, { now: NOW, requestId: '1' }));
