@@ -24,8 +24,13 @@ got="$(node -e "const c=require('crypto');process.stdout.write('sha512-'+c.creat
 mkdir -p "$stage/node" && tar -xzf "$out/$tgz" -C "$stage/node" --strip-components=1 && rm "$out/$tgz"
 find "$here/mkosi.extra" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
-mkosi -C "$here" --release "$DEBIAN_RELEASE" --mirror "https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/" \
+# DEBIAN_MIRROR overrides the pinned snapshot (e.g. a local mirror of it); any other archive state is not this image.
+mirror="${DEBIAN_MIRROR:-https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/}"
+[ "$mirror" = "https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/" ] || echo "build.sh: DEBIAN_MIRROR=$mirror replaces the pinned snapshot: this build is not reproducible" >&2
+mkosi -C "$here" --release "$DEBIAN_RELEASE" --mirror "$mirror" \
   --output-dir "$out" --force build
+# mkosi 14 writes into <distribution>~<release>/ under the output directory; newer versions into it directly.
+[ -f "$out/gm-enclave.cpio" ] || mv "$out/debian~$DEBIAN_RELEASE/gm-enclave.cpio" "$out/debian~$DEBIAN_RELEASE/gm-enclave.cpio.manifest" "$out/"
 # The kernel the image installed, for QEMU -kernel (measured into the SEV hashes table / RTMR1 like the initrd).
 (cd "$out" && cpio -i --quiet --to-stdout '*boot/vmlinuz-*' < gm-enclave.cpio > gm-enclave.vmlinuz)
 printf '%s' "$KERNEL_CMDLINE" > "$out/gm-enclave.cmdline"
