@@ -181,6 +181,8 @@ describe('deploy/enclave-vm (mkosi recipe)', () => {
     expect(build).toContain('"$NODE_INTEGRITY"');
     expect(build).toContain('SOURCE_DATE_EPOCH');
     expect(build).toContain('gm measure snp');
-    for (const f of ['build.sh', 'mkosi.postinst']) expect(statSync(join(ROOT, 'deploy/enclave-vm', f)).mode & 0o111, f).not.toBe(0);
+    for (const f of ['build.sh', 'mkosi.postinst', 'mkosi.finalize', 'nspawn-chroot/systemd-nspawn']) expect(statSync(join(ROOT, 'deploy/enclave-vm', f)).mode & 0o111, f).not.toBe(0);
+    // No build time reaches the image: every file time is clamped to the commit's.
+    expect(read('deploy/enclave-vm/mkosi.finalize')).toContain('-newermt "@$SOURCE_DATE_EPOCH"');
   });
 });

@@ -12,23 +12,25 @@ out="${1:-$here/out}"
 SOURCE_DATE_EPOCH="$(git -C "$repo" log -1 --format=%ct)"
 export SOURCE_DATE_EPOCH
 
-stage="$here/mkosi.extra/opt/gm"
-rm -rf "$stage" && mkdir -p "$stage" "$out"
-# gm at this commit (tracked files only: nothing from the working tree that is not committed).
-git -C "$repo" archive --format=tar HEAD bin attestation protocol client cli enclave worker host trust package.json package-lock.json | tar -x -C "$stage"
+# gm is staged outside the repository (a second extra tree), so nothing of it is picked up by the repository's tests.
+stage="$out/stage/opt/gm"
+rm -rf "$out/stage" && mkdir -p "$stage" "$out"
+# gm at this commit (tracked files only: nothing from the working tree that is not committed), without its tests.
+git -C "$repo" archive --format=tar HEAD -- bin attestation protocol client cli enclave worker host trust package.json package-lock.json ':(exclude)*.test.ts' | tar -x -C "$stage"
 (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund)
 # Node.js from the npm registry, refused unless its integrity is the pinned one.
 tgz="$(cd "$out" && npm pack --silent "$NODE_PACKAGE")"
 got="$(node -e "const c=require('crypto');process.stdout.write('sha512-'+c.createHash('sha512').update(require('fs').readFileSync(process.argv[1])).digest('base64'))" "$out/$tgz")"
 [ "$got" = "$NODE_INTEGRITY" ] || { echo "build.sh: $NODE_PACKAGE integrity $got is not the pinned $NODE_INTEGRITY" >&2; exit 1; }
 mkdir -p "$stage/node" && tar -xzf "$out/$tgz" -C "$stage/node" --strip-components=1 && rm "$out/$tgz"
-find "$here/mkosi.extra" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+find "$here/mkosi.extra" "$out/stage" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 
 # DEBIAN_MIRROR overrides the pinned snapshot (e.g. a local mirror of it); any other archive state is not this image.
 mirror="${DEBIAN_MIRROR:-https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/}"
 [ "$mirror" = "https://snapshot.debian.org/archive/debian/$DEBIAN_SNAPSHOT/" ] || echo "build.sh: DEBIAN_MIRROR=$mirror replaces the pinned snapshot: this build is not reproducible" >&2
-mkosi -C "$here" --release "$DEBIAN_RELEASE" --mirror "$mirror" \
+mkosi -C "$here" --release "$DEBIAN_RELEASE" --mirror "$mirror" --extra-tree "$here/mkosi.extra" --extra-tree "$out/stage" \
   --output-dir "$out" --force build
+rm -rf "$out/stage"
 # mkosi 14 writes into <distribution>~<release>/ under the output directory; newer versions into it directly.
 [ -f "$out/gm-enclave.cpio" ] || mv "$out/debian~$DEBIAN_RELEASE/gm-enclave.cpio" "$out/debian~$DEBIAN_RELEASE/gm-enclave.cpio.manifest" "$out/"
 # The kernel the image installed, for QEMU -kernel (measured into the SEV hashes table / RTMR1 like the initrd).
