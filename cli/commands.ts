@@ -259,6 +259,8 @@ export const HOST = {
 export const RECEIPTS_VERIFY = {
   ledger: file('verify a whole ledger (with its balance audit) instead of a receipts FILE'),
   key: { value: 'HEX', repeat: true, help: "the enclave's Ed25519 receipt public key (from a verified bundle)" },
+  'credit-key': { value: 'HEX', repeat: true, help: "--ledger: the operator's Ed25519 credit public key (signs account openings and deposits)" },
+  head: { value: 'FILE|URL', help: "--ledger: the latest signed chain head (a saved copy, or the enclave's /v1/ledger/head): finds receipts cut from the end" },
   json,
 } as const;
 
@@ -270,6 +272,7 @@ export const RECEIPTS_ACCOUNT = {
   account: { value: 'ID', help: 'deposit: the account' },
   worker: { value: 'ID', help: 'pay-worker: the worker' },
   amount: { value: 'AMOUNT', help: 'deposit, pay-worker: decimal amount (5.25 = 5,250,000 micro-units)' },
+  'credit-key-file': file("create, deposit: a file only its owner can read (mode 0600) holding the operator's credit key, a 32-byte Ed25519 seed in hex, which signs the credit"),
   json,
 } as const;
 
@@ -437,7 +440,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'ledger accounts: create (prints the API key once), deposit, pay-worker',
     args: '<action>',
     flags: RECEIPTS_ACCOUNT,
-    details: 'gm receipts account create --ledger PATH (--prepaid 5.00 | --credit-limit 100) [--currency USD]\ngm receipts account deposit --ledger PATH --account ID --amount 2.50\ngm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00',
+    details: 'gm receipts account create --ledger PATH --credit-key-file FILE (--prepaid 5.00 | --credit-limit 100) [--currency USD]\ngm receipts account deposit --ledger PATH --credit-key-file FILE --account ID --amount 2.50\ngm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00',
     run: async (f, a, io) => (await import('./receipts.ts')).runAccount(f, a[0]!, io),
   }),
   command({

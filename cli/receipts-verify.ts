@@ -1,6 +1,7 @@
 /**
- * `gm receipts verify FILE | --ledger PATH [--key HEX ...] [--json]`: signatures, chain, and each price
- * against its signed offer; for a ledger also the balance audit. Exit 0 verified, 1 rejected, 2 usage.
+ * `gm receipts verify FILE | --ledger PATH [--key HEX ...] [--credit-key HEX ...] [--head FILE|URL] [--json]`:
+ * signatures, chain, and each price against its signed offer; for a ledger also every row and credit against its
+ * signed record, the chain against a signed head, and the balance audit. Exit 0 verified, 1 rejected, 2 usage.
  * The checks are in enclave/ledger/verify.ts; this file only prints the report.
  */
 import { fromHex } from '../attestation/bytes.ts';
@@ -11,6 +12,19 @@ import { formatReport, reportJson } from './format.ts';
 import type { Io } from './io.ts';
 import { verifyLedger, verifyReceiptFile } from '../enclave/ledger/verify.ts';
 
+/** The signed head from a saved file, or fetched from the enclave (it is signed: the transport need not be trusted). */
+async function readHead(src: string, io: Io): Promise<Uint8Array> {
+  if (!/^https?:\/\//.test(src)) return io.readFile(src);
+  let r: Response;
+  try {
+    r = await fetch(src, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(10_000) });
+  } catch (e) {
+    throw configError('HEAD_UNREACHABLE', `cannot fetch the chain head from ${src}`, { cause: e });
+  }
+  if (!r.ok) throw configError('HEAD_UNREACHABLE', `${src} answered ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
 export async function run(f: ReceiptsVerifyFlags, file: string | undefined, io: Io): Promise<number> {
   const ledger = f.ledger;
   const json = f.json === true;
@@ -20,9 +34,18 @@ export async function run(f: ReceiptsVerifyFlags, file: string | undefined, io: 
     if (b.length !== 32) throw configError('USAGE', '--key must be a 32-byte Ed25519 public key in hex');
     return b;
   });
+  const creditKeys = (f['credit-key'] ?? []).map((k) => {
+    const b = fromHex(k, '--credit-key');
+    if (b.length !== 32) throw configError('USAGE', '--credit-key must be a 32-byte Ed25519 public key in hex');
+    return b;
+  });
+  if (ledger === undefined && (f.head !== undefined || creditKeys.length)) throw configError('USAGE', '--head and --credit-key apply to --ledger');
+  const head = f.head === undefined ? undefined : await readHead(f.head, io);
   let report: VerificationReport;
   try {
-    report = ledger !== undefined ? await verifyLedger(ledger, keys.length ? keys : undefined) : await verifyReceiptFile(await io.readFile(file!), file!, keys.length ? keys : undefined);
+    report = ledger !== undefined
+      ? await verifyLedger(ledger, keys.length ? keys : undefined, { ...(creditKeys.length ? { creditKeys } : {}), ...(head ? { head } : {}) })
+      : await verifyReceiptFile(await io.readFile(file!), file!, keys.length ? keys : undefined);
   } catch (e) {
     if (!(e instanceof GmError) || !e.report) throw e;
     io.out(json ? reportJson(e.report) : formatReport(e.report));

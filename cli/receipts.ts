@@ -3,14 +3,18 @@
  * workers, and export statements. Amounts on the command line are decimal currency units converted exactly to
  * integer micro-units (`5.25` USD = 5,250,000 µUSD); output amounts are micro-units.
  *
- *   gm receipts account create --ledger PATH --currency USD (--prepaid 5.00 | --credit-limit 100)
- *   gm receipts account deposit --ledger PATH --account ID --amount 2.50
+ *   gm receipts account create --ledger PATH --credit-key-file FILE --currency USD (--prepaid 5.00 | --credit-limit 100)
+ *   gm receipts account deposit --ledger PATH --credit-key-file FILE --account ID --amount 2.50
  *   gm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00
  *   gm receipts statement --ledger PATH (--account ID | --worker ID) [--json] [--now ISO]
  *
  * `create` prints the new API key once; the ledger keeps only its hash. Exit 0 done, 2 usage or configuration.
  */
+import { stat } from 'node:fs/promises';
+import { fromHex } from '../attestation/bytes.ts';
 import { configError } from '../attestation/errors.ts';
+import type { ReceiptSigner } from '../protocol/receipt.ts';
+import { signerFromSeed } from '../enclave/ledger/signer.ts';
 import type { ReceiptsAccountFlags, ReceiptsStatementFlags } from './commands.ts';
 import type { Io } from './io.ts';
 import { decimalToMicros } from '../enclave/market/constraints.ts';
@@ -26,15 +30,33 @@ const amount = (v: string | undefined, what: string): bigint => {
   }
 };
 
-function open(path: string | undefined): Ledger {
+function open(path: string | undefined, creditSigner?: ReceiptSigner): Ledger {
   if (!path) throw configError('USAGE', '--ledger PATH is required');
-  return Ledger.open(path, {});
+  return Ledger.open(path, creditSigner ? { creditSigner } : {});
+}
+
+/**
+ * The operator's credit key, which signs every opening and deposit so an audit can tell them from forged rows.
+ * Like every secret here it never comes from argv, and its file must be the owner's alone.
+ */
+async function creditSigner(file: string | undefined, io: Io): Promise<ReceiptSigner> {
+  if (file === undefined) throw configError('USAGE', 'create and deposit need --credit-key-file FILE (the operator credit key that signs them)');
+  let mode: number;
+  try {
+    mode = (await stat(file)).mode;
+  } catch (e) {
+    throw configError('FILE_UNREADABLE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  if ((mode & 0o077) !== 0) throw configError('CREDIT_KEY_FILE_EXPOSED', `${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
+  const text = new TextDecoder().decode(await io.readFile(file)).trim();
+  if (!/^[0-9a-fA-F]{64}$/.test(text)) throw configError('USAGE', `the credit key in ${file} must be 64 hex digits (a 32-byte Ed25519 seed)`);
+  return signerFromSeed(fromHex(text));
 }
 
 /** `gm receipts account ...` */
 export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io): Promise<number> {
   if (!['create', 'deposit', 'pay-worker'].includes(action)) throw configError('USAGE', `unknown action ${action}: create, deposit or pay-worker`);
-  const ledger = open(f.ledger);
+  const ledger = open(f.ledger, action === 'pay-worker' ? undefined : await creditSigner(f['credit-key-file'], io));
   const print = (text: string, obj: Record<string, unknown>) => io.out(f.json ? `${JSON.stringify(obj, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : text);
   try {
     const now = Date.now();
@@ -50,7 +72,7 @@ export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io
       }
       case 'deposit': {
         if (!f.account) throw configError('USAGE', '--account ID is required');
-        const a = ledger.deposit(f.account, amount(f.amount, '--amount'), now);
+        const a = await ledger.deposit(f.account, amount(f.amount, '--amount'), now);
         print(`account ${a.id}: balance ${a.balance} µ${a.currency}\n`, { account: a.id, currency: a.currency, balance: a.balance });
         return 0;
       }

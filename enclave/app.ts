@@ -9,6 +9,7 @@
  *   POST /v1/workers                      worker registration (docs/operator.md)
  *   GET  /v1/workers                      verified workers (public claims only: id, state, evidence digest, models)
  *   GET  /v1/market/offers                the live signed offers of verified workers (docs/market.md "Listing")
+ *   GET  /v1/ledger/head                  the ledger's latest periodic signed chain head (docs/market.md)
  *   POST /v1/workers/{id}/offers/cancel   a worker withdraws an offer with a signed cancel (docs/market.md)
  *   GET  /healthz, /metrics               health; public metrics (nothing per worker or per request)
  *   GET  /v1/operator/metrics             every metric, per worker too (bearer token; docs/operator.md §7.1)
@@ -278,6 +279,12 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     if (!market) throw new GmError('protocol', 'NOT_FOUND', 'this enclave runs no market (--router first)');
     return c.json({ offers: market.offers(now()) }, 200, { 'cache-control': 'no-store' });
   });
+  // The ledger's latest periodic signed chain head (docs/market.md "Auditing a ledger"), kept outside the ledger.
+  app.get('/v1/ledger/head', (c) => {
+    const h = market?.head?.();
+    if (!h) throw new GmError('protocol', 'NOT_FOUND', 'this enclave has no signed ledger head yet');
+    return c.json(h, 200, { 'cache-control': 'no-store' });
+  });
   // A signed cancel (protocol/offer.ts): the worker's evidence-bound key and the offer's hotkey both sign it, so
   // it needs no other credential; the worker must be registered and verified.
   const cancels = new StreamLimiter(8);
@@ -359,6 +366,7 @@ function routeName(method: string, path: string): string {
   if (path === '/.well-known/ohttp-gateway') return 'keys';
   if (path === '/v1/workers') return 'workers';
   if (path === '/v1/market/offers') return 'market_offers';
+  if (path === '/v1/ledger/head') return 'ledger_head';
   if (/^\/v1\/workers\/[^/]+\/offers\/cancel$/.test(path)) return 'offer_cancel';
   if (path === '/healthz') return 'healthz';
   if (path === '/metrics') return 'metrics';

@@ -83,7 +83,19 @@ export interface SignedReceipt {
 export interface ReceiptSigner {
   readonly publicKey: Uint8Array;
   sign(receipt: Omit<Receipt, 'v' | 'receiptKey'>): Promise<SignedReceipt>;
+  /**
+   * Signs one of the ledger's other records (enclave/ledger/records.ts) under its own context string, so no record
+   * can pass for a receipt or for another kind: `RECORD_CONTEXTS[kind] || body`.
+   */
+  signRecord(kind: RecordKind, body: Uint8Array): Promise<Uint8Array>;
 }
+
+/** Ledger records signed beside receipts: the periodic chain head, and credits (account openings, deposits). */
+export type RecordKind = 'head' | 'credit';
+export const RECORD_CONTEXTS: Readonly<Record<RecordKind, Uint8Array>> = {
+  head: new TextEncoder().encode('gm-ledger-head-v1\0'),
+  credit: new TextEncoder().encode('gm-ledger-credit-v1\0'),
+};
 
 const CONTEXT = new TextEncoder().encode('gm-receipt-v1\0');
 const M = 'RECEIPT_MALFORMED';
@@ -213,6 +225,11 @@ export function receiptSignerFrom(publicKey: Uint8Array, signMessage: (message: 
       const sig = await signMessage(concat(CONTEXT, body));
       if (sig.length !== 64) throw protocolError(M, 'receipt signer returned a signature that is not 64 bytes');
       return { receipt, signed: encodeDeterministic({ receipt: body, sig }), hash: sha256(body) };
+    },
+    async signRecord(kind, body) {
+      const sig = await signMessage(concat(RECORD_CONTEXTS[kind], body));
+      if (sig.length !== 64) throw protocolError(M, 'record signer returned a signature that is not 64 bytes');
+      return sig;
     },
   };
 }

@@ -1,5 +1,5 @@
 /** `gm receipts account` and `gm receipts statement` through the command table, against a ledger file. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -21,18 +21,21 @@ async function gm(...argv: string[]): Promise<{ code: number; out: string; err: 
 describe('gm receipts account / statement', () => {
   it('creates an account (key shown once, only its hash stored), deposits exactly, and reads it back by key', async () => {
     const path = join(dir, 'a.sqlite');
-    const r = await gm('receipts', 'account', '--ledger', path, 'create', '--currency', 'USD', '--prepaid', '5.25');
+    const keyFile = join(dir, 'credit.key');
+    writeFileSync(keyFile, '11'.repeat(32), { mode: 0o600 });
+    expect((await gm('receipts', 'account', '--ledger', path, 'create', '--currency', 'USD', '--prepaid', '5.25')).code).toBe(2);
+    const r = await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'create', '--currency', 'USD', '--prepaid', '5.25');
     expect(r.code).toBe(0);
     const id = /account (acct_[0-9a-f]{16})/.exec(r.out)![1]!;
     const key = /api key \(shown once, only its hash is kept\): (gm_\S+)/.exec(r.out)![1]!;
     expect(r.out).toContain('balance 5250000 µUSD');
-    const d = await gm('receipts', 'account', '--ledger', path, 'deposit', '--account', id, '--amount', '0.000001');
+    const d = await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'deposit', '--account', id, '--amount', '0.000001');
     expect(d.out).toContain('balance 5250001 µUSD');
     const l = Ledger.open(path, {});
     expect((await l.accountForKey(key)).balance).toBe(5_250_001n);
     l.close();
-    expect((await gm('receipts', 'account', '--ledger', path, 'deposit', '--account', id, '--amount', '-1')).code).toBe(2);
-    expect((await gm('receipts', 'account', '--ledger', path, 'create', '--prepaid', '1', '--credit-limit', '1')).code).toBe(2);
+    expect((await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'deposit', '--account', id, '--amount', '-1')).code).toBe(2);
+    expect((await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'create', '--prepaid', '1', '--credit-limit', '1')).code).toBe(2);
   });
 
   it('prints account and worker statements as CSV and JSON', async () => {

@@ -16,6 +16,8 @@ import { decodeDeterministic } from '../protocol/market-cbor.ts';
 import { fetchTransport, sendChunked, sendPlain } from '../enclave/ohttp/client.ts';
 import { bhttpRequest } from '../enclave/ohttp/messages.ts';
 import { serve, type Served } from '../enclave/serve.ts';
+import { verifyHead } from '../enclave/ledger/records.ts';
+import { parseHeadJson } from '../enclave/ledger/verify.ts';
 import { connect, readSse, type TestClient } from './stack/client.ts';
 import { type Stack, startStack } from './stack/harness.ts';
 
@@ -221,5 +223,16 @@ describe('out-of-range usage is a worker fault', () => {
     expect(seen.length - before).toBe(1);
     expect(s.ledger!.available(a.id)).toBe(10_000n);
     expect(unhealthy().length).toBe(1);
+  });
+});
+
+describe('the signed chain head', () => {
+  it('is served at /v1/ledger/head, signed by the attested receipt key', async () => {
+    const r = await fetch(`${s.enclaveUrl}/v1/ledger/head`);
+    expect(r.status).toBe(200);
+    const h = await verifyHead(parseHeadJson(new Uint8Array(await r.arrayBuffer())));
+    expect(Buffer.from(h.signer).equals(Buffer.from(s.enclave.keys.receipt.publicKey))).toBe(true);
+    expect(h.seq).toBeLessThanOrEqual(s.ledger!.head.seq);
+    expect(s.logs.some((l) => l.includes('"ledger.head"'))).toBe(true);
   });
 });

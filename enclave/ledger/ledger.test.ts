@@ -149,7 +149,7 @@ describe('ledger properties (fast-check)', () => {
           let deposited = opening;
           for (const o of ops) {
             if (o.k === 'deposit') {
-              ledger.deposit(account.id, o.amount, NOW);
+              await ledger.deposit(account.id, o.amount, NOW);
               deposited += o.amount;
             } else if (o.k === 'hold') {
               try {

@@ -20,6 +20,7 @@ import { hex, sha256, toBase64 } from '../../attestation/bytes.ts';
 import { configError, rejected, unavailable } from '../../attestation/errors.ts';
 import type { PaymentTerms, VerifiedOffer } from '../../protocol/offer.ts';
 import { computeCharge, type ReceiptSigner, type ReceiptStatus, type SignedReceipt, ZERO_HASH } from '../../protocol/receipt.ts';
+import { type CreditKind, signCredit, signHead } from './records.ts';
 import { PRAGMAS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 
 export type AccountKind = 'prepaid' | 'postpaid';
@@ -65,6 +66,11 @@ export interface Usage {
 export interface LedgerOptions {
   /** The enclave's receipt key. Without one the ledger serves accounts and statements but cannot settle. */
   readonly signer?: ReceiptSigner;
+  /**
+   * Signs account openings and deposits (the operator's credit key; default the receipt key). Without either,
+   * credits are written unsigned and `gm receipts verify --ledger` rejects them.
+   */
+  readonly creditSigner?: ReceiptSigner;
 }
 
 const KEY_CONTEXT = new TextEncoder().encode('gm-api-key-v1\0');
@@ -85,20 +91,22 @@ const periodOf = (t: PaymentTerms): number => (t.kind === 'postpaid' ? t.settlem
 export class Ledger {
   readonly db: DatabaseSync;
   readonly #signer: ReceiptSigner | undefined;
+  readonly #creditSigner: ReceiptSigner | undefined;
   readonly #holds = new Map<number, Hold>();
   readonly #held = new Map<string, bigint>();
   #nextHold = 1;
   #headSeq = 0;
   #headHash: Uint8Array = ZERO_HASH;
   #queue: Promise<unknown> = Promise.resolve();
-  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'moveBalance' | 'debit' | 'begin' | 'commit' | 'rollback', StatementSync>;
+  readonly #st: Record<'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'insertCredit' | 'moveBalance' | 'debit' | 'begin' | 'commit' | 'rollback', StatementSync>;
   /** Offer digests and receipt keys already stored (hex), so a settle writes each only once. */
   readonly #storedOffers = new Set<string>();
   readonly #storedKeys = new Set<string>();
 
-  private constructor(db: DatabaseSync, signer: ReceiptSigner | undefined) {
+  private constructor(db: DatabaseSync, signer: ReceiptSigner | undefined, creditSigner: ReceiptSigner | undefined) {
     this.db = db;
     this.#signer = signer;
+    this.#creditSigner = creditSigner;
     const big = (s: StatementSync): StatementSync => (s.setReadBigInts(true), s);
     this.#st = {
       account: big(db.prepare('SELECT id, currency, kind, balance, credit_limit FROM accounts WHERE id = ?')),
@@ -109,6 +117,7 @@ export class Ledger {
         'INSERT INTO receipts (seq, hash, prev, signed, offer_digest, account, worker_id, terms, settlement_period, currency, input_tokens, output_tokens, worker_cost, fee, total, time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       insertEntry: db.prepare('INSERT INTO entries (account, kind, amount, receipt_seq, at) VALUES (?, ?, ?, ?, ?)'),
+      insertCredit: db.prepare('INSERT INTO credits (entry_id, signed) VALUES (?, ?)'),
       moveBalance: db.prepare('UPDATE accounts SET balance = balance + ? WHERE id = ?'),
       debit: db.prepare('UPDATE accounts SET balance = balance - ? WHERE id = ? AND balance + credit_limit >= ?'),
       begin: db.prepare('BEGIN IMMEDIATE'),
@@ -136,7 +145,7 @@ export class Ledger {
     const v = db.prepare("SELECT value FROM meta WHERE key = 'schema'").get() as { value: string } | undefined;
     if (!v) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(String(SCHEMA_VERSION));
     else if (v.value !== String(SCHEMA_VERSION)) throw configError('LEDGER_SCHEMA', `ledger schema ${v.value} is not ${SCHEMA_VERSION}`);
-    return new Ledger(db, opts.signer);
+    return new Ledger(db, opts.signer, opts.creditSigner ?? opts.signer);
   }
 
   close(): void {
@@ -169,9 +178,11 @@ export class Ledger {
     const amount = prepaid ? spec.prepaid : 0n;
     const limit = prepaid ? 0n : spec.creditLimit;
     if (amount < 0n || limit < 0n || amount > MAX_AMOUNT || limit > MAX_AMOUNT) throw configError('ACCOUNT_INVALID', 'amounts must be non-negative micro-units below 2^62');
+    const accountKind = prepaid ? 'prepaid' : 'postpaid';
+    const credit = this.#creditSigner ? await signCredit(this.#creditSigner, { kind: 'open', account: id, accountKind, currency: spec.currency, amount, creditLimit: limit, keyHash, at: now }) : undefined;
     this.#tx(() => {
-      this.db.prepare('INSERT INTO accounts (id, key_hash, currency, kind, balance, credit_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(id, keyHash, spec.currency, prepaid ? 'prepaid' : 'postpaid', amount, limit, now);
-      this.#st.insertEntry.run(id, 'open', amount, null, now);
+      this.db.prepare('INSERT INTO accounts (id, key_hash, currency, kind, balance, credit_limit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)').run(id, keyHash, spec.currency, accountKind, amount, limit, now);
+      this.#credit(id, 'open', amount, now, credit);
     });
     return this.account(id);
   }
@@ -191,14 +202,32 @@ export class Ledger {
   }
 
   /** Adds funds to a prepaid account, or records a payment that reduces a postpaid account's debt. */
-  deposit(accountId: string, amount: bigint, now: number): Account {
+  async deposit(accountId: string, amount: bigint, now: number): Promise<Account> {
     if (amount <= 0n || amount > MAX_AMOUNT) throw configError('ACCOUNT_INVALID', 'deposit must be positive micro-units');
     const a = this.account(accountId);
+    const kind = a.kind === 'prepaid' ? 'deposit' : 'payment';
+    const credit = this.#creditSigner ? await signCredit(this.#creditSigner, { kind, account: a.id, accountKind: a.kind, currency: a.currency, amount, creditLimit: a.creditLimit, at: now }) : undefined;
     this.#tx(() => {
-      this.#st.insertEntry.run(accountId, a.kind === 'prepaid' ? 'deposit' : 'payment', amount, null, now);
+      this.#credit(accountId, kind, amount, now, credit);
       this.#st.moveBalance.run(amount, accountId);
     });
     return this.account(accountId);
+  }
+
+  /** Appends a credit entry and its signed record (without a credit signer the entry stays unsigned: audits flag it). */
+  #credit(account: string, kind: CreditKind, amount: bigint, now: number, signed: Uint8Array | undefined): void {
+    const r = this.#st.insertEntry.run(account, kind, amount, null, now);
+    if (signed) this.#st.insertCredit.run(r.lastInsertRowid, signed);
+  }
+
+  /**
+   * The chain head signed by the receipt key: "N receipts, the last one's hash is H" (enclave/ledger/records.ts).
+   * Kept outside the ledger file, it lets an audit see receipts removed from the end or a rolled-back file.
+   */
+  async signedHead(now: number): Promise<{ seq: number; signed: Uint8Array }> {
+    if (!this.#signer) throw configError('LEDGER_NO_SIGNER', 'this ledger was opened without a receipt key and cannot sign its head');
+    const { seq, hash } = this.head;
+    return { seq, signed: await signHead(this.#signer, { seq, hash, time: now }) };
   }
 
   /** Records a payout to a worker (settling what it is owed, or prepaying it under `prepaid` terms). */

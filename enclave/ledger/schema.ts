@@ -2,7 +2,8 @@
  * The ledger's SQLite schema (docs/design.md §6 "Receipts go to an append-only ledger (node:sqlite by default)").
  *
  * Append-only is enforced by the database itself: triggers abort any UPDATE or DELETE on `receipts`, `entries`,
- * `worker_payments` and `offers`. The only mutable row is an account's running `balance`, which always equals the
+ * `credits`, `worker_payments` and `offers`. Every entry that is not a receipt's debit (an opening, a deposit, a
+ * payment) has its signed credit record in `credits` (enclave/ledger/records.ts). The only mutable row is an account's running `balance`, which always equals the
  * sum of its `entries` (the audit checks it); every receipt has exactly one `debit` entry written in the same
  * transaction. Amounts are INTEGER micro-units of the row's currency (SQLite 64-bit signed; read back as bigint).
  * Account balances: available = balance + credit_limit (prepaid accounts have credit_limit 0; postpaid ones run
@@ -67,6 +68,12 @@ CREATE TABLE IF NOT EXISTS worker_payments (
   amount INTEGER NOT NULL CHECK (amount > 0),
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS credits (
+  entry_id INTEGER PRIMARY KEY REFERENCES entries(id),
+  signed BLOB NOT NULL
+) STRICT;
+CREATE TRIGGER IF NOT EXISTS credits_append_only_u BEFORE UPDATE ON credits BEGIN SELECT RAISE(ABORT, 'credits are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS credits_append_only_d BEFORE DELETE ON credits BEGIN SELECT RAISE(ABORT, 'credits are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS accounts_floor BEFORE UPDATE OF balance ON accounts WHEN NEW.balance < OLD.balance AND NEW.balance + NEW.credit_limit < 0 BEGIN SELECT RAISE(ABORT, 'a debit may not take an account below zero or beyond its credit limit'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_append_only_u BEFORE UPDATE ON receipts BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS receipts_append_only_d BEFORE DELETE ON receipts BEGIN SELECT RAISE(ABORT, 'receipts are append-only'); END;

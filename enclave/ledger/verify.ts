@@ -12,14 +12,22 @@
  *   receipts.offer             each cited offer is present, its two signatures verify, and the receipt's model,
  *                              worker, currency, prices and terms equal it (RECEIPT_OFFER_MISSING,
  *                              OFFER_SIGNATURE_*, RECEIPT_OFFER_MISMATCH, RECEIPT_PRICE_MISMATCH)
+ *   ledger.rows                (ledger only) every receipt row's columns equal its signed body (RECEIPT_ROW_MISMATCH)
+ *   ledger.credits             (ledger only) every opening, deposit and payment has a signed credit record matching
+ *                              it, each used once (CREDIT_UNSIGNED, CREDIT_MISMATCH, CREDIT_REPLAYED,
+ *                              CREDIT_KEY_MISMATCH); each account's key hash is its signed opening's
+ *                              (ACCOUNT_KEY_MISMATCH)
+ *   ledger.head                (ledger only, with a signed head) the ledger still holds the receipts the head counts,
+ *                              ending in its hash (LEDGER_ROLLBACK, LEDGER_HEAD_KEY_MISMATCH); a visible skip without
  *   ledger.audit               (ledger only) balances, debits and receipts agree exactly (LEDGER_AUDIT)
  */
 import { DatabaseSync } from 'node:sqlite';
-import { equalBytes, hex, isZero } from '../../attestation/bytes.ts';
+import { equalBytes, fromBase64, hex, isZero } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { Checks, type VerificationReport } from '../../attestation/report.ts';
 import { type VerifiedOffer, verifyOfferSignatures } from '../../protocol/offer.ts';
 import { checkReceiptAgainstOffer, parseReceiptEnvelope, type SignedReceipt, verifyReceipt } from '../../protocol/receipt.ts';
+import { HEAD_TYPE, verifyCredit, verifyHead } from './records.ts';
 import { auditLedger } from './statements.ts';
 
 export interface ReceiptItem {
@@ -105,8 +113,18 @@ export async function verifyReceiptItems(items: readonly ReceiptItem[], opts: { 
   return { receipts: verified, checks };
 }
 
-/** Verifies a whole ledger file: every receipt, the full chain, offers, and the balance audit. */
-export async function verifyLedger(path: string, keys?: readonly Uint8Array[]): Promise<VerificationReport> {
+export interface LedgerVerifyOptions {
+  /** Operator keys allowed to sign credits (account openings, deposits), beside the pinned receipt keys. */
+  readonly creditKeys?: readonly Uint8Array[];
+  /** The latest signed chain head kept outside the ledger (its JSON, as the enclave logs and serves it). */
+  readonly head?: Uint8Array;
+}
+
+/**
+ * Verifies a whole ledger file: every receipt, the full chain, offers, every receipt row's columns against its
+ * signed body, every credit against its signed record, the chain against a signed head, and the balance audit.
+ */
+export async function verifyLedger(path: string, keys?: readonly Uint8Array[], opts: LedgerVerifyOptions = {}): Promise<VerificationReport> {
   const checks = new Checks(`ledger ${path}`);
   const db = checks.runSync('ledger.open', 'the ledger opens read-only', undefined, () => {
     try {
@@ -118,15 +136,38 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[]): 
   try {
     const rows = checks.runSync('ledger.schema', 'the file is a gm ledger (receipts and offers tables)', undefined, () => {
       try {
-        return db.prepare('SELECT r.seq AS seq, r.signed AS signed, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.seq').all() as { signed: Uint8Array; offer: Uint8Array | null }[];
+        const st = db.prepare('SELECT r.*, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.seq');
+        st.setReadBigInts(true);
+        return st.all() as unknown as ReceiptRow[];
       } catch (e) {
         throw configError('LEDGER_UNAVAILABLE', `not a gm ledger: ${(e as Error).message}`, { cause: e });
       }
     }, (r) => `${r.length} receipt row(s)`);
+    let receipts: SignedReceipt[] = [];
     if (rows.length === 0) {
       checks.skip('receipts.decode+signature', 'receipts', 'the ledger holds no receipts');
     } else {
-      await verifyReceiptItems(rows.map((r) => ({ signed: new Uint8Array(r.signed), ...(r.offer ? { offer: new Uint8Array(r.offer) } : {}) })), { ...(keys ? { keys } : {}), wholeChain: true, subject: '' }, checks);
+      receipts = (await verifyReceiptItems(rows.map((r) => ({ signed: new Uint8Array(r.signed), ...(r.offer ? { offer: new Uint8Array(r.offer) } : {}) })), { ...(keys ? { keys } : {}), wholeChain: true, subject: '' }, checks)).receipts;
+    }
+    checks.runSync('ledger.rows', "every receipt row's columns (seq, hash, prev, offer, account, worker, terms, currency, tokens, cost, fee, total, time) equal its signed receipt", undefined, () => {
+      for (let i = 0; i < rows.length; i++) checkRow(rows[i]!, receipts[i]!);
+      return rows.length;
+    }, (n) => `${n} row(s)`);
+    const pins = [...(keys ?? []), ...(opts.creditKeys ?? [])];
+    await checks.run('ledger.credits', 'every opening, deposit and payment carries a signed credit record that matches it, each used once; each account\'s id and key hash match its signed opening', pins.length ? pins.map((k) => hex(k)).join(', ') : undefined, async () => auditCredits(db, pins), (n) => `${n} credit(s)`);
+    if (pins.length === 0) checks.skip('ledger.credits.key', 'each credit is signed by a pinned key', 'no --key or --credit-key given: credit signers are not checked against known keys');
+    if (opts.head) {
+      const headBytes = opts.head;
+      await checks.run('ledger.head', 'the ledger holds the receipts a signed chain head kept outside it counts, ending in the same hash (no truncation or rollback)', keys?.length ? keys.map((k) => hex(k)).join(', ') : 'receipt keys in the ledger', async () => {
+        const h = await verifyHead(parseHeadJson(headBytes));
+        const signers = keys?.length ? keys : receipts.map((r) => r.receipt.receiptKey);
+        if (!signers.some((k) => equalBytes(k, h.signer))) throw rejected('LEDGER_HEAD_KEY_MISMATCH', `the head is signed by ${hex(h.signer)}, not a receipt key of this ledger`);
+        if (h.seq > rows.length) throw rejected('LEDGER_ROLLBACK', `the signed head counts ${h.seq} receipts but the ledger holds ${rows.length}: receipts were removed or the file rolled back`);
+        if (h.seq > 0 && !equalBytes(receipts[h.seq - 1]!.hash, h.hash)) throw rejected('LEDGER_ROLLBACK', `receipt ${h.seq} is not the one the signed head names: the chain was rewritten`);
+        return h;
+      }, (h) => `head ${h.seq} of ${new Date(h.time).toISOString()} found`);
+    } else {
+      checks.skip('ledger.head', 'the ledger holds the receipts a signed chain head counts', 'no --head given: receipts removed from the end, or a rolled-back file, cannot be seen');
     }
     checks.runSync('ledger.audit', 'balances equal their entries; debits equal receipt totals; one debit per receipt; no missing seq', undefined, () => {
       const a = auditLedger({ db });
@@ -137,6 +178,94 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[]): 
     db.close();
   }
   return checks.report();
+}
+
+interface ReceiptRow {
+  seq: bigint;
+  hash: Uint8Array;
+  prev: Uint8Array;
+  signed: Uint8Array;
+  offer_digest: Uint8Array;
+  account: string;
+  worker_id: string;
+  terms: string;
+  settlement_period: bigint;
+  currency: string;
+  input_tokens: bigint;
+  output_tokens: bigint;
+  worker_cost: bigint;
+  fee: bigint;
+  total: bigint;
+  time: bigint;
+  offer: Uint8Array | null;
+}
+
+/** The ledger's columns are a cache of the signed body: statements and balances read them, so each must agree. */
+function checkRow(row: ReceiptRow, v: SignedReceipt): void {
+  const r = v.receipt;
+  const want: [string, unknown, unknown][] = [
+    ['seq', row.seq, BigInt(r.seq)],
+    ['account', row.account, r.account],
+    ['worker_id', row.worker_id, r.workerId],
+    ['terms', row.terms, r.terms.kind],
+    ['settlement_period', row.settlement_period, BigInt(r.terms.kind === 'postpaid' ? r.terms.settlementPeriodSeconds : 0)],
+    ['currency', row.currency, r.currency],
+    ['input_tokens', row.input_tokens, BigInt(r.inputTokens)],
+    ['output_tokens', row.output_tokens, BigInt(r.outputTokens)],
+    ['worker_cost', row.worker_cost, r.workerCost],
+    ['fee', row.fee, r.fee],
+    ['total', row.total, r.total],
+    ['time', row.time, BigInt(r.time)],
+  ];
+  for (const [col, got, exp] of want) if (got !== exp) throw rejected('RECEIPT_ROW_MISMATCH', `receipt ${r.seq}: column ${col} holds ${String(got)} but the signed receipt says ${String(exp)}`);
+  for (const [col, got, exp] of [['hash', row.hash, v.hash], ['prev', row.prev, r.prev], ['offer_digest', row.offer_digest, r.offerDigest]] as const) {
+    if (!equalBytes(new Uint8Array(got), exp)) throw rejected('RECEIPT_ROW_MISMATCH', `receipt ${r.seq}: column ${col} differs from the signed receipt`);
+  }
+}
+
+/** Every non-debit entry against its signed credit record, and every account against its signed opening. */
+async function auditCredits(db: DatabaseSync, pins: readonly Uint8Array[]): Promise<number> {
+  const st = db.prepare("SELECT e.id AS id, e.account AS account, e.kind AS kind, e.amount AS amount, e.at AS at, c.signed AS signed FROM entries e LEFT JOIN credits c ON c.entry_id = e.id WHERE e.kind != 'debit' ORDER BY e.id");
+  st.setReadBigInts(true);
+  const entries = st.all() as unknown as { id: bigint; account: string; kind: string; amount: bigint; at: bigint; signed: Uint8Array | null }[];
+  const acc = db.prepare('SELECT id, key_hash, kind, currency, credit_limit FROM accounts');
+  acc.setReadBigInts(true);
+  const accounts = new Map((acc.all() as unknown as { id: string; key_hash: Uint8Array; kind: string; currency: string; credit_limit: bigint }[]).map((a) => [a.id, a]));
+  const nonces = new Set<string>();
+  const opened = new Set<string>();
+  for (const e of entries) {
+    if (!e.signed) throw rejected('CREDIT_UNSIGNED', `entry ${e.id} (${e.kind} of ${e.amount} to ${e.account}) has no signed credit record`);
+    const c = await verifyCredit(new Uint8Array(e.signed));
+    if (pins.length && !pins.some((k) => equalBytes(k, c.signer))) throw rejected('CREDIT_KEY_MISMATCH', `entry ${e.id} is signed by ${hex(c.signer)}, not a pinned key`);
+    const n = hex(c.nonce);
+    if (nonces.has(n)) throw rejected('CREDIT_REPLAYED', `entry ${e.id} reuses the signed credit of an earlier entry`);
+    nonces.add(n);
+    if (c.account !== e.account || c.kind !== e.kind || c.amount !== e.amount || BigInt(c.at) !== e.at) throw rejected('CREDIT_MISMATCH', `entry ${e.id} differs from its signed credit record`);
+    const a = accounts.get(e.account);
+    if (!a) throw rejected('CREDIT_MISMATCH', `entry ${e.id} credits an account the ledger does not hold`);
+    if (c.accountKind !== a.kind || c.currency !== a.currency) throw rejected('CREDIT_MISMATCH', `entry ${e.id}: the account's kind or currency differs from its signed credit record`);
+    if (c.kind === 'open') {
+      if (opened.has(e.account)) throw rejected('CREDIT_MISMATCH', `account ${e.account} is opened twice`);
+      opened.add(e.account);
+      const kh = new Uint8Array(a.key_hash);
+      if (!equalBytes(kh, c.keyHash!) || a.id !== `acct_${hex(kh.subarray(0, 8))}`) throw rejected('ACCOUNT_KEY_MISMATCH', `account ${a.id}: its API key hash is not the one its signed opening binds`);
+      if (a.credit_limit !== c.creditLimit) throw rejected('CREDIT_MISMATCH', `account ${a.id}: its credit limit differs from its signed opening`);
+    }
+  }
+  for (const id of accounts.keys()) if (!opened.has(id)) throw rejected('CREDIT_UNSIGNED', `account ${id} has no signed opening`);
+  return entries.length;
+}
+
+/** A head as the enclave publishes it: `{"type":"gm.ledger-head","v":1,"head":"<base64url>"}`. */
+export function parseHeadJson(bytes: Uint8Array): Uint8Array {
+  let j: { type?: unknown; v?: unknown; head?: unknown };
+  try {
+    j = JSON.parse(new TextDecoder().decode(bytes)) as typeof j;
+  } catch (e) {
+    throw protocolError('LEDGER_RECORD_MALFORMED', 'the head is not JSON', { cause: e });
+  }
+  if (!j || j.type !== HEAD_TYPE || j.v !== 1 || typeof j.head !== 'string') throw protocolError('LEDGER_RECORD_MALFORMED', `the head is not a ${HEAD_TYPE} v1 object`);
+  return fromBase64(j.head, 'head');
 }
 
 /** Verifies a receipts file (envelopes with their signed offers). */

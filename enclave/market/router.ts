@@ -19,6 +19,7 @@
  * the log says so (`market.usage_missing`, `market.usage_clamped`). A client that cancels after the first token is
  * charged what it was sent (receipt status `cancelled`); a worker fault is charged nothing and demotes the worker.
  */
+import { toBase64 } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
@@ -30,6 +31,7 @@ import type { CancelOutcome } from './book.ts';
 import { modelCards } from './models.ts';
 import { type Market, publicOffersView } from './index.ts';
 import { meter } from './metering.ts';
+import { HEAD_TYPE } from '../ledger/records.ts';
 import type { Candidate } from './select.ts';
 import type { Lease } from './stats.ts';
 
@@ -42,6 +44,11 @@ export interface MarketRouterOptions {
   readonly anonymous?: Account;
   readonly now?: () => number;
   readonly abandonAfterMs?: number;
+  /**
+   * How often the ledger's chain head is signed, logged (`ledger.head`) and served (default 60 s; 0: never). A head
+   * counts receipts, so whoever reads it learns how many requests were settled in each period, nothing more.
+   */
+  readonly headEveryMs?: number;
   readonly log?: Pick<Logger, 'info' | 'warn'>;
   /** The enclave's metrics registry: selections by outcome code, receipts, offers in the book (no payload labels). */
   readonly metrics?: Registry;
@@ -60,6 +67,8 @@ export interface MarketRouter {
 export interface MarketSurface {
   offers(now: number): Record<string, unknown>[];
   cancel(workerId: string, signed: Uint8Array): Promise<CancelOutcome>;
+  /** The latest periodic signed chain head, `{type: "gm.ledger-head", v: 1, head: base64url}` (none before the first). */
+  head?(): Record<string, unknown> | undefined;
 }
 
 
@@ -100,7 +109,28 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     return refused;
   };
 
+  let latestHead: Record<string, unknown> | undefined;
+  let headSeq = -1;
+  const publishHead = async (): Promise<void> => {
+    if (ledger.head.seq === headSeq && latestHead) return;
+    try {
+      const h = await ledger.signedHead(now());
+      headSeq = h.seq;
+      const head = toBase64Url(h.signed);
+      latestHead = { type: HEAD_TYPE, v: 1, head };
+      o.log?.info('ledger.head', { seq: h.seq, head });
+    } catch (e) {
+      o.log?.warn('ledger.head_failed', { code: e instanceof GmError ? e.code : 'INTERNAL' });
+    }
+  };
+  const headEvery = o.headEveryMs ?? 60_000;
+  if (headEvery > 0) {
+    void publishHead();
+    setInterval(() => void publishHead(), headEvery).unref?.();
+  }
+
   const surface: MarketSurface = {
+    head: () => latestHead,
     offers: (t) => publicOffersView(market.book, t),
     async cancel(workerId, signed) {
       try {
@@ -240,3 +270,5 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
 
   return { router, onWorkerChange, surface };
 }
+
+const toBase64Url = (b: Uint8Array): string => toBase64(b).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
