@@ -85,7 +85,13 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const served = await serve({ fetch: wapp.app.fetch, listen: o.listen ?? '127.0.0.1:0' });
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });
-  const models = o.models ?? (await upstreamModels(o.upstream).catch(() => []));
+  const models = o.models ?? (await upstreamModels(o.upstream).catch((e: unknown) => {
+    // Said here with its cause (ECONNREFUSED, a timeout); the enclave refuses the registration (WORKER_NO_MODELS).
+    const c = (e as { cause?: { code?: unknown } }).cause?.code ?? (e as { name?: unknown }).name;
+    log.warn('worker.upstream_unavailable', { cause: typeof c === 'string' ? c : 'unknown' });
+    return [];
+  }));
+  if (models.length === 0) log.warn('worker.no_models', { reason: 'the upstream model server is down or serves no model; enclaves will refuse the registration' });
   let stopped = false;
   let stopping: Promise<void> | undefined;
   const timers = new Set<ReturnType<typeof setTimeout>>();

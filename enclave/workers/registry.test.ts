@@ -87,10 +87,10 @@ describe('worker registry', () => {
 
   it('drops a worker that answers the challenge with other keys, and refuses such a registration', async () => {
     const f = await fixture();
-    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] }));
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
     f.set('other-keys');
     expect(await f.reg.reverify(w.id)).toBe(false);
-    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] })).catch((x: unknown) => x);
+    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] })).catch((x: unknown) => x);
     expect(isGmError(e, 'WORKER_KEYS_CHANGED')).toBe(true);
   });
 
@@ -103,6 +103,14 @@ describe('worker registry', () => {
     const enclaveBundle = encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'enclave', keyConfigs: new Uint8Array(4), signingKey: new Uint8Array(32) }));
     expect(isGmError(await f.reg.register(await f.registration({ url: 'http://w.test', bundle: enclaveBundle, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_ROLE_MISMATCH')).toBe(true);
     expect(isGmError(await f.reg.register(await f.registration({ url: 'ftp://w.test', bundle: old, models: [], offers: [] })).catch((x: unknown) => x), 'WORKER_URL_INVALID')).toBe(true);
+  });
+
+  it('refuses a worker that announces no model, saying why, and does not list it', async () => {
+    const f = await fixture();
+    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: [], offers: [] })).catch((x: unknown) => x);
+    expect(isGmError(e, 'WORKER_NO_MODELS')).toBe(true);
+    expect((e as Error).message).toMatch(/upstream model server is down or serves none/);
+    expect(f.reg.list()).toEqual([]);
   });
 
   it("refuses a registration that moves a worker id to another platform, and keeps the worker as it was", async () => {

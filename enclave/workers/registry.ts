@@ -178,6 +178,9 @@ export class WorkerRegistry {
       if (Math.abs(now0 - reg.time) > REGISTRATION_SKEW_MS) throw rejected('REGISTRATION_STALE', `registration signed ${Math.round((now0 - reg.time) / 1000)} s from the enclave's clock (at most ${REGISTRATION_SKEW_MS / 1000} s)`);
       this.#checkNewer(workerIdFor(await sha256(postedKey)), reg.time); // before the challenge, so a replay costs no outbound request
       const first = await this.verify(posted);
+      // A worker with nothing to serve (its model server down, or serving no model) is not a verified worker with
+      // zero models: it is refused, saying why, before the enclave spends a challenge on it.
+      if (reg.models.length === 0) throw rejected('WORKER_NO_MODELS', 'the worker announces no model: its upstream model server is down or serves none');
       const { bundle, verification, digest } = await this.#challenge(url.href, posted);
       const signingKey = bundle.keys.signing!;
       const id = workerIdFor(await sha256(signingKey));
