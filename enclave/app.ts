@@ -87,6 +87,9 @@ export interface EnclaveOptions {
   /** Replace dispatch (tests). */
   readonly dispatch?: Dispatch;
   readonly challenge?: RegistryOptions['challenge'];
+  readonly health?: RegistryOptions['health'];
+  /** How often workers' health is checked (default 5 s): a stopped worker leaves the verified set within it. */
+  readonly healthIntervalMs?: number;
   readonly now?: () => number;
   /**
    * OHTTP key rotation period (default 1 h). A new key configuration (new key id) is attested and served; the previous
@@ -182,6 +185,8 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     now,
     transportFor: (url, credential) => poolTransport(url, timeouts, credential),
     ...(o.challenge ? { challenge: o.challenge } : {}),
+    ...(o.health ? { health: o.health } : {}),
+    ...(o.healthIntervalMs !== undefined ? { healthIntervalMs: o.healthIntervalMs } : {}),
     ...(o.onWorkerChange ? { onChange: o.onWorkerChange } : {}),
   });
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);

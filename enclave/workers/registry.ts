@@ -98,6 +98,14 @@ export interface RegistryOptions {
   readonly now?: () => number;
   /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
   readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
+  /** Resolves when the worker at `url` answers its health check (default: GET <url>/healthz within 3 s). */
+  readonly health?: (url: string) => Promise<void>;
+  /**
+   * How often every worker's health is checked (default 5 s). A worker that fails it is re-challenged at once and
+   * dropped when that fails too, so a stopped or crashed worker leaves the verified set within one interval plus
+   * a refused connection, not at its next re-challenge minutes later.
+   */
+  readonly healthIntervalMs?: number;
   /** The transport to a worker's gateway, authorizing each request with the worker's credential. */
   readonly transportFor: (url: string, credential: Uint8Array) => PooledTransport;
   /**
@@ -105,6 +113,12 @@ export interface RegistryOptions {
    * offers it refused, which the registration answer reports.
    */
   readonly onChange?: (event: 'verified' | 'removed', w: VerifiedWorker) => void | readonly OfferRefusal[] | Promise<void | readonly OfferRefusal[]>;
+}
+
+export async function defaultHealth(url: string): Promise<void> {
+  const r = await fetch(`${url.replace(/\/+$/, '')}/healthz`, { signal: AbortSignal.timeout(3_000) });
+  await r.body?.cancel().catch(() => undefined);
+  if (r.status !== 200) throw unavailable('WORKER_UNHEALTHY', `worker answered its health check with ${r.status}`);
 }
 
 export async function defaultChallenge(url: string, nonce: Uint8Array): Promise<Uint8Array> {
@@ -122,6 +136,7 @@ export class WorkerRegistry {
   readonly #workers = new Map<string, VerifiedWorker>();
   readonly #now: () => number;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #health: ReturnType<typeof setInterval> | undefined;
   readonly #registrations;
   readonly #gauge;
 
@@ -296,14 +311,39 @@ export class WorkerRegistry {
     );
   }
 
+  /** Checks every verified worker's health; one that fails is re-challenged now (and dropped if that fails). */
+  async probe(): Promise<void> {
+    const health = this.#o.health ?? defaultHealth;
+    await Promise.all(
+      [...this.#workers.values()].filter((w) => w.state === 'verified').map(async (w) => {
+        try {
+          await health(w.url);
+        } catch (e) {
+          const code = e instanceof GmError ? e.code : 'WORKER_UNREACHABLE';
+          this.#o.log.warn('worker.unhealthy', { worker: w.id, code });
+          if (this.#workers.get(w.id) === w && w.state === 'verified') await this.reverify(w.id);
+        }
+      }),
+    );
+  }
+
   start(intervalMs = Math.max(1_000, Math.floor(this.#o.policy.freshnessMs / 10))): void {
     this.#timer ??= setInterval(() => void this.tick(), intervalMs);
     this.#timer.unref();
+    let probing = false;
+    this.#health ??= setInterval(() => {
+      if (probing) return;
+      probing = true;
+      void this.probe().finally(() => (probing = false));
+    }, this.#o.healthIntervalMs ?? 5_000);
+    this.#health.unref();
   }
 
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
+    if (this.#health) clearInterval(this.#health);
     this.#timer = undefined;
+    this.#health = undefined;
     await Promise.all([...this.#workers.values()].map((w) => w.transport.close().catch(() => undefined)));
     this.#workers.clear();
   }
