@@ -9,7 +9,7 @@
 import { Hono } from 'hono';
 import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
 import { GmError } from '../attestation/errors.ts';
-import { verifySignedOffer } from '../protocol/offer.ts';
+import { microsToDecimal, verifySignedOffer } from '../protocol/offer.ts';
 import type { EnclaveGate } from './gate.ts';
 
 export interface WorkerRow {
@@ -55,7 +55,7 @@ export function renderStatus(gate: EnclaveGate, listings: Listings, enclaveUrl: 
   const models = listings.models === undefined ? '' : `<p>Models offered by verified workers (asked over OHTTP from the attested enclave): <span id="models">${listings.models.map((m) => `<code>${esc(m)}</code>`).join(', ') || 'none'}</span></p>`;
   const sigCell = (sig: string | undefined): string => (sig === 'verified' ? '<td class="ok">verified</td>' : sig ? `<td class="fail">${esc(sig)}</td>` : '<td class="na">not checked</td>');
   const offers = listings.offers === undefined ? `${models}<p class="na">signed offer details not listed by the enclave</p>`
-    : `${models}<table id="offers"><thead><tr><th>offer</th><th>worker</th><th>model</th><th>input / Mtok</th><th>output / Mtok</th><th>terms</th><th>signatures (checked by this host)</th><th>expires</th></tr></thead><tbody>${listings.offers.map((o) => `<tr class="${o.signature === 'verified' ? 'pass' : o.signature ? 'fail' : 'skip'}"><td><code>${esc(o.id)}</code></td><td><code>${esc(o.worker)}</code></td><td>${esc(o.model)}</td><td>${esc(o.priceIn)}</td><td>${esc(o.priceOut)}</td><td>${esc(o.terms)}</td>${sigCell(o.signature)}<td>${esc(o.expires)}</td></tr>`).join('')}</tbody></table>
+    : `${models}<table id="offers"><thead><tr><th>offer</th><th>worker</th><th>model</th><th>input / 1M tokens</th><th>output / 1M tokens</th><th>terms</th><th>signatures (checked by this host)</th><th>expires</th></tr></thead><tbody>${listings.offers.map((o) => `<tr class="${o.signature === 'verified' ? 'pass' : o.signature ? 'fail' : 'skip'}"><td><code>${esc(o.id)}</code></td><td><code>${esc(o.worker)}</code></td><td>${esc(o.model)}</td><td>${esc(o.priceIn)}</td><td>${esc(o.priceOut)}</td><td>${esc(o.terms)}</td>${sigCell(o.signature)}<td>${esc(o.expires)}</td></tr>`).join('')}</tbody></table>
 <p><small>"verified": this host checked the worker's Ed25519 and the operator's sr25519 signature over the offer's signed bytes, its validity window, that its worker key is the one the enclave lists for that worker, and the digest the enclave cites. That the key is bound in the worker's attested evidence is the enclave's word here.</small></p>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10"><title>gm host: ${esc(s.state)}</title>
@@ -118,13 +118,14 @@ async function checkOffer(item: Record<string, unknown>, keys: ReadonlyMap<strin
     const o = v.offer;
     // The enclave's view beside the bytes must describe the same offer; the row shows only the signed fields.
     if (o.workerId !== workerId || o.offerId !== item.offerId || item.digest !== hex(v.digest)) return reject('OFFER_VIEW_MISMATCH');
-    const quoted = (q: unknown, p: bigint): string => (typeof q === 'string' && q !== p.toString() ? ` (quoted ${q} with the routing fee)` : '');
+    // Offers price in micro-units per 1M tokens; the page shows currency units (100000 → 0.1 USD).
+    const quoted = (q: unknown, p: bigint): string => (typeof q === 'string' && /^[0-9]{1,30}$/.test(q) && q !== p.toString() ? ` (quoted ${microsToDecimal(BigInt(q))} with the routing fee)` : '');
     return {
       id: o.offerId,
       worker: o.workerId,
       model: o.model,
-      priceIn: `${o.pricePerMInput} ${o.currency}${quoted(item.quotedPerMInput, o.pricePerMInput)}`,
-      priceOut: `${o.pricePerMOutput} ${o.currency}${quoted(item.quotedPerMOutput, o.pricePerMOutput)}`,
+      priceIn: `${microsToDecimal(o.pricePerMInput)} ${o.currency}${quoted(item.quotedPerMInput, o.pricePerMInput)}`,
+      priceOut: `${microsToDecimal(o.pricePerMOutput)} ${o.currency}${quoted(item.quotedPerMOutput, o.pricePerMOutput)}`,
       terms: o.terms.kind,
       expires: new Date(o.validUntil * 1000).toISOString(),
       signature: 'verified',

@@ -421,3 +421,14 @@ export function offerJson(o: Offer): Record<string, unknown> {
     validUntil: o.validUntil,
   };
 }
+
+/**
+ * Micro-units as an exact decimal string in currency units (offers price per 1M tokens in micro-units):
+ * 100000n → "0.1", 2500000n → "2.5", 0n → "0". For display, never floats.
+ */
+export function microsToDecimal(m: bigint): string {
+  const neg = m < 0n;
+  const a = neg ? -m : m;
+  const frac = (a % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
+  return `${neg ? '-' : ''}${a / 1_000_000n}${frac ? `.${frac}` : ''}`;
+}

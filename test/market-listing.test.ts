@@ -103,6 +103,10 @@ describe('host status page in front of a separate enclave', () => {
     for (const w of stack.workers) expect(html).toMatch(new RegExp(`<table id="workers">.*<code>${w.worker.id}</code>`, 's'));
     const offers = html.slice(html.indexOf('<table id="offers">'));
     expect(offers.match(/<td class="ok">verified<\/td>/g)).toHaveLength(2);
+    // Prices per 1M tokens in currency units (the stack's offers: 100000 and 200000 micro-USD), never micro-units.
+    expect(offers).toContain('<th>input / 1M tokens</th>');
+    expect(offers.match(/<td>0\.1 USD<\/td><td>0\.2 USD<\/td>/g)).toHaveLength(2);
+    expect(offers).not.toContain('100000 USD');
     expect(offers).not.toContain('REJECTED');
     expect(html).not.toContain('signed offer details not listed');
     const j = (await (await fetch(`${host.url}/status.json`)).json()) as { offers: { signature: string; digest: string }[] };

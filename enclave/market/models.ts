@@ -5,7 +5,10 @@
  * micro-units, never floats), and how many attested workers offer it. Offers carry no context length, so
  * `context_length` is null rather than a guess.
  */
+import { microsToDecimal } from '../../protocol/offer.ts';
 import type { OrderBook } from './book.ts';
+
+export { microsToDecimal };
 
 export interface PriceRange {
   readonly min: string;
@@ -50,11 +53,4 @@ export function modelCards(book: OrderBook, now: number): ModelCard[] {
       output_per_1m: { min: microsToDecimal(r.outMin), max: microsToDecimal(r.outMax) },
     })),
   }));
-}
-
-/** Micro-units as a decimal string in currency units: 100000n → "0.1", 2500000n → "2.5", 0n → "0". */
-export function microsToDecimal(m: bigint): string {
-  const whole = m / 1_000_000n;
-  const frac = (m % 1_000_000n).toString().padStart(6, '0').replace(/0+$/, '');
-  return frac ? `${whole}.${frac}` : `${whole}`;
 }
