@@ -190,7 +190,7 @@ describe('runtime failures: one line naming the cause and the flag, no stack tra
     const r = await gm(['chat', '--url', url, '--allow-sim', '--json', 'hi']);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(ONE_LINE);
-    expect(r.err).toContain(`${url} (--url)`);
+    expect(r.err).toContain(`${url} (fetch failed: ECONNREFUSED 127.0.0.1:${closedPort}) (--url)`);
     expect(JSON.parse(r.out.trim().split('\n').at(-1)!).error.code).toBe('ATTESTATION_UNREACHABLE');
   });
 });

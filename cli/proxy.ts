@@ -64,7 +64,8 @@ function refusal(e: unknown): unknown {
   if (!(e instanceof GmError)) return e;
   const row = e.report ? firstFailure(e.report) : undefined;
   const where = row ? ` at check ${row.id}${row.detail && row.detail !== e.message ? ` (${row.detail})` : ''}` : '';
-  return new GmError(e.kind, e.code, `refusing to start: the enclave did not verify${where}: ${e.message}`, { cause: e });
+  const what = e.report ? `the enclave did not verify${where}: ` : '';
+  return new GmError(e.kind, e.code, `refusing to start: ${what}${e.message}`, { cause: e });
 }
 
 function firstFailure(r: VerificationReport) {

@@ -15,6 +15,7 @@ import type { TrustStore } from '../attestation/trust.ts';
 import { reportData } from '../protocol/binding.ts';
 import { chooseKeyConfig, decodeKeyConfigs, isPostQuantumKem, type KeyConfig } from '../protocol/ohttp.ts';
 import { KEM_MLKEM768_X25519 } from '../protocol/hpke.ts';
+import { fetchFailure } from './net-cause.ts';
 import { type CollateralSource, gpuOcspFromShim, missingTdxCollateral, tdxCollateralGetter, withCollateral } from './collateral.ts';
 import { type ClientPolicy, policyAllows, settingsViolations } from './policy.ts';
 
@@ -57,7 +58,7 @@ export async function attest(o: AttestOptions): Promise<Attestation> {
   try {
     res = await o.fetch(`${o.base}/v1/attestation?nonce=${hex(nonce)}`, { method: 'GET', headers: { accept: 'application/cbor' }, ...(o.signal ? { signal: o.signal } : {}) });
   } catch (e) {
-    throw unavailable('ATTESTATION_UNREACHABLE', `could not fetch the enclave's evidence from ${o.base}`, { cause: e });
+    throw unavailable('ATTESTATION_UNREACHABLE', `could not fetch the enclave's evidence from ${o.base} (${fetchFailure(e)})`, { cause: e });
   }
   if (!res.ok) {
     const code = await errorCode(res);

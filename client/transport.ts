@@ -14,6 +14,7 @@ import { formatRequestTime, GATEWAY_TIME_FIELD, REQUEST_TIME_FIELD } from '../pr
 import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
 import type { Attestation, FetchLike } from './attest.ts';
 import { sealQuestion } from './encap.ts';
+import { fetchFailure } from './net-cause.ts';
 import { acceptReceipt, type ClientReceipt, receiptFromField, stripReceiptEvents } from './receipts.ts';
 
 export interface Session {
@@ -99,7 +100,7 @@ async function send(a: Attestation, inner: Uint8Array, streaming: boolean, o: Tr
     r = await o.fetch(`${o.base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': q.contentType, accept: q.accept, ...q.headers }, body: q.body as Uint8Array<ArrayBuffer>, signal });
   } catch (e) {
     if (signal.aborted) throw e;
-    throw unavailable('GATEWAY_UNREACHABLE', `could not reach the gateway at ${o.base}`, { cause: e });
+    throw unavailable('GATEWAY_UNREACHABLE', `could not reach the gateway at ${o.base} (${fetchFailure(e)})`, { cause: e });
   }
   let problem: Sent['problem'];
   if (!r.ok) {

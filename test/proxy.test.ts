@@ -369,3 +369,14 @@ describe('gm chat routing flags', () => {
     expect(first.stderr()).toMatch(/--pools needs the market router/);
   }, 60_000);
 });
+
+describe('network failures say their cause', () => {
+  it('gm proxy pointed at a closed port names the refused connection and the address', async () => {
+    const closed = await listenOn(async () => {});
+    const port = new URL(closed.url).port;
+    await closed.close();
+    const io = memIo();
+    expect(await main(['proxy', '--url', `http://127.0.0.1:${port}`, '--allow-sim', '--listen', '127.0.0.1:0'], io)).toBe(1);
+    expect(io.stderr()).toMatch(new RegExp(`^gm proxy: ATTESTATION_UNREACHABLE: refusing to start: could not fetch .*\\(fetch failed: ECONNREFUSED 127\\.0\\.0\\.1:${port}\\)( \\(--url\\))?\\n$`));
+  }, 30_000);
+});
