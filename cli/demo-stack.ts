@@ -48,7 +48,7 @@ export interface DemoStackOptions {
 export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStack> {
   const say = o.progress ?? (() => {});
   const logs: string[] = [];
-  const log = (component: string) => createLogger({ component, sim: true, sink: (l) => void logs.push(l), level: 'info' });
+  const log = (service: string) => createLogger({ service, sim: true, sink: (l) => void logs.push(l), level: 'info' });
   const stops: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const s of stops.reverse()) await s().catch(() => undefined);
@@ -102,7 +102,7 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
     stops.push(() => rm(cacheDir, { recursive: true, force: true }));
     const host = await startHost({
       enclave: enclaveServer.url, policy: parseClientPolicy(simPolicyDoc(), 'sim policy'), allowSim: true, trust: undefined, cacheDir,
-      checkIntervalMs: 60_000, log: (l) => void logs.push(JSON.stringify({ component: 'host', ...l })), ...(o.observe ? { observe: o.observe } : {}),
+      checkIntervalMs: 60_000, log: log('host'), ...(o.observe ? { observe: o.observe } : {}),
       // The status page reads GET /v1/workers and GET /v1/market/offers from the enclave, as in front of `gm enclave`,
       // and checks each offer's signatures itself.
     });

@@ -38,7 +38,7 @@ export async function run(f: ProxyFlags, io: Io, o: { signal?: AbortSignal; onLi
     await outbound.close();
     throw refusal(e);
   }
-  const log = createLogger({ component: 'proxy', sim: client.claims.sim, sink: (l) => io.err(l) });
+  const log = createLogger({ service: 'proxy', sim: client.claims.sim, sink: (l) => io.err(l) });
   const p = await startProxy({ client, hostname, port, ...(token ? { token } : {}), ...(apiKey ? { apiKey } : {}), log: (event, fields) => log.info(event, fields) });
   const m = client.claims.cpu.measurement;
   log.info('proxy.listening', {

@@ -81,7 +81,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   // RIMs chain to the pinned NVIDIA RIM root: with a collateral source the trust store is needed even under sim.
   const trust = tee.sim && allowSim && !collateral ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
   const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
-  const log = createLogger({ component: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
+  const log = createLogger({ service: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
   // The market routes by signed offers and settles receipts into the ledger (enclave/market, enclave/ledger).
   const keys = await generateEnclaveKeys();
   const routerKind = f.router ?? 'market';

@@ -11,6 +11,7 @@ import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { configError } from '../attestation/errors.ts';
+import { createLogger, type Logger } from '../enclave/log.ts';
 import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
 import { hostApp } from './app.ts';
@@ -41,7 +42,8 @@ export interface HostOptions {
   /** Vendor fetch retries (tests shorten the backoff). */
   readonly collateralRetry?: Partial<RetryOptions>;
   readonly observe?: RelayOptions['observe'];
-  readonly log?: (line: Record<string, unknown>) => void;
+  /** The shim's log (the one JSON-line schema of enclave/log.ts); silent when absent. */
+  readonly log?: Logger;
 }
 
 export interface RunningHost {
@@ -52,7 +54,7 @@ export interface RunningHost {
 }
 
 export async function startHost(o: HostOptions): Promise<RunningHost> {
-  const log = o.log ?? (() => {});
+  const log = o.log ?? createLogger({ service: 'host', sim: o.allowSim, sink: () => {} });
   // The gate completes TDX evidence that ships without collateral from this shim's own cache, in process (the same
   // routes clients use; every byte verified to the pinned roots by the check, so the cache is trusted for nothing).
   let self: { request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response> } | undefined;
@@ -61,7 +63,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   const gate = new EnclaveGate({
     check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000, collateral: ownCollateral }),
     intervalMs: o.checkIntervalMs ?? 60_000,
-    onChange: (s: GateStatus) => log({ msg: 'gate', state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
+    onChange: (s: GateStatus) => log.info('gate', { state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });
   const cache = new CollateralCache({ dir: o.cacheDir, ...(o.collateralRetry ? { retry: o.collateralRetry } : {}) });
   const app = hostApp({
@@ -143,9 +145,9 @@ export async function run(f: HostFlags, io: HostIo): Promise<number> {
   };
   const cacheDir = f['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
   // With --allow-sim every line says sim (docs/design.md §3: everything produced under sim says so).
-  const logLine = (l: Record<string, unknown>) => io.err(`${JSON.stringify({ t: new Date().toISOString(), svc: 'host', ...l, ...(allowSim ? { sim: true } : {}) })}\n`);
-  const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log: logLine });
-  logLine({ msg: 'listening', url: h.url, enclave, gate: h.gate.status.state });
+  const log = createLogger({ service: 'host', sim: allowSim, sink: (l) => io.err(l) });
+  const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log });
+  log.info('listening', { url: h.url, enclave, gate: h.gate.status.state });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -84,7 +84,7 @@ describe('the README stack, started by hand', () => {
     [, enclave, account, key] = e.match as unknown as [string, string, string, string];
     const model = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'llama-dev', '--token-ms', '0'], /listening on (http:\S+)/);
     await start(['worker', '--tee', 'sim', '--upstream', model.match[1]!, '--enclave', enclave, '--listen', '127.0.0.1:0'], /registered with 1 enclave/);
-    const h = await start(['host', '--enclave', enclave, '--listen', '127.0.0.1:0', '--allow-sim'], /"msg":"listening","url":"(http:[^"]+)","enclave":"[^"]+","gate":"open"/);
+    const h = await start(['host', '--enclave', enclave, '--listen', '127.0.0.1:0', '--allow-sim'], /"event":"listening","url":"(http:[^"]+)","enclave":"[^"]+","gate":"open"/);
     relay = h.match[1]!;
   }, 120_000);
 

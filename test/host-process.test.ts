@@ -18,10 +18,10 @@ describe('gm host process', () => {
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
     try {
-      await expect.poll(() => err.includes('"msg":"listening"'), { timeout: 30_000, interval: 20 }).toBe(true);
+      await expect.poll(() => err.includes('"event":"listening"'), { timeout: 30_000, interval: 20 }).toBe(true);
       const lines = err.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-      expect(lines.map((l) => l.msg)).toEqual(['gate', 'listening']);
-      expect(lines.every((l) => l.sim === true && l.svc === 'host')).toBe(true);
+      expect(lines.map((l) => l.event)).toEqual(['gate', 'listening']);
+      expect(lines.every((l) => l.sim === true && l.service === 'host')).toBe(true);
       expect(lines[0]).toMatchObject({ state: 'closed' });
       const url = String(lines[1]!.url);
       const r = await fetch(`${url}/.well-known/ohttp-gateway`);

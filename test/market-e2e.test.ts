@@ -45,7 +45,7 @@ let slow: RunningWorker;
 beforeAll(async () => {
   const { amd, nvidia } = await simVendors();
   const sink = (l: string) => void logs.push(l);
-  const log = (component: string) => createLogger({ component, sim: true, sink, level: 'debug' });
+  const log = (service: string) => createLogger({ service, sim: true, sink, level: 'debug' });
   const keys = await generateEnclaveKeys();
   ledger = Ledger.open(':memory:', { signer: keys.receipt });
   const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000n }, Date.now())).account;

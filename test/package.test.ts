@@ -83,7 +83,7 @@ describe('the packed package', () => {
     const model = 'llama-dev';
     const upstream = await gm(['dev-model', '--listen', '127.0.0.1:0', '--name', model, '--token-ms', '0']);
     await gm(['worker', '--tee', 'sim', '--upstream', upstream, '--enclave', enclave, '--listen', '127.0.0.1:0'], /registered with 1 enclave()/);
-    const relay = await gm(['host', '--enclave', enclave, '--listen', '127.0.0.1:0', '--allow-sim'], /"msg":"listening","url":"(http:[^"]+)"[^\n]*"gate":"open"/);
+    const relay = await gm(['host', '--enclave', enclave, '--listen', '127.0.0.1:0', '--allow-sim'], /"event":"listening","url":"(http:[^"]+)"[^\n]*"gate":"open"/);
     await writeFile(
       join(app, 'sdk.mjs'),
       `import OpenAI from 'openai';

@@ -23,7 +23,7 @@ let worker: RunningWorker;
 
 beforeAll(async () => {
   const { amd, nvidia } = await simVendors();
-  const log = (component: string) => createLogger({ component, sim: true, level: 'debug', sink: (l) => void logs.push(l) });
+  const log = (service: string) => createLogger({ service, sim: true, level: 'debug', sink: (l) => void logs.push(l) });
   for (let i = 0; i < 2; i++) {
     const enclave = await createEnclave({ tee: simProvider({ amd }), log: log(`enclave-${i}`), workerPolicy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs: FRESHNESS_MS } });
     enclaves.push({ enclave, served: await serve({ fetch: enclave.app.fetch }) });

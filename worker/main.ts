@@ -105,7 +105,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const cmd = f['gpu-evidence-cmd'];
   if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
   const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
-  const log = createLogger({ component: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
+  const log = createLogger({ service: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
   const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
   if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');
   const terms = termsFromFlags(f);

@@ -107,7 +107,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const logs: string[] = [];
   const capture = o.captureLogs ?? true;
   const sink = capture ? (l: string) => void logs.push(l) : (l: string) => void process.stderr.write(l);
-  const log = (component: string) => createLogger({ component, sim: true, sink, level: 'debug' });
+  const log = (service: string) => createLogger({ service, sim: true, sink, level: 'debug' });
   const keys = await generateEnclaveKeys(undefined, o.kems);
   let ledger: Ledger | undefined;
   let market: ReturnType<typeof marketRouter> | undefined;
