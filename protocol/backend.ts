@@ -1,17 +1,18 @@
 /**
  * The cryptographic primitives HPKE (RFC 9180) needs, behind one small interface so the hot path can use the
- * platform's native code: X25519 (RFC 7748), HMAC-SHA256 (RFC 2104, the building block of HKDF, RFC 5869) and the
- * AEADs of RFC 9180 §7.3.
+ * platform's native code: X25519 (RFC 7748), ML-KEM-768 (FIPS 203, the post-quantum half of X-Wing), HMAC-SHA256
+ * (RFC 2104, the building block of HKDF, RFC 5869) and the AEADs of RFC 9180 §7.3.
  *
  * The default backend is runtime-agnostic: X25519 and AES-GCM through WebCrypto, HMAC-SHA256 through @noble/hashes
  * (synchronous; WebCrypto would need an importKey per call) and ChaCha20-Poly1305 through @noble/ciphers (WebCrypto
- * lacks it). Node processes may install the node:crypto backend from protocol/node/backend-node.ts, which avoids
+ * lacks it), ML-KEM-768 through @noble/post-quantum (WebCrypto lacks it). Node processes may install the node:crypto backend from protocol/node/backend-node.ts, which avoids
  * WebCrypto's per-call cost (see docs/protocol.md §10 and bench/protocol.bench.ts).
  */
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { x25519 } from '@noble/curves/ed25519.js';
+import { ml_kem768, type KEMPrepared } from '@noble/post-quantum/ml-kem.js';
 import { protocolError } from '../attestation/errors.ts';
 
 /** HPKE AEAD identifiers (RFC 9180 §7.3). */
@@ -43,6 +44,27 @@ export interface X25519PrivateKey {
   readonly backend: CryptoBackend;
 }
 
+/** ML-KEM-768 sizes (FIPS 203 Table 3): encapsulation key, ciphertext, and the seed d || z of §7.1 / §3.3. */
+export const MLKEM768_NEK = 1184;
+export const MLKEM768_NCT = 1088;
+export const MLKEM768_NSEED = 64;
+
+/** An ML-KEM-768 decapsulation key held by a backend; `publicKey` is its 1184-byte encapsulation key. Never serialized. */
+export interface MlKem768PrivateKey {
+  readonly kind: 'ml-kem-768-private';
+  readonly publicKey: Uint8Array;
+  /** Backend-specific handle (a node KeyObject, or noble's expanded key). */
+  readonly handle: unknown;
+  readonly backend: CryptoBackend;
+}
+
+/** An ML-KEM-768 encapsulation key that passed the FIPS 203 §7.2 input check, parsed once by its backend. */
+export interface MlKem768PublicKey {
+  readonly kind: 'ml-kem-768-public';
+  readonly handle: unknown;
+  readonly backend: CryptoBackend;
+}
+
 export interface CryptoBackend {
   readonly name: string;
   x25519Generate(): Promise<X25519PrivateKey>;
@@ -50,6 +72,14 @@ export interface CryptoBackend {
   x25519Import(sk: Uint8Array): Promise<X25519PrivateKey>;
   /** Raw X25519 output (32 bytes); the caller rejects the all-zero value (RFC 9180 §7.1.1). */
   x25519(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  /** ML-KEM-768.KeyGen_internal(d, z) from the 64-byte seed d || z (FIPS 203 Algorithm 16). */
+  mlkem768Import(seed: Uint8Array): Promise<MlKem768PrivateKey> | MlKem768PrivateKey;
+  /** Parses a 1184-byte encapsulation key; throws HPKE_BAD_KEY when the FIPS 203 §7.2 modulus check fails. */
+  mlkem768PublicKey(ek: Uint8Array): MlKem768PublicKey;
+  /** ML-KEM-768.Encaps (FIPS 203 Algorithm 20) with fresh randomness: a 32-byte secret and a 1088-byte ciphertext. */
+  mlkem768Encapsulate(pk: MlKem768PublicKey): { sharedSecret: Uint8Array; cipherText: Uint8Array };
+  /** ML-KEM-768.Decaps (FIPS 203 Algorithm 21): implicit rejection, a wrong ciphertext gives a wrong secret. */
+  mlkem768Decapsulate(sk: MlKem768PrivateKey, ct: Uint8Array): Uint8Array;
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
   aead(aeadId: number, key: Uint8Array): Promise<AeadCipher> | AeadCipher;
 }
@@ -97,6 +127,12 @@ class NobleChaCha implements AeadCipher {
   }
 }
 
+/** noble's form of a decapsulation key: the expanded secret key and the prepared encapsulation key it holds. */
+interface NobleMlKemKey {
+  readonly secretKey: Uint8Array;
+  readonly prepared: KEMPrepared;
+}
+
 /** The runtime-agnostic backend (browsers, Node, Deno, Bun, workers). */
 export const webCryptoBackend: CryptoBackend = {
   name: 'webcrypto',
@@ -118,6 +154,31 @@ export const webCryptoBackend: CryptoBackend = {
   async x25519(sk, pk) {
     const pub = await crypto.subtle.importKey('raw', buf(pk), { name: 'X25519' }, true, []);
     return new Uint8Array(await crypto.subtle.deriveBits({ name: 'X25519', public: pub }, sk.handle as CryptoKey, 256));
+  },
+  mlkem768Import(seed) {
+    if (seed.length !== MLKEM768_NSEED) throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 seed must be 64 bytes');
+    const { publicKey, secretKey } = ml_kem768.keygen(seed);
+    const handle: NobleMlKemKey = { secretKey, prepared: ml_kem768.prepare(publicKey) };
+    return { kind: 'ml-kem-768-private', publicKey, handle, backend: webCryptoBackend };
+  },
+  mlkem768PublicKey(ek) {
+    if (ek.length !== MLKEM768_NEK) throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 encapsulation key must be 1184 bytes');
+    let handle: KEMPrepared;
+    try {
+      // Preparing is the §7.2 modulus check and the expansion of Â: most of an encapsulation, done once per key.
+      handle = ml_kem768.prepare(ek);
+    } catch (e) {
+      throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 encapsulation key check failed', { cause: e });
+    }
+    return { kind: 'ml-kem-768-public', handle, backend: webCryptoBackend };
+  },
+  mlkem768Encapsulate(pk) {
+    return (pk.handle as KEMPrepared).encapsulate();
+  },
+  mlkem768Decapsulate(sk, ct) {
+    if (ct.length !== MLKEM768_NCT) throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 ciphertext must be 1088 bytes');
+    const k = sk.handle as NobleMlKemKey;
+    return k.prepared.decapsulate(ct, k.secretKey);
   },
   hmacSha256(key, data) {
     return hmac(sha256, key, data);

@@ -11,15 +11,17 @@
  *   DeriveKeyPair(ikm): sk = SHAKE256.LabeledDerive(ikm, "DeriveKeyPair", "", 32)   (draft-ietf-hpke-pq-05 §4; the
  *                       X-Wing draft's own HPKE section hashes ikm without the label, the HPKE WG's vectors use it)
  *
- * ML-KEM-768 comes from @noble/post-quantum; X25519 from the CryptoBackend (WebCrypto or node:crypto), which is faster
- * than a JS scalar multiplication. The X25519 all-zero output is refused (RFC 7748 §6.1), as DHKEM does: only a
- * low-order point produces it, which no honest peer sends. The expanded ML-KEM key is cached per key object (the
- * draft's §5.5.1 "keeping expanded decapsulation key around"), never serialized.
+ * Both components come from the CryptoBackend: on node:crypto ML-KEM-768 and X25519 are OpenSSL's, on the portable
+ * backend ML-KEM-768 is @noble/post-quantum and X25519 WebCrypto's. The X25519 all-zero output is refused (RFC 7748
+ * §6.1), as DHKEM does: only a low-order point produces it, which no honest peer sends. The expanded keys are held per
+ * key object (the draft's §5.5.1 "keeping expanded decapsulation key around"), never serialized. EncapsulateDerand
+ * (known-answer tests only) takes ML-KEM's randomness from the caller, which node:crypto cannot: that path always
+ * uses noble.
  */
-import { ml_kem768, type KEMPrepared } from '@noble/post-quantum/ml-kem.js';
+import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { sha3_256, shake256 } from '@noble/hashes/sha3.js';
 import { protocolError } from '../attestation/errors.ts';
-import type { CryptoBackend, X25519PrivateKey } from './backend.ts';
+import { MLKEM768_NCT, MLKEM768_NEK, type CryptoBackend, type MlKem768PrivateKey, type MlKem768PublicKey, type X25519PrivateKey } from './backend.ts';
 
 /** HPKE KEM identifier of MLKEM768-X25519 (X-Wing). */
 export const KEM_MLKEM768_X25519 = 0x647a;
@@ -29,8 +31,8 @@ export const XWING_NPK = 1216;
 export const XWING_NSK = 32;
 /** Bytes of encapsulation randomness EncapsulateDerand takes: ML-KEM's m[32], then the X25519 ephemeral scalar[32]. */
 export const XWING_NRANDOM = 64;
-const MLKEM_NCT = 1088;
-const MLKEM_NEK = 1184;
+const MLKEM_NCT = MLKEM768_NCT;
+const MLKEM_NEK = MLKEM768_NEK;
 const X_LEN = 32;
 
 /** XWingLabel, the ASCII bytes `\./` `/^\` (draft §5.3). */
@@ -44,8 +46,7 @@ export interface XWingPrivateKey {
 }
 
 interface Expanded {
-  readonly skM: Uint8Array;
-  readonly prepared: KEMPrepared;
+  readonly m: MlKem768PrivateKey;
   readonly x: X25519PrivateKey;
   readonly pkX: Uint8Array;
 }
@@ -94,11 +95,10 @@ export async function xwingFromSeed(seed: Uint8Array, backend: CryptoBackend): P
   if (seed.length !== XWING_NSK) badKey('X-Wing private key must be 32 bytes');
   const e = shake256(seed, { dkLen: 96 });
   try {
-    const { publicKey: pkM, secretKey: skM } = ml_kem768.keygen(e.subarray(0, 64));
+    const m = await backend.mlkem768Import(e.subarray(0, 64));
     const x = await backend.x25519Import(e.subarray(64, 96));
-    const prepared = ml_kem768.prepare(pkM);
-    const key: XWingPrivateKey = { kind: 'xwing-private', publicKey: cat(pkM, x.publicKey), backend };
-    expandedKeys.set(key, { skM, prepared, x, pkX: x.publicKey });
+    const key: XWingPrivateKey = { kind: 'xwing-private', publicKey: cat(m.publicKey, x.publicKey), backend };
+    expandedKeys.set(key, { m, x, pkX: x.publicKey });
     return key;
   } finally {
     e.fill(0);
@@ -139,11 +139,12 @@ export async function deriveXWing(ikm: Uint8Array, backend: CryptoBackend): Prom
 }
 
 /**
- * Prepared ML-KEM encapsulation keys by the array that holds them: a client encapsulates to the same attested key on
- * every request, and preparing (the FIPS 203 §7.2 modulus check and the expansion of Â) is most of an encapsulation.
- * A hit is confirmed by comparing the bytes, so a mutated array is re-prepared, never trusted.
+ * Parsed ML-KEM encapsulation keys by the array that holds them: a client encapsulates to the same attested key on
+ * every request, and parsing (the FIPS 203 §7.2 modulus check, and on noble the expansion of Â) is a large part of an
+ * encapsulation. A hit is confirmed by comparing the bytes and the backend, so a mutated array is parsed again, never
+ * trusted.
  */
-const preparedKeys = new WeakMap<Uint8Array, { bytes: Uint8Array; prepared: KEMPrepared }>();
+const parsedKeys = new WeakMap<Uint8Array, { bytes: Uint8Array; pub: MlKem768PublicKey }>();
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -152,18 +153,22 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return d === 0;
 }
 
-function preparedFor(pk: Uint8Array): KEMPrepared {
-  const hit = preparedKeys.get(pk);
-  if (hit && equalBytes(hit.bytes, pk)) return hit.prepared;
-  let prepared: KEMPrepared;
+function parsedFor(pk: Uint8Array, backend: CryptoBackend): MlKem768PublicKey {
+  const hit = parsedKeys.get(pk);
+  if (hit && hit.pub.backend === backend && equalBytes(hit.bytes, pk)) return hit.pub;
+  // The encapsulation key check of FIPS 203 §7.2 fails here (HPKE_BAD_KEY): an HPKE EncapError (draft-ietf-hpke-pq-05 §3).
+  const pub = backend.mlkem768PublicKey(pk.subarray(0, MLKEM_NEK));
+  parsedKeys.set(pk, { bytes: pk.slice(), pub });
+  return pub;
+}
+
+/** ML-KEM-768.Encaps_internal with caller-chosen m (FIPS 203 Algorithm 17), for EncapsulateDerand only. */
+function encapsulateDerand(pkM: Uint8Array, m: Uint8Array): { cipherText: Uint8Array; sharedSecret: Uint8Array } {
   try {
-    // The encapsulation key check of FIPS 203 §7.2 fails here: an HPKE EncapError (draft-ietf-hpke-pq-05 §3).
-    prepared = ml_kem768.prepare(pk.subarray(0, MLKEM_NEK));
+    return ml_kem768.prepare(pkM).encapsulate(m);
   } catch (e) {
     badKey('ML-KEM-768 encapsulation key check failed', e);
   }
-  preparedKeys.set(pk, { bytes: pk.slice(), prepared });
-  return prepared;
 }
 
 /**
@@ -174,10 +179,18 @@ export async function encapXWing(pk: Uint8Array, backend: CryptoBackend, eseed?:
   if (pk.length !== XWING_NPK) badKey('X-Wing public key must be 1216 bytes');
   if (eseed !== undefined && eseed.length !== XWING_NRANDOM) badKey('X-Wing encapsulation randomness must be 64 bytes');
   const pkX = pk.subarray(MLKEM_NEK);
-  const prepared = preparedFor(pk);
-  const ek = eseed ? await backend.x25519Import(eseed.subarray(32, 64)) : await backend.x25519Generate();
-  const ssX = await x25519(ek, pkX);
-  const { cipherText: ctM, sharedSecret: ssM } = eseed ? prepared.encapsulate(eseed.subarray(0, 32)) : prepared.encapsulate();
+  const { cipherText: ctM, sharedSecret: ssM } = eseed
+    ? encapsulateDerand(pk.subarray(0, MLKEM_NEK), eseed.subarray(0, 32))
+    : backend.mlkem768Encapsulate(parsedFor(pk, backend));
+  let ssX: Uint8Array;
+  let ek: X25519PrivateKey;
+  try {
+    ek = eseed ? await backend.x25519Import(eseed.subarray(32, 64)) : await backend.x25519Generate();
+    ssX = await x25519(ek, pkX);
+  } catch (e) {
+    ssM.fill(0);
+    throw e;
+  }
   const ctX = ek.publicKey;
   try {
     return { sharedSecret: combiner(ssM, ssX, ctX, pkX), enc: cat(ctM, ctX) };
@@ -195,7 +208,7 @@ export async function decapXWing(ct: Uint8Array, sk: XWingPrivateKey): Promise<U
   const ssX = await x25519(k.x, ctX);
   let ssM: Uint8Array;
   try {
-    ssM = k.prepared.decapsulate(ct.subarray(0, MLKEM_NCT), k.skM);
+    ssM = k.m.backend.mlkem768Decapsulate(k.m, ct.subarray(0, MLKEM_NCT));
   } catch (e) {
     badKey('ML-KEM-768 decapsulation failed', e);
   }
