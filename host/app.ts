@@ -19,6 +19,8 @@ export interface HostAppOptions {
   readonly listings: () => Promise<Listings>;
   /** Fetches the enclave's signed offers and worker keys for the status page's own signature check (tests). */
   readonly fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+  /** The status page's clock for its relative times (tests pin it). */
+  readonly now?: () => Date;
   /**
    * Gateway requests per source (IPv4 address or IPv6 /64; host/limits.ts): sustained rate and burst. Default 50/s,
    * burst 100. Past it: 429 RELAY_RATE_LIMITED with Retry-After, and the request never reaches the enclave.
@@ -66,7 +68,7 @@ export function hostApp(opts: HostAppOptions): Hono {
   if (opts.collateral) app.route('/', collateralRoutes(opts.collateral.cache, opts.collateral.bases));
   // The status page fetches the enclave's listings itself (not through the relay, which carries only the gateway and
   // attestation paths) and shows an offer as verified only after checking its signed bytes here.
-  app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave));
+  app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave, opts.now));
   app.get('/healthz', (c) => c.json({ gate: opts.gate.status.state }, opts.gate.status.state === 'open' ? 200 : 503));
   app.get('/metrics', (c) => {
     const st = opts.collateral?.cache.stats;

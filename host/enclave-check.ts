@@ -10,7 +10,7 @@ import type { CollateralSource } from '../client/collateral.ts';
 import { createClient, type GmClient } from '../client/index.ts';
 import type { ClientPolicy } from '../client/policy.ts';
 import type { GateCheckResult } from './gate.ts';
-import type { Listings, WorkerRow } from './status-page.ts';
+import type { GpuRow, Listings, WorkerRow } from './status-page.ts';
 
 export interface EnclaveCheckOptions {
   readonly enclave: string;
@@ -99,8 +99,18 @@ export function enclaveListings(enclave: string, o: Omit<EnclaveCheckOptions, 'e
     const [w, ms, st] = await Promise.all([get('/v1/workers'), models(), states()]);
     const workers = w?.map((x): WorkerRow => {
       const o = x as Record<string, unknown>;
-      return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
+      const claims = Array.isArray(o.gpus) && o.gpus.every((g) => typeof g === 'object' && g !== null) ? (o.gpus as Record<string, unknown>[]).map(gpuRow) : undefined;
+      return { id: s(o.id ?? o.workerId) ?? '?', platform: s(o.platform), measurement: s(o.measurement), gpus: typeof o.gpus === 'number' ? o.gpus : Array.isArray(o.gpus) ? o.gpus.length : undefined, ...(claims ? { gpuClaims: claims } : {}), state: s(o.state), verifiedAt: s(o.verifiedAt) } as WorkerRow;
     });
     return { workers, offers: undefined, models: ms, workerStates: st };
   };
+}
+
+/** A listed GPU's verified claims (attestation/nvidia/claims.ts field names), reduced to model, driver and CC mode. */
+function gpuRow(g: Record<string, unknown>): GpuRow {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v.length > 0 && v.length <= 128 ? v : undefined);
+  const model = str(g.hwmodel) ?? str(g.arch);
+  const driver = str(g.driverVersion);
+  const ccMode = str(g.ccMode);
+  return { ...(model ? { model } : {}), ...(driver ? { driver } : {}), ...(ccMode ? { ccMode } : {}) };
 }

@@ -39,12 +39,12 @@ describe('gm demo', () => {
     try {
       const html = await (await fetch(`${s.relayUrl}/`)).text();
       expect(html).toContain('id="gate" class="state-open">OPEN');
-      expect(html).toMatch(/<td>verified<\/td><td>2<\/td>/);
+      expect(html).toMatch(/<td data-label="state">verified<\/td><td data-label="workers">2<\/td>/);
       expect(html).toMatch(/<table id="offers">.*gm-dev-1.*gm-dev-2/s);
       expect(html).toContain('per-request');
-      // Offer validity (Unix seconds in the offer) shown as a date in the future.
+      // Offer validity (Unix seconds in the offer) shown as a time in the future, its ISO time on hover.
       const offers = html.slice(html.indexOf('<table id="offers">'));
-      const until = [...offers.matchAll(/<td>(\d{4}-\d\d-\d\dT[^<]+)<\/td><\/tr>/g)].map((m) => Date.parse(m[1]!));
+      const until = [...offers.matchAll(/<td data-label="expires"><time datetime="[^"]+" title="(\d{4}-\d\d-\d\dT[^"]+)">in [^<]+<\/time><\/td><\/tr>/g)].map((m) => Date.parse(m[1]!));
       expect(until.length).toBe(2);
       for (const t of until) expect(t).toBeGreaterThan(Date.now());
     } finally {

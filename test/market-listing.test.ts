@@ -99,13 +99,13 @@ describe('host status page in front of a separate enclave', () => {
   it('shows the verified workers and each live offer as signature-verified', async () => {
     const html = await (await fetch(`${host.url}/`)).text();
     expect(html).toContain('id="gate" class="state-open">OPEN');
-    expect(html).toMatch(/<table id="worker-states">.*<td>verified<\/td><td>2<\/td>/s);
+    expect(html).toMatch(/<table id="worker-states">.*<td data-label="state">verified<\/td><td data-label="workers">2<\/td>/s);
     for (const w of stack.workers) expect(html).toMatch(new RegExp(`<table id="workers">.*<code>${w.worker.id}</code>`, 's'));
     const offers = html.slice(html.indexOf('<table id="offers">'));
-    expect(offers.match(/<td class="ok">verified<\/td>/g)).toHaveLength(2);
+    expect(offers.match(/<span class="st st-pass">verified<\/span>/g)).toHaveLength(2);
     // Prices per 1M tokens in currency units (the stack's offers: 100000 and 200000 micro-USD), never micro-units.
     expect(offers).toContain('<th>input / 1M tokens</th>');
-    expect(offers.match(/<td>0\.1 USD<\/td><td>0\.2 USD<\/td>/g)).toHaveLength(2);
+    expect(offers.match(/<td data-label="input \/ 1M tokens">0\.1 USD<\/td><td data-label="output \/ 1M tokens">0\.2 USD<\/td>/g)).toHaveLength(2);
     expect(offers).not.toContain('100000 USD');
     expect(offers).not.toContain('REJECTED');
     expect(html).not.toContain('signed offer details not listed');
@@ -133,8 +133,8 @@ describe('host status page in front of a separate enclave', () => {
       const j = (await (await app.request('/status.json')).json()) as { offers: { signature: string }[] };
       expect(j.offers.map((o) => o.signature)).toEqual(['REJECTED OFFER_SIGNATURE_WORKER', 'REJECTED OFFER_WORKER_KEY_MISMATCH', 'REJECTED OFFER_VIEW_MISMATCH', 'REJECTED OFFER_NOT_SIGNED']);
       const html = await (await app.request('/')).text();
-      expect(html).not.toContain('<td class="ok">verified</td>');
-      expect(html).toContain('<td class="fail">REJECTED OFFER_SIGNATURE_WORKER</td>');
+      expect(html).not.toContain('<span class="st st-pass">verified</span>');
+      expect(html).toContain('<span class="st st-fail">REJECTED OFFER_SIGNATURE_WORKER</span>');
     } finally {
       gate.stop();
     }

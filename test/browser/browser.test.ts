@@ -97,6 +97,13 @@ describe.skipIf(!available)('browser', () => {
     // Verified workers (enclave metrics) and the models they offer (asked over OHTTP from the attested enclave).
     expect(await page.$$eval('#worker-states tr', (trs) => trs.map((t) => t.textContent ?? ''))).toContain('verified2');
     expect((await page.textContent('#models'))?.split(', ').sort()).toEqual(stack.workers.map((w) => w.modelName).sort());
+    // A sim stack: the banner says so across the top; the per-check table is folded; nothing scrolls sideways.
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      expect(await page.isVisible('#sim-banner')).toBe(true);
+      expect(await page.isVisible('#report')).toBe(false);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+    }
     await page.close();
   });
 });
