@@ -8,6 +8,7 @@
  * X-Wing is not an authenticated KEM (draft-ietf-hpke-pq-05 §7.2): the auth modes refuse it with HPKE_UNSUPPORTED_MODE.
  * Primitives come from a CryptoBackend (protocol/backend.ts); every failure to open is the one code HPKE_OPEN_FAILED.
  */
+import { concat } from '../attestation/bytes.ts';
 import { protocolError } from '../attestation/errors.ts';
 import {
   AEAD_AES_128_GCM,
@@ -155,18 +156,6 @@ function i2osp(n: number, w: number): Uint8Array {
   return out;
 }
 
-function cat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 function unsupported(s: SuiteIds): never {
   const h = (x: number) => `0x${x.toString(16).padStart(4, '0')}`;
   throw protocolError('HPKE_UNSUPPORTED_SUITE', `HPKE suite KEM ${h(s.kemId)} KDF ${h(s.kdfId)} AEAD ${h(s.aeadId)} is not supported`);
@@ -183,7 +172,7 @@ function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number):
   const out = new Uint8Array(L);
   let t: Uint8Array = EMPTY;
   for (let i = 1, o = 0; o < L; i++) {
-    t = b.hmacSha256(prk, cat(t, info, Uint8Array.of(i)));
+    t = b.hmacSha256(prk, concat(t, info, Uint8Array.of(i)));
     out.set(t.subarray(0, Math.min(NH, L - o)), o);
     o += NH;
   }
@@ -192,15 +181,15 @@ function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number):
 
 /** LabeledExtract(salt, label, ikm) (§4). */
 function labeledExtract(b: CryptoBackend, suiteId: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  return extract(b, salt, cat(HPKE_V1, suiteId, labelBytes(label), ikm));
+  return extract(b, salt, concat(HPKE_V1, suiteId, labelBytes(label), ikm));
 }
 
 /** LabeledExpand(prk, label, info, L) (§4). */
 function labeledExpand(b: CryptoBackend, suiteId: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
-  return expand(b, prk, cat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label), info), L);
+  return expand(b, prk, concat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label), info), L);
 }
 
-const KEM_SUITE_ID = cat(enc.encode('KEM'), i2osp(KEM_X25519_HKDF_SHA256, 2));
+const KEM_SUITE_ID = concat(enc.encode('KEM'), i2osp(KEM_X25519_HKDF_SHA256, 2));
 
 /** DeriveKeyPair(ikm) for X25519 (§7.1.3). */
 export async function deriveKeyPair(ikm: Uint8Array, backend: CryptoBackend = defaultBackend()): Promise<KeyPair> {
@@ -288,16 +277,16 @@ function extractAndExpand(b: CryptoBackend, dhv: Uint8Array, kemContext: Uint8Ar
 async function encap(b: CryptoBackend, pkR: Uint8Array, skS: X25519PrivateKey | undefined, eph: X25519PrivateKey | undefined) {
   const skE = eph ?? (await b.x25519Generate());
   const encv = skE.publicKey;
-  const dhv = skS ? cat(await dh(skE, pkR), await dh(skS, pkR)) : await dh(skE, pkR);
-  const kemContext = skS ? cat(encv, pkR, skS.publicKey) : cat(encv, pkR);
+  const dhv = skS ? concat(await dh(skE, pkR), await dh(skS, pkR)) : await dh(skE, pkR);
+  const kemContext = skS ? concat(encv, pkR, skS.publicKey) : concat(encv, pkR);
   return { sharedSecret: extractAndExpand(b, dhv, kemContext), enc: encv };
 }
 
 /** Decap / AuthDecap (§4.1). */
 async function decap(b: CryptoBackend, encv: Uint8Array, skR: X25519PrivateKey, pkS: Uint8Array | undefined): Promise<Uint8Array> {
   if (encv.length !== X25519_NENC) throw protocolError('HPKE_BAD_KEY', 'encapsulated key must be 32 bytes');
-  const dhv = pkS ? cat(await dh(skR, encv), await dh(skR, pkS)) : await dh(skR, encv);
-  const kemContext = pkS ? cat(encv, skR.publicKey, pkS) : cat(encv, skR.publicKey);
+  const dhv = pkS ? concat(await dh(skR, encv), await dh(skR, pkS)) : await dh(skR, encv);
+  const kemContext = pkS ? concat(encv, skR.publicKey, pkS) : concat(encv, skR.publicKey);
   return extractAndExpand(b, dhv, kemContext);
 }
 
@@ -429,10 +418,10 @@ function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
   // The suite and VerifyPSKInputs were checked by the Setup function, before any key agreement.
-  const suiteId = cat(labelBytes('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
+  const suiteId = concat(labelBytes('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
   const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
   const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
-  const keyScheduleContext = cat(Uint8Array.of(mode), pskIdHash, infoHash);
+  const keyScheduleContext = concat(Uint8Array.of(mode), pskIdHash, infoHash);
   const secret = labeledExtract(b, suiteId, sharedSecret, 'secret', psk);
   const p = AEAD_PARAMS[suite.aeadId];
   const key = p ? labeledExpand(b, suiteId, secret, 'key', keyScheduleContext, p.Nk) : EMPTY;

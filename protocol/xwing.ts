@@ -20,6 +20,7 @@
  */
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { sha3_256, shake256 } from '@noble/hashes/sha3.js';
+import { concat } from '../attestation/bytes.ts';
 import { protocolError } from '../attestation/errors.ts';
 import { MLKEM768_NCT, MLKEM768_NEK, type CryptoBackend, type MlKem768PrivateKey, type MlKem768PublicKey, type X25519PrivateKey } from './backend.ts';
 
@@ -58,22 +59,10 @@ function badKey(msg: string, cause?: unknown): never {
   throw protocolError('HPKE_BAD_KEY', msg, cause === undefined ? undefined : { cause });
 }
 
-function cat(...parts: Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
-}
-
 /** Combiner (draft §5.3). The order is the point: ss_M first, the label last. */
 export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array): Uint8Array {
   if (ssM.length !== 32 || ssX.length !== 32 || ctX.length !== X_LEN || pkX.length !== X_LEN) badKey('X-Wing combiner inputs must be 32 bytes each');
-  return sha3_256(cat(ssM, ssX, ctX, pkX, XWING_LABEL));
+  return sha3_256(concat(ssM, ssX, ctX, pkX, XWING_LABEL));
 }
 
 /** X25519 with the all-zero check. */
@@ -97,7 +86,7 @@ export async function xwingFromSeed(seed: Uint8Array, backend: CryptoBackend): P
   try {
     const m = await backend.mlkem768Import(e.subarray(0, 64));
     const x = await backend.x25519Import(e.subarray(64, 96));
-    const key: XWingPrivateKey = { kind: 'xwing-private', publicKey: cat(m.publicKey, x.publicKey), backend };
+    const key: XWingPrivateKey = { kind: 'xwing-private', publicKey: concat(m.publicKey, x.publicKey), backend };
     expandedKeys.set(key, { m, x, pkX: x.publicKey });
     return key;
   } finally {
@@ -119,8 +108,8 @@ const enc = new TextEncoder();
  */
 function labeledDerive(ikm: Uint8Array, label: string, context: Uint8Array, L: number): Uint8Array {
   const l = enc.encode(label);
-  const suiteId = cat(enc.encode('KEM'), Uint8Array.of(KEM_MLKEM768_X25519 >> 8, KEM_MLKEM768_X25519 & 0xff));
-  const labeledIkm = cat(ikm, enc.encode('HPKE-v1'), suiteId, Uint8Array.of(l.length >> 8, l.length & 0xff), l, Uint8Array.of(L >> 8, L & 0xff), context);
+  const suiteId = concat(enc.encode('KEM'), Uint8Array.of(KEM_MLKEM768_X25519 >> 8, KEM_MLKEM768_X25519 & 0xff));
+  const labeledIkm = concat(ikm, enc.encode('HPKE-v1'), suiteId, Uint8Array.of(l.length >> 8, l.length & 0xff), l, Uint8Array.of(L >> 8, L & 0xff), context);
   try {
     return shake256(labeledIkm, { dkLen: L });
   } finally {
@@ -193,7 +182,7 @@ export async function encapXWing(pk: Uint8Array, backend: CryptoBackend, eseed?:
   }
   const ctX = ek.publicKey;
   try {
-    return { sharedSecret: combiner(ssM, ssX, ctX, pkX), enc: cat(ctM, ctX) };
+    return { sharedSecret: combiner(ssM, ssX, ctX, pkX), enc: concat(ctM, ctX) };
   } finally {
     ssM.fill(0);
     ssX.fill(0);

@@ -10,6 +10,7 @@
  * body limit is enforced before any decryption, and a concurrency slot is taken only once the body has arrived. A
  * request that decrypts but is not a valid inner request is answered inside the encryption (docs/protocol.md §8).
  */
+import { concat } from '../../attestation/bytes.ts';
 import { GmError, protocolError } from '../../attestation/errors.ts';
 import { decodeRequest, encodeResponse, responseStream } from '../../protocol/bhttp.ts';
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
@@ -178,14 +179,7 @@ async function chunked(req: Request, body: Uint8Array, o: GatewayOptions, x: Exc
   // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
   const opener = decapsulateChunkedRequest(o.keys(), { maxChunk: o.maxRequestBytes, maxChunks: o.maxRequestChunks ?? DEFAULT_MAX_REQUEST_CHUNKS });
   const parts = [...(await opener.push(body)), ...(await opener.end())];
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const bytes = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) {
-    bytes.set(p, off);
-    off += p.length;
-  }
+  const bytes = concat(...parts);
   const inner = await answer(req, bytes, opener.keyId!, opener.enc!, o);
   const sealer = await opener.sealResponse();
   const head = await sealer.sealChunk(responseStream.head(inner.status, fieldsFromHeaders(inner.headers)));
