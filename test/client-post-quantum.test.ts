@@ -152,8 +152,11 @@ describe('downgrade: a relay cannot make the client use X25519', () => {
       const body = new Uint8Array(await req.clone().arrayBuffer());
       log.push({ path, body });
       if (path === '/v1/ohttp' && kemOf(body) === KEM_MLKEM768_X25519) {
-        // What the gateway answers for an unknown key id (RFC 9458 §6.2), forged by the relay.
-        const g = await fetch(`${host.url}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: Uint8Array.of(0, 0, 0x20, 0, 1, 0, 1) });
+        // What the gateway answers for an unknown key id (RFC 9458 §6.2), forged by the relay. The served ids are
+        // random, so pick one the enclave does not serve: a served id would get a decryption error instead.
+        const served = decodeKeyConfigs(new Uint8Array(await (await fetch(`${host.url}/.well-known/ohttp-gateway`)).arrayBuffer())).map((k) => k.keyId);
+        const unknown = [...Array(256).keys()].find((id) => !served.includes(id))!;
+        const g = await fetch(`${host.url}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: Uint8Array.of(unknown, 0, 0x20, 0, 1, 0, 1) });
         return new Response(await g.arrayBuffer(), { status: g.status, headers: g.headers });
       }
       return fetch(req);
