@@ -241,7 +241,7 @@ export const DEV_MODEL = {
 } as const;
 
 export const HOST = {
-  enclave: url('the enclave to relay to (required)'),
+  enclave: { ...url('the enclave to relay to (required); give it once per replica to route across several by OHTTP key id'), repeat: true },
   listen: listen('127.0.0.1:8080'),
   policy: file("the operator's client policy for the enclave (required unless --allow-sim)"),
   'allow-sim': { help: 'accept a simulated enclave' },

@@ -7,14 +7,14 @@ import { cors } from 'hono/cors';
 import type { CollateralCache } from './collateral/cache.ts';
 import { collateralRoutes } from './collateral/routes.ts';
 import type { VendorBases } from './collateral/sources.ts';
-import { type EnclaveGate, gateMiddleware } from './gate.ts';
+import { gateMiddleware, type HostGate } from './gate.ts';
 import { RateLimiter, sourceOf } from './limits.ts';
 import { type RelayOptions, RELAYED_PATHS, relayRoutes } from './relay.ts';
 import { type Listings, statusRoutes, withCheckedOffers } from './status-page.ts';
 
 export interface HostAppOptions {
   readonly relay: RelayOptions;
-  readonly gate: EnclaveGate;
+  readonly gate: HostGate;
   readonly collateral?: { readonly cache: CollateralCache; readonly bases?: VendorBases };
   readonly listings: () => Promise<Listings>;
   /** Fetches the enclave's signed offers and worker keys for the status page's own signature check (tests). */

@@ -38,6 +38,7 @@ export function enclaveCheck(o: EnclaveCheckOptions): () => Promise<GateCheckRes
     ]);
     return {
       report: a.report,
+      keyConfigs: a.keyConfigs,
       summary: {
         platform: a.claims.platform,
         measurement: a.claims.cpu.measurement,

@@ -14,6 +14,8 @@ export interface GateCheckResult {
   readonly report: VerificationReport;
   /** Short facts for the status page (platform, measurement, sim). */
   readonly summary: Readonly<Record<string, string>>;
+  /** The attested application/ohttp-keys bytes (a replica set routes by their key ids). */
+  readonly keyConfigs?: Uint8Array;
 }
 
 export interface GateStatus {
@@ -37,7 +39,16 @@ export interface GateOptions {
   readonly onChange?: (s: GateStatus) => void;
 }
 
-export class EnclaveGate {
+/** What the relay and the status page need of a gate: one enclave's (EnclaveGate) or a replica set's (host/replicas.ts). */
+export interface HostGate {
+  readonly status: GateStatus;
+  retryAfterSeconds(): number;
+  check(): Promise<GateStatus>;
+  start(): Promise<GateStatus>;
+  stop(): void;
+}
+
+export class EnclaveGate implements HostGate {
   #status: GateStatus = { state: 'pending', checkedAt: undefined, report: undefined, summary: undefined, error: undefined };
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<GateStatus> | undefined;
@@ -111,7 +122,7 @@ export class EnclaveGate {
 }
 
 /** Hono middleware in front of the relay routes: 503 with a stable code unless the gate is open. */
-export function gateMiddleware(gate: EnclaveGate): MiddlewareHandler {
+export function gateMiddleware(gate: HostGate): MiddlewareHandler {
   return async (c, next) => {
     const s = gate.status;
     if (s.state === 'open') return next();

@@ -1,8 +1,11 @@
 /**
- * `gm host --enclave URL --listen ADDR` (docs/design.md §2, §7): the host shim beside an enclave: gated relay, collateral
- * cache, status page. Trusted for nothing: it holds no keys and everything it serves is re-verified by its consumers.
+ * `gm host --enclave URL [--enclave URL ...] --listen ADDR` (docs/design.md §2, §7, §10): the host shim beside an
+ * enclave, or in front of several replicas: gated relay (routing by OHTTP key id across replicas, host/replicas.ts),
+ * collateral cache, status page. Trusted for nothing: it holds no keys and everything it serves is re-verified by its
+ * consumers.
  *
- * Flags (declared, with their GM_<NAME> environment variables, in cli/commands.ts): --enclave URL (required), --listen HOST:PORT (default 127.0.0.1:8080),
+ * Flags (declared, with their GM_<NAME> environment variables, in cli/commands.ts): --enclave URL (required; repeat it
+ * for replicas), --listen HOST:PORT (default 127.0.0.1:8080),
  * --policy FILE (the operator's enclave policy; required unless --allow-sim), --allow-sim, --cache-dir DIR,
  * --check-interval SECONDS (default 60), --amd-kds URL, --intel-pcs URL, --intel-certs URL, --nvidia-rim URL,
  * --nvidia-ocsp URL (vendor base URLs, for mirrors and tests).
@@ -20,13 +23,16 @@ import type { RetryOptions } from './collateral/fetch.ts';
 import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
 import type { CollateralSource } from '../client/collateral.ts';
 import { enclaveCheck, enclaveListings } from './enclave-check.ts';
-import { EnclaveGate, type GateStatus } from './gate.ts';
+import { EnclaveGate, type GateStatus, type HostGate } from './gate.ts';
+import { ReplicaSet } from './replicas.ts';
 import type { RelayOptions } from './relay.ts';
 import type { Listings } from './status-page.ts';
 import { listen } from './serve.ts';
 
 export interface HostOptions {
   readonly enclave: string;
+  /** More replicas besides `enclave` (the first): requests are routed by key id (host/replicas.ts). */
+  readonly replicas?: readonly string[];
   readonly hostname?: string;
   readonly port?: number;
   readonly policy: ClientPolicy;
@@ -48,7 +54,9 @@ export interface HostOptions {
 
 export interface RunningHost {
   readonly url: string;
-  readonly gate: EnclaveGate;
+  readonly gate: HostGate;
+  /** The replica set when the shim fronts more than one enclave. */
+  readonly replicas: ReplicaSet | undefined;
   readonly cache: CollateralCache;
   close(): Promise<void>;
 }
@@ -60,14 +68,26 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   let self: { request(input: string | URL | Request, init?: RequestInit): Response | Promise<Response> } | undefined;
   // TDX only: an SEV-SNP bundle is checked as the enclave ships it (completing it would also require AMD's CRL).
   const ownCollateral: CollateralSource = { base: 'http://gm-host.internal', fetch: async (input, init) => self!.request(input, init), platforms: ['tdx'] };
-  const gate = new EnclaveGate({
-    check: enclaveCheck({ enclave: o.enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000, collateral: ownCollateral }),
-    intervalMs: o.checkIntervalMs ?? 60_000,
+  const checkFor = (enclave: string) => enclaveCheck({ enclave, policy: o.policy, allowSim: o.allowSim, trust: o.trust, timeoutMs: o.checkTimeoutMs ?? 15_000, collateral: ownCollateral });
+  const intervalMs = o.checkIntervalMs ?? 60_000;
+  const urls = [o.enclave, ...(o.replicas ?? [])];
+  // One enclave keeps the plain gate (every request to it; the enclave answers unknown key ids itself).
+  const replicas = urls.length > 1
+    ? new ReplicaSet({
+      replicas: urls.map((url) => ({ url, check: checkFor(url) })),
+      intervalMs,
+      onChange: (url, s) => log.info('gate', { replica: url, state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
+      onCollision: (url, keyIds, owner) => log.warn('replica.key_id_collision', { replica: url, keyIds: keyIds.join(','), owner }),
+    })
+    : undefined;
+  const gate: HostGate = replicas ?? new EnclaveGate({
+    check: checkFor(o.enclave),
+    intervalMs,
     onChange: (s: GateStatus) => log.info('gate', { state: s.state, ...(s.error ? { code: s.error.code } : {}) }),
   });
   const cache = new CollateralCache({ dir: o.cacheDir, ...(o.collateralRetry ? { retry: o.collateralRetry } : {}) });
   const app = hostApp({
-    relay: { enclave: o.enclave, ...(o.observe ? { observe: o.observe } : {}) },
+    relay: { enclave: o.enclave, ...(replicas ? { replicas } : {}), ...(o.observe ? { observe: o.observe } : {}) },
     gate,
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
     listings: o.listings ?? enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
@@ -79,6 +99,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   return {
     url: l.url,
     gate,
+    replicas,
     cache,
     async close() {
       gate.stop();
@@ -96,7 +117,7 @@ export function parseListen(s: string): { hostname: string; port: number } {
 }
 
 export interface HostFlags {
-  readonly enclave?: string;
+  readonly enclave?: readonly string[];
   readonly listen?: string;
   readonly policy?: string;
   readonly 'allow-sim'?: boolean;
@@ -126,8 +147,9 @@ function policyJson(bytes: Uint8Array, file: string): unknown {
 }
 
 export async function run(f: HostFlags, io: HostIo): Promise<number> {
-  const enclave = f.enclave;
+  const [enclave, ...more] = f.enclave ?? [];
   if (!enclave) throw configError('USAGE', 'gm host needs --enclave URL');
+  if (new Set(f.enclave).size !== f.enclave!.length) throw configError('USAGE', '--enclave lists the same replica twice');
   const allowSim = f['allow-sim'] === true;
   const policy = f.policy
     ? parseClientPolicy(policyJson(await io.readFile(f.policy), f.policy), f.policy)
@@ -146,8 +168,8 @@ export async function run(f: HostFlags, io: HostIo): Promise<number> {
   const cacheDir = f['cache-dir'] ?? join(io.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'gm', 'collateral');
   // With --allow-sim every line says sim (docs/design.md §3: everything produced under sim says so).
   const log = createLogger({ service: 'host', sim: allowSim, sink: (l) => io.err(l) });
-  const h = await startHost({ enclave, hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log });
-  log.info('listening', { url: h.url, enclave, gate: h.gate.status.state });
+  const h = await startHost({ enclave, ...(more.length ? { replicas: more } : {}), hostname, port, policy, allowSim, trust, cacheDir, checkIntervalMs: interval * 1000, vendors, log });
+  log.info('listening', { url: h.url, enclave: [enclave, ...more].join(','), gate: h.gate.status.state });
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -6,6 +6,9 @@
  */
 import { Hono } from 'hono';
 import { type BodyInit, type Dispatcher, fetch as undiciFetch } from 'undici';
+import { protocolError } from '../attestation/errors.ts';
+import { encodeBundleList, MAX_LISTED_BUNDLE_BYTES } from '../protocol/bundle-list.ts';
+import { problemFor } from '../protocol/problem.ts';
 
 /** Request headers the gateway needs (RFC 9458 §4.3 media types; chunked OHTTP's `Incremental`). */
 const REQUEST_HEADERS = ['content-type', 'accept', 'incremental'] as const;
@@ -15,9 +18,26 @@ const REQUEST_HEADERS = ['content-type', 'accept', 'incremental'] as const;
  */
 const RESPONSE_HEADERS = ['content-type', 'cache-control', 'incremental', 'gm-tee', 'retry-after'] as const;
 
+/** Where a relay fronting several replicas sends each request (host/replicas.ts ReplicaSet). */
+export interface ReplicaRouting {
+  /** The verified replica serving this OHTTP key id, if any (may re-check the replicas first). */
+  resolve(keyId: number): Promise<string | undefined>;
+  /** A replica to answer a plain attestation or key configuration request (round robin over the offered ones). */
+  pick(): string | undefined;
+  /** Every replica a client may be given, for `GET /v1/attestation?all=1`. */
+  offered(): readonly string[];
+}
+
 export interface RelayOptions {
-  /** The enclave's base URL. */
+  /** The enclave's base URL (with `replicas`: the first replica, for the status page). */
   readonly enclave: string;
+  /**
+   * Several replicas behind this relay: each encapsulated request goes to the replica serving its key id (RFC 9458
+   * §4.3: the first byte), and an id none serves gets the RFC 9458 §6 `ohttp-key` problem, as a gateway answers it.
+   */
+  readonly replicas?: ReplicaRouting;
+  /** Milliseconds each replica has to answer its part of `?all=1` (default 10 s); a late one is left out. */
+  readonly listTimeoutMs?: number;
   /** Largest request body forwarded (OHTTP requests are small; a stream larger than this is cut with 413). */
   readonly maxRequestBytes?: number;
   readonly dispatcher?: Dispatcher;
@@ -34,7 +54,7 @@ export function relayRoutes(opts: RelayOptions): Hono {
   const base = opts.enclave.replace(/\/$/, '');
   const max = opts.maxRequestBytes ?? 4 * 1024 * 1024;
 
-  const forward = async (req: Request, path: string, search: string): Promise<Response> => {
+  const forward = async (req: Request, path: string, search: string, to = base, preread?: ReadableStream<Uint8Array>): Promise<Response> => {
     // A fixed User-Agent: undici would otherwise add its own, and the client's must never pass.
     const headers: Record<string, string> = { 'user-agent': 'gm-relay' };
     for (const h of REQUEST_HEADERS) {
@@ -45,10 +65,11 @@ export function relayRoutes(opts: RelayOptions): Hono {
     const declared = Number(req.headers.get('content-length') ?? '0');
     if (declared > max) return tooLarge();
     let body: ReadableStream<Uint8Array> | undefined;
-    if (req.body) body = req.body.pipeThrough(limitAndObserve(max, (c) => opts.observe?.('request', path, c)));
+    const src = preread ?? req.body;
+    if (src) body = src.pipeThrough(limitAndObserve(max, (c) => opts.observe?.('request', path, c)));
     let up;
     try {
-      up = await undiciFetch(`${base}${path}${search}`, {
+      up = await undiciFetch(`${to}${path}${search}`, {
         method: req.method,
         headers,
         ...(body ? { body: body as unknown as BodyInit, duplex: 'half' as const } : {}),
@@ -69,16 +90,89 @@ export function relayRoutes(opts: RelayOptions): Hono {
     return new Response(stream, { status: up.status, headers: out });
   };
 
-  app.post('/v1/ohttp', (c) => forward(c.req.raw, '/v1/ohttp', ''));
-  app.get('/.well-known/ohttp-gateway', (c) => forward(c.req.raw, '/.well-known/ohttp-gateway', ''));
-  app.get('/v1/attestation', (c) => {
-    const nonce = c.req.query('nonce');
-    const keys = [...new URL(c.req.url).searchParams.keys()];
-    if (keys.some((k) => k !== 'nonce') || (nonce !== undefined && !/^[0-9a-f]{64}$/.test(nonce)))
-      return c.json({ error: { code: 'RELAY_BAD_REQUEST', message: 'nonce must be 64 lower-case hex characters' } }, 400);
-    return forward(c.req.raw, '/v1/attestation', nonce === undefined ? '' : `?nonce=${nonce}`);
+  const replicas = opts.replicas;
+  const noReplica = () => Response.json({ error: { code: 'RELAY_NO_REPLICA', message: 'no verified replica can take this request' } }, { status: 503, headers: { 'retry-after': '1' } });
+
+  app.post('/v1/ohttp', async (c) => {
+    if (!replicas) return forward(c.req.raw, '/v1/ohttp', '');
+    const req = c.req.raw;
+    if (Number(req.headers.get('content-length') ?? '0') > max) return tooLarge();
+    // The key id is the first byte of the encapsulated request (RFC 9458 §4.3; the chunked header starts the same
+    // way): read just enough to see it, then send that chunk and the rest on, still streaming.
+    const reader = req.body?.getReader();
+    let first: Uint8Array | undefined;
+    while (reader) {
+      const r = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+      if (r.done) break;
+      if (r.value.byteLength > 0) {
+        first = r.value;
+        break;
+      }
+    }
+    if (!reader || !first) return gatewayProblem(protocolError('OHTTP_MALFORMED', 'empty encapsulated request'));
+    const to = await replicas.resolve(first[0]!);
+    if (to === undefined) {
+      await reader.cancel().catch(() => undefined);
+      return gatewayProblem(protocolError('OHTTP_UNKNOWN_KEY_ID', 'no verified replica serves this key id'));
+    }
+    const head = first;
+    const rest = new ReadableStream<Uint8Array>({
+      start: (ctl) => ctl.enqueue(head),
+      pull: async (ctl) => {
+        const r = await reader.read();
+        if (r.done) ctl.close();
+        else ctl.enqueue(r.value);
+      },
+      cancel: (why) => reader.cancel(why),
+    });
+    return forward(req, '/v1/ohttp', '', to, rest);
   });
+  app.get('/.well-known/ohttp-gateway', (c) => {
+    const to = replicas ? replicas.pick() : base;
+    return to === undefined ? noReplica() : forward(c.req.raw, '/.well-known/ohttp-gateway', '', to);
+  });
+  app.get('/v1/attestation', async (c) => {
+    const q = new URL(c.req.url).searchParams;
+    const nonce = q.get('nonce') ?? undefined;
+    const all = q.get('all');
+    if ([...q.keys()].some((k) => k !== 'nonce' && k !== 'all') || q.getAll('nonce').length > 1 || q.getAll('all').length > 1 || (nonce !== undefined && !/^[0-9a-f]{64}$/.test(nonce)) || (all !== null && all !== '1'))
+      return c.json({ error: { code: 'RELAY_BAD_REQUEST', message: 'nonce must be 64 lower-case hex characters; all may only be 1' } }, 400);
+    const search = nonce === undefined ? '' : `?nonce=${nonce}`;
+    if (all === null) {
+      const to = replicas ? replicas.pick() : base;
+      return to === undefined ? noReplica() : forward(c.req.raw, '/v1/attestation', search, to);
+    }
+    return listBundles(replicas ? replicas.offered() : [base], search, c.req.raw.signal);
+  });
+
+  /** `?all=1` (docs/protocol.md §3.1): each offered replica's bundle for the client's nonce, as one CBOR list. */
+  const listBundles = async (bases: readonly string[], search: string, signal: AbortSignal): Promise<Response> => {
+    if (bases.length === 0) return noReplica();
+    const each = AbortSignal.any([signal, AbortSignal.timeout(opts.listTimeoutMs ?? 10_000)]);
+    const got = await Promise.all(bases.map(async (b) => {
+      try {
+        const r = await undiciFetch(`${b}/v1/attestation${search}`, { headers: { accept: 'application/cbor', 'user-agent': 'gm-relay' }, redirect: 'manual', signal: each, ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
+        const bytes = new Uint8Array(await r.arrayBuffer());
+        // Only what a replica served as a bundle; the client verifies each element anyway.
+        if (!r.ok || !(r.headers.get('content-type') ?? '').startsWith('application/cbor') || bytes.length > MAX_LISTED_BUNDLE_BYTES) return undefined;
+        return { bytes, sim: r.headers.get('gm-tee') === 'sim' };
+      } catch {
+        return undefined;
+      }
+    }));
+    const ok = got.filter((g) => g !== undefined);
+    if (ok.length === 0) return noReplica();
+    const body = encodeBundleList(ok.map((g) => g.bytes));
+    opts.observe?.('response', '/v1/attestation', body);
+    return new Response(body as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor', 'cache-control': 'no-store', ...(ok.some((g) => g.sim) ? { 'gm-tee': 'sim' } : {}) } });
+  };
   return app;
+}
+
+/** A gateway's own answer for a request it cannot route (protocol/problem.ts): the same bytes a replica would send. */
+function gatewayProblem(e: ReturnType<typeof protocolError>): Response {
+  const p = problemFor(e);
+  return new Response(JSON.stringify({ ...p.body, error: { code: p.body.code } }), { status: p.status, headers: p.headers });
 }
 
 function tooLarge(): Response {

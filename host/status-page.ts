@@ -14,7 +14,7 @@ import { Hono } from 'hono';
 import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
 import { GmError } from '../attestation/errors.ts';
 import { microsToDecimal, verifySignedOffer } from '../protocol/offer.ts';
-import type { EnclaveGate, GateStatus } from './gate.ts';
+import type { GateStatus, HostGate } from './gate.ts';
 
 /** One GPU as its verified claims describe it (attestation/nvidia/claims.ts GpuClaims), reduced to what the page shows. */
 export interface GpuRow {
@@ -220,7 +220,7 @@ export function withCheckedOffers(listings: () => Promise<Listings>, enclave: st
 }
 
 /** `now` dates the page's relative times; it is read once per page, here, and nowhere deeper. */
-export function statusRoutes(gate: EnclaveGate, listings: () => Promise<Listings>, enclaveUrl: string, now: () => Date = () => new Date()): Hono {
+export function statusRoutes(gate: HostGate, listings: () => Promise<Listings>, enclaveUrl: string, now: () => Date = () => new Date()): Hono {
   const app = new Hono();
   app.get('/', async (c) => c.html(renderStatus(gate.status, await listings(), enclaveUrl, now())));
   app.get('/status.json', async (c) => c.json({ gate: gate.status, ...(await listings()) }));

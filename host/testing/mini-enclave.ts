@@ -36,10 +36,13 @@ export interface MiniEnclave {
   readonly seen: string[];
 }
 
-/** `tdx`: serve sim-tdx bundles (quotes from this sim Intel signer, its default collateral) instead of sim-sev-snp. */
-export async function startMiniEnclave(o: { amd?: SimAmd; tdx?: SimTdx } = {}): Promise<MiniEnclave> {
+/**
+ * `tdx`: serve sim-tdx bundles (quotes from this sim Intel signer, its default collateral) instead of sim-sev-snp.
+ * `keyId`: the first OHTTP key id (default 1); `rotate()` moves to the next one.
+ */
+export async function startMiniEnclave(o: { amd?: SimAmd; tdx?: SimTdx; keyId?: number } = {}): Promise<MiniEnclave> {
   const amd = o.amd ?? (await createSimAmd({ product: 'Genoa' }));
-  let key: GatewayKey = await generateKeyConfig(1);
+  let key: GatewayKey = await generateKeyConfig(o.keyId ?? 1);
   let receipt: ReceiptSigner = await generateReceiptKey();
   let seq = 0;
   let prev: Uint8Array = ZERO_HASH;
