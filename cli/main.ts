@@ -4,24 +4,11 @@
  * 2 usage or configuration. Library choice: commander (nested commands, generated help, "did you mean", no
  * dependencies of its own); node:util parseArgs has no commands, help or suggestions.
  */
-import { readFileSync } from 'node:fs';
 import { GmError } from '../attestation/errors.ts';
+import { packageVersion } from '../enclave/version.ts';
 import { COMMANDS } from './commands.ts';
 import { type Io, nodeIo } from './io.ts';
 import { buildProgram, CommanderError, type ParseState } from './program.ts';
-
-/** The version in the package.json above this file (sources: ../, built files: ../../). */
-export function packageVersion(): string {
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const p = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
-      if (typeof p.version === 'string' && typeof p.name === 'string' && /(^|\/)gm$/.test(p.name)) return p.version;
-    } catch {
-      /* not there: try the next level */
-    }
-  }
-  return 'unknown';
-}
 
 /** Node's system errors that a user can act on, with the flag whose value they concern. */
 interface SystemError extends Error {

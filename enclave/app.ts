@@ -37,7 +37,7 @@ import { readLimited, StreamLimiter } from './http/limits.ts';
 import { generateEnclaveKeys, generateGatewayKeys, type EnclaveKeys, type GatewayKeySet } from './keys.ts';
 import type { GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
-import { Registry } from './metrics.ts';
+import { CONTENT_TYPE, Metrics } from './metrics.ts';
 import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
 import type { MarketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
@@ -118,7 +118,7 @@ export interface Enclave {
   readonly app: Hono<{ Variables: { route: string } }>;
   readonly keys: EnclaveKeys;
   readonly registry: WorkerRegistry;
-  readonly metrics: Registry;
+  readonly metrics: Metrics;
   /** The current boot bundle (changes when the OHTTP keys rotate). */
   readonly bootBundle: EvidenceBundle;
   /** The application/ohttp-keys bytes currently served and attested. */
@@ -168,15 +168,15 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   rotation.unref();
 
   // Public metrics move only with what a relay sees on the wire anyway (routes, outer statuses and codes, timing);
-  // everything per worker, per model or per inner outcome is operator-only (the Registry's default).
-  const metrics = new Registry();
-  const pub = { scope: 'public' } as const;
-  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status', pub);
-  const errors = metrics.counter('gm_errors_total', 'Errors by the code the peer was sent', pub);
-  const causes = metrics.counter('gm_error_causes_total', 'Errors by local code (decryption failure causes, inner rejections)');
-  const latency = metrics.histogram('gm_request_duration_seconds', 'Request duration by route (gateway: to the last byte)', undefined, pub);
+  // everything per worker, per model or per inner outcome is operator-only (the default scope).
+  const metrics = new Metrics();
+  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status', { labels: ['route', 'status'], scope: 'public' });
+  // Errors the peer was sent in clear are public; errors answered inside the encryption count for the operator only.
+  const errors = metrics.errors({ split: true });
+  const causes = metrics.counter('gm_error_causes_total', 'Errors by local code (decryption failure causes, inner rejections)', { labels: ['code'] });
+  const latency = metrics.histogram('gm_request_duration_seconds', 'Request duration by route (gateway: to the last byte)', { labels: ['route'], scope: 'public' });
   const streams = new StreamLimiter(limits.maxConcurrentStreams);
-  metrics.gauge('gm_active_streams', 'Gateway exchanges in progress', pub).collect(() => [[{}, streams.active]]);
+  metrics.gauge('gm_active_streams', 'Gateway exchanges in progress', { scope: 'public', collect: () => [[{}, streams.active]] });
 
   const registry = new WorkerRegistry({
     policy: o.workerPolicy,
@@ -191,18 +191,19 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   });
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
   const dispatch: Dispatch = o.dispatch ?? ((w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal)));
-  const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now });
+  const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now, onError: (code) => errors.sealed(code) });
   // A key is accepted for at most two rotation periods after it is first used: the replay window of requests without
   // a request time. Requests with one are remembered only until it leaves its window (docs/protocol.md §13).
   const replay = new ReplayCache({ maxEntries: limits.replayEntries, maxBytes: limits.replayBytes, windowMs: 2 * rotationMs + 60_000, now });
   const recent = new RecentReplayCache({ maxEntries: limits.recentReplayEntries, maxBytes: limits.recentReplayBytes, now });
   const requestTime = { recent, window: o.requestTimeWindow ?? DEFAULT_REQUEST_TIME_WINDOW, required: o.requireRequestTime ?? false, now };
-  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard, by window (key lifetime or request time)', pub)
-    .collect(() => [[{ window: 'key' }, replay.size], [{ window: 'request_time' }, recent.size]]);
-  metrics.gauge('gm_replay_cache_bytes', 'Bytes held by the replay guard, by window').collect(() => [[{ window: 'key' }, replay.bytes], [{ window: 'request_time' }, recent.bytes]]);
+  metrics.gauge('gm_replay_cache_entries', 'Encapsulated keys remembered by the replay guard, by window (key lifetime or request time)', {
+    labels: ['window'], scope: 'public', collect: () => [[{ window: 'key' }, replay.size], [{ window: 'request_time' }, recent.size]],
+  });
+  metrics.gauge('gm_replay_cache_bytes', 'Bytes held by the replay guard, by window', { labels: ['window'], collect: () => [[{ window: 'key' }, replay.bytes], [{ window: 'request_time' }, recent.bytes]] });
   const dispatches = metrics.findCounter('gm_dispatch_total');
-  const summarize = dispatches ? dispatchSummary({ counter: dispatches, log: o.log, minDispatches: o.dispatchSummary?.minDispatches ?? 20 }) : () => undefined;
-  const summaries = setInterval(summarize, o.dispatchSummary?.intervalMs ?? 600_000);
+  const summarize = dispatches ? dispatchSummary({ counter: dispatches, log: o.log, minDispatches: o.dispatchSummary?.minDispatches ?? 20 }) : async () => undefined;
+  const summaries = setInterval(() => void summarize(), o.dispatchSummary?.intervalMs ?? 600_000);
   summaries.unref();
   if (o.operatorToken !== undefined && !/^[\x21-\x7e]{16,}$/.test(o.operatorToken)) throw configError('OPERATOR_TOKEN_INVALID', 'the operator token must be at least 16 visible ASCII characters');
   const operatorDigest = o.operatorToken === undefined ? undefined : tokenDigest(o.operatorToken);
@@ -221,20 +222,21 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   app.onError((e, c) => {
     const g = asGmError(e);
     causes.inc({ code: g.code });
-    errors.inc({ code: c.get('route') === 'ohttp' ? gatewayCode(g) : g.code });
+    errors.sent(c.get('route') === 'ohttp' ? gatewayCode(g) : g.code);
     logError(o.log, 'request.failed', g, { route: c.get('route') });
     return c.get('route') === 'ohttp' ? gatewayProblem(g, simHeaders) : errorResponse(g, simHeaders);
   });
 
   app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));
-  app.get('/metrics', (c) => c.text(metrics.render('public'), 200, { 'content-type': 'text/plain; version=0.0.4' }));
-  app.get('/v1/operator/metrics', (c) => {
+  app.get('/metrics', async (c) => c.text(await metrics.render('public'), 200, { 'content-type': CONTENT_TYPE }));
+  app.get('/v1/operator/metrics', async (c) => {
     if (!operatorDigest) throw new GmError('protocol', 'NOT_FOUND', 'no operator token is configured');
     const m = /^Bearer ([\x21-\x7e]+)$/.exec(c.req.header('authorization') ?? '');
     if (!m || !timingSafeEqual(tokenDigest(m[1]!), operatorDigest)) {
+      errors.sent('OPERATOR_UNAUTHORIZED');
       return c.json({ error: { code: 'OPERATOR_UNAUTHORIZED' } }, 401, { 'www-authenticate': 'Bearer', 'cache-control': 'no-store' });
     }
-    return c.text(metrics.render('operator'), 200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+    return c.text(await metrics.render('operator'), 200, { 'content-type': CONTENT_TYPE, 'cache-control': 'no-store' });
   });
   app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60' } }));
   app.get('/v1/attestation', async (c) => {
@@ -326,11 +328,12 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       admit: () => streams.acquire(),
       onInnerRejected: (code) => {
         causes.inc({ code });
+        errors.sealed(code);
         o.log.warn('request.inner_rejected', { code });
       },
       onDone: (outcome) => {
         latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
-        if (outcome !== 'ok') errors.inc({ code: outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED' });
+        if (outcome !== 'ok') errors.sent(outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED');
       },
     });
   });

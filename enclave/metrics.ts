@@ -1,126 +1,125 @@
 /**
- * Prometheus text exposition (format 0.0.4) for /metrics: counters, gauges and histograms with fixed label names.
- * Label values come only from the code (route names, status codes, error codes, worker ids and states), never from
- * a request payload, so a metric cannot leak a prompt (tested by searching the output). Shared by enclave/ and worker/.
+ * Metrics of every gm service (enclave, worker, host) in the Prometheus text exposition format 0.0.4, through
+ * prom-client: one way to declare and serve metrics, `# HELP` and `# TYPE` on each, the process_* and nodejs_*
+ * default metrics, `gm_build_info{version} 1`, and every error response counted in `gm_errors_total{code}`.
+ * Label values come only from the code (route names, statuses, error codes, worker ids, states), never from a
+ * request payload, so a metric cannot leak a prompt or a model name.
  *
- * Scope: a metric is operator-only unless created with `{ scope: 'public' }`. A public metric must not move in a way
- * that tells whoever relays a request anything it does not already see on the wire (so: no per-worker or per-model
- * counter, no inner error code); `render('public')` leaves every other metric out (docs/operator.md §7.1).
+ * Audiences (docs/operator.md §7.1): a metric is operator-only unless created with `{ scope: 'public' }`. A public
+ * metric must not move in a way that tells whoever relays a request anything it does not already see on the wire
+ * (no per-worker or per-model counter, no inner error code). The process metrics are operator-only too: heap, GC and
+ * event-loop timings inside the enclave move with each request's work. `render('public')` leaves all of those out.
  */
-type Labels = Readonly<Record<string, string>>;
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { packageVersion } from './version.ts';
+
 export type MetricScope = 'public' | 'operator';
-export interface MetricOptions {
+export type Labels<L extends string> = Partial<Record<L, string>>;
+
+export interface MetricOptions<L extends string> {
+  /** The label names the metric may carry (prom-client refuses any other). */
+  readonly labels?: readonly L[];
   /** Default 'operator': only the authenticated operator endpoint shows it. */
   readonly scope?: MetricScope;
 }
 
-const esc = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-const key = (l: Labels) => Object.keys(l).sort().map((k) => `${k}="${esc(l[k]!)}"`).join(',');
-
-abstract class Metric {
-  readonly name: string;
-  readonly help: string;
-  scope: MetricScope = 'operator';
-  constructor(name: string, help: string) {
-    this.name = name;
-    this.help = help;
-  }
-  abstract render(): string[];
-}
-
-export class Counter extends Metric {
-  readonly #v = new Map<string, { labels: Labels; n: number }>();
-  inc(l: Labels = {}, by = 1): void {
-    const k = key(l);
-    const e = this.#v.get(k);
-    if (e) e.n += by;
-    else this.#v.set(k, { labels: { ...l }, n: by });
-  }
-  get(l: Labels = {}): number {
-    return this.#v.get(key(l))?.n ?? 0;
-  }
-  /** Every label set with its count (windowed summaries diff two of these). */
-  entries(): [Labels, number][] {
-    return [...this.#v.values()].map((e) => [e.labels, e.n]);
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} counter`];
-    for (const [k, e] of this.#v) out.push(`${this.name}${k ? `{${k}}` : ''} ${e.n}`);
-    return out;
-  }
-}
-
-export class Gauge extends Metric {
-  readonly #v = new Map<string, number>();
-  #collect: (() => readonly [Labels, number][]) | undefined;
-  set(l: Labels, v: number): void {
-    this.#v.set(key(l), v);
-  }
-  /** Computes the values at scrape time (e.g. workers by state). */
-  collect(fn: () => readonly [Labels, number][]): void {
-    this.#collect = fn;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} gauge`];
-    const entries: [string, number][] = this.#collect ? this.#collect().map(([l, v]) => [key(l), v]) : [...this.#v];
-    for (const [k, v] of entries) out.push(`${this.name}${k ? `{${k}}` : ''} ${v}`);
-    return out;
-  }
-}
-
-export class Histogram extends Metric {
-  readonly #buckets: readonly number[];
-  readonly #v = new Map<string, { counts: number[]; sum: number; n: number }>();
-  constructor(name: string, help: string, buckets: readonly number[]) {
-    super(name, help);
-    this.#buckets = buckets;
-  }
-  observe(l: Labels, value: number): void {
-    const k = key(l);
-    let s = this.#v.get(k);
-    if (!s) this.#v.set(k, (s = { counts: this.#buckets.map(() => 0), sum: 0, n: 0 }));
-    for (let i = 0; i < this.#buckets.length; i++) if (value <= this.#buckets[i]!) s.counts[i]!++;
-    s.sum += value;
-    s.n++;
-  }
-  render(): string[] {
-    const out = [`# HELP ${this.name} ${this.help}`, `# TYPE ${this.name} histogram`];
-    for (const [k, s] of this.#v) {
-      const pre = k ? `${k},` : '';
-      for (const [i, b] of this.#buckets.entries()) out.push(`${this.name}_bucket{${pre}le="${b}"} ${s.counts[i]}`);
-      out.push(`${this.name}_bucket{${pre}le="+Inf"} ${s.n}`);
-      out.push(`${this.name}_sum${k ? `{${k}}` : ''} ${s.sum}`);
-      out.push(`${this.name}_count${k ? `{${k}}` : ''} ${s.n}`);
-    }
-    return out;
-  }
-}
-
 export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] as const;
+export const CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8';
 
-export class Registry {
-  readonly #m: Metric[] = [];
-  counter(name: string, help: string, o: MetricOptions = {}): Counter {
-    return this.#add(new Counter(name, help), o);
+/**
+ * `gm_errors_total{code}`. `sent` counts an error the peer received in clear (its status is on the wire anyway);
+ * `sealed` counts one answered inside the encryption, which only the operator endpoint shows.
+ */
+export interface ErrorCounter {
+  sent(code: string): void;
+  sealed(code: string): void;
+}
+
+// The process metrics are per process, not per service: collected once, shown by every service's operator view.
+let processRegistry: Registry | undefined;
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
   }
-  gauge(name: string, help: string, o: MetricOptions = {}): Gauge {
-    return this.#add(new Gauge(name, help), o);
+  return processRegistry;
+}
+
+export class Metrics {
+  readonly #public = new Registry();
+  readonly #operator = new Registry();
+  readonly #counters = new Map<string, Counter<string>>();
+
+  constructor(o: { readonly version?: string } = {}) {
+    processMetrics(); // started with the first service, so GC and event-loop figures cover the whole run
+    this.gauge('gm_build_info', 'Always 1; the version label names the gm release serving', { labels: ['version'], scope: 'public' }).set({ version: o.version ?? packageVersion() }, 1);
   }
-  histogram(name: string, help: string, buckets: readonly number[] = LATENCY_BUCKETS, o: MetricOptions = {}): Histogram {
-    return this.#add(new Histogram(name, help, buckets), o);
+
+  #registers(scope: MetricScope | undefined): Registry[] {
+    return scope === 'public' ? [this.#public, this.#operator] : [this.#operator];
   }
-  /** The counter registered under `name`, if any. */
-  findCounter(name: string): Counter | undefined {
-    const m = this.#m.find((x) => x.name === name);
-    return m instanceof Counter ? m : undefined;
+
+  /** A counter; `collect` reads totals kept elsewhere at scrape time (e.g. a cache's own hit counts). */
+  counter<L extends string = never>(name: string, help: string, o: MetricOptions<L> & { readonly collect?: () => readonly (readonly [Labels<L>, number])[] } = {}): Counter<L> {
+    const collect = o.collect;
+    const c = new Counter<L>({
+      name, help, labelNames: o.labels ?? [], registers: this.#registers(o.scope),
+      ...(collect ? {
+        collect(this: Counter<L>) {
+          this.reset();
+          for (const [l, v] of collect()) this.inc(l, v);
+        },
+      } : {}),
+    });
+    this.#counters.set(name, c as Counter<string>);
+    return c;
   }
-  #add<M extends Metric>(m: M, o: MetricOptions): M {
-    m.scope = o.scope ?? 'operator';
-    this.#m.push(m);
-    return m;
+
+  /** A gauge; `collect` computes its values at scrape time (e.g. workers by state). */
+  gauge<L extends string = never>(name: string, help: string, o: MetricOptions<L> & { readonly collect?: () => readonly (readonly [Labels<L>, number])[] } = {}): Gauge<L> {
+    const collect = o.collect;
+    return new Gauge<L>({
+      name, help, labelNames: o.labels ?? [], registers: this.#registers(o.scope),
+      ...(collect ? {
+        collect(this: Gauge<L>) {
+          this.reset();
+          for (const [l, v] of collect()) this.set(l, v);
+        },
+      } : {}),
+    });
   }
+
+  histogram<L extends string = never>(name: string, help: string, o: MetricOptions<L> & { readonly buckets?: readonly number[] } = {}): Histogram<L> {
+    return new Histogram<L>({ name, help, labelNames: o.labels ?? [], buckets: [...(o.buckets ?? LATENCY_BUCKETS)], registers: this.#registers(o.scope) });
+  }
+
+  /** The counter created under `name`, if any (e.g. the dispatch summary reads gm_dispatch_total). */
+  findCounter(name: string): Counter<string> | undefined {
+    return this.#counters.get(name);
+  }
+
+  /**
+   * `gm_errors_total{code}`, counted by code alone (never by model, worker or account). When the whole
+   * exposition is one audience (worker, host) and `split` is false: sealed errors count in the one counter too.
+   */
+  errors(o: { readonly split: boolean }): ErrorCounter {
+    const help = 'Error responses by code (the public view: only those sent in clear; the operator view: also those answered inside the encryption)';
+    const all = new Counter<'code'>({ name: 'gm_errors_total', help, labelNames: ['code'], registers: [this.#operator] });
+    if (!o.split) return { sent: (code) => all.inc({ code }), sealed: (code) => all.inc({ code }) };
+    const sent = new Counter<'code'>({ name: 'gm_errors_total', help, labelNames: ['code'], registers: [this.#public] });
+    return {
+      sent: (code) => {
+        sent.inc({ code });
+        all.inc({ code });
+      },
+      sealed: (code) => all.inc({ code }),
+    };
+  }
+
   /** The exposition for `audience`: 'public' holds only metrics created public; 'operator' (the default) holds all. */
-  render(audience: MetricScope = 'operator'): string {
-    return `${this.#m.filter((m) => audience === 'operator' || m.scope === 'public').flatMap((m) => m.render()).join('\n')}\n`;
+  async render(audience: MetricScope = 'operator'): Promise<string> {
+    if (audience === 'public') return this.#public.metrics();
+    const [own, proc] = await Promise.all([this.#operator.metrics(), processMetrics().metrics()]);
+    return `${own}${own.endsWith('\n') || own === '' ? '' : '\n'}${proc}`;
   }
 }

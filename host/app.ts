@@ -4,6 +4,7 @@
  */
 import { Hono } from 'hono';
 import { cors } from 'hono/cors';
+import { CONTENT_TYPE, Metrics } from '../enclave/metrics.ts';
 import type { CollateralCache } from './collateral/cache.ts';
 import { collateralRoutes } from './collateral/routes.ts';
 import type { VendorBases } from './collateral/sources.ts';
@@ -33,6 +34,21 @@ export const DEFAULT_RATE_LIMIT = { perSecond: 50, burst: 100 } as const;
 export function hostApp(opts: HostAppOptions): Hono {
   const app = new Hono();
   const counters = { relayed: 0, refused: 0, rateLimited: 0, bytesIn: 0, bytesOut: 0 };
+  // The host is outside the enclave and sees all it counts: one audience, served on its /metrics.
+  const metrics = new Metrics();
+  const errors = metrics.errors({ split: false });
+  metrics.gauge('gm_host_gate_open', 'Whether the relay is open (1: the enclave passed the host\'s last check)', { collect: () => [[{}, opts.gate.status.state === 'open' ? 1 : 0]] });
+  metrics.counter('gm_host_relay_requests_total', 'Relay requests by result (relayed, refused by the closed gate, rate limited)', {
+    labels: ['result'], collect: () => [[{ result: 'relayed' }, counters.relayed], [{ result: 'refused' }, counters.refused], [{ result: 'rate_limited' }, counters.rateLimited]],
+  });
+  metrics.counter('gm_host_relay_bytes_total', 'Bytes relayed by direction', { labels: ['direction'], collect: () => [[{ direction: 'request' }, counters.bytesIn], [{ direction: 'response' }, counters.bytesOut]] });
+  const cache = opts.collateral?.cache;
+  if (cache) metrics.counter('gm_host_collateral_total', 'Collateral requests by cache result', { labels: ['result'], collect: () => Object.entries(cache.stats).map(([result, v]) => [{ result }, v] as const) });
+  // Every error response the host sends, its own and the enclave's it relays, by the code in its body.
+  app.use('*', async (c, next) => {
+    await next();
+    if (c.res.status >= 400) errors.sent(await errorCode(c.res));
+  });
   // One source cannot take the enclave's shared capacity (gateway slots, the replay guard's window) from the others.
   const limiter = new RateLimiter(opts.rateLimit ?? DEFAULT_RATE_LIMIT);
   app.post('/v1/ohttp', async (c, next) => {
@@ -70,16 +86,37 @@ export function hostApp(opts: HostAppOptions): Hono {
   // attestation paths) and shows an offer as verified only after checking its signed bytes here.
   app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave, opts.now));
   app.get('/healthz', (c) => c.json({ gate: opts.gate.status.state }, opts.gate.status.state === 'open' ? 200 : 503));
-  app.get('/metrics', (c) => {
-    const st = opts.collateral?.cache.stats;
-    const lines = [
-      '# TYPE gm_host_gate_open gauge', `gm_host_gate_open ${opts.gate.status.state === 'open' ? 1 : 0}`,
-      '# TYPE gm_host_relay_requests_total counter', `gm_host_relay_requests_total{result="relayed"} ${counters.relayed}`, `gm_host_relay_requests_total{result="refused"} ${counters.refused}`, `gm_host_relay_requests_total{result="rate_limited"} ${counters.rateLimited}`,
-      '# TYPE gm_host_relay_bytes_total counter', `gm_host_relay_bytes_total{direction="request"} ${counters.bytesIn}`, `gm_host_relay_bytes_total{direction="response"} ${counters.bytesOut}`,
-      ...(st ? ['# TYPE gm_host_collateral_total counter', ...Object.entries(st).map(([k, v]) => `gm_host_collateral_total{result="${k}"} ${v}`)] : []),
-    ];
-    return c.text(`${lines.join('\n')}\n`, 200, { 'content-type': 'text/plain; version=0.0.4' });
-  });
+  app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'content-type': CONTENT_TYPE }));
   app.notFound((c) => c.json({ error: { code: 'HOST_NOT_FOUND', message: 'the host shim serves only the relay, collateral and status' } }, 404));
   return app;
+}
+
+/**
+ * The stable code of an error response: `error.code` of its JSON body (the host's own errors and the enclave's problem
+ * details both carry one), read from a copy and at most 64 KiB of it; `HTTP_<status>` for any other body.
+ */
+async function errorCode(res: Response): Promise<string> {
+  const fallback = `HTTP_${res.status}`;
+  if (!/^application\/(problem\+)?json\b/.test(res.headers.get('content-type') ?? '') || !res.body) return fallback;
+  const reader = res.clone().body!.getReader();
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  try {
+    for (;;) {
+      const x = await reader.read();
+      if (x.done) break;
+      n += x.value.byteLength;
+      if (n > 64 * 1024) return fallback;
+      parts.push(x.value);
+    }
+  } finally {
+    void reader.cancel().catch(() => undefined);
+  }
+  try {
+    const j = JSON.parse(Buffer.concat(parts).toString('utf8')) as { error?: { code?: unknown } };
+    const code = j?.error?.code;
+    return typeof code === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(code) ? code : fallback;
+  } catch {
+    return fallback;
+  }
 }

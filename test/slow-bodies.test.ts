@@ -87,7 +87,7 @@ describe('slow bodies at the enclave', () => {
     const times = await Promise.race([Promise.all(slow.map((x) => x.closed)), tick(8_000).then(() => 'still open')]);
     expect(times).not.toBe('still open');
     for (const x of slow) expect(x.got()).toMatch(/^HTTP\/1\.1 408 /);
-    expect(e.metrics.render()).toContain('gm_active_streams 0');
+    expect(await e.metrics.render()).toContain('gm_active_streams 0');
   });
 });
 

@@ -13,7 +13,7 @@
 import { Hono } from 'hono';
 import { type EvidenceBundle, encodeBundle } from '../attestation/bundle.ts';
 import { fromHex, hex, sha256 } from '../attestation/bytes.ts';
-import { protocolError } from '../attestation/errors.ts';
+import { GmError, protocolError } from '../attestation/errors.ts';
 import { generateWorkerKey } from '../protocol/offer.ts';
 import type { GatewayKey } from '../protocol/ohttp.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
@@ -22,7 +22,7 @@ import { beginAuthentication, openCredential, verifierFor, WORKER_AUTH_HEADER } 
 import { StreamLimiter } from '../enclave/http/limits.ts';
 import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/http/errors.ts';
 import type { Logger } from '../enclave/log.ts';
-import { Registry } from '../enclave/metrics.ts';
+import { CONTENT_TYPE, Metrics } from '../enclave/metrics.ts';
 import { handleOhttp, nodeIncoming } from '../enclave/ohttp/gateway.ts';
 import { generateGatewayKeys, type GatewayKeySet } from '../enclave/keys.ts';
 import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
@@ -60,7 +60,7 @@ export interface WorkerAppOptions {
 
 export interface WorkerApp {
   readonly app: Hono;
-  readonly metrics: Registry;
+  readonly metrics: Metrics;
   bundle(nonce?: Uint8Array): Promise<EvidenceBundle>;
   /**
    * Rotates the OHTTP key configuration: the new one is attested and served at once, the previous one stays accepted
@@ -78,18 +78,19 @@ export interface WorkerApp {
 }
 
 export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
-  const metrics = new Registry();
-  const requests = metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome');
-  const errors = metrics.counter('gm_worker_errors_total', 'Errors by code');
+  const metrics = new Metrics();
+  const requests = metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome', { labels: ['outcome'] });
+  // One audience: the worker serves its own requests' plaintext, so its operator may count the sealed errors too.
+  const errors = metrics.errors({ split: false });
   const latency = metrics.histogram('gm_worker_request_duration_seconds', 'Gateway request duration (to the last byte)');
   const replay = new ReplayCache({ maxEntries: 2_000_000, windowMs: o.replayWindowMs ?? 2 * 3600_000 + 60_000 });
-  metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard').collect(() => [[{}, replay.size]]);
+  metrics.gauge('gm_worker_replay_cache_entries', 'Encapsulated keys remembered by the replay guard', { collect: () => [[{}, replay.size]] });
   const simHeader: Record<string, string> = o.tee.sim ? { 'gm-tee': 'sim' } : {};
   // Credentials by enclave, and their verification keys by credential id (what a request's header names).
   const byEnclave = new Map<string, { readonly kid: string; readonly credential: Uint8Array }>();
   const verifiers = new Map<string, Uint8Array>();
   const streams = new StreamLimiter(o.maxConcurrentStreams ?? 64);
-  metrics.gauge('gm_worker_active_streams', 'Gateway exchanges in progress').collect(() => [[{}, streams.active]]);
+  metrics.gauge('gm_worker_active_streams', 'Gateway exchanges in progress', { collect: () => [[{}, streams.active]] });
   let served: GatewayKeySet = { gateway: o.keys.gateway, keyConfigs: o.keys.keyConfigs };
   let accepted: readonly GatewayKey[] = o.keys.gateway;
   const bundle = (nonce?: Uint8Array) =>
@@ -113,13 +114,13 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   });
   app.onError((e, c) => {
     const g = asGmError(e);
-    errors.inc({ code: g.code });
+    errors.sent(g.code);
     logError(o.log, 'request.failed', g, { path: c.req.path });
     // An unauthorized sender learns only that it is not authorized (nothing was read past the header or decrypted).
     return c.req.path === '/v1/ohttp' && !g.code.startsWith('WORKER_AUTH_') ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
   });
   app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
-  app.get('/metrics', (c) => c.text(metrics.render(), 200, { 'content-type': 'text/plain; version=0.0.4' }));
+  app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'content-type': CONTENT_TYPE }));
   app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60', ...simHeader } }));
   app.get('/v1/attestation', async (c) => {
     const n = c.req.query('nonce');
@@ -135,7 +136,13 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const res = await handleOhttp(c.req.raw, {
       keys: () => accepted,
       replay,
-      handler: o.handler,
+      // An error answer of the inference server (or of the forwarder in front of it) counts by its status.
+      handler: async (req) => {
+        const res = await o.handler(req);
+        if (res.status >= 400) errors.sealed(`INNER_STATUS_${res.status}`);
+        return res;
+      },
+      onInnerRejected: (code) => errors.sealed(code),
       authenticate: (body) => authenticated(type, body),
       admit: () => streams.acquire(),
       ...nodeIncoming(c),
@@ -146,6 +153,9 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
       },
     });
     return res;
+  });
+  app.all('*', () => {
+    throw new GmError('protocol', 'NOT_FOUND', 'no such endpoint');
   });
   const acceptCredential = async (enclave: string, sealed: Uint8Array): Promise<void> => {
     byEnclave.set(enclave, await verifierFor(await openCredential(accepted, o.keys.workerId, sealed)));

@@ -58,16 +58,16 @@ describe('worker agent', () => {
     const { w, keys, transport } = await worker();
     const first = keys.gateway[0]!.config;
     const send = (cfg: typeof first) => sendPlain(transport, cfg, bhttpRequest('POST', '/v1/chat/completions', [], new TextEncoder().encode('{}')));
-    const entries = () => Number(/^gm_worker_replay_cache_entries (\d+)$/m.exec(w.metrics.render())?.[1]);
+    const entries = async () => Number(/^gm_worker_replay_cache_entries (\d+)$/m.exec(await w.metrics.render())?.[1]);
     expect((await send(first)).status).toBe(200);
-    expect(entries()).toBe(1);
+    expect(await entries()).toBe(1);
     await w.rotateKeys();
     const second = decodeKeyConfigs(w.keyConfigs)[0]!;
     expect((await send(first)).status).toBe(200); // still accepted for one period
     expect((await send(second)).status).toBe(200);
-    expect(entries()).toBe(3);
+    expect(await entries()).toBe(3);
     await w.rotateKeys();
-    expect(entries()).toBe(1); // the first key retired: only the second key's request is remembered
+    expect(await entries()).toBe(1); // the first key retired: only the second key's request is remembered
     expect(await send(first).catch((x: unknown) => (isGmError(x) ? x.code : x))).toBe('UPSTREAM_REFUSED'); // the gateway's 400 OHTTP_KEY_CONFIG
   });
 

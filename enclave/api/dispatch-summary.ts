@@ -6,23 +6,25 @@
  * `minDispatches` in total (a quieter window is carried into the next one, so a lone request is never singled out).
  */
 import type { Logger } from '../log.ts';
-import type { Counter } from '../metrics.ts';
+import type { Counter } from 'prom-client';
 
 export interface DispatchSummaryOptions {
   /** The per-worker counter (`gm_dispatch_total{worker,outcome}`). */
-  readonly counter: Counter;
+  readonly counter: Counter<string>;
   readonly log: Logger;
   /** A window with fewer dispatches than this (all workers together) is not logged but carried over. */
   readonly minDispatches: number;
 }
 
 /** Returns `flush`, which logs `dispatch.summary` per worker for the dispatches since the last logged window. */
-export function dispatchSummary(o: DispatchSummaryOptions): () => void {
+export function dispatchSummary(o: DispatchSummaryOptions): () => Promise<void> {
   let logged = new Map<string, number>();
   const k = (worker: string, outcome: string) => `${worker}\u0000${outcome}`;
-  return () => {
+  return async () => {
     const now = new Map<string, number>();
-    for (const [l, n] of o.counter.entries()) if (l.worker !== undefined && l.outcome !== undefined) now.set(k(l.worker, l.outcome), n);
+    for (const { labels: l, value: n } of (await o.counter.get()).values) {
+      if (typeof l.worker === 'string' && typeof l.outcome === 'string') now.set(k(l.worker, l.outcome), n);
+    }
     const byWorker = new Map<string, Record<string, number>>();
     let total = 0;
     for (const [key, n] of now) {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Registry } from '../metrics.ts';
+import { Metrics } from '../metrics.ts';
 import { memoryLogger } from '../log.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
 import type { Router } from '../router.ts';
@@ -36,7 +36,7 @@ function setup(o: { usable?: string[]; dispatch: Dispatch; allowFallbacks?: bool
       return o.dispatch(w, req, d);
     },
     log,
-    metrics: new Registry(),
+    metrics: new Metrics(),
   });
   const post = (body: object) => app.request('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   return { app, calls, post, lines };
@@ -112,7 +112,7 @@ function recording(o: { dispatch: Dispatch; clientIdleMs?: number }) {
     usable: worker,
     dispatch: async (w, req, d) => (calls.push(w.id), o.dispatch(w, req, d)),
     log: memoryLogger('enclave').log,
-    metrics: new Registry(),
+    metrics: new Metrics(),
     ...(o.clientIdleMs !== undefined ? { clientIdleMs: o.clientIdleMs } : {}),
   });
   const post = (body: object) => app.request('/v1/chat/completions', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });

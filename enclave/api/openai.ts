@@ -13,7 +13,7 @@ import { GmError, protocolError } from '../../attestation/errors.ts';
 import type { BhttpRequest } from '../../protocol/bhttp.ts';
 import { statusFor } from '../http/errors.ts';
 import type { Logger } from '../log.ts';
-import type { Registry } from '../metrics.ts';
+import type { Metrics } from '../metrics.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
 import { bhttpRequest } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
@@ -29,7 +29,9 @@ export interface ApiDeps {
   readonly usable: (id: string) => VerifiedWorker | undefined;
   readonly dispatch: Dispatch;
   readonly log: Logger;
-  readonly metrics: Registry;
+  readonly metrics: Metrics;
+  /** Counts each error answered here (inside the encryption) by its code: gm_errors_total's operator view. */
+  readonly onError?: (code: string) => void;
   readonly now?: () => number;
   /** Largest non-streamed answer read from a worker. */
   readonly maxResponseBytes?: number;
@@ -71,14 +73,20 @@ function errorParam(e: GmError): string | undefined {
 export function openaiApp(d: ApiDeps): Hono {
   const now = d.now ?? Date.now;
   const clientIdleMs = d.clientIdleMs ?? 60_000;
-  const dispatched = d.metrics.counter('gm_dispatch_total', 'Dispatches to workers by worker and outcome');
+  // Labels in name order at every inc (prom-client prints them in the order given).
+  const dispatched = d.metrics.counter('gm_dispatch_total', 'Dispatches to workers by worker and outcome', { labels: ['outcome', 'worker'] });
   const failovers = d.metrics.counter('gm_failovers_total', 'Failovers to the next candidate before the first token');
   const ttft = d.metrics.histogram('gm_time_to_first_token_seconds', 'Time from decryption to the first token forwarded');
+  // The code the client reads (apiError's), never the model or the worker.
+  const counted = (g: GmError): Response => {
+    d.onError?.(OPENAI_CODES[g.code] ?? g.code);
+    return apiError(g);
+  };
   const app = new Hono();
   app.onError((e, c) => {
     const g = e instanceof GmError ? e : new GmError('unavailable', 'INTERNAL', 'internal error', { cause: e });
     d.log.warn('api.error', { code: g.code, route: apiRoute(c.req.path) });
-    return apiError(g);
+    return counted(g);
   });
 
   const cards = (t: number) => d.router.modelCards?.(t) ?? d.router.models(t).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' }));
@@ -145,7 +153,9 @@ export function openaiApp(d: ApiDeps): Hono {
           // A worker's 4xx is the answer to this request (no failover); it is not a served request to bill.
           if (res.status !== 200) sel.onFailure?.(cand, `UPSTREAM_STATUS_${res.status}`);
           const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage, meter.delivered) : undefined;
-          dispatched.inc({ worker: w.id, outcome: res.status === 200 ? 'ok' : `status_${res.status}` });
+          dispatched.inc({ outcome: res.status === 200 ? 'ok' : `status_${res.status}`, worker: w.id });
+          // The worker's own error answer goes to the client as it is; counted by its status (its body is the worker's).
+          if (res.status >= 400) d.onError?.(`UPSTREAM_STATUS_${res.status}`);
           ttft.observe({}, (performance.now() - t0) / 1000);
           d.log.info('request.routed', { requestId, stream: false, status: res.status, attempt: i + 1 });
           const headers = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
@@ -184,7 +194,7 @@ export function openaiApp(d: ApiDeps): Hono {
           // arrived ends the request too: no other worker gets the prompt.
           if (WORKER_FAULTS.has(last.code)) {
             sel.onWorkerFault?.(cand, last.code);
-            dispatched.inc({ worker: cand.worker.id, outcome: 'worker_fault' });
+            dispatched.inc({ outcome: 'worker_fault', worker: cand.worker.id });
             d.log.warn('dispatch.worker_fault', { requestId, code: last.code, attempt: i + 1 });
           } else {
             sel.onFailure?.(cand, last.code);
@@ -193,7 +203,7 @@ export function openaiApp(d: ApiDeps): Hono {
           throw last;
         }
         sel.onFailure?.(cand, last.code);
-        dispatched.inc({ worker: cand.worker.id, outcome: 'failed_before_first_token' });
+        dispatched.inc({ outcome: 'failed_before_first_token', worker: cand.worker.id });
         d.log.warn('dispatch.failed', { requestId, code: last.code, reason: last.message, attempt: i + 1 });
       }
     }
@@ -216,7 +226,7 @@ export function openaiApp(d: ApiDeps): Hono {
       ended = true;
       closed = true;
       clearTimeout(stall);
-      dispatched.inc({ worker: w.id, outcome: 'client_cancelled' });
+      dispatched.inc({ outcome: 'client_cancelled', worker: w.id });
       d.log.info('request.cancelled', { requestId, reason: why });
       await reader.cancel().catch(() => undefined);
       try {
@@ -229,7 +239,8 @@ export function openaiApp(d: ApiDeps): Hono {
       ended = true;
       closed = true;
       sel.onWorkerFault?.(cand, code);
-      dispatched.inc({ worker: w.id, outcome: 'worker_fault' });
+      dispatched.inc({ outcome: 'worker_fault', worker: w.id });
+      d.onError?.(code);
       d.log.warn('dispatch.worker_fault', { requestId, code });
       void reader.cancel().catch(() => undefined);
       queue.length = 0;
@@ -249,7 +260,8 @@ export function openaiApp(d: ApiDeps): Hono {
               const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
               ended = true;
               sel.onFailure?.(cand, code);
-              dispatched.inc({ worker: w.id, outcome: 'failed_mid_stream' });
+              dispatched.inc({ outcome: 'failed_mid_stream', worker: w.id });
+              d.onError?.('WORKER_FAILED_MID_STREAM');
               d.log.warn('dispatch.mid_stream_failure', { requestId, code });
               ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })));
               closed = true;
@@ -265,7 +277,8 @@ export function openaiApp(d: ApiDeps): Hono {
                 queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
                 ended = true;
                 sel.onFailure?.(cand, 'WORKER_STREAM_INCOMPLETE');
-                dispatched.inc({ worker: w.id, outcome: 'incomplete' });
+                dispatched.inc({ outcome: 'incomplete', worker: w.id });
+                d.onError?.('WORKER_STREAM_INCOMPLETE');
               } else {
                 // Everything before [DONE] is what the client is sent: the charge is metered on all of it.
                 for (const p of queue) {
@@ -276,7 +289,7 @@ export function openaiApp(d: ApiDeps): Hono {
                 const extras = await sel.onSuccess?.(cand, st.usage, sent.delivered);
                 if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
                 queue.push({ bytes: SSE_DONE, chunk: undefined });
-                dispatched.inc({ worker: w.id, outcome: 'ok' });
+                dispatched.inc({ outcome: 'ok', worker: w.id });
               }
               closed = true;
               break;
@@ -314,7 +327,7 @@ export function openaiApp(d: ApiDeps): Hono {
   app.post('/v1/chat/completions', inference('/v1/chat/completions'));
   app.post('/v1/completions', inference('/v1/completions'));
   app.post('/v1/embeddings', inference('/v1/embeddings'));
-  app.all('*', () => apiError(new GmError('protocol', 'NOT_FOUND', 'no such endpoint')));
+  app.all('*', () => counted(new GmError('protocol', 'NOT_FOUND', 'no such endpoint')));
   return app;
 }
 

@@ -87,14 +87,14 @@ describe('market router (enclave Router adapter)', () => {
   });
 
   it('counts selections by outcome code and receipts, with no payload-derived labels', async () => {
-    const { Registry } = await import('../metrics.ts');
+    const { Metrics } = await import('../metrics.ts');
     const { market, ledger, wa, house } = await setup();
-    const metrics = new Registry();
+    const metrics = new Metrics();
     const r = marketRouter({ market, ledger, enclaveSim: false, anonymous: house, now: () => NOW, metrics }).router(fakeRegistry([wa]));
     const sel = await r.select(req());
     await sel.onSuccess!(sel.candidates[0]!, { promptTokens: 1, completionTokens: 1 }, { bytes: 1000, choices: 1 });
     await expectCode(Promise.resolve().then(() => r.select(req({ body: { ...body, provider: { max_price: { prompt: 0 } } } }))), 'NO_ELIGIBLE_OFFER');
-    const text = metrics.render();
+    const text = await metrics.render();
     expect(text).toContain('gm_market_selections_total{outcome="ok"} 1');
     expect(text).toContain('gm_market_selections_total{outcome="NO_ELIGIBLE_OFFER"} 1');
     expect(text).toContain('gm_market_receipts_total 1');

@@ -24,7 +24,7 @@ import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
-import type { Registry } from '../metrics.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Candidate as RouterCandidate, Delivered, RouteRequest, Router, Selection as RouterSelection, Usage } from '../router.ts';
 import type { OfferRefusal, VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { CancelOutcome } from './book.ts';
@@ -51,7 +51,7 @@ export interface MarketRouterOptions {
   readonly headEveryMs?: number;
   readonly log?: Pick<Logger, 'info' | 'warn'>;
   /** The enclave's metrics registry: selections by outcome code, receipts, offers in the book (no payload labels). */
-  readonly metrics?: Registry;
+  readonly metrics?: Metrics;
 }
 
 export interface MarketRouter {
@@ -84,9 +84,9 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
   const now = o.now ?? Date.now;
   const { market, ledger } = o;
   const abandonAfter = o.abandonAfterMs ?? 15 * 60_000;
-  const selections = o.metrics?.counter('gm_market_selections_total', 'Market selections by outcome (ok or the error code)');
+  const selections = o.metrics?.counter('gm_market_selections_total', 'Market selections by outcome (ok or the error code)', { labels: ['outcome'] });
   const receipts = o.metrics?.counter('gm_market_receipts_total', 'Receipts settled into the ledger');
-  o.metrics?.gauge('gm_market_offers', 'Live offers in the order book').collect(() => [[{}, market.book.size]]);
+  o.metrics?.gauge('gm_market_offers', 'Live offers in the order book', { collect: () => [[{}, market.book.size]] });
 
   const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<readonly OfferRefusal[]> => {
     if (event === 'removed') {

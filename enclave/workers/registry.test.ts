@@ -8,7 +8,7 @@ import { simVendors, simWorkerPolicy } from '../../test/stack/harness.ts';
 import { simGpuSource } from '../../worker/gpu.ts';
 import { DEFAULT_TDX_POLICY } from '../../attestation/tdx/index.ts';
 import { memoryLogger } from '../log.ts';
-import { Registry } from '../metrics.ts';
+import { Metrics } from '../metrics.ts';
 import { makeBundle } from '../tee/evidence.ts';
 import { simProvider } from '../tee/sim.ts';
 import { type Registration, WorkerRegistry } from './registry.ts';
@@ -30,7 +30,7 @@ async function fixture(freshnessMs = 60_000) {
   const reg = new WorkerRegistry({
     policy: { policy: { 'sev-snp': simWorkerPolicy(), tdx: { ...DEFAULT_TDX_POLICY } }, allowSim: true, freshnessMs },
     log,
-    metrics: new Registry(),
+    metrics: new Metrics(),
     now: () => clock,
     challenge: async (_url, nonce) => {
       challenges++;

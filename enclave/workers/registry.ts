@@ -20,7 +20,7 @@ import { verifyRegistration } from '../../protocol/registration.ts';
 import { newCredential } from '../../protocol/worker-auth.ts';
 import { chooseKeyConfig, decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
 import type { Logger } from '../log.ts';
-import type { Registry } from '../metrics.ts';
+import type { Metrics } from '../metrics.ts';
 import type { PooledTransport } from '../dispatch/transport.ts';
 
 export interface WorkerPolicy {
@@ -94,7 +94,7 @@ export const REGISTRATION_SKEW_MS = 5 * 60_000;
 export interface RegistryOptions {
   readonly policy: WorkerPolicy;
   readonly log: Logger;
-  readonly metrics: Registry;
+  readonly metrics: Metrics;
   readonly now?: () => number;
   /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
   readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
@@ -138,17 +138,19 @@ export class WorkerRegistry {
   #timer: ReturnType<typeof setInterval> | undefined;
   #health: ReturnType<typeof setInterval> | undefined;
   readonly #registrations;
-  readonly #gauge;
 
   constructor(o: RegistryOptions) {
     this.#o = o;
     this.#now = o.now ?? Date.now;
-    this.#registrations = o.metrics.counter('gm_worker_verifications_total', 'Worker verifications by outcome and code');
-    this.#gauge = o.metrics.gauge('gm_workers', 'Workers by state', { scope: 'public' }); // the listing is public anyway
-    this.#gauge.collect(() => {
-      const by: Record<string, number> = { verified: 0, reverifying: 0 };
-      for (const w of this.#workers.values()) by[w.state] = (by[w.state] ?? 0) + 1;
-      return Object.entries(by).map(([state, v]) => [{ state }, v] as const);
+    this.#registrations = o.metrics.counter('gm_worker_verifications_total', 'Worker verifications by outcome and code', { labels: ['outcome', 'code'] });
+    // Public: the worker listing is public anyway.
+    o.metrics.gauge('gm_workers', 'Workers by state', {
+      labels: ['state'], scope: 'public',
+      collect: () => {
+        const by: Record<string, number> = { verified: 0, reverifying: 0 };
+        for (const w of this.#workers.values()) by[w.state] = (by[w.state] ?? 0) + 1;
+        return Object.entries(by).map(([state, v]) => [{ state }, v] as const);
+      },
     });
   }
 
