@@ -18,6 +18,7 @@ import type { TrustStore } from '../attestation/trust.ts';
 import { type Attestation, attest, type FetchLike } from './attest.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from './policy.ts';
 import type { ClientReceipt } from './receipts.ts';
+import { attestReplicas, type ReplicaAttestations, ReplicaPool } from './replicas.ts';
 import { encryptedFetch, type Session } from './transport.ts';
 
 export type { ClientPolicy } from './policy.ts';
@@ -50,6 +51,19 @@ export interface CreateClientOptions {
    * verification (COLLATERAL_UNAVAILABLE), never skips a check.
    */
   readonly collateralFrom?: string;
+  /**
+   * `all`: ask the relay for every replica it fronts (`GET /v1/attestation?all=1`, docs/protocol.md §3.1), verify
+   * each under the same policy, and spread requests across the ones that pass; `one`: a single enclave. Default
+   * `all` with a relay (a relay fronting one enclave lists just it), `one` without.
+   */
+  readonly replicas?: 'all' | 'one';
+}
+
+/** One verified replica of the current set. */
+export interface VerifiedReplica {
+  readonly claims: BundleClaims;
+  readonly keyId: number;
+  readonly receiptKey: Uint8Array;
 }
 
 export interface GmClient {
@@ -64,6 +78,8 @@ export interface GmClient {
   readonly receipts: readonly ClientReceipt[];
   /** The raw bundle of the current attestation (CBOR) for auditors. */
   readonly bundle: Uint8Array;
+  /** Every verified replica requests are spread across (one without a replica-fronting relay). */
+  readonly replicas: readonly VerifiedReplica[];
   /** Re-attests now (new nonce); the client switches to the new keys only if it verifies. */
   reattest(): Promise<VerificationReport>;
   /**
@@ -87,16 +103,24 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
   const f: FetchLike = o.fetch ?? ((i, init) => globalThis.fetch(i, init));
   const now = o.now ?? (() => new Date());
   const collateral = o.collateralFrom ? { base: normalise(o.collateralFrom, 'collateralFrom'), fetch: f } : undefined;
-  const run = (): Promise<Attestation> => attest({ base, fetch: f, policy, allowSim, trust: o.trust, now, ...(o.signal ? { signal: o.signal } : {}), ...(collateral ? { collateral } : {}) });
+  const mode = o.replicas ?? (o.relay ? 'all' : 'one');
+  const opts = { base, fetch: f, policy, allowSim, trust: o.trust, now, ...(o.signal ? { signal: o.signal } : {}), ...(collateral ? { collateral } : {}) };
+  const run = async (): Promise<ReplicaAttestations> => (mode === 'all' ? attestReplicas(opts) : { verified: [await attest(opts)], refused: [] });
 
-  let current = await run();
+  // No transport before trust: the pool exists only once at least one replica verified.
+  const pool = new ReplicaPool((await run()).verified);
   let again: Promise<Attestation> | undefined;
   const receipts: ClientReceipt[] = [];
   const session: Session = {
-    current: () => current,
-    // Concurrent requests that all hit a key mismatch share one re-attestation.
+    current: () => pool.next(),
+    generation: () => pool.generation,
+    // Concurrent requests that all hit a key mismatch share one re-attestation; replicas that fail it are dropped,
+    // and with none passing the session keeps its set and the caller gets the error.
     reattest: () => {
-      again ??= run().then((a) => (current = a)).finally(() => (again = undefined));
+      again ??= run().then((r) => {
+        pool.replace(r.verified);
+        return pool.next();
+      }).finally(() => (again = undefined));
       return again;
     },
   };
@@ -108,13 +132,16 @@ export async function createClient(o: CreateClientOptions): Promise<GmClient> {
     fetch,
     baseURL: `${url}/v1`,
     get verification() {
-      return current.report;
+      return pool.all[0]!.report;
     },
     get claims() {
-      return current.claims;
+      return pool.all[0]!.claims;
     },
     get bundle() {
-      return current.bundle;
+      return pool.all[0]!.bundle;
+    },
+    get replicas() {
+      return pool.all.map((a) => ({ claims: a.claims, keyId: a.keyConfig.keyId, receiptKey: a.receiptKey }));
     },
     receipts,
     async reattest() {

@@ -18,10 +18,15 @@ import { fetchFailure } from './net-cause.ts';
 import { acceptReceipt, type ClientReceipt, receiptFromField, stripReceiptEvents } from './receipts.ts';
 
 export interface Session {
-  /** The current verified attestation (never undefined: a Session exists only after verification passed). */
+  /**
+   * The verified attestation to seal the next request to (never undefined: a Session exists only after
+   * verification passed). With several replicas each call may name another one (client/replicas.ts).
+   */
   current(): Attestation;
-  /** Fresh attestation replacing the current one; throws when it fails (the session stays on the old one). */
+  /** Fresh attestation replacing the current one(s); throws when it fails (the session stays on the old ones). */
   reattest(): Promise<Attestation>;
+  /** Bumped by every successful re-attestation; without it, a changed `current()` tells the same. */
+  generation?(): number;
 }
 
 export interface TransportOptions {
@@ -65,11 +70,13 @@ export function encryptedFetch(session: Session, o: TransportOptions): FetchLike
     );
     const inner = encode();
 
+    const gen = session.generation?.();
     let a = session.current();
     let outer = await send(a, inner, streaming, o, req.signal);
     if (isKeyMismatch(outer)) {
       // Another request may already have re-attested since this one was sealed: use that, else re-attest now.
-      a = session.current() !== a ? session.current() : await session.reattest();
+      const moved = session.generation ? session.generation() !== gen : session.current() !== a;
+      a = moved ? session.current() : await session.reattest();
       outer = await send(a, inner, streaming, o, req.signal);
       if (isKeyMismatch(outer)) {
         throw protocolError('KEY_CONFIG_MISMATCH', 'the gateway refused the freshly attested key configuration twice');

@@ -16,6 +16,7 @@ import { createEnclave, type Enclave } from '../enclave/app.ts';
 import { memoryLogger } from '../enclave/log.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
 import { startHost, type RunningHost } from '../host/main.ts';
+import { decodeBundleList, encodeBundleList, isBundleList } from '../protocol/bundle-list.ts';
 import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts';
 import { DEFAULT_SYMMETRIC, decodeKeyConfigs, encodeKeyConfigs, generateKeyConfig } from '../protocol/ohttp.ts';
 import { generateReceiptKey } from '../protocol/receipt.ts';
@@ -118,12 +119,16 @@ describe('SDK through the relay on X-Wing', () => {
 
 describe('downgrade: a relay cannot make the client use X25519', () => {
   it('stripping the hybrid configuration from the attested list breaks REPORT_DATA: refused, no request sent', async () => {
-    const strip = (path: string, body: Uint8Array) => {
-      if (path !== '/v1/attestation') return body;
+    const stripOne = (body: Uint8Array) => {
       const b = decodeBundle(body);
       const x25519Only = decodeKeyConfigs(b.keys.ohttp).filter((c) => c.kemId !== KEM_MLKEM768_X25519);
       expect(x25519Only).toHaveLength(1);
       return encodeBundle({ ...b, keys: { ...b.keys, ohttp: encodeKeyConfigs(x25519Only) } });
+    };
+    // Through a relay the client asks for every replica's bundle (a list, docs/protocol.md §3.1): strip each.
+    const strip = (path: string, body: Uint8Array) => {
+      if (path !== '/v1/attestation') return body;
+      return isBundleList(body) ? encodeBundleList(decodeBundleList(body).map(stripOne)) : stripOne(body);
     };
     const { fetch: f, log } = relayFetch(strip);
     // Even without requirePostQuantum: the list the client compares against is the attested one. The SEV-SNP
