@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { type BenchRow, medianUs } from './harness.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { PRAGMAS } from '../enclave/ledger/schema.ts';
 import { createMarket } from '../enclave/market/index.ts';
 import { parseRouteConstraints } from '../enclave/market/constraints.ts';
@@ -76,14 +76,14 @@ async function ledger(base: string, where: string, signing: boolean): Promise<Be
     // encoding, chain hash, one transaction with the debit); with signing: the enclave's node:crypto Ed25519 key.
     const real = generateEnclaveReceiptKey();
     const signer = signing ? real : receiptSignerFrom(real.publicKey, () => new Uint8Array(64));
-    const led = Ledger.open(join(dir, 'ledger.sqlite'), { signer });
+    const led = SqliteLedger.open(join(dir, 'ledger.sqlite'), { signer });
     const { account } = await led.createAccount({ currency: 'USD', prepaid: 1n << 60n }, NOW);
     const sel = market.route({ model: 'dev-model', max_tokens: 100, messages: [] }, { now: NOW, requestId: 'b', account });
     const cand = sel.candidates[0]!;
     // warm-up, and a real row to copy into the bare table
-    const sample = await led.settle(led.authorize(account, cand, 200), { requestId: 'warm', inputTokens: 10, outputTokens: 20, now: NOW });
+    const sample = await led.settle(await led.authorize(account, cand, 200), { requestId: 'warm', inputTokens: 10, outputTokens: 20, now: NOW });
     let t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) await led.settle(led.authorize(account, cand, 200), { requestId: `r${i}`, inputTokens: 10 + i, outputTokens: 20, now: NOW + i });
+    for (let i = 0; i < N; i++) await led.settle(await led.authorize(account, cand, 200), { requestId: `r${i}`, inputTokens: 10 + i, outputTokens: 20, now: NOW + i });
     const ledgerPerSec = N / (Number(process.hrtime.bigint() - t) / 1e9);
     led.close();
 

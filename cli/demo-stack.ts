@@ -12,7 +12,7 @@ import { DEFAULT_POLICY } from '../attestation/sevsnp/index.ts';
 import { createSimAmd } from '../attestation/sevsnp/sim.ts';
 import { createEnclave, type Enclave } from '../enclave/app.ts';
 import { generateEnclaveKeys } from '../enclave/keys.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { createMarket } from '../enclave/market/index.ts';
 import { marketRouter } from '../enclave/market/router.ts';
 import { offerSigner } from '../worker/offers.ts';
@@ -58,7 +58,7 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
     const [amd, nvidia] = await Promise.all([createSimAmd({ product: 'Genoa' }), createNvidiaSimSigner({ now: new Date() })]);
     // The market routes by the workers' signed offers and signs a receipt per request into an in-memory ledger.
     const keys = await generateEnclaveKeys();
-    const ledger = Ledger.open(':memory:', { signer: keys.receipt });
+    const ledger = SqliteLedger.open(':memory:', { signer: keys.receipt });
     stops.push(async () => ledger.close());
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
     // A prepaid sim account whose key the demo uses and prints, so `gm chat` against a kept stack can use it too.

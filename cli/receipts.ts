@@ -18,7 +18,7 @@ import { signerFromSeed } from '../enclave/ledger/signer.ts';
 import type { ReceiptsAccountFlags, ReceiptsStatementFlags } from './commands.ts';
 import type { Io } from './io.ts';
 import { decimalToMicros } from '../enclave/market/constraints.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
 
 const amount = (v: string | undefined, what: string): bigint => {
@@ -30,9 +30,9 @@ const amount = (v: string | undefined, what: string): bigint => {
   }
 };
 
-function open(path: string | undefined, creditSigner?: ReceiptSigner): Ledger {
+function open(path: string | undefined, creditSigner?: ReceiptSigner): SqliteLedger {
   if (!path) throw configError('USAGE', '--ledger PATH is required');
-  return Ledger.open(path, creditSigner ? { creditSigner } : {});
+  return SqliteLedger.open(path, creditSigner ? { creditSigner } : {});
 }
 
 /**
@@ -78,7 +78,7 @@ export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io
       }
       case 'pay-worker': {
         if (!f.worker || !f.currency) throw configError('USAGE', '--worker ID and --currency are required');
-        ledger.payWorker(f.worker, f.currency, amount(f.amount, '--amount'), now);
+        await ledger.payWorker(f.worker, f.currency, amount(f.amount, '--amount'), now);
         print(`recorded payout to ${f.worker}\n`, { worker: f.worker, currency: f.currency, amount: amount(f.amount, '--amount') });
         return 0;
       }

@@ -2,12 +2,14 @@
  * The enclave's keys (docs/design.md §4): two OHTTP key configurations, X-Wing (MLKEM768-X25519, draft-ietf-hpke-pq-05)
  * first and DHKEM(X25519) second, each with HKDF-SHA256 and AES-128-GCM then ChaCha20-Poly1305 (docs/protocol.md
  * §5), and the receipt-signing key, generated at start in memory. Workers use the same pair (worker/app.ts).
- * Nothing here is ever serialized except public parts: there is no export path for the private keys (the receipt key is non-extractable WebCrypto).
+ * Nothing here is ever serialized except public parts: there is no export path for the private keys (the receipt key is
+ * a node:crypto KeyObject held in a closure, enclave/ledger/signer.ts: synchronous signing, off the thread pool).
  */
 import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../protocol/ohttp.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
-import { generateReceiptKey, type ReceiptSigner } from '../protocol/receipt.ts';
+import type { ReceiptSigner } from '../protocol/receipt.ts';
+import { generateEnclaveReceiptKey } from './ledger/signer.ts';
 
 export interface EnclaveKeys {
   readonly gateway: readonly GatewayKey[];
@@ -17,8 +19,8 @@ export interface EnclaveKeys {
 }
 
 export async function generateEnclaveKeys(keyId?: number, kems: readonly number[] = GATEWAY_KEMS): Promise<EnclaveKeys> {
-  const [g, receipt] = await Promise.all([generateGatewayKeys([], keyId, kems), generateReceiptKey()]);
-  return { ...g, receipt };
+  const g = await generateGatewayKeys([], keyId, kems);
+  return { ...g, receipt: generateEnclaveReceiptKey() };
 }
 
 /** The KEMs of the served configurations, in list order: X-Wing, then X25519 for clients without it. */

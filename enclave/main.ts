@@ -18,7 +18,8 @@ import { gpuCollateralFromShim } from '../client/collateral.ts';
 import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
 import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
-import { Ledger } from './ledger/ledger.ts';
+import type { Ledger } from './ledger/ledger.ts';
+import { openLedger } from './ledger/open.ts';
 import { createMarket } from './market/index.ts';
 import { parsePools } from './market/pools.ts';
 import { type MarketRouter, marketRouter } from './market/router.ts';
@@ -94,7 +95,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
-    ledger = Ledger.open(path, { signer: keys.receipt });
+    ledger = await openLedger(path, { signer: keys.receipt });
     // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
     const open = openAccess;
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
@@ -139,7 +140,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     log.info('enclave.stopping');
     await enclave.close();
     await s.close();
-    ledger?.close();
+    await ledger?.close();
   });
   return 0;
 }

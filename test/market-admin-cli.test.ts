@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../cli/main.ts';
 import { nodeIo } from '../cli/io.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { buildLedger } from './market-ledger.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gm-admin-cli-'));
@@ -31,7 +31,7 @@ describe('gm receipts account / statement', () => {
     expect(r.out).toContain('balance 5250000 µUSD');
     const d = await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'deposit', '--account', id, '--amount', '0.000001');
     expect(d.out).toContain('balance 5250001 µUSD');
-    const l = Ledger.open(path, {});
+    const l = SqliteLedger.open(path, {});
     expect((await l.accountForKey(key)).balance).toBe(5_250_001n);
     l.close();
     expect((await gm('receipts', 'account', '--ledger', path, '--credit-key-file', keyFile, 'deposit', '--account', id, '--amount', '-1')).code).toBe(2);

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, expect, it } from 'vitest';
 import { generateReceiptKey } from '../protocol/receipt.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { auditLedger } from '../enclave/ledger/statements.ts';
 import { verifyLedger } from '../enclave/ledger/verify.ts';
 import { NOW } from './market-fixtures.ts';
@@ -46,7 +46,7 @@ function burstThenKill(path: string, apiKey: string, target: number, script = ch
 
 /** After a kill: every reported receipt is there, and receipts, debits and the balance agree to the micro-unit. */
 async function auditAfterKill(path: string, accountId: string, opening: bigint, reported: number): Promise<number> {
-  const ledger = Ledger.open(path, { signer: await generateReceiptKey() });
+  const ledger = SqliteLedger.open(path, { signer: await generateReceiptKey() });
   try {
     // Nothing reported as committed is lost; anything beyond it was committed whole or not at all.
     expect(ledger.head.seq).toBeGreaterThanOrEqual(reported);
@@ -55,7 +55,7 @@ async function auditAfterKill(path: string, accountId: string, opening: bigint, 
     const st = ledger.db.prepare("SELECT COALESCE(SUM(total), 0) AS t FROM receipts WHERE account = ?");
     st.setReadBigInts(true);
     const { t } = st.get(accountId) as { t: bigint };
-    expect(ledger.account(accountId).balance).toBe(opening - t);
+    expect((await ledger.account(accountId)).balance).toBe(opening - t);
     const d = ledger.db.prepare("SELECT (SELECT COUNT(*) FROM entries WHERE kind = 'debit') AS debits, (SELECT COUNT(*) FROM receipts) AS receipts");
     d.setReadBigInts(true);
     const { debits, receipts } = d.get() as { debits: bigint; receipts: bigint };
@@ -69,7 +69,7 @@ async function auditAfterKill(path: string, accountId: string, opening: bigint, 
 async function crashRounds(file: string, targets: readonly number[], script?: string): Promise<number> {
   const path = join(dir, file);
   const opening = 9_000_000_000n;
-  const setup = Ledger.open(path, { signer: await generateReceiptKey() });
+  const setup = SqliteLedger.open(path, { signer: await generateReceiptKey() });
   const { apiKey, account } = await setup.createAccount({ currency: 'USD', prepaid: opening }, NOW);
   setup.close();
   let reported = 0;

@@ -14,7 +14,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { equalBytes } from '../attestation/bytes.ts';
 import { createEnclave, type Enclave } from '../enclave/app.ts';
-import { Ledger } from '../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { verifyLedger } from '../enclave/ledger/verify.ts';
 import { generateEnclaveKeys } from '../enclave/keys.ts';
 import { createLogger } from '../enclave/log.ts';
@@ -34,7 +34,7 @@ const MODEL = 'gm-dev';
 const logs: string[] = [];
 let enclave: Enclave;
 let enclaveServer: Served;
-let ledger: Ledger;
+let ledger: SqliteLedger;
 let client: TestClient;
 const models: Served[] = [];
 const workers: RunningWorker[] = [];
@@ -47,7 +47,7 @@ beforeAll(async () => {
   const sink = (l: string) => void logs.push(l);
   const log = (service: string) => createLogger({ service, sim: true, sink, level: 'debug' });
   const keys = await generateEnclaveKeys();
-  ledger = Ledger.open(':memory:', { signer: keys.receipt });
+  ledger = SqliteLedger.open(':memory:', { signer: keys.receipt });
   const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000n }, Date.now())).account;
   const market = createMarket({ feeBasisPoints: 300 });
   const m = marketRouter({ market, ledger, enclaveSim: true, anonymous: house, log: log('market') });

@@ -44,7 +44,7 @@ describe('payments through the stack', () => {
     expect(j.error.code).toBe('PAYMENT_INSUFFICIENT_FUNDS');
     expect(j.error.message).not.toContain('PAYMENT-CANARY');
     expect(atWorkers()).toBe(before);
-    expect(s.ledger!.account(account.id).balance).toBe(0n);
+    expect((await s.ledger!.account(account.id)).balance).toBe(0n);
   });
 
   it('401 ACCOUNT_UNKNOWN for a key this ledger never issued, also before dispatch', async () => {
@@ -65,7 +65,7 @@ describe('payments through the stack', () => {
     expect(j.choices[0]!.message.content).toBe(devAnswer(model, 6));
     const v = await verifyReceipt(parseReceiptHeader(r.headers.get('gm-receipt')!).signed, s.enclave.keys.receipt.publicKey);
     expect(v.receipt.total).toBeGreaterThan(0n);
-    expect(s.ledger!.account(account.id).balance).toBe(opening - v.receipt.total);
+    expect((await s.ledger!.account(account.id)).balance).toBe(opening - v.receipt.total);
     expect(s.logs.join('')).not.toContain('PAYMENT-CANARY');
     expect(s.logs.join('')).not.toContain(apiKey);
   });

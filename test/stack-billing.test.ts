@@ -106,8 +106,8 @@ describe('billing cannot be inflated past the hold', () => {
     expect(r.status).toBe(200);
     const v = await verifyReceipt(parseReceiptHeader(r.headers.get('gm-receipt')!).signed, s.enclave.keys.receipt.publicKey);
     expect(v.receipt.outputTokens).toBeLessThanOrEqual(5);
-    expect(s.ledger!.account(a.id).balance).toBe(1000n - v.receipt.total);
-    expect(s.ledger!.account(a.id).balance).toBeGreaterThanOrEqual(0n);
+    expect((await s.ledger!.account(a.id)).balance).toBe(1000n - v.receipt.total);
+    expect((await s.ledger!.account(a.id)).balance).toBeGreaterThanOrEqual(0n);
   });
 
   it('n multiplies the hold: n=50 cannot be bought with the funds for one 100-token choice, and is forwarded capped', async () => {
@@ -118,7 +118,7 @@ describe('billing cannot be inflated past the hold', () => {
     const r = await ask(poor.apiKey, { messages: msg(content), max_tokens: 100, n: 50 });
     expect(r.status).toBe(402);
     expect(seen.length).toBe(before);
-    expect(s.ledger!.account(poor.account.id).balance).toBe(oneChoice);
+    expect((await s.ledger!.account(poor.account.id)).balance).toBe(oneChoice);
 
     const hold = cost(content.length + 16 + 8, 5000);
     const rich = await account(hold);
@@ -128,7 +128,7 @@ describe('billing cannot be inflated past the hold', () => {
     const v = await verifyReceipt(parseReceiptHeader(ok.headers.get('gm-receipt')!).signed);
     expect(v.receipt.outputTokens).toBe(5000);
     expect(v.receipt.total).toBeLessThanOrEqual(hold);
-    expect(s.ledger!.account(rich.account.id).balance).toBe(hold - v.receipt.total);
+    expect((await s.ledger!.account(rich.account.id)).balance).toBe(hold - v.receipt.total);
   });
 
   it('a request without max_tokens is forwarded with the 4096-token bound its hold covers', async () => {
@@ -138,7 +138,7 @@ describe('billing cannot be inflated past the hold', () => {
     expect(seen.at(-1)).toMatchObject({ max_tokens: 4096, n: 1 });
     const v = await verifyReceipt(parseReceiptHeader(r.headers.get('gm-receipt')!).signed);
     expect(v.receipt.outputTokens).toBe(4096);
-    expect(s.ledger!.account(a.id).balance).toBe(10_000n - v.receipt.total);
+    expect((await s.ledger!.account(a.id)).balance).toBe(10_000n - v.receipt.total);
   });
 });
 
@@ -182,8 +182,8 @@ describe('a client that hangs up mid-stream', () => {
     expect(rc.status).toBe('cancelled');
     expect(rc.outputTokens).toBeGreaterThanOrEqual(1);
     expect(rc.outputTokens).toBeLessThan(2000);
-    expect(s.ledger!.account(a.id).balance).toBe(100_000n - rc.total);
-    expect(s.ledger!.available(a.id)).toBe(100_000n - rc.total);
+    expect((await s.ledger!.account(a.id)).balance).toBe(100_000n - rc.total);
+    expect(await s.ledger!.available(a.id)).toBe(100_000n - rc.total);
     await expect.poll(() => slowClosed, { timeout: 15_000, interval: 20 }).toBe(1);
     for (const e of s.market!.book.offers(Date.now())) {
       expect(e.stats.inFlight).toBe(0);
@@ -204,8 +204,8 @@ describe('out-of-range usage is a worker fault', () => {
       expect(r.status).toBe(502);
       expect(((await new Response(r.body).json()) as { error: { code: string } }).error.code).toBe('WORKER_USAGE_INVALID');
       expect(seen.length - before).toBe(1);
-      expect(s.ledger!.account(a.id).balance).toBe(10_000n);
-      expect(s.ledger!.available(a.id)).toBe(10_000n);
+      expect((await s.ledger!.account(a.id)).balance).toBe(10_000n);
+      expect(await s.ledger!.available(a.id)).toBe(10_000n);
       expect(unhealthy().length).toBe(1);
     });
   }
@@ -221,7 +221,7 @@ describe('out-of-range usage is a worker fault', () => {
     expect(JSON.parse(events.at(-1)!.data).error.code).toBe('WORKER_USAGE_INVALID');
     expect(events.some((e) => e.event === 'gm.receipt')).toBe(false);
     expect(seen.length - before).toBe(1);
-    expect(s.ledger!.available(a.id)).toBe(10_000n);
+    expect(await s.ledger!.available(a.id)).toBe(10_000n);
     expect(unhealthy().length).toBe(1);
   });
 });

@@ -8,8 +8,11 @@
  * transaction. Amounts are INTEGER micro-units of the row's currency (SQLite 64-bit signed; read back as bigint).
  * Account balances: available = balance + credit_limit (prepaid accounts have credit_limit 0; postpaid ones run
  * a negative balance down to -credit_limit, and never further: `accounts_floor` aborts a debit that would).
+ *
+ * Version 2: holds are rows (`holds`) and `accounts.reserved` their sum per account, so several processes on one
+ * file share them; receipts are per chain (`chains` holds each chain's head, `receipts` is keyed by chain and seq).
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const PRAGMAS = ['PRAGMA journal_mode = WAL', 'PRAGMA synchronous = FULL', 'PRAGMA foreign_keys = ON', 'PRAGMA busy_timeout = 5000'];
 
@@ -22,7 +25,22 @@ CREATE TABLE IF NOT EXISTS accounts (
   kind TEXT NOT NULL CHECK (kind IN ('prepaid', 'postpaid')),
   balance INTEGER NOT NULL,
   credit_limit INTEGER NOT NULL CHECK (credit_limit >= 0),
+  reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
   created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS holds (
+  id INTEGER PRIMARY KEY,
+  account TEXT NOT NULL REFERENCES accounts(id),
+  amount INTEGER NOT NULL CHECK (amount > 0),
+  worker_id TEXT,
+  owner TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS holds_expiry ON holds (expires_at);
+CREATE TABLE IF NOT EXISTS chains (
+  id TEXT PRIMARY KEY,
+  seq INTEGER NOT NULL,
+  hash BLOB NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS offers (
   digest BLOB PRIMARY KEY,
@@ -30,10 +48,12 @@ CREATE TABLE IF NOT EXISTS offers (
 ) STRICT;
 CREATE TABLE IF NOT EXISTS receipt_keys (
   public_key BLOB PRIMARY KEY,
+  chain TEXT NOT NULL,
   first_seq INTEGER NOT NULL
 ) STRICT;
 CREATE TABLE IF NOT EXISTS receipts (
-  seq INTEGER PRIMARY KEY,
+  chain TEXT NOT NULL,
+  seq INTEGER NOT NULL,
   hash BLOB NOT NULL UNIQUE,
   prev BLOB NOT NULL,
   signed BLOB NOT NULL,
@@ -48,17 +68,21 @@ CREATE TABLE IF NOT EXISTS receipts (
   worker_cost INTEGER NOT NULL,
   fee INTEGER NOT NULL,
   total INTEGER NOT NULL,
-  time INTEGER NOT NULL
+  time INTEGER NOT NULL,
+  PRIMARY KEY (chain, seq)
 ) STRICT;
-CREATE INDEX IF NOT EXISTS receipts_account ON receipts (account, seq);
-CREATE INDEX IF NOT EXISTS receipts_worker ON receipts (worker_id, seq);
+CREATE INDEX IF NOT EXISTS receipts_account ON receipts (account);
+CREATE INDEX IF NOT EXISTS receipts_worker ON receipts (worker_id);
 CREATE TABLE IF NOT EXISTS entries (
   id INTEGER PRIMARY KEY,
   account TEXT NOT NULL REFERENCES accounts(id),
   kind TEXT NOT NULL CHECK (kind IN ('open', 'deposit', 'debit', 'payment')),
   amount INTEGER NOT NULL,
-  receipt_seq INTEGER UNIQUE REFERENCES receipts(seq),
-  at INTEGER NOT NULL
+  receipt_chain TEXT,
+  receipt_seq INTEGER,
+  at INTEGER NOT NULL,
+  UNIQUE (receipt_chain, receipt_seq),
+  FOREIGN KEY (receipt_chain, receipt_seq) REFERENCES receipts(chain, seq)
 ) STRICT;
 CREATE INDEX IF NOT EXISTS entries_account ON entries (account);
 CREATE TABLE IF NOT EXISTS worker_payments (

@@ -11,9 +11,11 @@
  * All amounts bigint micro-units; JSON renders them as decimal strings, CSV as integers.
  */
 import type { DatabaseSync } from 'node:sqlite';
+import { rejected } from '../../attestation/errors.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { decodeReceipt } from '../../protocol/receipt.ts';
-import type { Account, Ledger } from './ledger.ts';
+import type { Account } from './ledger.ts';
+import type { SqliteLedger } from './sqlite.ts';
 
 export interface AccountLine {
   readonly seq: number;
@@ -65,12 +67,12 @@ function big(db: DatabaseSync, sql: string) {
 }
 const num = (v: unknown): number => Number(v as bigint);
 
-export function accountStatement(ledger: Ledger, accountId: string): AccountStatement {
-  const account = ledger.account(accountId);
+export function accountStatement(ledger: SqliteLedger, accountId: string): AccountStatement {
   const db = ledger.db;
+  const account = accountRow(db, accountId);
   const sums = big(db, "SELECT kind, SUM(amount) AS s FROM entries WHERE account = ? GROUP BY kind").all(accountId) as { kind: string; s: bigint }[];
   const sum = (k: string): bigint => sums.find((r) => r.kind === k)?.s ?? 0n;
-  const rows = big(db, 'SELECT seq, time, signed, worker_id, terms, input_tokens, output_tokens, currency, worker_cost, fee, total FROM receipts WHERE account = ? ORDER BY seq').all(accountId) as Record<string, unknown>[];
+  const rows = big(db, 'SELECT seq, time, signed, worker_id, terms, input_tokens, output_tokens, currency, worker_cost, fee, total FROM receipts WHERE account = ? ORDER BY chain, seq').all(accountId) as Record<string, unknown>[];
   const lines: AccountLine[] = rows.map((r) => {
     const meta = receiptMeta(r.signed as Uint8Array);
     return {
@@ -99,15 +101,21 @@ export function accountStatement(ledger: Ledger, accountId: string): AccountStat
   };
 }
 
+function accountRow(db: DatabaseSync, id: string): Account {
+  const r = big(db, 'SELECT id, currency, kind, balance, credit_limit FROM accounts WHERE id = ?').get(id) as { id: string; currency: string; kind: Account['kind']; balance: bigint; credit_limit: bigint } | undefined;
+  if (!r) throw rejected('ACCOUNT_UNKNOWN', 'no such account');
+  return { id: r.id, currency: r.currency, kind: r.kind, balance: r.balance, creditLimit: r.credit_limit };
+}
+
 function receiptMeta(signed: Uint8Array): { requestId: string; model: string } {
   const env = decodeDeterministic(new Uint8Array(signed)) as { receipt: Uint8Array };
   const r = decodeReceipt(env.receipt);
   return { requestId: r.requestId, model: r.model };
 }
 
-export function workerStatement(ledger: Ledger, workerId: string, now: number): WorkerStatement {
+export function workerStatement(ledger: SqliteLedger, workerId: string, now: number): WorkerStatement {
   const db = ledger.db;
-  const rows = big(db, 'SELECT currency, terms, settlement_period, time, input_tokens, output_tokens, worker_cost FROM receipts WHERE worker_id = ? ORDER BY seq').all(workerId) as Record<string, unknown>[];
+  const rows = big(db, 'SELECT currency, terms, settlement_period, time, input_tokens, output_tokens, worker_cost FROM receipts WHERE worker_id = ? ORDER BY chain, seq').all(workerId) as Record<string, unknown>[];
   const byKey = new Map<string, { currency: string; terms: string; requests: number; inputTokens: number; outputTokens: number; earned: bigint; dueNow: bigint; accruing: bigint }>();
   for (const r of rows) {
     const key = `${r.currency as string}\n${r.terms as string}`;
@@ -167,7 +175,7 @@ export function statementJson(s: AccountStatement | WorkerStatement): string {
 
 /**
  * The ledger's internal consistency, exactly: for every account, balance = Σ entries; Σ debit entries = −Σ receipt
- * totals; every receipt has exactly one debit of its total; receipt seqs are 1..N without gaps.
+ * totals; every receipt has exactly one debit of its total; each chain's receipt seqs are 1..N without gaps.
  */
 export function auditLedger(ledger: { readonly db: DatabaseSync }): { ok: boolean; problems: string[]; receipts: number; accounts: number } {
   const db = ledger.db;
@@ -180,11 +188,14 @@ export function auditLedger(ledger: { readonly db: DatabaseSync }): { ok: boolea
     const totals = (big(db, 'SELECT COALESCE(SUM(total), 0) AS s FROM receipts WHERE account = ?').get(a.id) as { s: bigint }).s;
     if (-debits !== totals) problems.push(`account ${a.id}: debits ${-debits} but receipts total ${totals}`);
   }
-  const orphan = (big(db, "SELECT COUNT(*) AS n FROM receipts r LEFT JOIN entries e ON e.receipt_seq = r.seq AND e.kind = 'debit' AND e.amount = -r.total AND e.account = r.account WHERE e.id IS NULL").get() as { n: bigint }).n;
+  const orphan = (big(db, "SELECT COUNT(*) AS n FROM receipts r LEFT JOIN entries e ON e.receipt_chain = r.chain AND e.receipt_seq = r.seq AND e.kind = 'debit' AND e.amount = -r.total AND e.account = r.account WHERE e.id IS NULL").get() as { n: bigint }).n;
   if (orphan !== 0n) problems.push(`${orphan} receipt(s) without their matching debit`);
-  const stray = (big(db, "SELECT COUNT(*) AS n FROM entries e LEFT JOIN receipts r ON r.seq = e.receipt_seq WHERE e.kind = 'debit' AND r.seq IS NULL").get() as { n: bigint }).n;
+  const stray = (big(db, "SELECT COUNT(*) AS n FROM entries e LEFT JOIN receipts r ON r.chain = e.receipt_chain AND r.seq = e.receipt_seq WHERE e.kind = 'debit' AND r.seq IS NULL").get() as { n: bigint }).n;
   if (stray !== 0n) problems.push(`${stray} debit(s) without a receipt`);
-  const span = big(db, 'SELECT COUNT(*) AS n, COALESCE(MIN(seq), 1) AS lo, COALESCE(MAX(seq), 0) AS hi FROM receipts').get() as { n: bigint; lo: bigint; hi: bigint };
-  if (span.n > 0n && (span.lo !== 1n || span.hi !== span.n)) problems.push(`receipt seqs run ${span.lo}..${span.hi} with ${span.n} rows: receipts are missing`);
-  return { ok: problems.length === 0, problems, receipts: Number(span.n), accounts: accounts.length };
+  let receipts = 0;
+  for (const span of big(db, 'SELECT chain, COUNT(*) AS n, MIN(seq) AS lo, MAX(seq) AS hi FROM receipts GROUP BY chain ORDER BY chain').all() as { chain: string; n: bigint; lo: bigint; hi: bigint }[]) {
+    if (span.lo !== 1n || span.hi !== span.n) problems.push(`chain ${span.chain}: receipt seqs run ${span.lo}..${span.hi} with ${span.n} rows: receipts are missing`);
+    receipts += Number(span.n);
+  }
+  return { ok: problems.length === 0, problems, receipts, accounts: accounts.length };
 }

@@ -27,7 +27,7 @@ import { configError, protocolError, rejected } from '../../attestation/errors.t
 import { Checks, type VerificationReport } from '../../attestation/report.ts';
 import { type VerifiedOffer, verifyOfferSignatures } from '../../protocol/offer.ts';
 import { checkReceiptAgainstOffer, parseReceiptEnvelope, type SignedReceipt, verifyReceipt } from '../../protocol/receipt.ts';
-import { HEAD_TYPE, verifyCredit, verifyHead } from './records.ts';
+import { type ChainHead, HEAD_TYPE, verifyCredit, verifyHead } from './records.ts';
 import { auditLedger } from './statements.ts';
 
 export interface ReceiptItem {
@@ -55,7 +55,7 @@ export function parseReceiptFile(bytes: Uint8Array): ReceiptItem[] {
   return values.map((v) => parseReceiptEnvelope(v));
 }
 
-export async function verifyReceiptItems(items: readonly ReceiptItem[], opts: { keys?: readonly Uint8Array[]; wholeChain: boolean; subject: string }, checks = new Checks(opts.subject)): Promise<{ receipts: SignedReceipt[]; checks: Checks }> {
+export async function verifyReceiptItems(items: readonly ReceiptItem[], opts: { keys?: readonly Uint8Array[]; wholeChain: boolean; subject: string; chains?: readonly string[] }, checks = new Checks(opts.subject)): Promise<{ receipts: SignedReceipt[]; checks: Checks }> {
   const verified = await checks.run('receipts.decode+signature', 'each receipt decodes strictly, its Ed25519 signature verifies and its charge arithmetic holds', 'receipt key named in the receipt', async () => {
     // WebCrypto verifies on Node's thread pool: a window of concurrent verifications keeps it busy.
     const out: SignedReceipt[] = [];
@@ -73,29 +73,40 @@ export async function verifyReceiptItems(items: readonly ReceiptItem[], opts: { 
     checks.skip('receipts.key', 'each receipt is signed by a pinned enclave receipt key', `no --key given: signers ${seen.join(', ')} are not checked against an attested key`);
   }
 
-  const order = [...verified].sort((a, b) => a.receipt.seq - b.receipt.seq);
-  checks.runSync('receipts.chain', opts.wholeChain ? 'receipts form one chain from seq 1: consecutive seq, each prev = SHA-256 of the previous receipt' : 'consecutive receipts link: prev = SHA-256 of the previous receipt', undefined, () => {
+  // Receipts of one chain link to each other; a ledger holds one chain per writer (opts.chains names each item's).
+  const chains = new Map<string, SignedReceipt[]>();
+  verified.forEach((v, i) => {
+    const c = opts.chains?.[i] ?? '';
+    const list = chains.get(c) ?? [];
+    list.push(v);
+    chains.set(c, list);
+  });
+  checks.runSync('receipts.chain', opts.wholeChain ? 'receipts form whole chains from seq 1: consecutive seq, each prev = SHA-256 of the previous receipt' : 'consecutive receipts link: prev = SHA-256 of the previous receipt', undefined, () => {
     let links = 0;
     let gaps = 0;
-    for (let i = 0; i < order.length; i++) {
-      const r = order[i]!.receipt;
-      if (r.seq === 1 && !isZero(r.prev)) throw rejected('RECEIPT_CHAIN_BROKEN', 'receipt 1 must link to the zero hash');
-      if (i === 0) {
-        if (opts.wholeChain && r.seq !== 1) throw rejected('RECEIPT_CHAIN_BROKEN', `the chain starts at seq ${r.seq}, not 1`);
-        continue;
+    for (const [chain, list] of chains) {
+      const order = [...list].sort((a, b) => a.receipt.seq - b.receipt.seq);
+      const where = chain ? ` in chain ${chain}` : '';
+      for (let i = 0; i < order.length; i++) {
+        const r = order[i]!.receipt;
+        if (r.seq === 1 && !isZero(r.prev)) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt 1${where} must link to the zero hash`);
+        if (i === 0) {
+          if (opts.wholeChain && r.seq !== 1) throw rejected('RECEIPT_CHAIN_BROKEN', `the chain${where} starts at seq ${r.seq}, not 1`);
+          continue;
+        }
+        const p = order[i - 1]!;
+        if (r.seq === p.receipt.seq) throw rejected('RECEIPT_CHAIN_BROKEN', `two receipts${where} claim seq ${r.seq}`);
+        if (r.seq !== p.receipt.seq + 1) {
+          if (opts.wholeChain) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${p.receipt.seq + 1}${where} is missing`);
+          gaps++;
+          continue;
+        }
+        if (!equalBytes(r.prev, p.hash)) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${r.seq}${where} does not link to receipt ${p.receipt.seq}`);
+        links++;
       }
-      const p = order[i - 1]!;
-      if (r.seq === p.receipt.seq) throw rejected('RECEIPT_CHAIN_BROKEN', `two receipts claim seq ${r.seq}`);
-      if (r.seq !== p.receipt.seq + 1) {
-        if (opts.wholeChain) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${p.receipt.seq + 1} is missing`);
-        gaps++;
-        continue;
-      }
-      if (!equalBytes(r.prev, p.hash)) throw rejected('RECEIPT_CHAIN_BROKEN', `receipt ${r.seq} does not link to receipt ${p.receipt.seq}`);
-      links++;
     }
     return { links, gaps };
-  }, ({ links, gaps }) => `${links} link(s) checked${gaps ? `; ${gaps} gap(s) between non-consecutive receipts cannot be checked from this file` : ''}`);
+  }, ({ links, gaps }) => `${links} link(s) checked${chains.size > 1 ? ` in ${chains.size} chains` : ''}${gaps ? `; ${gaps} gap(s) between non-consecutive receipts cannot be checked from this file` : ''}`);
 
   await checks.run('receipts.offer', "each receipt's prices, terms, model and worker equal its signed offer (Ed25519 worker + sr25519 hotkey signatures)", 'offer signatures', async () => {
     const cache = new Map<string, VerifiedOffer>();
@@ -136,7 +147,7 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[], o
   try {
     const rows = checks.runSync('ledger.schema', 'the file is a gm ledger (receipts and offers tables)', undefined, () => {
       try {
-        const st = db.prepare('SELECT r.*, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.seq');
+        const st = db.prepare('SELECT r.*, o.signed AS offer FROM receipts r LEFT JOIN offers o ON o.digest = r.offer_digest ORDER BY r.chain, r.seq');
         st.setReadBigInts(true);
         return st.all() as unknown as ReceiptRow[];
       } catch (e) {
@@ -147,7 +158,7 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[], o
     if (rows.length === 0) {
       checks.skip('receipts.decode+signature', 'receipts', 'the ledger holds no receipts');
     } else {
-      receipts = (await verifyReceiptItems(rows.map((r) => ({ signed: new Uint8Array(r.signed), ...(r.offer ? { offer: new Uint8Array(r.offer) } : {}) })), { ...(keys ? { keys } : {}), wholeChain: true, subject: '' }, checks)).receipts;
+      receipts = (await verifyReceiptItems(rows.map((r) => ({ signed: new Uint8Array(r.signed), ...(r.offer ? { offer: new Uint8Array(r.offer) } : {}) })), { ...(keys ? { keys } : {}), wholeChain: true, subject: '', chains: rows.map((r) => r.chain) }, checks)).receipts;
     }
     checks.runSync('ledger.rows', "every receipt row's columns (seq, hash, prev, offer, account, worker, terms, currency, tokens, cost, fee, total, time) equal its signed receipt", undefined, () => {
       for (let i = 0; i < rows.length; i++) checkRow(rows[i]!, receipts[i]!);
@@ -162,8 +173,7 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[], o
         const h = await verifyHead(parseHeadJson(headBytes));
         const signers = keys?.length ? keys : receipts.map((r) => r.receipt.receiptKey);
         if (!signers.some((k) => equalBytes(k, h.signer))) throw rejected('LEDGER_HEAD_KEY_MISMATCH', `the head is signed by ${hex(h.signer)}, not a receipt key of this ledger`);
-        if (h.seq > rows.length) throw rejected('LEDGER_ROLLBACK', `the signed head counts ${h.seq} receipts but the ledger holds ${rows.length}: receipts were removed or the file rolled back`);
-        if (h.seq > 0 && !equalBytes(receipts[h.seq - 1]!.hash, h.hash)) throw rejected('LEDGER_ROLLBACK', `receipt ${h.seq} is not the one the signed head names: the chain was rewritten`);
+        checkHead(h, receipts);
         return h;
       }, (h) => `head ${h.seq} of ${new Date(h.time).toISOString()} found`);
     } else {
@@ -180,7 +190,20 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[], o
   return checks.report();
 }
 
+/** A signed head names one chain's length and last hash: some chain of the ledger must hold exactly that receipt. */
+export function checkHead(h: ChainHead, receipts: readonly SignedReceipt[]): void {
+  if (h.seq === 0) return;
+  let longest = 0;
+  for (const r of receipts) {
+    if (r.receipt.seq > longest) longest = r.receipt.seq;
+    if (r.receipt.seq === h.seq && equalBytes(r.hash, h.hash)) return;
+  }
+  if (h.seq > longest) throw rejected('LEDGER_ROLLBACK', `the signed head counts ${h.seq} receipts but the ledger's longest chain holds ${longest}: receipts were removed or the file rolled back`);
+  throw rejected('LEDGER_ROLLBACK', `receipt ${h.seq} is not the one the signed head names: the chain was rewritten`);
+}
+
 interface ReceiptRow {
+  chain: string;
   seq: bigint;
   hash: Uint8Array;
   prev: Uint8Array;

@@ -16,7 +16,7 @@ import { GmError } from '../../attestation/errors.ts';
 import { formatReport } from '../../cli/format.ts';
 import { generateWorkerKey, hotkeyFromSeed, type Offer, signOffer } from '../../protocol/offer.ts';
 import { receiptEnvelope, receiptView } from '../../protocol/receipt.ts';
-import { Ledger } from '../ledger/ledger.ts';
+import { SqliteLedger } from '../ledger/sqlite.ts';
 import { generateEnclaveReceiptKey } from '../ledger/signer.ts';
 import { accountStatement, accountStatementCsv, workerStatement, workerStatementCsv } from '../ledger/statements.ts';
 import { verifyLedger, verifyReceiptFile } from '../ledger/verify.ts';
@@ -49,7 +49,7 @@ for (const s of specs) {
 }
 
 // 2. A ledger whose receipts are signed by the enclave's receipt key, and a prepaid account ($5).
-const ledger = Ledger.open(join(out, 'ledger.sqlite'), { signer: generateEnclaveReceiptKey() });
+const ledger = SqliteLedger.open(join(out, 'ledger.sqlite'), { signer: generateEnclaveReceiptKey() });
 const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 5_000_000n }, NOW);
 say(`\naccount ${account.id}: prepaid ${account.balance} micro-USD (the API key is shown once and stored only as a hash)`);
 
@@ -66,7 +66,7 @@ for (const [i, r] of requests.entries()) {
     const sel = market.route(r.body, { now: NOW, requestId: `req-${i + 1}`, account });
     say(`  candidates: ${sel.candidates.map((c) => `${c.offer.workerId} (max cost ${c.maxCost} µUSD)`).join(', ')}`);
     const cand = sel.candidates[0]!;
-    const hold = ledger.authorize(account, cand, sel.feeBasisPoints);
+    const hold = await ledger.authorize(account, cand, sel.feeBasisPoints);
     const lease = market.book.acquire(cand.entry, NOW);
     lease.firstToken(NOW + cand.offer.ttftMs);
     lease.succeeded(r.usage[1], NOW + cand.offer.ttftMs + 1000);
@@ -84,9 +84,9 @@ for (const [i, r] of requests.entries()) {
 const file = join(out, 'receipts.jsonl');
 writeFileSync(file, `${envelopes.join('\n')}\n`);
 say(`\n$ gm receipts verify ${file} --key <receipt key>`);
-process.stdout.write(formatReport(await verifyReceiptFile(new TextEncoder().encode(envelopes.join('\n')), file, ledger.receiptKeys())));
+process.stdout.write(formatReport(await verifyReceiptFile(new TextEncoder().encode(envelopes.join('\n')), file, await ledger.receiptKeys())));
 say(`\n$ gm receipts verify --ledger ${join(out, 'ledger.sqlite')}`);
-process.stdout.write(formatReport(await verifyLedger(join(out, 'ledger.sqlite'), ledger.receiptKeys())));
+process.stdout.write(formatReport(await verifyLedger(join(out, 'ledger.sqlite'), await ledger.receiptKeys())));
 
 // 5. Statements.
 say(`\naccount statement (CSV):`);
@@ -95,5 +95,5 @@ for (const s of specs) {
   say(`\nworker statement ${s.id} at ${new Date(NOW + 3_600_000).toISOString()} (CSV):`);
   process.stdout.write(workerStatementCsv(workerStatement(ledger, s.id, NOW + 3_600_000)));
 }
-say(`\nbalance now ${ledger.account(account.id).balance} micro-USD; files in ${out}`);
+say(`\nbalance now ${(await ledger.account(account.id)).balance} micro-USD; files in ${out}`);
 ledger.close();

@@ -7,7 +7,7 @@
  * The enclave wires it in three lines through the Router adapter (enclave/market/router.ts), which does everything
  * below (registry mirror, selection, hold, leases, settle, receipt as SSE event / `gm-receipt` header):
  *
- *   const ledger = Ledger.open(path, { signer: keys.receipt });    // the attested receipt key
+ *   const ledger = SqliteLedger.open(path, { signer: keys.receipt });    // the attested receipt key
  *   const m = marketRouter({ market: createMarket({ feeBasisPoints }), ledger, enclaveSim, anonymous?, log?, metrics? });
  *   createEnclave({ ..., router: m.router, onWorkerChange: m.onWorkerChange, market: m.surface });
  *
@@ -24,17 +24,17 @@
  *   // per request, inside the gateway, on the decrypted JSON body:
  *   const sel = market.route(body, { now, requestId, account? }); // NO_ELIGIBLE_OFFER | ROUTE_CONSTRAINT_INVALID
  *   let i = 0, cand = sel.candidates[0];
- *   const hold = ledger.authorize(account, cand, sel.feeBasisPoints);  // PAYMENT_* (402) before dispatch
+ *   const hold = await ledger.authorize(account, cand, sel.feeBasisPoints);  // PAYMENT_* (402) before dispatch
  *   const lease = market.book.acquire(cand.entry, now);            // in-flight + live stats
  *   //   forward with max_tokens <= sel.constraints.maxOutputTokens (the hold's bound)
  *   //   on first token: lease.firstToken(now)
- *   //   on failure before the first token: lease.failed(now); ledger.release(hold);
+ *   //   on failure before the first token: lease.failed(now); await ledger.release(hold);
  *   //     const next = nextCandidate(market.book, sel, i, { firstTokenSent: lease.firstTokenSent, now }) → retry or fail
  *   //   on success: lease.succeeded(outputTokens, now);
  *   const receipt = await ledger.settle(hold, { requestId, inputTokens, outputTokens, now, enclaveSim });
  *   //   send receiptEnvelope(receipt, cand.entry.verified.signed) as SSE event `gm.receipt` / trailer `gm-receipt`
  *
- *   Ledger.open(path, { signer: generateEnclaveReceiptKey() })      // enclave/ledger/signer.ts; signer.publicKey
+ *   SqliteLedger.open(path, { signer: generateEnclaveReceiptKey() })      // enclave/ledger/signer.ts; signer.publicKey
  *                                                                   // (raw 32-byte Ed25519) goes into REPORT_DATA
  *   ledger.accountForKey(apiKey)                                    // ACCOUNT_MISSING / ACCOUNT_UNKNOWN (401)
  *   marketHttpStatus(err.code)                                      // the status to map a market error to

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseReceiptHeader, verifyReceipt } from '../../protocol/receipt.ts';
 import { expectCode, makeWorker, NOW, signedOffer, type TestWorker } from '../../test/market-fixtures.ts';
-import { Ledger } from '../ledger/ledger.ts';
+import { SqliteLedger } from '../ledger/sqlite.ts';
 import { generateEnclaveReceiptKey } from '../ledger/signer.ts';
 import type { VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import { createMarket } from './index.ts';
@@ -21,7 +21,7 @@ async function setup() {
   const [a, b] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 })]);
   const wa = await verifiedWorker(a!, { price: 1_000_000n });
   const wb = await verifiedWorker(b!, { price: 3_000_000n });
-  const ledger = Ledger.open(':memory:', { signer: generateEnclaveReceiptKey() });
+  const ledger = SqliteLedger.open(':memory:', { signer: generateEnclaveReceiptKey() });
   const market = createMarket({ feeBasisPoints: 0 });
   const house = (await ledger.createAccount({ currency: 'USD', prepaid: 1_000_000n }, NOW)).account;
   const m = marketRouter({ market, ledger, enclaveSim: false, anonymous: house, now: () => NOW, abandonAfterMs: 1000 });
@@ -51,7 +51,7 @@ describe('market router (enclave Router adapter)', () => {
     const sel = await router.select(req());
     expect(sel.candidates.map((c) => c.worker.id)).toEqual(['wa', 'wb']);
     // bound: (2 bytes + 16 + 8 for one message) in + 100 out at 3 µ/token for wb, the dearer candidate
-    expect(ledger.available(house.id)).toBe(1_000_000n - 378n);
+    expect(await ledger.available(house.id)).toBe(1_000_000n - 378n);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(1);
     sel.onFailure!(sel.candidates[0]!, 'UPSTREAM_FAILED');
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
@@ -60,7 +60,7 @@ describe('market router (enclave Router adapter)', () => {
     const extras = await sel.onSuccess!(sel.candidates[1]!, { promptTokens: 5, completionTokens: 50 }, { bytes: 1000, choices: 1 });
     const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
     expect([v.receipt.workerId, v.receipt.total]).toEqual(['wb', 165n]);
-    expect(ledger.available(house.id)).toBe(1_000_000n - 165n);
+    expect(await ledger.available(house.id)).toBe(1_000_000n - 165n);
     expect(market.book.byOffer('wb', 'wb-offer')!.stats.inFlight).toBe(0);
     expect(JSON.parse(extras!.sseEvent!.data).type).toBe('gm.receipt');
   });
@@ -111,9 +111,9 @@ describe('market router (enclave Router adapter)', () => {
     vi.useFakeTimers();
     const { ledger, house, market, router } = await setup();
     await router.select(req());
-    expect(ledger.available(house.id)).toBeLessThan(1_000_000n);
+    expect(await ledger.available(house.id)).toBeLessThan(1_000_000n);
     vi.advanceTimersByTime(1001);
-    expect(ledger.available(house.id)).toBe(1_000_000n);
+    expect(await ledger.available(house.id)).toBe(1_000_000n);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
   });
 
@@ -128,12 +128,12 @@ describe('market router (enclave Router adapter)', () => {
       vi.advanceTimersByTime(300);
       sel.onProgress?.(c);
     }
-    expect(ledger.available(house.id)).toBeLessThan(1_000_000n);
+    expect(await ledger.available(house.id)).toBeLessThan(1_000_000n);
     const extras = await sel.onSuccess!(c, { promptTokens: 5, completionTokens: 50 }, { bytes: 200, choices: 1 });
     const v = await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed);
     expect(v.receipt.outputTokens).toBe(50);
-    expect(ledger.account(house.id).balance).toBe(1_000_000n - v.receipt.total);
-    expect(ledger.available(house.id)).toBe(1_000_000n - v.receipt.total);
+    expect((await ledger.account(house.id)).balance).toBe(1_000_000n - v.receipt.total);
+    expect(await ledger.available(house.id)).toBe(1_000_000n - v.receipt.total);
   });
 
   it('a stream that stops moving is reaped after an idle abandon period', async () => {
@@ -142,7 +142,7 @@ describe('market router (enclave Router adapter)', () => {
     const sel = await router.select(req({ stream: true }));
     sel.onFirstToken!(sel.candidates[0]!);
     vi.advanceTimersByTime(2001);
-    expect(ledger.available(house.id)).toBe(1_000_000n);
+    expect(await ledger.available(house.id)).toBe(1_000_000n);
   });
 
   it('charges the smaller of the worker report and the enclave bounds; a cancel is receipted as cancelled', async () => {
@@ -156,7 +156,7 @@ describe('market router (enclave Router adapter)', () => {
     await sel2.onCancel!(sel2.candidates[0]!, { bytes: 20, choices: 1 });
     const rows = ledger.db.prepare('SELECT output_tokens FROM receipts ORDER BY seq').all() as { output_tokens: number }[];
     expect(rows.map((r) => r.output_tokens)).toEqual([56, 5]);
-    expect(ledger.available(house.id)).toBe(ledger.account(house.id).balance);
+    expect(await ledger.available(house.id)).toBe((await ledger.account(house.id)).balance);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.errorRate).toBe(0);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
   });
@@ -165,7 +165,7 @@ describe('market router (enclave Router adapter)', () => {
     const { ledger, house, router, market } = await setup();
     const sel = await router.select(req());
     sel.onWorkerFault!(sel.candidates[0]!, 'WORKER_USAGE_INVALID');
-    expect(ledger.available(house.id)).toBe(1_000_000n);
+    expect(await ledger.available(house.id)).toBe(1_000_000n);
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.unhealthy(NOW)).toBe(true);
     const next = await router.select(req({ requestId: 'r3' }));
     expect(next.candidates.map((c) => c.worker.id)).toEqual(['wb']);

@@ -166,15 +166,15 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
     const usable = sel.candidates.filter((c) => registry.usable(c.offer.workerId) !== undefined);
     if (usable.length === 0) throw unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: the ${sel.candidates.length} selected worker(s) are not verified right now`);
-    const available = ledger.available(account.id);
+    const available = await ledger.available(account.id);
     const affordable = usable.filter((c) => c.maxCost <= available);
     // None affordable: the ledger names the reason (funds, credit limit) for the best candidate, and throws.
     if (affordable.length === 0) {
-      ledger.release(ledger.authorize(account, usable[0]!, sel.feeBasisPoints));
+      await ledger.release(await ledger.authorize(account, usable[0]!, sel.feeBasisPoints));
       throw rejected('PAYMENT_INSUFFICIENT_FUNDS', 'the account cannot cover any eligible offer');
     }
     const bound = affordable.reduce((m, c) => (c.maxCost > m ? c.maxCost : m), 0n);
-    const hold: Hold = ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
+    const hold: Hold = await ledger.authorize(account, { ...affordable[0]!, maxCost: bound }, sel.feeBasisPoints);
     const cands: RouterCandidate[] = affordable.map((cand) => ({ worker: registry.usable(cand.offer.workerId)!, detail: { cand } satisfies Detail }));
     let settled = false;
     const start = (i: number, at = now()): void => {
@@ -194,7 +194,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     const finish = (): void => {
       settled = true;
       clearTimeout(timer);
-      ledger.release(hold);
+      void ledger.release(hold).catch((e: unknown) => o.log?.warn('ledger.release_failed', { code: e instanceof GmError ? e.code : 'INTERNAL' }));
       for (const c of cands) (c.detail as Detail).lease?.cancelled();
     };
     start(0);
@@ -222,7 +222,8 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         receipts?.inc();
         return receipt;
       } finally {
-        ledger.release(hold);
+        // After a committed settle the hold is gone and this is a no-op; after a failed one it frees the reservation.
+        await ledger.release(hold).catch((e: unknown) => o.log?.warn('ledger.release_failed', { code: e instanceof GmError ? e.code : 'INTERNAL' }));
       }
     };
     return {

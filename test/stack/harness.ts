@@ -12,7 +12,7 @@ import type { GpuEvidenceSource } from '../../enclave/tee/evidence.ts';
 import type { WorkerPolicy } from '../../enclave/workers/registry.ts';
 import { createEnclave, type Enclave, type EnclaveOptions } from '../../enclave/app.ts';
 import { generateEnclaveKeys } from '../../enclave/keys.ts';
-import { Ledger } from '../../enclave/ledger/ledger.ts';
+import { SqliteLedger } from '../../enclave/ledger/sqlite.ts';
 import { createMarket, type Market } from '../../enclave/market/index.ts';
 import { marketRouter } from '../../enclave/market/router.ts';
 import { offerSigner } from '../../worker/offers.ts';
@@ -88,7 +88,7 @@ export interface Stack {
   readonly log: Logger;
   readonly amd: SimAmd;
   /** The ledger and the market (market router only). */
-  readonly ledger: Ledger | undefined;
+  readonly ledger: SqliteLedger | undefined;
   readonly market: Market | undefined;
   stop(): Promise<void>;
 }
@@ -109,11 +109,11 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
   const sink = capture ? (l: string) => void logs.push(l) : (l: string) => void process.stderr.write(l);
   const log = (service: string) => createLogger({ service, sim: true, sink, level: 'debug' });
   const keys = await generateEnclaveKeys(undefined, o.kems);
-  let ledger: Ledger | undefined;
+  let ledger: SqliteLedger | undefined;
   let market: ReturnType<typeof marketRouter> | undefined;
   let book: Market | undefined;
   if ((o.router ?? 'market') === 'market') {
-    ledger = Ledger.open(o.ledgerPath ?? ':memory:', { signer: keys.receipt });
+    ledger = SqliteLedger.open(o.ledgerPath ?? ':memory:', { signer: keys.receipt });
     const house = (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account;
     book = createMarket({});
     market = marketRouter({ market: book, ledger, enclaveSim: true, anonymous: house, log: log('market'), ...(o.abandonAfterMs !== undefined ? { abandonAfterMs: o.abandonAfterMs } : {}) });
