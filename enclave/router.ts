@@ -65,7 +65,7 @@ export interface ServedExtras {
 }
 
 export interface Router {
-  /** Throws GmError NO_ELIGIBLE_WORKER (or the market's codes) when nothing may serve the request. */
+  /** Throws GmError MODEL_NOT_FOUND for a model no verified worker offers, NO_ELIGIBLE_WORKER (or the market's codes) when none may serve it now. */
   select(r: RouteRequest): Selection | Promise<Selection>;
   /** Models the verified workers offer (for /v1/models). */
   models(now: number): string[];
@@ -74,12 +74,15 @@ export interface Router {
 }
 
 export const noEligibleWorker = (why: string) => new GmError('unavailable', 'NO_ELIGIBLE_WORKER', why);
+/** The model no verified worker offers (404 `model_not_found` to OpenAI clients, `param: "model"`). */
+export const modelNotFound = (model: string) => new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(model.slice(0, 256))} is not offered by any verified worker`);
 
 export function firstVerifiedRouter(registry: WorkerRegistry): Router {
   return {
     select(r) {
       const ws = registry.list().filter((w) => w.models.includes(r.model));
-      if (ws.length === 0) throw noEligibleWorker('no verified worker serves the requested model');
+      // No listed worker names the model: a final 404 as with the market (OpenAI clients retry a 503, not a 404).
+      if (ws.length === 0) throw modelNotFound(r.model);
       const p = r.body.provider as { allow_fallbacks?: unknown } | undefined;
       return { candidates: ws.map((worker) => ({ worker })), allowFallbacks: p?.allow_fallbacks !== false };
     },

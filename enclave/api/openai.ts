@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
 import { bhttpRequest } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
-import type { Candidate, Router, Selection, Usage } from '../router.ts';
+import { type Candidate, modelNotFound, type Router, type Selection, type Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
 import { encodeEvent, SSE_DONE, type SseEvent, SseSplitter, sseEvent } from './sse.ts';
 
@@ -95,7 +95,7 @@ export function openaiApp(d: ApiDeps): Hono {
   app.get('/v1/models/:id{.+}', (c) => {
     const id = decodeURIComponent(c.req.param('id'));
     const card = cards(now()).find((m) => m.id === id);
-    if (!card) throw new GmError('config', 'MODEL_NOT_FOUND', `the model ${JSON.stringify(id.slice(0, 256))} is not offered by any verified worker`);
+    if (!card) throw modelNotFound(id);
     return c.json(card);
   });
 
