@@ -64,8 +64,9 @@ export function enclaveListings(enclave: string, o: Omit<EnclaveCheckOptions, 'e
       const c = await client;
       const r = await c.fetch(`${c.baseURL}/models`, { signal: AbortSignal.timeout(3000) });
       if (!r.ok) return undefined;
-      const j = (await r.json()) as { data?: { id?: unknown }[] };
-      return (j.data ?? []).map((m) => m.id).filter((x): x is string => typeof x === 'string');
+      const j = (await r.json()) as { data?: { id?: unknown; gm_pool?: unknown }[] };
+      // Models only: the operator's pools (marked gm_pool) are names for lists of them, not models workers offer.
+      return (j.data ?? []).filter((m) => m.gm_pool === undefined).map((m) => m.id).filter((x): x is string => typeof x === 'string');
     } catch {
       client = undefined; // re-attest next time (key rotated, enclave restarted)
       return undefined;

@@ -29,6 +29,7 @@ import type { Candidate as RouterCandidate, Delivered, RouteRequest, Router, Sel
 import type { OfferRefusal, VerifiedWorker, WorkerRegistry } from '../workers/registry.ts';
 import type { CancelOutcome } from './book.ts';
 import { modelCards } from './models.ts';
+import { poolCards, withPools } from './pool-cards.ts';
 import { type Market, publicOffersView } from './index.ts';
 import { meter } from './metering.ts';
 import { HEAD_TYPE } from '../ledger/records.ts';
@@ -146,7 +147,8 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
 
   const router = (registry: WorkerRegistry): Router => ({
     models: (t) => market.book.models(t),
-    modelCards: (t) => modelCards(market.book, t),
+    // The operator's pools are listed beside the models (marked `gm_pool`), so GET /v1/models/{pool} answers too.
+    modelCards: (t) => (market.config.pools ? withPools(modelCards(market.book, t), poolCards(market.book, market.config.pools, t)) : modelCards(market.book, t)),
     async select(req: RouteRequestWithKey): Promise<RouterSelection> {
       try {
         const s = await selectFor(registry, req);

@@ -1,0 +1,75 @@
+/**
+ * The operator's model pools (pools.ts) as entries of GET /v1/models and GET /v1/models/{pool}: a client that lists
+ * models sees the names it may send as `model`. A pool entry is an OpenAI model object like the others, marked by a
+ * `gm_pool` member (absent on plain models) that holds its models in priority order and the routing modes its name
+ * takes as a suffix. Its `workers` and `pricing` span every model of the pool with a live offer from a currently
+ * verified worker, so they say what a request to the pool may be routed to and what it may cost.
+ */
+import { microsToDecimal } from '../../protocol/offer.ts';
+import type { OrderBook } from './book.ts';
+import type { ModelCard, PriceRange } from './models.ts';
+import type { Pools } from './pools.ts';
+
+/** The suffixes a pool name takes (constraints.ts): failover order is the bare name. */
+export const POOL_MODES = ['latency', 'throughput', 'floor', 'nitro'] as const;
+
+export interface PoolCard {
+  readonly id: string;
+  readonly object: 'model';
+  readonly created: 0;
+  readonly owned_by: 'gm';
+  readonly context_length: null;
+  /** Attested workers with a live offer for any model of the pool. */
+  readonly workers: number;
+  readonly pricing: readonly { readonly currency: string; readonly input_per_1m: PriceRange; readonly output_per_1m: PriceRange }[];
+  readonly gm_pool: {
+    /** The pool's models in priority order, as the operator configured them. */
+    readonly models: readonly string[];
+    /** Those with a live offer now. */
+    readonly available: readonly string[];
+    /** `"<pool>:<mode>"` picks by measured latency, throughput, price (`floor`) or speed (`nitro`). */
+    readonly modes: readonly string[];
+  };
+}
+
+export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[] {
+  return Object.keys(pools).sort().map((id) => {
+    const members = new Set(pools[id]);
+    const workers = new Set<string>();
+    const live = new Set<string>();
+    const cur = new Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }>();
+    for (const e of book.offers(now)) {
+      const w = e.slot.info;
+      const o = e.offer;
+      if (!w || w.verifiedUntil <= now || !members.has(o.model)) continue;
+      workers.add(o.workerId);
+      live.add(o.model);
+      const r = cur.get(o.currency);
+      if (!r) cur.set(o.currency, { inMin: o.pricePerMInput, inMax: o.pricePerMInput, outMin: o.pricePerMOutput, outMax: o.pricePerMOutput });
+      else {
+        r.inMin = o.pricePerMInput < r.inMin ? o.pricePerMInput : r.inMin;
+        r.inMax = o.pricePerMInput > r.inMax ? o.pricePerMInput : r.inMax;
+        r.outMin = o.pricePerMOutput < r.outMin ? o.pricePerMOutput : r.outMin;
+        r.outMax = o.pricePerMOutput > r.outMax ? o.pricePerMOutput : r.outMax;
+      }
+    }
+    return {
+      id, object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: workers.size,
+      pricing: [...cur.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([currency, r]) => ({
+        currency,
+        input_per_1m: { min: microsToDecimal(r.inMin), max: microsToDecimal(r.inMax) },
+        output_per_1m: { min: microsToDecimal(r.outMin), max: microsToDecimal(r.outMax) },
+      })),
+      gm_pool: { models: [...pools[id]!], available: pools[id]!.filter((m) => live.has(m)), modes: [...POOL_MODES] },
+    };
+  });
+}
+
+/**
+ * Models and pools in one list, sorted by id. A pool named like a model hides the model's entry: a request naming
+ * it routes to the pool (constraints.ts resolves pools first).
+ */
+export function withPools(models: readonly ModelCard[], pools: readonly PoolCard[]): (ModelCard | PoolCard)[] {
+  const names = new Set(pools.map((p) => p.id));
+  return [...models.filter((m) => !names.has(m.id)), ...pools].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
