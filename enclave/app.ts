@@ -32,6 +32,7 @@ import { dispatchSummary } from './api/dispatch-summary.ts';
 import { openaiApp, type Dispatch } from './api/openai.ts';
 import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
+import { sessionDispatch, type SessionDispatchOptions } from './dispatch/session.ts';
 import { asGmError, errorResponse, gatewayCode, gatewayProblem, logError } from './http/errors.ts';
 import { readLimited, StreamLimiter } from './http/limits.ts';
 import { generateEnclaveKeys, generateGatewayKeys, type EnclaveKeys, type GatewayKeySet } from './keys.ts';
@@ -86,6 +87,13 @@ export interface EnclaveOptions {
   readonly market?: MarketSurface;
   /** Replace dispatch (tests). */
   readonly dispatch?: Dispatch;
+  /**
+   * How requests reach workers: over an attested session (default; docs/protocol.md §14), or one OHTTP
+   * encapsulation per request (`ohttp`, the older hop, kept for comparison).
+   */
+  readonly workerHop?: 'session' | 'ohttp';
+  /** Session rekey policy (requests, age). */
+  readonly session?: SessionDispatchOptions;
   readonly challenge?: RegistryOptions['challenge'];
   readonly health?: RegistryOptions['health'];
   /** How often workers' health is checked (default 5 s): a stopped worker leaves the verified set within it. */
@@ -190,7 +198,8 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     ...(o.onWorkerChange ? { onChange: o.onWorkerChange } : {}),
   });
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
-  const dispatch: Dispatch = o.dispatch ?? ((w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal)));
+  const ohttpDispatch: Dispatch = (w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal));
+  const dispatch: Dispatch = o.dispatch ?? (o.workerHop === 'ohttp' ? ohttpDispatch : sessionDispatch({ now, ...o.session }));
   const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now, onError: (code) => errors.sealed(code) });
   // A key is accepted for at most two rotation periods after it is first used: the replay window of requests without
   // a request time. Requests with one are remembered only until it leaves its window (docs/protocol.md §13).

@@ -24,6 +24,11 @@ export interface Served {
 
 export interface ServeOptions {
   readonly fetch: (req: Request, env: { incoming: IncomingMessage; outgoing: ServerResponse }) => Response | Promise<Response>;
+  /**
+   * The hot paths on node:http directly (no web Request/Response per request): offered each request first, and
+   * returns true when it took it; everything else goes to `fetch` (the control endpoints on hono).
+   */
+  readonly direct?: (req: IncomingMessage, res: ServerResponse) => boolean;
   /** host:port, :port or port; default 127.0.0.1:0 (an ephemeral loopback port). */
   readonly listen?: string;
   /** Maximum size of the request head in bytes (node's maxHeaderSize); larger heads get 431 before any handler runs. */
@@ -63,7 +68,10 @@ export function serverTimeouts<T extends object>(base: T, o: { headersTimeoutMs?
 export async function serve(o: ServeOptions): Promise<Served> {
   const { host, port } = parseListen(o.listen);
   const listener = getRequestListener(o.fetch as Parameters<typeof getRequestListener>[0], { overrideGlobalObjects: false });
-  const server = createServer(serverTimeouts({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000 }, o), listener);
+  const direct = o.direct;
+  const server = createServer(serverTimeouts({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000 }, o), direct ? (req, res) => {
+    if (!direct(req, res)) void listener(req, res);
+  } : listener);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -81,8 +81,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
   const rotationMs = o.keyRotationMs ?? 3600_000;
-  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
-  const served = await serve({ fetch: wapp.app.fetch, listen: o.listen ?? '127.0.0.1:0' });
+  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), forward: fwd.forward, log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
+  const served = await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: o.listen ?? '127.0.0.1:0' });
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });
   const models = o.models ?? (await upstreamModels(o.upstream).catch((e: unknown) => {

@@ -24,6 +24,12 @@ import { asGmError, errorResponse, gatewayProblem, logError } from '../enclave/h
 import type { Logger } from '../enclave/log.ts';
 import { CONTENT_TYPE, Metrics } from '../enclave/metrics.ts';
 import { handleOhttp, nodeIncoming } from '../enclave/ohttp/gateway.ts';
+import { requestFromBhttp } from '../enclave/ohttp/messages.ts';
+import { readIncomingLimited, readLimited } from '../enclave/http/limits.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Field } from '../protocol/bhttp.ts';
+import type { FieldForwarder } from './forward.ts';
+import { createSessionGateway, MEDIA_SESSION_INIT, MEDIA_SESSION_REPLY, SESSION_PATH } from './session-gateway.ts';
 import { generateGatewayKeys, type GatewayKeySet } from '../enclave/keys.ts';
 import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
@@ -50,6 +56,14 @@ export interface WorkerAppOptions {
   readonly tee: TeeProvider;
   readonly gpu: GpuEvidenceSource;
   readonly handler: (req: Request) => Promise<Response>;
+  /**
+   * The session path's forwarder (worker/forward.ts `forward`: fields in, bytes out, no web objects); without it the
+   * session path adapts `handler`.
+   */
+  readonly forward?: FieldForwarder;
+  /** How long an enclave's session is served before it must make a new one (default 30 min). */
+  readonly sessionLifetimeMs?: number;
+  readonly now?: () => number;
   readonly log: Logger;
   readonly maxRequestBytes?: number;
   /** Replay window; must exceed two rotation periods (agent default: rotation 1 h). */
@@ -75,6 +89,27 @@ export interface WorkerApp {
    * from then on the gateway serves requests that enclave authorizes with it, replacing the enclave's previous one.
    */
   acceptCredential(enclave: string, sealed: Uint8Array): Promise<void>;
+  /**
+   * The lean request path of the session (POST /v1/session/request) on node:http; true when it took the request.
+   * The server calls it before the hono app.
+   */
+  direct(req: IncomingMessage, res: ServerResponse): boolean;
+}
+
+/** A web handler as a field forwarder (tests and embedders that give only `handler`). */
+function adaptHandler(handler: (req: Request) => Promise<Response>): FieldForwarder {
+  return async (req, signal) => {
+    const res = await handler(requestFromBhttp(req, signal));
+    const headers: Field[] = [];
+    for (const [k, v] of res.headers) headers.push([k, v]);
+    const reader = res.body?.getReader();
+    return {
+      status: res.status,
+      headers,
+      body: { async *[Symbol.asyncIterator]() { for (;;) { const x = reader ? await reader.read() : { done: true as const }; if (x.done) return; yield x.value; } } },
+      cancel: () => void reader?.cancel().catch(() => undefined),
+    };
+  };
 }
 
 export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
@@ -103,9 +138,30 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const retiring = accepted.filter((k) => !prev.includes(k));
     accepted = [...next.gateway, ...prev];
     // The retiring keys' private keys are gone: the replay cache forgets their encapsulated keys (and their ids may return).
-    for (const k of retiring) replay.retire(k.config.keyId);
+    for (const k of retiring) {
+      replay.retire(k.config.keyId);
+      sessions.dropKey(k.config.keyId);
+    }
     o.log.info('worker.keys_rotated', { keyIds: next.gateway.map((k) => k.config.keyId).join(','), previous: prev.map((k) => k.config.keyId).join(',') });
   };
+
+  const sessions = createSessionGateway({
+    workerId: o.keys.workerId,
+    keys: () => accepted,
+    forward: o.forward ?? adaptHandler(o.handler),
+    log: o.log,
+    maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
+    admit: () => streams.acquire(),
+    headers: simHeader,
+    ...(o.now ? { now: o.now } : {}),
+    ...(o.sessionLifetimeMs ? { lifetimeMs: o.sessionLifetimeMs } : {}),
+    onDone: (outcome, t0) => {
+      requests.inc({ outcome });
+      latency.observe({}, (performance.now() - t0) / 1000);
+    },
+    onError: (code, sealed) => (sealed ? errors.sealed(code) : errors.sent(code)),
+  });
+  metrics.gauge('gm_worker_sessions', 'Enclave sessions held', { collect: () => [[{}, sessions.size]] });
 
   const app = new Hono();
   app.use('*', async (c, next) => {
@@ -154,17 +210,32 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     });
     return res;
   });
+  // A session handshake: only from an enclave this worker registered with (its MAC over the init), once per session.
+  app.post(SESSION_PATH, async (c) => {
+    const header = c.req.header(WORKER_AUTH_HEADER);
+    const authenticated = beginAuthentication(header, verifiers);
+    const { incoming } = nodeIncoming(c);
+    const init = await (incoming ? readIncomingLimited(incoming, 64 * 1024) : readLimited(c.req.raw.body, 64 * 1024));
+    await authenticated(MEDIA_SESSION_INIT, init);
+    const kid = header!.split(' ')[1]!;
+    const reply = await sessions.handshake(kid, verifiers.get(kid)!, init);
+    return new Response(reply as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_SESSION_REPLY, 'cache-control': 'no-store', ...simHeader } });
+  });
   app.all('*', () => {
     throw new GmError('protocol', 'NOT_FOUND', 'no such endpoint');
   });
   const acceptCredential = async (enclave: string, sealed: Uint8Array): Promise<void> => {
-    byEnclave.set(enclave, await verifierFor(await openCredential(accepted, o.keys.workerId, sealed)));
+    const previous = byEnclave.get(enclave);
+    const next = await verifierFor(await openCredential(accepted, o.keys.workerId, sealed));
+    byEnclave.set(enclave, next);
+    if (previous && previous.kid !== next.kid) sessions.dropCredential(previous.kid);
     // An enclave's previous credential (it restarted and made a new one) stops working now.
     verifiers.clear();
     for (const v of byEnclave.values()) verifiers.set(v.kid, v.credential);
   };
   return {
     app, metrics, bundle, rotateKeys, acceptCredential,
+    direct: (req, res) => sessions.direct(req, res),
     get keyConfigs() {
       return served.keyConfigs;
     },

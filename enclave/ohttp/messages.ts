@@ -5,19 +5,19 @@
 import { GmError } from '../../attestation/errors.ts';
 import type { BhttpRequest, Field } from '../../protocol/bhttp.ts';
 
-const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'host']);
+export const HOP_FIELDS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'host']);
 
 export function fieldsFromHeaders(h: Headers): Field[] {
   const out: Field[] = [];
   h.forEach((v, k) => {
-    if (!HOP.has(k)) out.push([k, v]);
+    if (!HOP_FIELDS.has(k)) out.push([k, v]);
   });
   return out;
 }
 
 export function headersFromFields(fields: readonly Field[]): Headers {
   const h = new Headers();
-  for (const [k, v] of fields) if (!HOP.has(k.toLowerCase())) h.append(k, v);
+  for (const [k, v] of fields) if (!HOP_FIELDS.has(k.toLowerCase())) h.append(k, v);
   return h;
 }
 
@@ -38,12 +38,7 @@ const invalid = (code: string, message: string) => new GmError('protocol', code,
  * fixed text: a rejected value (an API key with a stray newline, say) is never copied into an error, a log or a cause.
  */
 export function requestFromBhttp(r: BhttpRequest, signal?: AbortSignal): Request {
-  if (!TOKEN.test(r.method) || FORBIDDEN_METHODS.has(r.method.toUpperCase())) throw invalid('INNER_METHOD_INVALID', 'the inner request method is not a valid token');
-  if (!PATH.test(r.path)) throw invalid('INNER_PATH_INVALID', 'the inner request path is not an origin-form path');
-  for (const [k, v] of [...r.headers, ...r.trailers]) {
-    if (!TOKEN.test(k)) throw invalid('INNER_FIELD_NAME_INVALID', 'an inner field name is not a valid token');
-    if (!FIELD_VALUE.test(v)) throw invalid('INNER_FIELD_VALUE_INVALID', 'an inner field value has a control character');
-  }
+  checkInnerRequest(r);
   const hasBody = r.content.length > 0 && r.method !== 'GET' && r.method !== 'HEAD';
   try {
     return new Request(`https://gm.inner${r.path}`, {
@@ -55,6 +50,16 @@ export function requestFromBhttp(r: BhttpRequest, signal?: AbortSignal): Request
   } catch {
     // Whatever fetch still refuses; its message may quote the value, so it is dropped, not kept as a cause.
     throw invalid('INNER_REQUEST_INVALID', 'the inner request is not a valid HTTP request');
+  }
+}
+
+/** The checks of requestFromBhttp without building a Request (the worker's session path forwards fields as they are). */
+export function checkInnerRequest(r: BhttpRequest): void {
+  if (!TOKEN.test(r.method) || FORBIDDEN_METHODS.has(r.method.toUpperCase())) throw invalid('INNER_METHOD_INVALID', 'the inner request method is not a valid token');
+  if (!PATH.test(r.path)) throw invalid('INNER_PATH_INVALID', 'the inner request path is not an origin-form path');
+  for (const [k, v] of [...r.headers, ...r.trailers]) {
+    if (!TOKEN.test(k)) throw invalid('INNER_FIELD_NAME_INVALID', 'an inner field name is not a valid token');
+    if (!FIELD_VALUE.test(v)) throw invalid('INNER_FIELD_VALUE_INVALID', 'an inner field value has a control character');
   }
 }
 

@@ -72,7 +72,7 @@ export interface StackWorker {
   /** The in-process dev-model (absent when the worker fronts an external `upstream`). */
   readonly model: Served | undefined;
   readonly modelName: string;
-  /** Gateway requests (POST /v1/ohttp) seen at the worker's socket (the plaintext-gate test counts them). */
+  /** Requests that could carry plaintext (POST /v1/ohttp, /v1/session/request) seen at the worker's socket. */
   readonly requestsAtSocket: () => number;
   /** Registration outcome: undefined = verified, else the refusal code. */
   readonly refusal: Promise<string | undefined>;
@@ -152,7 +152,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
       let count = 0;
       // Count what could carry plaintext: gateway posts at the worker's socket.
       worker.served.server.on('request', (req: { method?: string; url?: string }) => {
-        if (req.method === 'POST' && req.url === '/v1/ohttp') count++;
+        if (req.method === 'POST' && (req.url === '/v1/ohttp' || req.url === '/v1/session/request')) count++;
       });
       const refusal = worker.registered.then(
         () => undefined,

@@ -1,0 +1,224 @@
+/**
+ * Dispatch over the enclave → worker session (protocol/session.ts, docs/protocol.md §14): one handshake per worker
+ * key, then each request one sealed message and its answer records, opened as they arrive (a streamed answer is
+ * authenticated record by record before its bytes are released; one that ends without its final record fails
+ * SESSION_TRUNCATED).
+ *
+ * Rekey: a session is replaced after `rekeyRequests` requests or `rekeyMs`, and at once when the worker's attested
+ * key configuration changed; requests in flight finish on the old one. A worker that answers SESSION_UNKNOWN
+ * (restarted, or it expired the session) opened nothing: the session is dropped, a new one made, and the request
+ * sent once more.
+ */
+import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
+import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
+import { initiateSession, type Session } from '../../protocol/session.ts';
+import { credentialId } from '../../protocol/worker-auth.ts';
+import type { Dispatch } from '../api/openai.ts';
+import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
+import { headersFromFields } from '../ohttp/messages.ts';
+import type { PooledTransport } from './transport.ts';
+import type { VerifiedWorker } from '../workers/registry.ts';
+
+const MEDIA_SESSION = 'application/gm-session';
+const MEDIA_SESSION_INIT = 'application/gm-session-init';
+const MEDIA_SESSION_REPLY = 'application/gm-session-reply';
+
+export interface SessionDispatchOptions {
+  /** Requests per session before a new one (default 100 000). */
+  readonly rekeyRequests?: number;
+  /** Age of a session before a new one, ms (default 10 min; the worker serves one 30 min). */
+  readonly rekeyMs?: number;
+  readonly now?: () => number;
+  /** Largest answer read whole (non-streamed), as for OHTTP. */
+  readonly maxResponseBytes?: number;
+}
+
+interface Held {
+  readonly session: Promise<Session>;
+  readonly createdAt: number;
+}
+
+/** Reads a refused answer's code (a small JSON problem) into an error; never its other bytes. */
+async function refusal(t: TransportResponse): Promise<GmError> {
+  let code = 'UPSTREAM_REFUSED';
+  try {
+    let text = '';
+    for await (const c of t.body) {
+      text += new TextDecoder().decode(c);
+      if (text.length > 4096) break;
+    }
+    const j = JSON.parse(text) as { error?: { code?: unknown } };
+    if (typeof j.error?.code === 'string' && /^[A-Z0-9_]{1,64}$/.test(j.error.code)) code = j.error.code;
+  } catch {
+    t.cancel();
+  }
+  return unavailable('UPSTREAM_REFUSED', `worker answered ${t.status} ${code}`, { cause: { status: t.status, code } });
+}
+
+const codeOf = (e: GmError) => (e.cause as { code?: string } | undefined)?.code;
+
+export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { sessions(w: VerifiedWorker): number } {
+  const now = o.now ?? Date.now;
+  const rekeyRequests = o.rekeyRequests ?? 100_000;
+  const rekeyMs = o.rekeyMs ?? 10 * 60_000;
+  const maxBytes = o.maxResponseBytes ?? 64 * 1024 * 1024;
+  // Per transport (one per worker URL), so a re-registered worker keeps its session while its keys stay the same.
+  const held = new WeakMap<PooledTransport, Held>();
+  const made = new WeakMap<PooledTransport, number>();
+
+  const establish = (w: VerifiedWorker, t: PooledTransport & Required<Pick<PooledTransport, 'post'>>): Held => {
+    const session = (async () => {
+      const h = await initiateSession(w.keyConfig, w.id, w.credential, { kid: await credentialId(w.credential) });
+      const r = await t.post('/v1/session', MEDIA_SESSION_INIT, h.init, undefined, true);
+      if (r.status !== 200 || r.contentType !== MEDIA_SESSION_REPLY) throw await refusal(r);
+      const parts: Uint8Array[] = [];
+      for await (const c of r.body) parts.push(c);
+      return h.finish(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+    })();
+    const x = { session, createdAt: now() };
+    held.set(t, x);
+    made.set(t, (made.get(t) ?? 0) + 1);
+    // A failed handshake is not kept: the next request tries again.
+    session.catch(() => {
+      if (held.get(t) === x) held.delete(t);
+    });
+    return x;
+  };
+
+  const current = async (w: VerifiedWorker, t: PooledTransport & Required<Pick<PooledTransport, 'post'>>): Promise<Session> => {
+    let h = held.get(t);
+    if (!h || now() - h.createdAt >= rekeyMs) h = establish(w, t);
+    let s = await h.session;
+    if (s.config !== w.keyConfig || s.requests >= rekeyRequests) {
+      if (held.get(t) === h) h = establish(w, t);
+      else h = held.get(t)!;
+      s = await h.session;
+    }
+    return s;
+  };
+
+  const exchange = async (w: VerifiedWorker, req: BhttpRequest, stream: boolean, signal: AbortSignal, retried: boolean): Promise<InnerResponse> => {
+    const t = w.transport;
+    if (!t.post) throw unavailable('WORKER_UNREACHABLE', 'this transport has no session path');
+    const tp = t as PooledTransport & Required<Pick<PooledTransport, 'post'>>;
+    const s = await current(w, tp);
+    const { message, response } = await s.seal(encodeRequest(req), stream);
+    const r = await tp.post('/v1/session/request', MEDIA_SESSION, message, signal, false);
+    if (r.status !== 200) {
+      const e = await refusal(r);
+      if (codeOf(e) === 'SESSION_UNKNOWN' && !retried) {
+        // The worker restarted or forgot the session; nothing was opened, so the request goes once more on a new one.
+        if (held.get(tp)?.session && (await held.get(tp)!.session.catch(() => undefined)) === s) held.delete(tp);
+        return exchange(w, req, stream, signal, true);
+      }
+      throw e;
+    }
+    if (r.contentType !== MEDIA_SESSION) {
+      r.cancel();
+      throw protocolError('SESSION_BAD_RESPONSE', `worker answered content-type ${r.contentType}`);
+    }
+    const it = r.body[Symbol.asyncIterator]();
+    if (!stream) {
+      const parts: Uint8Array[] = [];
+      let n = 0;
+      try {
+        for (;;) {
+          const x = await it.next();
+          if (x.done) break;
+          n += x.value.length;
+          if (n > maxBytes + 1024) throw protocolError('RESPONSE_TOO_LARGE', 'session response too large');
+          parts.push(...(await response.push(x.value)));
+        }
+        response.end();
+      } catch (e) {
+        r.cancel();
+        throw e;
+      }
+      if (parts.length !== 1) throw protocolError('SESSION_DECRYPT_FAILED', 'a whole answer is one record');
+      const { response: res } = decodeResponse(parts[0]!);
+      const content = res.content;
+      let body: ReadableStream<Uint8Array> | undefined;
+      return {
+        status: res.status,
+        headers: headersFromFields(res.headers),
+        content,
+        get body() {
+          return (body ??= new ReadableStream({
+            start(ctl) {
+              if (content.length > 0) ctl.enqueue(content);
+              ctl.close();
+            },
+          }));
+        },
+      };
+    }
+    const decoder = new ResponseDecoder();
+    const pending: Uint8Array[] = [];
+    let ended = false;
+    const step = async (): Promise<ReturnType<ResponseDecoder['push']>> => {
+      for (;;) {
+        const x = await it.next();
+        if (x.done) {
+          ended = true;
+          response.end();
+          return decoder.end();
+        }
+        const evs = [];
+        for (const pt of await response.push(x.value)) evs.push(...decoder.push(pt));
+        if (evs.length > 0) return evs;
+      }
+    };
+    let head: { status: number; headers: Headers } | undefined;
+    while (!head) {
+      const evs = await step().catch((e: unknown) => {
+        r.cancel();
+        throw e;
+      });
+      for (const e of evs) {
+        if (e.type === 'head') head = { status: e.status, headers: headersFromFields(e.headers) };
+        else if (e.type === 'content') pending.push(e.data);
+      }
+      if (!head && ended) throw protocolError('SESSION_TRUNCATED', 'response ended before its head');
+    }
+    let finished = false;
+    const body = new ReadableStream<Uint8Array>(
+      {
+        async pull(ctl) {
+          for (;;) {
+            if (pending.length > 0) {
+              ctl.enqueue(pending.shift()!);
+              return;
+            }
+            if (finished) {
+              ctl.close();
+              return;
+            }
+            let evs;
+            try {
+              evs = await step();
+            } catch (e) {
+              r.cancel();
+              ctl.error(e);
+              return;
+            }
+            for (const e of evs) {
+              if (e.type === 'content' && e.data.length > 0) pending.push(e.data.slice());
+              else if (e.type === 'end') finished = true;
+            }
+            if (ended) finished = true;
+          }
+        },
+        cancel() {
+          r.cancel();
+        },
+      },
+      { highWaterMark: 0 },
+    );
+    return { status: head.status, headers: head.headers, body };
+  };
+
+  const dispatch = ((w, req, d) => exchange(w, req, d.stream, d.signal, false)) as Dispatch & { sessions(w: VerifiedWorker): number };
+  /** Sessions made to a worker so far (tests: rekeying and re-establishment). */
+  dispatch.sessions = (w) => made.get(w.transport) ?? 0;
+  return dispatch;
+}

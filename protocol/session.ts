@@ -1,0 +1,362 @@
+/**
+ * The enclave → worker session (docs/protocol.md §14): one HPKE setup per (enclave, worker key) instead of one per
+ * request, then every request, response and stream chunk as an AEAD record under per-direction keys.
+ *
+ * Handshake (RFC 9180 §5.1.2 SetupPSKS/SetupPSKR to the worker's attested key configuration, X-Wing when listed;
+ * the pre-shared key is the enclave's credential for this worker, protocol/worker-auth.ts):
+ *
+ *   init   = hdr(keyId, kem, kdf, aead) || enc                                  enclave → worker
+ *   info   = "gm/v1 session" || 0x00 || hdr || u8(len(workerId)) || workerId
+ *   psk    = credential,  psk_id = "gm/v1 session" || kid
+ *   secret = context.Export("gm/v1 session secret", 32)
+ *   reply  = wr || confirm                                                      worker → enclave (wr: 32 random bytes)
+ *   prk    = HKDF-Extract(salt = wr, secret)
+ *   key_d, nonce_d = HKDF-Expand(prk, "gm/v1 session " || d || " key"/" nonce", Nk/Nn)   d in {e2w, w2e}
+ *   sid     = HKDF-Expand(prk, "gm/v1 session id", 16)
+ *   confirm = HMAC-SHA256(HKDF-Expand(prk, "gm/v1 session confirm", 32), init || wr)
+ *
+ * Only the holder of the attested private key and the credential derives the keys; the enclave checks `confirm`
+ * before it sends any request (no prompt before trust). `wr` makes every session's keys fresh even when an init is
+ * replayed, so a replayed handshake can never revive an old session's records.
+ *
+ * Records. A request is numbered r (u64, per session, chosen by the enclave, each used once) and its records are
+ * numbered seq (u32, from 0 in each direction). Every record is
+ *
+ *   nonce = nonce_d XOR (0^(Nn-12) || u64(r) || u32(seq))
+ *   aad   = version || flags || sid || u64(r) || u32(seq) || u8(final)
+ *   ct    = Seal(key_d, nonce, aad, pt)
+ *
+ * Request on the wire:  version(1) || flags(1) || sid(16) || u64(r) || ct        (one final record, seq 0)
+ * Response on the wire: ( u8(final) || u32(len) || ct )*                          (seq 0, 1, ...; the last final)
+ *
+ * The worker accepts each r at most once (a sliding window over the highest seen: replay); a record opened at the
+ * wrong position fails (reorder, drop); a response without its final record fails (truncation); bytes after the
+ * final record fail. All open failures are one code to the peer, SESSION_DECRYPT_FAILED; the local cause is kept.
+ * Runtime-agnostic: the backend's HMAC, HKDF and AEAD (node:crypto on the servers).
+ */
+import { concat, equalBytes } from '../attestation/bytes.ts';
+import { protocolError } from '../attestation/errors.ts';
+import { AEAD_PARAMS, defaultBackend, type AeadCipher, type CryptoBackend } from './backend.ts';
+import { hkdfExpand, hkdfExtract, KEM_PARAMS, setupPSKR, setupPSKS, type SetupOptions } from './hpke.ts';
+import { type GatewayKey, type KeyConfig, parseRequestHeader, requestHeader, requestInfo, selectSuite } from './ohttp.ts';
+
+export const SESSION_VERSION = 1;
+/** Flag bit of a request whose response is streamed record by record (else one final record). */
+export const FLAG_STREAM = 0x01;
+export const SESSION_ID_LENGTH = 16;
+export const REQUEST_PREFIX_LENGTH = 2 + SESSION_ID_LENGTH + 8;
+export const RECORD_HEADER_LENGTH = 5;
+const WR_LENGTH = 32;
+const CONFIRM_LENGTH = 32;
+const REPLY_LENGTH = WR_LENGTH + CONFIRM_LENGTH;
+/** Request numbers below the highest seen by more than this are refused (they may be replays). */
+export const REPLAY_WINDOW = 4096;
+/** Sequence numbers per direction and request (u32). */
+const MAX_SEQ = 0xffffffff;
+
+const te = new TextEncoder();
+const LABEL = 'gm/v1 session';
+const L_SECRET = te.encode('gm/v1 session secret');
+const L_ID = te.encode('gm/v1 session id');
+const L_CONFIRM = te.encode('gm/v1 session confirm');
+const L_KEY = { e2w: te.encode('gm/v1 session e2w key'), w2e: te.encode('gm/v1 session w2e key') };
+const L_NONCE = { e2w: te.encode('gm/v1 session e2w nonce'), w2e: te.encode('gm/v1 session w2e nonce') };
+
+const failed = (why: string, cause?: unknown) => protocolError('SESSION_DECRYPT_FAILED', `session record rejected: ${why}`, cause === undefined ? {} : { cause });
+
+function info(hdr: Uint8Array, workerId: string): Uint8Array {
+  const id = te.encode(workerId);
+  if (id.length > 255) throw protocolError('SESSION_MALFORMED', 'worker id longer than 255 bytes');
+  return concat(requestInfo(LABEL, hdr), Uint8Array.of(id.length), id);
+}
+const pskId = (kid: string) => concat(te.encode(LABEL), te.encode(kid));
+
+/** One direction's key and base nonce. Seals and opens at (r, seq); nothing here keeps order: the callers do. */
+class Direction {
+  readonly #cipher: AeadCipher;
+  readonly #nonce: Uint8Array;
+  constructor(cipher: AeadCipher, nonce: Uint8Array) {
+    this.#cipher = cipher;
+    this.#nonce = nonce;
+  }
+  nonce(r: number, seq: number): Uint8Array {
+    const n = this.#nonce.slice();
+    const c = new Uint8Array(12);
+    const v = new DataView(c.buffer);
+    v.setUint32(0, Math.floor(r / 2 ** 32));
+    v.setUint32(4, r >>> 0);
+    v.setUint32(8, seq);
+    const o = n.length - 12;
+    for (let i = 0; i < 12; i++) n[o + i] = n[o + i]! ^ c[i]!;
+    return n;
+  }
+  seal(r: number, seq: number, aad: Uint8Array, pt: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    return this.#cipher.seal(this.nonce(r, seq), aad, pt);
+  }
+  open(r: number, seq: number, aad: Uint8Array, ct: Uint8Array): Uint8Array | Promise<Uint8Array> {
+    return this.#cipher.open(this.nonce(r, seq), aad, ct);
+  }
+}
+
+/** aad = version || flags || sid || u64(r) || u32(seq) || u8(final); the prefix is the request's wire prefix. */
+function aadFor(prefix: Uint8Array, seq: number, final: boolean): Uint8Array {
+  const a = new Uint8Array(REQUEST_PREFIX_LENGTH + 5);
+  a.set(prefix);
+  const o = REQUEST_PREFIX_LENGTH;
+  a[o] = seq >>> 24;
+  a[o + 1] = (seq >>> 16) & 0xff;
+  a[o + 2] = (seq >>> 8) & 0xff;
+  a[o + 3] = seq & 0xff;
+  a[o + 4] = final ? 1 : 0;
+  return a;
+}
+
+function requestPrefix(sid: Uint8Array, flags: number, r: number): Uint8Array {
+  if (!Number.isSafeInteger(r) || r < 0) throw protocolError('SESSION_EXHAUSTED', 'request number out of range');
+  const p = new Uint8Array(REQUEST_PREFIX_LENGTH);
+  p[0] = SESSION_VERSION;
+  p[1] = flags;
+  p.set(sid, 2);
+  const v = new DataView(p.buffer);
+  v.setUint32(2 + SESSION_ID_LENGTH, Math.floor(r / 2 ** 32));
+  v.setUint32(2 + SESSION_ID_LENGTH + 4, r >>> 0);
+  return p;
+}
+
+/** The keys both ends derive; `Session` (enclave) and `SessionResponder` (worker) use them. */
+interface SessionKeys {
+  readonly id: Uint8Array;
+  readonly e2w: Direction;
+  readonly w2e: Direction;
+}
+
+async function deriveKeys(b: CryptoBackend, aeadId: number, secret: Uint8Array, wr: Uint8Array, init: Uint8Array): Promise<SessionKeys & { confirm: Uint8Array }> {
+  const p = AEAD_PARAMS[aeadId];
+  if (!p) throw protocolError('SESSION_UNSUPPORTED_SUITE', 'the session needs an AEAD (not export-only)');
+  const prk = hkdfExtract(wr, secret, b);
+  const dir = async (d: 'e2w' | 'w2e') => new Direction(await b.aead(aeadId, hkdfExpand(prk, L_KEY[d], p.Nk, b)), hkdfExpand(prk, L_NONCE[d], p.Nn, b));
+  const confirm = b.hmacSha256(hkdfExpand(prk, L_CONFIRM, 32, b), concat(init, wr));
+  return { id: hkdfExpand(prk, L_ID, SESSION_ID_LENGTH, b), e2w: await dir('e2w'), w2e: await dir('w2e'), confirm };
+}
+
+export interface InitiateOptions extends SetupOptions {
+  /** The credential's id (protocol/worker-auth.ts credentialId), bound as the PSK id. */
+  readonly kid: string;
+}
+
+/**
+ * Enclave: starts a session to the worker's attested configuration. Send `init` (with the worker-auth header over
+ * it); `finish(reply)` checks the worker's confirmation and returns the session, or throws SESSION_CONFIRM_FAILED.
+ */
+export async function initiateSession(config: KeyConfig, workerId: string, credential: Uint8Array, o: InitiateOptions): Promise<{ init: Uint8Array; finish(reply: Uint8Array): Promise<Session> }> {
+  const b = o.backend ?? defaultBackend();
+  const suite = selectSuite(config);
+  const hdr = requestHeader(config.keyId, suite);
+  const { enc, context } = await setupPSKS(suite, config.publicKey, info(hdr, workerId), credential, pskId(o.kid), o);
+  const secret = context.export(L_SECRET, 32);
+  const init = concat(hdr, enc);
+  return {
+    init,
+    async finish(reply) {
+      if (reply.length !== REPLY_LENGTH) throw protocolError('SESSION_CONFIRM_FAILED', 'session reply has the wrong length');
+      const wr = reply.subarray(0, WR_LENGTH);
+      const k = await deriveKeys(b, suite.aeadId, secret, wr, init);
+      if (!equalBytes(k.confirm, reply.subarray(WR_LENGTH))) throw protocolError('SESSION_CONFIRM_FAILED', 'the worker did not confirm the session keys');
+      return new Session(k, config);
+    },
+  };
+}
+
+/**
+ * Worker: answers an init with one of its accepted gateway keys and the credential its auth header named. The
+ * handshake fails with the OHTTP header codes for an unknown key or suite; a wrong credential is caught by the
+ * enclave's confirmation check (the keys differ).
+ */
+export async function acceptSession(keys: readonly GatewayKey[], workerId: string, credential: Uint8Array, kid: string, init: Uint8Array, o: SetupOptions & { random?: (n: number) => Uint8Array } = {}): Promise<{ reply: Uint8Array; responder: SessionResponder; keyId: number }> {
+  const b = o.backend ?? defaultBackend();
+  const h = parseRequestHeader(keys, init);
+  if (h.rest.length !== 0 || init.length !== 7 + KEM_PARAMS[h.suite.kemId]!.Nenc) throw protocolError('SESSION_MALFORMED', 'session init has the wrong length');
+  const ctx = await setupPSKR(h.suite, h.enc, h.key.privateKey, info(h.hdr, workerId), credential, pskId(kid), o);
+  const wr = (o.random ?? ((n) => crypto.getRandomValues(new Uint8Array(n))))(WR_LENGTH);
+  const k = await deriveKeys(b, h.suite.aeadId, ctx.export(L_SECRET, 32), wr, init);
+  return { reply: concat(wr, k.confirm), responder: new SessionResponder(k), keyId: h.key.config.keyId };
+}
+
+/** Enclave side of a session: numbers requests, seals them, opens their responses. */
+export class Session {
+  readonly id: Uint8Array;
+  /** The worker configuration the session was made to (a rotated worker key means a new session). */
+  readonly config: KeyConfig;
+  readonly #k: SessionKeys;
+  #next = 0;
+  constructor(k: SessionKeys, config: KeyConfig) {
+    this.#k = k;
+    this.id = k.id;
+    this.config = config;
+  }
+  /** Requests sealed so far (the rekey policy counts them). */
+  get requests(): number {
+    return this.#next;
+  }
+  /** Seals one request as its wire message; `open` reads the answer to exactly this request. */
+  async seal(pt: Uint8Array, stream: boolean): Promise<{ message: Uint8Array; response: ResponseOpener }> {
+    const r = this.#next++;
+    const prefix = requestPrefix(this.#k.id, stream ? FLAG_STREAM : 0, r);
+    const ct = await this.#k.e2w.seal(r, 0, aadFor(prefix, 0, true), pt);
+    const message = new Uint8Array(prefix.length + ct.length);
+    message.set(prefix);
+    message.set(ct, prefix.length);
+    return { message, response: new ResponseOpener(this.#k.w2e, prefix, r) };
+  }
+}
+
+/** Reads a response's records as they arrive; `end()` fails unless the final record came (truncation). */
+export class ResponseOpener {
+  readonly #dir: Direction;
+  readonly #prefix: Uint8Array;
+  readonly #r: number;
+  #seq = 0;
+  #buf: Uint8Array = new Uint8Array(0);
+  #final = false;
+  readonly #maxRecord: number;
+  constructor(dir: Direction, prefix: Uint8Array, r: number, maxRecord = 64 * 1024 * 1024 + 1024) {
+    this.#dir = dir;
+    this.#prefix = prefix;
+    this.#r = r;
+    this.#maxRecord = maxRecord;
+  }
+  get finished(): boolean {
+    return this.#final;
+  }
+  /** Bytes from the wire in; the plaintexts of the records they complete out, in order. */
+  async push(bytes: Uint8Array): Promise<Uint8Array[]> {
+    if (bytes.length > 0 && this.#final) throw failed('bytes after the final record');
+    let b = this.#buf.length === 0 ? bytes : concat(this.#buf, bytes);
+    const out: Uint8Array[] = [];
+    while (b.length >= RECORD_HEADER_LENGTH) {
+      if (this.#final) throw failed('bytes after the final record');
+      const flag = b[0]!;
+      if (flag > 1) throw failed('bad record flag');
+      const len = ((b[1]! << 24) >>> 0) + (b[2]! << 16) + (b[3]! << 8) + b[4]!;
+      if (len < 16 || len > this.#maxRecord) throw failed('bad record length');
+      if (b.length < RECORD_HEADER_LENGTH + len) break;
+      const ct = b.subarray(RECORD_HEADER_LENGTH, RECORD_HEADER_LENGTH + len);
+      const seq = this.#seq;
+      if (seq > MAX_SEQ) throw failed('too many records');
+      let pt: Uint8Array;
+      try {
+        pt = await this.#dir.open(this.#r, seq, aadFor(this.#prefix, seq, flag === 1), ct);
+      } catch (e) {
+        throw failed('record does not authenticate at its position', e);
+      }
+      this.#seq = seq + 1;
+      if (flag === 1) this.#final = true;
+      out.push(pt);
+      b = b.subarray(RECORD_HEADER_LENGTH + len);
+    }
+    // A held partial record is copied: the caller may reuse the buffer it passed.
+    this.#buf = b.length === 0 ? new Uint8Array(0) : b.slice();
+    return out;
+  }
+  /** Declares the end of the response body. Code SESSION_TRUNCATED when the final record never came. */
+  end(): void {
+    if (!this.#final || this.#buf.length > 0) throw protocolError('SESSION_TRUNCATED', 'session response ended before its final record');
+  }
+}
+
+/** Worker side of a session: opens each request once and seals its response records. */
+export class SessionResponder {
+  readonly id: Uint8Array;
+  readonly #k: SessionKeys;
+  /** Highest request number opened, and which of the REPLAY_WINDOW below it were (bit i: max - i). */
+  #max = -1;
+  readonly #seen = new Uint32Array(REPLAY_WINDOW / 32);
+  constructor(k: SessionKeys) {
+    this.#k = k;
+    this.id = k.id;
+  }
+
+  #fresh(r: number): boolean {
+    if (r > this.#max) return true;
+    const d = this.#max - r;
+    return d < REPLAY_WINDOW && (this.#seen[d >>> 5]! & (1 << (d & 31))) === 0;
+  }
+  #mark(r: number): void {
+    if (r > this.#max) {
+      const shift = this.#max < 0 ? REPLAY_WINDOW : r - this.#max;
+      if (shift >= REPLAY_WINDOW) this.#seen.fill(0);
+      else {
+        // Shift the bitmap by `shift` positions towards older numbers.
+        for (let i = REPLAY_WINDOW - 1; i >= shift; i--) {
+          const j = i - shift;
+          const bit = (this.#seen[j >>> 5]! >>> (j & 31)) & 1;
+          if (bit) this.#seen[i >>> 5]! |= 1 << (i & 31);
+          else this.#seen[i >>> 5]! &= ~(1 << (i & 31));
+        }
+        for (let i = 0; i < shift; i++) this.#seen[i >>> 5]! &= ~(1 << (i & 31));
+      }
+      this.#max = r;
+    }
+    const d = this.#max - r;
+    this.#seen[d >>> 5]! |= 1 << (d & 31);
+  }
+
+  /**
+   * Opens a request message of this session (its id already matched: `sessionIdOf`). Codes: SESSION_MALFORMED,
+   * SESSION_REPLAY (a request number opened before, or too far behind), SESSION_DECRYPT_FAILED.
+   */
+  async open(message: Uint8Array): Promise<{ request: Uint8Array; stream: boolean; response: ResponseSealer }> {
+    if (message.length < REQUEST_PREFIX_LENGTH + 16 || message[0] !== SESSION_VERSION || (message[1]! & ~FLAG_STREAM) !== 0) throw protocolError('SESSION_MALFORMED', 'not a session request');
+    const prefix = message.slice(0, REQUEST_PREFIX_LENGTH);
+    if (!equalBytes(prefix.subarray(2, 2 + SESSION_ID_LENGTH), this.#k.id)) throw protocolError('SESSION_MALFORMED', 'request of another session');
+    const v = new DataView(prefix.buffer);
+    const r = v.getUint32(2 + SESSION_ID_LENGTH) * 2 ** 32 + v.getUint32(2 + SESSION_ID_LENGTH + 4);
+    if (!Number.isSafeInteger(r)) throw protocolError('SESSION_MALFORMED', 'request number out of range');
+    if (!this.#fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
+    let request: Uint8Array;
+    try {
+      request = await this.#k.e2w.open(r, 0, aadFor(prefix, 0, true), message.subarray(REQUEST_PREFIX_LENGTH));
+    } catch (e) {
+      throw failed('request does not authenticate', e);
+    }
+    // Marked only once authenticated: a forged message cannot burn a number.
+    if (!this.#fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
+    this.#mark(r);
+    return { request, stream: (prefix[1]! & FLAG_STREAM) !== 0, response: new ResponseSealer(this.#k.w2e, prefix, r) };
+  }
+}
+
+/** Seals one response's records in order; the last one `final`. */
+export class ResponseSealer {
+  readonly #dir: Direction;
+  readonly #prefix: Uint8Array;
+  readonly #r: number;
+  #seq = 0;
+  #final = false;
+  constructor(dir: Direction, prefix: Uint8Array, r: number) {
+    this.#dir = dir;
+    this.#prefix = prefix;
+    this.#r = r;
+  }
+  get finished(): boolean {
+    return this.#final;
+  }
+  /** One framed record: u8(final) || u32(len) || ct. */
+  async seal(pt: Uint8Array, final = false): Promise<Uint8Array> {
+    if (this.#final) throw protocolError('SESSION_AFTER_FINAL', 'record after the final one');
+    if (this.#seq > MAX_SEQ) throw protocolError('SESSION_EXHAUSTED', 'too many records in one response');
+    const seq = this.#seq++;
+    if (final) this.#final = true;
+    const ct = await this.#dir.seal(this.#r, seq, aadFor(this.#prefix, seq, final), pt);
+    const out = new Uint8Array(RECORD_HEADER_LENGTH + ct.length);
+    out[0] = final ? 1 : 0;
+    new DataView(out.buffer).setUint32(1, ct.length);
+    out.set(ct, RECORD_HEADER_LENGTH);
+    return out;
+  }
+}
+
+/** The session id a request message names (the worker looks its session up by it), or undefined when malformed. */
+export function sessionIdOf(message: Uint8Array): Uint8Array | undefined {
+  return message.length >= REQUEST_PREFIX_LENGTH && message[0] === SESSION_VERSION ? message.subarray(2, 2 + SESSION_ID_LENGTH) : undefined;
+}
