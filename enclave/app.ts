@@ -7,7 +7,7 @@
  *   GET  /.well-known/ohttp-gateway       application/ohttp-keys (RFC 9458 §3)
  *   POST /v1/ohttp                        gateway: message/ohttp-req and message/ohttp-chunked-req
  *   POST /v1/workers                      worker registration (docs/operator.md)
- *   GET  /v1/workers                      verified workers (public claims only: id, state, evidence digest, models)
+ *   GET  /v1/workers                      verified workers (public claims only: id, state, evidence digest, models, GPUs)
  *   GET  /v1/market/offers                the live signed offers of verified workers (docs/market.md "Listing")
  *   GET  /v1/ledger/head                  the ledger's latest periodic signed chain head (docs/market.md)
  *   POST /v1/workers/{id}/offers/cancel   a worker withdraws an offer with a signed cancel (docs/market.md)
@@ -369,11 +369,11 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   };
 }
 
-/** The public view of a verified worker: claims from its verified evidence, nothing secret, no URL. */
+/** The public view of a verified worker: claims from its verified evidence (GPUs too), nothing secret, no URL. */
 function workerView(w: VerifiedWorker): Record<string, unknown> {
   return {
     id: w.id, state: w.state, platform: w.platform, measurement: w.measurement, sim: w.sim, evidenceDigest: hex(w.evidenceDigest),
-    workerKey: hex(w.signingKey), models: w.models, verifiedAt: new Date(w.verifiedAt).toISOString(), expiresAt: new Date(w.expiresAt).toISOString(),
+    workerKey: hex(w.signingKey), models: w.models, gpus: w.gpus, verifiedAt: new Date(w.verifiedAt).toISOString(), expiresAt: new Date(w.expiresAt).toISOString(),
   };
 }
 

@@ -22,7 +22,7 @@ let stack: Stack;
 let host: RunningHost;
 let dir: string;
 
-const WORKER_KEYS = ['id', 'state', 'platform', 'measurement', 'sim', 'evidenceDigest', 'workerKey', 'models', 'verifiedAt', 'expiresAt'].sort();
+const WORKER_KEYS = ['id', 'state', 'platform', 'measurement', 'sim', 'evidenceDigest', 'workerKey', 'models', 'gpus', 'verifiedAt', 'expiresAt'].sort();
 const OFFER_KEYS = ['offerId', 'sequence', 'workerId', 'workerKey', 'hotkey', 'model', 'currency', 'pricePerMInput', 'pricePerMOutput', 'terms', 'capacity', 'ttftMs', 'tokensPerSecond', 'validFrom', 'validUntil', 'digest', 'quotedPerMInput', 'quotedPerMOutput', 'feeBasisPoints', 'evidenceDigest', 'sim', 'signed'].sort();
 
 type Json = Record<string, unknown>;
@@ -54,6 +54,8 @@ describe('enclave listings', () => {
       const sw = stack.workers.find((x) => x.worker.id === w.id)!;
       expect(w).toMatchObject({ state: 'verified', platform: 'sim-sev-snp', sim: true, models: [sw.modelName], workerKey: hex(sw.worker.keys.signing.publicKey) });
       expect(w.evidenceDigest).toMatch(/^[0-9a-f]{64}$/);
+      // The verified GPU claims an operator reads, nothing per device (no serial, nonce or measurements).
+      expect(w.gpus).toEqual([{ arch: 'HOPPER', hwmodel: 'SIM GH100 A01 GSP BROM', driverVersion: '550.90.07', ccMode: 'on' }]);
       expect(JSON.stringify(w)).not.toContain('127.0.0.1'); // no worker URLs
     }
   });

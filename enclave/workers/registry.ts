@@ -41,6 +41,26 @@ export interface WorkerPolicy {
 
 export type WorkerState = 'verified' | 'reverifying';
 
+/**
+ * One GPU of a verified worker as the public listing shows it: its verified claims (attestation/nvidia/claims.ts)
+ * reduced to what tells an operator which hardware serves (no serial, nonce or measurements).
+ */
+export interface WorkerGpu {
+  readonly arch: string;
+  readonly hwmodel: string | undefined;
+  readonly driverVersion: string | undefined;
+  readonly ccMode: string | undefined;
+}
+
+function gpusOf(v: BundleVerification): WorkerGpu[] {
+  const str = (x: unknown): string | undefined => (typeof x === 'string' && x.length > 0 && x.length <= 128 ? x : undefined);
+  return v.claims.gpu.map((g) => {
+    // The NVIDIA verifier's full claims (attestation/nvidia/claims.ts GpuClaims) travel in `detail`.
+    const d = typeof g.detail === 'object' && g.detail !== null ? (g.detail as Record<string, unknown>) : {};
+    return { arch: g.arch, hwmodel: str(d.hwmodel), driverVersion: str(d.driverVersion), ccMode: g.devToolsMode ? 'devtools' : g.ccMode ? 'on' : 'off' };
+  });
+}
+
 export interface VerifiedWorker {
   readonly id: string;
   readonly url: string;
@@ -62,6 +82,8 @@ export interface VerifiedWorker {
   /** SHA-256 of the challenged bundle's CBOR (receipts cite it). */
   evidenceDigest: Uint8Array;
   models: readonly string[];
+  /** The GPUs of the latest verified evidence, in evidence order. */
+  gpus: readonly WorkerGpu[];
   offers: readonly Uint8Array[];
   /** The offers of the latest registration the market refused (by index in `offers`), for the registration answer. */
   refusedOffers: readonly OfferRefusal[];
@@ -212,7 +234,7 @@ export class WorkerRegistry {
       const credential = old?.credential ?? newCredential();
       const w: VerifiedWorker = {
         id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, credential, sim: verification.claims.sim, platform: bundle.platform,
-        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), offers: reg.offers, refusedOffers: [],
+        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus: gpusOf(verification), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
         transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href, credential),
       };
@@ -253,11 +275,12 @@ export class WorkerRegistry {
     if (!w) return false;
     w.state = 'reverifying';
     try {
-      const { bundle, digest } = await this.#challenge(w.url);
+      const { bundle, digest, verification } = await this.#challenge(w.url);
       if (!equalBytes(bundle.keys.ohttp, w.keyConfigs) || !equalBytes(bundle.keys.signing!, w.signingKey))
         throw rejected('WORKER_KEYS_CHANGED', 'worker answers with other keys (restarted?); it must register again');
       const now = this.#now();
       w.evidenceDigest = digest;
+      w.gpus = gpusOf(verification);
       w.verifiedAt = now;
       w.expiresAt = now + this.#o.policy.freshnessMs;
       w.state = 'verified';

@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enclaveListings } from '../../host/enclave-check.ts';
 import { renderStatus } from '../../host/status-page.ts';
+import { startStack } from '../stack/harness.ts';
 import { listings, NOW, simStatus } from './status-page-fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -70,6 +72,24 @@ describe.skipIf(!available)('host status page layout', () => {
       await page.close();
     });
   }
+
+  it("fills the GPU column from a live enclave's worker listing (verified GPU claims, not \"not listed\")", async () => {
+    const stack = await startStack();
+    try {
+      const l = await enclaveListings(stack.enclaveUrl)();
+      expect(l.workers).toHaveLength(2);
+      const page = await browser.newPage({ viewport: { width: 390, height: 900 } });
+      await page.setContent(renderStatus(simStatus(), l, stack.enclaveUrl, NOW));
+      await page.screenshot({ path: join(dir, 'status-390-live-gpus.png'), fullPage: true });
+      const cells = await page.locator('#workers td[data-label="GPUs"]').allTextContents();
+      // Each sim worker attests one Hopper GPU; its device chain names the model, its report the driver.
+      expect(cells).toEqual(['1 × SIM GH100 A01 GSP BROM · driver 550.90.07 · CC on', '1 × SIM GH100 A01 GSP BROM · driver 550.90.07 · CC on']);
+      expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await page.close();
+    } finally {
+      await stack.stop();
+    }
+  }, 60_000);
 
   it('says "enclave unreachable" across the top when the gate could not reach it', async () => {
     const page = await browser.newPage({ viewport: { width: 390, height: 800 } });
