@@ -11,6 +11,7 @@
  *   gpu?: [{ arch, evidence, certs, ccMode }],  // NVIDIA SPDM GET_MEASUREMENTS transcript + device chain (leaf first)
  *   keys: { ohttp, receipt } | { ohttp, signing },   // enclave: receipt key; worker: offer-signing key
  *   settings?: { allowSimWorkers, workerPolicy, openAccess, ledger },   // enclave only, bound in REPORT_DATA
+ *   models?,             // worker only: its model manifest bytes (protocol/model-identity.ts), bound in REPORT_DATA
  *   nonce,               // 32 bytes (32 zero bytes for the boot bundle)
  *   issuedAt }           // Unix time in milliseconds when the evidence was produced
  * ```
@@ -92,6 +93,8 @@ export interface EvidenceBundle {
   readonly gpu?: readonly GpuEvidence[];
   readonly keys: BundleKeys;
   readonly settings?: EnclaveSettings;
+  /** Worker only: the deterministic CBOR model manifest it serves (decoded and checked by protocol/model-identity.ts). */
+  readonly models?: Uint8Array;
   readonly nonce: Uint8Array;
   readonly issuedAt: number;
 }
@@ -262,12 +265,15 @@ function bundleFromObject(obj: unknown, form: ByteForm): EvidenceBundle {
   const rawSettings = r.raw('settings', false);
   if (rawSettings !== undefined && !receipt) throw malformed('settings belong to enclave bundles only');
   const settings = rawSettings === undefined ? undefined : settingsFrom(rawSettings, form);
+  const models = r.bytes('models', undefined, 'optional');
+  if (models !== undefined && !signing) throw malformed('models belong to worker bundles only');
+  if (models !== undefined && (models.length === 0 || models.length > 65_536)) throw malformed('models must be 1..65536 bytes');
 
   const nonce = r.bytes('nonce', 32);
   const issuedAt = r.raw('issuedAt');
   if (typeof issuedAt !== 'number' || !Number.isSafeInteger(issuedAt) || issuedAt < 0) throw malformed('issuedAt must be a non-negative integer (Unix milliseconds)');
   r.done();
-  return { v: BUNDLE_VERSION, platform: platform as BundlePlatform, evidence, certs, collateral, ...(gpu ? { gpu } : {}), keys, ...(settings ? { settings } : {}), nonce, issuedAt };
+  return { v: BUNDLE_VERSION, platform: platform as BundlePlatform, evidence, certs, collateral, ...(gpu ? { gpu } : {}), keys, ...(settings ? { settings } : {}), ...(models ? { models } : {}), nonce, issuedAt };
 }
 
 function settingsFrom(obj: unknown, form: ByteForm): EnclaveSettings {

@@ -229,6 +229,11 @@ export const WORKER = {
   terms: { value: 'KIND', help: 'per-request (default), prepaid or postpaid' },
   'credit-limit': { value: 'N', help: 'postpaid credit limit in micro-units' },
   'settlement-seconds': { value: 'S', help: 'postpaid settlement period' },
+  'weights-digest': { value: 'HEX', help: 'SHA-256 manifest digest (or dm-verity root hash) of the served weights, 64 hex; stated in evidence and offers (derived from the model under --tee sim)' },
+  quantization: { value: 'Q', help: 'quantization of the served weights: bf16, fp8, int4, ... (default bf16)' },
+  engine: { value: 'NAME/VERSION', help: 'inference engine and version (default vllm/0.6.3)' },
+  'context-length': { value: 'N', help: 'context length in tokens (default 32768)' },
+  parameters: { value: 'LIST', help: 'request parameters the deployment honours, comma-separated (default tools,tool_choice,response_format,logprobs,top_logprobs,seed,stop,temperature,top_p)' },
   json: { help: 'print the URL and the registration as JSON lines', env: false },
 } as const;
 

@@ -56,6 +56,18 @@ describe('REPORT_DATA binding (docs/protocol.md §7)', () => {
     await expect(reportData({ ...input, role: 'worker', settings })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });
   });
 
+  it("a worker's model manifest extends its preimage by the manifest digest and changes REPORT_DATA; an enclave binds none", async () => {
+    const worker = { ...input, role: 'worker' as const, nonce: BOOT_NONCE };
+    const models = new Uint8Array([0xa1, 0x61, 0x76, 0x01]);
+    const plain = await reportDataPreimage(worker);
+    const pre = await reportDataPreimage({ ...worker, models });
+    expect(hex(pre.subarray(0, pre.length - 32))).toBe(hex(plain));
+    expect(pre.subarray(pre.length - 32)).toEqual(new Uint8Array(await crypto.subtle.digest('SHA-256', models)));
+    expect(hex(await reportData({ ...worker, models }))).not.toBe(WORKER_BOOT_REPORT_DATA);
+    expect(hex(await reportData({ ...worker, models: new Uint8Array([0xa1, 0x61, 0x76, 0x02]) }))).not.toBe(hex(await reportData({ ...worker, models })));
+    await expect(reportData({ ...input, models })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });
+  });
+
   it('rejects malformed inputs', async () => {
     await expect(reportData({ ...input, nonce: new Uint8Array(31) })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });
     await expect(reportData({ ...input, signingKey: new Uint8Array() })).rejects.toMatchObject({ code: 'BINDING_BAD_INPUT' });

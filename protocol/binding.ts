@@ -5,11 +5,14 @@
  *
  *   REPORT_DATA = SHA-512( u8(len(label)) || label || u16(version) || nonce[32]
  *                          || SHA-256(application/ohttp-keys bytes)[32] || u16(len(signingKey)) || signingKey )
- *                          [ || SHA-256(settings)[32] ] )
+ *                          [ || SHA-256(settings)[32] ] [ || SHA-256(models)[32] ] )
  *   label       = "gm/v1 report-data enclave" | "gm/v1 report-data worker"
  *
  * An enclave also binds its trust-relevant settings (docs/protocol.md §12.3): `settings` is the deterministic CBOR of
  * the bundle's `settings` map, and its digest follows the signing key only when the bundle carries settings.
+ * A worker binds the identity of the models it serves the same way (docs/protocol.md §12.4): `models` is its model
+ * manifest (protocol/model-identity.ts), whose digest follows the signing key only when the bundle carries one. Each
+ * role has at most one optional trailing digest, so the encoding stays injective within a role.
  *
  * A worker's GPU evidence carries a nonce derived from its CPU REPORT_DATA, so the GPU report is bound to the CPU report:
  *
@@ -42,6 +45,8 @@ export interface ReportDataInput {
   readonly version?: number;
   /** Enclave only: the encoded settings the bundle carries (attestation/bundle.ts encodeEnclaveSettings). */
   readonly settings?: Uint8Array;
+  /** Worker only: the model manifest the bundle carries (protocol/model-identity.ts encodeManifest). */
+  readonly models?: Uint8Array;
 }
 
 const te = new TextEncoder();
@@ -67,9 +72,11 @@ export async function reportDataPreimage(i: ReportDataInput): Promise<Uint8Array
   if (!Number.isInteger(version) || version < 0 || version > 0xffff) throw protocolError('BINDING_BAD_INPUT', 'version out of range');
   const label = labelled(`gm/v1 report-data ${i.role}`);
   if (i.settings !== undefined && i.role !== 'enclave') throw protocolError('BINDING_BAD_INPUT', 'only an enclave binds settings');
+  if (i.models !== undefined && i.role !== 'worker') throw protocolError('BINDING_BAD_INPUT', 'only a worker binds a model manifest');
   const kc = await digest('SHA-256', i.keyConfigs);
   // The signing key is length-prefixed, so the optional trailing digest keeps the encoding injective.
-  const st = i.settings === undefined ? undefined : await digest('SHA-256', i.settings);
+  const extra = i.settings ?? i.models;
+  const st = extra === undefined ? undefined : await digest('SHA-256', extra);
   const out = new Uint8Array(label.length + 2 + NONCE_LENGTH + 32 + 2 + i.signingKey.length + (st ? 32 : 0));
   let o = 0;
   out.set(label, o);

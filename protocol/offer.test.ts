@@ -1,7 +1,7 @@
 import * as sr25519 from '@scure/sr25519';
 import { describe, expect, it } from 'vitest';
 import { fromHex, hex } from '../attestation/bytes.ts';
-import { expectCode, makeWorker, NOW, NOW_S, offerFor, signedOffer } from '../test/market-fixtures.ts';
+import { expectCode, makeWorker, NOW, NOW_S, offerFor, signedOffer, testIdentity } from '../test/market-fixtures.ts';
 import { decodeDeterministic, encodeDeterministic } from './market-cbor.ts';
 import { decodeOffer, encodeOffer, signCancel, signOffer, ss58Decode, ss58Encode, verifySignedCancel, verifySignedOffer } from './offer.ts';
 
@@ -19,7 +19,7 @@ describe('SS58 (Substrate address format, prefix 42)', () => {
 describe('offers: canonical encoding and double signature', () => {
   it('encodes deterministically and decodes to the same offer', async () => {
     const w = await makeWorker('w1');
-    const o = offerFor(w, { weightsDigest: new Uint8Array(32).fill(9), terms: { kind: 'postpaid', creditLimit: 50_000_000n, settlementPeriodSeconds: 86_400 } });
+    const o = offerFor(w, { identity: testIdentity('fp8'), terms: { kind: 'postpaid', creditLimit: 50_000_000n, settlementPeriodSeconds: 86_400 } });
     const a = encodeOffer(o);
     expect(encodeOffer(decodeOffer(a))).toEqual(a);
     expect(decodeOffer(a)).toEqual(o);

@@ -3,7 +3,7 @@
  * carrying the operator's Bittensor hotkey").
  *
  * An offer is encoded as deterministic CBOR (protocol/market-cbor.ts, RFC 8949 §4.2.1) map with exactly these text
- * keys (sorted on the wire by length, then bytewise; optional `weightsDigest` omitted when unknown):
+ * keys (sorted on the wire by length, then bytewise; optional `identity` omitted when the worker states none):
  *
  *   v               uint   1
  *   offerId         text   1..300 printable ASCII, no spaces; a replacement re-uses it with a higher `sequence`
@@ -12,7 +12,9 @@
  *   workerKey       bytes  32: raw Ed25519 public key (RFC 8032), bound in the worker's verified evidence
  *   hotkey          text   SS58 address (prefix 42 = generic Substrate, what Bittensor uses) of the operator's sr25519 hotkey
  *   model           text   model identifier as requested by clients (1..256 chars)
- *   weightsDigest   bytes  32, optional: SHA-256 of the weights where known
+ *   identity        map    optional: the model identity (protocol/model-identity.ts: weights digest, quantization,
+ *                          engine and version, context length, supported parameters); the enclave takes it only when
+ *                          it equals the entry for `model` in the worker's verified model manifest
  *   currency        text   1..12 chars [A-Z0-9] (e.g. "USD", "TAO"); every amount is integer micro-units (10^-6) of it
  *   pricePerMInput  uint   micro-units per 1,000,000 input tokens
  *   pricePerMOutput uint   micro-units per 1,000,000 output tokens
@@ -51,6 +53,7 @@ import {
   fUint,
   onlyKeys,
 } from './market-cbor.ts';
+import { checkIdentity, identityFromCbor, identityToCbor, type ModelIdentity } from './model-identity.ts';
 
 export type PaymentTerms =
   | { readonly kind: 'prepaid' }
@@ -70,7 +73,8 @@ export interface Offer {
   /** SS58 address of the operator's sr25519 hotkey. */
   readonly hotkey: string;
   readonly model: string;
-  readonly weightsDigest?: Uint8Array;
+  /** What serves `model`, as the worker's evidence states it (absent: the worker states nothing). */
+  readonly identity?: ModelIdentity;
   readonly currency: string;
   /** Integer micro-units of `currency` per million input tokens. */
   readonly pricePerMInput: bigint;
@@ -223,7 +227,7 @@ function checkOffer(o: Offer): Offer {
   if (o.workerId.length < 1 || o.workerId.length > 128) bad('workerId must be 1..128 characters');
   if (o.workerKey.length !== 32) bad('workerKey must be 32 bytes');
   if (o.model.length < 1 || o.model.length > 256) bad('model must be 1..256 characters');
-  if (o.weightsDigest !== undefined && o.weightsDigest.length !== 32) bad('weightsDigest must be 32 bytes');
+  if (o.identity !== undefined) checkIdentity(o.identity, M);
   if (!CURRENCY_RE.test(o.currency)) bad('currency must be 1..12 of [A-Z0-9]');
   for (const p of [o.pricePerMInput, o.pricePerMOutput]) if (typeof p !== 'bigint' || p < 0n || p > MAX_AMOUNT) bad('prices must be bigint micro-units in 0..2^53-1');
   if (o.terms.kind === 'postpaid' && (o.terms.creditLimit < 0n || o.terms.creditLimit > MAX_AMOUNT || !Number.isSafeInteger(o.terms.settlementPeriodSeconds) || o.terms.settlementPeriodSeconds < 1)) bad('postpaid terms out of range');
@@ -249,7 +253,7 @@ export function encodeOffer(o: Offer): Uint8Array {
     workerKey: o.workerKey,
     hotkey: o.hotkey,
     model: o.model,
-    ...(o.weightsDigest ? { weightsDigest: o.weightsDigest } : {}),
+    ...(o.identity ? { identity: identityToCbor(o.identity) } : {}),
     currency: o.currency,
     pricePerMInput: o.pricePerMInput,
     pricePerMOutput: o.pricePerMOutput,
@@ -262,7 +266,7 @@ export function encodeOffer(o: Offer): Uint8Array {
   });
 }
 
-const OFFER_KEYS = ['v', 'offerId', 'sequence', 'workerId', 'workerKey', 'hotkey', 'model', 'weightsDigest', 'currency', 'pricePerMInput', 'pricePerMOutput', 'terms', 'capacity', 'ttftMs', 'tokensPerSecond', 'validFrom', 'validUntil'];
+const OFFER_KEYS = ['v', 'offerId', 'sequence', 'workerId', 'workerKey', 'hotkey', 'model', 'identity', 'currency', 'pricePerMInput', 'pricePerMOutput', 'terms', 'capacity', 'ttftMs', 'tokensPerSecond', 'validFrom', 'validUntil'];
 
 export function decodeOffer(bytes: Uint8Array): Offer {
   const m = asMap(decodeMalformed(bytes), M, 'offer');
@@ -276,7 +280,7 @@ export function decodeOffer(bytes: Uint8Array): Offer {
     workerKey: fBytes(m, 'workerKey', M, 32),
     hotkey: fText(m, 'hotkey', M, 64),
     model: fText(m, 'model', M, 256),
-    ...(m.weightsDigest !== undefined ? { weightsDigest: fBytes(m, 'weightsDigest', M, 32) } : {}),
+    ...(m.identity !== undefined ? { identity: identityFromCbor(m.identity, M) } : {}),
     currency: fText(m, 'currency', M, 12),
     pricePerMInput: fBig(m, 'pricePerMInput', M),
     pricePerMOutput: fBig(m, 'pricePerMOutput', M),
@@ -409,7 +413,7 @@ export function offerJson(o: Offer): Record<string, unknown> {
     workerKey: h(o.workerKey),
     hotkey: o.hotkey,
     model: o.model,
-    ...(o.weightsDigest ? { weightsDigest: h(o.weightsDigest) } : {}),
+    ...(o.identity ? { identity: { weightsDigest: h(o.identity.weightsDigest), quantization: o.identity.quantization, engine: o.identity.engine, engineVersion: o.identity.engineVersion, contextLength: o.identity.contextLength, parameters: [...o.identity.parameters] } } : {}),
     currency: o.currency,
     pricePerMInput: o.pricePerMInput.toString(),
     pricePerMOutput: o.pricePerMOutput.toString(),

@@ -12,6 +12,9 @@
  *   feeBasisPoints uint (the operator's routing fee) · workerCost uint · fee uint · total uint (micro-units)
  *   terms map (as in the offer) · sim bool (true when any evidence involved was simulated)
  *   receiptKey bytes 32 (raw Ed25519 public key of the enclave that signed; bound in its REPORT_DATA)
+ *   weightsDigest bytes 32 · quantization text · engine text ("name/version"): present together, only when the
+ *     served offer states a model identity (protocol/model-identity.ts), copied from it; the enclave took that offer
+ *     only because the worker's verified evidence states the same identity
  *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
  *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
  *
@@ -30,6 +33,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromBase64, isZero, own } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
+import { engineLabel } from './model-identity.ts';
 import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
 
 export interface Receipt {
@@ -61,8 +65,21 @@ export interface Receipt {
   readonly terms: PaymentTerms;
   readonly sim: boolean;
   readonly receiptKey: Uint8Array;
+  /** What served, from the offer's attested model identity (all three or none). */
+  readonly weightsDigest?: Uint8Array;
+  readonly quantization?: string;
+  readonly engine?: string;
   /** Present only for an answer that did not complete. */
   readonly status?: ReceiptStatus;
+}
+
+/** The receipt fields the ledger copies from the router (everything it does not compute itself). */
+export type ReceiptCommitments = Partial<Pick<Receipt, 'weightsDigest' | 'quantization' | 'engine'>>;
+
+/** The served offer's identity as receipt fields (none when the offer states no identity). */
+export function identityCommitments(o: Offer): ReceiptCommitments {
+  const i = o.identity;
+  return i ? { weightsDigest: i.weightsDigest, quantization: i.quantization, engine: engineLabel(i) } : {};
 }
 
 export const RECEIPT_STATUSES = ['cancelled'] as const;
@@ -130,6 +147,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
     if (b.length !== 32) bad(`${k} must be 32 bytes`);
   }
   if (r.status !== undefined && !(RECEIPT_STATUSES as readonly string[]).includes(r.status)) bad('status must be cancelled when present');
+  checkIdentityFields(r, bad);
   return encodeDeterministic({
     v: 1,
     seq: r.seq,
@@ -155,11 +173,20 @@ export function encodeReceipt(r: Receipt): Uint8Array {
     terms: termsCbor(r.terms),
     sim: r.sim,
     receiptKey: r.receiptKey,
+    ...(r.weightsDigest !== undefined ? { weightsDigest: r.weightsDigest, quantization: r.quantization!, engine: r.engine! } : {}),
     ...(r.status !== undefined ? { status: r.status } : {}),
   });
 }
 
+function checkIdentityFields(r: Receipt, bad: (why: string) => never): void {
+  const n = (r.weightsDigest === undefined ? 0 : 1) + (r.quantization === undefined ? 0 : 1) + (r.engine === undefined ? 0 : 1);
+  if (n !== 0 && n !== 3) bad('weightsDigest, quantization and engine come together or not at all');
+  if (r.weightsDigest !== undefined && r.weightsDigest.length !== 32) bad('weightsDigest must be 32 bytes');
+}
+
 const KEYS = ['v', 'seq', 'prev', 'requestId', 'time', 'model', 'account', 'workerId', 'workerKey', 'evidenceDigest', 'offerId', 'offerDigest', 'inputTokens', 'outputTokens', 'currency', 'pricePerMInput', 'pricePerMOutput', 'feeBasisPoints', 'workerCost', 'fee', 'total', 'terms', 'sim', 'receiptKey'];
+
+const OPTIONAL_KEYS = ['weightsDigest', 'quantization', 'engine'];
 
 function decodeStrict(bytes: Uint8Array): CborValue {
   try {
@@ -171,7 +198,7 @@ function decodeStrict(bytes: Uint8Array): CborValue {
 
 export function decodeReceipt(bytes: Uint8Array): Receipt {
   const m = asMap(decodeStrict(bytes), M, 'receipt');
-  onlyKeys(m, [...KEYS, 'status'], M, 'receipt');
+  onlyKeys(m, [...KEYS, 'status', ...OPTIONAL_KEYS], M, 'receipt');
   for (const k of KEYS) if (m[k] === undefined) throw protocolError(M, `receipt lacks "${k}"`);
   if (m.v !== 1) throw protocolError(M, 'receipt version must be 1');
   const r: Receipt = {
@@ -199,9 +226,15 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     terms: termsFromCbor(m.terms, M),
     sim: fBool(m, 'sim', M),
     receiptKey: fBytes(m, 'receiptKey', M, 32),
+    ...(m.weightsDigest !== undefined ? { weightsDigest: fBytes(m, 'weightsDigest', M, 32) } : {}),
+    ...(m.quantization !== undefined ? { quantization: fText(m, 'quantization', M, 16) } : {}),
+    ...(m.engine !== undefined ? { engine: fText(m, 'engine', M, 129) } : {}),
     ...(m.status !== undefined ? { status: receiptStatus(fText(m, 'status', M, 16)) } : {}),
   };
   if (r.seq < 1) throw protocolError(M, 'receipt seq starts at 1');
+  checkIdentityFields(r, (why) => {
+    throw protocolError(M, `receipt ${why}`);
+  });
   return r;
 }
 
@@ -270,6 +303,10 @@ export function checkReceiptAgainstOffer(r: Receipt, v: VerifiedOffer): void {
   if (r.currency !== o.currency || r.pricePerMInput !== o.pricePerMInput || r.pricePerMOutput !== o.pricePerMOutput) {
     throw rejected('RECEIPT_PRICE_MISMATCH', `receipt ${r.seq} prices ${r.pricePerMInput}/${r.pricePerMOutput} ${r.currency} differ from the signed offer's ${o.pricePerMInput}/${o.pricePerMOutput} ${o.currency}`);
   }
+  const served = identityCommitments(o);
+  if (r.quantization !== served.quantization || r.engine !== served.engine || (r.weightsDigest === undefined) !== (served.weightsDigest === undefined) || (r.weightsDigest && !equalBytes(r.weightsDigest, served.weightsDigest!))) {
+    throw rejected('RECEIPT_OFFER_MISMATCH', `receipt ${r.seq} names other weights, quantization or engine than its offer states`);
+  }
   const t = r.terms;
   const u = o.terms;
   if (t.kind !== u.kind || (t.kind === 'postpaid' && u.kind === 'postpaid' && (t.creditLimit !== u.creditLimit || t.settlementPeriodSeconds !== u.settlementPeriodSeconds))) {
@@ -335,6 +372,7 @@ export function receiptView(r: Receipt): Record<string, unknown> {
     terms: r.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: r.terms.creditLimit.toString(), settlementPeriodSeconds: r.terms.settlementPeriodSeconds } : { kind: r.terms.kind },
     sim: r.sim,
     receiptKey: hexOf(r.receiptKey),
+    ...(r.weightsDigest !== undefined ? { weightsDigest: hexOf(r.weightsDigest), quantization: r.quantization, engine: r.engine } : {}),
     status: r.status ?? 'completed',
   };
 }

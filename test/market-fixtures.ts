@@ -4,6 +4,7 @@
  */
 import { sha256 } from '../attestation/bytes.ts';
 import type { WorkerInfo } from '../enclave/market/book.ts';
+import type { ModelIdentity } from '../protocol/model-identity.ts';
 import { generateWorkerKey, type Hotkey, hotkeyFromSeed, type Offer, signOffer, verifySignedOffer, type VerifiedOffer } from '../protocol/offer.ts';
 
 /** 2026-01-01T00:00:00Z: every test runs on this clock unless it moves it. */
@@ -29,6 +30,11 @@ export async function makeWorker(id: string, opts: { seed?: number; verifiedUnti
     hotkey,
     info: { workerId: id, workerKey: k.publicKey, evidenceDigest, verifiedUntil: opts.verifiedUntil ?? NOW + 3_600_000, sim: opts.sim ?? true },
   };
+}
+
+/** A model identity for tests: the weights digest is a fixed byte per quantization, so two quantizations differ. */
+export function testIdentity(quantization: string, over: Partial<ModelIdentity> = {}): ModelIdentity {
+  return { weightsDigest: new Uint8Array(32).fill(quantization.length * 16 + quantization.charCodeAt(quantization.length - 1) % 16), quantization, engine: 'vllm', engineVersion: '0.6.3', contextLength: 32_768, parameters: ['response_format', 'tools'], ...over };
 }
 
 export function offerFor(w: TestWorker, over: Partial<Offer> = {}): Offer {

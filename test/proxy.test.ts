@@ -352,7 +352,7 @@ describe('gm chat routing flags', () => {
     expect(j.receipts[0]!.model).toBe(second);
 
     const bad = memIo();
-    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--model', second, '--provider', '{"quantizations":["fp8"]}', 'hi'], bad)).toBe(1);
+    expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--model', second, '--provider', '{"zdr":true}', 'hi'], bad)).toBe(1);
     expect(bad.stderr()).toMatch(/ROUTE_CONSTRAINT_INVALID/);
     const notJson = memIo();
     expect(await main(['chat', '--url', stack.enclaveUrl, '--allow-sim', '--provider', '{sort', 'hi'], notJson)).toBe(2);

@@ -22,6 +22,7 @@ import { createWorkerApp, generateWorkerKeys, type WorkerKeys } from './app.ts';
 import { createForwarder } from './forward.ts';
 import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
 import { signRegistration } from '../protocol/registration.ts';
+import { encodeManifest, type ModelIdentity } from '../protocol/model-identity.ts';
 
 /** Signs the offers posted with each registration; an OfferSigner (worker/offers.ts) can also withdraw them. */
 export type OfferSource = ((keys: WorkerKeys, models: readonly string[]) => Promise<readonly Uint8Array[]>) & Partial<Pick<OfferSigner, 'withdraw' | 'restore'>>;
@@ -47,6 +48,11 @@ export interface WorkerOptions {
   readonly keys?: WorkerKeys;
   /** Gateway exchanges served at once (default 64); past it requests are refused as busy. */
   readonly maxConcurrentStreams?: number;
+  /**
+   * What serves each model (weights digest, quantization, engine, context length, parameters): stated in the
+   * evidence's model manifest, bound in REPORT_DATA, so offers that repeat it are taken. Undefined for a model: none.
+   */
+  readonly identity?: (model: string) => ModelIdentity | undefined;
   /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */
   readonly keyRotationMs?: number;
 }
@@ -81,7 +87,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
   const rotationMs = o.keyRotationMs ?? 3600_000;
-  const wapp = createWorkerApp({ keys, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), forward: fwd.forward, log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
+  let manifest: Uint8Array | undefined;
+  const wapp = createWorkerApp({ keys, manifest: () => manifest, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), forward: fwd.forward, log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
   const served = await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: o.listen ?? '127.0.0.1:0' });
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });
@@ -91,6 +98,11 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     log.warn('worker.upstream_unavailable', { cause: typeof c === 'string' ? c : 'unknown' });
     return [];
   }));
+  const stated = o.identity ? models.flatMap((model) => {
+    const identity = o.identity!(model);
+    return identity ? [{ model, identity }] : [];
+  }) : [];
+  manifest = stated.length > 0 ? encodeManifest(stated) : undefined;
   if (models.length === 0) log.warn('worker.no_models', { reason: 'the upstream model server is down or serves no model; enclaves will refuse the registration' });
   let stopped = false;
   let stopping: Promise<void> | undefined;

@@ -70,6 +70,11 @@ export interface WorkerAppOptions {
   readonly replayWindowMs?: number;
   /** Gateway exchanges served at once (default 64); past it a request is refused with TOO_MANY_STREAMS. */
   readonly maxConcurrentStreams?: number;
+  /**
+   * The model manifest (protocol/model-identity.ts) each bundle carries and binds in REPORT_DATA, read at every
+   * bundle (the agent learns its models from the upstream after the app exists); undefined: none.
+   */
+  readonly manifest?: () => Uint8Array | undefined;
 }
 
 export interface WorkerApp {
@@ -128,8 +133,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   metrics.gauge('gm_worker_active_streams', 'Gateway exchanges in progress', { collect: () => [[{}, streams.active]] });
   let served: GatewayKeySet = { gateway: o.keys.gateway, keyConfigs: o.keys.keyConfigs };
   let accepted: readonly GatewayKey[] = o.keys.gateway;
-  const bundle = (nonce?: Uint8Array) =>
-    makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(nonce ? { nonce } : {}) });
+  const bundle = (nonce?: Uint8Array) => {
+    const models = o.manifest?.();
+    return makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(models ? { models } : {}), ...(nonce ? { nonce } : {}) });
+  };
   const rotateKeys = async () => {
     // Every served configuration (X-Wing and X25519) rotates together, same KEMs, to ids no accepted key holds.
     const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId));

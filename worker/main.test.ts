@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli/main.ts';
-import { hotkeySeedFrom, termsFromFlags } from './main.ts';
+import { hex } from '../attestation/bytes.ts';
+import { hotkeySeedFrom, identityFromFlags, termsFromFlags } from './main.ts';
 
 const code = (f: Parameters<typeof termsFromFlags>[0]) => {
   try {
@@ -9,6 +10,35 @@ const code = (f: Parameters<typeof termsFromFlags>[0]) => {
     return (e as { code?: string }).code;
   }
 };
+
+describe('gm worker model identity flags', () => {
+  it('sim derives a weights digest per model and quantization; the flags set the rest; a real worker needs --weights-digest', () => {
+    const id = identityFromFlags({ quantization: 'fp8', engine: 'sglang/0.4.1', 'context-length': '8192', parameters: 'tools,seed,tools' }, true)!;
+    const a = id('model-a');
+    expect(a).toMatchObject({ quantization: 'fp8', engine: 'sglang', engineVersion: '0.4.1', contextLength: 8192, parameters: ['seed', 'tools'] });
+    expect(hex(a.weightsDigest)).not.toBe(hex(id('model-b').weightsDigest));
+    expect(hex(a.weightsDigest)).toBe(hex(identityFromFlags({ quantization: 'fp8' }, true)!('model-a').weightsDigest));
+    expect(hex(a.weightsDigest)).not.toBe(hex(identityFromFlags({ quantization: 'bf16' }, true)!('model-a').weightsDigest));
+    expect(identityFromFlags({}, false)).toBeUndefined();
+    expect(hex(identityFromFlags({ 'weights-digest': 'AB'.repeat(32) }, false)!('m').weightsDigest)).toBe('ab'.repeat(32));
+  });
+
+  it('refuses malformed identity flags at start', () => {
+    const c = (f: Parameters<typeof identityFromFlags>[0]) => {
+      try {
+        identityFromFlags(f, true);
+        return 'ok';
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    };
+    expect(c({ 'weights-digest': 'abc' })).toBe('USAGE');
+    expect(c({ engine: 'vllm' })).toBe('USAGE');
+    expect(c({ quantization: 'FP8' })).toBe('USAGE');
+    expect(c({ parameters: 'tools,teleport' })).toBe('USAGE');
+    expect(c({ 'context-length': '0' })).toBe('USAGE');
+  });
+});
 
 describe('gm worker --terms', () => {
   it('per-request by default; prepaid; postpaid with its credit limit and settlement period', () => {

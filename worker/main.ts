@@ -2,7 +2,8 @@
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]]
- *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]`
+ *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
+ *            [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions) or `GM_HOTKEY_SEED`,
  * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
@@ -11,7 +12,9 @@
  */
 import { stat } from 'node:fs/promises';
 import { configError } from '../attestation/errors.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { fromHex } from '../attestation/bytes.ts';
+import { type ModelIdentity, normalizeIdentity } from '../protocol/model-identity.ts';
 import { intFlag } from '../enclave/flags.ts';
 import type { PaymentTerms } from '../protocol/offer.ts';
 import { offerSigner } from './offers.ts';
@@ -44,7 +47,46 @@ export interface WorkerFlags {
   readonly terms?: string;
   readonly 'credit-limit'?: string;
   readonly 'settlement-seconds'?: string;
+  readonly 'weights-digest'?: string;
+  readonly quantization?: string;
+  readonly engine?: string;
+  readonly 'context-length'?: string;
+  readonly parameters?: string;
   readonly json?: boolean;
+}
+
+const DEFAULT_PARAMETERS = ['tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'seed', 'stop', 'temperature', 'top_p'];
+
+/**
+ * The identity each served model states in the evidence and its offer (protocol/model-identity.ts), from the flags:
+ * they apply to every model the upstream serves. The weights digest is the operator's to give (a SHA-256 manifest of
+ * the weight files, or the dm-verity root hash of their volume); under sim without one it is derived from the model id
+ * and quantization, SHA-256("gm sim weights" 0x00 model 0x00 quantization), so sim workers of one model and
+ * quantization agree. A real worker without --weights-digest states no identity (its offers then match no
+ * quantization or weights constraint).
+ */
+export function identityFromFlags(f: Pick<WorkerFlags, 'weights-digest' | 'quantization' | 'engine' | 'context-length' | 'parameters'>, sim: boolean): ((model: string) => ModelIdentity) | undefined {
+  const given = f['weights-digest'];
+  if (given !== undefined && !/^[0-9a-fA-F]{64}$/.test(given)) throw configError('USAGE', '--weights-digest must be 64 hex digits (a SHA-256 digest)');
+  if (given === undefined && !sim) return undefined;
+  const quantization = f.quantization ?? 'bf16';
+  const [engine, engineVersion] = (f.engine ?? 'vllm/0.6.3').split('/', 2);
+  if (!engine || !engineVersion) throw configError('USAGE', '--engine must be NAME/VERSION, e.g. vllm/0.6.3');
+  const contextLength = intFlag(f['context-length'], 'context-length', 32_768, 1, 0xffffffff);
+  const parameters = f.parameters === undefined ? DEFAULT_PARAMETERS : f.parameters.split(',').map((p) => p.trim()).filter((p) => p.length > 0);
+  const make = (weightsDigest: Uint8Array): ModelIdentity => {
+    try {
+      return normalizeIdentity({ weightsDigest, quantization, engine, engineVersion, contextLength, parameters });
+    } catch (e) {
+      throw configError('USAGE', `model identity flags: ${(e as Error).message}`, { cause: e });
+    }
+  };
+  make(new Uint8Array(32)); // refuse bad flags at start, not at the first registration
+  if (given !== undefined) {
+    const fixed = make(fromHex(given));
+    return () => fixed;
+  }
+  return (model) => make(sha256(new TextEncoder().encode(`gm sim weights\0${model}\0${quantization}`)));
 }
 
 /**
@@ -109,11 +151,13 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
   if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');
   const terms = termsFromFlags(f);
+  const identity = identityFromFlags(f, tee.sim);
   const offers = offerSigner({
+    ...(identity ? { identity } : {}),
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
-  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
   // --json: the same as one JSON object per line, for scripts.
   io.out(f.json ? `${JSON.stringify({ event: 'listening', worker: w.id, url: w.url, sim: tee.sim })}\n` : `gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(

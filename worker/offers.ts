@@ -8,6 +8,7 @@
  * holds and refuses any older one that arrives later (a registration already in flight, a replay). `restore`
  * posts it again from the next registration on, at a higher sequence than the cancel.
  */
+import type { ModelIdentity } from '../protocol/model-identity.ts';
 import type { PaymentTerms } from '../protocol/offer.ts';
 import { hotkeyFromSeed, signCancel, signOffer } from '../protocol/offer.ts';
 import type { WorkerKeys } from './app.ts';
@@ -24,6 +25,8 @@ export interface OfferTerms {
   /** 32-byte sr25519 mini-secret of the operator's hotkey. */
   readonly hotkeySeed: Uint8Array;
   readonly validitySeconds?: number;
+  /** The identity each model's offer states (the same the agent puts in its evidence's model manifest). */
+  readonly identity?: (model: string) => ModelIdentity | undefined;
   /** Unix milliseconds (tests). */
   readonly now?: () => number;
 }
@@ -59,17 +62,18 @@ export function offerSigner(t: OfferTerms): OfferSigner {
     const now = Math.floor(clock() / 1000);
     const sequence = nextSequence();
     return Promise.all(
-      models.filter((m) => !withdrawn.has(m)).map((model) =>
-        signOffer(
+      models.filter((m) => !withdrawn.has(m)).map((model) => {
+        const identity = t.identity?.(model);
+        return signOffer(
           {
-            v: 1, offerId: offerIdFor(k.workerId, model), sequence, workerId: k.workerId, workerKey: k.signing.publicKey, hotkey: hotkey.address, model,
+            v: 1, offerId: offerIdFor(k.workerId, model), sequence, workerId: k.workerId, workerKey: k.signing.publicKey, hotkey: hotkey.address, model, ...(identity ? { identity } : {}),
             currency: t.currency, pricePerMInput: t.pricePerMInput, pricePerMOutput: t.pricePerMOutput, terms: t.terms, capacity: t.capacity,
             ttftMs: t.ttftMs, tokensPerSecond: t.tokensPerSecond, validFrom: now - 60, validUntil: now + (t.validitySeconds ?? 24 * 3600),
           },
           k.signing.privateKey,
           hotkey.secretKey,
-        ),
-      ),
+        );
+      }),
     );
   };
   return Object.assign(sign, {

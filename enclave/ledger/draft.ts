@@ -27,6 +27,7 @@ export function receiptDraft(hold: Hold, usage: Usage, served: HoldTarget, charg
     ...charge,
     terms: o.terms,
     sim: served.worker.sim || usage.enclaveSim === true,
+    ...usage.commitments,
     ...(usage.status !== undefined ? { status: usage.status } : {}),
   };
 }

@@ -18,7 +18,7 @@
 import { hex, sha256, toBase64 } from '../../attestation/bytes.ts';
 import { configError, rejected } from '../../attestation/errors.ts';
 import type { PaymentTerms, VerifiedOffer } from '../../protocol/offer.ts';
-import type { ReceiptSigner, ReceiptStatus, SignedReceipt } from '../../protocol/receipt.ts';
+import type { ReceiptCommitments, ReceiptSigner, ReceiptStatus, SignedReceipt } from '../../protocol/receipt.ts';
 
 export type AccountKind = 'prepaid' | 'postpaid';
 
@@ -58,6 +58,8 @@ export interface Usage {
   readonly enclaveSim?: boolean;
   /** Set when the answer did not complete (the client cancelled): the receipt says so. */
   readonly status?: ReceiptStatus;
+  /** Receipt fields the router commits to (protocol/receipt.ts ReceiptCommitments), signed as given. */
+  readonly commitments?: ReceiptCommitments;
 }
 
 export type AccountSpec = { currency: string; prepaid: bigint } | { currency: string; creditLimit: bigint };

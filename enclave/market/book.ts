@@ -13,9 +13,10 @@
  * Money: offer prices are bigint micro-units; the book keeps each quoted price (offer price plus the operator's
  * routing fee, rounded up) also as a safe-integer Number for the selection hot path, checked at insertion.
  */
-import { equalBytes } from '../../attestation/bytes.ts';
+import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
+import { type ModelIdentity, parameterMask, sameIdentity } from '../../protocol/model-identity.ts';
 import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
 import { DEFAULT_STATS_CONFIG, Lease, LiveStats, type StatsConfig } from './stats.ts';
 
@@ -32,6 +33,11 @@ export interface WorkerInfo {
   readonly sim: boolean;
   /** Optional: the operator hotkey the worker registered under (e.g. from the metagraph); offers must carry it. */
   readonly hotkey?: string;
+  /**
+   * The model identities the worker's verified evidence states (its REPORT_DATA-bound model manifest). An offer
+   * that declares an identity is taken only when it equals this map's entry for its model.
+   */
+  readonly identities?: ReadonlyMap<string, ModelIdentity>;
 }
 
 /** The book's live view of one worker: entries point at it, so selection reads worker state without a lookup. */
@@ -54,6 +60,11 @@ export interface BookEntry {
   readonly seed: number;
   /** Bit of the offer's payment terms kind (TERMS_BIT), for a mask test in selection. */
   readonly termsBit: number;
+  /** The offer's attested quantization and weights digest (hex), or undefined when it declares no identity. */
+  readonly quantization: string | undefined;
+  readonly weightsHex: string | undefined;
+  /** Bitmask of the parameters the offer declares (protocol/model-identity.ts parameterMask). */
+  readonly paramMask: number;
   /** Selection's per-request visit stamp (the threshold scan meets an entry from two lists). */
   mark: number;
 }
@@ -167,6 +178,11 @@ export class OrderBook {
     const slot = this.#workers.get(o.workerId);
     const w = slot?.info;
     if (!slot || !w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
+    // A stated identity is a claim about the weights: only the worker's verified evidence can back it.
+    if (o.identity) {
+      const attested = w.identities?.get(o.model);
+      if (!attested || !sameIdentity(attested, o.identity)) throw rejected('OFFER_IDENTITY_UNATTESTED', `offer ${o.offerId} states a model identity the worker's verified evidence does not cover`);
+    }
     const tomb = this.#cancelled.get(o.workerId)?.get(o.offerId);
     if (tomb !== undefined && o.sequence <= tomb) throw rejected('OFFER_SUPERSEDED', `offer ${o.offerId} sequence ${o.sequence} was cancelled`);
     const prev = this.#byOffer.get(offerKey(o.workerId, o.offerId));
@@ -191,6 +207,9 @@ export class OrderBook {
       fromMs: o.validFrom * 1000,
       seed: fnv1a(`${o.workerId}\n${o.offerId}`),
       termsBit: TERMS_BIT[o.terms.kind],
+      quantization: o.identity?.quantization,
+      weightsHex: o.identity ? hex(o.identity.weightsDigest) : undefined,
+      paramMask: o.identity ? parameterMask(o.identity.parameters) : 0,
       mark: 0,
     };
     let list = this.#byModel.get(o.model);

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { expectCode } from '../../test/market-fixtures.ts';
-import { decimalToMicros, parseRouteConstraints } from './constraints.ts';
+import { parameterMask } from '../../protocol/model-identity.ts';
+import { decimalToMicros, parseRouteConstraints, requestParameters } from './constraints.ts';
 
 describe('decimalToMicros (max_price, exact from the decimal text)', () => {
   it.each([
@@ -107,9 +108,21 @@ describe('OpenRouter provider fields: honoured or refused by name', () => {
     expect(param({ model: 'm', provider: { data_collection: 'deny' } })).toBeUndefined();
     expect(param({ model: 'm', provider: { data_collection: 'allow', require_parameters: false } })).toBeUndefined();
   });
+  it('quantizations, weights_digests and require_parameters are parsed into the constraints', () => {
+    const digest = 'AB'.repeat(32);
+    const c = parseRouteConstraints({ model: 'm', tools: [{ type: 'function' }], response_format: { type: 'json_object' }, temperature: null, provider: { quantizations: ['fp8', 'int4'], weights_digests: [digest], require_parameters: true } });
+    expect([...c.quantizations!]).toEqual(['fp8', 'int4']);
+    expect([...c.weightsDigests!]).toEqual(['ab'.repeat(32)]);
+    // tools and response_format are present; a null temperature is absent (as OpenAI reads it).
+    expect(c.requiredParameters).toBe(parameterMask(['tools', 'response_format']));
+    expect(requestParameters({ functions: [], function_call: 'auto', seed: 1 }).sort()).toEqual(['seed', 'tool_choice', 'tools']);
+    expect(parseRouteConstraints({ model: 'm', tools: [] }).requiredParameters).toBe(0);
+  });
   it('refuses what it cannot honour, naming the field in param', () => {
-    expect(param({ model: 'm', provider: { require_parameters: true } })).toBe('provider.require_parameters');
-    expect(param({ model: 'm', provider: { quantizations: ['fp8'] } })).toBe('provider.quantizations');
+    expect(param({ model: 'm', provider: { quantizations: [] } })).toBe('provider.quantizations');
+    expect(param({ model: 'm', provider: { quantizations: ['FP8!'] } })).toBe('provider.quantizations');
+    expect(param({ model: 'm', provider: { weights_digests: ['abcd'] } })).toBe('provider.weights_digests');
+    expect(param({ model: 'm', provider: { require_parameters: 'yes' } })).toBe('provider.require_parameters');
     expect(param({ model: 'm', provider: { data_collection: 'sometimes' } })).toBe('provider.data_collection');
     expect(param({ model: 'm', provider: { zdr: true } })).toBe('provider.zdr');
     expect(param({ model: 'm', provider: { sort: 'fastest' } })).toBe('provider.sort');

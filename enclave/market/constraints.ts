@@ -3,7 +3,9 @@
  * encrypted request", §6). Field names follow OpenRouter's provider routing where they exist:
  *
  *   provider: { sort: "price"|"latency"|"throughput", max_price: { prompt, completion, currency? },
- *               order: [slug], only: [slug], ignore: [slug], allow_fallbacks: bool (default true) }
+ *               order: [slug], only: [slug], ignore: [slug], allow_fallbacks: bool (default true),
+ *               quantizations: ["fp8", ...], require_parameters: bool,
+ *               weights_digests: ["<64 hex>", ...] (gm: only offers whose attested weights digest is listed) }
  *   payment:  { terms: ["prepaid"|"postpaid"|"per-request", ...], currency?: "USD" }   (gm)
  *   model + models: a model id, or a pool alias; `models` (<= 20 ids) is the request's own pool
  *     "default"            the pool in order (failover down the list)
@@ -26,6 +28,7 @@
  * Nothing here logs or returns request text: errors name fields only (ROUTE_CONSTRAINT_INVALID).
  */
 import { protocolError } from '../../attestation/errors.ts';
+import { PARAMETERS, parameterMask } from '../../protocol/model-identity.ts';
 import { TERMS_KINDS, type TermsKind } from '../../protocol/offer.ts';
 
 export type SortBy = 'price' | 'latency' | 'throughput';
@@ -46,6 +49,15 @@ export interface RouteConstraints {
   readonly ignore?: ReadonlySet<string>;
   readonly allowFallbacks: boolean;
   readonly acceptTerms: ReadonlySet<TermsKind>;
+  /** provider.quantizations: only offers whose attested quantization is listed. */
+  readonly quantizations?: ReadonlySet<string>;
+  /** provider.weights_digests (gm): only offers whose attested weights digest (lower-case hex) is listed. */
+  readonly weightsDigests?: ReadonlySet<string>;
+  /**
+   * provider.require_parameters: the request's parameters (protocol/model-identity.ts PARAMETERS) as a bitmask that
+   * an offer's declared parameters must cover; 0 when not required or when the request uses none.
+   */
+  readonly requiredParameters: number;
   /** Currency the payer can pay in, when restricted. */
   readonly paymentCurrency?: string;
   /** Estimated tokens, used to rank by effective price. */
@@ -172,6 +184,11 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
   const ignore = provider.ignore === undefined ? undefined : new Set(stringList(provider.ignore, 'provider.ignore', MAX_LIST));
   if (provider.allow_fallbacks !== undefined && typeof provider.allow_fallbacks !== 'boolean') throw bad('provider.allow_fallbacks must be a boolean');
   const allowFallbacks = provider.allow_fallbacks !== false;
+  const quantizations = provider.quantizations === undefined ? undefined : new Set(stringList(provider.quantizations, 'provider.quantizations', 16));
+  if (quantizations && (quantizations.size === 0 || ![...quantizations].every((q) => /^[a-z0-9_-]{1,16}$/.test(q)))) throw bad('provider.quantizations must list quantization names such as "fp8" or "bf16"');
+  const weights = provider.weights_digests === undefined ? undefined : stringList(provider.weights_digests, 'provider.weights_digests', MAX_LIST);
+  if (weights && (weights.length === 0 || !weights.every((w) => /^[0-9a-fA-F]{64}$/.test(w)))) throw bad('provider.weights_digests must list SHA-256 digests as 64 hex digits');
+  const requiredParameters = provider.require_parameters === true ? parameterMask(requestParameters(body)) : 0;
 
   let acceptTerms: ReadonlySet<TermsKind> = new Set(TERMS_KINDS);
   let paymentCurrency: string | undefined;
@@ -213,6 +230,9 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
     ...(ignore ? { ignore } : {}),
     allowFallbacks,
     acceptTerms,
+    ...(quantizations ? { quantizations } : {}),
+    ...(weights ? { weightsDigests: new Set(weights.map((w) => w.toLowerCase())) } : {}),
+    requiredParameters,
     ...(paymentCurrency ? { paymentCurrency } : {}),
     expectedInputTokens: Math.ceil(inBytes / 4),
     expectedOutputTokens: maxOutput,
@@ -224,13 +244,25 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
 }
 
 /** OpenRouter's provider routing fields gm honours; any other is refused by name rather than silently ignored. */
-const PROVIDER_FIELDS = new Set(['sort', 'max_price', 'order', 'only', 'ignore', 'allow_fallbacks', 'data_collection', 'require_parameters', 'quantizations']);
+const PROVIDER_FIELDS = new Set(['sort', 'max_price', 'order', 'only', 'ignore', 'allow_fallbacks', 'data_collection', 'require_parameters', 'quantizations', 'weights_digests']);
+
+/**
+ * The request's parameters an offer must declare under require_parameters: every PARAMETERS name present in the
+ * body (null counts as absent, as OpenAI treats it), with `functions` counting as `tools` and `function_call` as
+ * `tool_choice` (their legacy forms).
+ */
+export function requestParameters(body: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const p of PARAMETERS) if (body[p] !== undefined && body[p] !== null) out.push(p);
+  if (body.functions !== undefined && body.functions !== null && !out.includes('tools')) out.push('tools');
+  if (body.function_call !== undefined && body.function_call !== null && !out.includes('tool_choice')) out.push('tool_choice');
+  return out;
+}
 
 /**
  * Fields accepted only as far as gm can honour them (OpenRouter provider routing): `data_collection` "allow" or
- * "deny" both hold, since every gm worker runs in an attested TEE that keeps no prompts; `require_parameters: true`
- * and `quantizations` need offers that declare supported parameters and quantization, which offers do not carry yet,
- * so they are refused rather than ignored.
+ * "deny" both hold, since every gm worker runs in an attested TEE that keeps no prompts; `require_parameters` and
+ * `quantizations` are checked against the identity each offer states and the worker's evidence backs.
  */
 function checkProviderFields(provider: Record<string, unknown>): void {
   for (const k of Object.keys(provider)) if (!PROVIDER_FIELDS.has(k)) throw bad(`provider.${/^[a-z_]{1,64}$/.test(k) ? k : 'field'} needs support gm does not have (unknown provider field)`);
@@ -238,8 +270,6 @@ function checkProviderFields(provider: Record<string, unknown>): void {
   if (dc !== undefined && dc !== 'allow' && dc !== 'deny') throw bad('provider.data_collection must be "allow" or "deny"');
   const rp = provider.require_parameters;
   if (rp !== undefined && typeof rp !== 'boolean') throw bad('provider.require_parameters must be a boolean');
-  if (rp === true) throw bad('provider.require_parameters needs offers that declare their supported parameters, which gm offers do not carry yet');
-  if (provider.quantizations !== undefined) throw bad('provider.quantizations needs offers that declare their quantization, which gm offers do not carry yet');
 }
 
 function resolveModels(body: Record<string, unknown>, pools: Readonly<Record<string, readonly string[]>>): { models: string[]; poolMode: PoolMode; variant?: 'floor' | 'nitro' } {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { makeWorker, NOW, offerFor, unsignedVerified } from '../../test/market-fixtures.ts';
+import { makeWorker, NOW, offerFor, testIdentity, unsignedVerified } from '../../test/market-fixtures.ts';
 import { OrderBook } from './book.ts';
 import { microsToDecimal, modelCards } from './models.ts';
 
@@ -17,8 +17,23 @@ describe('model cards (/v1/models)', () => {
     // The stale worker's cheaper offer is neither counted nor priced.
     book.insert(unsignedVerified(offerFor(c, { offerId: 'c1', model: 'llama', pricePerMInput: 1n, pricePerMOutput: 1n }), 5), NOW);
     expect(modelCards(book, NOW)).toEqual([
-      { id: 'llama', object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: 2, pricing: [{ currency: 'USD', input_per_1m: { min: '0.09', max: '0.12' }, output_per_1m: { min: '2', max: '3' } }] },
-      { id: 'qwen', object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: 1, pricing: [{ currency: 'EUR', input_per_1m: { min: '0', max: '0' }, output_per_1m: { min: '1.000001', max: '1.000001' } }] },
+      { id: 'llama', object: 'model', created: 0, owned_by: 'gm', context_length: null, quantizations: [], workers: 2, pricing: [{ currency: 'USD', input_per_1m: { min: '0.09', max: '0.12' }, output_per_1m: { min: '2', max: '3' } }] },
+      { id: 'qwen', object: 'model', created: 0, owned_by: 'gm', context_length: null, quantizations: [], workers: 1, pricing: [{ currency: 'EUR', input_per_1m: { min: '0', max: '0' }, output_per_1m: { min: '1.000001', max: '1.000001' } }] },
+    ]);
+  });
+
+  it('context length and quantizations come from the offers that state an attested identity; none states one: null', async () => {
+    const [a, b] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 })]);
+    const book = new OrderBook({ feeBasisPoints: 0 });
+    book.upsertWorker({ ...a.info, identities: new Map([['llama', testIdentity('fp8', { contextLength: 8192 })]]) });
+    book.upsertWorker({ ...b.info, identities: new Map([['llama', testIdentity('bf16', { contextLength: 131_072 })]]) });
+    book.insert(unsignedVerified(offerFor(a, { offerId: 'a1', model: 'llama', identity: testIdentity('fp8', { contextLength: 8192 }) }), 1), NOW);
+    book.insert(unsignedVerified(offerFor(b, { offerId: 'b1', model: 'llama', identity: testIdentity('bf16', { contextLength: 131_072 }) }), 2), NOW);
+    book.insert(unsignedVerified(offerFor(b, { offerId: 'b2', model: 'qwen' }), 3), NOW);
+    const cards = modelCards(book, NOW);
+    expect(cards.map((c) => [c.id, c.context_length, c.quantizations])).toEqual([
+      ['llama', 131_072, ['bf16', 'fp8']],
+      ['qwen', null, []],
     ]);
   });
 

@@ -2,8 +2,9 @@
  * The model cards of GET /v1/models and /v1/models/{id} (OpenAI's model object, with the fields OpenRouter's models
  * list adds for routing choices): for each model with a live offer from a currently verified worker, the range of
  * its offered prices per 1M input and output tokens in currency units (decimal strings, "0.1" for 100000
- * micro-units, never floats), and how many attested workers offer it. Offers carry no context length, so
- * `context_length` is null rather than a guess.
+ * micro-units, never floats), and how many attested workers offer it. `context_length` is the largest context
+ * length among the model's live offers that state an attested model identity (protocol/model-identity.ts), and
+ * null when none does, rather than a guess. `quantizations` lists the attested quantizations offered.
  */
 import { microsToDecimal } from '../../protocol/offer.ts';
 import type { OrderBook } from './book.ts';
@@ -20,7 +21,9 @@ export interface ModelCard {
   readonly object: 'model';
   readonly created: 0;
   readonly owned_by: 'gm';
-  readonly context_length: null;
+  readonly context_length: number | null;
+  /** Attested quantizations among the live offers, sorted (empty when no offer states an identity). */
+  readonly quantizations: readonly string[];
   /** Attested workers with a live offer for the model. */
   readonly workers: number;
   /** One entry per currency offered, prices per 1M tokens in that currency's unit. */
@@ -28,14 +31,18 @@ export interface ModelCard {
 }
 
 export function modelCards(book: OrderBook, now: number): ModelCard[] {
-  const by = new Map<string, { workers: Set<string>; cur: Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }> }>();
+  const by = new Map<string, { workers: Set<string>; ctx: number | null; quants: Set<string>; cur: Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }> }>();
   for (const e of book.offers(now)) {
     const w = e.slot.info;
     if (!w || w.verifiedUntil <= now) continue;
     const o = e.offer;
     let m = by.get(o.model);
-    if (!m) by.set(o.model, (m = { workers: new Set(), cur: new Map() }));
+    if (!m) by.set(o.model, (m = { workers: new Set(), ctx: null, quants: new Set(), cur: new Map() }));
     m.workers.add(o.workerId);
+    if (o.identity) {
+      m.ctx = Math.max(m.ctx ?? 0, o.identity.contextLength);
+      m.quants.add(o.identity.quantization);
+    }
     const r = m.cur.get(o.currency);
     if (!r) m.cur.set(o.currency, { inMin: o.pricePerMInput, inMax: o.pricePerMInput, outMin: o.pricePerMOutput, outMax: o.pricePerMOutput });
     else {
@@ -46,7 +53,7 @@ export function modelCards(book: OrderBook, now: number): ModelCard[] {
     }
   }
   return [...by.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([id, m]) => ({
-    id, object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: m.workers.size,
+    id, object: 'model', created: 0, owned_by: 'gm', context_length: m.ctx, quantizations: [...m.quants].sort(), workers: m.workers.size,
     pricing: [...m.cur.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([currency, r]) => ({
       currency,
       input_per_1m: { min: microsToDecimal(r.inMin), max: microsToDecimal(r.inMax) },

@@ -21,7 +21,7 @@
  */
 import { toBase64 } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
-import { RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
+import { identityCommitments, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
@@ -94,7 +94,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       market.book.removeWorker(w.id);
       return [];
     }
-    market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim });
+    market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim, identities: w.identities });
     const refused: OfferRefusal[] = [];
     for (const [index, signed] of w.offers.entries()) {
       try {
@@ -220,7 +220,8 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const m = meter(usage, delivered, bounds);
         if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
         if (m.clamped) o.log?.warn('market.usage_clamped', { requestId: req.requestId });
-        const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
+        const commitments = identityCommitments(d.cand.offer);
+        const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, commitments, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
         receipts?.inc();
         return receipt;
       } finally {

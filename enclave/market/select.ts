@@ -17,7 +17,8 @@
  *   6. mix(FNV-1a(offer) xor FNV-1a(requestId)): a deterministic per-request rotation among exact ties; then offerId.
  * Eligible means all of: model requested, offer inside its validity window, worker registered and its verification
  * not past `verifiedUntil`, provider only/ignore/order, currency, quoted price <= max_price, payment terms
- * accepted, in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
+ * accepted, attested quantization and weights digest among those requested (provider.quantizations,
+ * provider.weights_digests), the request's parameters declared (provider.require_parameters), in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
  * message counts the offers each constraint excluded (model and constraint names only, never request text).
  */
 import { GmError, unavailable } from '../../attestation/errors.ts';
@@ -61,6 +62,8 @@ export const EXCLUSION_REASONS = {
   currency: 'other currency',
   price: 'over max_price',
   terms: 'payment terms not accepted',
+  identity: 'quantization or weights not requested',
+  parameters: 'request parameters not declared',
   capacity: 'at capacity',
   health: 'worker failing recently',
 } as const;
@@ -102,7 +105,7 @@ function orderIndex(order: readonly string[], o: Offer): number {
 export function select(book: OrderBook, c: RouteConstraints, now: number, opts: SelectOptions = {}): Selection {
   const limit = opts.limit ?? 8;
   const reqSeed = fnv1a(opts.requestId ?? '');
-  const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, capacity: 0, health: 0 };
+  const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, identity: 0, parameters: 0, capacity: 0, health: 0 };
   const strategy = c.poolMode === 'latency' || c.poolMode === 'throughput' ? c.poolMode : c.sort;
   const expIn = c.expectedInputTokens;
   const expOut = c.expectedOutputTokens;
@@ -125,6 +128,9 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   for (const t of c.acceptTerms) termsMask |= TERMS_BIT[t];
   const currencyFilter = priceCapped ? c.maxPriceCurrency : c.paymentCurrency;
   const payCurrency = c.paymentCurrency;
+  const quants = c.quantizations;
+  const weights = c.weightsDigests;
+  const needParams = c.requiredParameters;
 
   const visit = (e: BookEntry, mi: number): void => {
     const o = e.offer;
@@ -156,6 +162,15 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     }
     if ((e.termsBit & termsMask) === 0) {
       counts.terms++;
+      return;
+    }
+    // An offer that states no identity cannot meet an identity constraint (fail closed, never assumed).
+    if ((quants !== undefined && (e.quantization === undefined || !quants.has(e.quantization))) || (weights !== undefined && (e.weightsHex === undefined || !weights.has(e.weightsHex)))) {
+      counts.identity++;
+      return;
+    }
+    if ((e.paramMask & needParams) !== needParams) {
+      counts.parameters++;
       return;
     }
     const st = e.stats;

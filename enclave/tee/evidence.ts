@@ -19,12 +19,14 @@ export interface BundleInput {
   readonly gpu?: GpuEvidenceSource;
   /** Enclave only: its trust-relevant settings, carried in the bundle and bound in REPORT_DATA. */
   readonly settings?: EnclaveSettings;
+  /** Worker only: its model manifest (protocol/model-identity.ts), carried in the bundle and bound in REPORT_DATA. */
+  readonly models?: Uint8Array;
   readonly now?: () => number;
 }
 
 export async function makeBundle(i: BundleInput): Promise<EvidenceBundle> {
   const nonce = i.nonce ?? BOOT_NONCE;
-  const rd = await reportData({ role: i.role, nonce, keyConfigs: i.keyConfigs, signingKey: i.signingKey, ...(i.settings ? { settings: encodeEnclaveSettings(i.settings) } : {}) });
+  const rd = await reportData({ role: i.role, nonce, keyConfigs: i.keyConfigs, signingKey: i.signingKey, ...(i.settings ? { settings: encodeEnclaveSettings(i.settings) } : {}), ...(i.models ? { models: i.models } : {}) });
   const issuedAt = (i.now ?? Date.now)();
   const [cpu, gpu] = await Promise.all([i.tee.cpuEvidence(rd), i.gpu ? gpuNonceFor(rd).then((n) => i.gpu!(n)) : Promise.resolve(undefined)]);
   const keys = i.role === 'enclave' ? { ohttp: i.keyConfigs, receipt: i.signingKey } : { ohttp: i.keyConfigs, signing: i.signingKey };
@@ -37,6 +39,7 @@ export async function makeBundle(i: BundleInput): Promise<EvidenceBundle> {
     ...(gpu && gpu.length > 0 ? { gpu } : {}),
     keys,
     ...(i.settings ? { settings: i.settings } : {}),
+    ...(i.models ? { models: i.models } : {}),
     nonce,
     issuedAt,
   };

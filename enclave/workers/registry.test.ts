@@ -6,6 +6,8 @@ import { generateWorkerKey } from '../../protocol/offer.ts';
 import { signRegistration } from '../../protocol/registration.ts';
 import { simVendors, simWorkerPolicy } from '../../test/stack/harness.ts';
 import { simGpuSource } from '../../worker/gpu.ts';
+import { encodeManifest } from '../../protocol/model-identity.ts';
+import { testIdentity } from '../../test/market-fixtures.ts';
 import { DEFAULT_TDX_POLICY } from '../../attestation/tdx/index.ts';
 import { memoryLogger } from '../log.ts';
 import { Metrics } from '../metrics.ts';
@@ -22,7 +24,8 @@ async function fixture(freshnessMs = 60_000) {
   // The same worker key, on one sim platform or the other (a registration must not move it between them).
   const tees = { 'sim-sev-snp': simProvider({ amd }), 'sim-tdx': simProvider({ platform: 'sim-tdx' }) };
   let platform: keyof typeof tees = 'sim-sev-snp';
-  const bundle = (nonce?: Uint8Array) => makeBundle({ tee: tees[platform], role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(nonce ? { nonce } : {}) });
+  let models: Uint8Array | undefined;
+  const bundle = (nonce?: Uint8Array) => makeBundle({ tee: tees[platform], role: 'worker', keyConfigs, signingKey, gpu: simGpuSource({ signer: nvidia }), now: () => clock, ...(models ? { models } : {}), ...(nonce ? { nonce } : {}) });
   let answer: 'ok' | 'down' | 'other-keys' = 'ok';
   let challenges = 0;
   const { log, lines } = memoryLogger('enclave');
@@ -52,9 +55,41 @@ async function fixture(freshnessMs = 60_000) {
     tick: (ms: number) => { clock += ms; },
     set: (a: typeof answer) => { answer = a; },
     on: (p: typeof platform) => { platform = p; },
+    manifest: (m: Uint8Array | undefined) => { models = m; },
     challenges: () => challenges,
   };
 }
+
+describe('worker registry: model identity in the evidence', () => {
+  const fp8 = encodeManifest([{ model: 'm', identity: testIdentity('fp8') }]);
+  const bf16 = encodeManifest([{ model: 'm', identity: testIdentity('bf16') }]);
+
+  it('keeps the identities the verified evidence states', async () => {
+    const f = await fixture();
+    f.manifest(fp8);
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
+    expect(w.identities.get('m')?.quantization).toBe('fp8');
+  });
+
+  it('a manifest swapped into a bundle after its report was made does not match REPORT_DATA and is refused', async () => {
+    const f = await fixture();
+    f.manifest(fp8);
+    const swapped = encodeBundle({ ...(await f.bundle()), models: bf16 });
+    const e = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: swapped, models: ['m'], offers: [] })).then(() => undefined, (x: unknown) => x);
+    expect(isGmError(e) && e.code).toBe('SNP_POLICY_REPORT_DATA');
+    expect(f.reg.size).toBe(0);
+  });
+
+  it('a re-challenge answering another manifest drops the worker (WORKER_MODELS_CHANGED)', async () => {
+    const f = await fixture(60_000);
+    f.manifest(fp8);
+    const w = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] }));
+    f.manifest(bf16);
+    expect(await f.reg.reverify(w.id)).toBe(false);
+    expect(f.lines.some((l) => l.includes('WORKER_MODELS_CHANGED'))).toBe(true);
+    expect(f.reg.usable(w.id)).toBeUndefined();
+  });
+});
 
 describe('worker registry', () => {
   it('verifies a registration (posted bundle + nonce challenge) and gates on the freshness window', async () => {

@@ -16,6 +16,7 @@ import { GmError, protocolError, rejected, unavailable } from '../../attestation
 import type { GpuCollateral } from '../../attestation/nvidia/index.ts';
 import type { TrustStore } from '../../attestation/trust.ts';
 import { gpuNonceFor, reportData } from '../../protocol/binding.ts';
+import { decodeManifest, type ModelIdentity } from '../../protocol/model-identity.ts';
 import { verifyRegistration } from '../../protocol/registration.ts';
 import { newCredential } from '../../protocol/worker-auth.ts';
 import { chooseKeyConfig, decodeKeyConfigs, type KeyConfig } from '../../protocol/ohttp.ts';
@@ -84,6 +85,13 @@ export interface VerifiedWorker {
   models: readonly string[];
   /** The GPUs of the latest verified evidence, in evidence order. */
   gpus: readonly WorkerGpu[];
+  /**
+   * The identity of each model as the worker's verified evidence states it (its bundle's model manifest, bound in
+   * REPORT_DATA); empty when the bundle carries none. Offers that declare an identity must match it.
+   */
+  readonly identities: ReadonlyMap<string, ModelIdentity>;
+  /** The manifest bytes behind `identities` (a re-challenge must answer with the same). */
+  readonly manifest?: Uint8Array;
   offers: readonly Uint8Array[];
   /** The offers of the latest registration the market refused (by index in `offers`), for the registration answer. */
   refusedOffers: readonly OfferRefusal[];
@@ -151,6 +159,8 @@ export async function defaultChallenge(url: string, nonce: Uint8Array): Promise<
   return b;
 }
 
+const sameManifest = (a: Uint8Array | undefined, b: Uint8Array | undefined): boolean => (a === undefined ? b === undefined : b !== undefined && equalBytes(a, b));
+
 const workerIdFor = (digest: Uint8Array) => `w-${hex(digest.subarray(0, 8))}`;
 
 export class WorkerRegistry {
@@ -180,7 +190,9 @@ export class WorkerRegistry {
   async verify(bundle: EvidenceBundle, nonce?: Uint8Array): Promise<BundleVerification> {
     const signing = bundle.keys.signing;
     if (!signing) throw rejected('WORKER_ROLE_MISMATCH', 'bundle is not a worker bundle (it binds no signing key)');
-    const rd = await reportData({ role: 'worker', nonce: bundle.nonce, keyConfigs: bundle.keys.ohttp, signingKey: signing });
+    // The model manifest is decoded before it is trusted for anything: a malformed one refuses the bundle.
+    if (bundle.models) decodeManifest(bundle.models);
+    const rd = await reportData({ role: 'worker', nonce: bundle.nonce, keyConfigs: bundle.keys.ohttp, signingKey: signing, ...(bundle.models ? { models: bundle.models } : {}) });
     const p = this.#o.policy;
     return verifyBundle(bundle, {
       expectedReportData: rd,
@@ -234,7 +246,8 @@ export class WorkerRegistry {
       const credential = old?.credential ?? newCredential();
       const w: VerifiedWorker = {
         id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, credential, sim: verification.claims.sim, platform: bundle.platform,
-        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus: gpusOf(verification), offers: reg.offers, refusedOffers: [],
+        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus: gpusOf(verification),
+        identities: bundle.models ? decodeManifest(bundle.models) : new Map(), ...(bundle.models ? { manifest: bundle.models } : {}), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
         transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href, credential),
       };
@@ -265,6 +278,7 @@ export class WorkerRegistry {
     const bundle = decodeBundle(bytes);
     if (expect && (!equalBytes(bundle.keys.ohttp, expect.keys.ohttp) || !equalBytes(bundle.keys.signing ?? new Uint8Array(), expect.keys.signing ?? new Uint8Array(1))))
       throw rejected('WORKER_KEYS_CHANGED', 'the worker at this URL answers with other keys than the registered bundle');
+    if (expect && !sameManifest(bundle.models, expect.models)) throw rejected('WORKER_MODELS_CHANGED', 'the worker at this URL attests other model identities than the registered bundle');
     const verification = await this.verify(bundle, nonce);
     return { bundle, verification, digest: await sha256(bytes) };
   }
@@ -278,6 +292,7 @@ export class WorkerRegistry {
       const { bundle, digest, verification } = await this.#challenge(w.url);
       if (!equalBytes(bundle.keys.ohttp, w.keyConfigs) || !equalBytes(bundle.keys.signing!, w.signingKey))
         throw rejected('WORKER_KEYS_CHANGED', 'worker answers with other keys (restarted?); it must register again');
+      if (!sameManifest(bundle.models, w.manifest)) throw rejected('WORKER_MODELS_CHANGED', 'worker attests other model identities now; it must register again');
       const now = this.#now();
       w.evidenceDigest = digest;
       w.gpus = gpusOf(verification);

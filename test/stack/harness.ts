@@ -23,6 +23,7 @@ import { startWorker, type RunningWorker } from '../../worker/agent.ts';
 import { generateWorkerKeys } from '../../worker/app.ts';
 import { devModelApp, type DevModelOptions } from '../../worker/dev-model/server.ts';
 import { simGpuSource, type SimGpuOptions } from '../../worker/gpu.ts';
+import type { ModelIdentity } from '../../protocol/model-identity.ts';
 
 export interface StackWorkerOptions {
   readonly model?: DevModelOptions;
@@ -37,6 +38,10 @@ export interface StackWorkerOptions {
   readonly expectRefusal?: boolean;
   /** This worker's signed offer terms (market router); default 100000 / 200000 micro-USD per M tokens. */
   readonly offer?: { readonly pricePerMInput?: bigint; readonly pricePerMOutput?: bigint; readonly ttftMs?: number };
+  /** The model identity this worker states in its evidence (model manifest) and its offers. */
+  readonly identity?: ModelIdentity;
+  /** An identity its offers state instead of `identity` (a worker claiming what its evidence does not say). */
+  readonly offerIdentity?: ModelIdentity;
 }
 
 export interface StackOptions {
@@ -144,7 +149,9 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
         gpu: spec.gpuMeasurements ? measuredGpu(nvidia, spec.gpuMeasurements, spec.gpu) : simGpuSource({ signer: nvidia, ...spec.gpu }),
         log: log(`worker-${i + 1}`),
+        ...(spec.identity ? { identity: () => spec.identity } : {}),
         offers: offerSigner({
+          ...(spec.offerIdentity ?? spec.identity ? { identity: () => spec.offerIdentity ?? spec.identity } : {}),
           currency: 'USD', pricePerMInput: spec.offer?.pricePerMInput ?? 100_000n, pricePerMOutput: spec.offer?.pricePerMOutput ?? 200_000n, terms: { kind: 'per-request' },
           capacity: 64, ttftMs: spec.offer?.ttftMs ?? 500, tokensPerSecond: 50, hotkeySeed: new Uint8Array(32).fill(i + 1),
         }),
