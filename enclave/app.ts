@@ -42,6 +42,7 @@ import { CONTENT_TYPE, Metrics } from './metrics.ts';
 import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
 import type { MarketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
+import { REPLICATION_JOIN_PATH, replicationHandler, type ReplicationOptions } from './replication/routes.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
 import { type RegistryOptions, type VerifiedWorker, type WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
@@ -120,6 +121,8 @@ export interface EnclaveOptions {
   readonly requestTimeWindow?: RequestTimeWindow;
   /** How often per-worker dispatch counts are logged (default 10 min) and the fewest a logged window holds (default 20). */
   readonly dispatchSummary?: { readonly intervalMs?: number; readonly minDispatches?: number };
+  /** Release the shared ledger key to verified replicas of this enclave (enclave/replication/, docs/design.md §10.1). */
+  readonly replication?: ReplicationOptions;
 }
 
 export interface Enclave {
@@ -324,6 +327,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       release();
     }
   });
+  if (o.replication) app.post(REPLICATION_JOIN_PATH, replicationHandler(o.replication, { tee: o.tee, receiptKey: keys.receipt.publicKey, settings, keyConfigs: () => served.keyConfigs, log: o.log }));
   app.post('/v1/ohttp', (c) => {
     const t0 = performance.now();
     return handleOhttp(c.req.raw, {
@@ -388,6 +392,7 @@ function routeName(method: string, path: string): string {
   if (path === '/healthz') return 'healthz';
   if (path === '/metrics') return 'metrics';
   if (path === '/v1/operator/metrics') return 'operator_metrics';
+  if (path === REPLICATION_JOIN_PATH) return 'replication_join';
   return method === 'GET' || method === 'POST' ? 'other' : 'other';
 }
 
