@@ -9,6 +9,7 @@
  * An enclave that could not be reached gets the cancel again after its next successful registration; one that
  * refuses it with a code is not asked again (the refusal is logged and returned).
  */
+import { fetchFailure } from '../client/net-cause.ts';
 import { encodeBundle } from '../attestation/bundle.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
@@ -207,7 +208,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
               schedule(renewMs);
             },
             (e: Error & { code?: string }) => {
-              log.warn('worker.registration_failed', { enclave, code: e.code ?? 'UNREACHABLE', reason: e.message });
+              // A network failure says its cause and address (`fetch failed: ECONNREFUSED 127.0.0.1:8443`).
+              log.warn('worker.registration_failed', { enclave, code: e.code ?? 'UNREACHABLE', reason: e.code ? e.message : fetchFailure(e) });
               if (first && e.code) {
                 first = false;
                 reject(e);
