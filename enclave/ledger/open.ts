@@ -3,10 +3,11 @@
  * `postgresql://`) for replicas sharing one database, anything else a SQLite file (":memory:" for tests).
  */
 import type { Ledger, LedgerOptions } from './ledger.ts';
+import { PostgresLedger } from './postgres.ts';
 import { SqliteLedger } from './sqlite.ts';
 
 export const isPostgresUrl = (location: string): boolean => /^postgres(ql)?:\/\//i.test(location);
 
 export async function openLedger(location: string, opts: LedgerOptions): Promise<Ledger> {
-  return SqliteLedger.open(location, opts);
+  return isPostgresUrl(location) ? PostgresLedger.open(location, opts) : SqliteLedger.open(location, opts);
 }

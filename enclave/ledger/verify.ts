@@ -250,15 +250,37 @@ function checkRow(row: ReceiptRow, v: SignedReceipt): void {
 async function auditCredits(db: DatabaseSync, pins: readonly Uint8Array[]): Promise<number> {
   const st = db.prepare("SELECT e.id AS id, e.account AS account, e.kind AS kind, e.amount AS amount, e.at AS at, c.signed AS signed FROM entries e LEFT JOIN credits c ON c.entry_id = e.id WHERE e.kind != 'debit' ORDER BY e.id");
   st.setReadBigInts(true);
-  const entries = st.all() as unknown as { id: bigint; account: string; kind: string; amount: bigint; at: bigint; signed: Uint8Array | null }[];
+  const entries = (st.all() as unknown as { id: bigint; account: string; kind: string; amount: bigint; at: bigint; signed: Uint8Array | null }[]).map((e) => ({ ...e, id: String(e.id), signed: e.signed ? new Uint8Array(e.signed) : null }));
   const acc = db.prepare('SELECT id, key_hash, kind, currency, credit_limit FROM accounts');
   acc.setReadBigInts(true);
-  const accounts = new Map((acc.all() as unknown as { id: string; key_hash: Uint8Array; kind: string; currency: string; credit_limit: bigint }[]).map((a) => [a.id, a]));
+  const accounts = new Map((acc.all() as unknown as { id: string; key_hash: Uint8Array; kind: string; currency: string; credit_limit: bigint }[]).map((a) => [a.id, { ...a, key_hash: new Uint8Array(a.key_hash) }]));
+  return checkCredits(entries, accounts, pins);
+}
+
+export interface CreditEntryRow {
+  readonly id: string;
+  readonly account: string;
+  readonly kind: string;
+  readonly amount: bigint;
+  readonly at: bigint;
+  readonly signed: Uint8Array | null;
+}
+
+export interface AccountRowForAudit {
+  readonly id: string;
+  readonly key_hash: Uint8Array;
+  readonly kind: string;
+  readonly currency: string;
+  readonly credit_limit: bigint;
+}
+
+/** The credit audit over rows however they were read (a SQLite file, or PostgreSQL rows opened with the ledger key). */
+export async function checkCredits(entries: readonly CreditEntryRow[], accounts: ReadonlyMap<string, AccountRowForAudit>, pins: readonly Uint8Array[]): Promise<number> {
   const nonces = new Set<string>();
   const opened = new Set<string>();
   for (const e of entries) {
     if (!e.signed) throw rejected('CREDIT_UNSIGNED', `entry ${e.id} (${e.kind} of ${e.amount} to ${e.account}) has no signed credit record`);
-    const c = await verifyCredit(new Uint8Array(e.signed));
+    const c = await verifyCredit(e.signed);
     if (pins.length && !pins.some((k) => equalBytes(k, c.signer))) throw rejected('CREDIT_KEY_MISMATCH', `entry ${e.id} is signed by ${hex(c.signer)}, not a pinned key`);
     const n = hex(c.nonce);
     if (nonces.has(n)) throw rejected('CREDIT_REPLAYED', `entry ${e.id} reuses the signed credit of an earlier entry`);
@@ -270,7 +292,7 @@ async function auditCredits(db: DatabaseSync, pins: readonly Uint8Array[]): Prom
     if (c.kind === 'open') {
       if (opened.has(e.account)) throw rejected('CREDIT_MISMATCH', `account ${e.account} is opened twice`);
       opened.add(e.account);
-      const kh = new Uint8Array(a.key_hash);
+      const kh = a.key_hash;
       if (!equalBytes(kh, c.keyHash!) || a.id !== `acct_${hex(kh.subarray(0, 8))}`) throw rejected('ACCOUNT_KEY_MISMATCH', `account ${a.id}: its API key hash is not the one its signed opening binds`);
       if (a.credit_limit !== c.creditLimit) throw rejected('CREDIT_MISMATCH', `account ${a.id}: its credit limit differs from its signed opening`);
     }
