@@ -1,172 +1,230 @@
 /**
- * Routing path benchmark: the same load at the dev-model directly and through
- * client → enclave → worker → dev-model (OHTTP both legs, sim TEE), in one run on the same machine.
- * - non-streaming chat, 1 KiB prompts, concurrency 16: throughput ratio (target >= 0.35 of direct),
- *   added p50 latency (target <= 1.5 ms), p99 reported;
- * - streaming: a 1,000-token answer at 1 ms per token, time to last token through gm (target <= 1.1x direct).
- * Placement (GM_BENCH_ROUTING_PLACEMENT, printed with the figures): `inprocess` (default) runs client, enclave and
- * workers on this one event loop (the stack-test harness), so every gm figure pays the client's, the enclave's and the
- * worker's CPU on one core: a conservative setting. `processes` runs the enclave and each worker as their own `gm`
- * processes, as deployed (different machines or VMs), with the client in this one; on a 2-core machine that also
- * runs other load, each of the ~6 cross-process hand-offs per request waits for a CPU, so it measured slower there
- * (188 vs 274 req/s, c=1 added p50 4.3 vs 2.5 ms); it is the placement to use on a machine with a core per process.
- * The dev-models always run in their own processes (their token timers must not share gm's event loop).
+ * Routing bench, in the deployment shape: the dev-model, `gm worker`, `gm enclave` and the load generator each in
+ * their own process, beside a plain Node reverse-proxy hop (node:http + undici Pool) and a plain two-hop chain of
+ * them, all measured in the same run on the same machine.
+ *
+ * Per round, every variant runs the same closed loop (1 KiB non-streaming chat, c=16), one after the other in
+ * alternating order, so load from elsewhere on a shared machine falls on all of them; figures are medians over the
+ * rounds with their range. CPU per request is read per process from /proc/<pid>/stat (utime + stime of the process
+ * and its live children, so a `--processes N` enclave counts whole) around each variant's run; the load generator
+ * reports its own from process.cpuUsage.
+ *
+ * Rows (ratio and target each): enclave CPU vs a proxy hop (<= 3), worker CPU vs a proxy hop (<= 1.5), throughput vs
+ * the two-hop chain (>= 0.35) and vs direct, added p50 at c=1 (<= 1 ms) and p50/p99 at c=16, `--processes 2`
+ * aggregate vs one process (>= 1.6), the 64-byte chunk seal on the session (<= 5 µs), streaming time to last token
+ * vs direct (<= 1.1).
+ *
+ * GM_BENCH_ROUNDS (default 3), GM_BENCH_REQUESTS per variant and round (default 2000).
  */
-import { Pool } from 'undici';
-import { atLeast, atMost, type BenchRow } from './harness.ts';
-import type { Transport } from '../enclave/ohttp/client.ts';
-import { connect } from '../test/stack/client.ts';
-import { startStack } from '../test/stack/harness.ts';
-import { gmProcess } from '../test/stack/processes.ts';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createCipheriv, createSecretKey } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
+import { generateKeyConfig } from '../protocol/ohttp.ts';
+import { KEM_MLKEM768_X25519 } from '../protocol/hpke.ts';
+import { acceptSession, initiateSession } from '../protocol/session.ts';
+import { gmProcess, type GmProcess } from '../test/stack/processes.ts';
+import { atLeast, atMost, type BenchRow, medianUs } from './harness.ts';
+import type { LoadRequest, RunResult, Variant } from './routing/loadgen.ts';
 
-export const title = 'routing: client → enclave → worker → dev-model vs direct';
+export const title = 'routing: client → enclave → worker → dev-model, each its own process, vs plain Node proxies';
 
-const PROMPT = 'x'.repeat(1024);
-const CONCURRENCY = 16;
-const REQUESTS = Number(process.env.GM_BENCH_ROUTING_REQUESTS ?? 3000);
+const ROUNDS = Number(process.env.GM_BENCH_ROUNDS ?? 3);
+const REQUESTS = Number(process.env.GM_BENCH_REQUESTS ?? 2000);
+const C = 16;
+const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
 
-function undiciTransport(url: string): { send: Transport; close(): Promise<void> } {
-  const u = new URL(url);
-  const pool = new Pool(u.origin, { connections: CONCURRENCY * 2 });
-  return {
-    send: async (body, contentType, signal) => {
-      const r = await pool.request({ path: u.pathname, method: 'POST', headers: { 'content-type': contentType }, body, ...(signal ? { signal } : {}) });
-      return {
-        status: r.statusCode,
-        contentType: String(r.headers['content-type'] ?? '').split(';')[0]!.trim(),
-        body: (async function* () {
-          for await (const c of r.body) yield new Uint8Array(c as Buffer);
-        })(),
-        cancel: () => void r.body.destroy(),
-      };
-    },
-    close: () => pool.close(),
+/** CPU time (µs) of a process and its live descendants, from /proc. */
+function cpuTreeUs(pid: number): number {
+  let ticks = 0;
+  const visit = (p: number) => {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
+      for (const t of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) visit(Number(t));
+    } catch {
+      // a process that just exited contributes nothing more
+    }
   };
+  visit(pid);
+  return ticks * TICK_US;
 }
 
-async function load(one: () => Promise<void>, n: number, concurrency = CONCURRENCY): Promise<{ rps: number; lat: number[] }> {
-  const lat: number[] = [];
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < n) {
-        next++;
-        const s = performance.now();
-        await one();
-        lat.push(performance.now() - s);
-      }
-    }),
-  );
-  const secs = (performance.now() - t0) / 1000;
-  lat.sort((a, b) => a - b);
-  return { rps: n / secs, lat };
+function proxyProcess(upstream: string): Promise<GmProcess> {
+  return new Promise((resolve, reject) => {
+    const p = fork(fileURLToPath(new URL('./routing/plain-proxy.ts', import.meta.url)), [upstream], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+    let out = '';
+    p.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1]!, child: p, stop: async () => void (p.exitCode === null && p.kill('SIGTERM')) });
+    });
+    p.once('exit', (c) => reject(new Error(`plain proxy exited ${c}`)));
+  });
 }
-const pct = (a: number[], p: number) => a[Math.min(a.length - 1, Math.floor(a.length * p))]!;
 
-/** A dev-model in its own process (as in a deployment): its token timer does not share an event loop with gm. */
-const devModelProcess = (name: string, tokenMs: number) => gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', name, '--token-ms', String(tokenMs)]);
-
-/**
- * The deployed placement: `gm enclave --tee sim --router first` and one `gm worker --tee sim` per upstream, each its
- * own process (logs at their default level, to /dev/null: the JSON lines are still built and written).
- */
-async function processStack(upstreams: readonly string[]): Promise<{ enclaveUrl: string; stop(): Promise<void> }> {
-  const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0'], undefined, 'ignore');
-  const workers: { stop(): Promise<void> }[] = [];
-  try {
-    for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0'], /registered with/, 'ignore'));
-  } catch (e) {
-    for (const w of workers) await w.stop();
-    await enclave.stop();
-    throw e;
+class LoadGen {
+  readonly #p: ChildProcess;
+  #queue: ((x: unknown) => void)[] = [];
+  constructor() {
+    this.#p = fork(fileURLToPath(new URL('./routing/loadgen.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.#p.on('message', (m) => this.#queue.shift()?.(m));
   }
-  return {
-    enclaveUrl: enclave.url,
-    stop: async () => {
-      for (const w of workers) await w.stop();
-      await enclave.stop();
-    },
-  };
+  ask<T>(m: LoadRequest): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push((x) => ((x as { error?: string }).error ? reject(new Error((x as { error: string }).error)) : resolve(x as T)));
+      this.#p.send(m);
+    });
+  }
+  stop(): void {
+    this.#p.send({ op: 'exit' });
+  }
+}
+
+const med = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+const range = (xs: readonly number[], d = 0) => `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}`;
+
+interface Measured {
+  rps: number[];
+  p50: number[];
+  p99: number[];
+  cpu: Record<string, number[]>;
+}
+
+async function stackOf(upstreams: readonly string[], processes: number): Promise<{ enclave: GmProcess; workers: GmProcess[] }> {
+  const extra = processes > 0 ? ['--processes', String(processes)] : [];
+  const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...extra], undefined, 'ignore');
+  const workers: GmProcess[] = [];
+  for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', ...extra], /registered with/, 'ignore'));
+  return { enclave, workers };
+}
+
+/** The 64-byte chunk seal on a session (the worker's per-token cost), beside a bare node:crypto AES-128-GCM seal. */
+async function chunkSeal(): Promise<[number, number]> {
+  const key = await generateKeyConfig(1, undefined, { kemId: KEM_MLKEM768_X25519, backend: nodeBackend });
+  const cred = new Uint8Array(32).fill(1);
+  const h = await initiateSession(key.config, 'w', cred, { kid: '00', backend: nodeBackend });
+  const a = await acceptSession([key], 'w', cred, '00', h.init, { backend: nodeBackend });
+  const s = await h.finish(a.reply);
+  const { message } = await s.seal(new Uint8Array(10), true);
+  const { response } = await a.responder.open(message);
+  const chunk = new Uint8Array(64);
+  const seal = await medianUs(() => response.seal(chunk), 20_000, 2_000);
+  const k = createSecretKey(new Uint8Array(16));
+  const nonce = new Uint8Array(12);
+  const bare = await medianUs(() => {
+    const c = createCipheriv('aes-128-gcm', k, nonce);
+    c.update(chunk);
+    c.final();
+    return c.getAuthTag();
+  }, 20_000, 2_000);
+  return [seal, bare];
 }
 
 export async function run(): Promise<BenchRow[]> {
-  const placement = process.env.GM_BENCH_ROUTING_PLACEMENT ?? 'inprocess';
-  if (placement !== 'processes' && placement !== 'inprocess') throw new Error('GM_BENCH_ROUTING_PLACEMENT must be processes or inprocess');
-  // The bench client is a Node process: node:crypto HPKE, as the in-process placement always had (createEnclave installs it).
   setDefaultBackend(nodeBackend);
-  const [m1, m2] = await Promise.all([devModelProcess('bench', 0), devModelProcess('bench-stream', 1)]);
-  // The routing path alone (first verified worker): receipts and the ledger are the market's own benchmark.
-  const stack =
-    placement === 'processes'
-      ? await processStack([m1.url, m2.url])
-      : await startStack({ router: 'first', workers: [{ model: { name: 'bench' }, upstream: m1.url }, { model: { name: 'bench-stream' }, upstream: m2.url }] });
-  const where = placement === 'processes' ? 'placement: client | enclave | worker in separate processes' : 'placement: client+enclave+worker in one process';
-  const direct = new Pool(m1.url, { connections: CONCURRENCY * 2 });
-  const t = undiciTransport(`${stack.enclaveUrl}/v1/ohttp`);
+  const [sealUs, bareUs] = await chunkSeal();
+  const [m1, m2] = await Promise.all([gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', 'bench', '--token-ms', '0']), gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', 'bench-stream', '--token-ms', '1'])]);
+  const p1 = await proxyProcess(m1.url);
+  const p2 = await proxyProcess(p1.url);
+  const stack = await stackOf([m1.url, m2.url], 0);
+  const load = new LoadGen();
+  const procs = { enclave: stack.enclave.child.pid!, worker: stack.workers[0]!.child.pid!, 'dev-model': m1.child.pid!, 'proxy hop': p1.child.pid!, 'chain first hop': p2.child.pid! };
+  const rows: BenchRow[] = [];
   try {
-    const client = await connect(stack.enclaveUrl, { transport: t.send });
-    const body = { model: 'bench', messages: [{ role: 'user', content: PROMPT }], max_tokens: 16 };
-    const json = JSON.stringify(body);
-    const viaDirect = async () => {
-      const r = await direct.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: json });
-      if (r.statusCode !== 200) throw new Error(`direct ${r.statusCode}`);
-      await r.body.arrayBuffer();
-    };
-    const viaGm = async () => {
-      const r = await client.post('/v1/chat/completions', body);
-      if (r.status !== 200) throw new Error(`gm ${r.status}`);
-      await new Response(r.body).arrayBuffer();
-    };
-    // warm both paths (JIT, pools, key caches), then alternate runs so neither gets a warmer machine
-    await load(viaDirect, 300);
-    await load(viaGm, 300);
-    const d = await load(viaDirect, REQUESTS);
-    const g = await load(viaGm, REQUESTS);
-    // Unloaded (one request at a time): what gm adds to one request, without the queueing that a closed loop of 16
-    // adds at c=16 (there p50 is about 16 / throughput, so it follows the throughput ratio).
-    const d1 = await load(viaDirect, 300, 1);
-    const g1 = await load(viaGm, 300, 1);
-
-    // Streaming: 1000 tokens at 1 ms/token; time to the last byte, median of 3.
-    const sbody = { model: 'bench-stream', stream: true, messages: [{ role: 'user', content: 'hi' }], max_tokens: 1000 };
-    const streamDirect = async () => {
-      const s = performance.now();
-      const r = await new Pool(m2.url).request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(sbody) });
-      await r.body.text();
-      return performance.now() - s;
-    };
-    const streamGm = async () => {
-      const s = performance.now();
-      const r = await client.post('/v1/chat/completions', sbody, { stream: true });
-      await new Response(r.body).text();
-      return performance.now() - s;
-    };
-    const med = async (f: () => Promise<number>) => {
-      const xs = [await f(), await f(), await f()].sort((a, b) => a - b);
-      return xs[1]!;
-    };
-    const sd = await med(streamDirect);
-    const sg = await med(streamGm);
-    const p50d = pct(d.lat, 0.5);
-    const p50g = pct(g.lat, 0.5);
-    const addedP50 = p50g - p50d;
-    return [
-      atLeast('non-streaming chat throughput via gm (1 KiB prompt, c=16)', g.rps, 'req/s', 'dev-model direct', d.rps, 0.35, where),
-      { name: 'added p50 latency via gm (c=16)', value: addedP50, unit: 'ms', floorName: 'direct p50', floor: p50d, ratio: p50g / p50d, target: 'added <= 1.5 ms', ok: addedP50 <= 1.5, note: `p50 gm ${p50g.toFixed(2)} ms, p99 gm ${pct(g.lat, 0.99).toFixed(2)} ms vs direct ${pct(d.lat, 0.99).toFixed(2)} ms` },
-      {
-        name: 'added p50 latency via gm, unloaded (c=1)', value: pct(g1.lat, 0.5) - pct(d1.lat, 0.5), unit: 'ms', floorName: 'direct p50 (c=1)', floor: pct(d1.lat, 0.5), ratio: pct(g1.lat, 0.5) / pct(d1.lat, 0.5),
-        target: 'none (informational)', ok: true, note: `p99 gm ${pct(g1.lat, 0.99).toFixed(2)} ms vs direct ${pct(d1.lat, 0.99).toFixed(2)} ms; ${where}`,
-      },
-      atMost('streaming 1000 tokens @1 ms: time to last token via gm', sg, 'ms', 'dev-model direct', sd, 1.1),
-    ];
+    await load.ask({ op: 'setup', urls: { direct: m1.url, proxy: p1.url, chain: p2.url, gm: stack.enclave.url }, model: 'bench', streamModel: 'bench-stream', streamUrl: m2.url });
+    const variants: Variant[] = ['direct', 'proxy', 'chain', 'gm'];
+    const m = Object.fromEntries(variants.map((v): [Variant, Measured] => [v, { rps: [], p50: [], p99: [], cpu: {} }])) as Record<Variant, Measured>;
+    for (const v of variants) await load.ask({ op: 'run', variant: v, n: 300, c: C }); // warm JIT, pools, sessions
+    for (let r = 0; r < ROUNDS; r++) {
+      // Alternate the order each round so no variant always runs on a warmer or quieter machine.
+      for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
+        const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, cpuTreeUs(pid)]));
+        const x = await load.ask<RunResult>({ op: 'run', variant: v, n: REQUESTS, c: C });
+        for (const [k, pid] of Object.entries(procs)) (m[v].cpu[k] ??= []).push((cpuTreeUs(pid) - before[k]!) / REQUESTS);
+        (m[v].cpu['load generator'] ??= []).push(x.cpuUs);
+        m[v].rps.push(x.rps);
+        m[v].p50.push(x.p50);
+        m[v].p99.push(x.p99);
+      }
+    }
+    // CPU per request by process, per variant (only the processes on that variant's path).
+    const onPath: Record<Variant, string[]> = { direct: ['dev-model'], proxy: ['proxy hop', 'dev-model'], chain: ['chain first hop', 'proxy hop', 'dev-model'], gm: ['enclave', 'worker', 'dev-model'] };
+    const notes = variants.map((v) => `${v}: ${med(m[v].rps).toFixed(0)} req/s (${range(m[v].rps)}); CPU µs/req ${[...onPath[v], 'load generator'].map((k) => `${k} ${med(m[v].cpu[k]!).toFixed(0)} (${range(m[v].cpu[k]!)})`).join(', ')}`);
+    for (const n of notes) console.log(`  ${n}`);
+    const hop = med(m.proxy.cpu['proxy hop']!);
+    rows.push(
+      atMost('enclave CPU per request', med(m.gm.cpu.enclave!), 'µs', 'plain Node proxy hop', hop, 3, `range ${range(m.gm.cpu.enclave!)} µs over ${ROUNDS} rounds`),
+      atMost('worker CPU per request', med(m.gm.cpu.worker!), 'µs', 'plain Node proxy hop', hop, 1.5, `range ${range(m.gm.cpu.worker!)} µs`),
+      atLeast('throughput via gm (c=16, 1 KiB chat)', med(m.gm.rps), 'req/s', 'plain two-hop proxy chain', med(m.chain.rps), 0.35, `gm ${range(m.gm.rps)}, chain ${range(m.chain.rps)} req/s`),
+      atLeast('throughput via gm (c=16), vs direct', med(m.gm.rps), 'req/s', 'dev-model direct', med(m.direct.rps), 0, `informational: the load generator's HPKE (${med(m.gm.cpu['load generator']!).toFixed(0)} µs/req) shares these cores`),
+    );
+    const p50g = med(m.gm.p50);
+    const p50d = med(m.direct.p50);
+    rows.push({ name: 'p50 / p99 latency via gm at c=16', value: p50g, unit: 'ms', floorName: 'direct p50', floor: p50d, ratio: p50g / p50d, target: 'reported (Little: c / throughput)', ok: true, note: `p99 gm ${med(m.gm.p99).toFixed(2)} ms vs direct ${med(m.direct.p99).toFixed(2)} ms; chain p50 ${med(m.chain.p50).toFixed(2)} ms` });
+    // Unloaded: one request at a time, alternating.
+    const c1: Record<'direct' | 'gm' | 'chain', number[]> = { direct: [], gm: [], chain: [] };
+    const c1p99: Record<'direct' | 'gm' | 'chain', number[]> = { direct: [], gm: [], chain: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const v of ['direct', 'chain', 'gm'] as const) {
+        const x = await load.ask<RunResult>({ op: 'run', variant: v, n: 300, c: 1 });
+        c1[v].push(x.p50);
+        c1p99[v].push(x.p99);
+      }
+    }
+    const added = med(c1.gm) - med(c1.direct);
+    rows.push({ name: 'added p50 latency via gm, unloaded (c=1)', value: added, unit: 'ms', floorName: 'direct p50 (c=1)', floor: med(c1.direct), ratio: med(c1.gm) / med(c1.direct), target: 'added <= 1 ms', ok: added <= 1, note: `gm p50 ${range(c1.gm, 2)} ms, p99 ${med(c1p99.gm).toFixed(2)} ms; chain adds ${(med(c1.chain) - med(c1.direct)).toFixed(2)} ms` });
+    // Streaming: 1000 tokens at 1 ms; alternating, median of 3 each.
+    const sd: number[] = [];
+    const sg: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      sd.push((await load.ask<{ ms: number }>({ op: 'stream', variant: 'direct', tokens: 1000 })).ms);
+      sg.push((await load.ask<{ ms: number }>({ op: 'stream', variant: 'gm', tokens: 1000 })).ms);
+    }
+    rows.push(atMost('streaming 1000 tokens @1 ms: time to last token via gm', med(sg), 'ms', 'dev-model direct', med(sd), 1.1, `gm ${range(sg)} ms, direct ${range(sd)} ms`));
+    rows.push({ name: '64-byte chunk seal on the session', value: sealUs, unit: 'µs', floorName: 'bare node:crypto AES-128-GCM seal', floor: bareUs, ratio: sealUs / bareUs, target: 'value <= 5 µs', ok: sealUs <= 5 });
   } finally {
-    await t.close();
-    await direct.close();
-    await stack.stop();
-    await m1.stop();
-    await m2.stop();
+    load.stop();
+    for (const w of stack.workers) await w.stop();
+    await stack.enclave.stop();
+    await p2.stop();
+    await p1.stop();
   }
+  rows.push(...(await multiProcess(m1.url)));
+  await m1.stop();
+  await m2.stop();
+  return rows;
+}
+
+/**
+ * `--processes 2` vs one process: the same stack started twice (enclave and worker each with 1, then with 2
+ * processes), the same c=16 load, alternating; aggregate throughput ratio. The load generator and the dev-model
+ * share the cores, so on a 2-core machine this bounds the gain from above by what they leave.
+ */
+async function multiProcess(upstream: string): Promise<BenchRow[]> {
+  const rps: Record<1 | 2, number[]> = { 1: [], 2: [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const n of r % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const)) {
+      let s: Awaited<ReturnType<typeof stackOf>> | undefined;
+      const load = new LoadGen();
+      try {
+        s = await stackOf([upstream], n);
+        await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+        await load.ask({ op: 'run', variant: 'gm', n: 300, c: C });
+        rps[n].push((await load.ask<RunResult>({ op: 'run', variant: 'gm', n: REQUESTS, c: C })).rps);
+      } catch (e) {
+        return [{ name: 'aggregate throughput with --processes 2', value: 0, unit: 'req/s', floorName: 'one process', floor: 1, ratio: 0, target: 'ratio >= 1.6', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
+      } finally {
+        load.stop();
+        if (s) {
+          for (const w of s.workers) await w.stop();
+          await s.enclave.stop();
+        }
+      }
+    }
+  }
+  return [atLeast('aggregate throughput with --processes 2 (enclave and worker)', med(rps[2]), 'req/s', 'one process each', med(rps[1]), 1.6, `2: ${range(rps[2])}, 1: ${range(rps[1])} req/s`)];
 }

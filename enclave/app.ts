@@ -39,7 +39,8 @@ import { generateEnclaveKeys, generateGatewayKeys, type EnclaveKeys, type Gatewa
 import type { GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
 import { CONTENT_TYPE, Metrics } from './metrics.ts';
-import { handleOhttp, nodeIncoming } from './ohttp/gateway.ts';
+import { handleOhttp, nodeIncoming, serveOhttp } from './ohttp/gateway.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MarketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
 import { REPLICATION_JOIN_PATH, replicationHandler, type ReplicationOptions } from './replication/routes.ts';
@@ -127,6 +128,11 @@ export interface EnclaveOptions {
 
 export interface Enclave {
   readonly app: Hono<{ Variables: { route: string } }>;
+  /**
+   * The gateway (POST /v1/ohttp) on node:http directly, without web Request/Response around the outer message;
+   * true when it took the request. The server offers it each request before `app` (enclave/serve.ts `direct`).
+   */
+  direct(req: IncomingMessage, res: ServerResponse): boolean;
   readonly keys: EnclaveKeys;
   readonly registry: WorkerRegistry;
   readonly metrics: Metrics;
@@ -328,28 +334,46 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     }
   });
   if (o.replication) app.post(REPLICATION_JOIN_PATH, replicationHandler(o.replication, { tee: o.tee, receiptKey: keys.receipt.publicKey, settings, keyConfigs: () => served.keyConfigs, log: o.log }));
-  app.post('/v1/ohttp', (c) => {
-    const t0 = performance.now();
-    return handleOhttp(c.req.raw, {
-      keys: () => accepted,
-      replay,
-      requestTime,
-      handler: (req) => Promise.resolve(inner.fetch(req)),
-      ...nodeIncoming(c),
-      maxRequestBytes: limits.maxRequestBytes,
-      // The slot is taken once the body is in: a slow body holds only its socket (bounded by the server's timeouts).
-      admit: () => streams.acquire(),
-      onInnerRejected: (code) => {
-        causes.inc({ code });
-        errors.sealed(code);
-        o.log.warn('request.inner_rejected', { code });
-      },
-      onDone: (outcome) => {
-        latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
-        if (outcome !== 'ok') errors.sent(outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED');
-      },
-    });
+  const ohttpOptions = (t0: number) => ({
+    keys: () => accepted,
+    replay,
+    requestTime,
+    handler: (req: Request) => Promise.resolve(inner.fetch(req)),
+    maxRequestBytes: limits.maxRequestBytes,
+    // The slot is taken once the body is in: a slow body holds only its socket (bounded by the server's timeouts).
+    admit: () => streams.acquire(),
+    onInnerRejected: (code: string) => {
+      causes.inc({ code });
+      errors.sealed(code);
+      o.log.warn('request.inner_rejected', { code });
+    },
+    onDone: (outcome: 'ok' | 'cancelled' | 'error') => {
+      latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
+      if (outcome !== 'ok') errors.sent(outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED');
+    },
   });
+  app.post('/v1/ohttp', (c) => handleOhttp(c.req.raw, { ...ohttpOptions(performance.now()), ...nodeIncoming(c) }));
+  /** The gateway on node:http directly (the hot path): the same options, counters and opaque errors as the route. */
+  const direct = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (req.method !== 'POST' || req.url !== '/v1/ohttp') return false;
+    res.once('finish', () => requests.inc({ route: 'ohttp', status: String(res.statusCode) }));
+    serveOhttp(req, res, ohttpOptions(performance.now()), simHeaders).catch(async (e: unknown) => {
+      const g = asGmError(e);
+      causes.inc({ code: g.code });
+      errors.sent(gatewayCode(g));
+      logError(o.log, 'request.failed', g, { route: 'ohttp' });
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      const p = gatewayProblem(g, simHeaders);
+      const headers: Record<string, string> = {};
+      for (const [k, v] of p.headers) headers[k] = v;
+      res.writeHead(p.status, headers);
+      res.end(await p.text());
+    });
+    return true;
+  };
   app.all('*', () => {
     throw new GmError('protocol', 'NOT_FOUND', 'no such endpoint');
   });
@@ -358,7 +382,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   o.log.info('enclave.started', { platform: bootBundle.platform, keyIds: served.gateway.map((k) => k.config.keyId).join(',') });
   o.log.info('enclave.settings', { allowSimWorkers: settings.allowSimWorkers, workerPolicy: hex(settings.workerPolicy), openAccess: settings.openAccess, ledger: settings.ledger });
   return {
-    app, keys, registry, metrics, rotateKeys,
+    app, keys, registry, metrics, rotateKeys, direct,
     get bootBundle() {
       return bootBundle;
     },

@@ -129,7 +129,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
       ...(f['max-streams'] ? { maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 0, 1) } : {}),
     },
   });
-  const s = await serve({ fetch: enclave.app.fetch, listen: f.listen ?? '127.0.0.1:8443' });
+  const s = await serve({ fetch: enclave.app.fetch, direct: enclave.direct, listen: f.listen ?? '127.0.0.1:8443' });
   if (tee.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
   // --json: the same as one JSON object per line, for scripts.
   if (f.json) io.out(`${JSON.stringify({ event: 'listening', url: s.url, sim: tee.sim })}\n`);

@@ -18,6 +18,7 @@ import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDI
 import { decapsulateRequest, type GatewayKey } from '../../protocol/ohttp.ts';
 import type { RecentReplayCache, ReplayCache } from '../../protocol/replay.ts';
 import { formatRequestTime, GATEWAY_TIME_FIELD, parseRequestTime, REQUEST_TIME_FIELD, type RequestTimeWindow, withinWindow } from '../../protocol/request-time.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { errorResponse } from '../http/errors.ts';
 import { readIncomingLimited, readLimited, tooLarge } from '../http/limits.ts';
@@ -91,15 +92,83 @@ export function mediaType(h: string | null): string {
   return (h ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
+/** What the gateway needs of the outer request, from a web Request or straight from node:http. */
+interface Outer {
+  readonly contentType: string | null;
+  readonly contentLength: string | null;
+  readonly signal: AbortSignal | undefined;
+  readBody(): Promise<Uint8Array>;
+}
+
+/** The outer answer: one sealed message, or the sealed chunks as the inner body produces them. */
+type Answer = { readonly contentType: string; readonly bytes: Uint8Array } | { readonly contentType: string; readonly stream: ReadableStream<Uint8Array> };
+
+const ANSWER_HEADERS = { 'cache-control': 'no-store' } as const;
+
 /** Handles one POST to the gateway endpoint. Throws GmError for failures the peer sees as an opaque code. */
 export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Response> {
-  const type = mediaType(req.headers.get('content-type'));
-  const cl = req.headers.get('content-length');
+  const a = await exchangeOf({ contentType: req.headers.get('content-type'), contentLength: req.headers.get('content-length'), signal: req.signal, readBody: () => readBody(req, o) }, o);
+  if ('bytes' in a) return new Response(a.bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: { 'content-type': a.contentType, ...ANSWER_HEADERS } });
+  // Incremental: ?1 tells intermediaries to forward each chunk at once (draft-ietf-ohai-chunked-ohttp §3).
+  return new Response(a.stream, { status: 200, headers: { 'content-type': a.contentType, ...ANSWER_HEADERS, incremental: '?1' } });
+}
+
+/**
+ * The same exchange on node:http directly (the enclave's hot path): no web Request or Response around the outer
+ * message. Failures before the answer began go to `fail`, which writes the opaque problem; a stream that fails later
+ * is cut (the client sees no final chunk: CHUNKED_TRUNCATED).
+ */
+export async function serveOhttp(req: IncomingMessage, res: ServerResponse, o: GatewayOptions, extraHeaders: Readonly<Record<string, string>>): Promise<void> {
+  const ac = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) ac.abort(new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away'));
+  });
+  const h = req.headers;
+  const a = await exchangeOf({ contentType: h['content-type'] ?? null, contentLength: h['content-length'] ?? null, signal: ac.signal, readBody: () => readIncomingLimited(req, o.maxRequestBytes) }, o);
+  if ('bytes' in a) {
+    res.writeHead(200, { ...extraHeaders, 'content-type': a.contentType, ...ANSWER_HEADERS, 'content-length': String(a.bytes.length) });
+    res.end(a.bytes);
+    return;
+  }
+  res.writeHead(200, { ...extraHeaders, 'content-type': a.contentType, ...ANSWER_HEADERS, incremental: '?1' });
+  res.flushHeaders();
+  const reader = a.stream.getReader();
+  ac.signal.addEventListener('abort', () => void reader.cancel().catch(() => undefined), { once: true });
+  try {
+    for (;;) {
+      const x = await reader.read();
+      if (x.done) break;
+      if (!res.write(x.value)) await drained(res);
+    }
+    res.end();
+  } catch {
+    res.destroy(); // truncated on the wire; the gateway already counted the failure (onDone)
+  }
+}
+
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const done = (e?: Error) => {
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      if (e) reject(e);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new Error('closed'));
+    res.on('drain', onDrain);
+    res.on('close', onClose);
+  });
+}
+
+async function exchangeOf(req: Outer, o: GatewayOptions): Promise<Answer> {
+  const type = mediaType(req.contentType);
+  const cl = req.contentLength;
   if (cl !== null && (!/^\d+$/.test(cl) || Number(cl) > o.maxRequestBytes)) throw tooLarge(o.maxRequestBytes);
   if (type !== MEDIA_OHTTP_REQ && type !== MEDIA_OHTTP_CHUNKED_REQ) {
     throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_OHTTP_REQ} or ${MEDIA_OHTTP_CHUNKED_REQ}`);
   }
-  const body = await readBody(req, o);
+  const body = await req.readBody();
   await o.authenticate?.(body);
   const release = o.admit?.() ?? (() => undefined);
   let finished = false;
@@ -112,7 +181,7 @@ export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Resp
     },
   };
   try {
-    return await (type === MEDIA_OHTTP_REQ ? plain(req, body, o, exchange) : chunked(req, body, o, exchange));
+    return await (type === MEDIA_OHTTP_REQ ? plain(req.signal, body, o, exchange) : chunked(req.signal, body, o, exchange));
   } catch (e) {
     // Failed before an answer existed: the slot is free again (no onDone: the caller counts the thrown error).
     if (!finished) {
@@ -132,7 +201,7 @@ interface Exchange {
  * valid HTTP request is answered by a sealed problem response (nothing reaches the handler). Only a replayed
  * encapsulated key fails outside the encryption, as the same opaque error as every other decryption failure.
  */
-async function answer(req: Request, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<Response> {
+async function answer(signal: AbortSignal | undefined, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<Response> {
   let inner: Request;
   const rt = o.requestTime;
   let now = 0;
@@ -148,7 +217,7 @@ async function answer(req: Request, decrypted: Uint8Array, keyId: number, enc: U
       o.replay.check(keyId, enc);
     }
     const headers = request.headers.filter(([k]) => k.toLowerCase() !== REQUEST_TIME_FIELD);
-    inner = requestFromBhttp({ ...request, headers }, req.signal);
+    inner = requestFromBhttp({ ...request, headers }, signal);
   } catch (e) {
     if (!(e instanceof GmError) || e.code === 'OHTTP_REPLAY' || e.code === 'OHTTP_KEY_EXPIRED' || e.code === 'REPLAY_CACHE_FULL') throw e;
     o.onInnerRejected?.(e.code);
@@ -160,9 +229,9 @@ async function answer(req: Request, decrypted: Uint8Array, keyId: number, enc: U
   return o.handler(inner);
 }
 
-async function plain(req: Request, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Response> {
+async function plain(signal: AbortSignal | undefined, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Answer> {
   const { request, context } = await decapsulateRequest(o.keys(), body);
-  const inner = await answer(req, request, context.keyId, context.enc, o);
+  const inner = await answer(signal, request, context.keyId, context.enc, o);
   let content: Uint8Array;
   try {
     content = await readLimited(inner.body, o.maxResponseBytes ?? 64 * 1024 * 1024);
@@ -172,15 +241,15 @@ async function plain(req: Request, body: Uint8Array, o: GatewayOptions, x: Excha
   }
   const sealed = await context.sealResponse(encodeResponse({ informational: [], status: inner.status, headers: fieldsFromHeaders(inner.headers), content, trailers: [] }));
   x.done('ok');
-  return new Response(sealed as Uint8Array<ArrayBuffer>, { status: 200, headers: { 'content-type': MEDIA_OHTTP_RES, 'cache-control': 'no-store' } });
+  return { contentType: MEDIA_OHTTP_RES, bytes: sealed };
 }
 
-async function chunked(req: Request, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Response> {
+async function chunked(signal: AbortSignal | undefined, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Answer> {
   // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
   const opener = decapsulateChunkedRequest(o.keys(), { maxChunk: o.maxRequestBytes, maxChunks: o.maxRequestChunks ?? DEFAULT_MAX_REQUEST_CHUNKS });
   const parts = [...(await opener.push(body)), ...(await opener.end())];
   const bytes = concat(...parts);
-  const inner = await answer(req, bytes, opener.keyId!, opener.enc!, o);
+  const inner = await answer(signal, bytes, opener.keyId!, opener.enc!, o);
   const sealer = await opener.sealResponse();
   const head = await sealer.sealChunk(responseStream.head(inner.status, fieldsFromHeaders(inner.headers)));
   const innerBody = inner.body?.getReader();
@@ -214,6 +283,5 @@ async function chunked(req: Request, body: Uint8Array, o: GatewayOptions, x: Exc
     },
     { highWaterMark: 0 },
   );
-  // Incremental: ?1 tells intermediaries to forward each chunk at once (draft-ietf-ohai-chunked-ohttp §3).
-  return new Response(out, { status: 200, headers: { 'content-type': MEDIA_OHTTP_CHUNKED_RES, 'cache-control': 'no-store', incremental: '?1' } });
+  return { contentType: MEDIA_OHTTP_CHUNKED_RES, stream: out };
 }

@@ -135,7 +135,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
     workerPolicy,
     ...o.enclave,
   });
-  const enclaveServer = await serve({ fetch: enclave.app.fetch });
+  const enclaveServer = await serve({ fetch: enclave.app.fetch, direct: enclave.direct });
   const specs = o.workers ?? [{}, {}];
   const workers: StackWorker[] = [];
   try {
