@@ -17,7 +17,7 @@ import { configError } from '../attestation/errors.ts';
 import { createLogger, type Logger } from '../enclave/log.ts';
 import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
-import { hostApp } from './app.ts';
+import { hostApp, type HostAppOptions } from './app.ts';
 import { CollateralCache } from './collateral/cache.ts';
 import type { RetryOptions } from './collateral/fetch.ts';
 import { VENDOR_BASES, type VendorBases } from './collateral/sources.ts';
@@ -48,6 +48,10 @@ export interface HostOptions {
   /** Vendor fetch retries (tests shorten the backoff). */
   readonly collateralRetry?: Partial<RetryOptions>;
   readonly observe?: RelayOptions['observe'];
+  /** Gateway requests per source (host/app.ts; default DEFAULT_RATE_LIMIT). */
+  readonly rateLimit?: HostAppOptions['rateLimit'];
+  /** The relay's connection pool towards the enclaves (default undici's global one). */
+  readonly dispatcher?: RelayOptions['dispatcher'];
   /** The shim's log (the one JSON-line schema of enclave/log.ts); silent when absent. */
   readonly log?: Logger;
 }
@@ -87,7 +91,8 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
   });
   const cache = new CollateralCache({ dir: o.cacheDir, ...(o.collateralRetry ? { retry: o.collateralRetry } : {}) });
   const app = hostApp({
-    relay: { enclave: o.enclave, ...(replicas ? { replicas } : {}), ...(o.observe ? { observe: o.observe } : {}) },
+    relay: { enclave: o.enclave, ...(replicas ? { replicas } : {}), ...(o.observe ? { observe: o.observe } : {}), ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}) },
+    ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
     gate,
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
     listings: o.listings ?? enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
