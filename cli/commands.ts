@@ -187,7 +187,8 @@ export const ENCLAVE = {
   'configfs-root': configfsRoot,
   'log-level': logLevel,
   router: { value: 'KIND', help: 'market (default: signed offers, ledger) or first' },
-  ledger: file('the ledger database (default :memory:)'),
+  ledger: file('the ledger: a SQLite FILE (default :memory:) or postgres://URL shared by replicas'),
+  'ledger-key-file': file('--ledger postgres://: a file only its owner can read holding the 32-byte ledger key in hex (default: a key generated in memory, for one replica)'),
   'fee-bps': { value: 'N', help: "the enclave's fee in basis points of the worker cost (default 0)" },
   'open-access': { help: 'serve requests without an API key from a house account (default under --tee sim)' },
   'sim-platform': { value: 'KIND', help: 'sim-sev-snp (default) or sim-tdx' },
@@ -262,7 +263,8 @@ export const HOST = {
 // ---- receipts and accounts
 
 export const RECEIPTS_VERIFY = {
-  ledger: file('verify a whole ledger (with its balance audit) instead of a receipts FILE'),
+  ledger: file('verify a whole ledger (with its balance audit) instead of a receipts FILE: a SQLite FILE or postgres://URL'),
+  'ledger-key-file': file('--ledger postgres://: a file only its owner can read holding the 32-byte ledger key in hex, which opens the sealed columns'),
   key: { value: 'HEX', repeat: true, help: "the enclave's Ed25519 receipt public key (from a verified bundle)" },
   'credit-key': { value: 'HEX', repeat: true, help: "--ledger: the operator's Ed25519 credit public key (signs account openings and deposits)" },
   head: { value: 'FILE|URL', help: "--ledger: the latest signed chain head (a saved copy, or the enclave's /v1/ledger/head): finds receipts cut from the end" },

@@ -1,6 +1,6 @@
 /**
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
- *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE]
+ *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE|postgres://URL [--ledger-key-file FILE]]
  *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
  *             [--collateral URL] [--operator-token-file FILE] [--require-request-time]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. The flags are
@@ -20,6 +20,7 @@ import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import type { Ledger } from './ledger/ledger.ts';
 import { openLedger } from './ledger/open.ts';
+import { readLedgerKeyFile } from './ledger/key-file.ts';
 import { createMarket } from './market/index.ts';
 import { parsePools } from './market/pools.ts';
 import { type MarketRouter, marketRouter } from './market/router.ts';
@@ -41,6 +42,7 @@ export interface EnclaveFlags {
   readonly 'log-level'?: string;
   readonly router?: string;
   readonly ledger?: string;
+  readonly 'ledger-key-file'?: string;
   readonly 'fee-bps'?: string;
   readonly 'open-access'?: boolean;
   readonly 'sim-platform'?: string;
@@ -95,7 +97,8 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
-    ledger = await openLedger(path, { signer: keys.receipt });
+    const ledgerKeyFile = f['ledger-key-file'];
+    ledger = await openLedger(path, { signer: keys.receipt, ...(ledgerKeyFile ? { ledgerKey: await readLedgerKeyFile(ledgerKeyFile, io) } : {}) });
     // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
     const open = openAccess;
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;

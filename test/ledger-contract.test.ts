@@ -4,11 +4,14 @@
  * (PostgreSQL). PostgreSQL is a private real server (test/support/postgres.ts), never a mock.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hex } from '../attestation/bytes.ts';
+import { nodeIo } from '../cli/io.ts';
+import { main } from '../cli/main.ts';
 import { verifyReceiptChain, type SignedReceipt } from '../protocol/receipt.ts';
 import type { Hold, Ledger, LedgerOptions } from '../enclave/ledger/ledger.ts';
 import { PostgresLedger } from '../enclave/ledger/postgres.ts';
@@ -358,4 +361,43 @@ describe('ledger on PostgreSQL: what the host sees, and faults', () => {
       await ledger.close();
     }
   });
+
+  run('gm receipts verify --ledger postgres://... --ledger-key-file verifies every chain and debits = receipts, and catches a moved sealed value', async () => {
+    const url = await server!.database('audit');
+    const ledgerKey = randomBytes(32);
+    const keyFile = join(dir, 'ledger.key');
+    writeFileSync(keyFile, hex(ledgerKey), { mode: 0o600 });
+    const signers = [generateEnclaveReceiptKey(), generateEnclaveReceiptKey()];
+    const replicas = await Promise.all(signers.map((signer, i) => PostgresLedger.open(url, { signer, chainId: `replica-${i}`, ledgerKey })));
+    const market = await offers();
+    const { account } = await replicas[0]!.createAccount({ currency: 'USD', prepaid: 10_000_000n }, NOW);
+    const cand = market.route(body, { now: NOW, requestId: 'r', account }).candidates[0]!;
+    await settleAll(await Promise.all(Array.from({ length: 6 }, async (_, i) => [replicas[i % 2]!, await replicas[i % 2]!.authorize(account, cand, 250)] as const)), 'audit');
+    await replicas[1]!.deposit(account.id, 1_000n, NOW);
+    await Promise.all(replicas.map((r) => r.close()));
+    const gm = async (...args: string[]) => {
+      const sink = { out: '' };
+      const code = await main(['receipts', 'verify', ...args], { ...nodeIo, out: (t: string) => void (sink.out += t), err: () => undefined });
+      return { code, out: sink.out };
+    };
+    const keys = signers.flatMap((s) => ['--key', hex(s.publicKey)]);
+    const ok = await gm('--ledger', url, '--ledger-key-file', keyFile, ...keys);
+    expect(ok.out).toContain('PASS  ledger.audit');
+    expect(ok.out).toContain('in 2 chains');
+    expect(ok.code).toBe(0);
+    expect((await gm('--ledger', url, ...keys)).code).toBe(2);
+    const wrong = join(dir, 'wrong.key');
+    writeFileSync(wrong, hex(randomBytes(32)), { mode: 0o600 });
+    expect((await gm('--ledger', url, '--ledger-key-file', wrong)).out).toContain('LEDGER_KEY_MISMATCH');
+    // The host swaps two sealed receipt bodies between rows (dropping the trigger first, as it can).
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    await c.query('DROP TRIGGER gm_receipts_append_only ON gm_receipts');
+    await c.query("UPDATE gm_receipts a SET body = b.body FROM gm_receipts b WHERE a.chain = 'replica-0' AND a.seq = 1 AND b.chain = 'replica-0' AND b.seq = 2");
+    await c.end();
+    const bad = await gm('--ledger', url, '--ledger-key-file', keyFile, ...keys);
+    expect(bad.code).toBe(1);
+    expect(bad.out).toContain('LEDGER_COLUMN_AUTH');
+  });
 });
+
