@@ -318,6 +318,15 @@ export class PostgresLedger implements Ledger {
     const postpaid = offer.terms.kind === 'postpaid';
     const worker = postpaid ? this.#workerToken(offer.workerId, offer.currency) : null;
     const amount = target.maxCost;
+    if (!worker) {
+      // The common case in one statement (its own transaction): reserve if covered, and record the hold.
+      const r = await this.#q<{ id: bigint }>('taking a hold', 'WITH r AS (UPDATE gm_accounts SET reserved = reserved + $1 WHERE id = $2 AND balance + credit_limit - reserved >= $1 RETURNING id) INSERT INTO gm_holds (account, amount, worker, owner, expires_at) SELECT id, $1, NULL, $3, $4 FROM r RETURNING id', [amount, token, this.chainId, now + this.#ttl]);
+      const fast = r.rows[0];
+      if (fast) {
+        this.#open.add(Number(fast.id));
+        return { id: Number(fast.id), account: account.id, amount, target, feeBasisPoints };
+      }
+    }
     const id = await this.#tx('taking a hold', async (c) => {
       if (worker && offer.terms.kind === 'postpaid') {
         await c.query('INSERT INTO gm_worker_credit (token) VALUES ($1) ON CONFLICT (token) DO NOTHING', [worker]);
@@ -388,65 +397,52 @@ export class PostgresLedger implements Ledger {
   async #append(from: ChainHead, items: readonly AppendItem[]): Promise<void> {
     const chain = this.chainId;
     const last = items[items.length - 1]!.signed;
-    await this.#tx('appending receipts', async (c) => {
-      // The chain head row first: its lock serialises appends to this chain; its seq refuses a second writer.
-      const moved = await c.query('UPDATE gm_chains SET seq = $1, head = $2 WHERE id = $3 AND seq = $4', [last.receipt.seq, this.#key.seal('gm_chains', chain, 'head', last.hash), chain, from.seq]);
-      if (moved.rowCount !== 1) throw unavailable('LEDGER_CHAIN_CONFLICT', `another writer appended to chain ${chain}`);
-      const ids = items.map((it) => it.hold.id);
-      const gone = await c.query<{ id: bigint; worker: Buffer | null }>('DELETE FROM gm_holds WHERE id = ANY($1::bigint[]) RETURNING id, worker', [ids]);
-      if (gone.rows.length !== ids.length) {
-        const found = new Set(gone.rows.map((r) => Number(r.id)));
-        throw new HoldsGone(ids.filter((id) => !found.has(id)));
-      }
-      const offers = items.filter((it) => !this.#storedOffers.has(hex(it.offer.digest)));
-      const seenOffers = new Set<string>();
-      for (const it of offers) {
-        const k = hex(it.offer.digest);
-        if (seenOffers.has(k)) continue;
-        seenOffers.add(k);
-        const id = Buffer.from(this.#key.token('offer', it.offer.digest));
-        await c.query('INSERT INTO gm_offers (id, signed) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [id, this.#key.seal('gm_offers', hex(id), 'signed', it.offer.signed)]);
-      }
-      const first = items[0]!.signed.receipt;
-      if (!this.#storedKeys.has(hex(first.receiptKey))) await c.query('INSERT INTO gm_receipt_keys (public_key, chain, first_seq) VALUES ($1, $2, $3) ON CONFLICT (public_key) DO NOTHING', [Buffer.from(first.receiptKey), chain, first.seq]);
-      const seqs = items.map((it) => it.signed.receipt.seq);
-      await c.query('INSERT INTO gm_receipts (chain, seq, body) SELECT $1, s, b FROM unnest($2::bigint[], $3::bytea[]) AS u(s, b)', [chain, seqs, items.map((it) => Buffer.from(this.#key.seal('gm_receipts', `${chain}/${it.signed.receipt.seq}`, 'body', it.signed.signed)))]);
-      const entryIds = items.map(() => randomBytes(16));
-      await c.query('INSERT INTO gm_entries (id, receipt_chain, receipt_seq, body) SELECT i, $1, s, b FROM unnest($2::bytea[], $3::bigint[], $4::bytea[]) AS u(i, s, b)', [
+    const offers = new Map<string, AppendItem['offer']>();
+    for (const it of items) if (!this.#storedOffers.has(hex(it.offer.digest))) offers.set(hex(it.offer.digest), it.offer);
+    const offerIds = [...offers.values()].map((o) => Buffer.from(this.#key.token('offer', o.digest)));
+    const first = items[0]!.signed.receipt;
+    const entryIds = items.map(() => randomBytes(16));
+    // Balances and worker credit move once per account and worker in the group.
+    const perAccount = new Map<string, { total: bigint; held: bigint }>();
+    const perWorker = new Map<string, { token: Buffer; cost: bigint; held: bigint }>();
+    const worker = (t: Buffer) => perWorker.get(hex(t)) ?? perWorker.set(hex(t), { token: t, cost: 0n, held: 0n }).get(hex(t))!;
+    for (const it of items) {
+      const r = it.signed.receipt;
+      const p = perAccount.get(it.hold.account) ?? { total: 0n, held: 0n };
+      perAccount.set(it.hold.account, { total: p.total + r.total, held: p.held + it.hold.amount });
+      // The hold reserved the held offer's worker credit (postpaid); the served offer's worker is owed its cost.
+      const heldOffer = it.hold.target.entry.verified.offer;
+      if (heldOffer.terms.kind === 'postpaid') worker(this.#workerToken(heldOffer.workerId, heldOffer.currency)).held += it.hold.amount;
+      if (it.postpaid) worker(this.#workerToken(r.workerId, r.currency)).cost += r.workerCost;
+    }
+    try {
+      await this.pool.query('SELECT gm_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)', [
         chain,
+        from.seq,
+        last.receipt.seq,
+        this.#key.seal('gm_chains', chain, 'head', last.hash),
+        items.map((it) => it.hold.id),
+        items.map((it) => it.signed.receipt.seq),
+        items.map((it) => Buffer.from(this.#key.seal('gm_receipts', `${chain}/${it.signed.receipt.seq}`, 'body', it.signed.signed))),
         entryIds,
-        seqs,
         items.map((it, i) => Buffer.from(this.#key.sealJson('gm_entries', hex(entryIds[i]!), 'body', { account: it.hold.account, kind: 'debit', amount: -it.signed.receipt.total, at: it.signed.receipt.time } satisfies SealedEntry))),
+        [...perAccount.keys()].map((id) => this.#accountToken(id)),
+        [...perAccount.values()].map((p) => p.total),
+        [...perAccount.values()].map((p) => p.held),
+        [...perWorker.values()].map((w) => w.token),
+        [...perWorker.values()].map((w) => w.cost),
+        [...perWorker.values()].map((w) => w.held),
+        offerIds,
+        [...offers.values()].map((o, i) => Buffer.from(this.#key.seal('gm_offers', hex(offerIds[i]!), 'signed', o.signed))),
+        this.#storedKeys.has(hex(first.receiptKey)) ? null : Buffer.from(first.receiptKey),
+        first.seq,
       ]);
-      // Balances move once per account in the batch; the floor constraint refuses any beyond its limit.
-      const perAccount = new Map<string, { total: bigint; held: bigint }>();
-      const perWorker = new Map<string, { token: Buffer; cost: bigint; held: bigint }>();
-      for (const it of items) {
-        const p = perAccount.get(it.hold.account) ?? { total: 0n, held: 0n };
-        perAccount.set(it.hold.account, { total: p.total + it.signed.receipt.total, held: p.held + it.hold.amount });
-        const heldWorker = gone.rows.find((r) => Number(r.id) === it.hold.id)?.worker ?? null;
-        const r = it.signed.receipt;
-        // The hold reserved the held offer's worker credit; the served offer's worker (postpaid) is owed the cost.
-        if (heldWorker) {
-          const k = hex(heldWorker);
-          const w = perWorker.get(k) ?? { token: heldWorker, cost: 0n, held: 0n };
-          perWorker.set(k, { ...w, held: w.held + it.hold.amount });
-        }
-        if (it.postpaid) {
-          const t = this.#workerToken(r.workerId, r.currency);
-          const k = hex(t);
-          const w = perWorker.get(k) ?? { token: t, cost: 0n, held: 0n };
-          perWorker.set(k, { ...w, cost: w.cost + r.workerCost });
-        }
-      }
-      for (const [id, p] of perAccount) {
-        const u = await c.query('UPDATE gm_accounts SET balance = balance - $1, reserved = reserved - $2 WHERE id = $3', [p.total, p.held, this.#accountToken(id)]);
-        if (u.rowCount !== 1) throw rejected('ACCOUNT_UNKNOWN', 'a settled hold names an account the ledger does not hold');
-      }
-      for (const w of perWorker.values()) {
-        await c.query('INSERT INTO gm_worker_credit (token, owed, reserved) VALUES ($1, $2, 0) ON CONFLICT (token) DO UPDATE SET owed = gm_worker_credit.owed + $2, reserved = gm_worker_credit.reserved - $3', [w.token, w.cost, w.held]);
-      }
-    });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'GM001') throw unavailable('LEDGER_CHAIN_CONFLICT', `another writer appended to chain ${chain}`, { cause: e });
+      if (code === 'GM002') throw new HoldsGone(String((e as Error).message).split(',').map(Number));
+      throw pgFailure(e, 'appending receipts');
+    }
     for (const it of items) {
       this.#storedOffers.add(hex(it.offer.digest));
       this.#storedKeys.add(hex(it.signed.receipt.receiptKey));
