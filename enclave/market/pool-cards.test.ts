@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { makeWorker, NOW, signedOffer } from '../../test/market-fixtures.ts';
+import { makeWorker, NOW, signedOffer, testIdentity } from '../../test/market-fixtures.ts';
 import { openaiApp } from '../api/openai.ts';
 import { SqliteLedger } from '../ledger/sqlite.ts';
 import { generateEnclaveReceiptKey } from '../ledger/signer.ts';
@@ -32,7 +32,7 @@ describe('model pools in the model list', () => {
     for (const w of workers) await m.book.addSignedOffer(w.offers[0]!, NOW, w.id);
     const [devPool, fast] = poolCards(m.book, POOLS, NOW);
     expect(fast).toEqual({
-      id: 'fast', object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: 3,
+      id: 'fast', object: 'model', created: 0, owned_by: 'gm', context_length: null, quantizations: [], workers: 3,
       pricing: [{ currency: 'USD', input_per_1m: { min: '0.05', max: '0.3' }, output_per_1m: { min: '0.2', max: '2' } }],
       gm_pool: { models: ['big-model', 'dev-model', 'absent-model'], available: ['big-model', 'dev-model'], modes: ['latency', 'throughput', 'floor', 'nitro'] },
     });
@@ -40,6 +40,24 @@ describe('model pools in the model list', () => {
     // A worker whose verification lapsed counts no more.
     expect(poolCards(m.book, POOLS, NOW + 700_000)[1]).toMatchObject({ workers: 0, pricing: [], gm_pool: { available: [] } });
     expect(withPools([], []).length).toBe(0);
+  });
+
+  it('a pool takes the context length all its live models take, and lists their attested quantizations', async () => {
+    const [a, b, c] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 }), makeWorker('wc', { seed: 3 })]);
+    const dev = testIdentity('fp8', { contextLength: 131_072 });
+    const big = testIdentity('bf16', { contextLength: 8_192 });
+    const m = createMarket({ feeBasisPoints: 0, pools: { both: ['dev-model', 'big-model'], plain: ['dev-model', 'other-model'] } });
+    m.book.upsertWorker({ ...a!.info, identities: new Map([['dev-model', dev]]) });
+    m.book.upsertWorker({ ...b!.info, identities: new Map([['big-model', big]]) });
+    m.book.upsertWorker(c!.info);
+    await m.book.addSignedOffer(await signedOffer(a!, { identity: dev }), NOW);
+    await m.book.addSignedOffer(await signedOffer(b!, { model: 'big-model', identity: big }), NOW);
+    const cards = () => Object.fromEntries(poolCards(m.book, { both: ['dev-model', 'big-model'], plain: ['dev-model', 'other-model'] }, NOW).map((x) => [x.id, x]));
+    expect(cards().both).toMatchObject({ context_length: 8_192, quantizations: ['bf16', 'fp8'] });
+    expect(cards().plain).toMatchObject({ context_length: 131_072, quantizations: ['fp8'] });
+    // A live model of the pool that states no identity: its context length is unknown, so the pool's is too.
+    await m.book.addSignedOffer(await signedOffer(c!, { model: 'other-model' }), NOW);
+    expect(cards().plain).toMatchObject({ context_length: null, quantizations: ['fp8'], gm_pool: { available: ['dev-model', 'other-model'] } });
   });
 
   it('GET /v1/models lists pools beside the models (a pool hides a model of its name); GET /v1/models/{pool} answers', async () => {

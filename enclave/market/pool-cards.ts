@@ -3,7 +3,9 @@
  * models sees the names it may send as `model`. A pool entry is an OpenAI model object like the others, marked by a
  * `gm_pool` member (absent on plain models) that holds its models in priority order and the routing modes its name
  * takes as a suffix. Its `workers` and `pricing` span every model of the pool with a live offer from a currently
- * verified worker, so they say what a request to the pool may be routed to and what it may cost.
+ * verified worker, so they say what a request to the pool may be routed to and what it may cost; `quantizations` is
+ * the attested ones among those offers, and `context_length` the context every live model of the pool takes (the
+ * smallest of their attested context lengths; null when one of them states none).
  */
 import { microsToDecimal } from '../../protocol/offer.ts';
 import type { OrderBook } from './book.ts';
@@ -18,7 +20,8 @@ export interface PoolCard {
   readonly object: 'model';
   readonly created: 0;
   readonly owned_by: 'gm';
-  readonly context_length: null;
+  readonly context_length: number | null;
+  readonly quantizations: readonly string[];
   /** Attested workers with a live offer for any model of the pool. */
   readonly workers: number;
   readonly pricing: readonly { readonly currency: string; readonly input_per_1m: PriceRange; readonly output_per_1m: PriceRange }[];
@@ -37,6 +40,9 @@ export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[
     const members = new Set(pools[id]);
     const workers = new Set<string>();
     const live = new Set<string>();
+    const quants = new Set<string>();
+    // Per live model: the largest attested context length among its offers (as its own card says), null if none states one.
+    const ctx = new Map<string, number | null>();
     const cur = new Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }>();
     for (const e of book.offers(now)) {
       const w = e.slot.info;
@@ -44,6 +50,9 @@ export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[
       if (!w || w.verifiedUntil <= now || !members.has(o.model)) continue;
       workers.add(o.workerId);
       live.add(o.model);
+      if (o.identity) quants.add(o.identity.quantization);
+      const c = ctx.get(o.model);
+      ctx.set(o.model, o.identity ? Math.max(c ?? 0, o.identity.contextLength) : (c ?? null));
       const r = cur.get(o.currency);
       if (!r) cur.set(o.currency, { inMin: o.pricePerMInput, inMax: o.pricePerMInput, outMin: o.pricePerMOutput, outMax: o.pricePerMOutput });
       else {
@@ -53,8 +62,10 @@ export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[
         r.outMax = o.pricePerMOutput > r.outMax ? o.pricePerMOutput : r.outMax;
       }
     }
+    const lengths = [...ctx.values()];
+    const contextLength = lengths.length > 0 && lengths.every((x) => x !== null) ? Math.min(...(lengths as number[])) : null;
     return {
-      id, object: 'model', created: 0, owned_by: 'gm', context_length: null, workers: workers.size,
+      id, object: 'model', created: 0, owned_by: 'gm', context_length: contextLength, quantizations: [...quants].sort(), workers: workers.size,
       pricing: [...cur.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([currency, r]) => ({
         currency,
         input_per_1m: { min: microsToDecimal(r.inMin), max: microsToDecimal(r.inMax) },
