@@ -66,7 +66,7 @@ export interface BundleKeys {
   readonly signing?: Uint8Array;
 }
 
-export const LEDGER_MODES = ['none', 'memory', 'file'] as const;
+export const LEDGER_MODES = ['none', 'memory', 'file', 'postgres'] as const;
 export type LedgerMode = (typeof LEDGER_MODES)[number];
 
 /**
@@ -80,7 +80,7 @@ export interface EnclaveSettings {
   readonly workerPolicy: Uint8Array;
   /** Whether requests without an API key are served, charged to a house account (`--open-access`). */
   readonly openAccess: boolean;
-  /** Where receipts are kept: no market ledger, a ledger in memory, or a ledger file. */
+  /** Where receipts are kept: no market ledger, a ledger in memory, a ledger file, or a shared PostgreSQL ledger. */
   readonly ledger: LedgerMode;
 }
 

@@ -19,7 +19,7 @@ import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
 import { createEnclave } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import type { Ledger } from './ledger/ledger.ts';
-import { openLedger } from './ledger/open.ts';
+import { isPostgresUrl, openLedger } from './ledger/open.ts';
 import { readLedgerKeyFile } from './ledger/key-file.ts';
 import { createMarket } from './market/index.ts';
 import { parsePools } from './market/pools.ts';
@@ -125,7 +125,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     ...(f['require-request-time'] ? { requireRequestTime: true } : {}),
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
-    settings: { openAccess, ledger: routerKind === 'market' ? ((f.ledger ?? ':memory:') === ':memory:' ? 'memory' : 'file') : 'none' },
+    settings: { openAccess, ledger: routerKind === 'market' ? ((f.ledger ?? ':memory:') === ':memory:' ? 'memory' : isPostgresUrl(f.ledger!) ? 'postgres' : 'file') : 'none' },
     workerPolicy,
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),

@@ -73,8 +73,9 @@ export interface LedgerOptions {
    */
   readonly creditSigner?: ReceiptSigner;
   /**
-   * This instance's receipt chain (default "main"). Each process or replica appending to one database needs its
-   * own: the database refuses a second writer on a chain whose head moved (LEDGER_CHAIN_CONFLICT).
+   * This instance's receipt chain (SQLite default "main"; PostgreSQL default "r-" and 8 bytes of the receipt key in
+   * hex). Each process or replica appending to one database needs its own: the database refuses a second writer on a
+   * chain whose head moved (LEDGER_CHAIN_CONFLICT).
    */
   readonly chainId?: string;
   /** How long a hold lives before any instance may reap it (default 1 hour: longer than any request may run). */

@@ -125,7 +125,8 @@ export class PostgresLedger implements Ledger {
         throw pgFailure(e, 'connecting to the ledger');
       });
       let key: LedgerKey;
-      const chainId = checkChainId(opts.chainId ?? DEFAULT_CHAIN);
+      const chainId = checkChainId(opts.chainId ?? defaultChain(opts));
+      opts = { ...opts, chainId };
       try {
         await client.query('BEGIN');
         await client.query('SELECT pg_advisory_xact_lock($1)', [SCHEMA_LOCK]);
@@ -453,6 +454,11 @@ export class PostgresLedger implements Ledger {
   async receiptKeys(): Promise<Uint8Array[]> {
     return (await this.#q<{ public_key: Buffer }>('reading receipt keys', 'SELECT public_key FROM gm_receipt_keys ORDER BY chain, first_seq', [])).rows.map((r) => new Uint8Array(r.public_key));
   }
+}
+
+/** A replica's own chain unless told otherwise: named after its receipt key, so no two replicas (or boots) share one. */
+function defaultChain(opts: LedgerOptions): string {
+  return opts.signer ? `r-${hex(opts.signer.publicKey.subarray(0, 8))}` : DEFAULT_CHAIN;
 }
 
 async function loadHead(q: Q, key: LedgerKey, chainId: string): Promise<ChainHead> {
