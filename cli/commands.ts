@@ -189,6 +189,8 @@ export const ENCLAVE = {
   router: { value: 'KIND', help: 'market (default: signed offers, ledger) or first' },
   ledger: file('the ledger: a SQLite FILE (default :memory:) or postgres://URL shared by replicas'),
   'ledger-key-file': file('--ledger postgres://: a file only its owner can read holding the 32-byte ledger key in hex (default: a key generated in memory, for one replica)'),
+  join: url('with --ledger postgres://...: a running replica to obtain the shared ledger key from (mutual attestation)'),
+  'peer-policy': file('with --ledger postgres://...: the client policy other replicas must pass to share the ledger key (default under --tee sim: the sim measurement)'),
   'fee-bps': { value: 'N', help: "the enclave's fee in basis points of the worker cost (default 0)" },
   'open-access': { help: 'serve requests without an API key from a house account (default under --tee sim)' },
   'sim-platform': { value: 'KIND', help: 'sim-sev-snp (default) or sim-tdx' },

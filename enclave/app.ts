@@ -145,6 +145,16 @@ export interface Enclave {
   close(): Promise<void>;
 }
 
+/** The settings an enclave with these options attests (a joining replica states them before the enclave exists). */
+export async function enclaveSettings(o: Pick<EnclaveOptions, 'workerPolicy' | 'settings' | 'market'>): Promise<EnclaveSettings> {
+  return {
+    allowSimWorkers: o.workerPolicy.allowSim,
+    workerPolicy: await workerPolicyDigest(o.workerPolicy),
+    openAccess: o.settings?.openAccess ?? false,
+    ledger: o.settings?.ledger ?? (o.market ? 'memory' : 'none'),
+  };
+}
+
 export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   // Servers use node:crypto for HPKE (synchronous OpenSSL calls; docs/protocol.md §10): same bytes, less latency.
   setDefaultBackend(nodeBackend);
@@ -157,12 +167,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   let served: GatewayKeySet = { gateway: keys.gateway, keyConfigs: keys.keyConfigs };
   let accepted: readonly GatewayKey[] = keys.gateway;
   // Trust-relevant settings, in every bundle and bound in its REPORT_DATA: a client can require them (client/policy.ts).
-  const settings: EnclaveSettings = {
-    allowSimWorkers: o.workerPolicy.allowSim,
-    workerPolicy: await workerPolicyDigest(o.workerPolicy),
-    openAccess: o.settings?.openAccess ?? false,
-    ledger: o.settings?.ledger ?? (o.market ? 'memory' : 'none'),
-  };
+  const settings = await enclaveSettings(o);
   const bundleFor = (nonce?: Uint8Array) => makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: served.keyConfigs, signingKey: keys.receipt.publicKey, settings, ...(nonce ? { nonce } : {}), now });
   let bootBundle = await bundleFor();
   let bootCbor = encodeBundle(bootBundle);

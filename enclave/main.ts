@@ -2,7 +2,7 @@
  * `gm enclave [--tee auto|configfs|sim] [--listen ADDR] [--worker-policy FILE] [--allow-sim-workers]
  *             [--max-body BYTES] [--max-streams N] [--configfs-root DIR] [--router market|first] [--ledger FILE|postgres://URL [--ledger-key-file FILE]]
  *             [--fee-bps N] [--open-access] [--sim-platform sim-sev-snp|sim-tdx] [--key-rotation-seconds N]
- *             [--collateral URL] [--operator-token-file FILE] [--require-request-time]`
+ *             [--collateral URL] [--operator-token-file FILE] [--require-request-time] [--join URL] [--peer-policy FILE]`
  * Starts the enclave service (enclave/app.ts), prints its URL, stops cleanly on SIGINT/SIGTERM. The flags are
  * declared, with their GM_<FLAG> environment names, in cli/commands.ts. `--tee auto` (the default) refuses to start without a TEE.
  * `--collateral URL` (a host shim's base URL) has worker verification ask that shim's collateral cache for the OCSP
@@ -10,17 +10,20 @@
  * `--operator-token-file FILE` (or the token itself in GM_OPERATOR_TOKEN; never a plain flag, which would show in
  * process listings) enables GET /v1/operator/metrics for that bearer token (docs/operator.md §7.1).
  * `--require-request-time` refuses requests that do not carry gm's request time (docs/protocol.md §13).
+ * With `--ledger postgres://...` the ledger is shared by replicas: `--join URL` obtains its key from a running replica
+ * by mutual attestation under `--peer-policy FILE` (enclave/replication/, docs/design.md §10.1), else a new key is made.
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { configError } from '../attestation/errors.ts';
 import { gpuCollateralFromShim } from '../client/collateral.ts';
 import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
-import { createEnclave } from './app.ts';
+import { createEnclave, enclaveSettings } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import type { Ledger } from './ledger/ledger.ts';
 import { isPostgresUrl, openLedger } from './ledger/open.ts';
 import { readLedgerKeyFile } from './ledger/key-file.ts';
+import { type SharedLedgerStart, sharedLedgerStart } from './replication/startup.ts';
 import { createMarket } from './market/index.ts';
 import { parsePools } from './market/pools.ts';
 import { type MarketRouter, marketRouter } from './market/router.ts';
@@ -43,6 +46,8 @@ export interface EnclaveFlags {
   readonly router?: string;
   readonly ledger?: string;
   readonly 'ledger-key-file'?: string;
+  readonly join?: string;
+  readonly 'peer-policy'?: string;
   readonly 'fee-bps'?: string;
   readonly 'open-access'?: boolean;
   readonly 'sim-platform'?: string;
@@ -62,6 +67,14 @@ const SIM_CREDIT = 100_000_000n;
 
 /** A collateral request the shim does not answer in this time fails (and the policy decides what that means). */
 const COLLATERAL_TIMEOUT_MS = 15_000;
+
+function policyJson(bytes: Uint8Array, file: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw configError('POLICY_INVALID', `${file} is not valid JSON`, { cause: e });
+  }
+}
 
 function poolsJson(bytes: Uint8Array, file: string): unknown {
   try {
@@ -85,6 +98,9 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const trust = tee.sim && allowSim && !collateral ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
   const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
   const log = createLogger({ service: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
+  // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.
+  const src = collateral ? { base: collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, { ...init, signal: AbortSignal.timeout(COLLATERAL_TIMEOUT_MS) }) } : undefined;
+  const workerPolicy: WorkerPolicy = { ...policy, allowSim, ...(trust ? { trust } : {}), ...(src ? { gpuCollateral: gpuCollateralFromShim(src) } : {}) };
   // The market routes by signed offers and settles receipts into the ledger (enclave/market, enclave/ledger).
   const keys = await generateEnclaveKeys();
   const routerKind = f.router ?? 'market';
@@ -92,13 +108,21 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   let market: MarketRouter | undefined;
   const openAccess = routerKind === 'market' && (f['open-access'] ?? tee.sim);
   let ledger: Ledger | undefined;
+  let shared: SharedLedgerStart | undefined;
+  const settingsIn = { openAccess, ledger: routerKind === 'market' ? ((f.ledger ?? ':memory:') === ':memory:' ? 'memory' : isPostgresUrl(f.ledger!) ? 'postgres' : 'file') : 'none' } as const;
+  if ((f.join || f['peer-policy']) && !(routerKind === 'market' && isPostgresUrl(f.ledger ?? ''))) throw configError('USAGE', '--join and --peer-policy need a shared ledger (--ledger postgres://...)');
   let simAccount: { account: { id: string }; apiKey: string } | undefined;
   if (f.pools && routerKind !== 'market') throw configError('USAGE', '--pools needs the market router (--router market)');
   if (routerKind === 'market') {
     const path = f.ledger ?? ':memory:';
     if (path === ':memory:') io.err('gm enclave: ledger in memory (--ledger FILE to keep receipts)\n');
     const ledgerKeyFile = f['ledger-key-file'];
-    ledger = await openLedger(path, { signer: keys.receipt, ...(ledgerKeyFile ? { ledgerKey: await readLedgerKeyFile(ledgerKeyFile, io) } : {}) });
+    const provided = ledgerKeyFile ? await readLedgerKeyFile(ledgerKeyFile, io) : undefined;
+    // A shared ledger (PostgreSQL): the provisioned key, the key from a replica (--join), or a new one (docs/design.md §10.1).
+    shared = isPostgresUrl(path)
+      ? await sharedLedgerStart({ join: f.join, provided, peerPolicy: f['peer-policy'] ? policyJson(await io.readFile(f['peer-policy']), f['peer-policy']) : undefined, tee, trust, receiptKey: keys.receipt.publicKey, settings: await enclaveSettings({ workerPolicy, settings: settingsIn }), log })
+      : undefined;
+    ledger = await openLedger(path, { signer: keys.receipt, ...(shared ? { ledgerKey: shared.ledgerKey } : provided ? { ledgerKey: provided } : {}) });
     // --open-access (default under sim): requests without an API key are charged to a house account (dev/demo).
     const open = openAccess;
     const anonymous = open ? (await ledger.createAccount({ currency: 'USD', creditLimit: 1_000_000_000_000n }, Date.now())).account : undefined;
@@ -108,9 +132,6 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     const pools = f.pools ? parsePools(poolsJson(await io.readFile(f.pools), f.pools), f.pools) : undefined;
     market = marketRouter({ market: createMarket({ feeBasisPoints: intFlag(f['fee-bps'], 'fee-bps', 0, 0, 10_000), ...(pools ? { pools } : {}) }), ledger, enclaveSim: tee.sim, ...(anonymous ? { anonymous } : {}), log });
   }
-  // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.
-  const src = collateral ? { base: collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, { ...init, signal: AbortSignal.timeout(COLLATERAL_TIMEOUT_MS) }) } : undefined;
-  const workerPolicy: WorkerPolicy = { ...policy, allowSim, ...(trust ? { trust } : {}), ...(src ? { gpuCollateral: gpuCollateralFromShim(src) } : {}) };
   if (collateral) {
     const g = policy.policy.gpu!;
     log.info('enclave.worker_collateral', { collateral, rimMatchRequired: g.rimMatchRequired, ocsp: g.ocsp });
@@ -125,7 +146,8 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
     ...(f['require-request-time'] ? { requireRequestTime: true } : {}),
     keyRotationMs: intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000,
     ...(market ? { router: market.router, onWorkerChange: market.onWorkerChange, market: market.surface } : {}),
-    settings: { openAccess, ledger: routerKind === 'market' ? ((f.ledger ?? ':memory:') === ':memory:' ? 'memory' : isPostgresUrl(f.ledger!) ? 'postgres' : 'file') : 'none' },
+    settings: settingsIn,
+    ...(shared?.replication ? { replication: shared.replication } : {}),
     workerPolicy,
     limits: {
       ...(f['max-body'] ? { maxRequestBytes: intFlag(f['max-body'], 'max-body', 0, 1024) } : {}),
