@@ -107,7 +107,7 @@ export async function startReplicaStack(pgServer: PgServer, o: { n: number; work
   const log = createLogger({ service: 'replicas-test', sim: true, level: 'error', sink: () => {} });
   // The member the replicas join: the same sim image and settings as `gm enclave --tee sim --ledger postgres://...`.
   const member: Enclave = await createEnclave({
-    tee: simProvider({ amd }), log, settings: { openAccess: true, ledger: 'file' },
+    tee: simProvider({ amd }), log, settings: { openAccess: true, ledger: 'postgres' },
     workerPolicy: { ...simWorkerPolicyDoc(), allowSim: true },
     replication: { ledgerKey, policy: parseClientPolicy(simPolicyDoc()), allowSim: true },
   });
