@@ -273,6 +273,13 @@ export const RECEIPTS_VERIFY = {
   json,
 } as const;
 
+export const RECEIPTS_PROVE = {
+  receipt: file('one receipt envelope (JSON) as the client received it'),
+  offers: file('the offer listing (GET /v1/market/offers) taken while the request was routed'),
+  key: { value: 'HEX', help: "the enclave's Ed25519 receipt public key (from a verified bundle)" },
+  json,
+} as const;
+
 export const RECEIPTS_ACCOUNT = {
   ledger: file('the ledger database (required)'),
   currency: { value: 'C', help: 'create, pay-worker: currency (default USD for create)' },
@@ -304,6 +311,7 @@ export type ChatFlags = Flags<typeof CHAT>;
 export type DemoFlags = Flags<typeof DEMO>;
 export type ProxyFlags = Flags<typeof PROXY>;
 export type ReceiptsVerifyFlags = Flags<typeof RECEIPTS_VERIFY>;
+export type ReceiptsProveFlags = Flags<typeof RECEIPTS_PROVE>;
 export type ReceiptsAccountFlags = Flags<typeof RECEIPTS_ACCOUNT>;
 export type ReceiptsStatementFlags = Flags<typeof RECEIPTS_STATEMENT>;
 export type JsonFlag = Flags<{ json: typeof json }>;
@@ -443,6 +451,13 @@ export const COMMANDS: readonly CommandSpec[] = [
     flags: RECEIPTS_VERIFY,
     details: 'Checks signatures, the chain, and each price against its signed offer. Exit 0 verified, 1 rejected, 2 usage.',
     run: async (f, a, io) => (await import('./receipts-verify.ts')).run(f, a[0], io),
+  }),
+  command({
+    name: 'receipts prove',
+    summary: "check a receipt's best-execution commitment against the offer listing",
+    flags: RECEIPTS_PROVE,
+    details: 'Recomputes the Merkle root of the offers the enclave considered, checks the eligible set and rule against the\nreceipt, and that no eligible offer ranked above the one that served. Exit 0 proven, 1 rejected, 2 usage.',
+    run: async (f, _a, io) => (await import('./receipts-prove.ts')).run(f, io),
   }),
   command({
     name: 'receipts account',

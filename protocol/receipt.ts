@@ -15,6 +15,8 @@
  *   weightsDigest bytes 32 · quantization text · engine text ("name/version"): present together, only when the
  *     served offer states a model identity (protocol/model-identity.ts), copied from it; the enclave took that offer
  *     only because the worker's verified evidence states the same identity
+ *   selection map, when the enclave committed to its selection (protocol/best-execution.ts): the considered offers'
+ *     Merkle root and count, the eligibility bitmap's digest and count, the strategy, the rule's digest, the rank
  *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
  *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
  *
@@ -33,6 +35,7 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, fromBase64, isZero, own } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
+import { type SelectionCommitment, selectionFromCbor, selectionToCbor } from './best-execution.ts';
 import { engineLabel } from './model-identity.ts';
 import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
 
@@ -69,12 +72,14 @@ export interface Receipt {
   readonly weightsDigest?: Uint8Array;
   readonly quantization?: string;
   readonly engine?: string;
+  /** The best-execution commitment of the selection that chose the served offer. */
+  readonly selection?: SelectionCommitment;
   /** Present only for an answer that did not complete. */
   readonly status?: ReceiptStatus;
 }
 
 /** The receipt fields the ledger copies from the router (everything it does not compute itself). */
-export type ReceiptCommitments = Partial<Pick<Receipt, 'weightsDigest' | 'quantization' | 'engine'>>;
+export type ReceiptCommitments = Partial<Pick<Receipt, 'weightsDigest' | 'quantization' | 'engine' | 'selection'>>;
 
 /** The served offer's identity as receipt fields (none when the offer states no identity). */
 export function identityCommitments(o: Offer): ReceiptCommitments {
@@ -174,6 +179,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
     sim: r.sim,
     receiptKey: r.receiptKey,
     ...(r.weightsDigest !== undefined ? { weightsDigest: r.weightsDigest, quantization: r.quantization!, engine: r.engine! } : {}),
+    ...(r.selection !== undefined ? { selection: selectionToCbor(r.selection) } : {}),
     ...(r.status !== undefined ? { status: r.status } : {}),
   });
 }
@@ -186,7 +192,7 @@ function checkIdentityFields(r: Receipt, bad: (why: string) => never): void {
 
 const KEYS = ['v', 'seq', 'prev', 'requestId', 'time', 'model', 'account', 'workerId', 'workerKey', 'evidenceDigest', 'offerId', 'offerDigest', 'inputTokens', 'outputTokens', 'currency', 'pricePerMInput', 'pricePerMOutput', 'feeBasisPoints', 'workerCost', 'fee', 'total', 'terms', 'sim', 'receiptKey'];
 
-const OPTIONAL_KEYS = ['weightsDigest', 'quantization', 'engine'];
+const OPTIONAL_KEYS = ['weightsDigest', 'quantization', 'engine', 'selection'];
 
 function decodeStrict(bytes: Uint8Array): CborValue {
   try {
@@ -229,6 +235,7 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     ...(m.weightsDigest !== undefined ? { weightsDigest: fBytes(m, 'weightsDigest', M, 32) } : {}),
     ...(m.quantization !== undefined ? { quantization: fText(m, 'quantization', M, 16) } : {}),
     ...(m.engine !== undefined ? { engine: fText(m, 'engine', M, 129) } : {}),
+    ...(m.selection !== undefined ? { selection: selectionFromCbor(m.selection, M) } : {}),
     ...(m.status !== undefined ? { status: receiptStatus(fText(m, 'status', M, 16)) } : {}),
   };
   if (r.seq < 1) throw protocolError(M, 'receipt seq starts at 1');
@@ -373,6 +380,7 @@ export function receiptView(r: Receipt): Record<string, unknown> {
     sim: r.sim,
     receiptKey: hexOf(r.receiptKey),
     ...(r.weightsDigest !== undefined ? { weightsDigest: hexOf(r.weightsDigest), quantization: r.quantization, engine: r.engine } : {}),
+    ...(r.selection !== undefined ? { selection: { root: hexOf(r.selection.root), considered: r.selection.considered, eligible: hexOf(r.selection.eligible), count: r.selection.count, strategy: r.selection.strategy, constraints: hexOf(r.selection.constraints), rank: r.selection.rank } } : {}),
     status: r.status ?? 'completed',
   };
 }
@@ -385,12 +393,21 @@ export interface ReceiptEnvelope {
   readonly receipt: string;
   /** base64url of the signed offer the receipt cites (lets anyone check the price without the ledger). */
   readonly offer?: string;
+  /**
+   * The preimages of the receipt's selection digests (base64url): the rule's deterministic CBOR and the eligibility
+   * bitmap, for `gm receipts prove`. Checked against the signed digests, never trusted alone.
+   */
+  readonly selection?: { readonly rule: string; readonly eligible: string };
   /** Informational copy of the fields; never trusted by verifiers. */
   readonly view?: Record<string, unknown>;
 }
 
-export function receiptEnvelope(s: SignedReceipt, signedOffer?: Uint8Array): ReceiptEnvelope {
-  return { type: 'gm.receipt', v: 1, receipt: b64url(s.signed), ...(signedOffer ? { offer: b64url(signedOffer) } : {}), view: receiptView(s.receipt) };
+export function receiptEnvelope(s: SignedReceipt, signedOffer?: Uint8Array, selection?: { rule: Uint8Array; eligible: Uint8Array }): ReceiptEnvelope {
+  return {
+    type: 'gm.receipt', v: 1, receipt: b64url(s.signed), ...(signedOffer ? { offer: b64url(signedOffer) } : {}),
+    ...(selection ? { selection: { rule: b64url(selection.rule), eligible: b64url(selection.eligible) } } : {}),
+    view: receiptView(s.receipt),
+  };
 }
 
 /** The `gm-receipt` header value for non-streamed answers: base64url of the JSON envelope (no spaces or quotes). */
@@ -399,7 +416,7 @@ export function receiptHeaderValue(env: ReceiptEnvelope): string {
 }
 
 /** Parses a `gm-receipt` header value back into the envelope's bytes. */
-export function parseReceiptHeader(value: string): { signed: Uint8Array; offer?: Uint8Array } {
+export function parseReceiptHeader(value: string): ReturnType<typeof parseReceiptEnvelope> {
   let json: unknown;
   try {
     json = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(fromBase64(value, 'gm-receipt header')));
@@ -410,9 +427,15 @@ export function parseReceiptHeader(value: string): { signed: Uint8Array; offer?:
 }
 
 /** Parses a receipt envelope (the SSE event data or one JSON value of a receipts file). */
-export function parseReceiptEnvelope(v: unknown): { signed: Uint8Array; offer?: Uint8Array } {
+export function parseReceiptEnvelope(v: unknown): { signed: Uint8Array; offer?: Uint8Array; selection?: { rule: Uint8Array; eligible: Uint8Array } } {
   const o = v as Partial<ReceiptEnvelope> | null;
   if (!o || typeof o !== 'object' || o.type !== 'gm.receipt' || o.v !== 1 || typeof o.receipt !== 'string') throw protocolError(M, 'not a gm.receipt v1 envelope');
   if (o.offer !== undefined && typeof o.offer !== 'string') throw protocolError(M, 'receipt envelope offer must be base64url text');
-  return { signed: fromBase64(o.receipt, 'receipt'), ...(o.offer !== undefined ? { offer: fromBase64(o.offer, 'offer') } : {}) };
+  const sel = o.selection;
+  if (sel !== undefined && (typeof sel !== 'object' || sel === null || typeof sel.rule !== 'string' || typeof sel.eligible !== 'string')) throw protocolError(M, 'receipt envelope selection must hold base64url rule and eligible');
+  return {
+    signed: fromBase64(o.receipt, 'receipt'),
+    ...(o.offer !== undefined ? { offer: fromBase64(o.offer, 'offer') } : {}),
+    ...(sel !== undefined ? { selection: { rule: fromBase64(sel.rule, 'selection rule'), eligible: fromBase64(sel.eligible, 'selection bitmap') } } : {}),
+  };
 }

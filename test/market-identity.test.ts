@@ -6,7 +6,12 @@
  * state has that offer refused, so it never serves an identity-constrained request.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hex } from '../attestation/bytes.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fromBase64, hex } from '../attestation/bytes.ts';
+import { main } from '../cli/main.ts';
+import { nodeIo } from '../cli/io.ts';
 import { verifyOfferSignatures } from '../protocol/offer.ts';
 import { checkReceiptAgainstOffer, parseReceiptHeader, verifyReceipt } from '../protocol/receipt.ts';
 import { testIdentity } from './market-fixtures.ts';
@@ -67,6 +72,25 @@ describe('attested model identity through the stack', () => {
     const cheap = await receiptOf({});
     expect(cheap.workerId).toBe(stack.workers[1]!.worker.id);
     expect(cheap.quantization).toBe('bf16');
+  });
+
+  it('a live receipt is proven against the public listing by gm receipts prove (best execution)', async () => {
+    const res = await ask({ provider: { quantizations: ['fp8', 'bf16'] } });
+    expect(res.status).toBe(200);
+    await new Response(res.body).arrayBuffer();
+    const env = JSON.parse(new TextDecoder().decode(fromBase64(res.headers.get('gm-receipt')!, 'header'))) as object;
+    const listing = await (await fetch(`${stack.enclaveUrl}/v1/market/offers`)).text();
+    const dir = mkdtempSync(join(tmpdir(), 'gm-prove-stack-'));
+    try {
+      writeFileSync(join(dir, 'receipt.json'), JSON.stringify(env));
+      writeFileSync(join(dir, 'offers.json'), listing);
+      let out = '';
+      const code = await main(['receipts', 'prove', '--receipt', join(dir, 'receipt.json'), '--offers', join(dir, 'offers.json'), '--key', hex(stack.enclave.keys.receipt.publicKey), '--json'], { ...nodeIo, out: (s) => void (out += s), err: (s) => void (out += s) });
+      expect(code).toBe(0);
+      expect(JSON.parse(out)).toMatchObject({ proven: true, rank: 0, considered: 2, eligible: 2, better: 0 });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('/v1/models shows the attested context length and quantizations', async () => {

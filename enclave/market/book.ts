@@ -15,6 +15,8 @@
  */
 import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
+import { hash } from 'node:crypto';
+import { leafHash, merkleRoot } from '../../protocol/best-execution.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { type ModelIdentity, parameterMask, sameIdentity } from '../../protocol/model-identity.ts';
 import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
@@ -65,6 +67,17 @@ export interface BookEntry {
   readonly weightsHex: string | undefined;
   /** Bitmask of the parameters the offer declares (protocol/model-identity.ts parameterMask). */
   readonly paramMask: number;
+  /**
+   * validFrom and validUntil in unix seconds: small integers V8 keeps inline, where the millisecond copies are boxed
+   * doubles (a pointer chase per read in the selection scans).
+   */
+  readonly fromS: number;
+  readonly untilS: number;
+  /** Copies of the offer's currency and capacity: selection reads them without touching the offer object. */
+  readonly currency: string;
+  readonly capacity: number;
+  /** Position in its model's considered set (sorted by offer digest), set when the model's tree is built. */
+  leafIndex: number;
   /** Selection's per-request visit stamp (the threshold scan meets an entry from two lists). */
   mark: number;
 }
@@ -109,6 +122,14 @@ interface ModelList {
   byOut: BookEntry[] | undefined;
   /** Earliest untilMs in `entries`: compaction is due once now reaches it. */
   nextExpiry: number;
+  /** The entries' Merkle leaves sorted by offer digest and their root (protocol/best-execution.ts), built on demand. */
+  tree: ModelTree | undefined;
+}
+
+/** A model's considered set as the best-execution commitment names it. */
+export interface ModelTree {
+  readonly leaves: readonly Uint8Array[];
+  readonly root: Uint8Array;
 }
 
 export class OrderBook {
@@ -210,12 +231,18 @@ export class OrderBook {
       quantization: o.identity?.quantization,
       weightsHex: o.identity ? hex(o.identity.weightsDigest) : undefined,
       paramMask: o.identity ? parameterMask(o.identity.parameters) : 0,
+      fromS: o.validFrom,
+      untilS: o.validUntil,
+      currency: o.currency,
+      capacity: o.capacity,
+      leafIndex: 0,
       mark: 0,
     };
     let list = this.#byModel.get(o.model);
-    if (!list) this.#byModel.set(o.model, (list = { entries: [], byIn: undefined, byOut: undefined, nextExpiry: Infinity }));
+    if (!list) this.#byModel.set(o.model, (list = { entries: [], byIn: undefined, byOut: undefined, nextExpiry: Infinity, tree: undefined }));
     list.entries.push(entry);
     list.byIn = list.byOut = undefined;
+    list.tree = undefined;
     list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
     this.#byOffer.set(offerKey(o.workerId, o.offerId), entry);
     this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
@@ -306,6 +333,26 @@ export class OrderBook {
     return { byIn: list.byIn, byOut: list.byOut };
   }
 
+  /**
+   * The model's live entries as a Merkle tree over their offer digests, sorted bytewise (protocol/best-execution.ts),
+   * built once per change to the model's offers; each entry's `leafIndex` is its position. Selection commits to it.
+   */
+  treeFor(model: string, now: number): ModelTree {
+    const entries = this.entriesFor(model, now);
+    const list = this.#byModel.get(model);
+    if (!list) return EMPTY_TREE;
+    if (!list.tree) {
+      // Latin-1 strings of the digests compare in the digests' byte order, and far faster than byte arrays.
+      const keyed = entries.map((e) => ({ e, k: Buffer.from(e.verified.digest.buffer, e.verified.digest.byteOffset, e.verified.digest.length).toString('latin1') }));
+      keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+      const sorted = keyed.map((x) => x.e);
+      for (let i = 0; i < sorted.length; i++) sorted[i]!.leafIndex = i;
+      const leaves = sorted.map((e) => leafHash(e.verified.digest, nodeSha256));
+      list.tree = { leaves, root: merkleRoot(leaves, nodeSha256) };
+    }
+    return list.tree;
+  }
+
   /** Removes every expired offer; returns how many left. */
   prune(now: number): number {
     let n = 0;
@@ -352,7 +399,10 @@ export class OrderBook {
         if (e.untilMs < next) next = e.untilMs;
       } else if (this.#byOffer.get(offerKey(e.offer.workerId, e.offer.offerId)) === e) this.#byOffer.delete(offerKey(e.offer.workerId, e.offer.offerId));
     }
-    if (kept.length !== list.entries.length) list.byIn = list.byOut = undefined;
+    if (kept.length !== list.entries.length) {
+      list.byIn = list.byOut = undefined;
+      list.tree = undefined;
+    }
     list.entries = kept;
     list.nextExpiry = next;
     return before - kept.length;
@@ -363,6 +413,7 @@ export class OrderBook {
     if (list) {
       list.entries = list.entries.filter((e) => e !== entry);
       list.byIn = list.byOut = undefined;
+      list.tree = undefined;
     }
     const k = offerKey(entry.offer.workerId, entry.offer.offerId);
     if (this.#byOffer.get(k) === entry) this.#byOffer.delete(k);
@@ -372,6 +423,13 @@ export class OrderBook {
     for (const e of [...this.#byOffer.values()]) if (pred(e)) this.#remove(e);
   }
 }
+
+const nodeSha256 = (b: Uint8Array): Uint8Array => {
+  const d = hash('sha256', b, 'buffer');
+  return new Uint8Array(d.buffer, d.byteOffset, d.length);
+};
+
+const EMPTY_TREE: ModelTree = { leaves: [], root: merkleRoot([]) };
 
 /** The book's key for an offer: its id within the namespace of the worker that signed it (length-prefixed: injective). */
 const offerKey = (workerId: string, offerId: string): string => `${workerId.length}:${workerId}${offerId}`;

@@ -65,9 +65,10 @@ export interface Market {
   readonly book: OrderBook;
   readonly config: MarketConfig;
   /** Parses the constraints from the decrypted body and selects; the account's currency restricts offers. */
-  route(body: unknown, ctx: { now: number; requestId: string; account?: { currency: string } }): Selection;
+  /** With `commit` (what the router asks for) the selection carries its best-execution commitment. */
+  route(body: unknown, ctx: { now: number; requestId: string; account?: { currency: string }; commit?: boolean }): Selection;
   /** Selection from already parsed constraints (benchmarks, tests). */
-  selectParsed(c: RouteConstraints, ctx: { now: number; requestId: string }): Selection;
+  selectParsed(c: RouteConstraints, ctx: { now: number; requestId: string; commit?: boolean }): Selection;
 }
 
 export function createMarket(config: MarketConfig = {}): Market {
@@ -79,10 +80,10 @@ export function createMarket(config: MarketConfig = {}): Market {
     route(body, ctx) {
       const parsed = parseRouteConstraints(body, config);
       const c = ctx.account && parsed.paymentCurrency === undefined ? { ...parsed, paymentCurrency: ctx.account.currency } : parsed;
-      return select(book, c, ctx.now, { requestId: ctx.requestId, limit });
+      return select(book, c, ctx.now, { requestId: ctx.requestId, limit, commit: ctx.commit === true });
     },
     selectParsed(c, ctx) {
-      return select(book, c, ctx.now, { requestId: ctx.requestId, limit });
+      return select(book, c, ctx.now, { requestId: ctx.requestId, limit, commit: ctx.commit === true });
     },
   };
 }

@@ -21,6 +21,8 @@
  */
 import { toBase64 } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { encodeRule, type SelectionCommitment } from '../../protocol/best-execution.ts';
 import { identityCommitments, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
 import type { Logger } from '../log.ts';
@@ -33,7 +35,7 @@ import { poolCards, withPools } from './pool-cards.ts';
 import { type Market, publicOffersView } from './index.ts';
 import { meter } from './metering.ts';
 import { HEAD_TYPE } from '../ledger/records.ts';
-import type { Candidate } from './select.ts';
+import { type Candidate, selectionRule } from './select.ts';
 import type { Lease } from './stats.ts';
 
 export interface MarketRouterOptions {
@@ -165,7 +167,10 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     const t = now();
     const account = req.apiKey ? await ledger.accountForKey(req.apiKey) : o.anonymous;
     if (!account) throw rejected('ACCOUNT_MISSING', 'request carries no API key');
-    const sel = market.route(req.body, { now: t, requestId: req.requestId, account });
+    const sel = market.route(req.body, { now: t, requestId: req.requestId, account, commit: true });
+    // What the receipt commits to about this selection; the rule's bytes and the bitmap go to the client beside it.
+    const rule = encodeRule(selectionRule(sel.constraints));
+    const proof = sel.proof!;
     const usable = sel.candidates.filter((c) => registry.usable(c.offer.workerId) !== undefined);
     if (usable.length === 0) throw unavailable('NO_ELIGIBLE_OFFER', `no eligible offer: the ${sel.candidates.length} selected worker(s) are not verified right now`);
     const available = await ledger.available(account.id);
@@ -220,7 +225,10 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const m = meter(usage, delivered, bounds);
         if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
         if (m.clamped) o.log?.warn('market.usage_clamped', { requestId: req.requestId });
-        const commitments = identityCommitments(d.cand.offer);
+        const selection: SelectionCommitment = {
+          root: proof.root, considered: proof.considered, eligible: sha256(proof.bitmap), count: proof.count, strategy: proof.strategy, constraints: sha256(rule), rank: sel.candidates.indexOf(d.cand),
+        };
+        const commitments = { ...identityCommitments(d.cand.offer), selection };
         const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, commitments, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
         receipts?.inc();
         return receipt;
@@ -266,7 +274,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const d = reached(c);
         d.lease?.succeeded(usage?.completionTokens ?? 0, now());
         const receipt = await settle(d, usage, delivered, 'completed');
-        const env = receiptEnvelope(receipt, d.cand.entry.verified.signed);
+        const env = receiptEnvelope(receipt, d.cand.entry.verified.signed, { rule, eligible: proof.bitmap });
         return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
       },
     };

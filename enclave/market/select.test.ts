@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Offer, PaymentTerms, TermsKind } from '../../protocol/offer.ts';
+import { bitSet } from '../../protocol/best-execution.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { expectCode, makeWorker, NOW, NOW_S, offerFor, signedOffer, type TestWorker, unsignedVerified } from '../../test/market-fixtures.ts';
 import { OrderBook, quotedPrice } from './book.ts';
@@ -129,6 +130,13 @@ describe('selection properties (fast-check)', async () => {
           return;
         }
         expect(sel.candidates.length).toBeGreaterThan(0);
+        // The best-execution bitmap marks exactly the oracle's offers, in the considered set's digest order.
+        const committed = select(book, c, now, { requestId: 'r', commit: true });
+        expect(committed.candidates.map((x) => x.offer.offerId)).toEqual(sel.candidates.map((x) => x.offer.offerId));
+        const considered = book.entriesFor(c.models[0]!, now).slice().sort((x, y) => x.leafIndex - y.leafIndex);
+        expect(committed.proof!.considered).toBe(considered.length);
+        expect(considered.filter((_, i) => bitSet(committed.proof!.bitmap, i)).map((x) => x.offer)).toEqual(expect.arrayContaining(oracle));
+        expect(committed.proof!.count).toBe(oracle.length);
         for (const cand of sel.candidates) expect(oracle).toContain(cand.offer);
         expect(sel.candidates.length).toBe(Math.min(8, oracle.length));
         if (c.sort === 'price') {

@@ -21,7 +21,9 @@
  * provider.weights_digests), the request's parameters declared (provider.require_parameters), in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
  * message counts the offers each constraint excluded (model and constraint names only, never request text).
  */
+import { fromHex } from '../../attestation/bytes.ts';
 import { GmError, unavailable } from '../../attestation/errors.ts';
+import { merkleRoot, type SelectionRule, type Strategy } from '../../protocol/best-execution.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
@@ -35,9 +37,22 @@ export interface Candidate {
   readonly maxCost: bigint;
 }
 
+/** What the receipt commits to about this selection (protocol/best-execution.ts), when asked for. */
+export interface SelectionProof {
+  /** Merkle root over the considered offers (each requested model's live offers, sorted by digest). */
+  readonly root: Uint8Array;
+  readonly considered: number;
+  /** Bit i set when considered offer i was eligible. */
+  readonly bitmap: Uint8Array;
+  readonly count: number;
+  readonly strategy: Strategy;
+}
+
 export interface Selection {
   /** Eligible candidates, best first (at most `limit`). Never empty: an empty selection throws instead. */
   readonly candidates: readonly Candidate[];
+  /** The best-execution commitment (with SelectOptions.commit). */
+  readonly proof?: SelectionProof;
   readonly allowFallbacks: boolean;
   readonly constraints: RouteConstraints;
   readonly feeBasisPoints: number;
@@ -50,6 +65,11 @@ export interface SelectOptions {
   readonly limit?: number;
   /** `linear` forces the full scan (tests compare it with the threshold scan). */
   readonly scan?: 'auto' | 'linear';
+  /**
+   * Commit to the considered set and the eligible subset (a full scan: every eligible offer must be marked, so the
+   * threshold scan's early stop does not apply).
+   */
+  readonly commit?: boolean;
 }
 
 let visitStamp = 0;
@@ -106,6 +126,19 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const limit = opts.limit ?? 8;
   const reqSeed = fnv1a(opts.requestId ?? '');
   const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, identity: 0, parameters: 0, capacity: 0, health: 0 };
+  const commit = opts.commit === true;
+  let bits: Uint8Array | undefined;
+  let offsets: number[] = [];
+  let root: Uint8Array | undefined;
+  let considered = 0;
+  let eligibleCount = 0;
+  let ranked = 0;
+  if (commit) {
+    const trees = c.models.map((m) => book.treeFor(m, now));
+    offsets = trees.map((t) => ((considered += t.leaves.length), considered - t.leaves.length));
+    bits = new Uint8Array(Math.ceil(considered / 8));
+    root = trees.length === 1 ? trees[0]!.root : merkleRoot(trees.flatMap((t) => t.leaves));
+  }
   const strategy = c.poolMode === 'latency' || c.poolMode === 'throughput' ? c.poolMode : c.sort;
   const expIn = c.expectedInputTokens;
   const expOut = c.expectedOutputTokens;
@@ -132,9 +165,11 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const weights = c.weightsDigests;
   const needParams = c.requiredParameters;
 
+  // now < validFrom·1000 ⇔ floor(now/1000) < validFrom, and likewise for validUntil (both whole seconds).
+  const nowS = Math.floor(now / 1000);
   const visit = (e: BookEntry, mi: number): void => {
     const o = e.offer;
-    if (now < e.fromMs || now >= e.untilMs) {
+    if (nowS < e.fromS || nowS >= e.untilS) {
       counts.validity++;
       return;
     }
@@ -152,7 +187,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       counts.order++;
       return;
     }
-    if ((currencyFilter !== undefined && o.currency !== currencyFilter) || (payCurrency !== undefined && o.currency !== payCurrency)) {
+    if ((currencyFilter !== undefined && e.currency !== currencyFilter) || (payCurrency !== undefined && e.currency !== payCurrency)) {
       counts.currency++;
       return;
     }
@@ -174,7 +209,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       return;
     }
     const st = e.stats;
-    if (st.inFlight >= o.capacity) {
+    if (st.inFlight >= e.capacity) {
       counts.capacity++;
       return;
     }
@@ -182,6 +217,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       counts.health++;
       return;
     }
+    ranked++;
     const group = oi * 32 + (ordered ? mi : 0);
     const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
     const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
@@ -223,12 +259,64 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   }
 
   if (top.length === 0) throw noEligible(c, seen, counts, book);
+  if (bits !== undefined) {
+    // The eligibility bitmap: the same constraints as `visit`, in one tight pass over every considered offer (the
+    // ranking above may stop early; the commitment may not). A property test holds the two to the same set.
+    const quantsOk = (e: BookEntry) => quants === undefined || (e.quantization !== undefined && quants.has(e.quantization));
+    const weightsOk = (e: BookEntry) => weights === undefined || (e.weightsHex !== undefined && weights.has(e.weightsHex));
+    for (let mi = 0; mi < c.models.length; mi++) {
+      const entries = book.entriesFor(c.models[mi]!, now);
+      const base = offsets[mi]!;
+      for (let k = 0; k < entries.length; k++) {
+        const e = entries[k]!;
+        if (nowS < e.fromS || nowS >= e.untilS || e.quotedIn > maxIn || e.quotedOut > maxOut || (e.termsBit & termsMask) === 0 || (e.paramMask & needParams) !== needParams) continue;
+        if ((currencyFilter !== undefined && e.currency !== currencyFilter) || (payCurrency !== undefined && e.currency !== payCurrency)) continue;
+        const w = e.slot.info;
+        if (w === undefined || w.verifiedUntil <= now) continue;
+        const st = e.stats;
+        if (st.inFlight >= e.capacity || (st.samples !== 0 && st.unhealthy(now))) continue;
+        if (!quantsOk(e) || !weightsOk(e)) continue;
+        if (only !== undefined || ignore !== undefined || (order !== undefined && !c.allowFallbacks)) {
+          const o = e.offer;
+          if ((only !== undefined && !slugIn(only, o)) || (ignore !== undefined && slugIn(ignore, o)) || (order !== undefined && !c.allowFallbacks && orderIndex(order, o) === orderLen)) continue;
+        }
+        const i = base + e.leafIndex;
+        bits[i >> 3]! |= 1 << (i & 7);
+        eligibleCount++;
+      }
+    }
+  }
   const fee = book.feeBasisPoints;
   return {
     candidates: top.map((r) => ({ entry: r.e, offer: r.e.offer, worker: r.w, maxCost: computeCharge(r.e.offer, fee, c.maxInputTokens, c.maxOutputTokens).total })),
     allowFallbacks: c.allowFallbacks,
     constraints: c,
     feeBasisPoints: fee,
+    ...(bits !== undefined && root !== undefined ? { proof: { root, considered, bitmap: bits, count: eligibleCount, strategy } } : {}),
+  };
+}
+
+/** The request's selection rule as the receipt commits to it (protocol/best-execution.ts encodeRule). */
+export function selectionRule(c: RouteConstraints): SelectionRule {
+  const capped = c.maxPricePerMInput !== undefined || c.maxPricePerMOutput !== undefined;
+  return {
+    models: c.models,
+    pool: c.poolMode,
+    strategy: c.poolMode === 'latency' || c.poolMode === 'throughput' ? c.poolMode : c.sort,
+    ...(c.maxPricePerMInput !== undefined ? { maxIn: c.maxPricePerMInput } : {}),
+    ...(c.maxPricePerMOutput !== undefined ? { maxOut: c.maxPricePerMOutput } : {}),
+    ...(capped ? { priceCurrency: c.maxPriceCurrency } : {}),
+    ...(c.paymentCurrency !== undefined ? { payCurrency: c.paymentCurrency } : {}),
+    ...(c.order !== undefined ? { order: c.order } : {}),
+    ...(c.only !== undefined ? { only: [...c.only] } : {}),
+    ...(c.ignore !== undefined ? { ignore: [...c.ignore] } : {}),
+    fallbacks: c.allowFallbacks,
+    terms: [...c.acceptTerms],
+    ...(c.quantizations !== undefined ? { quantizations: [...c.quantizations] } : {}),
+    ...(c.weightsDigests !== undefined ? { weights: [...c.weightsDigests].map((h) => fromHex(h)) } : {}),
+    params: c.requiredParameters,
+    expIn: c.expectedInputTokens,
+    expOut: c.expectedOutputTokens,
   };
 }
 
