@@ -97,7 +97,7 @@ async function ledger(base: string, where: string, signing: boolean): Promise<Be
     // warm-up, and a real row to copy into the bare table
     const sample = await led.settle(await led.authorize(account, cand, 200), { requestId: 'warm', inputTokens: 10, outputTokens: 20, now: NOW });
     let t = process.hrtime.bigint();
-    for (let i = 0; i < N; i++) await led.settle(await led.authorize(account, cand, 200), { requestId: `r${i}`, inputTokens: 10 + i, outputTokens: 20, now: NOW + i });
+    for (let i = 0; i < N; i++) await led.settle(await led.authorize(account, cand, 200), { requestId: `r${i}`, inputTokens: 1 + (i % 5), outputTokens: 20, now: NOW + i });
     const ledgerPerSec = N / (Number(process.hrtime.bigint() - t) / 1e9);
     led.close();
 

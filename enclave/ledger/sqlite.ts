@@ -40,7 +40,7 @@ import { receiptDraft } from './draft.ts';
 import { type CreditKind, signCredit, signHead } from './records.ts';
 import { PRAGMAS, SCHEMA, SCHEMA_VERSION } from './schema.ts';
 
-type St = 'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'insertCredit' | 'moveBalance' | 'debit' | 'reserve' | 'unreserve' | 'insertHold' | 'deleteHold' | 'chainHead' | 'setChain' | 'insertChain' | 'begin' | 'commit' | 'rollback';
+type St = 'syncFull' | 'syncNormal' | 'account' | 'accountByKey' | 'insertOffer' | 'insertKey' | 'insertReceipt' | 'insertEntry' | 'insertCredit' | 'moveBalance' | 'debit' | 'reserve' | 'unreserve' | 'insertHold' | 'deleteHold' | 'chainHead' | 'setChain' | 'insertChain' | 'begin' | 'commit' | 'rollback';
 
 export class SqliteLedger implements Ledger {
   readonly backend = 'sqlite' as const;
@@ -68,6 +68,8 @@ export class SqliteLedger implements Ledger {
     this.#now = opts.now ?? Date.now;
     const big = (s: StatementSync): StatementSync => (s.setReadBigInts(true), s);
     this.#st = {
+      syncFull: db.prepare('PRAGMA synchronous = FULL'),
+      syncNormal: db.prepare('PRAGMA synchronous = NORMAL'),
       account: big(db.prepare('SELECT id, currency, kind, balance, credit_limit, reserved FROM accounts WHERE id = ?')),
       accountByKey: big(db.prepare('SELECT id, currency, kind, balance, credit_limit, reserved FROM accounts WHERE key_hash = ?')),
       insertOffer: db.prepare('INSERT OR IGNORE INTO offers (digest, signed) VALUES (?, ?)'),
@@ -227,7 +229,7 @@ export class SqliteLedger implements Ledger {
         }
       }
       return Number(this.#st.insertHold.run(a.id, target.maxCost, postpaid ? offer.workerId : null, this.chainId, now + this.#ttl).lastInsertRowid);
-    });
+    }, false);
     this.#open.add(id);
     return { id, account: account.id, amount: target.maxCost, target, feeBasisPoints };
   }
@@ -236,7 +238,7 @@ export class SqliteLedger implements Ledger {
     if (!this.#open.delete(hold.id)) return;
     this.#tx(() => {
       if (Number(this.#st.deleteHold.run(hold.id).changes) === 1) this.#st.unreserve.run(hold.amount, hold.account);
-    });
+    }, false);
   }
 
   async reapExpired(now: number): Promise<number> {
@@ -255,7 +257,7 @@ export class SqliteLedger implements Ledger {
       }
       return rows.length;
     };
-    return this.db.isTransaction ? run() : this.#tx(run);
+    return this.db.isTransaction ? run() : this.#tx(run, false);
   }
 
   settle(hold: Hold, usage: Usage, served: HoldTarget = hold.target): Promise<SignedReceipt> {
@@ -305,7 +307,14 @@ export class SqliteLedger implements Ledger {
     this.#head = { seq: last.receipt.seq, hash: last.hash };
   }
 
-  #tx<T>(fn: () => T): T {
+  /**
+   * One transaction. Money moves only in durable ones (synchronous=FULL: fsync before COMMIT returns). Holds,
+   * releases and reaping only reserve and free, so they commit without waiting for the disk (synchronous=NORMAL in
+   * WAL mode: atomic, and made durable by the next durable commit, as the log is written in order); a crash may forget
+   * the newest holds, together with the requests they covered.
+   */
+  #tx<T>(fn: () => T, durable = true): T {
+    (durable ? this.#st.syncFull : this.#st.syncNormal).run();
     this.#st.begin.run();
     try {
       const out = fn();
