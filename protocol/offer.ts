@@ -15,6 +15,9 @@
  *   identity        map    optional: the model identity (protocol/model-identity.ts: weights digest, quantization,
  *                          engine and version, context length, supported parameters); the enclave takes it only when
  *                          it equals the entry for `model` in the worker's verified model manifest
+ *   gpus            map    optional: {count: uint 1..64, model: text 1..64} the GPUs serving the offer; the enclave takes
+ *                          it only when the worker's verified GPU evidence has exactly that many GPUs, all of that
+ *                          model (the device certificate issuer's CN, e.g. "GH100 A01 GSP BROM")
  *   currency        text   1..12 chars [A-Z0-9] (e.g. "USD", "TAO"); every amount is integer micro-units (10^-6) of it
  *   pricePerMInput  uint   micro-units per 1,000,000 input tokens
  *   pricePerMOutput uint   micro-units per 1,000,000 output tokens
@@ -75,6 +78,8 @@ export interface Offer {
   readonly model: string;
   /** What serves `model`, as the worker's evidence states it (absent: the worker states nothing). */
   readonly identity?: ModelIdentity;
+  /** The GPUs serving the offer, as the worker's verified GPU evidence must show them. */
+  readonly gpus?: { readonly count: number; readonly model: string };
   readonly currency: string;
   /** Integer micro-units of `currency` per million input tokens. */
   readonly pricePerMInput: bigint;
@@ -228,6 +233,7 @@ function checkOffer(o: Offer): Offer {
   if (o.workerKey.length !== 32) bad('workerKey must be 32 bytes');
   if (o.model.length < 1 || o.model.length > 256) bad('model must be 1..256 characters');
   if (o.identity !== undefined) checkIdentity(o.identity, M);
+  if (o.gpus !== undefined && (!Number.isSafeInteger(o.gpus.count) || o.gpus.count < 1 || o.gpus.count > 64 || o.gpus.model.length < 1 || o.gpus.model.length > 64)) bad('gpus must be {count 1..64, model 1..64 characters}');
   if (!CURRENCY_RE.test(o.currency)) bad('currency must be 1..12 of [A-Z0-9]');
   for (const p of [o.pricePerMInput, o.pricePerMOutput]) if (typeof p !== 'bigint' || p < 0n || p > MAX_AMOUNT) bad('prices must be bigint micro-units in 0..2^53-1');
   if (o.terms.kind === 'postpaid' && (o.terms.creditLimit < 0n || o.terms.creditLimit > MAX_AMOUNT || !Number.isSafeInteger(o.terms.settlementPeriodSeconds) || o.terms.settlementPeriodSeconds < 1)) bad('postpaid terms out of range');
@@ -254,6 +260,7 @@ export function encodeOffer(o: Offer): Uint8Array {
     hotkey: o.hotkey,
     model: o.model,
     ...(o.identity ? { identity: identityToCbor(o.identity) } : {}),
+    ...(o.gpus ? { gpus: { count: o.gpus.count, model: o.gpus.model } } : {}),
     currency: o.currency,
     pricePerMInput: o.pricePerMInput,
     pricePerMOutput: o.pricePerMOutput,
@@ -266,7 +273,7 @@ export function encodeOffer(o: Offer): Uint8Array {
   });
 }
 
-const OFFER_KEYS = ['v', 'offerId', 'sequence', 'workerId', 'workerKey', 'hotkey', 'model', 'identity', 'currency', 'pricePerMInput', 'pricePerMOutput', 'terms', 'capacity', 'ttftMs', 'tokensPerSecond', 'validFrom', 'validUntil'];
+const OFFER_KEYS = ['v', 'offerId', 'sequence', 'workerId', 'workerKey', 'hotkey', 'model', 'identity', 'gpus', 'currency', 'pricePerMInput', 'pricePerMOutput', 'terms', 'capacity', 'ttftMs', 'tokensPerSecond', 'validFrom', 'validUntil'];
 
 export function decodeOffer(bytes: Uint8Array): Offer {
   const m = asMap(decodeMalformed(bytes), M, 'offer');
@@ -281,6 +288,7 @@ export function decodeOffer(bytes: Uint8Array): Offer {
     hotkey: fText(m, 'hotkey', M, 64),
     model: fText(m, 'model', M, 256),
     ...(m.identity !== undefined ? { identity: identityFromCbor(m.identity, M) } : {}),
+    ...(m.gpus !== undefined ? { gpus: gpusFromCbor(m.gpus) } : {}),
     currency: fText(m, 'currency', M, 12),
     pricePerMInput: fBig(m, 'pricePerMInput', M),
     pricePerMOutput: fBig(m, 'pricePerMOutput', M),
@@ -292,6 +300,12 @@ export function decodeOffer(bytes: Uint8Array): Offer {
     validUntil: fUint(m, 'validUntil', M),
   };
   return checkOffer(o);
+}
+
+function gpusFromCbor(v: CborMap[string]): { count: number; model: string } {
+  const g = asMap(v, M, 'gpus');
+  onlyKeys(g, ['count', 'model'], M, 'gpus');
+  return { count: fUint(g, 'count', M), model: fText(g, 'model', M, 64) };
 }
 
 function decodeMalformed(bytes: Uint8Array): ReturnType<typeof decodeDeterministic> {
@@ -414,6 +428,7 @@ export function offerJson(o: Offer): Record<string, unknown> {
     hotkey: o.hotkey,
     model: o.model,
     ...(o.identity ? { identity: { weightsDigest: h(o.identity.weightsDigest), quantization: o.identity.quantization, engine: o.identity.engine, engineVersion: o.identity.engineVersion, contextLength: o.identity.contextLength, parameters: [...o.identity.parameters] } } : {}),
+    ...(o.gpus ? { gpus: { count: o.gpus.count, model: o.gpus.model } } : {}),
     currency: o.currency,
     pricePerMInput: o.pricePerMInput.toString(),
     pricePerMOutput: o.pricePerMOutput.toString(),

@@ -75,7 +75,8 @@ async function shim(name: string, nvidiaUrl: string): Promise<CollateralSource> 
 }
 
 async function stack(o: Parameters<typeof startStack>[0]): Promise<Stack> {
-  const s = await startStack({ router: 'first', simRimRoots: [rimSigner.rootDer], ...o });
+  // The sim GPU whose device certificate the stand-in NVIDIA answers OCSP for: the shared signer's own leaf.
+  const s = await startStack({ router: 'first', simRimRoots: [rimSigner.rootDer], ...o, ...(o?.workers ? { workers: o.workers.map((w) => ({ gpuSerial: 'signer' as const, ...w })) } : {}) });
   stacks.push(s);
   return s;
 }

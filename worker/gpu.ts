@@ -11,7 +11,9 @@ import { spawn } from 'node:child_process';
 import { CC_MODES, GPU_ARCHS, type GpuArch, type GpuCcMode, type GpuEvidence } from '../attestation/bundle.ts';
 import { fromBase64, hex } from '../attestation/bytes.ts';
 import { configError, rejected, unavailable } from '../attestation/errors.ts';
-import { buildSimGpuReport, createNvidiaSimSigner, type NvidiaSimSigner } from '../attestation/nvidia/sim.ts';
+import { buildSimGpuReport, createNvidiaSimSigner, type NvidiaSimSigner, simGpuDevice } from '../attestation/nvidia/sim.ts';
+
+const randomSerial = (): bigint => new DataView(crypto.getRandomValues(new Uint8Array(8)).buffer).getBigUint64(0) >> 1n;
 import { pemDecodeAll } from '../attestation/x509/pem.ts';
 import type { GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 
@@ -21,10 +23,16 @@ export interface SimGpuOptions {
   /** Answer this nonce instead of the bound one (tests: a GPU report not bound to the CPU evidence). */
   readonly nonceOverride?: Uint8Array;
   readonly signer?: NvidiaSimSigner;
+  /**
+   * The sim GPU's device certificate serial (its UEID): default a random 63-bit value, so every sim source is its
+   * own GPU. Tests give two workers one serial to present one GPU twice; `signer` uses the signer's own leaf.
+   */
+  readonly serial?: bigint | 'signer';
 }
 
 export function simGpuSource(o: SimGpuOptions = {}): GpuEvidenceSource {
-  const signer = o.signer ? Promise.resolve(o.signer) : createNvidiaSimSigner({ now: new Date() });
+  const base = o.signer ? Promise.resolve(o.signer) : createNvidiaSimSigner({ now: new Date() });
+  const signer = o.serial === 'signer' ? base : base.then((s) => simGpuDevice(s, o.serial === undefined ? randomSerial() : (o.serial as bigint)));
   signer.catch(() => undefined);
   return async (nonce) => {
     const s = await signer;

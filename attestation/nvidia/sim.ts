@@ -83,6 +83,25 @@ export async function createNvidiaSimSigner(options: SimSignerOptions): Promise<
   };
 }
 
+/**
+ * Another sim GPU under the same fake NVIDIA root and intermediate: a fresh leaf key and a device certificate with
+ * this serial number (the GPU's UEID, what tells one GPU from another). Two devices given the same serial stand for
+ * one GPU presented twice.
+ */
+export async function simGpuDevice(signer: NvidiaSimSigner, serial: bigint, now = new Date()): Promise<NvidiaSimSigner> {
+  const lk = await keyPair();
+  const leafName = name([[CN, 'SIM GH100 A01 GSP FMC LF'], [O, 'gm sim']]);
+  const leafExt = [
+    { oid: OID.keyUsage, critical: true, value: keyUsage([0]) },
+    { oid: OID_NVIDIA_FWID, value: fwidExtension(lk.spki, signer.fwid) },
+  ];
+  const leafDer = await certificate(
+    { serial, signatureAlgorithm: ALG.ecdsaSha384, issuer: signer.intermediate.subject.raw, subject: leafName, notBefore: new Date(now.getTime() - DAY), notAfter: new Date(now.getTime() + 3650 * DAY), spki: lk.spki, extensions: leafExt },
+    webCryptoSigner(signer.intermediateKey),
+  );
+  return { ...signer, leaf: parseCertificate(leafDer), chainPem: [leafDer, signer.intermediate.der, signer.root.der].map((d) => pemEncode(d)).join(''), leafKey: lk.privateKey };
+}
+
 export interface SimReportOverrides {
   readonly nonce?: Uint8Array;
   /** Measurement block index (1-based) → value; blocks 1..blockCount default to SHA-384("block <i>"). */

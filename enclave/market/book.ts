@@ -40,6 +40,8 @@ export interface WorkerInfo {
    * that declares an identity is taken only when it equals this map's entry for its model.
    */
   readonly identities?: ReadonlyMap<string, ModelIdentity>;
+  /** The GPUs of the worker's verified evidence (their model: the device certificate issuer's CN). */
+  readonly gpus?: readonly { readonly hwmodel: string | undefined }[];
 }
 
 /** The book's live view of one worker: entries point at it, so selection reads worker state without a lookup. */
@@ -199,6 +201,10 @@ export class OrderBook {
     const slot = this.#workers.get(o.workerId);
     const w = slot?.info;
     if (!slot || !w || !equalBytes(w.workerKey, o.workerKey)) throw rejected('OFFER_UNKNOWN_WORKER', `offer ${o.offerId} is not bound to a registered worker key`);
+    // GPUs an offer states must be the GPUs the evidence shows: how many, and which model.
+    if (o.gpus && (w.gpus === undefined || w.gpus.length !== o.gpus.count || !w.gpus.every((g) => g.hwmodel === o.gpus!.model))) {
+      throw rejected('OFFER_GPU_MISMATCH', `offer ${o.offerId} states ${o.gpus.count} GPU(s) of another count or model than the worker's verified evidence`);
+    }
     // A stated identity is a claim about the weights: only the worker's verified evidence can back it.
     if (o.identity) {
       const attested = w.identities?.get(o.model);

@@ -65,3 +65,14 @@ describe('model identity: selection', () => {
     expect(() => winners(book, { seed: 7, provider: { require_parameters: true } })).toThrow(/3 request parameters not declared/);
   });
 });
+
+describe('offers that state their GPUs', () => {
+  it('are taken only when the verified evidence shows that many GPUs of that model (OFFER_GPU_MISMATCH)', async () => {
+    const a = await makeWorker('wa', { seed: 1 });
+    const book = new OrderBook();
+    book.upsertWorker({ ...a.info, gpus: [{ hwmodel: 'GH100 A01 GSP BROM' }, { hwmodel: 'GH100 A01 GSP BROM' }] });
+    await expectCode(book.addSignedOffer(await signedOffer(a, { offerId: 'x1', gpus: { count: 8, model: 'GH100 A01 GSP BROM' } }), NOW), 'OFFER_GPU_MISMATCH');
+    await expectCode(book.addSignedOffer(await signedOffer(a, { offerId: 'x2', gpus: { count: 2, model: 'GB100 A01 GSP BROM' } }), NOW), 'OFFER_GPU_MISMATCH');
+    expect((await book.addSignedOffer(await signedOffer(a, { offerId: 'x3', gpus: { count: 2, model: 'GH100 A01 GSP BROM' } }), NOW)).offer.gpus).toEqual({ count: 2, model: 'GH100 A01 GSP BROM' });
+  });
+});

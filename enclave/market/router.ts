@@ -96,7 +96,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       market.book.removeWorker(w.id);
       return [];
     }
-    market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim, identities: w.identities });
+    market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim, identities: w.identities, gpus: w.gpus });
     const refused: OfferRefusal[] = [];
     for (const [index, signed] of w.offers.entries()) {
       try {

@@ -53,6 +53,19 @@ export interface WorkerGpu {
   readonly ccMode: string | undefined;
 }
 
+/**
+ * Each GPU's identity from its verified device certificate chain: the leaf's serial number (NVIDIA's UEID), hex,
+ * prefixed `sim:` for sim GPUs so a sim serial never stands for a real device; undefined when the claims carry none.
+ * Kept by the registry only (one GPU, one seller), never listed.
+ */
+function gpuIdsOf(v: BundleVerification): (string | undefined)[] {
+  return v.claims.gpu.map((g) => {
+    const d = typeof g.detail === 'object' && g.detail !== null ? (g.detail as Record<string, unknown>) : {};
+    const ueid = typeof d.ueid === 'string' && /^[0-9a-fA-F]{1,64}$/.test(d.ueid) ? d.ueid.toLowerCase() : undefined;
+    return ueid === undefined ? undefined : `${d.sim === true || v.claims.sim ? 'sim:' : ''}${ueid}`;
+  });
+}
+
 function gpusOf(v: BundleVerification): WorkerGpu[] {
   const str = (x: unknown): string | undefined => (typeof x === 'string' && x.length > 0 && x.length <= 128 ? x : undefined);
   return v.claims.gpu.map((g) => {
@@ -85,6 +98,8 @@ export interface VerifiedWorker {
   models: readonly string[];
   /** The GPUs of the latest verified evidence, in evidence order. */
   gpus: readonly WorkerGpu[];
+  /** Their identities (device certificate serials), in the same order: never listed. */
+  gpuIds: readonly string[];
   /**
    * The identity of each model as the worker's verified evidence states it (its bundle's model manifest, bound in
    * REPORT_DATA); empty when the bundle carries none. Offers that declare an identity must match it.
@@ -242,11 +257,13 @@ export class WorkerRegistry {
       // sim and hardware, is not the same worker.
       if (old && (old.platform !== bundle.platform || old.sim !== verification.claims.sim)) throw rejected('WORKER_PLATFORM_CHANGED', `worker ${id} is registered as ${old.platform}; a registration may not change its platform or sim status`);
       this.#checkNewer(id, reg.time); // again: another registration of this worker may have completed meanwhile
+      const gpus = gpusOf(verification);
+      const gpuIds = this.#checkGpus(id, gpuIdsOf(verification));
       const now = this.#now();
       const credential = old?.credential ?? newCredential();
       const w: VerifiedWorker = {
         id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, credential, sim: verification.claims.sim, platform: bundle.platform,
-        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus: gpusOf(verification),
+        measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus, gpuIds,
         identities: bundle.models ? decodeManifest(bundle.models) : new Map(), ...(bundle.models ? { manifest: bundle.models } : {}), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
         transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href, credential),
@@ -264,6 +281,25 @@ export class WorkerRegistry {
       this.#o.log.warn('worker.refused', { url: reg.url, code: g.code, reason: g.message, check: failed?.id });
       throw g;
     }
+  }
+
+  /**
+   * One GPU, one seller: every GPU of a worker's verified evidence must carry an identity (its device certificate
+   * serial, GPU_IDENTITY_MISSING otherwise), appear once, and be held by no other live worker identity
+   * (GPU_ALREADY_REGISTERED), so one GPU cannot be offered twice under two worker keys.
+   */
+  #checkGpus(id: string, ids: readonly (string | undefined)[]): string[] {
+    const mine = new Set<string>();
+    for (const g of ids) {
+      if (g === undefined) throw rejected('GPU_IDENTITY_MISSING', 'a GPU of the evidence carries no device identity (UEID)');
+      if (mine.has(g)) throw rejected('GPU_ALREADY_REGISTERED', 'the evidence lists one GPU twice');
+      mine.add(g);
+    }
+    for (const w of this.#workers.values()) {
+      if (w.id === id) continue;
+      if (w.gpuIds.some((g) => mine.has(g))) throw rejected('GPU_ALREADY_REGISTERED', `a GPU of this evidence is held by another live worker (${w.id})`);
+    }
+    return [...mine];
   }
 
   /** A registration must be newer than the last one accepted for the worker: an older one is a replay. */
@@ -295,6 +331,7 @@ export class WorkerRegistry {
       if (!sameManifest(bundle.models, w.manifest)) throw rejected('WORKER_MODELS_CHANGED', 'worker attests other model identities now; it must register again');
       const now = this.#now();
       w.evidenceDigest = digest;
+      w.gpuIds = this.#checkGpus(id, gpuIdsOf(verification));
       w.gpus = gpusOf(verification);
       w.verifiedAt = now;
       w.expiresAt = now + this.#o.policy.freshnessMs;

@@ -6,7 +6,7 @@
  */
 import { DEFAULT_POLICY, type SnpPolicy } from '../../attestation/sevsnp/index.ts';
 import { createSimAmd, type SimAmd } from '../../attestation/sevsnp/sim.ts';
-import { buildSimGpuReport, createNvidiaSimSigner, type NvidiaSimSigner } from '../../attestation/nvidia/sim.ts';
+import { buildSimGpuReport, createNvidiaSimSigner, type NvidiaSimSigner, simGpuDevice } from '../../attestation/nvidia/sim.ts';
 import type { GpuCollateral, GpuPolicy } from '../../attestation/nvidia/index.ts';
 import type { GpuEvidenceSource } from '../../enclave/tee/evidence.ts';
 import type { WorkerPolicy } from '../../enclave/workers/registry.ts';
@@ -38,6 +38,8 @@ export interface StackWorkerOptions {
   readonly expectRefusal?: boolean;
   /** This worker's signed offer terms (market router); default 100000 / 200000 micro-USD per M tokens. */
   readonly offer?: { readonly pricePerMInput?: bigint; readonly pricePerMOutput?: bigint; readonly ttftMs?: number };
+  /** This worker's sim GPU serial (UEID); two workers given one serial present one GPU twice. Default: its own. */
+  readonly gpuSerial?: bigint | 'signer';
   /** The model identity this worker states in its evidence (model manifest) and its offers. */
   readonly identity?: ModelIdentity;
   /** An identity its offers state instead of `identity` (a worker claiming what its evidence does not say). */
@@ -147,7 +149,7 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         upstream: spec.upstream ?? model!.url,
         enclaves: [enclaveServer.url],
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
-        gpu: spec.gpuMeasurements ? measuredGpu(nvidia, spec.gpuMeasurements, spec.gpu) : simGpuSource({ signer: nvidia, ...spec.gpu }),
+        gpu: spec.gpuMeasurements ? measuredGpu(nvidia, spec.gpuMeasurements, { ...spec.gpu, ...(spec.gpuSerial !== undefined ? { serial: spec.gpuSerial } : {}) }) : simGpuSource({ signer: nvidia, ...spec.gpu, ...(spec.gpuSerial !== undefined ? { serial: spec.gpuSerial } : {}) }),
         log: log(`worker-${i + 1}`),
         ...(spec.identity ? { identity: () => spec.identity } : {}),
         offers: offerSigner({
@@ -199,9 +201,16 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
 }
 
 /** A sim GPU like worker/gpu.ts simGpuSource whose report carries the given measurement blocks. */
-function measuredGpu(signer: NvidiaSimSigner, measurements: Readonly<Record<number, Uint8Array>>, o: Omit<SimGpuOptions, 'signer'> = {}): GpuEvidenceSource {
-  return async (nonce) => [{
-    arch: 'HOPPER', evidence: await buildSimGpuReport(signer, { nonce: o.nonceOverride ?? nonce, measurements }),
-    certs: [signer.leaf.der, signer.intermediate.der, signer.root.der], ccMode: o.ccMode ?? 'on',
-  }];
+function measuredGpu(base: NvidiaSimSigner, measurements: Readonly<Record<number, Uint8Array>>, o: Omit<SimGpuOptions, 'signer'> = {}): GpuEvidenceSource {
+  const device = o.serial === 'signer' ? Promise.resolve(base) : simGpuDevice(base, o.serial ?? BigInt(++measuredDevices));
+  return async (nonce) => {
+    const signer = await device;
+    return [{
+      arch: 'HOPPER', evidence: await buildSimGpuReport(signer, { nonce: o.nonceOverride ?? nonce, measurements }),
+      certs: [signer.leaf.der, signer.intermediate.der, signer.root.der], ccMode: o.ccMode ?? 'on',
+    }];
+  };
 }
+
+/** Serials of the measured sim GPUs (each its own GPU; small numbers, far from simGpuSource's random 63-bit ones). */
+let measuredDevices = 0;
