@@ -34,6 +34,17 @@ describe('gm host flags', () => {
     expect(await host('--enclave', 'http://127.0.0.1:1', '--allow-sim', '--polcy', 'x')).toMatchObject({ code: 2, err: expect.stringMatching(/^gm host: unknown option '--polcy' \(Did you mean --policy\?\)/) });
     expect(await host('--enclave', 'http://127.0.0.1:1', '--allow-sim', '--check-interval', '0')).toMatchObject({ code: 2, err: expect.stringContaining('--check-interval must be at least 1 second') });
   });
+
+  it('takes --enclave once per replica: each must be a URL, none twice', async () => {
+    expect(await host('--enclave', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:1', '--allow-sim')).toMatchObject({ code: 2, err: expect.stringContaining('--enclave lists the same replica twice') });
+    expect(await host('--enclave', 'http://127.0.0.1:1', '--enclave', 'replica-2', '--allow-sim')).toMatchObject({ code: 2, err: expect.stringContaining('--enclave must be an http(s) URL (got replica-2)') });
+  });
+
+  it('gm enclave: --join and --peer-policy need a PostgreSQL ledger', async () => {
+    const io = memIo();
+    expect(await main(['enclave', '--tee', 'sim', '--join', 'http://127.0.0.1:1'], io)).toBe(2);
+    expect(io.stderr()).toContain('--join and --peer-policy need a shared ledger (--ledger postgres://...)');
+  });
 });
 
 describe('SDK core', () => {
