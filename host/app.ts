@@ -11,11 +11,13 @@ import type { VendorBases } from './collateral/sources.ts';
 import { gateMiddleware, type HostGate } from './gate.ts';
 import { RateLimiter, sourceOf } from './limits.ts';
 import { type RelayOptions, RELAYED_PATHS, relayRoutes } from './relay.ts';
-import { type Listings, statusRoutes, withCheckedOffers } from './status-page.ts';
+import { type Listings, type ReplicaRow, statusRoutes, withCheckedOffers } from './status-page.ts';
 
 export interface HostAppOptions {
   readonly relay: RelayOptions;
   readonly gate: HostGate;
+  /** Several replicas (host/replicas.ts): the status page lists each one's gate and key ids. */
+  readonly replicas?: { readonly replicas: readonly ReplicaRow[] };
   readonly collateral?: { readonly cache: CollateralCache; readonly bases?: VendorBases };
   readonly listings: () => Promise<Listings>;
   /** Fetches the enclave's signed offers and worker keys for the status page's own signature check (tests). */
@@ -84,7 +86,8 @@ export function hostApp(opts: HostAppOptions): Hono {
   if (opts.collateral) app.route('/', collateralRoutes(opts.collateral.cache, opts.collateral.bases));
   // The status page fetches the enclave's listings itself (not through the relay, which carries only the gateway and
   // attestation paths) and shows an offer as verified only after checking its signed bytes here.
-  app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave, opts.now));
+  const set = opts.replicas;
+  app.route('/', statusRoutes(opts.gate, withCheckedOffers(opts.listings, opts.relay.enclave, opts.fetch), opts.relay.enclave, opts.now, set ? () => set.replicas : undefined));
   app.get('/healthz', (c) => c.json({ gate: opts.gate.status.state }, opts.gate.status.state === 'open' ? 200 : 503));
   app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'content-type': CONTENT_TYPE }));
   app.notFound((c) => c.json({ error: { code: 'HOST_NOT_FOUND', message: 'the host shim serves only the relay, collateral and status' } }, 404));

@@ -94,6 +94,7 @@ export async function startHost(o: HostOptions): Promise<RunningHost> {
     relay: { enclave: o.enclave, ...(replicas ? { replicas } : {}), ...(o.observe ? { observe: o.observe } : {}), ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}) },
     ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
     gate,
+    ...(replicas ? { replicas } : {}),
     collateral: { cache, bases: o.vendors ?? VENDOR_BASES },
     listings: o.listings ?? enclaveListings(o.enclave, { policy: o.policy, allowSim: o.allowSim, trust: o.trust }),
   });

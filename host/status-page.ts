@@ -98,7 +98,15 @@ function table(id: string, head: readonly string[], rows: readonly (readonly str
  * The page for one gate status and listings. `now` dates the relative times (each carries its ISO time on hover).
  * Every value from the gate or the enclave is escaped; the page has no scripts.
  */
-export function renderStatus(s: GateStatus, listings: Listings, enclaveUrl: string, now: Date): string {
+/** One replica's row (host/replicas.ts ReplicaView) when the shim fronts several. */
+export interface ReplicaRow {
+  readonly url: string;
+  readonly status: GateStatus;
+  readonly keyIds: readonly number[];
+  readonly shadowed: boolean;
+}
+
+export function renderStatus(s: GateStatus, listings: Listings, enclaveUrl: string, now: Date, replicas?: readonly ReplicaRow[]): string {
   const checks = s.report?.checks ?? [];
   const count = (st: string): number => checks.filter((c) => c.status === st).length;
   const statusCell = (st: string): string => `<span class="st st-${esc(st)}">${esc(st.toUpperCase())}</span>`;
@@ -118,6 +126,14 @@ export function renderStatus(s: GateStatus, listings: Listings, enclaveUrl: stri
   const offers = os === undefined ? `${models}<p class="na">signed offer details not listed by the enclave</p>`
     : `${models}${table('offers', ['offer', 'worker', 'model', 'input / 1M tokens', 'output / 1M tokens', 'terms', 'signatures (checked by this host)', 'expires'], os.map((o) => [`<code>${esc(o.id)}</code>`, `<code>${esc(o.worker)}</code>`, esc(o.model), esc(o.priceIn), esc(o.priceOut), esc(o.terms), sigCell(o.signature), relativeTime(o.expires, now)]), (i) => (os[i]!.signature === 'verified' ? 'pass' : os[i]!.signature ? 'fail' : 'skip'))}
 <p><small>"verified": this host checked the worker's Ed25519 and the operator's sr25519 signature over the offer's signed bytes, its validity window, that its worker key is the one the enclave lists for that worker, and the digest the enclave cites. That the key is bound in the worker's attested evidence is the enclave's word here.</small></p>`;
+  const replicaTable = replicas === undefined ? '' : `<h2>Replicas (routed by OHTTP key id)</h2>
+${table('replicas', ['replica', 'gate', 'key ids', 'offered to clients', 'last checked'], replicas.map((r) => [
+    `<code>${esc(r.url)}</code>`,
+    `<span class="state-${esc(r.status.state)}">${esc(r.status.state.toUpperCase())}</span>${r.status.error ? ` ${esc(r.status.error.code)}` : ''}`,
+    esc(r.keyIds.join(', ')),
+    r.status.state !== 'open' ? 'no' : r.shadowed ? 'no: a key id collides with an earlier replica\'s' : 'yes',
+    r.status.checkedAt ? relativeTime(r.status.checkedAt, now) : '',
+  ]), (i) => (replicas[i]!.status.state === 'open' ? 'pass' : 'fail'))}`;
   const banners = [
     sim ? '<div id="sim-banner" class="banner sim" role="alert">SIMULATED TEE: this enclave\'s evidence is not backed by hardware. Nothing it serves is confidential.</div>' : '',
     unreachable ? `<div id="unreachable" class="banner down" role="alert">enclave unreachable: ${esc(s.error!.message)}</div>` : '',
@@ -140,6 +156,7 @@ details{margin-top:1.2em}summary{cursor:pointer;font-weight:bold;font-size:1.1em
 <body>${banners}<main><h1>gm host shim</h1>
 <p>Enclave <code>${esc(enclaveUrl)}</code>: gate <strong id="gate" class="state-${esc(s.state)}">${esc(s.state.toUpperCase())}</strong>${s.checkedAt ? `, last checked ${relativeTime(s.checkedAt, now)}` : ''}${s.error ? ` <span id="gate-error">${esc(s.error.code)}: ${esc(s.error.message)}</span>` : ''}</p>
 <dl id="summary">${summary}</dl>
+${replicaTable}
 <h2>Verified workers (as listed by the enclave)</h2>
 ${workers}
 <h2>Live offers (as listed by the enclave; signatures checked by this host)</h2>
@@ -220,9 +237,9 @@ export function withCheckedOffers(listings: () => Promise<Listings>, enclave: st
 }
 
 /** `now` dates the page's relative times; it is read once per page, here, and nowhere deeper. */
-export function statusRoutes(gate: HostGate, listings: () => Promise<Listings>, enclaveUrl: string, now: () => Date = () => new Date()): Hono {
+export function statusRoutes(gate: HostGate, listings: () => Promise<Listings>, enclaveUrl: string, now: () => Date = () => new Date(), replicas?: () => readonly ReplicaRow[]): Hono {
   const app = new Hono();
-  app.get('/', async (c) => c.html(renderStatus(gate.status, await listings(), enclaveUrl, now())));
-  app.get('/status.json', async (c) => c.json({ gate: gate.status, ...(await listings()) }));
+  app.get('/', async (c) => c.html(renderStatus(gate.status, await listings(), enclaveUrl, now(), replicas?.())));
+  app.get('/status.json', async (c) => c.json({ gate: gate.status, ...(replicas ? { replicas: replicas() } : {}), ...(await listings()) }));
   return app;
 }

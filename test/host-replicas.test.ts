@@ -130,6 +130,12 @@ describe('relay over several replicas', () => {
     const nonce = crypto.getRandomValues(new Uint8Array(32));
     const bundles = decodeBundleList(new Uint8Array(await (await fetch(`${h.url}/v1/attestation?all=1&nonce=${hex(nonce)}`)).arrayBuffer()));
     expect(bundles).toHaveLength(1);
+    // The operator sees which replica dropped and why, on the status page and in its JSON.
+    const json = (await (await fetch(`${h.url}/status.json`)).json()) as { replicas: { url: string; status: { state: string; error?: { code: string } }; keyIds: number[] }[] };
+    expect(json.replicas.map((r) => [r.url, r.status.state, r.status.error?.code, r.keyIds])).toEqual([[rs[0]!.url, 'closed', 'SNP_POLICY_MEASUREMENT', [40]], [rs[1]!.url, 'open', undefined, [50]]]);
+    const page = await (await fetch(`${h.url}/`)).text();
+    expect(page).toContain('<table id="replicas"');
+    expect(page).toContain('SNP_POLICY_MEASUREMENT');
     // Every replica failing closes the relay.
     rs[1]!.mini.measurement = fromHex('11'.repeat(48));
     expect((await h.gate.check()).state).toBe('closed');
