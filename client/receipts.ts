@@ -5,6 +5,7 @@
  * unmodified OpenAI client never sees it.
  */
 import { protocolError } from '../attestation/errors.ts';
+import { StreamChain, type StreamCommitment } from '../protocol/stream-chain.ts';
 import { parseReceiptEnvelope, parseReceiptHeader, RECEIPT_SSE_EVENT, receiptView, type SignedReceipt, verifyReceipt } from '../protocol/receipt.ts';
 
 export interface ClientReceipt {
@@ -44,10 +45,12 @@ export async function receiptFromField(value: string, receiptKey: Uint8Array): P
 
 /**
  * An SSE pass-through (text/event-stream, WHATWG HTML §9.2) that forwards each event as soon as it is complete and
- * removes `gm.receipt` events, handing their data to `onReceipt`. A receipt that fails verification errors the
- * stream: the application learns that the enclave's accounting could not be checked.
+ * removes `gm.receipt` events, handing their data to `onReceipt` with the stream hash chain over every event
+ * forwarded before it (protocol/stream-chain.ts), which the receipt must commit to. A receipt that fails
+ * verification errors the stream: the application learns that the enclave's accounting could not be checked.
  */
-export function stripReceiptEvents(onReceipt: (data: string) => Promise<void>): TransformStream<Uint8Array, Uint8Array> {
+export function stripReceiptEvents(onReceipt: (data: string, received: StreamCommitment) => Promise<void>): TransformStream<Uint8Array, Uint8Array> {
+  const chain = new StreamChain();
   const dec = new TextDecoder();
   const enc = new TextEncoder();
   let buf = '';
@@ -69,10 +72,12 @@ export function stripReceiptEvents(onReceipt: (data: string) => Promise<void>): 
     const lines = block.split(/\r\n|\n|\r/);
     const event = lines.find((l) => l.startsWith('event:'))?.slice(6).trim();
     if (event === RECEIPT_SSE_EVENT) {
-      await onReceipt(lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n'));
+      await onReceipt(lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n'), chain.commitment);
       return;
     }
-    ctl.enqueue(enc.encode(block));
+    const bytes = enc.encode(block);
+    chain.add(bytes);
+    ctl.enqueue(bytes);
   };
   return new TransformStream({
     async transform(chunk, ctl) {

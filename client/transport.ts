@@ -15,6 +15,7 @@ import { RECEIPT_TRAILER } from '../protocol/receipt.ts';
 import type { Attestation, FetchLike } from './attest.ts';
 import { sealQuestion } from './encap.ts';
 import { fetchFailure } from './net-cause.ts';
+import { checkStreamCommitment } from '../protocol/stream-chain.ts';
 import { acceptReceipt, type ClientReceipt, receiptFromField, stripReceiptEvents } from './receipts.ts';
 
 export interface Session {
@@ -147,14 +148,17 @@ async function answer(s: Sent, a: Attestation, o: TransportOptions): Promise<Res
   };
   let body = opened.body(onTrailers);
   if ((h.get('content-type') ?? '').startsWith('text/event-stream')) {
-    body = body.pipeThrough(stripReceiptEvents(async (data) => {
+    body = body.pipeThrough(stripReceiptEvents(async (data, received) => {
       let env: unknown;
       try {
         env = JSON.parse(data);
       } catch (e) {
         throw protocolError('RECEIPT_MALFORMED', 'gm.receipt event data is not JSON', { cause: e });
       }
-      o.onReceipt(await acceptReceipt(env, a.receiptKey));
+      const r = await acceptReceipt(env, a.receiptKey);
+      // The signed chain must be the chain over exactly what this stream delivered, after decryption.
+      checkStreamCommitment(r.receipt.stream, received);
+      o.onReceipt(r);
     }));
   }
   const nullBody = head.status === 204 || head.status === 304;

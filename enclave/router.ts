@@ -4,6 +4,7 @@
  * (enclave/market) replaces it with price/latency/throughput selection over signed offers.
  */
 import { GmError } from '../attestation/errors.ts';
+import type { StreamCommitment } from '../protocol/stream-chain.ts';
 import type { VerifiedWorker, WorkerRegistry } from './workers/registry.ts';
 
 export interface RouteRequest {
@@ -56,6 +57,8 @@ export interface Usage {
 export interface Delivered {
   readonly bytes: number;
   readonly choices: number;
+  /** For a streamed answer: the hash chain over the events streamed to the client (protocol/stream-chain.ts). */
+  readonly stream?: StreamCommitment;
 }
 
 /** What the gateway appends to a served answer (a receipt, as SSE event or header). */

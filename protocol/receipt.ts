@@ -17,6 +17,8 @@
  *     only because the worker's verified evidence states the same identity
  *   selection map, when the enclave committed to its selection (protocol/best-execution.ts): the considered offers'
  *     Merkle root and count, the eligibility bitmap's digest and count, the strategy, the rule's digest, the rank
+ *   stream map, for a streamed answer: {chunks: uint, head: bytes 32}, the final link of the SHA-256 chain over the
+ *     events the enclave streamed (protocol/stream-chain.ts), which the client recomputes
  *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
  *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
  *
@@ -37,6 +39,7 @@ import { protocolError, rejected } from '../attestation/errors.ts';
 import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
 import { type SelectionCommitment, selectionFromCbor, selectionToCbor } from './best-execution.ts';
 import { engineLabel } from './model-identity.ts';
+import type { StreamCommitment } from './stream-chain.ts';
 import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
 
 export interface Receipt {
@@ -74,12 +77,14 @@ export interface Receipt {
   readonly engine?: string;
   /** The best-execution commitment of the selection that chose the served offer. */
   readonly selection?: SelectionCommitment;
+  /** The stream hash chain's final link and length, for a streamed answer. */
+  readonly stream?: StreamCommitment;
   /** Present only for an answer that did not complete. */
   readonly status?: ReceiptStatus;
 }
 
 /** The receipt fields the ledger copies from the router (everything it does not compute itself). */
-export type ReceiptCommitments = Partial<Pick<Receipt, 'weightsDigest' | 'quantization' | 'engine' | 'selection'>>;
+export type ReceiptCommitments = Partial<Pick<Receipt, 'weightsDigest' | 'quantization' | 'engine' | 'selection' | 'stream'>>;
 
 /** The served offer's identity as receipt fields (none when the offer states no identity). */
 export function identityCommitments(o: Offer): ReceiptCommitments {
@@ -180,6 +185,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
     receiptKey: r.receiptKey,
     ...(r.weightsDigest !== undefined ? { weightsDigest: r.weightsDigest, quantization: r.quantization!, engine: r.engine! } : {}),
     ...(r.selection !== undefined ? { selection: selectionToCbor(r.selection) } : {}),
+    ...(r.stream !== undefined ? { stream: streamToCbor(r.stream) } : {}),
     ...(r.status !== undefined ? { status: r.status } : {}),
   });
 }
@@ -192,7 +198,18 @@ function checkIdentityFields(r: Receipt, bad: (why: string) => never): void {
 
 const KEYS = ['v', 'seq', 'prev', 'requestId', 'time', 'model', 'account', 'workerId', 'workerKey', 'evidenceDigest', 'offerId', 'offerDigest', 'inputTokens', 'outputTokens', 'currency', 'pricePerMInput', 'pricePerMOutput', 'feeBasisPoints', 'workerCost', 'fee', 'total', 'terms', 'sim', 'receiptKey'];
 
-const OPTIONAL_KEYS = ['weightsDigest', 'quantization', 'engine', 'selection'];
+const OPTIONAL_KEYS = ['weightsDigest', 'quantization', 'engine', 'selection', 'stream'];
+
+function streamToCbor(s: StreamCommitment): CborValue {
+  if (!Number.isSafeInteger(s.chunks) || s.chunks < 0 || s.head.length !== 32) throw protocolError(M, 'receipt stream must be {chunks, head: 32 bytes}');
+  return { chunks: s.chunks, head: s.head };
+}
+
+function streamFromCbor(v: CborValue | undefined): StreamCommitment {
+  const m = asMap(v, M, 'receipt stream');
+  onlyKeys(m, ['chunks', 'head'], M, 'receipt stream');
+  return { chunks: fUint(m, 'chunks', M), head: fBytes(m, 'head', M, 32) };
+}
 
 function decodeStrict(bytes: Uint8Array): CborValue {
   try {
@@ -236,6 +253,7 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
     ...(m.quantization !== undefined ? { quantization: fText(m, 'quantization', M, 16) } : {}),
     ...(m.engine !== undefined ? { engine: fText(m, 'engine', M, 129) } : {}),
     ...(m.selection !== undefined ? { selection: selectionFromCbor(m.selection, M) } : {}),
+    ...(m.stream !== undefined ? { stream: streamFromCbor(m.stream) } : {}),
     ...(m.status !== undefined ? { status: receiptStatus(fText(m, 'status', M, 16)) } : {}),
   };
   if (r.seq < 1) throw protocolError(M, 'receipt seq starts at 1');
@@ -381,6 +399,7 @@ export function receiptView(r: Receipt): Record<string, unknown> {
     receiptKey: hexOf(r.receiptKey),
     ...(r.weightsDigest !== undefined ? { weightsDigest: hexOf(r.weightsDigest), quantization: r.quantization, engine: r.engine } : {}),
     ...(r.selection !== undefined ? { selection: { root: hexOf(r.selection.root), considered: r.selection.considered, eligible: hexOf(r.selection.eligible), count: r.selection.count, strategy: r.selection.strategy, constraints: hexOf(r.selection.constraints), rank: r.selection.rank } } : {}),
+    ...(r.stream !== undefined ? { stream: { chunks: r.stream.chunks, head: hexOf(r.stream.head) } } : {}),
     status: r.status ?? 'completed',
   };
 }

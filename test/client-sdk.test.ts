@@ -136,6 +136,26 @@ describe('client SDK: the openai package over client.fetch', () => {
   });
 });
 
+describe('client SDK: the stream hash chain in the receipt', () => {
+  it.each([['drop', 'dropped'], ['reorder', 'reordered'], ['alter', 'altered']] as const)('a %s: a %s chunk after decryption is caught from the receipt (RECEIPT_STREAM_MISMATCH)', async (fault, _label) => {
+    const c = await createClient({ url: server.url, allowSim: true });
+    const openai = new OpenAI({ baseURL: c.baseURL, apiKey: API_KEY, fetch: c.fetch, maxRetries: 0 });
+    mini.streamFault = fault;
+    try {
+      const stream = await openai.chat.completions.create({ model: 'dev-small', messages: [{ role: 'user', content: PROMPT }], stream: true });
+      const read = async () => {
+        for await (const _ of stream) {
+          // the tokens arrive; the receipt at the end is what must not be accepted
+        }
+      };
+      await expect(read()).rejects.toThrow(/RECEIPT_STREAM_MISMATCH|not the one the enclave signed/);
+      expect(c.receipts.length).toBe(0);
+    } finally {
+      mini.streamFault = undefined;
+    }
+  });
+});
+
 describe('client SDK: where client.fetch sends', () => {
   it('refuses a request for another origin without sending anything', async () => {
     const c = await createClient({ url: server.url, allowSim: true, fetch: recording });

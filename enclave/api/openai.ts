@@ -19,7 +19,11 @@ import { bhttpRequest } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
 import { type Candidate, modelNotFound, type Router, type Selection, type Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
+import { hash as nodeHash } from 'node:crypto';
+import { StreamChain } from '../../protocol/stream-chain.ts';
 import { encodeEvent, SSE_DONE, type SseEvent, SseSplitter, sseEvent } from './sse.ts';
+
+const nodeSha256 = (b: Uint8Array): Uint8Array => nodeHash('sha256', b, 'buffer');
 
 export type Dispatch = (w: VerifiedWorker, req: BhttpRequest, o: { stream: boolean; signal: AbortSignal }) => Promise<InnerResponse>;
 
@@ -216,7 +220,16 @@ export function openaiApp(d: ApiDeps): Hono {
    * `clientIdleMs`) is charged exactly what was sent.
    */
   function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Pending[], st: StreamState, sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): ReadableStream<Uint8Array> {
-    const queue: Pending[] = [...first];
+    const queue: Pending[] = [];
+    // Every event queued for the client before the receipt is a link of the stream chain, in the order it is sent.
+    const chain = new StreamChain(nodeSha256);
+    const enqueue = (ps: readonly Pending[]): void => {
+      for (const p of ps) {
+        chain.add(p.bytes);
+        queue.push(p);
+      }
+    };
+    enqueue(first);
     const sent = new DeliveryMeter();
     let closed = false;
     let ended = false;
@@ -271,7 +284,7 @@ export function openaiApp(d: ApiDeps): Hono {
             if (ended) return;
             if (x.done) {
               const rest = split.rest();
-              if (rest) queue.push({ bytes: rest, chunk: undefined });
+              if (rest) enqueue([{ bytes: rest, chunk: undefined }]);
               if (!split.done) {
                 // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
                 queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
@@ -286,7 +299,7 @@ export function openaiApp(d: ApiDeps): Hono {
                   p.counted = true;
                 }
                 ended = true;
-                const extras = await sel.onSuccess?.(cand, st.usage, sent.delivered);
+                const extras = await sel.onSuccess?.(cand, st.usage, { ...sent.delivered, stream: chain.commitment });
                 if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
                 queue.push({ bytes: SSE_DONE, chunk: undefined });
                 dispatched.inc({ outcome: 'ok', worker: w.id });
@@ -295,7 +308,7 @@ export function openaiApp(d: ApiDeps): Hono {
               break;
             }
             try {
-              queue.push(...split.push(x.value).flatMap((e) => inspect(e, st)));
+              enqueue(split.push(x.value).flatMap((e) => inspect(e, st)));
             } catch (e) {
               return fault(ctl, e instanceof GmError ? e.code : 'WORKER_ANSWER_UNUSABLE');
             }

@@ -228,7 +228,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const selection: SelectionCommitment = {
           root: proof.root, considered: proof.considered, eligible: sha256(proof.bitmap), count: proof.count, strategy: proof.strategy, constraints: sha256(rule), rank: sel.candidates.indexOf(d.cand),
         };
-        const commitments = { ...identityCommitments(d.cand.offer), selection };
+        const commitments = { ...identityCommitments(d.cand.offer), selection, ...(delivered.stream ? { stream: delivered.stream } : {}) };
         const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, commitments, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
         receipts?.inc();
         return receipt;

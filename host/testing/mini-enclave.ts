@@ -15,6 +15,7 @@ import { reportData } from '../../protocol/binding.ts';
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_RES, MEDIA_PROBLEM_JSON, PROBLEM_TYPE_OHTTP_KEY } from '../../protocol/media.ts';
 import { decapsulateRequest, encodeKeyConfigs, generateKeyConfig, type GatewayKey } from '../../protocol/ohttp.ts';
+import { StreamChain, type StreamCommitment } from '../../protocol/stream-chain.ts';
 import { generateReceiptKey, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue, type ReceiptSigner, ZERO_HASH } from '../../protocol/receipt.ts';
 
 export const MINI_TOKENS = ['Confidential ', 'hello ', 'from ', 'the ', 'mini ', 'enclave.'];
@@ -31,6 +32,11 @@ export interface MiniEnclave {
   omitCollateral: boolean;
   /** MEASUREMENT to report (default the sim provider's 0x5a × 48). */
   measurement: Uint8Array;
+  /**
+   * Streams something other than what the receipt's stream chain covers: one event dropped, two swapped, or one
+   * altered (what a faulty or hostile component between the chain and the client would do).
+   */
+  streamFault: 'drop' | 'reorder' | 'alter' | undefined;
   readonly amd: SimAmd;
   /** Every decrypted inner request path (for assertions). */
   readonly seen: string[];
@@ -57,16 +63,17 @@ export async function startMiniEnclave(o: { amd?: SimAmd; tdx?: SimTdx; keyId?: 
     omitCerts: false,
     omitCollateral: false,
     measurement: fromHex('5a'.repeat(48)),
+    streamFault: undefined,
     async rotate() {
       key = await generateKeyConfig((key.config.keyId + 1) & 0xff);
       receipt = await generateReceiptKey();
     },
   };
-  const sign = async (model: string, outputTokens: number) => {
+  const sign = async (model: string, outputTokens: number, stream?: StreamCommitment) => {
     const s = await receipt.sign({
       seq: ++seq, prev, requestId: `req-${seq}`, time: Date.now(), model, account: 'anonymous', workerId: 'mini', workerKey: new Uint8Array(32), evidenceDigest: new Uint8Array(32),
       offerId: 'offer-mini', offerDigest: new Uint8Array(32), inputTokens: 3, outputTokens, currency: 'USD', pricePerMInput: 0n, pricePerMOutput: 0n, feeBasisPoints: 0,
-      workerCost: 0n, fee: 0n, total: 0n, terms: { kind: 'prepaid' }, sim: true,
+      workerCost: 0n, fee: 0n, total: 0n, terms: { kind: 'prepaid' }, sim: true, ...(stream ? { stream } : {}),
     });
     prev = s.hash;
     return receiptEnvelope(s);
@@ -104,10 +111,14 @@ export async function startMiniEnclave(o: { amd?: SimAmd; tdx?: SimTdx; keyId?: 
       const stream = new ReadableStream<Uint8Array>({
         async start(ctl) {
           ctl.enqueue(await sealer.sealChunk(responseStream.head(200, [['content-type', 'text/event-stream']])));
-          for (const t of MINI_TOKENS) {
-            ctl.enqueue(await sealer.sealChunk(responseStream.content(enc(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: t } }] })}\n\n`))));
-          }
-          ctl.enqueue(await sealer.sealChunk(responseStream.content(enc(`event: ${RECEIPT_SSE_EVENT}\ndata: ${JSON.stringify(await sign(model, MINI_TOKENS.length))}\n\n`))));
+          // The receipt commits to the hash chain over the events streamed before it (protocol/stream-chain.ts).
+          const chain = new StreamChain();
+          const events = MINI_TOKENS.map((t) => enc(`data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: t } }] })}\n\n`));
+          for (const e of events) chain.add(e);
+          const fault = self.streamFault;
+          const sent = fault === 'drop' ? events.filter((_, i) => i !== 1) : fault === 'reorder' ? [events[1]!, events[0]!, ...events.slice(2)] : fault === 'alter' ? events.map((e, i) => (i === 1 ? enc(new TextDecoder().decode(e).replace(/"content":"/, '"content":"X')) : e)) : events;
+          for (const e of sent) ctl.enqueue(await sealer.sealChunk(responseStream.content(e)));
+          ctl.enqueue(await sealer.sealChunk(responseStream.content(enc(`event: ${RECEIPT_SSE_EVENT}\ndata: ${JSON.stringify(await sign(model, MINI_TOKENS.length, chain.commitment))}\n\n`))));
           ctl.enqueue(await sealer.sealChunk(responseStream.content(enc('data: [DONE]\n\n'))));
           ctl.enqueue(await sealer.sealChunk(responseStream.end(), { final: true }));
           ctl.close();
