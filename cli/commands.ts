@@ -281,7 +281,8 @@ export const RECEIPTS_PROVE = {
 } as const;
 
 export const RECEIPTS_ACCOUNT = {
-  ledger: file('the ledger database (required)'),
+  ledger: file('the ledger database (required): a SQLite FILE, or postgres://URL for account commands'),
+  'ledger-key-file': file('--ledger postgres://: a file only its owner can read holding the 32-byte ledger key in hex'),
   currency: { value: 'C', help: 'create, pay-worker: currency (default USD for create)' },
   prepaid: { value: 'AMOUNT', help: 'create: a prepaid account with this balance' },
   'credit-limit': { value: 'AMOUNT', help: 'create: a postpaid account with this credit limit' },

@@ -4,6 +4,7 @@
  * integer micro-units (`5.25` USD = 5,250,000 µUSD); output amounts are micro-units.
  *
  *   gm receipts account create --ledger PATH --credit-key-file FILE --currency USD (--prepaid 5.00 | --credit-limit 100)
+ *   (a PostgreSQL ledger: --ledger postgres://... --ledger-key-file FILE)
  *   gm receipts account deposit --ledger PATH --credit-key-file FILE --account ID --amount 2.50
  *   gm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00
  *   gm receipts statement --ledger PATH (--account ID | --worker ID) [--json] [--now ISO]
@@ -18,6 +19,9 @@ import { signerFromSeed } from '../enclave/ledger/signer.ts';
 import type { ReceiptsAccountFlags, ReceiptsStatementFlags } from './commands.ts';
 import type { Io } from './io.ts';
 import { decimalToMicros } from '../enclave/market/constraints.ts';
+import { readLedgerKeyFile } from '../enclave/ledger/key-file.ts';
+import type { Ledger } from '../enclave/ledger/ledger.ts';
+import { isPostgresUrl, openLedger } from '../enclave/ledger/open.ts';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
 
@@ -32,7 +36,20 @@ const amount = (v: string | undefined, what: string): bigint => {
 
 function open(path: string | undefined, creditSigner?: ReceiptSigner): SqliteLedger {
   if (!path) throw configError('USAGE', '--ledger PATH is required');
+  if (isPostgresUrl(path)) throw configError('USAGE', 'statements read a SQLite ledger; for PostgreSQL use gm receipts verify --ledger postgres://... --ledger-key-file FILE');
   return SqliteLedger.open(path, creditSigner ? { creditSigner } : {});
+}
+
+/** Account commands reach either ledger; a PostgreSQL one needs the ledger key to seal what it writes. */
+async function openForAccounts(f: ReceiptsAccountFlags, creditSigner: ReceiptSigner | undefined, io: Io): Promise<Ledger> {
+  if (!f.ledger) throw configError('USAGE', '--ledger PATH is required');
+  const opts = creditSigner ? { creditSigner } : {};
+  if (!isPostgresUrl(f.ledger)) {
+    if (f['ledger-key-file'] !== undefined) throw configError('USAGE', '--ledger-key-file applies to --ledger postgres://');
+    return SqliteLedger.open(f.ledger, opts);
+  }
+  if (f['ledger-key-file'] === undefined) throw configError('USAGE', '--ledger postgres:// needs --ledger-key-file FILE (the ledger key seals what is written)');
+  return openLedger(f.ledger, { ...opts, ledgerKey: await readLedgerKeyFile(f['ledger-key-file'], io) });
 }
 
 /**
@@ -56,7 +73,7 @@ async function creditSigner(file: string | undefined, io: Io): Promise<ReceiptSi
 /** `gm receipts account ...` */
 export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io): Promise<number> {
   if (!['create', 'deposit', 'pay-worker'].includes(action)) throw configError('USAGE', `unknown action ${action}: create, deposit or pay-worker`);
-  const ledger = open(f.ledger, action === 'pay-worker' ? undefined : await creditSigner(f['credit-key-file'], io));
+  const ledger = await openForAccounts(f, action === 'pay-worker' ? undefined : await creditSigner(f['credit-key-file'], io), io);
   const print = (text: string, obj: Record<string, unknown>) => io.out(f.json ? `${JSON.stringify(obj, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n` : text);
   try {
     const now = Date.now();
@@ -86,7 +103,7 @@ export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io
         throw configError('USAGE', `unknown action ${action}`);
     }
   } finally {
-    ledger.close();
+    await ledger.close();
   }
 }
 

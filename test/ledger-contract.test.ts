@@ -399,5 +399,37 @@ describe('ledger on PostgreSQL: what the host sees, and faults', () => {
     expect(bad.code).toBe(1);
     expect(bad.out).toContain('LEDGER_COLUMN_AUTH');
   });
+
+  run('gm receipts account create, deposit and pay-worker on a PostgreSQL ledger with the ledger key; an audit then passes with the credit key pinned', async () => {
+    const url = await server!.database('accounts_cli');
+    const ledgerKey = randomBytes(32);
+    await (await PostgresLedger.open(url, { ledgerKey })).close();
+    const keyFile = join(dir, 'accounts.key');
+    writeFileSync(keyFile, hex(ledgerKey), { mode: 0o600 });
+    const seed = new Uint8Array(32).fill(9);
+    const creditFile = join(dir, 'credit.key');
+    writeFileSync(creditFile, hex(seed), { mode: 0o600 });
+    const gm = async (...args: string[]) => {
+      const sink = { out: '' };
+      const code = await main(['receipts', ...args], { ...nodeIo, out: (t: string) => void (sink.out += t), err: () => undefined });
+      return { code, out: sink.out };
+    };
+    const created = await gm('account', 'create', '--ledger', url, '--ledger-key-file', keyFile, '--credit-key-file', creditFile, '--prepaid', '2.50', '--json');
+    expect(created.code).toBe(0);
+    const { account, apiKey } = JSON.parse(created.out) as { account: string; apiKey: string };
+    expect((await gm('account', 'deposit', '--ledger', url, '--ledger-key-file', keyFile, '--credit-key-file', creditFile, '--account', account, '--amount', '1.25')).code).toBe(0);
+    expect((await gm('account', 'pay-worker', '--ledger', url, '--ledger-key-file', keyFile, '--worker', 'w1', '--currency', 'USD', '--amount', '0.01')).code).toBe(0);
+    expect((await gm('account', 'create', '--ledger', url, '--credit-key-file', creditFile, '--prepaid', '1')).code).toBe(2);
+    const l = await PostgresLedger.open(url, { ledgerKey });
+    try {
+      expect((await l.accountForKey(apiKey)).balance).toBe(3_750_000n);
+    } finally {
+      await l.close();
+    }
+    const { signerFromSeed } = await import('../enclave/ledger/signer.ts');
+    const audit = await gm('verify', '--ledger', url, '--ledger-key-file', keyFile, '--credit-key', hex(signerFromSeed(seed).publicKey));
+    expect(audit.out).toContain('PASS  ledger.credits');
+    expect(audit.code).toBe(0);
+  });
 });
 

@@ -143,7 +143,8 @@ export class PostgresLedger implements Ledger {
           key = new LedgerKey(opts.ledgerKey ?? randomBytes(32));
           await client.query('INSERT INTO gm_meta (key, value) VALUES ($1, $2), ($3, $4)', [META_KEY_CHECK, key.keyCheck, META_SCHEMA, Buffer.from(PG_SCHEMA_VERSION)]);
         }
-        await client.query('INSERT INTO gm_chains (id, seq, head) VALUES ($1, 0, $2) ON CONFLICT (id) DO NOTHING', [chainId, key.seal('gm_chains', chainId, 'head', ZERO_HASH)]);
+        // Only a writer of receipts has a chain (the operator's account commands open the ledger without a receipt key).
+        if (opts.signer) await client.query('INSERT INTO gm_chains (id, seq, head) VALUES ($1, 0, $2) ON CONFLICT (id) DO NOTHING', [chainId, key.seal('gm_chains', chainId, 'head', ZERO_HASH)]);
         await client.query('COMMIT');
       } catch (e) {
         await client.query('ROLLBACK').catch(() => undefined);
