@@ -6,8 +6,10 @@
  */
 import { Hono } from 'hono';
 import { type BodyInit, type Dispatcher, fetch as undiciFetch } from 'undici';
+import { bundleFromJson, decodeBundle } from '../attestation/bundle.ts';
 import { protocolError } from '../attestation/errors.ts';
 import { encodeBundleList, MAX_LISTED_BUNDLE_BYTES } from '../protocol/bundle-list.ts';
+import { decodeKeyConfigs } from '../protocol/ohttp.ts';
 import { problemFor } from '../protocol/problem.ts';
 
 /** Request headers the gateway needs (RFC 9458 §4.3 media types; chunked OHTTP's `Incremental`). */
@@ -26,6 +28,10 @@ export interface ReplicaRouting {
   pick(): string | undefined;
   /** Every replica a client may be given, for `GET /v1/attestation?all=1`. */
   offered(): readonly string[];
+  /** True when `url` is offered and every one of `keyIds` routes to it. */
+  owns(url: string, keyIds: readonly number[]): boolean;
+  /** Re-checks every replica (throttled; see host/replicas.ts). */
+  refresh(): Promise<void>;
 }
 
 export interface RelayOptions {
@@ -138,27 +144,62 @@ export function relayRoutes(opts: RelayOptions): Hono {
     if ([...q.keys()].some((k) => k !== 'nonce' && k !== 'all') || q.getAll('nonce').length > 1 || q.getAll('all').length > 1 || (nonce !== undefined && !/^[0-9a-f]{64}$/.test(nonce)) || (all !== null && all !== '1'))
       return c.json({ error: { code: 'RELAY_BAD_REQUEST', message: 'nonce must be 64 lower-case hex characters; all may only be 1' } }, 400);
     const search = nonce === undefined ? '' : `?nonce=${nonce}`;
-    if (all === null) {
-      const to = replicas ? replicas.pick() : base;
-      return to === undefined ? noReplica() : forward(c.req.raw, '/v1/attestation', search, to);
+    if (!replicas) return all === null ? forward(c.req.raw, '/v1/attestation', search) : listBundles([base], search, c.req.raw.signal);
+    if (all !== null) return listBundles(replicas.offered(), search, c.req.raw.signal);
+    // One replica's bundle, and only one whose key ids the relay routes back to it (a replica that rotated since its
+    // last check is re-checked first; one that drew another replica's id is passed over).
+    const signal = AbortSignal.any([c.req.raw.signal, AbortSignal.timeout(opts.listTimeoutMs ?? 10_000)]);
+    for (let tries = replicas.offered().length; tries > 0; tries--) {
+      const to = replicas.pick();
+      if (to === undefined) break;
+      const got = await fetchBundle(to, search, signal, c.req.header('accept') ?? 'application/cbor');
+      if (!got || !(await servable(to, got))) continue;
+      opts.observe?.('response', '/v1/attestation', got.bytes);
+      return new Response(got.bytes as Uint8Array<ArrayBuffer>, { headers: { 'content-type': got.type, 'cache-control': 'no-store', ...(got.sim ? { 'gm-tee': 'sim' } : {}) } });
     }
-    return listBundles(replicas ? replicas.offered() : [base], search, c.req.raw.signal);
+    return noReplica();
   });
+
+  interface Fetched {
+    readonly bytes: Uint8Array;
+    readonly type: string;
+    readonly sim: boolean;
+  }
+  /** A replica's evidence bundle as it served it (CBOR, or its JSON view when that was asked for), or undefined. */
+  const fetchBundle = async (b: string, search: string, signal: AbortSignal, accept = 'application/cbor'): Promise<Fetched | undefined> => {
+    try {
+      const r = await undiciFetch(`${b}/v1/attestation${search}`, { headers: { accept, 'user-agent': 'gm-relay' }, redirect: 'manual', signal, ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
+      const bytes = new Uint8Array(await r.arrayBuffer());
+      const type = r.headers.get('content-type') ?? '';
+      if (!r.ok || !(type.startsWith('application/cbor') || type.startsWith('application/json')) || bytes.length > MAX_LISTED_BUNDLE_BYTES) return undefined;
+      return { bytes, type, sim: r.headers.get('gm-tee') === 'sim' };
+    } catch {
+      return undefined;
+    }
+  };
+
+  /** The key ids a fetched bundle lists route to the replica that served it (after one re-check if they did not). */
+  const servable = async (b: string, got: Fetched): Promise<boolean> => {
+    if (!replicas) return true;
+    let ids: number[];
+    try {
+      const bundle = got.type.startsWith('application/json') ? bundleFromJson(JSON.parse(new TextDecoder().decode(got.bytes))) : decodeBundle(got.bytes);
+      ids = decodeKeyConfigs(bundle.keys.ohttp).map((k) => k.keyId);
+    } catch {
+      return false;
+    }
+    if (replicas.owns(b, ids)) return true;
+    await replicas.refresh();
+    return replicas.owns(b, ids);
+  };
 
   /** `?all=1` (docs/protocol.md §3.1): each offered replica's bundle for the client's nonce, as one CBOR list. */
   const listBundles = async (bases: readonly string[], search: string, signal: AbortSignal): Promise<Response> => {
     if (bases.length === 0) return noReplica();
     const each = AbortSignal.any([signal, AbortSignal.timeout(opts.listTimeoutMs ?? 10_000)]);
     const got = await Promise.all(bases.map(async (b) => {
-      try {
-        const r = await undiciFetch(`${b}/v1/attestation${search}`, { headers: { accept: 'application/cbor', 'user-agent': 'gm-relay' }, redirect: 'manual', signal: each, ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}) });
-        const bytes = new Uint8Array(await r.arrayBuffer());
-        // Only what a replica served as a bundle; the client verifies each element anyway.
-        if (!r.ok || !(r.headers.get('content-type') ?? '').startsWith('application/cbor') || bytes.length > MAX_LISTED_BUNDLE_BYTES) return undefined;
-        return { bytes, sim: r.headers.get('gm-tee') === 'sim' };
-      } catch {
-        return undefined;
-      }
+      const f = await fetchBundle(b, search, each);
+      return f && f.type.startsWith('application/cbor') && (await servable(b, f)) ? f : undefined;
     }));
     const ok = got.filter((g) => g !== undefined);
     if (ok.length === 0) return noReplica();

@@ -14,6 +14,8 @@
  *   3. a replica one of whose current ids an earlier replica already claimed is shadowed: it keeps the ids it owns
  *      but is offered to no client (neither in `?all=1` nor as the answer to a plain attestation request) until a
  *      rotation gives it free ids, so no client is ever handed a configuration the relay would route elsewhere.
+ *      The relay also checks every bundle it hands out against the table (`owns`), re-checking the replicas when a
+ *      replica rotated since its last check, so a fresh rotation onto a taken id is caught before any client sees it.
  * A replica whose check fails leaves the table at once; the relay stays open while at least one replica passes.
  */
 import { decodeKeyConfigs } from '../protocol/ohttp.ts';
@@ -143,6 +145,12 @@ export class ReplicaSet implements HostGate {
   /** The replicas clients may be given: verified and not shadowed, in the operator's order. */
   offered(): readonly string[] {
     return this.#replicas.filter((r) => r.gate.status.state === 'open' && !this.#shadowed.has(r)).map((r) => r.url);
+  }
+
+  /** True when `url` is offered to clients and every one of `keyIds` routes to it. */
+  owns(url: string, keyIds: readonly number[]): boolean {
+    const r = this.#replicas.find((x) => x.url === url);
+    return r !== undefined && r.gate.status.state === 'open' && !this.#shadowed.has(r) && keyIds.length > 0 && keyIds.every((id) => this.#table.get(id) === r);
   }
 
   /** The next offered replica, round robin (a plain `GET /v1/attestation` and the key configuration endpoint). */

@@ -174,4 +174,21 @@ describe('relay over several replicas', () => {
     expect(h.replicas!.routeFor(80)).toBe(rs[0]!.url);
     expect(h.replicas!.offered()).toHaveLength(3);
   });
+
+  it('never hands out a bundle whose key id the relay routes elsewhere: a rotation onto a taken id is caught before any client sees it', async () => {
+    const rs = await Promise.all([replica(121), replica(120)]);
+    const h = await shim(rs.map((r) => r.url));
+    const direct = (u: string) => attest({ base: u, fetch: (x, init) => fetch(x, init), policy, allowSim: true, trust: undefined, now: () => new Date() });
+    await rs[1]!.mini.rotate(); // 120 -> 121: the id replica 1 serves; the relay has not checked replica 2 since
+    const rotatedKey = hex((await direct(rs[1]!.url)).receiptKey);
+    expect(h.replicas!.replicas[1]!.keyIds).toEqual([120]);
+    const nonce = crypto.getRandomValues(new Uint8Array(32));
+    const bundles = decodeBundleList(new Uint8Array(await (await fetch(`${h.url}/v1/attestation?all=1&nonce=${hex(nonce)}`)).arrayBuffer()));
+    const listed = await Promise.all(bundles.map((b) => verifyEnclaveBundle(b, { nonce, policy, allowSim: true, trust: undefined, now: new Date(), maxAgeMs: policy.maxAgeMs })));
+    expect(listed.map((a) => hex(a.receiptKey))).not.toContain(rotatedKey);
+    expect(listed).toHaveLength(1);
+    // The re-check it triggered found the collision: replica 2 is shadowed until it rotates again.
+    expect(h.replicas!.replicas.map((r) => [r.keyIds, r.shadowed])).toEqual([[[121], false], [[121], true]]);
+    for (let i = 0; i < 4; i++) expect(hex((await direct(h.url)).receiptKey)).not.toBe(rotatedKey);
+  });
 });
