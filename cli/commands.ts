@@ -205,6 +205,7 @@ export const ENCLAVE = {
   'require-request-time': { help: "refuse requests without gm's sealed request time (standard OHTTP clients are then not served)" },
   json: { help: 'print the URL (and under sim the account and its API key) as JSON lines', env: false },
   pools: file('model pools JSON: {"name": ["model", ...]}, up to 20 models each in priority order ("default" is the default pool)'),
+  processes: { value: 'N', help: 'processes sharing the listening socket (default: the number of cores; 1 with the in-memory ledger)' },
 } as const;
 
 export const WORKER = {

@@ -46,7 +46,7 @@ import { firstVerifiedRouter, type Router } from './router.ts';
 import { REPLICATION_JOIN_PATH, replicationHandler, type ReplicationOptions } from './replication/routes.ts';
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
-import { type RegistryOptions, type VerifiedWorker, type WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
+import { type Registration, type RegistryOptions, type VerifiedWorker, type WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
 
 export interface EnclaveLimits {
   /** Encapsulated request body (413 before decryption). */
@@ -94,6 +94,18 @@ export interface EnclaveOptions {
    * encapsulation per request (`ohttp`, the older hop, kept for comparison).
    */
   readonly workerHop?: 'session' | 'ohttp';
+  /**
+   * Several processes of one enclave (enclave/cluster.ts): a registration accepted here is handed to `relay` (which
+   * resolves once the other processes adopted it) before it is answered, and likewise a signed cancel.
+   */
+  readonly relay?: {
+    registered(r: RelayedRegistration, workerId: string): Promise<void>;
+    cancelled(workerId: string, cancel: Uint8Array): Promise<void>;
+  };
+  /** This process's number among the enclave's processes, shown by /healthz (absent: one process). */
+  readonly instance?: number;
+  /** Rotate the OHTTP keys on this process's own timer (default); false when a primary process pushes them. */
+  readonly rotationTimer?: boolean;
   /** Session rekey policy (requests, age). */
   readonly session?: SessionDispatchOptions;
   readonly challenge?: RegistryOptions['challenge'];
@@ -126,6 +138,12 @@ export interface EnclaveOptions {
   readonly replication?: ReplicationOptions;
 }
 
+/** A registration as another process of the same enclave receives it, with the credential the worker was given. */
+export interface RelayedRegistration {
+  readonly registration: Registration;
+  readonly credential: Uint8Array;
+}
+
 export interface Enclave {
   readonly app: Hono<{ Variables: { route: string } }>;
   /**
@@ -140,8 +158,12 @@ export interface Enclave {
   readonly bootBundle: EvidenceBundle;
   /** The application/ohttp-keys bytes currently served and attested. */
   readonly keyConfigs: Uint8Array;
-  /** Rotates the OHTTP key configuration now (also done on a timer). */
-  rotateKeys(): Promise<void>;
+  /** Rotates the OHTTP key configuration now (also done on a timer), to `next` when given (a primary's keys). */
+  rotateKeys(next?: GatewayKeySet): Promise<void>;
+  /** Adopts a registration another process of this enclave accepted (same verification, its credential). */
+  adopt(r: RelayedRegistration): Promise<void>;
+  /** Applies a signed cancel another process accepted. */
+  adoptCancel(workerId: string, cancel: Uint8Array): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -172,9 +194,9 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   let bootBundle = await bundleFor();
   let bootCbor = encodeBundle(bootBundle);
   const rotationMs = o.keyRotationMs ?? 3600_000;
-  const rotateKeys = async () => {
+  const rotateKeys = async (given?: GatewayKeySet) => {
     // Every served configuration (X-Wing and X25519) rotates together, same KEMs, to ids no accepted key holds.
-    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId));
+    const next = given ?? (await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId)));
     const prev = served.gateway;
     const b = await makeBundle({ tee: o.tee, role: 'enclave', keyConfigs: next.keyConfigs, signingKey: keys.receipt.publicKey, settings, now });
     served = next;
@@ -186,8 +208,8 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     for (const k of retiring) replay.retire(k.config.keyId);
     o.log.info('enclave.keys_rotated', { keyIds: next.gateway.map((k) => k.config.keyId).join(','), previous: prev.map((k) => k.config.keyId).join(',') });
   };
-  const rotation = setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
-  rotation.unref();
+  const rotation = o.rotationTimer === false ? undefined : setInterval(() => void rotateKeys().catch((e: unknown) => logError(o.log, 'enclave.rotation_failed', asGmError(e))), rotationMs);
+  rotation?.unref();
 
   // Public metrics move only with what a relay sees on the wire anyway (routes, outer statuses and codes, timing);
   // everything per worker, per model or per inner outcome is operator-only (the default scope).
@@ -250,7 +272,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     return c.get('route') === 'ohttp' ? gatewayProblem(g, simHeaders) : errorResponse(g, simHeaders);
   });
 
-  app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length }));
+  app.get('/healthz', (c) => c.json({ ok: true, sim, workers: registry.list().length, ...(o.instance !== undefined ? { process: o.instance } : {}) }));
   app.get('/metrics', async (c) => c.text(await metrics.render('public'), 200, { 'content-type': CONTENT_TYPE }));
   app.get('/v1/operator/metrics', async (c) => {
     if (!operatorDigest) throw new GmError('protocol', 'NOT_FOUND', 'no operator token is configured');
@@ -295,7 +317,10 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     if (j.offers !== undefined && !(Array.isArray(j.offers) && j.offers.every((x) => typeof x === 'string'))) throw protocolError('REGISTRATION_MALFORMED', 'offers must be base64 strings');
     const models = (j.models ?? []) as string[];
     const offers = ((j.offers ?? []) as string[]).map((x) => fromBase64(x, 'offer'));
-    const w = await registry.register({ url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers, time: j.time, signature: fromBase64(j.signature, 'signature') });
+    const registration: Registration = { url: j.url, bundle: fromBase64(j.bundle, 'bundle'), models, offers, time: j.time, signature: fromBase64(j.signature, 'signature') };
+    const w = await registry.register(registration);
+    // Answered only once every process of this enclave holds the worker: a registration is routable from all of them.
+    await o.relay?.registered({ registration, credential: w.credential }, w.id);
     // The offers the market refused are part of the answer: a registration that lost its offers must not look complete.
     const refused = w.refusedOffers.map((r) => ({ index: r.index, code: r.code }));
     // The credential this enclave authorizes its requests with, sealed so that only the attested worker can open it.
@@ -332,7 +357,9 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
         throw protocolError('CANCEL_MALFORMED', 'cancel must be JSON {"cancel": base64}', { cause: e });
       }
       if (typeof j !== 'object' || j === null || typeof j.cancel !== 'string') throw protocolError('CANCEL_MALFORMED', 'cancel must be JSON {"cancel": base64}');
-      const r = await market.cancel(id, fromBase64(j.cancel, 'cancel'));
+      const cancel = fromBase64(j.cancel, 'cancel');
+      const r = await market.cancel(id, cancel);
+      await o.relay?.cancelled(id, cancel);
       return c.json({ cancel: r });
     } finally {
       release();
@@ -388,6 +415,12 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   o.log.info('enclave.settings', { allowSimWorkers: settings.allowSimWorkers, workerPolicy: hex(settings.workerPolicy), openAccess: settings.openAccess, ledger: settings.ledger });
   return {
     app, keys, registry, metrics, rotateKeys, direct,
+    adopt: async (r) => {
+      await registry.register(r.registration, { credential: r.credential });
+    },
+    adoptCancel: async (workerId, cancel) => {
+      if (market && registry.usable(workerId)) await market.cancel(workerId, cancel);
+    },
     get bootBundle() {
       return bootBundle;
     },
@@ -395,7 +428,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       return served.keyConfigs;
     },
     close: async () => {
-      clearInterval(rotation);
+      if (rotation) clearInterval(rotation);
       clearInterval(summaries);
       await registry.close();
     },

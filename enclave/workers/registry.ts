@@ -226,7 +226,11 @@ export class WorkerRegistry {
   }
 
   /** Verifies the posted bundle, then challenges the worker's URL with a fresh nonce for the same keys. */
-  async register(reg: Registration): Promise<VerifiedWorker> {
+  /**
+   * `credential`: adopt this credential instead of keeping or making one (another process of the same enclave
+   * accepted the registration first and gave the worker this credential; enclave/cluster.ts).
+   */
+  async register(reg: Registration, o: { readonly credential?: Uint8Array } = {}): Promise<VerifiedWorker> {
     let url: URL;
     try {
       url = new URL(reg.url);
@@ -260,13 +264,14 @@ export class WorkerRegistry {
       const gpus = gpusOf(verification);
       const gpuIds = this.#checkGpus(id, gpuIdsOf(verification));
       const now = this.#now();
-      const credential = old?.credential ?? newCredential();
+      const credential = o.credential ?? old?.credential ?? newCredential();
+      const sameTransport = old?.url === url.href.replace(/\/+$/, '') && equalBytes(old.credential, credential);
       const w: VerifiedWorker = {
         id, url: url.href.replace(/\/+$/, ''), keyConfig: chooseKeyConfig(configs), keyConfigs: bundle.keys.ohttp, signingKey, credential, sim: verification.claims.sim, platform: bundle.platform,
         measurement: verification.claims.cpu.measurement, registeredAt: reg.time, evidenceDigest: digest, models: reg.models.slice(0, 64), gpus, gpuIds,
         identities: bundle.models ? decodeManifest(bundle.models) : new Map(), ...(bundle.models ? { manifest: bundle.models } : {}), offers: reg.offers, refusedOffers: [],
         verifiedAt: now, expiresAt: now + this.#o.policy.freshnessMs, state: 'verified',
-        transport: old?.url === url.href.replace(/\/+$/, '') ? old.transport : this.#o.transportFor(url.href, credential),
+        transport: sameTransport ? old.transport : this.#o.transportFor(url.href, credential),
       };
       if (old && old.transport !== w.transport) void old.transport.close();
       this.#workers.set(id, w);
