@@ -75,7 +75,7 @@ export interface PrimaryOptions {
   readonly shared: unknown;
   readonly material: KeyMaterial;
   readonly rotationMs: number;
-  /** Called once, with the URL the first process listens on. */
+  /** Called once, when every process listens, with the URL. */
   onListening(url: string): void;
 }
 
@@ -120,7 +120,8 @@ export function runPrimary(o: PrimaryOptions): Promise<number> {
     w.on('message', (m: Up) => {
       if (m.gm === 'listening') {
         listened.add(w);
-        if (!announced) {
+        // Announced once every process of the first start listens (until then the socket reaches only some).
+        if (!announced && listened.size >= o.processes) {
           announced = true;
           o.onListening(m.url);
         }

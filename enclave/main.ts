@@ -176,11 +176,12 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
         ...(f['max-streams'] ? { maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 0, 1) } : {}),
       },
     });
+    // A process replacing one that exited takes the workers the enclave holds (those still within the skew limit)
+    // before it listens: the primary hands it connections as soon as it does.
+    for (const r of child?.registrations ?? []) await enclave.adopt(r).catch((e: unknown) => log.warn('enclave.adopt_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }));
     const s = await serve({ fetch: enclave.app.fetch, direct: enclave.direct, listen: f.listen ?? '127.0.0.1:8443' });
     if (child) {
       child.serve({ rotate: (g) => enclave.rotateKeys(g), adopt: (r) => enclave.adopt(r), adoptCancel: (id, c) => enclave.adoptCancel(id, c) });
-      // A process replacing one that exited: the workers the enclave holds (those still within the skew limit).
-      for (const r of child.registrations) await enclave.adopt(r).catch((e: unknown) => log.warn('enclave.adopt_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }));
       child.listening(s.url);
       await onSignal(async () => {
         await enclave.close();
