@@ -16,6 +16,11 @@
  * Charge. inputTokens = min(report or the request's estimate, the hold's input bound);
  * outputTokens = min(report or the estimate, outputBound, the hold's output bound). Clamping is logged by the caller.
  * Usage figures must be non-negative safe integers (`parseUsage`); anything else is a worker fault.
+ *
+ * Inflation. A report above a bound by more than the tolerance (default 10%, plus SPECIAL_TOKENS_PER_CHOICE for
+ * input) is not rounding: the worker claims tokens the enclave did not see. The charge is clamped as always; the
+ * router also counts it (`gm_market_usage_inflated_total`) and demotes the worker's offer for that model out of
+ * selection for a cool-off period (`inflatedUntil`, an exclusion `auditors` see among the live ones).
  */
 import { unavailable } from '../../attestation/errors.ts';
 import type { Delivered, Usage } from '../router.ts';
@@ -106,6 +111,16 @@ export function parseUsage(u: unknown): Usage | undefined {
   const c = u.completion_tokens ?? 0;
   if (typeof p !== 'number' || typeof c !== 'number' || !Number.isSafeInteger(p) || !Number.isSafeInteger(c) || p < 0 || c < 0) return bad();
   return { promptTokens: p, completionTokens: c };
+}
+
+export const DEFAULT_INFLATION_TOLERANCE = 0.1;
+
+/** True when the worker's report exceeds the enclave's bounds by more than `tolerance` (a fraction of the bound). */
+export function inflated(reported: Usage | undefined, delivered: Delivered, hold: HoldBounds, tolerance = DEFAULT_INFLATION_TOLERANCE): boolean {
+  if (!reported) return false;
+  const outLimit = Math.min(outputBound(delivered), hold.maxOutputTokens) * (1 + tolerance);
+  const inLimit = hold.maxInputTokens * (1 + tolerance) + SPECIAL_TOKENS_PER_CHOICE;
+  return reported.completionTokens > outLimit || reported.promptTokens > inLimit;
 }
 
 /** The tokens to charge: the worker's report checked against the enclave's bounds (see the module header). */

@@ -101,6 +101,27 @@ describe('market router (enclave Router adapter)', () => {
     expect(text).toContain('gm_market_offers 2');
   });
 
+  it('an inflating worker: charged the bound, counted in gm_market_usage_inflated_total, its offer demoted out of selection', async () => {
+    const { Metrics } = await import('../metrics.ts');
+    const { market, ledger, wa, wb, house } = await setup();
+    const metrics = new Metrics();
+    let t = NOW;
+    const r = marketRouter({ market, ledger, enclaveSim: false, anonymous: house, now: () => t, metrics, inflationCoolOffMs: 60_000 }).router(fakeRegistry([wa, wb]));
+    const honest = await r.select(req());
+    // Within the tolerance: 40 delivered bytes allow 56 tokens; 60 is under 56 · 1.1.
+    await honest.onSuccess!(honest.candidates[0]!, { promptTokens: 5, completionTokens: 60 }, { bytes: 40, choices: 1 });
+    expect(await metrics.render()).toContain('gm_market_usage_inflated_total 0');
+    const sel = await r.select(req());
+    expect(sel.candidates[0]!.worker.id).toBe('wa');
+    const extras = await sel.onSuccess!(sel.candidates[0]!, { promptTokens: 5, completionTokens: 100 }, { bytes: 40, choices: 1 });
+    expect((await verifyReceipt(parseReceiptHeader(extras!.header![1]).signed)).receipt.outputTokens).toBe(56);
+    expect(await metrics.render()).toContain('gm_market_usage_inflated_total 1');
+    // The cheaper wa is demoted: the next request goes to wb; after the cool-off wa is back.
+    expect((await r.select(req())).candidates.map((c) => c.worker.id)).toEqual(['wb']);
+    t += 60_001;
+    expect((await r.select(req())).candidates[0]!.worker.id).toBe('wa');
+  });
+
   it('without an anonymous account a request with no key is ACCOUNT_MISSING', async () => {
     const { market, ledger, wa } = await setup();
     const strict = marketRouter({ market, ledger, enclaveSim: false, now: () => NOW }).router(fakeRegistry([wa]));

@@ -33,7 +33,7 @@ import type { CancelOutcome } from './book.ts';
 import { modelCards } from './models.ts';
 import { poolCards, withPools } from './pool-cards.ts';
 import { type Market, publicOffersView } from './index.ts';
-import { meter } from './metering.ts';
+import { inflated, meter } from './metering.ts';
 import { HEAD_TYPE } from '../ledger/records.ts';
 import { type Candidate, selectionRule } from './select.ts';
 import type { Lease } from './stats.ts';
@@ -53,6 +53,10 @@ export interface MarketRouterOptions {
    */
   readonly headEveryMs?: number;
   readonly log?: Pick<Logger, 'info' | 'warn'>;
+  /** Over-reported usage beyond this fraction of the enclave's bound demotes the offer (default 0.1). */
+  readonly inflationTolerance?: number;
+  /** How long an offer stays demoted after an over-report (default 10 minutes). */
+  readonly inflationCoolOffMs?: number;
   /** The enclave's metrics registry: selections by outcome code, receipts, offers in the book (no payload labels). */
   readonly metrics?: Metrics;
 }
@@ -89,6 +93,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
   const abandonAfter = o.abandonAfterMs ?? 15 * 60_000;
   const selections = o.metrics?.counter('gm_market_selections_total', 'Market selections by outcome (ok or the error code)', { labels: ['outcome'] });
   const receipts = o.metrics?.counter('gm_market_receipts_total', 'Receipts settled into the ledger');
+  const inflations = o.metrics?.counter('gm_market_usage_inflated_total', 'Answers whose worker-reported usage exceeded the enclave count beyond the tolerance (the offer is demoted)');
   o.metrics?.gauge('gm_market_offers', 'Live offers in the order book', { collect: () => [[{}, market.book.size]] });
 
   const onWorkerChange = async (event: 'verified' | 'removed', w: VerifiedWorker): Promise<readonly OfferRefusal[]> => {
@@ -225,6 +230,14 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         const m = meter(usage, delivered, bounds);
         if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
         if (m.clamped) o.log?.warn('market.usage_clamped', { requestId: req.requestId });
+        if (inflated(usage, delivered, bounds, o.inflationTolerance)) {
+          // The charge is clamped already; the worker's offer for this model leaves selection for a while.
+          const st = d.cand.entry.stats;
+          st.inflations++;
+          st.inflatedUntil = now() + (o.inflationCoolOffMs ?? 10 * 60_000);
+          inflations?.inc();
+          o.log?.warn('market.usage_inflated', { worker: d.cand.offer.workerId, inflations: st.inflations });
+        }
         const selection: SelectionCommitment = {
           root: proof.root, considered: proof.considered, eligible: sha256(proof.bitmap), count: proof.count, strategy: proof.strategy, constraints: sha256(rule), rank: sel.candidates.indexOf(d.cand),
         };

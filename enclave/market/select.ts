@@ -86,6 +86,7 @@ export const EXCLUSION_REASONS = {
   parameters: 'request parameters not declared',
   capacity: 'at capacity',
   health: 'worker failing recently',
+  inflation: 'demoted for over-reporting usage',
 } as const;
 export type ExclusionReason = keyof typeof EXCLUSION_REASONS;
 
@@ -125,7 +126,7 @@ function orderIndex(order: readonly string[], o: Offer): number {
 export function select(book: OrderBook, c: RouteConstraints, now: number, opts: SelectOptions = {}): Selection {
   const limit = opts.limit ?? 8;
   const reqSeed = fnv1a(opts.requestId ?? '');
-  const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, identity: 0, parameters: 0, capacity: 0, health: 0 };
+  const counts: Record<ExclusionReason, number> = { validity: 0, worker: 0, provider: 0, order: 0, currency: 0, price: 0, terms: 0, identity: 0, parameters: 0, capacity: 0, health: 0, inflation: 0 };
   const commit = opts.commit === true;
   let bits: Uint8Array | undefined;
   let offsets: number[] = [];
@@ -217,6 +218,10 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       counts.health++;
       return;
     }
+    if (st.inflatedUntil > now) {
+      counts.inflation++;
+      return;
+    }
     ranked++;
     const group = oi * 32 + (ordered ? mi : 0);
     const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
@@ -274,7 +279,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
         const w = e.slot.info;
         if (w === undefined || w.verifiedUntil <= now) continue;
         const st = e.stats;
-        if (st.inFlight >= e.capacity || (st.samples !== 0 && st.unhealthy(now))) continue;
+        if (st.inFlight >= e.capacity || (st.samples !== 0 && st.unhealthy(now)) || st.inflatedUntil > now) continue;
         if (!quantsOk(e) || !weightsOk(e)) continue;
         if (only !== undefined || ignore !== undefined || (order !== undefined && !c.allowFallbacks)) {
           const o = e.offer;

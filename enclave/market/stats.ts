@@ -27,6 +27,10 @@ export class LiveStats {
   tpsSamples = 0;
   inFlight = 0;
   lastErrorAt = -Infinity;
+  /** Unix ms until which the offer is demoted out of selection for over-reporting usage (enclave/market/metering.ts). */
+  inflatedUntil = 0;
+  /** Requests whose reported usage was over the enclave's bound beyond the tolerance. */
+  inflations = 0;
   readonly #cfg: StatsConfig;
 
   constructor(advertisedTtftMs: number, advertisedTokensPerSecond: number, cfg: StatsConfig = DEFAULT_STATS_CONFIG) {

@@ -16,6 +16,8 @@ export interface DevModelOptions {
   readonly failAfter?: number;
   /** Default number of tokens when the request sets no max_tokens. */
   readonly defaultTokens?: number;
+  /** Report this many times the completion tokens served (a worker inflating its usage; tests). */
+  readonly inflateUsage?: number;
 }
 
 const WORDS = ['The', ' quick', ' enclave', ' routes', ' sealed', ' tokens', ' to', ' attested', ' workers', ',', ' and', ' nobody', ' else', ' reads', ' them', '.'];
@@ -72,7 +74,8 @@ export function devModelApp(o: DevModelOptions = {}): Hono {
     if (!Number.isSafeInteger(n) || n < 1 || n > 100_000) return c.json({ error: { message: 'max_tokens out of range', type: 'invalid_request_error', code: 'bad_max_tokens' } }, 400);
     const id = `${kind === 'chat' ? 'chatcmpl' : 'cmpl'}-dev-${++seq}`;
     const created = 1_700_000_000;
-    const usage = { prompt_tokens: countInput(b), completion_tokens: n, total_tokens: countInput(b) + n };
+    const reported = Math.round(n * (o.inflateUsage ?? 1));
+    const usage = { prompt_tokens: countInput(b), completion_tokens: reported, total_tokens: countInput(b) + reported };
     if (b.stream !== true) {
       if (o.failAfter !== undefined) return c.json({ error: { message: 'injected failure', type: 'server_error', code: 'injected' } }, 500);
       if (tokenMs > 0) await sleep(tokenMs * n);
