@@ -81,6 +81,28 @@ describe('gm worker hotkey seed', () => {
     expect(await codeOf(hotkeySeedFrom({ 'hotkey-seed-file': '/s', 'hotkey-seed': SEED }, io, modeOf))).toBe('USAGE');
   });
 
+  it('reads a Bittensor wallet hotkey file (secretSeed), checking it derives the ss58Address it names', async () => {
+    // Substrate's //Alice: mini-secret e5be9a50...5c0a, sr25519 public key d43593c7...a27d, SS58 5Grwva...utQY.
+    const alice = { secretSeed: '0xe5be9a5092b81bca64be81d212e7f2f9eba183bb7a90954f7b76361f6edb5c0a', publicKey: '0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d', ss58Address: '5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY' };
+    const keyfile = (o: object) => JSON.stringify({ accountId: alice.publicKey, privateKey: `0x${'11'.repeat(64)}`, secretPhrase: null, ...o });
+    const { io, modeOf } = files({
+      '/w/miner/hotkeys/default': { text: keyfile(alice), mode: 0o600 },
+      '/w/miner/hotkeys/wrong': { text: keyfile({ ...alice, ss58Address: '5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty' }), mode: 0o600 },
+      '/w/miner/hotkeys/locked': { text: '$NACL...', mode: 0o600 },
+      '/w/miner/hotkeys/open': { text: keyfile(alice), mode: 0o644 },
+      '/w/miner/hotkeys/noseed': { text: keyfile({ ...alice, secretSeed: null }), mode: 0o600 },
+    });
+    const seed = await hotkeySeedFrom({ wallet: 'miner', hotkey: 'default', 'wallet-path': '/w' }, io, modeOf);
+    expect(hex(seed!)).toBe(alice.secretSeed.slice(2));
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: 'wrong', 'wallet-path': '/w' }, io, modeOf))).toBe('WALLET_KEY_MISMATCH');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: 'locked', 'wallet-path': '/w' }, io, modeOf))).toBe('WALLET_ENCRYPTED');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: 'open', 'wallet-path': '/w' }, io, modeOf))).toBe('HOTKEY_SEED_FILE_EXPOSED');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: 'noseed', 'wallet-path': '/w' }, io, modeOf))).toBe('WALLET_MALFORMED');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: '..', 'wallet-path': '/w' }, io, modeOf))).toBe('USAGE');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', 'wallet-path': '/w' }, io, modeOf))).toBe('USAGE');
+    expect(await codeOf(hotkeySeedFrom({ wallet: 'miner', hotkey: 'default', 'hotkey-seed': SEED }, io, modeOf))).toBe('USAGE');
+  });
+
   it('gm worker refuses the seed on the command line, in either form, before anything else runs, without echoing it', async () => {
     for (const given of [['--hotkey-seed', SEED], [`--hotkey-seed=${SEED}`]]) {
       let out = '';

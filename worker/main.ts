@@ -3,9 +3,10 @@
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]]
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
- *            [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]`
+ *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
- * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions) or `GM_HOTKEY_SEED`,
+ * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions), a Bittensor wallet's hotkey
+ * file (`--wallet NAME --hotkey NAME`, see `walletSeed`) or `GM_HOTKEY_SEED`,
  * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
@@ -13,10 +14,12 @@
 import { stat } from 'node:fs/promises';
 import { configError } from '../attestation/errors.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { fromHex } from '../attestation/bytes.ts';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { fromHex, hex } from '../attestation/bytes.ts';
 import { type ModelIdentity, normalizeIdentity } from '../protocol/model-identity.ts';
 import { intFlag } from '../enclave/flags.ts';
-import type { PaymentTerms } from '../protocol/offer.ts';
+import { hotkeyFromSeed, type PaymentTerms } from '../protocol/offer.ts';
 import { offerSigner } from './offers.ts';
 import { createLogger } from '../enclave/log.ts';
 import { onSignal, type ServiceIo } from '../enclave/serve.ts';
@@ -41,6 +44,9 @@ export interface WorkerFlags {
   /** From GM_HOTKEY_SEED only. */
   readonly 'hotkey-seed'?: string;
   readonly 'hotkey-seed-file'?: string;
+  readonly wallet?: string;
+  readonly hotkey?: string;
+  readonly 'wallet-path'?: string;
   readonly 'ttft-ms'?: string;
   readonly tps?: string;
   readonly 'max-streams'?: string;
@@ -119,20 +125,67 @@ const fileMode: ModeOf = async (p) => (await stat(p)).mode;
  * file readable by group or others is refused too (as ssh does).
  * Under sim, with neither source, a random seed is used. Undefined: no seed (a real worker then refuses to start).
  */
-export async function hotkeySeedFrom(f: { readonly 'hotkey-seed'?: string | undefined; readonly 'hotkey-seed-file'?: string | undefined }, io: Pick<ServiceIo, 'readFile'>, modeOf: ModeOf = fileMode): Promise<Uint8Array | undefined> {
+export interface HotkeySources {
+  readonly 'hotkey-seed'?: string | undefined;
+  readonly 'hotkey-seed-file'?: string | undefined;
+  readonly wallet?: string | undefined;
+  readonly hotkey?: string | undefined;
+  readonly 'wallet-path'?: string | undefined;
+}
+
+/** Reads a secret file only its owner can read (as ssh does for keys). */
+async function ownerOnly(file: string, io: Pick<ServiceIo, 'readFile'>, modeOf: ModeOf): Promise<string> {
+  let mode: number;
+  try {
+    mode = await modeOf(file);
+  } catch (e) {
+    throw configError('FILE_UNREADABLE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
+  }
+  if ((mode & 0o077) !== 0) throw configError('HOTKEY_SEED_FILE_EXPOSED', `${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
+  return new TextDecoder().decode(await io.readFile(file)).trim();
+}
+
+/**
+ * The hotkey's mini-secret from a Bittensor wallet: `<wallet-path>/<wallet>/hotkeys/<hotkey>` (default wallet path
+ * ~/.bittensor/wallets), the JSON keyfile the bittensor tools write (opentensor/bittensor `bittensor/keyfile.py`
+ * serialized_keypair_to_keyfile_data: accountId, publicKey, privateKey, secretPhrase, secretSeed, ss58Address; loaded
+ * back from `secretSeed`, `bittensor/_crypto/keyfiles.py` load_keypair_from_data). The seed is `secretSeed`
+ * ("0x" + 64 hex, the sr25519 mini-secret); the key it derives must be the file's `ss58Address` (and `publicKey`
+ * when present), else WALLET_KEY_MISMATCH. An encrypted keyfile (NaCl, Ansible Vault or the legacy form) is refused
+ * (WALLET_ENCRYPTED): hotkeys are kept unencrypted by the bittensor tools, and gm asks for no password.
+ */
+async function walletSeed(f: HotkeySources, io: Pick<ServiceIo, 'readFile'>, modeOf: ModeOf): Promise<Uint8Array> {
+  const name = f.wallet;
+  const hk = f.hotkey;
+  const safe = (x: string | undefined): x is string => x !== undefined && /^[A-Za-z0-9._-]{1,64}$/.test(x) && x !== '.' && x !== '..';
+  if (!safe(name) || !safe(hk)) throw configError('USAGE', '--wallet NAME and --hotkey NAME go together, each 1..64 of [A-Za-z0-9._-]');
+  const file = join(f['wallet-path'] ?? join(homedir(), '.bittensor', 'wallets'), name, 'hotkeys', hk);
+  const text = await ownerOnly(file, io, modeOf);
+  if (/^(\$NACL|\$ANSIBLE_VAULT|gAAAAA)/.test(text)) throw configError('WALLET_ENCRYPTED', `${file} is encrypted; gm reads unencrypted hotkey files only`);
+  let j: Record<string, unknown>;
+  try {
+    j = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw configError('WALLET_MALFORMED', `${file} is not a bittensor keyfile (JSON)`, { cause: e });
+  }
+  const seedHex = j.secretSeed;
+  if (typeof seedHex !== 'string' || !/^0x[0-9a-fA-F]{64}$/.test(seedHex)) throw configError('WALLET_MALFORMED', `${file} has no secretSeed of 0x + 64 hex digits`);
+  const seed = fromHex(seedHex.slice(2));
+  const key = hotkeyFromSeed(seed);
+  if (j.ss58Address !== key.address || (typeof j.publicKey === 'string' && j.publicKey.toLowerCase() !== `0x${hex(key.publicKey)}`)) {
+    throw configError('WALLET_KEY_MISMATCH', `${file}: the key its secretSeed derives is not its ss58Address`);
+  }
+  return seed;
+}
+
+export async function hotkeySeedFrom(f: HotkeySources, io: Pick<ServiceIo, 'readFile'>, modeOf: ModeOf = fileMode): Promise<Uint8Array | undefined> {
   const file = f['hotkey-seed-file'];
-  if (file !== undefined && f['hotkey-seed'] !== undefined) throw configError('USAGE', 'give the hotkey seed either in --hotkey-seed-file or in GM_HOTKEY_SEED, not both');
+  const sources = [file !== undefined, f['hotkey-seed'] !== undefined, f.wallet !== undefined || f.hotkey !== undefined].filter(Boolean).length;
+  if (sources > 1) throw configError('USAGE', 'give the hotkey in one of --hotkey-seed-file, GM_HOTKEY_SEED or --wallet/--hotkey');
+  if (f.wallet !== undefined || f.hotkey !== undefined) return walletSeed(f, io, modeOf);
   let text: string;
-  if (file !== undefined) {
-    let mode: number;
-    try {
-      mode = await modeOf(file);
-    } catch (e) {
-      throw configError('FILE_UNREADABLE', `cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
-    }
-    if ((mode & 0o077) !== 0) throw configError('HOTKEY_SEED_FILE_EXPOSED', `${file} is readable by group or others (mode ${(mode & 0o777).toString(8)}): chmod 600 it`);
-    text = new TextDecoder().decode(await io.readFile(file)).trim();
-  } else if (f['hotkey-seed'] !== undefined) text = f['hotkey-seed'].trim();
+  if (file !== undefined) text = await ownerOnly(file, io, modeOf);
+  else if (f['hotkey-seed'] !== undefined) text = f['hotkey-seed'].trim();
   else return undefined;
   // Never echo the value: a malformed secret is still mostly a secret.
   if (!/^[0-9a-fA-F]{64}$/.test(text)) throw configError('USAGE', `the hotkey seed (${file ?? 'GM_HOTKEY_SEED'}) must be 64 hex digits (a 32-byte sr25519 mini-secret)`);
