@@ -86,6 +86,12 @@ export class PostgresLedger implements Ledger {
   readonly backend = 'postgres' as const;
   readonly chainId: string;
   readonly pool: pg.Pool;
+  /**
+   * Holds, releases and reaping only reserve and free: their connections commit without waiting for the WAL flush
+   * (synchronous_commit=off). The log is written in order, so the next settle's synchronous commit makes them
+   * durable; a server crash may forget the newest holds, as a crash of the replica would.
+   */
+  readonly #holdPool: pg.Pool;
   readonly #key: LedgerKey;
   readonly #signer: LedgerOptions['signer'];
   readonly #creditSigner: LedgerOptions['creditSigner'];
@@ -99,8 +105,9 @@ export class PostgresLedger implements Ledger {
   readonly #storedKeys = new Set<string>();
   #head: ChainHead;
 
-  private constructor(pool: pg.Pool, key: LedgerKey, head: ChainHead, opts: LedgerOptions) {
+  private constructor(pool: pg.Pool, holdPool: pg.Pool, key: LedgerKey, head: ChainHead, opts: LedgerOptions) {
     this.pool = pool;
+    this.#holdPool = holdPool;
     this.#key = key;
     this.chainId = checkChainId(opts.chainId ?? DEFAULT_CHAIN);
     this.#signer = opts.signer;
@@ -117,9 +124,12 @@ export class PostgresLedger implements Ledger {
    * new database a fresh one is generated: it lives in this process only.
    */
   static async open(url: string, opts: LedgerOptions & { poolSize?: number } = {}): Promise<PostgresLedger> {
-    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 8, types: { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? (v: string) => BigInt(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser } });
+    const types = { getTypeParser: ((oid: number, format?: string) => (oid === 20 ? (v: string) => BigInt(v) : pg.types.getTypeParser(oid, format as 'text'))) as typeof pg.types.getTypeParser };
+    const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 8, types });
+    const holdPool = new pg.Pool({ connectionString: url, max: Math.max(2, Math.ceil((opts.poolSize ?? 8) / 2)), types, options: '-c synchronous_commit=off' });
     // An idle connection that the server closes (a restart) must not crash the process: the next query reconnects.
     pool.on('error', () => undefined);
+    holdPool.on('error', () => undefined);
     try {
       const client = await pool.connect().catch((e: unknown) => {
         throw pgFailure(e, 'connecting to the ledger');
@@ -152,17 +162,17 @@ export class PostgresLedger implements Ledger {
       } finally {
         client.release();
       }
-      const opened = new PostgresLedger(pool, key, await loadHead(pool, key, chainId), opts);
+      const opened = new PostgresLedger(pool, holdPool, key, await loadHead(pool, key, chainId), opts);
       await opened.reapExpired(opened.#now());
       return opened;
     } catch (e) {
-      await pool.end().catch(() => undefined);
+      await Promise.all([pool.end().catch(() => undefined), holdPool.end().catch(() => undefined)]);
       throw e;
     }
   }
 
   async close(): Promise<void> {
-    await this.pool.end();
+    await Promise.all([this.pool.end(), this.#holdPool.end()]);
   }
 
   get head(): ChainHead {
@@ -178,10 +188,10 @@ export class PostgresLedger implements Ledger {
   }
 
   /** Runs `fn` in one transaction on one pooled connection; driver failures become coded errors. */
-  async #tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  async #tx<T>(what: string, fn: (c: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.pool): Promise<T> {
     let c: pg.PoolClient;
     try {
-      c = await this.pool.connect();
+      c = await pool.connect();
     } catch (e) {
       throw pgFailure(e, what);
     }
@@ -203,9 +213,9 @@ export class PostgresLedger implements Ledger {
     }
   }
 
-  async #q<R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[]): Promise<pg.QueryResult<R>> {
+  async #q<R extends pg.QueryResultRow>(what: string, sql: string, params: unknown[], pool: pg.Pool = this.pool): Promise<pg.QueryResult<R>> {
     try {
-      return await this.pool.query<R>(sql, params);
+      return await pool.query<R>(sql, params);
     } catch (e) {
       throw pgFailure(e, what);
     }
@@ -322,7 +332,7 @@ export class PostgresLedger implements Ledger {
     const amount = target.maxCost;
     if (!worker) {
       // The common case in one statement (its own transaction): reserve if covered, and record the hold.
-      const r = await this.#q<{ id: bigint }>('taking a hold', 'WITH r AS (UPDATE gm_accounts SET reserved = reserved + $1 WHERE id = $2 AND balance + credit_limit - reserved >= $1 RETURNING id) INSERT INTO gm_holds (account, amount, worker, owner, expires_at) SELECT id, $1, NULL, $3, $4 FROM r RETURNING id', [amount, token, this.chainId, now + this.#ttl]);
+      const r = await this.#q<{ id: bigint }>('taking a hold', 'WITH r AS (UPDATE gm_accounts SET reserved = reserved + $1 WHERE id = $2 AND balance + credit_limit - reserved >= $1 RETURNING id) INSERT INTO gm_holds (account, amount, worker, owner, expires_at) SELECT id, $1, NULL, $3, $4 FROM r RETURNING id', [amount, token, this.chainId, now + this.#ttl], this.#holdPool);
       const fast = r.rows[0];
       if (fast) {
         this.#open.add(Number(fast.id));
@@ -346,7 +356,7 @@ export class PostgresLedger implements Ledger {
       }
       const h = await c.query<{ id: bigint }>('INSERT INTO gm_holds (account, amount, worker, owner, expires_at) VALUES ($1, $2, $3, $4, $5) RETURNING id', [token, amount, worker, this.chainId, now + this.#ttl]);
       return Number(h.rows[0]!.id);
-    });
+    }, this.#holdPool);
     this.#open.add(id);
     return { id, account: account.id, amount, target, feeBasisPoints };
   }
@@ -357,7 +367,7 @@ export class PostgresLedger implements Ledger {
       await this.#tx('releasing a hold', async (c) => {
         const d = await c.query<{ amount: bigint; worker: Buffer | null; account: Buffer }>('DELETE FROM gm_holds WHERE id = $1 RETURNING amount, worker, account', [hold.id]);
         for (const r of d.rows) await this.#unreserve(c, r);
-      });
+      }, this.#holdPool);
     } catch (e) {
       // Still reserved in the database: keep it releasable (or let it expire).
       this.#open.add(hold.id);
@@ -371,7 +381,7 @@ export class PostgresLedger implements Ledger {
   }
 
   async reapExpired(now: number): Promise<number> {
-    return this.#tx('reaping expired holds', (c) => this.#reap(c, now));
+    return this.#tx('reaping expired holds', (c) => this.#reap(c, now), this.#holdPool);
   }
 
   async #reap(c: pg.PoolClient, now: number, account?: Buffer): Promise<number> {
