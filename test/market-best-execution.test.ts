@@ -16,7 +16,7 @@ import { createMarket } from '../enclave/market/index.ts';
 import { parseRouteConstraints } from '../enclave/market/constraints.ts';
 import { selectionRule } from '../enclave/market/select.ts';
 import { encodeRule, leafHash, merkleRoot, proveBestExecution, type SelectionCommitment } from '../protocol/best-execution.ts';
-import { type VerifiedOffer } from '../protocol/offer.ts';
+import type { VerifiedOffer } from '../protocol/offer.ts';
 import { computeCharge, generateReceiptKey, receiptEnvelope, type ReceiptSigner } from '../protocol/receipt.ts';
 import { expectCode, makeWorker, NOW, verifiedOffer } from './market-fixtures.ts';
 

@@ -133,7 +133,6 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   let root: Uint8Array | undefined;
   let considered = 0;
   let eligibleCount = 0;
-  let ranked = 0;
   if (commit) {
     const trees = c.models.map((m) => book.treeFor(m, now));
     offsets = trees.map((t) => ((considered += t.leaves.length), considered - t.leaves.length));
@@ -222,7 +221,6 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       counts.inflation++;
       return;
     }
-    ranked++;
     const group = oi * 32 + (ordered ? mi : 0);
     const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
     const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
