@@ -20,6 +20,7 @@ import { leafHash, merkleRoot } from '../../protocol/best-execution.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { type ModelIdentity, parameterMask, sameIdentity } from '../../protocol/model-identity.ts';
 import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
+import { buildColumns, type ModelColumns } from './columns.ts';
 import { DEFAULT_STATS_CONFIG, Lease, LiveStats, type StatsConfig } from './stats.ts';
 
 /** What the registry knows about a worker after verifying its CPU + GPU evidence. */
@@ -132,6 +133,8 @@ interface ModelList {
 export interface ModelTree {
   readonly leaves: readonly Uint8Array[];
   readonly root: Uint8Array;
+  /** The same offers, in leaf order, as columns for the eligibility pass (enclave/market/columns.ts). */
+  readonly columns: ModelColumns;
 }
 
 export class OrderBook {
@@ -354,7 +357,7 @@ export class OrderBook {
       const sorted = keyed.map((x) => x.e);
       for (let i = 0; i < sorted.length; i++) sorted[i]!.leafIndex = i;
       const leaves = sorted.map((e) => leafHash(e.verified.digest, nodeSha256));
-      list.tree = { leaves, root: merkleRoot(leaves, nodeSha256) };
+      list.tree = { leaves, root: merkleRoot(leaves, nodeSha256), columns: buildColumns(sorted) };
     }
     return list.tree;
   }
@@ -435,7 +438,7 @@ const nodeSha256 = (b: Uint8Array): Uint8Array => {
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 };
 
-const EMPTY_TREE: ModelTree = { leaves: [], root: merkleRoot([]) };
+const EMPTY_TREE: ModelTree = { leaves: [], root: merkleRoot([]), columns: buildColumns([]) };
 
 /** The book's key for an offer: its id within the namespace of the worker that signed it (length-prefixed: injective). */
 const offerKey = (workerId: string, offerId: string): string => `${workerId.length}:${workerId}${offerId}`;

@@ -21,7 +21,7 @@
  */
 import { toBase64 } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { hash as nodeHash } from 'node:crypto';
 import { encodeRule, type SelectionCommitment } from '../../protocol/best-execution.ts';
 import { identityCommitments, RECEIPT_SSE_EVENT, RECEIPT_TRAILER, receiptEnvelope, receiptHeaderValue } from '../../protocol/receipt.ts';
 import type { Account, Hold, Ledger } from '../ledger/ledger.ts';
@@ -295,5 +295,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
 
   return { router, onWorkerChange, surface };
 }
+
+const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(nodeHash('sha256', b, 'buffer'));
 
 const toBase64Url = (b: Uint8Array): string => toBase64(b).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');

@@ -24,6 +24,7 @@
 import { fromHex } from '../../attestation/bytes.ts';
 import { GmError, unavailable } from '../../attestation/errors.ts';
 import { merkleRoot, type SelectionRule, type Strategy } from '../../protocol/best-execution.ts';
+import { type EligibilityRule, markEligible } from './columns.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
@@ -263,31 +264,16 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
 
   if (top.length === 0) throw noEligible(c, seen, counts, book);
   if (bits !== undefined) {
-    // The eligibility bitmap: the same constraints as `visit`, in one tight pass over every considered offer (the
+    // The eligibility bitmap: the same constraints as `visit`, in one columnar pass over every considered offer (the
     // ranking above may stop early; the commitment may not). A property test holds the two to the same set.
-    const quantsOk = (e: BookEntry) => quants === undefined || (e.quantization !== undefined && quants.has(e.quantization));
-    const weightsOk = (e: BookEntry) => weights === undefined || (e.weightsHex !== undefined && weights.has(e.weightsHex));
-    for (let mi = 0; mi < c.models.length; mi++) {
-      const entries = book.entriesFor(c.models[mi]!, now);
-      const base = offsets[mi]!;
-      for (let k = 0; k < entries.length; k++) {
-        const e = entries[k]!;
-        if (nowS < e.fromS || nowS >= e.untilS || e.quotedIn > maxIn || e.quotedOut > maxOut || (e.termsBit & termsMask) === 0 || (e.paramMask & needParams) !== needParams) continue;
-        if ((currencyFilter !== undefined && e.currency !== currencyFilter) || (payCurrency !== undefined && e.currency !== payCurrency)) continue;
-        const w = e.slot.info;
-        if (w === undefined || w.verifiedUntil <= now) continue;
-        const st = e.stats;
-        if (st.inFlight >= e.capacity || (st.samples !== 0 && st.unhealthy(now)) || st.inflatedUntil > now) continue;
-        if (!quantsOk(e) || !weightsOk(e)) continue;
-        if (only !== undefined || ignore !== undefined || (order !== undefined && !c.allowFallbacks)) {
-          const o = e.offer;
-          if ((only !== undefined && !slugIn(only, o)) || (ignore !== undefined && slugIn(ignore, o)) || (order !== undefined && !c.allowFallbacks && orderIndex(order, o) === orderLen)) continue;
-        }
-        const i = base + e.leafIndex;
-        bits[i >> 3]! |= 1 << (i & 7);
-        eligibleCount++;
-      }
-    }
+    const needsProvider = only !== undefined || ignore !== undefined || (order !== undefined && !c.allowFallbacks);
+    const rule: EligibilityRule = {
+      nowMs: now, nowS, maxIn, maxOut, termsMask, needParams,
+      currencies: [currencyFilter, payCurrency].filter((x): x is string => x !== undefined),
+      quantizations: quants, weights,
+      provider: needsProvider ? (e) => !((only !== undefined && !slugIn(only, e.offer)) || (ignore !== undefined && slugIn(ignore, e.offer)) || (order !== undefined && !c.allowFallbacks && orderIndex(order, e.offer) === orderLen)) : undefined,
+    };
+    for (let mi = 0; mi < c.models.length; mi++) eligibleCount += markEligible(book.treeFor(c.models[mi]!, now).columns, rule, bits, offsets[mi]!);
   }
   const fee = book.feeBasisPoints;
   return {
