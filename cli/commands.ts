@@ -211,6 +211,7 @@ export const ENCLAVE = {
 export const WORKER = {
   upstream: url('the OpenAI-compatible server to forward to (required)'),
   enclave: { value: 'URL', repeat: true, help: 'an enclave to register with (required; repeat for several, or GM_ENCLAVE=a,b)', check: checkUrl },
+  'enclave-policy': file('client policy JSON: the enclave measurements this worker registers with (required with a real TEE; default under --tee sim: the sim measurement)'),
   tee: ENCLAVE.tee,
   'gpu-evidence-cmd': { value: 'CMD', help: 'prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE (required with a real TEE)' },
   listen: listen('127.0.0.1:0'),

@@ -21,6 +21,7 @@ import { bundleToJson, type EnclaveSettings, encodeBundle, type EvidenceBundle, 
 import { workerPolicyDigest } from './policy.ts';
 import { fromBase64, fromHex, hex, toBase64 } from '../attestation/bytes.ts';
 import { sealCredential } from '../protocol/worker-auth.ts';
+import { signRegistrationAnswer } from '../protocol/registration.ts';
 import { configError, GmError, protocolError, rejected } from '../attestation/errors.ts';
 import { MEDIA_OHTTP_KEYS } from '../protocol/media.ts';
 import { RecentReplayCache, ReplayCache } from '../protocol/replay.ts';
@@ -324,8 +325,10 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     // The offers the market refused are part of the answer: a registration that lost its offers must not look complete.
     const refused = w.refusedOffers.map((r) => ({ index: r.index, code: r.code }));
     // The credential this enclave authorizes its requests with, sealed so that only the attested worker can open it.
-    const credential = toBase64(await sealCredential(w.keyConfig, w.id, w.credential));
-    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2), offers: { posted: offers.length, refused }, credential } });
+    const sealed = await sealCredential(w.keyConfig, w.id, w.credential);
+    // Signed with the attested receipt key: the worker takes the credential only from the enclave it attested.
+    const signature = await signRegistrationAnswer({ workerId: w.id, sealedCredential: sealed, registrationSignature: registration.signature }, keys.receipt);
+    return c.json({ worker: { id: w.id, state: w.state, expiresAt: new Date(w.expiresAt).toISOString(), renewAfterMs: Math.floor(o.workerPolicy.freshnessMs / 2), offers: { posted: offers.length, refused }, credential: toBase64(sealed), signature: toBase64(signature) } });
   };
   // Public, read-only listings (docs/operator.md §2): what the enclave verified, never payloads, accounts or traffic.
   app.get('/v1/workers', (c) => c.json({ workers: registry.list().map(workerView) }, 200, { 'cache-control': 'no-store' }));

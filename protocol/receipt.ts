@@ -117,11 +117,16 @@ export interface ReceiptSigner {
   signRecord(kind: RecordKind, body: Uint8Array): Promise<Uint8Array>;
 }
 
-/** Ledger records signed beside receipts: the periodic chain head, and credits (account openings, deposits). */
-export type RecordKind = 'head' | 'credit';
+/**
+ * Records signed beside receipts: the ledger's periodic chain head and credits (account openings, deposits), and the
+ * enclave's answer to a worker registration (protocol/registration.ts), which the worker checks against the
+ * receipt key it attested.
+ */
+export type RecordKind = 'head' | 'credit' | 'registration';
 export const RECORD_CONTEXTS: Readonly<Record<RecordKind, Uint8Array>> = {
   head: new TextEncoder().encode('gm-ledger-head-v1\0'),
   credit: new TextEncoder().encode('gm-ledger-credit-v1\0'),
+  registration: new TextEncoder().encode('gm-worker-registration-answer-v1\0'),
 };
 
 const CONTEXT = new TextEncoder().encode('gm-receipt-v1\0');

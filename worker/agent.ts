@@ -4,6 +4,11 @@
  * backoff when an enclave is unreachable. A refused registration is logged with its code and retried later (the
  * operator may fix the node), never silently ignored.
  *
+ * Each registration starts by attesting the enclave as a client does (client/attest.ts: a fresh nonce, the policy of
+ * `--enclave-policy`, the keys bound in REPORT_DATA); an enclave that fails is not registered with. Its answer must be
+ * signed by the receipt key just attested (protocol/registration.ts), so the credential this worker then serves
+ * under comes from that enclave and not from whoever sits on the path (docs/protocol.md §12.1).
+ *
  * Withdrawing an offer (docs/market.md): `withdraw(model)` signs a cancel (worker key + hotkey, protocol/offer.ts)
  * and posts it to every enclave (POST <enclave>/v1/workers/<id>/offers/cancel); later registrations omit the offer.
  * An enclave that could not be reached gets the cancel again after its next successful registration; one that
@@ -22,7 +27,10 @@ import type { TeeProvider } from '../enclave/tee/provider.ts';
 import { createWorkerApp, generateWorkerKeys, type WorkerKeys } from './app.ts';
 import { createForwarder } from './forward.ts';
 import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
-import { signRegistration } from '../protocol/registration.ts';
+import { signRegistration, verifyRegistrationAnswer } from '../protocol/registration.ts';
+import { attest } from '../client/attest.ts';
+import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
+import type { TrustStore } from '../attestation/trust.ts';
 import { encodeManifest, type ModelIdentity } from '../protocol/model-identity.ts';
 
 /** Signs the offers posted with each registration; an OfferSigner (worker/offers.ts) can also withdraw them. */
@@ -56,6 +64,13 @@ export interface WorkerOptions {
   readonly identity?: (model: string) => ModelIdentity | undefined;
   /** OHTTP key rotation period (default 1 h); each rotation is followed by re-registration with every enclave. */
   readonly keyRotationMs?: number;
+  /**
+   * The enclaves this worker registers with (`--enclave-policy FILE`, the client policy format). Required with a real
+   * TEE; under a sim TEE it defaults to the sim measurement, and sim evidence is accepted only then.
+   */
+  readonly enclavePolicy?: ClientPolicy;
+  /** Vendor anchors for the enclaves' evidence (default: the built-in ones). */
+  readonly trust?: TrustStore;
 }
 
 export interface RunningWorker {
@@ -85,6 +100,8 @@ async function upstreamModels(upstream: string): Promise<string[]> {
 
 export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   setDefaultBackend(nodeBackend); // node:crypto HPKE for the server side (docs/protocol.md §10)
+  if (!o.enclavePolicy && !o.tee.sim) throw configError('ENCLAVE_POLICY_REQUIRED', 'a real worker needs --enclave-policy FILE: the enclave measurements it registers with');
+  const enclavePolicy = o.enclavePolicy ?? parseClientPolicy(simPolicyDoc(), 'sim enclave policy');
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
   const rotationMs = o.keyRotationMs ?? 3600_000;
@@ -111,25 +128,40 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
 
   let lastSigned = 0; // registration times strictly increase, so an enclave never takes a newer one for a replay
   const registerOnce = async (enclave: string): Promise<number> => {
+    const base = enclave.replace(/\/+$/, '');
+    // Attested afresh for every registration, so a restarted enclave (new keys) is attested again before it is served.
+    const enclaveKey = await attest({ base, fetch: (i, init) => fetch(i, init), policy: enclavePolicy, allowSim: o.tee.sim, trust: o.trust, now: () => new Date() }).then(
+      (a) => a.receiptKey,
+      (e: Error & { code?: string; cause?: unknown }) => {
+        // Unreachable is retried like any network failure (logged with its cause, never a refusal).
+        if (e.code === 'ATTESTATION_UNREACHABLE') throw e.cause ?? e;
+        throw Object.assign(new Error(`enclave not attested: ${e.code ?? 'ATTESTATION_FAILED'}`), { code: e.code ?? 'ATTESTATION_FAILED' });
+      },
+    );
     const bundle = encodeBundle(await wapp.bundle());
     const offers = o.offers ? await o.offers(keys, models) : [];
     // Signed with the evidence-bound key: the evidence is public, the signature is what makes this registration ours.
     const time = Math.max(Date.now(), lastSigned + 1);
     lastSigned = time;
     const signature = await signRegistration({ url, models, offers, bundle, time }, keys.signing.privateKey);
-    const r = await fetch(`${enclave.replace(/\/+$/, '')}/v1/workers`, {
+    const r = await fetch(`${base}/v1/workers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ url, bundle: toBase64(bundle), models, offers: offers.map(toBase64), time, signature: toBase64(signature) }),
       signal: AbortSignal.timeout(60_000),
     });
-    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number; credential?: unknown; offers?: { refused?: { index?: unknown; code?: unknown }[] } }; error?: { code?: string } };
+    const j = (await r.json().catch(() => ({}))) as { worker?: { renewAfterMs?: number; credential?: unknown; signature?: unknown; offers?: { refused?: { index?: unknown; code?: unknown }[] } }; error?: { code?: string } };
     if (r.status !== 200) throw Object.assign(new Error(`enclave refused registration: ${j.error?.code ?? r.status}`), { code: j.error?.code ?? `HTTP_${r.status}` });
     // The enclave's credential: without it this worker's gateway refuses the enclave's requests.
     const sealed = j.worker?.credential;
     if (typeof sealed !== 'string') throw Object.assign(new Error('enclave answered without a credential'), { code: 'WORKER_CREDENTIAL_MISSING' });
+    const answerSignature = j.worker?.signature;
+    if (typeof answerSignature !== 'string') throw Object.assign(new Error('enclave answered without a signature'), { code: 'REGISTRATION_ANSWER_SIGNATURE' });
+    const sealedBytes = fromBase64(sealed, 'credential');
+    // Only a credential the attested enclave signed for this very registration is taken.
+    await verifyRegistrationAnswer({ workerId: keys.workerId, sealedCredential: sealedBytes, registrationSignature: signature }, fromBase64(answerSignature, 'signature'), enclaveKey);
     try {
-      await wapp.acceptCredential(enclave, fromBase64(sealed, 'credential'));
+      await wapp.acceptCredential(enclave, sealedBytes);
     } catch (e) {
       throw Object.assign(new Error('enclave credential not sealed to this worker'), { code: (e as { code?: string }).code ?? 'WORKER_CREDENTIAL_INVALID' });
     }

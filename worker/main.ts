@@ -25,12 +25,14 @@ import { createLogger } from '../enclave/log.ts';
 import { onSignal, type ServiceIo } from '../enclave/serve.ts';
 import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
 import { startWorker } from './agent.ts';
+import { parseClientPolicy } from '../client/policy.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
 /** The flags (declared, with their GM_<FLAG> environment names, in cli/commands.ts). */
 export interface WorkerFlags {
   readonly upstream?: string;
   readonly enclave?: readonly string[];
+  readonly 'enclave-policy'?: string;
   readonly tee?: string;
   readonly 'gpu-evidence-cmd'?: string;
   readonly listen?: string;
@@ -192,6 +194,14 @@ export async function hotkeySeedFrom(f: HotkeySources, io: Pick<ServiceIo, 'read
   return fromHex(text);
 }
 
+function policyDocument(bytes: Uint8Array, file: string): unknown {
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw configError('POLICY_INVALID', `${file} is not valid JSON`, { cause: e });
+  }
+}
+
 export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
@@ -200,6 +210,10 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const cmd = f['gpu-evidence-cmd'];
   if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
   const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
+  const policyFile = f['enclave-policy'];
+  // Read before anything starts: a worker never registers with an enclave it has no policy for.
+  const enclavePolicy = policyFile ? parseClientPolicy(policyDocument(await io.readFile(policyFile), policyFile), '--enclave-policy') : undefined;
+  if (!enclavePolicy && !tee.sim) throw configError('USAGE', 'a real worker needs --enclave-policy FILE (the enclave measurements it registers with, the client policy format)');
   const log = createLogger({ service: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
   const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
   if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');
@@ -210,7 +224,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
-  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
   // --json: the same as one JSON object per line, for scripts.
   io.out(f.json ? `${JSON.stringify({ event: 'listening', worker: w.id, url: w.url, sim: tee.sim })}\n` : `gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(
