@@ -1,0 +1,131 @@
+/**
+ * A worker registers only with enclaves it attested, and serves only under a credential the attested enclave gave
+ * it (docs/protocol.md §12.1, docs/threat-model.md):
+ * - an enclave whose measurement the worker's --enclave-policy does not list is not registered with (code logged);
+ * - a party on the path that swaps the receipt key in the evidence for its own fails the REPORT_DATA binding;
+ * - a party on the path that replaces the sealed credential with one of its own (the worker's key configuration is
+ *   public, so it can seal one) is refused: the answer is not signed by the attested receipt key;
+ * - an answer replayed from an earlier registration is refused (it signs another registration).
+ * Waits are polls on log lines, never sleeps.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeBundle, encodeBundle } from '../attestation/bundle.ts';
+import { fromBase64, toBase64 } from '../attestation/bytes.ts';
+import { parseClientPolicy } from '../client/policy.ts';
+import { createEnclave, type Enclave } from '../enclave/app.ts';
+import { generateEnclaveReceiptKey } from '../enclave/ledger/signer.ts';
+import { createLogger } from '../enclave/log.ts';
+import { serve, type Served } from '../enclave/serve.ts';
+import { simProvider } from '../enclave/tee/sim.ts';
+import { chooseKeyConfig, decodeKeyConfigs } from '../protocol/ohttp.ts';
+import { newCredential, sealCredential } from '../protocol/worker-auth.ts';
+import { startWorker } from '../worker/agent.ts';
+import { devModelApp } from '../worker/dev-model/server.ts';
+import { simGpuSource } from '../worker/gpu.ts';
+import { simVendors, simWorkerPolicy } from './stack/harness.ts';
+
+type Vendors = Awaited<ReturnType<typeof simVendors>>;
+let vendors: Vendors;
+let enclave: Enclave;
+let enclaveServed: Served;
+let model: Served;
+const closers: (() => Promise<void>)[] = [];
+
+beforeAll(async () => {
+  vendors = await simVendors();
+  enclave = await createEnclave({ tee: simProvider({ amd: vendors.amd }), log: createLogger({ service: 'enclave', sim: true, sink: () => undefined }), workerPolicy: { policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, freshnessMs: 60_000 } });
+  enclaveServed = await serve({ fetch: enclave.app.fetch });
+  model = await serve({ fetch: devModelApp({ name: 'attested-only' }).fetch });
+}, 60_000);
+afterAll(async () => {
+  for (const c of closers.reverse()) await c();
+  await enclave?.close();
+  await enclaveServed?.close(100);
+  await model?.close(100);
+});
+
+/** A worker pointed at `url`; its log lines, parsed. */
+async function workerAt(url: string, policy?: Record<string, unknown>) {
+  const lines: Record<string, unknown>[] = [];
+  const w = await startWorker({
+    upstream: model.url, enclaves: [url], tee: simProvider({ amd: vendors.amd }), gpu: simGpuSource({ signer: vendors.nvidia }),
+    log: createLogger({ service: 'worker', sim: true, sink: (l) => void lines.push(JSON.parse(l) as Record<string, unknown>) }),
+    ...(policy ? { enclavePolicy: parseClientPolicy(policy) } : {}),
+  });
+  w.registered.catch(() => undefined);
+  closers.push(() => w.stop());
+  const failure = () => lines.find((l) => l.event === 'worker.registration_failed');
+  return { w, lines, failure };
+}
+
+/** A party on the path to the enclave: forwards everything, rewriting what `edit` changes. */
+async function onPath(edit: { attestation?: (b: Uint8Array) => Uint8Array; answer?: (request: Record<string, unknown>, answer: Record<string, unknown>) => Promise<void> }) {
+  const served = await serve({
+    fetch: async (req: Request) => {
+      const u = new URL(req.url);
+      const body = req.method === 'POST' ? await req.arrayBuffer() : undefined;
+      const r = await fetch(`${enclaveServed.url}${u.pathname}${u.search}`, { method: req.method, headers: req.headers, ...(body ? { body } : {}) });
+      if (u.pathname === '/v1/attestation' && edit.attestation && r.ok) return new Response(edit.attestation(new Uint8Array(await r.arrayBuffer())) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor' } });
+      if (u.pathname === '/v1/workers' && req.method === 'POST' && edit.answer && r.ok) {
+        const answer = (await r.json()) as Record<string, unknown>;
+        await edit.answer(JSON.parse(new TextDecoder().decode(body)) as Record<string, unknown>, answer);
+        return Response.json(answer);
+      }
+      return r;
+    },
+  });
+  closers.push(() => served.close(100));
+  return served;
+}
+
+describe('a worker attests the enclave before registering', () => {
+  it('registers with an enclave its policy allows, over an honest path', async () => {
+    const path = await onPath({});
+    const { w } = await workerAt(path.url);
+    await w.registered;
+    expect(enclave.registry.usable(w.id)).toBeDefined();
+  });
+
+  it('does not register with an enclave whose measurement the policy does not list, and logs the code', async () => {
+    const { w, failure } = await workerAt(enclaveServed.url, { 'sev-snp': { measurements: ['ab'.repeat(48)], allowDebug: false } });
+    await expect(w.registered).rejects.toMatchObject({ code: 'SNP_POLICY_MEASUREMENT' });
+    expect(failure()).toMatchObject({ event: 'worker.registration_failed', code: 'SNP_POLICY_MEASUREMENT' });
+    expect(enclave.registry.usable(w.id)).toBeUndefined();
+  });
+
+  it('refuses evidence whose receipt key was swapped on the path (REPORT_DATA binding)', async () => {
+    const own = generateEnclaveReceiptKey();
+    const path = await onPath({ attestation: (b) => { const d = decodeBundle(b); return encodeBundle({ ...d, keys: { ...d.keys, receipt: own.publicKey } }); } });
+    const { w, failure } = await workerAt(path.url);
+    await expect(w.registered).rejects.toMatchObject({ code: 'SNP_POLICY_REPORT_DATA' });
+    expect(failure()).toMatchObject({ code: 'SNP_POLICY_REPORT_DATA' });
+    expect(enclave.registry.usable(w.id)).toBeUndefined();
+  });
+
+  it('refuses a credential swapped on the path for one sealed by someone else', async () => {
+    const path = await onPath({
+      answer: async (request, answer) => {
+        const worker = answer.worker as Record<string, unknown>;
+        const config = chooseKeyConfig(decodeKeyConfigs(decodeBundle(fromBase64(request.bundle as string)).keys.ohttp));
+        worker.credential = toBase64(await sealCredential(config, worker.id as string, newCredential()));
+      },
+    });
+    const { w, failure } = await workerAt(path.url);
+    await expect(w.registered).rejects.toMatchObject({ code: 'REGISTRATION_ANSWER_SIGNATURE' });
+    expect(failure()).toMatchObject({ code: 'REGISTRATION_ANSWER_SIGNATURE' });
+  });
+
+  it('refuses an answer replayed from an earlier registration', async () => {
+    let first: Record<string, unknown> | undefined;
+    const path = await onPath({
+      answer: async (_request, answer) => {
+        first ??= structuredClone(answer.worker as Record<string, unknown>);
+        Object.assign(answer.worker as Record<string, unknown>, { credential: first.credential, signature: first.signature });
+      },
+    });
+    const { w, lines } = await workerAt(path.url);
+    await w.registered;
+    await w.rotateKeys(); // re-registers at once; the old answer names the first registration, not this one
+    await expect.poll(() => lines.find((l) => l.event === 'worker.registration_failed'), { timeout: 10_000, interval: 20 }).toMatchObject({ code: 'REGISTRATION_ANSWER_SIGNATURE' });
+  });
+});
