@@ -128,4 +128,10 @@ describe('a worker attests the enclave before registering', () => {
     await w.rotateKeys(); // re-registers at once; the old answer names the first registration, not this one
     await expect.poll(() => lines.find((l) => l.event === 'worker.registration_failed'), { timeout: 10_000, interval: 20 }).toMatchObject({ code: 'REGISTRATION_ANSWER_SIGNATURE' });
   });
+
+  it('a worker on a real TEE without an enclave policy does not start (sim evidence is never its default)', async () => {
+    const tee = { ...simProvider({ amd: vendors.amd }), sim: false };
+    await expect(startWorker({ upstream: model.url, enclaves: [enclaveServed.url], tee, gpu: simGpuSource({ signer: vendors.nvidia }), log: createLogger({ service: 'worker', sim: false, sink: () => undefined }) }))
+      .rejects.toMatchObject({ code: 'ENCLAVE_POLICY_REQUIRED' });
+  });
 });

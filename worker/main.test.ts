@@ -115,4 +115,18 @@ describe('gm worker hotkey seed', () => {
       expect(out + err).not.toContain('listening');
     }
   });
+
+  it('gm worker reads --enclave-policy before it starts: a policy that does not parse stops it with POLICY_INVALID', async () => {
+    for (const [text, why] of [['{"sev-snp": ', /not valid JSON/], ['{"sev-snp": {"measurements": ["' + 'ab'.repeat(48) + '"]}, "teleport": true}', /unknown field "teleport"/]] as const) {
+      let out = '';
+      let err = '';
+      const read: string[] = [];
+      const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s), readFile: async (p: string) => (read.push(p), new TextEncoder().encode(text)), env: {} };
+      expect(await main(['worker', '--upstream', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:2', '--tee', 'sim', '--enclave-policy', '/etc/gm/enclave-policy.json', '--json'], io)).toBe(2);
+      expect(read).toEqual(['/etc/gm/enclave-policy.json']);
+      expect(JSON.parse(out).error.code).toBe('POLICY_INVALID');
+      expect(err).toMatch(why);
+      expect(out + err).not.toContain('listening');
+    }
+  });
 });
