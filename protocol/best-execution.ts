@@ -26,11 +26,14 @@
  * fallbacks bool, terms [text sorted], quantizations? [text sorted], weights? [bytes sorted], params uint (bitmask of
  * protocol/model-identity.ts PARAMETERS), expIn uint, expOut uint. Ranking under `price`: lexicographic (group,
  * effective price) where group = position in `order` (unlisted after) · 32 + (model position when pool is
- * "ordered") and effective price = quotedIn·expIn + quotedOut·expOut with quoted = price + fee rounded up; ties are
+ * "ordered") and effective price = quotedIn·expIn + quotedOut·expOut with quoted = price + fee rounded up, after the
+ * price terms the signed offer carries (minimum charge, graduated output discount: protocol/offer-terms.ts
+ * effectiveQuote; the offers are the tree's leaves, so the committed set fixes the terms applied); ties are
  * broken by live load and a per-request rotation, so the check counts only offers strictly better than the winner.
  * Under `latency` and `throughput` the rank uses live measurements no offer carries: only the group is checked.
  * Runtime-agnostic (Uint8Array, @noble/hashes).
  */
+import { effectiveQuote } from './offer-terms.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, hex } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
@@ -236,7 +239,9 @@ function rankKey(r: SelectionRule, o: Offer, feeBps: number): { group: number; p
   let oi = r.order ? r.order.findIndex((s) => s === o.workerId || s === o.hotkey) : 0;
   if (oi < 0) oi = r.order!.length;
   const group = oi * 32 + (r.pool === 'ordered' ? r.models.indexOf(o.model) : 0);
-  return { group, price: quoted(o.pricePerMInput, feeBps) * BigInt(r.expIn) + quoted(o.pricePerMOutput, feeBps) * BigInt(r.expOut) };
+  // Effective price after the offer's signed price terms: the same function the router ranks by.
+  const t = o.terms;
+  return { group, price: effectiveQuote(quoted(o.pricePerMInput, feeBps), quoted(o.pricePerMOutput, feeBps), quoted(t.minCharge ?? 0n, feeBps), t, r.expIn, r.expOut) };
 }
 
 export interface ProofInput {

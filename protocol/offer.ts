@@ -18,11 +18,14 @@
  *   gpus            map    optional: {count: uint 1..64, model: text 1..64} the GPUs serving the offer; the enclave takes
  *                          it only when the worker's verified GPU evidence has exactly that many GPUs, all of that
  *                          model (the device certificate issuer's CN, e.g. "GH100 A01 GSP BROM")
- *   currency        text   1..12 chars [A-Z0-9] (e.g. "USD", "TAO"); every amount is integer micro-units (10^-6) of it
+ *   currency        text   1..12 chars [A-Z0-9] (e.g. "USD", "TAO"); every amount is an integer count of its settlement
+ *                          unit (protocol/offer-terms.ts): micro-USD (10^-6) for USD, rao (10^-9) for TAO, else 10^-6
  *   pricePerMInput  uint   micro-units per 1,000,000 input tokens
  *   pricePerMOutput uint   micro-units per 1,000,000 output tokens
  *   terms           map    {kind:"prepaid"} | {kind:"per-request"} |
- *                          {kind:"postpaid", creditLimit: uint micro-units, settlementPeriodSeconds: uint >= 1}
+ *                          {kind:"postpaid", creditLimit: uint micro-units, settlementPeriodSeconds: uint >= 1};
+ *                          each may add minCharge: uint >= 1 and discounts: [{fromOutputTokens, basisPoints}, ...]
+ *                          (protocol/offer-terms.ts; a bad schedule is OFFER_TERMS_INVALID)
  *   capacity        uint   concurrent streams >= 1
  *   ttftMs          uint   advertised time to first token, milliseconds
  *   tokensPerSecond uint   advertised decode throughput
@@ -57,11 +60,15 @@ import {
   onlyKeys,
 } from './market-cbor.ts';
 import { checkIdentity, identityFromCbor, identityToCbor, type ModelIdentity } from './model-identity.ts';
+import { checkPriceTerms, type PriceTerms, priceTermsFromCbor, priceTermsToCbor, UNIT_NAMES } from './offer-terms.ts';
 
-export type PaymentTerms =
+/** The payment kind and, beside it, the optional price terms (protocol/offer-terms.ts) every kind may carry. */
+export type PaymentTerms = (
   | { readonly kind: 'prepaid' }
   | { readonly kind: 'per-request' }
-  | { readonly kind: 'postpaid'; readonly creditLimit: bigint; readonly settlementPeriodSeconds: number };
+  | { readonly kind: 'postpaid'; readonly creditLimit: bigint; readonly settlementPeriodSeconds: number }
+) &
+  PriceTerms;
 
 export type TermsKind = PaymentTerms['kind'];
 export const TERMS_KINDS: readonly TermsKind[] = ['prepaid', 'postpaid', 'per-request'];
@@ -199,24 +206,32 @@ export async function ed25519Verify(publicKey: Uint8Array, signature: Uint8Array
 
 // ---- encoding
 
-function termsToCbor(t: PaymentTerms): CborMap {
-  if (t.kind === 'postpaid') return { kind: t.kind, creditLimit: t.creditLimit, settlementPeriodSeconds: t.settlementPeriodSeconds };
-  return { kind: t.kind };
+/** The terms map (payment kind, its fields, and the price terms present); receipts carry the same map. */
+export function termsToCbor(t: PaymentTerms): CborMap {
+  const price = priceTermsToCbor(t);
+  if (t.kind === 'postpaid') return { kind: t.kind, creditLimit: t.creditLimit, settlementPeriodSeconds: t.settlementPeriodSeconds, ...price };
+  return { kind: t.kind, ...price };
 }
 
-export function termsFromCbor(v: CborMap[string] | undefined, code: string): PaymentTerms {
+const PRICE_KEYS = ['minCharge', 'discounts'];
+
+/**
+ * Strictly reads a terms map: unknown keys and wrong types are `code`; price terms out of range (a bad discount
+ * schedule, a zero minimum) are `rangeCode` (OFFER_TERMS_INVALID for offers).
+ */
+export function termsFromCbor(v: CborMap[string] | undefined, code: string, rangeCode = code === M ? 'OFFER_TERMS_INVALID' : code): PaymentTerms {
   const m = asMap(v, code, 'terms');
   const kind = m.kind;
   if (kind === 'prepaid' || kind === 'per-request') {
-    onlyKeys(m, ['kind'], code, 'terms');
-    return { kind };
+    onlyKeys(m, ['kind', ...PRICE_KEYS], code, 'terms');
+    return { kind, ...priceTermsFromCbor(m, code, rangeCode) };
   }
   if (kind === 'postpaid') {
-    onlyKeys(m, ['kind', 'creditLimit', 'settlementPeriodSeconds'], code, 'terms');
+    onlyKeys(m, ['kind', 'creditLimit', 'settlementPeriodSeconds', ...PRICE_KEYS], code, 'terms');
     const creditLimit = fBig(m, 'creditLimit', code);
     const settlementPeriodSeconds = fUint(m, 'settlementPeriodSeconds', code);
     if (creditLimit > MAX_AMOUNT || settlementPeriodSeconds < 1) throw protocolError(code, 'postpaid terms out of range');
-    return { kind, creditLimit, settlementPeriodSeconds };
+    return { kind, creditLimit, settlementPeriodSeconds, ...priceTermsFromCbor(m, code, rangeCode) };
   }
   throw protocolError(code, 'terms.kind must be prepaid, postpaid or per-request');
 }
@@ -237,6 +252,7 @@ function checkOffer(o: Offer): Offer {
   if (!CURRENCY_RE.test(o.currency)) bad('currency must be 1..12 of [A-Z0-9]');
   for (const p of [o.pricePerMInput, o.pricePerMOutput]) if (typeof p !== 'bigint' || p < 0n || p > MAX_AMOUNT) bad('prices must be bigint micro-units in 0..2^53-1');
   if (o.terms.kind === 'postpaid' && (o.terms.creditLimit < 0n || o.terms.creditLimit > MAX_AMOUNT || !Number.isSafeInteger(o.terms.settlementPeriodSeconds) || o.terms.settlementPeriodSeconds < 1)) bad('postpaid terms out of range');
+  checkPriceTerms(o.terms);
   if (!Number.isSafeInteger(o.capacity) || o.capacity < 1 || o.capacity > 1_000_000) bad('capacity must be 1..1000000 streams');
   for (const n of [o.ttftMs, o.tokensPerSecond, o.validFrom, o.validUntil]) if (!Number.isSafeInteger(n) || n < 0) bad('times and rates must be non-negative integers');
   if (o.validUntil <= o.validFrom) bad('validUntil must be after validFrom');
@@ -432,7 +448,12 @@ export function offerJson(o: Offer): Record<string, unknown> {
     currency: o.currency,
     pricePerMInput: o.pricePerMInput.toString(),
     pricePerMOutput: o.pricePerMOutput.toString(),
-    terms: o.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: o.terms.creditLimit.toString(), settlementPeriodSeconds: o.terms.settlementPeriodSeconds } : { kind: o.terms.kind },
+    ...(UNIT_NAMES[o.currency] ? { unit: UNIT_NAMES[o.currency] } : {}),
+    terms: {
+      ...(o.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: o.terms.creditLimit.toString(), settlementPeriodSeconds: o.terms.settlementPeriodSeconds } : { kind: o.terms.kind }),
+      ...(o.terms.minCharge !== undefined ? { minCharge: o.terms.minCharge.toString() } : {}),
+      ...(o.terms.discounts !== undefined ? { discounts: o.terms.discounts.map((d) => ({ fromOutputTokens: d.fromOutputTokens, basisPoints: d.basisPoints })) } : {}),
+    },
     capacity: o.capacity,
     ttftMs: o.ttftMs,
     tokensPerSecond: o.tokensPerSecond,

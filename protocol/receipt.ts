@@ -23,7 +23,8 @@
  *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
  *
  * Charge arithmetic (integers only, `computeCharge`): workerCost = ceil((pricePerMInput·inputTokens +
- * pricePerMOutput·outputTokens) / 10^6); fee = ceil(workerCost·feeBasisPoints / 10^4); total = workerCost + fee.
+ * pricePerMOutput·outputTokens) / 10^6), or under the price terms the receipt's `terms` map carries (minimum charge,
+ * graduated output discount) the formula of protocol/offer-terms.ts; fee = ceil(workerCost·feeBasisPoints / 10^4); total = workerCost + fee.
  * One rounding per request, upward, so a worker is never paid less than its offer.
  *
  * Signed form: deterministic CBOR {receipt: bytes, sig: bytes 64}, sig = Ed25519 over UTF-8 "gm-receipt-v1" || 0x00 ||
@@ -40,7 +41,8 @@ import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, f
 import { type SelectionCommitment, selectionFromCbor, selectionToCbor } from './best-execution.ts';
 import { engineLabel } from './model-identity.ts';
 import type { StreamCommitment } from './stream-chain.ts';
-import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, type VerifiedOffer } from './offer.ts';
+import { ed25519Verify, type Offer, type PaymentTerms, termsFromCbor, termsToCbor, type VerifiedOffer } from './offer.ts';
+import { type PriceTerms, samePriceTerms, workerCostUnder } from './offer-terms.ts';
 
 export interface Receipt {
   readonly v: 1;
@@ -131,7 +133,6 @@ export const RECORD_CONTEXTS: Readonly<Record<RecordKind, Uint8Array>> = {
 
 const CONTEXT = new TextEncoder().encode('gm-receipt-v1\0');
 const M = 'RECEIPT_MALFORMED';
-const MICRO = 1_000_000n;
 export const ZERO_HASH = new Uint8Array(32);
 export const RECEIPT_SSE_EVENT = 'gm.receipt';
 export const RECEIPT_TRAILER = 'gm-receipt';
@@ -139,14 +140,14 @@ export const RECEIPT_TRAILER = 'gm-receipt';
 const ceilDiv = (a: bigint, b: bigint): bigint => (a + b - 1n) / b;
 
 /** The charge for a request under an offer's prices and the operator fee (integers, rounded up once each). */
-export function computeCharge(prices: { pricePerMInput: bigint; pricePerMOutput: bigint }, feeBasisPoints: number, inputTokens: number, outputTokens: number): { workerCost: bigint; fee: bigint; total: bigint } {
-  const workerCost = ceilDiv(prices.pricePerMInput * BigInt(inputTokens) + prices.pricePerMOutput * BigInt(outputTokens), MICRO);
+export function computeCharge(prices: { pricePerMInput: bigint; pricePerMOutput: bigint; terms?: PriceTerms }, feeBasisPoints: number, inputTokens: number, outputTokens: number): { workerCost: bigint; fee: bigint; total: bigint } {
+  const workerCost = workerCostUnder(prices, prices.terms, inputTokens, outputTokens);
   const fee = ceilDiv(workerCost * BigInt(feeBasisPoints), 10_000n);
   return { workerCost, fee, total: workerCost + fee };
 }
 
 function termsCbor(t: PaymentTerms): CborValue {
-  return t.kind === 'postpaid' ? { kind: t.kind, creditLimit: t.creditLimit, settlementPeriodSeconds: t.settlementPeriodSeconds } : { kind: t.kind };
+  return termsToCbor(t);
 }
 
 export function encodeReceipt(r: Receipt): Uint8Array {
@@ -339,7 +340,7 @@ export function checkReceiptAgainstOffer(r: Receipt, v: VerifiedOffer): void {
   }
   const t = r.terms;
   const u = o.terms;
-  if (t.kind !== u.kind || (t.kind === 'postpaid' && u.kind === 'postpaid' && (t.creditLimit !== u.creditLimit || t.settlementPeriodSeconds !== u.settlementPeriodSeconds))) {
+  if (t.kind !== u.kind || (t.kind === 'postpaid' && u.kind === 'postpaid' && (t.creditLimit !== u.creditLimit || t.settlementPeriodSeconds !== u.settlementPeriodSeconds)) || !samePriceTerms(t, u)) {
     throw rejected('RECEIPT_PRICE_MISMATCH', `receipt ${r.seq} payment terms differ from the signed offer`);
   }
 }

@@ -13,6 +13,7 @@
  * Money: offer prices are bigint micro-units; the book keeps each quoted price (offer price plus the operator's
  * routing fee, rounded up) also as a safe-integer Number for the selection hot path, checked at insertion.
  */
+import { hasPriceTerms, type PriceTerms } from '../../protocol/offer-terms.ts';
 import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { hash } from 'node:crypto';
@@ -58,6 +59,10 @@ export interface BookEntry {
   /** Quoted prices (offer price + fee, micro-units per million tokens) as exact safe integers. */
   readonly quotedIn: number;
   readonly quotedOut: number;
+  /** The offer's price terms (minimum charge, discounts), or undefined when it has none: priced as before. */
+  readonly priceTerms: PriceTerms | undefined;
+  /** Quoted minimum charge (minCharge + fee, rounded up), 0n without one. */
+  readonly quotedMin: bigint;
   /** validUntil in unix ms. */
   readonly untilMs: number;
   readonly fromMs: number;
@@ -152,6 +157,13 @@ export class OrderBook {
   readonly #stats = new Map<string, LiveStats>();
   /** Largest quoted price in the book: bounds the selection arithmetic so it stays exact. */
   maxQuoted = 0;
+  /** Largest quoted minimum charge in the book (same purpose, for offers with a minimum). */
+  maxQuotedMin = 0n;
+  /**
+   * Set once an offer with a discount schedule enters the book: its effective price can fall below its nominal one,
+   * so selection no longer uses the threshold scan's nominal lower bound (a minimum only raises prices, so it may).
+   */
+  hasDiscounts = false;
 
   constructor(opts: OrderBookOptions = {}) {
     const fee = opts.feeBasisPoints ?? 0;
@@ -233,6 +245,8 @@ export class OrderBook {
       stats,
       quotedIn: Number(qIn),
       quotedOut: Number(qOut),
+      priceTerms: hasPriceTerms(o.terms) ? o.terms : undefined,
+      quotedMin: o.terms.minCharge !== undefined ? quotedPrice(o.terms.minCharge, this.feeBasisPoints) : 0n,
       untilMs: o.validUntil * 1000,
       fromMs: o.validFrom * 1000,
       seed: fnv1a(`${o.workerId}\n${o.offerId}`),
@@ -255,6 +269,8 @@ export class OrderBook {
     list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
     this.#byOffer.set(offerKey(o.workerId, o.offerId), entry);
     this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
+    if (entry.quotedMin > this.maxQuotedMin) this.maxQuotedMin = entry.quotedMin;
+    if (o.terms.discounts !== undefined) this.hasDiscounts = true;
     return entry;
   }
 

@@ -9,8 +9,10 @@
  * scan by a property test). Rank, most significant first:
  *   1. position in provider.order (unlisted providers after, and only when allow_fallbacks is not false);
  *   2. model position when the pool is "in order";
- *   3. the strategy: effective price = quotedIn·expectedInput + quotedOut·expectedOutput (integers: exact safe
- *      Numbers when the request's bound allows, bigint otherwise), or live TTFT, or live tokens/s (descending);
+ *   3. the strategy: effective price = quotedIn·expectedInput + quotedOut·expectedOutput, after the offer's price
+ *      terms (minimum charge, graduated output discount: protocol/offer-terms.ts effectiveQuote, the function the
+ *      best-execution audit ranks by) (integers: exact safe Numbers when the request's bound allows, bigint
+ *      otherwise), or live TTFT, or live tokens/s (descending);
  *      a pool ":latency"/":throughput" overrides provider.sort;
  *   4. effective price (for the latency/throughput strategies);
  *   5. load: in-flight / capacity, lower first (cross-multiplied integers), which spreads equal offers;
@@ -27,6 +29,9 @@ import { merkleRoot, type SelectionRule, type Strategy } from '../../protocol/be
 import { type EligibilityRule, markEligible } from './columns.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
+import { effectiveQuote } from '../../protocol/offer-terms.ts';
+
+const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
 import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
 import type { RouteConstraints } from './constraints.ts';
 
@@ -144,7 +149,8 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const expIn = c.expectedInputTokens;
   const expOut = c.expectedOutputTokens;
   // Exact-integer guard: every effective price this request can form stays below 2^53 as a Number.
-  const exact = book.maxQuoted * (expIn + expOut) <= Number.MAX_SAFE_INTEGER;
+  // A minimum charge ranks as quotedMin·10^6 (protocol/offer-terms.ts effectiveQuote), so it is bounded too.
+  const exact = book.maxQuoted * (expIn + expOut) <= Number.MAX_SAFE_INTEGER && book.maxQuotedMin * 1_000_000n <= MAX_SAFE;
   const maxIn = c.maxPricePerMInput === undefined ? Infinity : Number(c.maxPricePerMInput);
   const maxOut = c.maxPricePerMOutput === undefined ? Infinity : Number(c.maxPricePerMOutput);
   const priceCapped = c.maxPricePerMInput !== undefined || c.maxPricePerMOutput !== undefined;
@@ -223,17 +229,18 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       return;
     }
     const group = oi * 32 + (ordered ? mi : 0);
-    const price = exact ? e.quotedIn * expIn + e.quotedOut * expOut : 0;
+    const pt = e.priceTerms;
+    const price = exact ? (pt === undefined ? e.quotedIn * expIn + e.quotedOut * expOut : Number(effectiveQuote(BigInt(e.quotedIn), BigInt(e.quotedOut), e.quotedMin, pt, expIn, expOut))) : 0;
     const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
     // Cheap pre-check against the current worst kept candidate before building anything.
     if (top.length === limit && exact) {
       const worst = top[limit - 1]!;
       if (group > worst.group || (group === worst.group && primary > worst.primary)) return;
     }
-    insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : BigInt(e.quotedIn) * BigInt(expIn) + BigInt(e.quotedOut) * BigInt(expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
+    insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : effectiveQuote(BigInt(e.quotedIn), BigInt(e.quotedOut), e.quotedMin, pt, expIn, expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
   };
 
-  if (opts.scan !== 'linear' && byPrice && exact && order === undefined && c.models.length === 1) {
+  if (opts.scan !== 'linear' && byPrice && exact && order === undefined && c.models.length === 1 && !book.hasDiscounts) {
     // Threshold scan (Fagin's TA) over the model's two price-sorted lists: an entry not yet met at depth d costs at
     // least T = quotedIn(byIn[d])·expIn + quotedOut(byOut[d])·expOut, so once the worst kept candidate is
     // strictly below T nothing unseen can enter. Same result as the full scan, usually after a few dozen entries.
