@@ -18,17 +18,22 @@ import type { ReceiptSigner } from '../protocol/receipt.ts';
 import { signerFromSeed } from '../enclave/ledger/signer.ts';
 import type { ReceiptsAccountFlags, ReceiptsStatementFlags } from './commands.ts';
 import type { Io } from './io.ts';
-import { decimalToMicros } from '../enclave/market/constraints.ts';
+import { decimalToUnits } from '../enclave/market/constraints.ts';
+import { currencyDecimals } from '../protocol/offer-terms.ts';
 import { readLedgerKeyFile } from '../enclave/ledger/key-file.ts';
 import type { Ledger } from '../enclave/ledger/ledger.ts';
 import { isPostgresUrl, openLedger } from '../enclave/ledger/open.ts';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
 
-const amount = (v: string | undefined, what: string): bigint => {
+/** The settlement unit printed after an integer amount: rao for TAO, µUSD style otherwise. */
+const unitOf = (currency: string): string => (currency === 'TAO' ? 'rao' : `µ${currency}`);
+
+/** A decimal amount of `currency` in its settlement units (micro-units; rao for TAO). */
+const amount = (v: string | undefined, what: string, currency: string): bigint => {
   if (v === undefined) throw configError('USAGE', `${what} is required`);
   try {
-    return decimalToMicros(v, what);
+    return decimalToUnits(v, what, currencyDecimals(currency));
   } catch (e) {
     throw configError('USAGE', `${what} must be a non-negative decimal amount`, { cause: e });
   }
@@ -81,22 +86,23 @@ export async function runAccount(f: ReceiptsAccountFlags, action: string, io: Io
       case 'create': {
         const currency = f.currency ?? 'USD';
         if ((f.prepaid === undefined) === (f['credit-limit'] === undefined)) throw configError('USAGE', 'give --prepaid AMOUNT or --credit-limit AMOUNT');
-        const spec = f.prepaid !== undefined ? { currency, prepaid: amount(f.prepaid, '--prepaid') } : { currency, creditLimit: amount(f['credit-limit'], '--credit-limit') };
+        const spec = f.prepaid !== undefined ? { currency, prepaid: amount(f.prepaid, '--prepaid', currency) } : { currency, creditLimit: amount(f['credit-limit'], '--credit-limit', currency) };
         const { account, apiKey } = await ledger.createAccount(spec, now);
-        print(`account ${account.id} (${account.kind}, ${account.currency}): balance ${account.balance} µ${account.currency}, credit limit ${account.creditLimit} µ${account.currency}\napi key (shown once, only its hash is kept): ${apiKey}\n`,
+        print(`account ${account.id} (${account.kind}, ${account.currency}): balance ${account.balance} ${unitOf(account.currency)}, credit limit ${account.creditLimit} ${unitOf(account.currency)}\napi key (shown once, only its hash is kept): ${apiKey}\n`,
           { account: account.id, kind: account.kind, currency: account.currency, balance: account.balance, creditLimit: account.creditLimit, apiKey });
         return 0;
       }
       case 'deposit': {
         if (!f.account) throw configError('USAGE', '--account ID is required');
-        const a = await ledger.deposit(f.account, amount(f.amount, '--amount'), now);
-        print(`account ${a.id}: balance ${a.balance} µ${a.currency}\n`, { account: a.id, currency: a.currency, balance: a.balance });
+        const a = await ledger.deposit(f.account, amount(f.amount, '--amount', (await ledger.account(f.account)).currency), now);
+        print(`account ${a.id}: balance ${a.balance} ${unitOf(a.currency)}\n`, { account: a.id, currency: a.currency, balance: a.balance });
         return 0;
       }
       case 'pay-worker': {
         if (!f.worker || !f.currency) throw configError('USAGE', '--worker ID and --currency are required');
-        await ledger.payWorker(f.worker, f.currency, amount(f.amount, '--amount'), now);
-        print(`recorded payout to ${f.worker}\n`, { worker: f.worker, currency: f.currency, amount: amount(f.amount, '--amount') });
+        const paid = amount(f.amount, '--amount', f.currency);
+        await ledger.payWorker(f.worker, f.currency, paid, now);
+        print(`recorded payout to ${f.worker}\n`, { worker: f.worker, currency: f.currency, amount: paid });
         return 0;
       }
       default:

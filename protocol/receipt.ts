@@ -8,9 +8,10 @@
  *   workerId text · workerKey bytes 32 · evidenceDigest bytes 32 (SHA-256 of the worker's verified evidence bundle)
  *   offerId text · offerDigest bytes 32 (SHA-256 of the offer bytes, protocol/offer.ts)
  *   inputTokens uint · outputTokens uint
- *   currency text · pricePerMInput uint · pricePerMOutput uint (copied from the offer, micro-units per 10^6 tokens)
- *   feeBasisPoints uint (the operator's routing fee) · workerCost uint · fee uint · total uint (micro-units)
- *   terms map (as in the offer) · sim bool (true when any evidence involved was simulated)
+ *   currency text · pricePerMInput uint · pricePerMOutput uint (copied from the offer, settlement units per 10^6
+ *     tokens: micro-USD for USD, rao for TAO, protocol/offer-terms.ts)
+ *   feeBasisPoints uint (the operator's routing fee) · workerCost uint · fee uint · total uint (settlement units)
+ *   terms map (as in the offer, with its minCharge and discounts when present) · sim bool (true when any evidence involved was simulated)
  *   receiptKey bytes 32 (raw Ed25519 public key of the enclave that signed; bound in its REPORT_DATA)
  *   weightsDigest bytes 32 · quantization text · engine text ("name/version"): present together, only when the
  *     served offer states a model identity (protocol/model-identity.ts), copied from it; the enclave took that offer

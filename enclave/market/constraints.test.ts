@@ -48,7 +48,7 @@ describe('parseRouteConstraints', () => {
       provider: { sort: 'throughput', max_price: { prompt: 1, completion: '2.5', currency: 'TAO' }, order: ['a'], only: ['a', 'b'], ignore: ['c'], allow_fallbacks: false },
       payment: { terms: ['postpaid'], currency: 'TAO' },
     });
-    expect(c).toMatchObject({ sort: 'throughput', maxPricePerMInput: 1_000_000n, maxPricePerMOutput: 2_500_000n, maxPriceCurrency: 'TAO', order: ['a'], allowFallbacks: false, paymentCurrency: 'TAO', maxOutputTokens: 77 });
+    expect(c).toMatchObject({ sort: 'throughput', maxPricePerMInput: 1_000_000_000n, maxPricePerMOutput: 2_500_000_000n, maxPriceCurrency: 'TAO', order: ['a'], allowFallbacks: false, paymentCurrency: 'TAO', maxOutputTokens: 77 });
     expect([...c.only!]).toEqual(['a', 'b']);
     expect([...c.acceptTerms]).toEqual(['postpaid']);
   });

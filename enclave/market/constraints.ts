@@ -18,8 +18,9 @@
  *   (highest throughput first: sort throughput).
  *
  * A provider slug matches an offer's workerId or its operator hotkey (SS58). max_price is a decimal number (or
- * string) of currency units per million tokens, as OpenRouter takes it, converted to integer micro-units exactly
- * from its decimal text (digits beyond the sixth decimal are dropped, which only ever lowers the ceiling). It is
+ * string) of currency units per million tokens, as OpenRouter takes it, converted exactly from its decimal text to
+ * the currency's integer settlement units (micro-units, or rao for TAO; digits beyond them are dropped, which only
+ * ever lowers the ceiling). It is
  * compared with the quoted price (offer price plus the routing fee). Token estimates come from the UTF-8 size of
  * the text fields: expected input tokens = ceil(bytes / 4) for ordering by price; the input upper bound for
  * authorising a debit = bytes + 16 + 8 per chat message (template tokens), where tool and function definitions
@@ -27,6 +28,7 @@
  * default) × n. The gateway writes the per-choice bound and n into the forwarded request.
  * Nothing here logs or returns request text: errors name fields only (ROUTE_CONSTRAINT_INVALID).
  */
+import { currencyDecimals } from '../../protocol/offer-terms.ts';
 import { protocolError } from '../../attestation/errors.ts';
 import { PARAMETERS, parameterMask } from '../../protocol/model-identity.ts';
 import { TERMS_KINDS, type TermsKind } from '../../protocol/offer.ts';
@@ -100,6 +102,14 @@ function stringList(v: unknown, field: string, max: number): string[] {
 
 /** Decimal currency units (number or string) → integer micro-units, exactly, truncating past 6 decimals. */
 export function decimalToMicros(v: unknown, field: string): bigint {
+  return decimalToUnits(v, field, 6);
+}
+
+/**
+ * Decimal currency units → integer settlement units with `decimals` places (protocol/offer-terms.ts: 6 for USD,
+ * 9 for TAO, whose unit is the rao), exactly, truncating past them (which only ever lowers a ceiling).
+ */
+export function decimalToUnits(v: unknown, field: string, decimals: number): bigint {
   let s: string;
   if (typeof v === 'number') {
     if (!Number.isFinite(v) || v < 0 || v > 1e12) throw bad(`${field} must be a non-negative number`);
@@ -108,8 +118,8 @@ export function decimalToMicros(v: unknown, field: string): bigint {
   else throw bad(`${field} must be a number or a decimal string`);
   const m = /^(\d{1,13})(?:\.(\d+))?$/.exec(s);
   if (!m) throw bad(`${field} must be a non-negative decimal`);
-  const frac = (m[2] ?? '').slice(0, 6).padEnd(6, '0');
-  return BigInt(m[1]!) * 1_000_000n + BigInt(frac);
+  const frac = (m[2] ?? '').slice(0, decimals).padEnd(decimals, '0');
+  return BigInt(m[1]!) * 10n ** BigInt(decimals) + BigInt(frac);
 }
 
 function textBytes(v: unknown, depth = 0): number {
@@ -172,12 +182,13 @@ export function parseRouteConstraints(body: unknown, opts: ConstraintOptions = {
   if (provider.max_price !== undefined) {
     const mp = provider.max_price;
     if (!isObj(mp)) throw bad('provider.max_price must be an object');
-    if (mp.prompt !== undefined) maxIn = decimalToMicros(mp.prompt, 'provider.max_price.prompt');
-    if (mp.completion !== undefined) maxOut = decimalToMicros(mp.completion, 'provider.max_price.completion');
     if (mp.currency !== undefined) {
       if (typeof mp.currency !== 'string' || !/^[A-Z0-9]{1,12}$/.test(mp.currency)) throw bad('provider.max_price.currency must be a currency code');
       currency = mp.currency;
     }
+    // In the currency's settlement units: micro-USD for USD, rao for TAO.
+    if (mp.prompt !== undefined) maxIn = decimalToUnits(mp.prompt, 'provider.max_price.prompt', currencyDecimals(currency));
+    if (mp.completion !== undefined) maxOut = decimalToUnits(mp.completion, 'provider.max_price.completion', currencyDecimals(currency));
   }
   const order = provider.order === undefined ? undefined : stringList(provider.order, 'provider.order', MAX_LIST);
   const only = provider.only === undefined ? undefined : new Set(stringList(provider.only, 'provider.only', MAX_LIST));
