@@ -237,6 +237,8 @@ export const WORKER = {
   terms: { value: 'KIND', help: 'per-request (default), prepaid or postpaid' },
   'credit-limit': { value: 'N', help: 'postpaid credit limit in micro-units' },
   'settlement-seconds': { value: 'S', help: 'postpaid settlement period' },
+  'min-charge': { value: 'N', help: 'minimum worker cost per request, integer settlement units (micro-USD; rao for TAO)' },
+  discounts: { value: 'FROM:BPS,...', help: 'graduated output discount: output tokens beyond FROM cost BPS basis points less (e.g. 1000:1000,10000:2500)' },
   'weights-digest': { value: 'HEX', help: 'SHA-256 manifest digest (or dm-verity root hash) of the served weights, 64 hex; stated in evidence and offers (derived from the model under --tee sim)' },
   quantization: { value: 'Q', help: 'quantization of the served weights: bf16, fp8, int4, ... (default bf16)' },
   engine: { value: 'NAME/VERSION', help: 'inference engine and version (default vllm/0.6.3)' },

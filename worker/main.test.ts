@@ -57,6 +57,17 @@ describe('gm worker --terms', () => {
     expect(code({ terms: 'prepaid', 'credit-limit': '1' })).toBe('USAGE');
     expect(code({ terms: 'monthly' })).toBe('USAGE');
   });
+
+  it('--min-charge and --discounts add the price terms to any kind, checked as a signed offer would be', () => {
+    expect(termsFromFlags({ terms: 'prepaid', 'min-charge': '2500', discounts: '1000:1000, 10000:2500' })).toEqual({ kind: 'prepaid', minCharge: 2500n, discounts: [{ fromOutputTokens: 1000, basisPoints: 1000 }, { fromOutputTokens: 10_000, basisPoints: 2500 }] });
+    expect(termsFromFlags({ terms: 'postpaid', 'credit-limit': '5', 'settlement-seconds': '60', 'min-charge': '1' })).toEqual({ kind: 'postpaid', creditLimit: 5n, settlementPeriodSeconds: 60, minCharge: 1n });
+    expect(code({ 'min-charge': '0' })).toBe('USAGE');
+    expect(code({ 'min-charge': '1.5' })).toBe('USAGE');
+    expect(code({ discounts: '10000:2500,1000:1000' })).toBe('USAGE'); // unsorted
+    expect(code({ discounts: '1000:100,1000:200' })).toBe('USAGE'); // overlapping
+    expect(code({ discounts: '1000:10001' })).toBe('USAGE');
+    expect(code({ discounts: '1000-100' })).toBe('USAGE');
+  });
 });
 
 describe('gm worker hotkey seed', () => {

@@ -1,7 +1,8 @@
 /**
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
- *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]]
+ *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]] [--min-charge N]
+ *            [--discounts FROM:BPS,...]
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
  *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
@@ -11,6 +12,7 @@
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
  */
+import { checkPriceTerms, type DiscountTier } from '../protocol/offer-terms.ts';
 import { stat } from 'node:fs/promises';
 import { configError } from '../attestation/errors.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
@@ -55,6 +57,8 @@ export interface WorkerFlags {
   readonly terms?: string;
   readonly 'credit-limit'?: string;
   readonly 'settlement-seconds'?: string;
+  readonly 'min-charge'?: string;
+  readonly discounts?: string;
   readonly 'weights-digest'?: string;
   readonly quantization?: string;
   readonly engine?: string;
@@ -97,11 +101,40 @@ export function identityFromFlags(f: Pick<WorkerFlags, 'weights-digest' | 'quant
   return (model) => make(sha256(new TextEncoder().encode(`gm sim weights\0${model}\0${quantization}`)));
 }
 
+type TermsFlags = { readonly terms?: string | undefined; readonly 'credit-limit'?: string | undefined; readonly 'settlement-seconds'?: string | undefined; readonly 'min-charge'?: string | undefined; readonly discounts?: string | undefined };
+
 /**
- * The offer's payment terms from the flags: `postpaid` needs its credit limit (integer micro-units) and settlement
- * period (seconds, at least 1); the two are refused with the other terms, where they would mean nothing.
+ * The offer's payment terms from the flags, with the price terms any kind may add (protocol/offer-terms.ts):
+ * `--min-charge N` (integer settlement units per request) and `--discounts FROM:BPS,...` (the graduated output
+ * discount schedule, e.g. `1000:1000,10000:2500`), checked by the same rule as a signed offer's.
  */
-export function termsFromFlags(f: { readonly terms?: string | undefined; readonly 'credit-limit'?: string | undefined; readonly 'settlement-seconds'?: string | undefined }): PaymentTerms {
+export function termsFromFlags(f: TermsFlags): PaymentTerms {
+  const base = kindFromFlags(f);
+  const price: { minCharge?: bigint; discounts?: DiscountTier[] } = {};
+  if (f['min-charge'] !== undefined) {
+    if (!/^\d{1,18}$/.test(f['min-charge'])) throw configError('USAGE', `--min-charge must be a positive integer of settlement units (got ${f['min-charge']})`);
+    price.minCharge = BigInt(f['min-charge']);
+  }
+  if (f.discounts !== undefined) {
+    price.discounts = f.discounts.split(',').map((t) => {
+      const m = /^(\d{1,15}):(\d{1,5})$/.exec(t.trim());
+      if (!m) throw configError('USAGE', `--discounts takes FROM:BPS pairs separated by commas (got ${t})`);
+      return { fromOutputTokens: Number(m[1]), basisPoints: Number(m[2]) };
+    });
+  }
+  try {
+    checkPriceTerms(price);
+  } catch (e) {
+    throw configError('USAGE', `--min-charge / --discounts: ${(e as Error).message}`, { cause: e });
+  }
+  return { ...base, ...price };
+}
+
+/**
+ * The payment kind: `postpaid` needs its credit limit (integer micro-units) and settlement period (seconds, at
+ * least 1); the two are refused with the other terms, where they would mean nothing.
+ */
+function kindFromFlags(f: TermsFlags): PaymentTerms {
   const kind = f.terms ?? 'per-request';
   if (kind === 'postpaid') {
     if (f['credit-limit'] === undefined || f['settlement-seconds'] === undefined) throw configError('USAGE', '--terms postpaid needs --credit-limit N (micro-units) and --settlement-seconds S');
