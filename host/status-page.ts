@@ -13,7 +13,8 @@
 import { Hono } from 'hono';
 import { fromBase64, fromHex, hex } from '../attestation/bytes.ts';
 import { GmError } from '../attestation/errors.ts';
-import { microsToDecimal, verifySignedOffer } from '../protocol/offer.ts';
+import { verifySignedOffer } from '../protocol/offer.ts';
+import { unitsToDecimal } from '../protocol/offer-terms.ts';
 import type { GateStatus, HostGate } from './gate.ts';
 
 /** One GPU as its verified claims describe it (attestation/nvidia/claims.ts GpuClaims), reduced to what the page shows. */
@@ -210,14 +211,16 @@ async function checkOffer(item: Record<string, unknown>, keys: ReadonlyMap<strin
     const o = v.offer;
     // The enclave's view beside the bytes must describe the same offer; the row shows only the signed fields.
     if (o.workerId !== workerId || o.offerId !== item.offerId || item.digest !== hex(v.digest)) return reject('OFFER_VIEW_MISMATCH');
-    // Offers price in micro-units per 1M tokens; the page shows currency units (100000 → 0.1 USD).
-    const quoted = (q: unknown, p: bigint): string => (typeof q === 'string' && /^[0-9]{1,30}$/.test(q) && q !== p.toString() ? ` (quoted ${microsToDecimal(BigInt(q))} with the routing fee)` : '');
+    // Offers price in settlement units per 1M tokens (micro-units; rao for TAO); the page shows currency units
+    // (100000 → 0.1 USD, 100000000 → 0.1 TAO).
+    const dec = (x: bigint): string => unitsToDecimal(x, o.currency);
+    const quoted = (q: unknown, p: bigint): string => (typeof q === 'string' && /^[0-9]{1,30}$/.test(q) && q !== p.toString() ? ` (quoted ${dec(BigInt(q))} with the routing fee)` : '');
     return {
       id: o.offerId,
       worker: o.workerId,
       model: o.model,
-      priceIn: `${microsToDecimal(o.pricePerMInput)} ${o.currency}${quoted(item.quotedPerMInput, o.pricePerMInput)}`,
-      priceOut: `${microsToDecimal(o.pricePerMOutput)} ${o.currency}${quoted(item.quotedPerMOutput, o.pricePerMOutput)}`,
+      priceIn: `${dec(o.pricePerMInput)} ${o.currency}${quoted(item.quotedPerMInput, o.pricePerMInput)}`,
+      priceOut: `${dec(o.pricePerMOutput)} ${o.currency}${quoted(item.quotedPerMOutput, o.pricePerMOutput)}`,
       terms: o.terms.kind,
       expires: new Date(o.validUntil * 1000).toISOString(),
       signature: 'verified',

@@ -3,7 +3,7 @@ import { verifyReceiptFile } from '../enclave/ledger/verify.ts';
 import { expectCode, makeWorker, NOW, offerFor, verifiedOffer } from '../test/market-fixtures.ts';
 import { encodeDeterministic, decodeDeterministic } from './market-cbor.ts';
 import { decodeOffer, encodeOffer, type Offer, offerJson, verifySignedOffer, signOffer } from './offer.ts';
-import { checkPriceTerms, unitsToDecimal, workerCostUnder } from './offer-terms.ts';
+import { checkPriceTerms, UNIT_NAMES, unitsToDecimal, workerCostUnder } from './offer-terms.ts';
 import { checkReceiptAgainstOffer, computeCharge, generateReceiptKey, type Receipt, receiptEnvelope, verifyReceipt } from './receipt.ts';
 
 const TIERS = [
@@ -134,7 +134,8 @@ describe('price terms in receipts and their audit', async () => {
   it('a TAO offer settles in rao, exactly', async () => {
     // 1.2 TAO per million output tokens = 1,200,000,000 rao; 12,000 tokens with the schedule: 1000·1.2 + 9000·0.9 + 2000·0.6 µTAO.
     const offer = await verifiedOffer(w, { currency: 'TAO', pricePerMInput: 0n, pricePerMOutput: 1_200_000_000n, terms: { kind: 'prepaid', minCharge: 1_000_000n, discounts: TIERS } });
-    expect(offerJson(offer.offer)).toMatchObject({ currency: 'TAO', unit: 'rao', pricePerMOutput: '1200000000' });
+    expect(offerJson(offer.offer)).toMatchObject({ currency: 'TAO', pricePerMOutput: '1200000000' });
+    expect(UNIT_NAMES.TAO).toBe('rao');
     const c = computeCharge(offer.offer, 100, 0, 12_000);
     expect(c).toEqual({ workerCost: 10_500_000n, fee: 105_000n, total: 10_605_000n });
     expect(unitsToDecimal(c.total, 'TAO')).toBe('0.010605');

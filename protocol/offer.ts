@@ -60,7 +60,7 @@ import {
   onlyKeys,
 } from './market-cbor.ts';
 import { checkIdentity, identityFromCbor, identityToCbor, type ModelIdentity } from './model-identity.ts';
-import { checkPriceTerms, type PriceTerms, priceTermsFromCbor, priceTermsToCbor, UNIT_NAMES } from './offer-terms.ts';
+import { checkPriceTerms, type PriceTerms, priceTermsFromCbor, priceTermsToCbor } from './offer-terms.ts';
 
 /** The payment kind and, beside it, the optional price terms (protocol/offer-terms.ts) every kind may carry. */
 export type PaymentTerms = (
@@ -448,7 +448,6 @@ export function offerJson(o: Offer): Record<string, unknown> {
     currency: o.currency,
     pricePerMInput: o.pricePerMInput.toString(),
     pricePerMOutput: o.pricePerMOutput.toString(),
-    ...(UNIT_NAMES[o.currency] ? { unit: UNIT_NAMES[o.currency] } : {}),
     terms: {
       ...(o.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: o.terms.creditLimit.toString(), settlementPeriodSeconds: o.terms.settlementPeriodSeconds } : { kind: o.terms.kind }),
       ...(o.terms.minCharge !== undefined ? { minCharge: o.terms.minCharge.toString() } : {}),
