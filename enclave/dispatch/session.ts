@@ -15,7 +15,7 @@ import { initiateSession, type Session } from '../../protocol/session.ts';
 import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
 import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
-import { headersFromFields } from '../ohttp/messages.ts';
+import { headersFromFields, streamedResponse } from '../ohttp/messages.ts';
 import type { PooledTransport } from './transport.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
 
@@ -153,7 +153,6 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       };
     }
     const decoder = new ResponseDecoder();
-    const pending: Uint8Array[] = [];
     let ended = false;
     const step = async (): Promise<ReturnType<ResponseDecoder['push']>> => {
       for (;;) {
@@ -168,53 +167,7 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
         if (evs.length > 0) return evs;
       }
     };
-    let head: { status: number; headers: Headers } | undefined;
-    while (!head) {
-      const evs = await step().catch((e: unknown) => {
-        r.cancel();
-        throw e;
-      });
-      for (const e of evs) {
-        if (e.type === 'head') head = { status: e.status, headers: headersFromFields(e.headers) };
-        else if (e.type === 'content') pending.push(e.data);
-      }
-      if (!head && ended) throw protocolError('SESSION_TRUNCATED', 'response ended before its head');
-    }
-    let finished = false;
-    const body = new ReadableStream<Uint8Array>(
-      {
-        async pull(ctl) {
-          for (;;) {
-            if (pending.length > 0) {
-              ctl.enqueue(pending.shift()!);
-              return;
-            }
-            if (finished) {
-              ctl.close();
-              return;
-            }
-            let evs;
-            try {
-              evs = await step();
-            } catch (e) {
-              r.cancel();
-              ctl.error(e);
-              return;
-            }
-            for (const e of evs) {
-              if (e.type === 'content' && e.data.length > 0) pending.push(e.data.slice());
-              else if (e.type === 'end') finished = true;
-            }
-            if (ended) finished = true;
-          }
-        },
-        cancel() {
-          r.cancel();
-        },
-      },
-      { highWaterMark: 0 },
-    );
-    return { status: head.status, headers: head.headers, body };
+    return streamedResponse(step, () => ended, () => r.cancel(), 'SESSION_TRUNCATED');
   };
 
   const dispatch = ((w, req, d) => exchange(w, req, d.stream, d.signal, false)) as Dispatch & { sessions(w: VerifiedWorker): number };

@@ -10,7 +10,7 @@ import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } fro
 import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
 import { encapsulateRequest, type KeyConfig } from '../../protocol/ohttp.ts';
-import { headersFromFields } from './messages.ts';
+import { headersFromFields, streamedResponse } from './messages.ts';
 
 export interface TransportResponse {
   readonly status: number;
@@ -106,7 +106,6 @@ export async function sendChunked(transport: Transport, config: KeyConfig, req: 
   const opener = sender.openResponse();
   const decoder = new ResponseDecoder();
   const it = t.body[Symbol.asyncIterator]();
-  const pending: Uint8Array[] = [];
   let ended = false;
 
   /** Reads ciphertext until at least one decoded event is available (or the message ends). */
@@ -126,54 +125,7 @@ export async function sendChunked(transport: Transport, config: KeyConfig, req: 
     }
   };
 
-  // Wait for the head (status and headers) before returning.
-  let head: { status: number; headers: Headers } | undefined;
-  while (!head) {
-    const evs = await step().catch((e: unknown) => {
-      t.cancel();
-      throw e;
-    });
-    for (const e of evs) {
-      if (e.type === 'head') head = { status: e.status, headers: headersFromFields(e.headers) };
-      else if (e.type === 'content') pending.push(e.data);
-    }
-    if (!head && ended) throw protocolError('CHUNKED_TRUNCATED', 'response ended before its head');
-  }
-  let finished = false;
-  const stream = new ReadableStream<Uint8Array>(
-    {
-      async pull(ctl) {
-        for (;;) {
-          if (pending.length > 0) {
-            ctl.enqueue(pending.shift()!);
-            return;
-          }
-          if (finished) {
-            ctl.close();
-            return;
-          }
-          let evs;
-          try {
-            evs = await step();
-          } catch (e) {
-            t.cancel();
-            ctl.error(e);
-            return;
-          }
-          for (const e of evs) {
-            if (e.type === 'content' && e.data.length > 0) pending.push(e.data.slice());
-            else if (e.type === 'end') finished = true;
-          }
-          if (ended) finished = true;
-        }
-      },
-      cancel() {
-        t.cancel();
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  return { status: head.status, headers: head.headers, body: stream };
+  return streamedResponse(step, () => ended, () => t.cancel(), 'CHUNKED_TRUNCATED');
 }
 
 /** A fetch-based transport (tests, CLI clients). */

@@ -2,8 +2,8 @@
  * Binary HTTP (RFC 9292) ⇄ fetch Request/Response, for the layers on either side of an OHTTP gateway. Hop-by-hop
  * and framing fields (RFC 9110 §7.6.1, content-length, transfer-encoding) are dropped: each leg frames its own body.
  */
-import { GmError } from '../../attestation/errors.ts';
-import type { BhttpRequest, Field } from '../../protocol/bhttp.ts';
+import { GmError, protocolError } from '../../attestation/errors.ts';
+import type { BhttpRequest, Field, ResponseDecoder } from '../../protocol/bhttp.ts';
 
 export const HOP_FIELDS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'content-length', 'host']);
 
@@ -19,6 +19,68 @@ export function headersFromFields(fields: readonly Field[]): Headers {
   const h = new Headers();
   for (const [k, v] of fields) if (!HOP_FIELDS.has(k.toLowerCase())) h.append(k, v);
   return h;
+}
+
+/**
+ * A response decoded as its encrypted records arrive (indeterminate-length binary HTTP, RFC 9292 §3.2): waits for
+ * the head, then serves the content as a pull stream. `step` returns at least one decoded event, or the last ones
+ * once the message ended (`ended()`); `cancel` stops the transport. A message that ends before its head fails with
+ * `truncatedCode`.
+ */
+export async function streamedResponse(
+  step: () => Promise<ReturnType<ResponseDecoder['push']>>,
+  ended: () => boolean,
+  cancel: () => void,
+  truncatedCode: string,
+): Promise<{ status: number; headers: Headers; body: ReadableStream<Uint8Array> }> {
+  const pending: Uint8Array[] = [];
+  let head: { status: number; headers: Headers } | undefined;
+  while (!head) {
+    const evs = await step().catch((e: unknown) => {
+      cancel();
+      throw e;
+    });
+    for (const e of evs) {
+      if (e.type === 'head') head = { status: e.status, headers: headersFromFields(e.headers) };
+      else if (e.type === 'content') pending.push(e.data);
+    }
+    if (!head && ended()) throw protocolError(truncatedCode, 'response ended before its head');
+  }
+  let finished = false;
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(ctl) {
+        for (;;) {
+          if (pending.length > 0) {
+            ctl.enqueue(pending.shift()!);
+            return;
+          }
+          if (finished) {
+            ctl.close();
+            return;
+          }
+          let evs;
+          try {
+            evs = await step();
+          } catch (e) {
+            cancel();
+            ctl.error(e);
+            return;
+          }
+          for (const e of evs) {
+            if (e.type === 'content' && e.data.length > 0) pending.push(e.data.slice());
+            else if (e.type === 'end') finished = true;
+          }
+          if (ended()) finished = true;
+        }
+      },
+      cancel() {
+        cancel();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { status: head.status, headers: head.headers, body };
 }
 
 /** RFC 9110 §5.6.2 token (method and field names). */
