@@ -14,8 +14,7 @@ import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { decodeReceipt, type SignedReceipt } from '../../protocol/receipt.ts';
 import { LedgerKey } from './columns.ts';
 import { pgFailure, type SealedEntry } from './postgres.ts';
-import { verifyHead } from './records.ts';
-import { type AccountRowForAudit, checkCredits, checkHead, type CreditEntryRow, type LedgerVerifyOptions, parseHeadJson, verifyReceiptItems } from './verify.ts';
+import { type AccountRowForAudit, checkCredits, checkPinsAndHead, type CreditEntryRow, type LedgerVerifyOptions, verifyReceiptItems } from './verify.ts';
 
 interface Loaded {
   receipts: { chain: string; seq: number; signed: Uint8Array; offer?: Uint8Array }[];
@@ -125,19 +124,7 @@ export async function verifyPostgresLedger(url: string, ledgerKey: Uint8Array, k
   const pins = [...(keys ?? []), ...(opts.creditKeys ?? [])];
   const credits: CreditEntryRow[] = l.entries.filter((e) => e.kind !== 'debit').map((e) => ({ id: e.id, account: e.account, kind: e.kind, amount: e.amount, at: BigInt(e.at), signed: e.credit ? Uint8Array.from(Buffer.from(e.credit, 'base64')) : null }));
   await checks.run('ledger.credits', "every opening, deposit and payment carries a signed credit record that matches it, each used once; each account's id and key hash match its signed opening", pins.length ? pins.map((k) => hex(k)).join(', ') : undefined, () => checkCredits(credits, l.accounts, pins), (n) => `${n} credit(s)`);
-  if (pins.length === 0) checks.skip('ledger.credits.key', 'each credit is signed by a pinned key', 'no --key or --credit-key given: credit signers are not checked against known keys');
-  if (opts.head) {
-    const headBytes = opts.head;
-    await checks.run('ledger.head', 'the ledger holds the receipt a signed chain head kept outside it names (no truncation or rollback)', keys?.length ? keys.map((k) => hex(k)).join(', ') : 'receipt keys in the ledger', async () => {
-      const h = await verifyHead(parseHeadJson(headBytes));
-      const signers = keys?.length ? keys : receipts.map((r) => r.receipt.receiptKey);
-      if (!signers.some((k) => equalBytes(k, h.signer))) throw rejected('LEDGER_HEAD_KEY_MISMATCH', `the head is signed by ${hex(h.signer)}, not a receipt key of this ledger`);
-      checkHead(h, receipts);
-      return h;
-    }, (h) => `head ${h.seq} of ${new Date(h.time).toISOString()} found`);
-  } else {
-    checks.skip('ledger.head', 'the ledger holds the receipts a signed chain head counts', 'no --head given: receipts removed from the end cannot be seen');
-  }
+  await checkPinsAndHead(checks, pins, keys, receipts, opts.head);
   checks.runSync('ledger.audit', 'balances equal their entries; debits equal receipt totals per account; reservations equal open holds', undefined, () => {
     const problems: string[] = [];
     for (const a of l.accounts.values()) {

@@ -166,19 +166,7 @@ export async function verifyLedger(path: string, keys?: readonly Uint8Array[], o
     }, (n) => `${n} row(s)`);
     const pins = [...(keys ?? []), ...(opts.creditKeys ?? [])];
     await checks.run('ledger.credits', 'every opening, deposit and payment carries a signed credit record that matches it, each used once; each account\'s id and key hash match its signed opening', pins.length ? pins.map((k) => hex(k)).join(', ') : undefined, async () => auditCredits(db, pins), (n) => `${n} credit(s)`);
-    if (pins.length === 0) checks.skip('ledger.credits.key', 'each credit is signed by a pinned key', 'no --key or --credit-key given: credit signers are not checked against known keys');
-    if (opts.head) {
-      const headBytes = opts.head;
-      await checks.run('ledger.head', 'the ledger holds the receipts a signed chain head kept outside it counts, ending in the same hash (no truncation or rollback)', keys?.length ? keys.map((k) => hex(k)).join(', ') : 'receipt keys in the ledger', async () => {
-        const h = await verifyHead(parseHeadJson(headBytes));
-        const signers = keys?.length ? keys : receipts.map((r) => r.receipt.receiptKey);
-        if (!signers.some((k) => equalBytes(k, h.signer))) throw rejected('LEDGER_HEAD_KEY_MISMATCH', `the head is signed by ${hex(h.signer)}, not a receipt key of this ledger`);
-        checkHead(h, receipts);
-        return h;
-      }, (h) => `head ${h.seq} of ${new Date(h.time).toISOString()} found`);
-    } else {
-      checks.skip('ledger.head', 'the ledger holds the receipts a signed chain head counts', 'no --head given: receipts removed from the end, or a rolled-back file, cannot be seen');
-    }
+    await checkPinsAndHead(checks, pins, keys, receipts, opts.head);
     checks.runSync('ledger.audit', 'balances equal their entries; debits equal receipt totals; one debit per receipt; no missing seq', undefined, () => {
       const a = auditLedger({ db });
       if (!a.ok) throw rejected('LEDGER_AUDIT', a.problems.join('; '));
@@ -319,4 +307,23 @@ export async function verifyReceiptFile(bytes: Uint8Array, name: string, keys?: 
   const items = checks.runSync('receipts.file', 'the file holds gm.receipt v1 envelopes', undefined, () => parseReceiptFile(bytes), (v) => `${v.length} envelope(s)`);
   await verifyReceiptItems(items, { ...(keys ? { keys } : {}), wholeChain: false, subject: name }, checks);
   return checks.report();
+}
+
+/**
+ * The rows every ledger audit shares after its credits: a SKIP when no credit signer is pinned, and the signed chain
+ * head kept outside the ledger (`--head`), whose signer must be a pinned receipt key (or one of the ledger's own).
+ */
+export async function checkPinsAndHead(checks: Checks, pins: readonly Uint8Array[], keys: readonly Uint8Array[] | undefined, receipts: readonly SignedReceipt[], head: Uint8Array | undefined): Promise<void> {
+  if (pins.length === 0) checks.skip('ledger.credits.key', 'each credit is signed by a pinned key', 'no --key or --credit-key given: credit signers are not checked against known keys');
+  if (!head) {
+    checks.skip('ledger.head', 'the ledger holds the receipts a signed chain head counts', 'no --head given: receipts removed from the end, or a rolled-back ledger, cannot be seen');
+    return;
+  }
+  await checks.run('ledger.head', 'the ledger holds the receipts a signed chain head kept outside it counts, ending in the same hash (no truncation or rollback)', keys?.length ? keys.map((k) => hex(k)).join(', ') : 'receipt keys in the ledger', async () => {
+    const h = await verifyHead(parseHeadJson(head));
+    const signers = keys?.length ? keys : receipts.map((r) => r.receipt.receiptKey);
+    if (!signers.some((k) => equalBytes(k, h.signer))) throw rejected('LEDGER_HEAD_KEY_MISMATCH', `the head is signed by ${hex(h.signer)}, not a receipt key of this ledger`);
+    checkHead(h, receipts);
+    return h;
+  }, (h) => `head ${h.seq} of ${new Date(h.time).toISOString()} found`);
 }
