@@ -9,22 +9,14 @@
  */
 import { microsToDecimal } from '../../protocol/offer.ts';
 import type { OrderBook } from './book.ts';
-import type { ModelCard, PriceRange } from './models.ts';
+import type { ModelCard } from './models.ts';
 import type { Pools } from './pools.ts';
 
 /** The suffixes a pool name takes (constraints.ts): failover order is the bare name. */
 export const POOL_MODES = ['latency', 'throughput', 'floor', 'nitro'] as const;
 
-export interface PoolCard {
-  readonly id: string;
-  readonly object: 'model';
-  readonly created: 0;
-  readonly owned_by: 'gm';
-  readonly context_length: number | null;
-  readonly quantizations: readonly string[];
-  /** Attested workers with a live offer for any model of the pool. */
-  readonly workers: number;
-  readonly pricing: readonly { readonly currency: string; readonly input_per_1m: PriceRange; readonly output_per_1m: PriceRange }[];
+/** A model card over the pool's live models (workers: those with a live offer for any of them), plus the pool. */
+export interface PoolCard extends ModelCard {
   readonly gm_pool: {
     /** The pool's models in priority order, as the operator configured them. */
     readonly models: readonly string[];
