@@ -302,6 +302,7 @@ export const RECEIPTS_ACCOUNT = {
 
 export const RECEIPTS_STATEMENT = {
   ledger: RECEIPTS_ACCOUNT.ledger,
+  'ledger-key-file': RECEIPTS_ACCOUNT['ledger-key-file'],
   account: { value: 'ID', help: 'statement of this account' },
   worker: { value: 'ID', help: "statement of this worker's payouts" },
   now: { value: 'ISO', help: 'the time the statement is made at (default now)' },

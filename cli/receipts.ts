@@ -8,6 +8,7 @@
  *   gm receipts account deposit --ledger PATH --credit-key-file FILE --account ID --amount 2.50
  *   gm receipts account pay-worker --ledger PATH --worker ID --currency USD --amount 1.00
  *   gm receipts statement --ledger PATH (--account ID | --worker ID) [--json] [--now ISO]
+ *   (each also reaches a PostgreSQL ledger: --ledger postgres://... --ledger-key-file FILE)
  *
  * `create` prints the new API key once; the ledger keeps only its hash. Exit 0 done, 2 usage or configuration.
  */
@@ -24,7 +25,8 @@ import { readLedgerKeyFile } from '../enclave/ledger/key-file.ts';
 import type { Ledger } from '../enclave/ledger/ledger.ts';
 import { isPostgresUrl, openLedger } from '../enclave/ledger/open.ts';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
-import { accountStatement, accountStatementCsv, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
+import { postgresStatements } from '../enclave/ledger/verify-postgres.ts';
+import { accountStatement, accountStatementCsv, sqliteStatements, statementJson, workerStatement, workerStatementCsv } from '../enclave/ledger/statements.ts';
 
 /** The settlement unit printed after an integer amount: rao for TAO, µUSD style otherwise. */
 const unitOf = (currency: string): string => (currency === 'TAO' ? 'rao' : `µ${currency}`);
@@ -39,22 +41,21 @@ const amount = (v: string | undefined, what: string, currency: string): bigint =
   }
 };
 
-function open(path: string | undefined, creditSigner?: ReceiptSigner): SqliteLedger {
-  if (!path) throw configError('USAGE', '--ledger PATH is required');
-  if (isPostgresUrl(path)) throw configError('USAGE', 'statements read a SQLite ledger; for PostgreSQL use gm receipts verify --ledger postgres://... --ledger-key-file FILE');
-  return SqliteLedger.open(path, creditSigner ? { creditSigner } : {});
-}
-
-/** Account commands reach either ledger; a PostgreSQL one needs the ledger key to seal what it writes. */
-async function openForAccounts(f: ReceiptsAccountFlags, creditSigner: ReceiptSigner | undefined, io: Io): Promise<Ledger> {
+/** Both ledgers: a PostgreSQL one needs the ledger key to open (and seal) its columns; a file must not be given one. */
+async function ledgerKeyFor(f: { ledger?: string | undefined; 'ledger-key-file'?: string | undefined }, io: Io): Promise<Uint8Array | undefined> {
   if (!f.ledger) throw configError('USAGE', '--ledger PATH is required');
-  const opts = creditSigner ? { creditSigner } : {};
   if (!isPostgresUrl(f.ledger)) {
     if (f['ledger-key-file'] !== undefined) throw configError('USAGE', '--ledger-key-file applies to --ledger postgres://');
-    return SqliteLedger.open(f.ledger, opts);
+    return undefined;
   }
-  if (f['ledger-key-file'] === undefined) throw configError('USAGE', '--ledger postgres:// needs --ledger-key-file FILE (the ledger key seals what is written)');
-  return openLedger(f.ledger, { ...opts, ledgerKey: await readLedgerKeyFile(f['ledger-key-file'], io) });
+  if (f['ledger-key-file'] === undefined) throw configError('USAGE', '--ledger postgres:// needs --ledger-key-file FILE (the ledger key seals its columns)');
+  return readLedgerKeyFile(f['ledger-key-file'], io);
+}
+
+async function openForAccounts(f: ReceiptsAccountFlags, creditSigner: ReceiptSigner | undefined, io: Io): Promise<Ledger> {
+  const opts = creditSigner ? { creditSigner } : {};
+  const ledgerKey = await ledgerKeyFor(f, io);
+  return ledgerKey ? openLedger(f.ledger!, { ...opts, ledgerKey }) : SqliteLedger.open(f.ledger!, opts);
 }
 
 /**
@@ -118,17 +119,19 @@ export async function runStatement(f: ReceiptsStatementFlags, io: Io): Promise<n
   if ((f.account === undefined) === (f.worker === undefined)) throw configError('USAGE', 'give --account ID or --worker ID (one of them)');
   const now = f.now ? Date.parse(f.now) : Date.now();
   if (!Number.isFinite(now)) throw configError('USAGE', '--now must be an ISO date');
-  const ledger = open(f.ledger);
+  const ledgerKey = await ledgerKeyFor(f, io);
+  const file = ledgerKey ? undefined : SqliteLedger.open(f.ledger!, {});
   try {
+    const source = file ? sqliteStatements(file) : await postgresStatements(f.ledger!, ledgerKey!);
     if (f.account) {
-      const s = accountStatement(ledger, f.account);
+      const s = accountStatement(source, f.account);
       io.out(f.json ? statementJson(s) : accountStatementCsv(s));
     } else {
-      const s = workerStatement(ledger, f.worker!, now);
+      const s = workerStatement(source, f.worker!, now);
       io.out(f.json ? statementJson(s) : workerStatementCsv(s));
     }
     return 0;
   } finally {
-    ledger.close();
+    await file?.close();
   }
 }

@@ -17,7 +17,7 @@ import type { Hold, Ledger, LedgerOptions } from '../enclave/ledger/ledger.ts';
 import { PostgresLedger } from '../enclave/ledger/postgres.ts';
 import { generateEnclaveReceiptKey } from '../enclave/ledger/signer.ts';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
-import { auditLedger } from '../enclave/ledger/statements.ts';
+import { accountStatement, auditLedger, sqliteStatements, type StatementSource, workerStatement } from '../enclave/ledger/statements.ts';
 import { createMarket } from '../enclave/market/index.ts';
 import { expectCode, makeWorker, NOW, signedOffer } from './market-fixtures.ts';
 import { type PgServer, startPostgres } from './support/postgres.ts';
@@ -39,6 +39,8 @@ interface Db {
   receiptRows(): Promise<number>;
   /** Σ balances, Σ debit entries' amounts and Σ receipt totals, read back from the database. */
   audit(): Promise<void>;
+  /** Statements read through an instance of their own; `done` closes it. */
+  statements(): Promise<{ source: StatementSource; done(): Promise<void> }>;
 }
 
 interface Backend {
@@ -76,6 +78,10 @@ const sqlite: Backend = {
           await other.close();
         }
       },
+      async statements() {
+        const other = SqliteLedger.open(path, {});
+        return { source: sqliteStatements(other), done: () => other.close() };
+      },
     };
   },
 };
@@ -104,6 +110,10 @@ const postgres: Backend = {
         const { verifyPostgresLedger } = await import('../enclave/ledger/verify-postgres.ts');
         const report = await verifyPostgresLedger(url, ledgerKey);
         expect(report.verified).toBe(true);
+      },
+      async statements() {
+        const { postgresStatements } = await import('../enclave/ledger/verify-postgres.ts');
+        return { source: await postgresStatements(url, ledgerKey), done: async () => undefined };
       },
     };
   },
@@ -219,6 +229,37 @@ describe.each([sqlite, postgres])('ledger contract: $name', (backend) => {
       await db.audit();
     } finally {
       await Promise.all(ledgers.map((l) => l.close()));
+    }
+  });
+
+  run('statements from two instances: every receipt on its account and worker lines, postpaid accruing until its period ends, payouts netted', async () => {
+    const db = await backend.fresh('statements');
+    const [a, b] = [await db.open('a'), await db.open('b')];
+    const market = await offers();
+    try {
+      const { account } = await a.createAccount({ currency: 'USD', prepaid: 100_000_000n }, NOW);
+      await b.deposit(account.id, 1_000n, NOW);
+      const route = (id: string, extra: object = {}) => market.route({ ...body, ...extra }, { now: NOW, requestId: id, account }).candidates[0]!;
+      const r1 = await a.settle(await a.authorize(account, route('s1'), 250), { requestId: 's1', inputTokens: 5, outputTokens: 500, now: NOW });
+      const r2 = await b.settle(await b.authorize(account, route('s2', { payment: { terms: ['postpaid'] } }), 250), { requestId: 's2', inputTokens: 5, outputTokens: 500, now: NOW });
+      await a.payWorker('w2', 'USD', 1_000n, NOW);
+      const { source, done } = await db.statements();
+      try {
+        const s = accountStatement(source, account.id);
+        expect([s.opening, s.deposits, s.requests, s.spent, s.fees]).toEqual([100_000_000n, 1_000n, 2, r1.receipt.total + r2.receipt.total, r1.receipt.fee + r2.receipt.fee]);
+        expect(s.account.balance).toBe(100_001_000n - s.spent);
+        expect(s.lines.map((l) => [l.requestId, l.workerId, l.terms]).sort()).toEqual([['s1', 'w1', 'per-request'], ['s2', 'w2', 'postpaid']]);
+        const w2 = r2.receipt.workerCost;
+        expect(workerStatement(source, 'w2', NOW).totals).toEqual([{ currency: 'USD', dueNow: 0n, accruing: w2, paid: 1_000n, balance: -1_000n }]);
+        expect(workerStatement(source, 'w2', NOW + 3_600_000).totals).toEqual([{ currency: 'USD', dueNow: w2, accruing: 0n, paid: 1_000n, balance: w2 - 1_000n }]);
+        expect(workerStatement(source, 'w1', NOW).rows).toEqual([{ currency: 'USD', terms: 'per-request', requests: 1, inputTokens: 5, outputTokens: 500, earned: r1.receipt.workerCost, dueNow: r1.receipt.workerCost, accruing: 0n }]);
+        expect(() => source.account('nobody')).toThrow(expect.objectContaining({ code: 'ACCOUNT_UNKNOWN' }));
+      } finally {
+        await done();
+      }
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 
@@ -427,6 +468,11 @@ describe('ledger on PostgreSQL: what the host sees, and faults', () => {
       await l.close();
     }
     const { signerFromSeed } = await import('../enclave/ledger/signer.ts');
+    const statement = JSON.parse((await gm('statement', '--ledger', url, '--ledger-key-file', keyFile, '--account', account, '--json')).out) as { opening: string; deposits: string; requests: number };
+    expect(statement).toMatchObject({ opening: '2500000', deposits: '1250000', requests: 0 });
+    const payouts = JSON.parse((await gm('statement', '--ledger', url, '--ledger-key-file', keyFile, '--worker', 'w1', '--json')).out) as { totals: unknown[] };
+    expect(payouts.totals).toEqual([{ currency: 'USD', dueNow: '0', accruing: '0', paid: '10000', balance: '-10000' }]);
+    expect((await gm('statement', '--ledger', url, '--account', account)).code).toBe(2);
     const audit = await gm('verify', '--ledger', url, '--ledger-key-file', keyFile, '--credit-key', hex(signerFromSeed(seed).publicKey));
     expect(audit.out).toContain('PASS  ledger.credits');
     expect(audit.code).toBe(0);

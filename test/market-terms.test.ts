@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
-import { auditLedger, workerStatement } from '../enclave/ledger/statements.ts';
+import { auditLedger, sqliteStatements, workerStatement } from '../enclave/ledger/statements.ts';
 import { createMarket } from '../enclave/market/index.ts';
 import { parseRouteConstraints } from '../enclave/market/constraints.ts';
 import { selectionRule } from '../enclave/market/select.ts';
@@ -102,7 +102,7 @@ describe('terms in the ledger: holds, receipts and the worker statement', () => 
     const small = await settle('b', 1, 10);
     expect([small.receipt.workerCost, small.receipt.total]).toEqual([1_000_000n, 1_010_000n]);
     await verifyReceiptChain([big.signed, small.signed], { keys: [signer.publicKey] });
-    const ws = workerStatement(ledger, 'wt', NOW);
+    const ws = workerStatement(sqliteStatements(ledger), 'wt', NOW);
     expect(ws.rows).toEqual([{ currency: 'TAO', terms: 'per-request', requests: 2, inputTokens: 2, outputTokens: 2010, earned: 3_100_100n, dueNow: 3_100_100n, accruing: 0n }]);
     expect(auditLedger(ledger)).toMatchObject({ ok: true, receipts: 2 });
     ledger.close();

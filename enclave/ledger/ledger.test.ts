@@ -8,7 +8,7 @@ import { expectCode, makeWorker, NOW, signedOffer } from '../../test/market-fixt
 import { createMarket } from '../market/index.ts';
 import type { Hold } from './ledger.ts';
 import { SqliteLedger } from './sqlite.ts';
-import { accountStatement, accountStatementCsv, auditLedger, statementJson, workerStatement, workerStatementCsv } from './statements.ts';
+import { accountStatement, accountStatementCsv, auditLedger, sqliteStatements, statementJson, workerStatement, workerStatementCsv } from './statements.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'gm-ledger-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -231,13 +231,13 @@ describe('statements', () => {
     await run(body, 'a', 1000, 1000, NOW); // w1 per-request: 3000 + fee 75
     await run({ ...body, payment: { terms: ['postpaid'] } }, 'b', 1000, 1000, NOW); // w2 postpaid: 6000 + 150
     await run({ ...body, payment: { terms: ['postpaid'] } }, 'c', 1000, 1000, NOW + 3_600_000); // next period
-    const s = accountStatement(ledger, account.id);
+    const s = accountStatement(sqliteStatements(ledger), account.id);
     expect([s.requests, s.spent, s.fees, s.account.balance]).toEqual([3, 3075n + 6150n + 6150n, 375n, 10_000_000n - 15_375n]);
     expect(accountStatementCsv(s).split('\n')[1]).toBe(`1,${new Date(NOW).toISOString()},a,dev-model,w1,per-request,1000,1000,USD,3000,75,3075`);
     expect(JSON.parse(statementJson(s)).spent).toBe('15375');
 
     await ledger.payWorker('w2', 'USD', 1000n, NOW);
-    const ws = workerStatement(ledger, 'w2', NOW + 3_600_000); // the first hour has ended, the second has not
+    const ws = workerStatement(sqliteStatements(ledger), 'w2', NOW + 3_600_000); // the first hour has ended, the second has not
     expect(ws.rows).toEqual([{ currency: 'USD', terms: 'postpaid', requests: 2, inputTokens: 2000, outputTokens: 2000, earned: 12000n, dueNow: 6000n, accruing: 6000n }]);
     expect(ws.totals).toEqual([{ currency: 'USD', dueNow: 6000n, accruing: 6000n, paid: 1000n, balance: 5000n }]);
     expect(workerStatementCsv(ws).trim().split('\n')).toEqual([
@@ -245,6 +245,6 @@ describe('statements', () => {
       'w2,USD,postpaid,2,2000,2000,12000,6000,6000,,',
       'w2,USD,total,,,,,6000,6000,1000,5000',
     ]);
-    expect(workerStatement(ledger, 'w1', NOW).totals[0]!.balance).toBe(3000n);
+    expect(workerStatement(sqliteStatements(ledger), 'w1', NOW).totals[0]!.balance).toBe(3000n);
   });
 });

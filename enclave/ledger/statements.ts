@@ -1,21 +1,36 @@
 /**
- * Statements and the ledger audit: statements per account and per worker, what each worker is owed under its
- * terms, exported as CSV and JSON (docs/market.md "Payments and the ledger").
+ * Statements per account and per worker, what each worker is owed under its terms, exported as CSV and JSON
+ * (docs/market.md "Payments and the ledger"), and the SQLite ledger's internal audit.
  *
- * Worker terms, read from each receipt (which copies its signed offer's terms):
+ * A statement is computed from the signed receipts themselves (each copies its offer's terms), so a SQLite file and a
+ * PostgreSQL ledger, whose receipts are sealed under the ledger key, give the same statement through one
+ * `StatementSource`: `sqliteStatements` reads a ledger file, `postgresStatements` (verify-postgres.ts) a database.
+ *
+ * Worker terms, read from each receipt:
  *   per-request  due as soon as the receipt exists;
  *   postpaid     due at the end of the settlement period the receipt falls in (periods are aligned to the unix
  *                epoch: [k·P, (k+1)·P) seconds), accruing until then;
  *   prepaid      consumed against what the operator paid the worker in advance: due immediately, already covered.
  * balance = due now − paid: positive, the operator owes the worker; negative, the worker holds an advance.
- * All amounts bigint micro-units; JSON renders them as decimal strings, CSV as integers.
+ * All amounts bigint micro-units (rao for TAO); JSON renders them as decimal strings, CSV as integers.
  */
 import type { DatabaseSync } from 'node:sqlite';
 import { rejected } from '../../attestation/errors.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
-import { decodeReceipt } from '../../protocol/receipt.ts';
-import type { Account } from './ledger.ts';
+import { decodeReceipt, type Receipt } from '../../protocol/receipt.ts';
+import { type Account, periodOf, termsText } from './ledger.ts';
 import type { SqliteLedger } from './sqlite.ts';
+
+/** What a statement reads; receipts come in chain order (chain, then seq). */
+export interface StatementSource {
+  /** ACCOUNT_UNKNOWN when the ledger holds no such account. */
+  account(id: string): Account;
+  /** Σ entry amounts of one account by kind (open, deposit, payment, debit). */
+  entryTotals(accountId: string): ReadonlyMap<string, bigint>;
+  receipts(of: { readonly account: string } | { readonly workerId: string }): readonly Receipt[];
+  /** Σ payouts recorded for one worker, by currency. */
+  paid(workerId: string): ReadonlyMap<string, bigint>;
+}
 
 export interface AccountLine {
   readonly seq: number;
@@ -60,36 +75,24 @@ export interface WorkerStatement {
   readonly totals: readonly { currency: string; dueNow: bigint; accruing: bigint; paid: bigint; balance: bigint }[];
 }
 
-function big(db: DatabaseSync, sql: string) {
-  const st = db.prepare(sql);
-  st.setReadBigInts(true);
-  return st;
-}
-const num = (v: unknown): number => Number(v as bigint);
-
-export function accountStatement(ledger: SqliteLedger, accountId: string): AccountStatement {
-  const db = ledger.db;
-  const account = accountRow(db, accountId);
-  const sums = big(db, "SELECT kind, SUM(amount) AS s FROM entries WHERE account = ? GROUP BY kind").all(accountId) as { kind: string; s: bigint }[];
-  const sum = (k: string): bigint => sums.find((r) => r.kind === k)?.s ?? 0n;
-  const rows = big(db, 'SELECT seq, time, signed, worker_id, terms, input_tokens, output_tokens, currency, worker_cost, fee, total FROM receipts WHERE account = ? ORDER BY chain, seq').all(accountId) as Record<string, unknown>[];
-  const lines: AccountLine[] = rows.map((r) => {
-    const meta = receiptMeta(r.signed as Uint8Array);
-    return {
-      seq: num(r.seq),
-      time: num(r.time),
-      requestId: meta.requestId,
-      model: meta.model,
-      workerId: r.worker_id as string,
-      terms: r.terms as string,
-      inputTokens: num(r.input_tokens),
-      outputTokens: num(r.output_tokens),
-      currency: r.currency as string,
-      workerCost: r.worker_cost as bigint,
-      fee: r.fee as bigint,
-      total: r.total as bigint,
-    };
-  });
+export function accountStatement(source: StatementSource, accountId: string): AccountStatement {
+  const account = source.account(accountId);
+  const sums = source.entryTotals(accountId);
+  const sum = (k: string): bigint => sums.get(k) ?? 0n;
+  const lines: AccountLine[] = source.receipts({ account: accountId }).map((r) => ({
+    seq: r.seq,
+    time: r.time,
+    requestId: r.requestId,
+    model: r.model,
+    workerId: r.workerId,
+    terms: termsText(r.terms),
+    inputTokens: r.inputTokens,
+    outputTokens: r.outputTokens,
+    currency: r.currency,
+    workerCost: r.workerCost,
+    fee: r.fee,
+    total: r.total,
+  }));
   return {
     account,
     opening: sum('open'),
@@ -101,48 +104,73 @@ export function accountStatement(ledger: SqliteLedger, accountId: string): Accou
   };
 }
 
-function accountRow(db: DatabaseSync, id: string): Account {
-  const r = big(db, 'SELECT id, currency, kind, balance, credit_limit FROM accounts WHERE id = ?').get(id) as { id: string; currency: string; kind: Account['kind']; balance: bigint; credit_limit: bigint } | undefined;
-  if (!r) throw rejected('ACCOUNT_UNKNOWN', 'no such account');
-  return { id: r.id, currency: r.currency, kind: r.kind, balance: r.balance, creditLimit: r.credit_limit };
-}
-
-function receiptMeta(signed: Uint8Array): { requestId: string; model: string } {
-  const env = decodeDeterministic(new Uint8Array(signed)) as { receipt: Uint8Array };
-  const r = decodeReceipt(env.receipt);
-  return { requestId: r.requestId, model: r.model };
-}
-
-export function workerStatement(ledger: SqliteLedger, workerId: string, now: number): WorkerStatement {
-  const db = ledger.db;
-  const rows = big(db, 'SELECT currency, terms, settlement_period, time, input_tokens, output_tokens, worker_cost FROM receipts WHERE worker_id = ? ORDER BY chain, seq').all(workerId) as Record<string, unknown>[];
+export function workerStatement(source: StatementSource, workerId: string, now: number): WorkerStatement {
   const byKey = new Map<string, { currency: string; terms: string; requests: number; inputTokens: number; outputTokens: number; earned: bigint; dueNow: bigint; accruing: bigint }>();
-  for (const r of rows) {
-    const key = `${r.currency as string}\n${r.terms as string}`;
+  for (const r of source.receipts({ workerId })) {
+    const terms = termsText(r.terms);
+    const key = `${r.currency}\n${terms}`;
     let acc = byKey.get(key);
-    if (!acc) byKey.set(key, (acc = { currency: r.currency as string, terms: r.terms as string, requests: 0, inputTokens: 0, outputTokens: 0, earned: 0n, dueNow: 0n, accruing: 0n }));
-    const cost = r.worker_cost as bigint;
+    if (!acc) byKey.set(key, (acc = { currency: r.currency, terms, requests: 0, inputTokens: 0, outputTokens: 0, earned: 0n, dueNow: 0n, accruing: 0n }));
     acc.requests++;
-    acc.inputTokens += num(r.input_tokens);
-    acc.outputTokens += num(r.output_tokens);
-    acc.earned += cost;
-    if (r.terms === 'postpaid') {
-      const periodMs = num(r.settlement_period) * 1000;
-      const dueAt = (Math.floor(num(r.time) / periodMs) + 1) * periodMs;
-      if (dueAt <= now) acc.dueNow += cost;
-      else acc.accruing += cost;
-    } else acc.dueNow += cost;
+    acc.inputTokens += r.inputTokens;
+    acc.outputTokens += r.outputTokens;
+    acc.earned += r.workerCost;
+    if (r.terms.kind === 'postpaid') {
+      const periodMs = periodOf(r.terms) * 1000;
+      const dueAt = (Math.floor(r.time / periodMs) + 1) * periodMs;
+      if (dueAt <= now) acc.dueNow += r.workerCost;
+      else acc.accruing += r.workerCost;
+    } else acc.dueNow += r.workerCost;
   }
-  const paidRows = big(db, 'SELECT currency, SUM(amount) AS s FROM worker_payments WHERE worker_id = ? GROUP BY currency').all(workerId) as { currency: string; s: bigint }[];
-  const currencies = new Set([...[...byKey.values()].map((r) => r.currency), ...paidRows.map((r) => r.currency)]);
+  const paid = source.paid(workerId);
+  const currencies = new Set([...[...byKey.values()].map((r) => r.currency), ...paid.keys()]);
   const totals = [...currencies].sort().map((currency) => {
     const mine = [...byKey.values()].filter((r) => r.currency === currency);
     const dueNow = mine.reduce((a, r) => a + r.dueNow, 0n);
     const accruing = mine.reduce((a, r) => a + r.accruing, 0n);
-    const paid = paidRows.find((p) => p.currency === currency)?.s ?? 0n;
-    return { currency, dueNow, accruing, paid, balance: dueNow - paid };
+    const out = paid.get(currency) ?? 0n;
+    return { currency, dueNow, accruing, paid: out, balance: dueNow - out };
   });
   return { workerId, rows: [...byKey.values()].sort((a, b) => (a.currency + a.terms < b.currency + b.terms ? -1 : 1)), totals };
+}
+
+/** The receipt inside a stored signed envelope (statements read it; the audits check its signature). */
+export function receiptOf(signed: Uint8Array): Receipt {
+  const env = decodeDeterministic(new Uint8Array(signed)) as { receipt?: unknown };
+  if (!(env.receipt instanceof Uint8Array)) throw rejected('LEDGER_AUDIT', 'a stored receipt is not a signed receipt envelope');
+  return decodeReceipt(env.receipt);
+}
+
+function big(db: DatabaseSync, sql: string) {
+  const st = db.prepare(sql);
+  st.setReadBigInts(true);
+  return st;
+}
+
+/** A ledger file as a statement source, read on demand. */
+export function sqliteStatements(ledger: SqliteLedger): StatementSource {
+  const db = ledger.db;
+  return {
+    account(id) {
+      const r = big(db, 'SELECT id, currency, kind, balance, credit_limit FROM accounts WHERE id = ?').get(id) as { id: string; currency: string; kind: Account['kind']; balance: bigint; credit_limit: bigint } | undefined;
+      if (!r) throw rejected('ACCOUNT_UNKNOWN', 'no such account');
+      return { id: r.id, currency: r.currency, kind: r.kind, balance: r.balance, creditLimit: r.credit_limit };
+    },
+    entryTotals(accountId) {
+      const rows = big(db, 'SELECT kind, SUM(amount) AS s FROM entries WHERE account = ? GROUP BY kind').all(accountId) as { kind: string; s: bigint }[];
+      return new Map(rows.map((r) => [r.kind, r.s]));
+    },
+    receipts(of) {
+      const rows = ('account' in of
+        ? db.prepare('SELECT signed FROM receipts WHERE account = ? ORDER BY chain, seq').all(of.account)
+        : db.prepare('SELECT signed FROM receipts WHERE worker_id = ? ORDER BY chain, seq').all(of.workerId)) as { signed: Uint8Array }[];
+      return rows.map((r) => receiptOf(r.signed));
+    },
+    paid(workerId) {
+      const rows = big(db, 'SELECT currency, SUM(amount) AS s FROM worker_payments WHERE worker_id = ? GROUP BY currency').all(workerId) as { currency: string; s: bigint }[];
+      return new Map(rows.map((r) => [r.currency, r.s]));
+    },
+  };
 }
 
 const csvCell = (v: unknown): string => {

@@ -13,7 +13,9 @@ import { Checks, type VerificationReport } from '../../attestation/report.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { decodeReceipt, type SignedReceipt } from '../../protocol/receipt.ts';
 import { LedgerKey } from './columns.ts';
-import { pgFailure, type SealedEntry } from './postgres.ts';
+import type { Account } from './ledger.ts';
+import { pgFailure, type SealedEntry, type SealedPayment } from './postgres.ts';
+import { receiptOf, type StatementSource } from './statements.ts';
 import { type AccountRowForAudit, checkCredits, checkPinsAndHead, type CreditEntryRow, type LedgerVerifyOptions, verifyReceiptItems } from './verify.ts';
 
 interface Loaded {
@@ -22,6 +24,7 @@ interface Loaded {
   accounts: Map<string, AccountRowForAudit & { balance: bigint; reserved: bigint }>;
   entries: (SealedEntry & { id: string; chain: string | null; seq: number | null })[];
   holds: Map<string, bigint>;
+  payments: SealedPayment[];
 }
 
 async function load(url: string, key: LedgerKey): Promise<Loaded> {
@@ -60,8 +63,9 @@ async function load(url: string, key: LedgerKey): Promise<Loaded> {
     }));
     const holds = new Map<string, bigint>();
     for (const r of (await c.query<{ account: Buffer; s: bigint }>('SELECT account, SUM(amount)::bigint AS s FROM gm_holds GROUP BY account')).rows) holds.set(byToken.get(hex(r.account)) ?? `unknown ${hex(r.account)}`, r.s);
+    const payments = (await c.query<{ id: Buffer; body: Buffer }>('SELECT id, body FROM gm_worker_payments ORDER BY id')).rows.map((r) => key.openJson<SealedPayment>('gm_worker_payments', hex(r.id), 'body', r.body));
     await c.query('COMMIT');
-    return { receipts: receipts.map((r) => ({ ...r, ...offerFor(r.signed, offers, key) })), chains, accounts, entries, holds };
+    return { receipts: receipts.map((r) => ({ ...r, ...offerFor(r.signed, offers, key) })), chains, accounts, entries, holds, payments };
   } catch (e) {
     throw pgFailure(e, 'reading the ledger');
   } finally {
@@ -142,4 +146,28 @@ export async function verifyPostgresLedger(url: string, ledgerKey: Uint8Array, k
     return l.accounts.size;
   }, (n) => `${n} account(s), ${receipts.length} receipt(s) agree`);
   return checks.report();
+}
+
+/**
+ * A PostgreSQL ledger as a statement source (`gm receipts statement --ledger postgres://...`): one consistent snapshot,
+ * opened with the ledger key, with receipts decoded from their signed envelopes.
+ */
+export async function postgresStatements(url: string, ledgerKey: Uint8Array): Promise<StatementSource> {
+  const l = await load(url, new LedgerKey(ledgerKey));
+  const receipts = l.receipts.map((r) => receiptOf(r.signed));
+  const sums = (pairs: Iterable<[string, bigint]>): Map<string, bigint> => {
+    const m = new Map<string, bigint>();
+    for (const [k, v] of pairs) m.set(k, (m.get(k) ?? 0n) + v);
+    return m;
+  };
+  return {
+    account(id) {
+      const a = l.accounts.get(id);
+      if (!a) throw rejected('ACCOUNT_UNKNOWN', 'no such account');
+      return { id: a.id, currency: a.currency, kind: a.kind as Account['kind'], balance: a.balance, creditLimit: a.credit_limit };
+    },
+    entryTotals: (accountId) => sums(l.entries.filter((e) => e.account === accountId).map((e) => [e.kind, e.amount])),
+    receipts: (of) => receipts.filter('account' in of ? (r) => r.account === of.account : (r) => r.workerId === of.workerId),
+    paid: (workerId) => sums(l.payments.filter((p) => p.workerId === workerId).map((p) => [p.currency, p.amount])),
+  };
 }

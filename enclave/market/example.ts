@@ -18,7 +18,7 @@ import { generateWorkerKey, hotkeyFromSeed, type Offer, signOffer } from '../../
 import { receiptEnvelope, receiptView } from '../../protocol/receipt.ts';
 import { SqliteLedger } from '../ledger/sqlite.ts';
 import { generateEnclaveReceiptKey } from '../ledger/signer.ts';
-import { accountStatement, accountStatementCsv, workerStatement, workerStatementCsv } from '../ledger/statements.ts';
+import { accountStatement, accountStatementCsv, sqliteStatements, workerStatement, workerStatementCsv } from '../ledger/statements.ts';
 import { verifyLedger, verifyReceiptFile } from '../ledger/verify.ts';
 import { createMarket } from './index.ts';
 
@@ -90,10 +90,10 @@ process.stdout.write(formatReport(await verifyLedger(join(out, 'ledger.sqlite'),
 
 // 5. Statements.
 say(`\naccount statement (CSV):`);
-process.stdout.write(accountStatementCsv(accountStatement(ledger, account.id)));
+process.stdout.write(accountStatementCsv(accountStatement(sqliteStatements(ledger), account.id)));
 for (const s of specs) {
   say(`\nworker statement ${s.id} at ${new Date(NOW + 3_600_000).toISOString()} (CSV):`);
-  process.stdout.write(workerStatementCsv(workerStatement(ledger, s.id, NOW + 3_600_000)));
+  process.stdout.write(workerStatementCsv(workerStatement(sqliteStatements(ledger), s.id, NOW + 3_600_000)));
 }
 say(`\nbalance now ${(await ledger.account(account.id)).balance} micro-USD; files in ${out}`);
 ledger.close();
