@@ -2,7 +2,8 @@
  * The ESM browser build of the client SDK: client/index.ts and its dependencies in one file, dist/browser/client.js,
  * for a page or a bundler that wants no Node resolution (`import { createClient } from '@gm-enclave/gm/client/browser'`).
  * esbuild refuses any `node:` import it reaches under `platform: 'browser'`, so the build also shows that the SDK core
- * stays free of Node APIs. Run by `npm run build`; test/browser bundles its page against this file.
+ * stays free of Node APIs. Minified, with a linked source map beside it (client.js.map) so what runs in a page can
+ * still be read against the sources. Run by `npm run build`; test/browser bundles its page against this file.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -21,11 +22,14 @@ export async function buildClientBundle(outfile = CLIENT_BUNDLE): Promise<string
     format: 'esm',
     platform: 'browser',
     target: 'es2022',
+    minify: true,
+    sourcemap: 'linked',
+    outfile,
     banner: { js: CLIENT_BUNDLE_BANNER },
     logLevel: 'silent',
   });
   await mkdir(dirname(outfile), { recursive: true });
-  await writeFile(outfile, r.outputFiles[0]!.text);
+  for (const f of r.outputFiles) await writeFile(f.path, f.contents);
   return outfile;
 }
 

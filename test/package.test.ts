@@ -62,7 +62,7 @@ afterAll(async () => {
 describe('the packed package', () => {
   it('ships the built JavaScript, its types, the CLI launcher and the trust anchors, and no sources, tests or benches', async () => {
     const files = (await run('tar', ['-tzf', tarball])).stdout.trim().split('\n').map((f) => f.replace(/^package\//, ''));
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'bin/gm.js', 'dist/cli/main.js', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/browser/client.js', 'trust/intel/sgx_root_ca.pem']));
+    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'bin/gm.js', 'dist/cli/main.js', 'dist/client/index.js', 'dist/client/index.d.ts', 'dist/browser/client.js', 'dist/browser/client.js.map', 'trust/intel/sgx_root_ca.pem']));
     expect(files.filter((f) => /\.test\.|(^|\/)bench\/|(^|\/)test\//.test(f) || (f.endsWith('.ts') && !f.endsWith('.d.ts')))).toEqual([]);
     const manifest = JSON.parse(await readFile(join(app, 'node_modules', pkg.name, 'package.json'), 'utf8')) as { private?: boolean; exports: Record<string, { types: string; default: string }> };
     expect(manifest.private).toBeUndefined();
