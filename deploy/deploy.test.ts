@@ -1,7 +1,7 @@
 /**
- * Lints what deploy/ ships, without Docker or systemd: every Dockerfile copies files that exist and every source
- * directory gm runs from, runs as a fixed non-root uid, has a health check on the port it listens on and starts a gm
- * command that exists; compose runs each service read-only without capabilities; the systemd units start gm with
+ * Lints what deploy/ ships, without Docker or systemd: the Dockerfile copies files that exist and every source
+ * directory gm runs from, and each of its targets runs as a fixed non-root uid, has a health check on the port it
+ * listens on and starts a gm command that exists; compose runs each service read-only without capabilities; the systemd units start gm with
  * flags it knows, unprivileged and sandboxed; the VM recipe's pins are complete and its unit matches the image.
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
@@ -48,50 +48,68 @@ function gmCommands(): Set<string> {
   return new Set(COMMANDS.map((c) => c.name));
 }
 
-describe('deploy/*/Dockerfile', () => {
+/** The stages of a multi-stage Dockerfile by name, each with its instructions after its FROM. */
+function stages(ins: readonly Instruction[]): Map<string, { from: string; body: Instruction[] }> {
+  const out = new Map<string, { from: string; body: Instruction[] }>();
+  let cur: Instruction[] | undefined;
+  for (const i of ins) {
+    if (i.op === 'FROM') {
+      const m = /^(\S+)(?: AS (\S+))?$/.exec(i.args)!;
+      cur = [];
+      out.set(m[2] ?? `#${out.size}`, { from: m[1]!, body: cur });
+    } else cur?.push(i);
+  }
+  return out;
+}
+
+describe('deploy/Dockerfile', () => {
+  const file = 'deploy/Dockerfile';
+  const all = stages(instructions(read(file)));
+  const base = all.get('base')!;
+
+  it('pins its base images by version; the shared stage copies only files that exist, every source directory and the trust anchors, then drops to a fixed non-root uid', () => {
+    for (const { from } of all.values()) if (!all.has(from)) expect(from).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?$/);
+    const copies = [...all.values()].flatMap((s) => s.body).filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'));
+    const sources = copies.flatMap((c) => c.args.split(/\s+/).slice(0, -1));
+    for (const s of sources) expect(existsSync(join(ROOT, s)), `${file}: COPY source ${s}`).toBe(true);
+    const baseSources = base.body.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from')).flatMap((c) => c.args.split(/\s+/).slice(0, -1));
+    for (const d of [...sourceDirs(), 'trust', 'bin']) expect(baseSources, `the base stage must copy ${d}/`).toContain(d);
+    const ops = base.body.map((i) => i.op);
+    expect(base.body.at(ops.lastIndexOf('USER'))!.args).toMatch(/^[1-9]\d{3,}(:[1-9]\d{3,})?$/);
+    expect(ops.lastIndexOf('USER')).toBeGreaterThan(ops.lastIndexOf('RUN'));
+  });
+
   for (const image of IMAGES) {
-    describe(image, () => {
-      const file = `deploy/${image}/Dockerfile`;
-      const ins = instructions(read(file));
-      const last = (op: string) => ins.filter((i) => i.op === op).at(-1);
-
-      it('pins its base image by version and copies only files that exist, including every source directory and the trust anchors', () => {
-        for (const from of ins.filter((i) => i.op === 'FROM')) expect(from.args, from.args).toMatch(/^node:\d+\.\d+\.\d+-[a-z]+-slim(@sha256:[0-9a-f]{64})?( AS \w+)?$/);
-        const copies = ins.filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'));
-        const sources = copies.flatMap((c) => c.args.split(/\s+/).slice(0, -1));
-        for (const s of sources) expect(existsSync(join(ROOT, s)), `${file}: COPY source ${s}`).toBe(true);
-        for (const d of [...sourceDirs(), 'trust', 'bin']) expect(sources, `${file} must copy ${d}/`).toContain(d);
-      });
-
-      it('runs as a fixed non-root uid, with a health check on the port it listens on, starting a gm command that exists', () => {
-        const user = last('USER')!.args;
-        expect(user).toMatch(/^[1-9]\d{3,}(:[1-9]\d{3,})?$/);
-        const port = last('EXPOSE')!.args;
-        const health = last('HEALTHCHECK')!.args;
-        expect(health).not.toMatch(/^NONE/);
-        expect(health).toContain(`127.0.0.1:${port}/healthz`);
-        const entry = JSON.parse(last('ENTRYPOINT')!.args) as string[];
-        expect(entry.slice(0, 2)).toEqual(['node', 'bin/gm.js']);
-        expect(entry[2]).toBe(image);
-        expect(gmCommands()).toContain(image);
-        const cmd = JSON.parse(last('CMD')!.args) as string[];
-        expect(cmd[cmd.indexOf('--listen') + 1]).toBe(`0.0.0.0:${port}`);
-        // USER comes after every RUN: nothing runs as root in the final stage once the user is set, and the last stage ends unprivileged.
-        const finalStage = ins.slice(ins.map((i) => i.op).lastIndexOf('FROM'));
-        expect(finalStage.findIndex((i) => i.op === 'USER')).toBeGreaterThan(finalStage.map((i) => i.op).lastIndexOf('RUN'));
-      });
+    it(`target ${image}: built on the shared stage, runs nothing as root, a health check on the port it listens on, starting gm ${image}`, () => {
+      const stage = all.get(image);
+      expect(stage, `${file} has no target ${image}`).toBeDefined();
+      expect(stage!.from).toBe('base');
+      const last = (op: string) => stage!.body.filter((i) => i.op === op).at(-1);
+      // The uid comes from the base stage: a target neither runs commands nor changes the user.
+      expect(stage!.body.filter((i) => i.op === 'RUN' || i.op === 'USER')).toEqual([]);
+      const port = last('EXPOSE')!.args;
+      const health = last('HEALTHCHECK')!.args;
+      expect(health).not.toMatch(/^NONE/);
+      expect(health).toContain(`127.0.0.1:${port}/healthz`);
+      const entry = JSON.parse(last('ENTRYPOINT')!.args) as string[];
+      expect(entry.slice(0, 2)).toEqual(['node', 'bin/gm.js']);
+      expect(entry[2]).toBe(image);
+      expect(gmCommands()).toContain(image);
+      const cmd = JSON.parse(last('CMD')!.args) as string[];
+      expect(cmd[cmd.indexOf('--listen') + 1]).toBe(`0.0.0.0:${port}`);
     });
   }
 
-  it('the worker image ships the GPU evidence collector at the path the docs name, executable', () => {
-    expect(read('deploy/worker/Dockerfile')).toMatch(/COPY deploy\/worker\/collect-gpu-evidence \.\/collect-gpu-evidence/);
-    expect(read('deploy/worker/Dockerfile')).toContain('/opt/gm/collect-gpu-evidence');
+  it('the worker target ships the GPU evidence collector at the path the docs name, executable', () => {
+    const worker = all.get('worker')!.body;
+    expect(worker).toContainEqual({ op: 'COPY', args: 'deploy/worker/collect-gpu-evidence ./collect-gpu-evidence' });
+    expect(JSON.parse(worker.filter((i) => i.op === 'CMD').at(-1)!.args)).toContain('/opt/gm/collect-gpu-evidence');
     expect(statSync(join(ROOT, 'deploy/worker/collect-gpu-evidence')).mode & 0o111).not.toBe(0);
   });
 });
 
 describe('deploy/compose.yaml', () => {
-  it('runs every image read-only, without capabilities or new privileges, each with the Dockerfile of its name', () => {
+  it('runs every image read-only, without capabilities or new privileges, each built from its target of the Dockerfile', () => {
     const text = read('deploy/compose.yaml');
     const anchor = /x-hardened: &hardened\n((?: {2}.*\n)+)/.exec(text)![1]!;
     expect(anchor).toContain('read_only: true');
@@ -101,7 +119,7 @@ describe('deploy/compose.yaml', () => {
       const block = new RegExp(`\\n  ${image}:\\n((?: {4}.*\\n)+)`).exec(text)?.[1];
       expect(block, image).toBeDefined();
       expect(block).toContain('<<: *hardened');
-      expect(block).toContain(`dockerfile: deploy/${image}/Dockerfile`);
+      expect(block).toContain(`dockerfile: deploy/Dockerfile, target: ${image}`);
     }
   });
 });
@@ -167,7 +185,7 @@ describe('deploy/enclave-vm (mkosi recipe)', () => {
     expect(pins.NODE_INTEGRITY).toMatch(/^sha512-[A-Za-z0-9+/]{86}==$/);
     expect(pins.KERNEL_CMDLINE).toContain('console=');
     // The Node.js version in the VM is the one the images and the tools use.
-    expect(read('deploy/enclave/Dockerfile')).toContain(`node:${pins.NODE_PACKAGE!.split('@')[1]}-`);
+    expect(read('deploy/Dockerfile')).toContain(`node:${pins.NODE_PACKAGE!.split('@')[1]}-`);
   });
 
   it('builds a cpio root file system (measured direct boot) and enables the enclave unit it ships', () => {
