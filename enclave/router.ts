@@ -45,6 +45,13 @@ export interface Selection {
    * receipt says `cancelled`) and `usage` the worker's report if one arrived; before it, nothing is charged.
    */
   onCancel?(c: Candidate, delivered: Delivered | undefined, usage?: Usage): Promise<void> | void;
+  /**
+   * The worker failed after the first token (its connection or session dropped, or its stream ended unfinished):
+   * `delivered` is what the client was sent before that, charged once with a receipt whose status is `failed`, and
+   * `usage` the worker's report if one arrived. Called instead of onFailure; the extras go to the client before the
+   * stream's error event.
+   */
+  onFailedMidStream?(c: Candidate, code: string, delivered: Delivered, usage?: Usage): Promise<ServedExtras | undefined> | ServedExtras | undefined;
   onSuccess?(c: Candidate, usage: Usage | undefined, delivered: Delivered): Promise<ServedExtras | undefined> | ServedExtras | undefined;
 }
 

@@ -21,7 +21,9 @@
  *   stream map, for a streamed answer: {chunks: uint, head: bytes 32}, the final link of the SHA-256 chain over the
  *     events the enclave streamed (protocol/stream-chain.ts), which the client recomputes
  *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
- *     tokens are what it was sent). Absent means completed, so every receipt has one encoding.
+ *     tokens are what it was sent) or "failed" (the worker failed after the first token: its connection or session
+ *     dropped, or its stream ended unfinished; the tokens are what the client was sent before that). Absent means
+ *     completed, so every receipt has one encoding.
  *
  * Charge arithmetic (integers only, `computeCharge`): workerCost = ceil((pricePerMInput·inputTokens +
  * pricePerMOutput·outputTokens) / 10^6), or under the price terms the receipt's `terms` map carries (minimum charge,
@@ -95,7 +97,7 @@ export function identityCommitments(o: Offer): ReceiptCommitments {
   return i ? { weightsDigest: i.weightsDigest, quantization: i.quantization, engine: engineLabel(i) } : {};
 }
 
-export const RECEIPT_STATUSES = ['cancelled'] as const;
+export const RECEIPT_STATUSES = ['cancelled', 'failed'] as const;
 export type ReceiptStatus = (typeof RECEIPT_STATUSES)[number];
 
 /** The fields the enclave supplies; the signer adds v, receiptKey, and the ledger adds seq and prev. */
@@ -163,7 +165,7 @@ export function encodeReceipt(r: Receipt): Uint8Array {
   for (const [k, b] of [['prev', r.prev], ['workerKey', r.workerKey], ['evidenceDigest', r.evidenceDigest], ['offerDigest', r.offerDigest], ['receiptKey', r.receiptKey]] as const) {
     if (b.length !== 32) bad(`${k} must be 32 bytes`);
   }
-  if (r.status !== undefined && !(RECEIPT_STATUSES as readonly string[]).includes(r.status)) bad('status must be cancelled when present');
+  if (r.status !== undefined && !(RECEIPT_STATUSES as readonly string[]).includes(r.status)) bad('status must be cancelled or failed when present');
   checkIdentityFields(r, bad);
   return encodeDeterministic({
     v: 1,
@@ -271,7 +273,7 @@ export function decodeReceipt(bytes: Uint8Array): Receipt {
 }
 
 function receiptStatus(s: string): ReceiptStatus {
-  if (!(RECEIPT_STATUSES as readonly string[]).includes(s)) throw protocolError(M, 'receipt status must be cancelled when present');
+  if (!(RECEIPT_STATUSES as readonly string[]).includes(s)) throw protocolError(M, 'receipt status must be cancelled or failed when present');
   return s as ReceiptStatus;
 }
 

@@ -184,6 +184,32 @@ describe.each([sqlite, postgres])('ledger contract: $name', (backend) => {
     }
   });
 
+  run('an answer cut mid-stream settles once with its status (failed, cancelled); the rest of the hold is released; the audit recomputes it', async () => {
+    const db = await backend.fresh('partial');
+    const ledger = await db.open('p');
+    const market = await offers();
+    try {
+      const { account } = await ledger.createAccount({ currency: 'USD', prepaid: 1_000_000n }, NOW);
+      const cand = market.route(body, { now: NOW, requestId: 'r', account }).candidates[0]!;
+      const spent: bigint[] = [];
+      for (const status of ['failed', 'cancelled'] as const) {
+        const h = await ledger.authorize(account, cand, 250);
+        const r = await ledger.settle(h, { requestId: `cut-${status}`, inputTokens: 12, outputTokens: 5, now: NOW, status });
+        expect(r.receipt.status).toBe(status);
+        spent.push(r.receipt.total);
+        // A second outcome for the same request (a retry of the settle, a late cancel) charges nothing more.
+        await expectCode(ledger.settle(h, { requestId: `cut-${status}`, inputTokens: 12, outputTokens: 5, now: NOW, status }), 'HOLD_UNKNOWN');
+      }
+      const total = spent.reduce((x, y) => x + y, 0n);
+      expect((await ledger.account(account.id)).balance).toBe(1_000_000n - total);
+      expect(await ledger.available(account.id)).toBe(1_000_000n - total);
+      expect(await db.receiptRows()).toBe(2);
+      await db.audit();
+    } finally {
+      await ledger.close();
+    }
+  });
+
   run("a postpaid offer's worker credit is honoured across instances (WORKER_CREDIT_LIMIT)", async () => {
     const db = await backend.fresh('worker_credit');
     const [a, b] = [await db.open('a'), await db.open('b')];

@@ -17,7 +17,7 @@ import type { Metrics } from '../metrics.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
 import { bhttpRequest } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
-import { type Candidate, modelNotFound, type Router, type Selection, type Usage } from '../router.ts';
+import { type Candidate, modelNotFound, type Router, type Selection, type ServedExtras, type Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
 import { hash as nodeHash } from 'node:crypto';
 import { StreamChain } from '../../protocol/stream-chain.ts';
@@ -248,6 +248,27 @@ export function openaiApp(d: ApiDeps): Hono {
         d.log.warn('request.cancel_settle_failed', { requestId, code: e instanceof GmError ? e.code : 'INTERNAL' });
       }
     };
+    /**
+     * The worker failed after the first token: every event queued so far goes to the client before the error, so
+     * all of it is what the client was sent, settled once (receipt status `failed`); the receipt comes back to be
+     * sent ahead of the error event.
+     */
+    const failedMidStream = async (code: string): Promise<ServedExtras | undefined> => {
+      for (const p of queue) {
+        sent.add(p.chunk);
+        p.counted = true;
+      }
+      if (!sel.onFailedMidStream) {
+        sel.onFailure?.(cand, code);
+        return undefined;
+      }
+      try {
+        return await sel.onFailedMidStream(cand, code, { ...sent.delivered, stream: chain.commitment }, st.usage);
+      } catch (e) {
+        d.log.warn('request.failed_settle_failed', { requestId, code: e instanceof GmError ? e.code : 'INTERNAL' });
+        return undefined;
+      }
+    };
     const fault = (ctl: ReadableStreamDefaultController<Uint8Array>, code: string): void => {
       ended = true;
       closed = true;
@@ -272,14 +293,14 @@ export function openaiApp(d: ApiDeps): Hono {
               if (ended) return;
               const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
               ended = true;
-              sel.onFailure?.(cand, code);
               dispatched.inc({ outcome: 'failed_mid_stream', worker: w.id });
               d.onError?.('WORKER_FAILED_MID_STREAM');
               d.log.warn('dispatch.mid_stream_failure', { requestId, code });
-              ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })));
+              const extras = await failedMidStream(code);
+              if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
+              queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })), chunk: undefined });
               closed = true;
-              ctl.close();
-              return;
+              break;
             }
             if (ended) return;
             if (x.done) {
@@ -287,11 +308,12 @@ export function openaiApp(d: ApiDeps): Hono {
               if (rest) enqueue([{ bytes: rest, chunk: undefined }]);
               if (!split.done) {
                 // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
-                queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
                 ended = true;
-                sel.onFailure?.(cand, 'WORKER_STREAM_INCOMPLETE');
                 dispatched.inc({ outcome: 'incomplete', worker: w.id });
                 d.onError?.('WORKER_STREAM_INCOMPLETE');
+                const extras = await failedMidStream('WORKER_STREAM_INCOMPLETE');
+                if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
+                queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
               } else {
                 // Everything before [DONE] is what the client is sent: the charge is metered on all of it.
                 for (const p of queue) {

@@ -56,7 +56,7 @@ export interface Usage {
   readonly now: number;
   /** True when the enclave itself runs on simulated evidence (the receipt's sim flag also covers the worker's). */
   readonly enclaveSim?: boolean;
-  /** Set when the answer did not complete (the client cancelled): the receipt says so. */
+  /** Set when the answer did not complete (the client cancelled, or the worker failed mid-stream): the receipt says so. */
   readonly status?: ReceiptStatus;
   /** Receipt fields the router commits to (protocol/receipt.ts ReceiptCommitments), signed as given. */
   readonly commitments?: ReceiptCommitments;

@@ -182,6 +182,31 @@ describe('market router (enclave Router adapter)', () => {
     expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
   });
 
+  it('a worker failing mid-stream is paid once for what the client was sent: a failed receipt, the rest of the hold released', async () => {
+    const { ledger, house, router, market } = await setup();
+    const sel = await router.select(req({ stream: true }));
+    const c = sel.candidates[0]!;
+    sel.onFirstToken!(c);
+    const extras = await sel.onFailedMidStream!(c, 'WORKER_STREAM_FAILED', { bytes: 40, choices: 1 }, undefined);
+    const env = JSON.parse(extras!.sseEvent!.data) as { type: string; receipt: string };
+    expect(env.type).toBe('gm.receipt');
+    const rows = ledger.db.prepare('SELECT signed, total FROM receipts ORDER BY seq').all() as { signed: Uint8Array; total: number }[];
+    expect(rows.length).toBe(1);
+    const v = await verifyReceipt(new Uint8Array(rows[0]!.signed));
+    // No usage report arrived: the estimate of what was sent, ceil(40 / 4) output tokens, and the request's input estimate.
+    expect([v.receipt.status, v.receipt.workerId, v.receipt.outputTokens]).toEqual(['failed', 'wa', 10]);
+    expect((await ledger.account(house.id)).balance).toBe(1_000_000n - v.receipt.total);
+    expect(await ledger.available(house.id)).toBe(1_000_000n - v.receipt.total);
+    // Whatever arrives after the first outcome settles nothing more.
+    expect(await sel.onFailedMidStream!(c, 'WORKER_STREAM_FAILED', { bytes: 40, choices: 1 }, undefined)).toBeUndefined();
+    await sel.onCancel!(c, { bytes: 80, choices: 1 });
+    expect((ledger.db.prepare('SELECT COUNT(*) AS n FROM receipts').get() as { n: number }).n).toBe(1);
+    expect((await ledger.account(house.id)).balance).toBe(1_000_000n - v.receipt.total);
+    // The failure counts against the worker, unlike a cancel.
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.errorRate).toBeGreaterThan(0);
+    expect(market.book.byOffer('wa', 'wa-offer')!.stats.inFlight).toBe(0);
+  });
+
   it('a worker fault ends the request uncharged and demotes the worker at once', async () => {
     const { ledger, house, router, market } = await setup();
     const sel = await router.select(req());

@@ -17,7 +17,10 @@
  * Usage (enclave/market/metering.ts): the worker's `usage` checked against the enclave's own count of what it
  * delivered and the hold's bounds, the smaller charged; a worker that sends none is charged the estimates, and
  * the log says so (`market.usage_missing`, `market.usage_clamped`). A client that cancels after the first token is
- * charged what it was sent (receipt status `cancelled`); a worker fault is charged nothing and demotes the worker.
+ * charged what it was sent (receipt status `cancelled`); a worker that fails after the first token is paid for what
+ * the client was sent before the failure (receipt status `failed`, counted against the worker); a worker fault is
+ * charged nothing and demotes the worker. Each request settles at most once: the first outcome wins, and the ledger
+ * refuses a second settle of the same hold (HOLD_UNKNOWN).
  */
 import { toBase64 } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
@@ -223,7 +226,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
     timer.unref?.();
     const bounds = { maxInputTokens: sel.constraints.maxInputTokens, maxOutputTokens: sel.constraints.maxOutputTokens, expectedInputTokens: sel.constraints.expectedInputTokens };
     /** Signs the receipt for what the enclave metered, commits it, and releases the hold (whatever happens). */
-    const settle = async (d: Detail, usage: Usage | undefined, delivered: Delivered, status: 'completed' | 'cancelled') => {
+    const settle = async (d: Detail, usage: Usage | undefined, delivered: Delivered, status: 'completed' | 'cancelled' | 'failed') => {
       settled = true;
       clearTimeout(timer);
       try {
@@ -242,7 +245,7 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
           root: proof.root, considered: proof.considered, eligible: sha256(proof.bitmap), count: proof.count, strategy: proof.strategy, constraints: sha256(rule), rank: sel.candidates.indexOf(d.cand),
         };
         const commitments = { ...identityCommitments(d.cand.offer), selection, ...(delivered.stream ? { stream: delivered.stream } : {}) };
-        const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, commitments, ...(status === 'cancelled' ? { status } : {}) }, d.cand);
+        const receipt = await ledger.settle(hold, { requestId: req.requestId, inputTokens: m.inputTokens, outputTokens: m.outputTokens, now: now(), enclaveSim: o.enclaveSim, commitments, ...(status !== 'completed' ? { status } : {}) }, d.cand);
         receipts?.inc();
         return receipt;
       } finally {
@@ -282,6 +285,23 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         if (!delivered || settled) return finish();
         await settle(d, usage, delivered, 'cancelled');
         finish();
+      },
+      async onFailedMidStream(c, code, delivered, usage) {
+        // The client keeps what it was sent, so it pays for it once; the failure counts against the worker.
+        const d = reached(c);
+        d.lease?.failed(now());
+        o.log?.info('market.dispatch_failed', { requestId: req.requestId, code });
+        if (settled) {
+          finish();
+          return undefined;
+        }
+        try {
+          const receipt = await settle(d, usage, delivered, 'failed');
+          const env = receiptEnvelope(receipt, d.cand.entry.verified.signed, { rule, eligible: proof.bitmap });
+          return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) } };
+        } finally {
+          finish();
+        }
       },
       async onSuccess(c, usage: Usage | undefined, delivered: Delivered) {
         const d = reached(c);
