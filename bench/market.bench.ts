@@ -4,7 +4,6 @@
  *    run: a bare loop over the same model's entries that only finds the minimum price (no constraints, no ranking);
  *    and with the best-execution commitment (full scan, eligibility bitmap and its SHA-256; target <= 100 µs), with
  *    the once-per-change Merkle tree rebuild shown apart;
- *  - the stream hash chain per 64-byte chunk on the enclave (node:crypto) and in the client SDK (noble), target <= 1 µs;
  *  - ledger append with the debit (route-chosen hold → sign → one transaction: receipt + debit + balance) against a
  *    bare node:sqlite INSERT of the same receipt row into a table of the same shape, same file system, same pragmas,
  *    in the same run (target >= 0.5 of its throughput); reported without and with the Ed25519 signature, which is
@@ -17,8 +16,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { hash as nodeHash } from 'node:crypto';
-import { sha256 } from '@noble/hashes/sha2.js';
-import { StreamChain } from '../protocol/stream-chain.ts';
 import { type BenchRow, medianUs } from './harness.ts';
 import { SqliteLedger } from '../enclave/ledger/sqlite.ts';
 import { PRAGMAS } from '../enclave/ledger/schema.ts';
@@ -131,26 +128,8 @@ async function ledger(base: string, where: string, signing: boolean): Promise<Be
   }
 }
 
-/** The stream hash chain per 64-byte chunk: the enclave's (node:crypto) and the client SDK's (noble), each against a bare SHA-256 of the chunk. */
-async function streamChain(): Promise<BenchRow[]> {
-  const chunk = new Uint8Array(64).fill(0x61);
-  const N = 10_000;
-  const rows: BenchRow[] = [];
-  for (const [who, h] of [['enclave, node:crypto', (b: Uint8Array) => nodeHash('sha256', b, 'buffer') as Uint8Array], ['client SDK, @noble/hashes', sha256]] as const) {
-    const chain = new StreamChain(h);
-    const per = (await medianUs(() => {
-      for (let i = 0; i < N; i++) chain.add(chunk);
-    }, 30, 5)) / N;
-    const bare = (await medianUs(() => {
-      for (let i = 0; i < N; i++) h(chunk);
-    }, 30, 5)) / N;
-    rows.push({ name: `stream hash chain, one 64-byte chunk (${who})`, value: per, unit: 'µs', floorName: 'bare SHA-256 of the chunk', floor: bare, ratio: per / bare, target: 'value <= 1 µs', ok: per <= 1 });
-  }
-  return rows;
-}
-
 export async function run(): Promise<BenchRow[]> {
-  const rows = [...(await selection()), ...(await streamChain())];
+  const rows = [...(await selection())];
   rows.push(await ledger(tmpdir(), 'disk', false));
   rows.push(await ledger(tmpdir(), 'disk', true));
   if (existsSync('/dev/shm')) {

@@ -9,11 +9,13 @@
  *    generate and agreement + HKDF + AES-128-GCM seal (ratio <= 1.5); the ML-KEM floor is the implementation each
  *    backend uses: node:crypto's for the node backend, @noble/post-quantum's (prepared key) for the WebCrypto one;
  * 5. one non-streaming 1 KiB chat request through the whole stack (SDK, enclave, worker, dev-model, over sockets)
- *    with X-Wing on both hops vs the same stack with X25519 only (ratio <= 1.3).
+ *    with X-Wing on both hops vs the same stack with X25519 only (ratio <= 1.3);
+ * 6. the stream commitment per 64-byte chunk (protocol/stream-chain.ts): the enclave's (node:crypto createHash) and the
+ *    client SDK's (@noble/hashes), each <= 1 us per chunk, beside a bare one-shot SHA-256 of the chunk.
  * The targets apply to the node:crypto backend the enclave and workers install (protocol/node/backend-node.ts); the
  * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
  */
-import { createCipheriv, createDecipheriv, createPublicKey, createSecretKey, decapsulate, diffieHellman, encapsulate, generateKeyPairSync, hkdfSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, createPublicKey, createSecretKey, decapsulate, diffieHellman, encapsulate, generateKeyPairSync, hash as nodeHash, hkdfSync } from 'node:crypto';
 import { type BenchRow, atLeast, atMost, interleavedMedians } from './harness.ts';
 
 import { webCryptoBackend, type CryptoBackend } from '../protocol/backend.ts';
@@ -22,6 +24,8 @@ import { decapsulateChunkedRequest, encapsulateChunkedRequest } from '../protoco
 import { decapsulateRequest, encapsulateRequest, generateKeyConfig } from '../protocol/ohttp.ts';
 import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts';
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import { StreamChain, nobleSha256, type IncrementalSha256 } from '../protocol/stream-chain.ts';
 import { createClient } from '../client/index.ts';
 import { startStack } from '../test/stack/harness.ts';
 
@@ -288,8 +292,35 @@ async function endToEnd(rounds: number, warmup: number): Promise<[number, number
   }
 }
 
-export async function run(): Promise<BenchRow[]> {
+/**
+ * Row 6: the stream commitment per 64-byte chunk, on the enclave (node:crypto) and in the client SDK (noble), each
+ * beside a bare one-shot SHA-256 of the same chunk with the same library, timed alternately in blocks of N chunks.
+ */
+async function streamChain(): Promise<BenchRow[]> {
+  const chunk = new Uint8Array(64).fill(0x61);
+  const N = 2_000;
   const rows: BenchRow[] = [];
+  const sides: [string, () => IncrementalSha256, (b: Uint8Array) => Uint8Array][] = [
+    ['enclave, node:crypto', () => createHash('sha256'), (b) => nodeHash('sha256', b, 'buffer')],
+    ['client SDK, @noble/hashes', nobleSha256, sha256],
+  ];
+  for (const [who, create, bare] of sides) {
+    const chain = new StreamChain(create);
+    const [per, floor] = (await interleavedMedians([
+      () => {
+        for (let i = 0; i < N; i++) chain.add(chunk);
+      },
+      () => {
+        for (let i = 0; i < N; i++) bare(chunk);
+      },
+    ], 60, 1, 10)).map((x) => x / N) as [number, number];
+    rows.push({ name: `stream commitment, one 64-byte chunk (${who})`, value: per, unit: 'us', floorName: 'bare one-shot SHA-256 of the chunk (same library)', floor, ratio: per / floor, target: '<= 1 us per chunk', ok: per <= 1 });
+  }
+  return rows;
+}
+
+export async function run(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [...(await streamChain())];
 
   const [d1, f1] = await paired(await decap(nodeBackend), floorDecap(), 2000, 200);
   rows.push(atMost('decapsulate + open 1 KiB OHTTP request (node backend)', d1, 'us', 'X25519 + HKDF + AES-128-GCM open (node:crypto)', f1, 1.5));

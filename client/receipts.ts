@@ -45,7 +45,7 @@ export async function receiptFromField(value: string, receiptKey: Uint8Array): P
 
 /**
  * An SSE pass-through (text/event-stream, WHATWG HTML §9.2) that forwards each event as soon as it is complete and
- * removes `gm.receipt` events, handing their data to `onReceipt` with the stream hash chain over every event
+ * removes `gm.receipt` events, handing their data to `onReceipt` with the stream commitment over every event
  * forwarded before it (protocol/stream-chain.ts), which the receipt must commit to. A receipt that fails
  * verification errors the stream: the application learns that the enclave's accounting could not be checked.
  */

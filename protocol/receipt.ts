@@ -18,8 +18,8 @@
  *     only because the worker's verified evidence states the same identity
  *   selection map, when the enclave committed to its selection (protocol/best-execution.ts): the considered offers'
  *     Merkle root and count, the eligibility bitmap's digest and count, the strategy, the rule's digest, the rank
- *   stream map, for a streamed answer: {chunks: uint, head: bytes 32}, the final link of the SHA-256 chain over the
- *     events the enclave streamed (protocol/stream-chain.ts), which the client recomputes
+ *   stream map, for a streamed answer: {chunks: uint, head: bytes 32}, the SHA-256 over the length-framed events
+ *     the enclave streamed (protocol/stream-chain.ts), which the client recomputes
  *   status text, only when the answer did not complete: "cancelled" (the client went away or stopped reading; the
  *     tokens are what it was sent) or "failed" (the worker failed after the first token: its connection or session
  *     dropped, or its stream ended unfinished; the tokens are what the client was sent before that). Absent means

@@ -19,11 +19,11 @@ import { bhttpRequest } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
 import { type Candidate, modelNotFound, type Router, type Selection, type ServedExtras, type Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
-import { hash as nodeHash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { StreamChain } from '../../protocol/stream-chain.ts';
 import { encodeEvent, SSE_DONE, type SseEvent, SseSplitter, sseEvent } from './sse.ts';
 
-const nodeSha256 = (b: Uint8Array): Uint8Array => nodeHash('sha256', b, 'buffer');
+const nodeSha256 = () => createHash('sha256');
 
 export type Dispatch = (w: VerifiedWorker, req: BhttpRequest, o: { stream: boolean; signal: AbortSignal }) => Promise<InnerResponse>;
 
