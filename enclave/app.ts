@@ -30,7 +30,7 @@ import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { dispatchSummary } from './api/dispatch-summary.ts';
-import { openaiApp, type Dispatch } from './api/openai.ts';
+import { type Dispatch, openaiSurface } from './api/openai.ts';
 import { sendChunked, sendPlain } from './ohttp/client.ts';
 import { DEFAULT_TIMEOUTS, poolTransport, type PoolTimeouts } from './dispatch/transport.ts';
 import { sessionDispatch, type SessionDispatchOptions } from './dispatch/session.ts';
@@ -237,7 +237,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   const router = o.router ? o.router(registry) : firstVerifiedRouter(registry);
   const ohttpDispatch: Dispatch = (w, req, d) => (d.stream ? sendChunked(w.transport.send, w.keyConfig, req, d.signal) : sendPlain(w.transport.send, w.keyConfig, req, d.signal));
   const dispatch: Dispatch = o.dispatch ?? (o.workerHop === 'ohttp' ? ohttpDispatch : sessionDispatch({ now, ...o.session }));
-  const inner = openaiApp({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now, onError: (code) => errors.sealed(code) });
+  const inner = openaiSurface({ router, usable: (id) => registry.usable(id), dispatch, log: o.log, metrics, now, onError: (code) => errors.sealed(code) });
   // A key is accepted for at most two rotation periods after it is first used: the replay window of requests without
   // a request time. Requests with one are remembered only until it leaves its window (docs/protocol.md §13).
   const replay = new ReplayCache({ maxEntries: limits.replayEntries, maxBytes: limits.replayBytes, windowMs: 2 * rotationMs + 60_000, now });
@@ -373,7 +373,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     keys: () => accepted,
     replay,
     requestTime,
-    handler: (req: Request) => Promise.resolve(inner.fetch(req)),
+    service: inner.serve,
     maxRequestBytes: limits.maxRequestBytes,
     // The slot is taken once the body is in: a slow body holds only its socket (bounded by the server's timeouts).
     admit: () => streams.acquire(),

@@ -7,15 +7,21 @@
  * `event: error`. Errors here are inside the encrypted response, as OpenAI-style `{error:{code,message,type}}`.
  * Nothing here logs a body, an inner path, or which worker served a request (per-worker counts are logged only as
  * windowed summaries, dispatch-summary.ts; the per-worker counters are operator-only metrics).
+ *
+ * The inference routes run on the decrypted fields and bytes directly (ohttp/inner.ts): parsed JSON → router →
+ * dispatch → status, fields and content (or a pull source of SSE events) → the gateway seals it; no web Request or
+ * Response is made for them. The other routes (/v1/models) are served by hono, which also carries the inference
+ * routes, through the same code, for tests and embedders that call `app.request()`.
  */
 import { Hono } from 'hono';
 import { GmError, protocolError } from '../../attestation/errors.ts';
-import type { BhttpRequest } from '../../protocol/bhttp.ts';
+import type { BhttpRequest, Field } from '../../protocol/bhttp.ts';
 import { statusFor } from '../http/errors.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { InnerResponse } from '../ohttp/client.ts';
-import { bhttpRequest } from '../ohttp/messages.ts';
+import { answerOf, type BodySource, fieldValue, type InnerAnswer, type InnerService, jsonAnswer, readSource, responseOf, sourceOf } from '../ohttp/inner.ts';
+import { bhttpRequest, requestFromBhttp } from '../ohttp/messages.ts';
 import { DeliveryMeter, parseUsage } from '../market/metering.ts';
 import { type Candidate, modelNotFound, type Router, type Selection, type ServedExtras, type Usage } from '../router.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
@@ -46,6 +52,11 @@ export interface ApiDeps {
 /** gm's own request fields (route preferences, payment) stay in the enclave. */
 const GM_FIELDS = ['provider', 'payment', 'models'];
 const te = new TextEncoder();
+const td = new TextDecoder();
+/** The fields of a forwarded request, and of a streamed answer (in the order a fetch Headers lists them). */
+const WHOLE_FIELDS: readonly Field[] = [['content-type', 'application/json'], ['accept', 'application/json']];
+const STREAM_FIELDS: readonly Field[] = [['content-type', 'application/json'], ['accept', 'text/event-stream']];
+const SSE_ANSWER_FIELDS: readonly Field[] = [['cache-control', 'no-cache'], ['content-type', 'text/event-stream']];
 
 /**
  * Codes OpenAI clients act on (OpenAI API reference, "Error codes"): the `openai` packages retry 408, 409, 429 and
@@ -58,14 +69,11 @@ const PARAMS: Readonly<Record<string, string>> = { MODEL_REQUIRED: 'model', MODE
 const RETRY_AFTER_S = '1';
 
 /** An OpenAI error object: `{error:{message,type,code,param}}`, with Retry-After on every 503. */
-export function apiError(e: GmError): Response {
+export function apiError(e: GmError): InnerAnswer {
   const type = e.kind === 'unavailable' ? 'server_error' : 'invalid_request_error';
   const status = statusFor(e);
   const param = PARAMS[e.code] ?? errorParam(e);
-  return Response.json(
-    { error: { code: OPENAI_CODES[e.code] ?? e.code, message: e.message, type, param: param ?? null } },
-    { status, ...(status === 503 ? { headers: { 'retry-after': RETRY_AFTER_S } } : {}) },
-  );
+  return jsonAnswer(status, { error: { code: OPENAI_CODES[e.code] ?? e.code, message: e.message, type, param: param ?? null } }, status === 503 ? [['retry-after', RETRY_AFTER_S]] : []);
 }
 
 /** A `param` an error carries itself (market constraint errors name their field). */
@@ -74,7 +82,38 @@ function errorParam(e: GmError): string | undefined {
   return typeof p === 'string' ? p : undefined;
 }
 
+/** The inference routes, served without web objects (everything else goes to the hono app). */
+const INFERENCE = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings']);
+
+/** The inference route a decrypted request names, or undefined (a query is allowed; anything unusual goes to hono). */
+export function inferenceRoute(method: string, path: string): string | undefined {
+  if (method !== 'POST') return undefined;
+  const q = path.indexOf('?');
+  const p = q < 0 ? path : path.slice(0, q);
+  // Percent-encoded or fragment paths are matched the way hono matches them, there.
+  return INFERENCE.has(p) && !path.includes('#') ? p : undefined;
+}
+
+/** What an inference request needs of the inner request. */
+interface InferenceRequest {
+  readonly headers: readonly Field[];
+  readonly content: Uint8Array;
+  readonly signal: AbortSignal;
+}
+
+export interface OpenAiSurface {
+  /** The inner service of the gateway: inference routes straight from the fields, the rest through `app`. */
+  readonly serve: InnerService;
+  /** Every route on hono (the control routes are served only here; the inference routes share `serve`'s code). */
+  readonly app: Hono;
+}
+
+/** The OpenAI surface as a hono app (tests drive it with `app.request()`). */
 export function openaiApp(d: ApiDeps): Hono {
+  return openaiSurface(d).app;
+}
+
+export function openaiSurface(d: ApiDeps): OpenAiSurface {
   const now = d.now ?? Date.now;
   const clientIdleMs = d.clientIdleMs ?? 60_000;
   // Labels in name order at every inc (prom-client prints them in the order given).
@@ -82,16 +121,17 @@ export function openaiApp(d: ApiDeps): Hono {
   const failovers = d.metrics.counter('gm_failovers_total', 'Failovers to the next candidate before the first token');
   const ttft = d.metrics.histogram('gm_time_to_first_token_seconds', 'Time from decryption to the first token forwarded');
   // The code the client reads (apiError's), never the model or the worker.
-  const counted = (g: GmError): Response => {
+  const counted = (g: GmError): InnerAnswer => {
     d.onError?.(OPENAI_CODES[g.code] ?? g.code);
     return apiError(g);
   };
-  const app = new Hono();
-  app.onError((e, c) => {
+  const failed = (e: unknown, path: string): InnerAnswer => {
     const g = e instanceof GmError ? e : new GmError('unavailable', 'INTERNAL', 'internal error', { cause: e });
-    d.log.warn('api.error', { code: g.code, route: apiRoute(c.req.path) });
+    d.log.warn('api.error', { code: g.code, route: apiRoute(path) });
     return counted(g);
-  });
+  };
+  const app = new Hono();
+  app.onError((e, c) => responseOf(failed(e, c.req.path)));
 
   const cards = (t: number) => d.router.modelCards?.(t) ?? d.router.models(t).map((id) => ({ id, object: 'model', created: 0, owned_by: 'gm' }));
   app.get('/v1/models', (c) => c.json({ object: 'list', data: cards(now()) }));
@@ -103,10 +143,11 @@ export function openaiApp(d: ApiDeps): Hono {
     return c.json(card);
   });
 
-  const inference = (path: string) => async (c: import('hono').Context) => {
+  const inference = async (path: string, r: InferenceRequest): Promise<InnerAnswer> => {
     let body: Record<string, unknown>;
     try {
-      body = (await c.req.json()) as Record<string, unknown>;
+      // As fetch's Body.json() reads it: UTF-8 (a BOM dropped, invalid bytes replaced), whatever the content type.
+      body = JSON.parse(td.decode(r.content)) as Record<string, unknown>;
     } catch (e) {
       throw protocolError('BAD_JSON', 'request body must be a JSON object', { cause: e });
     }
@@ -117,16 +158,16 @@ export function openaiApp(d: ApiDeps): Hono {
     const t0 = performance.now();
     // Only gm account keys (`gm_…`, enclave/ledger) name an account; other bearer tokens (the placeholder an OpenAI
     // SDK insists on) are not credentials here and are ignored, so the request is anonymous.
-    const bearer = /^Bearer\s+(gm_\S+)$/i.exec(c.req.header('authorization') ?? '')?.[1];
+    const bearer = /^Bearer\s+(gm_\S+)$/i.exec(fieldValue(r.headers, 'authorization') ?? '')?.[1];
     const sel = await d.router.select({ requestId, model: body.model, body, stream, now: now(), ...(bearer ? { apiKey: bearer } : {}) });
     const fwd: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(body)) if (!GM_FIELDS.includes(k)) fwd[k] = v;
+    for (const k in body) if (!GM_FIELDS.includes(k)) fwd[k] = body[k];
     capForward(fwd, path, sel.caps);
     // Streams always ask the worker for its usage (the charge compares it with the enclave's own count); the extra
     // usage chunk is removed again when the client did not ask for it.
     const clientUsage = isObj(body.stream_options) && body.stream_options.include_usage === true;
     if (stream) fwd.stream_options = { ...(isObj(body.stream_options) ? body.stream_options : {}), include_usage: true };
-    const req = bhttpRequest('POST', path, [['content-type', 'application/json'], ['accept', stream ? 'text/event-stream' : 'application/json']], te.encode(JSON.stringify(fwd)));
+    const req = bhttpRequest('POST', path, stream ? STREAM_FIELDS : WHOLE_FIELDS, te.encode(JSON.stringify(fwd)));
     let last: GmError | undefined;
     for (let i = 0; i < sel.candidates.length; i++) {
       if (i > 0) {
@@ -143,13 +184,13 @@ export function openaiApp(d: ApiDeps): Hono {
       // Once a worker has answered, the prompt goes to no other worker, whatever is wrong with the answer.
       let answered = false;
       try {
-        const res = await d.dispatch(w, req, { stream, signal: c.req.raw.signal });
+        const res = await d.dispatch(w, req, { stream, signal: r.signal });
         if (res.status >= 500) {
           await res.body.cancel().catch(() => undefined);
           throw new GmError('unavailable', 'UPSTREAM_FAILED', `worker answered ${res.status}`);
         }
         if (!stream || res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
-          const text = res.content ?? new Uint8Array(await new Response(res.body).arrayBuffer());
+          const text = res.content ?? (await readSource(sourceOf(res.body), Number.MAX_SAFE_INTEGER));
           answered = true;
           const meter = new DeliveryMeter();
           const usage = res.status === 200 ? answerUsage(text, meter) : undefined;
@@ -162,9 +203,10 @@ export function openaiApp(d: ApiDeps): Hono {
           if (res.status >= 400) d.onError?.(`UPSTREAM_STATUS_${res.status}`);
           ttft.observe({}, (performance.now() - t0) / 1000);
           d.log.info('request.routed', { requestId, stream: false, status: res.status, attempt: i + 1 });
-          const headers = new Headers({ 'content-type': res.headers.get('content-type') ?? 'application/json' });
-          if (extras?.header) headers.set(extras.header[0], extras.header[1]);
-          return new Response(text as Uint8Array<ArrayBuffer>, { status: res.status, headers });
+          // Field names in lower case, sorted (as a fetch Headers would list them): content-type, then gm-receipt.
+          const headers: Field[] = [['content-type', res.headers.get('content-type') ?? 'application/json']];
+          if (extras?.header) headers.push([extras.header[0].toLowerCase(), extras.header[1]]);
+          return { status: res.status, headers, content: text };
         }
         const reader = res.body.getReader();
         const split = new SseSplitter();
@@ -186,10 +228,10 @@ export function openaiApp(d: ApiDeps): Hono {
         sel.onFirstToken?.(cand);
         ttft.observe({}, (performance.now() - t0) / 1000);
         d.log.info('request.routed', { requestId, stream: true, attempt: i + 1 });
-        return new Response(relay(reader, split, firstEvents, st, sel, cand, w, requestId), { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' } });
+        return { status: 200, headers: SSE_ANSWER_FIELDS, body: relay(reader, split, firstEvents, st, sel, cand, w, requestId) };
       } catch (e) {
         last = e instanceof GmError ? e : new GmError('unavailable', 'UPSTREAM_FAILED', 'worker request failed', { cause: e });
-        if (c.req.raw.signal.aborted) {
+        if (r.signal.aborted) {
           await sel.onCancel?.(cand, undefined);
           throw new GmError('unavailable', 'CLIENT_CANCELLED', 'client went away');
         }
@@ -219,7 +261,7 @@ export function openaiApp(d: ApiDeps): Hono {
    * What was handed to the client is metered as it goes, so a cancel (the client hung up, or stopped reading for
    * `clientIdleMs`) is charged exactly what was sent.
    */
-  function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Pending[], st: StreamState, sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): ReadableStream<Uint8Array> {
+  function relay(reader: ReadableStreamDefaultReader<Uint8Array>, split: SseSplitter, first: Pending[], st: StreamState, sel: Selection, cand: Candidate, w: VerifiedWorker, requestId: string): BodySource {
     const queue: Pending[] = [];
     // Every event queued for the client before the receipt is a link of the stream chain, in the order it is sent.
     const chain = new StreamChain(nodeSha256);
@@ -231,13 +273,19 @@ export function openaiApp(d: ApiDeps): Hono {
     };
     enqueue(first);
     const sent = new DeliveryMeter();
+    /** No more is read from the worker; what is queued is still handed out. */
     let closed = false;
+    /** Settled: success, failure or cancel was reported (and a cancel hands out nothing more). */
     let ended = false;
+    let cancelledByClient = false;
+    /** The failure the next read reports (a client that stopped reading). */
+    let failure: GmError | undefined;
     let stall: ReturnType<typeof setTimeout> | undefined;
     const cancelled = async (why: string): Promise<void> => {
       if (ended) return;
       ended = true;
       closed = true;
+      cancelledByClient = true;
       clearTimeout(stall);
       dispatched.inc({ outcome: 'client_cancelled', worker: w.id });
       d.log.info('request.cancelled', { requestId, reason: why });
@@ -269,101 +317,120 @@ export function openaiApp(d: ApiDeps): Hono {
         return undefined;
       }
     };
-    const fault = (ctl: ReadableStreamDefaultController<Uint8Array>, code: string): void => {
-      ended = true;
+    /** The last piece of a stream that ends on a worker fault: only this event goes out after it. */
+    const finalError = (bytes: Uint8Array): Uint8Array => {
       closed = true;
+      queue.length = 0;
+      return bytes;
+    };
+    const fault = (code: string): Uint8Array => {
+      ended = true;
       sel.onWorkerFault?.(cand, code);
       dispatched.inc({ outcome: 'worker_fault', worker: w.id });
       d.onError?.(code);
       d.log.warn('dispatch.worker_fault', { requestId, code });
       void reader.cancel().catch(() => undefined);
-      queue.length = 0;
-      ctl.enqueue(sseEvent('error', JSON.stringify({ error: { code, type: 'server_error', message: 'the worker sent an answer gm cannot serve; the answer is incomplete' } })));
-      ctl.close();
+      return finalError(sseEvent('error', JSON.stringify({ error: { code, type: 'server_error', message: 'the worker sent an answer gm cannot serve; the answer is incomplete' } })));
     };
-    return new ReadableStream<Uint8Array>(
-      {
-        async pull(ctl) {
-          clearTimeout(stall);
-          while (queue.length === 0 && !closed) {
-            let x: ReadableStreamReadResult<Uint8Array>;
-            try {
-              x = await reader.read();
-            } catch (e) {
-              if (ended) return;
-              const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
+    const next = (): Uint8Array | undefined => {
+      const p = queue.shift();
+      if (!p) return undefined;
+      if (!p.counted) sent.add(p.chunk);
+      sel.onProgress?.(cand);
+      return p.bytes;
+    };
+    return {
+      async read() {
+        clearTimeout(stall);
+        if (failure) throw failure;
+        if (cancelledByClient) return undefined;
+        while (queue.length === 0 && !closed) {
+          let x: ReadableStreamReadResult<Uint8Array>;
+          try {
+            x = await reader.read();
+          } catch (e) {
+            if (ended) return undefined;
+            const code = e instanceof GmError ? e.code : 'WORKER_STREAM_FAILED';
+            ended = true;
+            dispatched.inc({ outcome: 'failed_mid_stream', worker: w.id });
+            d.onError?.('WORKER_FAILED_MID_STREAM');
+            d.log.warn('dispatch.mid_stream_failure', { requestId, code });
+            const extras = await failedMidStream(code);
+            if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
+            queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })), chunk: undefined });
+            closed = true;
+            break;
+          }
+          if (ended) return undefined;
+          if (x.done) {
+            const rest = split.rest();
+            if (rest) enqueue([{ bytes: rest, chunk: undefined }]);
+            if (!split.done) {
+              // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
               ended = true;
-              dispatched.inc({ outcome: 'failed_mid_stream', worker: w.id });
-              d.onError?.('WORKER_FAILED_MID_STREAM');
-              d.log.warn('dispatch.mid_stream_failure', { requestId, code });
-              const extras = await failedMidStream(code);
+              dispatched.inc({ outcome: 'incomplete', worker: w.id });
+              d.onError?.('WORKER_STREAM_INCOMPLETE');
+              const extras = await failedMidStream('WORKER_STREAM_INCOMPLETE');
               if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
-              queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_FAILED_MID_STREAM', type: 'server_error', message: 'the worker failed after the first token; the answer is incomplete' } })), chunk: undefined });
-              closed = true;
-              break;
-            }
-            if (ended) return;
-            if (x.done) {
-              const rest = split.rest();
-              if (rest) enqueue([{ bytes: rest, chunk: undefined }]);
-              if (!split.done) {
-                // The upstream closed without [DONE]: incomplete, say so rather than pretend it finished.
-                ended = true;
-                dispatched.inc({ outcome: 'incomplete', worker: w.id });
-                d.onError?.('WORKER_STREAM_INCOMPLETE');
-                const extras = await failedMidStream('WORKER_STREAM_INCOMPLETE');
-                if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
-                queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
-              } else {
-                // Everything before [DONE] is what the client is sent: the charge is metered on all of it.
-                for (const p of queue) {
-                  sent.add(p.chunk);
-                  p.counted = true;
-                }
-                ended = true;
-                const extras = await sel.onSuccess?.(cand, st.usage, { ...sent.delivered, stream: chain.commitment });
-                if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
-                queue.push({ bytes: SSE_DONE, chunk: undefined });
-                dispatched.inc({ outcome: 'ok', worker: w.id });
+              queue.push({ bytes: sseEvent('error', JSON.stringify({ error: { code: 'WORKER_STREAM_INCOMPLETE', type: 'server_error', message: 'the worker ended the stream without finishing it' } })), chunk: undefined });
+            } else {
+              // Everything before [DONE] is what the client is sent: the charge is metered on all of it.
+              for (const p of queue) {
+                sent.add(p.chunk);
+                p.counted = true;
               }
-              closed = true;
-              break;
+              ended = true;
+              const extras = await sel.onSuccess?.(cand, st.usage, { ...sent.delivered, stream: chain.commitment });
+              if (extras?.sseEvent) queue.push({ bytes: sseEvent(extras.sseEvent.event, extras.sseEvent.data), chunk: undefined });
+              queue.push({ bytes: SSE_DONE, chunk: undefined });
+              dispatched.inc({ outcome: 'ok', worker: w.id });
             }
-            try {
-              enqueue(split.push(x.value).flatMap((e) => inspect(e, st)));
-            } catch (e) {
-              return fault(ctl, e instanceof GmError ? e.code : 'WORKER_ANSWER_UNUSABLE');
-            }
+            closed = true;
+            break;
           }
-          const next = queue.shift();
-          if (next) {
-            if (!next.counted) sent.add(next.chunk);
-            ctl.enqueue(next.bytes);
-            sel.onProgress?.(cand);
+          try {
+            enqueue(split.push(x.value).flatMap((e) => inspect(e, st)));
+          } catch (e) {
+            return fault(e instanceof GmError ? e.code : 'WORKER_ANSWER_UNUSABLE');
           }
-          if (queue.length === 0 && closed) {
-            ctl.close();
-            return;
-          }
-          // A client that stops reading is timed out: the answer is cut and charged for what it was sent.
-          stall = setTimeout(() => {
-            void cancelled('client_stalled').then(() => ctl.error(new GmError('unavailable', 'CLIENT_STALLED', 'the client stopped reading the answer')));
-          }, clientIdleMs);
-          stall.unref?.();
-        },
-        async cancel() {
-          await cancelled('client_gone');
-        },
+        }
+        const out = next();
+        if (out === undefined || (queue.length === 0 && closed)) return out;
+        // A client that stops reading is timed out: the answer is cut and charged for what it was sent.
+        stall = setTimeout(() => {
+          failure = new GmError('unavailable', 'CLIENT_STALLED', 'the client stopped reading the answer');
+          void cancelled('client_stalled');
+        }, clientIdleMs);
+        stall.unref?.();
+        return out;
       },
-      { highWaterMark: 0 },
-    );
+      async cancel() {
+        await cancelled('client_gone');
+      },
+    };
   }
 
-  app.post('/v1/chat/completions', inference('/v1/chat/completions'));
-  app.post('/v1/completions', inference('/v1/completions'));
-  app.post('/v1/embeddings', inference('/v1/embeddings'));
-  app.all('*', () => counted(new GmError('protocol', 'NOT_FOUND', 'no such endpoint')));
-  return app;
+  // The inference routes on hono share the lean code: the request's fields and bytes in, the answer out.
+  for (const path of INFERENCE) {
+    app.post(path, async (c) => {
+      const raw = c.req.raw;
+      const headers: Field[] = [];
+      raw.headers.forEach((v, k) => void headers.push([k, v]));
+      return responseOf(await inference(path, { headers, content: new Uint8Array(await raw.arrayBuffer()), signal: raw.signal }));
+    });
+  }
+  app.all('*', () => responseOf(counted(new GmError('protocol', 'NOT_FOUND', 'no such endpoint'))));
+
+  const serve: InnerService = async (req, signal) => {
+    const path = inferenceRoute(req.method, req.path);
+    if (path === undefined) return answerOf(await app.fetch(requestFromBhttp(req, signal)));
+    try {
+      return await inference(path, { headers: req.headers, content: req.content, signal });
+    } catch (e) {
+      return failed(e, path);
+    }
+  };
+  return { serve, app };
 }
 
 const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -6,7 +6,9 @@
 import { GmError } from '../../attestation/errors.ts';
 import { MEDIA_PROBLEM_JSON } from '../../protocol/media.ts';
 import { problemFor } from '../../protocol/problem.ts';
+import type { Field } from '../../protocol/bhttp.ts';
 import type { Logger } from '../log.ts';
+import type { InnerAnswer } from '../ohttp/inner.ts';
 import { marketHttpStatus } from '../market/index.ts';
 
 const STATUS: Record<string, number> = {
@@ -54,9 +56,18 @@ export function asGmError(e: unknown): GmError {
  * `gatewayProblem` first, so decryption failures of every kind leave as the one opaque code.
  */
 export function errorResponse(e: GmError, headers: Record<string, string> = {}): Response {
+  return new Response(problemJson(e), { status: statusFor(e), headers: { ...headers, 'content-type': MEDIA_PROBLEM_JSON } });
+}
+
+/** errorResponse's problem as an inner answer (sealed by the gateway), with `extra` fields after its content type. */
+export function problemAnswer(e: GmError, extra: readonly Field[] = []): InnerAnswer {
+  return { status: statusFor(e), headers: [['content-type', MEDIA_PROBLEM_JSON], ...extra], content: te.encode(problemJson(e)) };
+}
+
+const te = new TextEncoder();
+function problemJson(e: GmError): string {
   const status = statusFor(e);
-  const body = { type: 'about:blank', title: 'request failed', status, code: e.code, error: { code: e.code } };
-  return new Response(JSON.stringify(body), { status, headers: { ...headers, 'content-type': MEDIA_PROBLEM_JSON } });
+  return JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: e.code, error: { code: e.code } });
 }
 
 /** The protocol's problem mapping for errors raised on POST /v1/ohttp (docs/protocol.md §8). */

@@ -1,7 +1,7 @@
 /**
  * The OHTTP gateway layer (RFC 9458 §4.3/§4.4; draft-ietf-ohai-chunked-ohttp-08 §6 for streams; docs/design.md §5):
- * limits → decapsulate → binary HTTP → the inner handler (a fetch-style function: the enclave's OpenAI surface, or
- * the worker's forwarder) → binary HTTP → encapsulate. A `message/ohttp-req` gets one `message/ohttp-res`; a
+ * limits → decapsulate → binary HTTP → the inner service (inner.ts: fields and content in, status, fields and content
+ * out; the enclave's OpenAI surface) or a fetch-style handler (the worker's forwarder) → binary HTTP → encapsulate. A `message/ohttp-req` gets one `message/ohttp-res`; a
  * `message/ohttp-chunked-req` gets a `message/ohttp-chunked-res` whose chunks are sealed as the inner body
  * produces them (never buffered whole; backpressure comes from the reader of the outer response, and cancelling it
  * cancels the inner body, which cancels the upstream request).
@@ -12,7 +12,7 @@
  */
 import { concat } from '../../attestation/bytes.ts';
 import { GmError, protocolError } from '../../attestation/errors.ts';
-import { decodeRequest, encodeResponse, responseStream } from '../../protocol/bhttp.ts';
+import { type BhttpRequest, decodeRequest, encodeResponse, responseStream } from '../../protocol/bhttp.ts';
 import { decapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
 import { decapsulateRequest, type GatewayKey } from '../../protocol/ohttp.ts';
@@ -20,9 +20,10 @@ import type { RecentReplayCache, ReplayCache } from '../../protocol/replay.ts';
 import { formatRequestTime, GATEWAY_TIME_FIELD, parseRequestTime, REQUEST_TIME_FIELD, type RequestTimeWindow, withinWindow } from '../../protocol/request-time.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
-import { errorResponse } from '../http/errors.ts';
+import { problemAnswer } from '../http/errors.ts';
 import { readIncomingLimited, readLimited, tooLarge } from '../http/limits.ts';
-import { fieldsFromHeaders, requestFromBhttp } from './messages.ts';
+import { answerOf, type BodySource, type InnerAnswer, type InnerService, readSource, streamOf } from './inner.ts';
+import { checkInnerRequest, requestFromBhttp } from './messages.ts';
 
 export type InnerHandler = (req: Request) => Promise<Response>;
 
@@ -32,7 +33,10 @@ export const DEFAULT_MAX_REQUEST_CHUNKS = 1024;
 export interface GatewayOptions {
   readonly keys: () => readonly GatewayKey[];
   readonly replay: ReplayCache;
-  readonly handler: InnerHandler;
+  /** The inner service without web objects (the enclave's OpenAI surface); takes precedence over `handler`. */
+  readonly service?: InnerService;
+  /** A fetch-style inner handler (the worker's forwarder on its OHTTP hop), used when `service` is not given. */
+  readonly handler?: InnerHandler;
   /** Encapsulated request size limit (checked before decryption). */
   readonly maxRequestBytes: number;
   /**
@@ -101,7 +105,7 @@ interface Outer {
 }
 
 /** The outer answer: one sealed message, or the sealed chunks as the inner body produces them. */
-type Answer = { readonly contentType: string; readonly bytes: Uint8Array } | { readonly contentType: string; readonly stream: ReadableStream<Uint8Array> };
+type Answer = { readonly contentType: string; readonly bytes: Uint8Array } | { readonly contentType: string; readonly chunks: BodySource };
 
 const ANSWER_HEADERS = { 'cache-control': 'no-store' } as const;
 
@@ -110,7 +114,7 @@ export async function handleOhttp(req: Request, o: GatewayOptions): Promise<Resp
   const a = await exchangeOf({ contentType: req.headers.get('content-type'), contentLength: req.headers.get('content-length'), signal: req.signal, readBody: () => readBody(req, o) }, o);
   if ('bytes' in a) return new Response(a.bytes as Uint8Array<ArrayBuffer>, { status: 200, headers: { 'content-type': a.contentType, ...ANSWER_HEADERS } });
   // Incremental: ?1 tells intermediaries to forward each chunk at once (draft-ietf-ohai-chunked-ohttp §3).
-  return new Response(a.stream, { status: 200, headers: { 'content-type': a.contentType, ...ANSWER_HEADERS, incremental: '?1' } });
+  return new Response(streamOf(a.chunks), { status: 200, headers: { 'content-type': a.contentType, ...ANSWER_HEADERS, incremental: '?1' } });
 }
 
 /**
@@ -130,15 +134,15 @@ export async function serveOhttp(req: IncomingMessage, res: ServerResponse, o: G
     res.end(a.bytes);
     return;
   }
+  // The head leaves with the first sealed chunk (the response head, ready at once): one write, not two.
   res.writeHead(200, { ...extraHeaders, 'content-type': a.contentType, ...ANSWER_HEADERS, incremental: '?1' });
-  res.flushHeaders();
-  const reader = a.stream.getReader();
-  ac.signal.addEventListener('abort', () => void reader.cancel().catch(() => undefined), { once: true });
+  const chunks = a.chunks;
+  ac.signal.addEventListener('abort', () => void chunks.cancel(ac.signal.reason).catch(() => undefined), { once: true });
   try {
     for (;;) {
-      const x = await reader.read();
-      if (x.done) break;
-      if (!res.write(x.value)) await drained(res);
+      const v = await chunks.read();
+      if (v === undefined) break;
+      if (!res.write(v)) await drained(res);
     }
     res.end();
   } catch {
@@ -196,13 +200,16 @@ interface Exchange {
   done(outcome: 'ok' | 'cancelled' | 'error'): void;
 }
 
+/** A signal that never aborts, for an exchange whose outer request has none. */
+const NEVER = new AbortController().signal;
+
 /**
- * From the decrypted bytes to the inner response. A request that decrypted but is not valid binary HTTP or not a
- * valid HTTP request is answered by a sealed problem response (nothing reaches the handler). Only a replayed
- * encapsulated key fails outside the encryption, as the same opaque error as every other decryption failure.
+ * From the decrypted bytes to the inner answer. A request that decrypted but is not valid binary HTTP or not a
+ * valid HTTP request is answered by a sealed problem (nothing reaches the service). Only a replayed encapsulated
+ * key fails outside the encryption, as the same opaque error as every other decryption failure.
  */
-async function answer(signal: AbortSignal | undefined, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<Response> {
-  let inner: Request;
+async function answer(signal: AbortSignal | undefined, decrypted: Uint8Array, keyId: number, enc: Uint8Array, o: GatewayOptions): Promise<InnerAnswer> {
+  let inner: BhttpRequest | Request;
   const rt = o.requestTime;
   let now = 0;
   try {
@@ -217,29 +224,34 @@ async function answer(signal: AbortSignal | undefined, decrypted: Uint8Array, ke
       o.replay.check(keyId, enc);
     }
     const headers = request.headers.filter(([k]) => k.toLowerCase() !== REQUEST_TIME_FIELD);
-    inner = requestFromBhttp({ ...request, headers }, signal);
+    if (o.service) {
+      inner = { ...request, headers };
+      checkInnerRequest(inner);
+    } else inner = requestFromBhttp({ ...request, headers }, signal);
   } catch (e) {
     if (!(e instanceof GmError) || e.code === 'OHTTP_REPLAY' || e.code === 'OHTTP_KEY_EXPIRED' || e.code === 'REPLAY_CACHE_FULL') throw e;
     o.onInnerRejected?.(e.code);
-    const res = errorResponse(new GmError(e.kind, e.code, 'invalid inner request'));
     // The sender's clock is off: the sealed answer carries the gateway's, so a client can correct it and retry once.
-    if (e.code === 'REQUEST_TIME_SKEW') res.headers.set(GATEWAY_TIME_FIELD, formatRequestTime(now));
-    return res;
+    return problemAnswer(new GmError(e.kind, e.code, 'invalid inner request'), e.code === 'REQUEST_TIME_SKEW' ? [[GATEWAY_TIME_FIELD, formatRequestTime(now)]] : []);
   }
-  return o.handler(inner);
+  if (o.service) return o.service(inner as BhttpRequest, signal ?? NEVER);
+  if (!o.handler) throw new GmError('config', 'GATEWAY_NO_HANDLER', 'the gateway has no inner service');
+  return answerOf(await o.handler(inner as Request));
 }
 
 async function plain(signal: AbortSignal | undefined, body: Uint8Array, o: GatewayOptions, x: Exchange): Promise<Answer> {
   const { request, context } = await decapsulateRequest(o.keys(), body);
   const inner = await answer(signal, request, context.keyId, context.enc, o);
+  const limit = o.maxResponseBytes ?? 64 * 1024 * 1024;
   let content: Uint8Array;
   try {
-    content = await readLimited(inner.body, o.maxResponseBytes ?? 64 * 1024 * 1024);
+    if (inner.content && inner.content.length > limit) throw tooLarge(limit);
+    content = inner.content ?? (inner.body ? await readSource(inner.body, limit) : new Uint8Array(0));
   } catch (e) {
     x.done('error');
     throw e instanceof GmError && e.code === 'TOO_LARGE' ? protocolError('RESPONSE_TOO_LARGE', 'inner response too large for a non-chunked exchange') : e;
   }
-  const sealed = await context.sealResponse(encodeResponse({ informational: [], status: inner.status, headers: fieldsFromHeaders(inner.headers), content, trailers: [] }));
+  const sealed = await context.sealResponse(encodeResponse({ informational: [], status: inner.status, headers: inner.headers, content, trailers: [] }));
   x.done('ok');
   return { contentType: MEDIA_OHTTP_RES, bytes: sealed };
 }
@@ -248,40 +260,51 @@ async function chunked(signal: AbortSignal | undefined, body: Uint8Array, o: Gat
   // The request is read whole within the limit before any decryption (it is bounded); only the response streams.
   const opener = decapsulateChunkedRequest(o.keys(), { maxChunk: o.maxRequestBytes, maxChunks: o.maxRequestChunks ?? DEFAULT_MAX_REQUEST_CHUNKS });
   const parts = [...(await opener.push(body)), ...(await opener.end())];
-  const bytes = concat(...parts);
+  const bytes = parts.length === 1 ? parts[0]! : concat(...parts);
   const inner = await answer(signal, bytes, opener.keyId!, opener.enc!, o);
   const sealer = await opener.sealResponse();
-  const head = await sealer.sealChunk(responseStream.head(inner.status, fieldsFromHeaders(inner.headers)));
-  const innerBody = inner.body?.getReader();
-  let sentHead = false;
-  const out = new ReadableStream<Uint8Array>(
-    {
-      async pull(ctl) {
-        if (!sentHead) {
-          sentHead = true;
-          ctl.enqueue(head);
-          return;
+  let head: Uint8Array | undefined = await sealer.sealChunk(responseStream.head(inner.status, inner.headers));
+  // A whole answer is one content piece; a streamed one is sealed piece by piece as the service produces it.
+  let whole = inner.content && inner.content.length > 0 ? inner.content : undefined;
+  const innerBody = inner.body;
+  let over = false;
+  const chunks: BodySource = {
+    async read() {
+      if (over) return undefined;
+      if (head) {
+        const h = head;
+        head = undefined;
+        return h;
+      }
+      try {
+        let v: Uint8Array | undefined;
+        if (whole) {
+          v = whole;
+          whole = undefined;
+        } else if (innerBody) {
+          do v = await innerBody.read();
+          while (v !== undefined && v.length === 0);
         }
-        try {
-          const r = innerBody ? await innerBody.read() : { done: true as const, value: undefined };
-          if (r.done) {
-            ctl.enqueue(await sealer.sealChunk(responseStream.end(), { final: true }));
-            ctl.close();
-            x.done('ok');
-            return;
-          }
-          if (r.value.length > 0) ctl.enqueue(await sealer.sealChunk(responseStream.content(r.value)));
-        } catch (e) {
-          x.done('error');
-          ctl.error(e); // the client sees a truncated message (no final chunk): CHUNKED_TRUNCATED, never a forged end
+        if (over) return undefined; // cancelled while the service was producing
+        if (v === undefined) {
+          over = true;
+          const fin = await sealer.sealChunk(responseStream.end(), { final: true });
+          x.done('ok');
+          return fin;
         }
-      },
-      async cancel(reason) {
-        x.done('cancelled');
-        await innerBody?.cancel(reason).catch(() => undefined);
-      },
+        return await sealer.sealChunk(responseStream.content(v));
+      } catch (e) {
+        over = true;
+        x.done('error');
+        throw e; // the client sees a truncated message (no final chunk): CHUNKED_TRUNCATED, never a forged end
+      }
     },
-    { highWaterMark: 0 },
-  );
-  return { contentType: MEDIA_OHTTP_CHUNKED_RES, stream: out };
+    async cancel(reason) {
+      if (over) return;
+      over = true;
+      x.done('cancelled');
+      await innerBody?.cancel(reason).catch(() => undefined);
+    },
+  };
+  return { contentType: MEDIA_OHTTP_CHUNKED_RES, chunks };
 }
