@@ -22,7 +22,8 @@
  *
  * The rule is the deterministic CBOR map (protocol/market-cbor.ts) of the request's constraints that decide
  * eligibility and rank: models [text], pool text, strategy text, maxIn?/maxOut? uint (quoted micro-units per 1M
- * tokens), priceCurrency? text, payCurrency? text, order? [text], only? [text sorted], ignore? [text sorted],
+ * tokens; an offer is within them by protocol/offer-terms.ts withinPriceCap, after its price terms, at expIn and
+ * expOut), priceCurrency? text, payCurrency? text, order? [text], only? [text sorted], ignore? [text sorted],
  * fallbacks bool, terms [text sorted], quantizations? [text sorted], weights? [bytes sorted], params uint (bitmask of
  * protocol/model-identity.ts PARAMETERS), expIn uint, expOut uint. Ranking under `price`: lexicographic (group,
  * effective price) where group = position in `order` (unlisted after) · 32 + (model position when pool is
@@ -33,7 +34,7 @@
  * Under `latency` and `throughput` the rank uses live measurements no offer carries: only the group is checked.
  * Runtime-agnostic (Uint8Array, @noble/hashes).
  */
-import { effectiveQuote } from './offer-terms.ts';
+import { effectiveQuote, withinPriceCap } from './offer-terms.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, equalBytes, hex } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
@@ -227,7 +228,9 @@ export function staticExclusion(r: SelectionRule, o: Offer, feeBps: number): str
   if ((r.only !== undefined && !slug(r.only)) || slug(r.ignore)) return 'provider';
   if (r.order !== undefined && !r.fallbacks && !slug(r.order)) return 'order';
   if ((r.priceCurrency !== undefined && o.currency !== r.priceCurrency) || (r.payCurrency !== undefined && o.currency !== r.payCurrency)) return 'currency';
-  if ((r.maxIn !== undefined && quoted(o.pricePerMInput, feeBps) > r.maxIn) || (r.maxOut !== undefined && quoted(o.pricePerMOutput, feeBps) > r.maxOut)) return 'price';
+  // max_price caps what the request would pay under the offer's terms (protocol/offer-terms.ts withinPriceCap).
+  const cap = { ...(r.maxIn !== undefined ? { maxIn: r.maxIn } : {}), ...(r.maxOut !== undefined ? { maxOut: r.maxOut } : {}) };
+  if (!withinPriceCap(quoted(o.pricePerMInput, feeBps), quoted(o.pricePerMOutput, feeBps), quoted(o.terms.minCharge ?? 0n, feeBps), o.terms, cap, r.expIn, r.expOut)) return 'price';
   if (!r.terms.includes(o.terms.kind)) return 'terms';
   const id = o.identity;
   if ((r.quantizations !== undefined && (!id || !r.quantizations.includes(id.quantization))) || (r.weights !== undefined && (!id || !r.weights.some((w) => equalBytes(w, id.weightsDigest))))) return 'identity';

@@ -3,13 +3,50 @@ import { verifyReceiptFile } from '../enclave/ledger/verify.ts';
 import { expectCode, makeWorker, NOW, offerFor, verifiedOffer } from '../test/market-fixtures.ts';
 import { encodeDeterministic, decodeDeterministic } from './market-cbor.ts';
 import { decodeOffer, encodeOffer, type Offer, offerJson, verifySignedOffer, signOffer } from './offer.ts';
-import { checkPriceTerms, UNIT_NAMES, unitsToDecimal, workerCostUnder } from './offer-terms.ts';
+import { checkPriceTerms, UNIT_NAMES, unitsToDecimal, withinPriceCap, workerCostUnder } from './offer-terms.ts';
 import { checkReceiptAgainstOffer, computeCharge, generateReceiptKey, type Receipt, receiptEnvelope, verifyReceipt } from './receipt.ts';
 
 const TIERS = [
   { fromOutputTokens: 1000, basisPoints: 2500 },
   { fromOutputTokens: 10_000, basisPoints: 5000 },
 ];
+
+describe('max_price after terms (withinPriceCap)', () => {
+  // 2.00 per 1M output, graduated: 25% off beyond 1000 tokens, 50% off beyond 10,000.
+  const terms = { discounts: TIERS };
+  const within = (maxOut: bigint, out: number, t: Parameters<typeof withinPriceCap>[3] = terms, qOut = 2_000_000n) => withinPriceCap(100_000n, qOut, t?.minCharge ?? 0n, t, { maxOut }, 0, out);
+
+  it('caps the average output price over the request output limit, after the discount', () => {
+    // Over 12,000 tokens: (1000·2 + 9000·1.5 + 2000·1) / 12,000 = 1.4583.. per 1M: under 1.46, over 1.45.
+    expect(within(1_460_000n, 12_000)).toBe(true);
+    expect(within(1_450_000n, 12_000)).toBe(false);
+    // The list price 2.00 is over both caps: without the schedule the same offer is out.
+    expect(within(1_460_000n, 12_000, {})).toBe(false);
+    // A request that stops at 1000 tokens gets no discount: the list price is what it would pay.
+    expect(within(1_999_999n, 1000)).toBe(false);
+    expect(within(2_000_000n, 1000)).toBe(true);
+    // With no output tokens the first token's price counts.
+    expect(within(1_999_999n, 0)).toBe(false);
+  });
+
+  it('a minimum charge above what the caps allow at the request figures is over them', () => {
+    const min = { minCharge: 3000n };
+    // Caps 0.5 in / 2.0 out at 1000 in + 1000 out allow 500 + 2000 = 2500 micro-units: a 3000 minimum is over them.
+    expect(withinPriceCap(500_000n, 2_000_000n, 3000n, min, { maxIn: 500_000n, maxOut: 2_000_000n }, 1000, 1000)).toBe(false);
+    expect(withinPriceCap(500_000n, 2_000_000n, 2500n, { minCharge: 2500n }, { maxIn: 500_000n, maxOut: 2_000_000n }, 1000, 1000)).toBe(true);
+    // Only the output capped: the input counts at the offer's own price (0.5·1000 = 500), so 2500 is the most.
+    expect(withinPriceCap(500_000n, 2_000_000n, 2501n, { minCharge: 2501n }, { maxOut: 2_000_000n }, 1000, 1000)).toBe(false);
+    expect(withinPriceCap(500_000n, 2_000_000n, 2500n, { minCharge: 2500n }, { maxOut: 2_000_000n }, 1000, 1000)).toBe(true);
+    // Without max_price nothing is capped.
+    expect(withinPriceCap(500_000n, 2_000_000n, 10n ** 12n, { minCharge: 10n ** 12n }, {}, 1000, 1000)).toBe(true);
+  });
+
+  it('without price terms it is the list price test', () => {
+    expect(withinPriceCap(500_000n, 2_000_000n, 0n, undefined, { maxIn: 500_000n, maxOut: 2_000_000n }, 7, 9)).toBe(true);
+    expect(withinPriceCap(500_001n, 2_000_000n, 0n, undefined, { maxIn: 500_000n }, 7, 9)).toBe(false);
+    expect(withinPriceCap(500_000n, 2_000_001n, 0n, undefined, { maxOut: 2_000_000n }, 7, 9)).toBe(false);
+  });
+});
 
 describe('price terms: charge arithmetic', () => {
   it('a minimum charge applies when the metered charge is below it, and only then', () => {

@@ -21,6 +21,21 @@
  * Charge (one rounding, upward): workerCost = max(minCharge, ceil((pricePerMInput·in·10^4 + Σ_tiers
  * pricePerMOutput·(10^4 − bps_t)·out_t) / 10^10)), where out_t counts the output tokens in tier t (tier 0: bps 0).
  * Without terms this equals ceil((pricePerMInput·in + pricePerMOutput·out) / 10^6).
+ *
+ * max_price after terms (withinPriceCap). A request's provider.max_price caps what it would pay under the offer's
+ * terms, judged at the request's own token figures as its selection rule states them: I = expected input tokens
+ * (expIn) and O = its output limit, max_tokens (expOut). With quoted prices (price + fee) an offer is within the cap
+ * when all of:
+ *   input    quotedIn <= maxIn (no term changes the input price);
+ *   output   its average output price over O tokens after the graduated discount is <= maxOut, exactly:
+ *            Σ_tiers quotedOut·(10^4 − bps_t)·out_t <= maxOut·10^4·O (with O = 0: quotedOut <= maxOut, the first
+ *            token's price, which no tier discounts);
+ *   minimum  quotedMin·10^6 <= capIn·I + capOut·O, the most the caps let the request pay at those figures, where an
+ *            absent cap counts at the offer's own (discounted) price: a minimum charge above what the request would
+ *            pay under its caps is over them.
+ * An absent maxIn or maxOut checks nothing on its side; without max_price nothing is checked. Without price terms the
+ * rule is the list price test quotedIn <= maxIn and quotedOut <= maxOut. The router's selection and the
+ * best-execution audit apply this one function.
  * Runtime-agnostic (no node: imports).
  */
 import { protocolError } from '../attestation/errors.ts';
@@ -140,6 +155,26 @@ export function workerCostUnder(prices: { pricePerMInput: bigint; pricePerMOutpu
   const cost = ceilDiv(scaled, 1_000_000n * BPS);
   const min = terms?.minCharge ?? 0n;
   return cost < min ? min : cost;
+}
+
+/** A request's max_price as quoted units per 1M tokens (fee included); an absent side is not capped. */
+export interface PriceCap {
+  readonly maxIn?: bigint;
+  readonly maxOut?: bigint;
+}
+
+/** The max_price rule after terms (module header): is the offer within the request's cap at expIn/expOut tokens? */
+export function withinPriceCap(quotedIn: bigint, quotedOut: bigint, quotedMin: bigint, terms: PriceTerms | undefined, cap: PriceCap, expIn: number, expOut: number): boolean {
+  if (cap.maxIn === undefined && cap.maxOut === undefined) return true;
+  if (cap.maxIn !== undefined && quotedIn > cap.maxIn) return false;
+  const out = outputScaled(quotedOut, expOut, terms?.discounts);
+  if (cap.maxOut !== undefined && (expOut === 0 ? quotedOut > cap.maxOut : out > cap.maxOut * BPS * BigInt(expOut))) return false;
+  if (terms?.minCharge !== undefined) {
+    const capIn = (cap.maxIn ?? quotedIn) * BigInt(expIn) * BPS;
+    const capOut = cap.maxOut !== undefined ? cap.maxOut * BPS * BigInt(expOut) : out;
+    if (quotedMin * 1_000_000n * BPS > capIn + capOut) return false;
+  }
+  return true;
 }
 
 /**

@@ -122,6 +122,34 @@ describe('best-execution commitment', () => {
     expect((await prove(receiptEnvelope(honest, f.offers[1]!.signed, { rule: f.rule, eligible: flipped }), f.listing)).out).toMatch(/^REJECTED SELECTION_BITMAP_MISMATCH/);
   });
 
+  it('max_price caps the price after terms, in selection and in the proof: a discounted offer under the cap wins and is proven', async () => {
+    const [wa, wb] = await Promise.all(['wa', 'wb'].map((id, i) => makeWorker(id, { seed: i + 1 })));
+    const market = createMarket({ feeBasisPoints: 0 });
+    for (const w of [wa!, wb!]) market.book.upsertWorker(w.info);
+    // wa lists 2.00 per 1M output but takes 60% off beyond 100 tokens: 1000 tokens average 0.92 per 1M.
+    const discounted = await verifiedOffer(wa!, { model: 'm', pricePerMInput: 100_000n, pricePerMOutput: 2_000_000n, terms: { kind: 'per-request', discounts: [{ fromOutputTokens: 100, basisPoints: 6000 }] } });
+    // wb lists 1.00 flat, and a minimum charge of 5000 micro-units: over what a 1.0 cap allows for 1000 tokens.
+    const minimum = await verifiedOffer(wb!, { model: 'm', pricePerMInput: 100_000n, pricePerMOutput: 900_000n, terms: { kind: 'per-request', minCharge: 5000n } });
+    for (const v of [discounted, minimum]) market.book.insert(v, NOW);
+    const body = (maxTokens: number) => ({ model: 'm', max_tokens: maxTokens, messages: [], provider: { max_price: { completion: '1.0' } } });
+    const c = parseRouteConstraints(body(1000));
+    const sel = market.selectParsed(c, { now: NOW, requestId: 'r', commit: true });
+    expect(sel.candidates.map((x) => x.offer.workerId)).toEqual(['wa']);
+    // At 50 tokens no discount applies: the list price 2.00 is what the request would pay, over the cap.
+    await expectCode(async () => market.selectParsed(parseRouteConstraints(body(50)), { now: NOW, requestId: 'r' }), 'NO_ELIGIBLE_OFFER');
+    const rule = encodeRule(selectionRule(c));
+    const p = sel.proof!;
+    const signer = await generateReceiptKey();
+    const s = await signedFor(signer, discounted, { root: p.root, considered: p.considered, eligible: sha256(p.bitmap), count: p.count, strategy: p.strategy, constraints: sha256(rule), rank: 0 });
+    const r = await prove(receiptEnvelope(s, discounted.signed, { rule, eligible: p.bitmap }), [discounted, minimum], '--json');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ proven: true, considered: 2, eligible: 1, excludedLive: 0 });
+    // A receipt marking the minimum-charge offer eligible too is caught: the rule excludes it by price.
+    const both = new Uint8Array([0b11]);
+    const lie = await signedFor(signer, discounted, { root: p.root, considered: 2, eligible: sha256(both), count: 2, strategy: p.strategy, constraints: sha256(rule), rank: 0 });
+    expect((await prove(receiptEnvelope(lie, discounted.signed, { rule, eligible: both }), [discounted, minimum])).out).toMatch(/^REJECTED SELECTION_NOT_ELIGIBLE: offer wb-offer is marked eligible but fails the rule \(price\)/);
+  });
+
   it('an offer marked eligible that the rule excludes is SELECTION_NOT_ELIGIBLE', async () => {
     const f = await fixture();
     const p = f.sel.proof!;

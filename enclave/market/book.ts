@@ -17,7 +17,8 @@ import { hasPriceTerms, type PriceTerms } from '../../protocol/offer-terms.ts';
 import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { hash } from 'node:crypto';
-import { leafHash, merkleRoot } from '../../protocol/best-execution.ts';
+import { leafHash } from '../../protocol/best-execution.ts';
+import { MerkleTree } from '../../protocol/merkle-tree.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { type ModelIdentity, parameterMask, sameIdentity } from '../../protocol/model-identity.ts';
 import { checkWindow, decodeOffer, type Offer, type VerifiedOffer, verifySignedCancel, verifySignedOffer } from '../../protocol/offer.ts';
@@ -59,6 +60,14 @@ export interface BookEntry {
   /** Quoted prices (offer price + fee, micro-units per million tokens) as exact safe integers. */
   readonly quotedIn: number;
   readonly quotedOut: number;
+  /**
+   * The lowest output price per 1M tokens the offer's discount schedule reaches (quotedOut less its largest
+   * discount, rounded down; quotedOut without discounts): no request pays less per output token, so it bounds the
+   * threshold scan and the output cap from below.
+   */
+  readonly outFloor: number;
+  /** The offer digest as a Latin-1 string: compares in the digest's byte order (the considered set's order). */
+  readonly digestKey: string;
   /** The offer's price terms (minimum charge, discounts), or undefined when it has none: priced as before. */
   readonly priceTerms: PriceTerms | undefined;
   /** Quoted minimum charge (minCharge + fee, rounded up), 0n without one. */
@@ -125,13 +134,27 @@ export function fnv1a(s: string, seed = 0x811c9dc5): number {
 
 interface ModelList {
   entries: BookEntry[];
-  /** The same entries sorted by quoted input / output price (built on demand, dropped on any change). */
+  /**
+   * The same entries sorted by quoted input price and by outFloor (ties by offerId, then workerId): built on first
+   * demand, then kept sorted through each insertion and removal.
+   */
   byIn: BookEntry[] | undefined;
   byOut: BookEntry[] | undefined;
   /** Earliest untilMs in `entries`: compaction is due once now reaches it. */
   nextExpiry: number;
-  /** The entries' Merkle leaves sorted by offer digest and their root (protocol/best-execution.ts), built on demand. */
-  tree: ModelTree | undefined;
+  /** The considered set in digest order with its Merkle tree: built on first demand, then kept up to date. */
+  tree: TreeState | undefined;
+}
+
+/** A model's considered set as the book maintains it between requests. */
+interface TreeState {
+  /** Entries sorted by digestKey. */
+  readonly sorted: BookEntry[];
+  readonly merkle: MerkleTree;
+  /** Entries from this index on moved since their leafIndex was last written. */
+  dirtyFrom: number;
+  /** The published view, until the next change. */
+  view: ModelTree | undefined;
 }
 
 /** A model's considered set as the best-execution commitment names it. */
@@ -159,11 +182,6 @@ export class OrderBook {
   maxQuoted = 0;
   /** Largest quoted minimum charge in the book (same purpose, for offers with a minimum). */
   maxQuotedMin = 0n;
-  /**
-   * Set once an offer with a discount schedule enters the book: its effective price can fall below its nominal one,
-   * so selection no longer uses the threshold scan's nominal lower bound (a minimum only raises prices, so it may).
-   */
-  hasDiscounts = false;
 
   constructor(opts: OrderBookOptions = {}) {
     const fee = opts.feeBasisPoints ?? 0;
@@ -238,6 +256,8 @@ export class OrderBook {
     const key = `${o.workerId}\n${o.model}`;
     let stats = this.#stats.get(key);
     if (!stats) this.#stats.set(key, (stats = new LiveStats(o.ttftMs, o.tokensPerSecond, this.#statsCfg)));
+    const top = o.terms.discounts?.at(-1)?.basisPoints ?? 0;
+    const d = v.digest;
     const entry: BookEntry = {
       verified: v,
       slot,
@@ -245,6 +265,8 @@ export class OrderBook {
       stats,
       quotedIn: Number(qIn),
       quotedOut: Number(qOut),
+      outFloor: Number((qOut * BigInt(10_000 - top)) / 10_000n),
+      digestKey: Buffer.from(d.buffer, d.byteOffset, d.length).toString('latin1'),
       priceTerms: hasPriceTerms(o.terms) ? o.terms : undefined,
       quotedMin: o.terms.minCharge !== undefined ? quotedPrice(o.terms.minCharge, this.feeBasisPoints) : 0n,
       untilMs: o.validUntil * 1000,
@@ -264,13 +286,13 @@ export class OrderBook {
     let list = this.#byModel.get(o.model);
     if (!list) this.#byModel.set(o.model, (list = { entries: [], byIn: undefined, byOut: undefined, nextExpiry: Infinity, tree: undefined }));
     list.entries.push(entry);
-    list.byIn = list.byOut = undefined;
-    list.tree = undefined;
+    if (list.byIn) list.byIn.splice(upperBound(list.byIn, entry, byInOrder), 0, entry);
+    if (list.byOut) list.byOut.splice(upperBound(list.byOut, entry, byOutOrder), 0, entry);
+    if (list.tree) treeInsert(list.tree, entry);
     list.nextExpiry = Math.min(list.nextExpiry, entry.untilMs);
     this.#byOffer.set(offerKey(o.workerId, o.offerId), entry);
     this.maxQuoted = Math.max(this.maxQuoted, entry.quotedIn, entry.quotedOut);
     if (entry.quotedMin > this.maxQuotedMin) this.maxQuotedMin = entry.quotedMin;
-    if (o.terms.discounts !== undefined) this.hasDiscounts = true;
     return entry;
   }
 
@@ -341,41 +363,42 @@ export class OrderBook {
   }
 
   /**
-   * The live entries for a model sorted by quoted input price and by quoted output price (ties by offerId, then workerId), for
-   * selection's threshold scan. Sorted once per change to the model's offers, not per request.
+   * The live entries for a model sorted by quoted input price and by outFloor, the lowest output price any request
+   * pays (ties by offerId, then workerId), for selection's threshold scan and the price cap. Sorted on first demand,
+   * then kept sorted through every change (a binary search and one splice), not per request.
    */
   sortedFor(model: string, now: number): { byIn: readonly BookEntry[]; byOut: readonly BookEntry[] } {
     const entries = this.entriesFor(model, now);
     const list = this.#byModel.get(model);
     if (!list) return { byIn: [], byOut: [] };
-    const id = (e: BookEntry): [string, string] => [e.offer.offerId, e.offer.workerId];
-    const tie = (a: BookEntry, b: BookEntry): number => {
-      const [x, y] = [id(a), id(b)];
-      return x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0;
-    };
-    list.byIn ??= [...entries].sort((a, b) => a.quotedIn - b.quotedIn || tie(a, b));
-    list.byOut ??= [...entries].sort((a, b) => a.quotedOut - b.quotedOut || tie(a, b));
+    list.byIn ??= [...entries].sort(byInOrder);
+    list.byOut ??= [...entries].sort(byOutOrder);
     return { byIn: list.byIn, byOut: list.byOut };
   }
 
   /**
-   * The model's live entries as a Merkle tree over their offer digests, sorted bytewise (protocol/best-execution.ts),
-   * built once per change to the model's offers; each entry's `leafIndex` is its position. Selection commits to it.
+   * The model's live entries as a Merkle tree over their offer digests, sorted bytewise (protocol/best-execution.ts);
+   * each entry's `leafIndex` is its position. Built on first demand, then updated in place: a change rehashes only
+   * the tree's blocks from its position on (protocol/merkle-tree.ts), and the columns are rebuilt from the kept order.
+   * Selection commits to it.
    */
   treeFor(model: string, now: number): ModelTree {
     const entries = this.entriesFor(model, now);
     const list = this.#byModel.get(model);
     if (!list) return EMPTY_TREE;
-    if (!list.tree) {
-      // Latin-1 strings of the digests compare in the digests' byte order, and far faster than byte arrays.
-      const keyed = entries.map((e) => ({ e, k: Buffer.from(e.verified.digest.buffer, e.verified.digest.byteOffset, e.verified.digest.length).toString('latin1') }));
-      keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-      const sorted = keyed.map((x) => x.e);
-      for (let i = 0; i < sorted.length; i++) sorted[i]!.leafIndex = i;
-      const leaves = sorted.map((e) => leafHash(e.verified.digest, nodeSha256));
-      list.tree = { leaves, root: merkleRoot(leaves, nodeSha256), columns: buildColumns(sorted) };
+    let t = list.tree;
+    if (!t) {
+      const sorted = [...entries].sort(byDigest);
+      list.tree = t = { sorted, merkle: new MerkleTree(sorted.map((e) => leafHash(e.verified.digest, nodeSha256)), nodeSha256), dirtyFrom: 0, view: undefined };
     }
-    return list.tree;
+    if (!t.view) {
+      const sorted = t.sorted;
+      for (let i = t.dirtyFrom; i < sorted.length; i++) sorted[i]!.leafIndex = i;
+      t.dirtyFrom = sorted.length;
+      const { byIn, byOut } = this.sortedFor(model, now);
+      t.view = { leaves: t.merkle.leaves, root: t.merkle.root(), columns: buildColumns(sorted, byIn, byOut) };
+    }
+    return t.view;
   }
 
   /** Removes every expired offer; returns how many left. */
@@ -425,8 +448,9 @@ export class OrderBook {
       } else if (this.#byOffer.get(offerKey(e.offer.workerId, e.offer.offerId)) === e) this.#byOffer.delete(offerKey(e.offer.workerId, e.offer.offerId));
     }
     if (kept.length !== list.entries.length) {
-      list.byIn = list.byOut = undefined;
-      list.tree = undefined;
+      // A few expiries are removed from the kept orders; a mass expiry rebuilds them on next demand.
+      if (before - kept.length > 64) list.byIn = list.byOut = list.tree = undefined;
+      else for (const e of list.entries) if (e.untilMs <= now) this.#unorder(list, e);
     }
     list.entries = kept;
     list.nextExpiry = next;
@@ -436,12 +460,27 @@ export class OrderBook {
   #remove(entry: BookEntry): void {
     const list = this.#byModel.get(entry.offer.model);
     if (list) {
-      list.entries = list.entries.filter((e) => e !== entry);
-      list.byIn = list.byOut = undefined;
-      list.tree = undefined;
+      const i = list.entries.indexOf(entry);
+      if (i >= 0) list.entries.splice(i, 1);
+      this.#unorder(list, entry);
     }
     const k = offerKey(entry.offer.workerId, entry.offer.offerId);
     if (this.#byOffer.get(k) === entry) this.#byOffer.delete(k);
+  }
+
+  /** Takes an entry out of the model's kept orders (price lists, considered set). */
+  #unorder(list: ModelList, entry: BookEntry): void {
+    if (list.byIn) removeSorted(list.byIn, entry, byInOrder);
+    if (list.byOut) removeSorted(list.byOut, entry, byOutOrder);
+    const t = list.tree;
+    if (t) {
+      const i = removeSorted(t.sorted, entry, byDigest);
+      if (i >= 0) {
+        t.merkle.remove(i);
+        if (i < t.dirtyFrom) t.dirtyFrom = i;
+        t.view = undefined;
+      }
+    }
   }
 
   #dropWhere(pred: (e: BookEntry) => boolean): void {
@@ -454,7 +493,48 @@ const nodeSha256 = (b: Uint8Array): Uint8Array => {
   return new Uint8Array(d.buffer, d.byteOffset, d.length);
 };
 
-const EMPTY_TREE: ModelTree = { leaves: [], root: merkleRoot([]), columns: buildColumns([]) };
+const EMPTY_TREE: ModelTree = { leaves: [], root: new MerkleTree([], nodeSha256).root(), columns: buildColumns([], [], []) };
+
+/** Ties between equal prices: offerId, then workerId (offer ids are per worker), so each order is total. */
+function tie(a: BookEntry, b: BookEntry): number {
+  const x = a.offer;
+  const y = b.offer;
+  return x.offerId < y.offerId ? -1 : x.offerId > y.offerId ? 1 : x.workerId < y.workerId ? -1 : x.workerId > y.workerId ? 1 : 0;
+}
+const byInOrder = (a: BookEntry, b: BookEntry): number => a.quotedIn - b.quotedIn || tie(a, b);
+const byOutOrder = (a: BookEntry, b: BookEntry): number => a.outFloor - b.outFloor || tie(a, b);
+/** Digest order; two live entries never share a digest (it covers workerId, offerId and sequence), tie() is a guard. */
+const byDigest = (a: BookEntry, b: BookEntry): number => (a.digestKey < b.digestKey ? -1 : a.digestKey > b.digestKey ? 1 : tie(a, b));
+
+/** The first index whose element orders after `e`. */
+function upperBound(xs: readonly BookEntry[], e: BookEntry, cmp: (a: BookEntry, b: BookEntry) => number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (cmp(xs[mid]!, e) <= 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Removes `e` from the sorted list; returns where it was (-1 when absent). */
+function removeSorted(xs: BookEntry[], e: BookEntry, cmp: (a: BookEntry, b: BookEntry) => number): number {
+  let i = upperBound(xs, e, cmp) - 1;
+  while (i >= 0 && xs[i] !== e && cmp(xs[i]!, e) === 0) i--;
+  if (i < 0 || xs[i] !== e) return -1;
+  xs.splice(i, 1);
+  return i;
+}
+
+/** Adds an entry to a kept considered set. */
+function treeInsert(t: TreeState, e: BookEntry): void {
+  const i = upperBound(t.sorted, e, byDigest);
+  t.sorted.splice(i, 0, e);
+  t.merkle.insert(i, leafHash(e.verified.digest, nodeSha256));
+  if (i < t.dirtyFrom) t.dirtyFrom = i;
+  t.view = undefined;
+}
 
 /** The book's key for an offer: its id within the namespace of the worker that signed it (length-prefixed: injective). */
 const offerKey = (workerId: string, offerId: string): string => `${workerId.length}:${workerId}${offerId}`;

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Offer, PaymentTerms, TermsKind } from '../../protocol/offer.ts';
-import { bitSet } from '../../protocol/best-execution.ts';
+import { bitSet, compareDigests, leafHash, merkleRoot } from '../../protocol/best-execution.ts';
+import { type PriceTerms, withinPriceCap } from '../../protocol/offer-terms.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { expectCode, makeWorker, NOW, NOW_S, offerFor, signedOffer, type TestWorker, unsignedVerified } from '../../test/market-fixtures.ts';
 import { OrderBook, quotedPrice } from './book.ts';
@@ -356,5 +357,72 @@ describe('selection rules', async () => {
     for (let i = 0; i < 6; i++) book.acquire(e, NOW).failed(NOW);
     expect(select(book, c0, NOW, { requestId: 'x' }).candidates.map((x) => x.offer.workerId)).not.toContain('wc');
     expect(select(book, c0, NOW + 31_000, { requestId: 'x' }).candidates.map((x) => x.offer.workerId)).toContain('wc');
+  });
+});
+
+describe('selection over a changing book with price terms (fast-check)', async () => {
+  const workers = await Promise.all([0, 1, 2, 3].map((i) => makeWorker(`t${i}`, { seed: i + 11 })));
+  const TERMS_CHOICES: PriceTerms[] = [{}, { minCharge: 40n }, { discounts: [{ fromOutputTokens: 100, basisPoints: 5000 }] }, { minCharge: 5n, discounts: [{ fromOutputTokens: 10, basisPoints: 1000 }, { fromOutputTokens: 500, basisPoints: 9000 }] }];
+  const offerArb = fc.record({ worker: fc.integer({ min: 0, max: 3 }), id: fc.integer({ min: 0, max: 15 }), pin: fc.integer({ min: 1, max: 400_000 }), pout: fc.integer({ min: 1, max: 900_000 }), terms: fc.integer({ min: 0, max: 3 }), inFlight: fc.integer({ min: 0, max: 2 }) });
+  const opArb = fc.oneof(
+    offerArb.map((o) => ({ op: 'put' as const, o })),
+    fc.integer({ min: 0, max: 3 }).map((w) => ({ op: 'drop' as const, w })),
+    fc.record({ maxIn: fc.option(fc.integer({ min: 0, max: 450_000 }), { nil: undefined }), maxOut: fc.option(fc.integer({ min: 0, max: 1_000_000 }), { nil: undefined }), maxTokens: fc.integer({ min: 1, max: 2000 }), chars: fc.integer({ min: 0, max: 3000 }), limit: fc.integer({ min: 1, max: 8 }) }).map((q) => ({ op: 'select' as const, q })),
+  );
+
+  it('threshold and full scans agree, and the commitment (root, bitmap, count) matches the book after every change', () => {
+    fc.assert(
+      fc.property(fc.array(offerArb, { maxLength: 30 }), fc.array(opArb, { minLength: 1, maxLength: 25 }), fc.integer({ min: 0, max: 500 }), (initial, ops, fee) => {
+        const book = new OrderBook({ feeBasisPoints: fee });
+        for (const w of workers) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 60_000 });
+        let n = 0;
+        const put = (s: (typeof initial)[number]): void => {
+          const w = workers[s.worker]!;
+          const prev = book.byOffer(w.id, `x${s.id}`);
+          if (!book.worker(w.id)) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 60_000 });
+          const o = offerFor(w, { offerId: `x${s.id}`, sequence: (prev?.offer.sequence ?? 0) + 1, model: 'm', pricePerMInput: BigInt(s.pin), pricePerMOutput: BigInt(s.pout), terms: { kind: 'per-request', ...TERMS_CHOICES[s.terms]! }, capacity: 2 });
+          book.insert(unsignedVerified(o, ++n * 7919), NOW).stats.inFlight = s.inFlight;
+        };
+        initial.forEach(put);
+        for (const step of ops) {
+          if (step.op === 'put') put(step.o);
+          else if (step.op === 'drop') book.removeWorker(workers[step.w]!.id);
+          else {
+            const q = step.q;
+            const c = parseRouteConstraints({ model: 'm', max_tokens: q.maxTokens, messages: [{ role: 'user', content: 'z'.repeat(q.chars) }], provider: { ...(q.maxIn !== undefined || q.maxOut !== undefined ? { max_price: { ...(q.maxIn !== undefined ? { prompt: (q.maxIn / 1e6).toFixed(6) } : {}), ...(q.maxOut !== undefined ? { completion: (q.maxOut / 1e6).toFixed(6) } : {}) } } : {}) } });
+            const cap = { ...(c.maxPricePerMInput !== undefined ? { maxIn: c.maxPricePerMInput } : {}), ...(c.maxPricePerMOutput !== undefined ? { maxOut: c.maxPricePerMOutput } : {}) };
+            const live = [...book.entriesFor('m', NOW)];
+            const oracle = live.filter((e) => {
+              const o = e.offer;
+              const min = o.terms.minCharge !== undefined ? quotedPrice(o.terms.minCharge, fee) : 0n;
+              return e.stats.inFlight < o.capacity && withinPriceCap(quotedPrice(o.pricePerMInput, fee), quotedPrice(o.pricePerMOutput, fee), min, o.terms, cap, c.expectedInputTokens, c.expectedOutputTokens);
+            });
+            const run = (scan: 'auto' | 'linear', commit: boolean) => {
+              try {
+                return select(book, c, NOW, { requestId: 'q', limit: q.limit, scan, commit });
+              } catch (e) {
+                return (e as { code: string }).code;
+              }
+            };
+            const ids = (s: ReturnType<typeof run>) => (typeof s === 'string' ? s : s.candidates.map((x) => `${x.offer.workerId}/${x.offer.offerId}`));
+            const full = run('linear', false);
+            expect(ids(run('auto', false))).toEqual(ids(full));
+            const committed = run('auto', true);
+            expect(ids(committed)).toEqual(ids(full));
+            if (typeof committed === 'string') {
+              expect(oracle).toHaveLength(0);
+              continue;
+            }
+            const sorted = live.slice().sort((x, y) => compareDigests(x.verified.digest, y.verified.digest));
+            const p = committed.proof!;
+            expect(p.root).toEqual(merkleRoot(sorted.map((e) => leafHash(e.verified.digest))));
+            expect(p.considered).toBe(sorted.length);
+            expect(sorted.filter((_, i) => bitSet(p.bitmap, i))).toEqual(sorted.filter((e) => oracle.includes(e)));
+            expect(p.count).toBe(oracle.length);
+          }
+        }
+      }),
+      { numRuns: 250 },
+    );
   });
 });

@@ -5,8 +5,8 @@
  * One pass over the requested models' entries (the book is indexed by model; nothing sorts per request): each
  * entry is either counted under the first constraint that excludes it or ranked, keeping the best `limit`
  * candidates by insertion. For the common case (one model, sort by price, no provider.order) a threshold scan over
- * the model's two price-sorted lists stops as soon as no unseen offer can rank (same result, proven against the full
- * scan by a property test). Rank, most significant first:
+ * the model's two price-sorted lists stops as soon as no unseen offer can rank, discount schedules included (same
+ * result, proven against the full scan by a property test). Rank, most significant first:
  *   1. position in provider.order (unlisted providers after, and only when allow_fallbacks is not false);
  *   2. model position when the pool is "in order";
  *   3. the strategy: effective price = quotedIn·expectedInput + quotedOut·expectedOutput, after the offer's price
@@ -18,7 +18,8 @@
  *   5. load: in-flight / capacity, lower first (cross-multiplied integers), which spreads equal offers;
  *   6. mix(FNV-1a(offer) xor FNV-1a(requestId)): a deterministic per-request rotation among exact ties; then offerId.
  * Eligible means all of: model requested, offer inside its validity window, worker registered and its verification
- * not past `verifiedUntil`, provider only/ignore/order, currency, quoted price <= max_price, payment terms
+ * not past `verifiedUntil`, provider only/ignore/order, currency, the price after terms within max_price
+ * (protocol/offer-terms.ts withinPriceCap), payment terms
  * accepted, attested quantization and weights digest among those requested (provider.quantizations,
  * provider.weights_digests), the request's parameters declared (provider.require_parameters), in-flight < capacity, worker not tripped by recent errors. None eligible → NO_ELIGIBLE_OFFER, whose
  * message counts the offers each constraint excluded (model and constraint names only, never request text).
@@ -26,13 +27,14 @@
 import { fromHex } from '../../attestation/bytes.ts';
 import { GmError, unavailable } from '../../attestation/errors.ts';
 import { merkleRoot, type SelectionRule, type Strategy } from '../../protocol/best-execution.ts';
-import { type EligibilityRule, markEligible } from './columns.ts';
+import { type EligibilityRule, eligibleWords, popcount, withinCap, writeBits } from './columns.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
 import { effectiveQuote } from '../../protocol/offer-terms.ts';
+import { effectiveQuoteNumber, termsExact } from './terms-number.ts';
+import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
 
 const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-import { type BookEntry, fnv1a, type OrderBook, TERMS_BIT, type WorkerInfo } from './book.ts';
 import type { RouteConstraints } from './constraints.ts';
 
 export interface Candidate {
@@ -154,6 +156,8 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const maxIn = c.maxPricePerMInput === undefined ? Infinity : Number(c.maxPricePerMInput);
   const maxOut = c.maxPricePerMOutput === undefined ? Infinity : Number(c.maxPricePerMOutput);
   const priceCapped = c.maxPricePerMInput !== undefined || c.maxPricePerMOutput !== undefined;
+  // Offers with price terms are priced and capped in Numbers when that is exact (terms-number.ts), else in bigints.
+  const numTerms = termsExact(book.maxQuoted, book.maxQuotedMin, expIn, expOut);
   const orderLen = c.order ? c.order.length : 0;
   const top: Ranked[] = [];
   let seen = 0;
@@ -171,6 +175,15 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
   const quants = c.quantizations;
   const weights = c.weightsDigests;
   const needParams = c.requiredParameters;
+  const cap = {
+    ...(c.maxPricePerMInput !== undefined ? { maxIn: c.maxPricePerMInput } : {}),
+    ...(c.maxPricePerMOutput !== undefined ? { maxOut: c.maxPricePerMOutput } : {}),
+  };
+  const rule: EligibilityRule = {
+    nowMs: now, nowS: Math.floor(now / 1000), maxIn, maxOut, cap, expIn, expOut, termsExact: numTerms, termsMask: 0, needParams,
+    currencies: [currencyFilter, payCurrency].filter((x): x is string => x !== undefined),
+    quantizations: quants, weights, provider: undefined,
+  };
 
   // now < validFrom·1000 ⇔ floor(now/1000) < validFrom, and likewise for validUntil (both whole seconds).
   const nowS = Math.floor(now / 1000);
@@ -198,7 +211,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
       counts.currency++;
       return;
     }
-    if (e.quotedIn > maxIn || e.quotedOut > maxOut) {
+    if (priceCapped && !withinCap(e, rule)) {
       counts.price++;
       return;
     }
@@ -230,7 +243,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     }
     const group = oi * 32 + (ordered ? mi : 0);
     const pt = e.priceTerms;
-    const price = exact ? (pt === undefined ? e.quotedIn * expIn + e.quotedOut * expOut : Number(effectiveQuote(BigInt(e.quotedIn), BigInt(e.quotedOut), e.quotedMin, pt, expIn, expOut))) : 0;
+    const price = !exact ? 0 : pt === undefined ? e.quotedIn * expIn + e.quotedOut * expOut : numTerms ? effectiveQuoteNumber(e.quotedIn, e.quotedOut, Number(e.quotedMin), pt, expIn, expOut) : Number(effectiveQuote(BigInt(e.quotedIn), BigInt(e.quotedOut), e.quotedMin, pt, expIn, expOut));
     const primary = byPrice ? price : byLatency ? st.ttftMs : -st.tokensPerSecond;
     // Cheap pre-check against the current worst kept candidate before building anything.
     if (top.length === limit && exact) {
@@ -240,10 +253,11 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     insertTop(top, { e, w, group, primary, primaryBig: exact || !byPrice ? 0n : effectiveQuote(BigInt(e.quotedIn), BigInt(e.quotedOut), e.quotedMin, pt, expIn, expOut), secondary: byPrice ? 0 : price, tie: mix32(e.seed ^ reqSeed) }, limit);
   };
 
-  if (opts.scan !== 'linear' && byPrice && exact && order === undefined && c.models.length === 1 && !book.hasDiscounts) {
+  if (opts.scan !== 'linear' && byPrice && exact && order === undefined && c.models.length === 1) {
     // Threshold scan (Fagin's TA) over the model's two price-sorted lists: an entry not yet met at depth d costs at
-    // least T = quotedIn(byIn[d])·expIn + quotedOut(byOut[d])·expOut, so once the worst kept candidate is
-    // strictly below T nothing unseen can enter. Same result as the full scan, usually after a few dozen entries.
+    // least T = quotedIn(byIn[d])·expIn + outFloor(byOut[d])·expOut (outFloor: the output price after the largest
+    // discount, which no request goes below; a minimum charge only raises a price), so once the worst kept candidate
+    // is strictly below T nothing unseen can enter. Same result as the full scan, usually after a few dozen entries.
     const model = c.models[0]!;
     seen = book.entriesFor(model, now).length;
     const { byIn, byOut } = book.sortedFor(model, now);
@@ -259,7 +273,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
         y.mark = mark;
         visit(y, 0);
       }
-      if (top.length === limit && top[limit - 1]!.primary < x.quotedIn * expIn + y.quotedOut * expOut) break;
+      if (top.length === limit && top[limit - 1]!.primary < x.quotedIn * expIn + y.outFloor * expOut) break;
     }
   } else {
     for (let mi = 0; mi < c.models.length; mi++) {
@@ -271,16 +285,20 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
 
   if (top.length === 0) throw noEligible(c, seen, counts, book);
   if (bits !== undefined) {
-    // The eligibility bitmap: the same constraints as `visit`, in one columnar pass over every considered offer (the
-    // ranking above may stop early; the commitment may not). A property test holds the two to the same set.
+    // The eligibility bitmap: the same constraints as `visit`, over every considered offer a word of offers at a
+    // time (columns.ts; the ranking above may stop early, the commitment may not). A property test holds the two to
+    // the same set.
     const needsProvider = only !== undefined || ignore !== undefined || (order !== undefined && !c.allowFallbacks);
-    const rule: EligibilityRule = {
-      nowMs: now, nowS, maxIn, maxOut, termsMask, needParams,
-      currencies: [currencyFilter, payCurrency].filter((x): x is string => x !== undefined),
-      quantizations: quants, weights,
+    const full: EligibilityRule = {
+      ...rule,
+      termsMask,
       provider: needsProvider ? (e) => !((only !== undefined && !slugIn(only, e.offer)) || (ignore !== undefined && slugIn(ignore, e.offer)) || (order !== undefined && !c.allowFallbacks && orderIndex(order, e.offer) === orderLen)) : undefined,
     };
-    for (let mi = 0; mi < c.models.length; mi++) eligibleCount += markEligible(book.treeFor(c.models[mi]!, now).columns, rule, bits, offsets[mi]!);
+    for (let mi = 0; mi < c.models.length; mi++) {
+      const words = eligibleWords(book.treeFor(c.models[mi]!, now).columns, full);
+      eligibleCount += popcount(words);
+      writeBits(words, bits, offsets[mi]!);
+    }
   }
   const fee = book.feeBasisPoints;
   return {
