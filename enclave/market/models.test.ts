@@ -37,6 +37,20 @@ describe('model cards (/v1/models)', () => {
     ]);
   });
 
+  it('prices print in each currency\'s units: TAO from rao (10^-9), USD from micro-USD (10^-6)', async () => {
+    const [a, b] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 })]);
+    const book = new OrderBook({ feeBasisPoints: 0 });
+    for (const w of [a, b]) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 60_000 });
+    // 0.1 TAO and 2.5 TAO per 1M tokens, in rao; beside a USD offer of the same model.
+    book.insert(unsignedVerified(offerFor(a, { offerId: 't1', model: 'llama', currency: 'TAO', pricePerMInput: 100_000_000n, pricePerMOutput: 2_500_000_000n }), 1), NOW);
+    book.insert(unsignedVerified(offerFor(b, { offerId: 't2', model: 'llama', currency: 'TAO', pricePerMInput: 1n, pricePerMOutput: 3_000_000_000n }), 2), NOW);
+    book.insert(unsignedVerified(offerFor(b, { offerId: 'u1', model: 'llama', currency: 'USD', pricePerMInput: 100_000n, pricePerMOutput: 2_500_000n }), 3), NOW);
+    expect(modelCards(book, NOW)[0]!.pricing).toEqual([
+      { currency: 'TAO', input_per_1m: { min: '0.000000001', max: '0.1' }, output_per_1m: { min: '2.5', max: '3' } },
+      { currency: 'USD', input_per_1m: { min: '0.1', max: '0.1' }, output_per_1m: { min: '2.5', max: '2.5' } },
+    ]);
+  });
+
   it('micro-units print as exact decimals', () => {
     expect([0n, 1n, 100_000n, 1_000_000n, 2_500_000n, 123_456_789n].map(microsToDecimal)).toEqual(['0', '0.000001', '0.1', '1', '2.5', '123.456789']);
   });

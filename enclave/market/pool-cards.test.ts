@@ -42,6 +42,15 @@ describe('model pools in the model list', () => {
     expect(withPools([], []).length).toBe(0);
   });
 
+  it('a pool card prices each currency in its own units (TAO from rao)', async () => {
+    const [a, b] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 })]);
+    const m = createMarket({ feeBasisPoints: 0, pools: { both: ['dev-model', 'big-model'] } });
+    for (const w of [a!, b!]) m.book.upsertWorker(w.info);
+    await m.book.addSignedOffer(await signedOffer(a!, { currency: 'TAO', pricePerMInput: 50_000_000n, pricePerMOutput: 1_000_000_000n }), NOW);
+    await m.book.addSignedOffer(await signedOffer(b!, { model: 'big-model', currency: 'TAO', pricePerMInput: 200_000_000n, pricePerMOutput: 1_500_000_000n }), NOW);
+    expect(poolCards(m.book, { both: ['dev-model', 'big-model'] }, NOW)[0]!.pricing).toEqual([{ currency: 'TAO', input_per_1m: { min: '0.05', max: '0.2' }, output_per_1m: { min: '1', max: '1.5' } }]);
+  });
+
   it('a pool takes the context length all its live models take, and lists their attested quantizations', async () => {
     const [a, b, c] = await Promise.all([makeWorker('wa', { seed: 1 }), makeWorker('wb', { seed: 2 }), makeWorker('wc', { seed: 3 })]);
     const dev = testIdentity('fp8', { contextLength: 131_072 });

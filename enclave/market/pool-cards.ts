@@ -2,14 +2,13 @@
  * The operator's model pools (pools.ts) as entries of GET /v1/models and GET /v1/models/{pool}: a client that lists
  * models sees the names it may send as `model`. A pool entry is an OpenAI model object like the others, marked by a
  * `gm_pool` member (absent on plain models) that holds its models in priority order and the routing modes its name
- * takes as a suffix. Its `workers` and `pricing` span every model of the pool with a live offer from a currently
+ * takes as a suffix. Its `workers` and `pricing` (per currency, in that currency's units, as models.ts formats them) span every model of the pool with a live offer from a currently
  * verified worker, so they say what a request to the pool may be routed to and what it may cost; `quantizations` is
  * the attested ones among those offers, and `context_length` the context every live model of the pool takes (the
  * smallest of their attested context lengths; null when one of them states none).
  */
-import { microsToDecimal } from '../../protocol/offer.ts';
 import type { OrderBook } from './book.ts';
-import type { ModelCard } from './models.ts';
+import { type ModelCard, type PriceRanges, pricingOf, widenPrices } from './models.ts';
 import type { Pools } from './pools.ts';
 
 /** The suffixes a pool name takes (constraints.ts): failover order is the bare name. */
@@ -35,7 +34,7 @@ export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[
     const quants = new Set<string>();
     // Per live model: the largest attested context length among its offers (as its own card says), null if none states one.
     const ctx = new Map<string, number | null>();
-    const cur = new Map<string, { inMin: bigint; inMax: bigint; outMin: bigint; outMax: bigint }>();
+    const cur: PriceRanges = new Map();
     for (const e of book.offers(now)) {
       const w = e.slot.info;
       const o = e.offer;
@@ -45,24 +44,13 @@ export function poolCards(book: OrderBook, pools: Pools, now: number): PoolCard[
       if (o.identity) quants.add(o.identity.quantization);
       const c = ctx.get(o.model);
       ctx.set(o.model, o.identity ? Math.max(c ?? 0, o.identity.contextLength) : (c ?? null));
-      const r = cur.get(o.currency);
-      if (!r) cur.set(o.currency, { inMin: o.pricePerMInput, inMax: o.pricePerMInput, outMin: o.pricePerMOutput, outMax: o.pricePerMOutput });
-      else {
-        r.inMin = o.pricePerMInput < r.inMin ? o.pricePerMInput : r.inMin;
-        r.inMax = o.pricePerMInput > r.inMax ? o.pricePerMInput : r.inMax;
-        r.outMin = o.pricePerMOutput < r.outMin ? o.pricePerMOutput : r.outMin;
-        r.outMax = o.pricePerMOutput > r.outMax ? o.pricePerMOutput : r.outMax;
-      }
+      widenPrices(cur, o);
     }
     const lengths = [...ctx.values()];
     const contextLength = lengths.length > 0 && lengths.every((x) => x !== null) ? Math.min(...(lengths as number[])) : null;
     return {
       id, object: 'model', created: 0, owned_by: 'gm', context_length: contextLength, quantizations: [...quants].sort(), workers: workers.size,
-      pricing: [...cur.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([currency, r]) => ({
-        currency,
-        input_per_1m: { min: microsToDecimal(r.inMin), max: microsToDecimal(r.inMax) },
-        output_per_1m: { min: microsToDecimal(r.outMin), max: microsToDecimal(r.outMax) },
-      })),
+      pricing: pricingOf(cur),
       gm_pool: { models: [...pools[id]!], available: pools[id]!.filter((m) => live.has(m)), modes: [...POOL_MODES] },
     };
   });
