@@ -91,6 +91,14 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
+/**
+ * Enclave sessions are bound to their connection (worker/session-gateway.ts): an idle connection is kept 65 s (the
+ * enclave's lanes close theirs at 60 s, enclave/dispatch/transport.ts), so a quiet minute costs no new handshake.
+ */
+export function keepSessionConnections(s: Served): void {
+  s.server.keepAliveTimeout = 65_000;
+}
+
 async function upstreamModels(upstream: string): Promise<string[]> {
   const base = upstream.replace(/\/+$/, '').replace(/\/v1$/, '');
   const r = await fetch(`${base}/v1/models`, { signal: AbortSignal.timeout(10_000) });
@@ -108,6 +116,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   let manifest: Uint8Array | undefined;
   const wapp = createWorkerApp({ keys, manifest: () => manifest, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), forward: fwd.forward, log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
   const served = await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: o.listen ?? '127.0.0.1:0' });
+  keepSessionConnections(served);
   const url = o.publicUrl ?? served.url;
   const log = o.log.child({ worker: keys.workerId });
   const models = o.models ?? (await upstreamModels(o.upstream).catch((e: unknown) => {

@@ -225,7 +225,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const init = await (incoming ? readIncomingLimited(incoming, 64 * 1024) : readLimited(c.req.raw.body, 64 * 1024));
     await authenticated(MEDIA_SESSION_INIT, init);
     const kid = header!.split(' ')[1]!;
-    const reply = await sessions.handshake(kid, verifiers.get(kid)!, init);
+    // The session is bound to this connection (worker/session-gateway.ts); an app served without node:http has none.
+    const connection = (incoming as IncomingMessage | undefined)?.socket;
+    if (!connection) throw new GmError('protocol', 'SESSION_NO_CONNECTION', 'a session needs a connection to bind to');
+    const reply = await sessions.handshake(kid, verifiers.get(kid)!, init, connection);
     return new Response(reply as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_SESSION_REPLY, 'cache-control': 'no-store', ...simHeader } });
   });
   app.all('*', () => {

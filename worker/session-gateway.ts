@@ -10,9 +10,14 @@
  * found by its id, the request opened once, the inner request checked and forwarded to the upstream as fields, the
  * answer sealed record by record and written with the socket's backpressure.
  *
+ * A session is bound to the connection its handshake arrived on (docs/protocol.md §14.4): a request message is
+ * opened only when it arrives on that same connection, and the session is forgotten when the connection closes. So
+ * the process that accepted the connection (`gm worker --processes N`) is the only one that ever holds the session,
+ * and a message replayed on any other connection meets no session, whichever process takes it.
  * Sessions are kept in memory only (a restarted worker knows none: the enclave is told SESSION_UNKNOWN and makes a
- * new one), at most `maxPerCredential` per enclave credential (the oldest goes first) and each for `lifetimeMs`;
- * those under a retired gateway key or a replaced credential are dropped, so their keys are forgotten.
+ * new one), at most `maxPerConnection` per connection and `maxPerCredential` per enclave credential (the oldest goes
+ * first), each for `lifetimeMs`; those under a retired gateway key or a replaced credential are dropped, so their
+ * keys are forgotten.
  * Errors before a request is opened are plain coded answers; all open failures are SESSION_DECRYPT_FAILED to the peer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -47,23 +52,33 @@ export interface SessionGatewayOptions {
   readonly now?: () => number;
   /** How long a session is served (default 30 min; enclaves rekey well before). */
   readonly lifetimeMs?: number;
+  /** Sessions per enclave credential (default 1024: one per connection of the enclave's lanes, and then some). */
   readonly maxPerCredential?: number;
+  /** Sessions per connection (default 2: the current one and the one it replaced, for exchanges still queued). */
+  readonly maxPerConnection?: number;
   readonly onDone?: (outcome: 'ok' | 'cancelled' | 'error', startedAt: number) => void;
   /** Each error answered: in clear (`sealed` false) or inside the session. */
   readonly onError?: (code: string, sealed: boolean) => void;
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/** What a session is bound to: the connection (node's socket object) its handshake arrived on. */
+export type Connection = object & { once(event: 'close', f: () => void): unknown };
+
 interface Entry {
   readonly responder: SessionResponder;
+  readonly connection: Connection;
   readonly kid: string;
   readonly keyId: number;
   readonly expiresAt: number;
 }
 
 export interface SessionGateway {
-  /** Handshake (a registered enclave's credential and its id, from the auth header already checked over `init`). */
-  handshake(kid: string, credential: Uint8Array, init: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Handshake (a registered enclave's credential and its id, from the auth header already checked over `init`) on
+   * `connection`, the only one the session then serves.
+   */
+  handshake(kid: string, credential: Uint8Array, init: Uint8Array, connection: Connection): Promise<Uint8Array>;
   /** The lean request path; true when it took the request. */
   direct(req: IncomingMessage, res: ServerResponse): boolean;
   /** Forgets the sessions made under a gateway key that retired, or under an enclave credential replaced. */
@@ -76,7 +91,10 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   const sessions = new Map<string, Entry>();
   const now = o.now ?? Date.now;
   const lifetime = o.lifetimeMs ?? 30 * 60_000;
-  const perCredential = o.maxPerCredential ?? 4;
+  const perCredential = o.maxPerCredential ?? 1024;
+  const perConnection = o.maxPerConnection ?? 2;
+  // Connections that hold sessions: each forgets its sessions when it closes.
+  const watched = new WeakSet<Connection>();
   const extra = o.headers ?? {};
 
   const sweep = () => {
@@ -84,13 +102,21 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
     for (const [k, e] of sessions) if (e.expiresAt <= t) sessions.delete(k);
   };
 
-  const handshake = async (kid: string, credential: Uint8Array, init: Uint8Array): Promise<Uint8Array> => {
+  const handshake = async (kid: string, credential: Uint8Array, init: Uint8Array, connection: Connection): Promise<Uint8Array> => {
     const a = await acceptSession(o.keys(), o.workerId, credential, kid, init);
     sweep();
-    // Map order is insertion order: the first entries of this credential are its oldest sessions.
+    // Map order is insertion order: the first entries of this credential (or connection) are its oldest sessions.
     const mine = [...sessions].filter(([, e]) => e.kid === kid);
     for (let i = 0; i <= mine.length - perCredential; i++) sessions.delete(mine[i]![0]);
-    sessions.set(hex(a.responder.id), { responder: a.responder, kid, keyId: a.keyId, expiresAt: now() + lifetime });
+    const here = [...sessions].filter(([, e]) => e.connection === connection);
+    for (let i = 0; i <= here.length - perConnection; i++) sessions.delete(here[i]![0]);
+    if (!watched.has(connection)) {
+      watched.add(connection);
+      connection.once('close', () => {
+        for (const [k, e] of sessions) if (e.connection === connection) sessions.delete(k);
+      });
+    }
+    sessions.set(hex(a.responder.id), { responder: a.responder, connection, kid, keyId: a.keyId, expiresAt: now() + lifetime });
     return a.reply;
   };
 
@@ -119,7 +145,8 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
     const sid = sessionIdOf(body);
     if (!sid) throw protocolError('SESSION_MALFORMED', 'not a session request');
     const entry = sessions.get(hex(sid));
-    if (!entry || entry.expiresAt <= now()) throw new GmError('protocol', 'SESSION_UNKNOWN', 'no such session (restarted, expired or rekeyed)');
+    // Another connection's session is no session here: the message was replayed, or its connection ended.
+    if (!entry || entry.connection !== req.socket || entry.expiresAt <= now()) throw new GmError('protocol', 'SESSION_UNKNOWN', 'no such session on this connection (restarted, expired, rekeyed or another connection)');
     const release = o.admit();
     let outcome: 'ok' | 'cancelled' | 'error' = 'error';
     const ac = new AbortController();

@@ -65,14 +65,24 @@ async function stack(o: { sessionLifetimeMs?: number } = {}) {
   const transport: PooledTransport = {
     send: pooled.send,
     close: pooled.close,
-    async post(path, ct, body, signal, authorized) {
-      if (path === '/v1/session/request') sentMessages.push(body.slice());
-      const r = await pooled.post!(path, ct, body, signal, authorized);
-      if (!tamper || path !== '/v1/session/request' || r.status !== 200) return r;
-      const parts: Uint8Array[] = [];
-      for await (const c of r.body) parts.push(c.slice());
-      const out = tamper(parts);
-      return { ...r, body: { async *[Symbol.asyncIterator]() { yield* out; } } } satisfies TransportResponse;
+    lane() {
+      const l = pooled.lane!();
+      return {
+        key: l.key,
+        get connection() {
+          return l.connection;
+        },
+        release: l.release,
+        async post(path, ct, body, signal, o) {
+          if (path === '/v1/session/request') sentMessages.push(body.slice());
+          const r = await l.post(path, ct, body, signal, o);
+          if (!tamper || path !== '/v1/session/request' || r.status !== 200) return r;
+          const parts: Uint8Array[] = [];
+          for await (const c of r.body) parts.push(c.slice());
+          const out = tamper(parts);
+          return { ...r, body: { async *[Symbol.asyncIterator]() { yield* out; } } } satisfies TransportResponse;
+        },
+      };
     },
   };
   let current = keys;
@@ -142,16 +152,42 @@ describe('enclave → worker session', () => {
     expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
   });
 
-  it('a request message replayed to the worker is refused before it is forwarded', async () => {
+  it('a request message replayed on its own connection is refused, and on another connection meets no session', async () => {
     const s = await stack();
     const d = sessionDispatch();
     const w = s.worker();
     await d(w, chat(), { stream: false, signal: signal() });
     const before = s.forwarded.length;
-    const replay = await fetch(`${s.url}/v1/session/request`, { method: 'POST', headers: { 'content-type': 'application/gm-session' }, body: s.sentMessages[0]! as Uint8Array<ArrayBuffer> });
-    expect(replay.status).toBe(400);
-    expect(((await replay.json()) as { code: string }).code).toBe('SESSION_DECRYPT_FAILED');
+    // Another connection (a fresh one): no session there, whichever worker process would take it.
+    const elsewhere = await fetch(`${s.url}/v1/session/request`, { method: 'POST', headers: { 'content-type': 'application/gm-session' }, body: s.sentMessages[0]! as Uint8Array<ArrayBuffer> });
+    expect(elsewhere.status).toBe(400);
+    expect(((await elsewhere.json()) as { code: string }).code).toBe('SESSION_UNKNOWN');
+    // The connection the session is bound to (the transport's only one, idle again): the replay window refuses it.
+    const lane = w.transport.lane!();
+    const again = await lane.post('/v1/session/request', 'application/gm-session', s.sentMessages[0]!, undefined, { last: true });
+    expect(again.status).toBe(400);
+    let body = '';
+    for await (const c of again.body) body += new TextDecoder().decode(c);
+    expect((JSON.parse(body) as { code: string }).code).toBe('SESSION_DECRYPT_FAILED');
     expect(s.forwarded.length).toBe(before);
+    // The session itself still serves its connection.
+    expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
+    expect(d.sessions(w)).toBe(1);
+  });
+
+  it('concurrent requests spread over several connections, one session each, and none is refused as unknown', async () => {
+    const s = await stack();
+    const d = sessionDispatch();
+    const w = s.worker();
+    const round = () => Promise.all(Array.from({ length: 8 }, () => d(w, chat(), { stream: false, signal: signal() }).then((r) => r.status)));
+    expect(await round()).toEqual(Array(8).fill(200));
+    // One handshake per connection the requests took (a SESSION_UNKNOWN retry would have made more).
+    expect(d.sessions(w)).toBe(8);
+    expect(await s.app.metrics.render()).toMatch(/^gm_worker_sessions 8$/m);
+    // The connections stay open with their sessions: the next round makes none.
+    expect(await round()).toEqual(Array(8).fill(200));
+    expect(d.sessions(w)).toBe(8);
+    expect(s.forwarded).toHaveLength(16);
   });
 
   it('a handshake without the credential MAC is refused, and one with a MAC over other bytes too', async () => {

@@ -4,6 +4,10 @@
  * authenticated record by record before its bytes are released; one that ends without its final record fails
  * SESSION_TRUNCATED).
  *
+ * A session is bound to one connection (a lane of the transport, enclave/dispatch/transport.ts): its handshake and
+ * all its requests travel on that connection, so they reach the one worker process that holds it (`gm worker
+ * --processes N`); when the connection ends the session is gone and the lane's next request makes a new one.
+ *
  * Rekey: a session is replaced after `rekeyRequests` requests or `rekeyMs`, and at once when the worker's attested
  * key configuration changed; requests in flight finish on the old one. A worker that answers SESSION_UNKNOWN
  * (restarted, or it expired the session) opened nothing: the session is dropped, a new one made, and the request
@@ -16,7 +20,7 @@ import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
 import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
 import { headersFromFields, streamedResponse } from '../ohttp/messages.ts';
-import type { PooledTransport } from './transport.ts';
+import type { Lane, PooledTransport } from './transport.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
 
 const MEDIA_SESSION = 'application/gm-session';
@@ -34,7 +38,8 @@ export interface SessionDispatchOptions {
 }
 
 interface Held {
-  readonly session: Promise<Session>;
+  /** The session and the lane's connection count when its reply arrived (the connection it is bound to). */
+  readonly session: Promise<{ readonly s: Session; readonly connection: number }>;
   readonly createdAt: number;
 }
 
@@ -62,53 +67,64 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
   const rekeyRequests = o.rekeyRequests ?? 100_000;
   const rekeyMs = o.rekeyMs ?? 10 * 60_000;
   const maxBytes = o.maxResponseBytes ?? 64 * 1024 * 1024;
-  // Per transport (one per worker URL), so a re-registered worker keeps its session while its keys stay the same.
-  const held = new WeakMap<PooledTransport, Held>();
+  // Per connection (a lane's key), so a re-registered worker keeps its sessions while its keys stay the same.
+  const held = new WeakMap<object, Held>();
   const made = new WeakMap<PooledTransport, number>();
 
-  const establish = (w: VerifiedWorker, t: PooledTransport & Required<Pick<PooledTransport, 'post'>>): Held => {
+  const establish = (w: VerifiedWorker, t: PooledTransport, lane: Lane): Held => {
     const session = (async () => {
       const h = await initiateSession(w.keyConfig, w.id, w.credential, { kid: await credentialId(w.credential) });
-      const r = await t.post('/v1/session', MEDIA_SESSION_INIT, h.init, undefined, true);
+      const r = await lane.post('/v1/session', MEDIA_SESSION_INIT, h.init, undefined, { authorized: true });
       if (r.status !== 200 || r.contentType !== MEDIA_SESSION_REPLY) throw await refusal(r);
       const parts: Uint8Array[] = [];
       for await (const c of r.body) parts.push(c);
-      return h.finish(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      const s = await h.finish(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      return { s, connection: lane.connection };
     })();
     const x = { session, createdAt: now() };
-    held.set(t, x);
+    held.set(lane.key, x);
     made.set(t, (made.get(t) ?? 0) + 1);
     // A failed handshake is not kept: the next request tries again.
     session.catch(() => {
-      if (held.get(t) === x) held.delete(t);
+      if (held.get(lane.key) === x) held.delete(lane.key);
     });
     return x;
   };
 
-  const current = async (w: VerifiedWorker, t: PooledTransport & Required<Pick<PooledTransport, 'post'>>): Promise<Session> => {
-    let h = held.get(t);
-    if (!h || now() - h.createdAt >= rekeyMs) h = establish(w, t);
-    let s = await h.session;
-    if (s.config !== w.keyConfig || s.requests >= rekeyRequests) {
-      if (held.get(t) === h) h = establish(w, t);
-      else h = held.get(t)!;
-      s = await h.session;
+  const current = async (w: VerifiedWorker, t: PooledTransport, lane: Lane): Promise<Session> => {
+    let h = held.get(lane.key);
+    if (!h || now() - h.createdAt >= rekeyMs) h = establish(w, t, lane);
+    let x = await h.session;
+    if (x.connection !== lane.connection || x.s.config !== w.keyConfig || x.s.requests >= rekeyRequests) {
+      if (held.get(lane.key) === h) h = establish(w, t, lane);
+      else h = held.get(lane.key)!;
+      x = await h.session;
     }
-    return s;
+    return x.s;
   };
 
   const exchange = async (w: VerifiedWorker, req: BhttpRequest, stream: boolean, signal: AbortSignal, retried: boolean): Promise<InnerResponse> => {
     const t = w.transport;
-    if (!t.post) throw unavailable('WORKER_UNREACHABLE', 'this transport has no session path');
-    const tp = t as PooledTransport & Required<Pick<PooledTransport, 'post'>>;
-    const s = await current(w, tp);
-    const { message, response } = await s.seal(encodeRequest(req), stream);
-    const r = await tp.post('/v1/session/request', MEDIA_SESSION, message, signal, false);
+    if (!t.lane) throw unavailable('WORKER_UNREACHABLE', 'this transport has no session path');
+    const lane = t.lane();
+    let r: TransportResponse;
+    let response: Awaited<ReturnType<Session['seal']>>['response'];
+    let s: Session;
+    try {
+      s = await current(w, t, lane);
+      const sealed = await s.seal(encodeRequest(req), stream);
+      response = sealed.response;
+      r = await lane.post('/v1/session/request', MEDIA_SESSION, sealed.message, signal, { authorized: false, last: true });
+    } catch (e) {
+      lane.release();
+      throw e;
+    }
     if (r.status !== 200) {
       const e = await refusal(r);
       if (codeOf(e) === 'SESSION_UNKNOWN' && !retried) {
         // The worker restarted or forgot the session; nothing was opened, so the request goes once more on a new one.
-        if (held.get(tp)?.session && (await held.get(tp)!.session.catch(() => undefined)) === s) held.delete(tp);
+        const h = held.get(lane.key);
+        if (h && (await h.session.catch(() => undefined))?.s === s) held.delete(lane.key);
         return exchange(w, req, stream, signal, true);
       }
       throw e;
