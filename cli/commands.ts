@@ -245,6 +245,7 @@ export const WORKER = {
   'context-length': { value: 'N', help: 'context length in tokens (default 32768)' },
   parameters: { value: 'LIST', help: 'request parameters the deployment honours, comma-separated (default tools,tool_choice,response_format,logprobs,top_logprobs,seed,stop,temperature,top_p)' },
   json: { help: 'print the URL and the registration as JSON lines', env: false },
+  processes: { value: 'N', help: 'processes sharing the listening socket, one attested identity (default: the number of cores)' },
 } as const;
 
 export const DEV_MODEL = {

@@ -26,6 +26,8 @@ import type { GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
 import { createWorkerApp, generateWorkerKeys, type WorkerKeys } from './app.ts';
 import { createForwarder } from './forward.ts';
+import type { Shared } from './cluster.ts';
+import type { GatewayKeySet } from '../enclave/keys.ts';
 import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
 import { signRegistration, verifyRegistrationAnswer } from '../protocol/registration.ts';
 import { attest } from '../client/attest.ts';
@@ -106,7 +108,28 @@ async function upstreamModels(upstream: string): Promise<string[]> {
   return (j.data ?? []).map((m) => m.id).filter((x): x is string => typeof x === 'string');
 }
 
-export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+/**
+ * The gateway served by other processes (worker/cluster.ts): the agent then listens nowhere itself; it registers,
+ * attests, rotates and withdraws for them, and pushes to them what they must hold before it relies on it.
+ */
+export interface ServedElsewhere {
+  readonly url: string;
+  push(s: Shared): Promise<void>;
+  /** The next gateway keys, already held by every process. */
+  nextKeys(): Promise<GatewayKeySet>;
+  close(): Promise<void>;
+}
+
+export function startWorker(o: WorkerOptions): Promise<RunningWorker> {
+  return agent(o, undefined) as Promise<RunningWorker>;
+}
+
+/** The primary of a worker of several processes (`gm worker --processes N`): `RunningWorker` without a server. */
+export function startWorkerPrimary(o: WorkerOptions, elsewhere: ServedElsewhere): Promise<Omit<RunningWorker, 'served'>> {
+  return agent(o, elsewhere);
+}
+
+async function agent(o: WorkerOptions, elsewhere: ServedElsewhere | undefined): Promise<Omit<RunningWorker, 'served'> & { served?: Served }> {
   setDefaultBackend(nodeBackend); // node:crypto HPKE for the server side (docs/protocol.md §10)
   if (!o.enclavePolicy && !o.tee.sim) throw configError('ENCLAVE_POLICY_REQUIRED', 'a real worker needs --enclave-policy FILE: the enclave measurements it registers with');
   const enclavePolicy = o.enclavePolicy ?? parseClientPolicy(simPolicyDoc(), 'sim enclave policy');
@@ -115,9 +138,9 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   const rotationMs = o.keyRotationMs ?? 3600_000;
   let manifest: Uint8Array | undefined;
   const wapp = createWorkerApp({ keys, manifest: () => manifest, tee: o.tee, gpu: o.gpu, handler: (r) => fwd.handle(r), forward: fwd.forward, log: o.log, replayWindowMs: 2 * rotationMs + 60_000, ...(o.maxConcurrentStreams ? { maxConcurrentStreams: o.maxConcurrentStreams } : {}) });
-  const served = await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: o.listen ?? '127.0.0.1:0' });
-  keepSessionConnections(served);
-  const url = o.publicUrl ?? served.url;
+  const served = elsewhere ? undefined : await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: o.listen ?? '127.0.0.1:0' });
+  if (served) keepSessionConnections(served);
+  const url = o.publicUrl ?? served?.url ?? elsewhere!.url;
   const log = o.log.child({ worker: keys.workerId });
   const models = o.models ?? (await upstreamModels(o.upstream).catch((e: unknown) => {
     // Said here with its cause (ECONNREFUSED, a timeout); the enclave refuses the registration (WORKER_NO_MODELS).
@@ -130,6 +153,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     return identity ? [{ model, identity }] : [];
   }) : [];
   manifest = stated.length > 0 ? encodeManifest(stated) : undefined;
+  await elsewhere?.push({ manifest });
   if (models.length === 0) log.warn('worker.no_models', { reason: 'the upstream model server is down or serves no model; enclaves will refuse the registration' });
   let stopped = false;
   let stopping: Promise<void> | undefined;
@@ -174,6 +198,8 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     } catch (e) {
       throw Object.assign(new Error('enclave credential not sealed to this worker'), { code: (e as { code?: string }).code ?? 'WORKER_CREDENTIAL_INVALID' });
     }
+    // Checked here first; then every serving process takes it before the registration counts as done.
+    await elsewhere?.push({ credential: [enclave, sealedBytes] });
     // Registered, but some offers were not taken: the operator must hear which and why (the worker is not listed for them).
     const refused = Array.isArray(j.worker?.offers?.refused) ? j.worker.offers.refused : [];
     if (refused.length > 0) log.warn('worker.offers_refused', { enclave, refused: refused.map((x) => `${Number(x.index)}:${String(x.code).slice(0, 64)}`).join(',') });
@@ -266,7 +292,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
   );
   // Rotate the OHTTP keys, then re-register with every enclave at once so they learn the new configuration.
   const rotateKeys = async () => {
-    await wapp.rotateKeys();
+    await wapp.rotateKeys(elsewhere ? await elsewhere.nextKeys() : undefined);
     for (const k of kicks) k();
   };
   const rotation = setInterval(() => void rotateKeys().catch(() => undefined), rotationMs);
@@ -290,7 +316,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
     url,
     id: keys.workerId,
     keys,
-    served,
+    ...(served ? { served } : {}),
     registered,
     models,
     rotateKeys,
@@ -302,7 +328,7 @@ export async function startWorker(o: WorkerOptions): Promise<RunningWorker> {
         clearInterval(rotation);
         for (const t of timers) clearTimeout(t);
         timers.clear();
-        await served.close(500);
+        await (served ? served.close(500) : elsewhere!.close());
         await fwd.close();
       })();
       return stopping;

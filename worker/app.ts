@@ -34,11 +34,16 @@ import { generateGatewayKeys, type GatewayKeySet } from '../enclave/keys.ts';
 import { makeBundle, type GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
 
-export interface WorkerKeys {
+/** What serving needs: the gateway keys and the signing key's public half (bound in the evidence). */
+export interface ServingKeys {
   readonly gateway: readonly GatewayKey[];
   readonly keyConfigs: Uint8Array;
-  readonly signing: { readonly publicKey: Uint8Array; readonly privateKey: CryptoKey };
+  readonly signing: { readonly publicKey: Uint8Array };
   readonly workerId: string;
+}
+
+export interface WorkerKeys extends ServingKeys {
+  readonly signing: { readonly publicKey: Uint8Array; readonly privateKey: CryptoKey };
 }
 
 export async function generateWorkerKeys(kems?: readonly number[]): Promise<WorkerKeys> {
@@ -52,7 +57,7 @@ export async function generateWorkerKeys(kems?: readonly number[]): Promise<Work
 export const workerIdFor = (digest: Uint8Array) => `w-${hex(digest.subarray(0, 8))}`;
 
 export interface WorkerAppOptions {
-  readonly keys: WorkerKeys;
+  readonly keys: ServingKeys;
   readonly tee: TeeProvider;
   readonly gpu: GpuEvidenceSource;
   readonly handler: (req: Request) => Promise<Response>;
@@ -75,6 +80,13 @@ export interface WorkerAppOptions {
    * bundle (the agent learns its models from the upstream after the app exists); undefined: none.
    */
   readonly manifest?: () => Uint8Array | undefined;
+  /**
+   * False: POST /v1/ohttp is refused (OHTTP_HOP_UNAVAILABLE). A worker of several processes serves the session hop
+   * only, since this gateway's replay window is per process (worker/cluster.ts).
+   */
+  readonly ohttpHop?: boolean;
+  /** Which process of several this is (1..N): said by /healthz. */
+  readonly instance?: number;
 }
 
 export interface WorkerApp {
@@ -86,7 +98,7 @@ export interface WorkerApp {
    * until the next rotation (so requests already sealed to it still open), then retires and the replay cache forgets
    * it. The agent re-registers right after, so enclaves learn the new configuration.
    */
-  rotateKeys(): Promise<void>;
+  rotateKeys(next?: GatewayKeySet): Promise<void>;
   /** The application/ohttp-keys bytes currently served and attested. */
   readonly keyConfigs: Uint8Array;
   /**
@@ -137,9 +149,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     const models = o.manifest?.();
     return makeBundle({ tee: o.tee, role: 'worker', keyConfigs: served.keyConfigs, signingKey: o.keys.signing.publicKey, gpu: o.gpu, ...(models ? { models } : {}), ...(nonce ? { nonce } : {}) });
   };
-  const rotateKeys = async () => {
+  const rotateKeys = async (given?: GatewayKeySet) => {
     // Every served configuration (X-Wing and X25519) rotates together, same KEMs, to ids no accepted key holds.
-    const next = await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId));
+    // Given: made by the primary of several processes for all of them (ids chosen the same way).
+    const next = given ?? (await generateGatewayKeys(accepted.map((k) => k.config.keyId), undefined, served.gateway.map((k) => k.config.kemId)));
     const prev = served.gateway;
     served = next;
     const retiring = accepted.filter((k) => !prev.includes(k));
@@ -180,9 +193,10 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     errors.sent(g.code);
     logError(o.log, 'request.failed', g, { path: c.req.path });
     // An unauthorized sender learns only that it is not authorized (nothing was read past the header or decrypted).
-    return c.req.path === '/v1/ohttp' && !g.code.startsWith('WORKER_AUTH_') ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
+    // So does a sender told this worker serves no OHTTP hop (nothing was read either).
+    return c.req.path === '/v1/ohttp' && !g.code.startsWith('WORKER_AUTH_') && g.code !== 'OHTTP_HOP_UNAVAILABLE' ? gatewayProblem(g, simHeader) : errorResponse(g, simHeader);
   });
-  app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId }));
+  app.get('/healthz', (c) => c.json({ ok: true, sim: o.tee.sim, workerId: o.keys.workerId, ...(o.instance ? { process: o.instance } : {}) }));
   app.get('/metrics', async (c) => c.text(await metrics.render(), 200, { 'content-type': CONTENT_TYPE }));
   app.get('/.well-known/ohttp-gateway', () => new Response(served.keyConfigs as Uint8Array<ArrayBuffer>, { headers: { 'content-type': MEDIA_OHTTP_KEYS, 'cache-control': 'max-age=60', ...simHeader } }));
   app.get('/v1/attestation', async (c) => {
@@ -192,6 +206,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     return new Response(encodeBundle(b) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor', 'cache-control': 'no-store', ...simHeader } });
   });
   app.post('/v1/ohttp', async (c) => {
+    if (o.ohttpHop === false) throw new GmError('protocol', 'OHTTP_HOP_UNAVAILABLE', 'this worker serves the enclave session only (several processes)');
     const t0 = performance.now();
     // Only enclaves this worker registered with: checked on the header before the body is read, then over the body.
     const authenticated = beginAuthentication(c.req.header(WORKER_AUTH_HEADER), verifiers);

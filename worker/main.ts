@@ -4,13 +4,16 @@
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]] [--min-charge N]
  *            [--discounts FROM:BPS,...]
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
- *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]`
+ *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]
+ *            [--processes N]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions), a Bittensor wallet's hotkey
  * file (`--wallet NAME --hotkey NAME`, see `walletSeed`) or `GM_HOTKEY_SEED`,
  * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
+ * `--processes N` (default: the number of cores) serves from N processes sharing the listening socket, one attested
+ * identity, registered once by the primary (worker/cluster.ts).
  */
 import { checkPriceTerms, type DiscountTier } from '../protocol/offer-terms.ts';
 import { stat } from 'node:fs/promises';
@@ -26,7 +29,10 @@ import { offerSigner } from './offers.ts';
 import { createLogger } from '../enclave/log.ts';
 import { onSignal, type ServiceIo } from '../enclave/serve.ts';
 import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
-import { startWorker } from './agent.ts';
+import { startWorker, startWorkerPrimary } from './agent.ts';
+import { isWorkerProcess } from './cluster.ts';
+import { serveWorkerProcess, startPrimary } from './processes.ts';
+import { availableParallelism } from 'node:os';
 import { parseClientPolicy } from '../client/policy.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
@@ -65,6 +71,7 @@ export interface WorkerFlags {
   readonly 'context-length'?: string;
   readonly parameters?: string;
   readonly json?: boolean;
+  readonly processes?: string;
 }
 
 const DEFAULT_PARAMETERS = ['tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'seed', 'stop', 'temperature', 'top_p'];
@@ -236,8 +243,12 @@ function policyDocument(bytes: Uint8Array, file: string): unknown {
 }
 
 export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
-  const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
+  const maxStreams = intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000);
+  // A serving process of several: the primary checked every flag and holds the secrets; it needs none of them.
+  if (isWorkerProcess()) return serveWorkerProcess({ upstream: f.upstream, listen: f.listen, logLevel: f['log-level'], maxStreams }, io);
+  const processes = f.processes === undefined ? availableParallelism() : intFlag(f.processes, 'processes', 1, 1, 256);
+  const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
   const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
   const cmd = f['gpu-evidence-cmd'];
@@ -257,7 +268,12 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
-  const w = await startWorker({ upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000), ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) });
+  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
+  let w: Awaited<ReturnType<typeof startWorkerPrimary>>;
+  if (processes > 1) {
+    const p = await startPrimary({ processes, log, tee, gpu });
+    w = await startWorkerPrimary({ ...options, keys: p.keys }, p.elsewhere);
+  } else w = await startWorker(options);
   // --json: the same as one JSON object per line, for scripts.
   io.out(f.json ? `${JSON.stringify({ event: 'listening', worker: w.id, url: w.url, sim: tee.sim })}\n` : `gm worker ${w.id}${tee.sim ? ' (sim)' : ''} listening on ${w.url}\n`);
   w.registered.then(
