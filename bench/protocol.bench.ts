@@ -10,7 +10,9 @@
  *    backend uses: node:crypto's for the node backend, @noble/post-quantum's (prepared key) for the WebCrypto one;
  * 5. one non-streaming 1 KiB chat request through the whole stack (SDK, enclave, worker, dev-model, over sockets)
  *    with X-Wing on both hops vs the same stack with X25519 only (ratio <= 1.3);
- * 6. the stream commitment per 64-byte chunk (protocol/stream-chain.ts): the enclave's (node:crypto createHash) and the
+ * 6. one 64-byte record sealed on the enclave → worker session (protocol/session.ts, the worker's per-token cost),
+ *    <= 5 us, beside a bare node:crypto AES-128-GCM seal of the same bytes with an AAD of the record's length;
+ * 7. the stream commitment per 64-byte chunk (protocol/stream-chain.ts): the enclave's (node:crypto createHash) and the
  *    client SDK's (@noble/hashes), each <= 1 us per chunk, beside a bare one-shot SHA-256 of the chunk.
  * The targets apply to the node:crypto backend the enclave and workers install (protocol/node/backend-node.ts); the
  * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
@@ -26,6 +28,7 @@ import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from '../protocol/hpke.ts
 import { ml_kem768 } from '@noble/post-quantum/ml-kem.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { StreamChain, nobleSha256, type IncrementalSha256 } from '../protocol/stream-chain.ts';
+import { acceptSession, initiateSession } from '../protocol/session.ts';
 import { createClient } from '../client/index.ts';
 import { startStack } from '../test/stack/harness.ts';
 
@@ -293,7 +296,41 @@ async function endToEnd(rounds: number, warmup: number): Promise<[number, number
 }
 
 /**
- * Row 6: the stream commitment per 64-byte chunk, on the enclave (node:crypto) and in the client SDK (noble), each
+ * Row 6: a 64-byte response record on the session, in blocks of 200 records (awaited one by one, as the worker
+ * does), against the bare node:crypto seal of the same plaintext with a 31-byte AAD (the record's), awaited the same.
+ */
+async function sessionSeal(rounds: number): Promise<[number, number]> {
+  const gk = await generateKeyConfig(4, undefined, { backend: nodeBackend });
+  const cred = new Uint8Array(32).fill(1);
+  const h = await initiateSession(gk.config, 'w', cred, { kid: '00', backend: nodeBackend });
+  const a = await acceptSession([gk], 'w', cred, '00', h.init, { backend: nodeBackend });
+  const s = await h.finish(a.reply);
+  const { response } = await a.responder.open((await s.seal(new Uint8Array(10), true)).message);
+  const chunk = new Uint8Array(SMALL).fill(0x61);
+  const key = createSecretKey(Buffer.alloc(16, 1));
+  const nonce = Buffer.alloc(12);
+  const aad = Buffer.alloc(31);
+  const B = 200;
+  const r = await interleavedMedians([
+    async () => {
+      for (let i = 0; i < B; i++) await response.seal(chunk);
+    },
+    async () => {
+      for (let i = 0; i < B; i++) {
+        nonce.writeUInt32BE(i, 8);
+        const c = createCipheriv('aes-128-gcm', key, nonce);
+        c.setAAD(aad);
+        c.update(chunk);
+        c.final();
+        await c.getAuthTag();
+      }
+    },
+  ], rounds, 1, 20);
+  return [r[0]! / B, r[1]! / B];
+}
+
+/**
+ * Row 7: the stream commitment per 64-byte chunk, on the enclave (node:crypto) and in the client SDK (noble), each
  * beside a bare one-shot SHA-256 of the same chunk with the same library, timed alternately in blocks of N chunks.
  */
 async function streamChain(): Promise<BenchRow[]> {
@@ -321,6 +358,8 @@ async function streamChain(): Promise<BenchRow[]> {
 
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [...(await streamChain())];
+  const [ss, fs] = await sessionSeal(200);
+  rows.push({ ...atMost('seal one 64-byte record on the enclave → worker session (node backend)', ss, 'us', 'bare AES-128-GCM seal, 31-byte AAD (node:crypto)', fs, Infinity), target: '<= 5 us per record', ok: ss <= 5 });
 
   const [d1, f1] = await paired(await decap(nodeBackend), floorDecap(), 2000, 200);
   rows.push(atMost('decapsulate + open 1 KiB OHTTP request (node backend)', d1, 'us', 'X25519 + HKDF + AES-128-GCM open (node:crypto)', f1, 1.5));

@@ -29,9 +29,16 @@ export const AEAD_PARAMS: Readonly<Record<number, { Nk: number; Nn: number; Nt: 
   [AEAD_CHACHA20_POLY1305]: { Nk: 32, Nn: 12, Nt: 16 },
 };
 
-/** A keyed AEAD. `open` throws (any error) when authentication fails; callers map that to one opaque code. */
+/**
+ * A keyed AEAD. `open` throws (any error) when authentication fails; callers map that to one opaque code. Both read
+ * `nonce` and `aad` before they return (a promise, or the result), so a caller may reuse those buffers right away.
+ */
 export interface AeadCipher {
-  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  /**
+   * ct || tag; with `headroom`, that many zero bytes come first, for a header the caller writes in place (a record
+   * frame) instead of copying the ciphertext behind it.
+   */
+  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array, headroom?: number): Promise<Uint8Array> | Uint8Array;
   open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> | Uint8Array;
 }
 
@@ -96,6 +103,14 @@ export const X25519_PKCS8_PREFIX = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00
 /** SubjectPublicKeyInfo prefix of an X25519 public key (RFC 8410 §4): the raw u-coordinate follows. */
 export const X25519_SPKI_PREFIX = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
 
+/** `ct` behind `headroom` zero bytes (a copy only when there is headroom to make). */
+function withHeadroom(ct: Uint8Array, headroom: number): Uint8Array {
+  if (headroom === 0) return ct;
+  const out = new Uint8Array(headroom + ct.length);
+  out.set(ct, headroom);
+  return out;
+}
+
 function unsupportedAead(id: number): never {
   throw protocolError('HPKE_UNSUPPORTED_SUITE', `AEAD 0x${id.toString(16).padStart(4, '0')} is not supported`);
 }
@@ -105,12 +120,12 @@ class WebCryptoAesGcm implements AeadCipher {
   constructor(key: CryptoKey) {
     this.#key = key;
   }
-  // The nonce is copied before the call: callers may reuse their nonce buffer as soon as this returns a promise.
-  async seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(pt)));
+  // Nonce and AAD are copied before the call: callers may reuse their buffers as soon as this returns a promise.
+  async seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array, headroom = 0): Promise<Uint8Array> {
+    return withHeadroom(new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: aad.slice(), tagLength: 128 }, this.#key, buf(pt))), headroom);
   }
   async open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: buf(aad), tagLength: 128 }, this.#key, buf(ct)));
+    return new Uint8Array(await crypto.subtle.decrypt({ name: 'AES-GCM', iv: nonce.slice(), additionalData: aad.slice(), tagLength: 128 }, this.#key, buf(ct)));
   }
 }
 
@@ -119,8 +134,8 @@ class NobleChaCha implements AeadCipher {
   constructor(key: Uint8Array) {
     this.#key = Uint8Array.from(key);
   }
-  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
-    return chacha20poly1305(this.#key, nonce, aad).encrypt(pt);
+  seal(nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array, headroom = 0): Uint8Array {
+    return withHeadroom(chacha20poly1305(this.#key, nonce, aad).encrypt(pt), headroom);
   }
   open(nonce: Uint8Array, aad: Uint8Array, ct: Uint8Array): Uint8Array {
     return chacha20poly1305(this.#key, nonce, aad).decrypt(ct);

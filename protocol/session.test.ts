@@ -3,11 +3,11 @@
  * the record layer's failures: tampering, replay, reordering, dropping, truncation, extension, wrong keys, rekeying.
  */
 import { describe, expect, it } from 'vitest';
-import { concat } from '../attestation/bytes.ts';
+import { concat, hex } from '../attestation/bytes.ts';
 import { webCryptoBackend, type CryptoBackend } from './backend.ts';
-import { KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from './hpke.ts';
+import { deriveKeyPair, KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from './hpke.ts';
 import { nodeBackend } from './node/backend-node.ts';
-import { type GatewayKey, generateKeyConfig } from './ohttp.ts';
+import { type GatewayKey, gatewayKeyFromPrivateKey, generateKeyConfig } from './ohttp.ts';
 import { acceptSession, initiateSession, REPLAY_WINDOW, type Session, type SessionResponder, sessionIdOf } from './session.ts';
 
 const te = new TextEncoder();
@@ -172,4 +172,44 @@ describe('session records', () => {
     expect(await codeOf(second.responder.open(relabelled))).toBe('SESSION_DECRYPT_FAILED');
     expect(td.decode((await first.responder.open(m.message)).request)).toBe('x');
   });
+});
+
+describe('session record bytes', () => {
+  /**
+   * A fixed session (DHKEM(X25519) with the ephemeral key and the worker's random `wr` pinned through the test-only
+   * options) and its records, byte for byte. The expected hex was recorded from this module before its record
+   * layer was rewritten to reuse nonce and AAD buffers: the wire format did not change.
+   */
+  const ikm = (b: number) => new Uint8Array(32).fill(b);
+  async function fixed(backend: CryptoBackend) {
+    const key = await gatewayKeyFromPrivateKey(5, Uint8Array.from({ length: 32 }, (_, i) => i + 1), undefined, { backend });
+    const eph = await deriveKeyPair(ikm(2), backend);
+    const h = await initiateSession(key.config, 'w-1', credential, { kid: KID, backend, ephemeralKeyPair: eph });
+    const a = await acceptSession([key], 'w-1', credential, KID, h.init, { backend, random: (n) => new Uint8Array(n).fill(9) });
+    const session = await h.finish(a.reply);
+    const q0 = await session.seal(te.encode('first request'), true);
+    const q1 = await session.seal(new Uint8Array(64).fill(0x61), false);
+    const o0 = await a.responder.open(q0.message);
+    const r0 = concat(await o0.response.seal(te.encode('data: one\n\n')), await o0.response.seal(new Uint8Array(64).fill(0x62)), await o0.response.seal(te.encode(''), true));
+    const o1 = await a.responder.open(q1.message);
+    const r1 = await o1.response.seal(new Uint8Array(200).fill(0x63), true);
+    expect([...(await q0.response.push(r0))].map((x) => x.length)).toEqual([11, 64, 0]);
+    q0.response.end();
+    expect((await q1.response.push(r1))[0]).toEqual(new Uint8Array(200).fill(0x63));
+    return { init: hex(h.init), q0: hex(q0.message), q1: hex(q1.message), r0: hex(r0), r1: hex(r1) };
+  }
+
+  const RECORDED = {
+    init: '050020000100016080bbe51005ea9acc863580ce57317d46bef6333558d5bfa97e461342985005',
+    q0: '01014618bbeecf455c15c6efe09e06c85fda0000000000000000ae83983500a0fec8a69137c4f802edd2be7589b8537c4573b061db4e9f',
+    q1: '01004618bbeecf455c15c6efe09e06c85fda0000000000000001ad90692cc8b766146308b73d4529235907b669a46e3f2d40d8c56b6aea355009ea584ec712a9da6cc256f937fea115c32f2485655af5902d2fc7b1eb387d263316cabb51d264c9c085f10eb9453e9e81',
+    r0: '000000001bb8995c49a00afbbb8c6ce4e4d90111bb587f3c41d41cb774071532000000005014acc869dbdc28ccf17935b170695debc01d759f7df9653313897d2498f3c7c1e32665cbfd80a6035bd04154c72124760fdd9ef8cecda9b702ee4b30cf7319140a313abe93c440e41750b06acb8d50bd0100000010d4e724ee821838fec8e0ed5c70886260',
+    r1: '01000000d80f2a59930bb46b64014787eec331efdf3e62602ae48a60d4130d878c335db02fbefd476e7da8e85396f76195cb1444bb31558db4714642e976b169f43b52cedd4ab47575f634e5691b224e08a6e2b381033abfab60496ddf3b20be22204aa169d59210633248799065d6942071f349c871d1e5b69a6b1d8f8abcc7a7245bc9c5cbed74bc87b25e1dc0ede427f098486e282e2cfae85638f205dcbe7b615a01cc521af553d8affe6d5ae5c23252382ce312e75395ba2eefef2f63e3ccc029b9c62f483d03a842529dfdb9e30bf0db03ecd19755b67ce731a0',
+  };
+
+  for (const backend of [nodeBackend, webCryptoBackend]) {
+    it(`requests and records are byte for byte the recorded ones (${backend.name})`, async () => {
+      expect(await fixed(backend)).toEqual(RECORDED);
+    });
+  }
 });

@@ -71,44 +71,70 @@ function info(hdr: Uint8Array, workerId: string): Uint8Array {
 }
 const pskId = (kid: string) => concat(te.encode(LABEL), te.encode(kid));
 
-/** One direction's key and base nonce. Seals and opens at (r, seq); nothing here keeps order: the callers do. */
+/** One direction's key and base nonce. Nothing here keeps order: the callers do. */
 class Direction {
-  readonly #cipher: AeadCipher;
+  readonly cipher: AeadCipher;
   readonly #nonce: Uint8Array;
   constructor(cipher: AeadCipher, nonce: Uint8Array) {
-    this.#cipher = cipher;
+    this.cipher = cipher;
     this.#nonce = nonce;
   }
-  nonce(r: number, seq: number): Uint8Array {
+  /** nonce_d XOR (0^(Nn-12) || u64(r) || u32(0)): a request's nonce base, into which `setSeq` folds each seq. */
+  requestNonce(r: number): Uint8Array {
     const n = this.#nonce.slice();
-    const c = new Uint8Array(12);
-    const v = new DataView(c.buffer);
-    v.setUint32(0, Math.floor(r / 2 ** 32));
-    v.setUint32(4, r >>> 0);
-    v.setUint32(8, seq);
     const o = n.length - 12;
-    for (let i = 0; i < 12; i++) n[o + i] = n[o + i]! ^ c[i]!;
+    const hi = Math.floor(r / 2 ** 32);
+    const lo = r >>> 0;
+    n[o] = n[o]! ^ (hi >>> 24);
+    n[o + 1] = n[o + 1]! ^ ((hi >>> 16) & 0xff);
+    n[o + 2] = n[o + 2]! ^ ((hi >>> 8) & 0xff);
+    n[o + 3] = n[o + 3]! ^ (hi & 0xff);
+    n[o + 4] = n[o + 4]! ^ (lo >>> 24);
+    n[o + 5] = n[o + 5]! ^ ((lo >>> 16) & 0xff);
+    n[o + 6] = n[o + 6]! ^ ((lo >>> 8) & 0xff);
+    n[o + 7] = n[o + 7]! ^ (lo & 0xff);
     return n;
-  }
-  seal(r: number, seq: number, aad: Uint8Array, pt: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    return this.#cipher.seal(this.nonce(r, seq), aad, pt);
-  }
-  open(r: number, seq: number, aad: Uint8Array, ct: Uint8Array): Uint8Array | Promise<Uint8Array> {
-    return this.#cipher.open(this.nonce(r, seq), aad, ct);
   }
 }
 
-/** aad = version || flags || sid || u64(r) || u32(seq) || u8(final); the prefix is the request's wire prefix. */
-function aadFor(prefix: Uint8Array, seq: number, final: boolean): Uint8Array {
-  const a = new Uint8Array(REQUEST_PREFIX_LENGTH + 5);
-  a.set(prefix);
-  const o = REQUEST_PREFIX_LENGTH;
-  a[o] = seq >>> 24;
-  a[o + 1] = (seq >>> 16) & 0xff;
-  a[o + 2] = (seq >>> 8) & 0xff;
-  a[o + 3] = seq & 0xff;
-  a[o + 4] = final ? 1 : 0;
-  return a;
+/**
+ * The nonce and AAD of one request's records in one direction, held in two buffers that each record rewrites in
+ * place (its seq and final flag): the AEAD reads both before it returns, so no record allocates either.
+ */
+class RecordParams {
+  readonly nonce: Uint8Array;
+  readonly aad: Uint8Array;
+  /** The last four bytes of the request's nonce base, which seq is XORed into. */
+  readonly #b0: number;
+  readonly #b1: number;
+  readonly #b2: number;
+  readonly #b3: number;
+  constructor(dir: Direction, prefix: Uint8Array, r: number) {
+    this.nonce = dir.requestNonce(r);
+    const o = this.nonce.length - 4;
+    this.#b0 = this.nonce[o]!;
+    this.#b1 = this.nonce[o + 1]!;
+    this.#b2 = this.nonce[o + 2]!;
+    this.#b3 = this.nonce[o + 3]!;
+    this.aad = new Uint8Array(REQUEST_PREFIX_LENGTH + 5);
+    this.aad.set(prefix);
+  }
+  /** nonce = base XOR u32(seq); aad = prefix || u32(seq) || u8(final). */
+  set(seq: number, final: boolean): void {
+    const n = this.nonce;
+    const o = n.length - 4;
+    n[o] = this.#b0 ^ (seq >>> 24);
+    n[o + 1] = this.#b1 ^ ((seq >>> 16) & 0xff);
+    n[o + 2] = this.#b2 ^ ((seq >>> 8) & 0xff);
+    n[o + 3] = this.#b3 ^ (seq & 0xff);
+    const a = this.aad;
+    const p = REQUEST_PREFIX_LENGTH;
+    a[p] = seq >>> 24;
+    a[p + 1] = (seq >>> 16) & 0xff;
+    a[p + 2] = (seq >>> 8) & 0xff;
+    a[p + 3] = seq & 0xff;
+    a[p + 4] = final ? 1 : 0;
+  }
 }
 
 function requestPrefix(sid: Uint8Array, flags: number, r: number): Uint8Array {
@@ -202,27 +228,26 @@ export class Session {
   async seal(pt: Uint8Array, stream: boolean): Promise<{ message: Uint8Array; response: ResponseOpener }> {
     const r = this.#next++;
     const prefix = requestPrefix(this.#k.id, stream ? FLAG_STREAM : 0, r);
-    const ct = await this.#k.e2w.seal(r, 0, aadFor(prefix, 0, true), pt);
-    const message = new Uint8Array(prefix.length + ct.length);
+    const p = new RecordParams(this.#k.e2w, prefix, r);
+    p.set(0, true);
+    // The ciphertext is written behind room for the prefix: the wire message is the AEAD's output, no copy.
+    const message = await this.#k.e2w.cipher.seal(p.nonce, p.aad, pt, REQUEST_PREFIX_LENGTH);
     message.set(prefix);
-    message.set(ct, prefix.length);
     return { message, response: new ResponseOpener(this.#k.w2e, prefix, r) };
   }
 }
 
 /** Reads a response's records as they arrive; `end()` fails unless the final record came (truncation). */
 export class ResponseOpener {
-  readonly #dir: Direction;
-  readonly #prefix: Uint8Array;
-  readonly #r: number;
+  readonly #cipher: AeadCipher;
+  readonly #p: RecordParams;
   #seq = 0;
   #buf: Uint8Array = new Uint8Array(0);
   #final = false;
   readonly #maxRecord: number;
   constructor(dir: Direction, prefix: Uint8Array, r: number, maxRecord = 64 * 1024 * 1024 + 1024) {
-    this.#dir = dir;
-    this.#prefix = prefix;
-    this.#r = r;
+    this.#cipher = dir.cipher;
+    this.#p = new RecordParams(dir, prefix, r);
     this.#maxRecord = maxRecord;
   }
   get finished(): boolean {
@@ -245,7 +270,8 @@ export class ResponseOpener {
       if (seq > MAX_SEQ) throw failed('too many records');
       let pt: Uint8Array;
       try {
-        pt = await this.#dir.open(this.#r, seq, aadFor(this.#prefix, seq, flag === 1), ct);
+        this.#p.set(seq, flag === 1);
+        pt = await this.#cipher.open(this.#p.nonce, this.#p.aad, ct);
       } catch (e) {
         throw failed('record does not authenticate at its position', e);
       }
@@ -315,7 +341,9 @@ export class SessionResponder {
     if (!this.#fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
     let request: Uint8Array;
     try {
-      request = await this.#k.e2w.open(r, 0, aadFor(prefix, 0, true), message.subarray(REQUEST_PREFIX_LENGTH));
+      const p = new RecordParams(this.#k.e2w, prefix, r);
+      p.set(0, true);
+      request = await this.#k.e2w.cipher.open(p.nonce, p.aad, message.subarray(REQUEST_PREFIX_LENGTH));
     } catch (e) {
       throw failed('request does not authenticate', e);
     }
@@ -328,15 +356,13 @@ export class SessionResponder {
 
 /** Seals one response's records in order; the last one `final`. */
 export class ResponseSealer {
-  readonly #dir: Direction;
-  readonly #prefix: Uint8Array;
-  readonly #r: number;
+  readonly #cipher: AeadCipher;
+  readonly #p: RecordParams;
   #seq = 0;
   #final = false;
   constructor(dir: Direction, prefix: Uint8Array, r: number) {
-    this.#dir = dir;
-    this.#prefix = prefix;
-    this.#r = r;
+    this.#cipher = dir.cipher;
+    this.#p = new RecordParams(dir, prefix, r);
   }
   get finished(): boolean {
     return this.#final;
@@ -347,13 +373,22 @@ export class ResponseSealer {
     if (this.#seq > MAX_SEQ) throw protocolError('SESSION_EXHAUSTED', 'too many records in one response');
     const seq = this.#seq++;
     if (final) this.#final = true;
-    const ct = await this.#dir.seal(this.#r, seq, aadFor(this.#prefix, seq, final), pt);
-    const out = new Uint8Array(RECORD_HEADER_LENGTH + ct.length);
-    out[0] = final ? 1 : 0;
-    new DataView(out.buffer).setUint32(1, ct.length);
-    out.set(ct, RECORD_HEADER_LENGTH);
-    return out;
+    this.#p.set(seq, final);
+    // The AEAD leaves room for the frame in front of ct || tag, so the record is its output, written in place.
+    const sealed = this.#cipher.seal(this.#p.nonce, this.#p.aad, pt, RECORD_HEADER_LENGTH);
+    return frame(sealed instanceof Uint8Array ? sealed : await sealed, final);
   }
+}
+
+/** Writes u8(final) || u32(len) into the headroom the AEAD left. */
+function frame(out: Uint8Array, final: boolean): Uint8Array {
+  const len = out.length - RECORD_HEADER_LENGTH;
+  out[0] = final ? 1 : 0;
+  out[1] = len >>> 24;
+  out[2] = (len >>> 16) & 0xff;
+  out[3] = (len >>> 8) & 0xff;
+  out[4] = len & 0xff;
+  return out;
 }
 
 /** The session id a request message names (the worker looks its session up by it), or undefined when malformed. */
