@@ -14,17 +14,25 @@
  * - Ledger: each process opens the same ledger (SQLite in WAL mode with a busy timeout, or PostgreSQL); holds are
  *   reservations in the database, so processes cannot spend the same funds twice. The house and sim accounts are
  *   created once, by the primary. An in-memory ledger cannot be shared: with it the enclave runs one process.
+ * - Connections: the primary listens and accepts, and hands each connection to one ready process in turn (a process is
+ *   ready once it holds the keys and the workers the enclave holds, and serves). It keeps its own descriptor of the
+ *   connection until that process says it took it: a connection handed to a process that dies before taking it goes
+ *   to another process, never left open with no one to read it (node:cluster's own round-robin holds such a
+ *   connection forever, and its client waits with no answer). Once taken, the connection is that process's alone:
+ *   if it dies, the kernel closes the connection and its client fails at once.
  * - A process that exits unexpectedly is replaced; what it had answered is in the ledger already (a receipt is
  *   durable before its answer leaves), and requests it was serving fail on their connections.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, gatewayKeyFromPrivateKey } from '../protocol/ohttp.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import type { RelayedRegistration } from './app.ts';
 import { GATEWAY_KEMS, type EnclaveKeys, type GatewayKeySet } from './keys.ts';
 import { signerFromSeed } from './ledger/signer.ts';
 import type { Logger } from './log.ts';
+import { parseListen } from './serve.ts';
 
 /** The private key material of one rotation period's gateway keys. */
 export interface GatewayMaterial {
@@ -60,10 +68,12 @@ type Down =
   | { readonly gm: 'rotate'; readonly gateway: GatewayMaterial }
   | { readonly gm: 'adopt'; readonly id: number; readonly registration: RelayedRegistration }
   | { readonly gm: 'adopt-cancel'; readonly id: number; readonly workerId: string; readonly cancel: Uint8Array }
-  | { readonly gm: 'relayed'; readonly id: number };
+  | { readonly gm: 'relayed'; readonly id: number }
+  | { readonly gm: 'connection'; readonly id: number };
 /** Process → primary. */
 type Up =
-  | { readonly gm: 'listening'; readonly url: string }
+  | { readonly gm: 'ready' }
+  | { readonly gm: 'took'; readonly id: number }
   | { readonly gm: 'registered'; readonly id: number; readonly workerId: string; readonly registration: RelayedRegistration }
   | { readonly gm: 'cancelled'; readonly id: number; readonly workerId: string; readonly cancel: Uint8Array }
   | { readonly gm: 'adopted'; readonly id: number };
@@ -75,21 +85,42 @@ export interface PrimaryOptions {
   readonly shared: unknown;
   readonly material: KeyMaterial;
   readonly rotationMs: number;
-  /** Called once, when every process listens, with the URL. */
+  /** host:port, :port or port (enclave/serve.ts parseListen); the primary listens, the processes serve. */
+  readonly listen?: string;
+  /** Called once, when every process is ready, with the URL. */
   onListening(url: string): void;
 }
 
 /**
  * Runs the primary until SIGTERM/SIGINT; resolves when every process has exited, with the exit code (1 when a
- * process failed before it listened: it would fail again, so nothing is restarted).
+ * process failed before it was ready: it would fail again, so nothing is restarted). Rejects when it cannot listen.
  */
-export function runPrimary(o: PrimaryOptions): Promise<number> {
+export async function runPrimary(o: PrimaryOptions): Promise<number> {
+  const { host, port } = parseListen(o.listen);
+  const server = createServer({ pauseOnConnect: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const a = server.address() as AddressInfo;
+  const url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
   cluster.setupPrimary({ serialization: 'advanced' });
   let gateway = o.material.gateway;
   let previousIds: number[] = [];
   const latest = new Map<string, RelayedRegistration>();
   const processes = new Map<Worker, number>();
-  const listened = new Set<Worker>();
+  // Processes ready to serve, in the order connections are handed to them.
+  const ready: Worker[] = [];
+  let turn = 0;
+  const wasReady = new Set<Worker>();
+  // Connections handed to a process and not yet taken (the primary's descriptor stays open until then), and those
+  // waiting for a ready process.
+  const handed = new Map<number, { readonly socket: Socket; readonly to: Worker }>();
+  const queued: Socket[] = [];
+  let connectionIds = 0;
   let stopping = false;
   let failedStart = false;
   let stopAll: () => void = () => undefined;
@@ -113,17 +144,53 @@ export function runPrimary(o: PrimaryOptions): Promise<number> {
     if (others.length === 0) finish(m.id, from);
   };
 
+  const hand = (socket: Socket) => {
+    if (stopping) {
+      socket.destroy();
+      return;
+    }
+    const to = ready[turn++ % Math.max(ready.length, 1)];
+    if (!to) {
+      queued.push(socket);
+      return;
+    }
+    const id = ++connectionIds;
+    handed.set(id, { socket, to });
+    // keepOpen: the primary's descriptor is closed when the process took the connection (or handed on if it died).
+    to.send({ gm: 'connection', id } satisfies Down, socket, { keepOpen: true }, (e: Error | null) => {
+      if (e) rehand(id);
+    });
+  };
+  const rehand = (id: number) => {
+    const h = handed.get(id);
+    if (!h) return;
+    handed.delete(id);
+    hand(h.socket);
+  };
+  server.on('connection', (socket: Socket) => {
+    // A client that goes away while its connection waits is closed with it; nothing is read here.
+    socket.on('error', () => socket.destroy());
+    hand(socket);
+  });
+
   const spawn = (instance: number) => {
     const w = cluster.fork();
     processes.set(w, instance);
     w.on('online', () => w.send({ gm: 'start', instance, material: { ...o.material, gateway }, shared: o.shared, registrations: [...latest.values()] } satisfies Down));
     w.on('message', (m: Up) => {
-      if (m.gm === 'listening') {
-        listened.add(w);
-        // Announced once every process of the first start listens (until then the socket reaches only some).
-        if (!announced && listened.size >= o.processes) {
+      if (m.gm === 'took') {
+        const h = handed.get(m.id);
+        handed.delete(m.id);
+        h?.socket.destroy(); // the primary's descriptor only: the process holds its own
+      } else if (m.gm === 'ready') {
+        if (wasReady.has(w) || !processes.has(w)) return;
+        wasReady.add(w);
+        ready.push(w);
+        for (const s of queued.splice(0)) hand(s);
+        // Announced once every process of the first start is ready (until then connections reach only some).
+        if (!announced && ready.length >= o.processes) {
           announced = true;
-          o.onListening(m.url);
+          o.onListening(url);
         }
       } else if (m.gm === 'registered') {
         latest.set(m.workerId, m.registration);
@@ -131,13 +198,26 @@ export function runPrimary(o: PrimaryOptions): Promise<number> {
       } else if (m.gm === 'cancelled') relay(w, { gm: 'adopt-cancel', id: m.id, workerId: m.workerId, cancel: m.cancel });
       else if (m.gm === 'adopted') finish(m.id, w);
     });
+    const unready = () => {
+      const i = ready.indexOf(w);
+      if (i >= 0) ready.splice(i, 1);
+    };
+    // It exited and its channel was read to the end: every message it sent has been seen (a 'took' included), so
+    // the connections still handed to it were not taken and none of their bytes was read: they go to another
+    // process. (Not on 'disconnect': node defers that while a handle it sent waits for the dead process's receipt.)
+    w.on('disconnect', unready);
+    w.process.once('close', () => {
+      unready();
+      for (const id of [...handed].filter(([, h]) => h.to === w).map(([id]) => id)) rehand(id);
+    });
     w.on('exit', (code, signal) => {
       processes.delete(w);
+      unready();
       // A process that went away adopts nothing more: relays waiting on it complete without it.
       for (const [id] of pending) finish(id, w);
       if (stopping) return;
       o.log.warn('enclave.process_exited', { instance, code: code ?? -1, signal: signal ?? '' });
-      if (!listened.has(w)) {
+      if (!wasReady.has(w)) {
         failedStart = true;
         stopAll();
         return;
@@ -162,6 +242,8 @@ export function runPrimary(o: PrimaryOptions): Promise<number> {
       process.off('SIGTERM', stop);
       stopping = true;
       clearInterval(rotation);
+      server.close();
+      for (const s of queued.splice(0)) s.destroy();
       const left = [...processes.keys()];
       if (left.length === 0) done();
       let n = left.length;
@@ -189,11 +271,20 @@ export interface ChildLink {
     registered(r: RelayedRegistration & { readonly workerId: string }): Promise<void>;
     cancelled(workerId: string, cancel: Uint8Array): Promise<void>;
   };
-  listening(url: string): void;
   /** Closes the channel to the primary (it would keep this process alive once its server closed). */
   close(): void;
-  /** Handles the primary's pushes: keys to rotate to, registrations and cancels to adopt. */
-  serve(h: { rotate(g: GatewayKeySet): Promise<void>; adopt(r: RelayedRegistration): Promise<void>; adoptCancel(workerId: string, cancel: Uint8Array): Promise<void> }): void;
+  /**
+   * Handles the primary's pushes (keys to rotate to, registrations and cancels to adopt) and serves the connections
+   * it hands over with `take`. Resolves once the pushes that arrived before are applied and the primary knows this
+   * process is ready: connections come only from then on.
+   */
+  serve(h: PushHandlers & { take(socket: Socket): void }): Promise<void>;
+}
+
+export interface PushHandlers {
+  rotate(g: GatewayKeySet): Promise<void>;
+  adopt(r: RelayedRegistration): Promise<void>;
+  adoptCancel(workerId: string, cancel: Uint8Array): Promise<void>;
 }
 
 export function isClusterProcess(): boolean {
@@ -215,8 +306,15 @@ export function childLink(log: Logger): Promise<ChildLink> {
         waiting.set(id, res);
         send(m(id));
       });
-    process.on('message', (m: Down) => {
-      if (m.gm === 'start') {
+    process.on('message', (m: Down, handle: unknown) => {
+      if (m.gm === 'connection') {
+        // Taken: the primary may close its descriptor. Said before any byte is read, so a connection the primary
+        // hands on (to a process dying before this message left) was read by no one.
+        send({ gm: 'took', id: m.id });
+        const socket = handle as Socket | undefined;
+        if (socket && handlers) handlers.take(socket);
+        else socket?.destroy(); // never: connections come only after 'ready'
+      } else if (m.gm === 'start') {
         resolve({
           instance: m.instance,
           material: m.material,
@@ -226,31 +324,33 @@ export function childLink(log: Logger): Promise<ChildLink> {
             registered: (r) => ask((id) => ({ gm: 'registered', id, workerId: r.workerId, registration: { registration: r.registration, credential: r.credential } })),
             cancelled: (workerId, cancel) => ask((id) => ({ gm: 'cancelled', id, workerId, cancel })),
           },
-          listening: (url) => send({ gm: 'listening', url }),
           close: () => process.disconnect?.(),
-          serve: (h) => {
+          serve: async (h) => {
             handlers = h;
-            for (const x of early.splice(0)) onPush(x);
+            // Pushes that arrived before the enclave existed (a registration relayed while this process started)
+            // are applied before it says it is ready.
+            await Promise.all(early.splice(0).map((x) => onPush(x)));
+            send({ gm: 'ready' });
           },
         });
       } else if (m.gm === 'relayed') {
         waiting.get(m.id)?.();
         waiting.delete(m.id);
       } else if (!handlers) early.push(m);
-      else onPush(m);
+      else void onPush(m);
     });
-    const onPush = (m: Down) => {
+    const onPush = async (m: Down): Promise<void> => {
       if (!handlers) return;
       if (m.gm === 'rotate') {
         const h = handlers;
-        void gatewayKeysFrom(m.gateway).then((g) => h.rotate(g)).catch((e: unknown) => log.error('enclave.rotation_failed', { cause: String(e) }));
+        await gatewayKeysFrom(m.gateway).then((g) => h.rotate(g)).catch((e: unknown) => log.error('enclave.rotation_failed', { cause: String(e) }));
       } else if (m.gm === 'adopt') {
         // A worker another process verified: verified here too (a refusal is logged; the relay completes either way).
-        void handlers.adopt(m.registration)
+        await handlers.adopt(m.registration)
           .catch((e: unknown) => log.warn('enclave.adopt_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }))
           .finally(() => send({ gm: 'adopted', id: m.id }));
       } else if (m.gm === 'adopt-cancel') {
-        void handlers.adoptCancel(m.workerId, m.cancel)
+        await handlers.adoptCancel(m.workerId, m.cancel)
           .catch((e: unknown) => log.warn('enclave.adopt_cancel_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }))
           .finally(() => send({ gm: 'adopted', id: m.id }));
       }

@@ -32,7 +32,7 @@ import type { WorkerPolicy } from './workers/registry.ts';
 import { intFlag, urlFlag } from './flags.ts';
 import { createLogger } from './log.ts';
 import { parseWorkerPolicy, simWorkerPolicyDoc, withCollateralDefaults } from './policy.ts';
-import { onSignal, serve, type ServiceIo } from './serve.ts';
+import { onSignal, serve, serveHanded, type ServiceIo } from './serve.ts';
 import { availableParallelism } from 'node:os';
 import { childLink, enclaveKeysFrom, isClusterProcess, type KeyMaterial, newGatewayMaterial, runPrimary } from './cluster.ts';
 import { signerFromSeed } from './ledger/signer.ts';
@@ -176,13 +176,12 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
         ...(f['max-streams'] ? { maxConcurrentStreams: intFlag(f['max-streams'], 'max-streams', 0, 1) } : {}),
       },
     });
-    // A process replacing one that exited takes the workers the enclave holds (those still within the skew limit)
-    // before it listens: the primary hands it connections as soon as it does.
-    for (const r of child?.registrations ?? []) await enclave.adopt(r).catch((e: unknown) => log.warn('enclave.adopt_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }));
-    const s = await serve({ fetch: enclave.app.fetch, direct: enclave.direct, listen: f.listen ?? '127.0.0.1:8443' });
     if (child) {
-      child.serve({ rotate: (g) => enclave.rotateKeys(g), adopt: (r) => enclave.adopt(r), adoptCancel: (id, c) => enclave.adoptCancel(id, c) });
-      child.listening(s.url);
+      // A process replacing one that exited takes the workers the enclave holds (those still within the skew limit)
+      // before it says it is ready: the primary hands it connections from then on, and it listens on nothing itself.
+      for (const r of child.registrations) await enclave.adopt(r).catch((e: unknown) => log.warn('enclave.adopt_failed', { code: (e as { code?: string }).code ?? 'INTERNAL' }));
+      const s = serveHanded({ fetch: enclave.app.fetch, direct: enclave.direct });
+      await child.serve({ rotate: (g) => enclave.rotateKeys(g), adopt: (r) => enclave.adopt(r), adoptCancel: (id, c) => enclave.adoptCancel(id, c), take: (socket) => s.take(socket) });
       await onSignal(async () => {
         await enclave.close();
         await s.close();
@@ -191,6 +190,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
       });
       return 0;
     }
+    const s = await serve({ fetch: enclave.app.fetch, direct: enclave.direct, listen: f.listen ?? '127.0.0.1:8443' });
     if (tee.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
     // --json: the same as one JSON object per line, for scripts.
     if (f.json) io.out(`${JSON.stringify({ event: 'listening', url: s.url, sim: tee.sim })}\n`);
@@ -234,7 +234,7 @@ async function runEnclavePrimary(f: EnclaveFlags, io: ServiceIo, o: { processes:
   }
   o.log.info('enclave.processes', { processes: o.processes });
   return runPrimary({
-    processes: o.processes, log: o.log, shared, material, rotationMs: o.rotationMs,
+    processes: o.processes, log: o.log, shared, material, rotationMs: o.rotationMs, listen: f.listen ?? '127.0.0.1:8443',
     onListening: (url) => {
       if (o.sim) io.err('gm enclave: SIMULATED TEE (--tee sim): evidence is signed by a fake vendor; nothing here is confidential\n');
       if (f.json) io.out(`${JSON.stringify({ event: 'listening', url, sim: o.sim, processes: o.processes })}\n`);

@@ -5,7 +5,7 @@
  * and the dev-model.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 
 /** What a service's run() needs from its process (the `gm` command line passes its own). */
@@ -65,13 +65,18 @@ export function serverTimeouts<T extends object>(base: T, o: { headersTimeoutMs?
   return { ...base, headersTimeout, requestTimeout, connectionsCheckingInterval: Math.min(1_000, headersTimeout) };
 }
 
-export async function serve(o: ServeOptions): Promise<Served> {
-  const { host, port } = parseListen(o.listen);
+/** The node:http server of `serve` and `serveHanded`, not yet listening. */
+function httpServer(o: Omit<ServeOptions, 'listen'>): Server {
   const listener = getRequestListener(o.fetch as Parameters<typeof getRequestListener>[0], { overrideGlobalObjects: false });
   const direct = o.direct;
-  const server = createServer(serverTimeouts({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000 }, o), direct ? (req, res) => {
+  return createServer(serverTimeouts({ maxHeaderSize: o.maxHeaderSize ?? 16 * 1024, keepAliveTimeout: 5_000 }, o), direct ? (req, res) => {
     if (!direct(req, res)) void listener(req, res);
   } : listener);
+}
+
+export async function serve(o: ServeOptions): Promise<Served> {
+  const { host, port } = parseListen(o.listen);
+  const server = httpServer(o);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -88,6 +93,52 @@ export async function serve(o: ServeOptions): Promise<Served> {
       new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
+        const t = setTimeout(() => server.closeAllConnections(), graceMs);
+        t.unref();
+      }),
+  };
+}
+
+/** A server that listens on nothing and serves the connections it is given. */
+export interface HandedServer {
+  readonly server: Server;
+  /** Serves an accepted connection (after close(): ends it at once). */
+  take(socket: Socket): void;
+  /** Takes no more; ends idle keep-alive connections now and the rest after the grace period; resolves when none is left. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/**
+ * The server of one process of a multi-process service (enclave/cluster.ts): the primary accepts every connection
+ * and hands each to one process, which serves it here with the same handler, head size and timeouts as `serve`.
+ */
+export function serveHanded(o: Omit<ServeOptions, 'listen'>): HandedServer {
+  const server = httpServer(o);
+  // node:http tracks connections (the head and whole-request timeouts, closeIdleConnections) from its server's
+  // 'listening' event on; this server never binds a socket of its own, so the tracking is started here.
+  server.emit('listening');
+  const open = new Set<Socket>();
+  let closing: (() => void) | undefined;
+  return {
+    server,
+    take(socket) {
+      if (closing) {
+        socket.destroy();
+        return;
+      }
+      open.add(socket);
+      socket.once('close', () => {
+        open.delete(socket);
+        if (open.size === 0) closing?.();
+      });
+      server.emit('connection', socket);
+    },
+    close: (graceMs = 2_000) =>
+      new Promise<void>((resolve) => {
+        closing = resolve;
+        server.close();
+        server.closeIdleConnections();
+        if (open.size === 0) resolve();
         const t = setTimeout(() => server.closeAllConnections(), graceMs);
         t.unref();
       }),

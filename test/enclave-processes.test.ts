@@ -1,11 +1,14 @@
 /**
  * `gm enclave --processes 2` as an operator runs it (sim): both processes serve and attest the same key
- * configuration; a worker registered once (with whichever process took the connection) is routable from each; and a
- * process killed with SIGKILL under load loses no receipt a client received, while the primary replaces it.
+ * configuration; a worker registered once (with whichever process took the connection) is routable from each; a
+ * process killed with SIGKILL under load loses no receipt a client received, while the primary replaces it; and a
+ * connection the primary handed to a process that died before taking it is served by another process, while one the
+ * dead process had taken fails at once (enclave/cluster.ts).
  * Each request that must reach a given process goes over its own connection (the primary hands connections to the
- * processes in turn); /healthz says which process answered.
+ * ready processes in turn); /healthz says which process answered. Every wait is bounded and says what it waited for.
  */
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -32,13 +35,25 @@ async function start(args: string[], ready?: RegExp): Promise<GmProcess> {
   return p;
 }
 
-/** One connection: every request on it reaches the same process. */
+/** Rejects with `what` unless `p` settles within `ms` (a test never waits on the runner's timeout). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
+
+/** Every request bound: a connection that nobody serves fails its request, it does not hang. */
+const BOUND = { connectTimeout: 5_000, headersTimeout: 5_000, bodyTimeout: 5_000 } as const;
+type Health = { process: number; workers: number };
+
+/** One connection: every request on it (the attestation and the key configs included) reaches the same process. */
 function connection(url: string) {
-  // Bounded: a connection the primary handed to the process just killed gets no answer.
-  const c = new Client(url, { headersTimeout: 5_000, bodyTimeout: 5_000 });
-  const get = async (path: string) => {
-    const r = await c.request({ path, method: 'GET' });
-    return new Uint8Array(await r.body.arrayBuffer());
+  const c = new Client(url, BOUND);
+  const get = async (path: string, headers: Record<string, string> = {}) => {
+    const r = await c.request({ path, method: 'GET', headers });
+    return { status: r.statusCode, body: new Uint8Array(await r.body.arrayBuffer()) };
   };
   const transport: Transport = async (body, contentType) => {
     const r = await c.request({ path: '/v1/ohttp', method: 'POST', headers: { 'content-type': contentType }, body });
@@ -51,29 +66,106 @@ function connection(url: string) {
       cancel: () => void r.body.destroy(),
     };
   };
-  return { get, transport, process: async () => (JSON.parse(new TextDecoder().decode(await get('/healthz'))) as { process: number; workers: number }), close: () => c.close() };
+  const fetchOn = async (u: string, init?: RequestInit) => {
+    const { pathname, search } = new URL(u);
+    const r = await get(pathname + search, (init?.headers ?? {}) as Record<string, string>);
+    return new Response(r.body, { status: r.status });
+  };
+  return {
+    get: async (path: string) => (await get(path)).body,
+    client: () => connect(url, { transport, fetch: fetchOn }),
+    process: async () => JSON.parse(new TextDecoder().decode((await get('/healthz')).body)) as Health,
+    close: () => c.close().catch(() => undefined),
+  };
 }
+type Connection = ReturnType<typeof connection>;
 
-/** Fresh connections until one reached each of the `n` processes. */
-async function perProcess(url: string, n = 2): Promise<Map<number, ReturnType<typeof connection>>> {
-  const seen = new Map<number, ReturnType<typeof connection>>();
-  for (let i = 0; i < 50 && seen.size < n; i++) {
+/** Fresh connections, one at a time, until one reached each of the `n` processes (or `tries` ran out). */
+async function perProcess(url: string, n = 2, tries = 8): Promise<Map<number, Connection>> {
+  const seen = new Map<number, Connection>();
+  for (let i = 0; i < tries && seen.size < n; i++) {
     const c = connection(url);
     const p = await c.process().then((h) => h.process, () => undefined);
-    if (p === undefined || seen.has(p)) await c.close().catch(() => undefined);
+    if (p === undefined || seen.has(p)) await c.close();
     else seen.set(p, c);
   }
-  expect([...seen.keys()].sort()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
   return seen;
 }
 
+/** Waits until both processes answer on fresh connections (a replacement becomes ready); bounded. */
+async function bothAnswer(url: string, ms: number, what: string): Promise<Map<number, Connection>> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const m = await perProcess(url);
+    if (m.size === 2) return m;
+    for (const c of m.values()) await c.close();
+    if (Date.now() > deadline) throw new Error(`not within ${ms} ms: ${what} (answering: ${[...m.keys()].join(', ') || 'none'})`);
+    await new Promise((r) => setTimeout(r, 200)); // polling, not on a hot loop of connections while it starts
+  }
+}
+
+/**
+ * A raw keep-alive connection, open (so accepted by the primary, in order) once this resolves: `health()` asks
+ * /healthz on it, `closed` settles when the other side closes it.
+ */
+async function raw(url: string): Promise<{ health(): Promise<Health>; readonly closed: Promise<void>; close(): void }> {
+  const { hostname, port } = new URL(url);
+  const socket: Socket = tcpConnect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let got = Buffer.alloc(0);
+  let waiting: { resolve(h: Health): void; reject(e: Error): void } | undefined;
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined); // a reset shows as the close
+  void closed.then(() => waiting?.reject(new Error('closed without an answer')));
+  socket.on('data', (b: Buffer) => {
+    got = Buffer.concat([got, b]);
+    const head = got.indexOf('\r\n\r\n');
+    if (head < 0 || !waiting) return;
+    const length = Number(/content-length: *(\d+)/i.exec(got.subarray(0, head).toString())?.[1] ?? NaN);
+    if (got.length < head + 4 + length) return;
+    const body = got.subarray(head + 4, head + 4 + length).toString();
+    got = got.subarray(head + 4 + length);
+    waiting.resolve(JSON.parse(body) as Health);
+    waiting = undefined;
+  });
+  return {
+    health: () =>
+      new Promise<Health>((resolve, reject) => {
+        waiting = { resolve, reject };
+        socket.write(`GET /healthz HTTP/1.1\r\nhost: ${hostname}\r\n\r\n`);
+      }),
+    closed,
+    close: () => socket.destroy(),
+  };
+}
+
 const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+/** The killed process is gone (a zombie until its primary reaps it, or reaped). */
+const dead = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+  } catch {
+    return true;
+  }
+};
+async function untilDead(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!dead(pid)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} still alive 10 s after SIGKILL`);
+    await new Promise((r) => setTimeout(r, 10)); // polling the process's state
+  }
+}
 
 describe('gm enclave --processes 2', () => {
   it('serves the same attested key configuration from both processes, and a worker registered once is routable from each', async () => {
     const model = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'multi', '--token-ms', '0']);
     const enclave = await start(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--processes', '2']);
-    const conns = await perProcess(enclave.url);
+    // The primary hands connections to the ready processes in turn: two fresh connections reach both.
+    const conns = await perProcess(enclave.url, 2, 2);
+    expect([...conns.keys()].sort()).toEqual([1, 2]);
     const served = await Promise.all([...conns.values()].map((c) => c.get('/.well-known/ohttp-gateway')));
     expect(hex(served[0]!)).toBe(hex(served[1]!));
     const nonce = 'cd'.repeat(32);
@@ -85,13 +177,42 @@ describe('gm enclave --processes 2', () => {
     // The registration was answered only once both processes held the worker.
     for (const [p, c] of conns) {
       expect((await c.process()).workers, `process ${p}`).toBe(1);
-      const client = await connect(enclave.url, { transport: c.transport });
+      const client = await c.client();
       const r = await client.post('/v1/chat/completions', { model: 'multi', messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 });
       expect(r.status, `process ${p}`).toBe(200);
       expect((JSON.parse(new TextDecoder().decode(r.content!)) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toBe(devAnswer('multi', 5));
       await c.close();
     }
   }, 90_000);
+
+  it('a connection handed to a process that died before taking it is served by the other; one it had taken fails at once', async () => {
+    const enclave = await start(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--processes', '2']);
+    // Two connections in a row: the primary hands one to each process, which takes it.
+    const kept = [await raw(enclave.url), await raw(enclave.url)];
+    const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
+    expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
+    const victim = childrenOf(enclave.child.pid!)[0]!;
+    // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
+    process.kill(victim, 'SIGSTOP');
+    const next = [await raw(enclave.url), await raw(enclave.url)];
+    const asked = next.map((k) => k.health());
+    for (const q of asked) q.catch(() => undefined);
+    const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
+    process.kill(victim, 'SIGKILL');
+    await untilDead(victim);
+    // That connection was never taken: the primary hands it on, and it is answered instead of left open.
+    const answered = await within(Promise.all(asked), 20_000, 'the connection handed to the killed process is answered by the other');
+    expect(answered.map((h) => h.process)).toEqual([live, live]);
+    // The connection the victim had taken died with it: closed at once, not held open by the primary.
+    const gone = kept[owners.findIndex((h) => h.process !== live)]!;
+    await within(gone.closed, 5_000, 'the killed process\'s connection closes');
+    const stays = kept[owners.findIndex((h) => h.process === live)]!;
+    expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
+    for (const k of [...kept, ...next]) k.close();
+    // Replaced: the new process takes the victim's place (and number) once it is ready.
+    const again = await bothAnswer(enclave.url, 60_000, 'the replacement process answers');
+    for (const c of again.values()) await c.close();
+  }, 120_000);
 
   it('a process killed with SIGKILL under load loses no receipt a client received, and is replaced', async () => {
     const ledger = join(dir, 'ledger.db');
@@ -100,45 +221,59 @@ describe('gm enclave --processes 2', () => {
     await start(['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', enclave.url, '--listen', '127.0.0.1:0'], /registered with/);
     const received: Uint8Array[] = [];
     const refused: number[] = [];
+    const failedAfterDeath: unknown[] = [];
     let done = 0;
-    let killed = false;
+    let killed: Promise<void> | undefined;
+    let victimDead = false;
     const victim = childrenOf(enclave.child.pid!)[0]!;
-    const one = async () => {
+    const chat = async () => {
       const c = connection(enclave.url); // a fresh connection each time: the requests spread over both processes
       try {
-        const client = await connect(enclave.url, { transport: c.transport });
+        const client = await c.client();
         const r = await client.post('/v1/chat/completions', { model: 'paid', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
         if (r.status === 200) received.push(parseReceiptHeader(r.headers.get('gm-receipt')!).signed);
         else refused.push(r.status);
-      } catch {
-        // the connection died with the process: nothing was received
       } finally {
-        await c.close().catch(() => undefined);
+        await c.close();
+      }
+    };
+    const one = async () => {
+      const afterDeath = victimDead;
+      try {
+        await chat();
+      } catch (e) {
+        // A connection the victim had taken died with it: nothing was received. Once it is dead, nothing may fail.
+        if (afterDeath) failedAfterDeath.push(e);
+      } finally {
         if (++done === 12 && !killed) {
-          killed = true;
           process.kill(victim, 'SIGKILL');
+          killed = untilDead(victim).then(() => {
+            victimDead = true;
+          });
         }
       }
     };
     let next = 0;
-    await Promise.all(Array.from({ length: 4 }, async () => {
+    await within(Promise.all(Array.from({ length: 4 }, async () => {
       while (next++ < 48) await one();
-    }));
-    expect(killed).toBe(true);
+    })), 90_000, '48 requests, 4 at a time, each bounded');
+    expect(killed).toBeDefined();
+    await killed;
     expect(refused).toEqual([]); // a request either completed or died with its connection
+    expect(failedAfterDeath).toEqual([]);
     expect(received.length).toBeGreaterThan(24);
-    // The primary replaced the process: both answer again.
-    const again = async () => {
-      const m = await perProcess(enclave.url).catch(() => new Map());
-      for (const c of m.values()) await c.close();
-      return m.size;
-    };
-    await expect.poll(again, { timeout: 30_000, interval: 500 }).toBe(2);
+    // The primary replaced the process; the replacement was ready only once it held the worker.
+    const again = await bothAnswer(enclave.url, 60_000, 'the replacement process answers');
+    for (const [p, c] of again) {
+      expect((await c.process()).workers, `process ${p}`).toBe(1);
+      await c.close();
+    }
+    for (let i = 0; i < 4; i++) await within(chat(), 20_000, 'a request after the replacement'); // both processes, in turn
     await enclave.stop();
     const db = new DatabaseSync(ledger, { readOnly: true });
     const stored = new Set((db.prepare('SELECT signed FROM receipts').all() as { signed: Uint8Array }[]).map((r) => hex(new Uint8Array(r.signed))));
     db.close();
     for (const s of received) expect(stored.has(hex(s))).toBe(true);
     expect(stored.size).toBeGreaterThanOrEqual(received.length);
-  }, 120_000);
+  }, 180_000);
 });

@@ -20,11 +20,13 @@ export interface TestClient {
   get(path: string): Promise<InnerResponse>;
 }
 
-export async function connect(enclaveUrl: string, o: { transport?: Transport; json?: boolean } = {}): Promise<TestClient> {
+/** `fetch`: how the attestation and the key configs are fetched (default: the global fetch). */
+export async function connect(enclaveUrl: string, o: { transport?: Transport; json?: boolean; fetch?: (url: string, init?: RequestInit) => Promise<Response> } = {}): Promise<TestClient> {
+  const get = o.fetch ?? fetch;
   const nonce = crypto.getRandomValues(new Uint8Array(32));
-  const r = await fetch(`${enclaveUrl}/v1/attestation?nonce=${hex(nonce)}`, o.json ? { headers: { accept: 'application/json' } } : {});
+  const r = await get(`${enclaveUrl}/v1/attestation?nonce=${hex(nonce)}`, o.json ? { headers: { accept: 'application/json' } } : {});
   const bundle = o.json ? bundleFromJson(await r.json()) : decodeBundle(new Uint8Array(await r.arrayBuffer()));
-  const served = new Uint8Array(await (await fetch(`${enclaveUrl}/.well-known/ohttp-gateway`)).arrayBuffer());
+  const served = new Uint8Array(await (await get(`${enclaveUrl}/.well-known/ohttp-gateway`)).arrayBuffer());
   if (!equalBytes(served, bundle.keys.ohttp)) throw rejected('KEY_CONFIG_MISMATCH', 'served key configs differ from the attested ones');
   const rd = await reportData({ role: 'enclave', nonce, keyConfigs: bundle.keys.ohttp, signingKey: bundle.keys.receipt!, ...(bundle.settings ? { settings: encodeEnclaveSettings(bundle.settings) } : {}) });
   await verifyBundle(bundle, { expectedReportData: rd, expectedNonce: nonce, policy: { 'sev-snp': simWorkerPolicy() }, allowSim: true, now: new Date(), maxAgeMs: 60_000 });
