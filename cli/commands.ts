@@ -239,6 +239,8 @@ export const WORKER = {
   'settlement-seconds': { value: 'S', help: 'postpaid settlement period' },
   'min-charge': { value: 'N', help: 'minimum worker cost per request, integer settlement units (micro-USD; rao for TAO)' },
   discounts: { value: 'FROM:BPS,...', help: 'graduated output discount: output tokens beyond FROM cost BPS basis points less (e.g. 1000:1000,10000:2500)' },
+  'gpu-count': { value: 'N', help: 'GPUs stated in offers, with --gpu-model (default: those of the collected GPU evidence); the enclave refuses offers its verified evidence does not show' },
+  'gpu-model': { value: 'NAME', help: "with --gpu-count: the GPUs' model as the device certificate's issuer CN names it (e.g. \"GH100 A01 GSP BROM\")" },
   'weights-digest': { value: 'HEX', help: 'SHA-256 manifest digest (or dm-verity root hash) of the served weights, 64 hex; stated in evidence and offers (derived from the model under --tee sim)' },
   quantization: { value: 'Q', help: 'quantization of the served weights: bf16, fp8, int4, ... (default bf16)' },
   engine: { value: 'NAME/VERSION', help: 'inference engine and version (default vllm/0.6.3)' },

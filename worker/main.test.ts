@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { main } from '../cli/main.ts';
 import { hex } from '../attestation/bytes.ts';
-import { hotkeySeedFrom, identityFromFlags, termsFromFlags } from './main.ts';
+import { createNvidiaSimSigner } from '../attestation/nvidia/sim.ts';
+import { gpusFromFlags, hotkeySeedFrom, identityFromFlags, termsFromFlags } from './main.ts';
+import { gpusOfEvidence, statingGpus } from './offers.ts';
 
 const code = (f: Parameters<typeof termsFromFlags>[0]) => {
   try {
@@ -37,6 +39,38 @@ describe('gm worker model identity flags', () => {
     expect(c({ quantization: 'FP8' })).toBe('USAGE');
     expect(c({ parameters: 'tools,teleport' })).toBe('USAGE');
     expect(c({ 'context-length': '0' })).toBe('USAGE');
+  });
+});
+
+describe('gm worker GPUs in offers', () => {
+  it('--gpu-count and --gpu-model together state a fixed count and model; neither states what the evidence showed', () => {
+    const collected = () => ({ count: 3, model: 'from evidence' });
+    expect(gpusFromFlags({ 'gpu-count': '8', 'gpu-model': 'GH100 A01 GSP BROM' }, collected)()).toEqual({ count: 8, model: 'GH100 A01 GSP BROM' });
+    expect(gpusFromFlags({}, collected)()).toEqual({ count: 3, model: 'from evidence' });
+    const c = (f: Parameters<typeof gpusFromFlags>[0]) => {
+      try {
+        gpusFromFlags(f, collected);
+        return 'ok';
+      } catch (e) {
+        return (e as { code?: string }).code;
+      }
+    };
+    expect([c({ 'gpu-count': '2' }), c({ 'gpu-model': 'x' }), c({ 'gpu-count': '0', 'gpu-model': 'x' }), c({ 'gpu-count': '65', 'gpu-model': 'x' }), c({ 'gpu-count': '1', 'gpu-model': 'x'.repeat(65) })]).toEqual(['USAGE', 'USAGE', 'USAGE', 'USAGE', 'USAGE']);
+  });
+
+  it("the evidence's statement: the count and the device certificate issuer's CN; nothing for mixed models or a bad chain", async () => {
+    const s = await createNvidiaSimSigner({ now: new Date() });
+    const gpu = (leaf: Uint8Array) => ({ arch: 'HOPPER' as const, evidence: new Uint8Array(0), certs: [leaf, s.intermediate.der, s.root.der], ccMode: 'on' as const });
+    expect(gpusOfEvidence([gpu(s.leaf.der), gpu(s.leaf.der)])).toEqual({ count: 2, model: 'SIM GH100 A01 GSP BROM' });
+    // The intermediate is issued by the root: another name, so the two GPUs state no single model.
+    expect(gpusOfEvidence([gpu(s.leaf.der), gpu(s.intermediate.der)])).toBeUndefined();
+    expect(gpusOfEvidence([gpu(new Uint8Array([0x30, 0x00]))])).toBeUndefined();
+    expect(gpusOfEvidence([])).toBeUndefined();
+    // statingGpus records what each collection showed, for the offers signed after it.
+    const src = statingGpus(async () => [gpu(s.leaf.der)]);
+    expect(src.stated()).toBeUndefined();
+    await src.source(new Uint8Array(32));
+    expect(src.stated()).toEqual({ count: 1, model: 'SIM GH100 A01 GSP BROM' });
   });
 });
 

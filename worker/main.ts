@@ -2,7 +2,7 @@
  * `gm worker --upstream URL --enclave URL [--enclave URL ...] [--tee auto|configfs|sim] [--gpu-evidence-cmd CMD]
  *            [--listen ADDR] [--public-url URL] [--price-in N] [--price-out N] [--currency C]
  *            [--terms per-request|prepaid|postpaid [--credit-limit N --settlement-seconds S]] [--min-charge N]
- *            [--discounts FROM:BPS,...]
+ *            [--discounts FROM:BPS,...] [--gpu-count N --gpu-model NAME]
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
  *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]
  *            [--processes N]`
@@ -25,7 +25,7 @@ import { fromHex, hex } from '../attestation/bytes.ts';
 import { type ModelIdentity, normalizeIdentity } from '../protocol/model-identity.ts';
 import { intFlag } from '../enclave/flags.ts';
 import { hotkeyFromSeed, type PaymentTerms } from '../protocol/offer.ts';
-import { offerSigner } from './offers.ts';
+import { type GpuStatement, offerSigner, statingGpus } from './offers.ts';
 import { createLogger } from '../enclave/log.ts';
 import { onSignal, type ServiceIo } from '../enclave/serve.ts';
 import { parseTeeChoice, selectTee } from '../enclave/tee/select.ts';
@@ -65,6 +65,8 @@ export interface WorkerFlags {
   readonly 'settlement-seconds'?: string;
   readonly 'min-charge'?: string;
   readonly discounts?: string;
+  readonly 'gpu-count'?: string;
+  readonly 'gpu-model'?: string;
   readonly 'weights-digest'?: string;
   readonly quantization?: string;
   readonly engine?: string;
@@ -242,6 +244,20 @@ function policyDocument(bytes: Uint8Array, file: string): unknown {
   }
 }
 
+/**
+ * The GPUs the offers state: `--gpu-count N --gpu-model NAME` (together), or by default what the latest collected GPU
+ * evidence shows (worker/offers.ts gpusOfEvidence). Either way the enclave takes the offer only when its verified
+ * evidence shows that many GPUs of that model.
+ */
+export function gpusFromFlags(f: Pick<WorkerFlags, 'gpu-count' | 'gpu-model'>, collected: () => GpuStatement | undefined): () => GpuStatement | undefined {
+  const model = f['gpu-model'];
+  if ((f['gpu-count'] === undefined) !== (model === undefined)) throw configError('USAGE', '--gpu-count and --gpu-model are given together (or neither, to state the GPUs of the collected evidence)');
+  if (model === undefined) return collected;
+  if (model.length < 1 || model.length > 64) throw configError('USAGE', '--gpu-model must be 1..64 characters');
+  const stated = { count: intFlag(f['gpu-count'], 'gpu-count', 1, 1, 64), model };
+  return () => stated;
+}
+
 export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
   const maxStreams = intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000);
@@ -253,7 +269,8 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
   const cmd = f['gpu-evidence-cmd'];
   if (!tee.sim && !cmd) throw configError('USAGE', 'a real worker needs --gpu-evidence-cmd CMD (prints nvtrust GPU evidence JSON for the nonce in $GM_GPU_NONCE)');
-  const gpu = cmd ? commandGpuSource(cmd) : simGpuSource();
+  const gpu = statingGpus(cmd ? commandGpuSource(cmd) : simGpuSource());
+  const gpus = gpusFromFlags(f, gpu.stated);
   const policyFile = f['enclave-policy'];
   // Read before anything starts: a worker never registers with an enclave it has no policy for.
   const enclavePolicy = policyFile ? parseClientPolicy(policyDocument(await io.readFile(policyFile), policyFile), '--enclave-policy') : undefined;
@@ -265,13 +282,14 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const identity = identityFromFlags(f, tee.sim);
   const offers = offerSigner({
     ...(identity ? { identity } : {}),
+    gpus,
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
   });
-  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
+  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
   let w: Awaited<ReturnType<typeof startWorkerPrimary>>;
   if (processes > 1) {
-    const p = await startPrimary({ processes, log, tee, gpu });
+    const p = await startPrimary({ processes, log, tee, gpu: gpu.source });
     w = await startWorkerPrimary({ ...options, keys: p.keys }, p.elsewhere);
   } else w = await startWorker(options);
   // --json: the same as one JSON object per line, for scripts.
