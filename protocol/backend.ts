@@ -3,13 +3,14 @@
  * platform's native code: X25519 (RFC 7748), ML-KEM-768 (FIPS 203, the post-quantum half of X-Wing), HMAC-SHA256
  * (RFC 2104, the building block of HKDF, RFC 5869) and the AEADs of RFC 9180 §7.3.
  *
- * The default backend is runtime-agnostic: X25519 and AES-GCM through WebCrypto, HMAC-SHA256 through @noble/hashes
- * (synchronous; WebCrypto would need an importKey per call) and ChaCha20-Poly1305 through @noble/ciphers (WebCrypto
+ * The default backend is runtime-agnostic: X25519 and AES-GCM through WebCrypto, HMAC-SHA256 and SHA3-256 through
+ * @noble/hashes (synchronous; WebCrypto would need an importKey per call, and has no SHA-3) and ChaCha20-Poly1305 through @noble/ciphers (WebCrypto
  * lacks it), ML-KEM-768 through @noble/post-quantum (WebCrypto lacks it). Node processes may install the node:crypto backend from protocol/node/backend-node.ts, which avoids
  * WebCrypto's per-call cost (see docs/protocol.md §10 and bench/protocol.bench.ts).
  */
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
+import { sha3_256 } from '@noble/hashes/sha3.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { ml_kem768, type KEMPrepared } from '@noble/post-quantum/ml-kem.js';
@@ -88,6 +89,8 @@ export interface CryptoBackend {
   /** ML-KEM-768.Decaps (FIPS 203 Algorithm 21): implicit rejection, a wrong ciphertext gives a wrong secret. */
   mlkem768Decapsulate(sk: MlKem768PrivateKey, ct: Uint8Array): Uint8Array;
   hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array;
+  /** SHA3-256 (FIPS 202), the X-Wing combiner's hash. */
+  sha3_256(data: Uint8Array): Uint8Array;
   aead(aeadId: number, key: Uint8Array): Promise<AeadCipher> | AeadCipher;
 }
 
@@ -197,6 +200,9 @@ export const webCryptoBackend: CryptoBackend = {
   },
   hmacSha256(key, data) {
     return hmac(sha256, key, data);
+  },
+  sha3_256(data) {
+    return sha3_256(data);
   },
   async aead(aeadId, key) {
     const p = AEAD_PARAMS[aeadId] ?? unsupportedAead(aeadId);

@@ -203,6 +203,8 @@ describe('the combiner', () => {
     for (const v of json<DraftVector[]>('xwing-draft-9b6ce9e6.json')) {
       const { ssM, ssX, ctX, pkX } = components(v);
       expect(hex(combiner(ssM, ssX, ctX, pkX))).toBe(v.ss);
+      // The same with each backend's SHA3-256 (node:crypto's on servers).
+      for (const b of [webCryptoBackend, nodeBackend]) expect(hex(combiner(ssM, ssX, ctX, pkX, b))).toBe(v.ss);
       expect(hex(sha3_256(cat(ssM, ssX, ctX, pkX, XWING_LABEL)))).toBe(v.ss);
     }
   });

@@ -59,10 +59,23 @@ function badKey(msg: string, cause?: unknown): never {
   throw protocolError('HPKE_BAD_KEY', msg, cause === undefined ? undefined : { cause });
 }
 
-/** Combiner (draft §5.3). The order is the point: ss_M first, the label last. */
-export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array): Uint8Array {
+/**
+ * Combiner (draft §5.3). The order is the point: ss_M first, the label last. SHA3-256 is the backend's (node:crypto's
+ * on servers) when one is given, else @noble/hashes'.
+ */
+export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array, backend?: CryptoBackend): Uint8Array {
   if (ssM.length !== 32 || ssX.length !== 32 || ctX.length !== X_LEN || pkX.length !== X_LEN) badKey('X-Wing combiner inputs must be 32 bytes each');
-  return sha3_256(concat(ssM, ssX, ctX, pkX, XWING_LABEL));
+  const input = new Uint8Array(4 * 32 + XWING_LABEL.length);
+  input.set(ssM);
+  input.set(ssX, 32);
+  input.set(ctX, 64);
+  input.set(pkX, 96);
+  input.set(XWING_LABEL, 128);
+  try {
+    return backend ? backend.sha3_256(input) : sha3_256(input);
+  } finally {
+    input.fill(0, 0, 64);
+  }
 }
 
 /** X25519 with the all-zero check. */
@@ -182,7 +195,7 @@ export async function encapXWing(pk: Uint8Array, backend: CryptoBackend, eseed?:
   }
   const ctX = ek.publicKey;
   try {
-    return { sharedSecret: combiner(ssM, ssX, ctX, pkX), enc: concat(ctM, ctX) };
+    return { sharedSecret: combiner(ssM, ssX, ctX, pkX, backend), enc: concat(ctM, ctX) };
   } finally {
     ssM.fill(0);
     ssX.fill(0);
@@ -202,7 +215,7 @@ export async function decapXWing(ct: Uint8Array, sk: XWingPrivateKey): Promise<U
     badKey('ML-KEM-768 decapsulation failed', e);
   }
   try {
-    return combiner(ssM, ssX, ctX, k.pkX);
+    return combiner(ssM, ssX, ctX, k.pkX, sk.backend);
   } finally {
     ssM.fill(0);
     ssX.fill(0);

@@ -9,14 +9,17 @@
  * protocol/*.ts never import this file; enclave/worker code installs it with `setDefaultBackend(nodeBackend)`.
  *
  * Per-message cost matters here (every OHTTP request does an X25519 generate or import, one or two agreements and
- * ~18 HMACs per leg, and a request crosses two legs): raw X25519 public keys go in and out as JWK (`x` is the
- * base64url u-coordinate, RFC 8037 §2), which node parses and prints without a DER/ASN.1 round trip, and HMAC keys
- * are KeyObjects (node's createHmac re-imports a raw key on every call, ~3x slower).
+ * several HMACs). node's key preparation tells a KeyObject from other key inputs by calling an internal accessor that
+ * throws on anything else and catching the error: every object or Buffer passed as a key (a JWK, `{ key, format }`,
+ * raw bytes to createHmac or createCipheriv) costs two thrown errors with stack traces, which on the bench host is
+ * most of the call (createPublicKey of a raw X25519 key ~38 us, of the same key as a PEM string ~16 us; createHmac
+ * with raw key bytes ~20 us, with a KeyObject ~4 us). So: peer public keys go in as PEM strings (a string is not
+ * probed), AEAD keys are KeyObjects made once per key, and HMAC-SHA256 is RFC 2104 over node's one-shot SHA-256,
+ * which takes no key object at all.
  */
 import {
   createCipheriv,
   createDecipheriv,
-  createHmac,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
@@ -24,6 +27,7 @@ import {
   diffieHellman,
   encapsulate,
   generateKeyPairSync,
+  hash,
   type KeyObject,
 } from 'node:crypto';
 import { protocolError } from '../../attestation/errors.ts';
@@ -36,6 +40,7 @@ import {
   MLKEM768_NEK,
   MLKEM768_NSEED,
   X25519_PKCS8_PREFIX,
+  X25519_SPKI_PREFIX,
   type AeadCipher,
   type CryptoBackend,
   type MlKem768PrivateKey,
@@ -60,23 +65,50 @@ function rawPublic(k: KeyObject): Uint8Array {
  * Parsed peer public keys by their bytes. A sender agrees with the same recipient key (the attested key
  * configuration) on every request, so its KeyObject is parsed once instead of per message. Public values only;
  * bounded by clearing when full (ephemeral keys seen by a gateway pass through and are dropped with the rest).
- * Same bytes, same key: the agreement and the all-zero check (hpke.ts) are unchanged.
+ * Same bytes, same key: the agreement and the all-zero check (hpke.ts) are unchanged. The key goes in as PEM text
+ * (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo), which also serves as the map key.
  */
 const peerKeys = new Map<string, KeyObject>();
 const PEER_KEYS_MAX = 256;
+const SPKI = Buffer.alloc(X25519_SPKI_PREFIX.length + 32);
+SPKI.set(X25519_SPKI_PREFIX);
 function peerKey(pk: Uint8Array): KeyObject {
-  const x = Buffer.from(pk.buffer, pk.byteOffset, pk.length).toString('base64url');
-  let k = peerKeys.get(x);
+  SPKI.set(pk, X25519_SPKI_PREFIX.length);
+  const pem = `-----BEGIN PUBLIC KEY-----\n${SPKI.toString('base64')}\n-----END PUBLIC KEY-----\n`;
+  let k = peerKeys.get(pem);
   if (!k) {
-    k = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
+    k = createPublicKey(pem); // the prefix pins the algorithm (id-X25519, RFC 8410 §3)
     if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
-    peerKeys.set(x, k);
+    peerKeys.set(pem, k);
   }
   return k;
 }
 
-/** HMAC with an empty key is HMAC with the all-zero block (RFC 2104 §2): HPKE's empty salts use this one KeyObject. */
-const EMPTY_HMAC_KEY = createSecretKey(new Uint8Array(0));
+/** SHA-256 block size (FIPS 180-4 §1), the B of RFC 2104 §2. */
+const BLOCK = 64;
+
+/**
+ * HMAC-SHA256 (RFC 2104 §2): H((K0 XOR opad) || H((K0 XOR ipad) || text)), K0 the key zero-padded to B bytes, or
+ * H(key) padded when the key is longer than B. Two calls to node's one-shot SHA-256 cost less than one createHmac
+ * plus the KeyObject its key needs (see the header). The key-derived pad blocks are zeroed after use.
+ */
+function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
+  const k = key.length > BLOCK ? hash('sha256', key, 'buffer') : key;
+  const inner = new Uint8Array(BLOCK + data.length);
+  inner.fill(0x36, 0, BLOCK);
+  const outer = new Uint8Array(BLOCK + 32);
+  outer.fill(0x5c, 0, BLOCK);
+  for (let i = 0; i < k.length; i++) {
+    inner[i] = k[i]! ^ 0x36;
+    outer[i] = k[i]! ^ 0x5c;
+  }
+  inner.set(data, BLOCK);
+  outer.set(hash('sha256', inner, 'buffer'), BLOCK);
+  inner.fill(0, 0, BLOCK);
+  const h = hash('sha256', outer, 'buffer');
+  outer.fill(0, 0, BLOCK);
+  return new Uint8Array(h.buffer, h.byteOffset, h.length);
+}
 
 class NodeAead implements AeadCipher {
   readonly #alg: string;
@@ -177,10 +209,9 @@ export const nodeBackend: CryptoBackend = {
     const ss = decapsulate(sk.handle as KeyObject, ct);
     return new Uint8Array(ss.buffer, ss.byteOffset, ss.length);
   },
-  // node's Hmac with a KeyObject key (~3.6 us for HPKE's few-dozen-byte inputs) beats @noble/hashes in JS (~5.8 us)
-  // and createHmac with raw key bytes (~12.6 us: the key is re-imported per call), median of paired runs on Node 24.
-  hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
-    const h = createHmac('sha256', key.length === 0 ? EMPTY_HMAC_KEY : createSecretKey(key)).update(data).digest();
+  hmacSha256,
+  sha3_256(data: Uint8Array): Uint8Array {
+    const h = hash('sha3-256', data, 'buffer');
     return new Uint8Array(h.buffer, h.byteOffset, h.length);
   },
   aead(aeadId: number, key: Uint8Array): AeadCipher {
