@@ -166,9 +166,16 @@ function extract(b: CryptoBackend, salt: Uint8Array, ikm: Uint8Array): Uint8Arra
   return b.hmacSha256(salt, ikm);
 }
 
+const ONE = Uint8Array.of(1);
+
 /** HKDF-Expand (RFC 5869 §2.3). */
 function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number): Uint8Array {
   if (L > 255 * NH) throw protocolError('HPKE_EXPORT_TOO_LONG', `HKDF-Expand length ${L} exceeds 255 * Nh`);
+  // One block (every key, nonce and secret HPKE derives): T(1) = HMAC(PRK, info || 0x01), cut to L.
+  if (L <= NH) {
+    const t = b.hmacSha256(prk, concat(info, ONE));
+    return L === NH ? t : t.slice(0, L);
+  }
   const out = new Uint8Array(L);
   let t: Uint8Array = EMPTY;
   for (let i = 1, o = 0; o < L; i++) {
@@ -179,14 +186,68 @@ function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number):
   return out;
 }
 
+/**
+ * The fixed head of a labeled input (§4): "HPKE-v1" || suite_id || label for LabeledExtract, and I2OSP(L, 2) before
+ * it for LabeledExpand. Built once per suite, label and L (protocol constants, a few dozen at most), not per call.
+ */
+const prefixes = new WeakMap<Uint8Array, Map<string, Uint8Array>>();
+function labeledPrefix(suiteId: Uint8Array, label: string, L?: number): Uint8Array {
+  let m = prefixes.get(suiteId);
+  if (!m) {
+    m = new Map();
+    prefixes.set(suiteId, m);
+  }
+  const k = L === undefined ? label : `${L}:${label}`;
+  let v = m.get(k);
+  if (!v) {
+    v = L === undefined ? concat(HPKE_V1, suiteId, labelBytes(label)) : concat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label));
+    if (m.size < 64) m.set(k, v);
+  }
+  return v;
+}
+
+/**
+ * Scratch for labeled inputs, reused by every derivation: a fresh Uint8Array longer than 64 bytes gets its own
+ * off-heap ArrayBuffer, which in Node costs about as much as the HMAC over it. The backends' HMACs read their input
+ * before they return (they are synchronous), and the scratch is zeroed after each use: it held a shared secret, a
+ * PSK or a secret's context.
+ */
+let scratch = new Uint8Array(512);
+function scratchFor(n: number): Uint8Array {
+  if (n > scratch.length) scratch = new Uint8Array(Math.max(n, 2 * scratch.length));
+  return scratch;
+}
+
 /** LabeledExtract(salt, label, ikm) (§4). */
 function labeledExtract(b: CryptoBackend, suiteId: Uint8Array, salt: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  return extract(b, salt, concat(HPKE_V1, suiteId, labelBytes(label), ikm));
+  const p = labeledPrefix(suiteId, label);
+  const n = p.length + ikm.length;
+  const s = scratchFor(n);
+  s.set(p);
+  s.set(ikm, p.length);
+  try {
+    return extract(b, salt, s.subarray(0, n));
+  } finally {
+    s.fill(0, 0, n);
+  }
 }
 
 /** LabeledExpand(prk, label, info, L) (§4). */
 function labeledExpand(b: CryptoBackend, suiteId: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
-  return expand(b, prk, concat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label), info), L);
+  const p = labeledPrefix(suiteId, label, L);
+  if (L > NH) return expand(b, prk, concat(p, info), L);
+  // One block, as every key, nonce and secret of HPKE: T(1) = HMAC(prk, labeled_info || 0x01), cut to L.
+  const n = p.length + info.length + 1;
+  const s = scratchFor(n);
+  s.set(p);
+  s.set(info, p.length);
+  s[n - 1] = 1;
+  try {
+    const t = b.hmacSha256(prk, s.subarray(0, n));
+    return L === NH ? t : t.slice(0, L);
+  } finally {
+    s.fill(0, 0, n);
+  }
 }
 
 const KEM_SUITE_ID = concat(enc.encode('KEM'), i2osp(KEM_X25519_HKDF_SHA256, 2));
@@ -415,10 +476,22 @@ function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm
   return v;
 }
 
+/** suite_id = "HPKE" || I2OSP(kem_id, 2) || I2OSP(kdf_id, 2) || I2OSP(aead_id, 2) (§5.1): one array per supported suite. */
+const suiteIds = new Map<number, Uint8Array>();
+function suiteIdOf(s: SuiteIds): Uint8Array {
+  const k = s.kemId * 2 ** 32 + s.kdfId * 2 ** 16 + s.aeadId;
+  let v = suiteIds.get(k);
+  if (!v) {
+    v = concat(labelBytes('HPKE'), i2osp(s.kemId, 2), i2osp(s.kdfId, 2), i2osp(s.aeadId, 2));
+    if (suiteIds.size < 64) suiteIds.set(k, v);
+  }
+  return v;
+}
+
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
   // The suite and VerifyPSKInputs were checked by the Setup function, before any key agreement.
-  const suiteId = concat(labelBytes('HPKE'), i2osp(suite.kemId, 2), i2osp(suite.kdfId, 2), i2osp(suite.aeadId, 2));
+  const suiteId = suiteIdOf(suite);
   const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
   const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
   const keyScheduleContext = concat(Uint8Array.of(mode), pskIdHash, infoHash);

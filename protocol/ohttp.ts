@@ -270,6 +270,8 @@ export interface GatewayResponseContext {
   readonly enc: Uint8Array;
 }
 
+let saltScratch = new Uint8Array(2048);
+
 /** Response keys (RFC 9458 §4.4): secret = Export(label, max(Nn, Nk)); prk = Extract(enc || response_nonce, secret). */
 export function responseKeys(
   ctx: SenderContext | ReceiverContext,
@@ -280,10 +282,12 @@ export function responseKeys(
 ): { key: Uint8Array; nonce: Uint8Array } {
   const p = AEAD_PARAMS[ctx.suite.aeadId]!;
   const secret = ctx.export(labelBytes(label), Math.max(p.Nn, p.Nk));
-  const salt = new Uint8Array(encv.length + responseNonce.length);
-  salt.set(encv);
-  salt.set(responseNonce, encv.length);
-  const prk = hkdfExtract(salt, secret, backend);
+  // salt = enc || response_nonce, public bytes, built in a reused buffer (an X-Wing enc alone is 1120 bytes).
+  const n = encv.length + responseNonce.length;
+  if (n > saltScratch.length) saltScratch = new Uint8Array(n);
+  saltScratch.set(encv);
+  saltScratch.set(responseNonce, encv.length);
+  const prk = hkdfExtract(saltScratch.subarray(0, n), secret, backend);
   return { key: hkdfExpand(prk, labelBytes('key'), p.Nk, backend), nonce: hkdfExpand(prk, labelBytes('nonce'), p.Nn, backend) };
 }
 
@@ -409,10 +413,9 @@ export async function decapsulateRequest(
         const rn = so.responseNonce ?? crypto.getRandomValues(new Uint8Array(nlen));
         if (rn.length !== nlen) throw protocolError('OHTTP_BAD_NONCE', 'response nonce has the wrong length');
         const { key, nonce } = responseKeys(rctxt, h.enc, LABEL_RESPONSE, rn, b);
-        const ct = await (await b.aead(suite.aeadId, key)).seal(nonce, EMPTY, response);
-        const out = new Uint8Array(nlen + ct.length);
+        // The AEAD leaves room for the response nonce in front of its output: the message is written in place.
+        const out = await (await b.aead(suite.aeadId, key)).seal(nonce, EMPTY, response, nlen);
         out.set(rn);
-        out.set(ct, nlen);
         return out;
       },
     },

@@ -59,13 +59,16 @@ function badKey(msg: string, cause?: unknown): never {
   throw protocolError('HPKE_BAD_KEY', msg, cause === undefined ? undefined : { cause });
 }
 
+/** The combiner's input, reused (the hash reads it before it returns) and its secret half zeroed after each use. */
+const combinerInput = new Uint8Array(4 * 32 + XWING_LABEL.length);
+
 /**
  * Combiner (draft §5.3). The order is the point: ss_M first, the label last. SHA3-256 is the backend's (node:crypto's
  * on servers) when one is given, else @noble/hashes'.
  */
 export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX: Uint8Array, backend?: CryptoBackend): Uint8Array {
   if (ssM.length !== 32 || ssX.length !== 32 || ctX.length !== X_LEN || pkX.length !== X_LEN) badKey('X-Wing combiner inputs must be 32 bytes each');
-  const input = new Uint8Array(4 * 32 + XWING_LABEL.length);
+  const input = combinerInput;
   input.set(ssM);
   input.set(ssX, 32);
   input.set(ctX, 64);

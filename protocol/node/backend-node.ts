@@ -88,26 +88,46 @@ function peerKey(pk: Uint8Array): KeyObject {
 const BLOCK = 64;
 
 /**
+ * Scratch blocks for HMAC's two hash inputs, reused by every call (the hash reads them before it returns). A fresh
+ * Uint8Array longer than 64 bytes gets its own off-heap ArrayBuffer, which costs as much here as a SHA-256 of it.
+ */
+let inner = new Uint8Array(BLOCK + 256);
+const outer = new Uint8Array(BLOCK + 32);
+
+/**
+ * A one-shot digest as a 32-byte array. Asking node for the digest as latin1 text (one char per byte) and copying
+ * it into a small on-heap array costs about half of asking for a Buffer, which gets its own ArrayBuffer; `into`
+ * (offset `at`) receives it in place when given.
+ */
+function digest32(alg: 'sha256' | 'sha3-256', data: Uint8Array, into = new Uint8Array(32), at = 0): Uint8Array {
+  const d = hash(alg, data, 'binary'); // 'binary' is node's name for latin1
+  for (let j = 0; j < 32; j++) into[at + j] = d.charCodeAt(j);
+  return into;
+}
+
+/**
  * HMAC-SHA256 (RFC 2104 §2): H((K0 XOR opad) || H((K0 XOR ipad) || text)), K0 the key zero-padded to B bytes, or
  * H(key) padded when the key is longer than B. Two calls to node's one-shot SHA-256 cost less than one createHmac
- * plus the KeyObject its key needs (see the header). The key-derived pad blocks are zeroed after use.
+ * plus the KeyObject its key needs (see the header). The scratch blocks are zeroed after use: they held the
+ * key-derived pads and the text.
  */
 function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
-  const k = key.length > BLOCK ? hash('sha256', key, 'buffer') : key;
-  const inner = new Uint8Array(BLOCK + data.length);
-  inner.fill(0x36, 0, BLOCK);
-  const outer = new Uint8Array(BLOCK + 32);
+  const k = key.length > BLOCK ? digest32('sha256', key) : key;
+  const n = BLOCK + data.length;
+  if (n > inner.length) inner = new Uint8Array(Math.max(n, 2 * inner.length));
+  const i = inner;
+  i.fill(0x36, 0, BLOCK);
   outer.fill(0x5c, 0, BLOCK);
-  for (let i = 0; i < k.length; i++) {
-    inner[i] = k[i]! ^ 0x36;
-    outer[i] = k[i]! ^ 0x5c;
+  for (let j = 0; j < k.length; j++) {
+    i[j] = k[j]! ^ 0x36;
+    outer[j] = k[j]! ^ 0x5c;
   }
-  inner.set(data, BLOCK);
-  outer.set(hash('sha256', inner, 'buffer'), BLOCK);
-  inner.fill(0, 0, BLOCK);
-  const h = hash('sha256', outer, 'buffer');
-  outer.fill(0, 0, BLOCK);
-  return new Uint8Array(h.buffer, h.byteOffset, h.length);
+  i.set(data, BLOCK);
+  digest32('sha256', i.subarray(0, n), outer, BLOCK);
+  i.fill(0, 0, n);
+  const h = digest32('sha256', outer);
+  outer.fill(0);
+  return h;
 }
 
 class NodeAead implements AeadCipher {
@@ -211,8 +231,7 @@ export const nodeBackend: CryptoBackend = {
   },
   hmacSha256,
   sha3_256(data: Uint8Array): Uint8Array {
-    const h = hash('sha3-256', data, 'buffer');
-    return new Uint8Array(h.buffer, h.byteOffset, h.length);
+    return digest32('sha3-256', data);
   },
   aead(aeadId: number, key: Uint8Array): AeadCipher {
     const p = AEAD_PARAMS[aeadId];
