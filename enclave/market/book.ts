@@ -17,7 +17,7 @@ import { hasPriceTerms, type PriceTerms } from '../../protocol/offer-terms.ts';
 import { equalBytes, hex } from '../../attestation/bytes.ts';
 import { configError, protocolError, rejected } from '../../attestation/errors.ts';
 import { hash } from 'node:crypto';
-import { leafHash } from '../../protocol/best-execution.ts';
+import { leafHash, merkleRoot } from '../../protocol/best-execution.ts';
 import { MerkleTree } from '../../protocol/merkle-tree.ts';
 import { decodeDeterministic } from '../../protocol/market-cbor.ts';
 import { type ModelIdentity, parameterMask, sameIdentity } from '../../protocol/model-identity.ts';
@@ -178,6 +178,8 @@ export class OrderBook {
   readonly #maxTotal: number;
   readonly #workers = new Map<string, WorkerSlot>();
   readonly #stats = new Map<string, LiveStats>();
+  /** Pool roots by model list, with the tree views they were computed from (poolRoot). */
+  readonly #poolRoots = new Map<string, { trees: readonly ModelTree[]; root: Uint8Array }>();
   /** Largest quoted price in the book: bounds the selection arithmetic so it stays exact. */
   maxQuoted = 0;
   /** Largest quoted minimum charge in the book (same purpose, for offers with a minimum). */
@@ -399,6 +401,21 @@ export class OrderBook {
       t.view = { leaves: t.merkle.leaves, root: t.merkle.root(), columns: buildColumns(sorted, byIn, byOut) };
     }
     return t.view;
+  }
+
+  /**
+   * The root over several models' considered sets in the request's model order (a pool), given their current trees:
+   * kept per model list until one of the trees changes, so pool requests do not hash every leaf each time.
+   */
+  poolRoot(models: readonly string[], trees: readonly ModelTree[]): Uint8Array {
+    const key = models.join('\n');
+    const hit = this.#poolRoots.get(key);
+    if (hit && hit.trees.length === trees.length && hit.trees.every((t, i) => t === trees[i])) return hit.root;
+    const root = merkleRoot(trees.flatMap((t) => t.leaves), nodeSha256);
+    // Bounded: request model lists are client-chosen, so the cache forgets everything past its size.
+    if (this.#poolRoots.size >= 256) this.#poolRoots.clear();
+    this.#poolRoots.set(key, { trees: [...trees], root });
+    return root;
   }
 
   /** Removes every expired offer; returns how many left. */

@@ -426,3 +426,28 @@ describe('selection over a changing book with price terms (fast-check)', async (
     );
   });
 });
+
+describe('best-execution root over a pool', async () => {
+  const [a, b] = await Promise.all([makeWorker('pa', { seed: 21 }), makeWorker('pb', { seed: 22 })]);
+
+  it('is the MTH over each model set in the pool order, and follows a change to any of them', () => {
+    const book = new OrderBook();
+    for (const w of [a!, b!]) book.upsertWorker(w.info);
+    let n = 100;
+    const put = (w: TestWorker, model: string, id: string) => book.insert(unsignedVerified(offerFor(w, { offerId: id, model }), n++), NOW);
+    put(a!, 'm-x', 'x1');
+    put(b!, 'm-x', 'x2');
+    put(a!, 'm-y', 'y1');
+    const c = parseRouteConstraints({ model: 'default', models: ['m-y', 'm-x'] });
+    const expected = (): Uint8Array => merkleRoot(['m-y', 'm-x'].flatMap((m) => book.entriesFor(m, NOW).slice().sort((p, q) => compareDigests(p.verified.digest, q.verified.digest)).map((e) => leafHash(e.verified.digest))));
+    const root = () => select(book, c, NOW, { requestId: 'p', commit: true }).proof!.root;
+    const first = root();
+    expect(first).toEqual(expected());
+    expect(root()).toEqual(first);
+    put(b!, 'm-y', 'y2');
+    expect(root()).toEqual(expected());
+    expect(root()).not.toEqual(first);
+    book.removeWorker('pa');
+    expect(root()).toEqual(expected());
+  });
+});

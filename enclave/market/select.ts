@@ -26,7 +26,7 @@
  */
 import { fromHex } from '../../attestation/bytes.ts';
 import { GmError, unavailable } from '../../attestation/errors.ts';
-import { merkleRoot, type SelectionRule, type Strategy } from '../../protocol/best-execution.ts';
+import type { SelectionRule, Strategy } from '../../protocol/best-execution.ts';
 import { type EligibilityRule, eligibleWords, popcount, withinCap, writeBits } from './columns.ts';
 import type { Offer } from '../../protocol/offer.ts';
 import { computeCharge } from '../../protocol/receipt.ts';
@@ -145,7 +145,7 @@ export function select(book: OrderBook, c: RouteConstraints, now: number, opts: 
     const trees = c.models.map((m) => book.treeFor(m, now));
     offsets = trees.map((t) => ((considered += t.leaves.length), considered - t.leaves.length));
     bits = new Uint8Array(Math.ceil(considered / 8));
-    root = trees.length === 1 ? trees[0]!.root : merkleRoot(trees.flatMap((t) => t.leaves));
+    root = trees.length === 1 ? trees[0]!.root : book.poolRoot(c.models, trees);
   }
   const strategy = c.poolMode === 'latency' || c.poolMode === 'throughput' ? c.poolMode : c.sort;
   const expIn = c.expectedInputTokens;
