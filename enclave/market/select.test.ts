@@ -363,25 +363,26 @@ describe('selection rules', async () => {
 describe('selection over a changing book with price terms (fast-check)', async () => {
   const workers = await Promise.all([0, 1, 2, 3].map((i) => makeWorker(`t${i}`, { seed: i + 11 })));
   const TERMS_CHOICES: PriceTerms[] = [{}, { minCharge: 40n }, { discounts: [{ fromOutputTokens: 100, basisPoints: 5000 }] }, { minCharge: 5n, discounts: [{ fromOutputTokens: 10, basisPoints: 1000 }, { fromOutputTokens: 500, basisPoints: 9000 }] }];
-  const offerArb = fc.record({ worker: fc.integer({ min: 0, max: 3 }), id: fc.integer({ min: 0, max: 15 }), pin: fc.integer({ min: 1, max: 400_000 }), pout: fc.integer({ min: 1, max: 900_000 }), terms: fc.integer({ min: 0, max: 3 }), inFlight: fc.integer({ min: 0, max: 2 }) });
+  const offerArb = fc.record({ worker: fc.integer({ min: 0, max: 3 }), id: fc.integer({ min: 0, max: 15 }), pin: fc.integer({ min: 1, max: 400_000 }), pout: fc.integer({ min: 1, max: 900_000 }), terms: fc.integer({ min: 0, max: 3 }), inFlight: fc.integer({ min: 0, max: 2 }), life: fc.constantFrom(5, 12, 3600) });
   const opArb = fc.oneof(
     offerArb.map((o) => ({ op: 'put' as const, o })),
     fc.integer({ min: 0, max: 3 }).map((w) => ({ op: 'drop' as const, w })),
-    fc.record({ maxIn: fc.option(fc.integer({ min: 0, max: 450_000 }), { nil: undefined }), maxOut: fc.option(fc.integer({ min: 0, max: 1_000_000 }), { nil: undefined }), maxTokens: fc.integer({ min: 1, max: 2000 }), chars: fc.integer({ min: 0, max: 3000 }), limit: fc.integer({ min: 1, max: 8 }) }).map((q) => ({ op: 'select' as const, q })),
+    fc.record({ maxIn: fc.option(fc.integer({ min: 0, max: 450_000 }), { nil: undefined }), maxOut: fc.option(fc.integer({ min: 0, max: 1_000_000 }), { nil: undefined }), maxTokens: fc.integer({ min: 1, max: 2000 }), chars: fc.integer({ min: 0, max: 3000 }), limit: fc.integer({ min: 1, max: 8 }), later: fc.constantFrom(0, 0, 4000, 9000) }).map((q) => ({ op: 'select' as const, q })),
   );
 
-  it('threshold and full scans agree, and the commitment (root, bitmap, count) matches the book after every change', () => {
+  it('threshold and full scans agree, and the commitment (root, bitmap, count) matches the book after every change and expiry', () => {
     fc.assert(
       fc.property(fc.array(offerArb, { maxLength: 30 }), fc.array(opArb, { minLength: 1, maxLength: 25 }), fc.integer({ min: 0, max: 500 }), (initial, ops, fee) => {
         const book = new OrderBook({ feeBasisPoints: fee });
-        for (const w of workers) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 60_000 });
+        for (const w of workers) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 3_600_000 });
         let n = 0;
+        let now = NOW;
         const put = (s: (typeof initial)[number]): void => {
           const w = workers[s.worker]!;
           const prev = book.byOffer(w.id, `x${s.id}`);
-          if (!book.worker(w.id)) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 60_000 });
-          const o = offerFor(w, { offerId: `x${s.id}`, sequence: (prev?.offer.sequence ?? 0) + 1, model: 'm', pricePerMInput: BigInt(s.pin), pricePerMOutput: BigInt(s.pout), terms: { kind: 'per-request', ...TERMS_CHOICES[s.terms]! }, capacity: 2 });
-          book.insert(unsignedVerified(o, ++n * 7919), NOW).stats.inFlight = s.inFlight;
+          if (!book.worker(w.id)) book.upsertWorker({ ...w.info, verifiedUntil: NOW + 3_600_000 });
+          const o = offerFor(w, { offerId: `x${s.id}`, sequence: (prev?.offer.sequence ?? 0) + 1, model: 'm', pricePerMInput: BigInt(s.pin), pricePerMOutput: BigInt(s.pout), terms: { kind: 'per-request', ...TERMS_CHOICES[s.terms]! }, capacity: 2, validUntil: Math.floor(now / 1000) + s.life });
+          book.insert(unsignedVerified(o, ++n * 7919), now).stats.inFlight = s.inFlight;
         };
         initial.forEach(put);
         for (const step of ops) {
@@ -389,9 +390,10 @@ describe('selection over a changing book with price terms (fast-check)', async (
           else if (step.op === 'drop') book.removeWorker(workers[step.w]!.id);
           else {
             const q = step.q;
+            now += q.later;
             const c = parseRouteConstraints({ model: 'm', max_tokens: q.maxTokens, messages: [{ role: 'user', content: 'z'.repeat(q.chars) }], provider: { ...(q.maxIn !== undefined || q.maxOut !== undefined ? { max_price: { ...(q.maxIn !== undefined ? { prompt: (q.maxIn / 1e6).toFixed(6) } : {}), ...(q.maxOut !== undefined ? { completion: (q.maxOut / 1e6).toFixed(6) } : {}) } } : {}) } });
             const cap = { ...(c.maxPricePerMInput !== undefined ? { maxIn: c.maxPricePerMInput } : {}), ...(c.maxPricePerMOutput !== undefined ? { maxOut: c.maxPricePerMOutput } : {}) };
-            const live = [...book.entriesFor('m', NOW)];
+            const live = [...book.entriesFor('m', now)];
             const oracle = live.filter((e) => {
               const o = e.offer;
               const min = o.terms.minCharge !== undefined ? quotedPrice(o.terms.minCharge, fee) : 0n;
@@ -399,7 +401,7 @@ describe('selection over a changing book with price terms (fast-check)', async (
             });
             const run = (scan: 'auto' | 'linear', commit: boolean) => {
               try {
-                return select(book, c, NOW, { requestId: 'q', limit: q.limit, scan, commit });
+                return select(book, c, now, { requestId: 'q', limit: q.limit, scan, commit });
               } catch (e) {
                 return (e as { code: string }).code;
               }
