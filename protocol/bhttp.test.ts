@@ -203,6 +203,27 @@ describe('binary HTTP', () => {
     );
   });
 
+  it('field values of any length and any Latin-1 byte round-trip; a code point above 0xFF is refused', () => {
+    // Lengths spread over the whole range (short values are decoded one way, long ones in 8 KiB slices another).
+    const latin1 = fc
+      .oneof(fc.integer({ min: 0, max: 80 }), fc.integer({ min: 8180, max: 8200 }), fc.integer({ min: 0, max: 17000 }))
+      .chain((n) => fc.array(fc.integer({ min: 0, max: 0xff }), { minLength: n, maxLength: n }))
+      .map((cs) => cs.map((c) => String.fromCharCode(c)).join(''));
+    fc.assert(
+      fc.property(latin1, fc.boolean(), (v, known) => {
+        const r = { method: 'POST', scheme: 'https', authority: '', path: '/p', headers: [['x-v', v]] as [string, string][], content: new Uint8Array(0), trailers: [] };
+        const framing = known ? 'known-length' : 'indeterminate-length';
+        expect(decodeRequest(encodeRequest(r, { framing })).request.headers).toEqual([['x-v', v]]);
+      }),
+      { numRuns: 60, seed: 0x1a71 },
+    );
+    const bad = (headers: [string, string][], path = '/p') => () => encodeRequest({ method: 'POST', scheme: 'https', authority: '', path, headers, content: new Uint8Array(0), trailers: [] });
+    expect(bad([['x-v', 'a\u0100']])).toThrow(expect.objectContaining({ code: 'BHTTP_MALFORMED' }));
+    expect(bad([['x-\u20ac', 'a']])).toThrow(expect.objectContaining({ code: 'BHTTP_MALFORMED' }));
+    expect(bad([], '/\u{1f600}')).toThrow(expect.objectContaining({ code: 'BHTTP_MALFORMED' }));
+    expect(() => encodeResponse({ informational: [], status: 200, headers: [], content: new Uint8Array(0), trailers: [] }, { padding: -1 })).toThrow(expect.objectContaining({ code: 'BHTTP_MALFORMED' }));
+  });
+
   it('streams an SSE response: head first, then each event as it arrives', () => {
     const d = new ResponseDecoder();
     expect(d.push(responseStream.head(200, [['content-type', 'text/event-stream']]))).toEqual([

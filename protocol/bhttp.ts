@@ -63,26 +63,24 @@ const truncated = (): never => {
   throw protocolError('BHTTP_TRUNCATED', 'binary HTTP message truncated');
 };
 
-function latin1(s: string): Uint8Array {
-  const out = new Uint8Array(s.length);
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff) malformed('string has a code point above 0xFF');
-    out[i] = c;
-  }
-  return out;
-}
-
 function fromLatin1(b: Uint8Array): string {
+  // Field names and values are short: a loop beats spreading a typed array into arguments (which iterates it).
   let s = '';
-  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode(...b.subarray(i, i + 8192));
+  if (b.length <= 64) {
+    for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]!);
+    return s;
+  }
+  for (let i = 0; i < b.length; i += 8192) s += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
   return s;
 }
 
-/** Append-only byte writer. */
+/** Append-only byte writer; sized up front where the message size is known, so it rarely grows. */
 class Writer {
-  #buf = new Uint8Array(256);
+  #buf: Uint8Array;
   #n = 0;
+  constructor(capacity = 256) {
+    this.#buf = new Uint8Array(capacity);
+  }
   #grow(k: number): void {
     if (this.#n + k <= this.#buf.length) return;
     let cap = this.#buf.length * 2;
@@ -106,6 +104,20 @@ class Writer {
   vbytes(b: Uint8Array): this {
     return this.varint(b.length).bytes(b);
   }
+  /** A length-prefixed Latin-1 string, written in place (no intermediate array per field). */
+  str(s: string): this {
+    this.varint(s.length);
+    this.#grow(s.length);
+    const b = this.#buf;
+    let n = this.#n;
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) malformed('string has a code point above 0xFF');
+      b[n++] = c;
+    }
+    this.#n = n;
+    return this;
+  }
   zeros(k: number): this {
     this.#grow(k);
     this.#buf.fill(0, this.#n, this.#n + k);
@@ -120,15 +132,29 @@ class Writer {
 function fieldLines(w: Writer, fields: readonly Field[]): void {
   for (const [n, v] of fields) {
     if (n.length === 0) malformed('empty field name');
-    w.vbytes(latin1(n)).vbytes(latin1(v));
+    w.str(n).str(v);
   }
 }
 
-function knownFields(w: Writer, fields: readonly Field[]): void {
-  const inner = new Writer();
-  fieldLines(inner, fields);
-  w.vbytes(inner.done());
+/** Encoded size of a length-prefixed Latin-1 string (one byte per code point; `str` refuses any above 0xFF). */
+const strSize = (s: string): number => varintLength(s.length) + s.length;
+
+/** Encoded size of field lines (§3.6), without their section length. */
+function fieldsSize(fields: readonly Field[]): number {
+  let n = 0;
+  for (const [k, v] of fields) n += strSize(k) + strSize(v);
+  return n;
 }
+
+function knownFields(w: Writer, fields: readonly Field[]): void {
+  w.varint(fieldsSize(fields));
+  fieldLines(w, fields);
+}
+
+/** Room for a message's framing, section lengths and end markers (each varint is at most 8 bytes). */
+const FRAME_ROOM = 48;
+/** Capacity for the requested padding; an invalid amount is refused later by `padding`, never by the allocation. */
+const room = (padding: number | undefined): number => (Number.isInteger(padding) && padding! > 0 ? padding! : 0);
 
 function indeterminateFields(w: Writer, fields: readonly Field[]): void {
   fieldLines(w, fields);
@@ -147,8 +173,9 @@ function padding(w: Writer, n = 0): void {
 /** Encodes a request (§3.1/§3.2). Indeterminate-length content is written as one chunk (none if empty). */
 export function encodeRequest(r: BhttpRequest, o: EncodeOptions = {}): Uint8Array {
   const known = (o.framing ?? 'known-length') === 'known-length';
-  const w = new Writer().varint(known ? FRAMING_KNOWN_REQUEST : FRAMING_INDETERMINATE_REQUEST);
-  w.vbytes(latin1(r.method)).vbytes(latin1(r.scheme)).vbytes(latin1(r.authority)).vbytes(latin1(r.path));
+  const size = FRAME_ROOM + strSize(r.method) + strSize(r.scheme) + strSize(r.authority) + strSize(r.path) + fieldsSize(r.headers) + r.content.length + fieldsSize(r.trailers) + room(o.padding);
+  const w = new Writer(size).varint(known ? FRAMING_KNOWN_REQUEST : FRAMING_INDETERMINATE_REQUEST);
+  w.str(r.method).str(r.scheme).str(r.authority).str(r.path);
   body(w, known, r.headers, r.content, r.trailers, o.truncate === true);
   padding(w, o.padding);
   return w.done();
@@ -175,7 +202,9 @@ function body(w: Writer, known: boolean, headers: readonly Field[], content: Uin
 /** Encodes a response (§3.1/§3.2) with its informational responses. */
 export function encodeResponse(r: BhttpResponse, o: EncodeOptions = {}): Uint8Array {
   const known = (o.framing ?? 'known-length') === 'known-length';
-  const w = new Writer().varint(known ? FRAMING_KNOWN_RESPONSE : FRAMING_INDETERMINATE_RESPONSE);
+  let size = FRAME_ROOM + fieldsSize(r.headers) + r.content.length + fieldsSize(r.trailers) + room(o.padding);
+  for (const i of r.informational) size += 16 + fieldsSize(i.headers);
+  const w = new Writer(size).varint(known ? FRAMING_KNOWN_RESPONSE : FRAMING_INDETERMINATE_RESPONSE);
   for (const i of r.informational) {
     checkStatus(i.status, 100, 199);
     w.varint(i.status);
