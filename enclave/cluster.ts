@@ -15,7 +15,8 @@
  *   reservations in the database, so processes cannot spend the same funds twice. The house and sim accounts are
  *   created once, by the primary. An in-memory ledger cannot be shared: with it the enclave runs one process.
  * - Connections: the primary listens and accepts, and hands each connection to one ready process in turn (a process is
- *   ready once it holds the keys and the workers the enclave holds, and serves). It keeps its own descriptor of the
+ *   ready once it holds the keys and the workers the enclave holds, and serves), skipping one that has not yet taken
+ *   the last connection it was handed (busy, or stuck) while another is free. It keeps its own descriptor of the
  *   connection until that process says it took it: a connection handed to a process that dies before taking it goes
  *   to another process, never left open with no one to read it (node:cluster's own round-robin holds such a
  *   connection forever, and its client waits with no answer). Once taken, the connection is that process's alone:
@@ -144,16 +145,18 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     if (others.length === 0) finish(m.id, from);
   };
 
-  const hand = (socket: Socket) => {
-    if (stopping) {
-      socket.destroy();
-      return;
-    }
-    const to = ready[turn++ % Math.max(ready.length, 1)];
-    if (!to) {
-      queued.push(socket);
-      return;
-    }
+  /**
+   * The next process in turn among those that took the last connection they were handed: one that has not (busy, or
+   * stuck) gets no more until it does.
+   */
+  const free = (): Worker | undefined => {
+    const waitingOn = new Set([...handed.values()].map((h) => h.to));
+    const k = ready.findIndex((_, i) => !waitingOn.has(ready[(turn + i) % ready.length]!));
+    if (k < 0) return undefined;
+    turn += k + 1;
+    return ready[(turn - 1) % ready.length];
+  };
+  const give = (socket: Socket, to: Worker) => {
     const id = ++connectionIds;
     handed.set(id, { socket, to });
     // keepOpen: the primary's descriptor is closed when the process took the connection (or handed on if it died).
@@ -161,11 +164,33 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       if (e) rehand(id);
     });
   };
+  /** Hands waiting connections on, oldest first, while a process is free. */
+  const drain = () => {
+    while (queued.length > 0) {
+      const to = free();
+      if (!to) return;
+      give(queued.shift()!, to);
+    }
+  };
+  const hand = (socket: Socket) => {
+    if (stopping) {
+      socket.destroy();
+      return;
+    }
+    // While no process is free the connection waits here, unread.
+    queued.push(socket);
+    drain();
+  };
   const rehand = (id: number) => {
     const h = handed.get(id);
     if (!h) return;
     handed.delete(id);
-    hand(h.socket);
+    if (stopping) {
+      h.socket.destroy();
+      return;
+    }
+    queued.unshift(h.socket); // accepted before those waiting
+    drain();
   };
   server.on('connection', (socket: Socket) => {
     // A client that goes away while its connection waits is closed with it; nothing is read here.
@@ -182,11 +207,12 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
         const h = handed.get(m.id);
         handed.delete(m.id);
         h?.socket.destroy(); // the primary's descriptor only: the process holds its own
+        drain();
       } else if (m.gm === 'ready') {
         if (wasReady.has(w) || !processes.has(w)) return;
         wasReady.add(w);
         ready.push(w);
-        for (const s of queued.splice(0)) hand(s);
+        drain();
         // Announced once every process of the first start is ready (until then connections reach only some).
         if (!announced && ready.length >= o.processes) {
           announced = true;
@@ -209,6 +235,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     w.process.once('close', () => {
       unready();
       for (const id of [...handed].filter(([, h]) => h.to === w).map(([id]) => id)) rehand(id);
+      drain();
     });
     w.on('exit', (code, signal) => {
       processes.delete(w);

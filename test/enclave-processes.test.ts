@@ -2,8 +2,9 @@
  * `gm enclave --processes 2` as an operator runs it (sim): both processes serve and attest the same key
  * configuration; a worker registered once (with whichever process took the connection) is routable from each; a
  * process killed with SIGKILL under load loses no receipt a client received, while the primary replaces it; and a
- * connection the primary handed to a process that died before taking it is served by another process, while one the
- * dead process had taken fails at once (enclave/cluster.ts).
+ * connection the primary handed to a process that died before taking it is served by another process (and while a
+ * process does not take what it was handed, new connections go to the other), while one the dead process had taken
+ * fails at once (enclave/cluster.ts).
  * Each request that must reach a given process goes over its own connection (the primary hands connections to the
  * ready processes in turn); /healthz says which process answered. Every wait is bounded and says what it waited for.
  */
@@ -198,6 +199,10 @@ describe('gm enclave --processes 2', () => {
     const asked = next.map((k) => k.health());
     for (const q of asked) q.catch(() => undefined);
     const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
+    // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
+    const more = [await raw(enclave.url), await raw(enclave.url), await raw(enclave.url)];
+    const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
+    expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
     process.kill(victim, 'SIGKILL');
     await untilDead(victim);
     // That connection was never taken: the primary hands it on, and it is answered instead of left open.
@@ -208,7 +213,7 @@ describe('gm enclave --processes 2', () => {
     await within(gone.closed, 5_000, 'the killed process\'s connection closes');
     const stays = kept[owners.findIndex((h) => h.process === live)]!;
     expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
-    for (const k of [...kept, ...next]) k.close();
+    for (const k of [...kept, ...next, ...more]) k.close();
     // Replaced: the new process takes the victim's place (and number) once it is ready.
     const again = await bothAnswer(enclave.url, 60_000, 'the replacement process answers');
     for (const c of again.values()) await c.close();
