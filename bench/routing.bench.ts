@@ -9,16 +9,23 @@
  * and its live children, so a `--processes N` enclave counts whole) around each variant's run; the load generator
  * reports its own from process.cpuUsage.
  *
+ * gm is measured with two load generators that send the same requests (bench/routing/loadgen.ts): `live`, gm's
+ * client sealing each request as it sends it (what a client does, and what the load generator's CPU then competes
+ * with), and `pre-encapsulated`, the same client with each run's requests sealed before the run starts (each still a
+ * fresh encapsulation with its request time, each answer still opened and checked), so that during the run the
+ * cores go to the enclave, the worker and the dev-model. Each gm row is printed for both, marked [live] and [pre].
+ *
  * Rows (ratio and target each): enclave CPU vs a proxy hop (<= 3), worker CPU vs a proxy hop (<= 1.5), throughput vs
  * the two-hop chain (>= 0.35) and vs direct, added p50 at c=1 (<= 1 ms) and p50/p99 at c=16, `--processes 2`
- * aggregate vs one process (>= 1.6), the 64-byte chunk seal on the session (<= 5 µs), streaming time to last token
- * vs direct (<= 1.1).
+ * aggregate vs one process (>= 1.6) with the ceiling this machine allows it (from CPU per request), the 64-byte chunk
+ * seal on the session (<= 5 µs), streaming time to last token vs direct (<= 1.1).
  *
  * GM_BENCH_ROUNDS (default 3), GM_BENCH_REQUESTS per variant and round (default 2000).
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createCipheriv, createSecretKey } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
@@ -84,6 +91,12 @@ class LoadGen {
   }
 }
 
+/** The two ways gm is loaded, by their load generator variant. */
+const MODES = [
+  { mode: 'live', variant: 'gm' },
+  { mode: 'pre', variant: 'gm-pre' },
+] as const;
+
 const med = (xs: readonly number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 const range = (xs: readonly number[], d = 0) => `${Math.min(...xs).toFixed(d)}–${Math.max(...xs).toFixed(d)}`;
 
@@ -137,12 +150,13 @@ export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   try {
     await load.ask({ op: 'setup', urls: { direct: m1.url, proxy: p1.url, chain: p2.url, gm: stack.enclave.url }, model: 'bench', streamModel: 'bench-stream', streamUrl: m2.url });
-    const variants: Variant[] = ['direct', 'proxy', 'chain', 'gm'];
+    const variants: Variant[] = ['direct', 'proxy', 'chain', 'gm', 'gm-pre'];
     const m = Object.fromEntries(variants.map((v): [Variant, Measured] => [v, { rps: [], p50: [], p99: [], cpu: {} }])) as Record<Variant, Measured>;
-    for (const v of variants) await load.ask({ op: 'run', variant: v, n: 300, c: C }); // warm JIT, pools, sessions
+    for (const v of variants) await runOn(load, v, 300, C); // warm JIT, pools, sessions
     for (let r = 0; r < ROUNDS; r++) {
       // Alternate the order each round so no variant always runs on a warmer or quieter machine.
       for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
+        if (v === 'gm-pre') await load.ask({ op: 'prepare', n: REQUESTS }); // untimed, and outside the CPU readings
         const before = Object.fromEntries(Object.entries(procs).map(([k, pid]) => [k, cpuTreeUs(pid)]));
         const x = await load.ask<RunResult>({ op: 'run', variant: v, n: REQUESTS, c: C });
         for (const [k, pid] of Object.entries(procs)) (m[v].cpu[k] ??= []).push((cpuTreeUs(pid) - before[k]!) / REQUESTS);
@@ -153,31 +167,35 @@ export async function run(): Promise<BenchRow[]> {
       }
     }
     // CPU per request by process, per variant (only the processes on that variant's path).
-    const onPath: Record<Variant, string[]> = { direct: ['dev-model'], proxy: ['proxy hop', 'dev-model'], chain: ['chain first hop', 'proxy hop', 'dev-model'], gm: ['enclave', 'worker', 'dev-model'] };
+    const onPath: Record<Variant, string[]> = { direct: ['dev-model'], proxy: ['proxy hop', 'dev-model'], chain: ['chain first hop', 'proxy hop', 'dev-model'], gm: ['enclave', 'worker', 'dev-model'], 'gm-pre': ['enclave', 'worker', 'dev-model'] };
     const notes = variants.map((v) => `${v}: ${med(m[v].rps).toFixed(0)} req/s (${range(m[v].rps)}); CPU µs/req ${[...onPath[v], 'load generator'].map((k) => `${k} ${med(m[v].cpu[k]!).toFixed(0)} (${range(m[v].cpu[k]!)})`).join(', ')}`);
     for (const n of notes) console.log(`  ${n}`);
     const hop = med(m.proxy.cpu['proxy hop']!);
-    rows.push(
-      atMost('enclave CPU per request', med(m.gm.cpu.enclave!), 'µs', 'plain Node proxy hop', hop, 3, `range ${range(m.gm.cpu.enclave!)} µs over ${ROUNDS} rounds`),
-      atMost('worker CPU per request', med(m.gm.cpu.worker!), 'µs', 'plain Node proxy hop', hop, 1.5, `range ${range(m.gm.cpu.worker!)} µs`),
-      atLeast('throughput via gm (c=16, 1 KiB chat)', med(m.gm.rps), 'req/s', 'plain two-hop proxy chain', med(m.chain.rps), 0.35, `gm ${range(m.gm.rps)}, chain ${range(m.chain.rps)} req/s`),
-      atLeast('throughput via gm (c=16), vs direct', med(m.gm.rps), 'req/s', 'dev-model direct', med(m.direct.rps), 0, `informational: the load generator's HPKE (${med(m.gm.cpu['load generator']!).toFixed(0)} µs/req) shares these cores`),
-    );
-    const p50g = med(m.gm.p50);
-    const p50d = med(m.direct.p50);
-    rows.push({ name: 'p50 / p99 latency via gm at c=16', value: p50g, unit: 'ms', floorName: 'direct p50', floor: p50d, ratio: p50g / p50d, target: 'reported (Little: c / throughput)', ok: true, note: `p99 gm ${med(m.gm.p99).toFixed(2)} ms vs direct ${med(m.direct.p99).toFixed(2)} ms; chain p50 ${med(m.chain.p50).toFixed(2)} ms` });
+    for (const { mode, variant: v } of MODES) {
+      const g = m[v];
+      rows.push(
+        atMost(`enclave CPU per request [${mode}]`, med(g.cpu.enclave!), 'µs', 'plain Node proxy hop', hop, 3, `range ${range(g.cpu.enclave!)} µs over ${ROUNDS} rounds`),
+        atMost(`worker CPU per request [${mode}]`, med(g.cpu.worker!), 'µs', 'plain Node proxy hop', hop, 1.5, `range ${range(g.cpu.worker!)} µs`),
+        atLeast(`throughput via gm (c=16, 1 KiB chat) [${mode}]`, med(g.rps), 'req/s', 'plain two-hop proxy chain', med(m.chain.rps), 0.35, `gm ${range(g.rps)}, chain ${range(m.chain.rps)} req/s; load generator ${med(g.cpu['load generator']!).toFixed(0)} µs/req during the run (chain ${med(m.chain.cpu['load generator']!).toFixed(0)})`),
+        atLeast(`throughput via gm (c=16), vs direct [${mode}]`, med(g.rps), 'req/s', 'dev-model direct', med(m.direct.rps), 0, 'informational: the load generator and every hop share these cores'),
+      );
+      rows.push({ name: `p50 / p99 latency via gm at c=16 [${mode}]`, value: med(g.p50), unit: 'ms', floorName: 'direct p50', floor: med(m.direct.p50), ratio: med(g.p50) / med(m.direct.p50), target: 'reported (Little: c / throughput)', ok: true, note: `p99 gm ${med(g.p99).toFixed(2)} ms vs direct ${med(m.direct.p99).toFixed(2)} ms; chain p50 ${med(m.chain.p50).toFixed(2)} ms` });
+    }
     // Unloaded: one request at a time, alternating.
-    const c1: Record<'direct' | 'gm' | 'chain', number[]> = { direct: [], gm: [], chain: [] };
-    const c1p99: Record<'direct' | 'gm' | 'chain', number[]> = { direct: [], gm: [], chain: [] };
+    const c1Variants = ['direct', 'chain', 'gm', 'gm-pre'] as const;
+    const c1 = Object.fromEntries(c1Variants.map((v) => [v, [] as number[]])) as Record<(typeof c1Variants)[number], number[]>;
+    const c1p99 = Object.fromEntries(c1Variants.map((v) => [v, [] as number[]])) as Record<(typeof c1Variants)[number], number[]>;
     for (let r = 0; r < ROUNDS; r++) {
-      for (const v of ['direct', 'chain', 'gm'] as const) {
-        const x = await load.ask<RunResult>({ op: 'run', variant: v, n: 300, c: 1 });
+      for (const v of r % 2 === 0 ? c1Variants : [...c1Variants].reverse()) {
+        const x = await runOn(load, v, 300, 1);
         c1[v].push(x.p50);
         c1p99[v].push(x.p99);
       }
     }
-    const added = med(c1.gm) - med(c1.direct);
-    rows.push({ name: 'added p50 latency via gm, unloaded (c=1)', value: added, unit: 'ms', floorName: 'direct p50 (c=1)', floor: med(c1.direct), ratio: med(c1.gm) / med(c1.direct), target: 'added <= 1 ms', ok: added <= 1, note: `gm p50 ${range(c1.gm, 2)} ms, p99 ${med(c1p99.gm).toFixed(2)} ms; chain adds ${(med(c1.chain) - med(c1.direct)).toFixed(2)} ms` });
+    for (const { mode, variant: v } of MODES) {
+      const added = med(c1[v]) - med(c1.direct);
+      rows.push({ name: `added p50 latency via gm, unloaded (c=1) [${mode}]`, value: added, unit: 'ms', floorName: 'direct p50 (c=1)', floor: med(c1.direct), ratio: med(c1[v]) / med(c1.direct), target: 'added <= 1 ms', ok: added <= 1, note: `gm p50 ${range(c1[v], 2)} ms, p99 ${med(c1p99[v]).toFixed(2)} ms; chain adds ${(med(c1.chain) - med(c1.direct)).toFixed(2)} ms` });
+    }
     // Streaming: 1000 tokens at 1 ms; alternating, median of 3 each.
     const sd: number[] = [];
     const sg: number[] = [];
@@ -194,38 +212,95 @@ export async function run(): Promise<BenchRow[]> {
     await p2.stop();
     await p1.stop();
   }
-  rows.push(...(await multiProcess(m1.url)));
+  rows.push(...(await multiProcess(m1.url, m1.child.pid!)));
   await m1.stop();
   await m2.stop();
   return rows;
 }
 
+/** A run of `n` requests at concurrency `c`; for `gm-pre`, its requests are sealed first (not timed). */
+async function runOn(load: LoadGen, variant: Variant, n: number, c: number): Promise<RunResult> {
+  if (variant === 'gm-pre') await load.ask({ op: 'prepare', n });
+  return load.ask<RunResult>({ op: 'run', variant, n, c });
+}
+
 /**
- * `gm enclave --processes 2` vs one process: the same stack started with each in turn (one worker process), the
- * same c=16 load, alternating; aggregate throughput ratio. The worker, the dev-model and the load generator share the
- * same cores, so on a 2-core machine this measures what a second enclave process gains from what they leave.
+ * `gm enclave --processes 2` vs one process: two stacks (each with one worker process, both on the dev-model
+ * `upstream`) running side by side and loaded in turn, alternating, with the same c=16 load in both modes; aggregate
+ * throughput ratio, with the ratio of each turn's pair. CPU per request is read
+ * for every process of the machine's load (the enclave with its processes, the worker, the dev-model, the load
+ * generator), which gives two ceilings: one enclave process can serve at most 1 s / (its CPU per request), and the
+ * machine at most (cores × 1 s) / (the CPU per request of all processes together). A second process can add no more
+ * than the machine's ceiling leaves above the first's, so the ratio is printed beside that bound, with the cores the
+ * machine would need for 1.6.
+ * A third load, `enclave-only`, is where the enclave is the bottleneck: pre-encapsulated `GET /v1/models`, which the
+ * enclave answers itself (decapsulation, request time and replay check, the inner surface, the response seal), so no
+ * worker or dev-model shares the cores; it shows what a second process adds to the enclave's own work.
  */
-async function multiProcess(upstream: string): Promise<BenchRow[]> {
-  const rps: Record<1 | 2, number[]> = { 1: [], 2: [] };
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const n of r % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const)) {
-      let s: Awaited<ReturnType<typeof stackOf>> | undefined;
-      const load = new LoadGen();
-      try {
-        s = await stackOf([upstream], n);
-        await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
-        await load.ask({ op: 'run', variant: 'gm', n: 300, c: C });
-        rps[n].push((await load.ask<RunResult>({ op: 'run', variant: 'gm', n: REQUESTS, c: C })).rps);
-      } catch (e) {
-        return [{ name: 'aggregate throughput, gm enclave --processes 2', value: 0, unit: 'req/s', floorName: 'one process', floor: 1, ratio: 0, target: 'ratio >= 1.6', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
-      } finally {
-        load.stop();
-        if (s) {
-          for (const w of s.workers) await w.stop();
-          await s.enclave.stop();
+async function multiProcess(upstream: string, upstreamPid: number): Promise<BenchRow[]> {
+  type Cell = { rps: number[]; enclave: number[]; all: number[] };
+  type Mode = 'live' | 'pre' | 'enclave-only';
+  const cell = (): Cell => ({ rps: [], enclave: [], all: [] });
+  const x: Record<1 | 2, Record<Mode, Cell>> = { 1: { live: cell(), pre: cell(), 'enclave-only': cell() }, 2: { live: cell(), pre: cell(), 'enclave-only': cell() } };
+  const loads: readonly { readonly mode: Mode; readonly variant: Variant; readonly request?: 'models' }[] = [...MODES, { mode: 'enclave-only', variant: 'gm-pre', request: 'models' }];
+  // Both stacks run side by side (an idle stack costs nothing) and take turns, so load from elsewhere on a shared
+  // machine falls on both alike; each turn gives one paired ratio.
+  const stacks: Partial<Record<1 | 2, Awaited<ReturnType<typeof stackOf>>>> = {};
+  const gens: Partial<Record<1 | 2, LoadGen>> = {};
+  const paired: Record<Mode, number[]> = { live: [], pre: [], 'enclave-only': [] };
+  try {
+    for (const n of [1, 2] as const) {
+      const s = (stacks[n] = await stackOf([upstream], n));
+      const load = (gens[n] = new LoadGen());
+      await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+      for (const { variant } of MODES) await runOn(load, variant, 300, C); // warm JIT, pools, sessions
+    }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const { mode, variant, request } of r % 2 === 0 ? loads : [...loads].reverse()) {
+        const got: Partial<Record<1 | 2, number>> = {};
+        for (const n of (r + loads.findIndex((l) => l.mode === mode)) % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const)) {
+          const s = stacks[n]!;
+          const load = gens[n]!;
+          if (variant === 'gm-pre') await load.ask({ op: 'prepare', n: REQUESTS, ...(request ? { request } : {}) });
+          const pids = { enclave: s.enclave.child.pid!, worker: s.workers[0]!.child.pid!, model: upstreamPid };
+          const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuTreeUs(pid)]));
+          const res = await load.ask<RunResult>({ op: 'run', variant, n: REQUESTS, c: C });
+          const per = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (cpuTreeUs(pid) - before[k]!) / REQUESTS]));
+          x[n][mode].rps.push(res.rps);
+          x[n][mode].enclave.push(per.enclave!);
+          x[n][mode].all.push(per.enclave! + per.worker! + per.model! + res.cpuUs);
+          got[n] = res.rps;
         }
+        paired[mode].push(got[2]! / got[1]!);
       }
     }
+  } catch (e) {
+    return [{ name: 'aggregate throughput, gm enclave --processes 2', value: 0, unit: 'req/s', floorName: 'one process', floor: 1, ratio: 0, target: 'ratio >= 1.6', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
+  } finally {
+    for (const n of [1, 2] as const) {
+      gens[n]?.stop();
+      for (const w of stacks[n]?.workers ?? []) await w.stop();
+      await stacks[n]?.enclave.stop();
+    }
   }
-  return [atLeast('aggregate throughput, gm enclave --processes 2', med(rps[2]), 'req/s', '--processes 1', med(rps[1]), 1.6, `2: ${range(rps[2])}, 1: ${range(rps[1])} req/s`)];
+  const cores = availableParallelism();
+  const rows: BenchRow[] = [];
+  for (const { mode } of loads) {
+    const one = x[1][mode];
+    const two = x[2][mode];
+    if (mode === 'enclave-only') {
+      rows.push(atLeast('aggregate throughput, gm enclave --processes 2 [enclave-only: pre-encapsulated GET /v1/models]', med(two.rps), 'req/s', '--processes 1', med(one.rps), 1.6, `2: ${range(two.rps)}, 1: ${range(one.rps)} req/s; paired ratios ${range(paired[mode], 2)}; enclave ${med(one.enclave).toFixed(0)} / ${med(two.enclave).toFixed(0)} µs CPU per request (with a core per process it could serve ×${((2 * med(one.enclave)) / med(two.enclave)).toFixed(2)}), busy ${((med(one.enclave) * med(one.rps)) / 1e6).toFixed(2)} / ${((med(two.enclave) * med(two.rps)) / 1e6).toFixed(2)} cores; load generator ${(med(two.all) - med(two.enclave)).toFixed(0)} µs per request`));
+      continue;
+    }
+    // Ceilings from CPU per request (medians): one enclave process (a core), and the whole machine with two.
+    const enclaveCeiling = 1e6 / med(one.enclave);
+    const machineCeiling = (cores * 1e6) / med(two.all);
+    const bound = Math.min(2 * enclaveCeiling, machineCeiling) / Math.min(enclaveCeiling, (cores * 1e6) / med(one.all));
+    const busy = (c: Cell) => ((med(c.enclave) * med(c.rps)) / 1e6).toFixed(2);
+    rows.push(atLeast(`aggregate throughput, gm enclave --processes 2 [${mode}]`, med(two.rps), 'req/s', '--processes 1', med(one.rps), 1.6, `2: ${range(two.rps)}, 1: ${range(one.rps)} req/s; paired ratios ${range(paired[mode], 2)}; enclave busy ${busy(one)} cores with 1 process, ${busy(two)} with 2; all processes ${med(one.all).toFixed(0)} / ${med(two.all).toFixed(0)} µs CPU per request`));
+    // 1.6 needs the machine's ceiling at 1.6 × one enclave process's: cores >= 1.6 × (all processes' CPU) / (the enclave's).
+    const needed = (1.6 * med(two.all)) / med(one.enclave);
+    rows.push({ name: `most --processes 2 can gain on ${cores} cores [${mode}]`, value: bound, unit: '×', floorName: 'ceilings from CPU per request', floor: 1, ratio: bound, target: 'informational (bounds the row above)', ok: true, note: `one enclave process ${enclaveCeiling.toFixed(0)} req/s (1 s / ${med(one.enclave).toFixed(0)} µs); the machine ${machineCeiling.toFixed(0)} req/s (${cores} s / ${med(two.all).toFixed(0)} µs of all processes); 1.6 needs ${needed.toFixed(1)} cores; with a core per enclave process, ×${((2 * med(one.enclave)) / med(two.enclave)).toFixed(2)} (2 × ${med(one.enclave).toFixed(0)} / ${med(two.enclave).toFixed(0)} µs)` });
+  }
+  return rows;
 }

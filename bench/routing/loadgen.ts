@@ -2,18 +2,33 @@
  * The routing bench's load generator, in its own process (forked with an IPC channel): plain HTTP to the dev-model
  * or a proxy chain through an undici Pool, or gm's client (attestation verified once, then one OHTTP encapsulation
  * per request, as every client does). It answers each `run` with throughput, latency percentiles and its own CPU.
+ *
+ * gm's client runs in two modes that send the same requests:
+ * - `gm` (live): each request is sealed when it is sent, inside the timed run, as a real client does;
+ * - `gm-pre` (pre-encapsulated): `prepare` seals the next run's requests before it starts, and the run only sends
+ *   them and opens the answers. Each is still its own fresh encapsulation (a new HPKE context, never one sent twice)
+ *   carrying its sealed request time (`gm-sent-at`, docs/protocol.md §13), sent within the gateway's window; every
+ *   answer is still opened (authenticated) and must be a sealed 200. The client's X-Wing encapsulation, which costs
+ *   about as much CPU as the enclave's own work per request, then no longer competes for the cores during the run.
  */
 import { Pool } from 'undici';
 import type { Transport } from '../../enclave/ohttp/client.ts';
+import { bhttpRequest } from '../../enclave/ohttp/messages.ts';
 import { setDefaultBackend } from '../../protocol/backend.ts';
+import { decodeResponse, encodeRequest } from '../../protocol/bhttp.ts';
+import { MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
+import { encapsulateRequest } from '../../protocol/ohttp.ts';
 import { nodeBackend } from '../../protocol/node/backend-node.ts';
+import { formatRequestTime, REQUEST_TIME_FIELD } from '../../protocol/request-time.ts';
 import { connect, type TestClient } from '../../test/stack/client.ts';
 
 setDefaultBackend(nodeBackend);
 
-export type Variant = 'direct' | 'proxy' | 'chain' | 'gm';
+export type Variant = 'direct' | 'proxy' | 'chain' | 'gm' | 'gm-pre';
 export type LoadRequest =
-  | { readonly op: 'setup'; readonly urls: Record<Variant, string>; readonly model: string; readonly streamModel: string; readonly streamUrl: string }
+  | { readonly op: 'setup'; readonly urls: Record<'direct' | 'proxy' | 'chain' | 'gm', string>; readonly model: string; readonly streamModel: string; readonly streamUrl: string }
+  /** Seals the next `gm-pre` run's requests: chat completions, or `GET /v1/models` (answered by the enclave alone). */
+  | { readonly op: 'prepare'; readonly n: number; readonly request?: 'chat' | 'models' }
   | { readonly op: 'run'; readonly variant: Variant; readonly n: number; readonly c: number }
   | { readonly op: 'stream'; readonly variant: 'direct' | 'gm'; readonly tokens: number }
   | { readonly op: 'exit' };
@@ -28,9 +43,13 @@ const PROMPT = 'x'.repeat(1024);
 let pools: Partial<Record<Variant, Pool>> = {};
 let gm: TestClient | undefined;
 let gmPool: Pool | undefined;
+let gmTransport: Transport | undefined;
 let streamPool: Pool | undefined;
 let model = '';
 let streamModel = '';
+type Sealed = Awaited<ReturnType<typeof encapsulateRequest>>;
+/** Requests sealed by `prepare` for the next `gm-pre` run, each sent once. */
+let prepared: Sealed[] = [];
 
 function poolTransport(pool: Pool): Transport {
   return async (body, contentType, signal) => {
@@ -46,16 +65,42 @@ function poolTransport(pool: Pool): Transport {
   };
 }
 
+const chatBody = () => new TextEncoder().encode(JSON.stringify({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 16 }));
+
+/** One request sealed to the enclave's attested key configuration, with the time it was sealed. */
+function seal(content: Uint8Array | undefined): Promise<Sealed> {
+  const sentAt: [string, string] = [REQUEST_TIME_FIELD, formatRequestTime(Date.now())];
+  const req = content ? bhttpRequest('POST', '/v1/chat/completions', [['content-type', 'application/json'], sentAt], content) : bhttpRequest('GET', '/v1/models', [sentAt], new Uint8Array(0));
+  return encapsulateRequest(gm!.config, encodeRequest(req));
+}
+
+/** Sends one sealed request and opens its answer, which must be a sealed 200 with a body. */
+async function exchange(x: Sealed): Promise<void> {
+  const t = await gmTransport!(x.encapsulated, MEDIA_OHTTP_REQ, undefined);
+  const parts: Uint8Array[] = [];
+  for await (const c of t.body) parts.push(c);
+  if (t.status !== 200 || t.contentType !== MEDIA_OHTTP_RES) throw new Error(`gm answered ${t.status} ${t.contentType}`);
+  const { response } = decodeResponse(await x.context.openResponse(Buffer.concat(parts)));
+  if (response.status !== 200 || response.content.length === 0) throw new Error(`gm's sealed answer was ${response.status}`);
+}
+
 function one(variant: Variant): () => Promise<void> {
-  const body = JSON.stringify({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 16 });
   if (variant === 'gm') {
-    const parsed = JSON.parse(body) as unknown;
+    const content = chatBody();
+    return async () => exchange(await seal(content));
+  }
+  if (variant === 'gm-pre') {
+    let i = 0;
+    const batch = prepared;
+    prepared = [];
     return async () => {
-      const r = await gm!.post('/v1/chat/completions', parsed);
-      if (r.status !== 200) throw new Error(`gm answered ${r.status}`);
-      void (r.content ?? (await new Response(r.body).arrayBuffer()));
+      const x = batch[i];
+      batch[i++] = undefined as unknown as Sealed; // sent once; dropped after
+      if (!x) throw new Error('gm-pre: fewer requests prepared than run');
+      await exchange(x);
     };
   }
+  const body = chatBody();
   const pool = pools[variant]!;
   return async () => {
     const r = await pool.request({ path: '/v1/chat/completions', method: 'POST', headers: { 'content-type': 'application/json' }, body });
@@ -109,10 +154,18 @@ process.on('message', (m: LoadRequest) => {
     pools = { direct: new Pool(m.urls.direct, { connections: 32 }), proxy: new Pool(m.urls.proxy, { connections: 32 }), chain: new Pool(m.urls.chain, { connections: 32 }) };
     streamPool = new Pool(m.streamUrl, { connections: 4 });
     gmPool = new Pool(m.urls.gm, { connections: 32 });
-    connect(m.urls.gm, { transport: poolTransport(gmPool) }).then((c) => {
+    gmTransport = poolTransport(gmPool);
+    connect(m.urls.gm, { transport: gmTransport }).then((c) => {
       gm = c;
       reply({ ok: true });
     }, fail);
+  } else if (m.op === 'prepare') {
+    const content = m.request === 'models' ? undefined : chatBody();
+    (async () => {
+      const xs: Sealed[] = [];
+      for (let i = 0; i < m.n; i++) xs.push(await seal(content));
+      prepared = xs;
+    })().then(() => reply({ ok: true }), fail);
   } else if (m.op === 'run') run(m.variant, m.n, m.c).then(reply, fail);
   else if (m.op === 'stream') stream(m.variant, m.tokens).then((ms) => reply({ ms }), fail);
   else process.exit(0);
