@@ -52,15 +52,6 @@ const EXTENDED_CANDIDATES = 32;
 const EMPTY = new Uint8Array(0);
 const FINAL_AAD = new TextEncoder().encode('final');
 
-function frame(ct: Uint8Array, final: boolean, prefix: Uint8Array = EMPTY): Uint8Array {
-  const len = final ? 0 : ct.length;
-  const out = new Uint8Array(prefix.length + varintLength(len) + ct.length);
-  out.set(prefix);
-  const o = writeVarint(out, prefix.length, len);
-  out.set(ct, o);
-  return out;
-}
-
 /** Opens chunk `i` (the expected position) or any other position, without side effects on failure. */
 interface ChunkKeys {
   openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> | Uint8Array | undefined;
@@ -305,8 +296,8 @@ class CounterKeys implements ChunkKeys {
     for (let i = n.length - 1, x = counter; x > 0; i--, x = Math.floor(x / 256)) n[i]! ^= x & 0xff;
     return n;
   }
-  seal(counter: number, aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> | Uint8Array {
-    return this.#cipher.seal(this.nonceFor(counter), aad, pt);
+  seal(counter: number, aad: Uint8Array, pt: Uint8Array, headroom: number): Promise<Uint8Array> | Uint8Array {
+    return this.#cipher.seal(this.nonceFor(counter), aad, pt, headroom);
   }
   openAt(i: number, aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array | undefined> | Uint8Array | undefined {
     if (i < 0) return undefined;
@@ -341,13 +332,22 @@ export interface ChunkOpener {
   readonly complete: boolean;
 }
 
+/**
+ * Seals `pt` under `aad` and returns its ciphertext behind `headroom` free bytes, where the framing goes. A response's
+ * AEAD writes there directly (no copy per chunk: a fresh array longer than 64 bytes costs about as much as sealing a
+ * token); a request's HPKE context cannot, and its ciphertext is copied behind the room instead.
+ */
+type SealInto = (counter: number, aad: Uint8Array, pt: Uint8Array, headroom: number) => Promise<Uint8Array> | Uint8Array;
+
 class Sealer implements ChunkSealer {
   #prefix: Uint8Array;
   #finished = false;
   #counter = 0;
-  readonly #seal: (counter: number, aad: Uint8Array, pt: Uint8Array) => Promise<Uint8Array> | Uint8Array;
-  constructor(prefix: Uint8Array, seal: (counter: number, aad: Uint8Array, pt: Uint8Array) => Promise<Uint8Array> | Uint8Array) {
+  readonly #seal: SealInto;
+  readonly #nt: number;
+  constructor(prefix: Uint8Array, nt: number, seal: SealInto) {
     this.#prefix = prefix;
+    this.#nt = nt;
     this.#seal = seal;
   }
   get finished(): boolean {
@@ -364,12 +364,28 @@ class Sealer implements ChunkSealer {
       if (final) this.#finished = true;
       const prefix = this.#prefix;
       this.#prefix = EMPTY;
-      const ct = this.#seal(counter, final ? FINAL_AAD : EMPTY, pt);
-      return ct instanceof Promise ? ct.then((c) => frame(c, final, prefix)) : Promise.resolve(frame(ct, final, prefix));
+      // The length field is known before sealing (ct is pt plus the tag), so the framing's room is too.
+      const len = final ? 0 : pt.length + this.#nt;
+      const room = prefix.length + varintLength(len);
+      const put = (out: Uint8Array): Uint8Array => {
+        if (out.length !== room + pt.length + this.#nt) throw protocolError('CHUNKED_INTERNAL', 'sealed chunk has an unexpected length');
+        out.set(prefix);
+        writeVarint(out, prefix.length, len);
+        return out;
+      };
+      const ct = this.#seal(counter, final ? FINAL_AAD : EMPTY, pt, room);
+      return ct instanceof Promise ? ct.then(put) : Promise.resolve(put(ct));
     } catch (e) {
       return Promise.reject(e);
     }
   }
+}
+
+/** `ct` behind `headroom` free bytes, for a sealer that cannot write there itself. */
+function behind(ct: Uint8Array, headroom: number): Uint8Array {
+  const out = new Uint8Array(headroom + ct.length);
+  out.set(ct, headroom);
+  return out;
 }
 
 export interface ChunkedOptions {
@@ -389,7 +405,7 @@ async function responseSealer(ctx: SenderContext | ReceiverContext, encv: Uint8A
   if (rn.length !== nlen) fail('OHTTP_BAD_NONCE', 'response nonce has the wrong length');
   const { key, nonce } = responseKeys(ctx, encv, LABEL_CHUNKED_RESPONSE, rn, b);
   const keys = new CounterKeys(await b.aead(ctx.suite.aeadId, key), nonce);
-  return new Sealer(rn.slice(), (c, aad, pt) => keys.seal(c, aad, pt));
+  return new Sealer(rn.slice(), AEAD_PARAMS[ctx.suite.aeadId]!.Nt, (c, aad, pt, room) => keys.seal(c, aad, pt, room));
 }
 
 function responseOpener(ctx: SenderContext | ReceiverContext, encv: Uint8Array, b: CryptoBackend, maxChunk: number): ChunkOpener {
@@ -436,7 +452,7 @@ export async function encapsulateChunkedRequest(config: KeyConfig, o: Encapsulat
   prefix.set(hdr);
   prefix.set(encv, hdr.length);
   // HPKE's own sequence number orders request chunks; the counter passed in is the same value.
-  const sealer = new Sealer(prefix, (_c, aad, pt) => context.seal(aad, pt));
+  const sealer = new Sealer(prefix, AEAD_PARAMS[suite.aeadId]!.Nt, (_c, aad, pt, room) => context.seal(aad, pt).then((ct) => behind(ct, room)));
   let opened = false;
   return {
     suite,
