@@ -212,10 +212,10 @@ function labeledPrefix(suiteId: Uint8Array, label: string, L?: number): Uint8Arr
  * before they return (they are synchronous), and the scratch is zeroed after each use: it held a shared secret, a
  * PSK or a secret's context.
  */
-let scratch = new Uint8Array(512);
+const scratch = new Uint8Array(1024);
+/** The scratch, or for a longer input (an unusually long info or PSK) an array of its own, not kept. */
 function scratchFor(n: number): Uint8Array {
-  if (n > scratch.length) scratch = new Uint8Array(Math.max(n, 2 * scratch.length));
-  return scratch;
+  return n > scratch.length ? new Uint8Array(n) : scratch;
 }
 
 /** LabeledExtract(salt, label, ikm) (§4). */

@@ -270,7 +270,7 @@ export interface GatewayResponseContext {
   readonly enc: Uint8Array;
 }
 
-let saltScratch = new Uint8Array(2048);
+const saltScratch = new Uint8Array(2048);
 
 /** Response keys (RFC 9458 §4.4): secret = Export(label, max(Nn, Nk)); prk = Extract(enc || response_nonce, secret). */
 export function responseKeys(
@@ -284,10 +284,10 @@ export function responseKeys(
   const secret = ctx.export(labelBytes(label), Math.max(p.Nn, p.Nk));
   // salt = enc || response_nonce, public bytes, built in a reused buffer (an X-Wing enc alone is 1120 bytes).
   const n = encv.length + responseNonce.length;
-  if (n > saltScratch.length) saltScratch = new Uint8Array(n);
-  saltScratch.set(encv);
-  saltScratch.set(responseNonce, encv.length);
-  const prk = hkdfExtract(saltScratch.subarray(0, n), secret, backend);
+  const salt = n > saltScratch.length ? new Uint8Array(n) : saltScratch;
+  salt.set(encv);
+  salt.set(responseNonce, encv.length);
+  const prk = hkdfExtract(salt.subarray(0, n), secret, backend);
   return { key: hkdfExpand(prk, labelBytes('key'), p.Nk, backend), nonce: hkdfExpand(prk, labelBytes('nonce'), p.Nn, backend) };
 }
 

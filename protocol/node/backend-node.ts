@@ -20,6 +20,7 @@
 import {
   createCipheriv,
   createDecipheriv,
+  createHash,
   createPrivateKey,
   createPublicKey,
   createSecretKey,
@@ -91,7 +92,9 @@ const BLOCK = 64;
  * Scratch blocks for HMAC's two hash inputs, reused by every call (the hash reads them before it returns). A fresh
  * Uint8Array longer than 64 bytes gets its own off-heap ArrayBuffer, which costs as much here as a SHA-256 of it.
  */
-let inner = new Uint8Array(BLOCK + 256);
+/** Longest text copied into the scratch block; a longer one (a request body under HMAC) is streamed into the hash. */
+const INNER_TEXT_MAX = 4096;
+const inner = new Uint8Array(BLOCK + INNER_TEXT_MAX);
 const outer = new Uint8Array(BLOCK + 32);
 
 /**
@@ -113,8 +116,8 @@ function digest32(alg: 'sha256' | 'sha3-256', data: Uint8Array, into = new Uint8
  */
 function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   const k = key.length > BLOCK ? digest32('sha256', key) : key;
-  const n = BLOCK + data.length;
-  if (n > inner.length) inner = new Uint8Array(Math.max(n, 2 * inner.length));
+  const long = data.length > INNER_TEXT_MAX;
+  const n = long ? BLOCK : BLOCK + data.length;
   const i = inner;
   i.fill(0x36, 0, BLOCK);
   outer.fill(0x5c, 0, BLOCK);
@@ -122,8 +125,13 @@ function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
     i[j] = k[j]! ^ 0x36;
     outer[j] = k[j]! ^ 0x5c;
   }
-  i.set(data, BLOCK);
-  digest32('sha256', i.subarray(0, n), outer, BLOCK);
+  if (long) {
+    const d = createHash('sha256').update(i.subarray(0, BLOCK)).update(data).digest('binary');
+    for (let j = 0; j < 32; j++) outer[BLOCK + j] = d.charCodeAt(j);
+  } else {
+    i.set(data, BLOCK);
+    digest32('sha256', i.subarray(0, n), outer, BLOCK);
+  }
   i.fill(0, 0, n);
   const h = digest32('sha256', outer);
   outer.fill(0);
