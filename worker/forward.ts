@@ -1,9 +1,14 @@
 /**
  * The worker's inner handler: forwards a decapsulated OpenAI request to the local inference server (vLLM, SGLang,
- * or `gm dev-model`) through an undici Pool and streams its answer back without buffering (the web stream pulls
- * from the upstream socket; cancelling it destroys the upstream request). Only the OpenAI inference paths pass.
+ * or `gm dev-model`) through an undici Pool (keep-alive) and streams its answer back without buffering (the web
+ * stream pulls from the upstream socket; cancelling it destroys the upstream request). Only the OpenAI inference
+ * paths pass.
+ *
+ * The session path (`forward`) dispatches on the pool with its own handler instead of `pool.request`: no Readable
+ * and no response-header object per request; the answer's chunks are handed on as the socket gave them (no copy),
+ * and reading pauses the upstream socket while more than `HIGH_WATER` bytes wait (backpressure to the upstream).
  */
-import { Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import type { BhttpRequest, Field } from '../protocol/bhttp.ts';
 import { fieldsFromHeaders, HOP_FIELDS } from '../enclave/ohttp/messages.ts';
 
@@ -43,25 +48,20 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     return { status, headers: [['content-type', 'application/json']], body: [bytes], cancel: () => undefined };
   };
   return {
-    async forward(req, signal) {
+    forward(req, signal) {
       const q = req.path.indexOf('?');
       const pathname = q < 0 ? req.path : req.path.slice(0, q);
-      if (!ALLOWED.has(pathname)) return refusal(404, 'NOT_FOUND');
-      const headers: Record<string, string> = {};
+      if (!ALLOWED.has(pathname)) return Promise.resolve(refusal(404, 'NOT_FOUND'));
+      const headers: string[] = [];
       for (const [k, v] of req.headers) {
         const n = k.toLowerCase();
-        if (n !== 'authorization' && !HOP_FIELDS.has(n)) headers[n] = v;
+        if (n !== 'authorization' && !HOP_FIELDS.has(n)) headers.push(n, v);
       }
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && req.content.length > 0;
-      let r;
-      try {
-        r = await pool.request({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, ...(hasBody ? { body: req.content } : {}), ...(signal ? { signal } : {}) });
-      } catch {
-        return refusal(502, 'UPSTREAM_UNAVAILABLE');
-      }
-      const fields: Field[] = [];
-      for (const [k, v] of Object.entries(r.headers)) if (typeof v === 'string' && !HOP_FIELDS.has(k)) fields.push([k, v]);
-      return { status: r.statusCode, headers: fields, body: r.body, cancel: () => void r.body.destroy() };
+      return new Promise<UpstreamAnswer>((resolve) => {
+        const h = new AnswerHandler(resolve, () => resolve(refusal(502, 'UPSTREAM_UNAVAILABLE')), signal);
+        pool.dispatch({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, ...(hasBody ? { body: req.content } : {}) }, h);
+      });
     },
     async handle(req) {
       const url = new URL(req.url);
@@ -99,4 +99,105 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
     },
     close: () => pool.close(),
   };
+}
+
+/** Bytes of an upstream answer held before its socket is paused (the reader is slower than the upstream). */
+const HIGH_WATER = 64 * 1024;
+
+/**
+ * One upstream exchange on the pool's dispatcher: resolves the answer at its head, then queues its chunks for one
+ * reader. A failure before the head answers 502 UPSTREAM_UNAVAILABLE (nothing was sent on); after it, the reader's
+ * next read throws (the caller ends the answer without its final record).
+ */
+class AnswerHandler implements Dispatcher.DispatchHandler {
+  #controller: Dispatcher.DispatchController | undefined;
+  #queue: Buffer[] = [];
+  #queued = 0;
+  #ended = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  #resolve: ((a: UpstreamAnswer) => void) | undefined;
+  readonly #unavailable: () => void;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => this.cancel();
+
+  constructor(resolve: (a: UpstreamAnswer) => void, unavailable: () => void, signal: AbortSignal | undefined) {
+    this.#resolve = resolve;
+    this.#unavailable = unavailable;
+    this.#signal = signal;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#signal?.aborted) controller.abort(new Error('cancelled'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    const fields: Field[] = [];
+    for (const k in headers) {
+      const v = headers[k];
+      if (typeof v === 'string' && !HOP_FIELDS.has(k)) fields.push([k, v]);
+    }
+    const resolve = this.#resolve!;
+    this.#resolve = undefined;
+    resolve({ status, headers: fields, body: this, cancel: () => this.cancel() });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#queue.push(chunk);
+    this.#queued += chunk.length;
+    if (this.#queued > HIGH_WATER) c.pause();
+    this.#wakeReader();
+  }
+
+  onResponseEnd(): void {
+    this.#ended = true;
+    this.#done();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
+    this.#error = e;
+    this.#done();
+    if (this.#resolve) {
+      this.#resolve = undefined;
+      this.#unavailable();
+    }
+  }
+
+  cancel(): void {
+    if (!this.#ended && !this.#error) this.#controller?.abort(new Error('cancelled'));
+  }
+
+  #done(): void {
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#wakeReader();
+  }
+
+  #wakeReader(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    try {
+      for (;;) {
+        const c = this.#queue.shift();
+        if (c) {
+          this.#queued -= c.length;
+          if (this.#controller?.paused && this.#queued <= HIGH_WATER) this.#controller.resume();
+          yield c;
+          continue;
+        }
+        if (this.#error) throw this.#error;
+        if (this.#ended) return;
+        await new Promise<void>((r) => {
+          this.#wake = r;
+        });
+      }
+    } finally {
+      this.cancel(); // a reader that stopped early ends the upstream request
+    }
+  }
 }

@@ -33,6 +33,7 @@ import { checkInnerRequest } from '../enclave/ohttp/messages.ts';
 import type { FieldForwarder, UpstreamAnswer } from './forward.ts';
 
 export const MEDIA_SESSION = 'application/gm-session';
+const EMPTY = new Uint8Array(0);
 /** The handshake's media type, also the `type` its worker-auth MAC covers (so a request MAC cannot pass for it). */
 export const MEDIA_SESSION_INIT = 'application/gm-session-init';
 export const MEDIA_SESSION_REPLY = 'application/gm-session-reply';
@@ -96,6 +97,8 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   // Connections that hold sessions: each forgets its sessions when it closes.
   const watched = new WeakSet<Connection>();
   const extra = o.headers ?? {};
+  // The answer's head fields, made once (node takes a flat [name, value, ...] list as is).
+  const answerHead = [...Object.entries(extra).flat(), 'content-type', MEDIA_SESSION, 'cache-control', 'no-store'];
 
   const sweep = () => {
     const t = now();
@@ -174,19 +177,24 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
         answer = { status, headers: [['content-type', 'application/problem+json']], body: [new TextEncoder().encode(JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: g.code, error: { code: g.code } }))], cancel: () => undefined };
       }
       upstream = answer;
-      res.writeHead(200, { ...extra, 'content-type': MEDIA_SESSION, 'cache-control': 'no-store' });
       if (!opened.stream) {
         const limit = o.maxResponseBytes ?? 64 * 1024 * 1024;
-        const parts: Uint8Array[] = [];
+        let content: Uint8Array | undefined;
+        let parts: Uint8Array[] | undefined;
         let n = 0;
         for await (const c of answer.body) {
           n += c.length;
           if (n > limit) throw protocolError('RESPONSE_TOO_LARGE', 'inner response too large for one record');
-          parts.push(c);
+          // The usual whole answer is one chunk: kept as the socket gave it, joined only when there are several.
+          if (content === undefined) content = c;
+          else (parts ??= [content]).push(c);
         }
-        const content = parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
-        res.end(await sealer.seal(encodeResponse({ informational: [], status: answer.status, headers: answer.headers as Field[], content, trailers: [] }), true));
+        const record = await sealer.seal(encodeResponse({ informational: [], status: answer.status, headers: answer.headers as Field[], content: parts ? Buffer.concat(parts, n) : (content ?? EMPTY), trailers: [] }), true);
+        // One write: the head with its content-length, then the record (no chunked framing for a known length).
+        res.writeHead(200, [...answerHead, 'content-length', String(record.length)]);
+        res.end(record);
       } else {
+        res.writeHead(200, answerHead);
         if (!(await write(res, await sealer.seal(responseStream.head(answer.status, answer.headers))))) return;
         for await (const c of answer.body) {
           if (c.length === 0) continue;
