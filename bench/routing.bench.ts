@@ -111,7 +111,7 @@ interface Measured {
 async function stackOf(upstreams: readonly string[], processes: number): Promise<{ enclave: GmProcess; workers: GmProcess[] }> {
   const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', String(processes)], undefined, 'ignore');
   const workers: GmProcess[] = [];
-  for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn'], /registered with/, 'ignore'));
+  for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], /registered with/, 'ignore'));
   return { enclave, workers };
 }
 

@@ -78,7 +78,7 @@ function summarize(file: string, fromEndUs: number, toEndUs: number): [string, n
 
 const model = await gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', 'bench', '--token-ms', '0']);
 const enclave = await profiled('enclave', ['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--log-level', 'warn', ...(process.env.GM_PROFILE_BEFORE ? [] : ['--processes', '1'])], /listening/);
-const worker = await profiled('worker', ['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn'], /registered with/);
+const worker = await profiled('worker', ['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], /registered with/);
 const load = fork(fileURLToPath(new URL('./loadgen.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 const ask = <T>(m: LoadRequest) => new Promise<T>((resolve) => {
   load.once('message', (x) => resolve(x as T));
