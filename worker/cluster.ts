@@ -89,6 +89,8 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
   let manifest: Uint8Array | undefined;
   const credentials = new Map<string, Uint8Array>();
   const processes = new Map<Worker, number>();
+  // Processes sent their start: later state reaches them as pushes (the others get it in their start).
+  const sent = new Set<Worker>();
   const listened = new Set<Worker>();
   let stopping = false;
   let next = 0;
@@ -119,6 +121,7 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
       w.on('online', () => {
         const start: ProcessStart = { instance, sim: o.tee.sim, workerId: o.workerId, signingKey: o.signingKey, gateway, ...(previous ? { previous } : {}), ...(manifest ? { manifest } : {}), credentials: [...credentials] };
         w.send({ gm: 'start', start } satisfies Down);
+        sent.add(w);
       });
       w.on('message', (m: Up) => {
         if (m.gm === 'listening') {
@@ -134,12 +137,18 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
       });
       w.on('exit', (code, signal) => {
         processes.delete(w);
+        sent.delete(w);
         for (const id of [...pending.keys()]) done(id, w);
         if (stopping) return;
         o.log.warn('worker.process_exited', { instance, code: code ?? -1, signal: signal ?? '' });
         if (!listened.has(w)) {
           void group.close();
           if (!started) reject(new GmError('config', 'WORKER_PROCESS_FAILED', `worker process ${instance} exited before it listened (code ${code ?? -1})`));
+          else {
+            // A replacement that cannot start would fail again: the worker stops as on SIGTERM (offers withdrawn).
+            o.log.error('worker.process_failed', { instance, code: code ?? -1 });
+            process.kill(process.pid, 'SIGTERM');
+          }
           return;
         }
         spawn(instance);
@@ -157,7 +166,7 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
           gateway = s.rotate;
         } else if ('manifest' in s) manifest = s.manifest;
         else credentials.set(s.credential[0], s.credential[1]);
-        const to = [...processes.keys()].filter((w) => w.isConnected());
+        const to = [...sent].filter((w) => w.isConnected());
         if (to.length === 0) return Promise.resolve();
         const id = ++next;
         return new Promise<void>((ok) => {

@@ -109,6 +109,7 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
     return c;
   };
   const lane = (): Lane => {
+    if (closing) throw unavailable('WORKER_UNREACHABLE', 'the transport to this worker is closed');
     let c: Conn | undefined;
     for (const x of conns) {
       if (x.claims === 0) {
