@@ -66,6 +66,10 @@ export interface Delivered {
   readonly choices: number;
   /** For a streamed answer: the hash chain over the events streamed to the client (protocol/stream-chain.ts). */
   readonly stream?: StreamCommitment;
+  /** The delivered text, one string per choice and field (for a tokenizer); absent past the meter's retention cap. */
+  readonly texts?: readonly string[];
+  /** Tool calls delivered (each brings framing tokens that print nothing). */
+  readonly toolCalls?: number;
 }
 
 /** What the gateway appends to a served answer (a receipt, as SSE event or header). */

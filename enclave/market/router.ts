@@ -37,6 +37,8 @@ import { modelCards } from './models.ts';
 import { poolCards, withPools } from './pool-cards.ts';
 import { type Market, publicOffersView } from './index.ts';
 import { inflated, meter } from './metering.ts';
+import { tokenizerThread } from './tokenizer-thread.ts';
+import { encodingFor } from './tokenizers.ts';
 import { HEAD_TYPE } from '../ledger/records.ts';
 import { type Candidate, selectionRule } from './select.ts';
 import type { Lease } from './stats.ts';
@@ -105,6 +107,8 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       return [];
     }
     market.book.upsertWorker({ workerId: w.id, workerKey: w.signingKey, evidenceDigest: w.evidenceDigest, verifiedUntil: w.expiresAt, sim: w.sim, identities: w.identities, gpus: w.gpus });
+    // Load the tokenizer of each served model's family now, not on its first settlement.
+    for (const model of w.models) tokenizerThread().warm(model);
     const refused: OfferRefusal[] = [];
     for (const [index, signed] of w.offers.entries()) {
       try {
@@ -230,10 +234,11 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
       settled = true;
       clearTimeout(timer);
       try {
-        const m = meter(usage, delivered, bounds);
+        const tokens = await countDelivered(d.cand.offer.model, delivered, bounds.maxOutputTokens);
+        const m = meter(usage, delivered, bounds, tokens);
         if (!usage) o.log?.warn('market.usage_missing', { requestId: req.requestId });
         if (m.clamped) o.log?.warn('market.usage_clamped', { requestId: req.requestId });
-        if (inflated(usage, delivered, bounds, o.inflationTolerance)) {
+        if (inflated(usage, delivered, bounds, o.inflationTolerance, tokens)) {
           // The charge is clamped already; the worker's offer for this model leaves selection for a while.
           const st = d.cand.entry.stats;
           st.inflations++;
@@ -311,6 +316,18 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
       },
     };
+  }
+
+  /**
+   * The tokenizer's count of the delivered text for the served model's family (enclave/market/tokenizers.ts, on
+   * the tokenizer thread), or undefined when it has none or could not count: the byte bound then applies. Counting
+   * stops at the hold's output bound, past which more tokens cannot change the charge.
+   */
+  async function countDelivered(model: string, delivered: Delivered, maxOutputTokens: number): Promise<number | undefined> {
+    if (!delivered.texts) return undefined;
+    const n = await tokenizerThread().count(model, delivered.texts, maxOutputTokens);
+    if (n === undefined && encodingFor(model)) o.log?.warn('market.tokenizer_unavailable', {});
+    return n;
   }
 
   return { router, onWorkerChange, surface };
