@@ -91,7 +91,7 @@ describe('OpenAI surface', () => {
 /** The OpenAI layer with a router that records its outcome callbacks. */
 function recording(o: { dispatch: Dispatch; clientIdleMs?: number }) {
   const events: string[] = [];
-  const cancels: { bytes: number; choices: number }[] = [];
+  const cancels: { bytes: number; choices: number; toolCalls?: number; texts?: readonly string[] }[] = [];
   const calls: string[] = [];
   const router: Router = {
     select: () => ({
@@ -158,7 +158,7 @@ describe('streams the worker cannot abuse, clients that stop reading', () => {
     // The client reads nothing more.
     await new Promise((res) => setTimeout(res, 400));
     expect(s.events).toEqual(['cancel a']);
-    expect(s.cancels).toEqual([{ bytes: 3, choices: 1 }]);
+    expect(s.cancels).toEqual([{ bytes: 3, choices: 1, toolCalls: 0, texts: ['tok'] }]);
     await expect(reader.read()).rejects.toMatchObject({ code: 'CLIENT_STALLED' });
   });
 
@@ -177,6 +177,6 @@ describe('streams the worker cannot abuse, clients that stop reading', () => {
     await reader.read();
     await reader.cancel();
     expect(s.events).toEqual(['cancel a']);
-    expect(s.cancels).toEqual([{ bytes: 4, choices: 1 }]);
+    expect(s.cancels).toEqual([{ bytes: 4, choices: 1, toolCalls: 0, texts: ['t0t1'] }]);
   });
 });
