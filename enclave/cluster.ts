@@ -15,25 +15,22 @@
  *   reservations in the database, so processes cannot spend the same funds twice. The house and sim accounts are
  *   created once, by the primary. An in-memory ledger cannot be shared: with it the enclave runs one process.
  * - Connections: the primary listens and accepts, and hands each connection to one ready process in turn (a process is
- *   ready once it holds the keys and the workers the enclave holds, and serves), skipping one that has not yet taken
- *   the last connection it was handed (busy, or stuck) while another is free. It keeps its own descriptor of the
- *   connection until that process says it took it: a connection handed to a process that dies before taking it goes
- *   to another process, never left open with no one to read it (node:cluster's own round-robin holds such a
- *   connection forever, and its client waits with no answer). Once taken, the connection is that process's alone:
- *   if it dies, the kernel closes the connection and its client fails at once.
+ *   ready once it holds the keys and the workers the enclave holds, and serves), as enclave/handoff.ts does for every
+ *   multi-process service: none to a process that has not taken the last one it was handed, and a connection handed
+ *   to a process that dies before taking it goes to another, never left open with no one to read it.
  * - A process that exits unexpectedly is replaced; what it had answered is in the ledger already (a receipt is
  *   durable before its answer leaves), and requests it was serving fail on their connections.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { DEFAULT_SYMMETRIC, encodeKeyConfigs, gatewayKeyFromPrivateKey } from '../protocol/ohttp.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import type { RelayedRegistration } from './app.ts';
+import { listenHandoff, takeHanded } from './handoff.ts';
 import { GATEWAY_KEMS, type EnclaveKeys, type GatewayKeySet } from './keys.ts';
 import { signerFromSeed } from './ledger/signer.ts';
 import type { Logger } from './log.ts';
-import { parseListen } from './serve.ts';
 
 /** The private key material of one rotation period's gateway keys. */
 export interface GatewayMaterial {
@@ -69,12 +66,10 @@ type Down =
   | { readonly gm: 'rotate'; readonly gateway: GatewayMaterial }
   | { readonly gm: 'adopt'; readonly id: number; readonly registration: RelayedRegistration }
   | { readonly gm: 'adopt-cancel'; readonly id: number; readonly workerId: string; readonly cancel: Uint8Array }
-  | { readonly gm: 'relayed'; readonly id: number }
-  | { readonly gm: 'connection'; readonly id: number };
+  | { readonly gm: 'relayed'; readonly id: number };
 /** Process → primary. */
 type Up =
   | { readonly gm: 'ready' }
-  | { readonly gm: 'took'; readonly id: number }
   | { readonly gm: 'registered'; readonly id: number; readonly workerId: string; readonly registration: RelayedRegistration }
   | { readonly gm: 'cancelled'; readonly id: number; readonly workerId: string; readonly cancel: Uint8Array }
   | { readonly gm: 'adopted'; readonly id: number };
@@ -86,7 +81,7 @@ export interface PrimaryOptions {
   readonly shared: unknown;
   readonly material: KeyMaterial;
   readonly rotationMs: number;
-  /** host:port, :port or port (enclave/serve.ts parseListen); the primary listens, the processes serve. */
+  /** host:port, :port or port (enclave/serve.ts parseListen); the primary listens, the processes serve (enclave/handoff.ts). */
   readonly listen?: string;
   /** Called once, when every process is ready, with the URL. */
   onListening(url: string): void;
@@ -97,31 +92,13 @@ export interface PrimaryOptions {
  * process failed before it was ready: it would fail again, so nothing is restarted). Rejects when it cannot listen.
  */
 export async function runPrimary(o: PrimaryOptions): Promise<number> {
-  const { host, port } = parseListen(o.listen);
-  const server = createServer({ pauseOnConnect: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address() as AddressInfo;
-  const url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  const handoff = await listenHandoff(o.listen);
   cluster.setupPrimary({ serialization: 'advanced' });
   let gateway = o.material.gateway;
   let previousIds: number[] = [];
   const latest = new Map<string, RelayedRegistration>();
   const processes = new Map<Worker, number>();
-  // Processes ready to serve, in the order connections are handed to them.
-  const ready: Worker[] = [];
-  let turn = 0;
   const wasReady = new Set<Worker>();
-  // Connections handed to a process and not yet taken (the primary's descriptor stays open until then), and those
-  // waiting for a ready process.
-  const handed = new Map<number, { readonly socket: Socket; readonly to: Worker }>();
-  const queued: Socket[] = [];
-  let connectionIds = 0;
   let stopping = false;
   let failedStart = false;
   let stopAll: () => void = () => undefined;
@@ -145,78 +122,20 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     if (others.length === 0) finish(m.id, from);
   };
 
-  /**
-   * The next process in turn among those that took the last connection they were handed: one that has not (busy, or
-   * stuck) gets no more until it does.
-   */
-  const free = (): Worker | undefined => {
-    const waitingOn = new Set([...handed.values()].map((h) => h.to));
-    const k = ready.findIndex((_, i) => !waitingOn.has(ready[(turn + i) % ready.length]!));
-    if (k < 0) return undefined;
-    turn += k + 1;
-    return ready[(turn - 1) % ready.length];
-  };
-  const give = (socket: Socket, to: Worker) => {
-    const id = ++connectionIds;
-    handed.set(id, { socket, to });
-    // keepOpen: the primary's descriptor is closed when the process took the connection (or handed on if it died).
-    to.send({ gm: 'connection', id } satisfies Down, socket, { keepOpen: true }, (e: Error | null) => {
-      if (e) rehand(id);
-    });
-  };
-  /** Hands waiting connections on, oldest first, while a process is free. */
-  const drain = () => {
-    while (queued.length > 0) {
-      const to = free();
-      if (!to) return;
-      give(queued.shift()!, to);
-    }
-  };
-  const hand = (socket: Socket) => {
-    if (stopping) {
-      socket.destroy();
-      return;
-    }
-    // While no process is free the connection waits here, unread.
-    queued.push(socket);
-    drain();
-  };
-  const rehand = (id: number) => {
-    const h = handed.get(id);
-    if (!h) return;
-    handed.delete(id);
-    if (stopping) {
-      h.socket.destroy();
-      return;
-    }
-    queued.unshift(h.socket); // accepted before those waiting
-    drain();
-  };
-  server.on('connection', (socket: Socket) => {
-    // A client that goes away while its connection waits is closed with it; nothing is read here.
-    socket.on('error', () => socket.destroy());
-    hand(socket);
-  });
-
   const spawn = (instance: number) => {
     const w = cluster.fork();
     processes.set(w, instance);
+    handoff.follow(w);
     w.on('online', () => w.send({ gm: 'start', instance, material: { ...o.material, gateway }, shared: o.shared, registrations: [...latest.values()] } satisfies Down));
     w.on('message', (m: Up) => {
-      if (m.gm === 'took') {
-        const h = handed.get(m.id);
-        handed.delete(m.id);
-        h?.socket.destroy(); // the primary's descriptor only: the process holds its own
-        drain();
-      } else if (m.gm === 'ready') {
+      if (m.gm === 'ready') {
         if (wasReady.has(w) || !processes.has(w)) return;
         wasReady.add(w);
-        ready.push(w);
-        drain();
+        handoff.ready(w);
         // Announced once every process of the first start is ready (until then connections reach only some).
-        if (!announced && ready.length >= o.processes) {
+        if (!announced && handoff.serving >= o.processes) {
           announced = true;
-          o.onListening(url);
+          o.onListening(handoff.url);
         }
       } else if (m.gm === 'registered') {
         latest.set(m.workerId, m.registration);
@@ -224,22 +143,8 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       } else if (m.gm === 'cancelled') relay(w, { gm: 'adopt-cancel', id: m.id, workerId: m.workerId, cancel: m.cancel });
       else if (m.gm === 'adopted') finish(m.id, w);
     });
-    const unready = () => {
-      const i = ready.indexOf(w);
-      if (i >= 0) ready.splice(i, 1);
-    };
-    // It exited and its channel was read to the end: every message it sent has been seen (a 'took' included), so
-    // the connections still handed to it were not taken and none of their bytes was read: they go to another
-    // process. (Not on 'disconnect': node defers that while a handle it sent waits for the dead process's receipt.)
-    w.on('disconnect', unready);
-    w.process.once('close', () => {
-      unready();
-      for (const id of [...handed].filter(([, h]) => h.to === w).map(([id]) => id)) rehand(id);
-      drain();
-    });
     w.on('exit', (code, signal) => {
       processes.delete(w);
-      unready();
       // A process that went away adopts nothing more: relays waiting on it complete without it.
       for (const [id] of pending) finish(id, w);
       if (stopping) return;
@@ -269,8 +174,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
       process.off('SIGTERM', stop);
       stopping = true;
       clearInterval(rotation);
-      server.close();
-      for (const s of queued.splice(0)) s.destroy();
+      handoff.close();
       const left = [...processes.keys()];
       if (left.length === 0) done();
       let n = left.length;
@@ -334,14 +238,8 @@ export function childLink(log: Logger): Promise<ChildLink> {
         send(m(id));
       });
     process.on('message', (m: Down, handle: unknown) => {
-      if (m.gm === 'connection') {
-        // Taken: the primary may close its descriptor. Said before any byte is read, so a connection the primary
-        // hands on (to a process dying before this message left) was read by no one.
-        send({ gm: 'took', id: m.id });
-        const socket = handle as Socket | undefined;
-        if (socket && handlers) handlers.take(socket);
-        else socket?.destroy(); // never: connections come only after 'ready'
-      } else if (m.gm === 'start') {
+      if (takeHanded(m, handle, handlers && ((socket) => handlers!.take(socket)))) return;
+      if (m.gm === 'start') {
         resolve({
           instance: m.instance,
           material: m.material,

@@ -109,7 +109,7 @@ export interface HandedServer {
 }
 
 /**
- * The server of one process of a multi-process service (enclave/cluster.ts): the primary accepts every connection
+ * The server of one process of a multi-process service (enclave/handoff.ts): the primary accepts every connection
  * and hands each to one process, which serves it here with the same handler, head size and timeouts as `serve`.
  */
 export function serveHanded(o: Omit<ServeOptions, 'listen'>): HandedServer {

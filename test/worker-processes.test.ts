@@ -4,10 +4,14 @@
  * connections that the primary hands to both processes, all succeed on sessions bound to their connections, none
  * refused as unknown; the per-request OHTTP hop is refused (its replay window would be per process); and a process
  * killed with SIGKILL under load loses no receipt a client received, charges nothing twice, and the enclave goes on
- * with new sessions while the primary replaces the process.
+ * with new sessions while the primary replaces the process. A connection the primary handed to a process that died
+ * before taking it is served by the other process (and while a process does not take what it was handed, new
+ * connections go to the other), while one the dead process had taken closes at once (enclave/handoff.ts).
  * Each request that must reach a given process goes over its own connection; /healthz says which process answered.
+ * Every wait of the hand-off test is bounded and says what it waited for.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as tcpConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -61,6 +65,71 @@ async function perProcess(url: string, n = 2): Promise<Map<number, ReturnType<ty
 function metric(text: string, name: string, labels: string): number {
   const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
   return line ? Number(line.split(' ')[1]) : 0;
+}
+
+/** Rejects with `what` unless `p` settles within `ms` (a test never waits on the runner's timeout). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(t));
+}
+
+type Health = { process: number; workerId: string };
+
+/**
+ * A raw keep-alive connection, open (so accepted by the primary, in order) once this resolves: `health()` asks
+ * /healthz on it, `closed` settles when the other side closes it.
+ */
+async function raw(url: string): Promise<{ health(): Promise<Health>; readonly closed: Promise<void>; close(): void }> {
+  const { hostname, port } = new URL(url);
+  const socket: Socket = tcpConnect(Number(port), hostname);
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  let got = Buffer.alloc(0);
+  let waiting: { resolve(h: Health): void; reject(e: Error): void } | undefined;
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined); // a reset shows as the close
+  void closed.then(() => waiting?.reject(new Error('closed without an answer')));
+  socket.on('data', (b: Buffer) => {
+    got = Buffer.concat([got, b]);
+    const head = got.indexOf('\r\n\r\n');
+    if (head < 0 || !waiting) return;
+    const length = Number(/content-length: *(\d+)/i.exec(got.subarray(0, head).toString())?.[1] ?? NaN);
+    if (got.length < head + 4 + length) return;
+    const body = got.subarray(head + 4, head + 4 + length).toString();
+    got = got.subarray(head + 4 + length);
+    waiting.resolve(JSON.parse(body) as Health);
+    waiting = undefined;
+  });
+  return {
+    health: () =>
+      new Promise<Health>((resolve, reject) => {
+        waiting = { resolve, reject };
+        socket.write(`GET /healthz HTTP/1.1\r\nhost: ${hostname}\r\n\r\n`);
+      }),
+    closed,
+    close: () => socket.destroy(),
+  };
+}
+
+/** The killed process is gone (a zombie until its primary reaps it, or reaped). */
+const dead = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
+  } catch {
+    return true;
+  }
+};
+async function untilDead(pid: number): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (!dead(pid)) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} still alive 10 s after SIGKILL`);
+    await new Promise((r) => setTimeout(r, 10)); // polling the process's state
+  }
 }
 
 const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
@@ -163,4 +232,45 @@ describe('gm worker --processes 2', () => {
     expect(new Set(received).size).toBe(received.length);
     expect(stored.sort()).toEqual([...received].sort());
   }, 180_000);
+
+  it('a connection handed to a process that died before taking it is served by the other; one it had taken closes at once', async () => {
+    // No enclave: its registration and health probes would open connections of their own, and this test counts on
+    // the primary handing the test's connections alone, in turn (the worker's registration is refused, and retried).
+    const model = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'whand', '--token-ms', '0']);
+    const worker = await start(['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', model.url, '--listen', '127.0.0.1:0', '--processes', '2']);
+    // Two connections in a row: the primary hands one to each process, which takes it.
+    const kept = [await raw(worker.url), await raw(worker.url)];
+    const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
+    expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
+    expect(owners[1]!.workerId).toBe(owners[0]!.workerId);
+    const victim = childrenOf(worker.child.pid!)[0]!;
+    // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
+    process.kill(victim, 'SIGSTOP');
+    const next = [await raw(worker.url), await raw(worker.url)];
+    const asked = next.map((k) => k.health());
+    for (const q of asked) q.catch(() => undefined);
+    const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
+    // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
+    const more = [await raw(worker.url), await raw(worker.url), await raw(worker.url)];
+    const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
+    expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
+    process.kill(victim, 'SIGKILL');
+    await untilDead(victim);
+    // That connection was never taken: the primary hands it on, and it is answered instead of left open.
+    const answered = await within(Promise.all(asked), 20_000, 'the connection handed to the killed process is answered by the other');
+    expect(answered.map((h) => h.process)).toEqual([live, live]);
+    // The connection the victim had taken died with it: closed at once, not held open by the primary.
+    const gone = kept[owners.findIndex((h) => h.process !== live)]!;
+    await within(gone.closed, 5_000, 'the killed process\'s connection closes');
+    const stays = kept[owners.findIndex((h) => h.process === live)]!;
+    expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
+    for (const k of [...kept, ...next, ...more]) k.close();
+    // Replaced: the new process takes the victim's place (and number) once it serves.
+    const again = async () => {
+      const m = await perProcess(worker.url).catch(() => new Map());
+      for (const c of m.values()) await c.close();
+      return m.size;
+    };
+    await expect.poll(again, { timeout: 60_000, interval: 500 }).toBe(2);
+  }, 120_000);
 });

@@ -97,7 +97,7 @@ export interface RunningWorker {
  * Enclave sessions are bound to their connection (worker/session-gateway.ts): an idle connection is kept 65 s (the
  * enclave's lanes close theirs at 60 s, enclave/dispatch/transport.ts), so a quiet minute costs no new handshake.
  */
-export function keepSessionConnections(s: Served): void {
+export function keepSessionConnections(s: Pick<Served, 'server'>): void {
   s.server.keepAliveTimeout = 65_000;
 }
 

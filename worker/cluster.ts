@@ -1,5 +1,5 @@
 /**
- * `gm worker --processes N` (node:cluster): one listening socket shared by N processes serving one attested worker
+ * `gm worker --processes N` (node:cluster): N processes serving one attested worker from one listening socket
  * (docs/performance.md "Every core", docs/protocol.md §14.4).
  *
  * - One identity. The primary makes the worker's keys once: the gateway key material (sent to each process over the
@@ -14,13 +14,18 @@
  * - Sessions stay in the process that accepted their connection (worker/session-gateway.ts binds each session to its
  *   connection), so nothing about them is shared. The per-request OHTTP hop is not served by a multi-process worker:
  *   its replay window would be per process, and a message replayed to another process would be opened again.
+ * - Connections: the primary listens and hands each connection, unread, to one process that serves (enclave/handoff.ts):
+ *   none to a process that has not taken the last one it was handed, and one handed to a process that dies before
+ *   taking it goes to another process instead of waiting, unanswered, on the enclave's side until its timeout.
  * - A process that exits unexpectedly is replaced with the current keys, manifest and credentials; the exchanges it
  *   was serving fail on their connections, and the enclave makes new sessions on new connections.
  */
 import cluster, { type Worker } from 'node:cluster';
 import { GmError } from '../attestation/errors.ts';
 import type { GatewayMaterial } from '../enclave/cluster.ts';
+import { listenHandoff, takeHanded } from '../enclave/handoff.ts';
 import type { Logger } from '../enclave/log.ts';
+import type { HandedServer } from '../enclave/serve.ts';
 import type { GpuEvidence } from '../attestation/bundle.ts';
 import type { GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { CpuEvidence, TeeProvider } from '../enclave/tee/provider.ts';
@@ -39,7 +44,7 @@ type Down =
   | { readonly gm: 'evidence'; readonly id: number; readonly ok: false; readonly code: string; readonly message: string };
 /** Process → primary. */
 type Up =
-  | { readonly gm: 'listening'; readonly url: string }
+  | { readonly gm: 'ready' }
   | { readonly gm: 'ack'; readonly id: number }
   | { readonly gm: 'cpu'; readonly id: number; readonly reportData: Uint8Array }
   | { readonly gm: 'gpu'; readonly id: number; readonly nonce: Uint8Array };
@@ -65,10 +70,12 @@ export interface WorkerPrimaryOptions {
   readonly workerId: string;
   readonly signingKey: Uint8Array;
   readonly gateway: GatewayMaterial;
+  /** host:port, :port or port (enclave/serve.ts parseListen); the primary listens, the processes serve. */
+  readonly listen?: string;
 }
 
 export interface WorkerProcesses {
-  /** The URL the processes listen on. */
+  /** The URL the primary listens on (and the processes serve). */
   readonly url: string;
   /** Pushes to every process; resolves when each has taken it (a process that exits meanwhile counts as done). */
   push(s: Shared): Promise<void>;
@@ -79,10 +86,11 @@ export interface WorkerProcesses {
 const failure = (e: unknown) => ({ code: (e as { code?: unknown }).code === undefined ? 'EVIDENCE_FAILED' : String((e as { code?: unknown }).code), message: String((e as Error).message ?? e) });
 
 /**
- * Starts the processes and resolves once every one listens (rejects when one exits before it listened: it would fail
- * again, so nothing is restarted then).
+ * Listens, starts the processes and resolves once every one serves (rejects when it cannot listen, or when a process
+ * exits before it served: it would fail again, so nothing is restarted then).
  */
-export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerProcesses> {
+export async function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerProcesses> {
+  const handoff = await listenHandoff(o.listen);
   cluster.setupPrimary({ serialization: 'advanced' });
   let gateway = o.gateway;
   let previous: GatewayMaterial | undefined;
@@ -91,7 +99,7 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
   const processes = new Map<Worker, number>();
   // Processes sent their start: later state reaches them as pushes (the others get it in their start).
   const sent = new Set<Worker>();
-  const listened = new Set<Worker>();
+  const serving = new Set<Worker>();
   let stopping = false;
   let next = 0;
   const pending = new Map<number, Set<Worker>>();
@@ -108,7 +116,6 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
   };
 
   return new Promise((resolve, reject) => {
-    let url = '';
     let started = false;
     const answer = (w: Worker, id: number, p: Promise<CpuEvidence | readonly GpuEvidence[]>) =>
       p.then(
@@ -118,16 +125,18 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
     const spawn = (instance: number) => {
       const w = cluster.fork();
       processes.set(w, instance);
+      handoff.follow(w);
       w.on('online', () => {
         const start: ProcessStart = { instance, sim: o.tee.sim, workerId: o.workerId, signingKey: o.signingKey, gateway, ...(previous ? { previous } : {}), ...(manifest ? { manifest } : {}), credentials: [...credentials] };
         w.send({ gm: 'start', start } satisfies Down);
         sent.add(w);
       });
       w.on('message', (m: Up) => {
-        if (m.gm === 'listening') {
-          listened.add(w);
-          url = m.url;
-          if (!started && listened.size >= o.processes) {
+        if (m.gm === 'ready') {
+          if (serving.has(w) || !processes.has(w)) return;
+          serving.add(w);
+          handoff.ready(w);
+          if (!started && serving.size >= o.processes) {
             started = true;
             resolve(group);
           }
@@ -141,9 +150,9 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
         for (const id of [...pending.keys()]) done(id, w);
         if (stopping) return;
         o.log.warn('worker.process_exited', { instance, code: code ?? -1, signal: signal ?? '' });
-        if (!listened.has(w)) {
+        if (!serving.has(w)) {
           void group.close();
-          if (!started) reject(new GmError('config', 'WORKER_PROCESS_FAILED', `worker process ${instance} exited before it listened (code ${code ?? -1})`));
+          if (!started) reject(new GmError('config', 'WORKER_PROCESS_FAILED', `worker process ${instance} exited before it served (code ${code ?? -1})`));
           else {
             // A replacement that cannot start would fail again: the worker stops as on SIGTERM (offers withdrawn).
             o.log.error('worker.process_failed', { instance, code: code ?? -1 });
@@ -156,9 +165,7 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
     };
 
     const group: WorkerProcesses = {
-      get url() {
-        return url;
-      },
+      url: handoff.url,
       push(s) {
         // Kept first, so a process started from now on gets it in its start.
         if ('rotate' in s) {
@@ -177,6 +184,7 @@ export function startWorkerProcesses(o: WorkerPrimaryOptions): Promise<WorkerPro
       },
       close() {
         stopping = true;
+        handoff.close();
         const left = [...processes.keys()];
         return Promise.all(left.map((w) => new Promise<void>((ok) => {
           if (w.isDead()) return ok();
@@ -199,7 +207,8 @@ export interface ProcessLink {
   /** The TEE as seen from a process: evidence for REPORT_DATA, made by the primary. */
   readonly tee: TeeProvider;
   readonly gpu: GpuEvidenceSource;
-  listening(url: string): void;
+  /** Says the process serves: the primary hands it connections from then on, taken into `server`. */
+  ready(server: HandedServer): void;
   /** Takes the pushes (those that came before are handled first, in order); a failed one is logged. */
   serve(h: (s: Shared) => Promise<void>, log: Logger): void;
   close(): void;
@@ -211,6 +220,7 @@ export function processLink(): Promise<ProcessLink> {
     const asked = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
     const early: { id: number; shared: Shared }[] = [];
     let handler: ((s: Shared) => Promise<void>) | undefined;
+    let handedTo: HandedServer | undefined;
     let log: Logger | undefined;
     // Pushes are applied one after another, in the order sent (a rotation before the credential sealed to it).
     let chain = Promise.resolve();
@@ -228,13 +238,17 @@ export function processLink(): Promise<ProcessLink> {
         asked.set(id, { ok: ok as (v: unknown) => void, fail });
         send(m(id));
       });
-    process.on('message', (m: Down) => {
+    process.on('message', (m: Down, handle: unknown) => {
+      if (takeHanded(m, handle, handedTo && ((socket) => handedTo!.take(socket)))) return;
       if (m.gm === 'start') {
         resolve({
           start: m.start,
           tee: { kind: m.start.sim ? 'sim' : 'configfs', sim: m.start.sim, cpuEvidence: (reportData) => ask<CpuEvidence>((id) => ({ gm: 'cpu', id, reportData })) },
           gpu: (nonce) => ask<readonly GpuEvidence[]>((id) => ({ gm: 'gpu', id, nonce })),
-          listening: (url) => send({ gm: 'listening', url }),
+          ready: (server) => {
+            handedTo = server;
+            send({ gm: 'ready' });
+          },
           serve: (h, l) => {
             handler = h;
             log = l;

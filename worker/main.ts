@@ -12,8 +12,8 @@
  * never from the command line (cli/commands.ts refuses `--hotkey-seed`; see `hotkeySeedFrom`).
  * Runs the worker agent (worker/agent.ts) beside an OpenAI-compatible server. GPU evidence: generated under
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
- * `--processes N` (default: the number of cores) serves from N processes sharing the listening socket, one attested
- * identity, registered once by the primary (worker/cluster.ts).
+ * `--processes N` (default: the number of cores) serves from N processes, one attested identity registered once by
+ * the primary, which listens and hands each connection to a process (worker/cluster.ts).
  */
 import { checkPriceTerms, type DiscountTier } from '../protocol/offer-terms.ts';
 import { stat } from 'node:fs/promises';
@@ -262,7 +262,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   if (!f.upstream) throw configError('USAGE', 'gm worker needs --upstream URL (the OpenAI-compatible server, e.g. http://127.0.0.1:8000)');
   const maxStreams = intFlag(f['max-streams'], 'max-streams', 64, 1, 100_000);
   // A serving process of several: the primary checked every flag and holds the secrets; it needs none of them.
-  if (isWorkerProcess()) return serveWorkerProcess({ upstream: f.upstream, listen: f.listen, logLevel: f['log-level'], maxStreams }, io);
+  if (isWorkerProcess()) return serveWorkerProcess({ upstream: f.upstream, logLevel: f['log-level'], maxStreams }, io);
   const processes = f.processes === undefined ? availableParallelism() : intFlag(f.processes, 'processes', 1, 1, 256);
   const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
@@ -289,7 +289,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
   let w: Awaited<ReturnType<typeof startWorkerPrimary>>;
   if (processes > 1) {
-    const p = await startPrimary({ processes, log, tee, gpu: gpu.source });
+    const p = await startPrimary({ processes, listen: options.listen, log, tee, gpu: gpu.source });
     w = await startWorkerPrimary({ ...options, keys: p.keys }, p.elsewhere);
   } else w = await startWorker(options);
   // --json: the same as one JSON object per line, for scripts.

@@ -6,7 +6,7 @@
 import { sha256 } from '../attestation/bytes.ts';
 import { type GatewayMaterial, gatewayKeysFrom, newGatewayMaterial } from '../enclave/cluster.ts';
 import { type Logger, createLogger } from '../enclave/log.ts';
-import { onSignal, serve, type ServiceIo } from '../enclave/serve.ts';
+import { onSignal, serveHanded, type ServiceIo } from '../enclave/serve.ts';
 import type { GpuEvidenceSource } from '../enclave/tee/evidence.ts';
 import type { TeeProvider } from '../enclave/tee/provider.ts';
 import { setDefaultBackend } from '../protocol/backend.ts';
@@ -19,6 +19,8 @@ import { createForwarder } from './forward.ts';
 
 export interface PrimaryStart {
   readonly processes: number;
+  /** host:port, :port or port: where the primary listens (it hands each connection to a process). */
+  readonly listen?: string;
   readonly log: Logger;
   readonly tee: TeeProvider;
   readonly gpu: GpuEvidenceSource;
@@ -26,7 +28,7 @@ export interface PrimaryStart {
 
 /**
  * Makes the worker's keys once (gateway material for every process, the signing key for the primary alone), starts
- * the processes and resolves when all listen. Rotation makes the next material (ids distinct from the two held) and
+ * the processes and resolves when all serve. Rotation makes the next material (ids distinct from the two held) and
  * pushes it to every process before the agent attests and registers it.
  */
 export async function startPrimary(o: PrimaryStart): Promise<{ readonly keys: WorkerKeys; readonly elsewhere: ServedElsewhere }> {
@@ -35,7 +37,7 @@ export async function startPrimary(o: PrimaryStart): Promise<{ readonly keys: Wo
   let previousIds: number[] = [];
   const signing = await generateWorkerKey();
   const keys: WorkerKeys = { ...(await gatewayKeysFrom(material)), signing, workerId: workerIdFor(await sha256(signing.publicKey)) };
-  const group = await startWorkerProcesses({ processes: o.processes, log: o.log, tee: o.tee, gpu: o.gpu, workerId: keys.workerId, signingKey: signing.publicKey, gateway: material });
+  const group = await startWorkerProcesses({ processes: o.processes, ...(o.listen ? { listen: o.listen } : {}), log: o.log, tee: o.tee, gpu: o.gpu, workerId: keys.workerId, signingKey: signing.publicKey, gateway: material });
   o.log.info('worker.processes', { processes: o.processes });
   return {
     keys,
@@ -56,7 +58,6 @@ export async function startPrimary(o: PrimaryStart): Promise<{ readonly keys: Wo
 
 export interface ProcessFlags {
   readonly upstream: string;
-  readonly listen?: string | undefined;
   readonly logLevel?: string | undefined;
   readonly maxStreams?: number | undefined;
 }
@@ -79,14 +80,15 @@ export async function serveWorkerProcess(f: ProcessFlags, io: ServiceIo): Promis
   });
   if (st.previous) await wapp.rotateKeys(current);
   for (const [enclave, sealed] of st.credentials) await wapp.acceptCredential(enclave, sealed);
-  const served = await serve({ fetch: wapp.app.fetch, direct: wapp.direct, listen: f.listen ?? '127.0.0.1:0' });
+  // It listens on nothing: the primary hands it connections (enclave/handoff.ts) once it says it serves.
+  const served = serveHanded({ fetch: wapp.app.fetch, direct: wapp.direct });
   keepSessionConnections(served);
   link.serve(async (s) => {
     if ('rotate' in s) await wapp.rotateKeys(await gatewayKeysFrom(s.rotate));
     else if ('manifest' in s) manifest = s.manifest;
     else await wapp.acceptCredential(s.credential[0], s.credential[1]);
   }, log);
-  link.listening(served.url);
+  link.ready(served);
   await onSignal(async () => {
     await served.close(500);
     await fwd.close();
