@@ -85,8 +85,11 @@ function choiceBytes(c: Record<string, unknown>): number {
   return n;
 }
 
-/** Most text a meter keeps for the tokenizer (UTF-16 units); past it the answer is counted by bytes alone. */
-export const MAX_RETAINED_TEXT = 1 << 20;
+/**
+ * Most text a meter keeps for the tokenizer (UTF-16 units, 512 KiB of memory per answer at most, far above a
+ * 4096-token answer's ~20 KB); past it the answer is counted by the byte bound alone.
+ */
+export const MAX_RETAINED_TEXT = 1 << 18;
 
 /**
  * Accumulates what an answer delivered: call `add` with each parsed chunk (stream) or the whole parsed answer.
@@ -114,6 +117,11 @@ export class DeliveryMeter {
   #text(key: string, v: unknown): void {
     if (typeof v !== 'string' || v.length === 0) return;
     this.#retained += v.length;
+    if (this.#retained > MAX_RETAINED_TEXT) {
+      // Past the cap the text is of no use (the byte bound applies): drop what was kept.
+      this.#texts.clear();
+      return;
+    }
     const l = this.#texts.get(key);
     if (l) l.push(v);
     else this.#texts.set(key, [v]);
