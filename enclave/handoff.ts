@@ -12,8 +12,8 @@
  *   fails at once.
  */
 import type { Worker } from 'node:cluster';
-import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { parseListen } from './serve.ts';
+import { createServer, type Socket } from 'node:net';
+import { listenOn } from './serve.ts';
 
 /** Primary → process: a connection (the message's handle), to take. */
 interface Handed {
@@ -39,19 +39,10 @@ export interface Handoff {
   close(): void;
 }
 
-/** Listens on `listen` (host:port, :port or port; enclave/serve.ts parseListen); rejects when it cannot. */
+/** Listens on `listen` (host:port, :port or port; enclave/serve.ts listenOn); rejects when it cannot. */
 export async function listenHandoff(listen: string | undefined): Promise<Handoff> {
-  const { host, port } = parseListen(listen);
   const server = createServer({ pauseOnConnect: true });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const a = server.address() as AddressInfo;
-  const url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  const url = await listenOn(server, listen);
   // Processes ready to serve, in the order connections are handed to them.
   const ready: Worker[] = [];
   let turn = 0;

@@ -5,7 +5,7 @@
  * and the dev-model.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 
 /** What a service's run() needs from its process (the `gm` command line passes its own). */
@@ -74,9 +74,9 @@ function httpServer(o: Omit<ServeOptions, 'listen'>): Server {
   } : listener);
 }
 
-export async function serve(o: ServeOptions): Promise<Served> {
-  const { host, port } = parseListen(o.listen);
-  const server = httpServer(o);
+/** Listens on `listen` (host:port, :port or port); resolves with the URL it is reachable at, rejects when it cannot. */
+export async function listenOn(server: NetServer, listen: string | undefined): Promise<string> {
+  const { host, port } = parseListen(listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -85,7 +85,12 @@ export async function serve(o: ServeOptions): Promise<Served> {
     });
   });
   const a = server.address() as AddressInfo;
-  const url = `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+export async function serve(o: ServeOptions): Promise<Served> {
+  const server = httpServer(o);
+  const url = await listenOn(server, o.listen);
   return {
     url,
     server,

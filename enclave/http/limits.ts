@@ -5,6 +5,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { MiddlewareHandler } from 'hono';
+import { concat } from '../../attestation/bytes.ts';
 import { GmError, unavailable } from '../../attestation/errors.ts';
 
 export const tooLarge = (limit: number) => new GmError('protocol', 'TOO_LARGE', `request body exceeds ${limit} bytes`);
@@ -25,13 +26,7 @@ export async function readLimited(body: ReadableStream<Uint8Array> | null, limit
     }
     parts.push(value);
   }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concat(...parts);
 }
 
 /**

@@ -7,6 +7,7 @@
  * The adapters at the end connect the same answers to fetch-style code (hono routes, tests that drive an app with
  * `app.request()`), so each route has one implementation whichever side calls it.
  */
+import { concat } from '../../attestation/bytes.ts';
 import type { BhttpRequest, Field } from '../../protocol/bhttp.ts';
 import { tooLarge } from '../http/limits.ts';
 import { fieldsFromHeaders } from './messages.ts';
@@ -74,14 +75,7 @@ export async function readSource(src: BodySource, limit: number): Promise<Uint8A
     }
     parts.push(v);
   }
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concat(...parts);
 }
 
 /** A web stream as a source (the content of a fetch-style answer). Empty pieces are skipped. */
