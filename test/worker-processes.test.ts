@@ -10,8 +10,7 @@
  * Each request that must reach a given process goes over its own connection; /healthz says which process answered.
  * Every wait of the hand-off test is bounded and says what it waited for.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { connect as tcpConnect, type Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -22,6 +21,7 @@ import { hex } from '../attestation/bytes.ts';
 import { parseReceiptHeader } from '../protocol/receipt.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { connect } from './stack/client.ts';
+import { childrenOf, raw, untilDead, within } from './stack/process-probes.ts';
 import { type GmProcess, gmProcess } from './stack/processes.ts';
 
 const running: GmProcess[] = [];
@@ -67,72 +67,8 @@ function metric(text: string, name: string, labels: string): number {
   return line ? Number(line.split(' ')[1]) : 0;
 }
 
-/** Rejects with `what` unless `p` settles within `ms` (a test never waits on the runner's timeout). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => {
-    t = setTimeout(() => reject(new Error(`not within ${ms} ms: ${what}`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(t));
-}
-
 type Health = { process: number; workerId: string };
 
-/**
- * A raw keep-alive connection, open (so accepted by the primary, in order) once this resolves: `health()` asks
- * /healthz on it, `closed` settles when the other side closes it.
- */
-async function raw(url: string): Promise<{ health(): Promise<Health>; readonly closed: Promise<void>; close(): void }> {
-  const { hostname, port } = new URL(url);
-  const socket: Socket = tcpConnect(Number(port), hostname);
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  let got = Buffer.alloc(0);
-  let waiting: { resolve(h: Health): void; reject(e: Error): void } | undefined;
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  socket.on('error', () => undefined); // a reset shows as the close
-  void closed.then(() => waiting?.reject(new Error('closed without an answer')));
-  socket.on('data', (b: Buffer) => {
-    got = Buffer.concat([got, b]);
-    const head = got.indexOf('\r\n\r\n');
-    if (head < 0 || !waiting) return;
-    const length = Number(/content-length: *(\d+)/i.exec(got.subarray(0, head).toString())?.[1] ?? NaN);
-    if (got.length < head + 4 + length) return;
-    const body = got.subarray(head + 4, head + 4 + length).toString();
-    got = got.subarray(head + 4 + length);
-    waiting.resolve(JSON.parse(body) as Health);
-    waiting = undefined;
-  });
-  return {
-    health: () =>
-      new Promise<Health>((resolve, reject) => {
-        waiting = { resolve, reject };
-        socket.write(`GET /healthz HTTP/1.1\r\nhost: ${hostname}\r\n\r\n`);
-      }),
-    closed,
-    close: () => socket.destroy(),
-  };
-}
-
-/** The killed process is gone (a zombie until its primary reaps it, or reaped). */
-const dead = (pid: number) => {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.startsWith('Z');
-  } catch {
-    return true;
-  }
-};
-async function untilDead(pid: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (!dead(pid)) {
-    if (Date.now() > deadline) throw new Error(`process ${pid} still alive 10 s after SIGKILL`);
-    await new Promise((r) => setTimeout(r, 10)); // polling the process's state
-  }
-}
-
-const childrenOf = (pid: number) => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
 const chat = { messages: [{ role: 'user', content: 'hi' }], max_tokens: 5 };
 
 describe('gm worker --processes 2', () => {
@@ -239,19 +175,19 @@ describe('gm worker --processes 2', () => {
     const model = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'whand', '--token-ms', '0']);
     const worker = await start(['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', model.url, '--listen', '127.0.0.1:0', '--processes', '2']);
     // Two connections in a row: the primary hands one to each process, which takes it.
-    const kept = [await raw(worker.url), await raw(worker.url)];
+    const kept = [await raw<Health>(worker.url), await raw<Health>(worker.url)];
     const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
     expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
     expect(owners[1]!.workerId).toBe(owners[0]!.workerId);
     const victim = childrenOf(worker.child.pid!)[0]!;
     // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
     process.kill(victim, 'SIGSTOP');
-    const next = [await raw(worker.url), await raw(worker.url)];
+    const next = [await raw<Health>(worker.url), await raw<Health>(worker.url)];
     const asked = next.map((k) => k.health());
     for (const q of asked) q.catch(() => undefined);
     const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
     // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
-    const more = [await raw(worker.url), await raw(worker.url), await raw(worker.url)];
+    const more = [await raw<Health>(worker.url), await raw<Health>(worker.url), await raw<Health>(worker.url)];
     const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
     expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
     process.kill(victim, 'SIGKILL');
