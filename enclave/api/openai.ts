@@ -186,10 +186,11 @@ export function openaiSurface(d: ApiDeps): OpenAiSurface {
       try {
         const res = await d.dispatch(w, req, { stream, signal: r.signal });
         if (res.status >= 500) {
-          await res.body.cancel().catch(() => undefined);
+          if (!res.content) await res.body.cancel().catch(() => undefined);
           throw new GmError('unavailable', 'UPSTREAM_FAILED', `worker answered ${res.status}`);
         }
-        if (!stream || res.status !== 200 || !(res.headers.get('content-type') ?? '').startsWith('text/event-stream')) {
+        const contentType = res.fields ? fieldValue(res.fields, 'content-type') : (res.headers.get('content-type') ?? undefined);
+        if (!stream || res.status !== 200 || !(contentType ?? '').startsWith('text/event-stream')) {
           const text = res.content ?? (await readSource(sourceOf(res.body), Number.MAX_SAFE_INTEGER));
           answered = true;
           const meter = new DeliveryMeter();
@@ -204,7 +205,7 @@ export function openaiSurface(d: ApiDeps): OpenAiSurface {
           ttft.observe({}, (performance.now() - t0) / 1000);
           d.log.info('request.routed', { requestId, stream: false, status: res.status, attempt: i + 1 });
           // Field names in lower case, sorted (as a fetch Headers would list them): content-type, then gm-receipt.
-          const headers: Field[] = [['content-type', res.headers.get('content-type') ?? 'application/json']];
+          const headers: Field[] = [['content-type', contentType ?? 'application/json']];
           if (extras?.header) headers.push([extras.header[0].toLowerCase(), extras.header[1]]);
           return { status: res.status, headers, content: text };
         }

@@ -14,13 +14,13 @@
  * sent once more.
  */
 import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
-import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
+import { type BhttpRequest, type BhttpResponse, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
 import { initiateSession, type Session } from '../../protocol/session.ts';
 import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
 import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
 import { headersFromFields, streamedResponse } from '../ohttp/messages.ts';
-import type { Lane, PooledTransport } from './transport.ts';
+import { type Lane, type PooledTransport, readWhole } from './transport.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
 
 const MEDIA_SESSION = 'application/gm-session';
@@ -62,6 +62,42 @@ async function refusal(t: TransportResponse): Promise<GmError> {
 
 const codeOf = (e: GmError) => (e.cause as { code?: string } | undefined)?.code;
 
+/** A field name (RFC 9110 §5.6.2 token) and the bytes a fetch header value may not hold once its edges are trimmed. */
+const FIELD_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const BAD_VALUE = /[\0\r\n]/;
+const HTTP_WS_EDGES = /^[\t\n\r ]+|[\t\n\r ]+$/g;
+
+/** A session reply is a few dozen bytes (protocol/session.ts); anything far larger is not one. */
+const MAX_REPLY_BYTES = 4096;
+
+/**
+ * A whole answer as the OpenAI surface reads it: status, fields and content. The fetch-style `headers` and `body`
+ * are made only if something asks for them (the surface reads `fields` and `content`).
+ */
+function wholeAnswer(res: BhttpResponse): InnerResponse {
+  const { status, headers: fields, content } = res;
+  // Refused as a fetch Headers would refuse them (the answer is then a failed dispatch, as when one was built).
+  for (const [k, v] of fields) if (!FIELD_NAME.test(k) || (BAD_VALUE.test(v) && BAD_VALUE.test(v.replace(HTTP_WS_EDGES, '')))) throw new TypeError('invalid field in the worker answer');
+  let headers: Headers | undefined;
+  let body: ReadableStream<Uint8Array> | undefined;
+  return {
+    status,
+    fields,
+    content,
+    get headers() {
+      return (headers ??= headersFromFields(fields));
+    },
+    get body() {
+      return (body ??= new ReadableStream({
+        start(ctl) {
+          if (content.length > 0) ctl.enqueue(content);
+          ctl.close();
+        },
+      }));
+    },
+  };
+}
+
 export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { sessions(w: VerifiedWorker): number } {
   const now = o.now ?? Date.now;
   const rekeyRequests = o.rekeyRequests ?? 100_000;
@@ -76,9 +112,9 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       const h = await initiateSession(w.keyConfig, w.id, w.credential, { kid: await credentialId(w.credential) });
       const r = await lane.post('/v1/session', MEDIA_SESSION_INIT, h.init, undefined, { authorized: true });
       if (r.status !== 200 || r.contentType !== MEDIA_SESSION_REPLY) throw await refusal(r);
-      const parts: Uint8Array[] = [];
-      for await (const c of r.body) parts.push(c);
-      const s = await h.finish(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      const reply = await readWhole(r, MAX_REPLY_BYTES);
+      if (!reply) throw protocolError('SESSION_CONFIRM_FAILED', 'session reply has the wrong length');
+      const s = await h.finish(reply);
       return { s, connection: lane.connection };
     })();
     const x = { session, createdAt: now() };
@@ -133,41 +169,22 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       r.cancel();
       throw protocolError('SESSION_BAD_RESPONSE', `worker answered content-type ${r.contentType}`);
     }
-    const it = r.body[Symbol.asyncIterator]();
     if (!stream) {
-      const parts: Uint8Array[] = [];
-      let n = 0;
+      // The whole answer is one record: read to its end, opened, decoded; no Headers or stream is made for it.
+      let pt: Uint8Array[];
       try {
-        for (;;) {
-          const x = await it.next();
-          if (x.done) break;
-          n += x.value.length;
-          if (n > maxBytes + 1024) throw protocolError('RESPONSE_TOO_LARGE', 'session response too large');
-          parts.push(...(await response.push(x.value)));
-        }
+        const bytes = await readWhole(r, maxBytes + 1024);
+        if (!bytes) throw protocolError('RESPONSE_TOO_LARGE', 'session response too large');
+        pt = await response.push(bytes);
         response.end();
       } catch (e) {
         r.cancel();
         throw e;
       }
-      if (parts.length !== 1) throw protocolError('SESSION_DECRYPT_FAILED', 'a whole answer is one record');
-      const { response: res } = decodeResponse(parts[0]!);
-      const content = res.content;
-      let body: ReadableStream<Uint8Array> | undefined;
-      return {
-        status: res.status,
-        headers: headersFromFields(res.headers),
-        content,
-        get body() {
-          return (body ??= new ReadableStream({
-            start(ctl) {
-              if (content.length > 0) ctl.enqueue(content);
-              ctl.close();
-            },
-          }));
-        },
-      };
+      if (pt.length !== 1) throw protocolError('SESSION_DECRYPT_FAILED', 'a whole answer is one record');
+      return wholeAnswer(decodeResponse(pt[0]!).response);
     }
+    const it = r.body[Symbol.asyncIterator]();
     const decoder = new ResponseDecoder();
     let ended = false;
     const step = async (): Promise<ReturnType<ResponseDecoder['push']>> => {

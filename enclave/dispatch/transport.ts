@@ -1,14 +1,19 @@
 /**
  * The enclave → worker transport: one undici Pool per verified worker (keep-alive connections, pipelining off),
  * posting encapsulated requests to the worker's gateway. Timeouts: connect, first byte (response headers), and idle
- * between body chunks; a client disconnect aborts the request through `signal`. Reading is pull-based, so a slow
- * client slows the worker's socket (backpressure end to end) instead of filling memory.
+ * between body chunks; a client disconnect aborts the request through `signal`. Reading is pull-based: past
+ * `HIGH_WATER` unread bytes the worker's socket is paused, so a slow client slows the worker (backpressure end to
+ * end) instead of filling memory.
+ *
+ * Each exchange runs on the dispatcher with its own handler (`Exchange`) rather than `request()`: no Readable, no
+ * async generator and no header object per answer; a whole answer is collected as the socket delivers it.
  *
  * Lanes (the session path, docs/protocol.md §14.4): a session is bound to the connection its handshake travelled on,
  * so the session dispatch sends over lanes, each one undici Client holding one keep-alive connection (pipelining off:
  * one exchange at a time). A lane counts its connection's ends; what was bound to a connection that ended is gone.
  */
 import { Client, type Dispatcher, Pool } from 'undici';
+import { concat } from '../../attestation/bytes.ts';
 import { unavailable } from '../../attestation/errors.ts';
 import type { Transport, TransportResponse } from '../ohttp/client.ts';
 import { requestAuthorizer, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
@@ -47,6 +52,189 @@ export interface PooledTransport {
   close(): Promise<void>;
 }
 
+/** Unread answer bytes past which the worker's socket is paused until the reader catches up. */
+const HIGH_WATER = 64 * 1024;
+
+/** A request that failed before the worker's answer began (nothing of the answer was read). */
+function requestFailure(e: Error): Error {
+  const code = (e as { code?: string }).code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });
+  return unavailable('WORKER_UNREACHABLE', `worker request failed (${code ?? e.name})`, { cause: e });
+}
+
+/** An answer whose body failed after its head. */
+function bodyFailure(e: Error): Error {
+  const code = (e as { code?: string }).code;
+  if (code === 'UND_ERR_BODY_TIMEOUT') return unavailable('WORKER_TIMEOUT', 'worker went idle mid-response', { cause: e });
+  return unavailable('WORKER_STREAM_FAILED', `worker connection failed mid-response (${code ?? e.name})`, { cause: e });
+}
+
+const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+
+/**
+ * One exchange on a dispatcher: resolves the answer at its head, then holds its body's chunks for one reader, who
+ * takes them one by one (`next`, as an async iterator) or all at once (`whole`). Chunks are views of the socket's
+ * buffers, not copies. `done` runs once, when the exchange is over (answer ended, failed or cancelled).
+ */
+class Exchange implements Dispatcher.DispatchHandler, AsyncIterableIterator<Uint8Array> {
+  #controller: Dispatcher.DispatchController | undefined;
+  #head: { resolve(r: TransportResponse): void; reject(e: unknown): void } | undefined;
+  #queue: Uint8Array[] = [];
+  #queued = 0;
+  #ended = false;
+  #cancelled = false;
+  #error: Error | undefined;
+  #wake: (() => void) | undefined;
+  /** A `whole` read waiting for the end, with its limit. */
+  #whole: { limit: number; resolve(b: Uint8Array | undefined): void; reject(e: unknown): void } | undefined;
+  #done: (() => void) | undefined;
+  readonly #signal: AbortSignal | undefined;
+  readonly #onAbort = () => this.cancel();
+
+  constructor(resolve: (r: TransportResponse) => void, reject: (e: unknown) => void, signal: AbortSignal | undefined, done: (() => void) | undefined) {
+    this.#head = { resolve, reject };
+    this.#signal = signal;
+    this.#done = done;
+    signal?.addEventListener('abort', this.#onAbort, { once: true });
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#cancelled || this.#signal?.aborted) controller.abort(this.#signal?.reason ?? new Error('cancelled'));
+  }
+
+  onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    const head = this.#head;
+    if (!head) return;
+    this.#head = undefined;
+    const ct = headers['content-type'];
+    head.resolve({ status, contentType: (typeof ct === 'string' ? ct : '').split(';')[0]!.trim(), body: this, cancel: () => this.cancel() });
+  }
+
+  onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
+    // As a plain Uint8Array, so slice() copies as consumers expect (a Buffer's would not).
+    this.#queue.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length));
+    this.#queued += chunk.length;
+    const w = this.#whole;
+    if (w) {
+      if (this.#queued > w.limit) {
+        this.#whole = undefined;
+        w.resolve(undefined);
+        this.cancel();
+      }
+    } else if (this.#queued > HIGH_WATER) c.pause();
+    this.#wakeReader();
+  }
+
+  onResponseEnd(): void {
+    this.#ended = true;
+    const w = this.#whole;
+    this.#whole = undefined;
+    w?.resolve(this.#take());
+    this.#finish();
+  }
+
+  onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
+    const head = this.#head;
+    this.#head = undefined;
+    if (head) head.reject(requestFailure(e));
+    else if (!this.#ended) {
+      this.#error = bodyFailure(e);
+      const w = this.#whole;
+      this.#whole = undefined;
+      w?.reject(this.#error);
+    }
+    this.#finish();
+  }
+
+  /** Stops the exchange (the reader went away); idempotent, and a no-op once the answer has ended. */
+  cancel(): void {
+    if (this.#cancelled || this.#ended || this.#error) return;
+    this.#cancelled = true;
+    this.#controller?.abort(new Error('cancelled'));
+  }
+
+  /** The rest of the body as one array, once it ended; undefined (and the exchange cancelled) past `limit` bytes. */
+  whole(limit: number): Promise<Uint8Array | undefined> {
+    if (this.#queued > limit) {
+      this.cancel();
+      return Promise.resolve(undefined);
+    }
+    if (this.#ended) return Promise.resolve(this.#take());
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#cancelled) return Promise.reject(bodyFailure(new Error('cancelled')));
+    if (this.#controller?.paused) this.#controller.resume();
+    return new Promise((resolve, reject) => {
+      this.#whole = { limit, resolve, reject };
+    });
+  }
+
+  next(): Promise<IteratorResult<Uint8Array>> {
+    const c = this.#queue.shift();
+    if (c) {
+      this.#queued -= c.length;
+      if (this.#controller?.paused && this.#queued <= HIGH_WATER) this.#controller.resume();
+      return Promise.resolve({ done: false, value: c });
+    }
+    if (this.#error) return Promise.reject(this.#error);
+    if (this.#ended || this.#cancelled) return Promise.resolve(DONE);
+    return new Promise<void>((resolve) => {
+      this.#wake = resolve;
+    }).then(() => this.next());
+  }
+
+  /** A reader that stops early (break, throw) ends the exchange. */
+  return(): Promise<IteratorResult<Uint8Array>> {
+    this.cancel();
+    return Promise.resolve(DONE);
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  #take(): Uint8Array {
+    const q = this.#queue;
+    this.#queue = [];
+    this.#queued = 0;
+    return q.length === 1 ? q[0]! : concat(...q);
+  }
+
+  #wakeReader(): void {
+    const w = this.#wake;
+    this.#wake = undefined;
+    w?.();
+  }
+
+  #finish(): void {
+    this.#signal?.removeEventListener('abort', this.#onAbort);
+    this.#wakeReader();
+    const d = this.#done;
+    this.#done = undefined;
+    d?.();
+  }
+}
+
+/**
+ * An answer's body read to its end as one array (the non-streamed path); undefined when it holds more than `limit`
+ * bytes (the exchange is then cancelled). A body from this transport is taken as the socket delivered it; any other
+ * (a test's wrapper) is iterated.
+ */
+export async function readWhole(r: TransportResponse, limit: number): Promise<Uint8Array | undefined> {
+  if (r.body instanceof Exchange) return r.body.whole(limit);
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of r.body) {
+    n += c.length;
+    if (n > limit) {
+      r.cancel();
+      return undefined;
+    }
+    parts.push(c);
+  }
+  return parts.length === 1 ? parts[0]! : concat(...parts);
+}
+
 /**
  * `credential`: the worker's credential from its registration (protocol/worker-auth.ts); each request then carries
  * its MAC, without which the worker's gateway refuses it.
@@ -59,38 +247,30 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
   authorize?.catch(() => undefined); // a failure surfaces at the first send, not as an unhandled rejection
   const pool = new Pool(base.origin, { connections: t.connections, connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1 });
   const base_ = base.pathname.replace(/\/+$/, '');
+  const start = (d: Dispatcher, p: string, headers: string[], body: Uint8Array, signal: AbortSignal | undefined, done: (() => void) | undefined): Promise<TransportResponse> =>
+    new Promise((resolve, reject) => {
+      d.dispatch({ path: p, method: 'POST', headers, body }, new Exchange(resolve, reject, signal, done));
+    });
   /** `done` runs once, when the exchange is over: its answer read to the end, cancelled, or the request failed. */
-  const request = async (d: Dispatcher, p: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized = true, done?: () => void): Promise<TransportResponse> => {
-    let r;
-    try {
-      const auth = authorize && authorized ? { [WORKER_AUTH_HEADER]: (await authorize)(contentType, body) } : {};
-      r = await d.request({ origin: base.origin, path: p, method: 'POST', headers: { 'content-type': contentType, ...(contentType === 'message/ohttp-chunked-req' ? { incremental: '?1' } : {}), ...auth }, body, ...(signal ? { signal } : {}) });
-    } catch (e) {
-      done?.();
-      const code = (e as { code?: string }).code;
-      if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') throw unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });
-      throw unavailable('WORKER_UNREACHABLE', `worker request failed (${code ?? (e as Error).name})`, { cause: e });
-    }
-    const ct = r.headers['content-type'];
-    const rb = r.body;
-    if (done) rb.once('close', done);
-    return {
-      status: r.statusCode,
-      contentType: (typeof ct === 'string' ? ct : '').split(';')[0]!.trim(),
-      body: {
-        async *[Symbol.asyncIterator]() {
-          try {
-            // A view, not a copy; as a plain Uint8Array, so slice() copies as consumers expect (Buffer's would not).
-            for await (const c of rb) yield new Uint8Array((c as Buffer).buffer, (c as Buffer).byteOffset, (c as Buffer).length);
-          } catch (e) {
-            const code = (e as { code?: string }).code;
-            if (code === 'UND_ERR_BODY_TIMEOUT') throw unavailable('WORKER_TIMEOUT', 'worker went idle mid-response', { cause: e });
-            throw unavailable('WORKER_STREAM_FAILED', `worker connection failed mid-response (${code ?? (e as Error).name})`, { cause: e });
-          }
-        },
+  const request = (d: Dispatcher, p: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized = true, done?: () => void): Promise<TransportResponse> => {
+    const headers = contentType === 'message/ohttp-chunked-req' ? ['content-type', contentType, 'incremental', '?1'] : ['content-type', contentType];
+    if (!authorize || !authorized) return start(d, p, headers, body, signal, done);
+    return authorize.then(
+      (mac) => {
+        let auth: string;
+        try {
+          auth = mac(contentType, body);
+        } catch (e) {
+          done?.();
+          throw requestFailure(e as Error);
+        }
+        return start(d, p, [...headers, WORKER_AUTH_HEADER, auth], body, signal, done);
       },
-      cancel: () => void rb.destroy(),
-    };
+      (e: unknown) => {
+        done?.();
+        throw requestFailure(e as Error);
+      },
+    );
   };
   interface Conn {
     readonly client: Client;

@@ -6,7 +6,7 @@
  * The enclave uses it towards workers (undici transport); the tests use it as the client (fetch transport).
  */
 import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
-import { type BhttpRequest, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
+import { type BhttpRequest, decodeResponse, encodeRequest, type Field, ResponseDecoder } from '../../protocol/bhttp.ts';
 import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../../protocol/media.ts';
 import { encapsulateRequest, type KeyConfig } from '../../protocol/ohttp.ts';
@@ -24,6 +24,11 @@ export type Transport = (body: Uint8Array, contentType: string, signal: AbortSig
 export interface InnerResponse {
   readonly status: number;
   readonly headers: Headers;
+  /**
+   * The answer's fields as decoded (names as sent), when the dispatch has them: a reader of one field takes it here
+   * (messages.ts `fieldValue` semantics) instead of building `headers`.
+   */
+  readonly fields?: readonly Field[];
   /** Plaintext body, authenticated piece by piece. */
   readonly body: ReadableStream<Uint8Array>;
   /**
