@@ -39,6 +39,7 @@ import {
   type KeyConfig,
   type SymmetricAlgorithm,
 } from './ohttp.ts';
+import { publicRandomBytes } from './random-pool.ts';
 import type { ReplayCache } from './replay.ts';
 import { readVarint, varintLength, writeVarint } from './varint.ts';
 
@@ -401,7 +402,7 @@ export interface ChunkedOptions {
 
 async function responseSealer(ctx: SenderContext | ReceiverContext, encv: Uint8Array, b: CryptoBackend, responseNonce?: Uint8Array): Promise<ChunkSealer> {
   const nlen = responseNonceLength(ctx.suite);
-  const rn = responseNonce ?? crypto.getRandomValues(new Uint8Array(nlen));
+  const rn = responseNonce ?? publicRandomBytes(nlen);
   if (rn.length !== nlen) fail('OHTTP_BAD_NONCE', 'response nonce has the wrong length');
   const { key, nonce } = responseKeys(ctx, encv, LABEL_CHUNKED_RESPONSE, rn, b);
   const keys = new CounterKeys(await b.aead(ctx.suite.aeadId, key), nonce);

@@ -54,6 +54,24 @@ describe('HMAC-SHA256 and SHA3-256 on both backends', () => {
         const peer = x25519.getPublicKey(bytes(32, 10 + (i % 2)));
         expect(hex(await b.x25519(k, peer))).toBe(hex(x25519.getSharedSecret(sk, peer)));
       }
+      // The node backend takes a peer key as text the first time it sees it, parses it the second time and serves it
+      // parsed after that; each use, and a key in turn with fresh ones, must agree the same.
+      const repeated = x25519.getPublicKey(bytes(32, 40));
+      for (let i = 0; i < 6; i++) {
+        const fresh = x25519.getPublicKey(bytes(32, 50 + i));
+        expect(hex(await b.x25519(k, repeated))).toBe(hex(x25519.getSharedSecret(sk, repeated)));
+        expect(hex(await b.x25519(k, fresh))).toBe(hex(x25519.getSharedSecret(sk, fresh)));
+      }
+      // More distinct peers than the node backend keeps (256): it clears and goes on agreeing.
+      const want = hex(x25519.getSharedSecret(sk, repeated));
+      for (let i = 0; i < 300; i++) {
+        const peer = x25519.getPublicKey(bytes(32, 100 + i));
+        const got = hex(await b.x25519(k, peer));
+        if (i % 30 === 0) {
+          expect(got).toBe(hex(x25519.getSharedSecret(sk, peer)));
+          expect(hex(await b.x25519(k, repeated))).toBe(want);
+        }
+      }
     });
   }
 });

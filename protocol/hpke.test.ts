@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { Aes128Gcm, Aes256Gcm, CipherSuite, DhkemX25519HkdfSha256, ExportOnly, HkdfSha256 } from '@hpke/core';
 import { Chacha20Poly1305 } from '@hpke/chacha20poly1305';
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { fromHex, hex } from '../attestation/bytes.ts';
 import { hasVectors, vectorText } from '../test/vectors.ts';
 import { webCryptoBackend, type CryptoBackend } from './backend.ts';
@@ -10,11 +12,16 @@ import {
   AEAD_CHACHA20_POLY1305,
   AEAD_EXPORT_ONLY,
   KDF_HKDF_SHA256,
+  KEM_MLKEM768_X25519,
   KEM_X25519_HKDF_SHA256,
   MAX_SEQUENCE,
+  MODE_AUTH,
+  MODE_BASE,
+  MODE_PSK,
   deriveKeyPair,
   generateKeyPair,
   isSupportedSuite,
+  keyScheduleContextForTesting,
   keyScheduleValuesForTesting,
   setSequenceForTesting,
   setupAuthPSKR,
@@ -276,4 +283,61 @@ describe('interoperability with @hpke/core', () => {
       });
     }
   }
+});
+
+describe('memoized key_schedule_context', () => {
+  /** LabeledExtract("", label, ikm) of RFC 9180 §4 with @noble/hashes, apart from the module's own derivations. */
+  const labeledExtract = (suiteId: Uint8Array, label: string, ikm: Uint8Array) =>
+    hmac(sha256, new Uint8Array(0), new Uint8Array([...te.encode('HPKE-v1'), ...suiteId, ...te.encode(label), ...ikm]));
+  const suiteIdOf = (s: SuiteIds) => Uint8Array.of(...te.encode('HPKE'), s.kemId >> 8, s.kemId & 0xff, s.kdfId >> 8, s.kdfId & 0xff, s.aeadId >> 8, s.aeadId & 0xff);
+  const suites: SuiteIds[] = [
+    { kemId: KEM_X25519_HKDF_SHA256, kdfId: KDF_HKDF_SHA256, aeadId: AEAD_AES_128_GCM },
+    { kemId: KEM_X25519_HKDF_SHA256, kdfId: KDF_HKDF_SHA256, aeadId: AEAD_CHACHA20_POLY1305 },
+    { kemId: KEM_MLKEM768_X25519, kdfId: KDF_HKDF_SHA256, aeadId: AEAD_AES_128_GCM },
+  ];
+  const infos = [new Uint8Array(0), te.encode('message/bhttp request\0\x01\x64\x7a\x00\x01\x00\x01'), new Uint8Array(256).fill(7), new Uint8Array(257).fill(7)];
+
+  for (const backend of backends) {
+    it(`served from the memo, it equals RFC 9180 §5.1 computed apart, per mode, suite and info (${backend.name})`, () => {
+      const seen = new Set<string>();
+      for (const suite of suites) {
+        for (const mode of [MODE_BASE, MODE_AUTH] as const) {
+          for (const info of infos) {
+            const want = hex(Uint8Array.of(mode, ...labeledExtract(suiteIdOf(suite), 'psk_id_hash', new Uint8Array(0)), ...labeledExtract(suiteIdOf(suite), 'info_hash', info)));
+            for (let i = 0; i < 3; i++) {
+              const { cached, computed } = keyScheduleContextForTesting(suite, mode, info, new Uint8Array(0), backend);
+              expect(hex(cached)).toBe(want);
+              expect(hex(computed)).toBe(want);
+            }
+            seen.add(want);
+          }
+        }
+      }
+      // Mode, suite and info each change the context: no entry is served for another key.
+      expect(seen.size).toBe(suites.length * 2 * infos.length);
+    });
+  }
+
+  it('a psk_id is never memoized: each one gives its own context', () => {
+    const suite = suites[0]!;
+    const info = infos[1]!;
+    const a = keyScheduleContextForTesting(suite, MODE_PSK, info, te.encode('id-a'));
+    const b = keyScheduleContextForTesting(suite, MODE_PSK, info, te.encode('id-b'));
+    expect(hex(a.cached)).toBe(hex(a.computed));
+    expect(hex(b.cached)).toBe(hex(b.computed));
+    expect(hex(a.cached)).not.toBe(hex(b.cached));
+    expect(hex(a.cached)).toBe(hex(Uint8Array.of(MODE_PSK, ...labeledExtract(suiteIdOf(suite), 'psk_id_hash', te.encode('id-a')), ...labeledExtract(suiteIdOf(suite), 'info_hash', info))));
+  });
+
+  it('a sealed message with headroom is the same ciphertext behind that many zero bytes', async () => {
+    const suite = suites[0]!;
+    const r = await generateKeyPair(nodeBackend);
+    const eph = await generateKeyPair(nodeBackend);
+    const a = await setupBaseS(suite, r.publicKey, infos[1]!, { backend: nodeBackend, ephemeralKeyPair: eph });
+    const b = await setupBaseS(suite, r.publicKey, infos[1]!, { backend: nodeBackend, ephemeralKeyPair: eph });
+    const pt = te.encode('headroom');
+    const plain = await a.context.seal(new Uint8Array(0), pt);
+    const roomy = await b.context.seal(new Uint8Array(0), pt, 9);
+    expect(hex(roomy)).toBe('00'.repeat(9) + hex(plain));
+  });
 });

@@ -106,8 +106,11 @@ export interface SetupOptions {
 /** Encryption context of the sender (RFC 9180 §5.2). */
 export interface SenderContext {
   readonly suite: SuiteIds;
-  /** Seal(aad, pt): encrypts with the next sequence number. Throws HPKE_EXPORT_ONLY or HPKE_MESSAGE_LIMIT. */
-  seal(aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Seal(aad, pt): encrypts with the next sequence number. Throws HPKE_EXPORT_ONLY or HPKE_MESSAGE_LIMIT. With
+   * `headroom`, that many zero bytes come before the ciphertext, for a header the caller writes in place.
+   */
+  seal(aad: Uint8Array, pt: Uint8Array, headroom?: number): Promise<Uint8Array>;
   /** Export(exporter_context, L) (§5.3); L at most 255 * Nh. */
   export(exporterContext: Uint8Array, L: number): Uint8Array;
   /** Number of messages sealed so far (the next sequence number). */
@@ -166,15 +169,22 @@ function extract(b: CryptoBackend, salt: Uint8Array, ikm: Uint8Array): Uint8Arra
   return b.hmacSha256(salt, ikm);
 }
 
-const ONE = Uint8Array.of(1);
-
 /** HKDF-Expand (RFC 5869 §2.3). */
 function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number): Uint8Array {
   if (L > 255 * NH) throw protocolError('HPKE_EXPORT_TOO_LONG', `HKDF-Expand length ${L} exceeds 255 * Nh`);
-  // One block (every key, nonce and secret HPKE derives): T(1) = HMAC(PRK, info || 0x01), cut to L.
+  // One block (every key, nonce and secret HPKE derives): T(1) = HMAC(PRK, info || 0x01), cut to L, its input built
+  // in the scratch (declared below) like the labeled inputs.
   if (L <= NH) {
-    const t = b.hmacSha256(prk, concat(info, ONE));
-    return L === NH ? t : t.slice(0, L);
+    const n = info.length + 1;
+    const s = scratchFor(n);
+    s.set(info);
+    s[n - 1] = 1;
+    try {
+      const t = b.hmacSha256(prk, s.subarray(0, n));
+      return L === NH ? t : t.slice(0, L);
+    } finally {
+      s.fill(0, 0, n);
+    }
   }
   const out = new Uint8Array(L);
   let t: Uint8Array = EMPTY;
@@ -414,11 +424,11 @@ class Context implements SenderContext, ReceiverContext {
     return this.#cipher;
   }
 
-  async seal(aad: Uint8Array, pt: Uint8Array): Promise<Uint8Array> {
+  async seal(aad: Uint8Array, pt: Uint8Array, headroom = 0): Promise<Uint8Array> {
     const c = this.#aead();
     // IncrementSeq before awaiting the AEAD: overlapping calls get distinct nonces, a failed call burns its number.
     const seq = this.#seq++;
-    return c.seal(this.#computeNonce(seq), aad, pt);
+    return c.seal(this.#computeNonce(seq), aad, pt, headroom);
   }
 
   async open(aad: Uint8Array, ct: Uint8Array): Promise<Uint8Array> {
@@ -455,27 +465,6 @@ class Context implements SenderContext, ReceiverContext {
   }
 }
 
-/**
- * info_hash and the psk_id_hash of an empty psk_id depend only on public inputs that repeat (a gateway sees a handful
- * of `info` values), so they are memoized: a bounded map of public values, never of secrets or PSK identifiers.
- */
-const extractCache = new Map<string, Uint8Array>();
-const EXTRACT_CACHE_MAX = 256;
-function cachedExtract(b: CryptoBackend, suiteId: Uint8Array, label: string, ikm: Uint8Array): Uint8Array {
-  if (ikm.length > 256) return labeledExtract(b, suiteId, EMPTY, label, ikm);
-  let k = label;
-  for (const x of suiteId) k += String.fromCharCode(x);
-  k += '|';
-  for (const x of ikm) k += String.fromCharCode(x);
-  let v = extractCache.get(k);
-  if (!v) {
-    v = labeledExtract(b, suiteId, EMPTY, label, ikm);
-    if (extractCache.size >= EXTRACT_CACHE_MAX) extractCache.clear();
-    extractCache.set(k, v);
-  }
-  return v;
-}
-
 /** suite_id = "HPKE" || I2OSP(kem_id, 2) || I2OSP(kdf_id, 2) || I2OSP(aead_id, 2) (§5.1): one array per supported suite. */
 const suiteIds = new Map<number, Uint8Array>();
 function suiteIdOf(s: SuiteIds): Uint8Array {
@@ -488,31 +477,76 @@ function suiteIdOf(s: SuiteIds): Uint8Array {
   return v;
 }
 
+/** key_schedule_context = mode || psk_id_hash || info_hash (§5.1), computed. */
+function computeKeyScheduleContext(b: CryptoBackend, suiteId: Uint8Array, mode: Mode, info: Uint8Array, pskId: Uint8Array): Uint8Array {
+  return concat(Uint8Array.of(mode), labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId), labeledExtract(b, suiteId, EMPTY, 'info_hash', info));
+}
+
+/**
+ * key_schedule_context when psk_id is empty (base and auth modes) depends only on public inputs that repeat: the
+ * mode, the suite and `info`, which OHTTP fixes per key configuration and suite (RFC 9458 §4.3). So it is memoized,
+ * two LabeledExtracts saved per message: a bounded map of public values, never of secrets or PSK identifiers, keyed
+ * by the bytes (mode, suite_id, info as one char per byte). Callers must not mutate what it returns.
+ */
+const contextCache = new Map<string, Uint8Array>();
+const CONTEXT_CACHE_MAX = 256;
+const CACHED_INFO_MAX = 256;
+function keyScheduleContextOf(b: CryptoBackend, suiteId: Uint8Array, mode: Mode, info: Uint8Array, pskId: Uint8Array): Uint8Array {
+  if (pskId.length > 0 || info.length > CACHED_INFO_MAX) return computeKeyScheduleContext(b, suiteId, mode, info, pskId);
+  let k = String.fromCharCode(mode);
+  for (let i = 0; i < suiteId.length; i++) k += String.fromCharCode(suiteId[i]!);
+  for (let i = 0; i < info.length; i++) k += String.fromCharCode(info[i]!);
+  let v = contextCache.get(k);
+  if (!v) {
+    v = computeKeyScheduleContext(b, suiteId, mode, info, pskId);
+    if (contextCache.size >= CONTEXT_CACHE_MAX) contextCache.clear();
+    contextCache.set(k, v);
+  }
+  return v;
+}
+
+/** TEST-ONLY: key_schedule_context as the memo serves it and as computed afresh, to check they agree. */
+export function keyScheduleContextForTesting(suite: SuiteIds, mode: Mode, info: Uint8Array, pskId: Uint8Array, backend: CryptoBackend = defaultBackend()): { cached: Uint8Array; computed: Uint8Array } {
+  const suiteId = suiteIdOf(suite);
+  return { cached: keyScheduleContextOf(backend, suiteId, mode, info, pskId), computed: computeKeyScheduleContext(backend, suiteId, mode, info, pskId) };
+}
+
 /** KeySchedule<ROLE>(mode, shared_secret, info, psk, psk_id) (§5.1). */
 async function keySchedule(b: CryptoBackend, suite: SuiteIds, mode: Mode, sharedSecret: Uint8Array, info: Uint8Array, psk: Uint8Array, pskId: Uint8Array): Promise<Context> {
   // The suite and VerifyPSKInputs were checked by the Setup function, before any key agreement.
   const suiteId = suiteIdOf(suite);
-  const pskIdHash = pskId.length === 0 ? cachedExtract(b, suiteId, 'psk_id_hash', pskId) : labeledExtract(b, suiteId, EMPTY, 'psk_id_hash', pskId);
-  const infoHash = cachedExtract(b, suiteId, 'info_hash', info);
-  const keyScheduleContext = concat(Uint8Array.of(mode), pskIdHash, infoHash);
+  const keyScheduleContext = keyScheduleContextOf(b, suiteId, mode, info, pskId);
   const secret = labeledExtract(b, suiteId, sharedSecret, 'secret', psk);
   const p = AEAD_PARAMS[suite.aeadId];
   const key = p ? labeledExpand(b, suiteId, secret, 'key', keyScheduleContext, p.Nk) : EMPTY;
   const baseNonce = p ? labeledExpand(b, suiteId, secret, 'base_nonce', keyScheduleContext, p.Nn) : EMPTY;
-  // exporter_secret is derived on first use: a request that is never answered (or answered without Export) skips it.
-  let exporterSecret: Uint8Array | undefined;
-  const values: KeyScheduleValues = {
-    sharedSecret,
-    keyScheduleContext,
-    secret,
-    key,
-    baseNonce,
-    get exporterSecret() {
-      return (exporterSecret ??= labeledExpand(b, suiteId, secret, 'exp', keyScheduleContext, NH));
-    },
-  };
+  const values = new ScheduleValues(b, suiteId, sharedSecret, keyScheduleContext, secret, key, baseNonce);
   const cipher = p ? await b.aead(suite.aeadId, key) : undefined;
   return new Context(b, suite, suiteId, values, cipher);
+}
+
+/** The key schedule's outputs; exporter_secret is derived on first use (a request never answered skips it). */
+class ScheduleValues implements KeyScheduleValues {
+  readonly sharedSecret: Uint8Array;
+  readonly keyScheduleContext: Uint8Array;
+  readonly secret: Uint8Array;
+  readonly key: Uint8Array;
+  readonly baseNonce: Uint8Array;
+  readonly #b: CryptoBackend;
+  readonly #suiteId: Uint8Array;
+  #exporterSecret: Uint8Array | undefined;
+  constructor(b: CryptoBackend, suiteId: Uint8Array, sharedSecret: Uint8Array, keyScheduleContext: Uint8Array, secret: Uint8Array, key: Uint8Array, baseNonce: Uint8Array) {
+    this.#b = b;
+    this.#suiteId = suiteId;
+    this.sharedSecret = sharedSecret;
+    this.keyScheduleContext = keyScheduleContext;
+    this.secret = secret;
+    this.key = key;
+    this.baseNonce = baseNonce;
+  }
+  get exporterSecret(): Uint8Array {
+    return (this.#exporterSecret ??= labeledExpand(this.#b, this.#suiteId, this.secret, 'exp', this.keyScheduleContext, NH));
+  }
 }
 
 function checkSuite(suite: SuiteIds, mode: Mode): void {

@@ -33,6 +33,7 @@ import {
 } from './hpke.ts';
 import { AEAD_PARAMS, defaultBackend } from './backend.ts';
 import { LABEL_REQUEST, LABEL_RESPONSE } from './media.ts';
+import { publicRandomBytes } from './random-pool.ts';
 import type { ReplayCache } from './replay.ts';
 
 export interface SymmetricAlgorithm {
@@ -322,11 +323,10 @@ export async function encapsulateRequest(
     ...(o.ephemeralKeyPair ? { ephemeralKeyPair: o.ephemeralKeyPair } : {}),
     ...(o.encapRandomness ? { encapRandomness: o.encapRandomness } : {}),
   });
-  const ct = await sctxt.seal(EMPTY, request);
-  const encapsulated = new Uint8Array(hdr.length + encv.length + ct.length);
+  // hdr || enc || ct: the AEAD leaves room for the header and `enc` in front of its output, written in place.
+  const encapsulated = await sctxt.seal(EMPTY, request, hdr.length + encv.length);
   encapsulated.set(hdr);
   encapsulated.set(encv, hdr.length);
-  encapsulated.set(ct, hdr.length + encv.length);
   const used = { v: false };
   const nlen = responseNonceLength(suite);
   const p = AEAD_PARAMS[suite.aeadId]!;
@@ -410,7 +410,7 @@ export async function decapsulateRequest(
       async sealResponse(response: Uint8Array, so: { responseNonce?: Uint8Array } = {}): Promise<Uint8Array> {
         once(used, 'a response context');
         const nlen = responseNonceLength(suite);
-        const rn = so.responseNonce ?? crypto.getRandomValues(new Uint8Array(nlen));
+        const rn = so.responseNonce ?? publicRandomBytes(nlen);
         if (rn.length !== nlen) throw protocolError('OHTTP_BAD_NONCE', 'response nonce has the wrong length');
         const { key, nonce } = responseKeys(rctxt, h.enc, LABEL_RESPONSE, rn, b);
         // The AEAD leaves room for the response nonce in front of its output: the message is written in place.

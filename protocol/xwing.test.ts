@@ -349,6 +349,24 @@ describe('X-Wing in HPKE: refusals', () => {
     }
   });
 
+  for (const backend of [nodeBackend, webCryptoBackend]) {
+    it(`a public key array changed in place after use is parsed again, aligned or not (${backend.name})`, async () => {
+      const a = await generateKemKeyPair(KEM_MLKEM768_X25519, backend);
+      const b = await generateKemKeyPair(KEM_MLKEM768_X25519, backend);
+      const aligned = a.publicKey.slice();
+      const unaligned = new Uint8Array(a.publicKey.length + 1).subarray(1);
+      unaligned.set(a.publicKey);
+      for (const pk of [aligned, unaligned]) {
+        const first = await encapXWing(pk, backend);
+        expect(hex(await decapXWing(first.enc, a as Parameters<typeof decapXWing>[1]))).toBe(hex(first.sharedSecret));
+        // The same array now holds another key: the encapsulation must be to the bytes as they are now.
+        pk.set(b.publicKey);
+        const second = await encapXWing(pk, backend);
+        expect(hex(await decapXWing(second.enc, b as Parameters<typeof decapXWing>[1]))).toBe(hex(second.sharedSecret));
+      }
+    });
+  }
+
   it('exposes no private material as properties', async () => {
     const r = await generateKemKeyPair(KEM_MLKEM768_X25519);
     expect(Object.keys(r).sort()).toEqual(['backend', 'kind', 'publicKey']);

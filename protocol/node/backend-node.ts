@@ -55,34 +55,39 @@ const CIPHER: Record<number, string> = {
   [AEAD_CHACHA20_POLY1305]: 'chacha20-poly1305',
 };
 
+/** The 32-byte u-coordinate of an X25519 public key ('raw-public' export: no JWK object or base64url round trip). */
 function rawPublic(k: KeyObject): Uint8Array {
-  const x = k.export({ format: 'jwk' }).x;
-  const raw = typeof x === 'string' ? Buffer.from(x, 'base64url') : undefined;
-  if (!raw || raw.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 public key export failed');
+  const raw = k.export({ format: 'raw-public' });
+  if (raw.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 public key export failed');
   return new Uint8Array(raw.buffer, raw.byteOffset, raw.length);
 }
 
 /**
- * Parsed peer public keys by their bytes. A sender agrees with the same recipient key (the attested key
- * configuration) on every request, so its KeyObject is parsed once instead of per message. Public values only;
- * bounded by clearing when full (ephemeral keys seen by a gateway pass through and are dropped with the rest).
- * Same bytes, same key: the agreement and the all-zero check (hpke.ts) are unchanged. The key goes in as PEM text
- * (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo), which also serves as the map key.
+ * Peer public keys by their bytes, as PEM text (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo, whose
+ * prefix pins id-X25519, RFC 8410 §3), which is also the map key. A sender agrees with the same recipient key (the
+ * attested key configuration) on every request, so from its second use that key is a KeyObject parsed once. A key
+ * seen for the first time goes to the agreement as the text itself: a gateway sees each ephemeral key once, and
+ * wrapping it in a KeyObject that is never used again costs more than the text (diffieHellman parses it either way).
+ * Public values only; bounded by clearing when full. Same bytes, same key: the agreement and the all-zero check
+ * (hpke.ts) are unchanged.
  */
-const peerKeys = new Map<string, KeyObject>();
+const peerKeys = new Map<string, KeyObject | undefined>();
 const PEER_KEYS_MAX = 256;
 const SPKI = Buffer.alloc(X25519_SPKI_PREFIX.length + 32);
 SPKI.set(X25519_SPKI_PREFIX);
-function peerKey(pk: Uint8Array): KeyObject {
+function peerKey(pk: Uint8Array): KeyObject | string {
   SPKI.set(pk, X25519_SPKI_PREFIX.length);
   const pem = `-----BEGIN PUBLIC KEY-----\n${SPKI.toString('base64')}\n-----END PUBLIC KEY-----\n`;
-  let k = peerKeys.get(pem);
-  if (!k) {
-    k = createPublicKey(pem); // the prefix pins the algorithm (id-X25519, RFC 8410 §3)
-    if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
-    peerKeys.set(pem, k);
+  const k = peerKeys.get(pem);
+  if (k) return k;
+  if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
+  if (!peerKeys.has(pem)) {
+    peerKeys.set(pem, undefined); // seen once
+    return pem;
   }
-  return k;
+  const parsed = createPublicKey(pem);
+  peerKeys.set(pem, parsed);
+  return parsed;
 }
 
 /** SHA-256 block size (FIPS 180-4 §1), the B of RFC 2104 §2. */
