@@ -40,7 +40,7 @@ import { generateEnclaveKeys, generateGatewayKeys, type EnclaveKeys, type Gatewa
 import type { GatewayKey } from '../protocol/ohttp.ts';
 import type { Logger } from './log.ts';
 import { CONTENT_TYPE, Metrics } from './metrics.ts';
-import { handleOhttp, nodeIncoming, serveOhttp } from './ohttp/gateway.ts';
+import { type GatewayOptions, handleOhttp, nodeIncoming, serveOhttp } from './ohttp/gateway.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { MarketSurface } from './market/router.ts';
 import { firstVerifiedRouter, type Router } from './router.ts';
@@ -48,6 +48,9 @@ import { REPLICATION_JOIN_PATH, replicationHandler, type ReplicationOptions } fr
 import { makeBundle } from './tee/evidence.ts';
 import type { TeeProvider } from './tee/provider.ts';
 import { type Registration, type RegistryOptions, type VerifiedWorker, type WorkerPolicy, WorkerRegistry } from './workers/registry.ts';
+
+/** The gateway's label set (one object for every observation). */
+const OHTTP_ROUTE = { route: 'ohttp' } as const;
 
 export interface EnclaveLimits {
   /** Encapsulated request body (413 before decryption). */
@@ -369,7 +372,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     }
   });
   if (o.replication) app.post(REPLICATION_JOIN_PATH, replicationHandler(o.replication, { tee: o.tee, receiptKey: keys.receipt.publicKey, settings, keyConfigs: () => served.keyConfigs, log: o.log }));
-  const ohttpOptions = (t0: number) => ({
+  const ohttpOptions: GatewayOptions = {
     keys: () => accepted,
     replay,
     requestTime,
@@ -382,17 +385,21 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
       errors.sealed(code);
       o.log.warn('request.inner_rejected', { code });
     },
-    onDone: (outcome: 'ok' | 'cancelled' | 'error') => {
-      latency.observe({ route: 'ohttp' }, (performance.now() - t0) / 1000);
+    onDone: (outcome, t0) => {
+      latency.observe(OHTTP_ROUTE, (performance.now() - t0) / 1000);
       if (outcome !== 'ok') errors.sent(outcome === 'cancelled' ? 'CLIENT_CANCELLED' : 'STREAM_FAILED');
     },
-  });
-  app.post('/v1/ohttp', (c) => handleOhttp(c.req.raw, { ...ohttpOptions(performance.now()), ...nodeIncoming(c) }));
+  };
+  app.post('/v1/ohttp', (c) => handleOhttp(c.req.raw, { ...ohttpOptions, ...nodeIncoming(c) }));
+  // One listener for every response (`this` is the response), not a closure per request.
+  function counted(this: ServerResponse): void {
+    requests.inc({ route: 'ohttp', status: String(this.statusCode) });
+  }
   /** The gateway on node:http directly (the hot path): the same options, counters and opaque errors as the route. */
   const direct = (req: IncomingMessage, res: ServerResponse): boolean => {
     if (req.method !== 'POST' || req.url !== '/v1/ohttp') return false;
-    res.once('finish', () => requests.inc({ route: 'ohttp', status: String(res.statusCode) }));
-    serveOhttp(req, res, ohttpOptions(performance.now()), simHeaders).catch(async (e: unknown) => {
+    res.once('finish', counted);
+    serveOhttp(req, res, ohttpOptions, simHeaders).catch(async (e: unknown) => {
       const g = asGmError(e);
       causes.inc({ code: g.code });
       errors.sent(gatewayCode(g));

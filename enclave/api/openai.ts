@@ -475,7 +475,7 @@ function inspect(e: SseEvent, st: StreamState): Pending[] {
 function answerUsage(buf: Uint8Array, meter: DeliveryMeter): Usage | undefined {
   let j: unknown;
   try {
-    j = JSON.parse(new TextDecoder().decode(buf));
+    j = JSON.parse(td.decode(buf));
   } catch {
     return undefined;
   }

@@ -41,6 +41,8 @@ interface Held {
   /** The session and the lane's connection count when its reply arrived (the connection it is bound to). */
   readonly session: Promise<{ readonly s: Session; readonly connection: number }>;
   readonly createdAt: number;
+  /** What `session` resolved to, once it has. */
+  ready?: { readonly s: Session; readonly connection: number };
 }
 
 /** Reads a refused answer's code (a small JSON problem) into an error; never its other bytes. */
@@ -117,14 +119,25 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       const s = await h.finish(reply);
       return { s, connection: lane.connection };
     })();
-    const x = { session, createdAt: now() };
+    const x: Held = { session, createdAt: now() };
     held.set(lane.key, x);
     made.set(t, (made.get(t) ?? 0) + 1);
     // A failed handshake is not kept: the next request tries again.
-    session.catch(() => {
-      if (held.get(lane.key) === x) held.delete(lane.key);
-    });
+    session.then(
+      (ready) => void (x.ready = ready),
+      () => {
+        if (held.get(lane.key) === x) held.delete(lane.key);
+      },
+    );
     return x;
+  };
+
+  /** The lane's session when it is established and still usable: no promise to wait on (the common case). */
+  const usable = (w: VerifiedWorker, lane: Lane): Session | undefined => {
+    const h = held.get(lane.key);
+    const x = h?.ready;
+    if (!x || now() - h.createdAt >= rekeyMs || x.connection !== lane.connection || x.s.config !== w.keyConfig || x.s.requests >= rekeyRequests) return undefined;
+    return x.s;
   };
 
   const current = async (w: VerifiedWorker, t: PooledTransport, lane: Lane): Promise<Session> => {
@@ -147,7 +160,7 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
     let response: Awaited<ReturnType<Session['seal']>>['response'];
     let s: Session;
     try {
-      s = await current(w, t, lane);
+      s = usable(w, lane) ?? (await current(w, t, lane));
       const sealed = await s.seal(encodeRequest(req), stream);
       response = sealed.response;
       r = await lane.post('/v1/session/request', MEDIA_SESSION, sealed.message, signal, { authorized: false, last: true });

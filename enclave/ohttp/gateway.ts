@@ -67,8 +67,8 @@ export interface GatewayOptions {
    * a slot); returns its release, which runs when the exchange is over. Throws (e.g. TOO_MANY_STREAMS) to refuse.
    */
   readonly admit?: () => () => void;
-  /** Called when the outer exchange is over (stream finished, failed or cancelled). */
-  readonly onDone?: (outcome: 'ok' | 'cancelled' | 'error') => void;
+  /** Called when the outer exchange is over (stream finished, failed or cancelled), with when it began (performance.now()). */
+  readonly onDone?: (outcome: 'ok' | 'cancelled' | 'error', startedAt: number) => void;
   /**
    * Called with the code when a decrypted request is not a valid inner request; it is answered inside the encrypted
    * response, so the outer exchange looks like any other answered request. Never given the offending bytes.
@@ -130,7 +130,11 @@ export async function serveOhttp(req: IncomingMessage, res: ServerResponse, o: G
   const h = req.headers;
   const a = await exchangeOf({ contentType: h['content-type'] ?? null, contentLength: h['content-length'] ?? null, signal: ac.signal, readBody: () => readIncomingLimited(req, o.maxRequestBytes) }, o);
   if ('bytes' in a) {
-    res.writeHead(200, { ...extraHeaders, 'content-type': a.contentType, ...ANSWER_HEADERS, 'content-length': String(a.bytes.length) });
+    // A flat name/value list: node writes it as given, without walking an object per response.
+    const head: string[] = [];
+    for (const k in extraHeaders) head.push(k, extraHeaders[k]!);
+    head.push('content-type', a.contentType, 'cache-control', ANSWER_HEADERS['cache-control'], 'content-length', String(a.bytes.length));
+    res.writeHead(200, head);
     res.end(a.bytes);
     return;
   }
@@ -166,6 +170,7 @@ function drained(res: ServerResponse): Promise<void> {
 }
 
 async function exchangeOf(req: Outer, o: GatewayOptions): Promise<Answer> {
+  const t0 = performance.now();
   const type = mediaType(req.contentType);
   const cl = req.contentLength;
   if (cl !== null && (!/^\d+$/.test(cl) || Number(cl) > o.maxRequestBytes)) throw tooLarge(o.maxRequestBytes);
@@ -181,7 +186,7 @@ async function exchangeOf(req: Outer, o: GatewayOptions): Promise<Answer> {
       if (finished) return;
       finished = true;
       release();
-      o.onDone?.(x);
+      o.onDone?.(x, t0);
     },
   };
   try {
@@ -223,11 +228,12 @@ async function answer(signal: AbortSignal | undefined, decrypted: Uint8Array, ke
       if (rt?.required) throw protocolError('REQUEST_TIME_REQUIRED', `this gateway requires ${REQUEST_TIME_FIELD}`);
       o.replay.check(keyId, enc);
     }
-    const headers = request.headers.filter(([k]) => k.toLowerCase() !== REQUEST_TIME_FIELD);
+    // The request time field is the gateway's; the inner service never sees it.
+    const stripped = request.headers.some(([k]) => k.toLowerCase() === REQUEST_TIME_FIELD) ? { ...request, headers: request.headers.filter(([k]) => k.toLowerCase() !== REQUEST_TIME_FIELD) } : request;
     if (o.service) {
-      inner = { ...request, headers };
+      inner = stripped;
       checkInnerRequest(inner);
-    } else inner = requestFromBhttp({ ...request, headers }, signal);
+    } else inner = requestFromBhttp(stripped, signal);
   } catch (e) {
     if (!(e instanceof GmError) || e.code === 'OHTTP_REPLAY' || e.code === 'OHTTP_KEY_EXPIRED' || e.code === 'REPLAY_CACHE_FULL') throw e;
     o.onInnerRejected?.(e.code);

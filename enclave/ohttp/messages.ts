@@ -119,7 +119,12 @@ export function requestFromBhttp(r: BhttpRequest, signal?: AbortSignal): Request
 export function checkInnerRequest(r: BhttpRequest): void {
   if (!TOKEN.test(r.method) || FORBIDDEN_METHODS.has(r.method.toUpperCase())) throw invalid('INNER_METHOD_INVALID', 'the inner request method is not a valid token');
   if (!PATH.test(r.path)) throw invalid('INNER_PATH_INVALID', 'the inner request path is not an origin-form path');
-  for (const [k, v] of [...r.headers, ...r.trailers]) {
+  checkFields(r.headers);
+  checkFields(r.trailers);
+}
+
+function checkFields(fields: readonly Field[]): void {
+  for (const [k, v] of fields) {
     if (!TOKEN.test(k)) throw invalid('INNER_FIELD_NAME_INVALID', 'an inner field name is not a valid token');
     if (!FIELD_VALUE.test(v)) throw invalid('INNER_FIELD_VALUE_INVALID', 'an inner field value has a control character');
   }
