@@ -8,7 +8,8 @@ import { webCryptoBackend, type CryptoBackend } from './backend.ts';
 import { deriveKeyPair, KEM_MLKEM768_X25519, KEM_X25519_HKDF_SHA256 } from './hpke.ts';
 import { nodeBackend } from './node/backend-node.ts';
 import { type GatewayKey, gatewayKeyFromPrivateKey, generateKeyConfig } from './ohttp.ts';
-import { acceptSession, initiateSession, REPLAY_WINDOW, type Session, type SessionResponder, sessionIdOf } from './session.ts';
+import { acceptSession, initiateSession, REPLAY_WINDOW, ReplayWindow, type Session, type SessionResponder, sessionIdOf } from './session.ts';
+import fc from 'fast-check';
 
 const te = new TextEncoder();
 const td = new TextDecoder();
@@ -111,6 +112,44 @@ describe('session records', () => {
     const last = await session.seal(te.encode('last'), false);
     await responder.open(last.message);
     expect(await codeOf(responder.open(old.message))).toBe('SESSION_REPLAY');
+  });
+
+  it('the replay window accepts each number once and refuses numbers REPLAY_WINDOW or more below the highest, like a set of every number seen', () => {
+    // Request numbers: a walk mostly in order (gaps, steps back, jumps past the window), or picks among numbers that
+    // share window positions (k * REPLAY_WINDOW + j), so a position still holding an older number would show.
+    const step = fc.oneof(fc.constant(1), fc.integer({ min: -40, max: 40 }), fc.integer({ min: -REPLAY_WINDOW - 2, max: REPLAY_WINDOW + 2 }), fc.integer({ min: 0, max: 3 * REPLAY_WINDOW }));
+    const walk = fc.array(step, { minLength: 1, maxLength: 300 }).map((steps) => {
+      let r = 0;
+      return steps.map((s) => (r = Math.max(0, r + s)));
+    });
+    const picks = fc.array(fc.tuple(fc.integer({ min: 0, max: 4 }), fc.integer({ min: 0, max: 8 })).map(([k, j]) => k * REPLAY_WINDOW + j), { minLength: 1, maxLength: 100 });
+    fc.assert(
+      fc.property(fc.oneof(walk, picks), (numbers) => {
+        const w = new ReplayWindow();
+        const seen = new Set<number>();
+        let max = -1;
+        for (const r of numbers) {
+          const expected = !seen.has(r) && (r > max || max - r < REPLAY_WINDOW);
+          expect(w.fresh(r), `number ${r} after highest ${max}`).toBe(expected);
+          if (expected) {
+            w.mark(r);
+            seen.add(r);
+            max = Math.max(max, r);
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+    // The edges, exactly: the oldest number still in the window, and the first one out of it.
+    const w = new ReplayWindow();
+    w.mark(2 * REPLAY_WINDOW);
+    expect(w.fresh(REPLAY_WINDOW + 1)).toBe(true);
+    expect(w.fresh(REPLAY_WINDOW)).toBe(false);
+    w.mark(REPLAY_WINDOW + 1);
+    expect(w.fresh(REPLAY_WINDOW + 1)).toBe(false);
+    w.mark(2 * REPLAY_WINDOW + 1); // one step on: the number 4096 below it is out, the bit it shared is no longer its
+    expect(w.fresh(REPLAY_WINDOW + 1)).toBe(false);
+    expect(w.fresh(2 * REPLAY_WINDOW - 1)).toBe(true);
   });
 
   it('response records reordered, dropped, duplicated, cut short or extended fail', async () => {

@@ -290,69 +290,105 @@ export class ResponseOpener {
   }
 }
 
+/**
+ * Which request numbers were opened, within REPLAY_WINDOW below the highest (the anti-replay window of RFC 6479 §2,
+ * in its ring form): bit `r mod REPLAY_WINDOW` stands for `r` while `r` is in the window, and advancing the highest
+ * number clears only the bits of the numbers it passes over, so each check and mark is O(1) for numbers that arrive
+ * roughly in order.
+ */
+export class ReplayWindow {
+  /** Highest number marked, -1 before the first. */
+  #max = -1;
+  readonly #bits = new Uint32Array(REPLAY_WINDOW / 32);
+
+  /** True when `r` was never marked and is not more than REPLAY_WINDOW - 1 below the highest marked. */
+  fresh(r: number): boolean {
+    if (r > this.#max) return true;
+    if (this.#max - r >= REPLAY_WINDOW) return false;
+    const i = r % REPLAY_WINDOW;
+    return (this.#bits[i >>> 5]! & (1 << (i & 31))) === 0;
+  }
+
+  /** Marks `r` (which `fresh` accepted). */
+  mark(r: number): void {
+    if (r > this.#max) {
+      if (this.#max < 0 || r - this.#max >= REPLAY_WINDOW) this.#bits.fill(0);
+      else {
+        // The numbers between the old highest and `r` were never marked: their bits still hold numbers now out of the window.
+        for (let n = this.#max + 1; n < r; n++) {
+          const i = n % REPLAY_WINDOW;
+          this.#bits[i >>> 5]! &= ~(1 << (i & 31));
+        }
+      }
+      this.#max = r;
+    }
+    const i = r % REPLAY_WINDOW;
+    this.#bits[i >>> 5]! |= 1 << (i & 31);
+  }
+}
+
+/** What opening a request gives: its plaintext, whether its answer is streamed, and the sealer of that answer. */
+export interface OpenedRequest {
+  readonly request: Uint8Array;
+  readonly stream: boolean;
+  readonly response: ResponseSealer;
+}
+
 /** Worker side of a session: opens each request once and seals its response records. */
 export class SessionResponder {
   readonly id: Uint8Array;
   readonly #k: SessionKeys;
-  /** Highest request number opened, and which of the REPLAY_WINDOW below it were (bit i: max - i). */
-  #max = -1;
-  readonly #seen = new Uint32Array(REPLAY_WINDOW / 32);
+  readonly #window = new ReplayWindow();
   constructor(k: SessionKeys) {
     this.#k = k;
     this.id = k.id;
-  }
-
-  #fresh(r: number): boolean {
-    if (r > this.#max) return true;
-    const d = this.#max - r;
-    return d < REPLAY_WINDOW && (this.#seen[d >>> 5]! & (1 << (d & 31))) === 0;
-  }
-  #mark(r: number): void {
-    if (r > this.#max) {
-      const shift = this.#max < 0 ? REPLAY_WINDOW : r - this.#max;
-      if (shift >= REPLAY_WINDOW) this.#seen.fill(0);
-      else {
-        // Shift the bitmap by `shift` positions towards older numbers.
-        for (let i = REPLAY_WINDOW - 1; i >= shift; i--) {
-          const j = i - shift;
-          const bit = (this.#seen[j >>> 5]! >>> (j & 31)) & 1;
-          if (bit) this.#seen[i >>> 5]! |= 1 << (i & 31);
-          else this.#seen[i >>> 5]! &= ~(1 << (i & 31));
-        }
-        for (let i = 0; i < shift; i++) this.#seen[i >>> 5]! &= ~(1 << (i & 31));
-      }
-      this.#max = r;
-    }
-    const d = this.#max - r;
-    this.#seen[d >>> 5]! |= 1 << (d & 31);
   }
 
   /**
    * Opens a request message of this session (its id already matched: `sessionIdOf`). Codes: SESSION_MALFORMED,
    * SESSION_REPLAY (a request number opened before, or too far behind), SESSION_DECRYPT_FAILED.
    */
-  async open(message: Uint8Array): Promise<{ request: Uint8Array; stream: boolean; response: ResponseSealer }> {
+  async open(message: Uint8Array): Promise<OpenedRequest> {
+    return this.openNow(message);
+  }
+
+  /**
+   * `open`, without a promise when the backend's AEAD answers at once (node:crypto): the worker's request path.
+   * Failures are thrown (synchronously when the AEAD is synchronous).
+   */
+  openNow(message: Uint8Array): OpenedRequest | Promise<OpenedRequest> {
     if (message.length < REQUEST_PREFIX_LENGTH + 16 || message[0] !== SESSION_VERSION || (message[1]! & ~FLAG_STREAM) !== 0) throw protocolError('SESSION_MALFORMED', 'not a session request');
-    const prefix = message.slice(0, REQUEST_PREFIX_LENGTH);
+    const prefix = message.subarray(0, REQUEST_PREFIX_LENGTH);
     if (!equalBytes(prefix.subarray(2, 2 + SESSION_ID_LENGTH), this.#k.id)) throw protocolError('SESSION_MALFORMED', 'request of another session');
-    const v = new DataView(prefix.buffer);
-    const r = v.getUint32(2 + SESSION_ID_LENGTH) * 2 ** 32 + v.getUint32(2 + SESSION_ID_LENGTH + 4);
+    const o = 2 + SESSION_ID_LENGTH;
+    const r = u32(prefix, o) * 2 ** 32 + u32(prefix, o + 4);
     if (!Number.isSafeInteger(r)) throw protocolError('SESSION_MALFORMED', 'request number out of range');
-    if (!this.#fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
-    let request: Uint8Array;
+    if (!this.#window.fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
+    // Copied into the record parameters (the message's buffer may be reused by the caller).
+    const p = new RecordParams(this.#k.e2w, prefix, r);
+    p.set(0, true);
+    let request: Uint8Array | Promise<Uint8Array>;
     try {
-      const p = new RecordParams(this.#k.e2w, prefix, r);
-      p.set(0, true);
-      request = await this.#k.e2w.cipher.open(p.nonce, p.aad, message.subarray(REQUEST_PREFIX_LENGTH));
+      request = this.#k.e2w.cipher.open(p.nonce, p.aad, message.subarray(REQUEST_PREFIX_LENGTH));
     } catch (e) {
       throw failed('request does not authenticate', e);
     }
+    const stream = (prefix[1]! & FLAG_STREAM) !== 0;
+    if (request instanceof Uint8Array) return this.#opened(r, p, request, stream);
+    return request.then((pt) => this.#opened(r, p, pt, stream), (e: unknown) => {
+      throw failed('request does not authenticate', e);
+    });
+  }
+
+  #opened(r: number, p: RecordParams, request: Uint8Array, stream: boolean): OpenedRequest {
     // Marked only once authenticated: a forged message cannot burn a number.
-    if (!this.#fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
-    this.#mark(r);
-    return { request, stream: (prefix[1]! & FLAG_STREAM) !== 0, response: new ResponseSealer(this.#k.w2e, prefix, r) };
+    if (!this.#window.fresh(r)) throw protocolError('SESSION_REPLAY', 'request number already used or too old');
+    this.#window.mark(r);
+    return { request, stream, response: new ResponseSealer(this.#k.w2e, p.aad.subarray(0, REQUEST_PREFIX_LENGTH), r) };
   }
 }
+
+const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) >>> 0) + (b[o + 1]! << 16) + (b[o + 2]! << 8) + b[o + 3]!;
 
 /** Seals one response's records in order; the last one `final`. */
 export class ResponseSealer {
@@ -369,6 +405,11 @@ export class ResponseSealer {
   }
   /** One framed record: u8(final) || u32(len) || ct. */
   async seal(pt: Uint8Array, final = false): Promise<Uint8Array> {
+    return this.sealNow(pt, final);
+  }
+
+  /** `seal`, without a promise when the backend's AEAD answers at once (node:crypto); failures are thrown. */
+  sealNow(pt: Uint8Array, final = false): Uint8Array | Promise<Uint8Array> {
     if (this.#final) throw protocolError('SESSION_AFTER_FINAL', 'record after the final one');
     if (this.#seq > MAX_SEQ) throw protocolError('SESSION_EXHAUSTED', 'too many records in one response');
     const seq = this.#seq++;
@@ -376,7 +417,7 @@ export class ResponseSealer {
     this.#p.set(seq, final);
     // The AEAD leaves room for the frame in front of ct || tag, so the record is its output, written in place.
     const sealed = this.#cipher.seal(this.#p.nonce, this.#p.aad, pt, RECORD_HEADER_LENGTH);
-    return frame(sealed instanceof Uint8Array ? sealed : await sealed, final);
+    return sealed instanceof Uint8Array ? frame(sealed, final) : sealed.then((b) => frame(b, final));
   }
 }
 
