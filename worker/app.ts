@@ -115,23 +115,61 @@ export interface WorkerApp {
 
 /** A web handler as a field forwarder (tests and embedders that give only `handler`). */
 function adaptHandler(handler: (req: Request) => Promise<Response>): FieldForwarder {
-  return async (req, signal) => {
-    const res = await handler(requestFromBhttp(req, signal));
-    const headers: Field[] = [];
-    for (const [k, v] of res.headers) headers.push([k, v]);
-    const reader = res.body?.getReader();
+  return (req, sink) => {
+    const ac = new AbortController();
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    let live = true;
+    let paused = false;
+    let wake: (() => void) | undefined;
+    const resume = () => {
+      paused = false;
+      const w = wake;
+      wake = undefined;
+      w?.();
+    };
+    const pump = async () => {
+      const res = await handler(requestFromBhttp(req, ac.signal));
+      if (!live) return void res.body?.cancel().catch(() => undefined);
+      const headers: Field[] = [];
+      for (const [k, v] of res.headers) headers.push([k, v]);
+      sink.head(res.status, headers);
+      reader = res.body?.getReader();
+      for (;;) {
+        while (paused && live) await new Promise<void>((r) => (wake = r));
+        const x = live && reader ? await reader.read() : { done: true as const };
+        if (!live) return;
+        if (x.done) break;
+        if (!sink.data(x.value)) paused = true;
+      }
+      live = false;
+      sink.end();
+    };
+    pump().catch((e: unknown) => {
+      if (!live) return;
+      live = false;
+      sink.fail(e);
+    });
     return {
-      status: res.status,
-      headers,
-      body: { async *[Symbol.asyncIterator]() { for (;;) { const x = reader ? await reader.read() : { done: true as const }; if (x.done) return; yield x.value; } } },
-      cancel: () => void reader?.cancel().catch(() => undefined),
+      cancel() {
+        if (!live) return;
+        live = false;
+        ac.abort();
+        void reader?.cancel().catch(() => undefined);
+        resume();
+      },
+      resume,
     };
   };
 }
 
 export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
   const metrics = new Metrics();
-  const requests = metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome', { labels: ['outcome'] });
+  // Counted in plain numbers and read at scrape time: no label lookup per request.
+  const outcomes = { ok: 0, cancelled: 0, error: 0 };
+  metrics.counter('gm_worker_requests_total', 'Gateway requests by outcome', {
+    labels: ['outcome'],
+    collect: () => (Object.keys(outcomes) as (keyof typeof outcomes)[]).filter((k) => outcomes[k] > 0).map((k) => [{ outcome: k }, outcomes[k]] as const),
+  });
   // One audience: the worker serves its own requests' plaintext, so its operator may count the sealed errors too.
   const errors = metrics.errors({ split: false });
   const latency = metrics.histogram('gm_worker_request_duration_seconds', 'Gateway request duration (to the last byte)');
@@ -176,7 +214,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
     ...(o.now ? { now: o.now } : {}),
     ...(o.sessionLifetimeMs ? { lifetimeMs: o.sessionLifetimeMs } : {}),
     onDone: (outcome, t0) => {
-      requests.inc({ outcome });
+      outcomes[outcome]++;
       latency.observe({}, (performance.now() - t0) / 1000);
     },
     onError: (code, sealed) => (sealed ? errors.sealed(code) : errors.sent(code)),
@@ -226,7 +264,7 @@ export function createWorkerApp(o: WorkerAppOptions): WorkerApp {
       ...nodeIncoming(c),
       maxRequestBytes: o.maxRequestBytes ?? 4 * 1024 * 1024,
       onDone: (outcome) => {
-        requests.inc({ outcome });
+        outcomes[outcome]++;
         latency.observe({}, (performance.now() - t0) / 1000);
       },
     });

@@ -4,9 +4,10 @@
  * stream pulls from the upstream socket; cancelling it destroys the upstream request). Only the OpenAI inference
  * paths pass.
  *
- * The session path (`forward`) dispatches on the pool with its own handler instead of `pool.request`: no Readable
- * and no response-header object per request; the answer's chunks are handed on as the socket gave them (no copy),
- * and reading pauses the upstream socket while more than `HIGH_WATER` bytes wait (backpressure to the upstream).
+ * The session path (`forward`) dispatches on the pool with its own handler instead of `pool.request`: no Readable,
+ * no promise and no response-header object per request; the answer goes to the caller's sink as the parser sees it
+ * (chunks as the socket gave them, no copy), and the upstream socket pauses while the sink says it holds enough
+ * (backpressure to the upstream).
  */
 import { type Dispatcher, Pool } from 'undici';
 import type { BhttpRequest, Field } from '../protocol/bhttp.ts';
@@ -14,17 +15,50 @@ import { fieldsFromHeaders, HOP_FIELDS } from '../enclave/ohttp/messages.ts';
 
 const ALLOWED = new Set(['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/models']);
 
-/** The upstream's answer as fields and a byte stream (the session path: no web Response is built). */
-export interface UpstreamAnswer {
-  readonly status: number;
-  readonly headers: readonly Field[];
-  readonly body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
-  /** Destroys the upstream request (the enclave went away or stopped reading). */
-  cancel(): void;
+/**
+ * Where an upstream answer goes as it arrives (the session path: no web Response, no stream object, no promise).
+ * Calls come in order: `head` once, then `data` any number of times, then `end` or `fail`; none after `cancel()`.
+ */
+export interface AnswerSink {
+  /** The answer's status and fields (hop-by-hop fields left out). */
+  head(status: number, headers: readonly Field[]): void;
+  /** One chunk of the body; false: the sink holds enough, the upstream pauses until `resume()`. */
+  data(chunk: Uint8Array): boolean;
+  end(): void;
+  /**
+   * The exchange failed: after the head, the answer is cut short; before it, the inner request is refused (the
+   * undici forwarder answers an unreachable upstream with 502 UPSTREAM_UNAVAILABLE instead).
+   */
+  fail(e: unknown): void;
 }
 
-/** Forwards an inner request given as binary HTTP fields (already checked: enclave/ohttp/messages.ts checkInnerRequest). */
-export type FieldForwarder = (req: BhttpRequest, signal?: AbortSignal) => Promise<UpstreamAnswer>;
+/** One upstream exchange in progress. */
+export interface UpstreamExchange {
+  /** Ends it (the enclave went away or the answer is refused): the upstream request is destroyed, the sink told nothing more. */
+  cancel(): void;
+  /** Reading goes on after `data` returned false. */
+  resume(): void;
+}
+
+/**
+ * Forwards an inner request given as binary HTTP fields (already checked: enclave/ohttp/messages.ts checkInnerRequest);
+ * the answer goes to `sink`, possibly before this returns (a refusal is answered at once).
+ */
+export type FieldForwarder = (req: BhttpRequest, sink: AnswerSink) => UpstreamExchange;
+
+/** An exchange with nothing left to stop (its answer was given whole). */
+export const ANSWERED: UpstreamExchange = { cancel: () => undefined, resume: () => undefined };
+
+/** Gives `sink` a whole answer at once. */
+export function answerWith(sink: AnswerSink, status: number, headers: readonly Field[], body: Uint8Array): UpstreamExchange {
+  sink.head(status, headers);
+  if (body.length > 0) sink.data(body);
+  sink.end();
+  return ANSWERED;
+}
+
+const JSON_FIELDS: readonly Field[] = [['content-type', 'application/json']];
+const refusal = (sink: AnswerSink, status: number, code: string) => answerWith(sink, status, JSON_FIELDS, new TextEncoder().encode(JSON.stringify({ error: { code } })));
 
 export interface Forwarder {
   handle(req: Request): Promise<Response>;
@@ -43,25 +77,20 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   const base = new URL(o.upstream);
   const prefix = base.pathname.replace(/\/+$/, '').replace(/\/v1$/, '');
   const pool = new Pool(base.origin, { connections: o.connections ?? 64, headersTimeout: o.headersTimeoutMs ?? 300_000, bodyTimeout: o.bodyTimeoutMs ?? 300_000 });
-  const refusal = (status: number, code: string): UpstreamAnswer => {
-    const bytes = new TextEncoder().encode(JSON.stringify({ error: { code } }));
-    return { status, headers: [['content-type', 'application/json']], body: [bytes], cancel: () => undefined };
-  };
   return {
-    forward(req, signal) {
+    forward(req, sink) {
       const q = req.path.indexOf('?');
       const pathname = q < 0 ? req.path : req.path.slice(0, q);
-      if (!ALLOWED.has(pathname)) return Promise.resolve(refusal(404, 'NOT_FOUND'));
+      if (!ALLOWED.has(pathname)) return refusal(sink, 404, 'NOT_FOUND');
       const headers: string[] = [];
       for (const [k, v] of req.headers) {
         const n = k.toLowerCase();
         if (n !== 'authorization' && !HOP_FIELDS.has(n)) headers.push(n, v);
       }
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && req.content.length > 0;
-      return new Promise<UpstreamAnswer>((resolve) => {
-        const h = new AnswerHandler(resolve, () => resolve(refusal(502, 'UPSTREAM_UNAVAILABLE')), signal);
-        pool.dispatch({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, ...(hasBody ? { body: req.content } : {}) }, h);
-      });
+      const h = new AnswerHandler(sink);
+      pool.dispatch({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, ...(hasBody ? { body: req.content } : {}) }, h);
+      return h;
     },
     async handle(req) {
       const url = new URL(req.url);
@@ -101,36 +130,24 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   };
 }
 
-/** Bytes of an upstream answer held before its socket is paused (the reader is slower than the upstream). */
-const HIGH_WATER = 64 * 1024;
-
 /**
- * One upstream exchange on the pool's dispatcher: resolves the answer at its head, then queues its chunks for one
- * reader. A failure before the head answers 502 UPSTREAM_UNAVAILABLE (nothing was sent on); after it, the reader's
- * next read throws (the caller ends the answer without its final record).
+ * One upstream exchange on the pool's dispatcher, handing the answer to its sink. A failure before the head answers
+ * 502 UPSTREAM_UNAVAILABLE (nothing was sent on); after it, the sink's `fail` (the caller ends the answer without its
+ * final record).
  */
-class AnswerHandler implements Dispatcher.DispatchHandler {
+class AnswerHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   #controller: Dispatcher.DispatchController | undefined;
-  #queue: Buffer[] = [];
-  #queued = 0;
-  #ended = false;
-  #error: Error | undefined;
-  #wake: (() => void) | undefined;
-  #resolve: ((a: UpstreamAnswer) => void) | undefined;
-  readonly #unavailable: () => void;
-  readonly #signal: AbortSignal | undefined;
-  readonly #onAbort = () => this.cancel();
+  /** Undefined once the answer ended, failed or was cancelled: the sink hears nothing more. */
+  #sink: AnswerSink | undefined;
+  #started = false;
 
-  constructor(resolve: (a: UpstreamAnswer) => void, unavailable: () => void, signal: AbortSignal | undefined) {
-    this.#resolve = resolve;
-    this.#unavailable = unavailable;
-    this.#signal = signal;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
+  constructor(sink: AnswerSink) {
+    this.#sink = sink;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#signal?.aborted) controller.abort(new Error('cancelled'));
+    if (!this.#sink) controller.abort(new Error('cancelled'));
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -139,65 +156,35 @@ class AnswerHandler implements Dispatcher.DispatchHandler {
       const v = headers[k];
       if (typeof v === 'string' && !HOP_FIELDS.has(k)) fields.push([k, v]);
     }
-    const resolve = this.#resolve!;
-    this.#resolve = undefined;
-    resolve({ status, headers: fields, body: this, cancel: () => this.cancel() });
+    this.#started = true;
+    this.#sink?.head(status, fields);
   }
 
   onResponseData(c: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#queue.push(chunk);
-    this.#queued += chunk.length;
-    if (this.#queued > HIGH_WATER) c.pause();
-    this.#wakeReader();
+    if (this.#sink && !this.#sink.data(chunk)) c.pause();
   }
 
   onResponseEnd(): void {
-    this.#ended = true;
-    this.#done();
+    const s = this.#sink;
+    this.#sink = undefined;
+    s?.end();
   }
 
   onResponseError(_c: Dispatcher.DispatchController, e: Error): void {
-    this.#error = e;
-    this.#done();
-    if (this.#resolve) {
-      this.#resolve = undefined;
-      this.#unavailable();
-    }
+    const s = this.#sink;
+    this.#sink = undefined;
+    if (!s) return;
+    if (this.#started) s.fail(e);
+    else refusal(s, 502, 'UPSTREAM_UNAVAILABLE');
   }
 
   cancel(): void {
-    if (!this.#ended && !this.#error) this.#controller?.abort(new Error('cancelled'));
+    if (!this.#sink) return;
+    this.#sink = undefined;
+    this.#controller?.abort(new Error('cancelled'));
   }
 
-  #done(): void {
-    this.#signal?.removeEventListener('abort', this.#onAbort);
-    this.#wakeReader();
-  }
-
-  #wakeReader(): void {
-    const w = this.#wake;
-    this.#wake = undefined;
-    w?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    try {
-      for (;;) {
-        const c = this.#queue.shift();
-        if (c) {
-          this.#queued -= c.length;
-          if (this.#controller?.paused && this.#queued <= HIGH_WATER) this.#controller.resume();
-          yield c;
-          continue;
-        }
-        if (this.#error) throw this.#error;
-        if (this.#ended) return;
-        await new Promise<void>((r) => {
-          this.#wake = r;
-        });
-      }
-    } finally {
-      this.cancel(); // a reader that stopped early ends the upstream request
-    }
+  resume(): void {
+    if (this.#controller?.paused) this.#controller.resume();
   }
 }

@@ -8,7 +8,9 @@
  *
  * The request path runs on node:http directly (no web Request/Response): body read within the limit, the session
  * found by its id, the request opened once, the inner request checked and forwarded to the upstream as fields, the
- * answer sealed record by record and written with the socket's backpressure.
+ * answer sealed record by record and written with the socket's backpressure. One exchange object per request carries
+ * it through; node's events reach it through listeners shared by all requests, and with a synchronous AEAD
+ * (node:crypto) the path runs from the body's end to the answer's write without a promise.
  *
  * A session is bound to the connection its handshake arrived on (docs/protocol.md §14.4): a request message is
  * opened only when it arrives on that same connection, and the session is forgotten when the connection closes. So
@@ -21,16 +23,15 @@
  * Errors before a request is opened are plain coded answers; all open failures are SESSION_DECRYPT_FAILED to the peer.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { hex } from '../attestation/bytes.ts';
 import { GmError, protocolError } from '../attestation/errors.ts';
 import { decodeRequest, encodeResponse, responseStream, type Field } from '../protocol/bhttp.ts';
 import type { GatewayKey } from '../protocol/ohttp.ts';
-import { acceptSession, type SessionResponder, sessionIdOf } from '../protocol/session.ts';
+import { acceptSession, type OpenedRequest, type ResponseSealer, type SessionResponder, sessionIdOf } from '../protocol/session.ts';
 import { asGmError, logError, statusFor } from '../enclave/http/errors.ts';
-import { readIncomingLimited } from '../enclave/http/limits.ts';
+import { tooLarge } from '../enclave/http/limits.ts';
 import type { Logger } from '../enclave/log.ts';
 import { checkInnerRequest } from '../enclave/ohttp/messages.ts';
-import type { FieldForwarder, UpstreamAnswer } from './forward.ts';
+import type { AnswerSink, FieldForwarder, UpstreamExchange } from './forward.ts';
 
 export const MEDIA_SESSION = 'application/gm-session';
 const EMPTY = new Uint8Array(0);
@@ -88,6 +89,9 @@ export interface SessionGateway {
   readonly size: number;
 }
 
+/** A session's key in the table: its id in hex. */
+const idKey = (id: Uint8Array) => Buffer.from(id.buffer, id.byteOffset, id.length).toString('hex');
+
 export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   const sessions = new Map<string, Entry>();
   const now = o.now ?? Date.now;
@@ -97,8 +101,6 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   // Connections that hold sessions: each forgets its sessions when it closes.
   const watched = new WeakSet<Connection>();
   const extra = o.headers ?? {};
-  // The answer's head fields, made once (node takes a flat [name, value, ...] list as is).
-  const answerHead = [...Object.entries(extra).flat(), 'content-type', MEDIA_SESSION, 'cache-control', 'no-store'];
 
   const sweep = () => {
     const t = now();
@@ -119,111 +121,31 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
         for (const [k, e] of sessions) if (e.connection === connection) sessions.delete(k);
       });
     }
-    sessions.set(hex(a.responder.id), { responder: a.responder, connection, kid, keyId: a.keyId, expiresAt: now() + lifetime });
+    sessions.set(idKey(a.responder.id), { responder: a.responder, connection, kid, keyId: a.keyId, expiresAt: now() + lifetime });
     return a.reply;
   };
 
-  const refuse = (res: ServerResponse, e: GmError) => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    o.onError?.(e.code, false);
-    const status = statusFor(e);
-    res.writeHead(status, { ...extra, 'content-type': 'application/problem+json' });
-    res.end(JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: e.code, error: { code: e.code } }));
-  };
-
-  /** What the peer is told about a failure before the response began (decryption failures all look alike). */
-  const outward = (e: GmError): GmError => {
-    if (e.code === 'SESSION_UNKNOWN' || e.code === 'TOO_LARGE' || e.code === 'TOO_MANY_STREAMS' || e.code === 'UNSUPPORTED_MEDIA_TYPE') return e;
-    return new GmError('protocol', 'SESSION_DECRYPT_FAILED', 'session request rejected');
-  };
-
-  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const t0 = performance.now();
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== MEDIA_SESSION) throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_SESSION}`);
-    const body = await readIncomingLimited(req, o.maxRequestBytes);
-    const sid = sessionIdOf(body);
-    if (!sid) throw protocolError('SESSION_MALFORMED', 'not a session request');
-    const entry = sessions.get(hex(sid));
-    // Another connection's session is no session here: the message was replayed, or its connection ended.
-    if (!entry || entry.connection !== req.socket || entry.expiresAt <= now()) throw new GmError('protocol', 'SESSION_UNKNOWN', 'no such session on this connection (restarted, expired, rekeyed or another connection)');
-    const release = o.admit();
-    let outcome: 'ok' | 'cancelled' | 'error' = 'error';
-    const ac = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished) {
-        outcome = 'cancelled';
-        ac.abort();
-      }
-    });
-    let upstream: UpstreamAnswer | undefined;
-    try {
-      const opened = await entry.responder.open(body);
-      const sealer = opened.response;
-      let answer: UpstreamAnswer;
-      try {
-        const { request } = decodeRequest(opened.request);
-        checkInnerRequest(request);
-        answer = await o.forward(request, ac.signal);
-      } catch (e) {
-        // Decrypted but not a valid inner request: answered inside the session, like the OHTTP gateway does.
-        const g = asGmError(e);
-        logError(o.log, 'session.inner_rejected', g);
-        o.onError?.(g.code, true);
-        const status = statusFor(g);
-        answer = { status, headers: [['content-type', 'application/problem+json']], body: [new TextEncoder().encode(JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: g.code, error: { code: g.code } }))], cancel: () => undefined };
-      }
-      upstream = answer;
-      if (!opened.stream) {
-        const limit = o.maxResponseBytes ?? 64 * 1024 * 1024;
-        let content: Uint8Array | undefined;
-        let parts: Uint8Array[] | undefined;
-        let n = 0;
-        for await (const c of answer.body) {
-          n += c.length;
-          if (n > limit) throw protocolError('RESPONSE_TOO_LARGE', 'inner response too large for one record');
-          // The usual whole answer is one chunk: kept as the socket gave it, joined only when there are several.
-          if (content === undefined) content = c;
-          else (parts ??= [content]).push(c);
-        }
-        const record = await sealer.seal(encodeResponse({ informational: [], status: answer.status, headers: answer.headers as Field[], content: parts ? Buffer.concat(parts, n) : (content ?? EMPTY), trailers: [] }), true);
-        // One write: the head with its content-length, then the record (no chunked framing for a known length).
-        res.writeHead(200, [...answerHead, 'content-length', String(record.length)]);
-        res.end(record);
-      } else {
-        res.writeHead(200, answerHead);
-        if (!(await write(res, await sealer.seal(responseStream.head(answer.status, answer.headers))))) return;
-        for await (const c of answer.body) {
-          if (c.length === 0) continue;
-          if (!(await write(res, await sealer.seal(responseStream.content(c))))) return;
-        }
-        res.end(await sealer.seal(responseStream.end(), true));
-      }
-      outcome = 'ok';
-    } catch (e) {
-      // Mid-stream the enclave sees a response without its final record (SESSION_TRUNCATED), never a forged end.
-      const g = asGmError(e);
-      logError(o.log, 'session.request_failed', g);
-      refuse(res, outward(g));
-    } finally {
-      if (outcome !== 'ok') upstream?.cancel();
-      release();
-      o.onDone?.(outcome, t0);
-    }
+  const g: Gateway = {
+    o,
+    maxResponseBytes: o.maxResponseBytes ?? 64 * 1024 * 1024,
+    now,
+    // The answer's head fields, made once (node takes a flat [name, value, ...] list as is and keeps no reference to
+    // it, so the sized one is rewritten in place for each answer).
+    streamHead: [...Object.entries(extra).flat(), 'content-type', MEDIA_SESSION, 'cache-control', 'no-store'],
+    sizedHead: [...Object.entries(extra).flat(), 'content-type', MEDIA_SESSION, 'cache-control', 'no-store', 'content-length', '0'],
+    problemHead: { ...extra, 'content-type': 'application/problem+json' },
+    find(sid, connection) {
+      const entry = sessions.get(idKey(sid));
+      // Another connection's session is no session here: the message was replayed, or its connection ended.
+      return entry && entry.connection === connection && entry.expiresAt > now() ? entry.responder : undefined;
+    },
   };
 
   return {
     handshake,
     direct(req, res) {
       if (req.method !== 'POST' || req.url !== SESSION_REQUEST_PATH) return false;
-      serve(req, res).catch((e: unknown) => {
-        const g = asGmError(e);
-        if (g.code !== 'SESSION_UNKNOWN') logError(o.log, 'session.request_failed', g);
-        refuse(res, outward(g));
-      });
+      new Exchange(g, req, res);
       return true;
     },
     dropKey(keyId) {
@@ -238,19 +160,268 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   };
 }
 
-/** Writes one record; waits for the socket to drain when its buffer is full. False when the peer went away. */
-function write(res: ServerResponse, b: Uint8Array): Promise<boolean> | boolean {
-  if (res.destroyed) return false;
-  if (res.write(b)) return true;
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      res.off('drain', onDrain);
-      res.off('close', onClose);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onClose = () => done(false);
-    res.on('drain', onDrain);
-    res.on('close', onClose);
-  });
+/** What every exchange of one gateway shares. */
+interface Gateway {
+  readonly o: SessionGatewayOptions;
+  readonly maxResponseBytes: number;
+  readonly now: () => number;
+  readonly streamHead: string[];
+  readonly sizedHead: string[];
+  readonly problemHead: Readonly<Record<string, string>>;
+  find(sid: Uint8Array, connection: object): SessionResponder | undefined;
 }
+
+const kExchange = Symbol('gm.session.exchange');
+type Carrying = { [kExchange]?: Exchange };
+// One listener of each kind for every request (no closure per request): each finds its exchange on the emitter.
+function onBodyData(this: IncomingMessage, c: Buffer): void {
+  (this as Carrying)[kExchange]!.bodyData(c);
+}
+function onBodyEnd(this: IncomingMessage): void {
+  (this as Carrying)[kExchange]!.bodyEnd();
+}
+function onResponseClose(this: ServerResponse): void {
+  (this as Carrying)[kExchange]!.closed();
+}
+function onResponseDrain(this: ServerResponse): void {
+  (this as Carrying)[kExchange]!.upstream?.resume();
+}
+
+const READING = 0;
+const OPENED = 1;
+const DONE = 2;
+
+/** What the peer is told about a failure before the response began (decryption failures all look alike). */
+function outward(e: GmError): GmError {
+  if (e.code === 'SESSION_UNKNOWN' || e.code === 'TOO_LARGE' || e.code === 'TOO_MANY_STREAMS' || e.code === 'UNSUPPORTED_MEDIA_TYPE') return e;
+  return new GmError('protocol', 'SESSION_DECRYPT_FAILED', 'session request rejected');
+}
+
+/**
+ * One request on the session path, from its body to the last record of its answer (the sink of the upstream answer).
+ * States: READING the body; OPENED (admitted: a concurrency slot held, the answer on its way); DONE.
+ */
+class Exchange implements AnswerSink {
+  readonly #g: Gateway;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse;
+  readonly #t0 = performance.now();
+  #state = READING;
+  /** The request body as it arrives, then the whole answer's content (one chunk, or several to join). */
+  #body: Uint8Array | undefined;
+  #parts: Uint8Array[] | undefined;
+  #n = 0;
+  #release: (() => void) | undefined;
+  #sealer: ResponseSealer | undefined;
+  #stream = false;
+  upstream: UpstreamExchange | undefined;
+  /** The head arrived (the answer is on its way to the peer or being gathered). */
+  #headed = false;
+  #status = 0;
+  #headers: readonly Field[] = [];
+  /** Records waiting for an asynchronous AEAD, written in order (undefined with node:crypto). */
+  #pending: Promise<void> | undefined;
+
+  constructor(g: Gateway, req: IncomingMessage, res: ServerResponse) {
+    this.#g = g;
+    this.#req = req;
+    this.#res = res;
+    (res as Carrying)[kExchange] = this;
+    // Any close before the answer's last byte: the peer went away (cancels the upstream once admitted).
+    res.on('close', onResponseClose);
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+    if (type !== MEDIA_SESSION) {
+      this.#refuse(new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_SESSION}`));
+      return;
+    }
+    (req as Carrying)[kExchange] = this;
+    req.on('data', onBodyData);
+    req.on('end', onBodyEnd);
+  }
+
+  bodyData(c: Buffer): void {
+    if (this.#state !== READING) return;
+    this.#n += c.length;
+    if (this.#n > this.#g.o.maxRequestBytes) {
+      // Stop reading at once; the server drains or closes the socket.
+      this.#req.pause();
+      this.#refuse(tooLarge(this.#g.o.maxRequestBytes));
+    } else if (this.#body === undefined) this.#body = c;
+    else (this.#parts ??= [this.#body]).push(c);
+  }
+
+  bodyEnd(): void {
+    if (this.#state !== READING) return;
+    const b = this.#parts ? Buffer.concat(this.#parts, this.#n) : (this.#body ?? EMPTY);
+    // The same fields gather a whole answer next.
+    this.#body = undefined;
+    this.#parts = undefined;
+    this.#n = 0;
+    const body = new Uint8Array(b.buffer, b.byteOffset, b.length);
+    let opened: OpenedRequest | Promise<OpenedRequest>;
+    try {
+      const sid = sessionIdOf(body);
+      if (!sid) throw protocolError('SESSION_MALFORMED', 'not a session request');
+      const responder = this.#g.find(sid, this.#req.socket);
+      if (!responder) throw new GmError('protocol', 'SESSION_UNKNOWN', 'no such session on this connection (restarted, expired, rekeyed or another connection)');
+      this.#release = this.#g.o.admit();
+      this.#state = OPENED;
+      opened = responder.openNow(body);
+    } catch (e) {
+      this.#refuse(asGmError(e));
+      return;
+    }
+    if (opened instanceof Promise) opened.then((x) => this.#forward(x), (e: unknown) => this.#refuse(asGmError(e)));
+    else this.#forward(opened);
+  }
+
+  #forward(opened: OpenedRequest): void {
+    if (this.#state !== OPENED) return;
+    this.#sealer = opened.response;
+    this.#stream = opened.stream;
+    let request;
+    try {
+      ({ request } = decodeRequest(opened.request));
+      checkInnerRequest(request);
+    } catch (e) {
+      this.#innerRejected(asGmError(e));
+      return;
+    }
+    this.upstream = this.#g.o.forward(request, this);
+  }
+
+  /** Decrypted but not a valid inner request (or its forwarding failed): answered inside the session, as the OHTTP gateway does. */
+  #innerRejected(g: GmError): void {
+    logError(this.#g.o.log, 'session.inner_rejected', g);
+    this.#g.o.onError?.(g.code, true);
+    const status = statusFor(g);
+    const body = new TextEncoder().encode(JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: g.code, error: { code: g.code } }));
+    this.head(status, PROBLEM_FIELDS);
+    this.data(body);
+    this.end();
+  }
+
+  head(status: number, headers: readonly Field[]): void {
+    if (this.#state !== OPENED) return;
+    this.#headed = true;
+    if (!this.#stream) {
+      this.#status = status;
+      this.#headers = headers;
+      return;
+    }
+    this.#res.writeHead(200, this.#g.streamHead);
+    this.#res.on('drain', onResponseDrain);
+    this.#record(() => responseStream.head(status, headers), false);
+  }
+
+  data(chunk: Uint8Array): boolean {
+    if (this.#state !== OPENED) return true;
+    if (this.#stream) return chunk.length === 0 || this.#record(() => responseStream.content(chunk), false);
+    const n = this.#n + chunk.length;
+    if (n > this.#g.maxResponseBytes) {
+      this.#fail(protocolError('RESPONSE_TOO_LARGE', 'inner response too large for one record'));
+      return true;
+    }
+    // The usual whole answer is one chunk: kept as the socket gave it, joined only when there are several.
+    if (this.#body === undefined) this.#body = chunk;
+    else (this.#parts ??= [this.#body]).push(chunk);
+    this.#n = n;
+    return true;
+  }
+
+  end(): void {
+    if (this.#state !== OPENED) return;
+    if (this.#stream) {
+      this.#record(() => responseStream.end(), true);
+      return;
+    }
+    const content = this.#parts ? Buffer.concat(this.#parts, this.#n) : (this.#body ?? EMPTY);
+    this.#body = undefined;
+    this.#parts = undefined;
+    this.#record(() => encodeResponse({ informational: [], status: this.#status, headers: this.#headers as Field[], content, trailers: [] }), true);
+  }
+
+  fail(e: unknown): void {
+    if (this.#state !== OPENED) return;
+    const g = asGmError(e);
+    if (!this.#headed) this.#innerRejected(g);
+    else this.#fail(g);
+  }
+
+  /**
+   * Seals one record and writes it; the final one ends the answer (a whole answer: with its length, in one write).
+   * False when the socket's buffer is full (the upstream pauses until 'drain').
+   */
+  #record(encode: () => Uint8Array, final: boolean): boolean {
+    let sealed: Uint8Array | Promise<Uint8Array>;
+    try {
+      sealed = this.#sealer!.sealNow(encode(), final);
+    } catch (e) {
+      this.#fail(asGmError(e));
+      return true;
+    }
+    if (sealed instanceof Uint8Array && this.#pending === undefined) return this.#write(sealed, final);
+    // An asynchronous AEAD: records are written in the order they were sealed; the upstream waits for each.
+    this.#pending = (this.#pending ?? Promise.resolve()).then(() => sealed).then(
+      (b) => {
+        if (this.#write(b, final) && !final) this.upstream?.resume();
+      },
+      (e: unknown) => this.#fail(asGmError(e)),
+    );
+    return false;
+  }
+
+  #write(record: Uint8Array, final: boolean): boolean {
+    if (this.#state !== OPENED) return true;
+    const res = this.#res;
+    if (!final) return res.write(record);
+    if (!this.#stream) {
+      // One write: the head with its content-length, then the record (no chunked framing for a known length).
+      const head = this.#g.sizedHead;
+      head[head.length - 1] = String(record.length);
+      res.writeHead(200, head);
+    }
+    res.end(record);
+    this.#finish('ok');
+    return true;
+  }
+
+  /** A failure once admitted: refused in clear before the answer began; mid-answer, the connection is cut. */
+  #fail(e: GmError): void {
+    // Mid-stream the enclave sees a response without its final record (SESSION_TRUNCATED), never a forged end.
+    this.#refuse(e);
+  }
+
+  #refuse(e: GmError): void {
+    if (this.#state === DONE) return;
+    const admitted = this.#state === OPENED;
+    if (e.code !== 'SESSION_UNKNOWN' || admitted) logError(this.#g.o.log, 'session.request_failed', e);
+    const res = this.#res;
+    if (admitted) this.#finish('error');
+    else this.#state = DONE;
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const out = outward(e);
+    this.#g.o.onError?.(out.code, false);
+    const status = statusFor(out);
+    res.writeHead(status, this.#g.problemHead);
+    res.end(JSON.stringify({ type: 'about:blank', title: 'request failed', status, code: out.code, error: { code: out.code } }));
+  }
+
+  /** The response closed: the peer went away unless the answer was complete. */
+  closed(): void {
+    if (this.#state === READING) this.#state = DONE;
+    else if (this.#state === OPENED) this.#finish('cancelled');
+  }
+
+  #finish(outcome: 'ok' | 'cancelled' | 'error'): void {
+    this.#state = DONE;
+    if (outcome !== 'ok') this.upstream?.cancel();
+    this.#release?.();
+    this.#g.o.onDone?.(outcome, this.#t0);
+  }
+}
+
+const PROBLEM_FIELDS: readonly Field[] = [['content-type', 'application/problem+json']];
