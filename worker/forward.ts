@@ -89,7 +89,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
       }
       const hasBody = req.method !== 'GET' && req.method !== 'HEAD' && req.content.length > 0;
       const h = new AnswerHandler(sink);
-      pool.dispatch({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, ...(hasBody ? { body: req.content } : {}) }, h);
+      pool.dispatch({ path: `${prefix}${req.path}`, method: req.method as 'POST', headers, body: hasBody ? req.content : null }, h);
       return h;
     },
     async handle(req) {

@@ -187,6 +187,20 @@ function onResponseDrain(this: ServerResponse): void {
   (this as Carrying)[kExchange]!.upstream?.resume();
 }
 
+/** The request's media type (lowercase, parameters left out), read from its raw head: node builds `req.headers` only when asked. */
+function mediaType(raw: readonly string[]): string {
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = raw[i]!;
+    // The first content-type counts, as in node's `req.headers`.
+    if (k.length === 12 && k.toLowerCase() === 'content-type') {
+      const v = raw[i + 1]!;
+      const semi = v.indexOf(';');
+      return (semi < 0 ? v : v.slice(0, semi)).trim().toLowerCase();
+    }
+  }
+  return '';
+}
+
 const READING = 0;
 const OPENED = 1;
 const DONE = 2;
@@ -229,8 +243,7 @@ class Exchange implements AnswerSink {
     (res as Carrying)[kExchange] = this;
     // Any close before the answer's last byte: the peer went away (cancels the upstream once admitted).
     res.on('close', onResponseClose);
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== MEDIA_SESSION) {
+    if (mediaType(req.rawHeaders) !== MEDIA_SESSION) {
       this.#refuse(new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_SESSION}`));
       return;
     }

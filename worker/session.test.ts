@@ -175,6 +175,19 @@ describe('enclave → worker session', () => {
     expect(d.sessions(w)).toBe(1);
   });
 
+  it('the request path takes only application/gm-session (any case, parameters ignored) and reads nothing else', async () => {
+    const s = await stack();
+    const post = async (type: string) => {
+      const r = await fetch(`${s.url}/v1/session/request`, { method: 'POST', headers: { 'content-type': type }, body: new Uint8Array(64) });
+      return [r.status, ((await r.json()) as { code: string }).code];
+    };
+    expect(await post('application/json')).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    expect(await post('application/gm-session-init')).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    // The media type passes; the body names no session (all zero bytes: not even a session message).
+    expect(await post('Application/GM-Session; x=1')).toEqual([400, 'SESSION_DECRYPT_FAILED']);
+    expect(s.forwarded).toEqual([]);
+  });
+
   it('concurrent requests spread over several connections, one session each, and none is refused as unknown', async () => {
     const s = await stack();
     const d = sessionDispatch();
