@@ -200,18 +200,27 @@ function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number):
  * The fixed head of a labeled input (§4): "HPKE-v1" || suite_id || label for LabeledExtract, and I2OSP(L, 2) before
  * it for LabeledExpand. Built once per suite, label and L (protocol constants, a few dozen at most), not per call.
  */
-const prefixes = new WeakMap<Uint8Array, Map<string, Uint8Array>>();
+const prefixes = new WeakMap<Uint8Array, Map<string, LabelPrefixes>>();
+interface LabelPrefixes {
+  extract?: Uint8Array;
+  readonly expand: Map<number, Uint8Array>;
+}
 function labeledPrefix(suiteId: Uint8Array, label: string, L?: number): Uint8Array {
   let m = prefixes.get(suiteId);
   if (!m) {
     m = new Map();
     prefixes.set(suiteId, m);
   }
-  const k = L === undefined ? label : `${L}:${label}`;
-  let v = m.get(k);
+  let p = m.get(label);
+  if (!p) {
+    p = { expand: new Map() };
+    if (m.size < 64) m.set(label, p);
+  }
+  if (L === undefined) return (p.extract ??= concat(HPKE_V1, suiteId, labelBytes(label)));
+  let v = p.expand.get(L);
   if (!v) {
-    v = L === undefined ? concat(HPKE_V1, suiteId, labelBytes(label)) : concat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label));
-    if (m.size < 64) m.set(k, v);
+    v = concat(i2osp(L, 2), HPKE_V1, suiteId, labelBytes(label));
+    if (p.expand.size < 16) p.expand.set(L, v);
   }
   return v;
 }
@@ -485,24 +494,35 @@ function computeKeyScheduleContext(b: CryptoBackend, suiteId: Uint8Array, mode: 
 /**
  * key_schedule_context when psk_id is empty (base and auth modes) depends only on public inputs that repeat: the
  * mode, the suite and `info`, which OHTTP fixes per key configuration and suite (RFC 9458 §4.3). So it is memoized,
- * two LabeledExtracts saved per message: a bounded map of public values, never of secrets or PSK identifiers, keyed
- * by the bytes (mode, suite_id, info as one char per byte). Callers must not mutate what it returns.
+ * two LabeledExtracts saved per message: a few entries per suite of public values, never of secrets or PSK
+ * identifiers, found by comparing the mode and the info bytes (a copy is kept, so a caller's later change to its
+ * array cannot make an entry answer for other bytes). Callers must not mutate what it returns.
  */
-const contextCache = new Map<string, Uint8Array>();
-const CONTEXT_CACHE_MAX = 256;
+interface ContextMemo {
+  readonly mode: Mode;
+  readonly info: Uint8Array;
+  readonly context: Uint8Array;
+}
+const contextMemo = new WeakMap<Uint8Array, ContextMemo[]>();
+const CONTEXT_MEMO_PER_SUITE = 16;
 const CACHED_INFO_MAX = 256;
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 function keyScheduleContextOf(b: CryptoBackend, suiteId: Uint8Array, mode: Mode, info: Uint8Array, pskId: Uint8Array): Uint8Array {
   if (pskId.length > 0 || info.length > CACHED_INFO_MAX) return computeKeyScheduleContext(b, suiteId, mode, info, pskId);
-  let k = String.fromCharCode(mode);
-  for (let i = 0; i < suiteId.length; i++) k += String.fromCharCode(suiteId[i]!);
-  for (let i = 0; i < info.length; i++) k += String.fromCharCode(info[i]!);
-  let v = contextCache.get(k);
-  if (!v) {
-    v = computeKeyScheduleContext(b, suiteId, mode, info, pskId);
-    if (contextCache.size >= CONTEXT_CACHE_MAX) contextCache.clear();
-    contextCache.set(k, v);
+  let memo = contextMemo.get(suiteId);
+  if (!memo) {
+    memo = [];
+    contextMemo.set(suiteId, memo);
   }
-  return v;
+  for (const e of memo) if (e.mode === mode && sameBytes(e.info, info)) return e.context;
+  const context = computeKeyScheduleContext(b, suiteId, mode, info, pskId);
+  if (memo.length >= CONTEXT_MEMO_PER_SUITE) memo.shift();
+  memo.push({ mode, info: info.slice(), context });
+  return context;
 }
 
 /** TEST-ONLY: key_schedule_context as the memo serves it and as computed afresh, to check they agree. */

@@ -65,29 +65,37 @@ function rawPublic(k: KeyObject): Uint8Array {
 /**
  * Peer public keys by their bytes, as PEM text (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo, whose
  * prefix pins id-X25519, RFC 8410 §3), which is also the map key. A sender agrees with the same recipient key (the
- * attested key configuration) on every request, so from its second use that key is a KeyObject parsed once. A key
- * seen for the first time goes to the agreement as the text itself: a gateway sees each ephemeral key once, and
- * wrapping it in a KeyObject that is never used again costs more than the text (diffieHellman parses it either way).
- * Public values only; bounded by clearing when full. Same bytes, same key: the agreement and the all-zero check
- * (hpke.ts) are unchanged.
+ * attested key configuration) on every request, so from its second use that key is a KeyObject parsed once, and the
+ * last one parsed is recognized by its 32 bytes before any text is built. A key seen for the first time goes to the
+ * agreement as the text itself: a gateway sees each ephemeral key once, and wrapping it in a KeyObject that is never
+ * used again costs more than the text (diffieHellman parses it either way). Public values only; bounded by clearing
+ * when full (`null` marks a key seen once). Same bytes, same key: the agreement and the all-zero check (hpke.ts) are
+ * unchanged.
  */
-const peerKeys = new Map<string, KeyObject | undefined>();
+const peerKeys = new Map<string, KeyObject | null>();
 const PEER_KEYS_MAX = 256;
 const SPKI = Buffer.alloc(X25519_SPKI_PREFIX.length + 32);
 SPKI.set(X25519_SPKI_PREFIX);
+let lastParsed: { readonly bytes: Uint8Array; readonly key: KeyObject } | undefined;
 function peerKey(pk: Uint8Array): KeyObject | string {
+  const last = lastParsed;
+  if (last) {
+    let d = 0;
+    for (let j = 0; j < 32; j++) d |= last.bytes[j]! ^ pk[j]!;
+    if (d === 0) return last.key;
+  }
   SPKI.set(pk, X25519_SPKI_PREFIX.length);
   const pem = `-----BEGIN PUBLIC KEY-----\n${SPKI.toString('base64')}\n-----END PUBLIC KEY-----\n`;
   const k = peerKeys.get(pem);
-  if (k) return k;
-  if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
-  if (!peerKeys.has(pem)) {
-    peerKeys.set(pem, undefined); // seen once
+  if (k) return (lastParsed = { bytes: pk.slice(), key: k }).key;
+  if (k === undefined) {
+    if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
+    peerKeys.set(pem, null);
     return pem;
   }
   const parsed = createPublicKey(pem);
   peerKeys.set(pem, parsed);
-  return parsed;
+  return (lastParsed = { bytes: pk.slice(), key: parsed }).key;
 }
 
 /** SHA-256 block size (FIPS 180-4 §1), the B of RFC 2104 §2. */
