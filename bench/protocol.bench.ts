@@ -14,11 +14,17 @@
  * 6. one 64-byte record sealed on the enclave → worker session (protocol/session.ts, the worker's per-token cost),
  *    <= 5 us, beside a bare node:crypto AES-128-GCM seal of the same bytes with an AAD of the record's length;
  * 7. the stream commitment per 64-byte chunk (protocol/stream-chain.ts): the enclave's (node:crypto createHash) and the
- *    client SDK's (@noble/hashes), each <= 1 us per chunk, beside a bare one-shot SHA-256 of the chunk.
+ *    client SDK's (@noble/hashes), each <= 1 us per chunk, beside a bare one-shot SHA-256 of the chunk;
+ * 8. the client opening a 1 KiB X-Wing response (RFC 9458 §4.4: Export, HKDF, AES-128-GCM open) beside the bare
+ *    AES-128-GCM open of the same bytes (informational); and with GM_BENCH_BASELINE=<another checkout of gm>, the
+ *    client leg's three per-request figures (the enclave's decapsulate + open + seal, the client's encapsulate + seal,
+ *    the client's response open) timed with that tree's protocol modules alternately with this tree's, in the same
+ *    rounds, as this ÷ that: a before/after comparison that load from other processes hits alike.
  * The targets apply to the node:crypto backend the enclave and workers install (protocol/node/backend-node.ts); the
  * runtime-agnostic WebCrypto backend (browsers, the client SDK) is measured too and reported without a target.
  */
 import { createCipheriv, createDecipheriv, createHash, createPublicKey, createSecretKey, decapsulate, diffieHellman, encapsulate, generateKeyPairSync, hash as nodeHash, hkdfSync } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
 import { type BenchRow, atLeast, atMost, interleavedMedians } from './harness.ts';
 
 import { webCryptoBackend, type CryptoBackend } from '../protocol/backend.ts';
@@ -394,6 +400,91 @@ async function streamChain(): Promise<BenchRow[]> {
   return rows;
 }
 
+/** The protocol modules a client-leg figure runs on: this tree's, or a baseline checkout's (GM_BENCH_BASELINE). */
+interface ProtocolModules {
+  readonly backend: CryptoBackend;
+  readonly ohttp: typeof import('../protocol/ohttp.ts');
+}
+
+async function baselineModules(dir: string): Promise<ProtocolModules> {
+  const root = pathToFileURL(`${dir.replace(/\/$/, '')}/`).href;
+  const { nodeBackend: backend } = (await import(`${root}protocol/node/backend-node.ts`)) as typeof import('../protocol/node/backend-node.ts');
+  return { backend, ohttp: (await import(`${root}protocol/ohttp.ts`)) as typeof import('../protocol/ohttp.ts') };
+}
+
+/**
+ * The client leg of one request on the given modules, X-Wing and 1 KiB each way: the enclave's decapsulate + open +
+ * seal (over DISTINCT requests in turn), the client's encapsulate + seal, and the client's open of a response (each
+ * response context opens once, so `open` walks through `opens` contexts prepared beforehand).
+ */
+async function clientLeg(m: ProtocolModules, opens: number): Promise<{ enclave: () => Promise<unknown>; encap: () => Promise<unknown>; open: () => Promise<unknown> }> {
+  const { backend, ohttp } = m;
+  const gk = await ohttp.generateKeyConfig(1, undefined, { backend, kemId: KEM_MLKEM768_X25519 });
+  const pt = new Uint8Array(1024).fill(7);
+  const answer = new Uint8Array(1024).fill(9);
+  const reqs: Uint8Array[] = [];
+  for (let i = 0; i < DISTINCT; i++) reqs.push((await ohttp.encapsulateRequest(gk.config, pt, { backend })).encapsulated);
+  const answered: { open(r: Uint8Array): Promise<Uint8Array>; response: Uint8Array }[] = [];
+  for (let i = 0; i < opens; i++) {
+    const { encapsulated, context } = await ohttp.encapsulateRequest(gk.config, pt, { backend });
+    const g = await ohttp.decapsulateRequest([gk], encapsulated, { backend });
+    answered.push({ open: (r) => context.openResponse(r), response: (await g.context.sealResponse(answer)).slice() });
+  }
+  let i = 0;
+  let j = 0;
+  return {
+    enclave: async () => {
+      const { context } = await ohttp.decapsulateRequest([gk], reqs[i++ % DISTINCT]!, { backend });
+      await context.sealResponse(answer);
+    },
+    encap: () => ohttp.encapsulateRequest(gk.config, pt, { backend }),
+    open: () => {
+      const a = answered[j++];
+      if (!a) throw new Error('bench: more response opens than prepared');
+      return a.open(a.response);
+    },
+  };
+}
+
+/** Floor 8: the bare AES-128-GCM open of a 1 KiB response under a fresh key object, node:crypto. */
+function floorOpenResponse(): () => void {
+  const k = Buffer.alloc(16, 5);
+  const iv = Buffer.alloc(12, 6);
+  const c = createCipheriv('aes-128-gcm', k, iv);
+  const ct = Buffer.concat([c.update(Buffer.alloc(1024, 9)), c.final()]);
+  const tag = c.getAuthTag();
+  return () => {
+    const d = createDecipheriv('aes-128-gcm', createSecretKey(k), iv);
+    d.setAuthTag(tag);
+    d.update(ct);
+    d.final();
+  };
+}
+
+/** Rows 8: the client's response open, and with a baseline tree the client leg's figures, this tree ÷ that. */
+async function clientLegRows(): Promise<BenchRow[]> {
+  const R = 400;
+  const W = 40;
+  const here: ProtocolModules = { backend: nodeBackend, ohttp: await import('../protocol/ohttp.ts') };
+  const ours = await clientLeg(here, R + W);
+  const [o8, f8] = await paired(ours.open, floorOpenResponse(), R, W);
+  const rows = [info('client opens a 1 KiB X-Wing OHTTP response (node backend)', o8, 'us', 'bare AES-128-GCM open of the same bytes, fresh key object (node:crypto)', f8, 'Export, HKDF and the AEAD key are what it adds')];
+  const dir = process.env.GM_BENCH_BASELINE;
+  if (!dir) return rows;
+  const base = await clientLeg(await baselineModules(dir), R + W);
+  const again = await clientLeg(here, R + W);
+  const compare: [string, () => Promise<unknown>, () => Promise<unknown>][] = [
+    ['client leg on the enclave: X-Wing decapsulate + open 1 KiB + seal 1 KiB response', again.enclave, base.enclave],
+    ['client: X-Wing encapsulate + seal 1 KiB request', again.encap, base.encap],
+    ['client: open a 1 KiB X-Wing response', again.open, base.open],
+  ];
+  for (const [name, a, b] of compare) {
+    const [x, y] = await paired(a, b, R, W);
+    rows.push(info(`${name}, this tree vs GM_BENCH_BASELINE (node backend)`, x, 'us', `the same on ${dir}`, y, 'timed alternately in the same rounds'));
+  }
+  return rows;
+}
+
 export async function run(): Promise<BenchRow[]> {
   const rows: BenchRow[] = [...(await streamChain())];
   const [ss, fs] = await sessionSeal(200);
@@ -433,6 +524,8 @@ export async function run(): Promise<BenchRow[]> {
   rows.push(atMost('X-Wing encapsulate + seal 1 KiB OHTTP request, client (node backend)', e4, 'us', 'ML-KEM-768 encapsulate (node:crypto) + X25519 generate and agreement + HKDF + AES-128-GCM seal', h4, 1.5));
   const [v4, k4] = await paired(await xwingEncap(webCryptoBackend), floorXWingEncap(nobleMlKem()), 300, 30);
   rows.push(info('X-Wing encapsulate + seal 1 KiB OHTTP request, client (webcrypto backend: browsers, the SDK)', v4, 'us', 'ML-KEM-768 encapsulate (noble) + the same X25519 floor', k4, 'runtime-agnostic default'));
+
+  rows.push(...(await clientLegRows()));
 
   const [e5, x5] = await endToEnd(300, 30);
   rows.push(atMost('1 KiB chat request through the whole stack, X-Wing on both hops', e5, 'us', 'the same stack with X25519 only', x5, 1.3, 'encapsulated key 1120 B instead of 32 B on each hop'));
