@@ -218,7 +218,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   // Public metrics move only with what a relay sees on the wire anyway (routes, outer statuses and codes, timing);
   // everything per worker, per model or per inner outcome is operator-only (the default scope).
   const metrics = new Metrics();
-  const requests = metrics.counter('gm_requests_total', 'HTTP requests by route and status', { labels: ['route', 'status'], scope: 'public' });
+  const requests = metrics.tally('gm_requests_total', 'HTTP requests by route and status', { labels: ['route', 'status'], scope: 'public' });
   // Errors the peer was sent in clear are public; errors answered inside the encryption count for the operator only.
   const errors = metrics.errors({ split: true });
   const causes = metrics.counter('gm_error_causes_total', 'Errors by local code (decryption failure causes, inner rejections)', { labels: ['code'] });
@@ -265,7 +265,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     c.set('route', routeName(c.req.method, c.req.path));
     await next();
     for (const [k, v] of Object.entries(simHeaders)) c.res.headers.set(k, v);
-    requests.inc({ route: c.get('route'), status: String(c.res.status) });
+    requests.inc(c.get('route'), String(c.res.status));
     if (c.get('route') !== 'ohttp') latency.observe({ route: c.get('route') }, (performance.now() - t0) / 1000);
   });
   app.onError((e, c) => {
@@ -393,7 +393,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
   app.post('/v1/ohttp', (c) => handleOhttp(c.req.raw, { ...ohttpOptions, ...nodeIncoming(c) }));
   // One listener for every response (`this` is the response), not a closure per request.
   function counted(this: ServerResponse): void {
-    requests.inc({ route: 'ohttp', status: String(this.statusCode) });
+    requests.inc('ohttp', String(this.statusCode));
   }
   /** The gateway on node:http directly (the hot path): the same options, counters and opaque errors as the route. */
   const direct = (req: IncomingMessage, res: ServerResponse): boolean => {

@@ -45,6 +45,11 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
+/** A request-path counter (`Metrics.tally`): `inc` takes the label values in the order the labels were named. */
+export interface Tally {
+  inc(a: string, b?: string): void;
+}
+
 export class Metrics {
   readonly #public = new Registry();
   readonly #operator = new Registry();
@@ -73,6 +78,25 @@ export class Metrics {
     });
     this.#counters.set(name, c as Counter<string>);
     return c;
+  }
+
+  /**
+   * A counter for the request path, with one or two labels (in name order): each label set's count is a plain
+   * number found by its values, copied into the exposition at scrape time, so an increment validates and hashes no
+   * label object. It is the counter `counter` would make (same name, help, labels and scope; `findCounter` finds it).
+   */
+  tally<L extends string>(name: string, help: string, o: MetricOptions<L> & { readonly labels: readonly [L] | readonly [L, L] }): Tally {
+    const slots = new Map<string, { readonly labels: Labels<L>; n: number }>();
+    const names = o.labels;
+    this.counter<L>(name, help, { ...o, collect: () => [...slots.values()].map((x) => [x.labels, x.n] as const) });
+    return {
+      inc(a, b) {
+        const key = b === undefined ? a : `${a}\u0000${b}`;
+        const slot = slots.get(key);
+        if (slot) slot.n++;
+        else slots.set(key, { labels: (b === undefined ? { [names[0]]: a } : { [names[0]]: a, [names[1]!]: b }) as Labels<L>, n: 1 });
+      },
+    };
   }
 
   /** A gauge; `collect` computes its values at scrape time (e.g. workers by state). */

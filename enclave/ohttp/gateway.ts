@@ -178,7 +178,7 @@ async function exchangeOf(req: Outer, o: GatewayOptions): Promise<Answer> {
     throw new GmError('protocol', 'UNSUPPORTED_MEDIA_TYPE', `content-type must be ${MEDIA_OHTTP_REQ} or ${MEDIA_OHTTP_CHUNKED_REQ}`);
   }
   const body = await req.readBody();
-  await o.authenticate?.(body);
+  if (o.authenticate) await o.authenticate(body);
   const release = o.admit?.() ?? (() => undefined);
   let finished = false;
   const exchange: Exchange = {
