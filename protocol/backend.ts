@@ -78,8 +78,12 @@ export interface CryptoBackend {
   x25519Generate(): Promise<X25519PrivateKey>;
   /** Imports a raw 32-byte scalar (DeriveKeyPair and known-answer tests). */
   x25519Import(sk: Uint8Array): Promise<X25519PrivateKey>;
-  /** Raw X25519 output (32 bytes); the caller rejects the all-zero value (RFC 9180 §7.1.1). */
-  x25519(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> | Uint8Array;
+  /**
+   * Raw X25519 output (32 bytes); the caller rejects the all-zero value (RFC 9180 §7.1.1). `ephemeralPeer` says `pk`
+   * is an ephemeral key this process agrees with once (a recipient's Decap): a backend that keeps parsed peer keys
+   * for reuse keeps none of those.
+   */
+  x25519(sk: X25519PrivateKey, pk: Uint8Array, ephemeralPeer?: boolean): Promise<Uint8Array> | Uint8Array;
   /** ML-KEM-768.KeyGen_internal(d, z) from the 64-byte seed d || z (FIPS 203 Algorithm 16). */
   mlkem768Import(seed: Uint8Array): Promise<MlKem768PrivateKey> | MlKem768PrivateKey;
   /** Parses a 1184-byte encapsulation key; throws HPKE_BAD_KEY when the FIPS 203 §7.2 modulus check fails. */

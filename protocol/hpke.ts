@@ -332,12 +332,12 @@ function asXWing(k: KeyPair): XWingPrivateKey {
   return k;
 }
 
-/** DH(sk, pk) with the all-zero check of §7.1.1 (RFC 7748 §6.1). */
-async function dh(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> {
+/** DH(sk, pk) with the all-zero check of §7.1.1 (RFC 7748 §6.1); `ephemeralPeer` as in CryptoBackend.x25519. */
+async function dh(sk: X25519PrivateKey, pk: Uint8Array, ephemeralPeer = false): Promise<Uint8Array> {
   if (pk.length !== X25519_NPK) throw protocolError('HPKE_BAD_KEY', 'X25519 public key must be 32 bytes');
   let out: Uint8Array;
   try {
-    out = await sk.backend.x25519(sk, pk);
+    out = await sk.backend.x25519(sk, pk, ephemeralPeer);
   } catch (e) {
     throw protocolError('HPKE_BAD_KEY', 'X25519 agreement failed', { cause: e });
   }
@@ -365,7 +365,7 @@ async function encap(b: CryptoBackend, pkR: Uint8Array, skS: X25519PrivateKey | 
 /** Decap / AuthDecap (§4.1). */
 async function decap(b: CryptoBackend, encv: Uint8Array, skR: X25519PrivateKey, pkS: Uint8Array | undefined): Promise<Uint8Array> {
   if (encv.length !== X25519_NENC) throw protocolError('HPKE_BAD_KEY', 'encapsulated key must be 32 bytes');
-  const dhv = pkS ? concat(await dh(skR, encv), await dh(skR, pkS)) : await dh(skR, encv);
+  const dhv = pkS ? concat(await dh(skR, encv, true), await dh(skR, pkS)) : await dh(skR, encv, true);
   const kemContext = pkS ? concat(encv, skR.publicKey, pkS) : concat(encv, skR.publicKey);
   return extractAndExpand(b, dhv, kemContext);
 }

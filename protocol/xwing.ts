@@ -81,11 +81,11 @@ export function combiner(ssM: Uint8Array, ssX: Uint8Array, ctX: Uint8Array, pkX:
   }
 }
 
-/** X25519 with the all-zero check. */
-async function x25519(sk: X25519PrivateKey, pk: Uint8Array): Promise<Uint8Array> {
+/** X25519 with the all-zero check; `ephemeralPeer` as in CryptoBackend.x25519. */
+async function x25519(sk: X25519PrivateKey, pk: Uint8Array, ephemeralPeer = false): Promise<Uint8Array> {
   let out: Uint8Array;
   try {
-    out = await sk.backend.x25519(sk, pk);
+    out = await sk.backend.x25519(sk, pk, ephemeralPeer);
   } catch (e) {
     badKey('X25519 agreement failed', e);
   }
@@ -222,7 +222,7 @@ export async function decapXWing(ct: Uint8Array, sk: XWingPrivateKey): Promise<U
   if (ct.length !== XWING_NENC) badKey('X-Wing encapsulated key must be 1120 bytes');
   const k = expandedKeys.get(sk) ?? badKey('not an X-Wing private key of this module');
   const ctX = ct.subarray(MLKEM_NCT);
-  const ssX = await x25519(k.x, ctX);
+  const ssX = await x25519(k.x, ctX, true);
   let ssM: Uint8Array;
   try {
     ssM = k.m.backend.mlkem768Decapsulate(k.m, ct.subarray(0, MLKEM_NCT));

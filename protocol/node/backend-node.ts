@@ -63,39 +63,40 @@ function rawPublic(k: KeyObject): Uint8Array {
 }
 
 /**
- * Peer public keys by their bytes, as PEM text (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo, whose
- * prefix pins id-X25519, RFC 8410 §3), which is also the map key. A sender agrees with the same recipient key (the
- * attested key configuration) on every request, so from its second use that key is a KeyObject parsed once, and the
- * last one parsed is recognized by its 32 bytes before any text is built. A key seen for the first time goes to the
- * agreement as the text itself: a gateway sees each ephemeral key once, and wrapping it in a KeyObject that is never
- * used again costs more than the text (diffieHellman parses it either way). Public values only; bounded by clearing
- * when full (`null` marks a key seen once). Same bytes, same key: the agreement and the all-zero check (hpke.ts) are
- * unchanged.
+ * A peer public key as PEM text (RFC 7468 §13 around the RFC 8410 §4 SubjectPublicKeyInfo, whose prefix pins
+ * id-X25519, RFC 8410 §3). An ephemeral peer key (a gateway's Decap: each is seen once) goes to the agreement as the
+ * text itself: wrapping it in a KeyObject that is never used again costs more (diffieHellman parses the text either
+ * way). Any other peer key, typically the attested recipient key a sender agrees with on every request, is parsed
+ * once into a KeyObject kept by its text, and the last one used is recognized by its 32 bytes before any text is
+ * built. Public values only; bounded by clearing when full. Same bytes, same key: the agreement and the all-zero
+ * check (hpke.ts) are unchanged.
  */
-const peerKeys = new Map<string, KeyObject | null>();
+const peerKeys = new Map<string, KeyObject>();
 const PEER_KEYS_MAX = 256;
 const SPKI = Buffer.alloc(X25519_SPKI_PREFIX.length + 32);
 SPKI.set(X25519_SPKI_PREFIX);
-let lastParsed: { readonly bytes: Uint8Array; readonly key: KeyObject } | undefined;
-function peerKey(pk: Uint8Array): KeyObject | string {
-  const last = lastParsed;
+let lastPeer: { readonly bytes: Uint8Array; readonly key: KeyObject } | undefined;
+function peerPem(pk: Uint8Array): string {
+  SPKI.set(pk, X25519_SPKI_PREFIX.length);
+  return `-----BEGIN PUBLIC KEY-----\n${SPKI.toString('base64')}\n-----END PUBLIC KEY-----\n`;
+}
+function peerKey(pk: Uint8Array, ephemeral: boolean): KeyObject | string {
+  if (ephemeral) return peerPem(pk);
+  const last = lastPeer;
   if (last) {
     let d = 0;
     for (let j = 0; j < 32; j++) d |= last.bytes[j]! ^ pk[j]!;
     if (d === 0) return last.key;
   }
-  SPKI.set(pk, X25519_SPKI_PREFIX.length);
-  const pem = `-----BEGIN PUBLIC KEY-----\n${SPKI.toString('base64')}\n-----END PUBLIC KEY-----\n`;
-  const k = peerKeys.get(pem);
-  if (k) return (lastParsed = { bytes: pk.slice(), key: k }).key;
-  if (k === undefined) {
+  const pem = peerPem(pk);
+  let k = peerKeys.get(pem);
+  if (!k) {
+    k = createPublicKey(pem);
     if (peerKeys.size >= PEER_KEYS_MAX) peerKeys.clear();
-    peerKeys.set(pem, null);
-    return pem;
+    peerKeys.set(pem, k);
   }
-  const parsed = createPublicKey(pem);
-  peerKeys.set(pem, parsed);
-  return (lastParsed = { bytes: pk.slice(), key: parsed }).key;
+  lastPeer = { bytes: pk.slice(), key: k };
+  return k;
 }
 
 /** SHA-256 block size (FIPS 180-4 §1), the B of RFC 2104 §2. */
@@ -212,9 +213,9 @@ export const nodeBackend: CryptoBackend = {
     der.fill(0);
     return { kind: 'x25519-private', publicKey: rawPublic(createPublicKey(privateKey)), handle: privateKey, backend: nodeBackend };
   },
-  x25519(sk: X25519PrivateKey, pk: Uint8Array): Uint8Array {
+  x25519(sk: X25519PrivateKey, pk: Uint8Array, ephemeralPeer = false): Uint8Array {
     if (pk.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 public key must be 32 bytes');
-    return new Uint8Array(diffieHellman({ privateKey: sk.handle as KeyObject, publicKey: peerKey(pk) }));
+    return new Uint8Array(diffieHellman({ privateKey: sk.handle as KeyObject, publicKey: peerKey(pk, ephemeralPeer) }));
   },
   mlkem768Import(seed: Uint8Array): MlKem768PrivateKey {
     if (seed.length !== MLKEM768_NSEED) throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 seed must be 64 bytes');
