@@ -7,7 +7,9 @@
  *   cleared before every iteration of both: what the SDK adds is fetch, CBOR decode, binding and report assembly;
  * - a non-streaming 1 KiB chat request through client.fetch vs the bare protocol round trip (bhttp encode, OHTTP
  *   encapsulate, the same gateway, open, bhttp decode): what the SDK adds is Request/Response plumbing and receipts.
- * - a streaming request (chunked OHTTP, SSE with a receipt event) through client.fetch vs the bare chunked round trip.
+ * - a streaming request (chunked OHTTP, SSE with a receipt event) through client.fetch vs the bare chunked round trip;
+ * - with GM_BENCH_BASELINE=<another checkout of gm>: the bare non-streaming round trip with this tree's client-side
+ *   OHTTP (encapsulate, open) vs that tree's, both on the node:crypto backend and the same gateway, timed alternately.
  */
 import { decodeBundle } from '../attestation/bundle.ts';
 import { hex } from '../attestation/bytes.ts';
@@ -20,6 +22,9 @@ import { decodeResponse, encodeRequest, ResponseDecoder } from '../protocol/bhtt
 import { encapsulateChunkedRequest, openStream } from '../protocol/chunked.ts';
 import { decodeKeyConfigs, encapsulateRequest } from '../protocol/ohttp.ts';
 import { parseReceiptEnvelope, parseReceiptHeader, verifyReceipt } from '../protocol/receipt.ts';
+import { pathToFileURL } from 'node:url';
+import type { CryptoBackend } from '../protocol/backend.ts';
+import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { atMost, type BenchRow } from './harness.ts';
 
 /**
@@ -89,6 +94,24 @@ export async function run(): Promise<BenchRow[]> {
   };
   const [sdk, bare] = await paired(sdkRun, bareRun, 300, 30);
 
+  // The bare round trip with the client-side OHTTP of this tree vs a baseline checkout's, on the same gateway.
+  const baselineRows: BenchRow[] = [];
+  const dir = process.env.GM_BENCH_BASELINE;
+  if (dir) {
+    const root = pathToFileURL(`${dir.replace(/\/$/, '')}/`).href;
+    const theirs = (await import(`${root}protocol/ohttp.ts`)) as typeof import('../protocol/ohttp.ts');
+    const theirBackend = ((await import(`${root}protocol/node/backend-node.ts`)) as typeof import('../protocol/node/backend-node.ts')).nodeBackend;
+    const roundTrip = (encapsulate: typeof encapsulateRequest, backend: CryptoBackend) => async () => {
+      const inner = encodeRequest({ method: 'POST', scheme: 'https', authority: 'enclave.invalid', path: '/v1/chat/completions', headers: [['content-type', 'application/json'], ['authorization', 'Bearer k']], content: te.encode(body), trailers: [] });
+      const { encapsulated, context } = await encapsulate(kc, inner, { backend });
+      const r = await f(`${base}/v1/ohttp`, { method: 'POST', headers: { 'content-type': 'message/ohttp-req' }, body: encapsulated as Uint8Array<ArrayBuffer> });
+      const res = decodeResponse(await context.openResponse(new Uint8Array(await r.arrayBuffer()))).response;
+      if (res.status !== 200) throw new Error(`bench: the gateway answered ${res.status}`);
+    };
+    const [mine, theirsUs] = await paired(roundTrip(encapsulateRequest, nodeBackend), roundTrip(theirs.encapsulateRequest, theirBackend), 300, 30);
+    baselineRows.push({ ...atMost('bare OHTTP + bhttp round trip, 1 KiB prompt, this tree\'s client OHTTP (node backend)', mine, 'µs', `the same with ${dir}'s client OHTTP`, theirsUs, Infinity), target: 'none (informational)', ok: true });
+  }
+
   // Per request, streaming.
   const sbody = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: prompt }] });
   const sdkStreamRun = async () => {
@@ -118,5 +141,6 @@ export async function run(): Promise<BenchRow[]> {
     atMost('client cold start (nonce, fetch bundle, binding, verify; caches cleared)', cold / 1000, 'ms', 'same gateway fetch + verifySevSnp (cold)', verifyFloor / 1000, 1.5, `nonce ${hex(sample.nonce).slice(0, 8)}..`),
     atMost('client.fetch non-streaming chat, 1 KiB prompt', sdk, 'µs', 'bare OHTTP + bhttp round trip, same gateway', bare, 1.5),
     atMost('client.fetch streaming chat (chunked OHTTP, SSE + receipt)', sdkStream, 'µs', 'bare chunked OHTTP + bhttp round trip, same gateway', bareStream, 1.5),
+    ...baselineRows,
   ];
 }
