@@ -195,12 +195,13 @@ export function openaiSurface(d: ApiDeps): OpenAiSurface {
         if (!stream || res.status !== 200 || !(contentType ?? '').startsWith('text/event-stream')) {
           const text = res.content ?? (await readSource(sourceOf(res.body), Number.MAX_SAFE_INTEGER));
           answered = true;
-          const meter = new DeliveryMeter();
+          // What the answer delivers is measured only for a router that charges for it (onSuccess reads it).
+          const meter = sel.onSuccess ? new DeliveryMeter() : undefined;
           const usage = res.status === 200 ? answerUsage(text, meter) : undefined;
           sel.onFirstToken?.(cand);
           // A worker's 4xx is the answer to this request (no failover); it is not a served request to bill.
           if (res.status !== 200) sel.onFailure?.(cand, `UPSTREAM_STATUS_${res.status}`);
-          const extras = res.status === 200 ? await sel.onSuccess?.(cand, usage, meter.delivered) : undefined;
+          const extras = res.status === 200 && meter ? await sel.onSuccess?.(cand, usage, meter.delivered) : undefined;
           dispatched.inc(res.status === 200 ? 'ok' : `status_${res.status}`, w.id);
           // The worker's own error answer goes to the client as it is; counted by its status (its body is the worker's).
           if (res.status >= 400) d.onError?.(`UPSTREAM_STATUS_${res.status}`);
@@ -474,14 +475,14 @@ function inspect(e: SseEvent, st: StreamState): Pending[] {
 }
 
 /** Parses a non-streamed answer: its usage (strictly) and what it delivers. A non-JSON answer carries no usage. */
-function answerUsage(buf: Uint8Array, meter: DeliveryMeter): Usage | undefined {
+function answerUsage(buf: Uint8Array, meter: DeliveryMeter | undefined): Usage | undefined {
   let j: unknown;
   try {
     j = JSON.parse(td.decode(buf));
   } catch {
     return undefined;
   }
-  meter.add(j);
+  meter?.add(j);
   return isObj(j) ? parseUsage(j.usage) : undefined;
 }
 
