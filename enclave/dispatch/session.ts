@@ -14,7 +14,7 @@
  * sent once more.
  */
 import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
-import { type BhttpRequest, type BhttpResponse, decodeResponse, encodeRequest, ResponseDecoder } from '../../protocol/bhttp.ts';
+import { type BhttpRequest, type BhttpResponse, decodeResponse, encodeRequest, type Field, ResponseDecoder } from '../../protocol/bhttp.ts';
 import { initiateSession, type Session } from '../../protocol/session.ts';
 import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
@@ -74,30 +74,34 @@ const MAX_REPLY_BYTES = 4096;
 
 /**
  * A whole answer as the OpenAI surface reads it: status, fields and content. The fetch-style `headers` and `body`
- * are made only if something asks for them (the surface reads `fields` and `content`).
+ * are made only if something asks for them (the surface reads `fields` and `content`); a class, so that the lazy
+ * getters live on its prototype instead of being defined on every answer.
  */
-function wholeAnswer(res: BhttpResponse): InnerResponse {
-  const { status, headers: fields, content } = res;
-  // Refused as a fetch Headers would refuse them (the answer is then a failed dispatch, as when one was built).
-  for (const [k, v] of fields) if (!FIELD_NAME.test(k) || (BAD_VALUE.test(v) && BAD_VALUE.test(v.replace(HTTP_WS_EDGES, '')))) throw new TypeError('invalid field in the worker answer');
-  let headers: Headers | undefined;
-  let body: ReadableStream<Uint8Array> | undefined;
-  return {
-    status,
-    fields,
-    content,
-    get headers() {
-      return (headers ??= headersFromFields(fields));
-    },
-    get body() {
-      return (body ??= new ReadableStream({
-        start(ctl) {
-          if (content.length > 0) ctl.enqueue(content);
-          ctl.close();
-        },
-      }));
-    },
-  };
+class WholeAnswer implements InnerResponse {
+  readonly status: number;
+  readonly fields: readonly Field[];
+  readonly content: Uint8Array;
+  #headers: Headers | undefined;
+  #body: ReadableStream<Uint8Array> | undefined;
+  constructor(res: BhttpResponse) {
+    // Refused as a fetch Headers would refuse them (the answer is then a failed dispatch, as when one was built).
+    for (const [k, v] of res.headers) if (!FIELD_NAME.test(k) || (BAD_VALUE.test(v) && BAD_VALUE.test(v.replace(HTTP_WS_EDGES, '')))) throw new TypeError('invalid field in the worker answer');
+    this.status = res.status;
+    this.fields = res.headers;
+    this.content = res.content;
+  }
+  get headers(): Headers {
+    return (this.#headers ??= headersFromFields(this.fields));
+  }
+  get body(): ReadableStream<Uint8Array> {
+    const content = this.content;
+    return (this.#body ??= new ReadableStream({
+      start(ctl) {
+        if (content.length > 0) ctl.enqueue(content);
+        ctl.close();
+      },
+    }));
+  }
 }
 
 export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { sessions(w: VerifiedWorker): number } {
@@ -195,7 +199,7 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
         throw e;
       }
       if (pt.length !== 1) throw protocolError('SESSION_DECRYPT_FAILED', 'a whole answer is one record');
-      return wholeAnswer(decodeResponse(pt[0]!).response);
+      return new WholeAnswer(decodeResponse(pt[0]!).response);
     }
     const it = r.body[Symbol.asyncIterator]();
     const decoder = new ResponseDecoder();

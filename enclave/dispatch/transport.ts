@@ -52,6 +52,39 @@ export interface PooledTransport {
   close(): Promise<void>;
 }
 
+/** One keep-alive connection of a lane (its undici Client), how often it ended, and its claims not yet ended. */
+interface Conn {
+  readonly client: Client;
+  connection: number;
+  claims: number;
+}
+
+type Post = (conn: Conn, path: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized: boolean | undefined, done: (() => void) | undefined) => Promise<TransportResponse>;
+
+/** A claim on a connection (a class: its methods live on the prototype, not on every claim). */
+class Claim implements Lane {
+  readonly #conn: Conn;
+  readonly #post: Post;
+  #over = false;
+  readonly release = (): void => {
+    if (!this.#over) this.#conn.claims--;
+    this.#over = true;
+  };
+  constructor(conn: Conn, post: Post) {
+    this.#conn = conn;
+    this.#post = post;
+  }
+  get key(): object {
+    return this.#conn;
+  }
+  get connection(): number {
+    return this.#conn.connection;
+  }
+  post(path: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, o: { readonly authorized?: boolean; readonly last?: boolean } = {}): Promise<TransportResponse> {
+    return this.#post(this.#conn, path, contentType, body, signal, o.authorized, o.last ? this.release : undefined);
+  }
+}
+
 /** Unread answer bytes past which the worker's socket is paused until the reader catches up. */
 const HIGH_WATER = 64 * 1024;
 
@@ -272,12 +305,8 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
       },
     );
   };
-  interface Conn {
-    readonly client: Client;
-    connection: number;
-    /** Claims not yet ended. */
-    claims: number;
-  }
+  const post = (conn: Conn, p: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized: boolean | undefined, done: (() => void) | undefined) =>
+    request(conn.client, `${base_}${p}`, contentType, body, signal, authorized, done);
   const conns: Conn[] = [];
   const newConn = (): Conn => {
     // The worker keeps an idle connection 65 s (worker/agent.ts); the lane closes it first, so a session is not lost
@@ -299,21 +328,8 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
       if (!c || x.claims < c.claims) c = x;
     }
     if (!c || (c.claims > 0 && conns.length < t.connections)) c = newConn();
-    const conn = c;
-    conn.claims++;
-    let over = false;
-    const release = () => {
-      if (!over) conn.claims--;
-      over = true;
-    };
-    return {
-      key: conn,
-      get connection() {
-        return conn.connection;
-      },
-      release,
-      post: (p, contentType, body, signal, o = {}) => request(conn.client, `${base_}${p}`, contentType, body, signal, o.authorized, o.last ? release : undefined),
-    };
+    c.claims++;
+    return new Claim(c, post);
   };
   return {
     send: (body, contentType, signal) => request(pool, path, contentType, body, signal),

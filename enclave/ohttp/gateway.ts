@@ -93,6 +93,8 @@ function readBody(req: Request, o: GatewayOptions): Promise<Uint8Array> {
 }
 
 export function mediaType(h: string | null): string {
+  // The gateway's own types as clients send them, without parameters: nothing to split or fold.
+  if (h === MEDIA_OHTTP_REQ || h === MEDIA_OHTTP_CHUNKED_REQ) return h;
   return (h ?? '').split(';')[0]!.trim().toLowerCase();
 }
 
