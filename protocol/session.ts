@@ -81,7 +81,8 @@ class Direction {
   }
   /** nonce_d XOR (0^(Nn-12) || u64(r) || u32(0)): a request's nonce base, into which `setSeq` folds each seq. */
   requestNonce(r: number): Uint8Array {
-    const n = this.#nonce.slice();
+    const n = carve(this.#nonce.length);
+    n.set(this.#nonce);
     const o = n.length - 12;
     const hi = Math.floor(r / 2 ** 32);
     const lo = r >>> 0;
@@ -95,6 +96,25 @@ class Direction {
     n[o + 7] = n[o + 7]! ^ (lo & 0xff);
     return n;
   }
+}
+
+/**
+ * Nonce and AAD bytes are views into shared slabs. V8 keeps a typed array of up to 64 bytes inside its object, and
+ * node's crypto reads such an array only after moving its bytes to a backing store of their own (an allocation and
+ * a copy on every call that takes a nonce or an AAD); a view into a larger buffer already has one. Views never
+ * overlap, and a slab is left to the garbage collector once its last view is gone.
+ */
+const SLAB_BYTES = 16 * 1024;
+let slab = new ArrayBuffer(SLAB_BYTES);
+let slabUsed = 0;
+function carve(n: number): Uint8Array {
+  if (slabUsed + n > SLAB_BYTES) {
+    slab = new ArrayBuffer(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const v = new Uint8Array(slab, slabUsed, n);
+  slabUsed += n;
+  return v;
 }
 
 /**
@@ -116,7 +136,7 @@ class RecordParams {
     this.#b1 = this.nonce[o + 1]!;
     this.#b2 = this.nonce[o + 2]!;
     this.#b3 = this.nonce[o + 3]!;
-    this.aad = new Uint8Array(REQUEST_PREFIX_LENGTH + 5);
+    this.aad = carve(REQUEST_PREFIX_LENGTH + 5);
     this.aad.set(prefix);
   }
   /** nonce = base XOR u32(seq); aad = prefix || u32(seq) || u8(final). */
@@ -143,9 +163,8 @@ function requestPrefix(sid: Uint8Array, flags: number, r: number): Uint8Array {
   p[0] = SESSION_VERSION;
   p[1] = flags;
   p.set(sid, 2);
-  const v = new DataView(p.buffer);
-  v.setUint32(2 + SESSION_ID_LENGTH, Math.floor(r / 2 ** 32));
-  v.setUint32(2 + SESSION_ID_LENGTH + 4, r >>> 0);
+  putU32(p, 2 + SESSION_ID_LENGTH, Math.floor(r / 2 ** 32));
+  putU32(p, 2 + SESSION_ID_LENGTH + 4, r >>> 0);
   return p;
 }
 
@@ -388,6 +407,12 @@ export class SessionResponder {
   }
 }
 
+function putU32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = (v >>> 16) & 0xff;
+  b[o + 2] = (v >>> 8) & 0xff;
+  b[o + 3] = v & 0xff;
+}
 const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) >>> 0) + (b[o + 1]! << 16) + (b[o + 2]! << 8) + b[o + 3]!;
 
 /** Seals one response's records in order; the last one `final`. */
