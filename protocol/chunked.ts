@@ -382,13 +382,6 @@ class Sealer implements ChunkSealer {
   }
 }
 
-/** `ct` behind `headroom` free bytes, for a sealer that cannot write there itself. */
-function behind(ct: Uint8Array, headroom: number): Uint8Array {
-  const out = new Uint8Array(headroom + ct.length);
-  out.set(ct, headroom);
-  return out;
-}
-
 export interface ChunkedOptions {
   readonly backend?: CryptoBackend;
   /** Largest accepted plaintext per chunk (bounded memory); default DEFAULT_MAX_CHUNK. */
@@ -453,7 +446,7 @@ export async function encapsulateChunkedRequest(config: KeyConfig, o: Encapsulat
   prefix.set(hdr);
   prefix.set(encv, hdr.length);
   // HPKE's own sequence number orders request chunks; the counter passed in is the same value.
-  const sealer = new Sealer(prefix, AEAD_PARAMS[suite.aeadId]!.Nt, (_c, aad, pt, room) => context.seal(aad, pt).then((ct) => behind(ct, room)));
+  const sealer = new Sealer(prefix, AEAD_PARAMS[suite.aeadId]!.Nt, (_c, aad, pt, room) => context.seal(aad, pt, room));
   let opened = false;
   return {
     suite,
