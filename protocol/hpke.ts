@@ -493,10 +493,10 @@ function computeKeyScheduleContext(b: CryptoBackend, suiteId: Uint8Array, mode: 
 
 /**
  * key_schedule_context when psk_id is empty (base and auth modes) depends only on public inputs that repeat: the
- * mode, the suite and `info`, which OHTTP fixes per key configuration and suite (RFC 9458 §4.3). So it is memoized,
- * two LabeledExtracts saved per message: a few entries per suite of public values, never of secrets or PSK
- * identifiers, found by comparing the mode and the info bytes (a copy is kept, so a caller's later change to its
- * array cannot make an entry answer for other bytes). Callers must not mutate what it returns.
+ * mode, the suite and `info`, which OHTTP fixes per key configuration and suite (RFC 9458 §4.3). So it is memoized
+ * whole (no LabeledExtract and no concatenation per message): a few entries per suite of public values, never of
+ * secrets or PSK identifiers, found by comparing the mode and the info bytes (a copy is kept, so a caller's later
+ * change to its array cannot make an entry answer for other bytes). Callers must not mutate what it returns.
  */
 interface ContextMemo {
   readonly mode: Mode;

@@ -215,7 +215,9 @@ export const nodeBackend: CryptoBackend = {
   },
   x25519(sk: X25519PrivateKey, pk: Uint8Array, ephemeralPeer = false): Uint8Array {
     if (pk.length !== 32) throw protocolError('HPKE_BAD_KEY', 'X25519 public key must be 32 bytes');
-    return new Uint8Array(diffieHellman({ privateKey: sk.handle as KeyObject, publicKey: peerKey(pk, ephemeralPeer) }));
+    // A view, not a copy: where the caller zeroes the shared secret after use (X-Wing), no other copy is left.
+    const z = diffieHellman({ privateKey: sk.handle as KeyObject, publicKey: peerKey(pk, ephemeralPeer) });
+    return new Uint8Array(z.buffer, z.byteOffset, z.length);
   },
   mlkem768Import(seed: Uint8Array): MlKem768PrivateKey {
     if (seed.length !== MLKEM768_NSEED) throw protocolError('HPKE_BAD_KEY', 'ML-KEM-768 seed must be 64 bytes');
