@@ -300,7 +300,12 @@ class Exchange implements AnswerSink {
       this.#innerRejected(asGmError(e));
       return;
     }
-    this.upstream = this.#g.o.forward(request, this);
+    try {
+      this.upstream = this.#g.o.forward(request, this);
+    } catch (e) {
+      // Runs inside node's event handlers: nothing may escape (a forwarder that threw is a failed exchange).
+      this.fail(e);
+    }
   }
 
   /** Decrypted but not a valid inner request (or its forwarding failed): answered inside the session, as the OHTTP gateway does. */
