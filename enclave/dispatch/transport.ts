@@ -137,6 +137,8 @@ class Exchange implements Dispatcher.DispatchHandler, AsyncIterableIterator<Uint
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    // An informational response (1xx) is not the answer: the final one follows on the same exchange.
+    if (status < 200) return;
     const head = this.#head;
     if (!head) return;
     this.#head = undefined;
