@@ -128,7 +128,6 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
   const g: Gateway = {
     o,
     maxResponseBytes: o.maxResponseBytes ?? 64 * 1024 * 1024,
-    now,
     // The answer's head fields, made once (node takes a flat [name, value, ...] list as is and keeps no reference to
     // it, so the sized one is rewritten in place for each answer).
     streamHead: [...Object.entries(extra).flat(), 'content-type', MEDIA_SESSION, 'cache-control', 'no-store'],
@@ -164,7 +163,6 @@ export function createSessionGateway(o: SessionGatewayOptions): SessionGateway {
 interface Gateway {
   readonly o: SessionGatewayOptions;
   readonly maxResponseBytes: number;
-  readonly now: () => number;
   readonly streamHead: string[];
   readonly sizedHead: string[];
   readonly problemHead: Readonly<Record<string, string>>;

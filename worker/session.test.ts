@@ -33,7 +33,7 @@ afterEach(async () => {
 const chat = (stream = false) => bhttpRequest('POST', '/v1/chat/completions', [['content-type', 'application/json']], te.encode(JSON.stringify({ model: 'm', stream })));
 
 /** A worker behind one socket whose app can be swapped (a restart keeps the address, loses the sessions). */
-async function stack(o: { sessionLifetimeMs?: number } = {}) {
+async function stack(o: { sessionLifetimeMs?: number; now?: () => number } = {}) {
   const { amd, nvidia } = await simVendors();
   const forwarded: string[] = [];
   const credential = newCredential();
@@ -221,6 +221,22 @@ describe('enclave → worker session', () => {
     t += 60_000;
     expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
     expect(d.sessions(w)).toBe(4);
+  });
+
+  it('a session past its lifetime is unknown to the worker: nothing is forwarded under it, and the enclave makes a new one', async () => {
+    let t = 5_000_000;
+    const s = await stack({ sessionLifetimeMs: 60_000, now: () => t });
+    const d = sessionDispatch();
+    const w = s.worker();
+    expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
+    t += 59_000;
+    expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
+    expect(d.sessions(w)).toBe(1);
+    t += 1_000; // expired: refused as unknown, then served once on a new session
+    expect((await d(w, chat(), { stream: false, signal: signal() })).status).toBe(200);
+    expect(d.sessions(w)).toBe(2);
+    expect(s.forwarded).toHaveLength(3);
+    expect(await s.app.metrics.render()).toMatch(/^gm_errors_total\{code="SESSION_UNKNOWN"\} 1$/m);
   });
 
   it('a restarted worker refuses the old session; the enclave makes a new one and the request goes through once', async () => {
