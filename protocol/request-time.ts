@@ -34,10 +34,16 @@ export function formatRequestTime(ms: number): string {
  * integer without sign or leading zeros, at most 12 digits (REQUEST_TIME_INVALID otherwise).
  */
 export function parseRequestTime(fields: readonly Field[]): number | undefined {
-  const values = fields.filter(([k]) => k.toLowerCase() === REQUEST_TIME_FIELD).map(([, v]) => v);
-  if (values.length === 0) return undefined;
-  if (values.length > 1 || !/^(0|[1-9][0-9]{0,11})$/.test(values[0]!)) throw protocolError('REQUEST_TIME_INVALID', `${REQUEST_TIME_FIELD} must appear once, as Unix seconds`);
-  return Number(values[0]) * 1000;
+  let value: string | undefined;
+  let n = 0;
+  for (const [k, v] of fields) {
+    if (k.length !== REQUEST_TIME_FIELD.length || k.toLowerCase() !== REQUEST_TIME_FIELD) continue;
+    value = v;
+    n++;
+  }
+  if (value === undefined) return undefined;
+  if (n > 1 || !/^(0|[1-9][0-9]{0,11})$/.test(value)) throw protocolError('REQUEST_TIME_INVALID', `${REQUEST_TIME_FIELD} must appear once, as Unix seconds`);
+  return Number(value) * 1000;
 }
 
 /** True when a request time (ms) is inside the window around `now`. */
