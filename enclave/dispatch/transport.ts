@@ -103,6 +103,7 @@ function bodyFailure(e: Error): Error {
 }
 
 const DONE: IteratorReturnResult<undefined> = { done: true, value: undefined };
+const ONCE = { once: true } as const;
 
 /**
  * One exchange on a dispatcher: resolves the answer at its head, then holds its body's chunks for one reader, who
@@ -128,7 +129,7 @@ class Exchange implements Dispatcher.DispatchHandler, AsyncIterableIterator<Uint
     this.#head = { resolve, reject };
     this.#signal = signal;
     this.#done = done;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
+    signal?.addEventListener('abort', this.#onAbort, ONCE);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
