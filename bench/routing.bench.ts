@@ -20,7 +20,9 @@
  * aggregate vs one process (>= 1.6) with the ceiling this machine allows it (from CPU per request), the 64-byte chunk
  * seal on the session (<= 5 µs), streaming time to last token vs direct (<= 1.1).
  *
- * GM_BENCH_ROUNDS (default 3), GM_BENCH_REQUESTS per variant and round (default 2000).
+ * GM_BENCH_ROUNDS (default 3), GM_BENCH_REQUESTS per variant and round (default 2000), GM_BENCH_WARMUP requests per
+ * variant before the first round (default 2000: V8's optimizing compiler is still busy with gm's longer path after a
+ * few hundred requests, and a server is measured in its steady state).
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -40,6 +42,7 @@ export const title = 'routing: client → enclave → worker → dev-model, each
 
 const ROUNDS = Number(process.env.GM_BENCH_ROUNDS ?? 3);
 const REQUESTS = Number(process.env.GM_BENCH_REQUESTS ?? 2000);
+const WARMUP = Number(process.env.GM_BENCH_WARMUP ?? 2000);
 const C = 16;
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
 
@@ -152,7 +155,7 @@ export async function run(): Promise<BenchRow[]> {
     await load.ask({ op: 'setup', urls: { direct: m1.url, proxy: p1.url, chain: p2.url, gm: stack.enclave.url }, model: 'bench', streamModel: 'bench-stream', streamUrl: m2.url });
     const variants: Variant[] = ['direct', 'proxy', 'chain', 'gm', 'gm-pre'];
     const m = Object.fromEntries(variants.map((v): [Variant, Measured] => [v, { rps: [], p50: [], p99: [], cpu: {} }])) as Record<Variant, Measured>;
-    for (const v of variants) await runOn(load, v, 300, C); // warm JIT, pools, sessions
+    for (const v of variants) await runOn(load, v, WARMUP, C); // warm JIT, pools, sessions
     for (let r = 0; r < ROUNDS; r++) {
       // Alternate the order each round so no variant always runs on a warmer or quieter machine.
       for (const v of r % 2 === 0 ? variants : [...variants].reverse()) {
@@ -253,7 +256,7 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
       const s = (stacks[n] = await stackOf([upstream], n));
       const load = (gens[n] = new LoadGen());
       await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
-      for (const { variant } of MODES) await runOn(load, variant, 300, C); // warm JIT, pools, sessions
+      for (const { variant } of MODES) await runOn(load, variant, WARMUP, C); // warm JIT, pools, sessions
     }
     for (let r = 0; r < ROUNDS; r++) {
       for (const { mode, variant, request } of r % 2 === 0 ? loads : [...loads].reverse()) {
