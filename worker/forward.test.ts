@@ -102,6 +102,22 @@ describe('the session forwarder', () => {
     expect(got.headers['content-length']).toBeUndefined();
   });
 
+  it('skips an informational answer (103 Early Hints) and hands the sink the final one', async () => {
+    const url = await upstream((_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"final":true}');
+    });
+    const r = recorder();
+    forwarder(url).forward(chat(), r.sink);
+    await within(r.settled, 'the answer');
+    expect(r.calls).toEqual(['head', 'data', 'end']);
+    const got = r.get();
+    expect(got.status).toBe(200);
+    expect(got.body).toBe('{"final":true}');
+    expect(got.headers.link).toBeUndefined();
+  });
+
   it('refuses a path outside the inference API at once, without calling the upstream', async () => {
     let called = 0;
     const url = await upstream((_req, res) => {

@@ -151,6 +151,8 @@ class AnswerHandler implements Dispatcher.DispatchHandler, UpstreamExchange {
   }
 
   onResponseStart(_c: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    // An informational response (1xx, e.g. 103 Early Hints) is not the answer: the final one follows on this exchange.
+    if (status < 200) return;
     const fields: Field[] = [];
     for (const k in headers) {
       const v = headers[k];
