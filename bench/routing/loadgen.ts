@@ -40,10 +40,10 @@ export interface RunResult {
 }
 
 const PROMPT = 'x'.repeat(1024);
+const OHTTP_HEADERS = { 'content-type': MEDIA_OHTTP_REQ } as const;
 let pools: Partial<Record<Variant, Pool>> = {};
 let gm: TestClient | undefined;
 let gmPool: Pool | undefined;
-let gmTransport: Transport | undefined;
 let streamPool: Pool | undefined;
 let model = '';
 let streamModel = '';
@@ -74,13 +74,16 @@ function seal(content: Uint8Array | undefined): Promise<Sealed> {
   return encapsulateRequest(gm!.config, encodeRequest(req));
 }
 
-/** Sends one sealed request and opens its answer, which must be a sealed 200 with a body. */
+/**
+ * Sends one sealed request and opens its answer, which must be a sealed 200 with a body. The answer is read the way
+ * the plain variants read theirs (the pool's body read whole), so the two compare on the same HTTP client work.
+ */
 async function exchange(x: Sealed): Promise<void> {
-  const t = await gmTransport!(x.encapsulated, MEDIA_OHTTP_REQ, undefined);
-  const parts: Uint8Array[] = [];
-  for await (const c of t.body) parts.push(c);
-  if (t.status !== 200 || t.contentType !== MEDIA_OHTTP_RES) throw new Error(`gm answered ${t.status} ${t.contentType}`);
-  const { response } = decodeResponse(await x.context.openResponse(Buffer.concat(parts)));
+  const r = await gmPool!.request({ path: '/v1/ohttp', method: 'POST', headers: OHTTP_HEADERS, body: x.encapsulated });
+  const body = new Uint8Array(await r.body.arrayBuffer());
+  const ct = String(r.headers['content-type'] ?? '').split(';')[0]!.trim();
+  if (r.statusCode !== 200 || ct !== MEDIA_OHTTP_RES) throw new Error(`gm answered ${r.statusCode} ${ct}`);
+  const { response } = decodeResponse(await x.context.openResponse(body));
   if (response.status !== 200 || response.content.length === 0) throw new Error(`gm's sealed answer was ${response.status}`);
 }
 
@@ -154,8 +157,7 @@ process.on('message', (m: LoadRequest) => {
     pools = { direct: new Pool(m.urls.direct, { connections: 32 }), proxy: new Pool(m.urls.proxy, { connections: 32 }), chain: new Pool(m.urls.chain, { connections: 32 }) };
     streamPool = new Pool(m.streamUrl, { connections: 4 });
     gmPool = new Pool(m.urls.gm, { connections: 32 });
-    gmTransport = poolTransport(gmPool);
-    connect(m.urls.gm, { transport: gmTransport }).then((c) => {
+    connect(m.urls.gm, { transport: poolTransport(gmPool) }).then((c) => {
       gm = c;
       reply({ ok: true });
     }, fail);
