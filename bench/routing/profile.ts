@@ -1,9 +1,9 @@
 /**
  * CPU profile of the routing path (docs/performance.md): dev-model, `gm worker` and `gm enclave` as their own
- * processes, the enclave and the worker under `node --cpu-prof`, the routing bench's load generator at c=16, then
+ * processes, the enclave and the worker under `node --cpu-prof`, the routing bench's load generator at c=16 (or C), then
  * each profile's self time per request grouped by where it was spent (the file, or the native function).
  *
- *   node bench/routing/profile.ts [requests=3000] [out dir=/tmp/gm-prof]
+ *   node bench/routing/profile.ts [requests=3000] [out dir=/tmp/gm-prof] [C=16]
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -14,6 +14,7 @@ import type { LoadRequest, RunResult } from './loadgen.ts';
 
 const N = Number(process.argv[2] ?? 3000);
 const dir = process.argv[3] ?? '/tmp/gm-prof';
+const C = Number(process.argv[4] ?? 16);
 rmSync(dir, { recursive: true, force: true });
 mkdirSync(dir, { recursive: true });
 const bin = fileURLToPath(new URL('../../bin/gm.js', import.meta.url));
@@ -85,13 +86,13 @@ const ask = <T>(m: LoadRequest) => new Promise<T>((resolve) => {
   load.send(m);
 });
 await ask({ op: 'setup', urls: { direct: model.url, proxy: model.url, chain: model.url, gm: enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: model.url });
-await ask({ op: 'run', variant: 'gm', n: 300, c: 16 });
+await ask({ op: 'run', variant: 'gm', n: 2000, c: C }); // warm-up, as the bench
 const cpu0 = { enclave: cpuUs(enclave.child.pid!), worker: cpuUs(worker.child.pid!) };
 const tStart = performance.now();
-const r = await ask<RunResult>({ op: 'run', variant: 'gm', n: N, c: 16 });
+const r = await ask<RunResult>({ op: 'run', variant: 'gm', n: N, c: C });
 const tEnd = performance.now();
 const perReq = { enclave: (cpuUs(enclave.child.pid!) - cpu0.enclave) / N, worker: (cpuUs(worker.child.pid!) - cpu0.worker) / N };
-console.log(`gm: ${r.rps.toFixed(0)} req/s at c=16 over ${N} requests; CPU per request (/proc): enclave ${perReq.enclave.toFixed(0)} µs, worker ${perReq.worker.toFixed(0)} µs`);
+console.log(`gm: ${r.rps.toFixed(0)} req/s at c=${C} over ${N} requests, p50 ${r.p50.toFixed(2)} ms; CPU per request: enclave ${perReq.enclave.toFixed(0)} µs, worker ${perReq.worker.toFixed(0)} µs (/proc), load generator ${r.cpuUs.toFixed(0)} µs`);
 load.send({ op: 'exit' });
 const exitedAt: Record<string, number> = {};
 for (const [name, p] of [['worker', worker.child], ['enclave', enclave.child]] as const) {
