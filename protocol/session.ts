@@ -244,24 +244,40 @@ export class Session {
     return this.#next;
   }
   /** Seals one request as its wire message; `open` reads the answer to exactly this request. */
-  async seal(pt: Uint8Array, stream: boolean): Promise<{ message: Uint8Array; response: ResponseOpener }> {
+  async seal(pt: Uint8Array, stream: boolean): Promise<SealedRequest> {
+    return this.sealNow(pt, stream);
+  }
+
+  /** `seal`, without a promise when the backend's AEAD answers at once (node:crypto): the enclave's dispatch path. */
+  sealNow(pt: Uint8Array, stream: boolean): SealedRequest | Promise<SealedRequest> {
     const r = this.#next++;
     const prefix = requestPrefix(this.#k.id, stream ? FLAG_STREAM : 0, r);
     const p = new RecordParams(this.#k.e2w, prefix, r);
     p.set(0, true);
     // The ciphertext is written behind room for the prefix: the wire message is the AEAD's output, no copy.
-    const message = await this.#k.e2w.cipher.seal(p.nonce, p.aad, pt, REQUEST_PREFIX_LENGTH);
-    message.set(prefix);
-    return { message, response: new ResponseOpener(this.#k.w2e, prefix, r) };
+    const sealed = this.#k.e2w.cipher.seal(p.nonce, p.aad, pt, REQUEST_PREFIX_LENGTH);
+    const done = (message: Uint8Array): SealedRequest => {
+      message.set(prefix);
+      return { message, response: new ResponseOpener(this.#k.w2e, prefix, r) };
+    };
+    return sealed instanceof Uint8Array ? done(sealed) : sealed.then(done);
   }
 }
+
+/** A sealed request: its wire message and the opener of its answer. */
+export interface SealedRequest {
+  readonly message: Uint8Array;
+  readonly response: ResponseOpener;
+}
+
+const EMPTY = new Uint8Array(0);
 
 /** Reads a response's records as they arrive; `end()` fails unless the final record came (truncation). */
 export class ResponseOpener {
   readonly #cipher: AeadCipher;
   readonly #p: RecordParams;
   #seq = 0;
-  #buf: Uint8Array = new Uint8Array(0);
+  #buf: Uint8Array = EMPTY;
   #final = false;
   readonly #maxRecord: number;
   constructor(dir: Direction, prefix: Uint8Array, r: number, maxRecord = 64 * 1024 * 1024 + 1024) {
@@ -274,9 +290,20 @@ export class ResponseOpener {
   }
   /** Bytes from the wire in; the plaintexts of the records they complete out, in order. */
   async push(bytes: Uint8Array): Promise<Uint8Array[]> {
+    return this.pushNow(bytes);
+  }
+
+  /**
+   * `push`, without a promise when the backend's AEAD answers at once (node:crypto): the enclave's dispatch path.
+   * Failures are thrown (synchronously when the AEAD is synchronous).
+   */
+  pushNow(bytes: Uint8Array): Uint8Array[] | Promise<Uint8Array[]> {
     if (bytes.length > 0 && this.#final) throw failed('bytes after the final record');
-    let b = this.#buf.length === 0 ? bytes : concat(this.#buf, bytes);
-    const out: Uint8Array[] = [];
+    return this.#records(this.#buf.length === 0 ? bytes : concat(this.#buf, bytes), []);
+  }
+
+  /** Opens the whole records at the front of `b` into `out`; keeps the partial one that may follow. */
+  #records(b: Uint8Array, out: Uint8Array[]): Uint8Array[] | Promise<Uint8Array[]> {
     while (b.length >= RECORD_HEADER_LENGTH) {
       if (this.#final) throw failed('bytes after the final record');
       const flag = b[0]!;
@@ -287,22 +314,37 @@ export class ResponseOpener {
       const ct = b.subarray(RECORD_HEADER_LENGTH, RECORD_HEADER_LENGTH + len);
       const seq = this.#seq;
       if (seq > MAX_SEQ) throw failed('too many records');
-      let pt: Uint8Array;
+      let pt: Uint8Array | Promise<Uint8Array>;
       try {
         this.#p.set(seq, flag === 1);
-        pt = await this.#cipher.open(this.#p.nonce, this.#p.aad, ct);
+        pt = this.#cipher.open(this.#p.nonce, this.#p.aad, ct);
       } catch (e) {
         throw failed('record does not authenticate at its position', e);
       }
-      this.#seq = seq + 1;
-      if (flag === 1) this.#final = true;
-      out.push(pt);
-      b = b.subarray(RECORD_HEADER_LENGTH + len);
+      const rest = b.subarray(RECORD_HEADER_LENGTH + len);
+      if (!(pt instanceof Uint8Array)) {
+        return pt.then(
+          (x) => this.#records(rest, this.#opened(out, x, seq, flag)),
+          (e: unknown) => {
+            throw failed('record does not authenticate at its position', e);
+          },
+        );
+      }
+      this.#opened(out, pt, seq, flag);
+      b = rest;
     }
     // A held partial record is copied: the caller may reuse the buffer it passed.
-    this.#buf = b.length === 0 ? new Uint8Array(0) : b.slice();
+    this.#buf = b.length === 0 ? EMPTY : b.slice();
     return out;
   }
+
+  #opened(out: Uint8Array[], pt: Uint8Array, seq: number, flag: number): Uint8Array[] {
+    this.#seq = seq + 1;
+    if (flag === 1) this.#final = true;
+    out.push(pt);
+    return out;
+  }
+
   /** Declares the end of the response body. Code SESSION_TRUNCATED when the final record never came. */
   end(): void {
     if (!this.#final || this.#buf.length > 0) throw protocolError('SESSION_TRUNCATED', 'session response ended before its final record');

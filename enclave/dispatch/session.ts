@@ -15,7 +15,7 @@
  */
 import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
 import { type BhttpRequest, type BhttpResponse, decodeResponse, encodeRequest, type Field, ResponseDecoder } from '../../protocol/bhttp.ts';
-import { initiateSession, type Session } from '../../protocol/session.ts';
+import { initiateSession, type ResponseOpener, type Session } from '../../protocol/session.ts';
 import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
 import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
@@ -161,11 +161,13 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
     if (!t.lane) throw unavailable('WORKER_UNREACHABLE', 'this transport has no session path');
     const lane = t.lane();
     let r: TransportResponse;
-    let response: Awaited<ReturnType<Session['seal']>>['response'];
+    let response: ResponseOpener;
     let s: Session;
     try {
       s = usable(w, lane) ?? (await current(w, t, lane));
-      const sealed = await s.seal(encodeRequest(req), stream);
+      // node:crypto's AEAD answers at once: no promise or microtask turn for the record layer on the hot path.
+      const out = s.sealNow(encodeRequest(req), stream);
+      const sealed = out instanceof Promise ? await out : out;
       response = sealed.response;
       r = await lane.post('/v1/session/request', MEDIA_SESSION, sealed.message, signal, { authorized: false, last: true });
     } catch (e) {
@@ -192,7 +194,8 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       try {
         const bytes = await readWhole(r, maxBytes + 1024);
         if (!bytes) throw protocolError('RESPONSE_TOO_LARGE', 'session response too large');
-        pt = await response.push(bytes);
+        const opened = response.pushNow(bytes);
+        pt = opened instanceof Promise ? await opened : opened;
         response.end();
       } catch (e) {
         r.cancel();
@@ -213,7 +216,8 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
           return decoder.end();
         }
         const evs = [];
-        for (const pt of await response.push(x.value)) evs.push(...decoder.push(pt));
+        const opened = response.pushNow(x.value);
+        for (const pt of opened instanceof Promise ? await opened : opened) evs.push(...decoder.push(pt));
         if (evs.length > 0) return evs;
       }
     };
