@@ -238,6 +238,8 @@ class Exchange implements AnswerSink {
     this.#g = g;
     this.#req = req;
     this.#res = res;
+    // The enclave reads no Date from its worker, and undici would parse the field on every answer: not sent.
+    res.sendDate = false;
     (res as Carrying)[kExchange] = this;
     // Any close before the answer's last byte: the peer went away (cancels the upstream once admitted).
     res.on('close', onResponseClose);

@@ -182,6 +182,10 @@ describe('enclave → worker session', () => {
       return [r.status, ((await r.json()) as { code: string }).code];
     };
     expect(await post('application/json')).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
+    // The answer's head on this path is only what the enclave reads or HTTP/1.1 framing needs (no Date).
+    const head = await fetch(`${s.url}/v1/session/request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: new Uint8Array(64) });
+    await head.arrayBuffer();
+    expect([...head.headers.keys()].sort()).toEqual(['connection', 'content-type', 'gm-tee', 'keep-alive', 'transfer-encoding']);
     expect(await post('application/gm-session-init')).toEqual([415, 'UNSUPPORTED_MEDIA_TYPE']);
     // The media type passes; the body names no session (all zero bytes: not even a session message).
     expect(await post('Application/GM-Session; x=1')).toEqual([400, 'SESSION_DECRYPT_FAILED']);
