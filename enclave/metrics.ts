@@ -45,6 +45,88 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
+/** A request-path histogram (`Metrics.histogram`): `observe` takes the label values by name, as prom-client's does. */
+export interface Timing<L extends string> {
+  observe(labels: Labels<L>, value: number): void;
+}
+
+/** One label set's observations: counts per bucket (not cumulative), their number and their sum. */
+interface Series {
+  readonly labels: Record<string, string>;
+  readonly counts: Float64Array;
+  count: number;
+  sum: number;
+}
+
+/**
+ * The histogram behind `Metrics.histogram`, registered in prom-client's registries as a metric of its own: its
+ * `get`/`getForPromString` answer the values prom-client's Histogram would (per label set in the order first seen:
+ * the cumulative `_bucket` series by `le`, `+Inf`, `_sum`, `_count`), so the registry writes the same text.
+ */
+class FoldedHistogram<L extends string> implements Timing<L> {
+  readonly name: string;
+  readonly help: string;
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  readonly labelNames: readonly string[];
+  readonly #bounds: readonly number[];
+  #series = new Map<string, Series>();
+  constructor(name: string, help: string, labelNames: readonly string[], bounds: readonly number[]) {
+    this.name = name;
+    this.help = help;
+    this.labelNames = labelNames;
+    this.#bounds = bounds;
+    this.reset();
+  }
+
+  observe(labels: Labels<L>, value: number): void {
+    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
+    const n = this.labelNames;
+    const l = labels as Record<string, string | undefined>;
+    const key = n.length === 0 ? '' : n.length === 1 ? (l[n[0]!] ?? '') : n.map((x) => l[x] ?? '').join('\u0000');
+    let s = this.#series.get(key);
+    if (!s) {
+      for (const k in l) if (!n.includes(k)) throw new Error(`Added label "${k}" is not included in initial labelset: ${JSON.stringify(n)}`);
+      s = { labels: { ...l } as Record<string, string>, counts: new Float64Array(this.#bounds.length), count: 0, sum: 0 };
+      this.#series.set(key, s);
+    }
+    const b = this.#bounds;
+    let i = 0;
+    while (i < b.length && value > b[i]!) i++;
+    if (i < b.length) s.counts[i]! += 1;
+    s.count += 1;
+    s.sum += value;
+  }
+
+  /** As prom-client: a histogram without labels shows its zero series before any observation; one with labels, none. */
+  reset(): void {
+    this.#series = new Map();
+    if (this.labelNames.length === 0) this.#series.set('', { labels: {}, counts: new Float64Array(this.#bounds.length), count: 0, sum: 0 });
+  }
+
+  async getForPromString() {
+    const name = this.name;
+    const values: { labels: Record<string, string | number>; sharedLabels: Record<string, string>; value: number; metricName: string; exemplar?: null }[] = [];
+    for (const s of this.#series.values()) {
+      let acc = 0;
+      for (let i = 0; i < this.#bounds.length; i++) {
+        acc += s.counts[i]!;
+        values.push({ labels: { le: this.#bounds[i]! }, sharedLabels: s.labels, value: acc, metricName: `${name}_bucket`, exemplar: null });
+      }
+      values.push({ labels: { le: '+Inf' }, sharedLabels: s.labels, value: s.count, metricName: `${name}_bucket`, exemplar: null });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.sum, metricName: `${name}_sum` });
+      values.push({ labels: {}, sharedLabels: s.labels, value: s.count, metricName: `${name}_count` });
+    }
+    return { name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  /** The JSON form (`Registry.getMetricsAsJSON`): each value's labels and its label set in one object. */
+  async get() {
+    const m = await this.getForPromString();
+    return { ...m, values: m.values.map(({ sharedLabels, labels, ...v }) => ({ ...v, labels: { ...labels, ...sharedLabels } })) };
+  }
+}
+
 /** A request-path counter (`Metrics.tally`): `inc` takes the label values in the order the labels were named. */
 export interface Tally {
   inc(a: string, b?: string): void;
@@ -113,8 +195,18 @@ export class Metrics {
     });
   }
 
-  histogram<L extends string = never>(name: string, help: string, o: MetricOptions<L> & { readonly buckets?: readonly number[] } = {}): Histogram<L> {
-    return new Histogram<L>({ name, help, labelNames: o.labels ?? [], buckets: [...(o.buckets ?? LATENCY_BUCKETS)], registers: this.#registers(o.scope) });
+  /**
+   * A histogram for the request path: the one prom-client would expose (same name, help, labels, buckets and
+   * scope, the same exposition), but an observation adds to plain per-bucket counts found by its label values,
+   * made cumulative only at scrape time, so it validates and hashes no label object.
+   */
+  histogram<L extends string = never>(name: string, help: string, o: MetricOptions<L> & { readonly buckets?: readonly number[] } = {}): Timing<L> {
+    const names = o.labels ?? [];
+    // prom-client checks the declaration (name, label names, buckets) and is the reference the exposition follows.
+    const reference = new Histogram<L>({ name, help, labelNames: names, buckets: [...(o.buckets ?? LATENCY_BUCKETS)], registers: [] });
+    const t = new FoldedHistogram<L>(name, help, names, (reference as unknown as { upperBounds: readonly number[] }).upperBounds);
+    for (const r of this.#registers(o.scope)) r.registerMetric(t as unknown as Histogram<L>);
+    return t;
   }
 
   /** The counter created under `name`, if any (e.g. the dispatch summary reads gm_dispatch_total). */
