@@ -170,7 +170,7 @@ export async function run(): Promise<BenchRow[]> {
       }
     }
     // CPU per request by process, per variant (only the processes on that variant's path).
-    const onPath: Record<Variant, string[]> = { direct: ['dev-model'], proxy: ['proxy hop', 'dev-model'], chain: ['chain first hop', 'proxy hop', 'dev-model'], gm: ['enclave', 'worker', 'dev-model'], 'gm-pre': ['enclave', 'worker', 'dev-model'] };
+    const onPath: Record<Variant, string[]> = { direct: ['dev-model'], proxy: ['proxy hop', 'dev-model'], chain: ['chain first hop', 'proxy hop', 'dev-model'], gm: ['enclave', 'worker', 'dev-model'], 'gm-pre': ['enclave', 'worker', 'dev-model'], 'gm-raw': ['enclave'] };
     const notes = variants.map((v) => `${v}: ${med(m[v].rps).toFixed(0)} req/s (${range(m[v].rps)}); CPU µs/req ${[...onPath[v], 'load generator'].map((k) => `${k} ${med(m[v].cpu[k]!).toFixed(0)} (${range(m[v].cpu[k]!)})`).join(', ')}`);
     for (const n of notes) console.log(`  ${n}`);
     const hop = med(m.proxy.cpu['proxy hop']!);
@@ -252,15 +252,16 @@ async function runOn(load: LoadGen, variant: Variant, n: number, c: number): Pro
  * alone, a second process could add no more than the machine's ceiling leaves above the first's: that ratio is
  * printed beside the measured one, with how close one process came to its ceiling and the cores 1.6 would need.
  * A third load, `enclave-only`, is where the enclave is the bottleneck: pre-encapsulated `GET /v1/models`, which the
- * enclave answers itself (decapsulation, request time and replay check, the inner surface, the response seal), so no
- * worker or dev-model shares the cores; it shows what a second process adds to the enclave's own work.
+ * enclave answers itself (decapsulation, request time and replay check, the inner surface, the response seal), sent
+ * on lean keep-alive connections (./routing/raw-http.ts) so that neither a worker, a dev-model nor undici's client
+ * API shares the cores; it shows what a second process adds to the enclave's own work.
  */
 async function multiProcess(upstream: string, upstreamPid: number): Promise<BenchRow[]> {
   type Cell = { rps: number[]; enclave: number[]; all: number[] };
   type Mode = 'live' | 'pre' | 'enclave-only';
   const cell = (): Cell => ({ rps: [], enclave: [], all: [] });
   const x: Record<1 | 2, Record<Mode, Cell>> = { 1: { live: cell(), pre: cell(), 'enclave-only': cell() }, 2: { live: cell(), pre: cell(), 'enclave-only': cell() } };
-  const loads: readonly { readonly mode: Mode; readonly variant: Variant; readonly request?: 'models' }[] = [...MODES, { mode: 'enclave-only', variant: 'gm-pre', request: 'models' }];
+  const loads: readonly { readonly mode: Mode; readonly variant: Variant; readonly request?: 'models' }[] = [...MODES, { mode: 'enclave-only', variant: 'gm-raw', request: 'models' }];
   // Both stacks run side by side (an idle stack costs nothing) and take turns, so load from elsewhere on a shared
   // machine falls on both alike; each turn gives one paired ratio.
   const stacks: Partial<Record<1 | 2, Awaited<ReturnType<typeof stackOf>>>> = {};
@@ -272,6 +273,8 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
       const load = (gens[n] = new LoadGen());
       await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
       for (const { variant } of MODES) await runOn(load, variant, WARMUP, C); // warm JIT, pools, sessions
+      await load.ask({ op: 'prepare', n: WARMUP, request: 'models' });
+      await load.ask<RunResult>({ op: 'run', variant: 'gm-raw', n: WARMUP, c: C });
     }
     for (let r = 0; r < ROUNDS; r++) {
       for (const { mode, variant, request } of r % 2 === 0 ? loads : [...loads].reverse()) {
@@ -279,7 +282,7 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
         for (const n of (r + loads.findIndex((l) => l.mode === mode)) % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const)) {
           const s = stacks[n]!;
           const load = gens[n]!;
-          if (variant === 'gm-pre') await load.ask({ op: 'prepare', n: REQUESTS, ...(request ? { request } : {}) });
+          if (variant === 'gm-pre' || variant === 'gm-raw') await load.ask({ op: 'prepare', n: REQUESTS, ...(request ? { request } : {}) });
           const pids = { enclave: s.enclave.child.pid!, worker: s.workers[0]!.child.pid!, model: upstreamPid };
           const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuTreeUs(pid)]));
           const res = await load.ask<RunResult>({ op: 'run', variant, n: REQUESTS, c: C });

@@ -21,13 +21,17 @@ import { encapsulateRequest } from '../../protocol/ohttp.ts';
 import { nodeBackend } from '../../protocol/node/backend-node.ts';
 import { formatRequestTime, REQUEST_TIME_FIELD } from '../../protocol/request-time.ts';
 import { connect, type TestClient } from '../../test/stack/client.ts';
+import { RawConnection } from './raw-http.ts';
 
 setDefaultBackend(nodeBackend);
 
-export type Variant = 'direct' | 'proxy' | 'chain' | 'gm' | 'gm-pre';
+export type Variant = 'direct' | 'proxy' | 'chain' | 'gm' | 'gm-pre' | 'gm-raw';
 export type LoadRequest =
   | { readonly op: 'setup'; readonly urls: Record<'direct' | 'proxy' | 'chain' | 'gm', string>; readonly model: string; readonly streamModel: string; readonly streamUrl: string }
-  /** Seals the next `gm-pre` run's requests: chat completions, or `GET /v1/models` (answered by the enclave alone). */
+  /**
+   * Seals the next `gm-pre` or `gm-raw` run's requests: chat completions, or `GET /v1/models` (answered by the
+   * enclave alone). `gm-raw` sends them on lean keep-alive connections (./raw-http.ts) instead of undici's API.
+   */
   | { readonly op: 'prepare'; readonly n: number; readonly request?: 'chat' | 'models' }
   | { readonly op: 'run'; readonly variant: Variant; readonly n: number; readonly c: number }
   | { readonly op: 'stream'; readonly variant: 'direct' | 'gm'; readonly tokens: number }
@@ -44,6 +48,9 @@ const OHTTP_HEADERS = { 'content-type': MEDIA_OHTTP_REQ } as const;
 let pools: Partial<Record<Variant, Pool>> = {};
 let gm: TestClient | undefined;
 let gmPool: Pool | undefined;
+let gmUrl = '';
+/** The `gm-raw` connections, one per request in flight, opened on first use. */
+const rawConns: RawConnection[] = [];
 let streamPool: Pool | undefined;
 let model = '';
 let streamModel = '';
@@ -81,13 +88,30 @@ function seal(content: Uint8Array | undefined): Promise<Sealed> {
 async function exchange(x: Sealed): Promise<void> {
   const r = await gmPool!.request({ path: '/v1/ohttp', method: 'POST', headers: OHTTP_HEADERS, body: x.encapsulated });
   const body = new Uint8Array(await r.body.arrayBuffer());
-  const ct = String(r.headers['content-type'] ?? '').split(';')[0]!.trim();
-  if (r.statusCode !== 200 || ct !== MEDIA_OHTTP_RES) throw new Error(`gm answered ${r.statusCode} ${ct}`);
+  await openAnswer(x, r.statusCode, String(r.headers['content-type'] ?? '').split(';')[0]!.trim(), body);
+}
+
+/** Opens one sealed answer, which must be a sealed 200 with a body. */
+async function openAnswer(x: Sealed, status: number, ct: string, body: Uint8Array): Promise<void> {
+  if (status !== 200 || ct !== MEDIA_OHTTP_RES) throw new Error(`gm answered ${status} ${ct}`);
   const { response } = decodeResponse(await x.context.openResponse(body));
   if (response.status !== 200 || response.content.length === 0) throw new Error(`gm's sealed answer was ${response.status}`);
 }
 
-function one(variant: Variant): () => Promise<void> {
+/** The requests a run sends: `lane` is the index of the loop sending it (one per request in flight). */
+function one(variant: Variant): (lane: number) => Promise<void> {
+  if (variant === 'gm-raw') {
+    let i = 0;
+    const batch = prepared;
+    prepared = [];
+    return async (lane) => {
+      const x = batch[i];
+      batch[i++] = undefined as unknown as Sealed; // sent once; dropped after
+      if (!x) throw new Error('gm-raw: fewer requests prepared than run');
+      const a = await rawConns[lane]!.post(x.encapsulated);
+      await openAnswer(x, a.status, a.contentType, a.body);
+    };
+  }
   if (variant === 'gm') {
     const content = chatBody();
     return async () => exchange(await seal(content));
@@ -113,17 +137,21 @@ function one(variant: Variant): () => Promise<void> {
 }
 
 async function run(variant: Variant, n: number, c: number): Promise<RunResult> {
+  if (variant === 'gm-raw') {
+    // Connections the server closed while idle (between runs) are opened again, before the timed run.
+    for (let k = 0; k < c; k++) if (!rawConns[k] || rawConns[k]!.closed) rawConns[k] = await RawConnection.open(gmUrl, '/v1/ohttp', MEDIA_OHTTP_REQ);
+  }
   const f = one(variant);
   const lat: number[] = [];
   let next = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await Promise.all(
-    Array.from({ length: c }, async () => {
+    Array.from({ length: c }, async (_, lane) => {
       while (next < n) {
         next++;
         const s = performance.now();
-        await f();
+        await f(lane);
         lat.push(performance.now() - s);
       }
     }),
@@ -157,6 +185,7 @@ process.on('message', (m: LoadRequest) => {
     pools = { direct: new Pool(m.urls.direct, { connections: 32 }), proxy: new Pool(m.urls.proxy, { connections: 32 }), chain: new Pool(m.urls.chain, { connections: 32 }) };
     streamPool = new Pool(m.streamUrl, { connections: 4 });
     gmPool = new Pool(m.urls.gm, { connections: 32 });
+    gmUrl = m.urls.gm;
     connect(m.urls.gm, { transport: poolTransport(gmPool) }).then((c) => {
       gm = c;
       reply({ ok: true });
