@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { fromHex, hex } from '../attestation/bytes.ts';
+import { concat, fromHex, hex } from '../attestation/bytes.ts';
 import { hasVectors, vectorText } from '../test/vectors.ts';
 import {
   ResponseDecoder,
@@ -168,6 +168,25 @@ describe('binary HTTP', () => {
     headers: fields,
     content: fc.uint8Array({ maxLength: 200 }),
     trailers: fields,
+  });
+
+  it('decoded content is a view into the decoded bytes (no copy); the streaming decoder keeps its own copy of what it was given', () => {
+    const te = new TextEncoder();
+    const wire = encodeResponse({ informational: [], status: 200, headers: [['content-type', 'text/plain']], content: te.encode('hello, content'), trailers: [] });
+    const whole = decodeResponse(wire).response.content;
+    expect(new TextDecoder().decode(whole)).toBe('hello, content');
+    expect(whole.buffer).toBe(wire.buffer);
+    const req = encodeRequest({ method: 'POST', scheme: 'https', authority: 'a', path: '/p', headers: [], content: te.encode('body'), trailers: [] });
+    expect(decodeRequest(req).request.content.buffer).toBe(req.buffer);
+    // The streaming decoder: a caller that reuses the buffer it pushed does not change content already given out.
+    for (const framing of [true, false]) {
+      const bytes = framing ? wire.slice() : concat(responseStream.head(200, []), responseStream.content(te.encode('streamed')), responseStream.end());
+      const d = new ResponseDecoder();
+      const ev = d.push(bytes);
+      bytes.fill(0x7a);
+      const text = ev.flatMap((e) => (e.type === 'content' ? [new TextDecoder().decode(e.data)] : [])).join('');
+      expect(text).toBe(framing ? 'hello, content' : 'streamed');
+    }
   });
 
   it('responses round-trip in both framings, with truncation and padding, whole and incrementally', () => {

@@ -292,7 +292,9 @@ function readBody(r: Reader, known: boolean): { headers: Field[]; content: Uint8
   if (r.restIsPadding()) return { headers, content: new Uint8Array(0), trailers: [] };
   let content: Uint8Array;
   if (known) {
-    content = r.vbytes().slice();
+    // A view, not a copy: every caller decodes a buffer of its own that nothing writes afterwards (an AEAD's fresh
+    // plaintext, or bytes joined for the purpose), and the content is read, sent or copied on from there.
+    content = r.vbytes();
   } else {
     const parts: Uint8Array[] = [];
     for (;;) {
@@ -516,7 +518,8 @@ export class ResponseDecoder {
         if (this.#remaining > 0) {
           if (this.#buf.length === 0) return false;
           const k = Math.min(this.#remaining, this.#buf.length);
-          ev.push({ type: 'content', data: this.#take(k).slice() });
+          // A view into the decoder's own copy of what was pushed (never written in place): no second copy.
+          ev.push({ type: 'content', data: this.#take(k) });
           this.#remaining -= k;
           if (this.#remaining > 0) return false;
         }
@@ -540,7 +543,7 @@ export class ResponseDecoder {
         }
         if (this.#buf.length === 0) return false;
         const k = Math.min(this.#remaining, this.#buf.length);
-        ev.push({ type: 'content', data: this.#take(k).slice() });
+        ev.push({ type: 'content', data: this.#take(k) });
         this.#remaining -= k;
         return true;
       }
