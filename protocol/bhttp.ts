@@ -124,8 +124,12 @@ class Writer {
     this.#n += k;
     return this;
   }
+  /**
+   * The message: a view of the bytes written, not a copy (its buffer holds at most the framing room unused; every
+   * caller seals or sends the message and writes nothing into it).
+   */
   done(): Uint8Array {
-    return this.#buf.slice(0, this.#n);
+    return this.#n === this.#buf.length ? this.#buf : this.#buf.subarray(0, this.#n);
   }
 }
 
