@@ -172,20 +172,7 @@ function extract(b: CryptoBackend, salt: Uint8Array, ikm: Uint8Array): Uint8Arra
 /** HKDF-Expand (RFC 5869 §2.3). */
 function expand(b: CryptoBackend, prk: Uint8Array, info: Uint8Array, L: number): Uint8Array {
   if (L > 255 * NH) throw protocolError('HPKE_EXPORT_TOO_LONG', `HKDF-Expand length ${L} exceeds 255 * Nh`);
-  // One block (every key, nonce and secret HPKE derives): T(1) = HMAC(PRK, info || 0x01), cut to L, its input built
-  // in the scratch (declared below) like the labeled inputs.
-  if (L <= NH) {
-    const n = info.length + 1;
-    const s = scratchFor(n);
-    s.set(info);
-    s[n - 1] = 1;
-    try {
-      const t = b.hmacSha256(prk, s.subarray(0, n));
-      return L === NH ? t : t.slice(0, L);
-    } finally {
-      s.fill(0, 0, n);
-    }
-  }
+  if (L <= NH) return firstBlock(b, prk, EMPTY, info, L);
   const out = new Uint8Array(L);
   let t: Uint8Array = EMPTY;
   for (let i = 1, o = 0; o < L; i++) {
@@ -255,11 +242,18 @@ function labeledExtract(b: CryptoBackend, suiteId: Uint8Array, salt: Uint8Array,
 function labeledExpand(b: CryptoBackend, suiteId: Uint8Array, prk: Uint8Array, label: string, info: Uint8Array, L: number): Uint8Array {
   const p = labeledPrefix(suiteId, label, L);
   if (L > NH) return expand(b, prk, concat(p, info), L);
-  // One block, as every key, nonce and secret of HPKE: T(1) = HMAC(prk, labeled_info || 0x01), cut to L.
-  const n = p.length + info.length + 1;
+  return firstBlock(b, prk, p, info, L);
+}
+
+/**
+ * HKDF-Expand's first block (RFC 5869 §2.3), T(1) = HMAC(prk, head || info || 0x01) cut to L <= Nh: every key, nonce
+ * and secret HPKE derives is one block. The input is built in the scratch, without concatenating `head` and `info`.
+ */
+function firstBlock(b: CryptoBackend, prk: Uint8Array, head: Uint8Array, info: Uint8Array, L: number): Uint8Array {
+  const n = head.length + info.length + 1;
   const s = scratchFor(n);
-  s.set(p);
-  s.set(info, p.length);
+  s.set(head);
+  s.set(info, head.length);
   s[n - 1] = 1;
   try {
     const t = b.hmacSha256(prk, s.subarray(0, n));
