@@ -18,7 +18,7 @@ import { type BhttpRequest, type BhttpResponse, decodeResponse, encodeRequest, t
 import { initiateSession, type ResponseOpener, type Session } from '../../protocol/session.ts';
 import { credentialId } from '../../protocol/worker-auth.ts';
 import type { Dispatch } from '../api/openai.ts';
-import type { InnerResponse, TransportResponse } from '../ohttp/client.ts';
+import { type InnerResponse, refusedBy, type TransportResponse } from '../ohttp/client.ts';
 import { headersFromFields, streamedResponse } from '../ohttp/messages.ts';
 import { type Lane, type PooledTransport, readWhole } from './transport.ts';
 import type { VerifiedWorker } from '../workers/registry.ts';
@@ -43,23 +43,6 @@ interface Held {
   readonly createdAt: number;
   /** What `session` resolved to, once it has. */
   ready?: { readonly s: Session; readonly connection: number };
-}
-
-/** Reads a refused answer's code (a small JSON problem) into an error; never its other bytes. */
-async function refusal(t: TransportResponse): Promise<GmError> {
-  let code = 'UPSTREAM_REFUSED';
-  try {
-    let text = '';
-    for await (const c of t.body) {
-      text += new TextDecoder().decode(c);
-      if (text.length > 4096) break;
-    }
-    const j = JSON.parse(text) as { error?: { code?: unknown } };
-    if (typeof j.error?.code === 'string' && /^[A-Z0-9_]{1,64}$/.test(j.error.code)) code = j.error.code;
-  } catch {
-    t.cancel();
-  }
-  return unavailable('UPSTREAM_REFUSED', `worker answered ${t.status} ${code}`, { cause: { status: t.status, code } });
 }
 
 const codeOf = (e: GmError) => (e.cause as { code?: string } | undefined)?.code;
@@ -117,7 +100,7 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
     const session = (async () => {
       const h = await initiateSession(w.keyConfig, w.id, w.credential, { kid: await credentialId(w.credential) });
       const r = await lane.post('/v1/session', MEDIA_SESSION_INIT, h.init, undefined, { authorized: true });
-      if (r.status !== 200 || r.contentType !== MEDIA_SESSION_REPLY) throw await refusal(r);
+      if (r.status !== 200 || r.contentType !== MEDIA_SESSION_REPLY) throw await refusedBy(r, 'worker');
       const reply = await readWhole(r, MAX_REPLY_BYTES);
       if (!reply) throw protocolError('SESSION_CONFIRM_FAILED', 'session reply has the wrong length');
       const s = await h.finish(reply);
@@ -175,7 +158,7 @@ export function sessionDispatch(o: SessionDispatchOptions = {}): Dispatch & { se
       throw e;
     }
     if (r.status !== 200) {
-      const e = await refusal(r);
+      const e = await refusedBy(r, 'worker');
       if (codeOf(e) === 'SESSION_UNKNOWN' && !retried) {
         // The worker restarted or forgot the session; nothing was opened, so the request goes once more on a new one.
         const h = held.get(lane.key);

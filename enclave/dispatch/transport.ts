@@ -15,7 +15,7 @@
 import { Client, type Dispatcher, Pool } from 'undici';
 import { concat } from '../../attestation/bytes.ts';
 import { unavailable } from '../../attestation/errors.ts';
-import type { Transport, TransportResponse } from '../ohttp/client.ts';
+import { readAll, type Transport, type TransportResponse } from '../ohttp/client.ts';
 import { requestAuthorizer, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
 
 export interface PoolTimeouts {
@@ -257,18 +257,7 @@ class Exchange implements Dispatcher.DispatchHandler, AsyncIterableIterator<Uint
  * (a test's wrapper) is iterated.
  */
 export async function readWhole(r: TransportResponse, limit: number): Promise<Uint8Array | undefined> {
-  if (r.body instanceof Exchange) return r.body.whole(limit);
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const c of r.body) {
-    n += c.length;
-    if (n > limit) {
-      r.cancel();
-      return undefined;
-    }
-    parts.push(c);
-  }
-  return parts.length === 1 ? parts[0]! : concat(...parts);
+  return r.body instanceof Exchange ? r.body.whole(limit) : readAll(r, limit);
 }
 
 /**

@@ -5,6 +5,7 @@
  * ends without its final chunk fails (CHUNKED_TRUNCATED) instead of looking complete.
  * The enclave uses it towards workers (undici transport); the tests use it as the client (fetch transport).
  */
+import { concat } from '../../attestation/bytes.ts';
 import { type GmError, protocolError, unavailable } from '../../attestation/errors.ts';
 import { type BhttpRequest, decodeResponse, encodeRequest, type Field, ResponseDecoder } from '../../protocol/bhttp.ts';
 import { encapsulateChunkedRequest } from '../../protocol/chunked.ts';
@@ -38,8 +39,11 @@ export interface InnerResponse {
   readonly content?: Uint8Array;
 }
 
-/** Error the gateway answered with (its opaque code), as a GmError for the caller. */
-async function refused(t: TransportResponse): Promise<GmError> {
+/**
+ * A refused answer (not 200, or not the expected media type) as a GmError for the caller: its opaque code read from
+ * a small JSON problem, never its other bytes. `who` names the peer in the message.
+ */
+export async function refusedBy(t: TransportResponse, who: 'gateway' | 'worker'): Promise<GmError> {
   let code = 'UPSTREAM_REFUSED';
   try {
     let text = '';
@@ -52,33 +56,34 @@ async function refused(t: TransportResponse): Promise<GmError> {
   } catch {
     t.cancel();
   }
-  return unavailable('UPSTREAM_REFUSED', `gateway answered ${t.status} ${code}`, { cause: { status: t.status, code } });
+  return unavailable('UPSTREAM_REFUSED', `${who} answered ${t.status} ${code}`, { cause: { status: t.status, code } });
+}
+
+/** An answer's body read to its end as one array; undefined when it holds more than `limit` bytes (then cancelled). */
+export async function readAll(t: TransportResponse, limit: number): Promise<Uint8Array | undefined> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const c of t.body) {
+    n += c.length;
+    if (n > limit) {
+      t.cancel();
+      return undefined;
+    }
+    parts.push(c);
+  }
+  return parts.length === 1 ? parts[0]! : concat(...parts);
 }
 
 export async function sendPlain(transport: Transport, config: KeyConfig, req: BhttpRequest, signal?: AbortSignal, maxBytes = 64 * 1024 * 1024): Promise<InnerResponse> {
   const { encapsulated, context } = await encapsulateRequest(config, encodeRequest(req));
   const t = await transport(encapsulated, MEDIA_OHTTP_REQ, signal);
-  if (t.status !== 200) throw await refused(t);
+  if (t.status !== 200) throw await refusedBy(t, 'gateway');
   if (t.contentType !== MEDIA_OHTTP_RES) {
     t.cancel();
     throw protocolError('OHTTP_BAD_RESPONSE', `gateway answered content-type ${t.contentType}`);
   }
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for await (const c of t.body) {
-    n += c.length;
-    if (n > maxBytes) {
-      t.cancel();
-      throw protocolError('RESPONSE_TOO_LARGE', 'encapsulated response too large');
-    }
-    parts.push(c);
-  }
-  const all = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.length;
-  }
+  const all = await readAll(t, maxBytes);
+  if (!all) throw protocolError('RESPONSE_TOO_LARGE', 'encapsulated response too large');
   const { response } = decodeResponse(await context.openResponse(all));
   const content = response.content;
   let body: ReadableStream<Uint8Array> | undefined;
@@ -103,7 +108,7 @@ export async function sendChunked(transport: Transport, config: KeyConfig, req: 
   const sender = await encapsulateChunkedRequest(config);
   const body = await sender.sealChunk(encodeRequest(req), { final: true });
   const t = await transport(body, MEDIA_OHTTP_CHUNKED_REQ, signal);
-  if (t.status !== 200) throw await refused(t);
+  if (t.status !== 200) throw await refusedBy(t, 'gateway');
   if (t.contentType !== MEDIA_OHTTP_CHUNKED_RES) {
     t.cancel();
     throw protocolError('OHTTP_BAD_RESPONSE', `gateway answered content-type ${t.contentType}`);
