@@ -20,7 +20,7 @@ import type { Transport } from '../enclave/ohttp/client.ts';
 import { parseReceiptHeader } from '../protocol/receipt.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { connect } from './stack/client.ts';
-import { childrenOf, raw, untilDead, within } from './stack/process-probes.ts';
+import { childrenOf, handOffSurvivesAKill, untilDead, within } from './stack/process-probes.ts';
 import { type GmProcess, gmProcess } from './stack/processes.ts';
 
 const running: GmProcess[] = [];
@@ -124,32 +124,7 @@ describe('gm enclave --processes 2', () => {
 
   it('a connection handed to a process that died before taking it is served by the other; one it had taken fails at once', async () => {
     const enclave = await start(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--processes', '2']);
-    // Two connections in a row: the primary hands one to each process, which takes it.
-    const kept = [await raw<Health>(enclave.url), await raw<Health>(enclave.url)];
-    const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
-    expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
-    const victim = childrenOf(enclave.child.pid!)[0]!;
-    // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
-    process.kill(victim, 'SIGSTOP');
-    const next = [await raw<Health>(enclave.url), await raw<Health>(enclave.url)];
-    const asked = next.map((k) => k.health());
-    for (const q of asked) q.catch(() => undefined);
-    const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
-    // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
-    const more = [await raw<Health>(enclave.url), await raw<Health>(enclave.url), await raw<Health>(enclave.url)];
-    const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
-    expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
-    process.kill(victim, 'SIGKILL');
-    await untilDead(victim);
-    // That connection was never taken: the primary hands it on, and it is answered instead of left open.
-    const answered = await within(Promise.all(asked), 20_000, 'the connection handed to the killed process is answered by the other');
-    expect(answered.map((h) => h.process)).toEqual([live, live]);
-    // The connection the victim had taken died with it: closed at once, not held open by the primary.
-    const gone = kept[owners.findIndex((h) => h.process !== live)]!;
-    await within(gone.closed, 5_000, 'the killed process\'s connection closes');
-    const stays = kept[owners.findIndex((h) => h.process === live)]!;
-    expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
-    for (const k of [...kept, ...next, ...more]) k.close();
+    await handOffSurvivesAKill<Health>(enclave.url, enclave.child.pid!);
     // Replaced: the new process takes the victim's place (and number) once it is ready.
     const again = await bothAnswer(enclave.url, 60_000, 'the replacement process answers');
     for (const c of again.values()) await c.close();

@@ -21,7 +21,7 @@ import { hex } from '../attestation/bytes.ts';
 import { parseReceiptHeader } from '../protocol/receipt.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { connect } from './stack/client.ts';
-import { childrenOf, raw, untilDead, within } from './stack/process-probes.ts';
+import { childrenOf, handOffSurvivesAKill } from './stack/process-probes.ts';
 import { type GmProcess, gmProcess } from './stack/processes.ts';
 
 const running: GmProcess[] = [];
@@ -174,33 +174,8 @@ describe('gm worker --processes 2', () => {
     // the primary handing the test's connections alone, in turn (the worker's registration is refused, and retried).
     const model = await start(['dev-model', '--listen', '127.0.0.1:0', '--name', 'whand', '--token-ms', '0']);
     const worker = await start(['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', model.url, '--listen', '127.0.0.1:0', '--processes', '2']);
-    // Two connections in a row: the primary hands one to each process, which takes it.
-    const kept = [await raw<Health>(worker.url), await raw<Health>(worker.url)];
-    const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
-    expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
+    const { owners } = await handOffSurvivesAKill<Health>(worker.url, worker.child.pid!);
     expect(owners[1]!.workerId).toBe(owners[0]!.workerId);
-    const victim = childrenOf(worker.child.pid!)[0]!;
-    // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
-    process.kill(victim, 'SIGSTOP');
-    const next = [await raw<Health>(worker.url), await raw<Health>(worker.url)];
-    const asked = next.map((k) => k.health());
-    for (const q of asked) q.catch(() => undefined);
-    const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
-    // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
-    const more = [await raw<Health>(worker.url), await raw<Health>(worker.url), await raw<Health>(worker.url)];
-    const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
-    expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
-    process.kill(victim, 'SIGKILL');
-    await untilDead(victim);
-    // That connection was never taken: the primary hands it on, and it is answered instead of left open.
-    const answered = await within(Promise.all(asked), 20_000, 'the connection handed to the killed process is answered by the other');
-    expect(answered.map((h) => h.process)).toEqual([live, live]);
-    // The connection the victim had taken died with it: closed at once, not held open by the primary.
-    const gone = kept[owners.findIndex((h) => h.process !== live)]!;
-    await within(gone.closed, 5_000, 'the killed process\'s connection closes');
-    const stays = kept[owners.findIndex((h) => h.process === live)]!;
-    expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
-    for (const k of [...kept, ...next, ...more]) k.close();
     // Replaced: the new process takes the victim's place (and number) once it serves.
     const again = async () => {
       const m = await perProcess(worker.url).catch(() => new Map());

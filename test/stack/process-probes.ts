@@ -1,10 +1,12 @@
 /**
  * Probes for tests that run gm in several processes (test/enclave-processes.test.ts, test/worker-processes.test.ts):
  * bounded waits, a raw keep-alive connection that asks /healthz which process answered, and the kernel's view of a
- * process's children and death (/proc). Every wait is bounded and says what it waited for.
+ * process's children and death (/proc), and the connection hand-off scenario both commands share (enclave/handoff.ts).
+ * Every wait is bounded and says what it waited for.
  */
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
+import { expect } from 'vitest';
 
 /** Rejects with `what` unless `p` settles within `ms` (a test never waits on the runner's timeout). */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -76,4 +78,40 @@ export async function untilDead(pid: number): Promise<void> {
     if (Date.now() > deadline) throw new Error(`process ${pid} still alive 10 s after SIGKILL`);
     await new Promise((r) => setTimeout(r, 10)); // polling the process's state
   }
+}
+
+/**
+ * The hand-off of connections by a primary of two processes (`url`, primary `pid`): a connection handed to a process
+ * that dies before taking it is served by the other, new connections meanwhile go to the process that takes them, and
+ * one the dead process had taken closes at once. Stops and kills one process; returns the two first connections'
+ * answers (one from each process) and the process that lived. The caller checks the replacement.
+ */
+export async function handOffSurvivesAKill<H extends { process: number }>(url: string, pid: number): Promise<{ owners: H[]; live: number }> {
+  // Two connections in a row: the primary hands one to each process, which takes it.
+  const kept = [await raw<H>(url), await raw<H>(url)];
+  const owners = await within(Promise.all(kept.map((k) => k.health())), 20_000, 'both processes answer');
+  expect(owners.map((h) => h.process).sort()).toEqual([1, 2]);
+  const victim = childrenOf(pid)[0]!;
+  // Stopped, the victim cannot take what the primary hands it: of the next two connections, one waits for it.
+  process.kill(victim, 'SIGSTOP');
+  const next = [await raw<H>(url), await raw<H>(url)];
+  const asked = next.map((k) => k.health());
+  for (const q of asked) q.catch(() => undefined);
+  const live = (await within(Promise.race(asked), 20_000, 'the live process answers one of two fresh connections')).process;
+  // While the victim has not taken the connection it was handed, the primary hands new ones to the other process.
+  const more = [await raw<H>(url), await raw<H>(url), await raw<H>(url)];
+  const meanwhile = await within(Promise.all(more.map((k) => k.health())), 20_000, 'new connections go to the process that takes them');
+  expect(meanwhile.map((h) => h.process)).toEqual([live, live, live]);
+  process.kill(victim, 'SIGKILL');
+  await untilDead(victim);
+  // That connection was never taken: the primary hands it on, and it is answered instead of left open.
+  const answered = await within(Promise.all(asked), 20_000, 'the connection handed to the killed process is answered by the other');
+  expect(answered.map((h) => h.process)).toEqual([live, live]);
+  // The connection the victim had taken died with it: closed at once, not held open by the primary.
+  const gone = kept[owners.findIndex((h) => h.process !== live)]!;
+  await within(gone.closed, 5_000, "the killed process's connection closes");
+  const stays = kept[owners.findIndex((h) => h.process === live)]!;
+  expect((await within(stays.health(), 20_000, 'the live process still answers its connection')).process).toBe(live);
+  for (const k of [...kept, ...next, ...more]) k.close();
+  return { owners, live };
 }
