@@ -9,14 +9,16 @@
  * async generator and no header object per answer; a whole answer is collected as the socket delivers it.
  *
  * Lanes (the session path, docs/protocol.md §14.4): a session is bound to the connection its handshake travelled on,
- * so the session dispatch sends over lanes, each one undici Client holding one keep-alive connection (pipelining off:
- * one exchange at a time). A lane counts its connection's ends; what was bound to a connection that ended is gone.
+ * so the session dispatch sends over lanes, each one keep-alive connection carrying one exchange at a time
+ * (h1-connection.ts: the per-request path, leaner than undici's Client). A lane counts its connection's ends; what was
+ * bound to a connection that ended is gone.
  */
-import { Client, type Dispatcher, Pool } from 'undici';
+import { type Dispatcher, Pool } from 'undici';
 import { concat } from '../../attestation/bytes.ts';
 import { unavailable } from '../../attestation/errors.ts';
 import { readAll, type Transport, type TransportResponse } from '../ohttp/client.ts';
 import { requestAuthorizer, WORKER_AUTH_HEADER } from '../../protocol/worker-auth.ts';
+import { H1Connection } from './h1-connection.ts';
 
 export interface PoolTimeouts {
   readonly connectMs: number;
@@ -52,9 +54,9 @@ export interface PooledTransport {
   close(): Promise<void>;
 }
 
-/** One keep-alive connection of a lane (its undici Client), how often it ended, and its claims not yet ended. */
+/** One keep-alive connection of a lane, how often it ended, and its claims not yet ended. */
 interface Conn {
-  readonly client: Client;
+  readonly client: H1Connection;
   connection: number;
   claims: number;
 }
@@ -91,14 +93,14 @@ const HIGH_WATER = 64 * 1024;
 /** A request that failed before the worker's answer began (nothing of the answer was read). */
 function requestFailure(e: Error): Error {
   const code = (e as { code?: string }).code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'H1_HEADERS_TIMEOUT' || code === 'H1_CONNECT_TIMEOUT') return unavailable('WORKER_TIMEOUT', `worker did not answer in time (${code})`, { cause: e });
   return unavailable('WORKER_UNREACHABLE', `worker request failed (${code ?? e.name})`, { cause: e });
 }
 
 /** An answer whose body failed after its head. */
 function bodyFailure(e: Error): Error {
   const code = (e as { code?: string }).code;
-  if (code === 'UND_ERR_BODY_TIMEOUT') return unavailable('WORKER_TIMEOUT', 'worker went idle mid-response', { cause: e });
+  if (code === 'UND_ERR_BODY_TIMEOUT' || code === 'H1_BODY_TIMEOUT') return unavailable('WORKER_TIMEOUT', 'worker went idle mid-response', { cause: e });
   return unavailable('WORKER_STREAM_FAILED', `worker connection failed mid-response (${code ?? e.name})`, { cause: e });
 }
 
@@ -272,12 +274,12 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
   authorize?.catch(() => undefined); // a failure surfaces at the first send, not as an unhandled rejection
   const pool = new Pool(base.origin, { connections: t.connections, connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1 });
   const base_ = base.pathname.replace(/\/+$/, '');
-  const start = (d: Dispatcher, p: string, headers: string[], body: Uint8Array, signal: AbortSignal | undefined, done: (() => void) | undefined): Promise<TransportResponse> =>
+  const start = (d: Dispatcher | H1Connection, p: string, headers: string[], body: Uint8Array, signal: AbortSignal | undefined, done: (() => void) | undefined): Promise<TransportResponse> =>
     new Promise((resolve, reject) => {
       d.dispatch({ path: p, method: 'POST', headers, body }, new Exchange(resolve, reject, signal, done));
     });
   /** `done` runs once, when the exchange is over: its answer read to the end, cancelled, or the request failed. */
-  const request = (d: Dispatcher, p: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized = true, done?: () => void): Promise<TransportResponse> => {
+  const request = (d: Dispatcher | H1Connection, p: string, contentType: string, body: Uint8Array, signal: AbortSignal | undefined, authorized = true, done?: () => void): Promise<TransportResponse> => {
     const headers = contentType === 'message/ohttp-chunked-req' ? ['content-type', contentType, 'incremental', '?1'] : ['content-type', contentType];
     if (!authorize || !authorized) return start(d, p, headers, body, signal, done);
     return authorize.then(
@@ -303,9 +305,8 @@ export function poolTransport(workerUrl: string, t: PoolTimeouts = DEFAULT_TIMEO
   const newConn = (): Conn => {
     // The worker keeps an idle connection 65 s (worker/agent.ts); the lane closes it first, so a session is not lost
     // to a race with the worker's close.
-    const client = new Client(base.origin, { connect: { timeout: t.connectMs }, headersTimeout: t.firstByteMs, bodyTimeout: t.idleMs, pipelining: 1, keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 });
+    const client = new H1Connection(base, { connectMs: t.connectMs, firstByteMs: t.firstByteMs, idleMs: t.idleMs, keepAliveMs: 60_000 }, () => void c.connection++);
     const c: Conn = { client, connection: 0, claims: 0 };
-    client.on('disconnect', () => void c.connection++);
     conns.push(c);
     return c;
   };
