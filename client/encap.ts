@@ -9,7 +9,8 @@ import { protocolError } from '../attestation/errors.ts';
 import { decodeResponse, type Field, ResponseDecoder } from '../protocol/bhttp.ts';
 import { encapsulateChunkedRequest, openStream } from '../protocol/chunked.ts';
 import { MEDIA_OHTTP_CHUNKED_REQ, MEDIA_OHTTP_CHUNKED_RES, MEDIA_OHTTP_REQ, MEDIA_OHTTP_RES } from '../protocol/media.ts';
-import { encapsulateRequest, type KeyConfig } from '../protocol/ohttp.ts';
+import { prepareEncap, type PreparedEncap } from '../protocol/hpke.ts';
+import { type ClientResponseContext, encapsulateRequest, type KeyConfig, selectSuite } from '../protocol/ohttp.ts';
 
 export interface Opened {
   readonly head: { readonly status: number; readonly headers: readonly Field[] };
@@ -28,9 +29,35 @@ export interface Question {
 
 const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 
+/**
+ * One Encap per key configuration made ahead of the request that uses it (hpke.ts `prepareEncap`; RFC 9180 §5.1.1:
+ * Encap depends on neither the message nor `info`). Each request takes the one that is ready, or being made, and the
+ * next is made once this request has left (a timer turn later), so a request's X25519 and ML-KEM work runs while the
+ * client waits for an answer instead of in front of its next question. The CPU spent is the same; every request
+ * still has its own ephemeral key; while the client is idle one Encap waits here, its secret in memory as an
+ * in-flight request's is, and goes with the configuration when that is replaced.
+ */
+const ahead = new WeakMap<KeyConfig, Promise<PreparedEncap | undefined>>();
+
+export function takePrepared(config: KeyConfig): Promise<PreparedEncap | undefined> {
+  const p = ahead.get(config);
+  ahead.delete(config);
+  setTimeout(() => {
+    // A failure here costs only the head start: the request that finds none encapsulates for itself.
+    if (!ahead.has(config)) ahead.set(config, prepareEncap(selectSuite(config), config.publicKey).catch(() => undefined));
+  }, 0);
+  return p ?? Promise.resolve(undefined);
+}
+
+/** A request encapsulated to `config` with the Encap made ahead for it, when one is ready or being made. */
+export async function encapsulateAhead(config: KeyConfig, inner: Uint8Array): Promise<{ encapsulated: Uint8Array; context: ClientResponseContext }> {
+  const prepared = await takePrepared(config);
+  return encapsulateRequest(config, inner, prepared ? { prepared } : {});
+}
+
 export async function sealQuestion(config: KeyConfig, inner: Uint8Array, streaming: boolean): Promise<Question> {
   if (streaming) return sealChunked(config, inner);
-  const { encapsulated, context } = await encapsulateRequest(config, inner);
+  const { encapsulated, context } = await encapsulateAhead(config, inner);
   return {
     body: encapsulated,
     contentType: MEDIA_OHTTP_REQ,
@@ -113,7 +140,8 @@ export async function decodeStreamed(plain: ReadableStream<Uint8Array>): Promise
 
 /** The whole question goes out as one final chunk; what streams is the answer (one chunk per SSE event). */
 async function sealChunked(config: KeyConfig, inner: Uint8Array): Promise<Question> {
-  const sender = await encapsulateChunkedRequest(config);
+  const prepared = await takePrepared(config);
+  const sender = await encapsulateChunkedRequest(config, prepared ? { prepared } : {});
   const body = await sender.sealChunk(inner, { final: true });
   return {
     body,

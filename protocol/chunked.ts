@@ -26,7 +26,7 @@
  */
 import { protocolError } from '../attestation/errors.ts';
 import { AEAD_PARAMS, defaultBackend, type AeadCipher, type CryptoBackend } from './backend.ts';
-import { KEM_PARAMS, MAX_SEQUENCE, setupBaseR, setupBaseS, type KeyPair, type ReceiverContext, type SenderContext, type SuiteIds } from './hpke.ts';
+import { KEM_PARAMS, MAX_SEQUENCE, type PreparedEncap, setupBaseR, setupBaseS, type KeyPair, type ReceiverContext, type SenderContext, type SuiteIds } from './hpke.ts';
 import { LABEL_CHUNKED_REQUEST, LABEL_CHUNKED_RESPONSE } from './media.ts';
 import {
   parseRequestHeader,
@@ -430,6 +430,8 @@ export interface EncapsulateChunkedOptions extends ChunkedOptions {
   readonly ephemeralKeyPair?: KeyPair;
   /** TEST-ONLY: X-Wing encapsulation randomness; see hpke.ts SetupOptions. */
   readonly encapRandomness?: Uint8Array;
+  /** Encap(pkR) made ahead for this configuration's key (hpke.ts `prepareEncap`), taken once. */
+  readonly prepared?: PreparedEncap;
 }
 
 /** Client: starts a `message/ohttp-chunked-req` to `config` (§6.1). */
@@ -441,6 +443,7 @@ export async function encapsulateChunkedRequest(config: KeyConfig, o: Encapsulat
     backend: b,
     ...(o.ephemeralKeyPair ? { ephemeralKeyPair: o.ephemeralKeyPair } : {}),
     ...(o.encapRandomness ? { encapRandomness: o.encapRandomness } : {}),
+    ...(o.prepared ? { prepared: o.prepared } : {}),
   });
   const prefix = new Uint8Array(hdr.length + encv.length);
   prefix.set(hdr);

@@ -101,6 +101,62 @@ export interface SetupOptions {
    * Same warning as `ephemeralKeyPair`.
    */
   readonly encapRandomness?: Uint8Array;
+  /**
+   * Encap(pkR) made ahead of its message (`prepareEncap`): a base- or PSK-mode sender setup is Encap followed by
+   * KeyScheduleS (§5.1.1, §5.1.2), and Encap depends on neither the message nor `info`. Taken once; it must have been
+   * made for this suite's KEM and this pkR.
+   */
+  readonly prepared?: PreparedEncap;
+}
+
+/**
+ * The result of Encap(pkR) (§4, §5.1.1) held for one message that is not yet written: a client makes it while it
+ * waits (for the previous answer, or for its user), so the public-key work leaves the request's latency. Its shared
+ * secret is handed out once, then zeroed; `discard()` zeroes an unused one. Each message still gets its own
+ * ephemeral key: nothing here is reused.
+ */
+export class PreparedEncap {
+  readonly kemId: number;
+  readonly pkR: Uint8Array;
+  readonly enc: Uint8Array;
+  #sharedSecret: Uint8Array | undefined;
+  constructor(kemId: number, pkR: Uint8Array, enc: Uint8Array, sharedSecret: Uint8Array) {
+    this.kemId = kemId;
+    this.pkR = pkR;
+    this.enc = enc;
+    this.#sharedSecret = sharedSecret;
+  }
+  /** Whether it was taken or discarded. */
+  get used(): boolean {
+    return this.#sharedSecret === undefined;
+  }
+  /** The shared secret, once, for a setup with this KEM and pkR. */
+  take(kemId: number, pkR: Uint8Array): { sharedSecret: Uint8Array; enc: Uint8Array } {
+    const ss = this.#sharedSecret;
+    if (!ss) throw protocolError('HPKE_PREPARED_USED', 'a prepared encapsulation is used once');
+    if (kemId !== this.kemId || !equalBytes(pkR, this.pkR)) throw protocolError('HPKE_PREPARED_MISMATCH', 'the prepared encapsulation was made for another KEM or recipient key');
+    this.#sharedSecret = undefined;
+    return { sharedSecret: ss, enc: this.enc };
+  }
+  discard(): void {
+    this.#sharedSecret?.fill(0);
+    this.#sharedSecret = undefined;
+  }
+}
+
+/** Encap(pkR) for a later base- or PSK-mode SetupS with `prepared` (§5.1.1, §5.1.2). */
+export async function prepareEncap(suite: SuiteIds, pkR: Uint8Array, o: { readonly backend?: CryptoBackend } = {}): Promise<PreparedEncap> {
+  if (KEM_PARAMS[suite.kemId] === undefined) throw protocolError('HPKE_UNSUPPORTED_SUITE', `unsupported KEM ${suite.kemId}`);
+  const b = o.backend ?? defaultBackend();
+  const { sharedSecret, enc } = suite.kemId === KEM_MLKEM768_X25519 ? await encapXWing(pkR, b) : await encap(b, pkR, undefined, undefined);
+  return new PreparedEncap(suite.kemId, pkR, enc, sharedSecret);
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /** Encryption context of the sender (RFC 9180 §5.2). */
@@ -589,8 +645,10 @@ async function setupS(mode: Mode, suite: SuiteIds, pkR: Uint8Array, info: Uint8A
   checkSuite(suite, mode);
   const b = o.backend ?? defaultBackend();
   verifyPskInputs(mode, psk, pskId);
-  const { sharedSecret, enc: encv } =
-    suite.kemId === KEM_MLKEM768_X25519
+  if (o.prepared && (skS || o.ephemeralKeyPair || o.encapRandomness)) throw protocolError('HPKE_PREPARED_MISMATCH', 'a prepared encapsulation serves base and PSK modes, without test keys');
+  const { sharedSecret, enc: encv } = o.prepared
+    ? o.prepared.take(suite.kemId, pkR)
+    : suite.kemId === KEM_MLKEM768_X25519
       ? await encapXWing(pkR, b, o.ephemeralKeyPair ? wrongEphemeral() : o.encapRandomness)
       : o.encapRandomness
         ? wrongRandomness()

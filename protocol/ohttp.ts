@@ -27,6 +27,7 @@ import {
   setupBaseS,
   type CryptoBackend,
   type KeyPair,
+  type PreparedEncap,
   type ReceiverContext,
   type SenderContext,
   type SuiteIds,
@@ -249,6 +250,8 @@ export interface EncapsulateOptions {
   readonly ephemeralKeyPair?: KeyPair;
   /** TEST-ONLY: X-Wing encapsulation randomness; see hpke.ts SetupOptions. */
   readonly encapRandomness?: Uint8Array;
+  /** Encap(pkR) made ahead for this configuration's key (hpke.ts `prepareEncap`), taken once. */
+  readonly prepared?: PreparedEncap;
 }
 
 /** Client side: opens the encapsulated response that answers the request. */
@@ -322,6 +325,7 @@ export async function encapsulateRequest(
     backend: b,
     ...(o.ephemeralKeyPair ? { ephemeralKeyPair: o.ephemeralKeyPair } : {}),
     ...(o.encapRandomness ? { encapRandomness: o.encapRandomness } : {}),
+    ...(o.prepared ? { prepared: o.prepared } : {}),
   });
   // hdr || enc || ct: the AEAD leaves room for the header and `enc` in front of its output, written in place.
   const encapsulated = await sctxt.seal(EMPTY, request, hdr.length + encv.length);

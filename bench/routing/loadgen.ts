@@ -12,6 +12,7 @@
  *   about as much CPU as the enclave's own work per request, then no longer competes for the cores during the run.
  */
 import { Pool } from 'undici';
+import { encapsulateAhead } from '../../client/encap.ts';
 import type { Transport } from '../../enclave/ohttp/client.ts';
 import { bhttpRequest } from '../../enclave/ohttp/messages.ts';
 import { setDefaultBackend } from '../../protocol/backend.ts';
@@ -74,11 +75,14 @@ function poolTransport(pool: Pool): Transport {
 
 const chatBody = () => new TextEncoder().encode(JSON.stringify({ model, messages: [{ role: 'user', content: PROMPT }], max_tokens: 16 }));
 
-/** One request sealed to the enclave's attested key configuration, with the time it was sealed. */
-function seal(content: Uint8Array | undefined): Promise<Sealed> {
+/**
+ * One request sealed to the enclave's attested key configuration, with the time it was sealed. `ahead`: as gm's
+ * client SDK seals (client/encap.ts): with the Encap it made while the previous answers were on their way.
+ */
+function seal(content: Uint8Array | undefined, ahead = false): Promise<Sealed> {
   const sentAt: [string, string] = [REQUEST_TIME_FIELD, formatRequestTime(Date.now())];
   const req = content ? bhttpRequest('POST', '/v1/chat/completions', [['content-type', 'application/json'], sentAt], content) : bhttpRequest('GET', '/v1/models', [sentAt], new Uint8Array(0));
-  return encapsulateRequest(gm!.config, encodeRequest(req));
+  return ahead ? encapsulateAhead(gm!.config, encodeRequest(req)) : encapsulateRequest(gm!.config, encodeRequest(req));
 }
 
 /**
@@ -114,7 +118,7 @@ function one(variant: Variant): (lane: number) => Promise<void> {
   }
   if (variant === 'gm') {
     const content = chatBody();
-    return async () => exchange(await seal(content));
+    return async () => exchange(await seal(content, true));
   }
   if (variant === 'gm-pre') {
     let i = 0;
