@@ -439,6 +439,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'run the GPU worker agent beside an OpenAI-compatible server',
     flags: WORKER,
     env: true,
+    details: 'Attests each enclave before registering with it, under --enclave-policy and the pinned vendor roots of the\ntrust directory (GM_TRUST_DIR, else ~/.config/gm/trust): with a real TEE it does not start without them.',
     run: async (f, _a, io) => (await import('../worker/main.ts')).run(f, io),
   }),
   command({

@@ -87,6 +87,7 @@ export async function startDemoStack(o: DemoStackOptions = {}): Promise<DemoStac
       stops.push(() => model.close(200));
       const worker: RunningWorker = await startWorker({
         upstream: model.url, enclaves: [enclaveServer.url], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: log(`worker-${i}`),
+        fetch: (u, init) => fetch(u, init), now: () => new Date(),
         offers: offerSigner({
           currency: 'USD', pricePerMInput: 100_000n * BigInt(i), pricePerMOutput: 200_000n * BigInt(i), terms: { kind: 'per-request' },
           capacity: 64, ttftMs: 300 * i, tokensPerSecond: 50, hotkeySeed: new Uint8Array(32).fill(i),

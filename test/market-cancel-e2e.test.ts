@@ -179,7 +179,7 @@ describe('an enclave that could not take the cancel', () => {
     const { amd, nvidia } = await simVendors();
     const model = await serve({ fetch: devModelApp({ name: 'gm-dev-late' }).fetch });
     const w = await startWorker({
-      upstream: model.url, enclaves: [proxy.url], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: stack.log,
+      upstream: model.url, enclaves: [proxy.url], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: stack.log, fetch, now: () => new Date(),
       offers: offerSigner({ currency: 'USD', pricePerMInput: 1n, pricePerMOutput: 1n, terms: { kind: 'per-request' }, capacity: 1, ttftMs: 1, tokensPerSecond: 1, hotkeySeed: new Uint8Array(32).fill(7) }),
     });
     try {

@@ -76,6 +76,8 @@ beforeAll(async () => {
       enclaves: [enclaveServer.url],
       tee: simProvider({ amd }),
       gpu: simGpuSource({ signer: nvidia }),
+      fetch,
+      now: () => new Date(),
       log: log(`worker-${i}`),
       offers: async (k) => [
         await signOffer(

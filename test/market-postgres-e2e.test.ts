@@ -55,6 +55,8 @@ beforeAll(async () => {
     enclaves: [enclaveServer.url],
     tee: simProvider({ amd }),
     gpu: simGpuSource({ signer: nvidia }),
+    fetch,
+    now: () => new Date(),
     log: log('worker'),
     offers: async (k) => [await signOffer({ v: 1, offerId: `${k.workerId}-pg`, sequence: 1, workerId: k.workerId, workerKey: k.signing.publicKey, hotkey: hotkey.address, model: MODEL, currency: 'USD', pricePerMInput: 500_000n, pricePerMOutput: 900_000n, terms: { kind: 'per-request' }, capacity: 8, ttftMs: 50, tokensPerSecond: 50, validFrom: nowS - 60, validUntil: nowS + 3600 }, k.signing.privateKey, hotkey.secretKey)],
   });

@@ -6,12 +6,19 @@
  * - a party on the path that replaces the sealed credential with one of its own (the worker's key configuration is
  *   public, so it can seal one) is refused: the answer is not signed by the attested receipt key;
  * - an answer replayed from an earlier registration is refused (it signs another registration).
+ * Its trust anchors, network and clock are the ones its options give:
+ * - hardware evidence is verified against the trust store given, and a real worker without one does not start;
+ * - every request goes through the fetch given, and the clock given dates the attestation and the registration.
  * Waits are polls on log lines, never sleeps.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBundle, encodeBundle } from '../attestation/bundle.ts';
 import { fromBase64, toBase64 } from '../attestation/bytes.ts';
-import { parseClientPolicy } from '../client/policy.ts';
+import { createSimAmd, type SimAmd } from '../attestation/sevsnp/sim.ts';
+import { ANCHOR_FILES, type AnchorPin, TrustStore } from '../attestation/trust.ts';
+import { parseCertificate } from '../attestation/x509/cert.ts';
+import type { FetchLike } from '../client/attest.ts';
+import { parseClientPolicy, SIM_MEASUREMENT_HEX } from '../client/policy.ts';
 import { createEnclave, type Enclave } from '../enclave/app.ts';
 import { generateEnclaveReceiptKey } from '../enclave/ledger/signer.ts';
 import { createLogger } from '../enclave/log.ts';
@@ -19,10 +26,11 @@ import { serve, type Served } from '../enclave/serve.ts';
 import { simProvider } from '../enclave/tee/sim.ts';
 import { chooseKeyConfig, decodeKeyConfigs } from '../protocol/ohttp.ts';
 import { newCredential, sealCredential } from '../protocol/worker-auth.ts';
-import { startWorker } from '../worker/agent.ts';
+import { startWorker, type WorkerOptions } from '../worker/agent.ts';
 import { devModelApp } from '../worker/dev-model/server.ts';
 import { simGpuSource } from '../worker/gpu.ts';
 import { simVendors, simWorkerPolicy } from './stack/harness.ts';
+import { hasTrustAnchors, trustStore } from './vectors.ts';
 
 type Vendors = Awaited<ReturnType<typeof simVendors>>;
 let vendors: Vendors;
@@ -44,13 +52,15 @@ afterAll(async () => {
   await model?.close(100);
 });
 
-/** A worker pointed at `url`; its log lines, parsed. */
-async function workerAt(url: string, policy?: Record<string, unknown>) {
+/** A worker pointed at `url` (`more` replaces any option); its log lines, parsed. */
+async function workerAt(url: string, policy?: Record<string, unknown>, more: Partial<WorkerOptions> = {}) {
   const lines: Record<string, unknown>[] = [];
   const w = await startWorker({
     upstream: model.url, enclaves: [url], tee: simProvider({ amd: vendors.amd }), gpu: simGpuSource({ signer: vendors.nvidia }),
     log: createLogger({ service: 'worker', sim: true, sink: (l) => void lines.push(JSON.parse(l) as Record<string, unknown>) }),
+    fetch, now: () => new Date(),
     ...(policy ? { enclavePolicy: parseClientPolicy(policy) } : {}),
+    ...more,
   });
   w.registered.catch(() => undefined);
   closers.push(() => w.stop());
@@ -131,7 +141,87 @@ describe('a worker attests the enclave before registering', () => {
 
   it('a worker on a real TEE without an enclave policy does not start (sim evidence is never its default)', async () => {
     const tee = { ...simProvider({ amd: vendors.amd }), sim: false };
-    await expect(startWorker({ upstream: model.url, enclaves: [enclaveServed.url], tee, gpu: simGpuSource({ signer: vendors.nvidia }), log: createLogger({ service: 'worker', sim: false, sink: () => undefined }) }))
+    await expect(startWorker({ upstream: model.url, enclaves: [enclaveServed.url], tee, gpu: simGpuSource({ signer: vendors.nvidia }), log: createLogger({ service: 'worker', sim: false, sink: () => undefined }), fetch, now: () => new Date() }))
       .rejects.toMatchObject({ code: 'ENCLAVE_POLICY_REQUIRED' });
+  });
+});
+
+const urlOf = (i: string | URL | Request) => new URL(typeof i === 'string' ? i : i instanceof URL ? i.href : i.url);
+
+/**
+ * The sim enclave's evidence presented as hardware: the bundle's platform `sim-sev-snp` rewritten to `sev-snp` (the
+ * platform is not bound in REPORT_DATA). Its AMD chain is the sim vendor's, so it verifies only against a trust store
+ * holding the sim ARK and ASK for Genoa, never against the pinned AMD roots.
+ */
+const asHardware: FetchLike = async (i, init) => {
+  const r = await fetch(i, init);
+  if (urlOf(i).pathname !== '/v1/attestation' || !r.ok) return r;
+  const b = decodeBundle(new Uint8Array(await r.arrayBuffer()));
+  expect(b.platform).toBe('sim-sev-snp');
+  return new Response(encodeBundle({ ...b, platform: 'sev-snp' }) as Uint8Array<ArrayBuffer>, { headers: { 'content-type': 'application/cbor' } });
+};
+
+/** A store whose Genoa ARK and ASK are this sim vendor's (built directly: loading checks the pins, which they fail). */
+function genoaStore(amd: Pick<SimAmd, 'arkDer' | 'askDer'>): TrustStore {
+  const pin = (role: AnchorPin['role']) => ANCHOR_FILES.flatMap((f) => f.pins).find((p) => p.role === role && p.product === 'Genoa')!;
+  return new TrustStore([
+    { pin: pin('amd-ark'), cert: parseCertificate(amd.arkDer), file: 'sim' },
+    { pin: pin('amd-ask'), cert: parseCertificate(amd.askDer), file: 'sim' },
+  ]);
+}
+
+/** A worker on a "real" TEE (sim evidence, so the sim-admitting enclave takes it) that accepts the enclave as hardware. */
+const realTee = () => ({ ...simProvider({ amd: vendors.amd }), sim: false });
+const hardwarePolicy = { 'sev-snp': { measurements: [SIM_MEASUREMENT_HEX], allowDebug: false }, allowSimWorkers: true };
+
+describe("a worker's trust anchors, network and clock are its options", () => {
+  it('verifies hardware evidence against the trust store given: registered under the roots it chains to, refused under others', async () => {
+    const trusted = await workerAt(enclaveServed.url, hardwarePolicy, { tee: realTee(), fetch: asHardware, trust: genoaStore(vendors.amd) });
+    await trusted.w.registered;
+    expect(enclave.registry.usable(trusted.w.id)).toBeDefined();
+
+    // The same enclave and path, with a store whose Genoa roots are another vendor's keys: the chain does not verify.
+    const refused = await workerAt(enclaveServed.url, hardwarePolicy, { tee: realTee(), fetch: asHardware, trust: genoaStore(await createSimAmd({ product: 'Genoa' })) });
+    await expect(refused.w.registered).rejects.toMatchObject({ code: 'CERT_SIGNATURE' });
+    expect(refused.failure()).toMatchObject({ code: 'CERT_SIGNATURE' });
+    expect(enclave.registry.usable(refused.w.id)).toBeUndefined();
+  });
+
+  it.skipIf(!hasTrustAnchors)('refuses sim-signed evidence presented as hardware under the pinned AMD roots', async () => {
+    const { w, failure } = await workerAt(enclaveServed.url, hardwarePolicy, { tee: realTee(), fetch: asHardware, trust: await trustStore() });
+    // The sim ASK's name is not the pinned ASK's: the VCEK's issuer matches no certificate of the pinned chain.
+    await expect(w.registered).rejects.toMatchObject({ code: 'CERT_ISSUER_MISMATCH' });
+    expect(failure()).toMatchObject({ code: 'CERT_ISSUER_MISMATCH' });
+    expect(enclave.registry.usable(w.id)).toBeUndefined();
+  });
+
+  it('a worker on a real TEE without a trust store does not start (a sim one needs none, as above)', async () => {
+    await expect(startWorker({ upstream: model.url, enclaves: [enclaveServed.url], tee: realTee(), gpu: simGpuSource({ signer: vendors.nvidia }), log: createLogger({ service: 'worker', sim: false, sink: () => undefined }), fetch, now: () => new Date(), enclavePolicy: parseClientPolicy(hardwarePolicy) }))
+      .rejects.toMatchObject({ code: 'TRUST_STORE_REQUIRED' });
+  });
+
+  it('makes every request through the fetch given, and dates attestation and registration by the clock given', async () => {
+    const seen: string[] = [];
+    let signedAt: unknown;
+    // Host names no resolver knows: only this fetch can reach the enclave and the upstream behind them.
+    const routed: FetchLike = async (i, init) => {
+      const u = urlOf(i);
+      seen.push(`${init?.method ?? 'GET'} ${u.host}${u.pathname}`);
+      if (u.host === 'upstream.invalid') return Response.json({ data: [{ id: 'listed-by-the-fetch-given' }] });
+      if (u.pathname === '/v1/workers' && typeof init?.body === 'string') signedAt = (JSON.parse(init.body) as { time?: unknown }).time;
+      return fetch(`${enclaveServed.url}${u.pathname}${u.search}`, init);
+    };
+    const t = Date.now() - 5_000;
+    const { w } = await workerAt('http://enclave.invalid', undefined, { upstream: 'http://upstream.invalid', fetch: routed, now: () => new Date(t) });
+    await w.registered;
+    expect(w.models).toEqual(['listed-by-the-fetch-given']);
+    expect(seen).toEqual(['GET upstream.invalid/v1/models', 'GET enclave.invalid/v1/attestation', 'POST enclave.invalid/v1/workers']);
+    expect(signedAt).toBe(t);
+    expect(enclave.registry.usable(w.id)).toBeDefined();
+
+    // An hour ahead, the enclave's fresh evidence is an hour old by this clock: refused as stale before registering.
+    const ahead = await workerAt(enclaveServed.url, undefined, { now: () => new Date(Date.now() + 3600_000) });
+    await expect(ahead.w.registered).rejects.toMatchObject({ code: 'EVIDENCE_STALE' });
+    expect(enclave.registry.usable(ahead.w.id)).toBeUndefined();
   });
 });

@@ -38,7 +38,7 @@ async function runWorker(model: string, flags: Parameters<typeof gpusFromFlags>[
   const upstream = await serve({ fetch: devModelApp({ name: model }).fetch });
   const gpu = statingGpus(simGpuSource({ signer: nvidia }));
   const w = await startWorker({
-    upstream: upstream.url, enclaves: [stack.enclaveUrl], tee: simProvider({ amd }), gpu: gpu.source, log: stack.log,
+    upstream: upstream.url, enclaves: [stack.enclaveUrl], tee: simProvider({ amd }), gpu: gpu.source, log: stack.log, fetch, now: () => new Date(),
     offers: offerSigner({ currency: 'USD', pricePerMInput: 1n, pricePerMOutput: 1n, terms: { kind: 'per-request' }, capacity: 1, ttftMs: 1, tokensPerSecond: 1, hotkeySeed: new Uint8Array(32).fill(5), gpus: gpusFromFlags(flags, gpu.stated) }),
   });
   await w.registered;

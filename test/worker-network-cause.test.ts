@@ -27,7 +27,7 @@ describe('worker registration failures', () => {
     const logs: string[] = [];
     const model = await serve({ fetch: devModelApp({ name: 'cause-model' }).fetch });
     const port = await closedPort();
-    const worker = await startWorker({ upstream: model.url, enclaves: [`http://127.0.0.1:${port}`], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: createLogger({ service: 'worker', sim: true, sink: (l) => void logs.push(l) }) });
+    const worker = await startWorker({ upstream: model.url, enclaves: [`http://127.0.0.1:${port}`], tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: createLogger({ service: 'worker', sim: true, sink: (l) => void logs.push(l) }), fetch, now: () => new Date() });
     try {
       const failed = () => logs.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.event === 'worker.registration_failed');
       await expect.poll(failed, { timeout: 10_000, interval: 20 }).toBeDefined();

@@ -29,7 +29,7 @@ beforeAll(async () => {
     enclaves.push({ enclave, served: await serve({ fetch: enclave.app.fetch }) });
   }
   model = await serve({ fetch: devModelApp({ name: 'two-homes' }).fetch });
-  worker = await startWorker({ upstream: model.url, enclaves: enclaves.map((e) => e.served.url), tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: log('worker') });
+  worker = await startWorker({ upstream: model.url, enclaves: enclaves.map((e) => e.served.url), tee: simProvider({ amd }), gpu: simGpuSource({ signer: nvidia }), log: log('worker'), fetch, now: () => new Date() });
   await worker.registered;
 }, 60_000);
 afterAll(async () => {

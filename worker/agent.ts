@@ -5,9 +5,13 @@
  * operator may fix the node), never silently ignored.
  *
  * Each registration starts by attesting the enclave as a client does (client/attest.ts: a fresh nonce, the policy of
- * `--enclave-policy`, the keys bound in REPORT_DATA); an enclave that fails is not registered with. Its answer must be
- * signed by the receipt key just attested (protocol/registration.ts), so the credential this worker then serves
- * under comes from that enclave and not from whoever sits on the path (docs/protocol.md §12.1).
+ * `--enclave-policy`, the vendor roots of the trust directory, the keys bound in REPORT_DATA); an enclave that fails
+ * is not registered with. Its answer must be signed by the receipt key just attested (protocol/registration.ts), so
+ * the credential this worker then serves under comes from that enclave and not from whoever sits on the path
+ * (docs/protocol.md §12.1).
+ *
+ * Every request the agent makes (the upstream's models, attestation, registration, cancels) goes through `fetch`, and
+ * every time it reads or signs comes from `now`: both are options, defaulted by the caller (worker/main.ts).
  *
  * Withdrawing an offer (docs/market.md): `withdraw(model)` signs a cancel (worker key + hotkey, protocol/offer.ts)
  * and posts it to every enclave (POST <enclave>/v1/workers/<id>/offers/cancel); later registrations omit the offer.
@@ -30,7 +34,7 @@ import type { Shared } from './cluster.ts';
 import type { GatewayKeySet } from '../enclave/keys.ts';
 import { offerIdFor, type OfferSigner, type SignedCancel } from './offers.ts';
 import { signRegistration, verifyRegistrationAnswer } from '../protocol/registration.ts';
-import { attest } from '../client/attest.ts';
+import { attest, type FetchLike } from '../client/attest.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
 import type { TrustStore } from '../attestation/trust.ts';
 import { encodeManifest, type ModelIdentity } from '../protocol/model-identity.ts';
@@ -71,8 +75,15 @@ export interface WorkerOptions {
    * TEE; under a sim TEE it defaults to the sim measurement, and sim evidence is accepted only then.
    */
   readonly enclavePolicy?: ClientPolicy;
-  /** Vendor anchors for the enclaves' evidence (default: the built-in ones). */
+  /**
+   * The pinned vendor anchors the enclaves' evidence is verified against (the trust directory, worker/main.ts).
+   * Required with a real TEE; under a sim TEE only a real enclave's evidence needs it.
+   */
   readonly trust?: TrustStore;
+  /** Every request the agent makes: the upstream's model list, attestation, registration and cancels. */
+  readonly fetch: FetchLike;
+  /** The time attestation is checked at and registrations are signed with. */
+  readonly now: () => Date;
 }
 
 export interface RunningWorker {
@@ -101,7 +112,7 @@ export function keepSessionConnections(s: Pick<Served, 'server'>): void {
   s.server.keepAliveTimeout = 65_000;
 }
 
-async function upstreamModels(upstream: string): Promise<string[]> {
+async function upstreamModels(upstream: string, fetch: FetchLike): Promise<string[]> {
   const base = upstream.replace(/\/+$/, '').replace(/\/v1$/, '');
   const r = await fetch(`${base}/v1/models`, { signal: AbortSignal.timeout(10_000) });
   const j = (await r.json()) as { data?: { id?: unknown }[] };
@@ -132,6 +143,9 @@ export function startWorkerPrimary(o: WorkerOptions, elsewhere: ServedElsewhere)
 async function agent(o: WorkerOptions, elsewhere: ServedElsewhere | undefined): Promise<Omit<RunningWorker, 'served'> & { served?: Served }> {
   setDefaultBackend(nodeBackend); // node:crypto HPKE for the server side (docs/protocol.md §10)
   if (!o.enclavePolicy && !o.tee.sim) throw configError('ENCLAVE_POLICY_REQUIRED', 'a real worker needs --enclave-policy FILE: the enclave measurements it registers with');
+  if (!o.trust && !o.tee.sim) throw configError('TRUST_STORE_REQUIRED', "a real worker needs the pinned vendor roots (the trust directory) to verify its enclaves' evidence");
+  // Shadows the globals: nothing below reaches the network or the clock but through the options.
+  const { fetch, now } = o;
   const enclavePolicy = o.enclavePolicy ?? parseClientPolicy(simPolicyDoc(), 'sim enclave policy');
   const keys = o.keys ?? (await generateWorkerKeys());
   const fwd = createForwarder({ upstream: o.upstream });
@@ -142,7 +156,7 @@ async function agent(o: WorkerOptions, elsewhere: ServedElsewhere | undefined): 
   if (served) keepSessionConnections(served);
   const url = o.publicUrl ?? served?.url ?? elsewhere!.url;
   const log = o.log.child({ worker: keys.workerId });
-  const models = o.models ?? (await upstreamModels(o.upstream).catch((e: unknown) => {
+  const models = o.models ?? (await upstreamModels(o.upstream, fetch).catch((e: unknown) => {
     // Said here with its cause (ECONNREFUSED, a timeout); the enclave refuses the registration (WORKER_NO_MODELS).
     const c = (e as { cause?: { code?: unknown } }).cause?.code ?? (e as { name?: unknown }).name;
     log.warn('worker.upstream_unavailable', { cause: typeof c === 'string' ? c : 'unknown' });
@@ -163,7 +177,7 @@ async function agent(o: WorkerOptions, elsewhere: ServedElsewhere | undefined): 
   const registerOnce = async (enclave: string): Promise<number> => {
     const base = enclave.replace(/\/+$/, '');
     // Attested afresh for every registration, so a restarted enclave (new keys) is attested again before it is served.
-    const enclaveKey = await attest({ base, fetch: (i, init) => fetch(i, init), policy: enclavePolicy, allowSim: o.tee.sim, trust: o.trust, now: () => new Date() }).then(
+    const enclaveKey = await attest({ base, fetch, policy: enclavePolicy, allowSim: o.tee.sim, trust: o.trust, now }).then(
       (a) => a.receiptKey,
       (e: Error & { code?: string; cause?: unknown }) => {
         // Unreachable is retried like any network failure (logged with its cause, never a refusal).
@@ -174,7 +188,7 @@ async function agent(o: WorkerOptions, elsewhere: ServedElsewhere | undefined): 
     const bundle = encodeBundle(await wapp.bundle());
     const offers = o.offers ? await o.offers(keys, models) : [];
     // Signed with the evidence-bound key: the evidence is public, the signature is what makes this registration ours.
-    const time = Math.max(Date.now(), lastSigned + 1);
+    const time = Math.max(now().getTime(), lastSigned + 1);
     lastSigned = time;
     const signature = await signRegistration({ url, models, offers, bundle, time }, keys.signing.privateKey);
     const r = await fetch(`${base}/v1/workers`, {

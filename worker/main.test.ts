@@ -1,5 +1,9 @@
-import { describe, expect, it } from 'vitest';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../cli/main.ts';
+import { TRUST_DIR, hasTrustAnchors } from '../test/vectors.ts';
 import { hex } from '../attestation/bytes.ts';
 import { createNvidiaSimSigner } from '../attestation/nvidia/sim.ts';
 import { gpusFromFlags, hotkeySeedFrom, identityFromFlags, termsFromFlags } from './main.ts';
@@ -173,5 +177,49 @@ describe('gm worker hotkey seed', () => {
       expect(err).toMatch(why);
       expect(out + err).not.toContain('listening');
     }
+  });
+});
+
+describe('gm worker trust directory', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gm-worker-trust-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const tsm = join(dir, 'tsm'); // a configfs-tsm root that exists: --tee configfs takes the real provider
+  mkdirSync(tsm);
+  const policy = JSON.stringify({ 'sev-snp': { measurements: ['ab'.repeat(48)], allowDebug: false } });
+  /** `gm worker` with these flags and GM_TRUST_DIR; the seed is withheld, so a worker that got past its checks stops there. */
+  async function worker(trustDir: string, flags: readonly string[]) {
+    let out = '';
+    let err = '';
+    const io = { out: (s: string) => void (out += s), err: (s: string) => void (err += s), readFile: async () => new TextEncoder().encode(policy), env: { GM_TRUST_DIR: trustDir } };
+    const exit = await main(['worker', '--upstream', 'http://127.0.0.1:1', '--enclave', 'http://127.0.0.1:2', ...flags, '--json'], io);
+    expect(out + err).not.toContain('listening');
+    return { exit, code: (JSON.parse(out) as { error: { code: string } }).error.code, err };
+  }
+  const real = ['--tee', 'configfs', '--configfs-root', tsm, '--gpu-evidence-cmd', 'true', '--enclave-policy', '/etc/gm/enclave-policy.json'];
+
+  it('a real worker whose trust directory is missing or empty does not start: TRUST_ANCHOR_MISSING, naming the directory', async () => {
+    const empty = join(dir, 'empty');
+    mkdirSync(empty);
+    for (const d of [join(dir, 'absent'), empty]) {
+      const r = await worker(d, real);
+      expect(r).toMatchObject({ exit: 2, code: 'TRUST_ANCHOR_MISSING' });
+      expect(r.err).toContain(d);
+      expect(r.err).toContain('gm trust import');
+    }
+  });
+
+  it.skipIf(!hasTrustAnchors)('a real worker refuses a trust directory holding a certificate that fails its pin, and starts past it with the pinned roots', async () => {
+    const bad = join(dir, 'bad');
+    cpSync(TRUST_DIR, bad, { recursive: true });
+    writeFileSync(join(bad, 'amd/ask_ark_genoa.pem'), readFileSync(join(TRUST_DIR, 'amd/ask_ark_milan.pem')));
+    expect(await worker(bad, real)).toMatchObject({ exit: 2, code: 'TRUST_PIN_MISMATCH' });
+    // With the pinned roots the trust check passes: the next missing piece (no hotkey seed) is what stops it.
+    const r = await worker(TRUST_DIR, real);
+    expect(r).toMatchObject({ exit: 2, code: 'USAGE' });
+    expect(r.err).toContain('hotkey seed');
+    // A sim worker on the sim policy reads no trust directory; given an --enclave-policy (a real enclave may pass it) it does.
+    expect(await worker(bad, ['--tee', 'sim', '--terms', 'monthly'])).toMatchObject({ exit: 2, code: 'USAGE' });
+    expect(await worker(join(dir, 'absent'), ['--tee', 'sim', '--terms', 'monthly'])).toMatchObject({ exit: 2, code: 'USAGE' });
+    expect(await worker(bad, ['--tee', 'sim', '--enclave-policy', '/etc/gm/enclave-policy.json', '--terms', 'monthly'])).toMatchObject({ exit: 2, code: 'TRUST_PIN_MISMATCH' });
   });
 });

@@ -14,9 +14,13 @@
  * `--tee sim`; otherwise the operator's collector command (nvtrust JSON on stdout) is required.
  * `--processes N` (default: the number of cores) serves from N processes, one attested identity registered once by
  * the primary, which listens and hands each connection to a process (worker/cluster.ts).
+ * The enclaves' evidence is verified against the pinned vendor roots of the trust directory (GM_TRUST_DIR, else
+ * ~/.config/gm/trust, as every gm command): a real worker whose directory holds none does not start
+ * (TRUST_ANCHOR_MISSING), and one holding a certificate that fails its pin neither (TRUST_PIN_MISMATCH).
+ * The network and the clock the agent uses are the process's, handed to it here.
  */
 import { checkPriceTerms, type DiscountTier } from '../protocol/offer-terms.ts';
-import { stat } from 'node:fs/promises';
+import * as fsp from 'node:fs/promises';
 import { configError } from '../attestation/errors.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { homedir } from 'node:os';
@@ -33,7 +37,9 @@ import { startWorker, startWorkerPrimary } from './agent.ts';
 import { isWorkerProcess } from './cluster.ts';
 import { serveWorkerProcess, startPrimary } from './processes.ts';
 import { availableParallelism } from 'node:os';
+import type { FetchLike } from '../client/attest.ts';
 import { parseClientPolicy } from '../client/policy.ts';
+import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
 /** The flags (declared, with their GM_<FLAG> environment names, in cli/commands.ts). */
@@ -159,7 +165,7 @@ function kindFromFlags(f: TermsFlags): PaymentTerms {
 
 /** Where the hotkey seed file's permissions are read (tests hand in their own). */
 export type ModeOf = (path: string) => Promise<number>;
-const fileMode: ModeOf = async (p) => (await stat(p)).mode;
+const fileMode: ModeOf = async (p) => (await fsp.stat(p)).mode;
 
 /**
  * The operator hotkey's 32-byte sr25519 mini-secret. It signs every offer, so it must not show in process listings:
@@ -275,18 +281,26 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   // Read before anything starts: a worker never registers with an enclave it has no policy for.
   const enclavePolicy = policyFile ? parseClientPolicy(policyDocument(await io.readFile(policyFile), policyFile), '--enclave-policy') : undefined;
   if (!enclavePolicy && !tee.sim) throw configError('USAGE', 'a real worker needs --enclave-policy FILE (the enclave measurements it registers with, the client policy format)');
+  // The vendor roots its enclaves' evidence must chain to; a sim worker on the sim policy accepts sim evidence only.
+  const trustDir = trustDirFrom(io.env, homedir());
+  const trust = tee.sim && !enclavePolicy ? undefined : await loadTrustStore(trustDir, fsp);
+  if (!tee.sim && !trust?.entries.length) throw configError('TRUST_ANCHOR_MISSING', `a real worker verifies its enclaves against the pinned vendor roots, and the trust directory ${trustDir} holds none: run \`gm trust import DIR\` or \`gm trust fetch\``);
   const log = createLogger({ service: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
   const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
   if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');
   const terms = termsFromFlags(f);
   const identity = identityFromFlags(f, tee.sim);
+  // The process's clock and network, handed down: nothing the agent runs reads either itself.
+  const now = () => new Date();
+  const net: FetchLike = (i, init) => fetch(i, init);
   const offers = offerSigner({
     ...(identity ? { identity } : {}),
     gpus,
     currency: f.currency ?? 'USD', pricePerMInput: BigInt(intFlag(f['price-in'], 'price-in', 100_000)), pricePerMOutput: BigInt(intFlag(f['price-out'], 'price-out', 200_000)),
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
+    now: () => now().getTime(),
   });
-  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
+  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, fetch: net, now, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), ...(trust ? { trust } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
   let w: Awaited<ReturnType<typeof startWorkerPrimary>>;
   if (processes > 1) {
     const p = await startPrimary({ processes, listen: options.listen, log, tee, gpu: gpu.source });

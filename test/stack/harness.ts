@@ -151,6 +151,8 @@ export async function startStack(o: StackOptions = {}): Promise<Stack> {
         tee: simProvider({ amd, ...(spec.report ? { report: spec.report } : {}) }),
         gpu: spec.gpuMeasurements ? measuredGpu(nvidia, spec.gpuMeasurements, { ...spec.gpu, ...(spec.gpuSerial !== undefined ? { serial: spec.gpuSerial } : {}) }) : simGpuSource({ signer: nvidia, ...spec.gpu, ...(spec.gpuSerial !== undefined ? { serial: spec.gpuSerial } : {}) }),
         log: log(`worker-${i + 1}`),
+        fetch,
+        now: () => new Date(),
         ...(spec.identity ? { identity: () => spec.identity } : {}),
         offers: offerSigner({
           ...(spec.offerIdentity ?? spec.identity ? { identity: () => spec.offerIdentity ?? spec.identity } : {}),

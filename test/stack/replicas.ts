@@ -141,6 +141,8 @@ export async function startReplicaStack(pgServer: PgServer, o: { n: number; work
         enclaves: replicas.map((r) => r.url),
         tee: simProvider({ amd }),
         gpu: simGpuSource({ signer: nvidia }),
+        fetch,
+        now: () => new Date(),
         log,
         maxConcurrentStreams: 4096,
         offers: offerSigner({ currency: 'USD', pricePerMInput: 0n, pricePerMOutput: o.pricePerMOutput ?? 1_000_000n, terms: { kind: 'per-request' }, capacity: 1024, ttftMs: 500, tokensPerSecond: 50, hotkeySeed: new Uint8Array(32).fill(i + 1) }),
