@@ -32,20 +32,22 @@ const MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
 /**
  * One Encap per key configuration made ahead of the request that uses it (hpke.ts `prepareEncap`; RFC 9180 §5.1.1:
  * Encap depends on neither the message nor `info`). Each request takes the one that is ready, or being made, and the
- * next is made once this request has left (a timer turn later), so a request's X25519 and ML-KEM work runs while the
+ * next is made once this request has left (the next turn of the event loop: `setImmediate` where there is one, a
+ * zero timer in browsers; Node's zero timer waits a millisecond), so a request's X25519 and ML-KEM work runs while the
  * client waits for an answer instead of in front of its next question. The CPU spent is the same; every request
  * still has its own ephemeral key; while the client is idle one Encap waits here, its secret in memory as an
  * in-flight request's is, and goes with the configuration when that is replaced.
  */
 const ahead = new WeakMap<KeyConfig, Promise<PreparedEncap | undefined>>();
+const nextTurn: (f: () => void) => void = typeof setImmediate === 'function' ? (f) => void setImmediate(f) : (f) => void setTimeout(f, 0);
 
 export function takePrepared(config: KeyConfig): Promise<PreparedEncap | undefined> {
   const p = ahead.get(config);
   ahead.delete(config);
-  setTimeout(() => {
+  nextTurn(() => {
     // A failure here costs only the head start: the request that finds none encapsulates for itself.
     if (!ahead.has(config)) ahead.set(config, prepareEncap(selectSuite(config), config.publicKey).catch(() => undefined));
-  }, 0);
+  });
   return p ?? Promise.resolve(undefined);
 }
 
