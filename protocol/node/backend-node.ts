@@ -152,6 +152,16 @@ function hmacSha256(key: Uint8Array, data: Uint8Array): Uint8Array {
   return h;
 }
 
+/**
+ * An array for ciphertext, every byte of which the caller writes: a view of Node's pooled slab (Buffer.allocUnsafe
+ * below 4 KiB), not an array of its own, which past 64 bytes is a separate allocation outside V8's heap with its own
+ * tracking. Only ciphertext goes here, never a secret.
+ */
+function ciphertextArray(n: number): Uint8Array {
+  const b = Buffer.allocUnsafe(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
 class NodeAead implements AeadCipher {
   readonly #alg: string;
   /** A KeyObject, not a Buffer: createCipheriv then skips re-importing the key on every call (~5x cheaper). */
@@ -176,7 +186,8 @@ class NodeAead implements AeadCipher {
     const a = c.update(pt);
     const b = c.final(); // empty for these stream-like modes, kept for correctness
     const tag = c.getAuthTag();
-    const out = new Uint8Array(headroom + a.length + b.length + 16);
+    const out = ciphertextArray(headroom + a.length + b.length + 16);
+    if (headroom > 0) out.fill(0, 0, headroom);
     out.set(a, headroom);
     if (b.length > 0) out.set(b, headroom + a.length);
     out.set(tag, headroom + a.length + b.length);
