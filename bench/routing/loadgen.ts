@@ -34,7 +34,7 @@ export type LoadRequest =
    * enclave alone). `gm-raw` sends them on lean keep-alive connections (./raw-http.ts) instead of undici's API.
    */
   | { readonly op: 'prepare'; readonly n: number; readonly request?: 'chat' | 'models' }
-  | { readonly op: 'run'; readonly variant: Variant; readonly n: number; readonly c: number }
+  | { readonly op: 'run'; readonly variant: Variant; readonly n: number; readonly c: number; readonly rps?: number }
   | { readonly op: 'stream'; readonly variant: 'direct' | 'gm'; readonly tokens: number }
   | { readonly op: 'exit' };
 export interface RunResult {
@@ -140,7 +140,11 @@ function one(variant: Variant): (lane: number) => Promise<void> {
   };
 }
 
-async function run(variant: Variant, n: number, c: number): Promise<RunResult> {
+/**
+ * `n` requests, at most `c` in flight; with `rps`, paced: request i starts no earlier than i / rps seconds after the
+ * first (an open schedule under the same cap), so a variant can be loaded at another's measured rate.
+ */
+async function run(variant: Variant, n: number, c: number, rps?: number): Promise<RunResult> {
   if (variant === 'gm-raw') {
     // Connections the server closed while idle (between runs) are opened again, before the timed run.
     for (let k = 0; k < c; k++) if (!rawConns[k] || rawConns[k]!.closed) rawConns[k] = await RawConnection.open(gmUrl, '/v1/ohttp', MEDIA_OHTTP_REQ);
@@ -153,7 +157,11 @@ async function run(variant: Variant, n: number, c: number): Promise<RunResult> {
   await Promise.all(
     Array.from({ length: c }, async (_, lane) => {
       while (next < n) {
-        next++;
+        const i = next++;
+        if (rps) {
+          const wait = t0 + (i * 1000) / rps - performance.now();
+          if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        }
         const s = performance.now();
         await f(lane);
         lat.push(performance.now() - s);
@@ -201,7 +209,7 @@ process.on('message', (m: LoadRequest) => {
       for (let i = 0; i < m.n; i++) xs.push(await seal(content));
       prepared = xs;
     })().then(() => reply({ ok: true }), fail);
-  } else if (m.op === 'run') run(m.variant, m.n, m.c).then(reply, fail);
+  } else if (m.op === 'run') run(m.variant, m.n, m.c, m.rps).then(reply, fail);
   else if (m.op === 'stream') stream(m.variant, m.tokens).then((ms) => reply({ ms }), fail);
   else process.exit(0);
 });
