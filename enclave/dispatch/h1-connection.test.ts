@@ -206,6 +206,40 @@ describe('H1Connection', () => {
     expect(ends()).toBe(1);
   });
 
+  it('hands nothing more to a handler that aborted from a callback, though the same read held more of the answer', async () => {
+    const { url } = await peer((req, s) => s.write(ok(req.body.repeat(100))));
+    const { c, ends } = connection(url);
+    const calls: string[] = [];
+    let finish!: () => void;
+    const done = new Promise<void>((r) => (finish = r));
+    c.dispatch(
+      { path: '/x', headers: [], body: Buffer.from('abc') },
+      {
+        onResponseStart(ctl) {
+          calls.push('start');
+          ctl.abort(new Error('not this one'));
+        },
+        onResponseData() {
+          calls.push('data');
+        },
+        onResponseEnd() {
+          calls.push('end');
+        },
+        onResponseError(_c, e) {
+          calls.push(`error ${(e as { code?: string }).code}`);
+          finish();
+        },
+      },
+    );
+    await done;
+    await new Promise((r) => setTimeout(r, 20));
+    expect(calls).toEqual(['start', 'error H1_ABORTED']);
+    expect(ends()).toBe(1);
+    const next = exchange(c, 'again');
+    await next.done;
+    expect(next.body).toBe('again'.repeat(100));
+  });
+
   it('pauses and resumes the socket for its reader', async () => {
     const { url } = await peer((_req, s) => {
       s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n');

@@ -87,17 +87,22 @@ class Pending implements Dispatcher.DispatchController, ResponseSink {
     this.#paused = false;
     this.#conn.flow(this);
   }
+  // The reader may go on parsing what one read delivered after the exchange failed or was aborted from a callback:
+  // nothing more reaches the handler then.
   head(status: number, fields: Readonly<Record<string, string>>, close: boolean): void {
+    if (this.settled) return;
     this.started = true;
     this.close = close;
     this.#conn.headed();
     this.handler.onResponseStart?.(this, status, fields, '');
   }
   data(chunk: Uint8Array): void {
+    if (this.settled) return;
     this.#conn.progressed();
     this.handler.onResponseData?.(this, chunk as Buffer);
   }
   end(): void {
+    if (this.settled) return;
     this.settled = true;
     this.#conn.ended(this);
     this.handler.onResponseEnd?.(this, NO_TRAILERS);
