@@ -286,7 +286,7 @@ async function runOn(load: LoadGen, variant: Variant, n: number, c: number): Pro
  * printed beside the measured one, with how close one process came to its ceiling and the cores 1.6 would need.
  * A third load, `enclave-only`, is where the enclave is the bottleneck: pre-encapsulated `GET /v1/models`, which the
  * enclave answers itself (decapsulation, request time and replay check, the inner surface, the response seal), sent
- * on lean keep-alive connections (./routing/raw-http.ts) so that neither a worker, a dev-model nor undici's client
+ * on lean keep-alive connections (the enclave's lane connection) so that neither a worker, a dev-model nor undici's client
  * API shares the cores; it shows what a second process adds to the enclave's own work.
  */
 async function multiProcess(upstream: string, upstreamPid: number): Promise<BenchRow[]> {

@@ -22,7 +22,7 @@ import { encapsulateRequest } from '../../protocol/ohttp.ts';
 import { nodeBackend } from '../../protocol/node/backend-node.ts';
 import { formatRequestTime, REQUEST_TIME_FIELD } from '../../protocol/request-time.ts';
 import { connect, type TestClient } from '../../test/stack/client.ts';
-import { RawConnection } from './raw-http.ts';
+import { H1Connection } from '../../enclave/dispatch/h1-connection.ts';
 
 setDefaultBackend(nodeBackend);
 
@@ -31,7 +31,8 @@ export type LoadRequest =
   | { readonly op: 'setup'; readonly urls: Record<'direct' | 'proxy' | 'chain' | 'gm', string>; readonly model: string; readonly streamModel: string; readonly streamUrl: string }
   /**
    * Seals the next `gm-pre` or `gm-raw` run's requests: chat completions, or `GET /v1/models` (answered by the
-   * enclave alone). `gm-raw` sends them on lean keep-alive connections (./raw-http.ts) instead of undici's API.
+   * enclave alone). `gm-raw` sends them on lean keep-alive connections (the enclave's own lane connection,
+   * enclave/dispatch/h1-connection.ts) instead of undici's API.
    */
   | { readonly op: 'prepare'; readonly n: number; readonly request?: 'chat' | 'models' }
   | { readonly op: 'run'; readonly variant: Variant; readonly n: number; readonly c: number; readonly rps?: number }
@@ -51,7 +52,35 @@ let gm: TestClient | undefined;
 let gmPool: Pool | undefined;
 let gmUrl = '';
 /** The `gm-raw` connections, one per request in flight, opened on first use. */
-const rawConns: RawConnection[] = [];
+const rawConns: H1Connection[] = [];
+const RAW_TIMEOUTS = { connectMs: 5_000, firstByteMs: 60_000, idleMs: 60_000, keepAliveMs: 60_000 };
+
+/** One sealed request on a lean connection, its answer read whole. */
+function postWhole(c: H1Connection, body: Uint8Array): Promise<{ status: number; contentType: string; body: Uint8Array }> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    let contentType = '';
+    const parts: Uint8Array[] = [];
+    c.dispatch(
+      { path: '/v1/ohttp', headers: ['content-type', MEDIA_OHTTP_REQ], body },
+      {
+        onResponseStart(_c, s, h) {
+          status = s;
+          contentType = String((h as Record<string, string>)['content-type'] ?? '').split(';')[0]!.trim();
+        },
+        onResponseData(_c, chunk) {
+          parts.push(chunk);
+        },
+        onResponseEnd() {
+          resolve({ status, contentType, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts) });
+        },
+        onResponseError(_c, e) {
+          reject(e);
+        },
+      },
+    );
+  });
+}
 let streamPool: Pool | undefined;
 let model = '';
 let streamModel = '';
@@ -112,7 +141,7 @@ function one(variant: Variant): (lane: number) => Promise<void> {
       const x = batch[i];
       batch[i++] = undefined as unknown as Sealed; // sent once; dropped after
       if (!x) throw new Error('gm-raw: fewer requests prepared than run');
-      const a = await rawConns[lane]!.post(x.encapsulated);
+      const a = await postWhole(rawConns[lane]!, x.encapsulated);
       await openAnswer(x, a.status, a.contentType, a.body);
     };
   }
@@ -145,10 +174,8 @@ function one(variant: Variant): (lane: number) => Promise<void> {
  * first (an open schedule under the same cap), so a variant can be loaded at another's measured rate.
  */
 async function run(variant: Variant, n: number, c: number, rps?: number): Promise<RunResult> {
-  if (variant === 'gm-raw') {
-    // Connections the server closed while idle (between runs) are opened again, before the timed run.
-    for (let k = 0; k < c; k++) if (!rawConns[k] || rawConns[k]!.closed) rawConns[k] = await RawConnection.open(gmUrl, '/v1/ohttp', MEDIA_OHTTP_REQ);
-  }
+  // One connection per request in flight; one the server closed while idle reconnects on its next request.
+  if (variant === 'gm-raw') for (let k = rawConns.length; k < c; k++) rawConns.push(new H1Connection(new URL(gmUrl), RAW_TIMEOUTS, () => undefined));
   const f = one(variant);
   const lat: number[] = [];
   let next = 0;
