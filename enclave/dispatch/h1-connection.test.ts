@@ -266,6 +266,22 @@ describe('H1Connection', () => {
     expect(x.ended).toBe(true);
   });
 
+  it('does not count time paused by its reader as the worker going idle', async () => {
+    const { url } = await peer((_req, s) => {
+      s.write('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n');
+      setTimeout(() => s.write('1\r\nb\r\n0\r\n\r\n'), 20);
+    });
+    const x = exchange(connection(url, { ...T, idleMs: 80 }).c, 'p', undefined, (o) => {
+      if (o.body === 'a') {
+        o.controller!.pause();
+        setTimeout(() => o.controller!.resume(), 300); // well past the idle timeout
+      }
+    });
+    await x.done;
+    expect(x.error).toBeUndefined();
+    expect(x.body).toBe('ab');
+  });
+
   it('fails an answer outside the grammar with H1_BAD_RESPONSE and closes the connection', async () => {
     const { url } = await peer((_req, s) => s.write('HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n'));
     const { c, ends } = connection(url);

@@ -191,8 +191,15 @@ export class H1Connection {
   flow(p: Pending): void {
     const s = this.#socket;
     if (p !== this.#current || !s) return;
-    if (p.paused) s.pause();
-    else s.resume();
+    // While its reader holds the answer back, the worker is not idle: the body deadline waits for the resume (a
+    // reader that never resumes is ended by its own side's timeout, which cancels the exchange).
+    if (p.paused) {
+      s.pause();
+      if (p.started) this.#clearTimer();
+    } else {
+      s.resume();
+      if (p.started) this.headed();
+    }
   }
 
   headed(): void {
