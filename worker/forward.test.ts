@@ -4,7 +4,7 @@
  * upstream, cancelling before the answer and mid-answer, and pausing the upstream until `resume()`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Field } from '../protocol/bhttp.ts';
 import { bhttpRequest } from '../enclave/ohttp/messages.ts';
@@ -14,8 +14,10 @@ const te = new TextEncoder();
 const td = new TextDecoder();
 const servers: Server[] = [];
 const forwarders: Forwarder[] = [];
+const netServers: NetServer[] = [];
 afterEach(async () => {
   await Promise.all(forwarders.splice(0).map((f) => f.close()));
+  for (const s of netServers.splice(0)) s.close();
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
     s.close();
@@ -100,6 +102,25 @@ describe('the session forwarder', () => {
     expect(got.headers['content-type']).toBe('application/json');
     expect(got.headers.connection).toBeUndefined();
     expect(got.headers['content-length']).toBeUndefined();
+  });
+
+  it('reads an answer the inference server ends by closing its connection, and a GET with no body or length', async () => {
+    let head = '';
+    const raw = createNetServer((s) => {
+      s.once('data', (b: Buffer) => {
+        head = b.toString('latin1');
+        s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"object":"list","data":[]}');
+      });
+    });
+    await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+    netServers.push(raw);
+    const r = recorder();
+    forwarder(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`).forward(bhttpRequest('GET', '/v1/models', [], new Uint8Array(0)), r.sink);
+    await within(r.settled, 'the answer');
+    expect(head.startsWith('GET /v1/models HTTP/1.1\r\n')).toBe(true);
+    expect(head.toLowerCase()).not.toContain('content-length');
+    expect(r.calls).toEqual(['head', 'data', 'end']);
+    expect(r.get().body).toBe('{"object":"list","data":[]}');
   });
 
   it('skips an informational answer (103 Early Hints) and hands the sink the final one', async () => {

@@ -6,7 +6,8 @@
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { H1Connection, type H1Timeouts } from './h1-connection.ts';
+import { H1Connection, type H1Options, type H1Timeouts } from './h1-connection.ts';
+import { H1Pool } from './h1-pool.ts';
 
 const open: (Server | H1Connection)[] = [];
 afterEach(async () => {
@@ -57,11 +58,11 @@ interface Outcome {
   done: Promise<void>;
 }
 
-function exchange(c: H1Connection, body = 'ping', headers: string[] = ['content-type', 'application/gm-session'], onData?: (o: Outcome) => void): Outcome {
+function exchange(c: H1Connection, body = 'ping', headers: string[] = ['content-type', 'application/gm-session'], onData?: (o: Outcome) => void, method?: 'GET' | 'POST'): Outcome {
   let finish!: () => void;
   const o: Outcome = { body: '', ended: false, done: new Promise((r) => (finish = r)) };
   c.dispatch(
-    { path: '/v1/session/request', headers, body: Buffer.from(body) },
+    { ...(method ? { method } : {}), path: '/v1/session/request', headers, body: Buffer.from(body) },
     {
       onRequestStart(ctl) {
         o.controller = ctl;
@@ -89,9 +90,9 @@ function exchange(c: H1Connection, body = 'ping', headers: string[] = ['content-
 
 const ok = (body: string, extra = '') => `HTTP/1.1 200 OK\r\ncontent-type: application/gm-session\r\ncontent-length: ${body.length}\r\n${extra}\r\n${body}`;
 
-function connection(url: URL, t: H1Timeouts = T): { c: H1Connection; ends: () => number } {
+function connection(url: URL, t: H1Timeouts = T, o: H1Options = {}): { c: H1Connection; ends: () => number } {
   let n = 0;
-  const c = new H1Connection(url, t, () => void n++);
+  const c = new H1Connection(url, t, () => void n++, o);
   open.push(c);
   return { c, ends: () => n };
 }
@@ -115,6 +116,62 @@ describe('H1Connection', () => {
       'gm-worker-auth: mac',
       'content-length: 3',
     ]);
+  });
+
+  it('sends a GET without a body or a length, and reads an answer the server ends by closing, where allowed', async () => {
+    const { url, seen } = await peer((_req, s) => s.end('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\r\n{"data":[]}'));
+    const { c, ends } = connection(url, T, { closeDelimited: true });
+    const x = exchange(c, '', [], undefined, 'GET');
+    await x.done;
+    expect(seen.requests[0]!.head.split('\r\n')).toEqual(['GET /v1/session/request HTTP/1.1', `host: ${url.host}`]);
+    expect([x.status, x.body, x.ended, x.error]).toEqual([200, '{"data":[]}', true, undefined]);
+    expect(ends()).toBe(1);
+    // Without the allowance the same answer is refused.
+    const strict = exchange(connection(url).c, '', [], undefined, 'GET');
+    await strict.done;
+    expect(strict.error?.code).toBe('H1_BAD_RESPONSE');
+  });
+
+  it("closes an idle connection before the server's Keep-Alive timeout says it will", async () => {
+    const { url, seen } = await peer((req, s) => s.write(ok(req.body, 'keep-alive: timeout=1\r\n')));
+    const { c, ends } = connection(url, { ...T, keepAliveMs: 60_000 });
+    const t0 = performance.now();
+    await exchange(c).done;
+    await new Promise((r) => seen.connections[0]!.once('close', r));
+    // timeout=1 leaves no margin: the connection is not kept after the answer.
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    expect(ends()).toBe(1);
+    const { url: url2, seen: seen2 } = await peer((req, s) => s.write(ok(req.body, 'keep-alive: timeout=2\r\n')));
+    const k = connection(url2, { ...T, keepAliveMs: 60_000 });
+    const t1 = performance.now();
+    await exchange(k.c).done;
+    await new Promise((r) => seen2.connections[0]!.once('close', r));
+    const held = performance.now() - t1;
+    expect(held).toBeGreaterThan(700);
+    expect(held).toBeLessThan(1_900);
+  });
+
+  it('a pool opens connections up to its bound, reuses idle ones, and queues past the bound', async () => {
+    const { url, seen } = await peer((req, s) => setTimeout(() => s.write(ok(req.body)), 20));
+    const pool = new H1Pool(url, T, 2);
+    const sent = ['a', 'b', 'c', 'd'].map((body) => {
+      const o = { body: '', done: undefined as unknown as Promise<void> };
+      o.done = new Promise<void>((resolve, reject) =>
+        pool.dispatch({ path: '/p', headers: [], body: Buffer.from(body) }, {
+          onResponseData: (_c, chunk) => void (o.body += Buffer.from(chunk).toString()),
+          onResponseEnd: () => resolve(),
+          onResponseError: (_c, e) => reject(e),
+        }),
+      );
+      return o;
+    });
+    await Promise.all(sent.map((o) => o.done));
+    expect(sent.map((o) => o.body)).toEqual(['a', 'b', 'c', 'd']);
+    expect(pool.size).toBe(2);
+    expect(seen.connections).toHaveLength(2);
+    await new Promise<void>((resolve, reject) => pool.dispatch({ path: '/p', headers: [], body: Buffer.from('e') }, { onResponseEnd: () => resolve(), onResponseError: (_c, e) => reject(e) }));
+    expect(seen.connections).toHaveLength(2);
+    await pool.destroy();
   });
 
   it('runs queued exchanges one at a time, in order', async () => {

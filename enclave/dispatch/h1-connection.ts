@@ -1,17 +1,19 @@
 /**
- * One keep-alive HTTP/1.1 connection to a worker (RFC 9112 §9.3), carrying one exchange at a time: the lane under a
- * session (enclave/dispatch/transport.ts, docs/protocol.md §14.4). It speaks to the exchange's handler as undici's
+ * One keep-alive HTTP/1.1 connection (RFC 9112 §9.3) carrying one exchange at a time: the lane under a session
+ * (enclave/dispatch/transport.ts, docs/protocol.md §14.4), and through h1-pool.ts a worker's requests to its inference
+ * server (worker/forward.ts). It speaks to the exchange's handler as undici's
  * dispatcher does (`onRequestStart`, `onResponseStart`, `onResponseData`, `onResponseEnd`, `onResponseError`, and a
  * controller to abort, pause and resume), so the same handler reads an answer from either.
  *
- * Why not undici's Client here: a lane only ever POSTs a small body and reads a worker's answer, and undici's general
- * machinery (request objects, its WebAssembly parser, timers) cost 40–60 µs of CPU per exchange on this path, as much
- * as everything else a plain proxy hop does (docs/performance.md). The request head is written with the body in one
+ * Why not undici's Client here: these exchanges are a small GET or POST and its answer, and undici's general
+ * machinery (request objects, its WebAssembly parser, timers) cost 40–60 µs of CPU per exchange, as much as
+ * everything else a plain proxy hop does (docs/performance.md). The request head is written with the body in one
  * corked write; the answer is read by a strict parser (h1-response.ts) that hands on views of the socket's buffers.
  *
- * Timeouts: connect; first byte (the answer's head after the request left); idle (between body bytes); and an idle
- * connection is closed after `keepAliveMs`, before the worker's own keep-alive timeout, so that no request is
- * written into a connection the worker is closing.
+ * Timeouts: connect; first byte (the answer's head after the request left); idle (between body bytes, not counting
+ * time the reader held the answer back); and an idle connection is closed after `keepAliveMs`, or sooner when the
+ * server's `Keep-Alive: timeout=N` says it closes first, so that no request is written into a connection the server
+ * is closing.
  */
 import { connect, type Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
@@ -33,7 +35,14 @@ export class H1Error extends Error {
   }
 }
 
+export interface H1Options {
+  /** Accept an answer whose body runs to the connection's close (an inference server may send one; a worker never does). */
+  readonly closeDelimited?: boolean;
+}
+
 export interface H1Request {
+  /** GET, HEAD or POST (the default). */
+  readonly method?: 'GET' | 'HEAD' | 'POST';
   readonly path: string;
   /** Flat name/value list; names and values must not hold CR, LF or NUL. */
   readonly headers: readonly string[];
@@ -93,7 +102,7 @@ class Pending implements Dispatcher.DispatchController, ResponseSink {
     if (this.settled) return;
     this.started = true;
     this.close = close;
-    this.#conn.headed();
+    this.#conn.headed(fields['keep-alive']);
     this.handler.onResponseStart?.(this, status, fields, '');
   }
   data(chunk: Uint8Array): void {
@@ -120,6 +129,9 @@ export class H1Connection {
   readonly #authority: string;
   readonly #t: H1Timeouts;
   readonly #onDisconnect: () => void;
+  readonly #o: H1Options;
+  /** How long the server keeps an idle connection, less a second, from its last `Keep-Alive: timeout=N`. */
+  #serverKeepAliveMs = Number.POSITIVE_INFINITY;
   #socket: Socket | undefined;
   #connected = false;
   #reader = new ResponseReader();
@@ -133,13 +145,19 @@ export class H1Connection {
   #ticker: NodeJS.Timeout | undefined;
 
   /** `onDisconnect` runs each time a connection that was opened ends (what was bound to it is gone). */
-  constructor(origin: URL, t: H1Timeouts, onDisconnect: () => void) {
+  constructor(origin: URL, t: H1Timeouts, onDisconnect: () => void, o: H1Options = {}) {
     if (origin.protocol !== 'http:') throw new H1Error('H1_BAD_ORIGIN', `a lane speaks plain HTTP/1.1, not ${origin.protocol}`);
     this.#host = origin.hostname.replace(/^\[|\]$/g, '');
     this.#port = Number(origin.port || 80);
     this.#authority = origin.host;
     this.#t = t;
     this.#onDisconnect = onDisconnect;
+    this.#o = o;
+  }
+
+  /** Exchanges on this connection, in flight and queued. */
+  get load(): number {
+    return (this.#current ? 1 : 0) + this.#queue.length;
   }
 
   /** Queues one POST; its handler hears of it from `onRequestStart` on. */
@@ -191,7 +209,7 @@ export class H1Connection {
   flow(p: Pending): void {
     const s = this.#socket;
     if (p !== this.#current || !s) return;
-    // While its reader holds the answer back, the worker is not idle: the body deadline waits for the resume (a
+    // While its reader holds the answer back, the server is not idle: the body deadline waits for the resume (a
     // reader that never resumes is ended by its own side's timeout, which cancels the exchange).
     if (p.paused) {
       s.pause();
@@ -202,8 +220,12 @@ export class H1Connection {
     }
   }
 
-  headed(): void {
-    this.#arm(this.#t.idleMs, 'H1_BODY_TIMEOUT', 'the worker went idle mid-answer');
+  headed(keepAlive?: string): void {
+    if (keepAlive !== undefined) {
+      const m = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(keepAlive);
+      if (m) this.#serverKeepAliveMs = Number(m[1]) * 1000 - 1000;
+    }
+    this.#arm(this.#t.idleMs, 'H1_BODY_TIMEOUT', 'the server went idle mid-answer');
   }
 
   progressed(): void {
@@ -213,8 +235,8 @@ export class H1Connection {
   ended(p: Pending): void {
     this.#clearTimer();
     this.#current = undefined;
-    if (p.close && this.#socket) {
-      this.#end(this.#socket, new H1Error('H1_CLOSED', 'the worker closed the connection'));
+    if ((p.close || this.#serverKeepAliveMs <= 0) && this.#socket) {
+      this.#end(this.#socket, new H1Error('H1_CLOSED', 'the server closed the connection'));
       return;
     }
     // The answer's last bytes may leave the socket paused by a reader that has since stopped reading.
@@ -228,19 +250,19 @@ export class H1Connection {
     if (this.#current || this.#destroyed) return;
     const p = this.#queue.shift();
     if (!p) {
-      if (this.#socket && this.#connected) this.#arm(this.#t.keepAliveMs, 'H1_KEEPALIVE', 'idle connection closed');
+      if (this.#socket && this.#connected) this.#arm(Math.min(this.#t.keepAliveMs, this.#serverKeepAliveMs), 'H1_KEEPALIVE', 'idle connection closed');
       return;
     }
     this.#current = p;
     try {
       const head = this.#headOf(p.req);
       const s = this.#socket ?? this.#open();
-      this.#reader.expect(p);
+      this.#reader.expect(p, { head: p.req.method === 'HEAD', closeDelimited: this.#o.closeDelimited === true });
       s.cork();
       s.write(head, 'latin1');
       if (p.req.body.length > 0) s.write(p.req.body);
       s.uncork();
-      if (this.#connected) this.#arm(this.#t.firstByteMs, 'H1_HEADERS_TIMEOUT', 'the worker did not answer in time');
+      if (this.#connected) this.#arm(this.#t.firstByteMs, 'H1_HEADERS_TIMEOUT', 'the server did not answer in time');
     } catch (e) {
       this.#current = undefined;
       p.fail(e instanceof H1Error ? e : new H1Error('H1_REQUEST', 'request not sent', { cause: e }));
@@ -250,7 +272,9 @@ export class H1Connection {
 
   #headOf(req: H1Request): string {
     if (!PATH.test(req.path)) throw new H1Error('H1_REQUEST', 'invalid request path');
-    let head = `POST ${req.path} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
+    const method = req.method ?? 'POST';
+    if (method !== 'POST' && method !== 'GET' && method !== 'HEAD') throw new H1Error('H1_REQUEST', 'method not supported');
+    let head = `${method} ${req.path} HTTP/1.1\r\nhost: ${this.#authority}\r\n`;
     const h = req.headers;
     for (let i = 0; i + 1 < h.length; i += 2) {
       const k = h[i]!;
@@ -258,7 +282,8 @@ export class H1Connection {
       if (!TOKEN.test(k) || UNSAFE.test(v)) throw new H1Error('H1_REQUEST', 'invalid request field');
       head += `${k}: ${v}\r\n`;
     }
-    return `${head}content-length: ${req.body.length}\r\n\r\n`;
+    // A GET or HEAD without a body carries no length (RFC 9110 §8.6: a user agent should not send one then).
+    return method !== 'POST' && req.body.length === 0 ? `${head}\r\n` : `${head}content-length: ${req.body.length}\r\n\r\n`;
   }
 
   #open(): Socket {
@@ -266,7 +291,7 @@ export class H1Connection {
     this.#socket = s;
     this.#connected = false;
     this.#reader = new ResponseReader();
-    this.#arm(this.#t.connectMs, 'H1_CONNECT_TIMEOUT', 'could not connect to the worker in time');
+    this.#arm(this.#t.connectMs, 'H1_CONNECT_TIMEOUT', 'could not connect in time');
     const t = this.#t;
     const every = Math.max(5, Math.min(1000, Math.min(t.connectMs, t.firstByteMs, t.idleMs, t.keepAliveMs) / 4));
     const ticker = setInterval(() => this.#tick(s), every);
@@ -274,7 +299,7 @@ export class H1Connection {
     this.#ticker = ticker;
     s.once('connect', () => {
       this.#connected = true;
-      if (this.#current && !this.#current.started) this.#arm(this.#t.firstByteMs, 'H1_HEADERS_TIMEOUT', 'the worker did not answer in time');
+      if (this.#current && !this.#current.started) this.#arm(this.#t.firstByteMs, 'H1_HEADERS_TIMEOUT', 'the server did not answer in time');
     });
     s.on('data', (b: Buffer) => {
       try {
@@ -283,7 +308,12 @@ export class H1Connection {
         this.#end(s, e instanceof Error ? e : new H1Error('H1_BAD_RESPONSE', String(e)));
       }
     });
-    s.on('end', () => this.#end(s, new H1Error('H1_CLOSED', 'the worker closed the connection')));
+    s.on('end', () => {
+      // The server's orderly close: it ends an answer framed by the close (its sink hears the end); any other
+      // answer still being read fails below.
+      if (this.#socket === s) this.#reader.closed();
+      this.#end(s, new H1Error('H1_CLOSED', 'the server closed the connection'));
+    });
     s.on('error', (e: Error) => this.#end(s, new H1Error('H1_SOCKET', `connection failed (${(e as { code?: string }).code ?? e.name})`, { cause: e })));
     s.on('close', () => {
       if (this.#socket !== s) return;

@@ -76,6 +76,28 @@ describe('ResponseReader', () => {
     expect(read(b('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'))).toMatchObject({ status: 200, ended: true, body: [] });
   });
 
+  it('reads a body framed by the close only where allowed, to the close; a HEAD answer has no body', () => {
+    const reader = new ResponseReader();
+    const s = sink();
+    reader.expect(s, { closeDelimited: true });
+    reader.push(b('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nabc'));
+    reader.push(b('def'));
+    expect([s.ended, s.close]).toEqual([false, true]);
+    expect(reader.closed()).toBe(true);
+    expect([Buffer.concat(s.body).toString(), s.ended]).toEqual(['abcdef', true]);
+
+    const cut = sink();
+    reader.expect(cut, { closeDelimited: true });
+    reader.push(b('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc'));
+    expect(reader.closed()).toBe(false); // a framed answer cut short by the close
+    expect(cut.ended).toBe(false);
+
+    const head = sink();
+    reader.expect(head, { head: true });
+    reader.push(b('HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n'));
+    expect([head.status, head.ended, head.body.length, reader.idle]).toEqual([200, true, 0, true]);
+  });
+
   it('reads answers one after another on one reader', () => {
     const reader = new ResponseReader();
     for (const body of ['first', 'second']) {

@@ -1,13 +1,15 @@
 /**
  * A strict, push-based reader of HTTP/1.1 responses (RFC 9112) for the enclave's lanes to its workers: status line
  * (§4), field lines (§5), and the message body framed by Content-Length (§6.3 rule 6) or the chunked transfer coding
- * (§7.1). It reads what a gm worker (node:http) sends and refuses, rather than guesses at, everything a well-formed
- * peer never sends: bare CR or LF, obs-fold (§5.2), whitespace before a field's colon (§5.1), Transfer-Encoding other
- * than `chunked` alone, Content-Length beside Transfer-Encoding or twice (§6.3 rules 3–5: the framings request
- * smuggling plays on), a body framed by the connection's close, an upgrade (101), and bytes past the answer.
+ * (§7.1). It reads what a gm worker (node:http) or an inference server sends and refuses, rather than guesses at,
+ * everything a well-formed peer never sends: bare CR or LF, obs-fold (§5.2), whitespace before a field's colon
+ * (§5.1), Transfer-Encoding other than `chunked` alone, Content-Length beside Transfer-Encoding or twice (§6.3 rules
+ * 3–5: the framings request smuggling plays on), an upgrade (101), and bytes past the answer. A body framed by the
+ * connection's close (§6.3 rule 8) is read only where the caller allows it (an inference server may send one; a gm
+ * worker never does), and ends at `closed()`.
  *
- * The framing is not trusted for integrity: the session records inside it are authenticated (docs/protocol.md §14);
- * a parse failure ends the exchange and the connection.
+ * On the enclave's lanes the framing is not trusted for integrity: the session records inside it are authenticated
+ * (docs/protocol.md §14). A parse failure ends the exchange and the connection.
  *
  * Body bytes are handed on as views of the buffers pushed, never copied.
  */
@@ -45,6 +47,14 @@ const CHUNK_DATA = 3;
 const CHUNK_END = 4;
 const TRAILERS = 5;
 const DONE = 6;
+const UNTIL_CLOSE = 7;
+
+export interface ExpectOptions {
+  /** The request was HEAD: the answer has no body whatever its fields say (RFC 9110 §9.3.2). */
+  readonly head?: boolean;
+  /** A body framed by neither Content-Length nor chunked runs to the connection's close (§6.3 rule 8). */
+  readonly closeDelimited?: boolean;
+}
 
 function bad(message: string): never {
   throw new H1ParseError(message);
@@ -83,12 +93,29 @@ export class ResponseReader {
   /** Bytes of an incomplete head, chunk line or trailer section. */
   #pending: Buffer | undefined;
   #remaining = 0;
+  #o: ExpectOptions = {};
 
   /** Readies the reader for the answer to the request just sent. */
-  expect(sink: ResponseSink): void {
+  expect(sink: ResponseSink, o: ExpectOptions = {}): void {
     if (this.#state !== DONE) throw new Error('an answer is still being read');
     this.#sink = sink;
+    this.#o = o;
     this.#state = HEAD;
+  }
+
+  /**
+   * The connection closed: a body framed by the close ends here (true); any other answer still being read is cut
+   * short (false), and nothing more reaches its sink.
+   */
+  closed(): boolean {
+    if (this.#state === DONE) return true;
+    if (this.#state === UNTIL_CLOSE) {
+      this.#finish();
+      return true;
+    }
+    this.#state = DONE;
+    this.#sink = undefined;
+    return false;
   }
 
   /** Whether the last expected answer has been read to its end. */
@@ -107,6 +134,9 @@ export class ResponseReader {
       switch (this.#state) {
         case DONE:
           return bad('bytes with no answer expected');
+        case UNTIL_CLOSE:
+          this.#sink!.data(at === 0 ? b : b.subarray(at));
+          return;
         case HEAD:
         case TRAILERS: {
           if (this.#state === TRAILERS && b.length - at >= 2 && b.readUInt16BE(at) === CRLF) {
@@ -199,6 +229,12 @@ export class ResponseReader {
       this.#finish();
       return;
     }
+    if (this.#o.head) {
+      // Its fields describe the body a GET would have had; none follows.
+      sink.head(status, fields, close);
+      this.#finish();
+      return;
+    }
     if (te !== undefined) {
       if (cl !== undefined) bad('content-length beside transfer-encoding');
       if (te.toLowerCase() !== 'chunked') bad('transfer-encoding other than chunked');
@@ -206,7 +242,12 @@ export class ResponseReader {
       this.#state = CHUNK_LINE;
       return;
     }
-    if (cl === undefined) bad('answer framed by neither content-length nor chunked');
+    if (cl === undefined) {
+      if (!this.#o.closeDelimited) bad('answer framed by neither content-length nor chunked');
+      sink.head(status, fields, true);
+      this.#state = UNTIL_CLOSE;
+      return;
+    }
     if (!DIGITS.test(cl)) bad('malformed content-length');
     sink.head(status, fields, close);
     this.#remaining = Number(cl);
