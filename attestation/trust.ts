@@ -150,6 +150,20 @@ export async function loadTrustStore(dir: string, fs: TrustDirReader): Promise<T
   return new TrustStore(entries, missing);
 }
 
+/**
+ * The trust directory as every gm command and service reads it: the store of the pinned anchors it holds, or
+ * undefined when it holds none (absent or empty; a verifier then refuses real evidence itself). A broken directory is
+ * never taken for an empty one: a certificate that fails its pin is TRUST_PIN_MISMATCH, a file that cannot be read
+ * TRUST_DIR_UNREADABLE. With `requiredBy` (who needs the anchors, and for what), a directory holding none is
+ * TRUST_ANCHOR_MISSING, naming it and how to fill it.
+ */
+export async function trustFromDir(dir: string, fs: TrustDirReader, o: { readonly requiredBy?: string } = {}): Promise<TrustStore | undefined> {
+  const store = await loadTrustStore(dir, fs);
+  if (store.entries.length > 0) return store;
+  if (o.requiredBy !== undefined) throw configError('TRUST_ANCHOR_MISSING', `${o.requiredBy}, and the trust directory ${dir} holds none: run \`gm trust import DIR\` or \`gm trust fetch\``);
+  return undefined;
+}
+
 /** The trust directory: `GM_TRUST_DIR`, else `$XDG_CONFIG_HOME/gm/trust`, else `~/.config/gm/trust`. */
 export function trustDirFrom(env: Readonly<Record<string, string | undefined>>, home: string): string {
   if (env.GM_TRUST_DIR) return env.GM_TRUST_DIR;

@@ -29,10 +29,11 @@ export async function run(f: ChatFlags, prompt: string, io: Io): Promise<number>
   const say = progress(io, json);
   const allowSim = f['allow-sim'] === true;
   const policy = await loadPolicy(io, f.policy, allowSim);
+  const trust = await loadTrust(io);
   say(`gm chat: verifying the enclave at ${url}${f.relay ? ` through the relay ${f.relay}` : ''}...`);
   let client: GmClient;
   try {
-    client = await createClient({ url, ...(f.relay ? { relay: f.relay } : {}), ...(f.collateral ? { collateralFrom: f.collateral } : {}), policy, allowSim, trust: await loadTrust(io) });
+    client = await createClient({ url, ...(f.relay ? { relay: f.relay } : {}), ...(f.collateral ? { collateralFrom: f.collateral } : {}), policy, allowSim, trust });
   } catch (e) {
     if (e instanceof GmError && e.report) io.err(formatReport(e.report));
     throw e;

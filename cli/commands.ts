@@ -329,6 +329,8 @@ export type ReceiptsStatementFlags = Flags<typeof RECEIPTS_STATEMENT>;
 export type JsonFlag = Flags<{ json: typeof json }>;
 
 const EXIT_VERIFY = 'Exit 0 verified, 1 rejected, 2 usage or configuration error.';
+/** What the commands that verify an enclave say about the trust directory. */
+const CLIENT_TRUST = 'Real evidence is checked against the pinned vendor roots of the trust directory (GM_TRUST_DIR, else\n~/.config/gm/trust); a certificate there that fails its pin, or a file that cannot be read, stops the command\n(TRUST_PIN_MISMATCH, TRUST_DIR_UNREADABLE).';
 
 export const COMMANDS: readonly CommandSpec[] = [
   command({
@@ -343,7 +345,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'verify a live enclave (URL) with a fresh nonce; or a report, quote, GPU evidence or saved bundle',
     args: '<url>',
     flags: VERIFY_URL,
-    details: `Prints the verification report, a table or JSON. ${EXIT_VERIFY}`,
+    details: `Prints the verification report, a table or JSON. ${EXIT_VERIFY}\n${CLIENT_TRUST}`,
     run: async (f, a, io) => (await import('./verify-url.ts')).run(f, a[0]!, io),
   }),
   command({
@@ -372,7 +374,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'verify a saved evidence bundle (CBOR or JSON) offline',
     args: '<file>',
     flags: VERIFY_BUNDLE,
-    details: EXIT_VERIFY,
+    details: `${EXIT_VERIFY}\n${CLIENT_TRUST}`,
     run: async (f, a, io) => (await import('./verify-bundle.ts')).run(f, a[0]!, io),
   }),
   command({ name: 'measure', summary: 'compute the launch measurements a policy pins, from the images a TEE launches' }),
@@ -416,7 +418,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     args: '<prompt...>',
     flags: CHAT,
     env: true,
-    details: 'Progress and the verification summary go to stderr, the answer and its receipt to stdout.',
+    details: `Progress and the verification summary go to stderr, the answer and its receipt to stdout.\n${CLIENT_TRUST}`,
     run: async (f, a, io) => (await import('./chat.ts')).run(f, a.join(' '), io),
   }),
   command({
@@ -424,7 +426,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'verify the enclave, then serve a plain OpenAI API on loopback that seals every request to it',
     flags: PROXY,
     env: true,
-    details: 'Point any OpenAI client at http://127.0.0.1:8787/v1. Answers carry gm-verified and gm-receipt headers\n(trailers on streams); GET /v1/gm/receipts/{requestId} returns the signed receipt. Outbound requests honour\nHTTPS_PROXY, HTTP_PROXY and NO_PROXY. Refuses to start when the enclave does not verify (exit 1).',
+    details: `Point any OpenAI client at http://127.0.0.1:8787/v1. Answers carry gm-verified and gm-receipt headers\n(trailers on streams); GET /v1/gm/receipts/{requestId} returns the signed receipt. Outbound requests honour\nHTTPS_PROXY, HTTP_PROXY and NO_PROXY. Refuses to start when the enclave does not verify (exit 1).\n${CLIENT_TRUST}`,
     run: async (f, _a, io) => (await import('./proxy.ts')).run(f, io),
   }),
   command({
@@ -454,6 +456,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'run the host shim: gated relay, collateral cache, status page',
     flags: HOST,
     env: true,
+    details: 'Opens the relay only to an enclave whose evidence chains to the pinned vendor roots of the trust directory\n(GM_TRUST_DIR, else ~/.config/gm/trust), read at start: a certificate there that fails its pin\n(TRUST_PIN_MISMATCH) or a file that cannot be read (TRUST_DIR_UNREADABLE) stops it, and so does, without\n--allow-sim, a directory holding none (TRUST_ANCHOR_MISSING). With --allow-sim and no --policy it reads none.',
     run: async (f, _a, io) => (await import('../host/main.ts')).run(f, io),
   }),
   command({ name: 'receipts', summary: 'verify receipts and ledgers; manage accounts; statements' }),

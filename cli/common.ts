@@ -4,7 +4,7 @@ import { homedir } from 'node:os';
 import type { EnclaveSettings } from '../attestation/bundle.ts';
 import type { BundleClaims } from '../attestation/bundle-verify.ts';
 import { configError } from '../attestation/errors.ts';
-import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
+import { trustDirFrom, trustFromDir, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
 import type { Io } from './io.ts';
 
@@ -23,14 +23,13 @@ export async function loadPolicy(io: Io, file: string | undefined, allowSim: boo
   return parseClientPolicy(doc, file);
 }
 
-/** The pinned anchors when the trust directory is set up; undefined otherwise (sim stacks need none). */
+/**
+ * The pinned anchors of the trust directory, or undefined when it holds none: sim evidence needs none, and the verifier
+ * refuses real evidence without them (TRUST_STORE_REQUIRED). A certificate that fails its pin (TRUST_PIN_MISMATCH) or
+ * a file that cannot be read (TRUST_DIR_UNREADABLE) stops the command before it contacts anything.
+ */
 export async function loadTrust(io: Io): Promise<TrustStore | undefined> {
-  try {
-    const s = await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
-    return s.entries.length > 0 ? s : undefined;
-  } catch {
-    return undefined;
-  }
+  return trustFromDir(trustDirFrom(io.env, homedir()), fsp);
 }
 
 /** The claims a person reads after a verification; with `settings`, the enclave's attested settings too (docs/protocol.md §12.3). */

@@ -30,10 +30,11 @@ export async function run(f: ProxyFlags, io: Io, o: { signal?: AbortSignal; onLi
   const apiKey = f['api-key'];
   const allowSim = f['allow-sim'] === true;
   const policy = await loadPolicy(io, f.policy, allowSim);
+  const trust = await loadTrust(io);
   const outbound = outboundFetch(io.env);
   let client: GmClient;
   try {
-    client = await createClient({ url, ...(f.relay ? { relay: f.relay } : {}), ...(f.collateral ? { collateralFrom: f.collateral } : {}), policy, allowSim, trust: await loadTrust(io), fetch: outbound.fetch });
+    client = await createClient({ url, ...(f.relay ? { relay: f.relay } : {}), ...(f.collateral ? { collateralFrom: f.collateral } : {}), policy, allowSim, trust, fetch: outbound.fetch });
   } catch (e) {
     await outbound.close();
     throw refusal(e);

@@ -22,6 +22,7 @@ export async function run(f: VerifyBundleFlags, file: string, io: Io): Promise<n
   const say = progress(io, json);
   const allowSim = f['allow-sim'] === true;
   const policy = await loadPolicy(io, f.policy, allowSim);
+  const trust = await loadTrust(io);
   const raw = await io.readFile(file);
   let bytes = raw;
   if (raw[0] === 0x7b /* '{' */) {
@@ -41,7 +42,7 @@ export async function run(f: VerifyBundleFlags, file: string, io: Io): Promise<n
   say(`gm verify bundle: verifying ${file} offline...`);
   try {
     const collateral = f.collateral ? { base: f.collateral, fetch: (i: string | URL | Request, init?: RequestInit) => fetch(i, init) } : undefined;
-    const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust: await loadTrust(io), now, maxAgeMs: maxAge, ...(collateral ? { collateral } : {}) });
+    const r = await verifyEnclaveBundle(bytes, { nonce, policy, allowSim, trust, now, maxAgeMs: maxAge, ...(collateral ? { collateral } : {}) });
     const claims = claimsSummary(r.claims, r.settings ?? 'none');
     io.out(json ? reportJson(r.report, claims) : formatReport(r.report, claims));
     return 0;

@@ -112,6 +112,8 @@ export interface EnclaveOptions {
   readonly rotationTimer?: boolean;
   /** Session rekey policy (requests, age). */
   readonly session?: SessionDispatchOptions;
+  /** The network the worker registry challenges and health-checks workers through (default: the process's `fetch`). */
+  readonly fetch?: RegistryOptions['fetch'];
   readonly challenge?: RegistryOptions['challenge'];
   readonly health?: RegistryOptions['health'];
   /** How often workers' health is checked (default 5 s): a stopped worker leaves the verified set within it. */
@@ -231,6 +233,7 @@ export async function createEnclave(o: EnclaveOptions): Promise<Enclave> {
     log: o.log,
     metrics,
     now,
+    fetch: o.fetch ?? ((i, init) => fetch(i, init)),
     transportFor: (url, credential) => poolTransport(url, timeouts, credential),
     ...(o.challenge ? { challenge: o.challenge } : {}),
     ...(o.health ? { health: o.health } : {}),

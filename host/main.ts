@@ -9,13 +9,17 @@
  * --policy FILE (the operator's enclave policy; required unless --allow-sim), --allow-sim, --cache-dir DIR,
  * --check-interval SECONDS (default 60), --amd-kds URL, --intel-pcs URL, --intel-certs URL, --nvidia-rim URL,
  * --nvidia-ocsp URL (vendor base URLs, for mirrors and tests).
+ * The gate verifies the enclave against the pinned vendor roots of the trust directory (GM_TRUST_DIR, else
+ * ~/.config/gm/trust), read at start: one holding a certificate that fails its pin (TRUST_PIN_MISMATCH) or a file
+ * that cannot be read (TRUST_DIR_UNREADABLE) stops the shim, as does, without --allow-sim, one holding none
+ * (TRUST_ANCHOR_MISSING). On the sim policy (--allow-sim, no --policy) it reads none.
  */
 import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { configError } from '../attestation/errors.ts';
 import { createLogger, type Logger } from '../enclave/log.ts';
-import { loadTrustStore, trustDirFrom, type TrustStore } from '../attestation/trust.ts';
+import { trustDirFrom, trustFromDir, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
 import { hostApp, type HostAppOptions } from './app.ts';
 import { CollateralCache } from './collateral/cache.ts';
@@ -160,7 +164,9 @@ export async function run(f: HostFlags, io: HostIo): Promise<number> {
   const policy = f.policy
     ? parseClientPolicy(policyJson(await io.readFile(f.policy), f.policy), f.policy)
     : allowSim ? parseClientPolicy(simPolicyDoc(), 'sim policy') : (() => { throw configError('POLICY_REQUIRED', 'gm host needs --policy FILE (the enclave measurements to accept), or --allow-sim'); })();
-  const trust = allowSim && !f.policy ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp).catch(() => undefined);
+  // The vendor roots the enclave's evidence must chain to. On the sim policy the gate accepts sim evidence only and
+  // reads none; otherwise a broken directory stops the shim here, and without --allow-sim so does an empty one.
+  const trust = allowSim && !f.policy ? undefined : await trustFromDir(trustDirFrom(io.env, homedir()), fsp, allowSim ? {} : { requiredBy: 'gm host admits only an enclave whose evidence chains to the pinned vendor roots' });
   const { hostname, port } = parseListen(f.listen ?? '127.0.0.1:8080');
   const interval = Number(f['check-interval'] ?? '60');
   if (!Number.isFinite(interval) || interval < 1) throw configError('USAGE', '--check-interval must be at least 1 second');

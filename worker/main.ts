@@ -39,7 +39,7 @@ import { serveWorkerProcess, startPrimary } from './processes.ts';
 import { availableParallelism } from 'node:os';
 import type { FetchLike } from '../client/attest.ts';
 import { parseClientPolicy } from '../client/policy.ts';
-import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
+import { trustDirFrom, trustFromDir } from '../attestation/trust.ts';
 import { commandGpuSource, simGpuSource } from './gpu.ts';
 
 /** The flags (declared, with their GM_<FLAG> environment names, in cli/commands.ts). */
@@ -282,9 +282,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   const enclavePolicy = policyFile ? parseClientPolicy(policyDocument(await io.readFile(policyFile), policyFile), '--enclave-policy') : undefined;
   if (!enclavePolicy && !tee.sim) throw configError('USAGE', 'a real worker needs --enclave-policy FILE (the enclave measurements it registers with, the client policy format)');
   // The vendor roots its enclaves' evidence must chain to; a sim worker on the sim policy accepts sim evidence only.
-  const trustDir = trustDirFrom(io.env, homedir());
-  const trust = tee.sim && !enclavePolicy ? undefined : await loadTrustStore(trustDir, fsp);
-  if (!tee.sim && !trust?.entries.length) throw configError('TRUST_ANCHOR_MISSING', `a real worker verifies its enclaves against the pinned vendor roots, and the trust directory ${trustDir} holds none: run \`gm trust import DIR\` or \`gm trust fetch\``);
+  const trust = tee.sim && !enclavePolicy ? undefined : await trustFromDir(trustDirFrom(io.env, homedir()), fsp, tee.sim ? {} : { requiredBy: 'a real worker verifies its enclaves against the pinned vendor roots' });
   const log = createLogger({ service: 'worker', sim: tee.sim, level: (f['log-level'] ?? 'info') as 'info', sink: (l) => io.err(l) });
   const seed = givenSeed ?? (tee.sim ? crypto.getRandomValues(new Uint8Array(32)) : undefined);
   if (!seed) throw configError('USAGE', 'gm worker needs the operator hotkey seed (32-byte sr25519 mini-secret, 64 hex) in --hotkey-seed-file FILE or GM_HOTKEY_SEED to sign offers');

@@ -1,5 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { encodeBundle } from '../../attestation/bundle.ts';
+import { fromHex } from '../../attestation/bytes.ts';
 import { isGmError } from '../../attestation/errors.ts';
 import { encodeKeyConfigs, generateKeyConfig } from '../../protocol/ohttp.ts';
 import { generateWorkerKey } from '../../protocol/offer.ts';
@@ -13,9 +14,14 @@ import { memoryLogger } from '../log.ts';
 import { Metrics } from '../metrics.ts';
 import { makeBundle } from '../tee/evidence.ts';
 import { simProvider } from '../tee/sim.ts';
-import { type Registration, WorkerRegistry } from './registry.ts';
+import { type Registration, type RegistryFetch, WorkerRegistry } from './registry.ts';
 
-async function fixture(freshnessMs = 60_000) {
+/**
+ * A registry over sim workers. By default its challenge is a function of the fixture and its network refuses every
+ * request; with `network`, it has no challenge or health function of its own and reaches the worker through a fake
+ * network (the `fetch` of its options) that serves the worker's attestation and /healthz and records each request.
+ */
+async function fixture(freshnessMs = 60_000, o: { readonly network?: boolean } = {}) {
   const { amd, nvidia } = await simVendors();
   const keyConfigs = encodeKeyConfigs([(await generateKeyConfig(1)).config]);
   const key = await generateWorkerKey();
@@ -30,17 +36,28 @@ async function fixture(freshnessMs = 60_000) {
   let challenges = 0;
   const { log, lines } = memoryLogger('enclave');
   const closed: string[] = [];
+  const challenge = async (nonce: Uint8Array): Promise<Uint8Array> => {
+    challenges++;
+    if (answer === 'down') throw new Error('connection refused');
+    if (answer === 'other-keys') return encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey: new Uint8Array(32).fill(1), gpu: simGpuSource({ signer: nvidia }), nonce, now: () => clock }));
+    return encodeBundle(await bundle(nonce));
+  };
+  const requests: { url: string; signal: AbortSignal | null | undefined }[] = [];
+  const network: RegistryFetch = async (url, init) => {
+    if (!o.network) throw new Error(`unexpected request to ${url}`);
+    requests.push({ url, signal: init?.signal });
+    const u = new URL(url);
+    if (u.pathname === '/healthz') return new Response('{}', { status: answer === 'down' ? 503 : 200 });
+    if (u.pathname === '/v1/attestation' && answer !== 'down') return new Response(await challenge(fromHex(u.searchParams.get('nonce') ?? '')) as Uint8Array<ArrayBuffer>);
+    return new Response(null, { status: 503 });
+  };
   const reg = new WorkerRegistry({
     policy: { policy: { 'sev-snp': simWorkerPolicy(), tdx: { ...DEFAULT_TDX_POLICY } }, allowSim: true, freshnessMs },
     log,
     metrics: new Metrics(),
     now: () => clock,
-    challenge: async (_url, nonce) => {
-      challenges++;
-      if (answer === 'down') throw new Error('connection refused');
-      if (answer === 'other-keys') return encodeBundle(await makeBundle({ tee: simProvider({ amd }), role: 'worker', keyConfigs, signingKey: new Uint8Array(32).fill(1), gpu: simGpuSource({ signer: nvidia }), nonce, now: () => clock }));
-      return encodeBundle(await bundle(nonce));
-    },
+    fetch: network,
+    ...(o.network ? {} : { challenge: (_url: string, nonce: Uint8Array) => challenge(nonce) }),
     transportFor: (url) => ({ send: async () => { throw new Error('unused'); }, close: async () => void closed.push(url) }),
   });
   /** A registration signed by the worker key, at the fixture's clock (each one a millisecond later). */
@@ -57,8 +74,37 @@ async function fixture(freshnessMs = 60_000) {
     on: (p: typeof platform) => { platform = p; },
     manifest: (m: Uint8Array | undefined) => { models = m; },
     challenges: () => challenges,
+    requests: () => requests,
   };
 }
+
+describe('worker registry: the network it is given', () => {
+  afterEach(() => vi.unstubAllGlobals());
+
+  it("challenges and health-checks a worker through its options' fetch, each request with a timeout, never the global fetch", async () => {
+    const global: string[] = [];
+    vi.stubGlobal('fetch', async (input: unknown) => {
+      global.push(String(input));
+      throw new Error('the global fetch was called');
+    });
+    const f = await fixture(60_000, { network: true });
+    const registered = await f.reg.register(await f.registration({ url: 'http://w1.test', bundle: encodeBundle(await f.bundle()), models: ['m'], offers: [] })).catch((e: unknown) => e);
+    expect(global).toEqual([]);
+    expect(f.requests().map((r) => r.url)).toEqual([expect.stringMatching(/^http:\/\/w1\.test\/v1\/attestation\?nonce=[0-9a-f]{64}$/)]);
+    expect(f.reg.usable((registered as { id: string }).id)).toBeDefined();
+    await f.reg.probe();
+    expect(f.requests().map((r) => r.url).at(-1)).toBe('http://w1.test/healthz');
+    // Its answers are the ones acted on: a 503 health check re-challenges the worker, and a failed challenge drops it.
+    f.set('down');
+    await f.reg.probe();
+    expect(f.requests().map((r) => new URL(r.url).pathname).slice(-2)).toEqual(['/healthz', '/v1/attestation']);
+    expect(f.lines.some((l) => l.includes('"worker.unhealthy"') && l.includes('WORKER_UNHEALTHY'))).toBe(true);
+    expect(f.lines.some((l) => l.includes('"worker.dropped"') && l.includes('WORKER_CHALLENGE_FAILED'))).toBe(true);
+    expect(f.reg.size).toBe(0);
+    for (const r of f.requests()) expect(r.signal, r.url).toBeInstanceOf(AbortSignal);
+    expect(global).toEqual([]);
+  });
+});
 
 describe('worker registry: model identity in the evidence', () => {
   const fp8 = encodeManifest([{ model: 'm', identity: testIdentity('fp8') }]);

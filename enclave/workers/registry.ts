@@ -136,14 +136,20 @@ export interface Registration {
 /** How far a registration's signed time may be from the enclave's clock. */
 export const REGISTRATION_SKEW_MS = 5 * 60_000;
 
+/** The network a registry reaches its workers through (the enclave's entry point hands in the process's `fetch`). */
+export type RegistryFetch = (input: string, init?: RequestInit) => Promise<Response>;
+
 export interface RegistryOptions {
   readonly policy: WorkerPolicy;
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly now?: () => number;
-  /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce=). */
+  /** The clock (Unix milliseconds) for registration times, evidence age and the freshness window. */
+  readonly now: () => number;
+  /** Every request to a worker that `challenge` and `health` do not replace goes through it. */
+  readonly fetch: RegistryFetch;
+  /** Fetches a worker's bundle for a nonce (default: GET <url>/v1/attestation?nonce= within 30 s, through `fetch`). */
   readonly challenge?: (url: string, nonce: Uint8Array) => Promise<Uint8Array>;
-  /** Resolves when the worker at `url` answers its health check (default: GET <url>/healthz within 3 s). */
+  /** Resolves when the worker at `url` answers its health check (default: GET <url>/healthz within 3 s, through `fetch`). */
   readonly health?: (url: string) => Promise<void>;
   /**
    * How often every worker's health is checked (default 5 s). A worker that fails it is re-challenged at once and
@@ -160,14 +166,14 @@ export interface RegistryOptions {
   readonly onChange?: (event: 'verified' | 'removed', w: VerifiedWorker) => void | readonly OfferRefusal[] | Promise<void | readonly OfferRefusal[]>;
 }
 
-export async function defaultHealth(url: string): Promise<void> {
-  const r = await fetch(`${url.replace(/\/+$/, '')}/healthz`, { signal: AbortSignal.timeout(3_000) });
+export async function defaultHealth(f: RegistryFetch, url: string): Promise<void> {
+  const r = await f(`${url.replace(/\/+$/, '')}/healthz`, { signal: AbortSignal.timeout(3_000) });
   await r.body?.cancel().catch(() => undefined);
   if (r.status !== 200) throw unavailable('WORKER_UNHEALTHY', `worker answered its health check with ${r.status}`);
 }
 
-export async function defaultChallenge(url: string, nonce: Uint8Array): Promise<Uint8Array> {
-  const r = await fetch(`${url.replace(/\/+$/, '')}/v1/attestation?nonce=${hex(nonce)}`, { signal: AbortSignal.timeout(30_000) });
+export async function defaultChallenge(f: RegistryFetch, url: string, nonce: Uint8Array): Promise<Uint8Array> {
+  const r = await f(`${url.replace(/\/+$/, '')}/v1/attestation?nonce=${hex(nonce)}`, { signal: AbortSignal.timeout(30_000) });
   if (r.status !== 200) throw unavailable('WORKER_CHALLENGE_FAILED', `worker answered the challenge with ${r.status}`);
   const b = new Uint8Array(await r.arrayBuffer());
   if (b.length > 1024 * 1024) throw protocolError('BUNDLE_MALFORMED', 'worker bundle too large');
@@ -188,7 +194,7 @@ export class WorkerRegistry {
 
   constructor(o: RegistryOptions) {
     this.#o = o;
-    this.#now = o.now ?? Date.now;
+    this.#now = o.now;
     this.#registrations = o.metrics.counter('gm_worker_verifications_total', 'Worker verifications by outcome and code', { labels: ['outcome', 'code'] });
     // Public: the worker listing is public anyway.
     o.metrics.gauge('gm_workers', 'Workers by state', {
@@ -315,7 +321,7 @@ export class WorkerRegistry {
 
   async #challenge(url: string, expect?: EvidenceBundle) {
     const nonce = crypto.getRandomValues(new Uint8Array(32));
-    const bytes = await (this.#o.challenge ?? defaultChallenge)(url, nonce);
+    const bytes = await (this.#o.challenge ?? ((u: string, n: Uint8Array) => defaultChallenge(this.#o.fetch, u, n)))(url, nonce);
     const bundle = decodeBundle(bytes);
     if (expect && (!equalBytes(bundle.keys.ohttp, expect.keys.ohttp) || !equalBytes(bundle.keys.signing ?? new Uint8Array(), expect.keys.signing ?? new Uint8Array(1))))
       throw rejected('WORKER_KEYS_CHANGED', 'the worker at this URL answers with other keys than the registered bundle');
@@ -395,7 +401,7 @@ export class WorkerRegistry {
 
   /** Checks every verified worker's health; one that fails is re-challenged now (and dropped if that fails). */
   async probe(): Promise<void> {
-    const health = this.#o.health ?? defaultHealth;
+    const health = this.#o.health ?? ((u: string) => defaultHealth(this.#o.fetch, u));
     await Promise.all(
       [...this.#workers.values()].filter((w) => w.state === 'verified').map(async (w) => {
         try {
