@@ -18,7 +18,7 @@ import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { configError } from '../attestation/errors.ts';
 import { gpuCollateralFromShim } from '../client/collateral.ts';
-import { loadTrustStore, trustDirFrom } from '../attestation/trust.ts';
+import { loadTrustStore, trustDirFrom, trustFromDir } from '../attestation/trust.ts';
 import { createEnclave, enclaveSettings } from './app.ts';
 import { generateEnclaveKeys } from './keys.ts';
 import type { Ledger } from './ledger/ledger.ts';
@@ -102,8 +102,10 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
   const parsed = f['worker-policy'] ? parseWorkerPolicy(new TextDecoder().decode(await io.readFile(f['worker-policy'])), f['worker-policy']) : tee.sim ? simWorkerPolicyDoc() : undefined;
   if (!parsed) throw configError('WORKER_POLICY_REQUIRED', 'a real enclave needs --worker-policy FILE (allowed worker measurements, GPU policy)');
   const policy = collateral ? withCollateralDefaults(parsed) : parsed;
-  // RIMs chain to the pinned NVIDIA RIM root: with a collateral source the trust store is needed even under sim.
-  const trust = tee.sim && allowSim && !collateral ? undefined : await loadTrustStore(trustDirFrom(io.env, homedir()), fsp);
+  // RIMs chain to the pinned NVIDIA RIM root: with a collateral source the trust store is needed even under sim. A
+  // real enclave verifies real workers: it does not start without anchors (every registration would fail later).
+  const trustDir = trustDirFrom(io.env, homedir());
+  const trust = tee.sim && allowSim && !collateral ? undefined : tee.sim ? await loadTrustStore(trustDir, fsp) : await trustFromDir(trustDir, fsp, { requiredBy: 'a real enclave verifies its workers against the pinned vendor roots' });
   const level = (f['log-level'] ?? 'info') as 'debug' | 'info' | 'warn' | 'error';
   const log = createLogger({ service: 'enclave', sim: tee.sim, level, sink: (l) => io.err(l) });
   // The shim is trusted for nothing: every OCSP response and RIM it serves is verified to the pinned NVIDIA roots.

@@ -4,7 +4,7 @@
  * configfs-tsm tree, and nothing is listening afterwards. With a configfs tree present, auto picks configfs (a real
  * TEE), so the enclave then insists on a worker policy instead of quietly running on sim defaults.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,5 +49,20 @@ describe('gm enclave / gm worker --tee auto', () => {
     expect(await main(['enclave', '--tee', 'auto', '--configfs-root', dir, '--listen', '127.0.0.1:0'], io)).toBe(2);
     expect(io.stderr()).toContain('WORKER_POLICY_REQUIRED');
     expect(io.stderr()).not.toContain('SIMULATED');
+  });
+
+  it('a real enclave with a worker policy and no trust anchors does not start (TRUST_ANCHOR_MISSING, naming the directory)', async () => {
+    const empty = join(dir, 'empty-trust');
+    await mkdir(empty, { recursive: true });
+    const policy = new TextEncoder().encode(JSON.stringify({ snp: { measurements: ['ab'.repeat(48)], allowDebug: false } }));
+    const io = { ...memIo(), env: { GM_TRUST_DIR: empty }, readFile: async () => policy };
+    const err: string[] = [];
+    const out: string[] = [];
+    io.err = (s) => void err.push(s);
+    io.out = (s) => void out.push(s);
+    expect(await main(['enclave', '--tee', 'auto', '--configfs-root', dir, '--worker-policy', 'policy.json', '--listen', '127.0.0.1:0'], io)).toBe(2);
+    expect(err.join('')).toContain('TRUST_ANCHOR_MISSING');
+    expect(err.join('')).toContain(empty);
+    expect(out.join('')).not.toContain('listening');
   });
 });
