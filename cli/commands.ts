@@ -248,6 +248,7 @@ export const WORKER = {
   parameters: { value: 'LIST', help: 'request parameters the deployment honours, comma-separated (default tools,tool_choice,response_format,logprobs,top_logprobs,seed,stop,temperature,top_p)' },
   json: { help: 'print the URL and the registration as JSON lines', env: false },
   processes: { value: 'N', help: 'processes sharing the listening socket, one attested identity (default: the number of cores)' },
+  'key-rotation-seconds': { value: 'N', help: 'OHTTP key lifetime: a new key configuration every N seconds, the previous one accepted one more period (default 3600)' },
 } as const;
 
 export const DEV_MODEL = {

@@ -14,14 +14,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { Client } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeBundle } from '../attestation/bundle.ts';
 import { hex } from '../attestation/bytes.ts';
 import { parseReceiptHeader } from '../protocol/receipt.ts';
 import { devAnswer } from '../worker/dev-model/server.ts';
 import { connect } from './stack/client.ts';
-import { childrenOf, handOffSurvivesAKill } from './stack/process-probes.ts';
+import { childrenOf, handOffSurvivesAKill, metric, perProcess } from './stack/process-probes.ts';
 import { type GmProcess, gmProcess } from './stack/processes.ts';
 
 const running: GmProcess[] = [];
@@ -35,36 +34,6 @@ async function start(args: string[], ready?: RegExp): Promise<GmProcess> {
   const p = await gmProcess(args, ready, 'ignore');
   running.push(p);
   return p;
-}
-
-/** One connection to the worker: every request on it reaches the same process. */
-function connection(url: string) {
-  const c = new Client(url, { headersTimeout: 10_000, bodyTimeout: 10_000 });
-  const request = async (method: 'GET' | 'POST', path: string, body?: Uint8Array, type?: string) => {
-    const r = await c.request({ path, method, ...(body ? { body, headers: { 'content-type': type! } } : {}) });
-    return { status: r.statusCode, bytes: new Uint8Array(await r.body.arrayBuffer()) };
-  };
-  const text = async (path: string) => new TextDecoder().decode((await request('GET', path)).bytes);
-  return { request, text, health: async () => JSON.parse(await text('/healthz')) as { process: number; workerId: string }, close: () => c.close() };
-}
-
-/** Fresh connections until one reached each of the `n` processes. */
-async function perProcess(url: string, n = 2): Promise<Map<number, ReturnType<typeof connection>>> {
-  const seen = new Map<number, ReturnType<typeof connection>>();
-  for (let i = 0; i < 50 && seen.size < n; i++) {
-    const c = connection(url);
-    const p = await c.health().then((h) => h.process, () => undefined);
-    if (p === undefined || seen.has(p)) await c.close().catch(() => undefined);
-    else seen.set(p, c);
-  }
-  expect([...seen.keys()].sort()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
-  return seen;
-}
-
-/** A counter of the worker's Prometheus text (0 when absent). */
-function metric(text: string, name: string, labels: string): number {
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
-  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 type Health = { process: number; workerId: string };

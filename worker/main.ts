@@ -5,7 +5,7 @@
  *            [--discounts FROM:BPS,...] [--gpu-count N --gpu-model NAME]
  *            [--capacity N] [--ttft-ms N] [--tps N] [--hotkey-seed-file FILE] [--max-streams N]
  *            [--wallet NAME --hotkey NAME [--wallet-path DIR]] [--weights-digest HEX] [--quantization Q] [--engine NAME/VERSION] [--context-length N] [--parameters LIST]
- *            [--processes N]`
+ *            [--processes N] [--key-rotation-seconds N]`
  * Prices are integer micro-units of the currency per million tokens; offers are signed per served model.
  * The operator hotkey's seed comes from `--hotkey-seed-file FILE` (owner-only permissions), a Bittensor wallet's hotkey
  * file (`--wallet NAME --hotkey NAME`, see `walletSeed`) or `GM_HOTKEY_SEED`,
@@ -80,6 +80,7 @@ export interface WorkerFlags {
   readonly parameters?: string;
   readonly json?: boolean;
   readonly processes?: string;
+  readonly 'key-rotation-seconds'?: string;
 }
 
 const DEFAULT_PARAMETERS = ['tools', 'tool_choice', 'response_format', 'logprobs', 'top_logprobs', 'seed', 'stop', 'temperature', 'top_p'];
@@ -270,6 +271,8 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
   // A serving process of several: the primary checked every flag and holds the secrets; it needs none of them.
   if (isWorkerProcess()) return serveWorkerProcess({ upstream: f.upstream, logLevel: f['log-level'], maxStreams }, io);
   const processes = f.processes === undefined ? availableParallelism() : intFlag(f.processes, 'processes', 1, 1, 256);
+  // As the enclave's: at least a minute, so a re-registration lands well before the previous keys retire.
+  const keyRotationMs = intFlag(f['key-rotation-seconds'], 'key-rotation-seconds', 3600, 60, 7 * 24 * 3600) * 1000;
   const givenSeed = await hotkeySeedFrom(f, io);
   if (!f.enclave?.length) throw configError('USAGE', 'gm worker needs --enclave URL (repeat for several enclaves)');
   const tee = await selectTee({ tee: parseTeeChoice(f.tee), ...(f['configfs-root'] ? { configfsRoot: f['configfs-root'] } : {}) });
@@ -298,7 +301,7 @@ export async function run(f: WorkerFlags, io: ServiceIo): Promise<number> {
     terms, capacity: intFlag(f.capacity, 'capacity', 16, 1), ttftMs: intFlag(f['ttft-ms'], 'ttft-ms', 500), tokensPerSecond: intFlag(f.tps, 'tps', 50), hotkeySeed: seed,
     now: () => now().getTime(),
   });
-  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, fetch: net, now, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), ...(trust ? { trust } : {}), maxConcurrentStreams: maxStreams, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
+  const options = { upstream: f.upstream, enclaves: f.enclave, tee, gpu: gpu.source, log, offers, fetch: net, now, listen: f.listen ?? '127.0.0.1:0', ...(identity ? { identity } : {}), ...(enclavePolicy ? { enclavePolicy } : {}), ...(trust ? { trust } : {}), maxConcurrentStreams: maxStreams, keyRotationMs, ...(f['public-url'] ? { publicUrl: f['public-url'] } : {}) };
   let w: Awaited<ReturnType<typeof startWorkerPrimary>>;
   if (processes > 1) {
     const p = await startPrimary({ processes, listen: options.listen, log, tee, gpu: gpu.source });

@@ -1,11 +1,13 @@
 /**
- * Probes for tests that run gm in several processes (test/enclave-processes.test.ts, test/worker-processes.test.ts):
- * bounded waits, a raw keep-alive connection that asks /healthz which process answered, and the kernel's view of a
- * process's children and death (/proc), and the connection hand-off scenario both commands share (enclave/handoff.ts).
+ * Probes for tests that run gm in several processes (test/enclave-processes.test.ts, test/worker-processes.test.ts,
+ * test/worker-rotation.test.ts): bounded waits, a raw keep-alive connection that asks /healthz which process answered,
+ * a connection to each process, the kernel's view of a process's children and death (/proc), and the connection
+ * hand-off scenario both commands share (enclave/handoff.ts).
  * Every wait is bounded and says what it waited for.
  */
 import { readFileSync } from 'node:fs';
 import { connect as tcpConnect, type Socket } from 'node:net';
+import { Client } from 'undici';
 import { expect } from 'vitest';
 
 /** Rejects with `what` unless `p` settles within `ms` (a test never waits on the runner's timeout). */
@@ -58,6 +60,42 @@ export async function raw<H>(url: string): Promise<RawConnection<H>> {
     closed,
     close: () => socket.destroy(),
   };
+}
+
+/** One connection to the worker: every request on it reaches the same process. */
+export function connection(url: string) {
+  const c = new Client(url, { headersTimeout: 10_000, bodyTimeout: 10_000 });
+  let dropped = 0;
+  c.on('disconnect', () => void dropped++);
+  const request = async (method: 'GET' | 'POST', path: string, body?: Uint8Array, type?: string, headers: Record<string, string> = {}) => {
+    const r = await c.request({ path, method, ...(body ? { body, headers: { ...headers, 'content-type': type! } } : {}) });
+    return { status: r.statusCode, bytes: new Uint8Array(await r.body.arrayBuffer()) };
+  };
+  const text = async (path: string) => new TextDecoder().decode((await request('GET', path)).bytes);
+  return {
+    request, text, health: async () => JSON.parse(await text('/healthz')) as { process: number; workerId: string }, close: () => c.close(),
+    /** Times the connection closed (a later request would go on a new connection, maybe to another process). */
+    dropped: () => dropped,
+  };
+}
+
+/** Fresh connections until one reached each of the `n` processes. */
+export async function perProcess(url: string, n = 2): Promise<Map<number, ReturnType<typeof connection>>> {
+  const seen = new Map<number, ReturnType<typeof connection>>();
+  for (let i = 0; i < 50 && seen.size < n; i++) {
+    const c = connection(url);
+    const p = await c.health().then((h) => h.process, () => undefined);
+    if (p === undefined || seen.has(p)) await c.close().catch(() => undefined);
+    else seen.set(p, c);
+  }
+  expect([...seen.keys()].sort()).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+  return seen;
+}
+
+/** A counter of the worker's Prometheus text (0 when absent). */
+export function metric(text: string, name: string, labels: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}} `));
+  return line ? Number(line.split(' ')[1]) : 0;
 }
 
 /** The pids of a process's children. */
