@@ -142,7 +142,7 @@ export async function run(f: EnclaveFlags, io: ServiceIo): Promise<number> {
       const provided = ledgerKeyFile ? await readLedgerKeyFile(ledgerKeyFile, io) : undefined;
       // A shared ledger (PostgreSQL): the provisioned key, the key from a replica (--join), or a new one (docs/design.md §10.1).
       shared = isPostgresUrl(path)
-        ? await sharedLedgerStart({ join: f.join, provided, peerPolicy: f['peer-policy'] ? policyJson(await io.readFile(f['peer-policy']), f['peer-policy']) : undefined, tee, trust, receiptKey: keys.receipt.publicKey, settings: await enclaveSettings({ workerPolicy, settings: settingsIn }), log })
+        ? await sharedLedgerStart({ join: f.join, provided, peerPolicy: f['peer-policy'] ? policyJson(await io.readFile(f['peer-policy']), f['peer-policy']) : undefined, tee, trust, receiptKey: keys.receipt.publicKey, settings: await enclaveSettings({ workerPolicy, settings: settingsIn }), log, fetch: (i, init) => fetch(i, init), now: () => new Date() })
         : undefined;
       // Several processes (enclave/cluster.ts) append one receipt chain each (a replacement continues its instance's).
       ledger = await openLedger(path, { signer: keys.receipt, ...(shared ? { ledgerKey: shared.ledgerKey } : provided ? { ledgerKey: provided } : {}), ...(child && child.instance > 1 ? { chainId: `main.${child.instance}` } : {}) });

@@ -12,7 +12,7 @@ export interface JoinOptions {
   /** A member's enclave base URL (its own listener, not its relay). */
   readonly member: string;
   readonly identity: ReplicaIdentity;
-  readonly fetch?: (input: string, init?: RequestInit) => Promise<Response>;
+  readonly fetch: (input: string, init?: RequestInit) => Promise<Response>;
   /** The whole exchange must finish within this (default 30 s). */
   readonly timeoutMs?: number;
 }
@@ -20,10 +20,9 @@ export interface JoinOptions {
 /** The 32-byte ledger key, released by `member` after both sides verified each other; throws a coded GmError. */
 export async function joinLedgerKey(o: JoinOptions): Promise<Uint8Array> {
   const req = await joinRequest(o.identity);
-  const f = o.fetch ?? ((i, init) => fetch(i, init));
   let res: Response;
   try {
-    res = await f(`${o.member.replace(/\/+$/, '')}${REPLICATION_JOIN_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: req.body as Uint8Array<ArrayBuffer>, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000) });
+    res = await o.fetch(`${o.member.replace(/\/+$/, '')}${REPLICATION_JOIN_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: req.body as Uint8Array<ArrayBuffer>, signal: AbortSignal.timeout(o.timeoutMs ?? 30_000) });
   } catch (e) {
     throw unavailable('REPLICATION_UNREACHABLE', `the member ${o.member} could not be reached`, { cause: e });
   }

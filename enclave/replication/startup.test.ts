@@ -5,10 +5,27 @@ import type { TeeProvider } from '../tee/provider.ts';
 import { sharedLedgerStart } from './startup.ts';
 
 const settings = { allowSimWorkers: true, workerPolicy: new Uint8Array(32), openAccess: false, ledger: 'postgres' as const };
-const base = (tee: TeeProvider) => ({ tee, trust: undefined, receiptKey: new Uint8Array(32), settings, log: memoryLogger('enclave').log });
+const refuse = () => Promise.reject(new Error('no network in this test'));
+const base = (tee: TeeProvider) => ({ tee, trust: undefined, receiptKey: new Uint8Array(32), settings, log: memoryLogger('enclave').log, fetch: refuse, now: () => new Date() });
 const hardware: TeeProvider = { kind: 'configfs', sim: false, cpuEvidence: () => Promise.reject(new Error('not used')) };
 
 describe('the ledger key at start', () => {
+  it('asks the member through the fetch it is given, never the global one', async () => {
+    const asked: string[] = [];
+    const global = globalThis.fetch;
+    globalThis.fetch = (() => Promise.reject(new Error('the global fetch was called'))) as typeof fetch;
+    try {
+      const fetchVia = (url: string) => {
+        asked.push(url);
+        return Promise.resolve(new Response(JSON.stringify({ code: 'NOT_A_MEMBER' }), { status: 403, headers: { 'content-type': 'application/json' } }));
+      };
+      await expect(sharedLedgerStart({ ...base(simProvider()), fetch: fetchVia, join: 'http://member.test/', peerPolicy: undefined })).rejects.toMatchObject({ code: 'REPLICATION_REFUSED', message: expect.stringContaining('NOT_A_MEMBER') });
+    } finally {
+      globalThis.fetch = global;
+    }
+    expect(asked).toEqual(['http://member.test/v1/replication/join']);
+  });
+
   it('a new replica makes a fresh 32-byte key and, under sim, releases it to sim replicas of itself', async () => {
     const a = await sharedLedgerStart({ ...base(simProvider()), join: undefined, peerPolicy: undefined });
     const b = await sharedLedgerStart({ ...base(simProvider()), join: undefined, peerPolicy: undefined });

@@ -30,6 +30,9 @@ export async function sharedLedgerStart(o: {
   readonly receiptKey: Uint8Array;
   readonly settings: EnclaveSettings;
   readonly log: Logger;
+  /** The network and the clock of a join (the member's evidence is checked against `now`). */
+  readonly fetch: (input: string, init?: RequestInit) => Promise<Response>;
+  readonly now: () => Date;
 }): Promise<SharedLedgerStart> {
   // Under sim the peers are sim replicas of the sim image; on hardware the operator names the measurements, and
   // without a peer policy this enclave neither joins nor releases (a single replica, or a provisioned key).
@@ -38,7 +41,7 @@ export async function sharedLedgerStart(o: {
   const allowSim = o.tee.sim;
   if (o.join && o.provided) throw configError('USAGE', '--join and --ledger-key-file both name the ledger key: give one');
   const ledgerKey = o.provided ?? (o.join
-    ? await joinLedgerKey({ member: o.join, identity: { policy: policy!, allowSim, trust: o.trust, now: () => new Date(), tee: o.tee, receiptKey: o.receiptKey, settings: o.settings } })
+    ? await joinLedgerKey({ member: o.join, fetch: o.fetch, identity: { policy: policy!, allowSim, trust: o.trust, now: o.now, tee: o.tee, receiptKey: o.receiptKey, settings: o.settings } })
     : crypto.getRandomValues(new Uint8Array(LEDGER_KEY_BYTES)));
   o.log.info('enclave.ledger_key', { source: o.provided ? 'provisioned' : o.join ? 'released by a replica' : 'new' });
   return { ledgerKey, ...(policy ? { replication: { ledgerKey, policy, allowSim, ...(o.trust ? { trust: o.trust } : {}) } } : {}) };
