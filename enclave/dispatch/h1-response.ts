@@ -145,13 +145,8 @@ export class ResponseReader {
             this.#finish();
             break;
           }
-          const end = b.indexOf('\r\n\r\n', at, 'latin1');
-          if (end < 0) {
-            if (b.length - at > MAX_HEAD_BYTES) bad('head too long');
-            this.#pending = b.subarray(at);
-            return;
-          }
-          if (end - at > MAX_HEAD_BYTES) bad('head too long');
+          const end = this.#delimited(b, at, '\r\n\r\n', MAX_HEAD_BYTES, 'head too long');
+          if (end < 0) return;
           const text = b.toString('latin1', at, end);
           at = end + 4;
           if (this.#state === TRAILERS) {
@@ -160,22 +155,13 @@ export class ResponseReader {
           } else this.#head(text);
           break;
         }
-        case LENGTH: {
-          const n = Math.min(this.#remaining, b.length - at);
-          this.#remaining -= n;
-          this.#sink!.data(b.subarray(at, at + n));
-          at += n;
+        case LENGTH:
+          at = this.#counted(b, at);
           if (this.#remaining === 0) this.#finish();
           break;
-        }
         case CHUNK_LINE: {
-          const end = b.indexOf('\r\n', at, 'latin1');
-          if (end < 0) {
-            if (b.length - at > MAX_CHUNK_LINE) bad('chunk-size line too long');
-            this.#pending = b.subarray(at);
-            return;
-          }
-          if (end - at > MAX_CHUNK_LINE) bad('chunk-size line too long');
+          const end = this.#delimited(b, at, '\r\n', MAX_CHUNK_LINE, 'chunk-size line too long');
+          if (end < 0) return;
           const line = b.toString('latin1', at, end);
           if (line.includes('\r') || line.includes('\n')) bad('bare CR or LF in a chunk-size line');
           const m = CHUNK_SIZE.exec(line);
@@ -185,14 +171,10 @@ export class ResponseReader {
           this.#state = this.#remaining === 0 ? TRAILERS : CHUNK_DATA;
           break;
         }
-        case CHUNK_DATA: {
-          const n = Math.min(this.#remaining, b.length - at);
-          this.#remaining -= n;
-          this.#sink!.data(b.subarray(at, at + n));
-          at += n;
+        case CHUNK_DATA:
+          at = this.#counted(b, at);
           if (this.#remaining === 0) this.#state = CHUNK_END;
           break;
-        }
         case CHUNK_END: {
           if (b.length - at < 2) {
             if (b[at] !== 0x0d) bad('chunk data not followed by CRLF');
@@ -206,6 +188,25 @@ export class ResponseReader {
         }
       }
     }
+  }
+
+  /**
+   * Where `delim` starts at or after `at`, within `max` bytes (else `tooLong` is thrown); -1 when it has not arrived
+   * yet, the bytes from `at` kept for the next push.
+   */
+  #delimited(b: Buffer, at: number, delim: string, max: number, tooLong: string): number {
+    const end = b.indexOf(delim, at, 'latin1');
+    if ((end < 0 ? b.length : end) - at > max) bad(tooLong);
+    if (end < 0) this.#pending = b.subarray(at);
+    return end;
+  }
+
+  /** Hands on what arrived of a counted body (Content-Length or one chunk's data); returns where it stopped. */
+  #counted(b: Buffer, at: number): number {
+    const n = Math.min(this.#remaining, b.length - at);
+    this.#remaining -= n;
+    this.#sink!.data(b.subarray(at, at + n));
+    return at + n;
   }
 
   #head(text: string): void {
