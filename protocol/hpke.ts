@@ -8,7 +8,7 @@
  * X-Wing is not an authenticated KEM (draft-ietf-hpke-pq-05 §7.2): the auth modes refuse it with HPKE_UNSUPPORTED_MODE.
  * Primitives come from a CryptoBackend (protocol/backend.ts); every failure to open is the one code HPKE_OPEN_FAILED.
  */
-import { concat } from '../attestation/bytes.ts';
+import { concat, equalBytes } from '../attestation/bytes.ts';
 import { protocolError } from '../attestation/errors.ts';
 import {
   AEAD_AES_128_GCM,
@@ -134,7 +134,8 @@ export class PreparedEncap {
   take(kemId: number, pkR: Uint8Array): { sharedSecret: Uint8Array; enc: Uint8Array } {
     const ss = this.#sharedSecret;
     if (!ss) throw protocolError('HPKE_PREPARED_USED', 'a prepared encapsulation is used once');
-    if (kemId !== this.kemId || !equalBytes(pkR, this.pkR)) throw protocolError('HPKE_PREPARED_MISMATCH', 'the prepared encapsulation was made for another KEM or recipient key');
+    // The SDK hands in the very key it prepared for; any other array is compared byte by byte.
+    if (kemId !== this.kemId || (pkR !== this.pkR && !equalBytes(pkR, this.pkR))) throw protocolError('HPKE_PREPARED_MISMATCH', 'the prepared encapsulation was made for another KEM or recipient key');
     this.#sharedSecret = undefined;
     return { sharedSecret: ss, enc: this.enc };
   }
@@ -150,13 +151,6 @@ export async function prepareEncap(suite: SuiteIds, pkR: Uint8Array, o: { readon
   const b = o.backend ?? defaultBackend();
   const { sharedSecret, enc } = suite.kemId === KEM_MLKEM768_X25519 ? await encapXWing(pkR, b) : await encap(b, pkR, undefined, undefined);
   return new PreparedEncap(suite.kemId, pkR, enc, sharedSecret);
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /** Encryption context of the sender (RFC 9180 §5.2). */

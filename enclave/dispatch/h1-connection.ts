@@ -49,7 +49,8 @@ export interface H1Request {
   readonly body: Uint8Array;
 }
 
-type Handler = Pick<Dispatcher.DispatchHandler, 'onRequestStart' | 'onResponseStart' | 'onResponseData' | 'onResponseEnd' | 'onResponseError'>;
+/** What an exchange tells its handler: the parts of undici's dispatch handler a connection calls. */
+export type H1Handler = Pick<Dispatcher.DispatchHandler, 'onRequestStart' | 'onResponseStart' | 'onResponseData' | 'onResponseEnd' | 'onResponseError'>;
 
 const UNSAFE = /[\0\r\n]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -60,7 +61,7 @@ const NO_TRAILERS = Object.freeze({});
 class Pending implements Dispatcher.DispatchController, ResponseSink {
   readonly #conn: H1Connection;
   readonly req: H1Request;
-  readonly handler: Handler;
+  readonly handler: H1Handler;
   #aborted = false;
   #paused = false;
   #reason: Error | null = null;
@@ -68,7 +69,7 @@ class Pending implements Dispatcher.DispatchController, ResponseSink {
   started = false;
   settled = false;
   close = false;
-  constructor(conn: H1Connection, req: H1Request, handler: Handler) {
+  constructor(conn: H1Connection, req: H1Request, handler: H1Handler) {
     this.#conn = conn;
     this.req = req;
     this.handler = handler;
@@ -161,7 +162,7 @@ export class H1Connection {
   }
 
   /** Queues one POST; its handler hears of it from `onRequestStart` on. */
-  dispatch(req: H1Request, handler: Handler): boolean {
+  dispatch(req: H1Request, handler: H1Handler): boolean {
     const p = new Pending(this, req, handler);
     handler.onRequestStart?.(p, {});
     if (p.aborted) {

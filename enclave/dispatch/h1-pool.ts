@@ -3,10 +3,7 @@
  * an exchange takes an idle connection, else opens another while fewer than `max` exist, else queues on the least
  * loaded. A worker's requests to its inference server go this way (worker/forward.ts).
  */
-import type { Dispatcher } from 'undici';
-import { H1Connection, type H1Options, type H1Request, type H1Timeouts } from './h1-connection.ts';
-
-type Handler = Parameters<H1Connection['dispatch']>[1];
+import { H1Connection, type H1Handler, type H1Options, type H1Request, type H1Timeouts } from './h1-connection.ts';
 
 export class H1Pool {
   readonly #origin: URL;
@@ -23,7 +20,7 @@ export class H1Pool {
     this.#o = o;
   }
 
-  dispatch(req: H1Request, handler: Handler | Dispatcher.DispatchHandler): boolean {
+  dispatch(req: H1Request, handler: H1Handler): boolean {
     let c: H1Connection | undefined;
     for (const x of this.#conns) {
       if (x.load === 0) {

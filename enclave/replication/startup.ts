@@ -9,7 +9,7 @@ import type { TrustStore } from '../../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../../client/policy.ts';
 import type { Logger } from '../log.ts';
 import type { TeeProvider } from '../tee/provider.ts';
-import { joinLedgerKey } from './join.ts';
+import { type JoinOptions, joinLedgerKey } from './join.ts';
 import { LEDGER_KEY_BYTES } from './ledger-key.ts';
 import type { ReplicationOptions } from './routes.ts';
 
@@ -31,7 +31,7 @@ export async function sharedLedgerStart(o: {
   readonly settings: EnclaveSettings;
   readonly log: Logger;
   /** The network and the clock of a join (the member's evidence is checked against `now`). */
-  readonly fetch: (input: string, init?: RequestInit) => Promise<Response>;
+  readonly fetch: JoinOptions['fetch'];
   readonly now: () => Date;
 }): Promise<SharedLedgerStart> {
   // Under sim the peers are sim replicas of the sim image; on hardware the operator names the measurements, and
