@@ -85,7 +85,7 @@ export function createForwarder(o: ForwarderOptions): Forwarder {
   // a connection idle 4 s is closed first. It may also end a body by closing the connection (RFC 9112 §6.3 rule 8).
   const lean =
     base.protocol === 'http:'
-      ? new H1Pool(base, { connectMs: 10_000, firstByteMs: o.headersTimeoutMs ?? 300_000, idleMs: o.bodyTimeoutMs ?? 300_000, keepAliveMs: 4_000 }, o.connections ?? 64, { closeDelimited: true })
+      ? new H1Pool(base, { connectMs: 10_000, firstByteMs: o.headersTimeoutMs ?? 300_000, idleMs: o.bodyTimeoutMs ?? 300_000, keepAliveMs: 4_000 }, o.connections ?? 64, { closeDelimited: true, retryUnanswered: true })
       : undefined;
   return {
     forward(req, sink) {

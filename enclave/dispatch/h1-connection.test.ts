@@ -1,8 +1,8 @@
 /**
  * A lane's HTTP/1.1 connection against a raw TCP peer: keep-alive reuse and the request as written, one exchange at a
  * time in order, `connection: close` and a peer's close (a new connection for the next exchange, each end counted),
- * the first-byte, idle and keep-alive timeouts, aborts sent and queued, pause and resume, a bad answer, and request
- * fields that would split the head.
+ * the first-byte, idle and keep-alive timeouts, aborts sent and queued, pause and resume, a bad answer, request
+ * fields that would split the head, and when a request unanswered on a closed kept-alive connection goes once more.
  */
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -208,6 +208,41 @@ describe('H1Connection', () => {
     expect(third.error).toBeUndefined();
     expect(seen.connections).toHaveLength(3);
     expect(ends()).toBe(2);
+  });
+
+  it('with retryUnanswered, sends a request once more on a new connection when its kept-alive one closed or reset unanswered', async () => {
+    for (const close of [(s: Socket) => s.end(), (s: Socket) => s.resetAndDestroy()]) {
+      const { url, seen } = await peer((req, s, i) => (i === 1 ? close(s) : s.write(ok(`echo:${req.body}`))));
+      const { c } = connection(url, T, { retryUnanswered: true });
+      await exchange(c, 'a').done;
+      const b = exchange(c, 'b');
+      await b.done;
+      expect([b.status, b.body, b.error]).toEqual([200, 'echo:b', undefined]);
+      expect(seen.requests.map((r) => r.body)).toEqual(['a', 'b', 'b']);
+      expect(seen.connections).toHaveLength(2);
+    }
+  });
+
+  it('sends once more only a request on a reused connection, of which no byte was answered, once, and only when asked', async () => {
+    const attempts = async (answer: (req: { body: string }, s: Socket, i: number) => void, o: H1Options, first = 'a', t = T) => {
+      const { url, seen } = await peer(answer);
+      const { c } = connection(url, t, o);
+      if (first) await exchange(c, first).done;
+      const x = exchange(c, 'b');
+      await x.done;
+      return { code: x.error?.code, sent: seen.requests.filter((r) => r.body === 'b').length };
+    };
+    const closeSecond = (req: { body: string }, s: Socket, i: number) => (i === 1 ? s.end() : s.write(ok(req.body)));
+    // Not asked (a lane): the close is the exchange's failure.
+    expect(await attempts(closeSecond, {})).toEqual({ code: 'H1_CLOSED', sent: 1 });
+    // A first request on a new connection: nothing says the server closed an idle connection.
+    expect(await attempts((_r, s) => s.end(), { retryUnanswered: true }, '')).toEqual({ code: 'H1_CLOSED', sent: 1 });
+    // Part of the answer came: the server had taken the request.
+    expect(await attempts((req, s, i) => (i === 1 ? s.end('HTTP/1.1 200 OK\r\n') : s.write(ok(req.body))), { retryUnanswered: true })).toEqual({ code: 'H1_CLOSED', sent: 1 });
+    // The second try closes too: no third.
+    expect(await attempts((req, s, i) => (i >= 1 ? s.end() : s.write(ok(req.body))), { retryUnanswered: true })).toEqual({ code: 'H1_CLOSED', sent: 2 });
+    // A server that took the request and went quiet: its timeout is no race with a close.
+    expect(await attempts((req, s, i) => void (i === 0 && s.write(ok(req.body))), { retryUnanswered: true }, 'a', { ...T, firstByteMs: 100 })).toEqual({ code: 'H1_HEADERS_TIMEOUT', sent: 1 });
   });
 
   it('fails with H1_HEADERS_TIMEOUT when no answer begins, and H1_BODY_TIMEOUT when one stops', async () => {

@@ -13,7 +13,9 @@
  * Timeouts: connect; first byte (the answer's head after the request left); idle (between body bytes, not counting
  * time the reader held the answer back); and an idle connection is closed after `keepAliveMs`, or sooner when the
  * server's `Keep-Alive: timeout=N` says it closes first, so that no request is written into a connection the server
- * is closing.
+ * is closing. A server that closes idle connections sooner and says nothing (uvicorn, with a `--timeout-keep-alive`
+ * shorter than `keepAliveMs`) can still close one just as a request is written into it: with `retryUnanswered`, such
+ * a request goes once more on a new connection (below).
  */
 import { connect, type Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
@@ -38,6 +40,13 @@ export class H1Error extends Error {
 export interface H1Options {
   /** Accept an answer whose body runs to the connection's close (an inference server may send one; a worker never does). */
   readonly closeDelimited?: boolean;
+  /**
+   * Send a request once more, on a new connection, when the kept-alive connection it was written into closed or reset
+   * before a byte of its answer came (RFC 9112 §9.3.1: the server closed an idle connection as the request crossed
+   * it). Only for requests that may run twice without harm: a completion to an inference server, whose answer the
+   * client still gets once. Never on a lane, whose records are bound to their session and counted.
+   */
+  readonly retryUnanswered?: boolean;
 }
 
 export interface H1Request {
@@ -67,6 +76,10 @@ class Pending implements Dispatcher.DispatchController, ResponseSink {
   #reason: Error | null = null;
   /** The head arrived: an error from here on is the body's. */
   started = false;
+  /** Some byte of the answer arrived. */
+  heard = false;
+  /** Written into a connection that had carried an exchange before (so a second try, on a new one, never is). */
+  reused = false;
   settled = false;
   close = false;
   constructor(conn: H1Connection, req: H1Request, handler: H1Handler) {
@@ -135,6 +148,8 @@ export class H1Connection {
   #serverKeepAliveMs = Number.POSITIVE_INFINITY;
   #socket: Socket | undefined;
   #connected = false;
+  /** Exchanges the open socket carried to their end. */
+  #carried = 0;
   #reader = new ResponseReader();
   #queue: Pending[] = [];
   #current: Pending | undefined;
@@ -236,6 +251,7 @@ export class H1Connection {
   ended(p: Pending): void {
     this.#clearTimer();
     this.#current = undefined;
+    this.#carried++;
     if ((p.close || this.#serverKeepAliveMs <= 0) && this.#socket) {
       this.#end(this.#socket, new H1Error('H1_CLOSED', 'the server closed the connection'));
       return;
@@ -257,6 +273,7 @@ export class H1Connection {
     this.#current = p;
     try {
       const head = this.#headOf(p.req);
+      p.reused = this.#socket !== undefined && this.#carried > 0;
       const s = this.#socket ?? this.#open();
       this.#reader.expect(p, { head: p.req.method === 'HEAD', closeDelimited: this.#o.closeDelimited === true });
       s.cork();
@@ -291,6 +308,7 @@ export class H1Connection {
     const s = connect({ host: this.#host, port: this.#port, noDelay: true });
     this.#socket = s;
     this.#connected = false;
+    this.#carried = 0;
     this.#reader = new ResponseReader();
     this.#arm(this.#t.connectMs, 'H1_CONNECT_TIMEOUT', 'could not connect in time');
     const t = this.#t;
@@ -303,6 +321,7 @@ export class H1Connection {
       if (this.#current && !this.#current.started) this.#arm(this.#t.firstByteMs, 'H1_HEADERS_TIMEOUT', 'the server did not answer in time');
     });
     s.on('data', (b: Buffer) => {
+      if (this.#current) this.#current.heard = true;
       try {
         this.#reader.push(b);
       } catch (e) {
@@ -339,9 +358,17 @@ export class H1Connection {
     this.#ticker = undefined;
     const p = this.#current;
     this.#current = undefined;
-    p?.fail(e);
+    if (p && this.#unanswered(p, e)) this.#queue.unshift(p);
+    else p?.fail(e);
     if (had) this.#onDisconnect();
     if (!this.#destroyed && this.#queue.length > 0) queueMicrotask(() => this.#next());
+  }
+
+  /** Whether `p` goes once more: see `retryUnanswered`. A timeout is the server's answer, not a race; nor is an abort. */
+  #unanswered(p: Pending, e: Error): boolean {
+    if (!this.#o.retryUnanswered || !p.reused || p.heard || p.aborted || this.#destroyed) return false;
+    const code = (e as { code?: string }).code;
+    return code === 'H1_CLOSED' || code === 'H1_SOCKET';
   }
 
   /**
