@@ -1,9 +1,20 @@
 /** Small byte helpers shared by the parsers (Uint8Array only, runtime-agnostic). */
+import { base64, base64urlnopad } from '@scure/base';
 import { protocolError } from './errors.ts';
 
+/**
+ * Node's Buffer, where the runtime has one: its encoders are native. A receipt header's 3 KB took 0.7 µs to base64url
+ * there, 14 µs in @scure/base's JavaScript and 39 µs as a string built byte by byte for `btoa` (the enclave encodes
+ * several per settled request). Elsewhere @scure/base encodes, natively where the platform has
+ * `Uint8Array.prototype.toBase64`.
+ */
+const NodeBuffer = (globalThis as { Buffer?: { from(b: ArrayBufferLike, offset: number, length: number): { toString(encoding: 'hex' | 'base64' | 'base64url'): string } } }).Buffer;
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function hex(b: Uint8Array): string {
+  if (NodeBuffer) return NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
   let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
+  for (const x of b) s += HEX[x];
   return s;
 }
 
@@ -40,10 +51,14 @@ export function isZero(b: Uint8Array): boolean {
   return d === 0;
 }
 
+/** RFC 4648 §4 base64, padded. */
 export function toBase64(b: Uint8Array): string {
-  let s = '';
-  for (const x of b) s += String.fromCharCode(x);
-  return btoa(s);
+  return NodeBuffer ? NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64') : base64.encode(b);
+}
+
+/** RFC 4648 §5 base64url, unpadded. */
+export function toBase64Url(b: Uint8Array): string {
+  return NodeBuffer ? NodeBuffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url') : base64urlnopad.encode(b);
 }
 
 export function fromBase64(s: string, what = 'base64 string'): Uint8Array {

@@ -27,9 +27,10 @@
  * few hundred requests, and a server is measured in its steady state).
  */
 import { type ChildProcess, execFileSync, fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createCipheriv, createSecretKey } from 'node:crypto';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
@@ -126,9 +127,12 @@ interface Measured {
   cpu: Record<string, number[]>;
 }
 
-/** `gm enclave --processes n` (the worker runs one process) and one `gm worker` per upstream. */
-async function stackOf(upstreams: readonly string[], processes: number): Promise<{ enclave: GmProcess; workers: GmProcess[] }> {
-  const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', String(processes)], undefined, 'ignore');
+/**
+ * `gm enclave --processes n` (the worker runs one process) and one `gm worker` per upstream; `--router first` unless
+ * `router` gives other flags.
+ */
+async function stackOf(upstreams: readonly string[], processes: number, router: readonly string[] = ['--router', 'first']): Promise<{ enclave: GmProcess; workers: GmProcess[] }> {
+  const enclave = await gmProcess(['enclave', '--tee', 'sim', ...router, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', String(processes)], undefined, 'ignore');
   const workers: GmProcess[] = [];
   for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], /registered with/, 'ignore'));
   return { enclave, workers };
@@ -278,6 +282,7 @@ export async function run(): Promise<BenchRow[]> {
     await p1.stop();
   }
   rows.push(...(await multiProcess(m1.url, m1.child.pid!)));
+  rows.push(...(await settlement(m1.url)));
   await m1.stop();
   await m2.stop();
   return rows;
@@ -372,4 +377,52 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
     rows.push({ name: `--processes 2 ÷ 1 allowed by the CPU ceilings on ${cores} cores [${mode}]`, value: bound, unit: '×', floorName: 'ceilings from CPU per request', floor: 1, ratio: bound, target: 'informational (if these cores were the bench\'s alone)', ok: true, note: `one enclave process ${enclaveCeiling.toFixed(0)} req/s (1 s / ${med(one.enclave).toFixed(0)} µs); the machine ${machineCeiling.toFixed(0)} req/s (${cores} s / ${med(two.all).toFixed(0)} µs of all processes); one process reached ${reached.toFixed(0)}% of its ceiling (below 100%: the machine's other load set the measured ratio); 1.6 needs ${needed.toFixed(1)} cores; with a core per enclave process, ×${((2 * med(one.enclave)) / med(two.enclave)).toFixed(2)} (2 × ${med(one.enclave).toFixed(0)} / ${med(two.enclave).toFixed(0)} µs)` });
   }
   return rows;
+}
+
+/**
+ * What settlement costs the enclave: a stack with the market router and a ledger on disk (SQLite in a temporary
+ * directory: the hold, the receipt signed and group-committed with synchronous=FULL before the answer leaves) beside
+ * one with `--router first` (no ledger), both pre-encapsulated at c=16, loaded in turn and alternating. Per round:
+ * the enclave's CPU per request and the throughput of each, as paired ratios.
+ */
+async function settlement(upstream: string): Promise<BenchRow[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'gm-bench-ledger-'));
+  const kinds = { first: ['--router', 'first'], market: ['--router', 'market', '--ledger', join(dir, 'ledger.db')] } as const;
+  type Kind = keyof typeof kinds;
+  const stacks: Partial<Record<Kind, Awaited<ReturnType<typeof stackOf>>>> = {};
+  const gens: Partial<Record<Kind, LoadGen>> = {};
+  const cpu: Record<Kind, number[]> = { first: [], market: [] };
+  const rps: Record<Kind, number[]> = { first: [], market: [] };
+  try {
+    for (const k of ['first', 'market'] as const) {
+      const s = (stacks[k] = await stackOf([upstream], 1, kinds[k]));
+      const load = (gens[k] = new LoadGen());
+      await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+      await runOn(load, 'gm-pre', WARMUP, C);
+    }
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const k of r % 2 === 0 ? (['first', 'market'] as const) : (['market', 'first'] as const)) {
+        const pid = stacks[k]!.enclave.child.pid!;
+        await gens[k]!.ask({ op: 'prepare', n: REQUESTS });
+        const before = cpuTreeUs(pid);
+        const x = await gens[k]!.ask<RunResult>({ op: 'run', variant: 'gm-pre', n: REQUESTS, c: C });
+        cpu[k].push((cpuTreeUs(pid) - before) / REQUESTS);
+        rps[k].push(x.rps);
+      }
+    }
+  } catch (e) {
+    return [{ name: 'enclave CPU per request with settlement', value: 0, unit: 'µs', floorName: '--router first', floor: 1, ratio: 0, target: 'informational', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
+  } finally {
+    for (const k of ['first', 'market'] as const) {
+      gens[k]?.stop();
+      for (const w of stacks[k]?.workers ?? []) await w.stop();
+      await stacks[k]?.enclave.stop();
+    }
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const info = 'informational (what settlement adds: hold, receipt, group commit to disk)';
+  return [
+    { ...pairedRow('enclave CPU per request, market router + disk ledger [pre]', cpu.market, 'µs', '--router first (no ledger)', cpu.first, 1, true, `market ${range(cpu.market)} µs, first ${range(cpu.first)} µs over ${ROUNDS} rounds`), target: info, ok: true },
+    { ...pairedRow('throughput at c=16, market router + disk ledger [pre]', rps.market, 'req/s', '--router first (no ledger)', rps.first, 1, false, `market ${range(rps.market)}, first ${range(rps.first)} req/s`), target: info, ok: true },
+  ];
 }

@@ -38,7 +38,7 @@
  * base64url(JSON) (`receiptHeaderValue` / `parseReceiptHeader`). Runtime-agnostic: WebCrypto + Uint8Array only.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
-import { concat, equalBytes, fromBase64, isZero, own } from '../attestation/bytes.ts';
+import { concat, equalBytes, fromBase64, hex, isZero, own, toBase64Url } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import { asMap, decodeDeterministic, encodeDeterministic, fBig, fBool, fBytes, fText, fUint, onlyKeys, type CborValue } from './market-cbor.ts';
 import { type SelectionCommitment, selectionFromCbor, selectionToCbor } from './best-execution.ts';
@@ -373,27 +373,21 @@ export async function verifyReceiptChain(signed: readonly Uint8Array[], opts: { 
   return out;
 }
 
-const b64url = (b: Uint8Array): string => {
-  let s = '';
-  for (const x of b) s += String.fromCharCode(x);
-  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-};
-const hexOf = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 
 /** A readable JSON view of a receipt (bigints as decimal strings, bytes as hex). Informational: verify `signed`. */
 export function receiptView(r: Receipt): Record<string, unknown> {
   return {
     seq: r.seq,
-    prev: hexOf(r.prev),
+    prev: hex(r.prev),
     requestId: r.requestId,
     time: new Date(r.time).toISOString(),
     model: r.model,
     account: r.account,
     workerId: r.workerId,
-    workerKey: hexOf(r.workerKey),
-    evidenceDigest: hexOf(r.evidenceDigest),
+    workerKey: hex(r.workerKey),
+    evidenceDigest: hex(r.evidenceDigest),
     offerId: r.offerId,
-    offerDigest: hexOf(r.offerDigest),
+    offerDigest: hex(r.offerDigest),
     inputTokens: r.inputTokens,
     outputTokens: r.outputTokens,
     currency: r.currency,
@@ -405,10 +399,10 @@ export function receiptView(r: Receipt): Record<string, unknown> {
     total: r.total.toString(),
     terms: r.terms.kind === 'postpaid' ? { kind: 'postpaid', creditLimit: r.terms.creditLimit.toString(), settlementPeriodSeconds: r.terms.settlementPeriodSeconds } : { kind: r.terms.kind },
     sim: r.sim,
-    receiptKey: hexOf(r.receiptKey),
-    ...(r.weightsDigest !== undefined ? { weightsDigest: hexOf(r.weightsDigest), quantization: r.quantization, engine: r.engine } : {}),
-    ...(r.selection !== undefined ? { selection: { root: hexOf(r.selection.root), considered: r.selection.considered, eligible: hexOf(r.selection.eligible), count: r.selection.count, strategy: r.selection.strategy, constraints: hexOf(r.selection.constraints), rank: r.selection.rank } } : {}),
-    ...(r.stream !== undefined ? { stream: { chunks: r.stream.chunks, head: hexOf(r.stream.head) } } : {}),
+    receiptKey: hex(r.receiptKey),
+    ...(r.weightsDigest !== undefined ? { weightsDigest: hex(r.weightsDigest), quantization: r.quantization, engine: r.engine } : {}),
+    ...(r.selection !== undefined ? { selection: { root: hex(r.selection.root), considered: r.selection.considered, eligible: hex(r.selection.eligible), count: r.selection.count, strategy: r.selection.strategy, constraints: hex(r.selection.constraints), rank: r.selection.rank } } : {}),
+    ...(r.stream !== undefined ? { stream: { chunks: r.stream.chunks, head: hex(r.stream.head) } } : {}),
     status: r.status ?? 'completed',
   };
 }
@@ -432,15 +426,18 @@ export interface ReceiptEnvelope {
 
 export function receiptEnvelope(s: SignedReceipt, signedOffer?: Uint8Array, selection?: { rule: Uint8Array; eligible: Uint8Array }): ReceiptEnvelope {
   return {
-    type: 'gm.receipt', v: 1, receipt: b64url(s.signed), ...(signedOffer ? { offer: b64url(signedOffer) } : {}),
-    ...(selection ? { selection: { rule: b64url(selection.rule), eligible: b64url(selection.eligible) } } : {}),
+    type: 'gm.receipt', v: 1, receipt: toBase64Url(s.signed), ...(signedOffer ? { offer: toBase64Url(signedOffer) } : {}),
+    ...(selection ? { selection: { rule: toBase64Url(selection.rule), eligible: toBase64Url(selection.eligible) } } : {}),
     view: receiptView(s.receipt),
   };
 }
 
-/** The `gm-receipt` header value for non-streamed answers: base64url of the JSON envelope (no spaces or quotes). */
-export function receiptHeaderValue(env: ReceiptEnvelope): string {
-  return b64url(new TextEncoder().encode(JSON.stringify(env)));
+/**
+ * The `gm-receipt` header value for non-streamed answers: base64url of the JSON envelope (no spaces or quotes); `json`
+ * is that JSON when the caller already has it.
+ */
+export function receiptHeaderValue(env: ReceiptEnvelope, json: string = JSON.stringify(env)): string {
+  return toBase64Url(new TextEncoder().encode(json));
 }
 
 /** Parses a `gm-receipt` header value back into the envelope's bytes. */

@@ -22,7 +22,7 @@
  * charged nothing and demotes the worker. Each request settles at most once: the first outcome wins, and the ledger
  * refuses a second settle of the same hold (HOLD_UNKNOWN).
  */
-import { toBase64 } from '../../attestation/bytes.ts';
+import { toBase64Url } from '../../attestation/bytes.ts';
 import { GmError, rejected, unavailable } from '../../attestation/errors.ts';
 import { hash as nodeHash } from 'node:crypto';
 import { encodeRule, type SelectionCommitment } from '../../protocol/best-execution.ts';
@@ -313,7 +313,8 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
         d.lease?.succeeded(usage?.completionTokens ?? 0, now());
         const receipt = await settle(d, usage, delivered, 'completed');
         const env = receiptEnvelope(receipt, d.cand.entry.verified.signed, { rule, eligible: proof.bitmap });
-        return { sseEvent: { event: RECEIPT_SSE_EVENT, data: JSON.stringify(env) }, header: [RECEIPT_TRAILER, receiptHeaderValue(env)] as const };
+        const json = JSON.stringify(env);
+        return { sseEvent: { event: RECEIPT_SSE_EVENT, data: json }, header: [RECEIPT_TRAILER, receiptHeaderValue(env, json)] as const };
       },
     };
   }
@@ -335,4 +336,3 @@ export function marketRouter(o: MarketRouterOptions): MarketRouter {
 
 const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(nodeHash('sha256', b, 'buffer'));
 
-const toBase64Url = (b: Uint8Array): string => toBase64(b).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
