@@ -20,7 +20,8 @@
  * then runs 3-4 times faster, and a process's CPU per request falls as its rate rises); throughput vs
  * the two-hop chain (>= 0.35) and vs direct, added p50 at c=1 (<= 1 ms) and p50/p99 at c=16, `--processes 2`
  * aggregate vs one process (>= 1.6) with the ceiling this machine allows it (from CPU per request), the 64-byte chunk
- * seal on the session (<= 5 µs), streaming time to last token vs direct (<= 1.1).
+ * seal on the session (<= 5 µs), streaming time to last token vs direct (<= 1.1), and what settlement costs: the enclave's
+ * CPU and throughput with the market router and a disk ledger beside `--router first` (informational).
  *
  * GM_BENCH_ROUNDS (default 3), GM_BENCH_REQUESTS per variant and round (default 2000), GM_BENCH_WARMUP requests per
  * variant before the first round (default 2000: V8's optimizing compiler is still busy with gm's longer path after a
