@@ -3,6 +3,7 @@ import * as fsp from 'node:fs/promises';
 import { homedir } from 'node:os';
 import type { EnclaveSettings } from '../attestation/bundle.ts';
 import type { BundleClaims } from '../attestation/bundle-verify.ts';
+import { hex } from '../attestation/bytes.ts';
 import { configError } from '../attestation/errors.ts';
 import { trustDirFrom, trustFromDir, type TrustStore } from '../attestation/trust.ts';
 import { type ClientPolicy, parseClientPolicy, simPolicyDoc } from '../client/policy.ts';
@@ -34,19 +35,18 @@ export async function loadTrust(io: Io): Promise<TrustStore | undefined> {
 
 /** The claims a person reads after a verification; with `settings`, the enclave's attested settings too (docs/protocol.md §12.3). */
 export function claimsSummary(c: BundleClaims, settings?: EnclaveSettings | 'none'): Record<string, string> {
-  const hexOf = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return {
     platform: c.platform,
     ...(c.sim ? { sim: 'SIMULATED TEE: not backed by hardware' } : {}),
     measurement: c.cpu.measurement,
-    nonce: hexOf(c.nonce),
+    nonce: hex(c.nonce),
     issuedAt: new Date(c.issuedAt).toISOString(),
     gpus: String(c.gpu.length),
     ...(settings === 'none' ? { settings: 'none bound in the evidence' } : {}),
     ...(settings && settings !== 'none'
       ? {
           allowSimWorkers: settings.allowSimWorkers ? 'true: workers with SIMULATED evidence are admitted' : 'false',
-          workerPolicy: hexOf(settings.workerPolicy),
+          workerPolicy: hex(settings.workerPolicy),
           openAccess: String(settings.openAccess),
           ledger: settings.ledger,
         }

@@ -46,7 +46,7 @@ import * as sr25519 from '@scure/sr25519';
 import { base58 } from '@scure/base';
 import { blake2b } from '@noble/hashes/blake2.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { concat, equalBytes, own } from '../attestation/bytes.ts';
+import { concat, equalBytes, hex, own } from '../attestation/bytes.ts';
 import { protocolError, rejected } from '../attestation/errors.ts';
 import {
   asMap,
@@ -435,15 +435,14 @@ export async function verifySignedCancel(signed: Uint8Array, opts: Omit<VerifyOf
 
 /** A JSON view of an offer for logs, status pages and statements (bigints as decimal strings, bytes as hex). */
 export function offerJson(o: Offer): Record<string, unknown> {
-  const h = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
   return {
     offerId: o.offerId,
     sequence: o.sequence,
     workerId: o.workerId,
-    workerKey: h(o.workerKey),
+    workerKey: hex(o.workerKey),
     hotkey: o.hotkey,
     model: o.model,
-    ...(o.identity ? { identity: { weightsDigest: h(o.identity.weightsDigest), quantization: o.identity.quantization, engine: o.identity.engine, engineVersion: o.identity.engineVersion, contextLength: o.identity.contextLength, parameters: [...o.identity.parameters] } } : {}),
+    ...(o.identity ? { identity: { weightsDigest: hex(o.identity.weightsDigest), quantization: o.identity.quantization, engine: o.identity.engine, engineVersion: o.identity.engineVersion, contextLength: o.identity.contextLength, parameters: [...o.identity.parameters] } } : {}),
     ...(o.gpus ? { gpus: { count: o.gpus.count, model: o.gpus.model } } : {}),
     currency: o.currency,
     pricePerMInput: o.pricePerMInput.toString(),

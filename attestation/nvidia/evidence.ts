@@ -7,7 +7,7 @@
  *
  * abi layer: decoding only; the certificates and report are parsed here, never trusted here.
  */
-import { fromBase64 } from '../bytes.ts';
+import { fromBase64, toBase64 } from '../bytes.ts';
 import { GmError, protocolError } from '../errors.ts';
 import { type Certificate, parseCertificate } from '../x509/cert.ts';
 import { pemDecodeAll } from '../x509/pem.ts';
@@ -148,15 +148,10 @@ export function gpuEvidenceFromRaw(report: Uint8Array, chainPem: string, arch = 
 
 /** Encodes items back into the JSON form (the sim and the worker use it). */
 export function gpuEvidenceJson(items: readonly { arch: string; certificatePem: string; report: Uint8Array; ccMode?: CcModeDeclared }[]): string {
-  const b64 = (b: Uint8Array) => {
-    let s = '';
-    for (const x of b) s += String.fromCharCode(x);
-    return btoa(s);
-  };
   return JSON.stringify(items.map((i) => ({
     arch: i.arch,
-    certificate: b64(new TextEncoder().encode(i.certificatePem)),
-    evidence: b64(i.report),
+    certificate: toBase64(new TextEncoder().encode(i.certificatePem)),
+    evidence: toBase64(i.report),
     ...(i.ccMode ? { cc_mode: i.ccMode.toUpperCase() } : {}),
   })));
 }

@@ -1,5 +1,5 @@
 /** PEM (RFC 7468) to DER, strict: only the labels asked for, base64 body, nothing but whitespace between blocks. */
-import { fromBase64 } from '../bytes.ts';
+import { fromBase64, toBase64 } from '../bytes.ts';
 import { protocolError } from '../errors.ts';
 
 export function pemDecodeAll(text: string, label = 'CERTIFICATE'): Uint8Array[] {
@@ -29,8 +29,6 @@ export function certificatesFrom(bytes: Uint8Array): Uint8Array[] {
 }
 
 export function pemEncode(der: Uint8Array, label = 'CERTIFICATE'): string {
-  let s = '';
-  for (const x of der) s += String.fromCharCode(x);
-  const b64 = btoa(s).replace(/.{64}/g, '$&\n').replace(/\n$/, '');
+  const b64 = toBase64(der).replace(/.{64}/g, '$&\n').replace(/\n$/, '');
   return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
 }

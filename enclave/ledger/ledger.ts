@@ -15,7 +15,7 @@
  *  - a database that cannot be reached gives LEDGER_UNAVAILABLE (kind `unavailable`, a 503), never a crash.
  * Money: bigint micro-units throughout.
  */
-import { hex, sha256, toBase64 } from '../../attestation/bytes.ts';
+import { hex, sha256, toBase64Url } from '../../attestation/bytes.ts';
 import { configError, rejected } from '../../attestation/errors.ts';
 import type { PaymentTerms, VerifiedOffer } from '../../protocol/offer.ts';
 import type { ReceiptCommitments, ReceiptSigner, ReceiptStatus, SignedReceipt } from '../../protocol/receipt.ts';
@@ -153,7 +153,7 @@ export async function apiKeyHash(apiKey: string): Promise<Uint8Array> {
 /** A fresh 256-bit API key, base64url. */
 export function newApiKey(): string {
   const raw = crypto.getRandomValues(new Uint8Array(32));
-  return `gm_${toBase64(raw).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')}`;
+  return `gm_${toBase64Url(raw)}`;
 }
 
 /** The checked fields of a new account: its id is derived from the key hash (the audit recomputes it). */
