@@ -27,12 +27,10 @@
  * variant before the first round (default 2000: V8's optimizing compiler is still busy with gm's longer path after a
  * few hundred requests, and a server is measured in its steady state).
  */
-import { type ChildProcess, execFileSync, fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createCipheriv, createSecretKey } from 'node:crypto';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { setDefaultBackend } from '../protocol/backend.ts';
 import { nodeBackend } from '../protocol/node/backend-node.ts';
 import { generateKeyConfig } from '../protocol/ohttp.ts';
@@ -40,7 +38,8 @@ import { KEM_MLKEM768_X25519 } from '../protocol/hpke.ts';
 import { acceptSession, initiateSession } from '../protocol/session.ts';
 import { gmProcess, type GmProcess } from '../test/stack/processes.ts';
 import { atLeast, atMost, type BenchRow, interleavedMedians } from './harness.ts';
-import type { LoadRequest, RunResult, Variant } from './routing/loadgen.ts';
+import type { RunResult, Variant } from './routing/loadgen.ts';
+import { cpuTreeUs, LoadGen, proxyProcess } from './routing/processes.ts';
 
 export const title = 'routing: client → enclave → worker → dev-model, each its own process, vs plain Node proxies';
 
@@ -50,56 +49,6 @@ const WARMUP = Number(process.env.GM_BENCH_WARMUP ?? 2000);
 const C = 16;
 /** The CPU rows' common pace, as a share of the gm mode's unpaced rate in the same round: below what gm and the proxy hop can each carry. */
 const PACE = 0.6;
-const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
-
-/** CPU time (µs) of a process and its live descendants, from /proc. */
-function cpuTreeUs(pid: number): number {
-  let ticks = 0;
-  const visit = (p: number) => {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      ticks += Number(f[11]) + Number(f[12]); // utime, stime (fields 14 and 15)
-      for (const t of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/).filter(Boolean)) visit(Number(t));
-    } catch {
-      // a process that just exited contributes nothing more
-    }
-  };
-  visit(pid);
-  return ticks * TICK_US;
-}
-
-function proxyProcess(upstream: string): Promise<GmProcess> {
-  return new Promise((resolve, reject) => {
-    const p = fork(fileURLToPath(new URL('./routing/plain-proxy.ts', import.meta.url)), [upstream], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-    let out = '';
-    p.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1]!, child: p, stop: async () => void (p.exitCode === null && p.kill('SIGTERM')) });
-    });
-    p.once('exit', (c) => reject(new Error(`plain proxy exited ${c}`)));
-  });
-}
-
-class LoadGen {
-  readonly #p: ChildProcess;
-  #queue: ((x: unknown) => void)[] = [];
-  constructor() {
-    this.#p = fork(fileURLToPath(new URL('./routing/loadgen.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    this.#p.on('message', (m) => this.#queue.shift()?.(m));
-  }
-  ask<T>(m: LoadRequest): Promise<T> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push((x) => ((x as { error?: string }).error ? reject(new Error((x as { error: string }).error)) : resolve(x as T)));
-      this.#p.send(m);
-    });
-  }
-  stop(): void {
-    this.#p.send({ op: 'exit' });
-  }
-}
-
 /** The two ways gm is loaded, by their load generator variant. */
 const MODES = [
   { mode: 'live', variant: 'gm' },
@@ -137,6 +86,30 @@ async function stackOf(upstreams: readonly string[], processes: number, router: 
   const workers: GmProcess[] = [];
   for (const u of upstreams) workers.push(await gmProcess(['worker', '--tee', 'sim', '--upstream', u, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], /registered with/, 'ignore'));
   return { enclave, workers };
+}
+
+/** A stack (`stackOf`, one upstream) with a load generator of its own, set up for it; `stop` ends both. */
+interface LoadedStack {
+  readonly stack: Awaited<ReturnType<typeof stackOf>>;
+  readonly load: LoadGen;
+  stop(): Promise<void>;
+}
+
+async function loadedStack(upstream: string, processes: number, router?: readonly string[]): Promise<LoadedStack> {
+  const stack = await stackOf([upstream], processes, router);
+  const load = new LoadGen();
+  const stop = async () => {
+    load.stop();
+    for (const w of stack.workers) await w.stop();
+    await stack.enclave.stop();
+  };
+  try {
+    await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: stack.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { stack, load, stop };
 }
 
 /** The 64-byte chunk seal on a session as the worker makes it per token (`sealNow`), beside a bare node:crypto AES-128-GCM seal. */
@@ -317,14 +290,11 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
   const loads: readonly { readonly mode: Mode; readonly variant: Variant; readonly request?: 'models' }[] = [...MODES, { mode: 'enclave-only', variant: 'gm-raw', request: 'models' }];
   // Both stacks run side by side (an idle stack costs nothing) and take turns, so load from elsewhere on a shared
   // machine falls on both alike; each turn gives one paired ratio.
-  const stacks: Partial<Record<1 | 2, Awaited<ReturnType<typeof stackOf>>>> = {};
-  const gens: Partial<Record<1 | 2, LoadGen>> = {};
+  const stacks: Partial<Record<1 | 2, LoadedStack>> = {};
   const paired: Record<Mode, number[]> = { live: [], pre: [], 'enclave-only': [] };
   try {
     for (const n of [1, 2] as const) {
-      const s = (stacks[n] = await stackOf([upstream], n));
-      const load = (gens[n] = new LoadGen());
-      await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+      const { load } = (stacks[n] = await loadedStack(upstream, n));
       for (const { variant } of MODES) await runOn(load, variant, WARMUP, C); // warm JIT, pools, sessions
       await load.ask({ op: 'prepare', n: WARMUP, request: 'models' });
       await load.ask<RunResult>({ op: 'run', variant: 'gm-raw', n: WARMUP, c: C });
@@ -333,8 +303,7 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
       for (const { mode, variant, request } of r % 2 === 0 ? loads : [...loads].reverse()) {
         const got: Partial<Record<1 | 2, number>> = {};
         for (const n of (r + loads.findIndex((l) => l.mode === mode)) % 2 === 0 ? ([1, 2] as const) : ([2, 1] as const)) {
-          const s = stacks[n]!;
-          const load = gens[n]!;
+          const { stack: s, load } = stacks[n]!;
           if (variant === 'gm-pre' || variant === 'gm-raw') await load.ask({ op: 'prepare', n: REQUESTS, ...(request ? { request } : {}) });
           const pids = { enclave: s.enclave.child.pid!, worker: s.workers[0]!.child.pid!, model: upstreamPid };
           const before = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuTreeUs(pid)]));
@@ -351,11 +320,7 @@ async function multiProcess(upstream: string, upstreamPid: number): Promise<Benc
   } catch (e) {
     return [{ name: 'aggregate throughput, gm enclave --processes 2', value: 0, unit: 'req/s', floorName: 'one process', floor: 1, ratio: 0, target: 'ratio >= 1.6', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
   } finally {
-    for (const n of [1, 2] as const) {
-      gens[n]?.stop();
-      for (const w of stacks[n]?.workers ?? []) await w.stop();
-      await stacks[n]?.enclave.stop();
-    }
+    for (const n of [1, 2] as const) await stacks[n]?.stop();
   }
   const cores = availableParallelism();
   const rows: BenchRow[] = [];
@@ -390,23 +355,21 @@ async function settlement(upstream: string): Promise<BenchRow[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gm-bench-ledger-'));
   const kinds = { first: ['--router', 'first'], market: ['--router', 'market', '--ledger', join(dir, 'ledger.db')] } as const;
   type Kind = keyof typeof kinds;
-  const stacks: Partial<Record<Kind, Awaited<ReturnType<typeof stackOf>>>> = {};
-  const gens: Partial<Record<Kind, LoadGen>> = {};
+  const stacks: Partial<Record<Kind, LoadedStack>> = {};
   const cpu: Record<Kind, number[]> = { first: [], market: [] };
   const rps: Record<Kind, number[]> = { first: [], market: [] };
   try {
     for (const k of ['first', 'market'] as const) {
-      const s = (stacks[k] = await stackOf([upstream], 1, kinds[k]));
-      const load = (gens[k] = new LoadGen());
-      await load.ask({ op: 'setup', urls: { direct: upstream, proxy: upstream, chain: upstream, gm: s.enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: upstream });
+      const { load } = (stacks[k] = await loadedStack(upstream, 1, kinds[k]));
       await runOn(load, 'gm-pre', WARMUP, C);
     }
     for (let r = 0; r < ROUNDS; r++) {
       for (const k of r % 2 === 0 ? (['first', 'market'] as const) : (['market', 'first'] as const)) {
-        const pid = stacks[k]!.enclave.child.pid!;
-        await gens[k]!.ask({ op: 'prepare', n: REQUESTS });
+        const { stack, load } = stacks[k]!;
+        const pid = stack.enclave.child.pid!;
+        await load.ask({ op: 'prepare', n: REQUESTS });
         const before = cpuTreeUs(pid);
-        const x = await gens[k]!.ask<RunResult>({ op: 'run', variant: 'gm-pre', n: REQUESTS, c: C });
+        const x = await load.ask<RunResult>({ op: 'run', variant: 'gm-pre', n: REQUESTS, c: C });
         cpu[k].push((cpuTreeUs(pid) - before) / REQUESTS);
         rps[k].push(x.rps);
       }
@@ -414,11 +377,7 @@ async function settlement(upstream: string): Promise<BenchRow[]> {
   } catch (e) {
     return [{ name: 'enclave CPU per request with settlement', value: 0, unit: 'µs', floorName: '--router first', floor: 1, ratio: 0, target: 'informational', ok: false, note: `not measured: ${(e as Error).message.split('\n')[0]}` }];
   } finally {
-    for (const k of ['first', 'market'] as const) {
-      gens[k]?.stop();
-      for (const w of stacks[k]?.workers ?? []) await w.stop();
-      await stacks[k]?.enclave.stop();
-    }
+    for (const k of ['first', 'market'] as const) await stacks[k]?.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   const info = 'informational (what settlement adds: hold, receipt, group commit to disk)';

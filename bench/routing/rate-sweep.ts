@@ -6,58 +6,42 @@
  *
  *   node bench/routing/rate-sweep.ts [requests=3000] [rounds=3] [rates=500,1000] [C=16]
  */
-import { execFileSync, fork } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { gmProcess } from '../../test/stack/processes.ts';
-import type { LoadRequest, RunResult, Variant } from './loadgen.ts';
+import type { RunResult } from './loadgen.ts';
+import { cpuTreeUs, LoadGen, proxyProcess } from './processes.ts';
 
 const N = Number(process.argv[2] ?? 3000);
 const ROUNDS = Number(process.argv[3] ?? 3);
 const RATES = (process.argv[4] ?? '500,1000').split(',').filter(Boolean).map(Number);
 const C = Number(process.argv[5] ?? 16);
-const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
 
 interface Reading {
   readonly cpuUs: number;
   readonly sleeps: number;
 }
-/** utime + stime (/proc/<pid>/stat fields 14 and 15) and voluntary context switches over all threads. */
+/** CPU time and voluntary context switches over all threads. */
 function read(pid: number): Reading {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   let sleeps = 0;
   for (const t of readdirSync(`/proc/${pid}/task`)) {
     sleeps += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))?.[1] ?? 0);
   }
-  return { cpuUs: (Number(f[11]) + Number(f[12])) * TICK_US, sleeps };
+  return { cpuUs: cpuTreeUs(pid), sleeps };
 }
 
 const model = await gmProcess(['dev-model', '--listen', '127.0.0.1:0', '--name', 'bench', '--token-ms', '0']);
 const enclave = await gmProcess(['enclave', '--tee', 'sim', '--router', 'first', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], undefined, 'ignore');
 const worker = await gmProcess(['worker', '--tee', 'sim', '--upstream', model.url, '--enclave', enclave.url, '--listen', '127.0.0.1:0', '--log-level', 'warn', '--processes', '1'], /registered with/, 'ignore');
-const proxy = fork(fileURLToPath(new URL('./plain-proxy.ts', import.meta.url)), [model.url], { stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
-const proxyUrl = await new Promise<string>((resolve) => {
-  let out = '';
-  proxy.stdout!.on('data', (b: Buffer) => {
-    out += b.toString();
-    const m = /listening on (http:\/\/\S+)/.exec(out);
-    if (m) resolve(m[1]!);
-  });
-});
-const load = fork(fileURLToPath(new URL('./loadgen.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-const ask = <T>(m: LoadRequest) => new Promise<T>((resolve) => {
-  load.once('message', (x) => resolve(x as T));
-  load.send(m);
-});
+const proxy = await proxyProcess(model.url);
+const load = new LoadGen();
 
-await ask({ op: 'setup', urls: { direct: model.url, proxy: proxyUrl, chain: proxyUrl, gm: enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: model.url });
-await ask({ op: 'run', variant: 'gm', n: 2000, c: C }); // warm-up, as the bench
-await ask({ op: 'run', variant: 'proxy', n: 2000, c: C });
+await load.ask({ op: 'setup', urls: { direct: model.url, proxy: proxy.url, chain: proxy.url, gm: enclave.url }, model: 'bench', streamModel: 'bench', streamUrl: model.url });
+await load.ask({ op: 'run', variant: 'gm', n: 2000, c: C }); // warm-up, as the bench
+await load.ask({ op: 'run', variant: 'proxy', n: 2000, c: C });
 
 const procs: Record<'gm-pre' | 'proxy', Record<string, number>> = {
   'gm-pre': { enclave: enclave.child.pid!, worker: worker.child.pid! },
-  proxy: { 'proxy hop': proxy.pid! },
+  proxy: { 'proxy hop': proxy.child.pid! },
 };
 type Key = `${string}@${string}`;
 const out = new Map<Key, { cpu: number[]; sleeps: number[]; rps: number[] }>();
@@ -65,9 +49,9 @@ for (let r = 0; r < ROUNDS; r++) {
   const paces = r % 2 === 0 ? [...RATES, 0] : [0, ...RATES].reverse();
   for (const rps of paces) {
     for (const v of r % 2 === 0 ? (['gm-pre', 'proxy'] as const) : (['proxy', 'gm-pre'] as const)) {
-      if (v === 'gm-pre') await ask({ op: 'prepare', n: N });
+      if (v === 'gm-pre') await load.ask({ op: 'prepare', n: N });
       const before = Object.fromEntries(Object.entries(procs[v]).map(([k, pid]) => [k, read(pid)]));
-      const x = await ask<RunResult>({ op: 'run', variant: v as Variant, n: N, c: C, ...(rps ? { rps } : {}) });
+      const x = await load.ask<RunResult>({ op: 'run', variant: v, n: N, c: C, ...(rps ? { rps } : {}) });
       for (const [k, pid] of Object.entries(procs[v])) {
         const now = read(pid);
         const row = out.get(`${k}@${rps || 'unpaced'}`) ?? { cpu: [], sleeps: [], rps: [] };
@@ -79,8 +63,8 @@ for (let r = 0; r < ROUNDS; r++) {
     }
   }
 }
-load.send({ op: 'exit' });
-proxy.kill('SIGTERM');
+load.stop();
+await proxy.stop();
 await worker.stop();
 await enclave.stop();
 await model.stop();
